@@ -1,0 +1,905 @@
+//! The function manifest, `zerofn.toml`:
+//!
+//! ```toml
+//! name = "hello"              # FunctionName: a DNS label
+//! tenant = "acme"             # TenantName: a DNS label
+//! component = "hello.wasm"    # a plain file name beside the manifest
+//! routes = ["/hello", "/api/..."]
+//!
+//! [limits]                    # optional, as is each key
+//! memory_mb = 64              # 1..=4096
+//! timeout_ms = 1000           # 1..=300000
+//! max_body_kb = 1024          # 0..=65536
+//! ```
+//!
+//! Unknown keys are refused (a misspelt `[limits]` key must not silently fall back to a
+//! default), and every value is parsed into a type that holds its rule.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use crate::error::{excerpt, ManifestError};
+
+/// Largest manifest read; real ones are a few hundred bytes.
+const MAX_MANIFEST_BYTES: usize = 64 * 1024;
+
+/// A parsed, checked `zerofn.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Manifest {
+    /// The function's name, unique within its tenant.
+    pub name: FunctionName,
+    /// The tenant that owns the function; its keys must sign the component.
+    pub tenant: TenantName,
+    /// The component's file name (plain, relative, ending in `.wasm`).
+    pub component: String,
+    /// The HTTP routes the function serves (at least one, no duplicates).
+    pub routes: Vec<Route>,
+    /// Resource limits.
+    pub limits: Limits,
+}
+
+/// Per-invocation resource limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    /// Linear memory cap in MiB, 1..=4096 (default 64).
+    pub memory_mb: u32,
+    /// Wall-clock deadline in milliseconds, 1..=300000 (default 1000).
+    pub timeout_ms: u32,
+    /// Request body cap in KiB, 0..=65536 (default 1024).
+    pub max_body_kb: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_mb: 64,
+            timeout_ms: 1000,
+            max_body_kb: 1024,
+        }
+    }
+}
+
+impl Manifest {
+    /// Parses and checks a manifest. TOML errors carry the line and column and name the key
+    /// (`unknown field `colour``, `missing field `routes``); value errors name the key and the
+    /// allowed values.
+    pub fn from_toml(text: &str) -> Result<Manifest, ManifestError> {
+        if text.len() > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::TooLarge {
+                size: text.len(),
+                limit: MAX_MANIFEST_BYTES,
+            });
+        }
+        let raw: RawManifest = toml::from_str(text).map_err(ManifestError::Toml)?;
+        let name = FunctionName::parse(&raw.name)?;
+        let tenant = TenantName::parse(&raw.tenant)?;
+        check_component(&raw.component)?;
+        if raw.routes.is_empty() {
+            return Err(ManifestError::NoRoutes);
+        }
+        let mut seen = HashSet::new();
+        let mut routes = Vec::with_capacity(raw.routes.len());
+        for text in &raw.routes {
+            let route = Route::parse(text)?;
+            if !seen.insert(route.as_str().to_owned()) {
+                return Err(ManifestError::DuplicateRoute {
+                    route: excerpt(route.as_str()),
+                });
+            }
+            routes.push(route);
+        }
+        let limits = raw.limits.unwrap_or_default().check()?;
+        Ok(Manifest {
+            name,
+            tenant,
+            component: raw.component,
+            routes,
+            limits,
+        })
+    }
+
+    /// The file name of the component's Sigstore bundle: `<component>.sigstore.json`.
+    pub fn bundle_file_name(&self) -> String {
+        format!("{}.sigstore.json", self.component)
+    }
+}
+
+/// The TOML as written; checked into a [`Manifest`] by [`Manifest::from_toml`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    name: String,
+    tenant: String,
+    component: String,
+    routes: Vec<String>,
+    limits: Option<RawLimits>,
+}
+
+/// Integers are read as `i64` (TOML's integer type) so an out-of-range value gets our
+/// message naming the key and range, not serde's.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    memory_mb: Option<i64>,
+    timeout_ms: Option<i64>,
+    max_body_kb: Option<i64>,
+}
+
+impl RawLimits {
+    fn check(self) -> Result<Limits, ManifestError> {
+        let defaults = Limits::default();
+        Ok(Limits {
+            memory_mb: in_range(
+                "limits.memory_mb",
+                self.memory_mb,
+                defaults.memory_mb,
+                1,
+                4096,
+            )?,
+            timeout_ms: in_range(
+                "limits.timeout_ms",
+                self.timeout_ms,
+                defaults.timeout_ms,
+                1,
+                300_000,
+            )?,
+            max_body_kb: in_range(
+                "limits.max_body_kb",
+                self.max_body_kb,
+                defaults.max_body_kb,
+                0,
+                65_536,
+            )?,
+        })
+    }
+}
+
+fn in_range(
+    key: &'static str,
+    value: Option<i64>,
+    default: u32,
+    min: u32,
+    max: u32,
+) -> Result<u32, ManifestError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    u32::try_from(value)
+        .ok()
+        .filter(|v| (min..=max).contains(v))
+        .ok_or(ManifestError::LimitOutOfRange {
+            key,
+            value,
+            min,
+            max,
+        })
+}
+
+/// `component` is a plain file name in the manifest's directory: no path separators, no
+/// `..`, not absolute, only portable file name characters (POSIX 3.282: letters, digits,
+/// `.`, `_`, `-`), ending in `.wasm`.
+fn check_component(component: &str) -> Result<(), ManifestError> {
+    let invalid = |reason: &str| ManifestError::InvalidComponent {
+        component: excerpt(component),
+        reason: reason.to_owned(),
+    };
+    if component.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if component.starts_with('/') || component.starts_with('\\') {
+        return Err(invalid("it is an absolute path"));
+    }
+    if component.contains(['/', '\\']) {
+        return Err(invalid("it contains a path separator"));
+    }
+    if component.contains("..") {
+        return Err(invalid("it contains `..`"));
+    }
+    if component.len() > 255 {
+        return Err(invalid("it is longer than 255 bytes"));
+    }
+    if let Some(c) = component
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(invalid(&format!(
+            "`{}` is not allowed; use letters, digits, `.`, `_` and `-`",
+            c.escape_default()
+        )));
+    }
+    if component.starts_with('.') {
+        return Err(invalid("it starts with `.`"));
+    }
+    if !component.ends_with(".wasm") || component == ".wasm" {
+        return Err(invalid("it does not end in `.wasm`"));
+    }
+    Ok(())
+}
+
+/// Checks a DNS label (RFC 1035 §2.3.1, lowercase only): 1-63 of `a-z`, `0-9`, `-`,
+/// starting with a letter, not ending with `-`. Returns which rule is broken.
+fn check_dns_label(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("it is empty".to_owned());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!("`{}` is not allowed", c.escape_default()));
+    }
+    if name.len() > 63 {
+        return Err(format!("it is {} characters long", name.len()));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err("it does not start with a letter".to_owned());
+    }
+    if name.ends_with('-') {
+        return Err("it ends with `-`".to_owned());
+    }
+    Ok(())
+}
+
+macro_rules! dns_label_newtype {
+    ($(#[$doc:meta])* $name:ident, $variant:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Parses a DNS label: 1-63 lowercase ASCII letters, digits and `-`, starting
+            /// with a letter and not ending with `-`.
+            pub fn parse(s: &str) -> Result<$name, ManifestError> {
+                match check_dns_label(s) {
+                    Ok(()) => Ok($name(s.to_owned())),
+                    Err(reason) => Err(ManifestError::$variant {
+                        name: excerpt(s),
+                        reason,
+                    }),
+                }
+            }
+
+            /// The name.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ManifestError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $name::parse(s)
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                $name::parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+dns_label_newtype!(
+    /// A function's name: a DNS label, so it can appear in host names.
+    FunctionName,
+    InvalidFunctionName
+);
+
+dns_label_newtype!(
+    /// A tenant's name: a DNS label, so it can appear in host names.
+    TenantName,
+    InvalidTenantName
+);
+
+/// Longest route, in bytes.
+const MAX_ROUTE_BYTES: usize = 1024;
+/// A route ending in this segment is a prefix route (Spin's spelling).
+const PREFIX_SUFFIX: &str = "/...";
+
+/// An HTTP route: an absolute URL path (RFC 3986 §3.3, `path-absolute` characters) in
+/// normal form. `/api/...` is a prefix route matching `/api` and everything below it; any
+/// other route matches exactly. Matching is on the raw path, without percent-decoding.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Route(String);
+
+impl Route {
+    /// Parses a route: starts with `/`, at most 1024 bytes, only RFC 3986 path characters
+    /// (unreserved, `%XX`, sub-delims, `:`, `@`, `/`), no `//`, no `.` or `..` segment (nor
+    /// `%2e` spellings of them), no `?` or `#`; `...` only as the last segment.
+    pub fn parse(s: &str) -> Result<Route, ManifestError> {
+        let invalid = |reason: String| ManifestError::InvalidRoute {
+            route: excerpt(s),
+            reason,
+        };
+        if s.len() > MAX_ROUTE_BYTES {
+            return Err(invalid(format!(
+                "it is {} bytes long; the limit is {MAX_ROUTE_BYTES}",
+                s.len()
+            )));
+        }
+        if !s.starts_with('/') {
+            return Err(invalid(
+                "it does not start with `/`; write `/hello`".to_owned(),
+            ));
+        }
+        if s.contains('?') {
+            return Err(invalid(
+                "it contains a query (`?`); a route is a path only".to_owned(),
+            ));
+        }
+        if s.contains('#') {
+            return Err(invalid(
+                "it contains a fragment (`#`); a route is a path only".to_owned(),
+            ));
+        }
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            if c == '%' {
+                let hex = (chars.next(), chars.next());
+                if !matches!(hex, (Some(a), Some(b)) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit())
+                {
+                    return Err(invalid(
+                        "`%` is not followed by two hex digits; write a literal `%` as `%25`"
+                            .to_owned(),
+                    ));
+                }
+            } else if !is_path_char(c) {
+                return Err(invalid(format!(
+                    "`{}` is not allowed in a URL path; percent-encode it",
+                    c.escape_default()
+                )));
+            }
+        }
+        if s.contains("//") {
+            return Err(invalid(
+                "it contains an empty segment (`//`); remove the extra `/`".to_owned(),
+            ));
+        }
+        let body = s.strip_suffix(PREFIX_SUFFIX).unwrap_or(s);
+        for segment in body.split('/') {
+            if is_dot_segment(segment) {
+                return Err(invalid(
+                    "it contains a `.` or `..` segment; write the path without them".to_owned(),
+                ));
+            }
+            if segment == "..." {
+                return Err(invalid(
+                    "`...` may only be the last segment, where it makes a prefix route".to_owned(),
+                ));
+            }
+        }
+        Ok(Route(s.to_owned()))
+    }
+
+    /// The route as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is a prefix route (ends in `/...`).
+    pub fn is_prefix(&self) -> bool {
+        self.0.ends_with(PREFIX_SUFFIX)
+    }
+
+    /// Whether a request path (without query) is served by this route. An exact route
+    /// matches the identical path; `/api/...` matches `/api`, `/api/` and `/api/<anything>`
+    /// but not `/apix`; `/...` matches every path.
+    ///
+    /// A path not in normal form (not starting with `/`, with `//`, a `.`/`..` segment, `?` or
+    /// `#`) matches no route, so `/api/../admin` is not routed by `/api/...`; the gateway
+    /// should refuse or normalise such paths first.
+    pub fn matches(&self, path: &str) -> bool {
+        if !is_normal_path(path) {
+            return false;
+        }
+        match self.0.strip_suffix(PREFIX_SUFFIX) {
+            None => path == self.0,
+            Some(prefix) => {
+                path == prefix
+                    || path
+                        .strip_prefix(prefix)
+                        .is_some_and(|rest| rest.starts_with('/'))
+            }
+        }
+    }
+}
+
+/// RFC 3986 §3.3 `pchar` without `%` (handled by the caller), plus `/`.
+fn is_path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            // unreserved
+            '-' | '.' | '_' | '~'
+            // sub-delims
+            | '!' | '$' | '&' | '\'' | '(' | ')' | '*' | '+' | ',' | ';' | '='
+            | ':' | '@' | '/'
+        )
+}
+
+/// `.` or `..`, including the percent-encoded spellings RFC 3986 §6.2.2.2 normalises to them.
+fn is_dot_segment(segment: &str) -> bool {
+    let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+    decoded == "." || decoded == ".."
+}
+
+fn is_normal_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.contains(['?', '#'])
+        && !path.contains("//")
+        && !path.split('/').any(is_dot_segment)
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Route {
+    type Err = ManifestError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Route::parse(s)
+    }
+}
+
+impl serde::Serialize for Route {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Route {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Route::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MINIMAL: &str = r#"
+name = "hello"
+tenant = "acme"
+component = "hello.wasm"
+routes = ["/hello"]
+"#;
+
+    fn err(text: &str) -> ManifestError {
+        Manifest::from_toml(text).expect_err(text)
+    }
+
+    /// The minimal manifest with one line replaced or added.
+    fn with(key: &str, line: &str) -> String {
+        let mut out: Vec<String> = MINIMAL
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{key} =")))
+            .map(str::to_owned)
+            .collect();
+        out.insert(1, line.to_owned());
+        out.join("\n")
+    }
+
+    #[test]
+    fn minimal_manifest_gets_default_limits() {
+        let manifest = Manifest::from_toml(MINIMAL).unwrap();
+        assert_eq!(manifest.name.as_str(), "hello");
+        assert_eq!(manifest.tenant.as_str(), "acme");
+        assert_eq!(manifest.component, "hello.wasm");
+        assert_eq!(manifest.routes, vec![Route::parse("/hello").unwrap()]);
+        assert_eq!(
+            manifest.limits,
+            Limits {
+                memory_mb: 64,
+                timeout_ms: 1000,
+                max_body_kb: 1024
+            }
+        );
+        assert_eq!(manifest.bundle_file_name(), "hello.wasm.sigstore.json");
+    }
+
+    #[test]
+    fn full_manifest_parses() {
+        let manifest = Manifest::from_toml(
+            r#"
+name = "api-v2"
+tenant = "acme-corp"
+component = "api_v2.component.wasm"
+routes = ["/api/...", "/health", "/users/%7Ebob/profile:v1@x"]
+
+[limits]
+memory_mb = 4096
+timeout_ms = 300000
+max_body_kb = 0
+"#,
+        )
+        .unwrap();
+        assert_eq!(manifest.name.to_string(), "api-v2");
+        assert_eq!(manifest.routes.len(), 3);
+        assert!(manifest.routes[0].is_prefix());
+        assert!(!manifest.routes[1].is_prefix());
+        assert_eq!(
+            manifest.limits,
+            Limits {
+                memory_mb: 4096,
+                timeout_ms: 300_000,
+                max_body_kb: 0
+            }
+        );
+        let json = serde_json::to_value(&manifest).unwrap();
+        assert_eq!(json["name"], "api-v2");
+        assert_eq!(json["routes"][0], "/api/...");
+        assert_eq!(json["limits"]["memory_mb"], 4096);
+    }
+
+    #[test]
+    fn partial_limits_keep_the_other_defaults() {
+        let manifest =
+            Manifest::from_toml(&format!("{MINIMAL}\n[limits]\ntimeout_ms = 5\n")).unwrap();
+        assert_eq!(
+            manifest.limits,
+            Limits {
+                timeout_ms: 5,
+                ..Limits::default()
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let top = err(&format!("{MINIMAL}colour = \"blue\"\n"));
+        assert!(matches!(top, ManifestError::Toml(_)), "{top:?}");
+        let message = top.to_string();
+        assert!(message.contains("unknown field `colour`"), "{message}");
+        assert!(message.contains("line 6"), "{message}");
+
+        let nested = err(&format!("{MINIMAL}[limits]\ncpu = 2\n"));
+        let message = nested.to_string();
+        assert!(message.contains("unknown field `cpu`"), "{message}");
+        assert!(message.contains("memory_mb"), "{message}");
+    }
+
+    #[test]
+    fn missing_keys_are_named() {
+        for key in ["name", "tenant", "component", "routes"] {
+            let text: String = MINIMAL
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{key} =")))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let message = err(&text).to_string();
+            assert!(
+                message.contains(&format!("missing field `{key}`")),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_routes_are_refused() {
+        let e = err(&with("routes", "routes = []"));
+        assert!(matches!(e, ManifestError::NoRoutes), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "`routes` is empty; add at least one route, such as `routes = [\"/hello\"]`"
+        );
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        let long = "a".repeat(64);
+        for (name, reason) in [
+            ("Hello", "`H` is not allowed"),
+            ("-a", "it does not start with a letter"),
+            ("1a", "it does not start with a letter"),
+            ("a-", "it ends with `-`"),
+            ("a_b", "`_` is not allowed"),
+            ("", "it is empty"),
+            (long.as_str(), "it is 64 characters long"),
+            ("héllo", "`\\u{e9}` is not allowed"),
+        ] {
+            let e = err(&with("name", &format!("name = \"{name}\"")));
+            assert!(
+                matches!(e, ManifestError::InvalidFunctionName { .. }),
+                "{name}: {e:?}"
+            );
+            assert_eq!(
+                e.to_string(),
+                format!("function name `{name}` is invalid: {reason}; use 1 to 63 lowercase letters, digits and `-`, starting with a letter and not ending with `-`")
+            );
+            let e = err(&with("tenant", &format!("tenant = \"{name}\"")));
+            assert!(
+                matches!(e, ManifestError::InvalidTenantName { .. }),
+                "{name}: {e:?}"
+            );
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("tenant name `{name}` is invalid: {reason}")),
+                "{e}"
+            );
+        }
+        let max = "a".repeat(63);
+        assert_eq!(FunctionName::parse(&max).unwrap().as_str(), max);
+        assert_eq!(TenantName::parse("a").unwrap().to_string(), "a");
+        assert_eq!(TenantName::parse("a-1").unwrap().as_str(), "a-1");
+    }
+
+    #[test]
+    fn bad_components_are_refused() {
+        for (component, reason) in [
+            ("../x.wasm", "it contains a path separator"),
+            ("/abs.wasm", "it is an absolute path"),
+            ("\\\\abs.wasm", "it is an absolute path"),
+            ("a/b.wasm", "it contains a path separator"),
+            ("a\\\\b.wasm", "it contains a path separator"),
+            ("x.txt", "it does not end in `.wasm`"),
+            ("", "it is empty"),
+            ("..", "it contains `..`"),
+            ("x..wasm", "it contains `..`"),
+            (".wasm", "it starts with `.`"),
+            (
+                "C:x.wasm",
+                "`:` is not allowed; use letters, digits, `.`, `_` and `-`",
+            ),
+            (
+                "a b.wasm",
+                "` ` is not allowed; use letters, digits, `.`, `_` and `-`",
+            ),
+        ] {
+            let e = err(&with("component", &format!("component = \"{component}\"")));
+            assert!(
+                matches!(e, ManifestError::InvalidComponent { .. }),
+                "{component}: {e:?}"
+            );
+            let message = e.to_string();
+            assert!(
+                message.contains(&format!("is invalid: {reason}; use a plain file name")),
+                "{component}: {message}"
+            );
+            assert!(message.starts_with("`component` = `"), "{message}");
+        }
+    }
+
+    #[test]
+    fn bad_routes_are_refused() {
+        let long = format!("/{}", "a".repeat(1024));
+        for (route, reason) in [
+            ("hello", "it does not start with `/`"),
+            ("/a/../b", "it contains a `.` or `..` segment"),
+            ("/a/./b", "it contains a `.` or `..` segment"),
+            ("/a/..", "it contains a `.` or `..` segment"),
+            ("/a/%2e%2E/b", "it contains a `.` or `..` segment"),
+            ("/../...", "it contains a `.` or `..` segment"),
+            ("/a?b=c", "it contains a query (`?`)"),
+            ("/a#frag", "it contains a fragment (`#`)"),
+            ("/a//b", "it contains an empty segment (`//`)"),
+            ("/a b", "` ` is not allowed in a URL path"),
+            ("/a%zz", "`%` is not followed by two hex digits"),
+            ("/a%2", "`%` is not followed by two hex digits"),
+            ("/a/.../b", "`...` may only be the last segment"),
+            ("/é", "`\\u{e9}` is not allowed in a URL path"),
+            (long.as_str(), "it is 1025 bytes long"),
+            ("", "it does not start with `/`"),
+        ] {
+            let e = Route::parse(route).expect_err(route);
+            assert!(
+                matches!(e, ManifestError::InvalidRoute { .. }),
+                "{route}: {e:?}"
+            );
+            let message = e.to_string();
+            assert!(
+                message.contains(&format!("is invalid: {reason}")),
+                "{route}: {message}"
+            );
+        }
+        // Through the manifest too.
+        let e = err(&with("routes", "routes = [\"/ok\", \"nope\"]"));
+        assert_eq!(
+            e.to_string(),
+            "route `nope` is invalid: it does not start with `/`; write `/hello`"
+        );
+    }
+
+    #[test]
+    fn duplicate_routes_are_refused() {
+        let e = err(&with("routes", "routes = [\"/a\", \"/b\", \"/a\"]"));
+        assert!(
+            matches!(&e, ManifestError::DuplicateRoute { route } if route == "/a"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "route `/a` is listed more than once in `routes`; remove the duplicate"
+        );
+    }
+
+    #[test]
+    fn out_of_range_limits_name_the_key_and_range() {
+        for (line, key, value, min, max) in [
+            ("memory_mb = 0", "limits.memory_mb", 0, 1, 4096),
+            ("memory_mb = 4097", "limits.memory_mb", 4097, 1, 4096),
+            ("timeout_ms = 0", "limits.timeout_ms", 0, 1, 300_000),
+            (
+                "timeout_ms = 300001",
+                "limits.timeout_ms",
+                300_001,
+                1,
+                300_000,
+            ),
+            ("max_body_kb = -1", "limits.max_body_kb", -1, 0, 65_536),
+            (
+                "max_body_kb = 65537",
+                "limits.max_body_kb",
+                65_537,
+                0,
+                65_536,
+            ),
+            (
+                "memory_mb = 99999999999",
+                "limits.memory_mb",
+                99_999_999_999,
+                1,
+                4096,
+            ),
+        ] {
+            let e = err(&format!("{MINIMAL}[limits]\n{line}\n"));
+            assert!(
+                matches!(e, ManifestError::LimitOutOfRange { key: k, value: v, min: lo, max: hi }
+                    if k == key && v == value && lo == min && hi == max),
+                "{line}: {e:?}"
+            );
+            assert_eq!(
+                e.to_string(),
+                format!("`{key}` = {value} is out of range; use a value from {min} to {max}")
+            );
+        }
+        let e = err(&format!("{MINIMAL}[limits]\nmemory_mb = \"big\"\n"));
+        let message = e.to_string();
+        assert!(message.contains("memory_mb = \"big\""), "{message}");
+        assert!(
+            message.contains("invalid type: string \"big\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn toml_syntax_errors_carry_line_and_column() {
+        let e = err("name = \"hello\"\ntenant = acme\n");
+        assert!(matches!(e, ManifestError::Toml(_)), "{e:?}");
+        let message = e.to_string();
+        assert!(
+            message.starts_with("manifest is not valid: TOML parse error at line 2, column 10"),
+            "{message}"
+        );
+        let e = err("routes = [\"/a\"");
+        assert!(e.to_string().contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn oversized_manifest_is_refused() {
+        let text = format!("{MINIMAL}#{}", "x".repeat(MAX_MANIFEST_BYTES));
+        assert!(matches!(
+            err(&text),
+            ManifestError::TooLarge {
+                limit: MAX_MANIFEST_BYTES,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn prefix_routes_match_the_prefix_and_below() {
+        let route = Route::parse("/api/...").unwrap();
+        assert!(route.is_prefix());
+        for (path, expected) in [
+            ("/api", true),
+            ("/api/", true),
+            ("/api/x", true),
+            ("/api/x/y", true),
+            ("/apix", false),
+            ("/ap", false),
+            ("/", false),
+            ("/api/../admin", false),
+            ("/api//x", false),
+            ("/api/./x", false),
+            ("/api/%2e%2e/admin", false),
+            ("/api/x?q=1", false),
+            ("api/x", false),
+            ("", false),
+        ] {
+            assert_eq!(route.matches(path), expected, "{path}");
+        }
+        let all = Route::parse("/...").unwrap();
+        assert!(all.matches("/") && all.matches("/anything/below"));
+        assert!(!all.matches("relative"));
+    }
+
+    #[test]
+    fn exact_routes_match_only_themselves() {
+        let route = Route::parse("/hello").unwrap();
+        assert!(!route.is_prefix());
+        assert!(route.matches("/hello"));
+        for path in ["/hello/", "/hello/x", "/hell", "/hellox", "/HELLO"] {
+            assert!(!route.matches(path), "{path}");
+        }
+        assert!(Route::parse("/").unwrap().matches("/"));
+        assert!(!Route::parse("/").unwrap().matches("/x"));
+    }
+
+    #[test]
+    fn names_and_routes_deserialize_through_their_parsers() {
+        let name: FunctionName = serde_json::from_str("\"hello\"").unwrap();
+        assert_eq!(name.as_str(), "hello");
+        let e = serde_json::from_str::<TenantName>("\"Bad\"").unwrap_err();
+        assert!(
+            e.to_string().contains("tenant name `Bad` is invalid"),
+            "{e}"
+        );
+        let e = serde_json::from_str::<Route>("\"x\"").unwrap_err();
+        assert!(e.to_string().contains("route `x` is invalid"), "{e}");
+        assert_eq!("/a/...".parse::<Route>().unwrap().to_string(), "/a/...");
+    }
+
+    proptest! {
+        #[test]
+        fn from_toml_never_panics(text in ".{0,400}") {
+            let _ = Manifest::from_toml(&text);
+        }
+
+        #[test]
+        fn from_toml_never_panics_on_manifest_like_text(
+            name in ".{0,70}",
+            component in ".{0,40}",
+            route in ".{0,40}",
+            memory in any::<i64>(),
+            extra in "[a-z_]{1,10}",
+        ) {
+            let text = format!(
+                "name = {name:?}\ntenant = \"acme\"\ncomponent = {component:?}\nroutes = [{route:?}]\n[limits]\nmemory_mb = {memory}\n{extra} = 1\n"
+            );
+            let _ = Manifest::from_toml(&text);
+        }
+
+        #[test]
+        fn valid_routes_match_themselves(segments in proptest::collection::vec("[a-z0-9~!$&'()*+,;=:@_-]{1,8}", 0..5), prefix in any::<bool>()) {
+            let mut text = format!("/{}", segments.join("/"));
+            if prefix {
+                text = format!("{}/...", text.trim_end_matches('/'));
+            }
+            let route = Route::parse(&text);
+            prop_assume!(route.is_ok()); // e.g. a generated `...` segment
+            let route = route.unwrap();
+            let path = text.strip_suffix("/...").map_or(text.as_str(), |p| if p.is_empty() { "/" } else { p });
+            prop_assert!(route.matches(path), "{} does not match {}", text, path);
+        }
+
+        #[test]
+        fn route_parse_never_panics(text in "/?.{0,60}", path in ".{0,60}") {
+            if let Ok(route) = Route::parse(&text) {
+                let _ = route.matches(&path);
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+#![forbid(unsafe_code)]
+//! Public ingress: accepts HTTP requests from anyone, enforces size and
+//! time limits, routes to the deployed function, runs it in the sandbox and
+//! records one audit record per invocation before the response leaves.
+//!
+//! # Trust
+//! Trusts nothing about a request: header and body sizes are bounded
+//! before anything is buffered, slow senders time out, and the path is the
+//! only thing used to route. Trusts the sandbox to contain the guest and
+//! the audit log to say whether a record is durable.
+//!
+//! # Guarantees
+//! - A response is released only after its audit record is durable; if
+//!   the append fails the caller gets 500 and the guest's response is
+//!   dropped (audit before effect, fail closed).
+//! - Route switches are atomic: a request sees the old or the new table,
+//!   never a mix.
+
+mod errors;
+mod routes;
+mod serve;
+
+pub use errors::error_response;
+pub use routes::{RouteTable, Routes};
+pub use serve::{serve_http, Gateway, GatewayConfig, INVOCATION_HEADER};

@@ -1,0 +1,115 @@
+//! The routing table: path -> loaded function, switched atomically.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use zerofn_admission::Route;
+use zerofn_sandbox::LoadedFunction;
+
+/// An immutable routing table. Lookups take the exact route first, then
+/// the longest matching prefix route.
+#[derive(Default, Clone)]
+pub struct RouteTable {
+    exact: HashMap<String, Arc<LoadedFunction>>,
+    /// Prefix routes, longest first.
+    prefixes: Vec<(Route, Arc<LoadedFunction>)>,
+    /// Functions by `tenant/name`.
+    functions: HashMap<(String, String), Arc<LoadedFunction>>,
+}
+
+impl RouteTable {
+    pub fn lookup(&self, path: &str) -> Option<&Arc<LoadedFunction>> {
+        if let Some(f) = self.exact.get(path) {
+            return Some(f);
+        }
+        self.prefixes
+            .iter()
+            .find(|(route, _)| route.matches(path))
+            .map(|(_, f)| f)
+    }
+
+    pub fn len(&self) -> usize {
+        self.functions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.functions.is_empty()
+    }
+
+    fn rebuild(functions: HashMap<(String, String), Arc<LoadedFunction>>) -> RouteTable {
+        let mut exact = HashMap::new();
+        let mut prefixes = Vec::new();
+        for f in functions.values() {
+            for route in &f.artifact().manifest().routes {
+                if route.is_prefix() {
+                    prefixes.push((route.clone(), f.clone()));
+                } else {
+                    exact.insert(route.as_str().to_owned(), f.clone());
+                }
+            }
+        }
+        prefixes.sort_by_key(|(route, _)| std::cmp::Reverse(route.as_str().len()));
+        RouteTable {
+            exact,
+            prefixes,
+            functions,
+        }
+    }
+}
+
+/// The live table, shared by the gateway and the control plane.
+#[derive(Default, Clone)]
+pub struct Routes {
+    current: Arc<RwLock<Arc<RouteTable>>>,
+}
+
+impl Routes {
+    /// The table in force now; hold it for the whole request.
+    pub fn snapshot(&self) -> Arc<RouteTable> {
+        match self.current.read() {
+            Ok(table) => table.clone(),
+            // A panic while swapping cannot leave a half-built table (the
+            // swap is one pointer store), so the value is still sound.
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut HashMap<(String, String), Arc<LoadedFunction>>)) {
+        let mut guard = match self.current.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut functions = guard.functions.clone();
+        f(&mut functions);
+        *guard = Arc::new(RouteTable::rebuild(functions));
+    }
+
+    /// Serve `function` on its routes, replacing any earlier version of it.
+    pub fn install(&self, function: LoadedFunction) {
+        let m = function.artifact().manifest();
+        let key = (m.tenant.as_str().to_owned(), m.name.as_str().to_owned());
+        let function = Arc::new(function);
+        self.update(move |fns| {
+            fns.insert(key, function);
+        });
+    }
+
+    /// Install many at once (start-up).
+    pub fn install_all(&self, functions: Vec<LoadedFunction>) {
+        self.update(move |fns| {
+            for function in functions {
+                let m = function.artifact().manifest();
+                let key = (m.tenant.as_str().to_owned(), m.name.as_str().to_owned());
+                fns.insert(key, Arc::new(function));
+            }
+        });
+    }
+
+    /// Stop serving a function.
+    pub fn remove(&self, tenant: &str, name: &str) {
+        let key = (tenant.to_owned(), name.to_owned());
+        self.update(move |fns| {
+            fns.remove(&key);
+        });
+    }
+}

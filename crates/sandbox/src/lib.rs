@@ -1,0 +1,38 @@
+#![deny(unsafe_code)]
+//! The sandbox: compiles admitted components and runs each request in a
+//! fresh, locked-down wasmtime instance of the `wasi:http/proxy` world.
+//!
+//! # Trust
+//! Trusts wasmtime to confine a guest to its linear memory and to the host
+//! functions linked here; trusts nothing a guest does or returns. Accepts
+//! only [`zerofn_admission::AdmittedArtifact`]s, so unsigned code cannot
+//! reach the compiler, and checks precompiled code read back from disk
+//! against the SHA-256 recorded when it was produced.
+//!
+//! # Guarantees
+//! - Every request gets a new `Store` and instance: no state survives
+//!   between requests or crosses tenants.
+//! - A guest sees no preopened directories, no environment, no arguments,
+//!   no sockets and no name lookup; the filesystem, sockets and cli
+//!   interfaces that componentize-py and jco guests import are linked but
+//!   find nothing ([`wasi`]). Outbound HTTP is refused ([`outbound`]).
+//! - Memory is capped per function (all memories of the instance together),
+//!   wall-clock time by epoch interruption: every 10 ms tick the guest
+//!   yields to the scheduler and traps once its deadline has passed, so a
+//!   spinning guest holds a core for at most one tick past it.
+//! - stdout/stderr are captured per invocation with a size cap.
+//!
+//! Only the `compile` module uses `unsafe`, to load precompiled code
+//! (see its `SAFETY` comments and SECURITY.md).
+
+mod compile;
+mod engine;
+mod error;
+mod invoke;
+pub mod outbound;
+pub mod wasi;
+
+pub use compile::LoadedFunction;
+pub use engine::{Sandbox, SandboxConfig};
+pub use error::{InvokeError, SandboxError};
+pub use invoke::Invocation;

@@ -1,0 +1,533 @@
+//! The control plane's operations, independent of HTTP: tenants and keys,
+//! deploy and undeploy, restore at start-up, audit queries. Each operation
+//! appends its audit record before its effect becomes visible.
+
+use std::sync::Arc;
+
+use zerofn_admission::{
+    admit, AdmissionError, AdmittedArtifact, Digest, Manifest, ManifestError, PublicKey, Route,
+    TenantName,
+};
+use zerofn_audit::{Action, AuditError, AuditLog, AuditRecord, Outcome, StoredRecord};
+use zerofn_gateway::Routes;
+use zerofn_sandbox::{LoadedFunction, Sandbox, SandboxError};
+use zerofn_store::{DeploymentRow, DeploymentSummary, Store, StoreError, TenantRow};
+
+use crate::clock::now;
+
+/// What went wrong with a control-plane request. Mapped to HTTP statuses
+/// in one place (`api::status_of`).
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("invalid manifest: {0}")]
+    Manifest(#[from] ManifestError),
+    #[error("admission refused: {0}")]
+    Admission(#[from] AdmissionError),
+    #[error("invalid public key: {0}")]
+    InvalidKey(AdmissionError),
+    #[error("admission refused: {0}")]
+    Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ControlError {
+    /// Machine-readable kind for API error bodies.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ControlError::BadRequest(_) => "bad_request",
+            ControlError::Manifest(_) => "invalid_manifest",
+            ControlError::Admission(AdmissionError::BundleMalformed { .. }) => "invalid_bundle",
+            ControlError::Admission(_) => "admission_denied",
+            ControlError::InvalidKey(_) => "invalid_key",
+            ControlError::Sandbox(_) => "invalid_component",
+            ControlError::Store(StoreError::TenantExists(_) | StoreError::KeyExists { .. }) => {
+                "already_exists"
+            }
+            ControlError::Store(StoreError::RouteTaken { .. }) => "route_taken",
+            ControlError::Store(
+                StoreError::NoSuchTenant(_)
+                | StoreError::NoSuchKey { .. }
+                | StoreError::NoSuchDeployment { .. },
+            ) => "not_found",
+            ControlError::Store(_) => "store_error",
+            ControlError::Audit(_) => "audit_unavailable",
+            ControlError::Internal(_) => "internal",
+        }
+    }
+}
+
+/// A deployment as sent to the API.
+pub struct DeployRequest {
+    /// `zerofn.toml` text.
+    pub manifest: String,
+    pub component: Vec<u8>,
+    /// Sigstore bundle JSON.
+    pub bundle: Vec<u8>,
+}
+
+/// The result of a successful deployment.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DeployResponse {
+    pub tenant: String,
+    pub name: String,
+    pub digest: String,
+    pub signer: String,
+    pub routes: Vec<String>,
+}
+
+/// Tenants, deployments and the audit log behind the control API.
+pub struct ControlPlane {
+    store: Store,
+    audit: AuditLog,
+    sandbox: Arc<Sandbox>,
+    routes: Routes,
+}
+
+impl ControlPlane {
+    pub(crate) fn new(
+        store: Store,
+        audit: AuditLog,
+        sandbox: Arc<Sandbox>,
+        routes: Routes,
+    ) -> Self {
+        ControlPlane {
+            store,
+            audit,
+            sandbox,
+            routes,
+        }
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Create a tenant trusting the given public keys (PEM).
+    pub async fn create_tenant(
+        &self,
+        actor: &str,
+        name: &str,
+        keys_pem: &[String],
+    ) -> Result<TenantRow, ControlError> {
+        let record = AuditRecord::new(actor, Action::TenantCreate, Outcome::Deny).tenant(name);
+        let tenant = match TenantName::parse(name) {
+            Ok(t) => t,
+            Err(e) => return self.refused(record, e.into()).await,
+        };
+        let mut keys = Vec::new();
+        for pem in keys_pem {
+            match PublicKey::from_pem(pem) {
+                Ok(k) => keys.push((k.key_id().to_string(), k.to_pem())),
+                Err(e) => return self.refused(record, ControlError::InvalidKey(e)).await,
+            }
+        }
+        let key_ids: Vec<String> = keys.iter().map(|(id, _)| id.clone()).collect();
+        if self
+            .store
+            .list_tenants()
+            .await?
+            .iter()
+            .any(|t| t.name == tenant.as_str())
+        {
+            return self
+                .refused(record, StoreError::TenantExists(name.to_owned()).into())
+                .await;
+        }
+        self.audit
+            .append(
+                AuditRecord::new(actor, Action::TenantCreate, Outcome::Allow)
+                    .tenant(tenant.as_str())
+                    .reason(format!("trusted keys: {}", key_ids.join(", "))),
+            )
+            .await?;
+        let created = now();
+        self.store
+            .create_tenant_with_keys(tenant.as_str(), keys, &created)
+            .await?;
+        Ok(TenantRow {
+            name: tenant.as_str().to_owned(),
+            created_at: created,
+            key_ids,
+        })
+    }
+
+    pub async fn list_tenants(&self) -> Result<Vec<TenantRow>, ControlError> {
+        Ok(self.store.list_tenants().await?)
+    }
+
+    /// Trust one more signing key for a tenant; returns its key id.
+    pub async fn add_key(
+        &self,
+        actor: &str,
+        tenant: &str,
+        pem: &str,
+    ) -> Result<String, ControlError> {
+        let record = AuditRecord::new(actor, Action::TenantKeyAdd, Outcome::Deny).tenant(tenant);
+        let key = match PublicKey::from_pem(pem) {
+            Ok(k) => k,
+            Err(e) => return self.refused(record, ControlError::InvalidKey(e)).await,
+        };
+        let key_id = key.key_id().to_string();
+        let existing = match self.store.tenant_keys(tenant).await {
+            Ok(keys) => keys,
+            Err(e) => return self.refused(record.reason(key_id), e.into()).await,
+        };
+        if existing.iter().any(|k| k.key_id == key_id) {
+            let e = StoreError::KeyExists {
+                tenant: tenant.to_owned(),
+                key_id: key_id.clone(),
+            };
+            return self.refused(record, e.into()).await;
+        }
+        self.audit
+            .append(
+                AuditRecord::new(actor, Action::TenantKeyAdd, Outcome::Allow)
+                    .tenant(tenant)
+                    .reason(key_id.clone()),
+            )
+            .await?;
+        self.store
+            .add_tenant_key(tenant, &key_id, &key.to_pem(), &now())
+            .await?;
+        Ok(key_id)
+    }
+
+    /// Stop trusting a key. Functions it signed keep running until the next
+    /// restart, when they are admitted again and refused.
+    pub async fn remove_key(
+        &self,
+        actor: &str,
+        tenant: &str,
+        key_id: &str,
+    ) -> Result<(), ControlError> {
+        let record = AuditRecord::new(actor, Action::TenantKeyRemove, Outcome::Deny)
+            .tenant(tenant)
+            .reason(key_id);
+        let existing = match self.store.tenant_keys(tenant).await {
+            Ok(keys) => keys,
+            Err(e) => return self.refused(record, e.into()).await,
+        };
+        if !existing.iter().any(|k| k.key_id == key_id) {
+            let e = StoreError::NoSuchKey {
+                tenant: tenant.to_owned(),
+                key_id: key_id.to_owned(),
+            };
+            return self.refused(record, e.into()).await;
+        }
+        self.audit
+            .append(
+                AuditRecord::new(actor, Action::TenantKeyRemove, Outcome::Allow)
+                    .tenant(tenant)
+                    .reason(key_id),
+            )
+            .await?;
+        self.store.remove_tenant_key(tenant, key_id).await?;
+        Ok(())
+    }
+
+    /// Admit, compile, record and route a function. On any failure nothing
+    /// but the audit record of the refusal is stored.
+    pub async fn deploy(
+        &self,
+        actor: &str,
+        req: DeployRequest,
+    ) -> Result<DeployResponse, ControlError> {
+        let digest = Digest::of(&req.component);
+        let record =
+            AuditRecord::new(actor, Action::Deploy, Outcome::Deny).digest(digest.to_string());
+        let manifest = match Manifest::from_toml(&req.manifest) {
+            Ok(m) => m,
+            Err(e) => return self.refused(record, e.into()).await,
+        };
+        let record = record
+            .tenant(manifest.tenant.as_str())
+            .function(manifest.name.as_str());
+        let keys = match self.trusted_keys(manifest.tenant.as_str()).await {
+            Ok(keys) => keys,
+            Err(e) => return self.refused(record, e).await,
+        };
+        let artifact = match admit(manifest, req.component, &req.bundle, &keys) {
+            Ok(a) => a,
+            Err(e) => return self.refused(record, e.into()).await,
+        };
+        if let Err(e) = self.check_routes(artifact.manifest()).await {
+            return self.refused(record, e).await;
+        }
+        let sandbox = self.sandbox.clone();
+        let to_load = artifact.clone();
+        let loaded = match tokio::task::spawn_blocking(move || sandbox.load(to_load, None)).await {
+            Ok(Ok(loaded)) => loaded,
+            Ok(Err(e)) => return self.refused(record, e.into()).await,
+            Err(e) => {
+                return self
+                    .refused(record, ControlError::Internal(e.to_string()))
+                    .await
+            }
+        };
+
+        let m = artifact.manifest();
+        let (tenant, name) = (m.tenant.as_str().to_owned(), m.name.as_str().to_owned());
+        self.audit
+            .append(
+                AuditRecord::new(actor, Action::Deploy, Outcome::Allow)
+                    .tenant(&tenant)
+                    .function(&name)
+                    .digest(artifact.digest().to_string())
+                    .reason(format!("signed by {}", artifact.signer())),
+            )
+            .await?;
+        let row = DeploymentRow {
+            tenant: tenant.clone(),
+            name: name.clone(),
+            digest: artifact.digest().to_string(),
+            signer: artifact.signer().to_string(),
+            manifest: req.manifest,
+            routes: m.routes.iter().map(|r| r.as_str().to_owned()).collect(),
+            component: artifact.component().to_vec(),
+            bundle: req.bundle,
+            deployed_at: now(),
+        };
+        let routes = row.routes.clone();
+        if let Err(e) = self
+            .store
+            .put_deployment(row, Box::new(routes_overlap))
+            .await
+        {
+            let failed = AuditRecord::new(actor, Action::Deploy, Outcome::Error)
+                .tenant(&tenant)
+                .function(&name)
+                .digest(artifact.digest().to_string())
+                .reason(e.to_string());
+            self.audit.append(failed).await?;
+            return Err(e.into());
+        }
+        self.store
+            .set_precompiled_hash(
+                &tenant,
+                &name,
+                &artifact.digest().to_string(),
+                loaded.precompiled_sha256(),
+            )
+            .await?;
+        self.routes.install(loaded);
+        Ok(DeployResponse {
+            tenant,
+            name,
+            digest: artifact.digest().to_string(),
+            signer: artifact.signer().to_string(),
+            routes,
+        })
+    }
+
+    /// Remove a deployment and its routes.
+    pub async fn undeploy(
+        &self,
+        actor: &str,
+        tenant: &str,
+        name: &str,
+    ) -> Result<(), ControlError> {
+        let record = AuditRecord::new(actor, Action::Undeploy, Outcome::Deny)
+            .tenant(tenant)
+            .function(name);
+        let digest = match self.store.deployed_digest(tenant, name).await? {
+            Some(d) => d,
+            None => {
+                let e = StoreError::NoSuchDeployment {
+                    tenant: tenant.to_owned(),
+                    name: name.to_owned(),
+                };
+                return self.refused(record, e.into()).await;
+            }
+        };
+        self.audit
+            .append(
+                AuditRecord::new(actor, Action::Undeploy, Outcome::Allow)
+                    .tenant(tenant)
+                    .function(name)
+                    .digest(digest),
+            )
+            .await?;
+        self.routes.remove(tenant, name);
+        self.store.delete_deployment(tenant, name).await?;
+        Ok(())
+    }
+
+    pub async fn list_functions(&self) -> Result<Vec<DeploymentSummary>, ControlError> {
+        Ok(self.store.list_deployments().await?)
+    }
+
+    pub async fn audit_tail(&self, n: u32) -> Result<Vec<StoredRecord>, ControlError> {
+        Ok(self.audit.tail(n).await?)
+    }
+
+    /// Walk the whole chain (on the blocking pool).
+    pub async fn audit_verify(&self) -> Result<zerofn_audit::ChainHead, ControlError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || zerofn_audit::verify_chain(&store))
+            .await
+            .map_err(|e| ControlError::Internal(e.to_string()))?
+            .map_err(ControlError::Audit)
+    }
+
+    /// Admit every stored deployment again and serve those that pass.
+    /// Returns how many are served.
+    pub(crate) async fn restore(&self) -> Result<usize, ControlError> {
+        let store = self.store.clone();
+        let rows = tokio::task::spawn_blocking(move || store.load_deployments_blocking())
+            .await
+            .map_err(|e| ControlError::Internal(e.to_string()))??;
+        let mut loaded = Vec::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut rows = rows.into_iter();
+        loop {
+            while tasks.len() < parallel {
+                let Some((row, precompiled)) = rows.next() else {
+                    break;
+                };
+                let keys = self.trusted_keys(&row.tenant).await;
+                let sandbox = self.sandbox.clone();
+                tasks.spawn_blocking(move || restore_one(&sandbox, row, precompiled, keys));
+            }
+            let Some(done) = tasks.join_next().await else {
+                break;
+            };
+            match done {
+                Ok(Ok(f)) => loaded.push(f),
+                Ok(Err((who, error))) => {
+                    tracing::warn!(function = %who, %error, "stored deployment refused at start; not serving it");
+                }
+                Err(e) => tracing::error!(error = %e, "restore task failed"),
+            }
+        }
+        let n = loaded.len();
+        self.routes.install_all(loaded);
+        Ok(n)
+    }
+
+    async fn trusted_keys(&self, tenant: &str) -> Result<Vec<PublicKey>, ControlError> {
+        let rows = self.store.tenant_keys(tenant).await?;
+        rows.iter()
+            .map(|k| PublicKey::from_pem(&k.public_key_pem).map_err(ControlError::InvalidKey))
+            .collect()
+    }
+
+    async fn check_routes(&self, manifest: &Manifest) -> Result<(), ControlError> {
+        for other in self.store.list_deployments().await? {
+            if other.tenant == manifest.tenant.as_str() && other.name == manifest.name.as_str() {
+                continue;
+            }
+            for theirs in &other.routes {
+                if let Some(ours) = manifest
+                    .routes
+                    .iter()
+                    .find(|ours| routes_overlap(ours.as_str(), theirs))
+                {
+                    return Err(StoreError::RouteTaken {
+                        route: ours.as_str().to_owned(),
+                        owner: format!("{}/{}", other.tenant, other.name),
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Append the refusal record, then return the error. If even the
+    /// refusal cannot be recorded, that failure is what the caller sees.
+    async fn refused<T>(
+        &self,
+        record: AuditRecord,
+        error: ControlError,
+    ) -> Result<T, ControlError> {
+        self.audit.append(record.reason(error.to_string())).await?;
+        Err(error)
+    }
+
+    /// Deploy without the API (demo start-up).
+    pub(crate) async fn deploy_internal(
+        &self,
+        req: DeployRequest,
+    ) -> Result<DeployResponse, ControlError> {
+        self.deploy("demo", req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::routes_overlap;
+
+    #[test]
+    fn route_overlap_follows_prefix_semantics() {
+        for (a, b, expected) in [
+            ("/a", "/a", true),
+            ("/a", "/b", false),
+            ("/api/...", "/api", true),
+            ("/api/...", "/api/x", true),
+            ("/api/...", "/apix", false),
+            ("/api/...", "/api/v1/...", true),
+            ("/api/v1/...", "/api/v2/...", false),
+            ("/...", "/anything", true),
+        ] {
+            assert_eq!(routes_overlap(a, b), expected, "{a} vs {b}");
+            assert_eq!(routes_overlap(b, a), expected, "{b} vs {a}");
+        }
+    }
+}
+
+fn restore_one(
+    sandbox: &Sandbox,
+    row: DeploymentRow,
+    precompiled: Option<String>,
+    keys: Result<Vec<PublicKey>, ControlError>,
+) -> Result<LoadedFunction, (String, String)> {
+    let who = format!("{}/{}", row.tenant, row.name);
+    let fail = |e: String| (who.clone(), e);
+    let keys = keys.map_err(|e| fail(e.to_string()))?;
+    let manifest = Manifest::from_toml(&row.manifest).map_err(|e| fail(e.to_string()))?;
+    let artifact: AdmittedArtifact =
+        admit(manifest, row.component, &row.bundle, &keys).map_err(|e| fail(e.to_string()))?;
+    if artifact.digest().to_string() != row.digest {
+        return Err(fail(format!(
+            "stored digest `{}` does not match the component `{}`",
+            row.digest,
+            artifact.digest()
+        )));
+    }
+    sandbox
+        .load(artifact, precompiled.as_deref())
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// Whether two route patterns can match the same path.
+fn routes_overlap(a: &str, b: &str) -> bool {
+    match (Route::parse(a), Route::parse(b)) {
+        (Ok(a), Ok(b)) => {
+            // A prefix route `P/...` covers `P` itself, so comparing each
+            // route's base path against the other decides overlap.
+            let base = |r: &Route| -> String {
+                match r.as_str().strip_suffix("/...") {
+                    Some("") => "/".to_owned(),
+                    Some(p) => p.to_owned(),
+                    None => r.as_str().to_owned(),
+                }
+            };
+            a.as_str() == b.as_str() || a.matches(&base(&b)) || b.matches(&base(&a))
+        }
+        // Unparseable stored routes are treated as conflicting: refusing
+        // a deploy is safe, shadowing a route is not.
+        _ => true,
+    }
+}

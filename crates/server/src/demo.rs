@@ -1,0 +1,91 @@
+//! `zerofn up --demo`: deploy the example functions, signed with a demo
+//! key created on first run, into tenant `demo`.
+
+use std::path::Path;
+
+use zerofn_admission::{sign_artifact, Manifest, SigningKey};
+
+use crate::control::{ControlError, ControlPlane, DeployRequest, DeployResponse};
+use crate::datadir::write_private;
+use crate::{DataDir, ServerError};
+
+const DEMO_TENANT: &str = "demo";
+const DEMO_KEY: &str = "demo-signing-key.pem";
+
+fn demo_key(data: &DataDir) -> Result<SigningKey, ServerError> {
+    let path = data.root().join(DEMO_KEY);
+    match std::fs::read_to_string(&path) {
+        Ok(pem) => SigningKey::from_pem(&pem).map_err(|e| ServerError::Demo(e.to_string())),
+        Err(_) => {
+            let key = SigningKey::generate();
+            let pem = key
+                .to_pkcs8_pem()
+                .map_err(|e| ServerError::Demo(e.to_string()))?;
+            write_private(&path, pem.as_bytes())?;
+            Ok(key)
+        }
+    }
+}
+
+/// Deploy every `*/zerofn.toml` function under `dir` whose component is
+/// built. Returns what was deployed.
+pub(crate) async fn deploy_examples(
+    control: &ControlPlane,
+    data: &DataDir,
+    dir: &Path,
+) -> Result<Vec<DeployResponse>, ServerError> {
+    let key = demo_key(data)?;
+    let public = key.public_key();
+    match control
+        .create_tenant("demo", DEMO_TENANT, &[public.to_pem()])
+        .await
+    {
+        Ok(_) => {}
+        Err(ControlError::Store(zerofn_store::StoreError::TenantExists(_))) => {
+            let trusted = control.store().tenant_keys(DEMO_TENANT).await?;
+            if !trusted
+                .iter()
+                .any(|k| k.key_id == public.key_id().to_string())
+            {
+                control
+                    .add_key("demo", DEMO_TENANT, &public.to_pem())
+                    .await?;
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        ServerError::Demo(format!(
+            "cannot read the examples directory `{}`: {e}; build them with `scripts/build-examples`",
+            dir.display()
+        ))
+    })?;
+    let mut dirs: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    dirs.sort();
+    let mut deployed = Vec::new();
+    for fn_dir in dirs {
+        let Ok(manifest_text) = std::fs::read_to_string(fn_dir.join("zerofn.toml")) else {
+            continue;
+        };
+        let manifest = Manifest::from_toml(&manifest_text)
+            .map_err(|e| ServerError::Demo(format!("`{}`: {e}", fn_dir.display())))?;
+        if manifest.tenant.as_str() != DEMO_TENANT {
+            continue;
+        }
+        let Ok(component) = std::fs::read(fn_dir.join(&manifest.component)) else {
+            tracing::warn!(dir = %fn_dir.display(), "example not built; skipping");
+            continue;
+        };
+        let bundle =
+            sign_artifact(&component, &key).map_err(|e| ServerError::Demo(e.to_string()))?;
+        let done = control
+            .deploy_internal(DeployRequest {
+                manifest: manifest_text,
+                component,
+                bundle: bundle.into_bytes(),
+            })
+            .await?;
+        deployed.push(done);
+    }
+    Ok(deployed)
+}

@@ -1,0 +1,32 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Failures of the platform as a whole (start-up, data directory).
+/// Request-level failures are `control::ControlError`.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on `{addr}`; is another process using it?")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} failed")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no zerofn database at `{}`; is this a data directory?", .0.display())]
+    NoDatabase(PathBuf),
+    #[error(transparent)]
+    Store(#[from] zerofn_store::StoreError),
+    #[error(transparent)]
+    Audit(#[from] zerofn_audit::AuditError),
+    #[error(transparent)]
+    Sandbox(#[from] zerofn_sandbox::SandboxError),
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
+    #[error("demo: {0}")]
+    Demo(String),
+}

@@ -1,0 +1,154 @@
+#![forbid(unsafe_code)]
+//! Composition root: opens the store and audit log, builds the sandbox,
+//! re-admits what was deployed, and runs the public gateway and the
+//! control API until told to stop. Wiring only: every check lives in the
+//! crate that owns it.
+//!
+//! # Trust
+//! Trusts the data directory (it holds the database, the code cache and
+//! the operator token). Trusts no control-API caller until the operator
+//! token matches; trusts no deployed byte until admission has verified it,
+//! again after every restart.
+
+mod api;
+mod auth;
+mod clock;
+mod control;
+mod datadir;
+mod demo;
+mod error;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome};
+use zerofn_gateway::{Gateway, Routes};
+use zerofn_sandbox::{Sandbox, SandboxConfig};
+use zerofn_store::Store;
+
+pub use control::{ControlPlane, DeployRequest, DeployResponse};
+pub use datadir::{default_data_dir, ApiEndpoint, DataDir, API_ENDPOINT_FILE, TOKEN_FILE};
+pub use error::ServerError;
+pub use zerofn_gateway::GatewayConfig;
+
+/// Everything `zerofn up` needs.
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    pub data_dir: PathBuf,
+    pub gateway_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    /// Instances that may run at once.
+    pub max_instances: u32,
+    pub gateway: GatewayConfig,
+    /// Deploy the example functions found in this directory, signed with
+    /// the demo key.
+    pub demo_dir: Option<PathBuf>,
+}
+
+/// A running platform.
+pub struct Running {
+    pub gateway_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    pub control: Arc<ControlPlane>,
+    /// Functions deployed by `--demo`.
+    pub demo: Vec<DeployResponse>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Stop accepting, finish in-flight requests, return when both
+    /// listeners are closed.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Start the platform.
+pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
+    let data = DataDir::prepare(&cfg.data_dir)?;
+    let store = Store::open(data.root())?;
+    let audit = AuditLog::open(&store)?;
+    let mut sandbox_cfg = SandboxConfig::new(data.cache_dir());
+    sandbox_cfg.max_instances = cfg.max_instances;
+    let sandbox = Arc::new(Sandbox::new(sandbox_cfg)?);
+    let routes = Routes::default();
+    let control = Arc::new(ControlPlane::new(
+        store.clone(),
+        audit.clone(),
+        sandbox.clone(),
+        routes.clone(),
+    ));
+    let served = control.restore().await?;
+    tracing::info!(functions = served, "restored deployments");
+    audit
+        .append(
+            AuditRecord::new("platform", Action::PlatformStart, Outcome::Allow)
+                .reason(format!("{served} functions restored")),
+        )
+        .await?;
+
+    let gateway_listener = tokio::net::TcpListener::bind(cfg.gateway_addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: cfg.gateway_addr,
+            source,
+        })?;
+    let api_listener = tokio::net::TcpListener::bind(cfg.api_addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: cfg.api_addr,
+            source,
+        })?;
+    let gateway_addr = local_addr(&gateway_listener)?;
+    let api_addr = local_addr(&api_listener)?;
+    let token = data.operator_token()?;
+    data.write_api_endpoint(&ApiEndpoint {
+        url: format!("http://{api_addr}"),
+        gateway_url: format!("http://{gateway_addr}"),
+    })?;
+
+    let demo = match &cfg.demo_dir {
+        Some(dir) => demo::deploy_examples(&control, &data, dir).await?,
+        None => Vec::new(),
+    };
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let gateway = Gateway::new(routes, sandbox, audit.clone(), cfg.gateway.clone());
+    tasks.spawn(gateway.serve(gateway_listener, shutdown_rx.clone()));
+    let api = api::Api::new(control.clone(), token, audit);
+    tasks.spawn(api.serve(api_listener, cfg.gateway.clone(), shutdown_rx));
+
+    Ok(Running {
+        gateway_addr,
+        api_addr,
+        control,
+        demo,
+        shutdown,
+        tasks,
+    })
+}
+
+fn local_addr(l: &tokio::net::TcpListener) -> Result<SocketAddr, ServerError> {
+    l.local_addr().map_err(|source| ServerError::Io {
+        what: "listener address".into(),
+        source,
+    })
+}
+
+/// Walk the audit chain in `data_dir` without a running platform.
+pub fn verify_audit_offline(
+    data_dir: &std::path::Path,
+) -> Result<zerofn_audit::ChainHead, ServerError> {
+    let db = data_dir.join(zerofn_store::DATABASE_FILE);
+    if !db.exists() {
+        return Err(ServerError::NoDatabase(db));
+    }
+    let store = Store::open(data_dir)?;
+    Ok(zerofn_audit::verify_chain(&store)?)
+}

@@ -1,0 +1,146 @@
+//! Raw rows of the audit table. Chaining, hashing and verification belong
+//! to the `audit` crate; this module only moves rows in and out.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::{Store, StoreError};
+
+/// One audit record exactly as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub time: String,
+    pub actor: String,
+    pub action: String,
+    pub tenant: Option<String>,
+    pub function: Option<String>,
+    pub digest: Option<String>,
+    pub decision: String,
+    pub reason: Option<String>,
+    pub duration_us: Option<i64>,
+    pub status: Option<i64>,
+    pub invocation_id: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+const COLUMNS: &str = "seq, time, actor, action, tenant, function, digest, decision, reason, duration_us, status, invocation_id, prev_hash, hash";
+
+fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
+    Ok(AuditRow {
+        seq: r.get(0)?,
+        time: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        tenant: r.get(4)?,
+        function: r.get(5)?,
+        digest: r.get(6)?,
+        decision: r.get(7)?,
+        reason: r.get(8)?,
+        duration_us: r.get(9)?,
+        status: r.get(10)?,
+        invocation_id: r.get(11)?,
+        prev_hash: r.get(12)?,
+        hash: r.get(13)?,
+    })
+}
+
+/// The single connection that appends audit rows. Owned by the audit
+/// writer thread; not shared.
+pub struct AuditWriter {
+    conn: Connection,
+}
+
+impl AuditWriter {
+    pub(crate) fn new(conn: Connection) -> AuditWriter {
+        AuditWriter { conn }
+    }
+
+    /// The newest row's sequence number and hash, if any.
+    pub fn last(&self) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Append rows in one durable transaction: all of them or none.
+    pub fn append_batch(&mut self, rows: &[AuditRow]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(&format!(
+                "INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            ))?;
+            for r in rows {
+                stmt.execute(params![
+                    r.seq,
+                    r.time,
+                    r.actor,
+                    r.action,
+                    r.tenant,
+                    r.function,
+                    r.digest,
+                    r.decision,
+                    r.reason,
+                    r.duration_us,
+                    r.status,
+                    r.invocation_id,
+                    r.prev_hash,
+                    r.hash
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Up to `limit` rows with `seq > after`, oldest first.
+    pub async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
+        self.with_conn(move |conn| audit_page_sync(conn, after, limit))
+            .await
+    }
+
+    /// Blocking variant, for offline verification.
+    pub fn audit_page_blocking(&self, after: i64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
+        self.with_conn_blocking(|conn| audit_page_sync(conn, after, limit))
+    }
+
+    /// The newest `n` rows, oldest first.
+    pub async fn audit_tail(&self, n: u32) -> Result<Vec<AuditRow>, StoreError> {
+        self.with_conn(move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT ?1) ORDER BY seq"
+            ))?;
+            let rows = stmt.query_map([n], read_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    /// Rows of one invocation.
+    pub async fn audit_by_invocation(&self, id: &str) -> Result<Vec<AuditRow>, StoreError> {
+        let id = id.to_owned();
+        self.with_conn(move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM audit WHERE invocation_id = ?1 ORDER BY seq"
+            ))?;
+            let rows = stmt.query_map([id], read_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+}
+
+fn audit_page_sync(conn: &Connection, after: i64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![after, limit], read_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}

@@ -1,0 +1,305 @@
+//! Deployed functions: the admitted component bytes, their bundle and the
+//! manifest, keyed by tenant and function name.
+
+use rusqlite::{params, OptionalExtension};
+
+use crate::{Store, StoreError};
+
+/// A full deployment, including the component and its signature bundle,
+/// so it can be admitted again after a restart.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeploymentRow {
+    pub tenant: String,
+    pub name: String,
+    pub digest: String,
+    pub signer: String,
+    /// The manifest as the deployer sent it (TOML text).
+    pub manifest: String,
+    pub routes: Vec<String>,
+    pub component: Vec<u8>,
+    pub bundle: Vec<u8>,
+    pub deployed_at: String,
+}
+
+impl std::fmt::Debug for DeploymentRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeploymentRow")
+            .field("tenant", &self.tenant)
+            .field("name", &self.name)
+            .field("digest", &self.digest)
+            .field("component_len", &self.component.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A deployment without its bytes, for listings.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeploymentSummary {
+    pub tenant: String,
+    pub name: String,
+    pub digest: String,
+    pub signer: String,
+    pub routes: Vec<String>,
+    pub deployed_at: String,
+}
+
+/// Decides whether two route patterns overlap; supplied by the caller,
+/// which owns route semantics.
+pub type RouteOverlap = Box<dyn Fn(&str, &str) -> bool + Send>;
+
+impl Store {
+    /// Insert or replace a deployment in one transaction, refusing it if
+    /// any of its routes overlaps a route of another function.
+    pub async fn put_deployment(
+        &self,
+        row: DeploymentRow,
+        overlaps: RouteOverlap,
+    ) -> Result<(), StoreError> {
+        self.with_conn(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare(
+                    "SELECT tenant, name, routes FROM deployments WHERE NOT (tenant = ?1 AND name = ?2)",
+                )?;
+                let others = stmt.query_map(params![row.tenant, row.name], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                })?;
+                for other in others {
+                    let (tenant, name, routes) = other?;
+                    for theirs in decode_routes(&routes)? {
+                        if let Some(ours) = row.routes.iter().find(|ours| overlaps(ours, &theirs)) {
+                            return Err(StoreError::RouteTaken {
+                                route: ours.clone(),
+                                owner: format!("{tenant}/{name}"),
+                            });
+                        }
+                    }
+                }
+            }
+            let routes = encode_routes(&row.routes)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO deployments \
+                 (tenant, name, digest, signer, manifest, routes, component, bundle, precompiled_sha256, deployed_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9)",
+                params![
+                    row.tenant,
+                    row.name,
+                    row.digest,
+                    row.signer,
+                    row.manifest,
+                    routes,
+                    row.component,
+                    row.bundle,
+                    row.deployed_at
+                ],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Remove a deployment.
+    pub async fn delete_deployment(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.with_conn(move |conn| {
+            let n = conn.execute(
+                "DELETE FROM deployments WHERE tenant = ?1 AND name = ?2",
+                params![tenant, name],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NoSuchDeployment { tenant, name });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Listing of all deployments, ordered by tenant and name.
+    pub async fn list_deployments(&self) -> Result<Vec<DeploymentSummary>, StoreError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT tenant, name, digest, signer, routes, deployed_at FROM deployments ORDER BY tenant, name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (tenant, name, digest, signer, routes, deployed_at) = row?;
+                out.push(DeploymentSummary {
+                    tenant,
+                    name,
+                    digest,
+                    signer,
+                    routes: decode_routes(&routes)?,
+                    deployed_at,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Every deployment with its bytes and the recorded hash of its
+    /// precompiled code, for start-up.
+    pub fn load_deployments_blocking(
+        &self,
+    ) -> Result<Vec<(DeploymentRow, Option<String>)>, StoreError> {
+        self.with_conn_blocking(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT tenant, name, digest, signer, manifest, routes, component, bundle, deployed_at, precompiled_sha256 \
+                 FROM deployments ORDER BY tenant, name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    DeploymentRow {
+                        tenant: r.get(0)?,
+                        name: r.get(1)?,
+                        digest: r.get(2)?,
+                        signer: r.get(3)?,
+                        manifest: r.get(4)?,
+                        routes: Vec::new(),
+                        component: r.get(6)?,
+                        bundle: r.get(7)?,
+                        deployed_at: r.get(8)?,
+                    },
+                    r.get::<_, String>(5)?,
+                    r.get::<_, Option<String>>(9)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (mut row, routes, precompiled) = row?;
+                row.routes = decode_routes(&routes)?;
+                out.push((row, precompiled));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Record the sha256 of the precompiled code produced for a deployment,
+    /// so the code loaded from disk after a restart can be checked.
+    pub async fn set_precompiled_hash(
+        &self,
+        tenant: &str,
+        name: &str,
+        digest: &str,
+        precompiled_sha256: &str,
+    ) -> Result<(), StoreError> {
+        let (tenant, name, digest, hash) = (
+            tenant.to_owned(),
+            name.to_owned(),
+            digest.to_owned(),
+            precompiled_sha256.to_owned(),
+        );
+        self.with_conn(move |conn| {
+            conn.execute(
+                "UPDATE deployments SET precompiled_sha256 = ?4 WHERE tenant = ?1 AND name = ?2 AND digest = ?3",
+                params![tenant, name, digest, hash],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The digest currently deployed under a name, if any.
+    pub async fn deployed_digest(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.with_conn(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT digest FROM deployments WHERE tenant = ?1 AND name = ?2",
+                    params![tenant, name],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+}
+
+fn encode_routes(routes: &[String]) -> Result<String, StoreError> {
+    // Routes never contain a newline (the manifest parser refuses them);
+    // refuse here too rather than corrupt the encoding.
+    if routes.iter().any(|r| r.contains('\n')) {
+        return Err(StoreError::Corrupt("route contains a newline".into()));
+    }
+    Ok(routes.join("\n"))
+}
+
+fn decode_routes(text: &str) -> Result<Vec<String>, StoreError> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(text.split('\n').map(str::to_owned).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, routes: &[&str]) -> DeploymentRow {
+        DeploymentRow {
+            tenant: "acme".into(),
+            name: name.into(),
+            digest: format!("sha256:{name}"),
+            signer: "k".into(),
+            manifest: String::new(),
+            routes: routes.iter().map(|r| r.to_string()).collect(),
+            component: vec![1, 2, 3],
+            bundle: vec![4],
+            deployed_at: "t".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn route_owned_by_another_function_is_refused_and_nothing_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create_tenant("acme", "t").await.unwrap();
+        let eq: fn() -> RouteOverlap = || Box::new(|a: &str, b: &str| a == b);
+        store
+            .put_deployment(row("a", &["/a", "/x"]), eq())
+            .await
+            .unwrap();
+        let err = store
+            .put_deployment(row("b", &["/b", "/x"]), eq())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::RouteTaken { ref route, ref owner } if route == "/x" && owner == "acme/a")
+        );
+        assert_eq!(store.list_deployments().await.unwrap().len(), 1);
+        // Redeploying the owner with the same route is fine.
+        store.put_deployment(row("a", &["/x"]), eq()).await.unwrap();
+        let loaded = store.load_deployments_blocking().unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].0.routes, ["/x"]);
+        assert_eq!(loaded[0].0.component, [1, 2, 3]);
+        store
+            .set_precompiled_hash("acme", "a", "sha256:a", "h")
+            .await
+            .unwrap();
+        assert_eq!(
+            store.load_deployments_blocking().unwrap()[0].1.as_deref(),
+            Some("h")
+        );
+        store.delete_deployment("acme", "a").await.unwrap();
+        assert!(matches!(
+            store.delete_deployment("acme", "a").await,
+            Err(StoreError::NoSuchDeployment { .. })
+        ));
+    }
+}

@@ -1,0 +1,32 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create or open the data directory `{path}`")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database error")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("tenant `{0}` already exists")]
+    TenantExists(String),
+    #[error("tenant `{0}` does not exist; create it with `zerofn tenant create`")]
+    NoSuchTenant(String),
+    #[error("key `{key_id}` is already trusted for tenant `{tenant}`")]
+    KeyExists { tenant: String, key_id: String },
+    #[error("key `{key_id}` is not trusted for tenant `{tenant}`")]
+    NoSuchKey { tenant: String, key_id: String },
+    #[error("function `{tenant}/{name}` is not deployed")]
+    NoSuchDeployment { tenant: String, name: String },
+    #[error("route `{route}` is already served by `{owner}`; undeploy it or pick another route")]
+    RouteTaken { route: String, owner: String },
+    #[error("the database connection is unusable after an earlier panic")]
+    Poisoned,
+    #[error("a database task failed to complete")]
+    TaskFailed,
+    #[error("stored row is corrupt: {0}")]
+    Corrupt(String),
+}

@@ -1,0 +1,170 @@
+#![forbid(unsafe_code)]
+//! Embedded persistent state: tenants and their signing keys, deployments,
+//! and the raw rows of the audit log, in one SQLite database.
+//!
+//! # Trust
+//! This crate trusts the file system under the data directory and nothing
+//! else. It does not interpret what it stores: deployments arrive already
+//! admitted, audit rows already hashed (the `audit` crate owns chaining and
+//! verification). It guarantees that every write is one transaction (a
+//! failed write changes nothing) and that every method runs its SQL on the
+//! blocking thread pool, never on an async worker.
+//!
+//! Durability: WAL journal with `synchronous=FULL`, so a transaction that
+//! returned `Ok` survives a process kill and a power loss.
+
+mod audit_rows;
+mod deployments;
+mod error;
+mod tenants;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+
+pub use audit_rows::{AuditRow, AuditWriter};
+pub use deployments::{DeploymentRow, DeploymentSummary};
+pub use error::StoreError;
+pub use tenants::{TenantKeyRow, TenantRow};
+
+/// File name of the database inside the data directory.
+pub const DATABASE_FILE: &str = "zerofn.db";
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS tenants (
+    name        TEXT PRIMARY KEY,
+    created_at  TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS tenant_keys (
+    tenant          TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+    key_id          TEXT NOT NULL,
+    public_key_pem  TEXT NOT NULL,
+    added_at        TEXT NOT NULL,
+    PRIMARY KEY (tenant, key_id)
+) STRICT;
+CREATE TABLE IF NOT EXISTS deployments (
+    tenant              TEXT NOT NULL REFERENCES tenants(name),
+    name                TEXT NOT NULL,
+    digest              TEXT NOT NULL,
+    signer              TEXT NOT NULL,
+    manifest            TEXT NOT NULL,
+    routes              TEXT NOT NULL,
+    component           BLOB NOT NULL,
+    bundle              BLOB NOT NULL,
+    precompiled_sha256  TEXT,
+    deployed_at         TEXT NOT NULL,
+    PRIMARY KEY (tenant, name)
+) STRICT;
+CREATE TABLE IF NOT EXISTS audit (
+    seq            INTEGER PRIMARY KEY,
+    time           TEXT NOT NULL,
+    actor          TEXT NOT NULL,
+    action         TEXT NOT NULL,
+    tenant         TEXT,
+    function       TEXT,
+    digest         TEXT,
+    decision       TEXT NOT NULL,
+    reason         TEXT,
+    duration_us    INTEGER,
+    status         INTEGER,
+    invocation_id  TEXT,
+    prev_hash      TEXT NOT NULL,
+    hash           TEXT NOT NULL
+) STRICT;
+"#;
+
+/// Handle to the platform database. Cheap to clone; clones share one
+/// connection for control-plane reads and writes. The audit writer gets its
+/// own connection through [`Store::open_audit_writer`] so invocations never
+/// queue behind control-plane work.
+#[derive(Clone)]
+pub struct Store {
+    path: PathBuf,
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Open (creating if needed) the database in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let path = data_dir.join(DATABASE_FILE);
+        let conn = open_connection(&path)?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store {
+            path,
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A second connection dedicated to appending audit rows.
+    pub fn open_audit_writer(&self) -> Result<AuditWriter, StoreError> {
+        Ok(AuditWriter::new(open_connection(&self.path)?))
+    }
+
+    /// Run `f` with the shared connection on the blocking pool.
+    async fn with_conn<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().map_err(|_| StoreError::Poisoned)?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|_| StoreError::TaskFailed)?
+    }
+
+    /// Synchronous access for callers that are already off the async
+    /// runtime (start-up, offline tools).
+    fn with_conn_blocking<R>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut guard = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        f(&mut guard)
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reopen_keeps_schema_and_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.create_tenant("acme", "t0").await.unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let tenants = store.list_tenants().await.unwrap();
+        assert_eq!(tenants.len(), 1);
+        assert_eq!(tenants[0].name, "acme");
+    }
+}

@@ -1,0 +1,500 @@
+#![forbid(unsafe_code)]
+//! The `zerofn` command: runs the platform (`up`), makes and uses signing
+//! keys, and drives the control API. Argument parsing and output only;
+//! everything else lives in the library crates.
+
+mod client;
+
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use base64::Engine as _;
+use clap::{Args, Parser, Subcommand};
+use http::Method;
+use serde_json::json;
+use zerofn_admission::{sign_artifact, Manifest, PublicKey, SigningKey};
+
+use crate::client::ApiClient;
+
+#[derive(Parser)]
+#[command(
+    name = "zerofn",
+    version,
+    about = "Zero-trust serverless platform for signed WebAssembly functions"
+)]
+struct Cli {
+    /// Data directory of the platform (database, code cache, operator token).
+    #[arg(long, global = true, env = "ZEROFN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform: public gateway and control API.
+    Up(UpArgs),
+    /// Write a new ECDSA P-256 signing key pair: KEY (0600) and KEY.pub.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign an artifact: writes ARTIFACT.sigstore.json (Sigstore bundle v0.3).
+    Sign {
+        artifact: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write the bundle (default ARTIFACT.sigstore.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Manage tenants and the keys allowed to sign for them.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Deploy the function in DIR (zerofn.toml, component, bundle).
+    Deploy { dir: PathBuf },
+    /// List deployed functions.
+    Functions {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a deployed function.
+    Undeploy { tenant: String, name: String },
+    /// Inspect and verify the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Args)]
+struct UpArgs {
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    gateway_addr: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    api_addr: SocketAddr,
+    /// Also deploy the example functions, signed with a demo key.
+    #[arg(long)]
+    demo: bool,
+    /// Where the built example functions are (with --demo).
+    #[arg(long, default_value = "examples/build")]
+    demo_dir: PathBuf,
+    /// Function instances that may run at once.
+    #[arg(long, default_value_t = 256)]
+    max_instances: u32,
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant trusting one or more signing keys.
+    Create {
+        tenant: String,
+        #[arg(long = "signing-key", required = true)]
+        signing_keys: Vec<PathBuf>,
+    },
+    /// Trust one more signing key for a tenant.
+    AddKey { tenant: String, key: PathBuf },
+    /// Stop trusting a key (by key id, `sha256:<hex>`).
+    RemoveKey { tenant: String, key_id: String },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain; exit non-zero at the first broken link.
+    Verify,
+    /// Show the newest records.
+    Tail {
+        #[arg(short = 'n', default_value_t = 20)]
+        n: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, without control characters.
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace(['\n', '\r'], " ")
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let data_dir = cli.data_dir.unwrap_or_else(zerofn_server::default_data_dir);
+    match cli.command {
+        Command::Up(args) => up(data_dir, args).await,
+        Command::Keygen { out } => keygen(&out),
+        Command::Sign { artifact, key, out } => sign(&artifact, &key, out),
+        Command::Tenant(cmd) => tenant(&data_dir, cmd).await,
+        Command::Deploy { dir } => deploy(&data_dir, &dir).await,
+        Command::Functions { json } => functions(&data_dir, json).await,
+        Command::Undeploy { tenant, name } => {
+            let api = ApiClient::discover(&data_dir)?;
+            api.call(
+                Method::DELETE,
+                &format!("/v1/functions/{tenant}/{name}"),
+                None,
+            )
+            .await?;
+            println!("undeployed {tenant}/{name}");
+            Ok(())
+        }
+        Command::Audit(cmd) => audit(&data_dir, cmd).await,
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
+    init_logging();
+    let cfg = zerofn_server::PlatformConfig {
+        data_dir,
+        gateway_addr: args.gateway_addr,
+        api_addr: args.api_addr,
+        max_instances: args.max_instances,
+        gateway: zerofn_gateway_config(),
+        demo_dir: args.demo.then_some(args.demo_dir),
+    };
+    let running = zerofn_server::up(cfg).await?;
+    println!("gateway listening on http://{}", running.gateway_addr);
+    println!("api listening on http://{}", running.api_addr);
+    for f in &running.demo {
+        for route in &f.routes {
+            let path = route.trim_end_matches("/...");
+            println!(
+                "demo: {}/{} ({}) -> curl -s http://{}{}",
+                f.tenant, f.name, f.digest, running.gateway_addr, path
+            );
+        }
+    }
+    wait_for_signal().await?;
+    eprintln!("shutting down: finishing in-flight requests");
+    running.stop().await;
+    Ok(())
+}
+
+fn zerofn_gateway_config() -> zerofn_server::GatewayConfig {
+    zerofn_server::GatewayConfig::default()
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+fn keygen(out: &Path) -> Result<()> {
+    let key = SigningKey::generate();
+    let pem = key.to_pkcs8_pem().context("encoding the private key")?;
+    let pub_path = append_ext(out, "pub");
+    if out.exists() || pub_path.exists() {
+        bail!(
+            "`{}` or `{}` already exists; refusing to overwrite a key",
+            out.display(),
+            pub_path.display()
+        );
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("creating `{}`", out.display()))?;
+    std::io::Write::write_all(&mut f, pem.as_bytes())
+        .with_context(|| format!("writing `{}`", out.display()))?;
+    let public = key.public_key();
+    std::fs::write(&pub_path, public.to_pem())
+        .with_context(|| format!("writing `{}`", pub_path.display()))?;
+    println!(
+        "wrote {} and {} (key id {})",
+        out.display(),
+        pub_path.display(),
+        public.key_id()
+    );
+    Ok(())
+}
+
+fn append_ext(path: &Path, ext: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".");
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+fn sign(artifact: &Path, key_path: &Path, out: Option<PathBuf>) -> Result<()> {
+    let pem = std::fs::read_to_string(key_path)
+        .with_context(|| format!("cannot read signing key `{}`", key_path.display()))?;
+    let key = SigningKey::from_pem(&pem)
+        .with_context(|| format!("`{}` is not a usable signing key", key_path.display()))?;
+    let bytes = std::fs::read(artifact)
+        .with_context(|| format!("cannot read artifact `{}`", artifact.display()))?;
+    let bundle = sign_artifact(&bytes, &key)?;
+    let out = out.unwrap_or_else(|| append_ext(artifact, "sigstore.json"));
+    std::fs::write(&out, bundle).with_context(|| format!("writing `{}`", out.display()))?;
+    println!(
+        "wrote {} (signed {} with key {})",
+        out.display(),
+        zerofn_admission::Digest::of(&bytes),
+        key.public_key().key_id()
+    );
+    Ok(())
+}
+
+fn read_public_key(path: &Path) -> Result<String> {
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read public key `{}`", path.display()))?;
+    PublicKey::from_pem(&pem)
+        .with_context(|| format!("`{}` is not a usable public key", path.display()))?;
+    Ok(pem)
+}
+
+async fn tenant(data_dir: &Path, cmd: TenantCommand) -> Result<()> {
+    match cmd {
+        TenantCommand::Create {
+            tenant,
+            signing_keys,
+        } => {
+            let keys = signing_keys
+                .iter()
+                .map(|p| read_public_key(p))
+                .collect::<Result<Vec<_>>>()?;
+            let api = ApiClient::discover(data_dir)?;
+            let v = api
+                .call(
+                    Method::POST,
+                    "/v1/tenants",
+                    Some(json!({ "name": tenant, "signing_keys": keys })),
+                )
+                .await?;
+            println!(
+                "created tenant {tenant} trusting {}",
+                join_strings(v.get("key_ids"))
+            );
+        }
+        TenantCommand::AddKey { tenant, key } => {
+            let pem = read_public_key(&key)?;
+            let api = ApiClient::discover(data_dir)?;
+            let v = api
+                .call(
+                    Method::POST,
+                    &format!("/v1/tenants/{tenant}/keys"),
+                    Some(json!({ "public_key": pem })),
+                )
+                .await?;
+            println!(
+                "tenant {tenant} now trusts {}",
+                v.get("key_id").and_then(|k| k.as_str()).unwrap_or("?")
+            );
+        }
+        TenantCommand::RemoveKey { tenant, key_id } => {
+            let api = ApiClient::discover(data_dir)?;
+            api.call(
+                Method::DELETE,
+                &format!("/v1/tenants/{tenant}/keys/{key_id}"),
+                None,
+            )
+            .await?;
+            println!("tenant {tenant} no longer trusts {key_id}");
+        }
+        TenantCommand::List { json } => {
+            let api = ApiClient::discover(data_dir)?;
+            let v = api.call(Method::GET, "/v1/tenants", None).await?;
+            let tenants = v.get("tenants").cloned().unwrap_or_default();
+            if json {
+                println!("{tenants}");
+            } else {
+                for t in tenants.as_array().into_iter().flatten() {
+                    println!("{}\t{}", str_of(t, "name"), join_strings(t.get("key_ids")));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn str_of<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
+    v.get(key).and_then(|s| s.as_str()).unwrap_or("")
+}
+
+fn join_strings(v: Option<&serde_json::Value>) -> String {
+    v.and_then(|a| a.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+async fn deploy(data_dir: &Path, dir: &Path) -> Result<()> {
+    let manifest_path = dir.join("zerofn.toml");
+    let manifest_text = std::fs::read_to_string(&manifest_path)
+        .with_context(|| format!("cannot read manifest `{}`", manifest_path.display()))?;
+    let manifest = Manifest::from_toml(&manifest_text)
+        .with_context(|| format!("invalid manifest `{}`", manifest_path.display()))?;
+    let component_path = dir.join(&manifest.component);
+    let component = std::fs::read(&component_path).with_context(|| {
+        format!(
+            "cannot read component `{}` named by the manifest",
+            component_path.display()
+        )
+    })?;
+    let bundle_path = dir.join(manifest.bundle_file_name());
+    let bundle = std::fs::read_to_string(&bundle_path).with_context(|| {
+        format!(
+            "cannot read signature bundle `{}`; sign the component with `zerofn sign`",
+            bundle_path.display()
+        )
+    })?;
+    let api = ApiClient::discover(data_dir)?;
+    let v = api
+        .call(
+            Method::POST,
+            "/v1/deployments",
+            Some(json!({
+                "manifest": manifest_text,
+                "component": base64::engine::general_purpose::STANDARD.encode(&component),
+                "bundle": bundle,
+            })),
+        )
+        .await?;
+    println!(
+        "deployed {}/{} {} signed by {} on {}",
+        str_of(&v, "tenant"),
+        str_of(&v, "name"),
+        str_of(&v, "digest"),
+        str_of(&v, "signer"),
+        join_strings(v.get("routes"))
+    );
+    Ok(())
+}
+
+async fn functions(data_dir: &Path, as_json: bool) -> Result<()> {
+    let api = ApiClient::discover(data_dir)?;
+    let v = api.call(Method::GET, "/v1/functions", None).await?;
+    let fns = v.get("functions").cloned().unwrap_or_default();
+    if as_json {
+        println!("{fns}");
+        return Ok(());
+    }
+    println!("TENANT\tNAME\tDIGEST\tSIGNER\tROUTES\tDEPLOYED");
+    for f in fns.as_array().into_iter().flatten() {
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            str_of(f, "tenant"),
+            str_of(f, "name"),
+            str_of(f, "digest"),
+            str_of(f, "signer"),
+            join_strings(f.get("routes")),
+            str_of(f, "deployed_at")
+        );
+    }
+    Ok(())
+}
+
+async fn audit(data_dir: &Path, cmd: AuditCommand) -> Result<()> {
+    match cmd {
+        AuditCommand::Verify => {
+            let api = ApiClient::discover(data_dir);
+            let result = match api {
+                Ok(api) => match api.call(Method::GET, "/v1/audit/verify", None).await {
+                    Ok(v) => Some(v),
+                    Err(e) if std::env::var_os("ZEROFN_API_URL").is_some() => return Err(e),
+                    Err(_) => None,
+                },
+                Err(_) => None,
+            };
+            let v = match result {
+                Some(v) => v,
+                // No platform running: verify the database directly.
+                None => match zerofn_server::verify_audit_offline(data_dir) {
+                    Ok(head) => json!({ "ok": true, "records": head.records, "head": head.hash }),
+                    Err(zerofn_server::ServerError::Audit(
+                        zerofn_audit::AuditError::ChainBroken { seq, problem },
+                    )) => json!({ "ok": false, "broken_at": seq, "problem": problem }),
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            if v.get("ok").and_then(|o| o.as_bool()) == Some(true) {
+                println!(
+                    "audit chain intact: {} records, head {}",
+                    v.get("records").and_then(|r| r.as_i64()).unwrap_or(0),
+                    str_of(&v, "head")
+                );
+                Ok(())
+            } else {
+                bail!(
+                    "audit chain broken at record {}: {}",
+                    v.get("broken_at").and_then(|r| r.as_i64()).unwrap_or(0),
+                    str_of(&v, "problem")
+                )
+            }
+        }
+        AuditCommand::Tail { n, json } => {
+            let api = ApiClient::discover(data_dir)?;
+            let v = api
+                .call(Method::GET, &format!("/v1/audit?n={n}"), None)
+                .await?;
+            let records = v.get("records").cloned().unwrap_or_default();
+            for r in records.as_array().into_iter().flatten() {
+                if json {
+                    println!("{r}");
+                } else {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                        r.get("seq").and_then(|s| s.as_i64()).unwrap_or(0),
+                        str_of(r, "time"),
+                        str_of(r, "actor"),
+                        str_of(r, "action"),
+                        [str_of(r, "tenant"), str_of(r, "function")]
+                            .iter()
+                            .filter(|s| !s.is_empty())
+                            .copied()
+                            .collect::<Vec<_>>()
+                            .join("/"),
+                        str_of(r, "decision"),
+                        str_of(r, "reason").escape_debug()
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}

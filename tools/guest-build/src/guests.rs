@@ -1,0 +1,162 @@
+//! Discovery of the example guests under `examples/`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+/// The language (and therefore toolchain) of a guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestKind {
+    /// `*.c` sources compiled with clang + wasi-libc.
+    C,
+    /// An `app.py` module packaged with componentize-py.
+    Python,
+}
+
+impl fmt::Display for GuestKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::C => "c",
+            Self::Python => "python",
+        })
+    }
+}
+
+/// One example guest: `examples/<name>/`.
+#[derive(Clone, Debug)]
+pub struct Guest {
+    pub name: String,
+    pub dir: PathBuf,
+    pub kind: GuestKind,
+}
+
+/// The Python module every Python guest must provide.
+pub const PYTHON_APP_MODULE: &str = "app";
+
+/// Finds every guest directory under `examples_dir`, sorted by name.
+///
+/// Directories whose names start with `_` or `.` (shared code such as
+/// `_c-common/`) and directories that hold neither C sources nor `app.py`
+/// are skipped; a directory holding both is an error because it is
+/// ambiguous.
+pub fn discover(examples_dir: &Path) -> Result<Vec<Guest>> {
+    let entries = std::fs::read_dir(examples_dir)
+        .with_context(|| format!("cannot read examples directory {}", examples_dir.display()))?;
+    let mut guests = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read {}", examples_dir.display()))?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let dir = entry.path();
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            bail!("example directory name is not UTF-8: {}", dir.display());
+        };
+        // `_c-common/` and friends hold shared code, not guests.
+        if name.starts_with(['_', '.']) {
+            continue;
+        }
+        let has_c = !c_sources(&dir)?.is_empty();
+        let has_py = dir.join(format!("{PYTHON_APP_MODULE}.py")).is_file();
+        let kind = match (has_c, has_py) {
+            (true, false) => GuestKind::C,
+            (false, true) => GuestKind::Python,
+            (false, false) => continue,
+            (true, true) => bail!(
+                "{} holds both C sources and {PYTHON_APP_MODULE}.py; a guest must be one or the other",
+                dir.display()
+            ),
+        };
+        if !is_valid_name(&name) {
+            bail!(
+                "example directory name `{name}` must be lowercase ASCII letters, digits and `-`"
+            );
+        }
+        guests.push(Guest { name, dir, kind });
+    }
+    guests.sort_by(|a, b| a.name.cmp(&b.name));
+    if guests.is_empty() {
+        bail!("no example guests found under {}", examples_dir.display());
+    }
+    Ok(guests)
+}
+
+/// Keeps only the guests named in `only` (all of them when `only` is empty).
+pub fn select(all: Vec<Guest>, only: &[String]) -> Result<Vec<Guest>> {
+    if only.is_empty() {
+        return Ok(all);
+    }
+    let unknown: Vec<&str> = only
+        .iter()
+        .filter(|name| !all.iter().any(|g| &g.name == *name))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = all.iter().map(|g| g.name.as_str()).collect();
+        bail!(
+            "unknown guest(s): {}; known guests: {}",
+            unknown.join(", "),
+            known.join(", ")
+        );
+    }
+    Ok(all.into_iter().filter(|g| only.contains(&g.name)).collect())
+}
+
+/// The `*.c` files directly inside `dir`, sorted.
+pub fn c_sources(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut sources = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_file() && path.extension().is_some_and(|ext| ext == "c") {
+            sources.push(path);
+        }
+    }
+    sources.sort();
+    Ok(sources)
+}
+
+/// Guest names end up in file names and on command lines; keep them boring.
+fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_valid_name("hello-c"));
+        assert!(!is_valid_name("../x"));
+        assert!(!is_valid_name("-x"));
+        assert!(!is_valid_name(""));
+    }
+
+    #[test]
+    fn discovers_and_selects() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("a-c")).unwrap();
+        std::fs::write(dir.path().join("a-c/main.c"), "").unwrap();
+        std::fs::create_dir(dir.path().join("b-py")).unwrap();
+        std::fs::write(dir.path().join("b-py/app.py"), "").unwrap();
+        std::fs::create_dir(dir.path().join("notes")).unwrap();
+        std::fs::create_dir(dir.path().join("_shared")).unwrap();
+        std::fs::write(dir.path().join("_shared/util.c"), "").unwrap();
+        let all = discover(dir.path()).unwrap();
+        let summary: Vec<_> = all.iter().map(|g| (g.name.as_str(), g.kind)).collect();
+        assert_eq!(
+            summary,
+            [("a-c", GuestKind::C), ("b-py", GuestKind::Python)]
+        );
+
+        let only = select(all.clone(), &["b-py".to_owned()]).unwrap();
+        assert_eq!(only.len(), 1);
+        let err = select(all, &["nope".to_owned()]).unwrap_err();
+        assert!(err.to_string().contains("unknown guest"), "{err}");
+    }
+}

@@ -1,0 +1,322 @@
+//! `zerofn-guest-build`: builds the example guests under `examples/` from
+//! source into WebAssembly components targeting the `wasi:http/proxy` world.
+//!
+//! ```text
+//! cargo run -q -p zerofn-guest-build -- --out DIR [--only NAME]... [--wit DIR] [--force]
+//! cargo run -q -p zerofn-guest-build -- --c-bindings DIR   # proxy.h etc., for editors
+//! ```
+//!
+//! Every directory `examples/<name>/` is one guest:
+//!
+//! * a directory holding `*.c` files is a **C guest**: C bindings for the
+//!   `wasi:http/proxy` world are generated with the `wit-bindgen-c` library,
+//!   everything is compiled with clang against wasi-libc into a core module
+//!   (`wasm32-wasi`, reactor model), and the core module is wrapped into a
+//!   component with `wit-component` and the WASI preview1 *proxy* adapter.
+//!   The result is checked to import nothing beyond the proxy world.
+//! * a directory holding `app.py` is a **Python guest**, built with
+//!   `componentize-py` against the same WIT.
+//!
+//! The WIT comes from the `wasmtime-wasi-http` crate the workspace depends on
+//! (found through `cargo metadata`), so guests and host always agree on the
+//! interface versions.
+//!
+//! Outputs land in `DIR/<name>.wasm`. Next to each one, `DIR/<name>.inputs-sha256`
+//! records a hash of everything that went into it (guest sources, WIT files,
+//! toolchain versions and this tool's own recipe); a guest whose recorded hash
+//! matches is not rebuilt, so reruns are instant.
+
+mod cache;
+mod cguest;
+mod check;
+mod guests;
+mod pyguest;
+mod toolchain;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::guests::{Guest, GuestKind};
+use crate::toolchain::Toolchains;
+
+const USAGE: &str = "\
+usage: zerofn-guest-build --out DIR [--only NAME]... [--wit DIR] [--force]
+       zerofn-guest-build --c-bindings DIR [--wit DIR]
+
+Builds every example guest under examples/ into DIR/<name>.wasm
+(WebAssembly components for the wasi:http/proxy world).
+
+options:
+  --out DIR     output (and cache) directory; created if missing
+  --only NAME   build only this guest; may be repeated
+  --wit DIR     WIT directory to build against (default: the wit/ directory
+                of the wasmtime-wasi-http crate this workspace uses)
+  --force       rebuild even when the cached output is up to date
+  --list        list the example guests and exit
+  --c-bindings DIR
+                write the generated C bindings (proxy.h, proxy.c,
+                proxy_component_type.o) to DIR and exit
+  -h, --help    show this help
+
+environment:
+  ZEROFN_CLANG            clang to use (default: clang-14, then clang)
+  WASI_SYSROOT            wasi-libc sysroot (default: /usr, /usr/share/wasi-sysroot,
+                          /opt/wasi-sdk/share/wasi-sysroot)
+  ZEROFN_COMPONENTIZE_PY  componentize-py to use (default: componentize-py)";
+
+/// Parsed command line.
+#[derive(Debug, Default)]
+struct Args {
+    out: Option<PathBuf>,
+    only: Vec<String>,
+    wit: Option<PathBuf>,
+    c_bindings: Option<PathBuf>,
+    force: bool,
+    list: bool,
+    help: bool,
+}
+
+impl Args {
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Self> {
+        let mut parsed = Self::default();
+        while let Some(arg) = args.next() {
+            // Accept both `--flag VALUE` and `--flag=VALUE`.
+            let (flag, inline) = match arg.split_once('=') {
+                Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value)),
+                _ => (arg.clone(), None),
+            };
+            let mut value = |name: &str| -> Result<String> {
+                match inline {
+                    Some(v) => Ok(v.to_owned()),
+                    None => args
+                        .next()
+                        .with_context(|| format!("{name} needs a value\n\n{USAGE}")),
+                }
+            };
+            match flag.as_str() {
+                "--out" => parsed.out = Some(PathBuf::from(value("--out")?)),
+                "--only" => parsed.only.push(value("--only")?),
+                "--wit" => parsed.wit = Some(PathBuf::from(value("--wit")?)),
+                "--c-bindings" => {
+                    parsed.c_bindings = Some(PathBuf::from(value("--c-bindings")?));
+                }
+                "--force" if inline.is_none() => parsed.force = true,
+                "--list" if inline.is_none() => parsed.list = true,
+                "-h" | "--help" if inline.is_none() => parsed.help = true,
+                _ => bail!("unexpected argument `{arg}`\n\n{USAGE}"),
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<ExitCode> {
+    let args = Args::parse(std::env::args().skip(1))?;
+    if args.help {
+        println!("{USAGE}");
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let workspace = workspace_root();
+    if let Some(dir) = &args.c_bindings {
+        let toolchains = Toolchains::probe(&workspace, args.wit.as_deref(), false, false)?;
+        cguest::write_bindings(&toolchains.wit, dir)?;
+        println!(
+            "wrote C bindings for {} to {}",
+            toolchain::PROXY_WORLD,
+            dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let examples_dir = workspace.join("examples");
+    let all = guests::discover(&examples_dir)?;
+    if args.list {
+        for guest in &all {
+            println!("{:<12} {}", guest.name, guest.kind);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let selected = guests::select(all, &args.only)?;
+
+    let out_dir = args
+        .out
+        .clone()
+        .with_context(|| format!("--out DIR is required\n\n{USAGE}"))?;
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create output directory {}", out_dir.display()))?;
+
+    // Probe only the toolchains the selected guests need, and do it before
+    // building anything so a missing toolchain fails fast and clearly.
+    let needs_c = selected.iter().any(|g| g.kind == GuestKind::C);
+    let needs_py = selected.iter().any(|g| g.kind == GuestKind::Python);
+    let toolchains = Toolchains::probe(&workspace, args.wit.as_deref(), needs_c, needs_py)?;
+
+    let failures = build_all(&selected, &toolchains, &out_dir, args.force);
+    if failures == 0 {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "error: {failures} of {} guest(s) failed to build",
+            selected.len()
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// The workspace root, two levels above this crate's manifest directory.
+fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .ancestors()
+        .nth(2)
+        .unwrap_or(manifest_dir)
+        .to_path_buf()
+}
+
+/// What happened to one guest.
+enum Outcome {
+    Built(Duration),
+    Cached,
+}
+
+/// Builds the guests on a few worker threads, printing one line per guest as
+/// it finishes. Returns the number of guests that failed.
+fn build_all(guests: &[Guest], toolchains: &Toolchains, out_dir: &Path, force: bool) -> usize {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, guests.len().max(1));
+    let next = AtomicUsize::new(0);
+    let failures = AtomicUsize::new(0);
+    let stdout = Mutex::new(());
+
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                while let Some(guest) = guests.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let result = build_one(guest, toolchains, out_dir, force);
+                    let line = match &result {
+                        Ok((outcome, summary)) => format_line(guest, outcome, summary),
+                        Err(err) => format!("{:<12} {:<6} FAILED: {err:#}", guest.name, guest.kind),
+                    };
+                    if result.is_err() {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // A poisoned lock only means another thread panicked while
+                    // printing; the guard carries no data, so keep going.
+                    let _guard = stdout.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut out = std::io::stdout().lock();
+                    // Nothing sensible to do if stdout is gone.
+                    let _ = writeln!(out, "{line}");
+                    let _ = out.flush();
+                }
+            });
+        }
+    });
+    failures.into_inner()
+}
+
+fn format_line(guest: &Guest, outcome: &Outcome, summary: &check::Summary) -> String {
+    let status = match outcome {
+        Outcome::Built(took) => format!("built in {:.1}s", took.as_secs_f64()),
+        Outcome::Cached => "cached".to_owned(),
+    };
+    format!(
+        "{:<12} {:<6} {:>10}  {:<15} {}  {}",
+        guest.name,
+        guest.kind,
+        human_size(summary.size),
+        status,
+        summary.path.display(),
+        summary.describe_world(),
+    )
+}
+
+fn human_size(bytes: u64) -> String {
+    // Precision loss is irrelevant for a human-readable size.
+    #[allow(clippy::cast_precision_loss)]
+    let b = bytes as f64;
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", b / f64::from(1 << 20))
+    } else {
+        format!("{:.1} KiB", b / 1024.0)
+    }
+}
+
+/// Builds (or reuses) one guest and checks the resulting component.
+fn build_one(
+    guest: &Guest,
+    toolchains: &Toolchains,
+    out_dir: &Path,
+    force: bool,
+) -> Result<(Outcome, check::Summary)> {
+    let wasm_path = out_dir.join(format!("{}.wasm", guest.name));
+    let hash_path = out_dir.join(format!("{}.inputs-sha256", guest.name));
+    let inputs_hash = cache::inputs_hash(guest, toolchains)?;
+
+    if !force && cache::is_fresh(&wasm_path, &hash_path, &inputs_hash) {
+        let bytes = std::fs::read(&wasm_path)
+            .with_context(|| format!("cannot read {}", wasm_path.display()))?;
+        let summary = check::summarize(&wasm_path, &bytes, &toolchains.proxy_world)?;
+        return Ok((Outcome::Cached, summary));
+    }
+
+    let started = Instant::now();
+    let component = match guest.kind {
+        GuestKind::C => cguest::build(guest, toolchains)?,
+        GuestKind::Python => pyguest::build(guest, toolchains)?,
+    };
+    let summary = check::summarize(&wasm_path, &component, &toolchains.proxy_world)?;
+    if guest.kind == GuestKind::C {
+        // C guests go through the proxy adapter and must stay strictly
+        // inside the proxy world; anything else is a bug in the recipe.
+        summary.require_strict_proxy()?;
+    }
+    cache::store(&wasm_path, &hash_path, &component, &inputs_hash)?;
+    Ok((Outcome::Built(started.elapsed()), summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<Args> {
+        Args::parse(list.iter().map(|s| (*s).to_owned()))
+    }
+
+    #[test]
+    fn parses_flags() {
+        let parsed = args(&["--out", "x", "--only", "a", "--only=b", "--force"]).unwrap();
+        assert_eq!(parsed.out, Some(PathBuf::from("x")));
+        assert_eq!(parsed.only, ["a", "b"]);
+        assert!(parsed.force);
+    }
+
+    #[test]
+    fn rejects_bad_flags() {
+        assert!(args(&["--bogus"]).is_err());
+        assert!(args(&["--out"]).is_err());
+        assert!(args(&["--force=yes"]).is_err());
+    }
+
+    #[test]
+    fn sizes_are_human() {
+        assert_eq!(human_size(2048), "2.0 KiB");
+        assert_eq!(human_size(3 << 20), "3.0 MiB");
+    }
+}

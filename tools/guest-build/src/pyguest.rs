@@ -1,0 +1,79 @@
+//! Python guests: `componentize-py` against the proxy-world WIT.
+//!
+//! The guest's files are copied into a scratch directory and packaged with
+//!
+//! ```text
+//! componentize-py -q -d WIT -w wasi:http/proxy componentize app -p SCRATCH/app -o SCRATCH/out.wasm
+//! ```
+//!
+//! componentize-py generates the `wit_world` bindings on the fly; `app.py`
+//! subclasses `wit_world.exports.IncomingHandler`. The Python runtime inside
+//! the component is built for the full WASI CLI world, so besides the proxy
+//! world these components also import `wasi:cli`, `wasi:filesystem` and
+//! `wasi:sockets` interfaces: a host must link those too (and grant nothing
+//! through them) to run Python guests.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::cache::is_guest_input;
+use crate::guests::{Guest, PYTHON_APP_MODULE};
+use crate::toolchain::{self, Toolchains, PROXY_WORLD};
+
+/// Builds `guest` and returns the encoded component.
+pub fn build(guest: &Guest, toolchains: &Toolchains) -> Result<Vec<u8>> {
+    let py = toolchains.python()?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("zerofn-guest-{}-", guest.name))
+        .tempdir()
+        .context("cannot create a temporary build directory")?;
+
+    // Copy the sources so componentize-py's caches (`__pycache__`) never
+    // land in the source tree.
+    let app_dir = tmp.path().join("app");
+    copy_inputs(&guest.dir, &app_dir)?;
+
+    // componentize-py adds the site-packages of the active Python (or of
+    // `$VIRTUAL_ENV`) to the module search path. Point it at an empty
+    // virtualenv so a guest can only use the standard library and its own
+    // files, whatever happens to be installed on the build machine.
+    let venv = tmp.path().join("empty-venv");
+    let site_packages = venv.join("site-packages");
+    std::fs::create_dir_all(&site_packages)
+        .with_context(|| format!("cannot create {}", site_packages.display()))?;
+
+    let out = tmp.path().join("out.wasm");
+    let mut cmd = Command::new(&py.exe);
+    cmd.arg("-q")
+        .arg("-d")
+        .arg(&toolchains.wit.dir)
+        .arg("-w")
+        .arg(PROXY_WORLD)
+        .arg("componentize")
+        .arg(PYTHON_APP_MODULE)
+        .arg("-p")
+        .arg(&app_dir)
+        .arg("-o")
+        .arg(&out)
+        .current_dir(&app_dir)
+        .env("VIRTUAL_ENV", &venv)
+        .env_remove("PYTHONPATH");
+    toolchain::run_for_stdout(&mut cmd).context("componentize-py failed")?;
+    std::fs::read(&out).with_context(|| format!("cannot read {}", out.display()))
+}
+
+/// Copies the guest's input files (not caches or editor debris) to `to`.
+fn copy_inputs(from: &Path, to: &Path) -> Result<()> {
+    for (relative, source) in toolchain::files_under(from, &is_guest_input)? {
+        let target = to.join(&relative);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::copy(&source, &target)
+            .with_context(|| format!("cannot copy {} to {}", source.display(), target.display()))?;
+    }
+    Ok(())
+}
