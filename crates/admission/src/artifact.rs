@@ -67,8 +67,7 @@ impl fmt::Debug for AdmittedArtifact {
 /// comes parsed); a key trusted only for another tenant is simply not among them.
 ///
 /// Checks, in order, and the refusal for each:
-/// 1. the bundle parses: [`AdmissionError::BundleMalformed`] (or
-///    [`AdmissionError::UnsupportedMediaType`] for an unknown bundle version);
+/// 1. the bundle parses and has a known `mediaType`: [`AdmissionError::BundleMalformed`];
 /// 2. the tenant has trusted keys: [`AdmissionError::NoTrustedKeys`];
 /// 3. the bundle is key-based: [`AdmissionError::KeylessNotSupported`] /
 ///    [`AdmissionError::DsseNotSupported`];

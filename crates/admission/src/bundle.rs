@@ -121,7 +121,8 @@ struct DsseSignature {
 }
 
 impl Bundle {
-    /// Parses bundle JSON. Refuses malformed JSON, a missing or unknown `mediaType`, invalid
+    /// Parses bundle JSON. Refuses, as [`AdmissionError::BundleMalformed`] with the reason,
+    /// malformed JSON, a missing or unknown `mediaType` (named in the message), invalid
     /// base64, a missing verification material or content, and `oneof`s with two arms set.
     pub fn from_json(bytes: &[u8]) -> Result<Bundle, AdmissionError> {
         if bytes.len() > MAX_BUNDLE_BYTES {
@@ -141,9 +142,10 @@ impl Bundle {
             .media_type
             .ok_or_else(|| malformed("`mediaType` is missing".to_owned()))?;
         if !ACCEPTED_MEDIA_TYPES.contains(&media_type.as_str()) {
-            return Err(AdmissionError::UnsupportedMediaType {
-                media_type: excerpt(&media_type),
-            });
+            return Err(malformed(format!(
+                "media type `{}` is not supported; use a Sigstore bundle v0.1 to v0.3, such as `{BUNDLE_MEDIA_TYPE_V03}`",
+                excerpt(&media_type)
+            )));
         }
 
         let raw_material = raw
@@ -797,13 +799,13 @@ mod tests {
         });
         let err = Bundle::from_json(&bundle).unwrap_err();
         assert!(
-            matches!(&err, AdmissionError::UnsupportedMediaType { media_type }
-                if media_type == "application/vnd.dev.sigstore.bundle.v9.9+json"),
+            matches!(&err, AdmissionError::BundleMalformed { reason }
+                if reason.starts_with("media type `application/vnd.dev.sigstore.bundle.v9.9+json` is not supported")),
             "{err:?}"
         );
         assert_eq!(
             err.to_string(),
-            "bundle media type `application/vnd.dev.sigstore.bundle.v9.9+json` is not supported; use a Sigstore bundle v0.1 to v0.3, such as `application/vnd.dev.sigstore.bundle.v0.3+json`"
+            "bundle is malformed: media type `application/vnd.dev.sigstore.bundle.v9.9+json` is not supported; use a Sigstore bundle v0.1 to v0.3, such as `application/vnd.dev.sigstore.bundle.v0.3+json`; provide the Sigstore bundle JSON written by `zerofn sign` or `cosign sign-blob --key <key> --new-bundle-format --bundle <file>`"
         );
     }
 
@@ -998,8 +1000,8 @@ mod tests {
     fn conformance_unknown_version_fails_to_parse() {
         let err = Bundle::from_json(&case_bundle("bundle-unknown-version_fail")).unwrap_err();
         assert!(
-            matches!(&err, AdmissionError::UnsupportedMediaType { media_type }
-                if media_type == "application/vnd.dev.sigstore.bundle+json;version=99.9"),
+            matches!(&err, AdmissionError::BundleMalformed { reason }
+                if reason.starts_with("media type `application/vnd.dev.sigstore.bundle+json;version=99.9` is not supported")),
             "{err:?}"
         );
     }
@@ -1058,8 +1060,8 @@ mod tests {
 
     #[test]
     fn conformance_bundles_parse_or_fail_without_panicking() {
-        // Every case's bundle either parses or gives a BundleMalformed/UnsupportedMediaType
-        // error; none verifies with a key it was not signed with.
+        // Every case's bundle either parses or gives BundleMalformed; none verifies with a
+        // key it was not signed with.
         let dir = std::path::Path::new(CONFORMANCE).join("bundle-verify");
         let digest = Digest::of(&conformance("a.txt"));
         let stranger = SigningKey::generate().public_key();
@@ -1078,11 +1080,7 @@ mod tests {
                     );
                 }
                 Err(err) => assert!(
-                    matches!(
-                        err,
-                        AdmissionError::BundleMalformed { .. }
-                            | AdmissionError::UnsupportedMediaType { .. }
-                    ),
+                    matches!(err, AdmissionError::BundleMalformed { .. }),
                     "{path:?}: {err:?}"
                 ),
             }

@@ -58,18 +58,13 @@ pub enum AdmissionError {
         reason: String,
     },
 
-    /// The bundle is not a well-formed Sigstore bundle.
+    /// The bundle is not a well-formed Sigstore bundle of a version this crate reads (an
+    /// unknown `mediaType` is reported here too, naming it: callers map this variant to "bad
+    /// request").
     #[error("bundle is malformed: {reason}; provide the Sigstore bundle JSON written by `zerofn sign` or `cosign sign-blob --key <key> --new-bundle-format --bundle <file>`")]
     BundleMalformed {
         /// What is wrong with it (escaped and shortened).
         reason: String,
-    },
-
-    /// The bundle's `mediaType` is not a version this crate reads.
-    #[error("bundle media type `{media_type}` is not supported; use a Sigstore bundle v0.1 to v0.3, such as `application/vnd.dev.sigstore.bundle.v0.3+json`")]
-    UnsupportedMediaType {
-        /// The media type found (escaped and shortened).
-        media_type: String,
     },
 
     /// The bundle is signed with a Fulcio certificate (keyless), which is not verified yet.

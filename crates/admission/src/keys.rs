@@ -412,6 +412,39 @@ mod tests {
     }
 
     #[test]
+    fn signing_key_reads_sec1_with_a_named_curve() {
+        // `openssl ecparam -name prime256v1 -genkey` writes `parameters` (the curve OID); a
+        // P-256 key with it is read, and the same scalar labelled secp256k1 is refused.
+        use p256::pkcs8::der::Encode as _;
+        let key = SigningKey::generate();
+        let scalar = key.inner.to_bytes();
+        let point = key.inner.verifying_key().to_encoded_point(false);
+        for (curve, expected) in [
+            (SECP256R1, None),
+            (
+                ObjectIdentifier::new_unwrap("1.3.132.0.10"),
+                Some("ECDSA secp256k1"),
+            ),
+        ] {
+            let der = sec1::EcPrivateKey {
+                private_key: &scalar,
+                parameters: Some(sec1::EcParameters::NamedCurve(curve)),
+                public_key: Some(point.as_bytes()),
+            }
+            .to_der()
+            .unwrap();
+            let pem = pem::encode_string(SEC1_LABEL, pem::LineEnding::LF, &der).unwrap();
+            match (SigningKey::from_pem(&pem), expected) {
+                (Ok(back), None) => assert_eq!(back.public_key(), key.public_key()),
+                (Err(AdmissionError::KeyAlgorithmUnsupported { algorithm }), Some(name)) => {
+                    assert_eq!(algorithm, name)
+                }
+                (other, _) => panic!("{curve}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn conformance_key_id_matches_the_cosign_hint() {
         let public = PublicKey::from_pem(&testdata(
             "sigstore/conformance/bundle-verify/managed-key-happy-path/key.pub",

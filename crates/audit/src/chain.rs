@@ -115,7 +115,8 @@ mod tests {
     #[test]
     fn every_field_is_covered_by_the_hash() {
         let base = row(1, GENESIS_HASH);
-        let edits: Vec<Box<dyn Fn(&mut AuditRow)>> = vec![
+        type Edit = Box<dyn Fn(&mut AuditRow)>;
+        let edits: Vec<Edit> = vec![
             Box::new(|r| r.time.push('1')),
             Box::new(|r| r.actor.push('x')),
             Box::new(|r| r.action = "invoke".into()),

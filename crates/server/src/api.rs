@@ -23,6 +23,8 @@ use crate::control::{ControlError, ControlPlane, DeployRequest};
 const MAX_API_BODY: usize = 128 * 1024 * 1024;
 const BODY_TIMEOUT: Duration = Duration::from_secs(120);
 const ACTOR: &str = "operator";
+/// The API description, served at `/v1/openapi.yaml`.
+const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
 
 pub(crate) struct Api {
     control: Arc<ControlPlane>,
@@ -86,6 +88,14 @@ impl Api {
         let path = req.uri().path().to_owned();
         if req.method() == Method::GET && path == "/v1/health" {
             return json(StatusCode::OK, &serde_json::json!({ "status": "ok" }));
+        }
+        if req.method() == Method::GET && path == "/v1/openapi.yaml" {
+            let mut resp = Response::new(Bytes::from_static(OPENAPI.as_bytes()));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/yaml"),
+            );
+            return resp;
         }
         let presented = req
             .headers()
@@ -244,6 +254,10 @@ fn status_of(e: &ControlError) -> StatusCode {
         | ControlError::Admission(zerofn_admission::AdmissionError::BundleMalformed { .. }) => {
             StatusCode::BAD_REQUEST
         }
+        ControlError::Admission(
+            zerofn_admission::AdmissionError::KeylessNotSupported
+            | zerofn_admission::AdmissionError::DsseNotSupported,
+        ) => StatusCode::UNPROCESSABLE_ENTITY,
         ControlError::Admission(_) => StatusCode::FORBIDDEN,
         ControlError::Sandbox(_) => StatusCode::UNPROCESSABLE_ENTITY,
         ControlError::Store(

@@ -44,6 +44,9 @@ impl ControlError {
             ControlError::BadRequest(_) => "bad_request",
             ControlError::Manifest(_) => "invalid_manifest",
             ControlError::Admission(AdmissionError::BundleMalformed { .. }) => "invalid_bundle",
+            ControlError::Admission(
+                AdmissionError::KeylessNotSupported | AdmissionError::DsseNotSupported,
+            ) => "unsupported_bundle",
             ControlError::Admission(_) => "admission_denied",
             ControlError::InvalidKey(_) => "invalid_key",
             ControlError::Sandbox(_) => "invalid_component",
@@ -465,28 +468,6 @@ impl ControlPlane {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::routes_overlap;
-
-    #[test]
-    fn route_overlap_follows_prefix_semantics() {
-        for (a, b, expected) in [
-            ("/a", "/a", true),
-            ("/a", "/b", false),
-            ("/api/...", "/api", true),
-            ("/api/...", "/api/x", true),
-            ("/api/...", "/apix", false),
-            ("/api/...", "/api/v1/...", true),
-            ("/api/v1/...", "/api/v2/...", false),
-            ("/...", "/anything", true),
-        ] {
-            assert_eq!(routes_overlap(a, b), expected, "{a} vs {b}");
-            assert_eq!(routes_overlap(b, a), expected, "{b} vs {a}");
-        }
-    }
-}
-
 fn restore_one(
     sandbox: &Sandbox,
     row: DeploymentRow,
@@ -529,5 +510,27 @@ fn routes_overlap(a: &str, b: &str) -> bool {
         // Unparseable stored routes are treated as conflicting: refusing
         // a deploy is safe, shadowing a route is not.
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::routes_overlap;
+
+    #[test]
+    fn route_overlap_follows_prefix_semantics() {
+        for (a, b, expected) in [
+            ("/a", "/a", true),
+            ("/a", "/b", false),
+            ("/api/...", "/api", true),
+            ("/api/...", "/api/x", true),
+            ("/api/...", "/apix", false),
+            ("/api/...", "/api/v1/...", true),
+            ("/api/v1/...", "/api/v2/...", false),
+            ("/...", "/anything", true),
+        ] {
+            assert_eq!(routes_overlap(a, b), expected, "{a} vs {b}");
+            assert_eq!(routes_overlap(b, a), expected, "{b} vs {a}");
+        }
     }
 }
