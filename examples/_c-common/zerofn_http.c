@@ -52,44 +52,52 @@ void zf_buf_free(zf_buf_t *buf) {
     buf->failed = false;
 }
 
-/* Length of the well-formed UTF-8 sequence starting at `s` (1 to 4), or 0
- * if it is not one: stray continuation bytes, truncated sequences, overlong
- * encodings, UTF-16 surrogates and code points above U+10FFFF are all
- * rejected, which is what makes the JSON output valid. */
-static size_t utf8_sequence_length(const uint8_t *s, size_t available) {
+/* Examines the UTF-8 sequence starting at `s` (`available` >= 1 bytes).
+ *
+ * Returns its length (1 to 4) if it is well-formed per Unicode table 3-7:
+ * no overlong forms, no UTF-16 surrogates, nothing above U+10FFFF.
+ * Otherwise returns 0 and sets *bad_len to the length of the "maximal
+ * subpart" (at least 1): the bytes that get replaced by one U+FFFD. That is
+ * the Unicode-recommended practice, and also what Python's
+ * bytes.decode(errors="replace") does, so echo-c and echo-py agree. */
+static size_t utf8_sequence_length(const uint8_t *s, size_t available, size_t *bad_len) {
     uint8_t lead = s[0];
     size_t len;
-    uint32_t code_point;
-    uint32_t min;
+    /* Range allowed for the second byte; later bytes are always 80..BF. */
+    uint8_t second_min = 0x80;
+    uint8_t second_max = 0xBF;
     if (lead < 0x80) {
         return 1;
-    } else if ((lead & 0xE0) == 0xC0) {
+    } else if (lead >= 0xC2 && lead <= 0xDF) {
         len = 2;
-        code_point = lead & 0x1F;
-        min = 0x80;
-    } else if ((lead & 0xF0) == 0xE0) {
+    } else if (lead == 0xE0) {
         len = 3;
-        code_point = lead & 0x0F;
-        min = 0x800;
-    } else if ((lead & 0xF8) == 0xF0) {
+        second_min = 0xA0; /* below: overlong */
+    } else if (lead >= 0xE1 && lead <= 0xEF) {
+        len = 3;
+        if (lead == 0xED) {
+            second_max = 0x9F; /* above: surrogates */
+        }
+    } else if (lead == 0xF0) {
         len = 4;
-        code_point = lead & 0x07;
-        min = 0x10000;
+        second_min = 0x90; /* below: overlong */
+    } else if (lead >= 0xF1 && lead <= 0xF3) {
+        len = 4;
+    } else if (lead == 0xF4) {
+        len = 4;
+        second_max = 0x8F; /* above: beyond U+10FFFF */
     } else {
-        return 0;
-    }
-    if (len > available) {
+        /* A stray continuation byte, or C0, C1, F5..FF (never valid). */
+        *bad_len = 1;
         return 0;
     }
     for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
+        uint8_t min = i == 1 ? second_min : 0x80;
+        uint8_t max = i == 1 ? second_max : 0xBF;
+        if (i >= available || s[i] < min || s[i] > max) {
+            *bad_len = i;
             return 0;
         }
-        code_point = (code_point << 6) | (s[i] & 0x3F);
-    }
-    if (code_point < min || code_point > 0x10FFFF ||
-        (code_point >= 0xD800 && code_point <= 0xDFFF)) {
-        return 0;
     }
     return len;
 }
@@ -120,16 +128,17 @@ void zf_buf_json_string(zf_buf_t *buf, const uint8_t *bytes, size_t n) {
         } else if (c < 0x80) {
             zf_buf_append(buf, &c, 1);
         } else {
-            size_t len = utf8_sequence_length(bytes + i, n - i);
+            size_t bad_len = 0;
+            size_t len = utf8_sequence_length(bytes + i, n - i, &bad_len);
             if (len == 0) {
-                /* Not UTF-8: substitute one replacement character per bad
-                 * byte and resynchronise on the next one. */
+                /* Not UTF-8: one replacement character, then resynchronise. */
                 zf_buf_puts(buf, "\\ufffd");
+                i += bad_len;
             } else {
                 zf_buf_append(buf, bytes + i, len);
                 i += len;
-                continue;
             }
+            continue;
         }
         i++;
     }

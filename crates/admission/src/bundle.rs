@@ -10,17 +10,10 @@
 //! mapping's `ignore_unknown_fields` does, so newer bundles still parse; nothing in a bundle
 //! is trusted because it parsed, it only selects what to verify.
 //!
-//! # What is verified, and what is not yet
-//! * Key-based bundles (`verificationMaterial.publicKey`) with a `messageSignature`: the
-//!   ECDSA P-256 signature over the artifact's sha256, against the caller's trusted keys.
-//! * Keyless bundles (`certificate` / `x509CertificateChain`) are refused with
-//!   [`AdmissionError::KeylessNotSupported`] and DSSE envelopes with
-//!   [`AdmissionError::DsseNotSupported`]. [`verify_bundle`] dispatches on
-//!   [`VerificationMaterial`] so a keyless verifier (Fulcio chain, SCT, identity policy,
-//!   Rekor inclusion) slots in beside [`verify_with_key`].
-//! * Transparency log entries and RFC 3161 timestamps are parsed as opaque JSON and not
-//!   checked: key-based signing does not need them, and transparency-log verification lands
-//!   with keyless support. A key-based bundle with entries is accepted on its signature alone.
+//! # What is verified here
+//! Parsing only checks shape. [`crate::verify`] decides trust; [`verify_bundle`] is its
+//! key-based form for admission, which admits only message signatures over the component
+//! itself (a DSSE envelope is refused with [`AdmissionError::DsseNotSupported`]).
 
 use base64::engine::{general_purpose, DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
@@ -28,7 +21,9 @@ use p256::ecdsa::Signature;
 
 use crate::digest::Digest;
 use crate::error::{excerpt, sanitize_message, AdmissionError};
-use crate::keys::{KeyId, PublicKey, SigningKey};
+use crate::keys::{PublicKey, SigningKey};
+use crate::tlog;
+use crate::verify::{verify, SignerIdentity, VerificationPolicy, VerifiedSignature};
 
 /// The media type [`sign_artifact`] writes (Sigstore bundle v0.3, new-style spelling).
 pub const BUNDLE_MEDIA_TYPE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
@@ -57,8 +52,16 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
+/// Decodes a protobuf JSON `bytes` value. Line breaks are skipped, as Go's
+/// `encoding/base64` (behind `protojson`, which cosign and sigstore-go use) skips them, so a
+/// value wrapped by `base64(1)` means the same here as there.
 pub(crate) fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
-    BASE64.decode(text)
+    if text.contains(['\n', '\r']) {
+        let joined: String = text.chars().filter(|c| !matches!(c, '\n' | '\r')).collect();
+        BASE64.decode(joined)
+    } else {
+        BASE64.decode(text)
+    }
 }
 
 /// A parsed Sigstore bundle. Parsing checks shape only; [`verify_bundle`] decides trust.
@@ -66,11 +69,27 @@ pub(crate) fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> 
 pub struct Bundle {
     media_type: String,
     material: VerificationMaterial,
-    // Not checked yet (see the module docs); kept for the transparency-log verifier.
-    #[allow(dead_code)]
-    tlog_entries: Vec<serde_json::Value>,
+    tlog_entries: Vec<tlog::wire::Entry>,
+    /// `timestampVerificationData.rfc3161Timestamps[].signedTimestamp`: DER TimeStampResp.
+    rfc3161_timestamps: Vec<Vec<u8>>,
     content: Content,
 }
+
+/// The bundle format version, from the media type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BundleVersion {
+    V01,
+    V02,
+    V03,
+}
+
+/// Who the bundle says signed, for [`crate::verify`].
+pub(crate) enum SignerMaterial<'a> {
+    PublicKey { hint: Option<&'a str> },
+    Certificates { chain: &'a [Vec<u8>] },
+}
+
+pub(crate) use Content as BundleContent;
 
 /// `Bundle.verification_material.content`: what the signature is checked against. One arm
 /// per verifier.
@@ -79,45 +98,42 @@ enum VerificationMaterial {
     /// `publicKey`: signed with a long-lived key the verifier already trusts; `hint` names it.
     PublicKey { hint: Option<String> },
     /// `certificate` (v0.3) or `x509CertificateChain` (v0.1, v0.2): a Fulcio-issued leaf, DER,
-    /// leaf first. Verified by the keyless verifier, which is not written yet.
-    Certificates {
-        #[allow(dead_code)]
-        chain: Vec<Vec<u8>>,
-    },
+    /// leaf first.
+    Certificates { chain: Vec<Vec<u8>> },
 }
 
 /// `Bundle.content`.
 #[derive(Clone, Debug)]
-enum Content {
+pub(crate) enum Content {
     MessageSignature(MessageSignature),
-    /// DSSE envelope (in-toto attestations); verified once attestation support lands.
-    Dsse(#[allow(dead_code)] DsseEnvelope),
+    /// DSSE envelope (in-toto attestations).
+    Dsse(DsseEnvelope),
 }
 
 /// `dev.sigstore.common.v1.MessageSignature`.
 #[derive(Clone, Debug)]
-struct MessageSignature {
+pub(crate) struct MessageSignature {
     /// `messageDigest` when present (and SHA2_256). Unauthenticated: the signature is what
     /// proves the digest; this only tells "bundle for another artifact" from "bad signature".
-    message_digest: Option<Digest>,
+    pub(crate) message_digest: Option<Digest>,
     /// ASN.1 DER ECDSA signature (what cosign writes), not yet parsed.
-    signature: Vec<u8>,
+    pub(crate) signature: Vec<u8>,
 }
 
 /// `io.intoto.Envelope` (DSSE).
 #[derive(Clone, Debug)]
-#[allow(dead_code)]
-struct DsseEnvelope {
-    payload_type: String,
-    payload: Vec<u8>,
-    signatures: Vec<DsseSignature>,
+pub(crate) struct DsseEnvelope {
+    pub(crate) payload_type: String,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) signatures: Vec<DsseSignature>,
 }
 
 #[derive(Clone, Debug)]
-#[allow(dead_code)]
-struct DsseSignature {
-    keyid: Option<String>,
-    sig: Vec<u8>,
+pub(crate) struct DsseSignature {
+    /// Unauthenticated and unused: the signer is the bundle's certificate or a trusted key.
+    #[allow(dead_code)]
+    pub(crate) keyid: Option<String>,
+    pub(crate) sig: Vec<u8>,
 }
 
 impl Bundle {
@@ -151,7 +167,21 @@ impl Bundle {
         let raw_material = raw
             .verification_material
             .ok_or_else(|| malformed("`verificationMaterial` is missing".to_owned()))?;
-        let tlog_entries = raw_material.tlog_entries.unwrap_or_default();
+        let tlog_entries = raw_material
+            .tlog_entries
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                serde_json::from_value::<tlog::wire::Entry>(entry).map_err(|e| {
+                    malformed(format!(
+                        "`verificationMaterial.tlogEntries[{i}]` is malformed ({})",
+                        sanitize_message(&e.to_string(), PARSER_MESSAGE_CHARS)
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let rfc3161_timestamps = rfc3161_timestamps(raw_material.timestamp_verification_data)?;
         let material = match (
             raw_material.public_key,
             raw_material.x509_certificate_chain,
@@ -208,14 +238,77 @@ impl Bundle {
             media_type,
             material,
             tlog_entries,
+            rfc3161_timestamps,
             content,
         })
+    }
+
+    pub(crate) fn version(&self) -> BundleVersion {
+        match self.media_type.as_str() {
+            "application/vnd.dev.sigstore.bundle+json;version=0.1" => BundleVersion::V01,
+            "application/vnd.dev.sigstore.bundle+json;version=0.2" => BundleVersion::V02,
+            _ => BundleVersion::V03,
+        }
+    }
+
+    pub(crate) fn signer_material(&self) -> SignerMaterial<'_> {
+        match &self.material {
+            VerificationMaterial::PublicKey { hint } => SignerMaterial::PublicKey {
+                hint: hint.as_deref(),
+            },
+            VerificationMaterial::Certificates { chain } => {
+                SignerMaterial::Certificates { chain }
+            }
+        }
+    }
+
+    pub(crate) fn content(&self) -> &Content {
+        &self.content
+    }
+
+    pub(crate) fn tlog_entries(&self) -> &[tlog::wire::Entry] {
+        &self.tlog_entries
+    }
+
+    pub(crate) fn rfc3161_timestamps(&self) -> &[Vec<u8>] {
+        &self.rfc3161_timestamps
     }
 
     /// The bundle's `mediaType` (one of the accepted ones).
     pub fn media_type(&self) -> &str {
         &self.media_type
     }
+}
+
+/// `timestampVerificationData.rfc3161Timestamps[].signedTimestamp`, decoded.
+fn rfc3161_timestamps(data: Option<serde_json::Value>) -> Result<Vec<Vec<u8>>, AdmissionError> {
+    let Some(data) = data.filter(|d| !d.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let field = "verificationMaterial.timestampVerificationData";
+    let list = match data
+        .get("rfc3161Timestamps")
+        .or_else(|| data.get("rfc3161_timestamps"))
+    {
+        None | Some(serde_json::Value::Null) => return Ok(Vec::new()),
+        Some(serde_json::Value::Array(list)) => list,
+        Some(_) => return Err(malformed(format!("`{field}.rfc3161Timestamps` is not a list"))),
+    };
+    list.iter()
+        .enumerate()
+        .map(|(i, ts)| {
+            ts.get("signedTimestamp")
+                .or_else(|| ts.get("signed_timestamp"))
+                .and_then(|v| v.as_str())
+                .and_then(|text| decode_base64(text).ok())
+                .filter(|der| !der.is_empty())
+                .ok_or_else(|| {
+                    malformed(format!(
+                        "`{field}.rfc3161Timestamps[{i}].signedTimestamp` is missing or not base64"
+                    ))
+                })
+        })
+        .collect()
 }
 
 fn malformed(reason: String) -> AdmissionError {
@@ -335,26 +428,6 @@ pub fn sign_artifact(artifact: &[u8], key: &SigningKey) -> Result<String, Admiss
     })
 }
 
-/// Proof that a bundle's signature over [`VerifiedSignature::digest`] verified with the
-/// trusted key [`VerifiedSignature::signer`]. Only [`verify_bundle`] makes one.
-#[derive(Clone, Debug)]
-pub struct VerifiedSignature {
-    digest: Digest,
-    signer: KeyId,
-}
-
-impl VerifiedSignature {
-    /// The digest of the artifact the signature covers.
-    pub fn digest(&self) -> Digest {
-        self.digest
-    }
-
-    /// The trusted key that verified it.
-    pub fn signer(&self) -> &KeyId {
-        &self.signer
-    }
-}
-
 /// Verifies `bundle` as a signature over the artifact whose sha256 is `artifact`, made by one
 /// of `trusted`. See the module docs for which bundles are verified.
 ///
@@ -368,19 +441,20 @@ pub fn verify_bundle(
     bundle: &Bundle,
     trusted: &[PublicKey],
 ) -> Result<VerifiedSignature, AdmissionError> {
-    match &bundle.material {
-        VerificationMaterial::PublicKey { hint } => match &bundle.content {
-            Content::MessageSignature(signature) => {
-                verify_with_key(artifact, hint.as_deref(), signature, trusted)
-            }
-            Content::Dsse(_) => Err(AdmissionError::DsseNotSupported),
-        },
-        VerificationMaterial::Certificates { .. } => Err(AdmissionError::KeylessNotSupported),
+    if let (VerificationMaterial::PublicKey { .. }, Content::Dsse(_)) =
+        (&bundle.material, &bundle.content)
+    {
+        return Err(AdmissionError::DsseNotSupported);
     }
+    verify(
+        artifact,
+        bundle,
+        &VerificationPolicy::Key(trusted.to_vec()),
+    )
 }
 
 /// Verification for `VerificationMaterial::PublicKey` + `messageSignature`.
-fn verify_with_key(
+pub(crate) fn verify_with_key(
     artifact: &Digest,
     hint: Option<&str>,
     message: &MessageSignature,
@@ -416,6 +490,8 @@ fn verify_with_key(
         .map(|key| VerifiedSignature {
             digest: *artifact,
             signer: key.key_id().clone(),
+            identity: SignerIdentity::Key(key.key_id().clone()),
+            signing_time: None,
         })
         .ok_or_else(invalid)
 }

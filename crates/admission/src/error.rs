@@ -67,13 +67,181 @@ pub enum AdmissionError {
         reason: String,
     },
 
-    /// The bundle is signed with a Fulcio certificate (keyless), which is not verified yet.
-    #[error("keyless (certificate) bundles are not supported yet; sign with a key (`zerofn sign` or `cosign sign-blob --key`) and add its public key with `zerofn tenant add-key`")]
+    /// The bundle is signed with a Fulcio certificate (keyless) where only keys are trusted.
+    #[error("bundle is signed with a certificate (keyless), but only signing keys are trusted here; sign with a key (`zerofn sign` or `cosign sign-blob --key`) and add its public key with `zerofn tenant add-key`")]
     KeylessNotSupported,
 
-    /// The bundle's content is a DSSE envelope (an attestation), which is not verified yet.
-    #[error("bundles with a DSSE envelope (attestations) are not supported yet; sign the component itself with `zerofn sign` or `cosign sign-blob --key`")]
+    /// The bundle's content is a DSSE envelope (an attestation) where a signature over the
+    /// component itself is required.
+    #[error("bundles with a DSSE envelope (attestations) are not accepted as a component signature; sign the component itself with `zerofn sign` or `cosign sign-blob --key`")]
     DsseNotSupported,
+
+    /// The bundle is signed with a key, but the policy expects a certificate identity.
+    #[error("bundle is signed with a key, not a certificate; verify it with the signer's public key (`--key`)")]
+    KeyedBundleNeedsKey,
+
+    /// A `trusted_root.json` is malformed.
+    #[error("trusted root is invalid: {reason}; provide a Sigstore `trusted_root.json`")]
+    TrustedRootInvalid {
+        /// Which field is wrong and how.
+        reason: String,
+    },
+
+    /// The signing certificate does not parse or is not a code-signing leaf.
+    #[error("signing certificate is invalid: {reason}")]
+    CertificateInvalid {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The bundle's certificate chain carries a root (self-issued) certificate.
+    #[error("bundle certificate chain includes the root certificate `{subject}`; roots come only from the trusted root, so remove it from the bundle")]
+    CertificateChainIncludesRoot {
+        /// The root's subject.
+        subject: String,
+    },
+
+    /// The certificate does not chain to a trusted CA valid at the signing time.
+    #[error("untrusted certificate authority: {reason}; the certificate must chain to a certificate authority of the trusted root that was valid at the signing time")]
+    UntrustedCertificateAuthority {
+        /// Why each candidate CA was refused.
+        reason: String,
+    },
+
+    /// No embedded SCT verifies with a CT log of the trusted root.
+    #[error("sct invalid: {reason}; the certificate needs a signed certificate timestamp from a CT log in the trusted root")]
+    SctInvalid {
+        /// Why.
+        reason: String,
+    },
+
+    /// No SAN of the certificate matches the policy's identity.
+    #[error("certificate identity mismatch: expected {expected}, found {found}")]
+    CertificateIdentityMismatch {
+        /// The policy's identity.
+        expected: String,
+        /// The certificate's SANs.
+        found: String,
+    },
+
+    /// The certificate's OIDC issuer is not the policy's.
+    #[error("certificate oidc issuer mismatch: expected `{expected}`, found `{found}`")]
+    CertificateIssuerMismatch {
+        /// The policy's issuer.
+        expected: String,
+        /// The certificate's issuer (empty if none).
+        found: String,
+    },
+
+    /// The identity regular expression does not compile.
+    #[error("certificate identity regex is invalid: {reason}")]
+    IdentityRegexInvalid {
+        /// The regex compiler's message.
+        reason: String,
+    },
+
+    /// A keyless bundle without a transparency log entry.
+    #[error("transparency log entry missing: keyless bundles must carry a transparency log entry")]
+    TlogEntryMissing,
+
+    /// A transparency log entry is malformed (missing fields, negative log index).
+    #[error("transparency log entry is invalid: {reason}")]
+    TlogEntryInvalid {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The entry is from a log that is not in the trusted root.
+    #[error("transparency log `{log_id}` is not in the trusted root; the bundle is from another Sigstore instance or the trusted root is out of date")]
+    UntrustedTransparencyLog {
+        /// The hex log id.
+        log_id: String,
+    },
+
+    /// The logged body is not this artifact, signature and signer.
+    #[error("transparency log entry does not match artifact: {reason}")]
+    TlogEntryMismatch {
+        /// Which part differs.
+        reason: String,
+    },
+
+    /// The signed entry timestamp (inclusion promise) does not verify.
+    #[error("signed entry timestamp invalid: {reason}")]
+    SignedEntryTimestampInvalid {
+        /// Why.
+        reason: String,
+    },
+
+    /// A bundle v0.2 or later whose entry has no inclusion proof.
+    #[error("inclusion proof missing: bundles v0.2 and later must carry an inclusion proof with a checkpoint")]
+    InclusionProofMissing,
+
+    /// The Merkle inclusion proof does not compute the root hash.
+    #[error("inclusion proof does not verify: {reason}")]
+    InclusionProofInvalid {
+        /// Why.
+        reason: String,
+    },
+
+    /// The checkpoint is malformed or does not match the proof.
+    #[error("checkpoint is invalid: {reason}")]
+    CheckpointInvalid {
+        /// Why.
+        reason: String,
+    },
+
+    /// No checkpoint signature verifies with the log's key.
+    #[error("checkpoint signature invalid: {reason}")]
+    CheckpointSignatureInvalid {
+        /// Why.
+        reason: String,
+    },
+
+    /// An RFC 3161 timestamp does not verify.
+    #[error("rfc 3161 timestamp invalid: {reason}")]
+    TimestampInvalid {
+        /// Why.
+        reason: String,
+    },
+
+    /// Nothing proves when the bundle was signed.
+    #[error("no verified signing time: {reason}")]
+    NoVerifiedTime {
+        /// What is missing.
+        reason: String,
+    },
+
+    /// A verified signing time is outside the certificate's validity.
+    #[error("signature time outside certificate validity: signed at {time}, but the certificate is valid from {not_before} to {not_after}")]
+    SignatureTimeOutsideCertificateValidity {
+        /// The signing time (RFC 3339).
+        time: String,
+        /// The certificate's notBefore (RFC 3339).
+        not_before: String,
+        /// The certificate's notAfter (RFC 3339).
+        not_after: String,
+    },
+
+    /// The DSSE envelope is not usable.
+    #[error("dsse envelope is invalid: {reason}")]
+    DsseInvalid {
+        /// Why.
+        reason: String,
+    },
+
+    /// The DSSE statement does not name the artifact.
+    #[error("dsse statement does not name the artifact: {reason}")]
+    DsseSubjectMismatch {
+        /// Why.
+        reason: String,
+    },
+
+    /// A signature algorithm this verifier cannot check.
+    #[error("signature algorithm unsupported: {reason}")]
+    SignatureAlgorithmUnsupported {
+        /// Which and why.
+        reason: String,
+    },
 
     /// The tenant has no signing keys, so nothing it deploys can be admitted.
     #[error("tenant `{tenant}` has no trusted signing keys; add one with `zerofn tenant add-key`")]
@@ -89,6 +257,13 @@ pub enum AdmissionError {
         digest: Digest,
         /// The tenant whose keys were tried, when known (`admit` knows it, `verify_bundle` does not).
         tenant: Option<TenantName>,
+    },
+
+    /// A keyless bundle's signature does not verify with its certificate's key.
+    #[error("signature over `{digest}` does not verify with the signing certificate's key; the bundle signs other content or was altered")]
+    CertificateSignatureInvalid {
+        /// The digest of the artifact being verified.
+        digest: Digest,
     },
 
     /// The bundle's message digest names another artifact than the component.
@@ -199,6 +374,12 @@ const EXCERPT_CHARS: usize = 80;
 /// [`EXCERPT_CHARS`] characters.
 pub(crate) fn excerpt(text: &str) -> String {
     sanitize(text, EXCERPT_CHARS, true)
+}
+
+/// Outside text made safe to print whole (escaped as [`excerpt`] does, backticks kept, up
+/// to 1024 characters): for values a user asked to see, such as a verified SAN.
+pub(crate) fn escape(text: &str) -> String {
+    sanitize(text, 1024, false)
 }
 
 /// A library's error message that may quote input (serde_json's, for example), made safe as

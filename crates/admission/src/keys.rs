@@ -308,6 +308,11 @@ fn curve_name(oid: ObjectIdentifier) -> String {
 pub struct KeyId(String);
 
 impl KeyId {
+    /// The id of any public key, from its DER SubjectPublicKeyInfo.
+    pub(crate) fn of_spki_der(der: &[u8]) -> KeyId {
+        KeyId(Digest::of(der).to_string())
+    }
+
     /// The `sha256:<hex>` text.
     pub fn as_str(&self) -> &str {
         &self.0

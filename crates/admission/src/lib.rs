@@ -28,13 +28,22 @@
 
 mod artifact;
 mod bundle;
+mod certificate;
 mod digest;
+mod dsse;
 mod error;
 mod keys;
 mod manifest;
+mod signature;
+mod timestamp;
+mod tlog;
+mod trust_root;
+mod verify;
 
 pub use artifact::{admit, AdmittedArtifact};
-pub use bundle::{sign_artifact, verify_bundle, Bundle, VerifiedSignature, BUNDLE_MEDIA_TYPE_V03};
+pub use bundle::{sign_artifact, verify_bundle, Bundle, BUNDLE_MEDIA_TYPE_V03};
+pub use trust_root::TrustedRoot;
+pub use verify::{verify, Identity, SignerIdentity, VerificationPolicy, VerifiedSignature};
 pub use digest::Digest;
 pub use error::{AdmissionError, ManifestError};
 pub use keys::{KeyId, PublicKey, SigningKey};

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -83,8 +83,13 @@ impl Gateway {
         .await;
     }
 
-    /// One request, start to finish.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    /// One request, start to finish. Generic over the body so the whole
+    /// path can be driven in-process (benchmarks) as well as by hyper.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let invocation_id = uuid::Uuid::new_v4().to_string();
         let span = tracing::info_span!("invoke", invocation_id = %invocation_id);
         let mut resp =
@@ -95,7 +100,11 @@ impl Gateway {
         resp.map(Full::new)
     }
 
-    async fn invoke(&self, req: Request<Incoming>, id: &str) -> Response<Bytes> {
+    async fn invoke<B>(&self, req: Request<B>, id: &str) -> Response<Bytes>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let started = Instant::now();
         let table = self.routes.snapshot();
         let Some(function) = table.lookup(req.uri().path()).cloned() else {

@@ -4,6 +4,7 @@
 //! everything else lives in the library crates.
 
 mod client;
+mod verify;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
@@ -66,6 +67,8 @@ enum Command {
     /// Inspect and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Verify a Sigstore bundle over an artifact, offline (like `cosign verify-blob`).
+    Verify(verify::VerifyArgs),
 }
 
 #[derive(Args)]
@@ -164,6 +167,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Audit(cmd) => audit(&data_dir, cmd).await,
+        Command::Verify(args) => verify::run(args),
     }
 }
 

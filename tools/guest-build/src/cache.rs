@@ -19,10 +19,14 @@ const RECIPE: &[(&str, &str)] = &[
     ("toolchain.rs", include_str!("toolchain.rs")),
 ];
 
-/// Files in a guest directory that are build debris, not inputs.
+/// Whether a file in a guest directory is a build input. Not inputs: build
+/// debris, docs, and the platform's deployment manifest (`zerofn.toml`,
+/// which names the routes and limits, not how the component is built).
 pub fn is_guest_input(relative: &str) -> bool {
     let name = relative.rsplit('/').next().unwrap_or(relative);
     !(name == "build"
+        || name == "zerofn.toml"
+        || name.starts_with("README")
         || name == "__pycache__"
         || name.starts_with('.')
         || name.ends_with(".pyc")
@@ -109,6 +113,7 @@ mod tests {
         assert!(!is_guest_input("__pycache__"));
         assert!(!is_guest_input("pkg/x.pyc"));
         assert!(!is_guest_input("build"));
+        assert!(!is_guest_input("zerofn.toml"));
         assert!(!is_guest_input(".main.c.swp"));
     }
 

@@ -201,3 +201,65 @@ fn link(cc: &CToolchain, objects: &[PathBuf], out: &Path) -> Result<()> {
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check;
+    use crate::toolchain::unversioned;
+
+    /// Builds examples/hello-c for real and inspects the result. Skipped
+    /// (with a note) where clang or wasi-libc is not installed.
+    #[test]
+    fn hello_c_is_a_strict_proxy_component() {
+        let workspace = crate::workspace_root();
+        let toolchains = match Toolchains::probe(&workspace, None, true, false) {
+            Ok(toolchains) => toolchains,
+            Err(err) => {
+                eprintln!("skipping: {err:#}");
+                return;
+            }
+        };
+        let guest = guests::discover(&workspace.join("examples"))
+            .unwrap()
+            .into_iter()
+            .find(|g| g.name == "hello-c")
+            .unwrap();
+        let component = build(&guest, &toolchains).unwrap();
+
+        // Our own top-level parse: only the interfaces hello-c really uses.
+        let summary = check::summarize(
+            Path::new("hello-c.wasm"),
+            &component,
+            &toolchains.proxy_world,
+        )
+        .unwrap();
+        summary.require_strict_proxy().unwrap();
+        let mut imports: Vec<&str> = summary.imports.iter().map(|n| unversioned(n)).collect();
+        imports.sort_unstable();
+        assert_eq!(
+            imports,
+            ["wasi:http/types", "wasi:io/error", "wasi:io/streams"]
+        );
+
+        // wit-component's view: the component runs in exactly the proxy world...
+        check::require_targets(&toolchains.wit, &component).unwrap();
+
+        // ...and decoding it yields a world exporting the incoming handler.
+        let decoded = wit_component::decode(&component).unwrap();
+        let wit_parser::decoding::DecodedWasm::Component(resolve, world) = decoded else {
+            panic!("hello-c.wasm decoded as a WIT package, not a component");
+        };
+        let exports: Vec<String> = resolve.worlds[world]
+            .exports
+            .keys()
+            .map(|key| resolve.name_world_key(key))
+            .collect();
+        assert!(
+            exports
+                .iter()
+                .any(|e| e.starts_with("wasi:http/incoming-handler@0.2.")),
+            "{exports:?}"
+        );
+    }
+}

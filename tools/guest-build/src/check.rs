@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use wasmparser::{Encoding, Parser, Payload};
 
-use crate::toolchain::{unversioned, ProxyWorld};
+use crate::toolchain::{unversioned, ProxyWorld, Wit};
 
 /// `\0asm`, then version 0x0d and layer 0x01: a component, not a core module.
 const COMPONENT_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
@@ -19,8 +19,6 @@ pub struct Summary {
     pub size: u64,
     /// Top-level import names, e.g. `wasi:io/poll@0.2.12`.
     pub imports: Vec<String>,
-    /// Top-level export names.
-    pub exports: Vec<String>,
     /// Imports that are not part of the proxy world.
     pub extra_imports: Vec<String>,
 }
@@ -44,7 +42,9 @@ impl Summary {
     /// host must also link, grouped by package).
     pub fn describe_world(&self) -> String {
         if self.extra_imports.is_empty() {
-            return "strict proxy world".to_owned();
+            let count = self.imports.len();
+            let plural = if count == 1 { "" } else { "s" };
+            return format!("strict proxy world ({count} import{plural})");
         }
         let mut packages: BTreeMap<&str, usize> = BTreeMap::new();
         for name in &self.extra_imports {
@@ -57,6 +57,18 @@ impl Summary {
             .collect();
         format!("proxy world + {}", extras.join(" "))
     }
+}
+
+/// Type-level check, stricter than comparing names: `component` must be
+/// usable by a host that provides exactly the proxy world's imports and
+/// expects its exports.
+pub fn require_targets(wit: &Wit, component: &[u8]) -> Result<()> {
+    wit_component::targets(&wit.resolve, wit.world, component).with_context(|| {
+        format!(
+            "component does not target {}",
+            crate::toolchain::PROXY_WORLD
+        )
+    })
 }
 
 /// Parses the top level of `bytes` (without validating function bodies:
@@ -118,7 +130,6 @@ pub fn summarize(path: &Path, bytes: &[u8], proxy: &ProxyWorld) -> Result<Summar
         path: path.to_path_buf(),
         size: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
         imports,
-        exports,
         extra_imports,
     })
 }
@@ -143,7 +154,6 @@ mod tests {
             path: PathBuf::from("x"),
             size: 0,
             imports: vec![],
-            exports: vec![],
             extra_imports: vec![
                 "wasi:cli/environment@0.2.0".to_owned(),
                 "wasi:cli/exit@0.2.0".to_owned(),

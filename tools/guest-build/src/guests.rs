@@ -16,7 +16,8 @@ pub enum GuestKind {
 
 impl fmt::Display for GuestKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        // `pad` so width specifiers like `{:<6}` apply.
+        f.pad(match self {
             Self::C => "c",
             Self::Python => "python",
         })

@@ -195,40 +195,74 @@ enum Outcome {
     Cached,
 }
 
-/// Builds the guests on a few worker threads, printing one line per guest as
-/// it finishes. Returns the number of guests that failed.
+/// Builds the guests on a few worker threads and prints one line per guest,
+/// in the order given (each as soon as it and all guests before it are
+/// done). Returns the number of guests that failed.
 fn build_all(guests: &[Guest], toolchains: &Toolchains, out_dir: &Path, force: bool) -> usize {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, guests.len().max(1));
+    // Start the slow builds (componentize-py takes seconds, clang a
+    // fraction of one) first, so they overlap with everything else.
+    let mut queue: Vec<usize> = (0..guests.len()).collect();
+    queue.sort_by_key(|&i| guests.get(i).map(|g| g.kind != GuestKind::Python));
     let next = AtomicUsize::new(0);
     let failures = AtomicUsize::new(0);
-    let stdout = Mutex::new(());
+    let printer = Mutex::new(OrderedPrinter::new(guests.len()));
 
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
-                while let Some(guest) = guests.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let result = build_one(guest, toolchains, out_dir, force);
-                    let line = match &result {
-                        Ok((outcome, summary)) => format_line(guest, outcome, summary),
-                        Err(err) => format!("{:<12} {:<6} FAILED: {err:#}", guest.name, guest.kind),
+                while let Some(&index) = queue.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let Some(guest) = guests.get(index) else {
+                        continue;
                     };
-                    if result.is_err() {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                    }
-                    // A poisoned lock only means another thread panicked while
-                    // printing; the guard carries no data, so keep going.
-                    let _guard = stdout.lock().unwrap_or_else(|p| p.into_inner());
-                    let mut out = std::io::stdout().lock();
-                    // Nothing sensible to do if stdout is gone.
-                    let _ = writeln!(out, "{line}");
-                    let _ = out.flush();
+                    let line = match build_one(guest, toolchains, out_dir, force) {
+                        Ok((outcome, summary)) => format_line(guest, &outcome, &summary),
+                        Err(err) => {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                            format!("{:<12} {:<6} FAILED: {err:#}", guest.name, guest.kind)
+                        }
+                    };
+                    // A poisoned lock only means another worker panicked while
+                    // printing; the printer's state is still consistent.
+                    printer
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .finished(index, line);
                 }
             });
         }
     });
     failures.into_inner()
+}
+
+/// Prints lines in index order although they complete in any order.
+struct OrderedPrinter {
+    lines: Vec<Option<String>>,
+    next: usize,
+}
+
+impl OrderedPrinter {
+    fn new(count: usize) -> Self {
+        Self {
+            lines: vec![None; count],
+            next: 0,
+        }
+    }
+
+    fn finished(&mut self, index: usize, line: String) {
+        if let Some(slot) = self.lines.get_mut(index) {
+            *slot = Some(line);
+        }
+        let mut out = std::io::stdout().lock();
+        while let Some(line) = self.lines.get_mut(self.next).and_then(Option::take) {
+            // Nothing sensible to do if stdout is gone.
+            let _ = writeln!(out, "{line}");
+            self.next += 1;
+        }
+        let _ = out.flush();
+    }
 }
 
 fn format_line(guest: &Guest, outcome: &Outcome, summary: &check::Summary) -> String {
@@ -286,6 +320,7 @@ fn build_one(
         // C guests go through the proxy adapter and must stay strictly
         // inside the proxy world; anything else is a bug in the recipe.
         summary.require_strict_proxy()?;
+        check::require_targets(&toolchains.wit, &component)?;
     }
     cache::store(&wasm_path, &hash_path, &component, &inputs_hash)?;
     Ok((Outcome::Built(started.elapsed()), summary))

@@ -180,8 +180,10 @@ impl CToolchain {
                     )
                 })?,
         };
-        let version = run_for_stdout(Command::new(&clang).arg("--version"))
-            .with_context(|| format!("C toolchain missing: cannot run {}", clang.display()))?;
+        let version = run_for_stdout(Command::new(&clang).arg("--version")).context(
+            "C toolchain missing (Debian: apt-get install clang-14 lld-14 wasi-libc \
+             libclang-rt-14-dev-wasm32; or set ZEROFN_CLANG)",
+        )?;
 
         // clang needs compiler-rt builtins for wasm32 to link anything.
         let builtins = run_for_stdout(
@@ -246,12 +248,9 @@ impl PyToolchain {
                  (pip install componentize-py; or set ZEROFN_COMPONENTIZE_PY)",
             )?,
         };
-        let version = run_for_stdout(Command::new(&exe).arg("--version")).with_context(|| {
-            format!(
-                "Python toolchain missing: cannot run {} (pip install componentize-py)",
-                exe.display()
-            )
-        })?;
+        let version = run_for_stdout(Command::new(&exe).arg("--version")).context(
+            "Python toolchain missing (pip install componentize-py; or set ZEROFN_COMPONENTIZE_PY)",
+        )?;
         Ok(Self {
             exe,
             fingerprint: version.trim().to_owned(),

@@ -1,0 +1,55 @@
+//! Instantiate-and-handle of a small component: a fresh store and instance
+//! from the pre-linked `ProxyPre`, one request through
+//! `wasi:http/incoming-handler`, the response collected.
+//!
+//! Needs the guests built (`scripts/test` or
+//! `cargo run -p zerofn-guest-build -- --out $CARGO_TARGET_DIR/guests`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion};
+use zerofn_admission::{admit, sign_artifact, Manifest, SigningKey};
+use zerofn_sandbox::{Sandbox, SandboxConfig};
+
+fn guest(name: &str) -> Vec<u8> {
+    let dir = std::env::var_os("ZEROFN_GUESTS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").into())
+                .join("guests")
+        });
+    std::fs::read(dir.join(format!("{name}.wasm"))).expect("guest built")
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(SandboxConfig::new(cache.path().to_path_buf())).unwrap();
+    let key = SigningKey::generate();
+    let component = guest("hello-c");
+    let bundle = sign_artifact(&component, &key).unwrap();
+    let manifest = Manifest::from_toml(
+        "name = \"hello\"\ntenant = \"bench\"\ncomponent = \"hello.wasm\"\nroutes = [\"/hello\"]\n",
+    )
+    .unwrap();
+    let artifact = admit(manifest, component, bundle.as_bytes(), &[key.public_key()]).unwrap();
+    let function = sandbox.load(artifact, None).unwrap();
+
+    c.bench_function("sandbox/instantiate_and_handle/hello-c", |b| {
+        b.iter(|| {
+            let req = http::Request::get("http://bench/hello")
+                .body(Bytes::new())
+                .unwrap();
+            let out = rt.block_on(sandbox.invoke(&function, req)).unwrap();
+            assert_eq!(out.response.status(), 200);
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

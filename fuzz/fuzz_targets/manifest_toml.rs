@@ -1,0 +1,17 @@
+//! Untrusted `zerofn.toml` text must parse or be refused, never panic; a
+//! parsed manifest's routes must answer `matches` without panicking.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use zerofn_admission::Manifest;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(m) = Manifest::from_toml(text) {
+            for r in &m.routes {
+                let _ = r.matches(text);
+                let _ = r.matches(r.as_str());
+            }
+        }
+    }
+});
