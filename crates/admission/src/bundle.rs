@@ -1048,7 +1048,7 @@ mod tests {
 
     #[test]
     fn conformance_message_digest_mismatch_fails() {
-        // Keyless, so refused before the digest is compared; still a refusal.
+        // Keyless, so with keys only it is refused before the digest is compared.
         let bundle = Bundle::from_json(&case_bundle("message-digest-mismatch_fail")).unwrap();
         let digest = Digest::of(&conformance("a.txt"));
         let err = verify_bundle(&digest, &bundle, &[]).unwrap_err();
@@ -1127,7 +1127,7 @@ mod tests {
             );
             assert!(
                 err.to_string().starts_with(
-                    "keyless (certificate) bundles are not supported yet; sign with a key"
+                    "bundle is signed with a certificate (keyless), but only signing keys are trusted here"
                 ),
                 "{err}"
             );
