@@ -256,9 +256,7 @@ impl Bundle {
             VerificationMaterial::PublicKey { hint } => SignerMaterial::PublicKey {
                 hint: hint.as_deref(),
             },
-            VerificationMaterial::Certificates { chain } => {
-                SignerMaterial::Certificates { chain }
-            }
+            VerificationMaterial::Certificates { chain } => SignerMaterial::Certificates { chain },
         }
     }
 
@@ -292,7 +290,11 @@ fn rfc3161_timestamps(data: Option<serde_json::Value>) -> Result<Vec<Vec<u8>>, A
     {
         None | Some(serde_json::Value::Null) => return Ok(Vec::new()),
         Some(serde_json::Value::Array(list)) => list,
-        Some(_) => return Err(malformed(format!("`{field}.rfc3161Timestamps` is not a list"))),
+        Some(_) => {
+            return Err(malformed(format!(
+                "`{field}.rfc3161Timestamps` is not a list"
+            )))
+        }
     };
     list.iter()
         .enumerate()
@@ -446,11 +448,7 @@ pub fn verify_bundle(
     {
         return Err(AdmissionError::DsseNotSupported);
     }
-    verify(
-        artifact,
-        bundle,
-        &VerificationPolicy::Key(trusted.to_vec()),
-    )
+    verify(artifact, bundle, &VerificationPolicy::Key(trusted.to_vec()))
 }
 
 /// Verification for `VerificationMaterial::PublicKey` + `messageSignature`.

@@ -7,10 +7,10 @@
 //! signing time, CA basic constraints and key usage), not the whole algorithm: Sigstore
 //! trust roots are short explicit chains with no name constraints or policies.
 
+use base64::Engine as _;
 use const_oid::db::rfc5280;
 use const_oid::ObjectIdentifier;
 use der::asn1::{AnyRef, BitStringRef, Utf8StringRef};
-use base64::Engine as _;
 use der::{Decode as _, Encode as _, Sequence};
 use time::OffsetDateTime;
 use x509_cert::ext::pkix::name::GeneralName;
@@ -116,9 +116,14 @@ impl Certificate {
             .unwrap_or_default()
     }
 
-    /// The subject as an RFC 4514 string, for messages.
+    /// The subject as an RFC 4514 string, for messages (Fulcio leaves have none).
     pub(crate) fn subject(&self) -> String {
-        self.inner.tbs_certificate.subject.to_string()
+        let subject = self.inner.tbs_certificate.subject.to_string();
+        if subject.is_empty() {
+            "(empty subject)".to_owned()
+        } else {
+            subject
+        }
     }
 
     /// Whether issuer and subject are the same name (a root or other self-issued
@@ -130,7 +135,10 @@ impl Certificate {
     /// notBefore and notAfter.
     pub(crate) fn validity(&self) -> (OffsetDateTime, OffsetDateTime) {
         let validity = &self.inner.tbs_certificate.validity;
-        (to_datetime(&validity.not_before), to_datetime(&validity.not_after))
+        (
+            to_datetime(&validity.not_before),
+            to_datetime(&validity.not_after),
+        )
     }
 
     /// Whether `at` is within notBefore..=notAfter (RFC 5280 §4.1.2.5: both inclusive).
@@ -199,7 +207,9 @@ impl Certificate {
             .extension::<ExtendedKeyUsage>(rfc5280::ID_CE_EXT_KEY_USAGE)?
             .ok_or_else(|| "it has no extended key usage extension".to_owned())?;
         if !extended.0.contains(&purpose) {
-            return Err(format!("its extended key usage does not include `{purpose}`"));
+            return Err(format!(
+                "its extended key usage does not include `{purpose}`"
+            ));
         }
         Ok(())
     }
@@ -216,8 +226,8 @@ impl Certificate {
         if !issuer.is_ca()? {
             return Err(format!("`{}` is not a CA certificate", issuer.subject()));
         }
-        let algorithm = SignatureAlgorithm::from_oid(&self.signature_algorithm, None)
-            .ok_or_else(|| {
+        let algorithm =
+            SignatureAlgorithm::from_oid(&self.signature_algorithm, None).ok_or_else(|| {
                 format!(
                     "signature algorithm `{}` is not supported",
                     self.signature_algorithm
@@ -297,16 +307,13 @@ impl Certificate {
         logs: &[crate::trust_root::TransparencyLog],
     ) -> Result<(), String> {
         let list = self
-            .extension::<der::asn1::OctetString>(SCT_LIST)?
+            .raw_extension(SCT_LIST)
             .ok_or_else(|| "the certificate has no embedded SCT".to_owned())?;
-        let scts = SignedCertificateTimestampList::from_der(
-            &der::asn1::OctetString::new(list.as_bytes())
-                .and_then(|o| o.to_der())
-                .map_err(|e| format!("the SCT list does not encode ({e})"))?,
-        )
-        .map_err(|e| format!("the SCT list is malformed ({e})"))?
-        .parse_timestamps()
-        .map_err(|e| format!("the SCT list is malformed ({e:?})"))?;
+        // The extension value is an OCTET STRING holding the TLS-encoded list (RFC 6962 §3.3).
+        let scts = SignedCertificateTimestampList::from_der(list)
+            .map_err(|e| format!("the SCT list is malformed ({e})"))?
+            .parse_timestamps()
+            .map_err(|e| format!("the SCT list is malformed ({e:?})"))?;
         let tbs = self.precertificate_tbs()?;
         let issuer_key_hash = HashAlgorithm::Sha256.digest(&issuer.spki_der());
         let tbs_len = u32::try_from(tbs.len())
@@ -393,5 +400,7 @@ pub(crate) fn pem_certificate_der(pem: &str) -> Option<Vec<u8>> {
     }
     let body = pem.trim().strip_prefix(BEGIN)?.strip_suffix(END)?;
     let base64: String = body.split_ascii_whitespace().collect();
-    base64::engine::general_purpose::STANDARD.decode(base64).ok()
+    base64::engine::general_purpose::STANDARD
+        .decode(base64)
+        .ok()
 }

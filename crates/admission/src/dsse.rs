@@ -65,11 +65,11 @@ pub(crate) fn check_statement_subject(
         });
     }
     let hex = artifact.hex();
-    if statement
-        .subject
-        .iter()
-        .any(|s| s.digest.get("sha256").is_some_and(|d| d.eq_ignore_ascii_case(&hex)))
-    {
+    if statement.subject.iter().any(|s| {
+        s.digest
+            .get("sha256")
+            .is_some_and(|d| d.eq_ignore_ascii_case(&hex))
+    }) {
         Ok(())
     } else {
         Err(AdmissionError::DsseSubjectMismatch {
@@ -96,7 +96,9 @@ mod tests {
     fn statement_subject_must_name_the_artifact() {
         let artifact = Digest::of(b"a");
         let statement = |digest: &str| {
-            format!(r#"{{"_type":"https://in-toto.io/Statement/v1","subject":[{{"name":"x","digest":{{"sha256":"{digest}"}}}}],"predicateType":"p"}}"#)
+            format!(
+                r#"{{"_type":"https://in-toto.io/Statement/v1","subject":[{{"name":"x","digest":{{"sha256":"{digest}"}}}}],"predicateType":"p"}}"#
+            )
         };
         assert!(check_statement_subject(
             IN_TOTO_PAYLOAD_TYPE,
@@ -114,8 +116,8 @@ mod tests {
                 statement(&artifact.hex()).replace("Statement/v1", "Other"),
             ),
         ] {
-            let err = check_statement_subject(payload_type, payload.as_bytes(), &artifact)
-                .unwrap_err();
+            let err =
+                check_statement_subject(payload_type, payload.as_bytes(), &artifact).unwrap_err();
             assert!(
                 matches!(err, AdmissionError::DsseSubjectMismatch { .. }),
                 "{err:?}"

@@ -3,26 +3,32 @@
 //!
 //! This crate owns the function manifest (`zerofn.toml`, [`Manifest`]), signing keys
 //! ([`SigningKey`], [`PublicKey`], [`KeyId`]), Sigstore bundles ([`Bundle`],
-//! [`sign_artifact`], [`verify_bundle`]) and the admission decision ([`admit`]), whose
-//! only success value is an [`AdmittedArtifact`]. The sandbox runs nothing else.
+//! [`sign_artifact`]), their verification ([`verify`] against a [`VerificationPolicy`]:
+//! trusted keys, or a keyless [`Identity`] and a [`TrustedRoot`]; [`verify_bundle`] is the
+//! key-based form) and the admission decision ([`admit`]), whose only success value is an
+//! [`AdmittedArtifact`]. The sandbox runs nothing else. `zerofn verify` calls [`verify`] too.
 //!
 //! # Trust
-//! * Trusts the caller for *which* keys a tenant trusts: `admit` is handed the keys stored for
-//!   the manifest's tenant and does not look them up. It trusts `p256`, `sha2` and `base64`
-//!   for the cryptography and encodings (no hand-rolled crypto).
-//! * Trusts nothing in a manifest, bundle, component or PEM: each is parsed here into a
-//!   type that holds its rules ([`Digest`], [`FunctionName`], [`TenantName`], [`Route`],
-//!   [`Bundle`]), with size limits, and refused with a specific error otherwise. Unknown
-//!   manifest keys are refused. A bundle's hint and message digest are treated as the
-//!   unauthenticated hints they are.
+//! * Trusts the caller for *which* keys a tenant trusts (`admit` is handed the keys stored for
+//!   the manifest's tenant) and for the [`TrustedRoot`] and [`Identity`] of a keyless policy:
+//!   the trusted root is the anchor for Fulcio CAs, Rekor and CT logs and timestamp
+//!   authorities. It trusts RustCrypto (`p256`, `p384`, `ecdsa`, `ed25519-dalek`, `rsa`,
+//!   `sha2`, `x509-cert`, `der`, `spki`, `cms`, `x509-tsp`) for cryptography and encodings;
+//!   the RFC 9162 inclusion proof, the signed-note checkpoint and the RFC 6962 SCT input are
+//!   assembled here from those primitives, because no such crate covers them.
+//! * Trusts nothing in a manifest, bundle, trusted root, component or PEM: each is parsed
+//!   here into a type that holds its rules ([`Digest`], [`FunctionName`], [`TenantName`],
+//!   [`Route`], [`Bundle`], [`TrustedRoot`]), with size limits, and refused with a specific
+//!   error otherwise. A bundle's key hint, message digest and embedded timestamp
+//!   certificates are unauthenticated hints, never trusted.
 //! * Guarantees: an [`AdmittedArtifact`] exists only if an ECDSA P-256 signature over the
-//!   sha256 of exactly its component bytes verified with one of the tenant's keys. Nothing
-//!   outside this crate can build one, or a [`VerifiedSignature`].
-//! * Does not yet verify keyless (Fulcio certificate) bundles, DSSE envelopes, transparency
-//!   log entries or timestamps: the first two are refused
-//!   ([`AdmissionError::KeylessNotSupported`], [`AdmissionError::DsseNotSupported`]), and
-//!   log entries in a key-based bundle are ignored, so admission does not prove a signature
-//!   was logged.
+//!   sha256 of exactly its component bytes verified with one of the tenant's keys. A keyless
+//!   [`VerifiedSignature`] exists only if the whole Sigstore client-specification check
+//!   passed (certificate chain to a trusted CA at a verified signing time, SCT, identity,
+//!   transparency log entry with promise and/or proof and checkpoint, timestamps). Nothing
+//!   outside this crate can build either.
+//! * Does not check revocation (Sigstore has none) and, for key-based bundles, does not check
+//!   transparency log entries (no trusted root is involved).
 //! * Never panics on input, never puts key material or component bytes in an error or
 //!   `Debug` output, and escapes outside text quoted in error messages.
 
@@ -32,6 +38,8 @@ mod certificate;
 mod digest;
 mod dsse;
 mod error;
+#[cfg(test)]
+mod keyless_tests;
 mod keys;
 mod manifest;
 mod signature;
@@ -42,9 +50,9 @@ mod verify;
 
 pub use artifact::{admit, AdmittedArtifact};
 pub use bundle::{sign_artifact, verify_bundle, Bundle, BUNDLE_MEDIA_TYPE_V03};
-pub use trust_root::TrustedRoot;
-pub use verify::{verify, Identity, SignerIdentity, VerificationPolicy, VerifiedSignature};
 pub use digest::Digest;
 pub use error::{AdmissionError, ManifestError};
 pub use keys::{KeyId, PublicKey, SigningKey};
 pub use manifest::{FunctionName, Limits, Manifest, Route, TenantName};
+pub use trust_root::TrustedRoot;
+pub use verify::{verify, Identity, SignerIdentity, VerificationPolicy, VerifiedSignature};

@@ -209,11 +209,7 @@ mod tests {
         let der = signature.to_der();
         assert!(verifier.verifies_message(b"message", der.as_bytes()));
         assert!(!verifier.verifies_message(b"massage", der.as_bytes()));
-        assert!(!verifier.verifies_with(
-            SignatureAlgorithm::Ed25519,
-            b"message",
-            der.as_bytes()
-        ));
+        assert!(!verifier.verifies_with(SignatureAlgorithm::Ed25519, b"message", der.as_bytes()));
     }
 
     #[test]

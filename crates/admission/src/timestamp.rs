@@ -77,9 +77,8 @@ pub(crate) fn verify_timestamp(
         .map_err(|e| invalid(format!("the TSTInfo is malformed ({e})")))?;
 
     // messageImprint: the hash of exactly the bundle's signature bytes.
-    let imprint_hash =
-        HashAlgorithm::from_digest_oid(&tst_info.message_imprint.hash_algorithm.oid)
-            .ok_or_else(|| invalid("the message imprint uses an unsupported hash"))?;
+    let imprint_hash = HashAlgorithm::from_digest_oid(&tst_info.message_imprint.hash_algorithm.oid)
+        .ok_or_else(|| invalid("the message imprint uses an unsupported hash"))?;
     if tst_info.message_imprint.hashed_message.as_bytes()
         != imprint_hash.digest(signature).as_slice()
     {
@@ -154,7 +153,9 @@ pub(crate) fn verify_timestamp(
             continue;
         }
         if let Err(reason) = leaf.check_end_entity(KP_TIME_STAMPING) {
-            reasons.push(format!("the certificate of `{name}` is not for timestamping: {reason}"));
+            reasons.push(format!(
+                "the certificate of `{name}` is not for timestamping: {reason}"
+            ));
             continue;
         }
         let chain_ok = authority
@@ -164,16 +165,16 @@ pub(crate) fn verify_timestamp(
                 [child, parent] => child.verify_issued_by(parent),
                 _ => Ok(()),
             })
-            .and_then(|()| {
-                match authority.chain.iter().find(|c| !c.is_valid_at(gen_time)) {
+            .and_then(
+                |()| match authority.chain.iter().find(|c| !c.is_valid_at(gen_time)) {
                     Some(cert) => Err(format!(
                         "certificate `{}` is not valid at genTime {}",
                         cert.subject(),
                         format_time(gen_time)
                     )),
                     None => Ok(()),
-                }
-            });
+                },
+            );
         match chain_ok {
             Ok(()) => return Ok(gen_time),
             Err(reason) => reasons.push(format!("timestamp authority `{name}`: {reason}")),

@@ -381,12 +381,12 @@ impl<'a> Checkpoint<'a> {
     /// SHA-256(name || "\n" || type byte || key), and the hint is its prefix
     /// (sigstore-go `pkg/tlog`, C2SP signed-note "Signatures").
     fn verify(&self, log: &TransparencyLog) -> Result<(), AdmissionError> {
-        let key = log
-            .key
-            .as_ref()
-            .map_err(|reason| AdmissionError::CheckpointSignatureInvalid {
-                reason: format!("the log key is not usable: {reason}"),
-            })?;
+        let key =
+            log.key
+                .as_ref()
+                .map_err(|reason| AdmissionError::CheckpointSignatureInvalid {
+                    reason: format!("the log key is not usable: {reason}"),
+                })?;
         let hint = log.log_id.get(..4).unwrap_or_default();
         let mut candidates = 0usize;
         for (_name, key_hint, signature) in &self.signatures {
@@ -496,10 +496,11 @@ fn match_body(
                 return Err(mismatch("the logged signature differs"));
             }
             let logged_signer = match signer {
-                LoggedSigner::Certificate(der) => {
-                    b64_at(spec, &["signature", "verifier", "x509Certificate", "rawBytes"])
-                        .is_some_and(|d| d == *der)
-                }
+                LoggedSigner::Certificate(der) => b64_at(
+                    spec,
+                    &["signature", "verifier", "x509Certificate", "rawBytes"],
+                )
+                .is_some_and(|d| d == *der),
             };
             if !logged_signer {
                 return Err(mismatch("the logged certificate or key differs"));
@@ -523,7 +524,9 @@ fn match_body(
                 .and_then(|s| s.as_array())
                 .ok_or_else(|| mismatch("the logged body has no signatures"))?;
             let [only] = logged.as_slice() else {
-                return Err(mismatch("the logged envelope does not have exactly one signature"));
+                return Err(mismatch(
+                    "the logged envelope does not have exactly one signature",
+                ));
             };
             if b64_at(only, &["signature"]).as_deref() != Some(*signature) {
                 return Err(mismatch("the logged signature differs"));
@@ -560,7 +563,9 @@ fn match_body(
                 .and_then(|s| s.as_array())
                 .ok_or_else(|| mismatch("the logged envelope has no signatures"))?;
             let [only] = logged.as_slice() else {
-                return Err(mismatch("the logged envelope does not have exactly one signature"));
+                return Err(mismatch(
+                    "the logged envelope does not have exactly one signature",
+                ));
             };
             // intoto 0.0.2 stores the signature base64-encoded twice.
             let sig = b64_at(only, &["sig"])
@@ -733,13 +738,23 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn checkpoint_parse_never_panics(text in "(?s).{0,300}") {
+            let _ = Checkpoint::parse(&text);
+        }
+    }
+
     #[test]
     fn checkpoint_parse_refuses_malformed_notes() {
         for (note, reason) in [
             ("origin\n1\n", "no blank line"),
             ("\n\n", "no origin line"),
             ("o\nx\nAAAA\n\n\u{2014} o AAAAAA==\n", "not a tree size"),
-            ("o\n1\nAAAA\n\n\u{2014} o AAAAAA==\n", "not a base64 SHA-256 root hash"),
+            (
+                "o\n1\nAAAA\n\n\u{2014} o AAAAAA==\n",
+                "not a base64 SHA-256 root hash",
+            ),
         ] {
             let err = Checkpoint::parse(note).err().unwrap();
             assert!(err.to_string().contains(reason), "{note:?}: {err}");

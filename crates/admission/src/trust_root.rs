@@ -78,7 +78,10 @@ pub struct TrustedRoot {
 impl fmt::Debug for TrustedRoot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TrustedRoot")
-            .field("certificate_authorities", &self.certificate_authorities.len())
+            .field(
+                "certificate_authorities",
+                &self.certificate_authorities.len(),
+            )
             .field("tlogs", &self.tlogs.len())
             .field("ctlogs", &self.ctlogs.len())
             .field("timestamp_authorities", &self.timestamp_authorities.len())
@@ -135,10 +138,7 @@ impl TrustedRoot {
             )?,
             tlogs: logs(raw.tlogs, "tlogs")?,
             ctlogs: logs(raw.ctlogs, "ctlogs")?,
-            timestamp_authorities: authorities(
-                raw.timestamp_authorities,
-                "timestampAuthorities",
-            )?,
+            timestamp_authorities: authorities(raw.timestamp_authorities, "timestampAuthorities")?,
         })
     }
 }
@@ -221,7 +221,11 @@ fn time_range(raw: Option<wire::TimeRange>, field: &str) -> Result<TimeRange, Ad
         ))
     })?;
     let start = parse(&start, "start")?;
-    let end = raw.end.as_deref().map(|end| parse(end, "end")).transpose()?;
+    let end = raw
+        .end
+        .as_deref()
+        .map(|end| parse(end, "end"))
+        .transpose()?;
     if end.is_some_and(|end| end < start) {
         return Err(invalid(format!("`{field}` ends before it starts")));
     }
@@ -299,5 +303,40 @@ mod wire {
     pub(super) struct Certificate {
         #[serde(alias = "raw_bytes")]
         pub raw_bytes: Option<String>,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn from_json_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = TrustedRoot::from_json(&bytes);
+        }
+
+        #[test]
+        fn from_json_never_panics_on_root_like_json(start in proptest::option::of(".{0,30}"), raw in ".{0,60}", details in ".{0,20}") {
+            let json = serde_json::json!({
+                "mediaType": TRUSTED_ROOT_MEDIA_TYPES[0],
+                "tlogs": [{"publicKey": {"rawBytes": raw, "keyDetails": details, "validFor": {"start": start}}, "logId": {"keyId": raw}}],
+                "certificateAuthorities": [{"certChain": {"certificates": [{"rawBytes": raw}]}, "validFor": {"start": start}}],
+            });
+            let _ = TrustedRoot::from_json(json.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn time_ranges_are_closed() {
+        let at = |s: &str| OffsetDateTime::parse(s, &Rfc3339).unwrap();
+        let range = TimeRange {
+            start: at("2025-01-01T00:00:00Z"),
+            end: Some(at("2025-02-01T00:00:00Z")),
+        };
+        assert!(range.contains(at("2025-01-01T00:00:00Z")));
+        assert!(range.contains(at("2025-02-01T00:00:00Z")));
+        assert!(!range.contains(at("2024-12-31T23:59:59Z")));
+        assert!(!range.contains(at("2025-02-01T00:00:01Z")));
     }
 }

@@ -242,7 +242,6 @@ fn single_signature(envelope: &DsseEnvelope) -> Result<(&str, &[u8], &[u8]), Adm
     }
 }
 
-
 fn verify_keyless(
     artifact: &Digest,
     bundle: &Bundle,
@@ -346,7 +345,10 @@ fn verify_keyless(
         });
     }
     for (i, ts) in timestamps.iter().enumerate() {
-        if timestamps.get(..i).is_some_and(|earlier| earlier.contains(ts)) {
+        if timestamps
+            .get(..i)
+            .is_some_and(|earlier| earlier.contains(ts))
+        {
             return Err(AdmissionError::TimestampInvalid {
                 reason: "the bundle has duplicate timestamps".to_owned(),
             });
@@ -472,7 +474,11 @@ fn verify_message_with(
             reason: "an Ed25519 message signature needs the artifact bytes, and only its sha256 is verified here".to_owned(),
         });
     }
-    if key.verifies_prehash(artifact.as_bytes(), HashAlgorithm::Sha256, &message.signature) {
+    if key.verifies_prehash(
+        artifact.as_bytes(),
+        HashAlgorithm::Sha256,
+        &message.signature,
+    ) {
         Ok(())
     } else {
         Err(AdmissionError::CertificateSignatureInvalid { digest: *artifact })
@@ -533,8 +539,11 @@ fn chain_to_authority<'r>(
     })
 }
 
+/// Whether a SAN satisfies the identity policy.
+type SanMatcher = Box<dyn Fn(&str) -> bool>;
+
 /// A predicate for SANs per the identity policy.
-fn identity_matcher(identity: &Identity) -> Result<Box<dyn Fn(&str) -> bool>, AdmissionError> {
+fn identity_matcher(identity: &Identity) -> Result<SanMatcher, AdmissionError> {
     match identity {
         Identity::Exact { san, .. } => {
             let san = san.clone();
@@ -556,7 +565,10 @@ fn identity_matcher(identity: &Identity) -> Result<Box<dyn Fn(&str) -> bool>, Ad
 mod tests {
     use super::*;
 
-    const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata/sigstore");
+    const TESTDATA: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/testdata/sigstore"
+    );
     const BEACON_SAN: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
     const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
 
@@ -574,9 +586,10 @@ mod tests {
     /// Runs one conformance case the way the suite does; `Ok` carries the verified signature.
     fn conformance_case(case: &str) -> Result<VerifiedSignature, AdmissionError> {
         let dir = format!("{TESTDATA}/conformance/bundle-verify/{case}");
-        let artifact = std::fs::read(format!("{dir}/artifact"))
-            .unwrap_or_else(|_| read("conformance/a.txt"));
-        let bundle = Bundle::from_json(&std::fs::read(format!("{dir}/bundle.sigstore.json")).unwrap())?;
+        let artifact =
+            std::fs::read(format!("{dir}/artifact")).unwrap_or_else(|_| read("conformance/a.txt"));
+        let bundle =
+            Bundle::from_json(&std::fs::read(format!("{dir}/bundle.sigstore.json")).unwrap())?;
         let policy = if let Ok(pem) = std::fs::read_to_string(format!("{dir}/key.pub")) {
             VerificationPolicy::Key(vec![PublicKey::from_pem(&pem)?])
         } else {
@@ -600,20 +613,20 @@ mod tests {
 
     #[test]
     fn every_conformance_case_verifies_as_expected() {
-        let mut cases: Vec<String> = std::fs::read_dir(format!("{TESTDATA}/conformance/bundle-verify"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.is_dir())
-            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
+        let mut cases: Vec<String> =
+            std::fs::read_dir(format!("{TESTDATA}/conformance/bundle-verify"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.is_dir())
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect();
         cases.sort();
         let mut wrong = Vec::new();
         for case in &cases {
             let result = conformance_case(case);
             let expect_pass = !case.ends_with("_fail");
-            eprintln!("{case}: {}", match &result { Ok(v) => format!("PASS {} at {:?}", v.identity(), v.signing_time_rfc3339()), Err(e) => format!("FAIL {e}") });
             if result.is_ok() != expect_pass {
-                wrong.push(case.clone());
+                wrong.push(format!("{case}: {result:?}"));
             }
         }
         assert!(wrong.is_empty(), "unexpected outcomes: {wrong:#?}");

@@ -31,6 +31,18 @@ fn svid(c: &mut Criterion) {
         })
     });
 
+    c.bench_function("jwt_svid_issue", |b| {
+        b.iter(|| ca.issue_jwt_svid(black_box(&id), &[AUDIENCE], TTL).unwrap())
+    });
+
+    let jwt = ca.issue_jwt_svid(&id, &[AUDIENCE], TTL).unwrap();
+    c.bench_function("jwt_svid_verify", |b| {
+        b.iter(|| {
+            ca.verify_jwt_svid(black_box(jwt.token()), AUDIENCE, OffsetDateTime::now_utc())
+                .unwrap()
+        })
+    });
+
     c.bench_function("jwt_svid_issue_and_verify", |b| {
         b.iter(|| {
             let jwt = ca.issue_jwt_svid(black_box(&id), &[AUDIENCE], TTL).unwrap();

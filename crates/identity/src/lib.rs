@@ -18,9 +18,10 @@
 //!   holds the CA. Key files are created `0600` (the directory `0700`), written atomically,
 //!   never overwritten, and refused at load if group or others may read them.
 //! * Trusts `rcgen` (with `ring`) to build and sign certificates, `x509-parser` to parse
-//!   them, and `p256`, `sha2` and `base64` for signatures, digests and encodings; no
-//!   hand-rolled cryptography. The JWS layer is the small glue around `p256` in
-//!   `jwt_svid.rs`, which explains why the `jsonwebtoken` crate is not used.
+//!   them, `ring` to verify ECDSA signatures, `p256` for keys and JWT signing, `sha2` and
+//!   `base64` for digests and encodings; no hand-rolled cryptography. The JWS layer is the
+//!   small glue around them in `jwt_svid.rs`, which explains why the `jsonwebtoken` crate
+//!   is not used.
 //! * Trusts nothing it is asked to verify: a certificate or token is parsed with size
 //!   limits and must chain to this CA, hold exactly one SPIFFE ID of a workload of this
 //!   trust domain, be valid at the given time, and not be revoked. JWT-SVIDs must be

@@ -269,7 +269,17 @@ impl ControlPlane {
         }
         let sandbox = self.sandbox.clone();
         let to_load = artifact.clone();
-        let loaded = match tokio::task::spawn_blocking(move || sandbox.load(to_load, None)).await {
+        // Reuse precompiled code already produced for this digest, if its
+        // recorded hash still matches the cache file.
+        let known = self
+            .store
+            .precompiled_hash_for(&artifact.digest().to_string())
+            .await?;
+        let loaded = match tokio::task::spawn_blocking(move || {
+            sandbox.load(to_load, known.as_deref())
+        })
+        .await
+        {
             Ok(Ok(loaded)) => loaded,
             Ok(Err(e)) => return self.refused(record, e.into()).await,
             Err(e) => {

@@ -210,6 +210,22 @@ impl Store {
         .await
     }
 
+    /// The recorded hash of precompiled code for a component digest, from
+    /// any deployment of it (the code cache is content-addressed).
+    pub async fn precompiled_hash_for(&self, digest: &str) -> Result<Option<String>, StoreError> {
+        let digest = digest.to_owned();
+        self.with_conn(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT precompiled_sha256 FROM deployments WHERE digest = ?1 AND precompiled_sha256 IS NOT NULL LIMIT 1",
+                    [digest],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
     /// The digest currently deployed under a name, if any.
     pub async fn deployed_digest(
         &self,

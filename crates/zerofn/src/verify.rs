@@ -79,7 +79,9 @@ pub fn run(args: VerifyArgs) -> Result<()> {
                 identity,
             }
         }
-        (None, None) => bail!("give `--key`, or a certificate identity with `--certificate-oidc-issuer`"),
+        (None, None) => {
+            bail!("give `--key`, or a certificate identity with `--certificate-oidc-issuer`")
+        }
     };
     let verified = verify(&digest, &bundle, &policy)?;
     match verified.signing_time_rfc3339() {

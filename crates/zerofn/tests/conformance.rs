@@ -9,7 +9,12 @@
 //! * Bundles zerofn cannot verify are listed in [`UNSUPPORTED`] with the reason, and must be
 //!   refused (fail closed), never skipped.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -222,7 +227,11 @@ fn every_bundle_verify_case_behaves_as_the_suite_expects() {
         .filter(|p| p.is_dir())
         .collect();
     cases.sort();
-    assert_eq!(cases.len(), 70, "the 70 bundle-verify case directories of sigstore-conformance");
+    assert_eq!(
+        cases.len(),
+        70,
+        "the 70 bundle-verify case directories of sigstore-conformance"
+    );
 
     let mut wrong = Vec::new();
     let mut passed = 0;
@@ -282,8 +291,17 @@ fn every_bundle_verify_case_behaves_as_the_suite_expects() {
             }
         }
     }
-    assert!(wrong.is_empty(), "{} wrong outcomes:\n{}", wrong.len(), wrong.join("\n"));
-    assert_eq!((passed, failed), (42, 98), "PASS and FAIL runs (two per case)");
+    assert!(
+        wrong.is_empty(),
+        "{} wrong outcomes:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    assert_eq!(
+        (passed, failed),
+        (42, 98),
+        "PASS and FAIL runs (two per case)"
+    );
 }
 
 /// One bundle from another client's test suite.
@@ -441,23 +459,73 @@ fn usage_errors_are_one_line_and_name_the_problem() {
     ));
     for (args, fragment) in [
         (
-            vec![a_txt.clone(), "--bundle".into(), bundle.clone(), "--certificate-identity".into(), BEACON_SAN.into(), "--certificate-oidc-issuer".into(), GITHUB_ACTIONS.into()],
+            vec![
+                a_txt.clone(),
+                "--bundle".into(),
+                bundle.clone(),
+                "--certificate-identity".into(),
+                BEACON_SAN.into(),
+                "--certificate-oidc-issuer".into(),
+                GITHUB_ACTIONS.into(),
+            ],
             "error: keyless verification needs `--trusted-root FILE`",
         ),
         (
-            vec!["sha256:abc".into(), "--bundle".into(), bundle.clone(), "--trusted-root".into(), s(&data(PRODUCTION_ROOT)), "--certificate-identity".into(), BEACON_SAN.into(), "--certificate-oidc-issuer".into(), GITHUB_ACTIONS.into()],
+            vec![
+                "sha256:abc".into(),
+                "--bundle".into(),
+                bundle.clone(),
+                "--trusted-root".into(),
+                s(&data(PRODUCTION_ROOT)),
+                "--certificate-identity".into(),
+                BEACON_SAN.into(),
+                "--certificate-oidc-issuer".into(),
+                GITHUB_ACTIONS.into(),
+            ],
             "error: cannot read artifact `sha256:abc`",
         ),
         (
-            vec![a_txt.clone(), "--bundle".into(), bundle.clone(), "--trusted-root".into(), s(&data(PRODUCTION_ROOT)), "--certificate-identity-regexp".into(), "(".into(), "--certificate-oidc-issuer".into(), GITHUB_ACTIONS.into()],
+            vec![
+                a_txt.clone(),
+                "--bundle".into(),
+                bundle.clone(),
+                "--trusted-root".into(),
+                s(&data(PRODUCTION_ROOT)),
+                "--certificate-identity-regexp".into(),
+                "(".into(),
+                "--certificate-oidc-issuer".into(),
+                GITHUB_ACTIONS.into(),
+            ],
             "error: certificate identity regex is invalid",
         ),
         (
-            vec![a_txt.clone(), "--bundle".into(), bundle.clone(), "--trusted-root".into(), s(&data("sigstore/sigstore-python/trusted_root/trustedroot.badtype.json")), "--certificate-identity".into(), BEACON_SAN.into(), "--certificate-oidc-issuer".into(), GITHUB_ACTIONS.into()],
+            vec![
+                a_txt.clone(),
+                "--bundle".into(),
+                bundle.clone(),
+                "--trusted-root".into(),
+                s(&data(
+                    "sigstore/sigstore-python/trusted_root/trustedroot.badtype.json",
+                )),
+                "--certificate-identity".into(),
+                BEACON_SAN.into(),
+                "--certificate-oidc-issuer".into(),
+                GITHUB_ACTIONS.into(),
+            ],
             "error: trusted root is invalid: media type",
         ),
         (
-            vec![a_txt.clone(), "--bundle".into(), bundle.clone(), "--trusted-root".into(), s(&data(PRODUCTION_ROOT)), "--certificate-identity-regexp".into(), "https://github\\.com/sigstore-conformance/.*".into(), "--certificate-oidc-issuer".into(), GITHUB_ACTIONS.into()],
+            vec![
+                a_txt.clone(),
+                "--bundle".into(),
+                bundle.clone(),
+                "--trusted-root".into(),
+                s(&data(PRODUCTION_ROOT)),
+                "--certificate-identity-regexp".into(),
+                "https://github\\.com/sigstore-conformance/.*".into(),
+                "--certificate-oidc-issuer".into(),
+                GITHUB_ACTIONS.into(),
+            ],
             "",
         ),
     ] {
