@@ -6,6 +6,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+#[path = "../../../tools/guests.rs"]
+mod guests;
+use guests::guest;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use http_body_util::Full;
 use zerofn_admission::{admit, sign_artifact, Manifest, SigningKey};
@@ -15,18 +19,6 @@ use zerofn_sandbox::{Sandbox, SandboxConfig};
 use zerofn_store::Store;
 
 const FUNCTIONS: usize = 1000;
-
-fn guest(name: &str) -> Vec<u8> {
-    let dir = std::env::var_os("ZEROFN_GUESTS_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").into())
-                .join("guests")
-        });
-    std::fs::read(dir.join(format!("{name}.wasm"))).expect("guest built")
-}
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -46,8 +38,13 @@ fn bench(c: &mut Criterion) {
             "name = \"fn{i}\"\ntenant = \"bench\"\ncomponent = \"f.wasm\"\nroutes = [\"/fn{i}\", \"/api{i}/...\"]\n"
         ))
         .unwrap();
-        let artifact =
-            admit(manifest, component.clone(), bundle.as_bytes(), &[key.public_key()]).unwrap();
+        let artifact = admit(
+            manifest,
+            component.clone(),
+            bundle.as_bytes(),
+            &[key.public_key()],
+        )
+        .unwrap();
         let f = sandbox.load(artifact, precompiled.as_deref()).unwrap();
         precompiled.get_or_insert_with(|| f.precompiled_sha256().to_owned());
         loaded.push(f);

@@ -138,14 +138,21 @@ impl Gateway {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
+        let too_large = || {
+            (
+                record(Outcome::Deny, 413).reason("request body too large"),
+                format!("request body exceeds the function's limit of {max_body} bytes"),
+            )
+        };
         if declared.is_some_and(|len| len > max_body as u64) {
+            let (rec, msg) = too_large();
             return self
                 .refuse(
-                    record(Outcome::Deny, 413).reason("request body too large"),
+                    rec,
                     id,
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "body_too_large",
-                    &format!("request body exceeds the function's limit of {max_body} bytes"),
+                    &msg,
                 )
                 .await;
         }
@@ -158,13 +165,14 @@ impl Gateway {
         {
             Ok(Ok(collected)) => collected.to_bytes(),
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                let (rec, msg) = too_large();
                 return self
                     .refuse(
-                        record(Outcome::Deny, 413).reason("request body too large"),
+                        rec,
                         id,
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "body_too_large",
-                        &format!("request body exceeds the function's limit of {max_body} bytes"),
+                        &msg,
                     )
                     .await;
             }

@@ -61,7 +61,7 @@ impl X509Svid {
         self.serial.as_str()
     }
 
-    /// When it was issued (its notBefore is [`BACKDATE`] earlier, for clock skew).
+    /// When it was issued (its notBefore is 30 s earlier, for clock skew).
     pub fn issued_at(&self) -> OffsetDateTime {
         self.issued_at
     }

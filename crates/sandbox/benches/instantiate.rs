@@ -7,21 +7,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
+#[path = "../../../tools/guests.rs"]
+mod guests;
+use guests::guest;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use zerofn_admission::{admit, sign_artifact, Manifest, SigningKey};
 use zerofn_sandbox::{Sandbox, SandboxConfig};
-
-fn guest(name: &str) -> Vec<u8> {
-    let dir = std::env::var_os("ZEROFN_GUESTS_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").into())
-                .join("guests")
-        });
-    std::fs::read(dir.join(format!("{name}.wasm"))).expect("guest built")
-}
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -10,27 +10,9 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_zerofn");
 
-/// Directory of the built guest components (`scripts/test` builds them).
-pub fn guests_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("ZEROFN_GUESTS_DIR") {
-        return PathBuf::from(dir);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    target.join("guests")
-}
-
-pub fn guest(name: &str) -> Vec<u8> {
-    let path = guests_dir().join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "guest `{}` missing ({e}); build guests with `scripts/test` or `cargo run -p zerofn-guest-build -- --out {}`",
-            path.display(),
-            guests_dir().display()
-        )
-    })
-}
+#[path = "../../../../tools/guests.rs"]
+mod guests;
+pub use guests::guest;
 
 /// A running platform process.
 pub struct Platform {

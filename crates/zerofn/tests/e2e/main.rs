@@ -439,7 +439,10 @@ fn python_guests_load_and_find_no_files_sockets_or_environment() {
             assert_eq!(result, 0, "{v}");
         } else {
             let text = result.as_str().unwrap_or_default();
-            assert!(text.starts_with("denied"), "{probe} escaped the sandbox: {v}");
+            assert!(
+                text.starts_with("denied"),
+                "{probe} escaped the sandbox: {v}"
+            );
         }
     }
 }
