@@ -33,6 +33,7 @@
 //!   `Debug` output, and escapes outside text quoted in error messages.
 
 mod artifact;
+mod attestation;
 mod bundle;
 mod certificate;
 mod digest;
@@ -42,17 +43,33 @@ mod error;
 mod keyless_tests;
 mod keys;
 mod manifest;
+mod osv;
+mod sbom;
 mod signature;
+mod slsa;
 mod timestamp;
 mod tlog;
 mod trust_root;
 mod verify;
+mod version;
+mod vulndb;
 
 pub use artifact::{admit, AdmittedArtifact};
+pub use attestation::{
+    sign_attestation, Attestation, AttestationError, VerifiedAttestation, IN_TOTO_STATEMENT_V1,
+};
 pub use bundle::{sign_artifact, verify_bundle, Bundle, BUNDLE_MEDIA_TYPE_V03};
 pub use digest::Digest;
 pub use error::{AdmissionError, ManifestError};
 pub use keys::{KeyId, PublicKey, SigningKey};
 pub use manifest::{FunctionName, Limits, Manifest, Route, TenantName};
+pub use osv::{cvss3_base_score, Advisory, Affected, Severity};
+pub use sbom::{package_from_purl, Package, Sbom};
+pub use slsa::{
+    Facts, Provenance, SeverityCounts, TestOutcome, TestResult, VulnerabilityScan,
+    SLSA_PROVENANCE_V02, SLSA_PROVENANCE_V1, TEST_RESULT_V01, VULN_V1,
+};
 pub use trust_root::TrustedRoot;
 pub use verify::{verify, Identity, SignerIdentity, VerificationPolicy, VerifiedSignature};
+pub use version::{compare_versions, Ecosystem, Event, RangeKind, Scheme, VersionRange};
+pub use vulndb::{findings_at_or_above, Finding, ImportReport, ScanError, VulnDb, DB_FILE_NAME};

@@ -89,6 +89,18 @@ impl Api {
         if req.method() == Method::GET && path == "/v1/health" {
             return json(StatusCode::OK, &serde_json::json!({ "status": "ok" }));
         }
+        if req.method() == Method::GET && path == "/v1/identity/bundle" {
+            // The trust bundle is public: peers need it before they can
+            // authenticate anything.
+            let mut resp = Response::new(Bytes::from(
+                self.control.identities().bundle_pem().to_owned(),
+            ));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/x-pem-file"),
+            );
+            return resp;
+        }
         if req.method() == Method::GET && path == "/v1/openapi.yaml" {
             let mut resp = Response::new(Bytes::from_static(OPENAPI.as_bytes()));
             resp.headers_mut().insert(
@@ -154,6 +166,26 @@ impl Api {
                 .list_functions()
                 .await
                 .map(|f| (StatusCode::OK, serde_json::json!({ "functions": f }))),
+            (&Method::GET, ["v1", "functions", tenant, name, "svid"]) => {
+                match self.control.identities().current(tenant, name) {
+                    Some(svid) => Ok((
+                        StatusCode::OK,
+                        serde_json::json!({
+                            "spiffe_id": svid.spiffe_id().to_string(),
+                            "serial": svid.serial_hex(),
+                            "not_after": svid
+                                .not_after()
+                                .format(&time::format_description::well_known::Rfc3339)
+                                .unwrap_or_default(),
+                            "certificate": svid.cert_pem(),
+                        }),
+                    )),
+                    None => Err(ControlError::Store(StoreError::NoSuchDeployment {
+                        tenant: (*tenant).to_owned(),
+                        name: (*name).to_owned(),
+                    })),
+                }
+            }
             (&Method::DELETE, ["v1", "functions", tenant, name]) => {
                 self.control.undeploy(ACTOR, tenant, name).await.map(|()| {
                     (

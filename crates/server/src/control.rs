@@ -14,6 +14,7 @@ use zerofn_sandbox::{LoadedFunction, Sandbox, SandboxError};
 use zerofn_store::{DeploymentRow, DeploymentSummary, Store, StoreError, TenantRow};
 
 use crate::clock::now;
+use crate::identity::Identities;
 
 /// What went wrong with a control-plane request. Mapped to HTTP statuses
 /// in one place (`api::status_of`).
@@ -83,6 +84,8 @@ pub struct DeployResponse {
     pub digest: String,
     pub signer: String,
     pub routes: Vec<String>,
+    /// The function's SPIFFE ID.
+    pub spiffe_id: String,
 }
 
 /// Tenants, deployments and the audit log behind the control API.
@@ -91,6 +94,7 @@ pub struct ControlPlane {
     audit: AuditLog,
     sandbox: Arc<Sandbox>,
     routes: Routes,
+    identities: Arc<Identities>,
 }
 
 impl ControlPlane {
@@ -99,13 +103,20 @@ impl ControlPlane {
         audit: AuditLog,
         sandbox: Arc<Sandbox>,
         routes: Routes,
+        identities: Arc<Identities>,
     ) -> Self {
         ControlPlane {
             store,
             audit,
             sandbox,
             routes,
+            identities,
         }
+    }
+
+    /// Functions' workload identities.
+    pub fn identities(&self) -> &Identities {
+        &self.identities
     }
 
     pub fn audit(&self) -> &AuditLog {
@@ -333,8 +344,13 @@ impl ControlPlane {
                 loaded.precompiled_sha256(),
             )
             .await?;
+        let spiffe_id = self
+            .identities
+            .ensure(&tenant, &name)
+            .map_err(|e| ControlError::Internal(e.to_string()))?;
         self.routes.install(loaded);
         Ok(DeployResponse {
+            spiffe_id: spiffe_id.to_string(),
             tenant,
             name,
             digest: artifact.digest().to_string(),
@@ -372,6 +388,7 @@ impl ControlPlane {
             )
             .await?;
         self.routes.remove(tenant, name);
+        self.identities.remove(tenant, name);
         self.store.delete_deployment(tenant, name).await?;
         Ok(())
     }
@@ -425,6 +442,12 @@ impl ControlPlane {
             }
         }
         let n = loaded.len();
+        for f in &loaded {
+            let m = f.artifact().manifest();
+            self.identities
+                .ensure(m.tenant.as_str(), m.name.as_str())
+                .map_err(|e| ControlError::Internal(e.to_string()))?;
+        }
         self.routes.install_all(loaded);
         Ok(n)
     }

@@ -27,6 +27,8 @@ pub enum ServerError {
     Sandbox(#[from] zerofn_sandbox::SandboxError),
     #[error(transparent)]
     Control(#[from] crate::control::ControlError),
+    #[error(transparent)]
+    Identity(#[from] zerofn_identity::IdentityError),
     #[error("demo: {0}")]
     Demo(String),
 }

@@ -17,6 +17,7 @@ mod control;
 mod datadir;
 mod demo;
 mod error;
+mod identity;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,7 +33,9 @@ use zerofn_store::Store;
 pub use control::{ControlPlane, DeployRequest, DeployResponse};
 pub use datadir::{default_data_dir, ApiEndpoint, DataDir, API_ENDPOINT_FILE, TOKEN_FILE};
 pub use error::ServerError;
+pub use identity::Identities;
 pub use zerofn_gateway::GatewayConfig;
+pub use zerofn_identity::TrustDomain;
 
 /// Everything `zerofn up` needs.
 #[derive(Debug, Clone)]
@@ -46,6 +49,10 @@ pub struct PlatformConfig {
     /// Deploy the example functions found in this directory, signed with
     /// the demo key.
     pub demo_dir: Option<PathBuf>,
+    /// SPIFFE trust domain of the functions' identities.
+    pub trust_domain: TrustDomain,
+    /// Lifetime of each function's X.509-SVID; renewed at half of it.
+    pub svid_ttl: std::time::Duration,
 }
 
 /// A running platform.
@@ -77,11 +84,19 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
     sandbox_cfg.max_instances = cfg.max_instances;
     let sandbox = Arc::new(Sandbox::new(sandbox_cfg)?);
     let routes = Routes::default();
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let identities = Arc::new(Identities::open(
+        &data.root().join("identity"),
+        &cfg.trust_domain,
+        cfg.svid_ttl,
+        shutdown_rx.clone(),
+    )?);
     let control = Arc::new(ControlPlane::new(
         store.clone(),
         audit.clone(),
         sandbox.clone(),
         routes.clone(),
+        identities,
     ));
     let served = control.restore().await?;
     tracing::info!(functions = served, "restored deployments");
@@ -117,7 +132,6 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         None => Vec::new(),
     };
 
-    let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let gateway = Gateway::new(routes, sandbox, audit.clone(), cfg.gateway.clone());
     tasks.spawn(gateway.serve(gateway_listener, shutdown_rx.clone()));

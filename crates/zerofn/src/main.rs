@@ -3,7 +3,9 @@
 //! keys, and drives the control API. Argument parsing and output only;
 //! everything else lives in the library crates.
 
+mod attest;
 mod client;
+mod scan;
 mod verify;
 
 use std::net::SocketAddr;
@@ -67,8 +69,18 @@ enum Command {
     /// Inspect and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Workload identities (SPIFFE X.509-SVIDs) of deployed functions.
+    #[command(subcommand)]
+    Svid(SvidCommand),
     /// Verify a Sigstore bundle over an artifact, offline (like `cosign verify-blob`).
     Verify(verify::VerifyArgs),
+    /// Sign an in-toto attestation about an artifact, or verify one (`attest verify`).
+    Attest(attest::AttestArgs),
+    /// Match a function's CycloneDX SBOM against the local OSV vulnerability database.
+    Scan(scan::ScanArgs),
+    /// Manage the local OSV vulnerability database.
+    #[command(subcommand)]
+    Vulndb(scan::VulndbCommand),
 }
 
 #[derive(Args)]
@@ -86,6 +98,12 @@ struct UpArgs {
     /// Function instances that may run at once.
     #[arg(long, default_value_t = 256)]
     max_instances: u32,
+    /// SPIFFE trust domain of the functions' identities.
+    #[arg(long, default_value = "zerofn.local")]
+    trust_domain: String,
+    /// Lifetime of each function's X.509-SVID in seconds (renewed at half).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=86400))]
+    svid_ttl_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -104,6 +122,18 @@ enum TenantCommand {
     List {
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SvidCommand {
+    /// Show a function's SPIFFE ID, current serial and expiry.
+    Show {
+        tenant: String,
+        name: String,
+        /// Print the certificate (PEM) instead.
+        #[arg(long)]
+        pem: bool,
     },
 }
 
@@ -167,7 +197,31 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Audit(cmd) => audit(&data_dir, cmd).await,
+        Command::Svid(SvidCommand::Show { tenant, name, pem }) => {
+            let api = ApiClient::discover(&data_dir)?;
+            let v = api
+                .call(
+                    Method::GET,
+                    &format!("/v1/functions/{tenant}/{name}/svid"),
+                    None,
+                )
+                .await?;
+            if pem {
+                print!("{}", str_of(&v, "certificate"));
+            } else {
+                println!(
+                    "{}\tserial {}\texpires {}",
+                    str_of(&v, "spiffe_id"),
+                    str_of(&v, "serial"),
+                    str_of(&v, "not_after")
+                );
+            }
+            Ok(())
+        }
         Command::Verify(args) => verify::run(args),
+        Command::Attest(args) => attest::run(args),
+        Command::Scan(args) => scan::scan(&data_dir, args),
+        Command::Vulndb(cmd) => scan::vulndb(&data_dir, cmd),
     }
 }
 
@@ -189,6 +243,9 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
         max_instances: args.max_instances,
         gateway: zerofn_gateway_config(),
         demo_dir: args.demo.then_some(args.demo_dir),
+        trust_domain: zerofn_server::TrustDomain::new(&args.trust_domain)
+            .context("invalid --trust-domain")?,
+        svid_ttl: std::time::Duration::from_secs(args.svid_ttl_secs),
     };
     let running = zerofn_server::up(cfg).await?;
     println!("gateway listening on http://{}", running.gateway_addr);

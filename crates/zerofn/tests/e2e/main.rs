@@ -749,3 +749,77 @@ fn sigterm_finishes_in_flight_requests() {
     assert!(platform.stop().success());
     assert_eq!(inflight.join().unwrap(), 504);
 }
+
+#[test]
+fn each_function_gets_a_short_lived_spiffe_identity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let platform = Platform::start_with(
+        &data,
+        &["--trust-domain", "example.org", "--svid-ttl-secs", "60"],
+    );
+    let key = tmp.path().join("k");
+    ok(platform.cli(&["keygen", "--out", key.to_str().unwrap()]));
+    ok(platform.cli(&[
+        "tenant",
+        "create",
+        "acme",
+        "--signing-key",
+        &format!("{}.pub", key.display()),
+    ]));
+    let f = function_dir(
+        tmp.path(),
+        "hello",
+        "acme",
+        &guest("hello-c"),
+        &["/hello"],
+        "",
+    );
+    ok(platform.cli(&[
+        "sign",
+        f.wasm.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]));
+    ok(platform.cli(&["deploy", f.dir.to_str().unwrap()]));
+
+    let out = ok(platform.cli(&["svid", "show", "acme", "hello"]));
+    let fields: Vec<&str> = out.trim().split('\t').collect();
+    assert_eq!(
+        fields[0], "spiffe://example.org/tenant/acme/fn/hello",
+        "{out}"
+    );
+    assert!(fields[1].starts_with("serial "), "{out}");
+    let expires = fields[2].strip_prefix("expires ").unwrap();
+    let expires =
+        time::OffsetDateTime::parse(expires, &time::format_description::well_known::Rfc3339)
+            .unwrap();
+    let left = expires - time::OffsetDateTime::now_utc();
+    assert!(
+        left > time::Duration::seconds(30) && left <= time::Duration::seconds(61),
+        "{left}"
+    );
+
+    let pem = ok(platform.cli(&["svid", "show", "acme", "hello", "--pem"]));
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    // The trust bundle is public; the SVID itself needs the operator token.
+    let bundle = http(&platform.api, "GET", "/v1/identity/bundle", &[], b"");
+    assert_eq!(bundle.status, 200);
+    assert!(bundle.text().starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_eq!(
+        http(
+            &platform.api,
+            "GET",
+            "/v1/functions/acme/hello/svid",
+            &[],
+            b""
+        )
+        .status,
+        401
+    );
+
+    // Undeploy ends the identity.
+    ok(platform.cli(&["undeploy", "acme", "hello"]));
+    let err = fails(platform.cli(&["svid", "show", "acme", "hello"]));
+    assert!(err.contains("not deployed"), "{err}");
+}

@@ -1,0 +1,91 @@
+//! Workload identities of deployed functions: one SPIFFE ID and one
+//! rotating X.509-SVID per function, issued by the trust domain's CA kept in
+//! the data directory.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use zerofn_identity::{
+    CertificateAuthority, IdentityError, SpiffeId, SvidRotator, TrustDomain, X509Svid,
+};
+
+type Key = (String, String);
+
+/// The CA and the rotator of every served function.
+pub struct Identities {
+    ca: Arc<CertificateAuthority>,
+    ttl: Duration,
+    shutdown: watch::Receiver<bool>,
+    rotators: Mutex<HashMap<Key, (Arc<SvidRotator>, JoinHandle<()>)>>,
+}
+
+impl Identities {
+    /// Load (or create on first start) the CA under `dir`.
+    pub(crate) fn open(
+        dir: &Path,
+        trust_domain: &TrustDomain,
+        ttl: Duration,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Identities, IdentityError> {
+        Ok(Identities {
+            ca: Arc::new(CertificateAuthority::load_or_create(dir, trust_domain)?),
+            ttl,
+            shutdown,
+            rotators: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The trust bundle (CA certificate, PEM); public.
+    pub fn bundle_pem(&self) -> &str {
+        self.ca.trust_bundle_pem()
+    }
+
+    pub fn trust_domain(&self) -> &TrustDomain {
+        self.ca.trust_domain()
+    }
+
+    /// Give a function its identity (idempotent): issue its first SVID now
+    /// and keep renewing it at half its lifetime.
+    pub(crate) fn ensure(&self, tenant: &str, name: &str) -> Result<SpiffeId, IdentityError> {
+        let key = (tenant.to_owned(), name.to_owned());
+        let mut map = self.rotators.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((rotator, _)) = map.get(&key) {
+            return Ok(rotator.spiffe_id().clone());
+        }
+        let id = SpiffeId::for_function(self.ca.trust_domain(), tenant, name)?;
+        let rotator = SvidRotator::new(self.ca.clone(), id.clone(), self.ttl)?;
+        let task = tokio::spawn(rotator.clone().run(self.shutdown.clone()));
+        map.insert(key, (rotator, task));
+        Ok(id)
+    }
+
+    /// Stop renewing a function's SVID and revoke the current one.
+    pub(crate) fn remove(&self, tenant: &str, name: &str) {
+        let key = (tenant.to_owned(), name.to_owned());
+        let removed = self
+            .rotators
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+        if let Some((rotator, task)) = removed {
+            task.abort();
+            self.ca
+                .revocations()
+                .revoke(rotator.current().serial().clone());
+        }
+    }
+
+    /// The function's current X.509-SVID, if it is served.
+    pub fn current(&self, tenant: &str, name: &str) -> Option<Arc<X509Svid>> {
+        let key = (tenant.to_owned(), name.to_owned());
+        self.rotators
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .map(|(r, _)| r.current())
+    }
+}
