@@ -212,10 +212,14 @@ impl Attestation {
         }
         let text =
             std::str::from_utf8(bytes).map_err(|_| malformed("it is not UTF-8 text".to_owned()))?;
-        // A bundle is one JSON object with `mediaType`; an envelope line has none.
+        // A bundle is one JSON object with `mediaType`; an envelope has none, and may be
+        // pretty-printed over several lines when it is the whole file.
         if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
             if value.get("mediaType").is_some() || value.get("media_type").is_some() {
                 return Attestation::from_bundle_json(bytes).map(|a| vec![a]);
+            }
+            if value.is_object() {
+                return Attestation::from_envelope_json(bytes).map(|a| vec![a]);
             }
         }
         Attestation::from_jsonl(text)
@@ -810,14 +814,14 @@ mod tests {
         for (text, reason) in [
             ("", "it holds no DSSE envelope"),
             ("\n\n", "it holds no DSSE envelope"),
-            ("{}", "line 1: `payloadType` is missing"),
+            ("{}", "`payloadType` is missing"),
             (
                 r#"{"payloadType":"x","payload":"eA==","signatures":[]}"#,
-                "line 1: `signatures` is empty",
+                "`signatures` is empty",
             ),
             (
                 r#"{"payloadType":"x","payload":"!!","signatures":[{"sig":"eA=="}]}"#,
-                "line 1: `payload` is not base64",
+                "`payload` is not base64",
             ),
         ] {
             let err = Attestation::parse_file(text.as_bytes()).unwrap_err();
@@ -826,6 +830,14 @@ mod tests {
                 "{text:?}: {err:?}"
             );
         }
+        // A whole-file envelope may be pretty-printed.
+        let pretty =
+            serde_json::to_string_pretty(&envelope_of(&bundle_json(component, &a))).unwrap();
+        let parsed = Attestation::parse_file(pretty.as_bytes()).unwrap();
+        assert_eq!(parsed.len(), 1);
+        assert!(parsed[0]
+            .verify(&Digest::of(component), &[a.public_key()])
+            .is_ok_and(|v| v.signer() == a.public_key().key_id()));
         let err =
             Attestation::parse_file(format!("{}\nnot json\n", line(&a)).as_bytes()).unwrap_err();
         assert!(

@@ -307,7 +307,10 @@ impl Facts {
 }
 
 /// Parses the predicate of `predicate_type` (a provenance type) into [`Provenance`].
-pub fn provenance(predicate_type: &str, predicate: &Value) -> Result<Provenance, AttestationError> {
+pub(crate) fn provenance(
+    predicate_type: &str,
+    predicate: &Value,
+) -> Result<Provenance, AttestationError> {
     let field = Fields {
         predicate_type,
         predicate,

@@ -11,21 +11,32 @@ use zerofn_sandbox::LoadedFunction;
 #[derive(Default, Clone)]
 pub struct RouteTable {
     exact: HashMap<String, Arc<LoadedFunction>>,
-    /// Prefix routes, longest first.
-    prefixes: Vec<(Route, Arc<LoadedFunction>)>,
+    /// Prefix routes by their base path (`/api/...` -> `/api`, `/...` -> `/`).
+    prefixes: HashMap<String, (Route, Arc<LoadedFunction>)>,
     /// Functions by `tenant/name`.
     functions: HashMap<(String, String), Arc<LoadedFunction>>,
 }
 
 impl RouteTable {
+    /// Cost grows with the depth of the path, not with the number of
+    /// routes: the path and each of its ancestors is one hash lookup.
     pub fn lookup(&self, path: &str) -> Option<&Arc<LoadedFunction>> {
         if let Some(f) = self.exact.get(path) {
             return Some(f);
         }
-        self.prefixes
-            .iter()
-            .find(|(route, _)| route.matches(path))
-            .map(|(_, f)| f)
+        let mut candidate = path;
+        loop {
+            if let Some((route, f)) = self.prefixes.get(candidate) {
+                // `matches` also refuses paths that are not in normal form
+                // (`..`, `//`), which must never reach a prefix route.
+                return route.matches(path).then_some(f);
+            }
+            match candidate.rfind('/') {
+                Some(0) if candidate != "/" => candidate = "/",
+                Some(i) if i > 0 => candidate = candidate.get(..i)?,
+                _ => return None,
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -38,17 +49,20 @@ impl RouteTable {
 
     fn rebuild(functions: HashMap<(String, String), Arc<LoadedFunction>>) -> RouteTable {
         let mut exact = HashMap::new();
-        let mut prefixes = Vec::new();
+        let mut prefixes = HashMap::new();
         for f in functions.values() {
             for route in &f.artifact().manifest().routes {
-                if route.is_prefix() {
-                    prefixes.push((route.clone(), f.clone()));
-                } else {
-                    exact.insert(route.as_str().to_owned(), f.clone());
+                match route.as_str().strip_suffix("/...") {
+                    Some(base) => {
+                        let base = if base.is_empty() { "/" } else { base };
+                        prefixes.insert(base.to_owned(), (route.clone(), f.clone()));
+                    }
+                    None => {
+                        exact.insert(route.as_str().to_owned(), f.clone());
+                    }
                 }
             }
         }
-        prefixes.sort_by_key(|(route, _)| std::cmp::Reverse(route.as_str().len()));
         RouteTable {
             exact,
             prefixes,

@@ -144,8 +144,13 @@ fn echo_guest_sees_method_path_and_body() {
     assert_eq!(v["method"], "POST");
     assert_eq!(v["path"], "/echo/x?y=1");
     assert_eq!(v["body"], std::str::from_utf8(body).unwrap());
-    // The prefix route covers the bare prefix too.
+    // The prefix route covers the bare prefix and everything below it, but
+    // not look-alikes or paths that are not in normal form.
     assert_eq!(s.platform.get("/echo").status, 200);
+    assert_eq!(s.platform.get("/echo/a/b/c").status, 200);
+    for path in ["/echox", "/ech", "/echo/../echo", "/echo//x", "/"] {
+        assert_eq!(s.platform.get(path).status, 404, "{path}");
+    }
 }
 
 /// Every refusal: CLI exits non-zero naming the check, nothing is stored,
