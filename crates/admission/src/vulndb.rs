@@ -322,23 +322,19 @@ impl VulnDb {
     /// `.json` record, or a `.zip` export. Malformed records are skipped and counted; I/O
     /// and archive errors fail the import and leave the database unchanged.
     pub fn import(&mut self, path: &Path) -> Result<ImportReport, ScanError> {
-        let mut sources: Vec<(String, Vec<u8>)> = Vec::new();
         let mut report = ImportReport::default();
         let mut parsed = Vec::new();
-        let mut push =
-            |name: String, bytes: Vec<u8>, report: &mut ImportReport| match Advisory::from_json(
-                &bytes,
-            ) {
-                Ok(advisory) => parsed.push(advisory),
-                Err(e) => {
-                    report.malformed += 1;
-                    if report.malformed_examples.len() < MAX_REPORTED_MALFORMED {
-                        report
-                            .malformed_examples
-                            .push(format!("{}: {e}", excerpt(&name)));
-                    }
+        let mut push = |name: String, bytes: Vec<u8>| match Advisory::from_json(&bytes) {
+            Ok(advisory) => parsed.push(advisory),
+            Err(e) => {
+                report.malformed += 1;
+                if report.malformed_examples.len() < MAX_REPORTED_MALFORMED {
+                    report
+                        .malformed_examples
+                        .push(format!("{}: {e}", excerpt(&name)));
                 }
-            };
+            }
+        };
         let metadata = std::fs::metadata(path).map_err(io_error(path))?;
         if metadata.is_dir() {
             let mut files = Vec::new();
@@ -351,19 +347,17 @@ impl VulnDb {
             }
             for file in files {
                 let bytes = read_limited(&file)?;
-                push(file.display().to_string(), bytes, &mut report);
+                push(file.display().to_string(), bytes);
             }
         } else if has_extension(path, "zip") {
+            // Each entry is parsed as it is inflated: only the checked records are kept.
             read_zip(path, |name, bytes| {
-                sources.push((name, bytes));
+                push(name, bytes);
                 Ok(())
             })?;
-            for (name, bytes) in sources.drain(..) {
-                push(name, bytes, &mut report);
-            }
         } else if has_extension(path, "json") {
             let bytes = read_limited(path)?;
-            push(path.display().to_string(), bytes, &mut report);
+            push(path.display().to_string(), bytes);
         } else {
             return Err(ScanError::ImportSourceUnsupported {
                 path: excerpt(&path.display().to_string()),
@@ -464,20 +458,14 @@ fn collect_json_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Resul
     Ok(())
 }
 
-/// Reads a record file, refusing one larger than [`MAX_OSV_RECORD_BYTES`] without reading
-/// all of it.
+/// Reads a record file, at most one byte past [`MAX_OSV_RECORD_BYTES`]: a larger file is
+/// then refused by the parser (and counted as malformed) without being read whole.
 fn read_limited(path: &Path) -> Result<Vec<u8>, ScanError> {
     let file = std::fs::File::open(path).map_err(io_error(path))?;
     let mut bytes = Vec::new();
     file.take(MAX_OSV_RECORD_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(io_error(path))?;
-    if bytes.len() > MAX_OSV_RECORD_BYTES {
-        return Err(ScanError::OsvTooLarge {
-            size: bytes.len(),
-            limit: MAX_OSV_RECORD_BYTES,
-        });
-    }
     Ok(bytes)
 }
 
@@ -766,5 +754,22 @@ mod tests {
             Err(ScanError::Io { .. })
         ));
         assert!(db.is_empty());
+
+        // An oversized record in a directory is skipped and counted, not fatal.
+        let records = dir.path().join("records");
+        std::fs::create_dir(&records).unwrap();
+        std::fs::write(
+            records.join("huge.json"),
+            vec![b' '; MAX_OSV_RECORD_BYTES + 10],
+        )
+        .unwrap();
+        std::fs::copy(
+            format!("{OSV}/github-advisory-database/GHSA-cchq-frgv-rjh5.json"),
+            records.join("vm2.json"),
+        )
+        .unwrap();
+        let report = db.import(&records).unwrap();
+        assert_eq!((report.imported, report.malformed), (1, 1));
+        assert!(report.malformed_examples[0].contains("more than the limit"));
     }
 }

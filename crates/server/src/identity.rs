@@ -14,13 +14,15 @@ use zerofn_identity::{
 };
 
 type Key = (String, String);
+/// A function's rotator and the task that drives it.
+type Rotation = (Arc<SvidRotator>, JoinHandle<()>);
 
 /// The CA and the rotator of every served function.
 pub struct Identities {
     ca: Arc<CertificateAuthority>,
     ttl: Duration,
     shutdown: watch::Receiver<bool>,
-    rotators: Mutex<HashMap<Key, (Arc<SvidRotator>, JoinHandle<()>)>>,
+    rotators: Mutex<HashMap<Key, Rotation>>,
 }
 
 impl Identities {
