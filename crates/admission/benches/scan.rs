@@ -2,7 +2,7 @@
 //! packages with 5 records each, every record with two SEMVER ranges and a `versions`
 //! list), built once outside the measurement. Lookup goes through the package index, so the
 //! database size should barely matter.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use zerofn_admission::{Advisory, Sbom, VulnDb};

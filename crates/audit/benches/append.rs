@@ -1,6 +1,6 @@
 //! Durable audit appends: one appender waiting for each commit (latency),
 //! and many concurrent appenders sharing group commits (throughput).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome};

@@ -1,7 +1,7 @@
 //! Cost of issuing SVIDs, the work the platform does per function instance and rotation.
 //!
 //! Run: `cargo bench -p zerofn-identity --bench svid`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
 use std::time::Duration;

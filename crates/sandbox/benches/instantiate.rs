@@ -4,7 +4,7 @@
 //!
 //! Needs the guests built (`scripts/test` or
 //! `cargo run -p zerofn-guest-build -- --out $CARGO_TARGET_DIR/guests`).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use bytes::Bytes;
 #[path = "../../../tools/guests.rs"]
