@@ -828,3 +828,46 @@ fn each_function_gets_a_short_lived_spiffe_identity() {
     let err = fails(platform.cli(&["svid", "show", "acme", "hello"]));
     assert!(err.contains("not deployed"), "{err}");
 }
+
+/// Audit before effect: when the audit log cannot be written, invocations
+/// withhold the guest's response and deploys store nothing.
+#[test]
+fn a_failing_audit_log_fails_actions_closed() {
+    let s = Setup::new();
+    s.deploy("hello", "hello-c", &["/hello"], "");
+    assert_eq!(s.platform.get("/hello").status, 200);
+
+    // Make every audit insert fail, from outside the platform.
+    let db = open_db(&s.platform.data_dir);
+    db.execute_batch(
+        "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    )
+    .unwrap();
+
+    let r = s.platform.get("/hello");
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(r.json()["error"]["kind"], "audit_unavailable");
+    assert!(!r.text().contains("hello from zerofn"));
+
+    let f = function_dir(
+        s.root(),
+        "second",
+        "acme",
+        &guest("echo-c"),
+        &["/second"],
+        "",
+    );
+    s.sign(&f.wasm, &s.key);
+    fails(s.platform.cli(&["deploy", f.dir.to_str().unwrap()]));
+    assert_eq!(s.platform.get("/second").status, 404);
+    let deployed: i64 = db
+        .query_row("SELECT count(*) FROM deployments", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(deployed, 1);
+
+    // Once the log is writable again, everything works and the chain holds.
+    db.execute_batch("DROP TRIGGER refuse_audit;").unwrap();
+    assert_eq!(s.platform.get("/hello").status, 200);
+    ok(s.platform.cli(&["deploy", f.dir.to_str().unwrap()]));
+    ok(s.platform.cli(&["audit", "verify"]));
+}
