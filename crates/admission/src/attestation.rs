@@ -28,7 +28,7 @@ use base64::Engine as _;
 use p256::ecdsa::Signature;
 use serde::Deserialize;
 
-use crate::bundle::{decode_base64, Bundle, BundleContent, DsseEnvelope, DsseSignature};
+use crate::bundle::{decode_base64, Bundle, BundleContent, DsseEnvelope};
 use crate::digest::Digest;
 use crate::dsse::{pae, IN_TOTO_PAYLOAD_TYPE};
 use crate::error::{excerpt, sanitize_message};
@@ -273,31 +273,18 @@ impl Attestation {
                 sanitize_message(&e.to_string(), PARSER_MESSAGE_CHARS)
             ))
         })?;
-        let payload_type = raw
-            .payload_type
-            .ok_or_else(|| malformed("`payloadType` is missing".to_owned()))?;
-        let payload = dsse_base64(raw.payload, "payload")?;
         let signatures = raw
             .signatures
-            .unwrap_or_default()
-            .into_iter()
-            .map(|s| {
-                Ok(DsseSignature {
-                    keyid: s.keyid,
-                    sig: dsse_base64(s.sig, "signatures.sig")?,
-                })
-            })
-            .collect::<Result<Vec<_>, AttestationError>>()?;
-        if signatures.is_empty() {
-            return Err(malformed("`signatures` is empty".to_owned()));
-        }
-        Ok(Attestation {
-            envelope: DsseEnvelope {
-                payload_type,
-                payload,
-                signatures,
-            },
-        })
+            .map(|sigs| sigs.into_iter().map(|s| (s.keyid, s.sig)).collect());
+        let envelope = DsseEnvelope::from_fields(
+            raw.payload_type,
+            raw.payload,
+            signatures,
+            "",
+            dsse_base64,
+            malformed,
+        )?;
+        Ok(Attestation { envelope })
     }
 
     /// The envelope's payload type (unauthenticated until verified).

@@ -128,6 +128,45 @@ pub(crate) struct DsseEnvelope {
     pub(crate) signatures: Vec<DsseSignature>,
 }
 
+impl DsseEnvelope {
+    /// Builds an envelope from its JSON fields (payloadType, payload,
+    /// signatures as `(keyid, sig)`), refusing missing or empty ones. Shared by
+    /// bundle content and standalone attestation envelopes, which differ only
+    /// in how fields are named in messages (`prefix`), how lenient base64 is
+    /// (`decode`) and their error type (`malformed`).
+    pub(crate) fn from_fields<E>(
+        payload_type: Option<String>,
+        payload: Option<String>,
+        signatures: Option<Vec<(Option<String>, Option<String>)>>,
+        prefix: &str,
+        decode: impl Fn(Option<String>, &str) -> Result<Vec<u8>, E>,
+        malformed: impl Fn(String) -> E,
+    ) -> Result<DsseEnvelope, E> {
+        let payload_type =
+            payload_type.ok_or_else(|| malformed(format!("`{prefix}payloadType` is missing")))?;
+        let payload = decode(payload, &format!("{prefix}payload"))?;
+        let sig_field = format!("{prefix}signatures.sig");
+        let signatures = signatures
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(keyid, sig)| {
+                Ok(DsseSignature {
+                    keyid,
+                    sig: decode(sig, &sig_field)?,
+                })
+            })
+            .collect::<Result<Vec<_>, E>>()?;
+        if signatures.is_empty() {
+            return Err(malformed(format!("`{prefix}signatures` is empty")));
+        }
+        Ok(DsseEnvelope {
+            payload_type,
+            payload,
+            signatures,
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct DsseSignature {
     /// Unauthenticated and unused: the signer is the bundle's certificate or a trusted key.
@@ -373,29 +412,17 @@ fn message_signature(raw: wire::MessageSignature) -> Result<MessageSignature, Ad
 }
 
 fn dsse_envelope(raw: wire::DsseEnvelope) -> Result<DsseEnvelope, AdmissionError> {
-    let payload = base64_field(raw.payload, "dsseEnvelope.payload")?;
-    let payload_type = raw
-        .payload_type
-        .ok_or_else(|| malformed("`dsseEnvelope.payloadType` is missing".to_owned()))?;
     let signatures = raw
         .signatures
-        .unwrap_or_default()
-        .into_iter()
-        .map(|s| {
-            Ok(DsseSignature {
-                keyid: s.keyid,
-                sig: base64_field(s.sig, "dsseEnvelope.signatures.sig")?,
-            })
-        })
-        .collect::<Result<Vec<_>, AdmissionError>>()?;
-    if signatures.is_empty() {
-        return Err(malformed("`dsseEnvelope.signatures` is empty".to_owned()));
-    }
-    Ok(DsseEnvelope {
-        payload_type,
-        payload,
+        .map(|sigs| sigs.into_iter().map(|s| (s.keyid, s.sig)).collect());
+    DsseEnvelope::from_fields(
+        raw.payload_type,
+        raw.payload,
         signatures,
-    })
+        "dsseEnvelope.",
+        base64_field,
+        malformed,
+    )
 }
 
 /// Signs `artifact` with `key` and returns the bundle JSON (pretty-printed UTF-8): a v0.3
