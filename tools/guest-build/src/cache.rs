@@ -16,6 +16,8 @@ const RECIPE: &[(&str, &str)] = &[
     ("cache.rs", include_str!("cache.rs")),
     ("cguest.rs", include_str!("cguest.rs")),
     ("pyguest.rs", include_str!("pyguest.rs")),
+    ("jsguest.rs", include_str!("jsguest.rs")),
+    ("componentize.mjs", include_str!("componentize.mjs")),
     ("toolchain.rs", include_str!("toolchain.rs")),
 ];
 
@@ -28,6 +30,7 @@ pub fn is_guest_input(relative: &str) -> bool {
         || name == "zerofn.toml"
         || name.starts_with("README")
         || name == "__pycache__"
+        || name == "node_modules"
         || name.starts_with('.')
         || name.ends_with(".pyc")
         || name.ends_with('~'))
@@ -56,6 +59,10 @@ pub fn inputs_hash(guest: &Guest, toolchains: &Toolchains) -> Result<String> {
         GuestKind::Python => {
             let py = toolchains.python()?;
             toolchain::hash_entry(&mut hasher, "componentize-py", py.fingerprint.as_bytes());
+        }
+        GuestKind::JavaScript => {
+            let js = toolchains.js()?;
+            toolchain::hash_entry(&mut hasher, "componentize-js", js.fingerprint.as_bytes());
         }
     }
     Ok(hex::encode(hasher.finalize()))
@@ -111,6 +118,8 @@ mod tests {
         assert!(is_guest_input("main.c"));
         assert!(is_guest_input("pkg/mod.py"));
         assert!(!is_guest_input("__pycache__"));
+        assert!(!is_guest_input("node_modules"));
+        assert!(is_guest_input("app.js"));
         assert!(!is_guest_input("pkg/x.pyc"));
         assert!(!is_guest_input("build"));
         assert!(!is_guest_input("zerofn.toml"));

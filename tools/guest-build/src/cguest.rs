@@ -206,14 +206,21 @@ fn link(cc: &CToolchain, objects: &[PathBuf], out: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use crate::check;
-    use crate::toolchain::unversioned;
+    use crate::toolchain::{unversioned, Needs};
 
     /// Builds examples/hello-c for real and inspects the result. Skipped
     /// (with a note) where clang or wasi-libc is not installed.
     #[test]
     fn hello_c_is_a_strict_proxy_component() {
         let workspace = crate::workspace_root();
-        let toolchains = match Toolchains::probe(&workspace, None, true, false) {
+        let toolchains = match Toolchains::probe(
+            &workspace,
+            None,
+            Needs {
+                c: true,
+                ..Needs::default()
+            },
+        ) {
             Ok(toolchains) => toolchains,
             Err(err) => {
                 eprintln!("skipping: {err:#}");

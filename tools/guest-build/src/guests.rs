@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use crate::cache::is_guest_input;
+
 /// The language (and therefore toolchain) of a guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GuestKind {
@@ -12,6 +14,8 @@ pub enum GuestKind {
     C,
     /// An `app.py` module packaged with componentize-py.
     Python,
+    /// An `app.js` ES module packaged with componentize-js.
+    JavaScript,
 }
 
 impl fmt::Display for GuestKind {
@@ -20,6 +24,7 @@ impl fmt::Display for GuestKind {
         f.pad(match self {
             Self::C => "c",
             Self::Python => "python",
+            Self::JavaScript => "js",
         })
     }
 }
@@ -32,15 +37,36 @@ pub struct Guest {
     pub kind: GuestKind,
 }
 
+impl Guest {
+    /// Copies the guest's input files (not caches or editor debris) to `to`,
+    /// so toolchains that write beside their sources never touch the tree.
+    pub fn copy_inputs(&self, to: &Path) -> Result<()> {
+        for (relative, source) in crate::toolchain::files_under(&self.dir, &is_guest_input)? {
+            let target = to.join(&relative);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            std::fs::copy(&source, &target).with_context(|| {
+                format!("cannot copy {} to {}", source.display(), target.display())
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// The Python module every Python guest must provide.
 pub const PYTHON_APP_MODULE: &str = "app";
+
+/// The ES module every JavaScript guest must provide.
+pub const JS_APP_FILE: &str = "app.js";
 
 /// Finds every guest directory under `examples_dir`, sorted by name.
 ///
 /// Directories whose names start with `_` or `.` (shared code such as
-/// `_c-common/`) and directories that hold neither C sources nor `app.py`
-/// are skipped; a directory holding both is an error because it is
-/// ambiguous.
+/// `_c-common/`) and directories that hold none of C sources, `app.py` and
+/// `app.js` are skipped; a directory holding more than one is an error
+/// because it is ambiguous.
 pub fn discover(examples_dir: &Path) -> Result<Vec<Guest>> {
     let entries = std::fs::read_dir(examples_dir)
         .with_context(|| format!("cannot read examples directory {}", examples_dir.display()))?;
@@ -60,12 +86,15 @@ pub fn discover(examples_dir: &Path) -> Result<Vec<Guest>> {
         }
         let has_c = !c_sources(&dir)?.is_empty();
         let has_py = dir.join(format!("{PYTHON_APP_MODULE}.py")).is_file();
-        let kind = match (has_c, has_py) {
-            (true, false) => GuestKind::C,
-            (false, true) => GuestKind::Python,
-            (false, false) => continue,
-            (true, true) => bail!(
-                "{} holds both C sources and {PYTHON_APP_MODULE}.py; a guest must be one or the other",
+        let has_js = dir.join(JS_APP_FILE).is_file();
+        let kind = match (has_c, has_py, has_js) {
+            (true, false, false) => GuestKind::C,
+            (false, true, false) => GuestKind::Python,
+            (false, false, true) => GuestKind::JavaScript,
+            (false, false, false) => continue,
+            _ => bail!(
+                "{} holds more than one of C sources, {PYTHON_APP_MODULE}.py and {JS_APP_FILE}; \
+                 a guest must be written in one language",
                 dir.display()
             ),
         };
@@ -145,6 +174,8 @@ mod tests {
         std::fs::write(dir.path().join("a-c/main.c"), "").unwrap();
         std::fs::create_dir(dir.path().join("b-py")).unwrap();
         std::fs::write(dir.path().join("b-py/app.py"), "").unwrap();
+        std::fs::create_dir(dir.path().join("c-js")).unwrap();
+        std::fs::write(dir.path().join("c-js/app.js"), "").unwrap();
         std::fs::create_dir(dir.path().join("notes")).unwrap();
         std::fs::create_dir(dir.path().join("_shared")).unwrap();
         std::fs::write(dir.path().join("_shared/util.c"), "").unwrap();
@@ -152,12 +183,26 @@ mod tests {
         let summary: Vec<_> = all.iter().map(|g| (g.name.as_str(), g.kind)).collect();
         assert_eq!(
             summary,
-            [("a-c", GuestKind::C), ("b-py", GuestKind::Python)]
+            [
+                ("a-c", GuestKind::C),
+                ("b-py", GuestKind::Python),
+                ("c-js", GuestKind::JavaScript)
+            ]
         );
 
         let only = select(all.clone(), &["b-py".to_owned()]).unwrap();
         assert_eq!(only.len(), 1);
         let err = select(all, &["nope".to_owned()]).unwrap_err();
         assert!(err.to_string().contains("unknown guest"), "{err}");
+    }
+
+    #[test]
+    fn two_languages_in_one_guest_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("mixed")).unwrap();
+        std::fs::write(dir.path().join("mixed/app.py"), "").unwrap();
+        std::fs::write(dir.path().join("mixed/app.js"), "").unwrap();
+        let err = discover(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("more than one"), "{err}");
     }
 }

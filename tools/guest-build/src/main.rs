@@ -16,6 +16,10 @@
 //!   The result is checked to import nothing beyond the proxy world.
 //! * a directory holding `app.py` is a **Python guest**, built with
 //!   `componentize-py` against the same WIT.
+//! * a directory holding `app.js` is a **JavaScript guest**, built with
+//!   `componentize-js` (npm, run by node) against the same WIT, with the
+//!   StarlingMonkey features that need host interfaces left out. The result
+//!   is checked to import nothing beyond the proxy world, like C guests.
 //!
 //! The WIT comes from the `wasmtime-wasi-http` crate the workspace depends on
 //! (found through `cargo metadata`), so guests and host always agree on the
@@ -30,6 +34,7 @@ mod cache;
 mod cguest;
 mod check;
 mod guests;
+mod jsguest;
 mod pyguest;
 mod toolchain;
 
@@ -43,7 +48,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::guests::{Guest, GuestKind};
-use crate::toolchain::Toolchains;
+use crate::toolchain::{Needs, Toolchains};
 
 const USAGE: &str = "\
 usage: zerofn-guest-build --out DIR [--only NAME]... [--wit DIR] [--force]
@@ -68,7 +73,11 @@ environment:
   ZEROFN_CLANG            clang to use (default: clang-14, then clang)
   WASI_SYSROOT            wasi-libc sysroot (default: /usr, /usr/share/wasi-sysroot,
                           /opt/wasi-sdk/share/wasi-sysroot)
-  ZEROFN_COMPONENTIZE_PY  componentize-py to use (default: componentize-py)";
+  ZEROFN_COMPONENTIZE_PY  componentize-py to use (default: componentize-py)
+  ZEROFN_NODE             node to run componentize-js with (default: node; version 20 or later)
+  ZEROFN_COMPONENTIZE_JS  npm prefix holding @bytecodealliance/componentize-js
+                          (default: ~/.cache/zerofn-tools/npm, where
+                          scripts/install-test-deps installs it)";
 
 /// Parsed command line.
 #[derive(Debug, Default)]
@@ -135,7 +144,7 @@ fn run() -> Result<ExitCode> {
 
     let workspace = workspace_root();
     if let Some(dir) = &args.c_bindings {
-        let toolchains = Toolchains::probe(&workspace, args.wit.as_deref(), false, false)?;
+        let toolchains = Toolchains::probe(&workspace, args.wit.as_deref(), Needs::default())?;
         cguest::write_bindings(&toolchains.wit, dir)?;
         println!(
             "wrote C bindings for {} to {}",
@@ -163,9 +172,12 @@ fn run() -> Result<ExitCode> {
 
     // Probe only the toolchains the selected guests need, and do it before
     // building anything so a missing toolchain fails fast and clearly.
-    let needs_c = selected.iter().any(|g| g.kind == GuestKind::C);
-    let needs_py = selected.iter().any(|g| g.kind == GuestKind::Python);
-    let toolchains = Toolchains::probe(&workspace, args.wit.as_deref(), needs_c, needs_py)?;
+    let needs = Needs {
+        c: selected.iter().any(|g| g.kind == GuestKind::C),
+        python: selected.iter().any(|g| g.kind == GuestKind::Python),
+        js: selected.iter().any(|g| g.kind == GuestKind::JavaScript),
+    };
+    let toolchains = Toolchains::probe(&workspace, args.wit.as_deref(), needs)?;
 
     let failures = build_all(&selected, &toolchains, &out_dir, args.force);
     if failures == 0 {
@@ -202,10 +214,11 @@ fn build_all(guests: &[Guest], toolchains: &Toolchains, out_dir: &Path, force: b
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, guests.len().max(1));
-    // Start the slow builds (componentize-py takes seconds, clang a
-    // fraction of one) first, so they overlap with everything else.
+    // Start the slow builds (componentize-py and componentize-js take
+    // seconds, clang a fraction of one) first, so they overlap with
+    // everything else.
     let mut queue: Vec<usize> = (0..guests.len()).collect();
-    queue.sort_by_key(|&i| guests.get(i).map(|g| g.kind != GuestKind::Python));
+    queue.sort_by_key(|&i| guests.get(i).map(|g| g.kind == GuestKind::C));
     let next = AtomicUsize::new(0);
     let failures = AtomicUsize::new(0);
     let printer = Mutex::new(OrderedPrinter::new(guests.len()));
@@ -314,11 +327,14 @@ fn build_one(
     let component = match guest.kind {
         GuestKind::C => cguest::build(guest, toolchains)?,
         GuestKind::Python => pyguest::build(guest, toolchains)?,
+        GuestKind::JavaScript => jsguest::build(guest, toolchains)?,
     };
     let summary = check::summarize(&wasm_path, &component, &toolchains.proxy_world)?;
-    if guest.kind == GuestKind::C {
-        // C guests go through the proxy adapter and must stay strictly
-        // inside the proxy world; anything else is a bug in the recipe.
+    if matches!(guest.kind, GuestKind::C | GuestKind::JavaScript) {
+        // C guests go through the proxy adapter, JavaScript guests are
+        // built without the engine features that need more; both must stay
+        // strictly inside the proxy world: anything else is a bug in the
+        // recipe.
         summary.require_strict_proxy()?;
         check::require_targets(&toolchains.wit, &component)?;
     }

@@ -13,12 +13,10 @@
 //! `wasi:sockets` interfaces: a host must link those too (and grant nothing
 //! through them) to run Python guests.
 
-use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::cache::is_guest_input;
 use crate::guests::{Guest, PYTHON_APP_MODULE};
 use crate::toolchain::{self, Toolchains, PROXY_WORLD};
 
@@ -33,7 +31,7 @@ pub fn build(guest: &Guest, toolchains: &Toolchains) -> Result<Vec<u8>> {
     // Copy the sources so componentize-py's caches (`__pycache__`) never
     // land in the source tree.
     let app_dir = tmp.path().join("app");
-    copy_inputs(&guest.dir, &app_dir)?;
+    guest.copy_inputs(&app_dir)?;
 
     // componentize-py adds the site-packages of the active Python (or of
     // `$VIRTUAL_ENV`) to the module search path. Point it at an empty
@@ -62,18 +60,4 @@ pub fn build(guest: &Guest, toolchains: &Toolchains) -> Result<Vec<u8>> {
         .env_remove("PYTHONPATH");
     toolchain::run_for_stdout(&mut cmd).context("componentize-py failed")?;
     std::fs::read(&out).with_context(|| format!("cannot read {}", out.display()))
-}
-
-/// Copies the guest's input files (not caches or editor debris) to `to`.
-fn copy_inputs(from: &Path, to: &Path) -> Result<()> {
-    for (relative, source) in toolchain::files_under(from, &is_guest_input)? {
-        let target = to.join(&relative);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
-        }
-        std::fs::copy(&source, &target)
-            .with_context(|| format!("cannot copy {} to {}", source.display(), target.display()))?;
-    }
-    Ok(())
 }

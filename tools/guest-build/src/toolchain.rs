@@ -29,6 +29,14 @@ const C_LIBRARY_CRATES: &[&str] = &[
     "wasi-preview1-component-adapter-provider",
 ];
 
+/// Which external toolchains a run needs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Needs {
+    pub c: bool,
+    pub python: bool,
+    pub js: bool,
+}
+
 /// Everything the builds need, probed once up front.
 pub struct Toolchains {
     pub wit: Wit,
@@ -38,6 +46,7 @@ pub struct Toolchains {
     pub library_fingerprint: String,
     pub c: Option<CToolchain>,
     pub python: Option<PyToolchain>,
+    pub js: Option<JsToolchain>,
 }
 
 /// The parsed WIT package set and the selected `wasi:http/proxy` world.
@@ -71,15 +80,28 @@ pub struct PyToolchain {
     pub fingerprint: String,
 }
 
+/// node plus an npm prefix holding componentize-js (and jco).
+pub struct JsToolchain {
+    pub node: PathBuf,
+    /// The npm prefix: `node_modules/@bytecodealliance/componentize-js` is
+    /// below it.
+    pub prefix: PathBuf,
+    /// node's version, the componentize-js and jco versions, and a hash of
+    /// npm's record of the whole installed dependency tree.
+    pub fingerprint: String,
+}
+
+/// The npm packages a JavaScript build uses, relative to the prefix.
+pub const COMPONENTIZE_JS_PACKAGE: &str = "node_modules/@bytecodealliance/componentize-js";
+const JCO_PACKAGE: &str = "node_modules/@bytecodealliance/jco";
+
+/// Where `scripts/install-test-deps` puts the npm packages, below `$HOME`.
+const DEFAULT_NPM_PREFIX: &str = ".cache/zerofn-tools/npm";
+
 impl Toolchains {
     /// Locates the WIT (from `wit_override` or the workspace's
     /// `wasmtime-wasi-http` crate) and the toolchains that are needed.
-    pub fn probe(
-        workspace: &Path,
-        wit_override: Option<&Path>,
-        need_c: bool,
-        need_python: bool,
-    ) -> Result<Self> {
+    pub fn probe(workspace: &Path, wit_override: Option<&Path>, needs: Needs) -> Result<Self> {
         let metadata = cargo_metadata(workspace);
         let wit_dir = match wit_override {
             Some(dir) => dir.to_path_buf(),
@@ -89,13 +111,18 @@ impl Toolchains {
         let proxy_world = wit.proxy_world();
         let library_fingerprint = library_fingerprint(metadata.as_ref().ok());
 
-        let c = if need_c {
+        let c = if needs.c {
             Some(CToolchain::probe()?)
         } else {
             None
         };
-        let python = if need_python {
+        let python = if needs.python {
             Some(PyToolchain::probe()?)
+        } else {
+            None
+        };
+        let js = if needs.js {
+            Some(JsToolchain::probe()?)
         } else {
             None
         };
@@ -105,6 +132,7 @@ impl Toolchains {
             library_fingerprint,
             c,
             python,
+            js,
         })
     }
 
@@ -118,6 +146,12 @@ impl Toolchains {
         self.python
             .as_ref()
             .context("internal error: Python toolchain was not probed")
+    }
+
+    pub fn js(&self) -> Result<&JsToolchain> {
+        self.js
+            .as_ref()
+            .context("internal error: JavaScript toolchain was not probed")
     }
 }
 
@@ -256,6 +290,63 @@ impl PyToolchain {
             fingerprint: version.trim().to_owned(),
         })
     }
+}
+
+impl JsToolchain {
+    fn probe() -> Result<Self> {
+        const INSTALL: &str = "run scripts/install-test-deps, or set ZEROFN_COMPONENTIZE_JS \
+                               to an npm prefix holding @bytecodealliance/componentize-js";
+        let node = match std::env::var_os("ZEROFN_NODE") {
+            Some(node) => PathBuf::from(node),
+            None => find_in_path("node").context(
+                "JavaScript toolchain missing: node is not on PATH \
+                 (Debian: apt-get install nodejs, version 20 or later; or set ZEROFN_NODE)",
+            )?,
+        };
+        let node_version = run_for_stdout(Command::new(&node).arg("--version"))
+            .context("JavaScript toolchain missing: node does not run (or set ZEROFN_NODE)")?;
+        let prefix = match std::env::var_os("ZEROFN_COMPONENTIZE_JS") {
+            Some(prefix) => PathBuf::from(prefix),
+            None => std::env::var_os("HOME")
+                .map(|home| PathBuf::from(home).join(DEFAULT_NPM_PREFIX))
+                .with_context(|| {
+                    format!("JavaScript toolchain missing: HOME is not set; {INSTALL}")
+                })?,
+        };
+        let componentize_js = npm_package_version(&prefix.join(COMPONENTIZE_JS_PACKAGE))
+            .with_context(|| format!("JavaScript toolchain missing: {INSTALL}"))?;
+        let jco = npm_package_version(&prefix.join(JCO_PACKAGE))
+            .with_context(|| format!("JavaScript toolchain incomplete: {INSTALL}"))?;
+        // npm records the exact version of every installed package here;
+        // hashing it notices a changed transitive dependency too.
+        let lock = prefix.join("node_modules/.package-lock.json");
+        let tree = match std::fs::read(&lock) {
+            Ok(bytes) => hex::encode(Sha256::digest(bytes)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => "unknown".to_owned(),
+            Err(err) => return Err(err).with_context(|| format!("cannot read {}", lock.display())),
+        };
+        Ok(Self {
+            node,
+            fingerprint: format!(
+                "node {}\ncomponentize-js {componentize_js}\njco {jco}\nnpm tree {tree}",
+                node_version.trim()
+            ),
+            prefix,
+        })
+    }
+}
+
+/// The `version` field of the npm package installed in `dir`.
+fn npm_package_version(dir: &Path) -> Result<String> {
+    let manifest = dir.join("package.json");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("cannot read {}", manifest.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", manifest.display()))?;
+    json.get("version")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .with_context(|| format!("{} has no version", manifest.display()))
 }
 
 /// Runs `cargo metadata` for the workspace.
@@ -474,6 +565,19 @@ mod tests {
         let third = hash_tree(dir.path()).unwrap();
         assert_ne!(first, second);
         assert_ne!(second, third);
+    }
+
+    #[test]
+    fn reads_npm_package_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = npm_package_version(dir.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("package.json"), "{err:#}");
+        std::fs::write(
+            dir.path().join("package.json"),
+            r#"{"name":"x","version":"1.2.3"}"#,
+        )
+        .unwrap();
+        assert_eq!(npm_package_version(dir.path()).unwrap(), "1.2.3");
     }
 
     #[test]
