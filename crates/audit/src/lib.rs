@@ -12,8 +12,12 @@
 //!
 //! # Guarantees
 //! [`AuditLog::append`] returns `Ok` only after the record is committed to
-//! the database with `synchronous=FULL`; callers append *before* making an
-//! action's effect visible and fail the action when the append fails.
+//! the database; callers append *before* making an action's effect visible
+//! and fail the action when the append fails. How far "committed" goes is
+//! the operator's [`AuditDurability`] choice: `Disk` (the default,
+//! `synchronous=FULL`: survives power loss) or `Process` (in the WAL file,
+//! survives the process being killed; synced to disk by a flusher thread
+//! every interval, so a power loss can cost the last interval's records).
 //! Appends from concurrent callers are group-committed: one writer thread
 //! takes every record waiting in its bounded queue and commits them in a
 //! single transaction, so durability costs one fsync per batch, not per
@@ -30,6 +34,7 @@ mod writer;
 pub use chain::{verify_chain, ChainHead, GENESIS_HASH};
 pub use record::{Action, AuditRecord, Outcome, StoredRecord};
 pub use writer::AuditLog;
+pub use zerofn_store::AuditDurability;
 
 /// Everything that can go wrong while appending or verifying.
 #[derive(Debug, thiserror::Error)]

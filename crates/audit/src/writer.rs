@@ -1,10 +1,12 @@
 //! The single writer: sequence numbers, hashes and group commit.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Weak};
 use std::thread;
 
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::{mpsc, oneshot};
-use zerofn_store::{AuditRow, AuditWriter, Store};
+use zerofn_store::{AuditDurability, AuditFlusher, AuditRow, AuditWriter, Store};
 
 use crate::chain::{row_hash, GENESIS_HASH};
 use crate::{AuditError, AuditRecord, StoredRecord};
@@ -33,14 +35,32 @@ impl std::fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
-    /// Start the writer thread, continuing the chain already in `store`.
+    /// Start the writer thread, continuing the chain already in `store`,
+    /// with every append synced to disk before it is acknowledged.
     pub fn open(store: &Store) -> Result<AuditLog, AuditError> {
-        let writer = store.open_audit_writer()?;
+        Self::open_with(store, AuditDurability::Disk)
+    }
+
+    /// Start the writer thread with the given durability. For
+    /// [`AuditDurability::Process`] a second thread syncs committed records
+    /// to disk every `flush_interval` while there is anything new.
+    pub fn open_with(store: &Store, durability: AuditDurability) -> Result<AuditLog, AuditError> {
+        let writer = store.open_audit_writer(durability)?;
         let head = writer.last()?.unwrap_or((0, GENESIS_HASH.to_owned()));
+        let committed = Arc::new(AtomicI64::new(head.0));
+        if let AuditDurability::Process { flush_interval } = durability {
+            let flusher = store.open_audit_flusher()?;
+            let watched = Arc::downgrade(&committed);
+            let start = head.0;
+            thread::Builder::new()
+                .name("zerofn-audit-flush".into())
+                .spawn(move || run_flusher(flusher, watched, start, flush_interval))
+                .map_err(|_| AuditError::WriterStopped)?;
+        }
         let (jobs, rx) = mpsc::channel(QUEUE);
         thread::Builder::new()
             .name("zerofn-audit".into())
-            .spawn(move || run_writer(writer, head, rx))
+            .spawn(move || run_writer(writer, head, rx, committed))
             .map_err(|_| AuditError::WriterStopped)?;
         Ok(AuditLog {
             jobs,
@@ -87,7 +107,38 @@ impl AuditLog {
     }
 }
 
-fn run_writer(mut writer: AuditWriter, mut head: (i64, String), mut rx: mpsc::Receiver<Job>) {
+/// Syncs committed records to disk while the writer runs; ends after the
+/// writer has stopped (its counter is gone) and a last flush.
+fn run_flusher(
+    mut flusher: AuditFlusher,
+    committed: Weak<AtomicI64>,
+    mut flushed: i64,
+    interval: std::time::Duration,
+) {
+    loop {
+        thread::sleep(interval);
+        let Some(counter) = committed.upgrade() else {
+            let _ = flusher.flush();
+            return;
+        };
+        let head = counter.load(Ordering::Acquire);
+        drop(counter);
+        if head != flushed {
+            match flusher.flush() {
+                Ok(()) => flushed = head,
+                // Records stay committed in the WAL; the next tick retries.
+                Err(error) => tracing::warn!(%error, "audit flush to disk failed"),
+            }
+        }
+    }
+}
+
+fn run_writer(
+    mut writer: AuditWriter,
+    mut head: (i64, String),
+    mut rx: mpsc::Receiver<Job>,
+    committed: Arc<AtomicI64>,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut rows: Vec<AuditRow> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -131,6 +182,7 @@ fn run_writer(mut writer: AuditWriter, mut head: (i64, String), mut rx: mpsc::Re
         match writer.append_batch(&rows) {
             Ok(()) => {
                 head = (seq, prev);
+                committed.store(seq, Ordering::Release);
                 for (job, row) in batch.drain(..).zip(rows.iter()) {
                     let _ = job.ack.send(Ok(row.seq));
                 }
@@ -190,5 +242,49 @@ mod tests {
         let by = log.by_invocation("inv-7").await.unwrap();
         assert_eq!(by.len(), 1);
         assert_eq!(by[0].status, Some(200));
+    }
+
+    /// In process mode the flusher pushes committed records out of the WAL:
+    /// the database file alone (as after losing the unsynced WAL) holds
+    /// them once a flush has run.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn process_durability_flushes_committed_records_to_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let log = AuditLog::open_with(
+            &store,
+            AuditDurability::Process {
+                flush_interval: std::time::Duration::from_millis(20),
+            },
+        )
+        .unwrap();
+        for i in 0..50 {
+            log.append(
+                AuditRecord::new("t", Action::Invoke, Outcome::Allow)
+                    .invocation_id(format!("i{i}")),
+            )
+            .await
+            .unwrap();
+        }
+        let db = dir.path().join(zerofn_store::DATABASE_FILE);
+        let copy = tempfile::tempdir().unwrap();
+        let mut rows_in_file = 0;
+        for _ in 0..250 {
+            std::fs::copy(&db, copy.path().join(zerofn_store::DATABASE_FILE)).unwrap();
+            // A copy taken in the middle of a checkpoint may be torn; the
+            // next one will not be.
+            let head = Store::open(copy.path())
+                .ok()
+                .and_then(|alone| verify_chain(&alone).ok());
+            if let Some(head) = head {
+                rows_in_file = head.records;
+            }
+            if rows_in_file == 50 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(rows_in_file, 50, "the flusher never checkpointed the WAL");
+        assert_eq!(verify_chain(&store).unwrap().records, 50);
     }
 }

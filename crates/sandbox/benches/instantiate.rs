@@ -1,5 +1,6 @@
-//! Instantiate-and-handle of a small component: a fresh store and instance
-//! from the pre-linked `ProxyPre`, one request through
+//! Instantiation of a small component on its own (a fresh store and
+//! instance from the pre-linked `ProxyPre` in a pooling slot, then dropped),
+//! and instantiate-and-handle: the same plus one request through
 //! `wasi:http/incoming-handler`, the response collected.
 //!
 //! Needs the guests built (`scripts/test` or
@@ -31,6 +32,10 @@ fn bench(c: &mut Criterion) {
     .unwrap();
     let artifact = admit(manifest, component, bundle.as_bytes(), &[key.public_key()]).unwrap();
     let function = sandbox.load(artifact, None).unwrap();
+
+    c.bench_function("sandbox/instantiate/hello-c", |b| {
+        b.iter(|| rt.block_on(sandbox.instantiate_only(&function)).unwrap())
+    });
 
     c.bench_function("sandbox/instantiate_and_handle/hello-c", |b| {
         b.iter(|| {

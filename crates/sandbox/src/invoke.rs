@@ -101,21 +101,19 @@ pub struct Invocation {
     pub duration: Duration,
 }
 
+/// A new store for one instance, with its limits and deadline set.
+struct Fresh {
+    store: Store<InvocationState>,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    exceeded: Arc<AtomicBool>,
+    deadline: Instant,
+    timeout: Duration,
+    memory_mb: u32,
+}
+
 impl Sandbox {
-    /// Run one request through a fresh instance of `function`. The request
-    /// body is already read and size-checked by the caller.
-    pub async fn invoke(
-        &self,
-        function: &LoadedFunction,
-        request: http::Request<Bytes>,
-    ) -> Result<Invocation, InvokeError> {
-        let _slot = tokio::time::timeout(SLOT_WAIT, self.slots.clone().acquire_owned())
-            .await
-            .map_err(|_| InvokeError::Busy { after: SLOT_WAIT })?
-            .map_err(|_| InvokeError::Internal {
-                detail: "sandbox slots closed".into(),
-            })?;
-        let started = Instant::now();
+    fn fresh_store(&self, function: &LoadedFunction, started: Instant) -> Fresh {
         let limits = function.artifact.manifest().limits;
         let timeout = Duration::from_millis(u64::from(limits.timeout_ms));
         let deadline = started + timeout;
@@ -147,6 +145,64 @@ impl Sandbox {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
+        Fresh {
+            store,
+            stdout,
+            stderr,
+            exceeded,
+            deadline,
+            timeout,
+            memory_mb,
+        }
+    }
+
+    /// Create a fresh instance of `function` exactly as an invocation
+    /// does (same store, limits and pooling slot) and drop it without
+    /// handling a request: the per-request instantiation cost on its own,
+    /// for benchmarks.
+    pub async fn instantiate_only(&self, function: &LoadedFunction) -> Result<(), InvokeError> {
+        let _slot =
+            self.slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| InvokeError::Internal {
+                    detail: "sandbox slots closed".into(),
+                })?;
+        let mut fresh = self.fresh_store(function, Instant::now());
+        function
+            .pre
+            .instantiate_async(&mut fresh.store)
+            .await
+            .map_err(|e| InvokeError::Internal {
+                detail: format!("{e:#}"),
+            })?;
+        Ok(())
+    }
+
+    /// Run one request through a fresh instance of `function`. The request
+    /// body is already read and size-checked by the caller.
+    pub async fn invoke(
+        &self,
+        function: &LoadedFunction,
+        request: http::Request<Bytes>,
+    ) -> Result<Invocation, InvokeError> {
+        let _slot = tokio::time::timeout(SLOT_WAIT, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| InvokeError::Busy { after: SLOT_WAIT })?
+            .map_err(|_| InvokeError::Internal {
+                detail: "sandbox slots closed".into(),
+            })?;
+        let started = Instant::now();
+        let Fresh {
+            mut store,
+            stdout,
+            stderr,
+            exceeded,
+            deadline,
+            timeout,
+            memory_mb,
+        } = self.fresh_store(function, started);
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let request = request.map(|b| {

@@ -34,6 +34,7 @@ pub use control::{ControlPlane, DeployRequest, DeployResponse};
 pub use datadir::{default_data_dir, ApiEndpoint, DataDir, API_ENDPOINT_FILE, TOKEN_FILE};
 pub use error::ServerError;
 pub use identity::Identities;
+pub use zerofn_audit::AuditDurability;
 pub use zerofn_gateway::GatewayConfig;
 pub use zerofn_identity::TrustDomain;
 
@@ -53,6 +54,8 @@ pub struct PlatformConfig {
     pub trust_domain: TrustDomain,
     /// Lifetime of each function's X.509-SVID; renewed at half of it.
     pub svid_ttl: std::time::Duration,
+    /// When an audit append counts as done.
+    pub audit_durability: AuditDurability,
 }
 
 /// A running platform.
@@ -79,7 +82,7 @@ impl Running {
 pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
     let data = DataDir::prepare(&cfg.data_dir)?;
     let store = Store::open(data.root())?;
-    let audit = AuditLog::open(&store)?;
+    let audit = AuditLog::open_with(&store, cfg.audit_durability)?;
     let mut sandbox_cfg = SandboxConfig::new(data.cache_dir());
     sandbox_cfg.max_instances = cfg.max_instances;
     let sandbox = Arc::new(Sandbox::new(sandbox_cfg)?);

@@ -45,6 +45,52 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
     })
 }
 
+/// How far an audit append has gone when it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditDurability {
+    /// Every acknowledged row has been fsync'd: it survives the process
+    /// being killed, a kernel crash and a power loss. Costs one fsync per
+    /// commit (group commit shares it among concurrent appends).
+    Disk,
+    /// Every acknowledged row is in the WAL file (the kernel's page cache):
+    /// it survives the process being killed (`kill -9`, abort, panic). A
+    /// flusher syncs to disk every `flush_interval`, so a kernel crash or
+    /// power loss may lose the rows acknowledged within the last interval;
+    /// what remains is still a valid, verifiable chain prefix.
+    Process { flush_interval: std::time::Duration },
+}
+
+impl AuditDurability {
+    /// The name used in configuration and on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AuditDurability::Disk => "disk",
+            AuditDurability::Process { .. } => "process",
+        }
+    }
+}
+
+/// A connection whose only job is to sync committed audit rows to disk.
+pub struct AuditFlusher {
+    conn: Connection,
+}
+
+impl AuditFlusher {
+    pub(crate) fn new(conn: Connection) -> AuditFlusher {
+        AuditFlusher { conn }
+    }
+
+    /// Sync the WAL (and checkpoint what it can without blocking writers):
+    /// after `Ok`, every row committed before the call is on disk.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        // PASSIVE never waits for readers or the writer; the WAL is synced
+        // before any page is copied, which is the guarantee needed here.
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0))?;
+        Ok(())
+    }
+}
+
 /// The single connection that appends audit rows. Owned by the audit
 /// writer thread; not shared.
 pub struct AuditWriter {

@@ -11,7 +11,10 @@
 //! blocking thread pool, never on an async worker.
 //!
 //! Durability: WAL journal with `synchronous=FULL`, so a transaction that
-//! returned `Ok` survives a process kill and a power loss.
+//! returned `Ok` survives a process kill and a power loss. The audit
+//! writer's connection may instead run with [`AuditDurability::Process`]
+//! (`synchronous=NORMAL`): a commit is in the WAL file, and so survives the
+//! process being killed, but reaches the disk only at the next flush.
 
 mod audit_rows;
 mod deployments;
@@ -23,7 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
-pub use audit_rows::{AuditRow, AuditWriter};
+pub use audit_rows::{AuditDurability, AuditFlusher, AuditRow, AuditWriter};
 pub use deployments::{DeploymentRow, DeploymentSummary};
 pub use error::StoreError;
 pub use tenants::{TenantKeyRow, TenantRow};
@@ -111,9 +114,27 @@ impl Store {
         &self.path
     }
 
-    /// A second connection dedicated to appending audit rows.
-    pub fn open_audit_writer(&self) -> Result<AuditWriter, StoreError> {
-        Ok(AuditWriter::new(open_connection(&self.path)?))
+    /// A second connection dedicated to appending audit rows, committing
+    /// with the given durability.
+    pub fn open_audit_writer(
+        &self,
+        durability: AuditDurability,
+    ) -> Result<AuditWriter, StoreError> {
+        let conn = open_connection(&self.path)?;
+        if let AuditDurability::Process { .. } = durability {
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
+        Ok(AuditWriter::new(conn))
+    }
+
+    /// A connection that forces committed audit rows to disk on demand,
+    /// for [`AuditDurability::Process`].
+    pub fn open_audit_flusher(&self) -> Result<AuditFlusher, StoreError> {
+        let conn = open_connection(&self.path)?;
+        // NORMAL on this connection: a checkpoint syncs the WAL before
+        // copying it and the database file after.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(AuditFlusher::new(conn))
     }
 
     /// Run `f` with the shared connection on the blocking pool.

@@ -104,6 +104,22 @@ struct UpArgs {
     /// Lifetime of each function's X.509-SVID in seconds (renewed at half).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=86400))]
     svid_ttl_secs: u64,
+    /// When an audit record counts as appended: `disk` (fsync'd before the
+    /// action proceeds; survives power loss) or `process` (in the log file;
+    /// survives the platform being killed, synced to disk every
+    /// --audit-flush-ms).
+    #[arg(long, value_enum, default_value_t = AuditDurabilityArg::Disk)]
+    audit_durability: AuditDurabilityArg,
+    /// With --audit-durability process: how often committed records are
+    /// synced to disk, in milliseconds (the most a power loss can cost).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=60000))]
+    audit_flush_ms: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AuditDurabilityArg {
+    Disk,
+    Process,
 }
 
 #[derive(Subcommand)]
@@ -246,6 +262,12 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
         trust_domain: zerofn_server::TrustDomain::new(&args.trust_domain)
             .context("invalid --trust-domain")?,
         svid_ttl: std::time::Duration::from_secs(args.svid_ttl_secs),
+        audit_durability: match args.audit_durability {
+            AuditDurabilityArg::Disk => zerofn_server::AuditDurability::Disk,
+            AuditDurabilityArg::Process => zerofn_server::AuditDurability::Process {
+                flush_interval: std::time::Duration::from_millis(args.audit_flush_ms),
+            },
+        },
     };
     let running = zerofn_server::up(cfg).await?;
     println!("gateway listening on http://{}", running.gateway_addr);

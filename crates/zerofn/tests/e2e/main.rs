@@ -22,9 +22,14 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
+        Setup::with_args(&[])
+    }
+
+    /// A platform started with extra `zerofn up` arguments.
+    fn with_args(up_args: &[&str]) -> Setup {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
-        let platform = Platform::start(&data);
+        let platform = Platform::start_with(&data, up_args);
         let key = tmp.path().join("acme.key");
         ok(platform.cli(&["keygen", "--out", key.to_str().unwrap()]));
         ok(platform.cli(&[
@@ -568,7 +573,19 @@ fn precompiled_code_tampered_on_disk_is_not_loaded() {
 
 #[test]
 fn kill_9_under_load_loses_no_acknowledged_audit_record() {
-    let s = Setup::new();
+    kill_9_under_load(&[]);
+}
+
+/// Process durability acknowledges records once they are in the log file,
+/// before the fsync: still nothing acknowledged may be lost when the
+/// platform process is killed.
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_audit_record_with_process_durability() {
+    kill_9_under_load(&["--audit-durability", "process", "--audit-flush-ms", "1000"]);
+}
+
+fn kill_9_under_load(up_args: &[&str]) {
+    let s = Setup::with_args(up_args);
     s.deploy("hello", "hello-c", &["/hello"], "");
     let data = s.platform.data_dir.clone();
     let gw = s.platform.gateway.clone();

@@ -1,0 +1,167 @@
+//! Admission decisions: may this signed component, with these verified
+//! facts, run as this function of this tenant?
+
+use serde_json::json;
+
+use crate::{decide, uid, Decision, PolicyError, PolicySet};
+
+/// The policy in force for a tenant that has not set one: anything whose
+/// signature verified against the tenant's keys or signing identities is
+/// admitted. Tenants narrow it by setting their own.
+pub const DEFAULT_ADMISSION_POLICY: &str = r#"@id("zerofn-default-admit")
+permit (principal, action == Zerofn::Action::"admit", resource);
+"#;
+
+/// One admission request. `context` is the `AdmissionContext` of the
+/// schema, built by admission from verified facts only.
+#[derive(Clone, Debug)]
+pub struct AdmissionQuery {
+    pub tenant: String,
+    pub function: String,
+    /// The signer's identity: key id or certificate SAN.
+    pub signer: String,
+    pub context: serde_json::Value,
+}
+
+impl PolicySet {
+    /// The default admission policy set ([`DEFAULT_ADMISSION_POLICY`]).
+    pub fn default_admission() -> Result<PolicySet, PolicyError> {
+        PolicySet::parse(DEFAULT_ADMISSION_POLICY)
+    }
+
+    /// Decides `query` with this set.
+    pub fn decide_admission(&self, query: &AdmissionQuery) -> Result<Decision, PolicyError> {
+        let resource_id = format!("{}/{}", query.tenant, query.function);
+        let entities = json!([
+            {
+                "uid": {"type": "Zerofn::Function", "id": resource_id},
+                "attrs": {"tenant": query.tenant, "name": query.function},
+                "parents": [{"type": "Zerofn::Tenant", "id": query.tenant}],
+            },
+            {"uid": {"type": "Zerofn::Tenant", "id": query.tenant}, "attrs": {}, "parents": []},
+            {"uid": {"type": "Zerofn::Signer", "id": query.signer}, "attrs": {}, "parents": []},
+        ]);
+        decide(
+            self,
+            uid("Zerofn::Signer", &query.signer)?,
+            uid("Zerofn::Action", "admit")?,
+            uid("Zerofn::Function", &resource_id)?,
+            query.context.clone(),
+            entities,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(critical: i64, high: i64) -> serde_json::Value {
+        json!({"critical": critical, "high": high, "medium": 0, "low": 0, "unknown": 0})
+    }
+
+    fn query(context: serde_json::Value) -> AdmissionQuery {
+        AdmissionQuery {
+            tenant: "acme".into(),
+            function: "hello".into(),
+            signer: "https://github.com/acme/fn/.github/workflows/release.yml@refs/heads/main"
+                .into(),
+            context,
+        }
+    }
+
+    fn ci_built(repository: &str, critical: i64, tests_passed: bool) -> serde_json::Value {
+        json!({
+            "digest": "sha256:00",
+            "signer": {
+                "kind": "certificate",
+                "identity": "https://github.com/acme/fn/.github/workflows/release.yml@refs/heads/main",
+                "issuer": "https://token.actions.githubusercontent.com",
+            },
+            "attestations": 3,
+            "provenance": {
+                "builder": "https://github.com/slsa-framework/slsa-github-generator/.github/workflows/generator_generic_slsa3.yml@refs/tags/v1.9.0",
+                "buildType": "https://github.com/slsa-framework/slsa-github-generator/generic@v1",
+                "repository": repository,
+                "ref": "refs/heads/main",
+                "signer": "key sha256:ab",
+            },
+            "sbom": {"components": 500, "findings": counts(critical, 0), "signer": "key sha256:ab"},
+            "tests": {"passed": tests_passed, "passedCount": 10, "failedCount": if tests_passed {0} else {1}, "signer": "key sha256:ab"},
+        })
+    }
+
+    const CI_ONLY: &str = r#"
+        @id("ci-built-clean-tested")
+        permit (principal, action == Zerofn::Action::"admit", resource in Zerofn::Tenant::"acme")
+        when {
+            context.signer.issuer == "https://token.actions.githubusercontent.com" &&
+            context.signer.identity like "https://github.com/acme/*@refs/heads/main" &&
+            context has provenance &&
+            context.provenance.repository == "https://github.com/acme/fn" &&
+            context.provenance.ref == "refs/heads/main" &&
+            context has tests && context.tests.passed
+        };
+        @id("no-critical-vulnerabilities")
+        forbid (principal, action, resource)
+        unless { context has sbom && context.sbom.findings.critical == 0 };
+    "#;
+
+    #[test]
+    fn the_default_admits_anything_verified() {
+        let set = PolicySet::default_admission().unwrap();
+        let d = set
+            .decide_admission(&query(ci_built("https://github.com/evil/fn", 3, false)))
+            .unwrap();
+        assert!(d.allowed);
+        assert_eq!(d.determining, ["zerofn-default-admit"]);
+    }
+
+    #[test]
+    fn a_tenant_policy_decides_on_the_facts_and_names_its_rules() {
+        let set = PolicySet::parse(CI_ONLY).unwrap();
+        let ok = set
+            .decide_admission(&query(ci_built("https://github.com/acme/fn", 0, true)))
+            .unwrap();
+        assert!(ok.allowed, "{ok:?}");
+        assert_eq!(ok.determining, ["ci-built-clean-tested"]);
+        assert_eq!(ok.explain(), "allowed by ci-built-clean-tested");
+
+        let other_repo = set
+            .decide_admission(&query(ci_built("https://github.com/evil/fn", 0, true)))
+            .unwrap();
+        assert!(!other_repo.allowed);
+        assert!(other_repo.determining.is_empty());
+        assert_eq!(other_repo.explain(), "denied: no permit policy matched");
+
+        let failing_tests = set
+            .decide_admission(&query(ci_built("https://github.com/acme/fn", 0, false)))
+            .unwrap();
+        assert!(!failing_tests.allowed);
+
+        let vulnerable = set
+            .decide_admission(&query(ci_built("https://github.com/acme/fn", 1, true)))
+            .unwrap();
+        assert!(!vulnerable.allowed);
+        assert_eq!(vulnerable.determining, ["no-critical-vulnerabilities"]);
+
+        let mut no_sbom = ci_built("https://github.com/acme/fn", 0, true);
+        no_sbom.as_object_mut().unwrap().remove("sbom");
+        let d = set.decide_admission(&query(no_sbom)).unwrap();
+        assert!(!d.allowed);
+        assert_eq!(d.determining, ["no-critical-vulnerabilities"]);
+
+        let mut other_tenant = query(ci_built("https://github.com/acme/fn", 0, true));
+        other_tenant.tenant = "globex".into();
+        assert!(!set.decide_admission(&other_tenant).unwrap().allowed);
+    }
+
+    #[test]
+    fn a_context_that_does_not_match_the_schema_is_an_error_not_a_decision() {
+        let set = PolicySet::default_admission().unwrap();
+        let err = set
+            .decide_admission(&query(json!({"digest": "sha256:00"})))
+            .unwrap_err();
+        assert!(matches!(err, PolicyError::Request(_)), "{err:?}");
+    }
+}
