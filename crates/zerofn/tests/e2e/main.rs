@@ -7,6 +7,7 @@
 )]
 
 mod harness;
+mod js;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
