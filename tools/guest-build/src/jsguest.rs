@@ -19,9 +19,11 @@
 //! older `wasi:*@0.2.10` and would add nothing a handler here needs. The
 //! result imports only proxy-world interfaces at the WIT's version.
 //!
-//! `jco componentize` is not used: jco 1.35's CLI cannot read a WIT
-//! directory outside its working directory ("failed to get path metadata"),
-//! while the componentize-js API it wraps works.
+//! `jco componentize` is not used: in jco 1.35 it fails before building,
+//! in the probe that picks a componentize-js version for the WIT's
+//! `wasi:http` version ("failed to get path metadata" reading the WIT
+//! directory, relative or absolute), while the componentize-js API it wraps
+//! works.
 
 use std::process::Command;
 
