@@ -8,6 +8,8 @@ use crate::digest::Digest;
 use crate::error::AdmissionError;
 use crate::keys::{KeyId, PublicKey};
 use crate::manifest::Manifest;
+use crate::pipeline::{verify_signature, TrustedSigners};
+use crate::verify::{SignerIdentity, VerifiedSignature};
 
 /// A component that passed admission: its bundle verified with one of its tenant's trusted
 /// keys over exactly these bytes. Nothing outside this crate can construct one (private
@@ -22,6 +24,7 @@ pub struct AdmittedArtifact {
     component: Arc<[u8]>,
     digest: Digest,
     signer: KeyId,
+    identity: SignerIdentity,
 }
 
 impl AdmittedArtifact {
@@ -45,9 +48,30 @@ impl AdmittedArtifact {
         self.digest
     }
 
-    /// The trusted key that signed it.
+    /// The trusted key that signed it (for a keyless signature, the key in the
+    /// certificate).
     pub fn signer(&self) -> &KeyId {
         &self.signer
+    }
+
+    /// Who signed it: a trusted key or a certificate identity.
+    pub fn signer_identity(&self) -> &SignerIdentity {
+        &self.identity
+    }
+
+    /// Built by the admission pipeline once every check passed.
+    pub(crate) fn from_verified(
+        manifest: Manifest,
+        component: Vec<u8>,
+        signature: &VerifiedSignature,
+    ) -> AdmittedArtifact {
+        AdmittedArtifact {
+            manifest,
+            component: Arc::from(component),
+            digest: signature.digest(),
+            signer: signature.signer().clone(),
+            identity: signature.identity().clone(),
+        }
     }
 }
 
@@ -103,7 +127,26 @@ pub fn admit(
         component: Arc::from(component),
         digest: verified.digest(),
         signer: verified.signer().clone(),
+        identity: SignerIdentity::Key(verified.signer().clone()),
     })
+}
+
+/// Re-admits a component that passed the whole pipeline before (at restart): the
+/// signature is verified again against the tenant's current signers, keys or keyless
+/// identities. Attestations and policy were decided when it was deployed (recorded in the
+/// audit log) and are not re-run.
+pub fn readmit(
+    manifest: Manifest,
+    component: Vec<u8>,
+    bundle_json: &[u8],
+    signers: &TrustedSigners,
+) -> Result<AdmittedArtifact, AdmissionError> {
+    let bundle = Bundle::from_json(bundle_json)?;
+    let digest = Digest::of(&component);
+    let verified = verify_signature(&digest, &bundle, signers, manifest.tenant.as_str())?;
+    Ok(AdmittedArtifact::from_verified(
+        manifest, component, &verified,
+    ))
 }
 
 #[cfg(test)]

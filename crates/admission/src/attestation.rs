@@ -33,6 +33,8 @@ use crate::digest::Digest;
 use crate::dsse::{pae, IN_TOTO_PAYLOAD_TYPE};
 use crate::error::{excerpt, sanitize_message};
 use crate::keys::{KeyId, PublicKey, SigningKey};
+use crate::pipeline::TrustedSigners;
+use crate::verify::SignerIdentity;
 use crate::BUNDLE_MEDIA_TYPE_V03;
 
 /// The `_type` [`sign_attestation`] writes.
@@ -73,6 +75,12 @@ pub enum AttestationError {
     },
 
     /// No signature of the envelope verifies with a trusted key.
+    #[error("keyless attestation refused: {reason}")]
+    KeylessInvalid {
+        /// The check that failed.
+        reason: String,
+    },
+
     #[error("attestation signature does not verify with any trusted key; sign it with a trusted key or trust the signer's public key")]
     SignatureInvalid,
 
@@ -131,6 +139,9 @@ pub enum AttestationError {
 #[derive(Clone, Debug)]
 pub struct Attestation {
     envelope: DsseEnvelope,
+    /// The whole bundle when the attestation came in one: its certificate and log entries
+    /// are what a keyless attestation is verified with.
+    bundle: Option<Bundle>,
 }
 
 /// Proof that an attestation verified: signed by [`VerifiedAttestation::signer`], about
@@ -140,6 +151,7 @@ pub struct VerifiedAttestation {
     predicate_type: String,
     predicate: serde_json::Value,
     signer: KeyId,
+    identity: SignerIdentity,
     digest: Digest,
 }
 
@@ -154,9 +166,15 @@ impl VerifiedAttestation {
         &self.predicate
     }
 
-    /// The trusted key whose signature verified.
+    /// The trusted key whose signature verified (for a keyless attestation, the key in its
+    /// certificate).
     pub fn signer(&self) -> &KeyId {
         &self.signer
+    }
+
+    /// Who signed: a trusted key or a certificate identity.
+    pub fn identity(&self) -> &SignerIdentity {
+        &self.identity
     }
 
     /// The component the statement names as a subject.
@@ -231,6 +249,7 @@ impl Attestation {
         match bundle.content() {
             BundleContent::Dsse(envelope) => Ok(Attestation {
                 envelope: envelope.clone(),
+                bundle: Some(bundle.clone()),
             }),
             BundleContent::MessageSignature(_) => Err(malformed(
                 "the bundle holds a message signature, not a `dsseEnvelope`".to_owned(),
@@ -284,7 +303,10 @@ impl Attestation {
             dsse_base64,
             malformed,
         )?;
-        Ok(Attestation { envelope })
+        Ok(Attestation {
+            envelope,
+            bundle: None,
+        })
     }
 
     /// The envelope's payload type (unauthenticated until verified).
@@ -322,8 +344,52 @@ impl Attestation {
         Ok(VerifiedAttestation {
             predicate_type: statement.predicate_type,
             predicate: statement.predicate,
+            identity: SignerIdentity::Key(signer.clone()),
             signer,
             digest: *component,
+        })
+    }
+
+    /// Verifies the attestation as made by one of `signers` about `component`: a key-based
+    /// one as [`Attestation::verify`] does, a keyless one (a bundle with a certificate) with
+    /// the complete Sigstore check of [`crate::verify`] against each keyless signer in turn.
+    pub fn verify_signed(
+        &self,
+        component: &Digest,
+        signers: &TrustedSigners,
+    ) -> Result<VerifiedAttestation, AttestationError> {
+        let Some(bundle) = self.bundle.as_ref().filter(|b| b.is_keyless()) else {
+            return self.verify(component, &signers.keys);
+        };
+        if self.envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
+            return Err(AttestationError::PayloadTypeMismatch {
+                found: excerpt(&self.envelope.payload_type),
+            });
+        }
+        let mut first_error = None;
+        for signer in &signers.keyless {
+            match crate::verify::verify(component, bundle, &signer.policy()) {
+                Ok(verified) => {
+                    let statement = read_statement(&self.envelope.payload)?;
+                    return Ok(VerifiedAttestation {
+                        predicate_type: statement.predicate_type,
+                        predicate: statement.predicate,
+                        signer: verified.signer().clone(),
+                        identity: verified.identity().clone(),
+                        digest: *component,
+                    });
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(AttestationError::KeylessInvalid {
+            reason: match first_error {
+                Some(e) => e.to_string(),
+                None => "the attestation is signed keylessly and no signing identity is trusted"
+                    .to_owned(),
+            },
         })
     }
 }

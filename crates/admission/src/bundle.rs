@@ -299,6 +299,11 @@ impl Bundle {
         }
     }
 
+    /// Whether the bundle is signed with a certificate (keyless) rather than a key.
+    pub fn is_keyless(&self) -> bool {
+        matches!(self.material, VerificationMaterial::Certificates { .. })
+    }
+
     pub(crate) fn content(&self) -> &Content {
         &self.content
     }

@@ -250,6 +250,21 @@ pub enum AdmissionError {
         tenant: TenantName,
     },
 
+    /// A key-based bundle for a tenant without keys (from the admission pipeline, which
+    /// takes the tenant by name).
+    #[error("tenant `{tenant}` has no trusted signing keys; add one with `zerofn tenant add-key`")]
+    NoTrustedKeysFor {
+        /// The tenant.
+        tenant: String,
+    },
+
+    /// A keyless bundle for a tenant without keyless signing identities.
+    #[error("the component is signed keylessly but tenant `{tenant}` trusts no signing identity; add one with `zerofn tenant add-identity`")]
+    NoSigningIdentities {
+        /// The tenant.
+        tenant: String,
+    },
+
     /// No trusted key verifies the signature (or the signature bytes are not DER).
     #[error("signature over `{digest}` does not verify with any {}; sign the component with a trusted key or add the signer's public key with `zerofn tenant add-key`", trusted_keys_of(.tenant.as_ref()))]
     SignatureInvalid {

@@ -44,6 +44,7 @@ mod keyless_tests;
 mod keys;
 mod manifest;
 mod osv;
+mod pipeline;
 mod sbom;
 mod signature;
 mod slsa;
@@ -54,7 +55,7 @@ mod verify;
 mod version;
 mod vulndb;
 
-pub use artifact::{admit, AdmittedArtifact};
+pub use artifact::{admit, readmit, AdmittedArtifact};
 pub use attestation::{
     sign_attestation, Attestation, AttestationError, VerifiedAttestation, IN_TOTO_STATEMENT_V1,
 };
@@ -64,6 +65,12 @@ pub use error::{AdmissionError, ManifestError};
 pub use keys::{KeyId, PublicKey, SigningKey};
 pub use manifest::{FunctionName, Limits, Manifest, Route, TenantName};
 pub use osv::{cvss3_base_score, Advisory, Affected, Severity};
+pub use pipeline::{
+    admit_submission, parse_severity, render_table, severity_name, verify_signature, Admitted,
+    AdmissionReport, AdmissionRules, Check, CheckResult, KeylessSigner, Refused, Submission,
+    SubmittedFile, TrustedSigners, CYCLONEDX_PREDICATE_PREFIX, MAX_ATTESTATIONS,
+};
+pub use zerofn_policy::{Decision, PolicyError, PolicySet};
 pub use sbom::{package_from_purl, Package, Sbom};
 pub use slsa::{
     Facts, Provenance, SeverityCounts, TestOutcome, TestResult, VulnerabilityScan,
