@@ -70,7 +70,7 @@ pub use pipeline::{
     AdmissionReport, AdmissionRules, Check, CheckResult, KeylessSigner, Refused, Submission,
     SubmittedFile, TrustedSigners, CYCLONEDX_PREDICATE_PREFIX, MAX_ATTESTATIONS,
 };
-pub use zerofn_policy::{Decision, PolicyError, PolicySet};
+pub use zerofn_policy::{Decision, PolicyError, PolicySet, SCHEMA_TEXT as POLICY_SCHEMA};
 pub use sbom::{package_from_purl, Package, Sbom};
 pub use slsa::{
     Facts, Provenance, SeverityCounts, TestOutcome, TestResult, VulnerabilityScan,

@@ -76,6 +76,14 @@ pub enum Identity {
     },
 }
 
+impl Identity {
+    /// Checks that the identity can be used (a pattern compiles), so a tenant's rule is
+    /// refused when it is set rather than at every admission.
+    pub fn validate(&self) -> Result<(), AdmissionError> {
+        identity_matcher(self).map(|_| ())
+    }
+}
+
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -18,6 +18,9 @@ pub enum Action {
     TenantCreate,
     TenantKeyAdd,
     TenantKeyRemove,
+    TenantIdentityAdd,
+    TenantIdentityRemove,
+    AdmissionSet,
     ApiAuthenticate,
     PlatformStart,
 }
@@ -31,6 +34,9 @@ impl Action {
             Action::TenantCreate => "tenant.create",
             Action::TenantKeyAdd => "tenant.key.add",
             Action::TenantKeyRemove => "tenant.key.remove",
+            Action::TenantIdentityAdd => "tenant.identity.add",
+            Action::TenantIdentityRemove => "tenant.identity.remove",
+            Action::AdmissionSet => "admission.set",
             Action::ApiAuthenticate => "api.authenticate",
             Action::PlatformStart => "platform.start",
         }

@@ -16,6 +16,7 @@ use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome};
 use zerofn_gateway::{error_response, serve_http, GatewayConfig};
 use zerofn_store::StoreError;
 
+use crate::admission::{AddIdentity, SetAdmission, SubmittedAttestation};
 use crate::auth::OperatorToken;
 use crate::control::{ControlError, ControlPlane, DeployRequest};
 
@@ -54,6 +55,9 @@ struct Deploy {
     component: String,
     /// The Sigstore bundle JSON, as text.
     bundle: String,
+    /// Attestation files (bundles or `.intoto.jsonl`) submitted with it.
+    #[serde(default)]
+    attestations: Vec<SubmittedAttestation>,
 }
 
 type Reply = Result<(StatusCode, serde_json::Value), ControlError>;
@@ -161,6 +165,42 @@ impl Api {
                     )
                 }),
             (&Method::POST, ["v1", "deployments"]) => self.deploy(&body).await,
+            (&Method::POST, ["v1", "admission", "explain"]) => self.explain(&body).await,
+            (&Method::GET, ["v1", "tenants", tenant, "admission"]) => self
+                .control
+                .admission_view(tenant)
+                .await
+                .map(|v| (StatusCode::OK, serde_json::to_value(v).unwrap_or_default())),
+            (&Method::PUT, ["v1", "tenants", tenant, "admission"]) => {
+                match parse_json::<SetAdmission>(&body) {
+                    Ok(req) => self
+                        .control
+                        .set_admission(ACTOR, tenant, req)
+                        .await
+                        .map(|v| (StatusCode::OK, serde_json::to_value(v).unwrap_or_default())),
+                    Err(e) => Err(e),
+                }
+            }
+            (&Method::POST, ["v1", "tenants", tenant, "identities"]) => {
+                match parse_json::<AddIdentity>(&body) {
+                    Ok(req) => self
+                        .control
+                        .add_identity(ACTOR, tenant, req)
+                        .await
+                        .map(|v| {
+                            (
+                                StatusCode::CREATED,
+                                serde_json::to_value(v).unwrap_or_default(),
+                            )
+                        }),
+                    Err(e) => Err(e),
+                }
+            }
+            (&Method::DELETE, ["v1", "tenants", tenant, "identities", id]) => self
+                .control
+                .remove_identity(ACTOR, tenant, id)
+                .await
+                .map(|()| (StatusCode::NO_CONTENT, serde_json::Value::Null)),
             (&Method::GET, ["v1", "functions"]) => self
                 .control
                 .list_functions()
@@ -227,6 +267,14 @@ impl Api {
         };
         match reply {
             Ok((status, value)) => json(status, &value),
+            Err(ControlError::Refused { reason, report }) => json(
+                StatusCode::FORBIDDEN,
+                &serde_json::json!({"error": {
+                    "kind": "admission_denied",
+                    "message": format!("admission refused: {reason}"),
+                    "checks": report.checks,
+                }}),
+            ),
             Err(e) => error_response(status_of(&e), e.kind(), &e.to_string(), None),
         }
     }
@@ -252,29 +300,42 @@ impl Api {
         ))
     }
 
+    async fn explain(&self, body: &[u8]) -> Reply {
+        let req = deploy_request(parse_json(body)?)?;
+        let result = self.control.explain(req).await?;
+        Ok((
+            StatusCode::OK,
+            serde_json::to_value(result).unwrap_or_default(),
+        ))
+    }
+
     async fn deploy(&self, body: &[u8]) -> Reply {
-        let req: Deploy = parse_json(body)?;
-        let component = base64::engine::general_purpose::STANDARD
-            .decode(req.component.as_bytes())
-            .map_err(|e| {
-                ControlError::BadRequest(format!("`component` is not valid base64: {e}"))
-            })?;
-        let deployed = self
-            .control
-            .deploy(
-                ACTOR,
-                DeployRequest {
-                    manifest: req.manifest,
-                    component,
-                    bundle: req.bundle.into_bytes(),
-                },
-            )
-            .await?;
+        let req = deploy_request(parse_json(body)?)?;
+        let deployed = self.control.deploy(ACTOR, req).await?;
         Ok((
             StatusCode::CREATED,
             serde_json::to_value(deployed).unwrap_or_default(),
         ))
     }
+}
+
+fn deploy_request(req: Deploy) -> Result<DeployRequest, ControlError> {
+    let component = base64::engine::general_purpose::STANDARD
+        .decode(req.component.as_bytes())
+        .map_err(|e| ControlError::BadRequest(format!("`component` is not valid base64: {e}")))?;
+    if req.attestations.len() > zerofn_admission::MAX_ATTESTATIONS {
+        return Err(ControlError::BadRequest(format!(
+            "{} attestation files, more than the {} allowed",
+            req.attestations.len(),
+            zerofn_admission::MAX_ATTESTATIONS
+        )));
+    }
+    Ok(DeployRequest {
+        manifest: req.manifest,
+        component,
+        bundle: req.bundle.into_bytes(),
+        attestations: req.attestations.into_iter().map(Into::into).collect(),
+    })
 }
 
 /// The one mapping from control-plane errors to HTTP statuses.
@@ -283,6 +344,7 @@ fn status_of(e: &ControlError) -> StatusCode {
         ControlError::BadRequest(_)
         | ControlError::Manifest(_)
         | ControlError::InvalidKey(_)
+        | ControlError::Policy(_)
         | ControlError::Admission(zerofn_admission::AdmissionError::BundleMalformed { .. }) => {
             StatusCode::BAD_REQUEST
         }
@@ -290,16 +352,18 @@ fn status_of(e: &ControlError) -> StatusCode {
             zerofn_admission::AdmissionError::KeylessNotSupported
             | zerofn_admission::AdmissionError::DsseNotSupported,
         ) => StatusCode::UNPROCESSABLE_ENTITY,
-        ControlError::Admission(_) => StatusCode::FORBIDDEN,
+        ControlError::Admission(_) | ControlError::Refused { .. } => StatusCode::FORBIDDEN,
         ControlError::Sandbox(_) => StatusCode::UNPROCESSABLE_ENTITY,
         ControlError::Store(
             StoreError::TenantExists(_)
             | StoreError::KeyExists { .. }
+            | StoreError::IdentityExists { .. }
             | StoreError::RouteTaken { .. },
         ) => StatusCode::CONFLICT,
         ControlError::Store(
             StoreError::NoSuchTenant(_)
             | StoreError::NoSuchKey { .. }
+            | StoreError::NoSuchIdentity { .. }
             | StoreError::NoSuchDeployment { .. },
         ) => StatusCode::NOT_FOUND,
         ControlError::Store(_) | ControlError::Audit(_) | ControlError::Internal(_) => {

@@ -5,14 +5,15 @@
 use std::sync::Arc;
 
 use zerofn_admission::{
-    admit, AdmissionError, AdmittedArtifact, Digest, Manifest, ManifestError, PublicKey, Route,
-    TenantName,
+    readmit, AdmissionError, AdmissionReport, AdmittedArtifact, Digest, Manifest, ManifestError,
+    PolicyError, PublicKey, Route, SubmittedFile, TenantName, TrustedSigners,
 };
 use zerofn_audit::{Action, AuditError, AuditLog, AuditRecord, Outcome, StoredRecord};
 use zerofn_gateway::Routes;
 use zerofn_sandbox::{LoadedFunction, Sandbox, SandboxError};
 use zerofn_store::{DeploymentRow, DeploymentSummary, Store, StoreError, TenantRow};
 
+use crate::admission::VulnDbCache;
 use crate::clock::now;
 use crate::identity::Identities;
 
@@ -28,6 +29,14 @@ pub enum ControlError {
     Admission(#[from] AdmissionError),
     #[error("invalid public key: {0}")]
     InvalidKey(AdmissionError),
+    /// The admission pipeline refused: the first failed check, and every check.
+    #[error("admission refused: {reason}")]
+    Refused {
+        reason: String,
+        report: AdmissionReport,
+    },
+    #[error("invalid policy, nothing changed: {0}")]
+    Policy(PolicyError),
     #[error("admission refused: {0}")]
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
@@ -50,14 +59,19 @@ impl ControlError {
             ) => "unsupported_bundle",
             ControlError::Admission(_) => "admission_denied",
             ControlError::InvalidKey(_) => "invalid_key",
+            ControlError::Refused { .. } => "admission_denied",
+            ControlError::Policy(_) => "invalid_policy",
             ControlError::Sandbox(_) => "invalid_component",
-            ControlError::Store(StoreError::TenantExists(_) | StoreError::KeyExists { .. }) => {
-                "already_exists"
-            }
+            ControlError::Store(
+                StoreError::TenantExists(_)
+                | StoreError::KeyExists { .. }
+                | StoreError::IdentityExists { .. },
+            ) => "already_exists",
             ControlError::Store(StoreError::RouteTaken { .. }) => "route_taken",
             ControlError::Store(
                 StoreError::NoSuchTenant(_)
                 | StoreError::NoSuchKey { .. }
+                | StoreError::NoSuchIdentity { .. }
                 | StoreError::NoSuchDeployment { .. },
             ) => "not_found",
             ControlError::Store(_) => "store_error",
@@ -74,6 +88,8 @@ pub struct DeployRequest {
     pub component: Vec<u8>,
     /// Sigstore bundle JSON.
     pub bundle: Vec<u8>,
+    /// Attestation files submitted with the component.
+    pub attestations: Vec<SubmittedFile>,
 }
 
 /// The result of a successful deployment.
@@ -86,6 +102,9 @@ pub struct DeployResponse {
     pub routes: Vec<String>,
     /// The function's SPIFFE ID.
     pub spiffe_id: String,
+    /// The policies that admitted it.
+    #[serde(default)]
+    pub admitted_by: Vec<String>,
 }
 
 /// Tenants, deployments and the audit log behind the control API.
@@ -95,6 +114,7 @@ pub struct ControlPlane {
     sandbox: Arc<Sandbox>,
     routes: Routes,
     identities: Arc<Identities>,
+    vulndb: VulnDbCache,
 }
 
 impl ControlPlane {
@@ -104,6 +124,7 @@ impl ControlPlane {
         sandbox: Arc<Sandbox>,
         routes: Routes,
         identities: Arc<Identities>,
+        vulndb_dir: std::path::PathBuf,
     ) -> Self {
         ControlPlane {
             store,
@@ -111,7 +132,12 @@ impl ControlPlane {
             sandbox,
             routes,
             identities,
+            vulndb: VulnDbCache::new(vulndb_dir),
         }
+    }
+
+    pub(crate) fn vulndb(&self) -> &VulnDbCache {
+        &self.vulndb
     }
 
     /// Functions' workload identities.
@@ -267,14 +293,21 @@ impl ControlPlane {
         let record = record
             .tenant(manifest.tenant.as_str())
             .function(manifest.name.as_str());
-        let keys = match self.trusted_keys(manifest.tenant.as_str()).await {
-            Ok(keys) => keys,
+        let manifest_text = req.manifest.clone();
+        let bundle_bytes = req.bundle.clone();
+        let admitted = match self.run_admission(manifest, req).await {
+            Ok(Ok(admitted)) => admitted,
+            Ok(Err(refused)) => {
+                let e = ControlError::Refused {
+                    reason: refused.reason,
+                    report: refused.report,
+                };
+                return self.refused(record, e).await;
+            }
             Err(e) => return self.refused(record, e).await,
         };
-        let artifact = match admit(manifest, req.component, &req.bundle, &keys) {
-            Ok(a) => a,
-            Err(e) => return self.refused(record, e.into()).await,
-        };
+        let admitted_by = admitted.decision.determining.clone();
+        let artifact = admitted.artifact;
         if let Err(e) = self.check_routes(artifact.manifest()).await {
             return self.refused(record, e).await;
         }
@@ -308,18 +341,22 @@ impl ControlPlane {
                     .tenant(&tenant)
                     .function(&name)
                     .digest(artifact.digest().to_string())
-                    .reason(format!("signed by {}", artifact.signer())),
+                    .reason(format!(
+                        "signed by {}; {}",
+                        artifact.signer_identity(),
+                        admitted.decision.explain()
+                    )),
             )
             .await?;
         let row = DeploymentRow {
             tenant: tenant.clone(),
             name: name.clone(),
             digest: artifact.digest().to_string(),
-            signer: artifact.signer().to_string(),
-            manifest: req.manifest,
+            signer: artifact.signer_identity().to_string(),
+            manifest: manifest_text,
             routes: m.routes.iter().map(|r| r.as_str().to_owned()).collect(),
             component: artifact.component().to_vec(),
-            bundle: req.bundle,
+            bundle: bundle_bytes,
             deployed_at: now(),
         };
         let routes = row.routes.clone();
@@ -354,8 +391,9 @@ impl ControlPlane {
             tenant,
             name,
             digest: artifact.digest().to_string(),
-            signer: artifact.signer().to_string(),
+            signer: artifact.signer_identity().to_string(),
             routes,
+            admitted_by,
         })
     }
 
@@ -426,7 +464,7 @@ impl ControlPlane {
                 let Some((row, precompiled)) = rows.next() else {
                     break;
                 };
-                let keys = self.trusted_keys(&row.tenant).await;
+                let keys = self.signers(&row.tenant).await;
                 let sandbox = self.sandbox.clone();
                 tasks.spawn_blocking(move || restore_one(&sandbox, row, precompiled, keys));
             }
@@ -450,13 +488,6 @@ impl ControlPlane {
         }
         self.routes.install_all(loaded);
         Ok(n)
-    }
-
-    async fn trusted_keys(&self, tenant: &str) -> Result<Vec<PublicKey>, ControlError> {
-        let rows = self.store.tenant_keys(tenant).await?;
-        rows.iter()
-            .map(|k| PublicKey::from_pem(&k.public_key_pem).map_err(ControlError::InvalidKey))
-            .collect()
     }
 
     async fn check_routes(&self, manifest: &Manifest) -> Result<(), ControlError> {
@@ -483,7 +514,7 @@ impl ControlPlane {
 
     /// Append the refusal record, then return the error. If even the
     /// refusal cannot be recorded, that failure is what the caller sees.
-    async fn refused<T>(
+    pub(crate) async fn refused<T>(
         &self,
         record: AuditRecord,
         error: ControlError,
@@ -505,14 +536,14 @@ fn restore_one(
     sandbox: &Sandbox,
     row: DeploymentRow,
     precompiled: Option<String>,
-    keys: Result<Vec<PublicKey>, ControlError>,
+    keys: Result<TrustedSigners, ControlError>,
 ) -> Result<LoadedFunction, (String, String)> {
     let who = format!("{}/{}", row.tenant, row.name);
     let fail = |e: String| (who.clone(), e);
     let keys = keys.map_err(|e| fail(e.to_string()))?;
     let manifest = Manifest::from_toml(&row.manifest).map_err(|e| fail(e.to_string()))?;
     let artifact: AdmittedArtifact =
-        admit(manifest, row.component, &row.bundle, &keys).map_err(|e| fail(e.to_string()))?;
+        readmit(manifest, row.component, &row.bundle, &keys).map_err(|e| fail(e.to_string()))?;
     if artifact.digest().to_string() != row.digest {
         return Err(fail(format!(
             "stored digest `{}` does not match the component `{}`",

@@ -83,6 +83,7 @@ pub(crate) async fn deploy_examples(
                 manifest: manifest_text,
                 component,
                 bundle: bundle.into_bytes(),
+                attestations: Vec::new(),
             })
             .await?;
         deployed.push(done);

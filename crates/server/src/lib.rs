@@ -10,6 +10,7 @@
 //! token matches; trusts no deployed byte until admission has verified it,
 //! again after every restart.
 
+mod admission;
 mod api;
 mod auth;
 mod clock;
@@ -30,6 +31,9 @@ use zerofn_gateway::{Gateway, Routes};
 use zerofn_sandbox::{Sandbox, SandboxConfig};
 use zerofn_store::Store;
 
+pub use admission::{
+    AddIdentity, AdmissionView, ExplainResult, SetAdmission, SubmittedAttestation,
+};
 pub use control::{ControlPlane, DeployRequest, DeployResponse};
 pub use datadir::{default_data_dir, ApiEndpoint, DataDir, API_ENDPOINT_FILE, TOKEN_FILE};
 pub use error::ServerError;
@@ -100,6 +104,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         sandbox.clone(),
         routes.clone(),
         identities,
+        data.root().join("vulndb"),
     ));
     let served = control.restore().await?;
     tracing::info!(functions = served, "restored deployments");

@@ -19,6 +19,10 @@ pub enum StoreError {
     KeyExists { tenant: String, key_id: String },
     #[error("key `{key_id}` is not trusted for tenant `{tenant}`")]
     NoSuchKey { tenant: String, key_id: String },
+    #[error("signing identity `{id}` is already trusted for tenant `{tenant}`")]
+    IdentityExists { tenant: String, id: String },
+    #[error("signing identity `{id}` is not trusted for tenant `{tenant}`")]
+    NoSuchIdentity { tenant: String, id: String },
     #[error("function `{tenant}/{name}` is not deployed")]
     NoSuchDeployment { tenant: String, name: String },
     #[error("route `{route}` is already served by `{owner}`; undeploy it or pick another route")]

@@ -16,6 +16,7 @@
 //! (`synchronous=NORMAL`): a commit is in the WAL file, and so survives the
 //! process being killed, but reaches the disk only at the next flush.
 
+mod admission_rules;
 mod audit_rows;
 mod deployments;
 mod error;
@@ -26,6 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
+pub use admission_rules::{AdmissionSettingsRow, TenantIdentityRow};
 pub use audit_rows::{AuditDurability, AuditFlusher, AuditRow, AuditWriter};
 pub use deployments::{DeploymentRow, DeploymentSummary};
 pub use error::StoreError;
@@ -45,6 +47,23 @@ CREATE TABLE IF NOT EXISTS tenant_keys (
     public_key_pem  TEXT NOT NULL,
     added_at        TEXT NOT NULL,
     PRIMARY KEY (tenant, key_id)
+) STRICT;
+CREATE TABLE IF NOT EXISTS tenant_identities (
+    tenant        TEXT NOT NULL REFERENCES tenants(name) ON DELETE CASCADE,
+    id            TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    san           TEXT NOT NULL,
+    issuer        TEXT NOT NULL,
+    trusted_root  TEXT NOT NULL,
+    added_at      TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+) STRICT;
+CREATE TABLE IF NOT EXISTS tenant_admission (
+    tenant              TEXT PRIMARY KEY REFERENCES tenants(name) ON DELETE CASCADE,
+    policy              TEXT,
+    severity_threshold  TEXT,
+    require_sbom        INTEGER NOT NULL DEFAULT 0,
+    updated_at          TEXT NOT NULL
 ) STRICT;
 CREATE TABLE IF NOT EXISTS deployments (
     tenant              TEXT NOT NULL REFERENCES tenants(name),

@@ -162,7 +162,7 @@ fn tenant_keys_sync(
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-fn require_tenant(conn: &rusqlite::Connection, tenant: &str) -> Result<(), StoreError> {
+pub(crate) fn require_tenant(conn: &rusqlite::Connection, tenant: &str) -> Result<(), StoreError> {
     let exists: Option<String> = conn
         .query_row("SELECT name FROM tenants WHERE name = ?1", [tenant], |r| {
             r.get(0)

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use zerofn_admission::{
-    sign_attestation, Attestation, Digest, Facts, PublicKey, SigningKey, VerifiedAttestation,
-    SLSA_PROVENANCE_V1, TEST_RESULT_V01, VULN_V1,
+    sign_attestation, Attestation, Digest, Facts, PublicKey, Sbom, SigningKey, VerifiedAttestation,
+    CYCLONEDX_PREDICATE_PREFIX, SLSA_PROVENANCE_V1, TEST_RESULT_V01, VULN_V1,
 };
 
 /// Sign an in-toto attestation about ARTIFACT (DSSE in a Sigstore bundle v0.3), or verify
@@ -67,6 +67,9 @@ enum Kind {
     Vuln,
     /// A test result (`https://in-toto.io/attestation/test-result/v0.1`).
     TestResult,
+    /// A CycloneDX JSON SBOM (`https://cyclonedx.org/bom`, as `cosign attest --type
+    /// cyclonedx` writes it): admission matches it against the OSV database.
+    Cyclonedx,
 }
 
 impl Kind {
@@ -75,6 +78,7 @@ impl Kind {
             Kind::SlsaProvenance => SLSA_PROVENANCE_V1,
             Kind::Vuln => VULN_V1,
             Kind::TestResult => TEST_RESULT_V01,
+            Kind::Cyclonedx => CYCLONEDX_PREDICATE_PREFIX,
         }
     }
 
@@ -83,6 +87,7 @@ impl Kind {
             Kind::SlsaProvenance => "slsa-provenance",
             Kind::Vuln => "vuln",
             Kind::TestResult => "test-result",
+            Kind::Cyclonedx => "cyclonedx",
         }
     }
 }
@@ -128,6 +133,14 @@ fn sign(
         .context("the attestation just signed does not verify")?;
     Facts::from_attestations(&digest, std::slice::from_ref(&attestation))
         .with_context(|| format!("predicate `{}` is not usable", predicate_path.display()))?;
+    if let Kind::Cyclonedx = kind {
+        Sbom::from_json(&predicate_json).with_context(|| {
+            format!(
+                "predicate `{}` is not a usable CycloneDX SBOM",
+                predicate_path.display()
+            )
+        })?;
+    }
     let out = out.unwrap_or_else(|| {
         let mut s = artifact.as_os_str().to_owned();
         s.push(format!(".{}.sigstore.json", kind.slug()));

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use bytes::Bytes;
 use http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -93,7 +93,30 @@ impl ApiClient {
         let message = value
             .pointer("/error/message")
             .and_then(|m| m.as_str())
-            .unwrap_or("request failed");
-        bail!("{message} (HTTP {})", status.as_u16())
+            .unwrap_or("request failed")
+            .to_owned();
+        Err(ApiError {
+            status: status.as_u16(),
+            message,
+            body: value,
+        }
+        .into())
     }
 }
+
+/// A control API error answer, with its whole body for callers that show
+/// more than the message (a refused deploy's check table).
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+    pub body: serde_json::Value,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (HTTP {})", self.message, self.status)
+    }
+}
+
+impl std::error::Error for ApiError {}

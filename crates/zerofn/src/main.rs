@@ -3,6 +3,7 @@
 //! keys, and drives the control API. Argument parsing and output only;
 //! everything else lives in the library crates.
 
+mod admission;
 mod attest;
 mod client;
 mod scan;
@@ -14,11 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use base64::Engine as _;
 use clap::{Args, Parser, Subcommand};
 use http::Method;
 use serde_json::json;
-use zerofn_admission::{sign_artifact, Manifest, PublicKey, SigningKey};
+use zerofn_admission::{sign_artifact, PublicKey, SigningKey};
 
 use crate::client::ApiClient;
 
@@ -57,7 +57,8 @@ enum Command {
     /// Manage tenants and the keys allowed to sign for them.
     #[command(subcommand)]
     Tenant(TenantCommand),
-    /// Deploy the function in DIR (zerofn.toml, component, bundle).
+    /// Deploy the function in DIR (zerofn.toml, component, bundle, and the
+    /// attestations beside them: *.intoto.jsonl and other *.sigstore.json).
     Deploy { dir: PathBuf },
     /// List deployed functions.
     Functions {
@@ -81,6 +82,9 @@ enum Command {
     /// Manage the local OSV vulnerability database.
     #[command(subcommand)]
     Vulndb(scan::VulndbCommand),
+    /// Tenants' admission rules, and every admission check without deploying.
+    #[command(subcommand)]
+    Admission(admission::AdmissionCommand),
 }
 
 #[derive(Args)]
@@ -134,6 +138,10 @@ enum TenantCommand {
     AddKey { tenant: String, key: PathBuf },
     /// Stop trusting a key (by key id, `sha256:<hex>`).
     RemoveKey { tenant: String, key_id: String },
+    /// Trust a keyless (Sigstore/Fulcio) signing identity for a tenant.
+    AddIdentity(admission::AddIdentityArgs),
+    /// Stop trusting a keyless signing identity (by the id `admission show` lists).
+    RemoveIdentity { tenant: String, id: String },
     /// List tenants.
     List {
         #[arg(long)]
@@ -238,6 +246,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Attest(args) => attest::run(args),
         Command::Scan(args) => scan::scan(&data_dir, args),
         Command::Vulndb(cmd) => scan::vulndb(&data_dir, cmd),
+        Command::Admission(cmd) => admission::run(&data_dir, cmd).await,
     }
 }
 
@@ -415,6 +424,10 @@ async fn tenant(data_dir: &Path, cmd: TenantCommand) -> Result<()> {
             .await?;
             println!("tenant {tenant} no longer trusts {key_id}");
         }
+        TenantCommand::AddIdentity(args) => admission::add_identity(data_dir, args).await?,
+        TenantCommand::RemoveIdentity { tenant, id } => {
+            admission::remove_identity(data_dir, &tenant, &id).await?
+        }
         TenantCommand::List { json } => {
             let api = ApiClient::discover(data_dir)?;
             let v = api.call(Method::GET, "/v1/tenants", None).await?;
@@ -447,37 +460,15 @@ fn join_strings(v: Option<&serde_json::Value>) -> String {
 }
 
 async fn deploy(data_dir: &Path, dir: &Path) -> Result<()> {
-    let manifest_path = dir.join("zerofn.toml");
-    let manifest_text = std::fs::read_to_string(&manifest_path)
-        .with_context(|| format!("cannot read manifest `{}`", manifest_path.display()))?;
-    let manifest = Manifest::from_toml(&manifest_text)
-        .with_context(|| format!("invalid manifest `{}`", manifest_path.display()))?;
-    let component_path = dir.join(&manifest.component);
-    let component = std::fs::read(&component_path).with_context(|| {
-        format!(
-            "cannot read component `{}` named by the manifest",
-            component_path.display()
-        )
-    })?;
-    let bundle_path = dir.join(manifest.bundle_file_name());
-    let bundle = std::fs::read_to_string(&bundle_path).with_context(|| {
-        format!(
-            "cannot read signature bundle `{}`; sign the component with `zerofn sign`",
-            bundle_path.display()
-        )
-    })?;
+    let (_, body) = admission::function_request(dir)?;
     let api = ApiClient::discover(data_dir)?;
-    let v = api
-        .call(
-            Method::POST,
-            "/v1/deployments",
-            Some(json!({
-                "manifest": manifest_text,
-                "component": base64::engine::general_purpose::STANDARD.encode(&component),
-                "bundle": bundle,
-            })),
-        )
-        .await?;
+    let v = match api.call(Method::POST, "/v1/deployments", Some(body)).await {
+        Ok(v) => v,
+        Err(e) => {
+            admission::print_refusal_checks(&e);
+            return Err(e);
+        }
+    };
     println!(
         "deployed {}/{} {} signed by {} on {}",
         str_of(&v, "tenant"),

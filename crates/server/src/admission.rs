@@ -1,0 +1,440 @@
+//! Tenants' admission rules on the control plane: keyless signing
+//! identities, admission settings (Cedar policy, severity threshold, SBOM
+//! requirement), the vulnerability database admission scans against, and
+//! `explain` (every check, nothing deployed).
+//!
+//! Rules are validated before they are stored (a policy set that does not
+//! validate is refused whole and the previous one stays in force), and
+//! parsed again from the store at each admission, so what is enforced is
+//! always what `admission show` prints.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use sha2::{Digest as _, Sha256};
+use zerofn_admission::{
+    admit_submission, parse_severity, severity_name, AdmissionReport, AdmissionRules, Identity,
+    KeylessSigner, Manifest, PolicySet, PublicKey, Submission, SubmittedFile, TrustedRoot,
+    TrustedSigners, VulnDb, DB_FILE_NAME,
+};
+use zerofn_audit::{Action, AuditRecord, Outcome};
+use zerofn_store::{AdmissionSettingsRow, TenantIdentityRow};
+
+use crate::clock::now;
+use crate::control::{ControlError, ControlPlane, DeployRequest};
+
+/// The OSV database admission uses, reloaded when `zerofn vulndb import`
+/// replaces its file.
+pub(crate) struct VulnDbCache {
+    dir: PathBuf,
+    loaded: Mutex<Option<(SystemTime, Arc<VulnDb>)>>,
+}
+
+impl VulnDbCache {
+    pub(crate) fn new(dir: PathBuf) -> VulnDbCache {
+        VulnDbCache {
+            dir,
+            loaded: Mutex::new(None),
+        }
+    }
+
+    /// The current database, or `None` if none was imported. A database
+    /// that exists but cannot be read is an error (admission fails closed).
+    fn current(&self) -> Result<Option<Arc<VulnDb>>, ControlError> {
+        let path = self.dir.join(DB_FILE_NAME);
+        let modified = match std::fs::metadata(&path).and_then(|m| m.modified()) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(ControlError::Internal(format!(
+                    "cannot read the vulnerability database: {e}"
+                )))
+            }
+        };
+        let mut loaded = self
+            .loaded
+            .lock()
+            .map_err(|_| ControlError::Internal("vulnerability database lock poisoned".into()))?;
+        if let Some((at, db)) = loaded.as_ref() {
+            if *at == modified {
+                return Ok(Some(db.clone()));
+            }
+        }
+        let db = Arc::new(VulnDb::load(&self.dir).map_err(|e| {
+            ControlError::Internal(format!("cannot load the vulnerability database: {e}"))
+        })?);
+        *loaded = Some((modified, db.clone()));
+        Ok(Some(db))
+    }
+}
+
+/// A keyless identity as the API takes it.
+#[derive(Debug, serde::Deserialize)]
+pub struct AddIdentity {
+    /// Exact certificate identity (SAN).
+    pub certificate_identity: Option<String>,
+    /// Or a pattern the SAN must match (whole SAN, Rust regex syntax).
+    pub certificate_identity_regexp: Option<String>,
+    pub certificate_oidc_issuer: String,
+    /// The Sigstore `trusted_root.json` text.
+    pub trusted_root: String,
+}
+
+/// Admission settings as the API takes them; absent fields keep their
+/// current value.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct SetAdmission {
+    /// Cedar policy text; an empty string restores the platform default.
+    pub policy: Option<String>,
+    /// A severity name, or `none`.
+    pub severity_threshold: Option<String>,
+    pub require_sbom: Option<bool>,
+}
+
+/// What `admission show` prints.
+#[derive(Debug, serde::Serialize)]
+pub struct AdmissionView {
+    pub tenant: String,
+    pub key_ids: Vec<String>,
+    pub identities: Vec<TenantIdentityRow>,
+    /// The policy text in force (the default when none was set).
+    pub policy: String,
+    pub policy_ids: Vec<String>,
+    pub default_policy: bool,
+    pub severity_threshold: Option<String>,
+    pub require_sbom: bool,
+    pub updated_at: Option<String>,
+}
+
+fn identity_id(kind: &str, san: &str, issuer: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [kind, san, issuer] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(h.finalize()).chars().take(16).collect()
+}
+
+fn identity_of(row: &TenantIdentityRow) -> Identity {
+    if row.kind == "regexp" {
+        Identity::Regex {
+            san_regex: row.san.clone(),
+            issuer: row.issuer.clone(),
+        }
+    } else {
+        Identity::Exact {
+            san: row.san.clone(),
+            issuer: row.issuer.clone(),
+        }
+    }
+}
+
+impl ControlPlane {
+    /// Everyone the tenant trusts to sign: keys and keyless identities.
+    pub(crate) async fn signers(&self, tenant: &str) -> Result<TrustedSigners, ControlError> {
+        let keys = self
+            .store()
+            .tenant_keys(tenant)
+            .await?
+            .iter()
+            .map(|k| PublicKey::from_pem(&k.public_key_pem).map_err(ControlError::InvalidKey))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut keyless = Vec::new();
+        for row in self.store().tenant_identities(tenant).await? {
+            let trusted_root = TrustedRoot::from_json(row.trusted_root.as_bytes())
+                .map_err(|e| ControlError::Internal(format!("stored trusted root: {e}")))?;
+            keyless.push(KeylessSigner {
+                identity: identity_of(&row),
+                trusted_root: Arc::new(trusted_root),
+            });
+        }
+        Ok(TrustedSigners { keys, keyless })
+    }
+
+    /// The tenant's complete admission rules, parsed from the store.
+    pub(crate) async fn rules(&self, tenant: &str) -> Result<AdmissionRules, ControlError> {
+        let signers = self.signers(tenant).await?;
+        let settings = self.store().admission_settings(tenant).await?;
+        let policy = match settings.policy.as_deref() {
+            Some(text) => PolicySet::parse(text),
+            None => PolicySet::default_admission(),
+        }
+        .map_err(|e| ControlError::Internal(format!("stored admission policy: {e}")))?;
+        let severity_threshold = match settings.severity_threshold.as_deref() {
+            Some(name) => Some(parse_severity(name).ok_or_else(|| {
+                ControlError::Internal(format!("stored severity threshold `{name}`"))
+            })?),
+            None => None,
+        };
+        Ok(AdmissionRules {
+            signers,
+            policy,
+            severity_threshold,
+            require_sbom: settings.require_sbom,
+        })
+    }
+
+    /// Runs the whole admission pipeline for `req` under its tenant's
+    /// rules. `Ok(Ok)` admitted, `Ok(Err)` refused with the report.
+    pub(crate) async fn run_admission(
+        &self,
+        manifest: Manifest,
+        req: DeployRequest,
+    ) -> Result<Result<zerofn_admission::Admitted, zerofn_admission::Refused>, ControlError> {
+        let rules = self.rules(manifest.tenant.as_str()).await?;
+        let vulndb = self.vulndb().current()?;
+        let submission = Submission {
+            manifest,
+            component: req.component,
+            bundle: req.bundle,
+            attestations: req.attestations,
+        };
+        tokio::task::spawn_blocking(move || admit_submission(submission, &rules, vulndb.as_deref()))
+            .await
+            .map_err(|e| ControlError::Internal(e.to_string()))
+    }
+
+    /// Every admission check for `req`, without deploying anything.
+    pub async fn explain(&self, req: DeployRequest) -> Result<ExplainResult, ControlError> {
+        let manifest = Manifest::from_toml(&req.manifest)?;
+        let (tenant, name) = (
+            manifest.tenant.as_str().to_owned(),
+            manifest.name.as_str().to_owned(),
+        );
+        let (admitted, report) = match self.run_admission(manifest, req).await? {
+            Ok(admitted) => (true, admitted.report),
+            Err(refused) => (false, refused.report),
+        };
+        Ok(ExplainResult {
+            tenant,
+            name,
+            admitted,
+            report,
+        })
+    }
+
+    /// Trust a keyless signing identity for a tenant; returns its id.
+    pub async fn add_identity(
+        &self,
+        actor: &str,
+        tenant: &str,
+        req: AddIdentity,
+    ) -> Result<TenantIdentityRow, ControlError> {
+        let record =
+            AuditRecord::new(actor, Action::TenantIdentityAdd, Outcome::Deny).tenant(tenant);
+        let (kind, san) = match (req.certificate_identity, req.certificate_identity_regexp) {
+            (Some(san), None) if !san.is_empty() => ("exact", san),
+            (None, Some(re)) if !re.is_empty() => ("regexp", re),
+            _ => {
+                let e = ControlError::BadRequest(
+                    "give exactly one of `certificate_identity` and `certificate_identity_regexp`"
+                        .into(),
+                );
+                return self.refused(record, e).await;
+            }
+        };
+        if req.certificate_oidc_issuer.is_empty() {
+            let e = ControlError::BadRequest("`certificate_oidc_issuer` is empty".into());
+            return self.refused(record, e).await;
+        }
+        if let Err(e) = TrustedRoot::from_json(req.trusted_root.as_bytes()) {
+            return self
+                .refused(
+                    record,
+                    ControlError::BadRequest(format!("invalid trusted root: {e}")),
+                )
+                .await;
+        }
+        let row = TenantIdentityRow {
+            id: identity_id(kind, &san, &req.certificate_oidc_issuer),
+            kind: kind.to_owned(),
+            san,
+            issuer: req.certificate_oidc_issuer,
+            trusted_root: req.trusted_root,
+            added_at: now(),
+        };
+        if let Err(e) = identity_of(&row).validate() {
+            return self.refused(record, e.into()).await;
+        }
+        let existing = match self.store().tenant_identities(tenant).await {
+            Ok(rows) => rows,
+            Err(e) => return self.refused(record, e.into()).await,
+        };
+        if existing.iter().any(|r| r.id == row.id) {
+            let e = zerofn_store::StoreError::IdentityExists {
+                tenant: tenant.to_owned(),
+                id: row.id.clone(),
+            };
+            return self.refused(record, e.into()).await;
+        }
+        self.audit()
+            .append(
+                AuditRecord::new(actor, Action::TenantIdentityAdd, Outcome::Allow)
+                    .tenant(tenant)
+                    .reason(format!(
+                        "{} {} `{}` from `{}`",
+                        row.id, row.kind, row.san, row.issuer
+                    )),
+            )
+            .await?;
+        self.store()
+            .add_tenant_identity(tenant, row.clone())
+            .await?;
+        Ok(row)
+    }
+
+    /// Stop trusting a keyless signing identity.
+    pub async fn remove_identity(
+        &self,
+        actor: &str,
+        tenant: &str,
+        id: &str,
+    ) -> Result<(), ControlError> {
+        let record = AuditRecord::new(actor, Action::TenantIdentityRemove, Outcome::Deny)
+            .tenant(tenant)
+            .reason(id);
+        let existing = match self.store().tenant_identities(tenant).await {
+            Ok(rows) => rows,
+            Err(e) => return self.refused(record, e.into()).await,
+        };
+        if !existing.iter().any(|r| r.id == id) {
+            let e = zerofn_store::StoreError::NoSuchIdentity {
+                tenant: tenant.to_owned(),
+                id: id.to_owned(),
+            };
+            return self.refused(record, e.into()).await;
+        }
+        self.audit()
+            .append(
+                AuditRecord::new(actor, Action::TenantIdentityRemove, Outcome::Allow)
+                    .tenant(tenant)
+                    .reason(id),
+            )
+            .await?;
+        self.store().remove_tenant_identity(tenant, id).await?;
+        Ok(())
+    }
+
+    /// Change a tenant's admission settings. Everything is validated first;
+    /// on any error nothing changes.
+    pub async fn set_admission(
+        &self,
+        actor: &str,
+        tenant: &str,
+        req: SetAdmission,
+    ) -> Result<AdmissionView, ControlError> {
+        let record = AuditRecord::new(actor, Action::AdmissionSet, Outcome::Deny).tenant(tenant);
+        let mut settings = match self.store().admission_settings(tenant).await {
+            Ok(s) => s,
+            Err(e) => return self.refused(record, e.into()).await,
+        };
+        let mut changes = Vec::new();
+        if let Some(text) = req.policy {
+            if text.trim().is_empty() {
+                settings.policy = None;
+                changes.push("policy: platform default".to_owned());
+            } else {
+                match PolicySet::parse(&text) {
+                    Ok(set) => {
+                        changes.push(format!("policy: {}", set.ids().join(", ")));
+                        settings.policy = Some(text);
+                    }
+                    Err(e) => return self.refused(record, ControlError::Policy(e)).await,
+                }
+            }
+        }
+        if let Some(name) = req.severity_threshold {
+            if name == "none" {
+                settings.severity_threshold = None;
+            } else {
+                match parse_severity(&name) {
+                    Some(s) => settings.severity_threshold = Some(severity_name(s).to_owned()),
+                    None => {
+                        let e = ControlError::BadRequest(format!(
+                            "unknown severity `{}`; use critical, high, medium, low, unknown or none",
+                            name.escape_debug()
+                        ));
+                        return self.refused(record, e).await;
+                    }
+                }
+            }
+            changes.push(format!(
+                "severity threshold: {}",
+                settings.severity_threshold.as_deref().unwrap_or("none")
+            ));
+        }
+        if let Some(require) = req.require_sbom {
+            settings.require_sbom = require;
+            changes.push(format!("require sbom: {require}"));
+        }
+        self.audit()
+            .append(
+                AuditRecord::new(actor, Action::AdmissionSet, Outcome::Allow)
+                    .tenant(tenant)
+                    .reason(changes.join("; ")),
+            )
+            .await?;
+        self.store()
+            .set_admission_settings(tenant, settings, &now())
+            .await?;
+        self.admission_view(tenant).await
+    }
+
+    /// A tenant's admission rules as stored.
+    pub async fn admission_view(&self, tenant: &str) -> Result<AdmissionView, ControlError> {
+        let settings: AdmissionSettingsRow = self.store().admission_settings(tenant).await?;
+        let key_ids = self
+            .store()
+            .tenant_keys(tenant)
+            .await?
+            .into_iter()
+            .map(|k| k.key_id)
+            .collect();
+        let identities = self.store().tenant_identities(tenant).await?;
+        let default_policy = settings.policy.is_none();
+        let set = match settings.policy.as_deref() {
+            Some(text) => PolicySet::parse(text),
+            None => PolicySet::default_admission(),
+        }
+        .map_err(ControlError::Policy)?;
+        Ok(AdmissionView {
+            tenant: tenant.to_owned(),
+            key_ids,
+            identities,
+            policy: set.source().to_owned(),
+            policy_ids: set.ids().to_vec(),
+            default_policy,
+            severity_threshold: settings.severity_threshold,
+            require_sbom: settings.require_sbom,
+            updated_at: settings.updated_at,
+        })
+    }
+}
+
+/// The answer of `explain`.
+#[derive(Debug, serde::Serialize)]
+pub struct ExplainResult {
+    pub tenant: String,
+    pub name: String,
+    pub admitted: bool,
+    #[serde(flatten)]
+    pub report: AdmissionReport,
+}
+
+/// Attestation files as the API takes them.
+#[derive(Debug, serde::Deserialize)]
+pub struct SubmittedAttestation {
+    pub name: String,
+    /// The file's text (bundle JSON or `.intoto.jsonl`).
+    pub content: String,
+}
+
+impl From<SubmittedAttestation> for SubmittedFile {
+    fn from(a: SubmittedAttestation) -> SubmittedFile {
+        SubmittedFile {
+            name: a.name,
+            bytes: a.content.into_bytes(),
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! `zerofn deploy`, `zerofn admission explain|show|set` and
+//! `zerofn tenant add-identity|remove-identity`: reading a function
+//! directory (manifest, component, bundle and the attestations beside it)
+//! and showing admission's check table.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use base64::Engine as _;
+use clap::{Args, Subcommand};
+use http::Method;
+use serde_json::{json, Value};
+use zerofn_admission::{render_table, Manifest, MAX_ATTESTATIONS};
+
+use crate::client::{ApiClient, ApiError};
+
+#[derive(Subcommand)]
+pub enum AdmissionCommand {
+    /// Run every admission check on the function in DIR and print the
+    /// table, without deploying.
+    Explain {
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a tenant's admission rules: signers, policy, thresholds.
+    Show {
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a tenant's admission rules. Everything is validated first;
+    /// an invalid policy changes nothing.
+    Set(SetArgs),
+    /// Print the platform's Cedar schema (what policies are validated against).
+    Schema,
+}
+
+#[derive(Args)]
+pub struct SetArgs {
+    tenant: String,
+    /// Cedar policy file for admission (validated against the schema).
+    #[arg(long, conflicts_with = "default_policy")]
+    policy: Option<PathBuf>,
+    /// Go back to the platform's default policy (admit what is signed).
+    #[arg(long)]
+    default_policy: bool,
+    /// Refuse functions whose SBOM has findings at or above this severity:
+    /// critical, high, medium, low, unknown, or none.
+    #[arg(long)]
+    severity_threshold: Option<String>,
+    /// Whether a signed CycloneDX SBOM attestation is required.
+    #[arg(long)]
+    require_sbom: Option<bool>,
+}
+
+/// Keyless signing identities (tenant subcommands).
+#[derive(Args)]
+pub struct AddIdentityArgs {
+    tenant: String,
+    /// The exact certificate identity (SAN), e.g. a CI workflow on a ref.
+    #[arg(long, required_unless_present = "certificate_identity_regexp")]
+    certificate_identity: Option<String>,
+    /// Or a pattern the whole SAN must match (Rust regex syntax).
+    #[arg(long, conflicts_with = "certificate_identity")]
+    certificate_identity_regexp: Option<String>,
+    /// The OIDC issuer the certificate must name.
+    #[arg(long)]
+    certificate_oidc_issuer: String,
+    /// The Sigstore trusted_root.json the certificates and log entries must chain to.
+    #[arg(long)]
+    trusted_root: PathBuf,
+}
+
+/// The request body for deploy and explain: manifest, component, bundle and
+/// every attestation file beside the component.
+pub fn function_request(dir: &Path) -> Result<(Manifest, Value)> {
+    let manifest_path = dir.join("zerofn.toml");
+    let manifest_text = std::fs::read_to_string(&manifest_path)
+        .with_context(|| format!("cannot read manifest `{}`", manifest_path.display()))?;
+    let manifest = Manifest::from_toml(&manifest_text)
+        .with_context(|| format!("invalid manifest `{}`", manifest_path.display()))?;
+    let component_path = dir.join(&manifest.component);
+    let component = std::fs::read(&component_path).with_context(|| {
+        format!(
+            "cannot read component `{}` named by the manifest",
+            component_path.display()
+        )
+    })?;
+    let bundle_name = manifest.bundle_file_name();
+    let bundle_path = dir.join(&bundle_name);
+    let bundle = std::fs::read_to_string(&bundle_path).with_context(|| {
+        format!(
+            "cannot read signature bundle `{}`; sign the component with `zerofn sign`",
+            bundle_path.display()
+        )
+    })?;
+    let attestations = attestation_files(dir, &bundle_name)?;
+    let body = json!({
+        "manifest": manifest_text,
+        "component": base64::engine::general_purpose::STANDARD.encode(&component),
+        "bundle": bundle,
+        "attestations": attestations,
+    });
+    Ok((manifest, body))
+}
+
+/// Whether a file name is an attestation by its extension: in-toto JSON
+/// lines, or a Sigstore bundle other than the component's own.
+fn is_attestation_name(name: &str, component_bundle: &str) -> bool {
+    if name == component_bundle {
+        return false;
+    }
+    [
+        ".intoto.jsonl",
+        ".intoto.json",
+        ".sigstore.json",
+        ".sigstore",
+        ".bundle",
+    ]
+    .iter()
+    .any(|ext| name.ends_with(ext))
+}
+
+fn attestation_files(dir: &Path, component_bundle: &str) -> Result<Vec<Value>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading `{}`", dir.display()))? {
+        let entry = entry.with_context(|| format!("reading `{}`", dir.display()))?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if entry.file_type().map(|t| t.is_file()).unwrap_or(false)
+            && is_attestation_name(&name, component_bundle)
+        {
+            names.push(name);
+        }
+    }
+    names.sort();
+    if names.len() > MAX_ATTESTATIONS {
+        bail!(
+            "`{}` holds {} attestation files, more than the {MAX_ATTESTATIONS} allowed",
+            dir.display(),
+            names.len()
+        );
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let path = dir.join(&name);
+            let content = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read attestation `{}`", path.display()))?;
+            Ok(json!({"name": name, "content": content}))
+        })
+        .collect()
+}
+
+/// Prints the check table of a refused deploy, if the error carries one.
+pub fn print_refusal_checks(e: &anyhow::Error) {
+    if let Some(checks) = e
+        .downcast_ref::<ApiError>()
+        .and_then(|api| api.body.pointer("/error/checks"))
+    {
+        eprint!("{}", checks_table(checks));
+    }
+}
+
+fn checks_table(checks: &Value) -> String {
+    let rows: Vec<(String, String, String)> = checks
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| {
+                    let field = |k: &str| {
+                        c.get(k)
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    let result = match field("result").as_str() {
+                        "fail" => "FAIL".to_owned(),
+                        other => other.to_owned(),
+                    };
+                    (field("check"), result, field("detail"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    render_table(
+        rows.iter()
+            .map(|(c, r, d)| (c.as_str(), r.as_str(), d.as_str())),
+    )
+}
+
+pub async fn run(data_dir: &Path, cmd: AdmissionCommand) -> Result<()> {
+    match cmd {
+        AdmissionCommand::Schema => {
+            print!("{}", zerofn_admission::POLICY_SCHEMA);
+            Ok(())
+        }
+        AdmissionCommand::Explain { dir, json } => {
+            let (_, body) = function_request(&dir)?;
+            let api = ApiClient::discover(data_dir)?;
+            let v = api
+                .call(Method::POST, "/v1/admission/explain", Some(body))
+                .await?;
+            if json {
+                println!("{v}");
+            } else {
+                print!("{}", checks_table(v.get("checks").unwrap_or(&Value::Null)));
+            }
+            let admitted = v.get("admitted").and_then(Value::as_bool) == Some(true);
+            if !admitted {
+                bail!(
+                    "{}/{} would be refused",
+                    v.get("tenant").and_then(Value::as_str).unwrap_or("?"),
+                    v.get("name").and_then(Value::as_str).unwrap_or("?")
+                );
+            }
+            println!(
+                "{}/{} would be admitted",
+                v.get("tenant").and_then(Value::as_str).unwrap_or("?"),
+                v.get("name").and_then(Value::as_str).unwrap_or("?")
+            );
+            Ok(())
+        }
+        AdmissionCommand::Show { tenant, json } => {
+            let api = ApiClient::discover(data_dir)?;
+            let v = api
+                .call(
+                    Method::GET,
+                    &format!("/v1/tenants/{tenant}/admission"),
+                    None,
+                )
+                .await?;
+            if json {
+                println!("{v}");
+            } else {
+                print_view(&v);
+            }
+            Ok(())
+        }
+        AdmissionCommand::Set(args) => {
+            let mut body = serde_json::Map::new();
+            if let Some(path) = &args.policy {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read policy `{}`", path.display()))?;
+                if text.trim().is_empty() {
+                    bail!("policy file `{}` is empty", path.display());
+                }
+                body.insert("policy".into(), text.into());
+            }
+            if args.default_policy {
+                body.insert("policy".into(), "".into());
+            }
+            if let Some(s) = args.severity_threshold {
+                body.insert("severity_threshold".into(), s.into());
+            }
+            if let Some(r) = args.require_sbom {
+                body.insert("require_sbom".into(), r.into());
+            }
+            if body.is_empty() {
+                bail!("nothing to set: give --policy, --default-policy, --severity-threshold or --require-sbom");
+            }
+            let api = ApiClient::discover(data_dir)?;
+            let v = api
+                .call(
+                    Method::PUT,
+                    &format!("/v1/tenants/{}/admission", args.tenant),
+                    Some(Value::Object(body)),
+                )
+                .await?;
+            print_view(&v);
+            Ok(())
+        }
+    }
+}
+
+fn print_view(v: &Value) {
+    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+    println!("tenant: {}", s("tenant"));
+    let keys: Vec<&str> = v
+        .get("key_ids")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    println!(
+        "keys: {}",
+        if keys.is_empty() {
+            "(none)".to_owned()
+        } else {
+            keys.join(", ")
+        }
+    );
+    println!("keyless identities:");
+    for i in v
+        .get("identities")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let f = |k: &str| i.get(k).and_then(Value::as_str).unwrap_or_default();
+        println!(
+            "  {} {} `{}` from `{}`",
+            f("id"),
+            f("kind"),
+            f("san"),
+            f("issuer")
+        );
+    }
+    println!(
+        "severity threshold: {}",
+        v.get("severity_threshold")
+            .and_then(Value::as_str)
+            .unwrap_or("none")
+    );
+    println!(
+        "require sbom: {}",
+        v.get("require_sbom")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    );
+    let default = v.get("default_policy").and_then(Value::as_bool) == Some(true);
+    println!(
+        "policy{}:",
+        if default { " (platform default)" } else { "" }
+    );
+    for line in s("policy").lines() {
+        println!("  {line}");
+    }
+}
+
+pub async fn add_identity(data_dir: &Path, args: AddIdentityArgs) -> Result<()> {
+    let trusted_root = std::fs::read_to_string(&args.trusted_root)
+        .with_context(|| format!("cannot read trusted root `{}`", args.trusted_root.display()))?;
+    let api = ApiClient::discover(data_dir)?;
+    let v = api
+        .call(
+            Method::POST,
+            &format!("/v1/tenants/{}/identities", args.tenant),
+            Some(json!({
+                "certificate_identity": args.certificate_identity,
+                "certificate_identity_regexp": args.certificate_identity_regexp,
+                "certificate_oidc_issuer": args.certificate_oidc_issuer,
+                "trusted_root": trusted_root,
+            })),
+        )
+        .await?;
+    let f = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+    println!(
+        "tenant {} trusts {} identity {} `{}` from `{}`",
+        args.tenant,
+        f("kind"),
+        f("id"),
+        f("san"),
+        f("issuer")
+    );
+    Ok(())
+}
+
+pub async fn remove_identity(data_dir: &Path, tenant: &str, id: &str) -> Result<()> {
+    let api = ApiClient::discover(data_dir)?;
+    api.call(
+        Method::DELETE,
+        &format!("/v1/tenants/{tenant}/identities/{id}"),
+        None,
+    )
+    .await?;
+    println!("tenant {tenant} no longer trusts identity {id}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attestation_files_are_recognised_by_name_and_the_component_bundle_is_not_one() {
+        let bundle = "hello.wasm.sigstore.json";
+        for (name, expected) in [
+            ("hello.wasm.sigstore.json", false),
+            ("hello.wasm.slsa-provenance.sigstore.json", true),
+            ("provenance.intoto.jsonl", true),
+            ("sbom.cdx.sigstore", true),
+            ("zerofn.toml", false),
+            ("hello.wasm", false),
+            ("sbom.cdx.json", false),
+        ] {
+            assert_eq!(is_attestation_name(name, bundle), expected, "{name}");
+        }
+    }
+}
