@@ -21,7 +21,10 @@ fn javascript_guests_answer_hello_and_echo() {
     assert_eq!(r.header("content-type"), Some("text/plain"));
     assert_eq!(r.text(), "hello from javascript\n");
     // A fresh instance per request: the second answer is the same.
-    assert_eq!(s.platform.get("/hello-js").text(), "hello from javascript\n");
+    assert_eq!(
+        s.platform.get("/hello-js").text(),
+        "hello from javascript\n"
+    );
 
     s.deploy("echo-js", "echo-js", &["/echo-js/..."], LIMITS);
     let body = br#"{"a":"quote\" and \\ backslash","n":1}"#;
@@ -65,9 +68,9 @@ fn javascript_guests_answer_hello_and_echo() {
             && r["decision"] == "allow"
             && r["function"] == name
             && r["digest"] == f["digest"]));
-        assert!(records.iter().any(|r| r["action"] == "invoke"
-            && r["function"] == name
-            && r["status"] == 200));
+        assert!(records
+            .iter()
+            .any(|r| r["action"] == "invoke" && r["function"] == name && r["status"] == 200));
     }
     ok(s.platform.cli(&["audit", "verify"]));
 }

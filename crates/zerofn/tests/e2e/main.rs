@@ -6,6 +6,7 @@
     clippy::indexing_slicing
 )]
 
+mod admission;
 mod harness;
 mod js;
 
