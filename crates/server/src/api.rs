@@ -200,7 +200,7 @@ impl Api {
                 .control
                 .remove_identity(ACTOR, tenant, id)
                 .await
-                .map(|()| (StatusCode::NO_CONTENT, serde_json::Value::Null)),
+                .map(|()| (StatusCode::OK, serde_json::json!({ "removed": id }))),
             (&Method::GET, ["v1", "functions"]) => self
                 .control
                 .list_functions()

@@ -352,7 +352,7 @@ impl ControlPlane {
             tenant: tenant.clone(),
             name: name.clone(),
             digest: artifact.digest().to_string(),
-            signer: artifact.signer_identity().to_string(),
+            signer: signer_text(artifact.signer_identity()),
             manifest: manifest_text,
             routes: m.routes.iter().map(|r| r.as_str().to_owned()).collect(),
             component: artifact.component().to_vec(),
@@ -391,7 +391,7 @@ impl ControlPlane {
             tenant,
             name,
             digest: artifact.digest().to_string(),
-            signer: artifact.signer_identity().to_string(),
+            signer: signer_text(artifact.signer_identity()),
             routes,
             admitted_by,
         })
@@ -554,6 +554,15 @@ fn restore_one(
     sandbox
         .load(artifact, precompiled.as_deref())
         .map_err(|e| fail(e.to_string()))
+}
+
+/// How a signer is shown in listings: the key id for a key (as before keyless
+/// signing existed), the SAN and issuer for a certificate.
+fn signer_text(identity: &zerofn_admission::SignerIdentity) -> String {
+    match identity {
+        zerofn_admission::SignerIdentity::Key(key) => key.to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// Whether two route patterns can match the same path.
