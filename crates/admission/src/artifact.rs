@@ -1,5 +1,6 @@
 //! [`admit`] and the proof it returns, [`AdmittedArtifact`].
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use crate::bundle::{verify_bundle, Bundle};
 use crate::digest::Digest;
 use crate::error::AdmissionError;
 use crate::keys::{KeyId, PublicKey};
-use crate::manifest::Manifest;
+use crate::manifest::{InterfaceName, Manifest};
 use crate::pipeline::{verify_signature, TrustedSigners};
 use crate::verify::{SignerIdentity, VerifiedSignature};
 
@@ -19,10 +20,15 @@ use crate::verify::{SignerIdentity, VerifiedSignature};
 #[derive(Clone)]
 pub struct AdmittedArtifact {
     manifest: Manifest,
-    // INVARIANT: `digest == Digest::of(&component)`, and a bundle over `digest` verified with
-    // `signer`, a key the caller trusted for `manifest.tenant`.
+    // INVARIANT: `digest == Digest::of(&component)`. Without layers `signed_digest ==
+    // digest`; with layers `component` is the composition (`layers::compose`) of the
+    // component whose sha256 is `signed_digest` with the verified layers in `layers`. A
+    // bundle over `signed_digest` verified with `signer`, a key the caller trusted for
+    // `manifest.tenant`.
     component: Arc<[u8]>,
     digest: Digest,
+    signed_digest: Digest,
+    layers: BTreeMap<InterfaceName, Digest>,
     signer: KeyId,
     identity: SignerIdentity,
 }
@@ -43,9 +49,36 @@ impl AdmittedArtifact {
         Arc::clone(&self.component)
     }
 
-    /// The sha256 of the component.
+    /// The sha256 of the component that runs (for a function with layers, of the composed
+    /// component; the sandbox names its compiled code after it).
     pub fn digest(&self) -> Digest {
         self.digest
+    }
+
+    /// The sha256 of the component the deployer signed: the function's identity. Equal to
+    /// [`AdmittedArtifact::digest`] unless the function links layers.
+    pub fn signed_digest(&self) -> Digest {
+        self.signed_digest
+    }
+
+    /// The layers composed in, by the import each satisfies (empty when none).
+    pub fn layers(&self) -> &BTreeMap<InterfaceName, Digest> {
+        &self.layers
+    }
+
+    /// The same function with its component replaced by its composition with `layers`.
+    /// Only `layers::compose` calls this, after verifying every layer.
+    pub(crate) fn with_layers(
+        self,
+        composed: Vec<u8>,
+        layers: BTreeMap<InterfaceName, Digest>,
+    ) -> AdmittedArtifact {
+        AdmittedArtifact {
+            digest: Digest::of(&composed),
+            component: Arc::from(composed),
+            layers,
+            ..self
+        }
     }
 
     /// The trusted key that signed it (for a keyless signature, the key in the
@@ -69,6 +102,8 @@ impl AdmittedArtifact {
             manifest,
             component: Arc::from(component),
             digest: signature.digest(),
+            signed_digest: signature.digest(),
+            layers: BTreeMap::new(),
             signer: signature.signer().clone(),
             identity: signature.identity().clone(),
         }
@@ -126,6 +161,8 @@ pub fn admit(
         manifest,
         component: Arc::from(component),
         digest: verified.digest(),
+        signed_digest: verified.digest(),
+        layers: BTreeMap::new(),
         signer: verified.signer().clone(),
         identity: SignerIdentity::Key(verified.signer().clone()),
     })

@@ -289,6 +289,65 @@ pub enum AdmissionError {
         /// The digest the bundle says it signs.
         found: Digest,
     },
+
+    /// A layer component is larger than allowed.
+    #[error(
+        "layer is {size} bytes, over the limit of {limit} bytes; split it into smaller layers"
+    )]
+    LayerTooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+
+    /// A layer's bytes are not a valid WebAssembly component.
+    #[error("layer `{digest}` is not a valid WebAssembly component: {reason}; publish a component (not a core module)")]
+    LayerNotAComponent {
+        /// The layer's digest.
+        digest: Digest,
+        /// What the parser said.
+        reason: String,
+    },
+
+    /// The manifest pins a layer that is not published (or was not supplied).
+    #[error("layer `{digest}` pinned for `{import}` is not published for this tenant; publish it with `zerofn layer publish` or pin a published digest (`zerofn layer list`)")]
+    LayerMissing {
+        /// The import it was pinned for.
+        import: String,
+        /// The pinned digest.
+        digest: Digest,
+    },
+
+    /// The function does not import an interface its manifest pins a layer for.
+    #[error("the function `{digest}` does not import `{import}`, which its `[layers]` pins a layer for; remove the entry or import the interface")]
+    LayerImportMissing {
+        /// The pinned import.
+        import: String,
+        /// The function's signed digest.
+        digest: Digest,
+    },
+
+    /// A pinned layer does not export the interface it is pinned for.
+    #[error("layer `{digest}` does not export `{import}` (it exports: {exports}); pin a layer that exports it")]
+    LayerExportMissing {
+        /// The pinned import.
+        import: String,
+        /// The layer's digest.
+        digest: Digest,
+        /// What it does export.
+        exports: String,
+    },
+
+    /// Composing the function with its layers failed (a type mismatch between an export and
+    /// the import it is plugged into, or an invalid result).
+    #[error("cannot compose function `{digest}` with its layers: {reason}")]
+    CompositionFailed {
+        /// The function's signed digest.
+        digest: Digest,
+        /// What failed.
+        reason: String,
+    },
 }
 
 fn trusted_keys_of(tenant: Option<&TenantName>) -> String {
@@ -377,6 +436,33 @@ pub enum ManifestError {
         min: u32,
         /// The largest allowed value.
         max: u32,
+    },
+
+    /// A `[layers]` key is not an interface name.
+    #[error("`[layers]` key `{import}` is invalid: {reason}; write the import the layer satisfies, such as `\"zerofn:greet/greeter\"`")]
+    InvalidLayerImport {
+        /// The offending key (escaped and shortened).
+        import: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+
+    /// A `[layers]` value is not a digest.
+    #[error("`[layers]` digest `{digest}` for `{import}` is invalid; write the published layer's digest as `sha256:` followed by 64 lowercase hex digits (see `zerofn layer list`)")]
+    InvalidLayerDigest {
+        /// The import it was given for.
+        import: String,
+        /// The offending value (escaped and shortened).
+        digest: String,
+    },
+
+    /// More layers than allowed.
+    #[error("`[layers]` pins {count} layers, more than the {limit} allowed; merge layers or drop unused ones")]
+    TooManyLayers {
+        /// How many were pinned.
+        count: usize,
+        /// The limit.
+        limit: usize,
     },
 }
 

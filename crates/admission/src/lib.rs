@@ -7,6 +7,11 @@
 //! trusted keys, or a keyless [`Identity`] and a [`TrustedRoot`]; [`verify_bundle`] is the
 //! key-based form) and the admission decision ([`admit`]), whose only success value is an
 //! [`AdmittedArtifact`]. The sandbox runs nothing else. `zerofn verify` calls [`verify`] too.
+//! Layers (shared library components a manifest pins by digest under `[layers]`) are verified
+//! with [`verify_layer`] and plugged into an admitted function by [`compose`] (`layers.rs`,
+//! with `wac-graph`); the result is still an [`AdmittedArtifact`], whose
+//! [`AdmittedArtifact::signed_digest`] is the function's own and whose
+//! [`AdmittedArtifact::digest`] is the composed component's.
 //!
 //! # Trust
 //! * Trusts the caller for *which* keys a tenant trusts (`admit` is handed the keys stored for
@@ -26,7 +31,9 @@
 //!   [`VerifiedSignature`] exists only if the whole Sigstore client-specification check
 //!   passed (certificate chain to a trusted CA at a verified signing time, SCT, identity,
 //!   transparency log entry with promise and/or proof and checkpoint, timestamps). Nothing
-//!   outside this crate can build either.
+//!   outside this crate can build either. A composed [`AdmittedArtifact`] exists only if the
+//!   function's signature and every pinned layer's signature verified with the tenant's
+//!   signers, and each layer exports, with a fitting type, the import it is pinned for.
 //! * Does not check revocation (Sigstore has none) and, for key-based bundles, does not check
 //!   transparency log entries (no trusted root is involved).
 //! * Never panics on input, never puts key material or component bytes in an error or
@@ -42,6 +49,7 @@ mod error;
 #[cfg(test)]
 mod keyless_tests;
 mod keys;
+mod layers;
 mod manifest;
 mod osv;
 mod pipeline;
@@ -63,14 +71,14 @@ pub use bundle::{sign_artifact, verify_bundle, Bundle, BUNDLE_MEDIA_TYPE_V03};
 pub use digest::Digest;
 pub use error::{AdmissionError, ManifestError};
 pub use keys::{KeyId, PublicKey, SigningKey};
-pub use manifest::{FunctionName, Limits, Manifest, Route, TenantName};
+pub use layers::{compose, verify_layer, VerifiedLayer, MAX_LAYER_BYTES};
+pub use manifest::{FunctionName, InterfaceName, Limits, Manifest, Route, TenantName, MAX_LAYERS};
 pub use osv::{cvss3_base_score, Advisory, Affected, Severity};
 pub use pipeline::{
-    admit_submission, parse_severity, render_table, severity_name, verify_signature, Admitted,
-    AdmissionReport, AdmissionRules, Check, CheckResult, KeylessSigner, Refused, Submission,
-    SubmittedFile, TrustedSigners, CYCLONEDX_PREDICATE_PREFIX, MAX_ATTESTATIONS,
+    admit_submission, parse_severity, render_table, severity_name, verify_signature,
+    AdmissionReport, AdmissionRules, Admitted, Check, CheckResult, KeylessSigner, Refused,
+    Submission, SubmittedFile, TrustedSigners, CYCLONEDX_PREDICATE_PREFIX, MAX_ATTESTATIONS,
 };
-pub use zerofn_policy::{Decision, PolicyError, PolicySet, SCHEMA_TEXT as POLICY_SCHEMA};
 pub use sbom::{package_from_purl, Package, Sbom};
 pub use slsa::{
     Facts, Provenance, SeverityCounts, TestOutcome, TestResult, VulnerabilityScan,
@@ -80,3 +88,4 @@ pub use trust_root::TrustedRoot;
 pub use verify::{verify, Identity, SignerIdentity, VerificationPolicy, VerifiedSignature};
 pub use version::{compare_versions, Ecosystem, Event, RangeKind, Scheme, VersionRange};
 pub use vulndb::{findings_at_or_above, Finding, ImportReport, ScanError, VulnDb, DB_FILE_NAME};
+pub use zerofn_policy::{Decision, PolicyError, PolicySet, SCHEMA_TEXT as POLICY_SCHEMA};

@@ -10,17 +10,26 @@
 //! memory_mb = 64              # 1..=4096
 //! timeout_ms = 1000           # 1..=300000
 //! max_body_kb = 1024          # 0..=65536
+//!
+//! [layers]                    # optional: shared library components, pinned by digest
+//! "zerofn:greet/greeter" = "sha256:<64 hex>"   # the import the layer satisfies
 //! ```
+//!
+//! Each `[layers]` key is an interface the component imports
+//! (`namespace:package/interface`, optionally `@version`), each value the digest of a
+//! published layer that exports it. Admission plugs the layer's export into that import;
+//! publishing another version of the layer changes nothing until the manifest pins it.
 //!
 //! Unknown keys are refused (a misspelt `[limits]` key must not silently fall back to a
 //! default), and every value is parsed into a type that holds its rule.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
 use serde::Deserialize;
 
+use crate::digest::Digest;
 use crate::error::{excerpt, ManifestError};
 
 /// Largest manifest read; real ones are a few hundred bytes.
@@ -39,7 +48,12 @@ pub struct Manifest {
     pub routes: Vec<Route>,
     /// Resource limits.
     pub limits: Limits,
+    /// Layers the component links, by the import each satisfies (empty when none).
+    pub layers: BTreeMap<InterfaceName, Digest>,
 }
+
+/// Most layers one function may pin.
+pub const MAX_LAYERS: usize = 16;
 
 /// Per-invocation resource limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -92,12 +106,29 @@ impl Manifest {
             routes.push(route);
         }
         let limits = raw.limits.unwrap_or_default().check()?;
+        let raw_layers = raw.layers.unwrap_or_default();
+        if raw_layers.len() > MAX_LAYERS {
+            return Err(ManifestError::TooManyLayers {
+                count: raw_layers.len(),
+                limit: MAX_LAYERS,
+            });
+        }
+        let mut layers = BTreeMap::new();
+        for (import, digest) in &raw_layers {
+            let import = InterfaceName::parse(import)?;
+            let digest = Digest::parse(digest).map_err(|_| ManifestError::InvalidLayerDigest {
+                import: import.as_str().to_owned(),
+                digest: excerpt(digest),
+            })?;
+            layers.insert(import, digest);
+        }
         Ok(Manifest {
             name,
             tenant,
             component: raw.component,
             routes,
             limits,
+            layers,
         })
     }
 
@@ -116,6 +147,7 @@ struct RawManifest {
     component: String,
     routes: Vec<String>,
     limits: Option<RawLimits>,
+    layers: Option<BTreeMap<String, String>>,
 }
 
 /// Integers are read as `i64` (TOML's integer type) so an out-of-range value gets our
@@ -309,6 +341,90 @@ dns_label_newtype!(
     InvalidTenantName
 );
 
+/// Longest interface name, in bytes.
+const MAX_INTERFACE_BYTES: usize = 256;
+
+/// A component-model interface name as imported and exported, `namespace:package/interface`
+/// with an optional `@version` (the WIT `interface` id, component model `interfacename`
+/// production in `Explainer.md` § Import and export definitions): each of namespace, package
+/// and interface is kebab-case (lowercase words of letters and digits joined by `-`, each
+/// word starting with a letter). The version is kept as written (semver characters only).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InterfaceName(String);
+
+impl InterfaceName {
+    /// Parses `namespace:package/interface[@version]`.
+    pub fn parse(s: &str) -> Result<InterfaceName, ManifestError> {
+        let invalid = |reason: &str| ManifestError::InvalidLayerImport {
+            import: excerpt(s),
+            reason: reason.to_owned(),
+        };
+        if s.len() > MAX_INTERFACE_BYTES {
+            return Err(invalid("it is longer than 256 bytes"));
+        }
+        let (name, version) = match s.split_once('@') {
+            Some((name, version)) => (name, Some(version)),
+            None => (s, None),
+        };
+        let Some((namespace, rest)) = name.split_once(':') else {
+            return Err(invalid("it has no `namespace:`"));
+        };
+        let Some((package, interface)) = rest.split_once('/') else {
+            return Err(invalid("it has no `/interface`"));
+        };
+        for (part, what) in [
+            (namespace, "namespace"),
+            (package, "package"),
+            (interface, "interface"),
+        ] {
+            if !is_kebab(part) {
+                return Err(invalid(&format!(
+                    "the {what} `{}` is not kebab-case (lowercase words of letters and digits joined by `-`)",
+                    excerpt(part)
+                )));
+            }
+        }
+        if let Some(version) = version {
+            let semver_chars = version
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'));
+            if version.is_empty() || !semver_chars {
+                return Err(invalid("the version after `@` is not a semantic version"));
+            }
+        }
+        Ok(InterfaceName(s.to_owned()))
+    }
+
+    /// The name as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Kebab-case as the component model spells names: words of lowercase letters and digits,
+/// each starting with a letter, joined by single `-`.
+fn is_kebab(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('-').all(|word| {
+            word.starts_with(|c: char| c.is_ascii_lowercase())
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+}
+
+impl fmt::Display for InterfaceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl serde::Serialize for InterfaceName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
 /// Longest route, in bytes.
 const MAX_ROUTE_BYTES: usize = 1024;
 /// A route ending in this segment is a prefix route (Spin's spelling).
@@ -500,6 +616,77 @@ routes = ["/hello"]
             .collect();
         out.insert(1, line.to_owned());
         out.join("\n")
+    }
+
+    const LAYER: &str = "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+
+    #[test]
+    fn manifest_without_layers_pins_none() {
+        assert!(Manifest::from_toml(MINIMAL).unwrap().layers.is_empty());
+    }
+
+    #[test]
+    fn layers_are_pinned_by_import_and_digest() {
+        let text = format!(
+            "{MINIMAL}\n[layers]\n\"zerofn:greet/greeter\" = \"{LAYER}\"\n\"acme:lib/util@1.2.0\" = \"{LAYER}\"\n"
+        );
+        let m = Manifest::from_toml(&text).unwrap();
+        let pins: Vec<(&str, String)> = m
+            .layers
+            .iter()
+            .map(|(i, d)| (i.as_str(), d.to_string()))
+            .collect();
+        assert_eq!(
+            pins,
+            [
+                ("acme:lib/util@1.2.0", LAYER.to_owned()),
+                ("zerofn:greet/greeter", LAYER.to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_layer_pins_are_refused_with_the_key() {
+        for (entry, expected) in [
+            (
+                format!("\"greeter\" = \"{LAYER}\""),
+                "`[layers]` key `greeter` is invalid: it has no `namespace:`",
+            ),
+            (
+                format!("\"zerofn:greet\" = \"{LAYER}\""),
+                "`[layers]` key `zerofn:greet` is invalid: it has no `/interface`",
+            ),
+            (
+                format!("\"zerofn:Greet/greeter\" = \"{LAYER}\""),
+                "`[layers]` key `zerofn:Greet/greeter` is invalid: the package `Greet` is not kebab-case",
+            ),
+            (
+                "\"zerofn:greet/greeter\" = \"sha256:abc\"".to_owned(),
+                "`[layers]` digest `sha256:abc` for `zerofn:greet/greeter` is invalid",
+            ),
+            (
+                "\"zerofn:greet/greeter\" = 3".to_owned(),
+                "manifest is not valid",
+            ),
+        ] {
+            let text = format!("{MINIMAL}\n[layers]\n{entry}\n");
+            let e = err(&text).to_string();
+            assert!(e.starts_with(expected), "{entry}: {e}");
+        }
+        let many: String = (0..=MAX_LAYERS)
+            .map(|i| format!("\"zerofn:l{i}/x\" = \"{LAYER}\"\n"))
+            .collect();
+        let e = err(&format!("{MINIMAL}\n[layers]\n{many}"));
+        assert!(
+            matches!(
+                e,
+                ManifestError::TooManyLayers {
+                    count: 17,
+                    limit: 16
+                }
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]

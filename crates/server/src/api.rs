@@ -60,6 +60,15 @@ struct Deploy {
     attestations: Vec<SubmittedAttestation>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishLayer {
+    /// base64 (standard alphabet) of the layer component.
+    component: String,
+    /// The Sigstore bundle JSON, as text.
+    bundle: String,
+}
+
 type Reply = Result<(StatusCode, serde_json::Value), ControlError>;
 
 impl Api {
@@ -164,6 +173,21 @@ impl Api {
                         serde_json::json!({ "removed": percent_decode(key_id) }),
                     )
                 }),
+            (&Method::POST, ["v1", "tenants", tenant, "layers"]) => {
+                self.publish_layer(tenant, &body).await
+            }
+            (&Method::GET, ["v1", "tenants", tenant, "layers"]) => self
+                .control
+                .list_layers(tenant)
+                .await
+                .map(|l| (StatusCode::OK, serde_json::json!({ "layers": l }))),
+            (&Method::DELETE, ["v1", "tenants", tenant, "layers", digest]) => {
+                let digest = percent_decode(digest);
+                self.control
+                    .delete_layer(ACTOR, tenant, &digest)
+                    .await
+                    .map(|()| (StatusCode::OK, serde_json::json!({ "deleted": digest })))
+            }
             (&Method::POST, ["v1", "deployments"]) => self.deploy(&body).await,
             (&Method::POST, ["v1", "admission", "explain"]) => self.explain(&body).await,
             (&Method::GET, ["v1", "tenants", tenant, "admission"]) => self
@@ -300,6 +324,23 @@ impl Api {
         ))
     }
 
+    async fn publish_layer(&self, tenant: &str, body: &[u8]) -> Reply {
+        let req: PublishLayer = parse_json(body)?;
+        let component = base64::engine::general_purpose::STANDARD
+            .decode(req.component.as_bytes())
+            .map_err(|e| {
+                ControlError::BadRequest(format!("`component` is not valid base64: {e}"))
+            })?;
+        let layer = self
+            .control
+            .publish_layer(ACTOR, tenant, component, req.bundle.into_bytes())
+            .await?;
+        Ok((
+            StatusCode::CREATED,
+            serde_json::to_value(layer).unwrap_or_default(),
+        ))
+    }
+
     async fn explain(&self, body: &[u8]) -> Reply {
         let req = deploy_request(parse_json(body)?)?;
         let result = self.control.explain(req).await?;
@@ -358,13 +399,16 @@ fn status_of(e: &ControlError) -> StatusCode {
             StoreError::TenantExists(_)
             | StoreError::KeyExists { .. }
             | StoreError::IdentityExists { .. }
-            | StoreError::RouteTaken { .. },
+            | StoreError::RouteTaken { .. }
+            | StoreError::LayerExists { .. }
+            | StoreError::LayerPinned { .. },
         ) => StatusCode::CONFLICT,
         ControlError::Store(
             StoreError::NoSuchTenant(_)
             | StoreError::NoSuchKey { .. }
             | StoreError::NoSuchIdentity { .. }
-            | StoreError::NoSuchDeployment { .. },
+            | StoreError::NoSuchDeployment { .. }
+            | StoreError::NoSuchLayer { .. },
         ) => StatusCode::NOT_FOUND,
         ControlError::Store(_) | ControlError::Audit(_) | ControlError::Internal(_) => {
             StatusCode::INTERNAL_SERVER_ERROR

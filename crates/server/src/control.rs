@@ -2,6 +2,7 @@
 //! deploy and undeploy, restore at start-up, audit queries. Each operation
 //! appends its audit record before its effect becomes visible.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use zerofn_admission::{
@@ -11,11 +12,12 @@ use zerofn_admission::{
 use zerofn_audit::{Action, AuditError, AuditLog, AuditRecord, Outcome, StoredRecord};
 use zerofn_gateway::Routes;
 use zerofn_sandbox::{LoadedFunction, Sandbox, SandboxError};
-use zerofn_store::{DeploymentRow, DeploymentSummary, Store, StoreError, TenantRow};
+use zerofn_store::{DeploymentRow, DeploymentSummary, LayerRow, Store, StoreError, TenantRow};
 
 use crate::admission::VulnDbCache;
 use crate::clock::now;
 use crate::identity::Identities;
+use crate::layers::{compose_with_layers, describe_layers};
 
 /// What went wrong with a control-plane request. Mapped to HTTP statuses
 /// in one place (`api::status_of`).
@@ -65,14 +67,17 @@ impl ControlError {
             ControlError::Store(
                 StoreError::TenantExists(_)
                 | StoreError::KeyExists { .. }
-                | StoreError::IdentityExists { .. },
+                | StoreError::IdentityExists { .. }
+                | StoreError::LayerExists { .. },
             ) => "already_exists",
+            ControlError::Store(StoreError::LayerPinned { .. }) => "layer_pinned",
             ControlError::Store(StoreError::RouteTaken { .. }) => "route_taken",
             ControlError::Store(
                 StoreError::NoSuchTenant(_)
                 | StoreError::NoSuchKey { .. }
                 | StoreError::NoSuchIdentity { .. }
-                | StoreError::NoSuchDeployment { .. },
+                | StoreError::NoSuchDeployment { .. }
+                | StoreError::NoSuchLayer { .. },
             ) => "not_found",
             ControlError::Store(_) => "store_error",
             ControlError::Audit(_) => "audit_unavailable",
@@ -105,6 +110,13 @@ pub struct DeployResponse {
     /// The policies that admitted it.
     #[serde(default)]
     pub admitted_by: Vec<String>,
+    /// Layers composed in: import -> layer digest (empty without layers).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub layers: BTreeMap<String, String>,
+    /// The digest of the composed component that runs, when it differs
+    /// from `digest` (the signed function's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub composed_digest: Option<String>,
 }
 
 /// Tenants, deployments and the audit log behind the control API.
@@ -295,6 +307,8 @@ impl ControlPlane {
             .function(manifest.name.as_str());
         let manifest_text = req.manifest.clone();
         let bundle_bytes = req.bundle.clone();
+        // With layers the row keeps the signed component, not the composition.
+        let own_component = (!manifest.layers.is_empty()).then(|| req.component.clone());
         let admitted = match self.run_admission(manifest, req).await {
             Ok(Ok(admitted)) => admitted,
             Ok(Err(refused)) => {
@@ -307,7 +321,12 @@ impl ControlPlane {
             Err(e) => return self.refused(record, e).await,
         };
         let admitted_by = admitted.decision.determining.clone();
-        let artifact = admitted.artifact;
+        // Layers: composed only now that the function passed every check;
+        // each pinned layer is verified again with the tenant's signers.
+        let artifact = match self.compose_layers(admitted.artifact).await {
+            Ok(artifact) => artifact,
+            Err(e) => return self.refused(record, e).await,
+        };
         if let Err(e) = self.check_routes(artifact.manifest()).await {
             return self.refused(record, e).await;
         }
@@ -335,27 +354,43 @@ impl ControlPlane {
 
         let m = artifact.manifest();
         let (tenant, name) = (m.tenant.as_str().to_owned(), m.name.as_str().to_owned());
+        let signed_digest = artifact.signed_digest().to_string();
+        let layers: BTreeMap<String, String> = artifact
+            .layers()
+            .iter()
+            .map(|(import, digest)| (import.as_str().to_owned(), digest.to_string()))
+            .collect();
+        let composed_digest = (!layers.is_empty()).then(|| artifact.digest().to_string());
+        let mut reason = format!(
+            "signed by {}; {}",
+            artifact.signer_identity(),
+            admitted.decision.explain()
+        );
+        if let Some(composed) = &composed_digest {
+            reason.push_str(&format!(
+                "; layers {}; composed {composed}",
+                describe_layers(&artifact)
+            ));
+        }
         self.audit
             .append(
                 AuditRecord::new(actor, Action::Deploy, Outcome::Allow)
                     .tenant(&tenant)
                     .function(&name)
-                    .digest(artifact.digest().to_string())
-                    .reason(format!(
-                        "signed by {}; {}",
-                        artifact.signer_identity(),
-                        admitted.decision.explain()
-                    )),
+                    .digest(signed_digest.clone())
+                    .reason(reason),
             )
             .await?;
         let row = DeploymentRow {
             tenant: tenant.clone(),
             name: name.clone(),
-            digest: artifact.digest().to_string(),
+            digest: signed_digest.clone(),
+            composed_digest: composed_digest.clone(),
+            layers: layers.iter().map(|(i, d)| (i.clone(), d.clone())).collect(),
             signer: signer_text(artifact.signer_identity()),
             manifest: manifest_text,
             routes: m.routes.iter().map(|r| r.as_str().to_owned()).collect(),
-            component: artifact.component().to_vec(),
+            component: own_component.unwrap_or_else(|| artifact.component().to_vec()),
             bundle: bundle_bytes,
             deployed_at: now(),
         };
@@ -368,18 +403,13 @@ impl ControlPlane {
             let failed = AuditRecord::new(actor, Action::Deploy, Outcome::Error)
                 .tenant(&tenant)
                 .function(&name)
-                .digest(artifact.digest().to_string())
+                .digest(signed_digest.clone())
                 .reason(e.to_string());
             self.audit.append(failed).await?;
             return Err(e.into());
         }
         self.store
-            .set_precompiled_hash(
-                &tenant,
-                &name,
-                &artifact.digest().to_string(),
-                loaded.precompiled_sha256(),
-            )
+            .set_precompiled_hash(&tenant, &name, &signed_digest, loaded.precompiled_sha256())
             .await?;
         let spiffe_id = self
             .identities
@@ -390,11 +420,30 @@ impl ControlPlane {
             spiffe_id: spiffe_id.to_string(),
             tenant,
             name,
-            digest: artifact.digest().to_string(),
+            digest: signed_digest,
             signer: signer_text(artifact.signer_identity()),
             routes,
             admitted_by,
+            layers,
+            composed_digest,
         })
+    }
+
+    /// Composes an admitted function with the layers its manifest pins,
+    /// each verified again with the tenant's signers (on the blocking pool).
+    async fn compose_layers(
+        &self,
+        artifact: AdmittedArtifact,
+    ) -> Result<AdmittedArtifact, ControlError> {
+        if artifact.manifest().layers.is_empty() {
+            return Ok(artifact);
+        }
+        let rows = self.pinned_layer_rows(&artifact).await?;
+        let signers = self.signers(artifact.manifest().tenant.as_str()).await?;
+        tokio::task::spawn_blocking(move || compose_with_layers(artifact, rows, &signers))
+            .await
+            .map_err(|e| ControlError::Internal(e.to_string()))?
+            .map_err(ControlError::Admission)
     }
 
     /// Remove a deployment and its routes.
@@ -465,8 +514,17 @@ impl ControlPlane {
                     break;
                 };
                 let keys = self.signers(&row.tenant).await;
+                let layers = if row.layers.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    let digests = row.layers.iter().map(|(_, d)| d.clone()).collect();
+                    self.store
+                        .layers(&row.tenant, digests)
+                        .await
+                        .map_err(ControlError::from)
+                };
                 let sandbox = self.sandbox.clone();
-                tasks.spawn_blocking(move || restore_one(&sandbox, row, precompiled, keys));
+                tasks.spawn_blocking(move || restore_one(&sandbox, row, precompiled, keys, layers));
             }
             let Some(done) = tasks.join_next().await else {
                 break;
@@ -532,16 +590,31 @@ impl ControlPlane {
     }
 }
 
+/// Admits a stored deployment again: the function's own signature, then,
+/// for a function with layers, every pinned layer's signature and the
+/// composition, exactly as at deploy.
 fn restore_one(
     sandbox: &Sandbox,
     row: DeploymentRow,
     precompiled: Option<String>,
     keys: Result<TrustedSigners, ControlError>,
+    layers: Result<Vec<LayerRow>, ControlError>,
 ) -> Result<LoadedFunction, (String, String)> {
     let who = format!("{}/{}", row.tenant, row.name);
     let fail = |e: String| (who.clone(), e);
     let keys = keys.map_err(|e| fail(e.to_string()))?;
+    let layers = layers.map_err(|e| fail(e.to_string()))?;
     let manifest = Manifest::from_toml(&row.manifest).map_err(|e| fail(e.to_string()))?;
+    let pinned: Vec<(String, String)> = manifest
+        .layers
+        .iter()
+        .map(|(i, d)| (i.as_str().to_owned(), d.to_string()))
+        .collect();
+    if pinned != row.layers {
+        return Err(fail(
+            "stored layer pins do not match the stored manifest".to_owned(),
+        ));
+    }
     let artifact: AdmittedArtifact =
         readmit(manifest, row.component, &row.bundle, &keys).map_err(|e| fail(e.to_string()))?;
     if artifact.digest().to_string() != row.digest {
@@ -551,6 +624,14 @@ fn restore_one(
             artifact.digest()
         )));
     }
+    let artifact = compose_with_layers(artifact, layers, &keys).map_err(|e| fail(e.to_string()))?;
+    if let Some(recorded) = &row.composed_digest {
+        if artifact.digest().to_string() != *recorded {
+            // Every input verified again; only the composition's encoding
+            // changed (a newer wac-graph). Serve it, and say so.
+            tracing::warn!(function = %who, %recorded, composed = %artifact.digest(), "composition differs from the one recorded at deploy");
+        }
+    }
     sandbox
         .load(artifact, precompiled.as_deref())
         .map_err(|e| fail(e.to_string()))
@@ -558,7 +639,7 @@ fn restore_one(
 
 /// How a signer is shown in listings: the key id for a key (as before keyless
 /// signing existed), the SAN and issuer for a certificate.
-fn signer_text(identity: &zerofn_admission::SignerIdentity) -> String {
+pub(crate) fn signer_text(identity: &zerofn_admission::SignerIdentity) -> String {
     match identity {
         zerofn_admission::SignerIdentity::Key(key) => key.to_string(),
         other => other.to_string(),

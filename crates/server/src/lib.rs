@@ -19,6 +19,7 @@ mod datadir;
 mod demo;
 mod error;
 mod identity;
+mod layers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

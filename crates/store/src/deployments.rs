@@ -11,7 +11,15 @@ use crate::{Store, StoreError};
 pub struct DeploymentRow {
     pub tenant: String,
     pub name: String,
+    /// The sha256 of the component the deployer signed (its identity).
     pub digest: String,
+    /// For a function with layers, the sha256 of the composed component
+    /// that runs; `None` without layers.
+    pub composed_digest: Option<String>,
+    /// Layers pinned, `(import, layer digest)` sorted by import. The row
+    /// keeps the function's own component; restore composes it again with
+    /// these layers (which cannot be deleted while pinned).
+    pub layers: Vec<(String, String)>,
     pub signer: String,
     /// The manifest as the deployer sent it (TOML text).
     pub manifest: String,
@@ -27,6 +35,7 @@ impl std::fmt::Debug for DeploymentRow {
             .field("tenant", &self.tenant)
             .field("name", &self.name)
             .field("digest", &self.digest)
+            .field("layers", &self.layers)
             .field("component_len", &self.component.len())
             .finish_non_exhaustive()
     }
@@ -77,10 +86,11 @@ impl Store {
                 }
             }
             let routes = encode_routes(&row.routes)?;
+            crate::layers::pin_layers(&tx, &row.tenant, &row.name, &row.layers)?;
             tx.execute(
                 "INSERT OR REPLACE INTO deployments \
-                 (tenant, name, digest, signer, manifest, routes, component, bundle, precompiled_sha256, deployed_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9)",
+                 (tenant, name, digest, signer, manifest, routes, component, bundle, precompiled_sha256, deployed_at, composed_digest) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9, ?10)",
                 params![
                     row.tenant,
                     row.name,
@@ -90,7 +100,8 @@ impl Store {
                     routes,
                     row.component,
                     row.bundle,
-                    row.deployed_at
+                    row.deployed_at,
+                    row.composed_digest
                 ],
             )?;
             tx.commit()?;
@@ -103,13 +114,19 @@ impl Store {
     pub async fn delete_deployment(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
         let (tenant, name) = (tenant.to_owned(), name.to_owned());
         self.with_conn(move |conn| {
-            let n = conn.execute(
+            let tx = conn.transaction()?;
+            let n = tx.execute(
                 "DELETE FROM deployments WHERE tenant = ?1 AND name = ?2",
                 params![tenant, name],
             )?;
             if n == 0 {
                 return Err(StoreError::NoSuchDeployment { tenant, name });
             }
+            tx.execute(
+                "DELETE FROM deployment_layers WHERE tenant = ?1 AND name = ?2",
+                params![tenant, name],
+            )?;
+            tx.commit()?;
             Ok(())
         })
         .await
@@ -155,7 +172,7 @@ impl Store {
     ) -> Result<Vec<(DeploymentRow, Option<String>)>, StoreError> {
         self.with_conn_blocking(|conn| {
             let mut stmt = conn.prepare(
-                "SELECT tenant, name, digest, signer, manifest, routes, component, bundle, deployed_at, precompiled_sha256 \
+                "SELECT tenant, name, digest, signer, manifest, routes, component, bundle, deployed_at, precompiled_sha256, composed_digest \
                  FROM deployments ORDER BY tenant, name",
             )?;
             let rows = stmt.query_map([], |r| {
@@ -164,6 +181,8 @@ impl Store {
                         tenant: r.get(0)?,
                         name: r.get(1)?,
                         digest: r.get(2)?,
+                        composed_digest: r.get(10)?,
+                        layers: Vec::new(),
                         signer: r.get(3)?,
                         manifest: r.get(4)?,
                         routes: Vec::new(),
@@ -180,6 +199,10 @@ impl Store {
                 let (mut row, routes, precompiled) = row?;
                 row.routes = decode_routes(&routes)?;
                 out.push((row, precompiled));
+            }
+            drop(stmt);
+            for (row, _) in &mut out {
+                row.layers = crate::layers::pinned_layers(conn, &row.tenant, &row.name)?;
             }
             Ok(out)
         })
@@ -210,14 +233,16 @@ impl Store {
         .await
     }
 
-    /// The recorded hash of precompiled code for a component digest, from
-    /// any deployment of it (the code cache is content-addressed).
+    /// The recorded hash of precompiled code for the digest of a component
+    /// that runs (the composed one for a function with layers), from any
+    /// deployment of it (the code cache is content-addressed).
     pub async fn precompiled_hash_for(&self, digest: &str) -> Result<Option<String>, StoreError> {
         let digest = digest.to_owned();
         self.with_conn(move |conn| {
             Ok(conn
                 .query_row(
-                    "SELECT precompiled_sha256 FROM deployments WHERE digest = ?1 AND precompiled_sha256 IS NOT NULL LIMIT 1",
+                    "SELECT precompiled_sha256 FROM deployments \
+                     WHERE COALESCE(composed_digest, digest) = ?1 AND precompiled_sha256 IS NOT NULL LIMIT 1",
                     [digest],
                     |r| r.get(0),
                 )
@@ -271,6 +296,8 @@ mod tests {
             tenant: "acme".into(),
             name: name.into(),
             digest: format!("sha256:{name}"),
+            composed_digest: None,
+            layers: Vec::new(),
             signer: "k".into(),
             manifest: String::new(),
             routes: routes.iter().map(|r| r.to_string()).collect(),

@@ -27,6 +27,16 @@ pub enum StoreError {
     NoSuchDeployment { tenant: String, name: String },
     #[error("route `{route}` is already served by `{owner}`; undeploy it or pick another route")]
     RouteTaken { route: String, owner: String },
+    #[error("layer `{digest}` is already published for tenant `{tenant}`; layers are immutable, publish a changed layer (it gets a new digest)")]
+    LayerExists { tenant: String, digest: String },
+    #[error("layer `{digest}` is not published for tenant `{tenant}`; publish it with `zerofn layer publish` or pin a published digest (`zerofn layer list`)")]
+    NoSuchLayer { tenant: String, digest: String },
+    #[error("layer `{digest}` of tenant `{tenant}` is pinned by {functions}; deploy those functions pinning another digest (or undeploy them) first")]
+    LayerPinned {
+        tenant: String,
+        digest: String,
+        functions: String,
+    },
     #[error("the database connection is unusable after an earlier panic")]
     Poisoned,
     #[error("a database task failed to complete")]

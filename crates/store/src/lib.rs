@@ -1,6 +1,6 @@
 #![forbid(unsafe_code)]
 //! Embedded persistent state: tenants and their signing keys, deployments,
-//! and the raw rows of the audit log, in one SQLite database.
+//! published layers and which deployments pin them, and the raw rows of the audit log, in one SQLite database.
 //!
 //! # Trust
 //! This crate trusts the file system under the data directory and nothing
@@ -20,6 +20,7 @@ mod admission_rules;
 mod audit_rows;
 mod deployments;
 mod error;
+mod layers;
 mod tenants;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ pub use admission_rules::{AdmissionSettingsRow, TenantIdentityRow};
 pub use audit_rows::{AuditDurability, AuditFlusher, AuditRow, AuditWriter};
 pub use deployments::{DeploymentRow, DeploymentSummary};
 pub use error::StoreError;
+pub use layers::{LayerRow, LayerSummary};
 pub use tenants::{TenantKeyRow, TenantRow};
 
 /// File name of the database inside the data directory.
@@ -76,8 +78,28 @@ CREATE TABLE IF NOT EXISTS deployments (
     bundle              BLOB NOT NULL,
     precompiled_sha256  TEXT,
     deployed_at         TEXT NOT NULL,
+    composed_digest     TEXT,
     PRIMARY KEY (tenant, name)
 ) STRICT;
+CREATE TABLE IF NOT EXISTS layers (
+    tenant        TEXT NOT NULL REFERENCES tenants(name),
+    digest        TEXT NOT NULL,
+    signer        TEXT NOT NULL,
+    exports       TEXT NOT NULL,
+    component     BLOB NOT NULL,
+    bundle        BLOB NOT NULL,
+    published_at  TEXT NOT NULL,
+    PRIMARY KEY (tenant, digest)
+) STRICT;
+CREATE TABLE IF NOT EXISTS deployment_layers (
+    tenant  TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    import  TEXT NOT NULL,
+    digest  TEXT NOT NULL,
+    PRIMARY KEY (tenant, name, import),
+    FOREIGN KEY (tenant, digest) REFERENCES layers(tenant, digest)
+) STRICT;
+CREATE INDEX IF NOT EXISTS deployment_layers_by_digest ON deployment_layers (tenant, digest);
 CREATE TABLE IF NOT EXISTS audit (
     seq            INTEGER PRIMARY KEY,
     time           TEXT NOT NULL,
@@ -122,6 +144,7 @@ impl Store {
         let path = data_dir.join(DATABASE_FILE);
         let conn = open_connection(&path)?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(Store {
             path,
             conn: Arc::new(Mutex::new(conn)),
@@ -180,6 +203,18 @@ impl Store {
         let mut guard = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
         f(&mut guard)
     }
+}
+
+/// Columns added after a table was first created (`CREATE TABLE IF NOT
+/// EXISTS` leaves an older table as it was).
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let has_composed = conn
+        .prepare("SELECT 1 FROM pragma_table_info('deployments') WHERE name = 'composed_digest'")?
+        .exists([])?;
+    if !has_composed {
+        conn.execute_batch("ALTER TABLE deployments ADD COLUMN composed_digest TEXT")?;
+    }
+    Ok(())
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {

@@ -6,6 +6,7 @@
 mod admission;
 mod attest;
 mod client;
+mod layer;
 mod scan;
 mod verify;
 
@@ -57,6 +58,10 @@ enum Command {
     /// Manage tenants and the keys allowed to sign for them.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Publish, list and delete layers: shared library components functions
+    /// pin by digest in their manifest's `[layers]`.
+    #[command(subcommand)]
+    Layer(layer::LayerCommand),
     /// Deploy the function in DIR (zerofn.toml, component, bundle, and the
     /// attestations beside them: *.intoto.jsonl and other *.sigstore.json).
     Deploy { dir: PathBuf },
@@ -207,6 +212,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Keygen { out } => keygen(&out),
         Command::Sign { artifact, key, out } => sign(&artifact, &key, out),
         Command::Tenant(cmd) => tenant(&data_dir, cmd).await,
+        Command::Layer(cmd) => layer::run(&data_dir, cmd).await,
         Command::Deploy { dir } => deploy(&data_dir, &dir).await,
         Command::Functions { json } => functions(&data_dir, json).await,
         Command::Undeploy { tenant, name } => {
@@ -342,7 +348,7 @@ fn keygen(out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn append_ext(path: &Path, ext: &str) -> PathBuf {
+pub(crate) fn append_ext(path: &Path, ext: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".");
     s.push(ext);
@@ -444,11 +450,11 @@ async fn tenant(data_dir: &Path, cmd: TenantCommand) -> Result<()> {
     Ok(())
 }
 
-fn str_of<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
+pub(crate) fn str_of<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
     v.get(key).and_then(|s| s.as_str()).unwrap_or("")
 }
 
-fn join_strings(v: Option<&serde_json::Value>) -> String {
+pub(crate) fn join_strings(v: Option<&serde_json::Value>) -> String {
     v.and_then(|a| a.as_array())
         .map(|a| {
             a.iter()
@@ -477,6 +483,12 @@ async fn deploy(data_dir: &Path, dir: &Path) -> Result<()> {
         str_of(&v, "signer"),
         join_strings(v.get("routes"))
     );
+    if let Some(layers) = v.get("layers").and_then(|l| l.as_object()) {
+        for (import, digest) in layers {
+            println!("  layer {import} = {}", digest.as_str().unwrap_or_default());
+        }
+        println!("  composed {}", str_of(&v, "composed_digest"));
+    }
     Ok(())
 }
 

@@ -14,11 +14,19 @@
 //!    general-purpose reactor adapter would import `wasi:filesystem` and
 //!    `wasi:cli/environment` as soon as libc touches them, and a strict
 //!    proxy-world host could then not instantiate the guest.
+//!
+//! A guest may bring its own WIT ([`GuestWit`]): `wit/` and a `world` file
+//! naming a world that includes the proxy world and imports interfaces that
+//! layers provide. Its world must be called `proxy` (so wit-bindgen-c still
+//! writes the `proxy.h` the shared C code includes); its bindings are
+//! generated for that world, and its imports may go beyond the proxy world
+//! by exactly the interfaces the world declares.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use wasi_preview1_component_adapter_provider::{
     WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_PROXY_ADAPTER,
 };
@@ -26,7 +34,7 @@ use wit_bindgen_core::Files;
 use wit_component::ComponentEncoder;
 
 use crate::guests::{self, Guest};
-use crate::toolchain::{self, CToolchain, Toolchains, Wit};
+use crate::toolchain::{self, unversioned, CToolchain, Toolchains, Wit};
 
 /// Shared C sources (`examples/_c-common/`), compiled into every C guest.
 pub const C_COMMON_DIR: &str = "_c-common";
@@ -34,6 +42,67 @@ pub const C_COMMON_DIR: &str = "_c-common";
 /// The directory of shared C code next to `guest`'s directory.
 pub fn common_dir(guest: &Guest) -> PathBuf {
     guest.dir.parent().unwrap_or(&guest.dir).join(C_COMMON_DIR)
+}
+
+/// A guest's own world, resolved together with the WASI WIT.
+pub struct GuestWit {
+    pub resolve: wit_parser::Resolve,
+    pub world: wit_parser::WorldId,
+    /// Unversioned names of the world's imports outside the proxy world
+    /// (the interfaces layers provide).
+    pub declared_imports: BTreeSet<String>,
+}
+
+/// World name every guest world must have: wit-bindgen-c names the header
+/// after it and `examples/_c-common` includes `proxy.h`.
+const GUEST_WORLD_NAME: &str = "proxy";
+
+/// Loads `guest`'s `wit/` and `world`, if it has them.
+pub fn guest_wit(guest: &Guest, wit: &Wit) -> Result<Option<GuestWit>> {
+    let dir = guest.dir.join(guests::GUEST_WIT_DIR);
+    let world_file = guest.dir.join(guests::GUEST_WORLD_FILE);
+    match (dir.is_dir(), world_file.is_file()) {
+        (false, false) => return Ok(None),
+        (true, true) => {}
+        _ => bail!(
+            "{} needs both `{}/` and `{}` (the world to build), or neither",
+            guest.dir.display(),
+            guests::GUEST_WIT_DIR,
+            guests::GUEST_WORLD_FILE
+        ),
+    }
+    let world_name = std::fs::read_to_string(&world_file)
+        .with_context(|| format!("cannot read {}", world_file.display()))?;
+    let world_name = world_name.trim();
+    if world_name.rsplit('/').next() != Some(GUEST_WORLD_NAME) {
+        bail!(
+            "{}: world `{world_name}` must be named `{GUEST_WORLD_NAME}` (the shared C code includes `proxy.h`)",
+            world_file.display()
+        );
+    }
+    let mut resolve = wit.resolve.clone();
+    let (package, _) = resolve
+        .push_dir(&dir)
+        .with_context(|| format!("cannot parse the WIT in {}", dir.display()))?;
+    let world = resolve
+        .select_world(&[package], Some(world_name))
+        .with_context(|| format!("no world `{world_name}` in {}", dir.display()))?;
+    let proxy = wit.proxy_world_names();
+    let mut declared_imports = BTreeSet::new();
+    if let Some(w) = resolve.worlds.get(world) {
+        for key in w.imports.keys() {
+            let name = resolve.name_world_key(key);
+            let name = unversioned(&name).to_owned();
+            if !proxy.imports.contains(&name) {
+                declared_imports.insert(name);
+            }
+        }
+    }
+    Ok(Some(GuestWit {
+        resolve,
+        world,
+        declared_imports,
+    }))
 }
 
 /// Builds `guest` and returns the encoded component.
@@ -48,7 +117,10 @@ pub fn build(guest: &Guest, toolchains: &Toolchains) -> Result<Vec<u8>> {
     std::fs::create_dir_all(&objects_dir)
         .with_context(|| format!("cannot create {}", objects_dir.display()))?;
 
-    let generated = generate_bindings(&toolchains.wit, &bindings_dir)?;
+    let generated = match guest_wit(guest, &toolchains.wit)? {
+        Some(own) => generate_bindings_for(&own.resolve, own.world, &bindings_dir)?,
+        None => generate_bindings(&toolchains.wit, &bindings_dir)?,
+    };
     let common = common_dir(guest);
 
     let mut objects = Vec::new();
@@ -103,12 +175,21 @@ struct Generated {
 
 /// Writes wit-bindgen-c's output for the proxy world into `dir`.
 fn generate_bindings(wit: &Wit, dir: &Path) -> Result<Generated> {
+    generate_bindings_for(&wit.resolve, wit.world, dir)
+}
+
+/// Writes wit-bindgen-c's output for `world` into `dir`.
+fn generate_bindings_for(
+    resolve: &wit_parser::Resolve,
+    world: wit_parser::WorldId,
+    dir: &Path,
+) -> Result<Generated> {
     // The generator may annotate the resolve; work on a copy.
-    let mut resolve = wit.resolve.clone();
+    let mut resolve = resolve.clone();
     let mut files = Files::default();
     wit_bindgen_c::Opts::default()
         .build()
-        .generate(&mut resolve, wit.world, &mut files)
+        .generate(&mut resolve, world, &mut files)
         .context("wit-bindgen-c failed to generate bindings")?;
 
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

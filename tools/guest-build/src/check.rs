@@ -1,7 +1,7 @@
 //! Post-build checks: the output must be a component that exports the
 //! proxy world's handler; its imports are compared against the proxy world.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -33,6 +33,30 @@ impl Summary {
                 "component imports interfaces outside {}: {}",
                 crate::toolchain::PROXY_WORLD,
                 self.extra_imports.join(", ")
+            )
+        }
+    }
+
+    /// Fails unless every import belongs to the proxy world or is one of
+    /// `declared` (unversioned interface names a guest's own world imports,
+    /// satisfied by layers at deploy).
+    pub fn require_proxy_plus(&self, declared: &BTreeSet<String>) -> Result<()> {
+        let undeclared: Vec<&String> = self
+            .extra_imports
+            .iter()
+            .filter(|name| !declared.contains(unversioned(name)))
+            .collect();
+        if undeclared.is_empty() {
+            Ok(())
+        } else {
+            bail!(
+                "component imports interfaces outside {} and its own world: {}",
+                crate::toolchain::PROXY_WORLD,
+                undeclared
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         }
     }
@@ -69,6 +93,17 @@ pub fn require_targets(wit: &Wit, component: &[u8]) -> Result<()> {
             crate::toolchain::PROXY_WORLD
         )
     })
+}
+
+/// Type-level check for a guest with its own world (see
+/// [`crate::cguest::GuestWit`]).
+pub fn require_targets_world(
+    resolve: &wit_parser::Resolve,
+    world: wit_parser::WorldId,
+    component: &[u8],
+) -> Result<()> {
+    wit_component::targets(resolve, world, component)
+        .context("component does not target the guest's own world")
 }
 
 /// Parses the top level of `bytes` (without validating function bodies:

@@ -16,6 +16,10 @@ pub enum GuestKind {
     Python,
     /// An `app.js` ES module packaged with componentize-js.
     JavaScript,
+    /// A `component.wat` in the component text format, assembled with `wat`
+    /// (layers: library components exporting an interface, not the proxy
+    /// world).
+    Wat,
 }
 
 impl fmt::Display for GuestKind {
@@ -25,6 +29,7 @@ impl fmt::Display for GuestKind {
             Self::C => "c",
             Self::Python => "python",
             Self::JavaScript => "js",
+            Self::Wat => "wat",
         })
     }
 }
@@ -61,6 +66,16 @@ pub const PYTHON_APP_MODULE: &str = "app";
 /// The ES module every JavaScript guest must provide.
 pub const JS_APP_FILE: &str = "app.js";
 
+/// The component text every WAT guest must provide.
+pub const WAT_FILE: &str = "component.wat";
+
+/// A C guest's own WIT: `wit/` (its package, with `deps/` for the packages
+/// it imports beyond WASI) and `world`, one line naming the world to build,
+/// such as `zerofn:hello-layered/proxy`. Resolved together with the WASI WIT
+/// the tool already uses.
+pub const GUEST_WIT_DIR: &str = "wit";
+pub const GUEST_WORLD_FILE: &str = "world";
+
 /// Finds every guest directory under `examples_dir`, sorted by name.
 ///
 /// Directories whose names start with `_` or `.` (shared code such as
@@ -87,14 +102,16 @@ pub fn discover(examples_dir: &Path) -> Result<Vec<Guest>> {
         let has_c = !c_sources(&dir)?.is_empty();
         let has_py = dir.join(format!("{PYTHON_APP_MODULE}.py")).is_file();
         let has_js = dir.join(JS_APP_FILE).is_file();
-        let kind = match (has_c, has_py, has_js) {
-            (true, false, false) => GuestKind::C,
-            (false, true, false) => GuestKind::Python,
-            (false, false, true) => GuestKind::JavaScript,
-            (false, false, false) => continue,
+        let has_wat = dir.join(WAT_FILE).is_file();
+        let kind = match (has_c, has_py, has_js, has_wat) {
+            (true, false, false, false) => GuestKind::C,
+            (false, true, false, false) => GuestKind::Python,
+            (false, false, true, false) => GuestKind::JavaScript,
+            (false, false, false, true) => GuestKind::Wat,
+            (false, false, false, false) => continue,
             _ => bail!(
-                "{} holds more than one of C sources, {PYTHON_APP_MODULE}.py and {JS_APP_FILE}; \
-                 a guest must be written in one language",
+                "{} holds more than one of C sources, {PYTHON_APP_MODULE}.py, {JS_APP_FILE} \
+                 and {WAT_FILE}; a guest must be written in one language",
                 dir.display()
             ),
         };

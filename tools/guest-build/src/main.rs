@@ -55,7 +55,8 @@ usage: zerofn-guest-build --out DIR [--only NAME]... [--wit DIR] [--force]
        zerofn-guest-build --c-bindings DIR [--wit DIR]
 
 Builds every example guest under examples/ into DIR/<name>.wasm
-(WebAssembly components for the wasi:http/proxy world).
+(WebAssembly components for the wasi:http/proxy world, a C guest's own
+world from its wit/ and world files, or a layer from component.wat).
 
 options:
   --out DIR     output (and cache) directory; created if missing
@@ -316,10 +317,20 @@ fn build_one(
     let hash_path = out_dir.join(format!("{}.inputs-sha256", guest.name));
     let inputs_hash = cache::inputs_hash(guest, toolchains)?;
 
+    // A WAT guest is a layer: it exports an interface, not the proxy world's
+    // handler, but still imports nothing beyond the proxy world.
+    let expected = if guest.kind == GuestKind::Wat {
+        toolchain::ProxyWorld {
+            imports: toolchains.proxy_world.imports.clone(),
+            exports: Default::default(),
+        }
+    } else {
+        toolchains.proxy_world.clone()
+    };
     if !force && cache::is_fresh(&wasm_path, &hash_path, &inputs_hash) {
         let bytes = std::fs::read(&wasm_path)
             .with_context(|| format!("cannot read {}", wasm_path.display()))?;
-        let summary = check::summarize(&wasm_path, &bytes, &toolchains.proxy_world)?;
+        let summary = check::summarize(&wasm_path, &bytes, &expected)?;
         return Ok((Outcome::Cached, summary));
     }
 
@@ -328,9 +339,23 @@ fn build_one(
         GuestKind::C => cguest::build(guest, toolchains)?,
         GuestKind::Python => pyguest::build(guest, toolchains)?,
         GuestKind::JavaScript => jsguest::build(guest, toolchains)?,
+        GuestKind::Wat => wat::parse_file(guest.dir.join(guests::WAT_FILE))
+            .with_context(|| format!("cannot assemble {}", guests::WAT_FILE))?,
     };
-    let summary = check::summarize(&wasm_path, &component, &toolchains.proxy_world)?;
-    if matches!(guest.kind, GuestKind::C | GuestKind::JavaScript) {
+    let summary = check::summarize(&wasm_path, &component, &expected)?;
+    let own_wit = if guest.kind == GuestKind::C {
+        cguest::guest_wit(guest, &toolchains.wit)?
+    } else {
+        None
+    };
+    if let Some(own) = &own_wit {
+        // Exactly the proxy world plus the interfaces the guest's world
+        // declares (satisfied by layers at deploy).
+        summary.require_proxy_plus(&own.declared_imports)?;
+        check::require_targets_world(&own.resolve, own.world, &component)?;
+    } else if guest.kind == GuestKind::Wat {
+        summary.require_strict_proxy()?;
+    } else if matches!(guest.kind, GuestKind::C | GuestKind::JavaScript) {
         // C guests go through the proxy adapter, JavaScript guests are
         // built without the engine features that need more; both must stay
         // strictly inside the proxy world: anything else is a bug in the

@@ -176,6 +176,11 @@ impl Wit {
         })
     }
 
+    /// Interface names (without versions) of the proxy world.
+    pub fn proxy_world_names(&self) -> ProxyWorld {
+        self.proxy_world()
+    }
+
     fn proxy_world(&self) -> ProxyWorld {
         let mut names = ProxyWorld::default();
         if let Some(world) = self.resolve.worlds.get(self.world) {

@@ -9,6 +9,7 @@
 mod admission;
 mod harness;
 mod js;
+mod layers;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
