@@ -203,7 +203,38 @@ impl ControlPlane {
             manifest.name.as_str().to_owned(),
         );
         let (admitted, report) = match self.run_admission(manifest, req).await? {
-            Ok(admitted) => (true, admitted.report),
+            Ok(admitted) if admitted.artifact.manifest().layers.is_empty() => {
+                (true, admitted.report)
+            }
+            Ok(admitted) => {
+                // Layers are composed, as at deploy, only once the function
+                // passed every other check.
+                let mut report = admitted.report;
+                let (passed, check) = match self.compose_layers(admitted.artifact).await {
+                    Ok(composed) => (
+                        true,
+                        zerofn_admission::Check {
+                            check: "layers".to_owned(),
+                            result: zerofn_admission::CheckResult::Pass,
+                            detail: format!(
+                                "{}; composed {}",
+                                crate::layers::describe_layers(&composed),
+                                composed.digest()
+                            ),
+                        },
+                    ),
+                    Err(e) => (
+                        false,
+                        zerofn_admission::Check {
+                            check: "layers".to_owned(),
+                            result: zerofn_admission::CheckResult::Fail,
+                            detail: e.to_string(),
+                        },
+                    ),
+                };
+                report.checks.push(check);
+                (passed, report)
+            }
             Err(refused) => (false, refused.report),
         };
         Ok(ExplainResult {

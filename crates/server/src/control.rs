@@ -431,7 +431,7 @@ impl ControlPlane {
 
     /// Composes an admitted function with the layers its manifest pins,
     /// each verified again with the tenant's signers (on the blocking pool).
-    async fn compose_layers(
+    pub(crate) async fn compose_layers(
         &self,
         artifact: AdmittedArtifact,
     ) -> Result<AdmittedArtifact, ControlError> {

@@ -201,4 +201,21 @@ mod tests {
         );
         assert!(summary.require_strict_proxy().is_err());
     }
+
+    #[test]
+    fn only_declared_layer_imports_are_allowed_beyond_the_proxy_world() {
+        let summary = Summary {
+            path: PathBuf::from("x"),
+            size: 0,
+            imports: vec![],
+            extra_imports: vec!["zerofn:greet/greeter@1.0.0".to_owned()],
+        };
+        let declared: BTreeSet<String> = ["zerofn:greet/greeter".to_owned()].into();
+        summary.require_proxy_plus(&declared).unwrap();
+        let err = summary
+            .require_proxy_plus(&["zerofn:other/thing".to_owned()].into())
+            .unwrap_err();
+        assert!(err.to_string().contains("zerofn:greet/greeter"), "{err}");
+        assert!(summary.require_strict_proxy().is_err());
+    }
 }

@@ -193,6 +193,8 @@ mod tests {
         std::fs::write(dir.path().join("b-py/app.py"), "").unwrap();
         std::fs::create_dir(dir.path().join("c-js")).unwrap();
         std::fs::write(dir.path().join("c-js/app.js"), "").unwrap();
+        std::fs::create_dir(dir.path().join("d-wat")).unwrap();
+        std::fs::write(dir.path().join("d-wat/component.wat"), "").unwrap();
         std::fs::create_dir(dir.path().join("notes")).unwrap();
         std::fs::create_dir(dir.path().join("_shared")).unwrap();
         std::fs::write(dir.path().join("_shared/util.c"), "").unwrap();
@@ -203,7 +205,8 @@ mod tests {
             [
                 ("a-c", GuestKind::C),
                 ("b-py", GuestKind::Python),
-                ("c-js", GuestKind::JavaScript)
+                ("c-js", GuestKind::JavaScript),
+                ("d-wat", GuestKind::Wat)
             ]
         );
 

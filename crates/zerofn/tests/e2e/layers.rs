@@ -114,6 +114,22 @@ fn layered_function_is_composed_pinned_and_survives_restart() {
     assert!(err.contains(&unknown.to_string()), "{err}");
     assert!(err.contains("not published"), "{err}");
     assert_eq!(s.platform.get("/orphan").status, 404);
+    // `admission explain` runs the layer check too.
+    let out = s
+        .platform
+        .cli(&["admission", "explain", f.dir.to_str().unwrap(), "--json"]);
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let last = v["checks"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["check"], "layers");
+    assert_eq!(last["result"], "fail");
+    assert!(
+        last["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&unknown.to_string()),
+        "{last}"
+    );
 
     // A pinned layer that does not export the interface is refused.
     let wrong_bytes = guest("hello-c");
