@@ -1,6 +1,7 @@
 #![forbid(unsafe_code)]
 //! Embedded persistent state: tenants and their signing keys, deployments,
-//! published layers and which deployments pin them, and the raw rows of the audit log, in one SQLite database.
+//! published layers and which deployments pin them, and the raw rows of
+//! the audit log, in one SQLite database.
 //!
 //! # Trust
 //! This crate trusts the file system under the data directory and nothing
