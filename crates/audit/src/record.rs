@@ -21,6 +21,8 @@ pub enum Action {
     TenantIdentityAdd,
     TenantIdentityRemove,
     AdmissionSet,
+    LayerPublish,
+    LayerDelete,
     ApiAuthenticate,
     PlatformStart,
 }
@@ -37,6 +39,8 @@ impl Action {
             Action::TenantIdentityAdd => "tenant.identity.add",
             Action::TenantIdentityRemove => "tenant.identity.remove",
             Action::AdmissionSet => "admission.set",
+            Action::LayerPublish => "layer.publish",
+            Action::LayerDelete => "layer.delete",
             Action::ApiAuthenticate => "api.authenticate",
             Action::PlatformStart => "platform.start",
         }

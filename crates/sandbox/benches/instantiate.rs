@@ -24,28 +24,32 @@ fn bench(c: &mut Criterion) {
     let cache = tempfile::tempdir().unwrap();
     let sandbox = Sandbox::new(SandboxConfig::new(cache.path().to_path_buf())).unwrap();
     let key = SigningKey::generate();
-    let component = guest("hello-c");
-    let bundle = sign_artifact(&component, &key).unwrap();
-    let manifest = Manifest::from_toml(
-        "name = \"hello\"\ntenant = \"bench\"\ncomponent = \"hello.wasm\"\nroutes = [\"/hello\"]\n",
-    )
-    .unwrap();
-    let artifact = admit(manifest, component, bundle.as_bytes(), &[key.public_key()]).unwrap();
-    let function = sandbox.load(artifact, None).unwrap();
+    // hello-c is the small C guest; hello-js a 13.8 MiB componentize-js
+    // component (the JavaScript engine and a snapshot of its heap).
+    for name in ["hello-c", "hello-js"] {
+        let component = guest(name);
+        let bundle = sign_artifact(&component, &key).unwrap();
+        let manifest = Manifest::from_toml(&format!(
+            "name = \"{name}\"\ntenant = \"bench\"\ncomponent = \"{name}.wasm\"\nroutes = [\"/{name}\"]\n[limits]\nmemory_mb = 256\ntimeout_ms = 10000\n"
+        ))
+        .unwrap();
+        let artifact = admit(manifest, component, bundle.as_bytes(), &[key.public_key()]).unwrap();
+        let function = sandbox.load(artifact, None).unwrap();
 
-    c.bench_function("sandbox/instantiate/hello-c", |b| {
-        b.iter(|| rt.block_on(sandbox.instantiate_only(&function)).unwrap())
-    });
+        c.bench_function(&format!("sandbox/instantiate/{name}"), |b| {
+            b.iter(|| rt.block_on(sandbox.instantiate_only(&function)).unwrap())
+        });
 
-    c.bench_function("sandbox/instantiate_and_handle/hello-c", |b| {
-        b.iter(|| {
-            let req = http::Request::get("http://bench/hello")
-                .body(Bytes::new())
-                .unwrap();
-            let out = rt.block_on(sandbox.invoke(&function, req)).unwrap();
-            assert_eq!(out.response.status(), 200);
-        })
-    });
+        c.bench_function(&format!("sandbox/instantiate_and_handle/{name}"), |b| {
+            b.iter(|| {
+                let req = http::Request::get(format!("http://bench/{name}"))
+                    .body(Bytes::new())
+                    .unwrap();
+                let out = rt.block_on(sandbox.invoke(&function, req)).unwrap();
+                assert_eq!(out.response.status(), 200);
+            })
+        });
+    }
 }
 
 criterion_group!(benches, bench);

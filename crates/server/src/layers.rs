@@ -21,9 +21,9 @@ use crate::control::{signer_text, ControlError, ControlPlane};
 /// with `layer publish` / `layer delete`.
 fn layer_record(actor: &str, publish: bool, outcome: Outcome, tenant: &str) -> AuditRecord {
     let action = if publish {
-        Action::Deploy
+        Action::LayerPublish
     } else {
-        Action::Undeploy
+        Action::LayerDelete
     };
     AuditRecord::new(actor, action, outcome).tenant(tenant)
 }

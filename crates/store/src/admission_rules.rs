@@ -190,7 +190,10 @@ mod tests {
             Err(StoreError::NoSuchTenant(_))
         ));
         store.create_tenant("acme", "t0").await.unwrap();
-        store.add_tenant_identity("acme", row.clone()).await.unwrap();
+        store
+            .add_tenant_identity("acme", row.clone())
+            .await
+            .unwrap();
         assert!(matches!(
             store.add_tenant_identity("acme", row.clone()).await,
             Err(StoreError::IdentityExists { .. })

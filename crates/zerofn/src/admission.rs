@@ -154,13 +154,14 @@ fn attestation_files(dir: &Path, component_bundle: &str) -> Result<Vec<Value>> {
         .collect()
 }
 
-/// Prints the check table of a refused deploy, if the error carries one.
+/// Prints the check table of a refused deploy to stdout, if the error
+/// carries one; the error itself stays one line on stderr.
 pub fn print_refusal_checks(e: &anyhow::Error) {
     if let Some(checks) = e
         .downcast_ref::<ApiError>()
         .and_then(|api| api.body.pointer("/error/checks"))
     {
-        eprint!("{}", checks_table(checks));
+        print!("{}", checks_table(checks));
     }
 }
 

@@ -191,6 +191,7 @@ fn layered_function_is_composed_pinned_and_survives_restart() {
         "{reason}"
     );
     assert!(records.iter().any(|r| r["decision"] == "allow"
+        && r["action"] == "layer.publish"
         && r["digest"] == v1.to_string().as_str()
         && r["reason"]
             .as_str()
