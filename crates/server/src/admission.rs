@@ -182,6 +182,8 @@ impl ControlPlane {
         manifest: Manifest,
         req: DeployRequest,
     ) -> Result<Result<zerofn_admission::Admitted, zerofn_admission::Refused>, ControlError> {
+        // A bundle that is not a bundle is a bad request, not a refusal.
+        zerofn_admission::Bundle::from_json(&req.bundle)?;
         let rules = self.rules(manifest.tenant.as_str()).await?;
         let vulndb = self.vulndb().current()?;
         let submission = Submission {

@@ -140,13 +140,13 @@ fn attestations_sbom_and_policy_decide_admission_and_refusals_show_every_check()
     );
     assert_eq!(s.functions().as_array().unwrap().len(), 0);
 
-    // deploy: refused with the same table on stderr, audited.
+    // deploy: refused with the same table on stdout and a one-line error, audited.
     let out = s.platform.cli(&["deploy", f.dir.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let table = stdout(&out);
+    let err = fails(out);
     assert!(
-        err.contains("CHECK") && err.contains("vulnerabilities") && err.contains("FAIL"),
-        "{err}"
+        table.contains("CHECK") && table.contains("vulnerabilities") && table.contains("FAIL"),
+        "{table}"
     );
     assert!(err.contains("admission refused: vulnerabilities:"), "{err}");
     let last = s.audit(1).pop().unwrap();
@@ -190,9 +190,7 @@ fn attestations_sbom_and_policy_decide_admission_and_refusals_show_every_check()
         serde_json::json!({"result": "FAILED", "passedTests": [], "failedTests": ["unit"]}),
     );
     attest(&s, &f.wasm, "test-result", &tests);
-    let out = s.platform.cli(&["deploy", f.dir.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = fails(s.platform.cli(&["deploy", f.dir.to_str().unwrap()]));
     assert!(
         err.contains("policy: denied: no permit policy matched"),
         "{err}"
@@ -240,9 +238,7 @@ fn attestations_sbom_and_policy_decide_admission_and_refusals_show_every_check()
     ]));
     let g = function_dir(&root, "bare", "acme", &guest("hello-c"), &["/bare"], "");
     s.sign(&g.wasm, &s.key);
-    let out = s.platform.cli(&["deploy", g.dir.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = fails(s.platform.cli(&["deploy", g.dir.to_str().unwrap()]));
     assert!(
         err.contains("sbom: the tenant requires a signed CycloneDX SBOM"),
         "{err}"

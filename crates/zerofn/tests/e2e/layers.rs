@@ -248,13 +248,13 @@ fn layered_function_is_composed_pinned_and_survives_restart() {
     ]));
     assert_eq!(layers(&s).as_array().unwrap().len(), 2);
     let records = s.audit(10);
-    assert!(records.iter().any(|r| r["action"] == "undeploy"
+    assert!(records.iter().any(|r| r["action"] == "layer.delete"
         && r["decision"] == "deny"
         && r["reason"]
             .as_str()
             .unwrap_or_default()
             .starts_with("layer delete")));
-    assert!(records.iter().any(|r| r["action"] == "undeploy"
+    assert!(records.iter().any(|r| r["action"] == "layer.delete"
         && r["decision"] == "allow"
         && r["reason"]
             .as_str()
