@@ -764,30 +764,28 @@ mod tests {
         })
     }
 
-    fn sbom() -> Value {
+    /// An SBOM with lodash at `lodash` (vulnerable to GHSA-jf85-cpcp-j695 below 4.17.12).
+    fn sbom(lodash: &str) -> Value {
         json!({
             "bomFormat": "CycloneDX",
             "specVersion": "1.5",
             "components": [
-                {"type": "library", "name": "lodash", "version": "4.17.20", "purl": "pkg:npm/lodash@4.17.20"},
+                {"type": "library", "name": "lodash", "version": lodash, "purl": format!("pkg:npm/lodash@{lodash}")},
                 {"type": "library", "name": "serde", "version": "1.0.200", "purl": "pkg:cargo/serde@1.0.200"}
             ]
         })
     }
 
+    /// GitHub's real advisory for lodash prototype pollution (CRITICAL), from the shared
+    /// test data.
     fn lodash_advisory() -> VulnDb {
-        let advisory = Advisory::from_value(json!({
-            "id": "GHSA-35jh-r3h4-6jhm",
-            "aliases": ["CVE-2021-23337"],
-            "modified": "2024-01-01T00:00:00Z",
-            "database_specific": {"severity": "HIGH"},
-            "affected": [{
-                "package": {"ecosystem": "npm", "name": "lodash"},
-                "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "4.17.21"}]}]
-            }]
-        }))
-        .unwrap();
-        VulnDb::from_advisories([advisory])
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/testdata/osv/github-advisory-database/GHSA-jf85-cpcp-j695.json"
+        );
+        let bytes = std::fs::read(path)
+            .unwrap_or_else(|e| panic!("{path}: {e} (../shared must be beside the checkout)"));
+        VulnDb::from_advisories([Advisory::from_json(&bytes).unwrap()])
     }
 
     struct Fixture {
@@ -834,14 +832,19 @@ mod tests {
             }
         }
 
-        fn all_attestations(&self, repository: &str, tests: &str) -> Vec<SubmittedFile> {
+        fn all_attestations(
+            &self,
+            repository: &str,
+            tests: &str,
+            lodash: &str,
+        ) -> Vec<SubmittedFile> {
             vec![
                 self.attest(SLSA_PROVENANCE_V1, provenance(repository)),
                 self.attest(
                     TEST_RESULT_V01,
                     json!({"result": tests, "passedTests": ["a"], "failedTests": if tests == "FAILED" { json!(["b"]) } else { json!([]) }}),
                 ),
-                self.attest("https://cyclonedx.org/bom", sbom()),
+                self.attest("https://cyclonedx.org/bom", sbom(lodash)),
             ]
         }
     }
@@ -871,7 +874,11 @@ mod tests {
         f.rules.policy = PolicySet::parse(ACME_POLICY).unwrap();
         let db = lodash_advisory();
         let admitted = admit_submission(
-            f.submission(f.all_attestations("https://git.example.com/acme/fn", "PASSED")),
+            f.submission(f.all_attestations(
+                "https://git.example.com/acme/fn",
+                "PASSED",
+                "4.17.21",
+            )),
             &f.rules,
             Some(&db),
         )
@@ -885,7 +892,7 @@ mod tests {
         assert!(result_of(report, "sbom").detail.contains("2 packages"));
         assert!(result_of(report, "vulnerabilities")
             .detail
-            .contains("1 findings"));
+            .contains("0 findings"));
         assert_eq!(admitted.decision.determining, ["acme-ci"]);
         assert_eq!(admitted.artifact.digest(), Digest::of(COMPONENT));
         let table = report.table();
@@ -902,7 +909,7 @@ mod tests {
             ("https://git.example.com/acme/fn", "FAILED"),
         ] {
             let refused = admit_submission(
-                f.submission(f.all_attestations(repository, tests)),
+                f.submission(f.all_attestations(repository, tests, "4.17.21")),
                 &f.rules,
                 Some(&db),
             )
@@ -925,7 +932,11 @@ mod tests {
         f.rules.severity_threshold = Some(Severity::High);
         let db = lodash_advisory();
         let refused = admit_submission(
-            f.submission(f.all_attestations("https://git.example.com/acme/fn", "PASSED")),
+            f.submission(f.all_attestations(
+                "https://git.example.com/acme/fn",
+                "PASSED",
+                "4.17.11",
+            )),
             &f.rules,
             Some(&db),
         )
@@ -933,15 +944,20 @@ mod tests {
         let check = result_of(&refused.report, "vulnerabilities");
         assert_eq!(check.result, CheckResult::Fail);
         assert!(
-            check.detail.contains("lodash@4.17.20")
-                && check.detail.contains("GHSA-35jh-r3h4-6jhm")
-                && check.detail.contains("CVE-2021-23337"),
+            check.detail.contains("lodash@4.17.11")
+                && check.detail.contains("GHSA-jf85-cpcp-j695")
+                && check.detail.contains("CVE-2019-10744")
+                && check.detail.contains("critical"),
             "{}",
             check.detail
         );
-        f.rules.severity_threshold = Some(Severity::Critical);
+        // The fixed version passes the same threshold.
         admit_submission(
-            f.submission(f.all_attestations("https://git.example.com/acme/fn", "PASSED")),
+            f.submission(f.all_attestations(
+                "https://git.example.com/acme/fn",
+                "PASSED",
+                "4.17.21",
+            )),
             &f.rules,
             Some(&db),
         )
@@ -961,7 +977,9 @@ mod tests {
             refused.reason
         );
         let refused = admit_submission(
-            f.submission(vec![f.attest("https://cyclonedx.org/bom/v1.5", sbom())]),
+            f.submission(vec![
+                f.attest("https://cyclonedx.org/bom/v1.5", sbom("4.17.21"))
+            ]),
             &f.rules,
             None,
         )

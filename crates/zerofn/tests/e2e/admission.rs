@@ -47,22 +47,12 @@ fn sbom(components: serde_json::Value) -> serde_json::Value {
 fn attestations_sbom_and_policy_decide_admission_and_refusals_show_every_check() {
     let s = Setup::new();
     let root = s.root().to_path_buf();
-    // A vulnerability database with one advisory.
-    let osv = root.join("osv");
-    std::fs::create_dir_all(&osv).unwrap();
-    write_json(
-        &osv.join("GHSA-35jh-r3h4-6jhm.json"),
-        serde_json::json!({
-            "id": "GHSA-35jh-r3h4-6jhm",
-            "aliases": ["CVE-2021-23337"],
-            "modified": "2024-01-01T00:00:00Z",
-            "database_specific": {"severity": "HIGH"},
-            "affected": [{
-                "package": {"ecosystem": "npm", "name": "lodash"},
-                "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "4.17.21"}]}]
-            }]
-        }),
-    );
+    // A vulnerability database with GitHub's real lodash advisory (CRITICAL,
+    // fixed in 4.17.12).
+    let osv = std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/testdata/osv/github-advisory-database/GHSA-jf85-cpcp-j695.json"
+    ));
     ok(s.platform.cli(&["vulndb", "import", osv.to_str().unwrap()]));
 
     let policy = root.join("acme.cedar");
@@ -110,7 +100,7 @@ fn attestations_sbom_and_policy_decide_admission_and_refusals_show_every_check()
     write_json(
         &vulnerable,
         sbom(serde_json::json!([
-            {"type": "library", "name": "lodash", "version": "4.17.20", "purl": "pkg:npm/lodash@4.17.20"}
+            {"type": "library", "name": "lodash", "version": "4.17.11", "purl": "pkg:npm/lodash@4.17.11"}
         ])),
     );
     attest(&s, &f.wasm, "cyclonedx", &vulnerable);
@@ -130,8 +120,8 @@ fn attestations_sbom_and_policy_decide_admission_and_refusals_show_every_check()
         .unwrap_or_else(|| panic!("{table}"));
     assert!(
         vuln_row.contains("FAIL")
-            && vuln_row.contains("lodash@4.17.20")
-            && vuln_row.contains("GHSA-35jh-r3h4-6jhm"),
+            && vuln_row.contains("lodash@4.17.11")
+            && vuln_row.contains("GHSA-jf85-cpcp-j695"),
         "{vuln_row}"
     );
     assert!(
