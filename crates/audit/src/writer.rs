@@ -15,6 +15,8 @@ use crate::{AuditError, AuditRecord, StoredRecord};
 const QUEUE: usize = 16 * 1024;
 /// Most records committed in one transaction.
 const MAX_BATCH: usize = 4096;
+/// How often the WAL is checkpointed when every commit is already synced.
+const DISK_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 struct Job {
     record: AuditRecord,
@@ -41,22 +43,28 @@ impl AuditLog {
         Self::open_with(store, AuditDurability::Disk)
     }
 
-    /// Start the writer thread with the given durability. For
-    /// [`AuditDurability::Process`] a second thread syncs committed records
-    /// to disk every `flush_interval` while there is anything new.
+    /// Start the writer thread with the given durability, and a second
+    /// thread that checkpoints the WAL off the append path: every
+    /// `flush_interval` for [`AuditDurability::Process`] (which is what
+    /// syncs acknowledged records to disk), every 500 ms for `Disk`.
     pub fn open_with(store: &Store, durability: AuditDurability) -> Result<AuditLog, AuditError> {
         let writer = store.open_audit_writer(durability)?;
         let head = writer.last()?.unwrap_or((0, GENESIS_HASH.to_owned()));
         let committed = Arc::new(AtomicI64::new(head.0));
-        if let AuditDurability::Process { flush_interval } = durability {
-            let flusher = store.open_audit_flusher()?;
-            let watched = Arc::downgrade(&committed);
-            let start = head.0;
-            thread::Builder::new()
-                .name("zerofn-audit-flush".into())
-                .spawn(move || run_flusher(flusher, watched, start, flush_interval))
-                .map_err(|_| AuditError::WriterStopped)?;
-        }
+        // The writer never checkpoints (see `Store::open_audit_writer`); this
+        // thread does, every interval while there is anything new. In process
+        // mode that is also what puts acknowledged records on disk.
+        let interval = match durability {
+            AuditDurability::Process { flush_interval } => flush_interval,
+            AuditDurability::Disk => DISK_CHECKPOINT_INTERVAL,
+        };
+        let flusher = store.open_audit_flusher()?;
+        let watched = Arc::downgrade(&committed);
+        let start = head.0;
+        thread::Builder::new()
+            .name("zerofn-audit-flush".into())
+            .spawn(move || run_flusher(flusher, watched, start, interval))
+            .map_err(|_| AuditError::WriterStopped)?;
         let (jobs, rx) = mpsc::channel(QUEUE);
         thread::Builder::new()
             .name("zerofn-audit".into())
@@ -107,8 +115,8 @@ impl AuditLog {
     }
 }
 
-/// Syncs committed records to disk while the writer runs; ends after the
-/// writer has stopped (its counter is gone) and a last flush.
+/// Checkpoints (and so syncs) committed records while the writer runs;
+/// ends after the writer has stopped (its counter is gone) and a last one.
 fn run_flusher(
     mut flusher: AuditFlusher,
     committed: Weak<AtomicI64>,
@@ -244,20 +252,26 @@ mod tests {
         assert_eq!(by[0].status, Some(200));
     }
 
-    /// In process mode the flusher pushes committed records out of the WAL:
-    /// the database file alone (as after losing the unsynced WAL) holds
-    /// them once a flush has run.
+    /// The flusher checkpoints committed records out of the WAL (the writer
+    /// never does, to keep appends short): the database file alone (as after
+    /// losing an unsynced WAL) holds them once a checkpoint has run.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn process_durability_flushes_committed_records_to_the_database_file() {
+        records_reach_the_database_file(AuditDurability::Process {
+            flush_interval: std::time::Duration::from_millis(20),
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn disk_durability_checkpoints_off_the_append_path() {
+        records_reach_the_database_file(AuditDurability::Disk).await;
+    }
+
+    async fn records_reach_the_database_file(durability: AuditDurability) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let log = AuditLog::open_with(
-            &store,
-            AuditDurability::Process {
-                flush_interval: std::time::Duration::from_millis(20),
-            },
-        )
-        .unwrap();
+        let log = AuditLog::open_with(&store, durability).unwrap();
         for i in 0..50 {
             log.append(
                 AuditRecord::new("t", Action::Invoke, Outcome::Allow)

@@ -167,11 +167,16 @@ impl Store {
         if let AuditDurability::Process { .. } = durability {
             conn.pragma_update(None, "synchronous", "NORMAL")?;
         }
+        // No checkpoints inside an append: copying the WAL into the
+        // database (and syncing it) on the appender's thread stalls the
+        // requests waiting for that commit. The audit flusher thread
+        // checkpoints on its own connection instead.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         Ok(AuditWriter::new(conn))
     }
 
-    /// A connection that forces committed audit rows to disk on demand,
-    /// for [`AuditDurability::Process`].
+    /// A connection that checkpoints the WAL on demand (and so, with
+    /// [`AuditDurability::Process`], forces committed audit rows to disk).
     pub fn open_audit_flusher(&self) -> Result<AuditFlusher, StoreError> {
         let conn = open_connection(&self.path)?;
         // NORMAL on this connection: a checkpoint syncs the WAL before
