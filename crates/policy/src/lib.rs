@@ -37,7 +37,7 @@ pub const SCHEMA_TEXT: &str = include_str!("schema.cedarschema");
 pub const ID_ANNOTATION: &str = "id";
 
 /// Longest policy text accepted, in bytes.
-pub const MAX_POLICY_BYTES: usize = 256 * 1024;
+pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
 
 fn schema() -> Result<&'static Schema, PolicyError> {
     static SCHEMA: OnceLock<Result<Schema, String>> = OnceLock::new();

@@ -1,0 +1,81 @@
+//! One admission decision with 1,000 policies loaded: one permit per tenant
+//! (1,000 tenants, each with conditions over provenance, tests and SBOM
+//! findings) plus a platform-wide forbid, decided for a request of the last
+//! tenant, so every policy's scope is checked. Built once outside the
+//! measurement; the set is validated against the schema like any other.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use serde_json::json;
+use zerofn_policy::{AdmissionQuery, PolicySet};
+
+const TENANTS: usize = 999;
+
+fn policies() -> String {
+    let mut text = String::new();
+    for t in 0..TENANTS {
+        text.push_str(&permit(t));
+    }
+    text.push_str(FORBID);
+    text
+}
+
+fn policies_of(t: usize) -> String {
+    format!("{}{FORBID}", permit(t))
+}
+
+const FORBID: &str = r#"@id("platform-no-unknown-builders")
+forbid (principal, action, resource)
+unless { context has provenance && context.provenance.builder like "https://ci.example.com/*" };
+"#;
+
+fn permit(t: usize) -> String {
+    format!(
+        r#"@id("tenant-{t}-ci")
+permit (principal, action == Zerofn::Action::"admit", resource in Zerofn::Tenant::"t{t}")
+when {{
+    context has provenance && context.provenance.repository == "https://git.example.com/t{t}/fn" &&
+    context.provenance.ref == "refs/heads/main" &&
+    context has tests && context.tests.passed &&
+    context has sbom && context.sbom.findings.critical == 0
+}};
+"#
+    )
+}
+
+fn bench(c: &mut Criterion) {
+    let set = PolicySet::parse(&policies()).unwrap();
+    assert_eq!(set.len(), TENANTS + 1);
+    let last = TENANTS - 1;
+    let query = AdmissionQuery {
+        tenant: format!("t{last}"),
+        function: "fn".into(),
+        signer: "https://github.com/t/fn/.github/workflows/release.yml@refs/heads/main".into(),
+        context: json!({
+            "digest": "sha256:00",
+            "signer": {"kind": "certificate", "identity": "https://github.com/t/fn/.github/workflows/release.yml@refs/heads/main", "issuer": "https://token.actions.githubusercontent.com"},
+            "attestations": 3,
+            "provenance": {"builder": "https://ci.example.com/builder", "buildType": "b", "repository": format!("https://git.example.com/t{last}/fn"), "ref": "refs/heads/main", "signer": "k"},
+            "sbom": {"components": 500, "findings": {"critical": 0, "high": 2, "medium": 0, "low": 0, "unknown": 0}, "signer": "k"},
+            "tests": {"passed": true, "passedCount": 10, "failedCount": 0, "signer": "k"},
+        }),
+    };
+    let decision = set.decide_admission(&query).unwrap();
+    assert!(decision.allowed, "{decision:?}");
+    assert_eq!(decision.determining, [format!("tenant-{last}-ci")]);
+
+    c.bench_function("policy/decide_admission_1000_policies", |b| {
+        b.iter(|| std::hint::black_box(set.decide_admission(std::hint::black_box(&query)).unwrap()))
+    });
+
+    // The same request against only this tenant's permit and the forbid:
+    // what a per-tenant policy set (as admission keeps them) costs.
+    let own = PolicySet::parse(&policies_of(last)).unwrap();
+    assert!(own.decide_admission(&query).unwrap().allowed);
+    c.bench_function("policy/decide_admission_2_policies", |b| {
+        b.iter(|| std::hint::black_box(own.decide_admission(std::hint::black_box(&query)).unwrap()))
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
