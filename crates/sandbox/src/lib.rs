@@ -25,6 +25,7 @@
 //! Only the `compile` module uses `unsafe`, to load precompiled code
 //! (see its `SAFETY` comments and SECURITY.md).
 
+pub mod capabilities;
 mod compile;
 mod engine;
 mod error;

@@ -1,0 +1,175 @@
+//! The host capabilities a guest may ask for, as the sandbox sees them:
+//! key-value storage (`wasi:keyvalue`), runtime configuration
+//! (`wasi:config`) and outbound HTTP (`wasi:http/outgoing-handler`).
+//!
+//! The sandbox only translates between the WIT interfaces and
+//! [`HostCapabilities`]; it decides nothing. The platform passes one
+//! implementation per invocation, which knows who the caller is and does
+//! *decide, audit, then act* for every call. A call the implementation
+//! refuses fails inside the guest with the error it gives (the invocation
+//! goes on); the sandbox never acts on its own.
+//!
+//! # Trust
+//! Every argument here comes from the guest and is untrusted: bucket
+//! names, keys, values, URLs. The sandbox bounds their sizes before they
+//! reach the implementation ([`limits`]).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+
+/// A boxed future, so the trait stays object safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Size bounds on what a guest may pass to a capability.
+pub mod limits {
+    /// Longest bucket name, in bytes.
+    pub const MAX_BUCKET_NAME: usize = 128;
+    /// Longest key, in bytes.
+    pub const MAX_KEY: usize = 1024;
+    /// Largest value, in bytes.
+    pub const MAX_VALUE: usize = 1024 * 1024;
+    /// Most keys one batch call may name.
+    pub const MAX_BATCH: usize = 1000;
+    /// Keys returned per `list-keys` page.
+    pub const LIST_PAGE: usize = 1000;
+    /// Largest outbound request or response body, in bytes.
+    pub const MAX_OUTBOUND_BODY: usize = 10 * 1024 * 1024;
+}
+
+/// One key-value operation on a bucket the guest opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KvOp {
+    Get { key: String },
+    Exists { key: String },
+    Set { key: String, value: Bytes },
+    Delete { key: String },
+    /// Keys in order, starting after position `cursor` (0 = first page).
+    ListKeys { cursor: u64 },
+    /// Atomic add to a little-endian u64 value (absent = 0).
+    Increment { key: String, delta: u64 },
+}
+
+/// What a key-value operation returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KvOutcome {
+    Value(Option<Bytes>),
+    Exists(bool),
+    Done,
+    Keys { keys: Vec<String>, cursor: Option<u64> },
+    Counter(u64),
+}
+
+/// Why a capability call failed; shown to the guest.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CapabilityError {
+    /// Policy refused the call (or could not decide, or could not audit).
+    /// The message says which permission was missing.
+    #[error("access denied: {0}")]
+    Denied(String),
+    /// The named bucket does not exist or its name is not valid.
+    #[error("no such store: {0}")]
+    NoSuchStore(String),
+    /// The call was allowed but failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Why an outbound HTTP request was not answered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OutboundError {
+    /// The destination is not one the platform lets functions reach.
+    #[error("outbound request to {0} denied: no egress is granted")]
+    Denied(String),
+    /// The destination names no deployed function.
+    #[error("no function answers at {0}")]
+    NotFound(String),
+    /// The request was allowed but could not be completed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The platform side of the capabilities, one value per invocation.
+pub trait HostCapabilities: Send + Sync + 'static {
+    /// Open a bucket by the name the guest gave.
+    fn kv_open<'a>(&'a self, bucket: &'a str) -> BoxFuture<'a, Result<(), CapabilityError>>;
+
+    /// One operation on an opened bucket.
+    fn kv<'a>(
+        &'a self,
+        bucket: &'a str,
+        op: KvOp,
+    ) -> BoxFuture<'a, Result<KvOutcome, CapabilityError>>;
+
+    /// One runtime configuration value.
+    fn config_get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, CapabilityError>>;
+
+    /// Every runtime configuration value the function may read.
+    fn config_get_all(&self) -> BoxFuture<'_, Result<Vec<(String, String)>, CapabilityError>>;
+
+    /// An outbound HTTP request with its body read in full. A policy
+    /// refusal of a function-to-function call is an HTTP response (403),
+    /// like any server refusing a client; [`OutboundError`] is for
+    /// requests that never reach a server.
+    fn outbound(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> BoxFuture<'_, Result<http::Response<Bytes>, OutboundError>>;
+}
+
+/// No capabilities at all: every key-value and configuration call is
+/// denied and every outbound request refused. For instances that run
+/// without a platform behind them (benchmarks, `instantiate_only`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoCapabilities;
+
+impl HostCapabilities for NoCapabilities {
+    fn kv_open<'a>(&'a self, bucket: &'a str) -> BoxFuture<'a, Result<(), CapabilityError>> {
+        Box::pin(async move {
+            Err(CapabilityError::Denied(format!(
+                "no key-value access is granted (bucket `{}`)",
+                bucket.escape_debug()
+            )))
+        })
+    }
+
+    fn kv<'a>(
+        &'a self,
+        bucket: &'a str,
+        _op: KvOp,
+    ) -> BoxFuture<'a, Result<KvOutcome, CapabilityError>> {
+        Box::pin(async move {
+            Err(CapabilityError::Denied(format!(
+                "no key-value access is granted (bucket `{}`)",
+                bucket.escape_debug()
+            )))
+        })
+    }
+
+    fn config_get<'a>(
+        &'a self,
+        _key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, CapabilityError>> {
+        Box::pin(async { Err(CapabilityError::Denied("no configuration is granted".into())) })
+    }
+
+    fn config_get_all(&self) -> BoxFuture<'_, Result<Vec<(String, String)>, CapabilityError>> {
+        Box::pin(async { Err(CapabilityError::Denied("no configuration is granted".into())) })
+    }
+
+    fn outbound(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> BoxFuture<'_, Result<http::Response<Bytes>, OutboundError>> {
+        let host = request
+            .uri()
+            .authority()
+            .map(|a| a.as_str().escape_debug().to_string())
+            .unwrap_or_default();
+        Box::pin(async move { Err(OutboundError::Denied(host)) })
+    }
+}
