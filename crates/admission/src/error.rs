@@ -456,6 +456,15 @@ pub enum ManifestError {
         digest: String,
     },
 
+    /// A `[permissions]`, `[invoke]` or `[config]` entry is invalid.
+    #[error("`{key}` is invalid: {problem}")]
+    Permission {
+        /// The key, such as `permissions.kv`.
+        key: &'static str,
+        /// What is wrong, naming the entry.
+        problem: String,
+    },
+
     /// More layers than allowed.
     #[error("`[layers]` pins {count} layers, more than the {limit} allowed; merge layers or drop unused ones")]
     TooManyLayers {

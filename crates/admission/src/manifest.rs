@@ -13,7 +13,21 @@
 //!
 //! [layers]                    # optional: shared library components, pinned by digest
 //! "zerofn:greet/greeter" = "sha256:<64 hex>"   # the import the layer satisfies
+//!
+//! [permissions]               # optional: what the function may do (nothing by default)
+//! kv = ["orders:read", "cache:read-write"]     # key-value buckets of its tenant
+//! call = ["billing"]          # functions of the same tenant it may call
+//!
+//! [invoke]                    # optional: who may invoke it (default: ["public"])
+//! from = ["public", "checkout", "tenant:partner", "event:orders"]
+//!
+//! [config]                    # optional: runtime configuration (wasi:config)
+//! greeting = "hello"
 //! ```
+//!
+//! `[permissions]` and `[invoke]` compile to Cedar policies
+//! (`zerofn_policy::permissions`); declaring `[config]` lets the function
+//! read those values and nothing else.
 //!
 //! Each `[layers]` key is an interface the component imports
 //! (`namespace:package/interface`, optionally `@version`), each value the digest of a
@@ -28,6 +42,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::Deserialize;
+
+use zerofn_policy::{InvokeSource, KvGrant, Permissions};
 
 use crate::digest::Digest;
 use crate::error::{excerpt, ManifestError};
@@ -50,6 +66,34 @@ pub struct Manifest {
     pub limits: Limits,
     /// Layers the component links, by the import each satisfies (empty when none).
     pub layers: BTreeMap<InterfaceName, Digest>,
+    /// Declared permissions and invokers, compiled to Cedar at deploy.
+    #[serde(serialize_with = "serialize_permissions")]
+    pub permissions: Permissions,
+    /// Runtime configuration values (`[config]`), readable through
+    /// `wasi:config` by this function only.
+    pub config: BTreeMap<String, String>,
+}
+
+/// Most `[config]` entries.
+pub const MAX_CONFIG_ENTRIES: usize = 64;
+/// Longest `[config]` value, in bytes.
+pub const MAX_CONFIG_VALUE: usize = 4096;
+/// Most grants in one `[permissions]` or `[invoke]` list.
+pub const MAX_GRANTS: usize = 64;
+
+fn serialize_permissions<S: serde::Serializer>(
+    p: &Permissions,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = serializer.serialize_map(Some(4))?;
+    let kv: Vec<String> = p.kv.iter().map(ToString::to_string).collect();
+    map.serialize_entry("kv", &kv)?;
+    map.serialize_entry("call", &p.call)?;
+    map.serialize_entry("config", &p.config)?;
+    let from: Vec<String> = p.invoke_from.iter().map(ToString::to_string).collect();
+    map.serialize_entry("invoke_from", &from)?;
+    map.end()
 }
 
 /// Most layers one function may pin.
@@ -122,6 +166,8 @@ impl Manifest {
             })?;
             layers.insert(import, digest);
         }
+        let config = check_config(raw.config.unwrap_or_default())?;
+        let permissions = check_permissions(raw.permissions, raw.invoke, !config.is_empty())?;
         Ok(Manifest {
             name,
             tenant,
@@ -129,6 +175,8 @@ impl Manifest {
             routes,
             limits,
             layers,
+            permissions,
+            config,
         })
     }
 
@@ -148,6 +196,122 @@ struct RawManifest {
     routes: Vec<String>,
     limits: Option<RawLimits>,
     layers: Option<BTreeMap<String, String>>,
+    permissions: Option<RawPermissions>,
+    invoke: Option<RawInvoke>,
+    config: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPermissions {
+    kv: Option<Vec<String>>,
+    call: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInvoke {
+    from: Vec<String>,
+}
+
+fn too_many(key: &'static str, count: usize) -> Result<(), ManifestError> {
+    if count > MAX_GRANTS {
+        return Err(ManifestError::Permission {
+            key,
+            problem: format!("{count} entries, more than the {MAX_GRANTS} allowed"),
+        });
+    }
+    Ok(())
+}
+
+fn check_permissions(
+    raw: Option<RawPermissions>,
+    invoke: Option<RawInvoke>,
+    config: bool,
+) -> Result<Permissions, ManifestError> {
+    let raw = raw.unwrap_or_default();
+    let mut p = Permissions {
+        config,
+        ..Permissions::default()
+    };
+    let kv = raw.kv.unwrap_or_default();
+    too_many("permissions.kv", kv.len())?;
+    for text in &kv {
+        let grant = KvGrant::parse(text).map_err(|problem| ManifestError::Permission {
+            key: "permissions.kv",
+            problem,
+        })?;
+        if p.kv.iter().any(|g| g.bucket == grant.bucket) {
+            return Err(ManifestError::Permission {
+                key: "permissions.kv",
+                problem: format!(
+                    "bucket `{}` is listed twice; use one entry with read-write",
+                    grant.bucket
+                ),
+            });
+        }
+        p.kv.insert(grant);
+    }
+    let call = raw.call.unwrap_or_default();
+    too_many("permissions.call", call.len())?;
+    for name in &call {
+        let callee = FunctionName::parse(name).map_err(|_| ManifestError::Permission {
+            key: "permissions.call",
+            problem: format!(
+                "`{}` is not a function name (a DNS label: a-z, 0-9, -)",
+                excerpt(name)
+            ),
+        })?;
+        p.call.insert(callee.as_str().to_owned());
+    }
+    let from = match invoke {
+        Some(invoke) => invoke.from,
+        None => vec!["public".to_owned()],
+    };
+    too_many("invoke.from", from.len())?;
+    for text in &from {
+        let source = InvokeSource::parse(text).map_err(|problem| ManifestError::Permission {
+            key: "invoke.from",
+            problem,
+        })?;
+        p.invoke_from.insert(source);
+    }
+    Ok(p)
+}
+
+fn check_config(raw: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ManifestError> {
+    if raw.len() > MAX_CONFIG_ENTRIES {
+        return Err(ManifestError::Permission {
+            key: "config",
+            problem: format!(
+                "{} entries, more than the {MAX_CONFIG_ENTRIES} allowed",
+                raw.len()
+            ),
+        });
+    }
+    for (key, value) in &raw {
+        let ok = !key.is_empty()
+            && key.len() <= 64
+            && key.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
+            });
+        if !ok {
+            return Err(ManifestError::Permission {
+                key: "config",
+                problem: format!(
+                    "key `{}` is not valid (a-z, 0-9, _, - and ., at most 64)",
+                    excerpt(key)
+                ),
+            });
+        }
+        if value.len() > MAX_CONFIG_VALUE {
+            return Err(ManifestError::Permission {
+                key: "config",
+                problem: format!("the value of `{key}` is longer than {MAX_CONFIG_VALUE} bytes"),
+            });
+        }
+    }
+    Ok(raw)
 }
 
 /// Integers are read as `i64` (TOML's integer type) so an out-of-range value gets our
@@ -1087,6 +1251,57 @@ max_body_kb = 0
             if let Ok(route) = Route::parse(&text) {
                 let _ = route.matches(&path);
             }
+        }
+    }
+
+    #[test]
+    fn permissions_invoke_and_config_are_parsed() {
+        let m = Manifest::from_toml(&format!(
+            "{MINIMAL}\n[permissions]\nkv = [\"orders:read\", \"cache:read-write\"]\ncall = [\"billing\"]\n\n[invoke]\nfrom = [\"checkout\", \"tenant:partner\"]\n\n[config]\ngreeting = \"hi\"\n"
+        ))
+        .unwrap();
+        assert_eq!(m.permissions.kv.len(), 2);
+        assert!(m.permissions.call.contains("billing"));
+        assert!(m.permissions.config);
+        assert_eq!(m.config.get("greeting").map(String::as_str), Some("hi"));
+        assert!(!m.permissions.invoke_from.contains(&InvokeSource::Public));
+        // Compiles to valid Cedar.
+        zerofn_policy::permissions::compile_checked("acme", "hello", &m.permissions).unwrap();
+    }
+
+    #[test]
+    fn no_permissions_means_none_and_public_invoke() {
+        let m = Manifest::from_toml(MINIMAL).unwrap();
+        assert!(m.permissions.kv.is_empty() && m.permissions.call.is_empty());
+        assert!(!m.permissions.config);
+        assert_eq!(
+            m.permissions.invoke_from.iter().collect::<Vec<_>>(),
+            [&InvokeSource::Public]
+        );
+    }
+
+    #[test]
+    fn bad_permissions_are_named() {
+        for (extra, needle) in [
+            (
+                "[permissions]\nkv = [\"orders\"]",
+                "`permissions.kv` is invalid",
+            ),
+            ("[permissions]\nkv = [\"orders:admin\"]", "not `admin`"),
+            (
+                "[permissions]\nkv = [\"o:read\", \"o:write\"]",
+                "listed twice",
+            ),
+            (
+                "[permissions]\ncall = [\"Billing\"]",
+                "`permissions.call` is invalid",
+            ),
+            ("[permissions]\nnet = [\"x\"]", "unknown field `net`"),
+            ("[invoke]\nfrom = [\"role:x\"]", "`invoke.from` is invalid"),
+            ("[config]\n\"Bad Key\" = \"x\"", "`config` is invalid"),
+        ] {
+            let e = err(&format!("{MINIMAL}\n{extra}\n")).to_string();
+            assert!(e.contains(needle), "{extra}: {e}");
         }
     }
 }

@@ -26,26 +26,54 @@ pub struct ChainHead {
 pub(crate) fn row_hash(r: &AuditRow) -> String {
     // A tuple serializes as a JSON array, with the same bytes as the
     // `json!([...])` of these fields but without building a `Value`.
-    let canonical = (
-        r.seq,
-        &r.time,
-        &r.actor,
-        &r.action,
-        &r.tenant,
-        &r.function,
-        &r.digest,
-        &r.decision,
-        &r.reason,
-        r.duration_us,
-        r.status,
-        &r.invocation_id,
-        &r.prev_hash,
-    );
     let mut hasher = Sha256::new();
     // Writing into a hasher cannot fail; serializing strings and integers
     // cannot either, so the error arm is unreachable in practice and still
     // yields a hash that will not verify rather than a panic.
-    if serde_json::to_writer(HashWriter(&mut hasher), &canonical).is_err() {
+    //
+    // `detail` came later: a record without one hashes exactly as before
+    // (13 elements), so older chains still verify; with one it is the
+    // 13th element, before prev_hash.
+    let written = match &r.detail {
+        None => serde_json::to_writer(
+            HashWriter(&mut hasher),
+            &(
+                r.seq,
+                &r.time,
+                &r.actor,
+                &r.action,
+                &r.tenant,
+                &r.function,
+                &r.digest,
+                &r.decision,
+                &r.reason,
+                r.duration_us,
+                r.status,
+                &r.invocation_id,
+                &r.prev_hash,
+            ),
+        ),
+        Some(detail) => serde_json::to_writer(
+            HashWriter(&mut hasher),
+            &(
+                r.seq,
+                &r.time,
+                &r.actor,
+                &r.action,
+                &r.tenant,
+                &r.function,
+                &r.digest,
+                &r.decision,
+                &r.reason,
+                r.duration_us,
+                r.status,
+                &r.invocation_id,
+                detail,
+                &r.prev_hash,
+            ),
+        ),
+    };
+    if written.is_err() {
         return String::new();
     }
     hex::encode(hasher.finalize())
@@ -127,6 +155,7 @@ mod tests {
             duration_us: Some(5),
             status: None,
             invocation_id: None,
+            detail: None,
             prev_hash: prev.into(),
             hash: String::new(),
         };

@@ -25,6 +25,11 @@ pub enum Action {
     LayerDelete,
     ApiAuthenticate,
     PlatformStart,
+    /// A guest's use of a host capability (key-value, call, config,
+    /// outbound HTTP), decided by policy.
+    Capability,
+    PolicySet,
+    SvidRevoke,
 }
 
 impl Action {
@@ -43,6 +48,9 @@ impl Action {
             Action::LayerDelete => "layer.delete",
             Action::ApiAuthenticate => "api.authenticate",
             Action::PlatformStart => "platform.start",
+            Action::Capability => "capability",
+            Action::PolicySet => "policy.set",
+            Action::SvidRevoke => "svid.revoke",
         }
     }
 }
@@ -87,6 +95,7 @@ pub struct AuditRecord {
     pub(crate) duration: Option<Duration>,
     pub(crate) status: Option<u16>,
     pub(crate) invocation_id: Option<String>,
+    pub(crate) detail: Option<serde_json::Value>,
 }
 
 impl AuditRecord {
@@ -102,6 +111,7 @@ impl AuditRecord {
             duration: None,
             status: None,
             invocation_id: None,
+            detail: None,
         }
     }
     pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
@@ -130,6 +140,13 @@ impl AuditRecord {
     }
     pub fn invocation_id(mut self, id: impl Into<String>) -> Self {
         self.invocation_id = Some(limit(id.into()));
+        self
+    }
+    /// Structured detail: policy decisions and what they were about.
+    /// Serialized as JSON; callers keep it small (it is hashed and stored
+    /// with every record).
+    pub fn detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = Some(detail);
         self
     }
 }
@@ -167,6 +184,8 @@ pub struct StoredRecord {
     pub status: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub invocation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub detail: Option<serde_json::Value>,
     pub prev_hash: String,
     pub hash: String,
 }
@@ -186,6 +205,7 @@ impl From<AuditRow> for StoredRecord {
             duration_us: r.duration_us,
             status: r.status,
             invocation_id: r.invocation_id,
+            detail: r.detail.and_then(|d| serde_json::from_str(&d).ok()),
             prev_hash: r.prev_hash,
             hash: r.hash,
         }

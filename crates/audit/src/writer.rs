@@ -180,6 +180,7 @@ fn run_writer(
                     .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
                 status: r.status.map(i64::from),
                 invocation_id: r.invocation_id.clone(),
+                detail: r.detail.as_ref().map(ToString::to_string),
                 prev_hash: prev,
                 hash: String::new(),
             };

@@ -7,7 +7,11 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
-use zerofn_policy::{AdmissionQuery, PolicySet};
+use zerofn_policy::permissions::compile;
+use zerofn_policy::{
+    AdmissionQuery, KvGrant, Permissions, PolicySet, Principal, RequestContext, Resource,
+    RuntimeAction, RuntimePolicies, RuntimePoliciesBuilder, RuntimeRequest,
+};
 
 const TENANTS: usize = 999;
 
@@ -77,5 +81,73 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// 1,000 runtime policies: `tenants` tenants with functions whose manifests
+/// grant key-value access (one policy per grant), plus one hand-written
+/// forbid per tenant.
+fn runtime(tenants: usize, functions: usize, grants: usize) -> RuntimePolicies {
+    let mut b = RuntimePoliciesBuilder::new();
+    for t in 0..tenants {
+        let tenant = format!("t{t}");
+        for f in 0..functions {
+            let p = Permissions {
+                kv: (0..grants)
+                    .map(|g| KvGrant::parse(&format!("b{g}:read")).unwrap())
+                    .collect(),
+                ..Permissions::default()
+            };
+            b.add(
+                &tenant,
+                PolicySet::parse(&compile(&tenant, &format!("f{f}"), &p)).unwrap(),
+            );
+        }
+        b.add(
+            &tenant,
+            PolicySet::parse(&format!(
+                r#"@id("{tenant}-no-secrets") forbid (principal, action, resource == Zerofn::Bucket::"{tenant}/secrets");"#
+            ))
+            .unwrap(),
+        );
+    }
+    b.build().unwrap()
+}
+
+fn kv_get(tenant: &str, function: &str, bucket: &str) -> RuntimeRequest {
+    RuntimeRequest {
+        principal: Principal::Function {
+            tenant: tenant.into(),
+            name: function.into(),
+        },
+        action: RuntimeAction::KvGet,
+        resource: Resource::Bucket {
+            tenant: tenant.into(),
+            name: bucket.into(),
+        },
+        context: RequestContext::Key("order-42".into()),
+    }
+}
+
+fn bench_runtime(c: &mut Criterion) {
+    // 100 tenants x 9 functions x 1 grant + 100 forbids = 1,000 policies.
+    let spread = runtime(100, 9, 1);
+    assert_eq!(spread.len(), 1000);
+    let req = kv_get("t99", "f8", "b0");
+    let d = spread.decide(&req);
+    assert!(d.allowed, "{d:?}");
+    c.bench_function("policy/runtime_kv_get_1000_policies_100_tenants", |b| {
+        b.iter(|| std::hint::black_box(spread.decide(std::hint::black_box(&req))))
+    });
+
+    // One tenant holding all 1,000: 111 functions x 9 grants + 1 forbid.
+    let one = runtime(1, 111, 9);
+    assert_eq!(one.len(), 1000);
+    let req = kv_get("t0", "f110", "b8");
+    assert!(one.decide(&req).allowed);
+    c.bench_function("policy/runtime_kv_get_1000_policies_1_tenant", |b| {
+        b.iter(|| std::hint::black_box(one.decide(std::hint::black_box(&req))))
+    });
+    let denied = kv_get("t0", "f110", "secrets");
+    assert!(!one.decide(&denied).allowed);
+}
+
+criterion_group!(benches, bench, bench_runtime);
 criterion_main!(benches);

@@ -18,6 +18,8 @@
 
 mod admission;
 mod error;
+pub mod permissions;
+mod runtime;
 
 use std::collections::BTreeSet;
 use std::str::FromStr;
@@ -29,6 +31,11 @@ use cedar_policy::{
 
 pub use admission::{AdmissionQuery, DEFAULT_ADMISSION_POLICY};
 pub use error::PolicyError;
+pub use permissions::{InvokeSource, KvGrant, KvMode, Permissions};
+pub use runtime::{
+    Principal, RequestContext, Resource, RuntimeAction, RuntimePolicies, RuntimePoliciesBuilder,
+    RuntimeRequest, Source,
+};
 
 /// The schema text, for `zerofn policy schema` and documentation.
 pub const SCHEMA_TEXT: &str = include_str!("schema.cedarschema");
@@ -218,6 +225,11 @@ fn decide(
     let entities = Entities::from_json_value(entities, Some(schema))
         .map_err(|e| PolicyError::Request(render(&e)))?;
     let response = Authorizer::new().is_authorized(&request, &set.set, &entities);
+    Ok(decision_of(&response))
+}
+
+/// A Cedar response as a [`Decision`]; any evaluation error denies.
+fn decision_of(response: &cedar_policy::Response) -> Decision {
     let errors: Vec<String> = response
         .diagnostics()
         .errors()
@@ -230,11 +242,11 @@ fn decide(
         .map(|id| id.to_string())
         .collect();
     determining.sort();
-    Ok(Decision {
+    Decision {
         allowed,
         determining,
         errors,
-    })
+    }
 }
 
 fn uid(type_name: &str, id: &str) -> Result<EntityUid, PolicyError> {

@@ -41,14 +41,29 @@ pub mod limits {
 /// One key-value operation on a bucket the guest opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KvOp {
-    Get { key: String },
-    Exists { key: String },
-    Set { key: String, value: Bytes },
-    Delete { key: String },
+    Get {
+        key: String,
+    },
+    Exists {
+        key: String,
+    },
+    Set {
+        key: String,
+        value: Bytes,
+    },
+    Delete {
+        key: String,
+    },
     /// Keys in order, starting after position `cursor` (0 = first page).
-    ListKeys { cursor: u64 },
-    /// Atomic add to a little-endian u64 value (absent = 0).
-    Increment { key: String, delta: u64 },
+    ListKeys {
+        cursor: u64,
+    },
+    /// Atomic add to a value holding a decimal u64 (absent = 0), stored
+    /// back as decimal text, as wasmtime-wasi-keyvalue does.
+    Increment {
+        key: String,
+        delta: u64,
+    },
 }
 
 /// What a key-value operation returned.
@@ -57,7 +72,10 @@ pub enum KvOutcome {
     Value(Option<Bytes>),
     Exists(bool),
     Done,
-    Keys { keys: Vec<String>, cursor: Option<u64> },
+    Keys {
+        keys: Vec<String>,
+        cursor: Option<u64>,
+    },
     Counter(u64),
 }
 
@@ -154,11 +172,19 @@ impl HostCapabilities for NoCapabilities {
         &'a self,
         _key: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, CapabilityError>> {
-        Box::pin(async { Err(CapabilityError::Denied("no configuration is granted".into())) })
+        Box::pin(async {
+            Err(CapabilityError::Denied(
+                "no configuration is granted".into(),
+            ))
+        })
     }
 
     fn config_get_all(&self) -> BoxFuture<'_, Result<Vec<(String, String)>, CapabilityError>> {
-        Box::pin(async { Err(CapabilityError::Denied("no configuration is granted".into())) })
+        Box::pin(async {
+            Err(CapabilityError::Denied(
+                "no configuration is granted".into(),
+            ))
+        })
     }
 
     fn outbound(

@@ -20,11 +20,14 @@ pub struct AuditRow {
     pub duration_us: Option<i64>,
     pub status: Option<i64>,
     pub invocation_id: Option<String>,
+    /// Structured detail (JSON text): the policy decisions of an
+    /// invocation or capability call. Absent on older records.
+    pub detail: Option<String>,
     pub prev_hash: String,
     pub hash: String,
 }
 
-const COLUMNS: &str = "seq, time, actor, action, tenant, function, digest, decision, reason, duration_us, status, invocation_id, prev_hash, hash";
+const COLUMNS: &str = "seq, time, actor, action, tenant, function, digest, decision, reason, duration_us, status, invocation_id, prev_hash, hash, detail";
 
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
     Ok(AuditRow {
@@ -42,6 +45,7 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
         invocation_id: r.get(11)?,
         prev_hash: r.get(12)?,
         hash: r.get(13)?,
+        detail: r.get(14)?,
     })
 }
 
@@ -119,7 +123,7 @@ impl AuditWriter {
         let tx = self.conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(&format!(
-                "INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                "INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
             ))?;
             for r in rows {
                 stmt.execute(params![
@@ -136,7 +140,8 @@ impl AuditWriter {
                     r.status,
                     r.invocation_id,
                     r.prev_hash,
-                    r.hash
+                    r.hash,
+                    r.detail
                 ])?;
             }
         }

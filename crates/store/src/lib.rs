@@ -21,7 +21,9 @@ mod admission_rules;
 mod audit_rows;
 mod deployments;
 mod error;
+mod kv;
 mod layers;
+mod policies;
 mod tenants;
 
 use std::path::{Path, PathBuf};
@@ -33,7 +35,9 @@ pub use admission_rules::{AdmissionSettingsRow, TenantIdentityRow};
 pub use audit_rows::{AuditDurability, AuditFlusher, AuditRow, AuditWriter};
 pub use deployments::{DeploymentRow, DeploymentSummary};
 pub use error::StoreError;
+pub use kv::IncrementError;
 pub use layers::{LayerRow, LayerSummary};
+pub use policies::TenantPolicyRow;
 pub use tenants::{TenantKeyRow, TenantRow};
 
 /// File name of the database inside the data directory.
@@ -115,7 +119,25 @@ CREATE TABLE IF NOT EXISTS audit (
     status         INTEGER,
     invocation_id  TEXT,
     prev_hash      TEXT NOT NULL,
-    hash           TEXT NOT NULL
+    hash           TEXT NOT NULL,
+    detail         TEXT
+) STRICT;
+CREATE TABLE IF NOT EXISTS kv (
+    tenant  TEXT NOT NULL,
+    bucket  TEXT NOT NULL,
+    key     TEXT NOT NULL,
+    value   BLOB NOT NULL,
+    PRIMARY KEY (tenant, bucket, key)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tenant_policies (
+    tenant      TEXT PRIMARY KEY REFERENCES tenants(name) ON DELETE CASCADE,
+    policy      TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS revoked_serials (
+    serial      TEXT PRIMARY KEY,
+    not_after   INTEGER NOT NULL,
+    revoked_at  TEXT NOT NULL
 ) STRICT;
 "#;
 
@@ -219,6 +241,12 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         .exists([])?;
     if !has_composed {
         conn.execute_batch("ALTER TABLE deployments ADD COLUMN composed_digest TEXT")?;
+    }
+    let has_detail = conn
+        .prepare("SELECT 1 FROM pragma_table_info('audit') WHERE name = 'detail'")?
+        .exists([])?;
+    if !has_detail {
+        conn.execute_batch("ALTER TABLE audit ADD COLUMN detail TEXT")?;
     }
     Ok(())
 }

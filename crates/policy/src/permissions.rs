@@ -1,0 +1,337 @@
+//! A function's declared permissions (the manifest's `[permissions]` and
+//! `[invoke]` tables) and their compilation to Cedar.
+//!
+//! The short forms are what a tenant writes; the Cedar they compile to is
+//! what decides, and is what `zerofn policy show` prints. Every compiled
+//! policy is scoped with `principal ==` or `resource ==` one entity of the
+//! function's own tenant, so a manifest can grant nothing outside it except
+//! an explicitly named caller tenant in `[invoke]`.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use crate::PolicyError;
+
+/// How a function may use one key-value bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KvMode {
+    Read,
+    Write,
+    ReadWrite,
+}
+
+impl KvMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KvMode::Read => "read",
+            KvMode::Write => "write",
+            KvMode::ReadWrite => "read-write",
+        }
+    }
+
+    /// Whether this grant covers the operation class (`kv.read` / `kv.write`).
+    pub fn covers(self, write: bool) -> bool {
+        match self {
+            KvMode::Read => !write,
+            KvMode::Write => write,
+            KvMode::ReadWrite => true,
+        }
+    }
+}
+
+/// One key-value grant: `"<bucket>:<mode>"`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KvGrant {
+    pub bucket: String,
+    pub mode: KvMode,
+}
+
+impl KvGrant {
+    /// Parses `orders:read`, `cache:read-write`, `log:write`.
+    pub fn parse(text: &str) -> Result<KvGrant, String> {
+        let (bucket, mode) = text.rsplit_once(':').ok_or_else(|| {
+            format!(
+                "`{}` is not `<bucket>:<read|write|read-write>`",
+                text.escape_debug()
+            )
+        })?;
+        valid_name(bucket).map_err(|why| format!("bucket `{}` {why}", bucket.escape_debug()))?;
+        let mode = match mode {
+            "read" => KvMode::Read,
+            "write" => KvMode::Write,
+            "read-write" => KvMode::ReadWrite,
+            other => {
+                return Err(format!(
+                    "`{}`: the access must be read, write or read-write, not `{}`",
+                    text.escape_debug(),
+                    other.escape_debug()
+                ))
+            }
+        };
+        Ok(KvGrant {
+            bucket: bucket.to_owned(),
+            mode,
+        })
+    }
+}
+
+impl std::fmt::Display for KvGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.bucket, self.mode.as_str())
+    }
+}
+
+/// Who may invoke a function (`[invoke] from = [...]`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum InvokeSource {
+    /// `"public"`: anyone through the gateway.
+    Public,
+    /// `"<name>"`: a function of the same tenant.
+    Function(String),
+    /// `"tenant:<t>"`: any function of tenant `t`.
+    Tenant(String),
+    /// `"event:<name>"`: an event source of the same tenant.
+    Event(String),
+}
+
+impl InvokeSource {
+    pub fn parse(text: &str) -> Result<InvokeSource, String> {
+        let named = |kind: &str, name: &str| {
+            valid_name(name)
+                .map_err(|why| format!("{kind} `{}` {why}", name.escape_debug()))
+                .map(|()| name.to_owned())
+        };
+        if text == "public" {
+            Ok(InvokeSource::Public)
+        } else if let Some(t) = text.strip_prefix("tenant:") {
+            named("tenant", t).map(InvokeSource::Tenant)
+        } else if let Some(e) = text.strip_prefix("event:") {
+            named("event source", e).map(InvokeSource::Event)
+        } else if text.contains(':') {
+            Err(format!(
+                "`{}` is not `public`, a function name, `tenant:<name>` or `event:<name>`",
+                text.escape_debug()
+            ))
+        } else {
+            named("function", text).map(InvokeSource::Function)
+        }
+    }
+}
+
+impl std::fmt::Display for InvokeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InvokeSource::Public => f.write_str("public"),
+            InvokeSource::Function(n) => f.write_str(n),
+            InvokeSource::Tenant(t) => write!(f, "tenant:{t}"),
+            InvokeSource::Event(e) => write!(f, "event:{e}"),
+        }
+    }
+}
+
+/// Everything a manifest grants or allows for one function.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Permissions {
+    pub kv: BTreeSet<KvGrant>,
+    /// Functions of the same tenant this one may call.
+    pub call: BTreeSet<String>,
+    /// Whether the function may read its own `[config]` values.
+    pub config: bool,
+    /// Who may invoke it.
+    pub invoke_from: BTreeSet<InvokeSource>,
+}
+
+/// Names of buckets, functions, tenants and event sources in grants:
+/// lower-case letters, digits and `-`, 1 to 63 characters, like tenant and
+/// function names.
+fn valid_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 63 {
+        return Err("must be 1 to 63 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err("may hold only a-z, 0-9 and -");
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Err("may not start or end with -");
+    }
+    Ok(())
+}
+
+/// Checks a bucket name a guest passes at run time (same rule as grants).
+pub fn valid_bucket_name(name: &str) -> Result<(), &'static str> {
+    valid_name(name)
+}
+
+/// The Cedar string literal for `s` (names are validated, but escape
+/// anyway so a future relaxation cannot inject policy text).
+fn lit(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The Cedar uid text of a function.
+pub fn function_uid(tenant: &str, name: &str) -> String {
+    format!("Zerofn::Function::{}", lit(&format!("{tenant}/{name}")))
+}
+
+/// Compiles `permissions` of function `tenant/name` to Cedar policies with
+/// ids `<tenant>/<name>/<what>`, in a stable order.
+pub fn compile(tenant: &str, name: &str, permissions: &Permissions) -> String {
+    let me = function_uid(tenant, name);
+    let mut out = String::new();
+    for grant in &permissions.kv {
+        let actions = match grant.mode {
+            KvMode::Read => r#"action in Zerofn::Action::"kv.read""#.to_owned(),
+            KvMode::Write => r#"action in Zerofn::Action::"kv.write""#.to_owned(),
+            KvMode::ReadWrite => {
+                r#"action in [Zerofn::Action::"kv.read", Zerofn::Action::"kv.write"]"#.to_owned()
+            }
+        };
+        let _ = writeln!(
+            out,
+            "@id({id})\npermit (principal == {me}, {actions}, resource == Zerofn::Bucket::{bucket});",
+            id = lit(&format!("{tenant}/{name}/kv/{grant}")),
+            bucket = lit(&format!("{tenant}/{}", grant.bucket)),
+        );
+    }
+    for callee in &permissions.call {
+        let _ = writeln!(
+            out,
+            "@id({id})\npermit (principal == {me}, action == Zerofn::Action::\"call\", resource == {callee_uid});",
+            id = lit(&format!("{tenant}/{name}/call/{callee}")),
+            callee_uid = function_uid(tenant, callee),
+        );
+    }
+    if permissions.config {
+        let _ = writeln!(
+            out,
+            "@id({id})\npermit (principal == {me}, action == Zerofn::Action::\"config.read\", resource == {me});",
+            id = lit(&format!("{tenant}/{name}/config")),
+        );
+    }
+    for source in &permissions.invoke_from {
+        let principal = match source {
+            InvokeSource::Public => r#"principal == Zerofn::Caller::"public""#.to_owned(),
+            InvokeSource::Function(f) => format!("principal == {}", function_uid(tenant, f)),
+            InvokeSource::Tenant(t) => format!("principal in Zerofn::Tenant::{}", lit(t)),
+            InvokeSource::Event(e) => format!(
+                "principal == Zerofn::EventSource::{}",
+                lit(&format!("{tenant}/{e}"))
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "@id({id})\npermit ({principal}, action == Zerofn::Action::\"invoke\", resource == {me});",
+            id = lit(&format!("{tenant}/{name}/invoke/{source}")),
+        );
+    }
+    out
+}
+
+/// Parses the compiled text back, for callers that want to be sure the
+/// compilation validates (it always should: tests check every form).
+pub fn compile_checked(
+    tenant: &str,
+    name: &str,
+    permissions: &Permissions,
+) -> Result<String, PolicyError> {
+    let text = compile(tenant, name, permissions);
+    crate::PolicySet::parse(&text)?;
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_forms_parse_and_bad_ones_are_named() {
+        assert_eq!(
+            KvGrant::parse("orders:read").unwrap(),
+            KvGrant {
+                bucket: "orders".into(),
+                mode: KvMode::Read
+            }
+        );
+        assert_eq!(
+            KvGrant::parse("cache:read-write").unwrap().mode,
+            KvMode::ReadWrite
+        );
+        assert!(KvGrant::parse("orders")
+            .unwrap_err()
+            .contains("<bucket>:<read|write|read-write>"));
+        assert!(KvGrant::parse("orders:admin")
+            .unwrap_err()
+            .contains("not `admin`"));
+        assert!(KvGrant::parse("Orders:read").unwrap_err().contains("a-z"));
+        assert!(KvGrant::parse("a\"b:read").is_err());
+        assert_eq!(InvokeSource::parse("public").unwrap(), InvokeSource::Public);
+        assert_eq!(
+            InvokeSource::parse("tenant:partner").unwrap(),
+            InvokeSource::Tenant("partner".into())
+        );
+        assert_eq!(
+            InvokeSource::parse("event:orders").unwrap(),
+            InvokeSource::Event("orders".into())
+        );
+        assert!(InvokeSource::parse("role:admin").is_err());
+    }
+
+    #[test]
+    fn every_form_compiles_to_valid_cedar_with_stable_ids() {
+        let p = Permissions {
+            kv: [
+                KvGrant::parse("orders:read").unwrap(),
+                KvGrant::parse("cache:read-write").unwrap(),
+                KvGrant::parse("log:write").unwrap(),
+            ]
+            .into(),
+            call: ["billing".to_owned()].into(),
+            config: true,
+            invoke_from: [
+                InvokeSource::Public,
+                InvokeSource::Function("checkout".into()),
+                InvokeSource::Tenant("partner".into()),
+                InvokeSource::Event("orders".into()),
+            ]
+            .into(),
+        };
+        let text = compile_checked("acme", "shop", &p).unwrap();
+        let set = crate::PolicySet::parse(&text).unwrap();
+        assert_eq!(
+            set.ids(),
+            [
+                "acme/shop/kv/cache:read-write",
+                "acme/shop/kv/log:write",
+                "acme/shop/kv/orders:read",
+                "acme/shop/call/billing",
+                "acme/shop/config",
+                "acme/shop/invoke/public",
+                "acme/shop/invoke/checkout",
+                "acme/shop/invoke/tenant:partner",
+                "acme/shop/invoke/event:orders",
+            ]
+        );
+        assert!(text.contains(r#"resource == Zerofn::Bucket::"acme/orders""#));
+    }
+
+    #[test]
+    fn literals_are_escaped() {
+        assert_eq!(lit("a\"b\\c"), r#""a\"b\\c""#);
+    }
+}

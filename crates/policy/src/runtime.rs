@@ -1,0 +1,747 @@
+//! Runtime decisions: may this caller invoke this function, may this
+//! function use this capability?
+//!
+//! Policies are kept per tenant ([`RuntimePolicies`]): the policies compiled
+//! from each deployed function's manifest plus the tenant's hand-written
+//! set. A request is decided by the set of the tenant that owns the
+//! decision: the callee's tenant for `invoke` (resource-based: the callee
+//! says who may call it), the calling function's tenant for everything a
+//! function does (`kv.*`, `call`, `config.read`, `http.outbound`). A tenant's
+//! policies therefore never take part in another tenant's decisions, and
+//! one decision evaluates only its tenant's policies however many the
+//! platform holds.
+//!
+//! Requests are built here from typed values, not JSON: entities and
+//! context go straight to Cedar's values, which is most of what makes a
+//! decision fast (see the `decide` benchmark).
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use cedar_policy::{
+    Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request,
+    RestrictedExpression,
+};
+
+use crate::{schema, Decision, PolicyError, PolicySet};
+
+/// Who is asking.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Principal {
+    /// An anonymous caller through the public gateway.
+    Public,
+    /// A function, identified by its verified SPIFFE identity.
+    Function { tenant: String, name: String },
+    /// An event source of a tenant.
+    EventSource { tenant: String, name: String },
+}
+
+impl Principal {
+    /// The tenant a principal belongs to, if any.
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Principal::Public => None,
+            Principal::Function { tenant, .. } | Principal::EventSource { tenant, .. } => {
+                Some(tenant)
+            }
+        }
+    }
+
+    /// `Zerofn::Function::"acme/hello"` and so on, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Principal::Public => r#"Zerofn::Caller::"public""#.to_owned(),
+            Principal::Function { tenant, name } => {
+                format!(r#"Zerofn::Function::"{tenant}/{name}""#)
+            }
+            Principal::EventSource { tenant, name } => {
+                format!(r#"Zerofn::EventSource::"{tenant}/{name}""#)
+            }
+        }
+    }
+}
+
+/// What is acted on.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Resource {
+    Function { tenant: String, name: String },
+    Bucket { tenant: String, name: String },
+    Host(String),
+}
+
+impl Resource {
+    pub fn describe(&self) -> String {
+        match self {
+            Resource::Function { tenant, name } => {
+                format!(r#"Zerofn::Function::"{tenant}/{name}""#)
+            }
+            Resource::Bucket { tenant, name } => format!(r#"Zerofn::Bucket::"{tenant}/{name}""#),
+            Resource::Host(h) => format!(r#"Zerofn::Host::"{}""#, h.escape_debug()),
+        }
+    }
+}
+
+/// The runtime actions of the schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RuntimeAction {
+    Invoke,
+    KvGet,
+    KvList,
+    KvPut,
+    KvDelete,
+    Call,
+    HttpOutbound,
+    ConfigRead,
+}
+
+impl RuntimeAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeAction::Invoke => "invoke",
+            RuntimeAction::KvGet => "kv.get",
+            RuntimeAction::KvList => "kv.list",
+            RuntimeAction::KvPut => "kv.put",
+            RuntimeAction::KvDelete => "kv.delete",
+            RuntimeAction::Call => "call",
+            RuntimeAction::HttpOutbound => "http.outbound",
+            RuntimeAction::ConfigRead => "config.read",
+        }
+    }
+
+    /// For key-value actions, whether it writes.
+    pub fn is_kv_write(self) -> bool {
+        matches!(self, RuntimeAction::KvPut | RuntimeAction::KvDelete)
+    }
+}
+
+/// Where an invocation came from (the schema's `Source`).
+#[derive(Clone, Debug, Default)]
+pub struct Source {
+    /// "gateway", "function" or "event".
+    pub kind: &'static str,
+    pub ip: Option<std::net::IpAddr>,
+    pub spiffe_id: Option<String>,
+    pub tenant: Option<String>,
+    pub function: Option<String>,
+}
+
+/// The context of one request, typed per action.
+#[derive(Clone, Debug)]
+pub enum RequestContext {
+    Invoke {
+        method: String,
+        path: String,
+        source: Source,
+        depth: u32,
+    },
+    Key(String),
+    List(u64),
+    Call {
+        method: String,
+        path: String,
+    },
+    Outbound {
+        method: String,
+        url: String,
+    },
+}
+
+/// One runtime authorization request.
+#[derive(Clone, Debug)]
+pub struct RuntimeRequest {
+    pub principal: Principal,
+    pub action: RuntimeAction,
+    pub resource: Resource,
+    pub context: RequestContext,
+}
+
+impl RuntimeRequest {
+    /// The tenant whose policies decide this request (see the module doc),
+    /// or `None` when no tenant's policies can (a public caller acting on
+    /// something other than a function: always denied).
+    pub fn deciding_tenant(&self) -> Option<&str> {
+        match (self.action, &self.resource) {
+            (RuntimeAction::Invoke, Resource::Function { tenant, .. }) => Some(tenant),
+            (RuntimeAction::Invoke, _) => None,
+            _ => self.principal.tenant(),
+        }
+    }
+}
+
+/// Scope key of a policy: the entity its `principal ==` and its
+/// `resource ==` name, when they name one.
+type ScopeKey = (Option<EntityUid>, Option<EntityUid>);
+
+/// Most (principal, resource) pairs a tenant keeps prepared.
+const PREPARED_CACHE: usize = 4096;
+
+/// The policies of one tenant, compiled and hand-written, indexed by
+/// scope: a policy whose scope says `principal == P` can only match
+/// requests from P (likewise for `resource ==`), so a request is checked
+/// only against the policies that could match it. Cedar evaluates every
+/// policy in the set it is given; the index keeps that set small however
+/// many policies the tenant has.
+struct TenantSet {
+    buckets: HashMap<ScopeKey, Vec<cedar_policy::Policy>>,
+    len: usize,
+    prepared: std::sync::Mutex<HashMap<(Principal, Resource), Arc<Prepared>>>,
+}
+
+/// What a (principal, resource) pair needs for every decision about it:
+/// the candidate policies and the entities with their hierarchy (whose
+/// transitive closure is most of the cost of building them).
+struct Prepared {
+    set: cedar_policy::PolicySet,
+    entities: Entities,
+}
+
+impl TenantSet {
+    fn prepared(
+        &self,
+        principal: &Principal,
+        resource: &Resource,
+    ) -> Result<Arc<Prepared>, PolicyError> {
+        let key = (principal.clone(), resource.clone());
+        if let Ok(cache) = self.prepared.lock() {
+            if let Some(p) = cache.get(&key) {
+                return Ok(p.clone());
+            }
+        }
+        let principal_entity = principal_entity(principal)?;
+        let resource_entity = resource_entity(resource)?;
+        let p_uid = principal_entity.uid();
+        let r_uid = resource_entity.uid();
+        let mut set = cedar_policy::PolicySet::new();
+        for scope in [
+            (Some(p_uid.clone()), Some(r_uid.clone())),
+            (Some(p_uid.clone()), None),
+            (None, Some(r_uid.clone())),
+            (None, None),
+        ] {
+            for policy in self.buckets.get(&scope).into_iter().flatten() {
+                set.add(policy.clone())
+                    .map_err(|_| PolicyError::DuplicateId {
+                        id: policy.id().to_string(),
+                    })?;
+            }
+        }
+        let mut entities = vec![principal_entity, resource_entity];
+        for tenant in [principal.tenant(), resource_tenant(resource)]
+            .into_iter()
+            .flatten()
+        {
+            let uid = typed_uid(&types()?.tenant, tenant);
+            if !entities.iter().any(|e| e.uid() == uid) {
+                entities.push(Entity::new_no_attrs(uid, HashSet::new()));
+            }
+        }
+        entities.extend(action_entities()?.iter().cloned());
+        let entities = Entities::from_entities(entities, None)
+            .map_err(|e| PolicyError::Request(e.to_string()))?;
+        let prepared = Arc::new(Prepared { set, entities });
+        if let Ok(mut cache) = self.prepared.lock() {
+            if cache.len() >= PREPARED_CACHE {
+                cache.clear();
+            }
+            cache.insert(key, prepared.clone());
+        }
+        Ok(prepared)
+    }
+}
+
+fn scope_key(policy: &cedar_policy::Policy) -> ScopeKey {
+    let principal = match policy.principal_constraint() {
+        cedar_policy::PrincipalConstraint::Eq(uid) => Some(uid),
+        _ => None,
+    };
+    let resource = match policy.resource_constraint() {
+        cedar_policy::ResourceConstraint::Eq(uid) => Some(uid),
+        _ => None,
+    };
+    (principal, resource)
+}
+
+/// Every tenant's runtime policies. Immutable: a change builds a new value
+/// (with [`RuntimePoliciesBuilder`]) which the platform swaps in whole.
+#[derive(Clone, Default)]
+pub struct RuntimePolicies {
+    tenants: HashMap<String, Arc<TenantSet>>,
+}
+
+impl std::fmt::Debug for RuntimePolicies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimePolicies")
+            .field("tenants", &self.tenants.len())
+            .field("policies", &self.len())
+            .finish()
+    }
+}
+
+/// Collects validated sets per tenant, then merges them.
+#[derive(Default)]
+pub struct RuntimePoliciesBuilder {
+    tenants: HashMap<String, Vec<PolicySet>>,
+}
+
+impl RuntimePoliciesBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a validated set to `tenant`'s policies.
+    pub fn add(&mut self, tenant: &str, set: PolicySet) -> &mut Self {
+        self.tenants.entry(tenant.to_owned()).or_default().push(set);
+        self
+    }
+
+    /// Merges each tenant's sets. Fails if two sets of one tenant use the
+    /// same policy id (compiled ids are `<tenant>/<fn>/...`; hand-written
+    /// ones must not collide with them).
+    pub fn build(self) -> Result<RuntimePolicies, PolicyError> {
+        let mut tenants = HashMap::new();
+        for (tenant, sets) in self.tenants {
+            let mut ids = HashSet::new();
+            let mut buckets: HashMap<ScopeKey, Vec<cedar_policy::Policy>> = HashMap::new();
+            for set in sets {
+                for policy in set.set.policies() {
+                    if !ids.insert(policy.id().to_string()) {
+                        return Err(PolicyError::DuplicateId {
+                            id: policy.id().to_string(),
+                        });
+                    }
+                    buckets
+                        .entry(scope_key(policy))
+                        .or_default()
+                        .push(policy.clone());
+                }
+            }
+            tenants.insert(
+                tenant,
+                Arc::new(TenantSet {
+                    buckets,
+                    len: ids.len(),
+                    prepared: std::sync::Mutex::new(HashMap::new()),
+                }),
+            );
+        }
+        Ok(RuntimePolicies { tenants })
+    }
+}
+
+impl RuntimePolicies {
+    /// Number of policies over all tenants.
+    pub fn len(&self) -> usize {
+        self.tenants.values().map(|t| t.len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Decides `request`. Never fails open: a request that cannot be built
+    /// or evaluated is a denial with the reason in `errors`.
+    pub fn decide(&self, request: &RuntimeRequest) -> Decision {
+        match self.try_decide(request) {
+            Ok(d) => d,
+            Err(e) => Decision {
+                allowed: false,
+                determining: Vec::new(),
+                errors: vec![e.to_string()],
+            },
+        }
+    }
+
+    fn try_decide(&self, request: &RuntimeRequest) -> Result<Decision, PolicyError> {
+        let Some(set) = request.deciding_tenant().and_then(|t| self.tenants.get(t)) else {
+            return Ok(Decision {
+                allowed: false,
+                determining: Vec::new(),
+                errors: Vec::new(),
+            });
+        };
+        let prepared = set.prepared(&request.principal, &request.resource)?;
+        let cedar_request = Request::new(
+            uid_of_principal(&request.principal)?,
+            action_uid(request.action)?,
+            uid_of_resource(&request.resource)?,
+            context(&request.context)?,
+            None::<&cedar_policy::Schema>,
+        )
+        .map_err(|e| PolicyError::Request(e.to_string()))?;
+        let response =
+            Authorizer::new().is_authorized(&cedar_request, &prepared.set, &prepared.entities);
+        Ok(crate::decision_of(&response))
+    }
+}
+
+/// Type names parsed once.
+struct Types {
+    tenant: EntityTypeName,
+    function: EntityTypeName,
+    bucket: EntityTypeName,
+    host: EntityTypeName,
+    caller: EntityTypeName,
+    event_source: EntityTypeName,
+    action: EntityTypeName,
+}
+
+fn types() -> Result<&'static Types, PolicyError> {
+    static TYPES: std::sync::OnceLock<Result<Types, String>> = std::sync::OnceLock::new();
+    TYPES
+        .get_or_init(|| {
+            let t = |name: &str| EntityTypeName::from_str(name).map_err(|e| e.to_string());
+            Ok(Types {
+                tenant: t("Zerofn::Tenant")?,
+                function: t("Zerofn::Function")?,
+                bucket: t("Zerofn::Bucket")?,
+                host: t("Zerofn::Host")?,
+                caller: t("Zerofn::Caller")?,
+                event_source: t("Zerofn::EventSource")?,
+                action: t("Zerofn::Action")?,
+            })
+        })
+        .as_ref()
+        .map_err(|e| PolicyError::Schema(e.clone()))
+}
+
+fn typed_uid(type_name: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(type_name.clone(), EntityId::new(id))
+}
+
+/// The schema's action entities (with the `kv.read`/`kv.write` groups),
+/// built once, so `action in Zerofn::Action::"kv.read"` works.
+fn action_entities() -> Result<&'static Vec<Entity>, PolicyError> {
+    static ACTIONS: std::sync::OnceLock<Result<Vec<Entity>, String>> = std::sync::OnceLock::new();
+    ACTIONS
+        .get_or_init(|| {
+            let schema = schema().map_err(|e| e.to_string())?;
+            let entities = schema.action_entities().map_err(|e| e.to_string())?;
+            Ok(entities.iter().cloned().collect())
+        })
+        .as_ref()
+        .map_err(|e| PolicyError::Schema(e.clone()))
+}
+
+fn action_uid(action: RuntimeAction) -> Result<EntityUid, PolicyError> {
+    Ok(typed_uid(&types()?.action, action.as_str()))
+}
+
+fn named_entity(
+    type_name: &EntityTypeName,
+    tenant: &str,
+    name: &str,
+) -> Result<Entity, PolicyError> {
+    let uid = typed_uid(type_name, &format!("{tenant}/{name}"));
+    let attrs = HashMap::from([
+        (
+            "tenant".to_owned(),
+            RestrictedExpression::new_string(tenant.to_owned()),
+        ),
+        (
+            "name".to_owned(),
+            RestrictedExpression::new_string(name.to_owned()),
+        ),
+    ]);
+    let parents = HashSet::from([typed_uid(&types()?.tenant, tenant)]);
+    Entity::new(uid, attrs, parents).map_err(|e| PolicyError::Request(e.to_string()))
+}
+
+fn uid_of_principal(p: &Principal) -> Result<EntityUid, PolicyError> {
+    let t = types()?;
+    Ok(match p {
+        Principal::Public => typed_uid(&t.caller, "public"),
+        Principal::Function { tenant, name } => typed_uid(&t.function, &format!("{tenant}/{name}")),
+        Principal::EventSource { tenant, name } => {
+            typed_uid(&t.event_source, &format!("{tenant}/{name}"))
+        }
+    })
+}
+
+fn uid_of_resource(r: &Resource) -> Result<EntityUid, PolicyError> {
+    let t = types()?;
+    Ok(match r {
+        Resource::Function { tenant, name } => typed_uid(&t.function, &format!("{tenant}/{name}")),
+        Resource::Bucket { tenant, name } => typed_uid(&t.bucket, &format!("{tenant}/{name}")),
+        Resource::Host(h) => typed_uid(&t.host, h),
+    })
+}
+
+fn principal_entity(p: &Principal) -> Result<Entity, PolicyError> {
+    match p {
+        Principal::Public => Ok(Entity::new_no_attrs(
+            typed_uid(&types()?.caller, "public"),
+            HashSet::new(),
+        )),
+        Principal::Function { tenant, name } => named_entity(&types()?.function, tenant, name),
+        Principal::EventSource { tenant, name } => {
+            named_entity(&types()?.event_source, tenant, name)
+        }
+    }
+}
+
+fn resource_entity(r: &Resource) -> Result<Entity, PolicyError> {
+    match r {
+        Resource::Function { tenant, name } => named_entity(&types()?.function, tenant, name),
+        Resource::Bucket { tenant, name } => named_entity(&types()?.bucket, tenant, name),
+        Resource::Host(h) => Entity::new(
+            typed_uid(&types()?.host, h),
+            HashMap::from([(
+                "name".to_owned(),
+                RestrictedExpression::new_string(h.clone()),
+            )]),
+            HashSet::new(),
+        )
+        .map_err(|e| PolicyError::Request(e.to_string())),
+    }
+}
+
+fn resource_tenant(r: &Resource) -> Option<&str> {
+    match r {
+        Resource::Function { tenant, .. } | Resource::Bucket { tenant, .. } => Some(tenant),
+        Resource::Host(_) => None,
+    }
+}
+
+fn s(v: &str) -> RestrictedExpression {
+    RestrictedExpression::new_string(v.to_owned())
+}
+
+fn long(v: u64) -> RestrictedExpression {
+    RestrictedExpression::new_long(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+fn context(c: &RequestContext) -> Result<Context, PolicyError> {
+    let pairs: Vec<(String, RestrictedExpression)> = match c {
+        RequestContext::Invoke {
+            method,
+            path,
+            source,
+            depth,
+        } => {
+            let mut fields = vec![("kind".to_owned(), s(source.kind))];
+            if let Some(ip) = source.ip {
+                fields.push((
+                    "ip".to_owned(),
+                    RestrictedExpression::new_ip(ip.to_string()),
+                ));
+            }
+            for (k, v) in [
+                ("spiffeId", &source.spiffe_id),
+                ("tenant", &source.tenant),
+                ("function", &source.function),
+            ] {
+                if let Some(v) = v {
+                    fields.push((k.to_owned(), s(v)));
+                }
+            }
+            let source = RestrictedExpression::new_record(fields)
+                .map_err(|e| PolicyError::Request(e.to_string()))?;
+            vec![
+                ("method".to_owned(), s(method)),
+                ("path".to_owned(), s(path)),
+                ("source".to_owned(), source),
+                ("depth".to_owned(), long(u64::from(*depth))),
+            ]
+        }
+        RequestContext::Key(key) => vec![("key".to_owned(), s(key))],
+        RequestContext::List(cursor) => vec![("cursor".to_owned(), long(*cursor))],
+        RequestContext::Call { method, path } => vec![
+            ("method".to_owned(), s(method)),
+            ("path".to_owned(), s(path)),
+        ],
+        RequestContext::Outbound { method, url } => {
+            vec![("method".to_owned(), s(method)), ("url".to_owned(), s(url))]
+        }
+    };
+    Context::from_pairs(pairs).map_err(|e| PolicyError::Request(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::permissions::{compile, InvokeSource, KvGrant, Permissions};
+
+    fn function(tenant: &str, name: &str) -> Principal {
+        Principal::Function {
+            tenant: tenant.into(),
+            name: name.into(),
+        }
+    }
+
+    fn kv(tenant: &str, name: &str, action: RuntimeAction, bucket: &str) -> RuntimeRequest {
+        RuntimeRequest {
+            principal: function(tenant, name),
+            action,
+            resource: Resource::Bucket {
+                tenant: tenant.into(),
+                name: bucket.into(),
+            },
+            context: RequestContext::Key("k".into()),
+        }
+    }
+
+    fn invoke(principal: Principal, tenant: &str, name: &str) -> RuntimeRequest {
+        RuntimeRequest {
+            principal,
+            action: RuntimeAction::Invoke,
+            resource: Resource::Function {
+                tenant: tenant.into(),
+                name: name.into(),
+            },
+            context: RequestContext::Invoke {
+                method: "GET".into(),
+                path: "/".into(),
+                source: Source {
+                    kind: "gateway",
+                    ip: Some("127.0.0.1".parse().unwrap()),
+                    ..Source::default()
+                },
+                depth: 0,
+            },
+        }
+    }
+
+    fn policies(entries: &[(&str, &str, Permissions)], extra: &[(&str, &str)]) -> RuntimePolicies {
+        let mut b = RuntimePoliciesBuilder::new();
+        for (tenant, name, p) in entries {
+            b.add(tenant, PolicySet::parse(&compile(tenant, name, p)).unwrap());
+        }
+        for (tenant, text) in extra {
+            b.add(tenant, PolicySet::parse(text).unwrap());
+        }
+        b.build().unwrap()
+    }
+
+    #[test]
+    fn read_grant_allows_reads_only_and_names_the_policy() {
+        let p = Permissions {
+            kv: [KvGrant::parse("orders:read").unwrap()].into(),
+            ..Permissions::default()
+        };
+        let rt = policies(&[("acme", "shop", p)], &[]);
+        let get = rt.decide(&kv("acme", "shop", RuntimeAction::KvGet, "orders"));
+        assert!(get.allowed, "{get:?}");
+        assert_eq!(get.determining, ["acme/shop/kv/orders:read"]);
+        assert!(
+            rt.decide(&kv("acme", "shop", RuntimeAction::KvList, "orders"))
+                .allowed
+        );
+        let put = rt.decide(&kv("acme", "shop", RuntimeAction::KvPut, "orders"));
+        assert!(!put.allowed);
+        assert!(put.determining.is_empty());
+        assert!(
+            !rt.decide(&kv("acme", "shop", RuntimeAction::KvGet, "cache"))
+                .allowed
+        );
+        assert!(
+            !rt.decide(&kv("acme", "other", RuntimeAction::KvGet, "orders"))
+                .allowed
+        );
+    }
+
+    #[test]
+    fn another_tenants_policies_never_decide() {
+        // Tenant evil grants itself acme's bucket: the request for acme's
+        // bucket is decided by acme's policies, which grant nothing.
+        let rt = policies(
+            &[],
+            &[(
+                "evil",
+                r#"permit (principal, action, resource == Zerofn::Bucket::"acme/orders");"#,
+            )],
+        );
+        let mut req = kv("acme", "shop", RuntimeAction::KvGet, "orders");
+        assert!(!rt.decide(&req).allowed);
+        // And a function of evil naming acme's bucket is decided by evil's
+        // set, but the platform never builds such a request (buckets are
+        // resolved in the caller's tenant); even so the resource is acme's.
+        req.principal = function("evil", "x");
+        assert!(rt.decide(&req).allowed, "only evil's own policy allowed it");
+    }
+
+    #[test]
+    fn invoke_policies_are_the_callees() {
+        let callee = Permissions {
+            invoke_from: [
+                InvokeSource::Function("checkout".into()),
+                InvokeSource::Tenant("partner".into()),
+            ]
+            .into(),
+            ..Permissions::default()
+        };
+        let rt = policies(&[("acme", "billing", callee)], &[]);
+        assert!(
+            rt.decide(&invoke(function("acme", "checkout"), "acme", "billing"))
+                .allowed
+        );
+        assert!(
+            rt.decide(&invoke(function("partner", "any"), "acme", "billing"))
+                .allowed
+        );
+        assert!(
+            !rt.decide(&invoke(function("acme", "other"), "acme", "billing"))
+                .allowed
+        );
+        assert!(
+            !rt.decide(&invoke(Principal::Public, "acme", "billing"))
+                .allowed
+        );
+    }
+
+    #[test]
+    fn hand_written_conditions_on_the_source_apply() {
+        let rt = policies(
+            &[],
+            &[(
+                "acme",
+                r#"@id("office-only")
+                permit (principal == Zerofn::Caller::"public", action == Zerofn::Action::"invoke", resource in Zerofn::Tenant::"acme")
+                when { context.source has ip && context.source.ip.isInRange(ip("127.0.0.0/8")) };
+                @id("no-deep-chains")
+                forbid (principal, action == Zerofn::Action::"invoke", resource) when { context.depth > 3 };"#,
+            )],
+        );
+        let ok = rt.decide(&invoke(Principal::Public, "acme", "hello"));
+        assert!(ok.allowed, "{ok:?}");
+        assert_eq!(ok.determining, ["office-only"]);
+        let mut far = invoke(Principal::Public, "acme", "hello");
+        if let RequestContext::Invoke { source, depth, .. } = &mut far.context {
+            source.ip = Some("10.0.0.1".parse().unwrap());
+            *depth = 4;
+        }
+        let denied = rt.decide(&far);
+        assert!(!denied.allowed);
+        assert_eq!(denied.determining, ["no-deep-chains"]);
+    }
+
+    #[test]
+    fn unknown_tenant_and_public_non_invoke_are_denied() {
+        let rt = RuntimePolicies::default();
+        assert!(!rt.decide(&invoke(Principal::Public, "acme", "x")).allowed);
+        let odd = RuntimeRequest {
+            principal: Principal::Public,
+            action: RuntimeAction::KvGet,
+            resource: Resource::Bucket {
+                tenant: "acme".into(),
+                name: "b".into(),
+            },
+            context: RequestContext::Key("k".into()),
+        };
+        assert!(!rt.decide(&odd).allowed);
+    }
+
+    #[test]
+    fn duplicate_ids_within_a_tenant_are_refused() {
+        let mut b = RuntimePoliciesBuilder::new();
+        b.add(
+            "acme",
+            PolicySet::parse(r#"@id("x") permit (principal, action, resource);"#).unwrap(),
+        );
+        b.add(
+            "acme",
+            PolicySet::parse(r#"@id("x") forbid (principal, action, resource);"#).unwrap(),
+        );
+        assert!(matches!(b.build(), Err(PolicyError::DuplicateId { .. })));
+    }
+}

@@ -1,0 +1,239 @@
+//! Key-value data of functions (`wasi:keyvalue`), namespaced by tenant and
+//! bucket.
+//!
+//! Every method takes the tenant and bucket as separate arguments and
+//! every statement binds them as parameters next to the key: a key is
+//! opaque data, so no key (whatever its bytes or encoding) can reach a row
+//! of another bucket or tenant. The caller supplies the tenant from the
+//! function's verified identity, never from the guest.
+
+use rusqlite::{params, OptionalExtension};
+
+use crate::{Store, StoreError};
+
+/// Why an increment failed, besides storage errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IncrementError {
+    /// The stored value is not a decimal u64.
+    NotANumber,
+    /// The sum does not fit in a u64.
+    Overflow,
+}
+
+impl Store {
+    /// The value of `key`, if any.
+    pub async fn kv_get(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let (tenant, bucket, key) = (tenant.to_owned(), bucket.to_owned(), key.to_owned());
+        self.with_conn(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT value FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key = ?3",
+                )?
+                .query_row(params![tenant, bucket, key], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    /// Stores `value` under `key`.
+    pub async fn kv_set(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let (tenant, bucket, key) = (tenant.to_owned(), bucket.to_owned(), key.to_owned());
+        self.with_conn(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO kv (tenant, bucket, key, value) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (tenant, bucket, key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![tenant, bucket, key, value])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes `key`; deleting an absent key is not an error.
+    pub async fn kv_delete(&self, tenant: &str, bucket: &str, key: &str) -> Result<(), StoreError> {
+        let (tenant, bucket, key) = (tenant.to_owned(), bucket.to_owned(), key.to_owned());
+        self.with_conn(move |conn| {
+            conn.prepare_cached("DELETE FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key = ?3")?
+                .execute(params![tenant, bucket, key])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Whether `key` exists.
+    pub async fn kv_exists(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        let (tenant, bucket, key) = (tenant.to_owned(), bucket.to_owned(), key.to_owned());
+        self.with_conn(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT 1 FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key = ?3")?
+                .query_row(params![tenant, bucket, key], |_| Ok(()))
+                .optional()?
+                .is_some())
+        })
+        .await
+    }
+
+    /// Up to `page` keys in key order, skipping the first `cursor`; the
+    /// next cursor when more remain.
+    pub async fn kv_list(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        cursor: u64,
+        page: usize,
+    ) -> Result<(Vec<String>, Option<u64>), StoreError> {
+        let (tenant, bucket) = (tenant.to_owned(), bucket.to_owned());
+        let offset = i64::try_from(cursor).unwrap_or(i64::MAX);
+        // One extra row tells whether another page exists.
+        let limit = i64::try_from(page.saturating_add(1)).unwrap_or(i64::MAX);
+        self.with_conn(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT key FROM kv WHERE tenant = ?1 AND bucket = ?2 ORDER BY key LIMIT ?3 OFFSET ?4",
+            )?;
+            let mut keys = stmt
+                .query_map(params![tenant, bucket, limit, offset], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let next = if keys.len() > page {
+                keys.truncate(page);
+                Some(cursor.saturating_add(page as u64))
+            } else {
+                None
+            };
+            Ok((keys, next))
+        })
+        .await
+    }
+
+    /// Adds `delta` to the decimal u64 stored under `key` (absent = 0) in
+    /// one transaction and returns the new value.
+    pub async fn kv_increment(
+        &self,
+        tenant: &str,
+        bucket: &str,
+        key: &str,
+        delta: u64,
+    ) -> Result<Result<u64, IncrementError>, StoreError> {
+        let (tenant, bucket, key) = (tenant.to_owned(), bucket.to_owned(), key.to_owned());
+        self.with_conn(move |conn| {
+            let tx = conn.transaction()?;
+            let current: Option<Vec<u8>> = tx
+                .prepare_cached(
+                    "SELECT value FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key = ?3",
+                )?
+                .query_row(params![tenant, bucket, key], |r| r.get(0))
+                .optional()?;
+            let current = match current {
+                None => 0,
+                Some(bytes) => match std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                {
+                    Some(n) => n,
+                    None => return Ok(Err(IncrementError::NotANumber)),
+                },
+            };
+            let Some(next) = current.checked_add(delta) else {
+                return Ok(Err(IncrementError::Overflow));
+            };
+            tx.prepare_cached(
+                "INSERT INTO kv (tenant, bucket, key, value) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (tenant, bucket, key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![tenant, bucket, key, next.to_string().into_bytes()])?;
+            tx.commit()?;
+            Ok(Ok(next))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Store;
+
+    #[tokio::test]
+    async fn tenants_and_buckets_never_share_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .kv_set("a", "b", "k", b"a-value".to_vec())
+            .await
+            .unwrap();
+        // Same key in another bucket and another tenant, and keys that try
+        // to smuggle a separator or SQL.
+        for (tenant, bucket, key) in [
+            ("b", "b", "k"),
+            ("a", "c", "k"),
+            ("b", "b", "a/b/k"),
+            ("b", "b", "k' OR '1'='1"),
+            ("b", "b", "../a/b/k"),
+            ("b", "b", "a\u{0}b\u{0}k"),
+        ] {
+            assert_eq!(
+                store.kv_get(tenant, bucket, key).await.unwrap(),
+                None,
+                "{tenant}/{bucket}/{key:?}"
+            );
+            assert!(!store.kv_exists(tenant, bucket, key).await.unwrap());
+        }
+        assert_eq!(
+            store.kv_list("b", "b", 0, 10).await.unwrap(),
+            (vec![], None)
+        );
+        store.kv_delete("b", "b", "k").await.unwrap();
+        assert_eq!(
+            store.kv_get("a", "b", "k").await.unwrap(),
+            Some(b"a-value".to_vec())
+        );
+    }
+
+    #[tokio::test]
+    async fn list_pages_and_increment() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for k in ["c", "a", "b"] {
+            store.kv_set("t", "b", k, vec![]).await.unwrap();
+        }
+        let (first, next) = store.kv_list("t", "b", 0, 2).await.unwrap();
+        assert_eq!(first, ["a", "b"]);
+        assert_eq!(next, Some(2));
+        assert_eq!(
+            store.kv_list("t", "b", 2, 2).await.unwrap(),
+            (vec!["c".to_owned()], None)
+        );
+        assert_eq!(store.kv_increment("t", "n", "c", 5).await.unwrap(), Ok(5));
+        assert_eq!(store.kv_increment("t", "n", "c", 2).await.unwrap(), Ok(7));
+        assert_eq!(
+            store.kv_get("t", "n", "c").await.unwrap(),
+            Some(b"7".to_vec())
+        );
+        assert_eq!(
+            store.kv_increment("t", "b", "a", 1).await.unwrap(),
+            Err(super::IncrementError::NotANumber)
+        );
+        store
+            .kv_set("t", "n", "max", u64::MAX.to_string().into_bytes())
+            .await
+            .unwrap();
+        assert_eq!(
+            store.kv_increment("t", "n", "max", 1).await.unwrap(),
+            Err(super::IncrementError::Overflow)
+        );
+    }
+}
