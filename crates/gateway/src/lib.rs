@@ -16,10 +16,14 @@
 //! - Route switches are atomic: a request sees the old or the new table,
 //!   never a mix.
 
+pub mod capabilities;
 mod errors;
 mod routes;
 mod serve;
 
+pub use capabilities::{Policies, WorkloadIdentity, CALLER_HEADER};
 pub use errors::error_response;
 pub use routes::{RouteTable, Routes};
-pub use serve::{serve_http, Gateway, GatewayConfig, INVOCATION_HEADER};
+pub use serve::{
+    serve_http, Caller, Gateway, GatewayConfig, GatewayServices, PeerAddr, INVOCATION_HEADER,
+};

@@ -39,6 +39,16 @@ impl RouteTable {
         }
     }
 
+    /// Every served function.
+    pub fn functions(&self) -> impl Iterator<Item = &Arc<LoadedFunction>> {
+        self.functions.values()
+    }
+
+    /// A function by tenant and name (function-to-function calls).
+    pub fn function(&self, tenant: &str, name: &str) -> Option<&Arc<LoadedFunction>> {
+        self.functions.get(&(tenant.to_owned(), name.to_owned()))
+    }
+
     pub fn len(&self) -> usize {
         self.functions.len()
     }

@@ -11,13 +11,102 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::{IpAddr, SocketAddr};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome};
-use zerofn_sandbox::Sandbox;
 
+use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome};
+use zerofn_policy::{Principal, RequestContext, Resource, RuntimeAction, RuntimeRequest, Source};
+use zerofn_sandbox::{LoadedFunction, Sandbox};
+use zerofn_store::Store;
+
+use crate::capabilities::{
+    decision_json, InvocationHost, Policies, WorkloadIdentity, CALLER_HEADER,
+};
 use crate::errors::{error_response, invoke_status};
 use crate::Routes;
+
+/// The client address of a connection, put in each request's extensions
+/// by [`serve_http`].
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// Who an invocation is for.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    /// A client of the public gateway.
+    Public { ip: Option<IpAddr> },
+    /// Another function, by its verified identity.
+    Function {
+        tenant: String,
+        name: String,
+        spiffe_id: String,
+        parent_invocation: String,
+    },
+}
+
+impl Caller {
+    fn principal(&self) -> Principal {
+        match self {
+            Caller::Public { .. } => Principal::Public,
+            Caller::Function { tenant, name, .. } => Principal::Function {
+                tenant: tenant.clone(),
+                name: name.clone(),
+            },
+        }
+    }
+
+    fn source(&self) -> Source {
+        match self {
+            Caller::Public { ip } => Source {
+                kind: "gateway",
+                ip: *ip,
+                ..Source::default()
+            },
+            Caller::Function {
+                tenant,
+                name,
+                spiffe_id,
+                ..
+            } => Source {
+                kind: "function",
+                ip: None,
+                spiffe_id: Some(spiffe_id.clone()),
+                tenant: Some(tenant.clone()),
+                function: Some(name.clone()),
+            },
+        }
+    }
+
+    /// The `[invoke] from` entry this caller needs, in manifest terms.
+    fn invoke_permission(&self, callee_tenant: &str) -> String {
+        match self {
+            Caller::Public { .. } => "invoke:public".to_owned(),
+            Caller::Function { tenant, name, .. } if tenant == callee_tenant => {
+                format!("invoke:{name}")
+            }
+            Caller::Function { tenant, .. } => format!("invoke:tenant:{tenant}"),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Caller::Public { ip } => serde_json::json!({
+                "kind": "gateway",
+                "ip": ip.map(|ip| ip.to_string()),
+            }),
+            Caller::Function {
+                spiffe_id,
+                parent_invocation,
+                ..
+            } => serde_json::json!({
+                "kind": "function",
+                "spiffe_id": spiffe_id,
+                "parent_invocation": parent_invocation,
+            }),
+        }
+    }
+}
 
 /// Response header carrying the invocation id.
 pub const INVOCATION_HEADER: &str = "x-zerofn-invocation-id";
@@ -46,12 +135,22 @@ impl Default for GatewayConfig {
     }
 }
 
+/// What the gateway needs besides routes and the sandbox: the runtime
+/// policies, the store that holds key-value data and the verifier of
+/// workload identities.
+pub struct GatewayServices {
+    pub policies: Policies,
+    pub store: Store,
+    pub identity: Arc<dyn WorkloadIdentity>,
+}
+
 /// The public gateway.
 pub struct Gateway {
     routes: Routes,
     sandbox: Arc<Sandbox>,
     audit: AuditLog,
     config: GatewayConfig,
+    services: GatewayServices,
 }
 
 impl Gateway {
@@ -60,17 +159,39 @@ impl Gateway {
         sandbox: Arc<Sandbox>,
         audit: AuditLog,
         config: GatewayConfig,
+        services: GatewayServices,
     ) -> Arc<Gateway> {
         Arc::new(Gateway {
             routes,
             sandbox,
             audit,
             config,
+            services,
         })
     }
 
     pub fn config(&self) -> &GatewayConfig {
         &self.config
+    }
+
+    pub(crate) fn routes(&self) -> &Routes {
+        &self.routes
+    }
+
+    pub(crate) fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    pub(crate) fn policies(&self) -> &Policies {
+        &self.services.policies
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.services.store
+    }
+
+    pub(crate) fn identity(&self) -> &dyn WorkloadIdentity {
+        self.services.identity.as_ref()
     }
 
     /// Serve the gateway on `listener` until `shutdown` turns true.
@@ -85,7 +206,7 @@ impl Gateway {
 
     /// One request, start to finish. Generic over the body so the whole
     /// path can be driven in-process (benchmarks) as well as by hyper.
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    pub async fn handle<B>(self: &Arc<Self>, req: Request<B>) -> Response<Full<Bytes>>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -100,7 +221,7 @@ impl Gateway {
         resp.map(Full::new)
     }
 
-    async fn invoke<B>(&self, req: Request<B>, id: &str) -> Response<Bytes>
+    async fn invoke<B>(self: &Arc<Self>, req: Request<B>, id: &str) -> Response<Bytes>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -118,6 +239,8 @@ impl Gateway {
         let artifact = function.artifact();
         let manifest = artifact.manifest();
 
+        // Refusals before the function runs (body limits) carry no policy
+        // decision yet.
         let record = |outcome: Outcome, status: u16| {
             AuditRecord::new("gateway", Action::Invoke, outcome)
                 .tenant(manifest.tenant.as_str())
@@ -199,9 +322,116 @@ impl Gateway {
                     .await;
             }
         };
-        let request = Request::from_parts(parts, body);
+        let mut request = Request::from_parts(parts, body);
+        // Only the platform says who a caller is.
+        request.headers_mut().remove(CALLER_HEADER);
+        let ip = request.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+        self.run(function, request, Caller::Public { ip }, 0, id, started)
+            .await
+    }
 
-        let result = self.sandbox.invoke(&function, request).await;
+    /// A call from another function (`http://<fn>.<tenant>.fn.internal/`):
+    /// a new invocation of `function`, decided by its invoke policy.
+    pub(crate) async fn invoke_function(
+        self: Arc<Self>,
+        function: Arc<LoadedFunction>,
+        mut request: Request<Bytes>,
+        caller: Caller,
+        depth: u32,
+    ) -> Response<Bytes> {
+        let started = Instant::now();
+        let id = uuid::Uuid::new_v4().to_string();
+        request.headers_mut().remove(CALLER_HEADER);
+        if let Caller::Function { spiffe_id, .. } = &caller {
+            if let Ok(v) = HeaderValue::from_str(spiffe_id) {
+                request.headers_mut().insert(CALLER_HEADER, v);
+            }
+        }
+        let mut resp = self
+            .run(function, request, caller, depth, &id, started)
+            .await;
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert(INVOCATION_HEADER, v);
+        }
+        resp
+    }
+
+    /// Decide the invocation, run it with its capabilities, record it.
+    async fn run(
+        self: &Arc<Self>,
+        function: Arc<LoadedFunction>,
+        request: Request<Bytes>,
+        caller: Caller,
+        depth: u32,
+        id: &str,
+        started: Instant,
+    ) -> Response<Bytes> {
+        let artifact = function.artifact();
+        let manifest = artifact.manifest();
+        let resource = Resource::Function {
+            tenant: manifest.tenant.as_str().to_owned(),
+            name: manifest.name.as_str().to_owned(),
+        };
+        let decision = self.policies().current().decide(&RuntimeRequest {
+            principal: caller.principal(),
+            action: RuntimeAction::Invoke,
+            resource: resource.clone(),
+            context: RequestContext::Invoke {
+                method: request.method().as_str().to_owned(),
+                path: request.uri().path().to_owned(),
+                source: caller.source(),
+                depth,
+            },
+        });
+        let invoke_decision = decision_json(
+            RuntimeAction::Invoke,
+            &resource,
+            &decision,
+            &caller.invoke_permission(manifest.tenant.as_str()),
+        );
+        let record = |outcome: Outcome, status: u16, decisions: Vec<serde_json::Value>| {
+            AuditRecord::new("gateway", Action::Invoke, outcome)
+                .tenant(manifest.tenant.as_str())
+                .function(manifest.name.as_str())
+                .digest(artifact.digest().to_string())
+                .invocation_id(id)
+                .status(status)
+                .duration(started.elapsed())
+                .detail(serde_json::json!({
+                    "caller": caller.json(),
+                    "depth": depth,
+                    "decisions": decisions,
+                }))
+        };
+        if !decision.allowed {
+            let message = format!(
+                "{} may not invoke {}: {}",
+                caller.principal().describe(),
+                resource.describe(),
+                decision.explain()
+            );
+            return self
+                .refuse(
+                    record(Outcome::Deny, 403, vec![invoke_decision]).reason(decision.explain()),
+                    id,
+                    StatusCode::FORBIDDEN,
+                    "invoke_denied",
+                    &message,
+                )
+                .await;
+        }
+        let host = Arc::new(InvocationHost::new(
+            self.clone(),
+            function.clone(),
+            id,
+            depth,
+        ));
+        let result = self.sandbox.invoke(&function, request, host.clone()).await;
+        let mut decisions = vec![invoke_decision];
+        decisions.extend(host.decisions());
+        let record = |outcome: Outcome, status: u16| {
+            record(outcome, status, decisions.clone()).reason(decision.explain())
+        };
         match result {
             Ok(invocation) => {
                 let status = invocation.response.status().as_u16();
@@ -282,7 +512,7 @@ pub async fn serve_http<H, F>(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(conn) => conn,
                     Err(error) => {
                         // Out of file descriptors and the like: back off
@@ -294,8 +524,9 @@ pub async fn serve_http<H, F>(
                 };
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
-                let service = hyper::service::service_fn(move |req| {
+                let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                     let handler = handler.clone();
+                    req.extensions_mut().insert(PeerAddr(peer));
                     async move { Ok::<_, Infallible>(handler(req).await) }
                 });
                 let mut builder = http1::Builder::new();

@@ -186,6 +186,7 @@ impl Sandbox {
         &self,
         function: &LoadedFunction,
         request: http::Request<Bytes>,
+        _host: Arc<dyn crate::capabilities::HostCapabilities>,
     ) -> Result<Invocation, InvokeError> {
         let _slot = tokio::time::timeout(SLOT_WAIT, self.slots.clone().acquire_owned())
             .await

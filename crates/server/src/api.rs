@@ -250,6 +250,42 @@ impl Api {
                     })),
                 }
             }
+            (&Method::POST, ["v1", "functions", tenant, name, "svid", "revoke"]) => self
+                .control
+                .revoke_svid(ACTOR, tenant, name)
+                .await
+                .map(|serial| (StatusCode::OK, serde_json::json!({ "revoked": serial }))),
+            (&Method::GET, ["v1", "tenants", tenant, "functions", name, "policy"]) => self
+                .control
+                .function_policy(tenant, name)
+                .await
+                .map(|v| (StatusCode::OK, serde_json::to_value(v).unwrap_or_default())),
+            (&Method::GET, ["v1", "tenants", tenant, "policy"]) => {
+                self.control.tenant_policy(tenant).await.map(|p| {
+                    (
+                        StatusCode::OK,
+                        serde_json::json!({ "tenant": tenant, "policy": p }),
+                    )
+                })
+            }
+            (&Method::PUT, ["v1", "tenants", tenant, "policy"]) => {
+                match parse_json::<SetPolicy>(&body) {
+                    Ok(req) => self
+                        .control
+                        .set_tenant_policy(ACTOR, tenant, req.policy.as_deref())
+                        .await
+                        .map(|v| (StatusCode::OK, serde_json::to_value(v).unwrap_or_default())),
+                    Err(e) => Err(e),
+                }
+            }
+            (&Method::GET, ["v1", "access-analyzer"]) => match analyzer_query(query.as_deref()) {
+                Ok(q) => self
+                    .control
+                    .analyze_access(q.tenant.as_deref(), q.name.as_deref(), &q.since)
+                    .await
+                    .map(|v| (StatusCode::OK, serde_json::to_value(v).unwrap_or_default())),
+                Err(e) => Err(e),
+            },
             (&Method::DELETE, ["v1", "functions", tenant, name]) => {
                 self.control.undeploy(ACTOR, tenant, name).await.map(|()| {
                     (
@@ -455,6 +491,64 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Bytes>> {
 }
 
 /// `n` from `?n=N`: how many records to return (1..=10000, default 20).
+/// `PUT /v1/tenants/{t}/policy`: the Cedar text, or null to remove it.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetPolicy {
+    policy: Option<String>,
+}
+
+struct AnalyzerQuery {
+    tenant: Option<String>,
+    name: Option<String>,
+    /// RFC 3339.
+    since: String,
+}
+
+/// `?tenant=T&name=N&since=24h` (since defaults to 24h).
+fn analyzer_query(query: Option<&str>) -> Result<AnalyzerQuery, ControlError> {
+    let mut q = AnalyzerQuery {
+        tenant: None,
+        name: None,
+        since: String::new(),
+    };
+    let mut window = 86_400u64;
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v);
+        match k {
+            "tenant" => q.tenant = Some(v),
+            "name" => q.name = Some(v),
+            "since" => {
+                window = crate::analyzer::parse_duration(&v).map_err(ControlError::BadRequest)?
+            }
+            other => {
+                return Err(ControlError::BadRequest(format!(
+                    "unknown query parameter `{}`; use tenant, name and since",
+                    other.escape_debug()
+                )))
+            }
+        }
+    }
+    if q.name.is_some() && q.tenant.is_none() {
+        return Err(ControlError::BadRequest("`name` needs `tenant`".to_owned()));
+    }
+    let start = time::OffsetDateTime::now_utc()
+        - time::Duration::seconds(
+            i64::try_from(window)
+                .unwrap_or(i64::MAX / 2)
+                .min(i64::MAX / 2),
+        );
+    q.since = start
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| ControlError::Internal(e.to_string()))?;
+    Ok(q)
+}
+
 fn audit_count(query: Option<&str>) -> Result<u32, ControlError> {
     let Some(value) = query
         .unwrap_or_default()

@@ -127,6 +127,8 @@ pub struct ControlPlane {
     routes: Routes,
     identities: Arc<Identities>,
     vulndb: VulnDbCache,
+    policies: zerofn_gateway::Policies,
+    tenant_sets: crate::policies::TenantSets,
 }
 
 impl ControlPlane {
@@ -145,11 +147,63 @@ impl ControlPlane {
             routes,
             identities,
             vulndb: VulnDbCache::new(vulndb_dir),
+            policies: zerofn_gateway::Policies::default(),
+            tenant_sets: crate::policies::TenantSets::default(),
         }
     }
 
     pub(crate) fn vulndb(&self) -> &VulnDbCache {
         &self.vulndb
+    }
+
+    /// The runtime policies in force (shared with the gateway).
+    pub fn policies(&self) -> &zerofn_gateway::Policies {
+        &self.policies
+    }
+
+    pub(crate) fn tenant_sets(&self) -> &crate::policies::TenantSets {
+        &self.tenant_sets
+    }
+
+    pub(crate) fn routes(&self) -> &Routes {
+        &self.routes
+    }
+
+    /// Functions' workload identities (shared with the gateway).
+    pub fn identities_arc(&self) -> Arc<Identities> {
+        self.identities.clone()
+    }
+
+    /// Revoke a function's current SVID: refused at once wherever the
+    /// platform verifies identities, and after a restart too.
+    pub async fn revoke_svid(
+        &self,
+        actor: &str,
+        tenant: &str,
+        name: &str,
+    ) -> Result<String, ControlError> {
+        let record = |outcome| {
+            AuditRecord::new(actor, Action::SvidRevoke, outcome)
+                .tenant(tenant)
+                .function(name)
+        };
+        let Some(svid) = self.identities.current(tenant, name) else {
+            let e = StoreError::NoSuchDeployment {
+                tenant: tenant.to_owned(),
+                name: name.to_owned(),
+            };
+            return self.refused(record(Outcome::Deny), e.into()).await;
+        };
+        self.audit
+            .append(record(Outcome::Allow).reason(format!("serial {}", svid.serial_hex())))
+            .await?;
+        if let Some((serial, not_after)) = self.identities.revoke_current(tenant, name) {
+            self.store
+                .add_revoked_serial(&serial, not_after, &crate::clock::now())
+                .await?;
+            return Ok(serial);
+        }
+        Ok(svid.serial_hex().to_owned())
     }
 
     /// Functions' workload identities.
@@ -415,6 +469,9 @@ impl ControlPlane {
             .identities
             .ensure(&tenant, &name)
             .map_err(|e| ControlError::Internal(e.to_string()))?;
+        // Policies first: the function is invokable the moment its route
+        // is, so its invoke policy must already be in force.
+        self.refresh_policies(Some(loaded.artifact().manifest()), None)?;
         self.routes.install(loaded);
         Ok(DeployResponse {
             spiffe_id: spiffe_id.to_string(),
@@ -475,7 +532,12 @@ impl ControlPlane {
             )
             .await?;
         self.routes.remove(tenant, name);
-        self.identities.remove(tenant, name);
+        self.refresh_policies(None, Some((tenant, name)))?;
+        if let Some((serial, not_after)) = self.identities.remove(tenant, name) {
+            self.store
+                .add_revoked_serial(&serial, not_after, &crate::clock::now())
+                .await?;
+        }
         self.store.delete_deployment(tenant, name).await?;
         Ok(())
     }
@@ -545,6 +607,8 @@ impl ControlPlane {
                 .map_err(|e| ControlError::Internal(e.to_string()))?;
         }
         self.routes.install_all(loaded);
+        self.load_tenant_policies().await?;
+        self.refresh_policies(None, None)?;
         Ok(n)
     }
 

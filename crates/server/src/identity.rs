@@ -66,19 +66,55 @@ impl Identities {
     }
 
     /// Stop renewing a function's SVID and revoke the current one.
-    pub(crate) fn remove(&self, tenant: &str, name: &str) {
+    /// Returns the revoked serial and expiry, for the caller to persist.
+    pub(crate) fn remove(&self, tenant: &str, name: &str) -> Option<(String, i64)> {
         let key = (tenant.to_owned(), name.to_owned());
         let removed = self
             .rotators
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&key);
-        if let Some((rotator, task)) = removed {
+        removed.map(|(rotator, task)| {
             task.abort();
-            self.ca
-                .revocations()
-                .revoke(rotator.current().serial().clone());
-        }
+            let svid = rotator.current();
+            self.ca.revocations().revoke(svid.serial().clone());
+            (
+                svid.serial_hex().to_owned(),
+                svid.not_after().unix_timestamp(),
+            )
+        })
+    }
+
+    /// Revoke the function's current SVID at once (it keeps being
+    /// renewed: the next rotation issues a new serial). Returns the
+    /// revoked serial and its expiry, for the caller to persist.
+    pub(crate) fn revoke_current(&self, tenant: &str, name: &str) -> Option<(String, i64)> {
+        let svid = self.current(tenant, name)?;
+        self.ca.revocations().revoke(svid.serial().clone());
+        Some((
+            svid.serial_hex().to_owned(),
+            svid.not_after().unix_timestamp(),
+        ))
+    }
+
+    /// Load persisted revocations (start-up).
+    pub(crate) fn load_revoked(&self, serials: &[(String, i64)]) {
+        let parsed = serials
+            .iter()
+            .filter_map(|(s, _)| zerofn_identity::SerialNumber::parse(s).ok());
+        self.ca.revocations().load_revoked(parsed);
+    }
+
+    /// Verify the function's current SVID as any peer would: chain to
+    /// the trust bundle, validity now, not revoked. Returns its SPIFFE ID.
+    pub fn verify_current(&self, tenant: &str, name: &str) -> Result<String, String> {
+        let svid = self
+            .current(tenant, name)
+            .ok_or_else(|| format!("{tenant}/{name} holds no SVID"))?;
+        self.ca
+            .verify_x509_svid(svid.cert_pem(), time::OffsetDateTime::now_utc())
+            .map(|id| id.to_string())
+            .map_err(|e| e.to_string())
     }
 
     /// The function's current X.509-SVID, if it is served.
@@ -89,5 +125,11 @@ impl Identities {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&key)
             .map(|(r, _)| r.current())
+    }
+}
+
+impl zerofn_gateway::WorkloadIdentity for Identities {
+    fn verify(&self, tenant: &str, name: &str) -> Result<String, String> {
+        self.verify_current(tenant, name)
     }
 }

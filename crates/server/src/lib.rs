@@ -11,6 +11,7 @@
 //! again after every restart.
 
 mod admission;
+mod analyzer;
 mod api;
 mod auth;
 mod clock;
@@ -20,6 +21,7 @@ mod demo;
 mod error;
 mod identity;
 mod layers;
+mod policies;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,7 +30,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome};
-use zerofn_gateway::{Gateway, Routes};
+use zerofn_gateway::{Gateway, GatewayServices, Routes};
 use zerofn_sandbox::{Sandbox, SandboxConfig};
 use zerofn_store::Store;
 
@@ -99,6 +101,11 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         cfg.svid_ttl,
         shutdown_rx.clone(),
     )?);
+    identities.load_revoked(
+        &store
+            .revoked_serials(time::OffsetDateTime::now_utc().unix_timestamp())
+            .await?,
+    );
     let control = Arc::new(ControlPlane::new(
         store.clone(),
         audit.clone(),
@@ -142,7 +149,17 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
     };
 
     let mut tasks = JoinSet::new();
-    let gateway = Gateway::new(routes, sandbox, audit.clone(), cfg.gateway.clone());
+    let gateway = Gateway::new(
+        routes,
+        sandbox,
+        audit.clone(),
+        cfg.gateway.clone(),
+        GatewayServices {
+            policies: control.policies().clone(),
+            store: store.clone(),
+            identity: control.identities_arc(),
+        },
+    );
     tasks.spawn(gateway.serve(gateway_listener, shutdown_rx.clone()));
     let api = api::Api::new(control.clone(), token, audit);
     tasks.spawn(api.serve(api_listener, cfg.gateway.clone(), shutdown_rx));

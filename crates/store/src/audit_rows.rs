@@ -174,6 +174,38 @@ impl Store {
         .await
     }
 
+    /// Rows with one of `actions`, recorded at or after `since` (RFC 3339
+    /// UTC, the form records are written in, so text order is time order),
+    /// optionally of one tenant; at most `limit`, oldest first.
+    pub async fn audit_since(
+        &self,
+        since: &str,
+        actions: &[&str],
+        tenant: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let since = since.to_owned();
+        let actions: Vec<String> = actions.iter().map(|a| (*a).to_owned()).collect();
+        let tenant = tenant.map(str::to_owned);
+        self.with_conn(move |conn| {
+            let mut out = Vec::new();
+            for action in actions {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM audit WHERE action = ?1 AND time >= ?2 \
+                     AND (?3 IS NULL OR tenant = ?3) ORDER BY seq LIMIT ?4"
+                ))?;
+                let rows = stmt.query_map(params![action, since, tenant, limit], read_row)?;
+                for row in rows {
+                    out.push(row?);
+                }
+            }
+            out.sort_by_key(|r| r.seq);
+            out.truncate(limit as usize);
+            Ok(out)
+        })
+        .await
+    }
+
     /// Rows of one invocation.
     pub async fn audit_by_invocation(&self, id: &str) -> Result<Vec<AuditRow>, StoreError> {
         let id = id.to_owned();

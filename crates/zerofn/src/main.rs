@@ -7,6 +7,7 @@ mod admission;
 mod attest;
 mod client;
 mod layer;
+mod policy;
 mod scan;
 mod verify;
 
@@ -90,6 +91,12 @@ enum Command {
     /// Tenants' admission rules, and every admission check without deploying.
     #[command(subcommand)]
     Admission(admission::AdmissionCommand),
+    /// Runtime Cedar policies: show a function's, set a tenant's.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Granted versus used permissions per function, from the audit log,
+    /// with a least-privilege suggestion in manifest form.
+    AccessAnalyzer(policy::AnalyzerArgs),
 }
 
 #[derive(Args)]
@@ -164,6 +171,9 @@ enum SvidCommand {
         #[arg(long)]
         pem: bool,
     },
+    /// Revoke a function's current SVID: refused at once everywhere the
+    /// platform verifies identities (a new one is issued at the next rotation).
+    Revoke { tenant: String, name: String },
 }
 
 #[derive(Subcommand)]
@@ -253,6 +263,23 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Scan(args) => scan::scan(&data_dir, args),
         Command::Vulndb(cmd) => scan::vulndb(&data_dir, cmd),
         Command::Admission(cmd) => admission::run(&data_dir, cmd).await,
+        Command::Policy(cmd) => policy::run(&data_dir, cmd).await,
+        Command::AccessAnalyzer(args) => policy::analyze(&data_dir, args).await,
+        Command::Svid(SvidCommand::Revoke { tenant, name }) => {
+            let api = ApiClient::discover(&data_dir)?;
+            let v = api
+                .call(
+                    Method::POST,
+                    &format!("/v1/functions/{tenant}/{name}/svid/revoke"),
+                    None,
+                )
+                .await?;
+            println!(
+                "revoked serial {} of {tenant}/{name}",
+                str_of(&v, "revoked")
+            );
+            Ok(())
+        }
     }
 }
 

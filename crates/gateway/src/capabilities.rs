@@ -1,0 +1,556 @@
+//! The platform side of the host capabilities: for every key-value,
+//! configuration and outbound-HTTP call a guest makes, *decide, audit,
+//! then act*.
+//!
+//! One [`InvocationHost`] exists per invocation and knows whose call it is:
+//! the running function, identified by its current X.509-SVID, which is
+//! verified (chain, expiry, revocation) before every decision, so a revoked
+//! identity stops working at once. The decision comes from the runtime
+//! Cedar policies ([`Policies`]); the audit record is durable before the
+//! call acts; a failure to verify, decide or audit is a denial, which the
+//! guest sees as an error while the invocation goes on.
+//!
+//! Key-value data is addressed as (caller's tenant, bucket, key): the
+//! tenant never comes from the guest, so no bucket name or key reaches
+//! another tenant's data. Function-to-function calls go to
+//! `http://<fn>.<tenant>.fn.internal/`; the caller's policies decide
+//! `call`, the callee's decide `invoke`, and the callee learns the caller's
+//! verified SPIFFE ID in [`CALLER_HEADER`]. Every other outbound request is
+//! refused: this is where egress allowlists will be decided.
+
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use serde_json::{json, Value};
+use zerofn_audit::{Action, AuditRecord, Outcome};
+use zerofn_policy::{
+    Decision, Principal, RequestContext, Resource, RuntimeAction, RuntimePolicies, RuntimeRequest,
+};
+use zerofn_sandbox::capabilities::{
+    limits, BoxFuture, CapabilityError, HostCapabilities, KvOp, KvOutcome, OutboundError,
+};
+use zerofn_sandbox::LoadedFunction;
+
+use crate::serve::{Caller, Gateway};
+
+/// Header carrying the calling function's verified SPIFFE ID to a callee.
+/// Stripped from every request arriving through the public gateway.
+pub const CALLER_HEADER: &str = "x-zerofn-caller-spiffe-id";
+
+/// Suffix of the internal host names of functions.
+pub const INTERNAL_SUFFIX: &str = ".fn.internal";
+
+/// Longest chain of function-to-function calls.
+pub const MAX_CALL_DEPTH: u32 = 4;
+
+/// Most decisions listed in one invocation record.
+const MAX_LISTED_DECISIONS: usize = 64;
+
+/// The runtime policies in force, swapped whole on every change.
+#[derive(Clone, Default)]
+pub struct Policies {
+    current: Arc<RwLock<Arc<RuntimePolicies>>>,
+}
+
+impl Policies {
+    pub fn current(&self) -> Arc<RuntimePolicies> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn replace(&self, policies: RuntimePolicies) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(policies);
+    }
+}
+
+/// Verifies a running function's identity. Implemented by the platform
+/// over its CA: the function's current SVID must chain to the trust
+/// bundle, be unexpired and not revoked.
+pub trait WorkloadIdentity: Send + Sync + 'static {
+    /// The verified SPIFFE ID of `tenant/name`, or why it is refused.
+    fn verify(&self, tenant: &str, name: &str) -> Result<String, String>;
+}
+
+/// One decision, as listed in audit records.
+/// `permission` is the grant the request needs, in the manifest's terms
+/// (`kv:orders:read`, `call:billing`, `config`, `invoke:public`): what the
+/// access analyzer compares with what was granted.
+pub(crate) fn decision_json(
+    action: RuntimeAction,
+    resource: &Resource,
+    decision: &Decision,
+    permission: &str,
+) -> Value {
+    json!({
+        "action": action.as_str(),
+        "resource": resource.describe(),
+        "permission": permission,
+        "allowed": decision.allowed,
+        "policies": decision.determining,
+        "explain": decision.explain(),
+    })
+}
+
+/// The host capabilities of one invocation.
+pub struct InvocationHost {
+    gateway: Arc<Gateway>,
+    function: Arc<LoadedFunction>,
+    invocation_id: String,
+    depth: u32,
+    decisions: Mutex<Vec<Value>>,
+}
+
+impl InvocationHost {
+    pub(crate) fn new(
+        gateway: Arc<Gateway>,
+        function: Arc<LoadedFunction>,
+        invocation_id: &str,
+        depth: u32,
+    ) -> InvocationHost {
+        InvocationHost {
+            gateway,
+            function,
+            invocation_id: invocation_id.to_owned(),
+            depth,
+            decisions: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The decisions made during the invocation, for its audit record.
+    pub(crate) fn decisions(&self) -> Vec<Value> {
+        self.decisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn tenant(&self) -> &str {
+        self.function.artifact().manifest().tenant.as_str()
+    }
+
+    fn name(&self) -> &str {
+        self.function.artifact().manifest().name.as_str()
+    }
+
+    fn me(&self) -> Principal {
+        Principal::Function {
+            tenant: self.tenant().to_owned(),
+            name: self.name().to_owned(),
+        }
+    }
+
+    /// Verify the caller's identity, decide, and record the decision
+    /// durably. `Ok` only when allowed and recorded.
+    async fn authorize(
+        &self,
+        action: RuntimeAction,
+        resource: Resource,
+        context: RequestContext,
+        what: String,
+    ) -> Result<(), String> {
+        let identity = self.gateway.identity().verify(self.tenant(), self.name());
+        let decision = match &identity {
+            Ok(_) => self.gateway.policies().current().decide(&RuntimeRequest {
+                principal: self.me(),
+                action,
+                resource: resource.clone(),
+                context,
+            }),
+            Err(why) => Decision {
+                allowed: false,
+                determining: Vec::new(),
+                errors: vec![format!("the function's identity is refused: {why}")],
+            },
+        };
+        let permission = self.permission_of(action, &resource);
+        let mut detail = decision_json(action, &resource, &decision, &permission);
+        if let (Some(obj), Ok(id)) = (detail.as_object_mut(), &identity) {
+            obj.insert("principal".into(), id.clone().into());
+        }
+        let record = AuditRecord::new(
+            "function",
+            Action::Capability,
+            if decision.allowed {
+                Outcome::Allow
+            } else {
+                Outcome::Deny
+            },
+        )
+        .tenant(self.tenant())
+        .function(self.name())
+        .invocation_id(&self.invocation_id)
+        .reason(format!("{what}: {}", decision.explain()))
+        .detail(detail.clone());
+        {
+            let mut list = self
+                .decisions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if list.len() < MAX_LISTED_DECISIONS {
+                list.push(detail);
+            }
+        }
+        if let Err(error) = self.gateway.audit().append(record).await {
+            tracing::error!(invocation_id = %self.invocation_id, %error, "capability audit failed; call denied");
+            return Err(format!(
+                "{what} could not be recorded in the audit log, so it is denied"
+            ));
+        }
+        if decision.allowed {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what} by {} is not permitted: {}",
+                self.me().describe(),
+                decision.explain()
+            ))
+        }
+    }
+
+    /// The grant a capability request needs, in manifest terms.
+    fn permission_of(&self, action: RuntimeAction, resource: &Resource) -> String {
+        match (action, resource) {
+            (_, Resource::Bucket { name, .. }) => format!(
+                "kv:{name}:{}",
+                if action.is_kv_write() {
+                    "write"
+                } else {
+                    "read"
+                }
+            ),
+            (RuntimeAction::Call, Resource::Function { tenant, name })
+                if tenant == self.tenant() =>
+            {
+                format!("call:{name}")
+            }
+            (RuntimeAction::Call, Resource::Function { tenant, name }) => {
+                format!("call:{tenant}/{name}")
+            }
+            (RuntimeAction::ConfigRead, _) => "config".to_owned(),
+            (_, Resource::Host(h)) => format!("http:{h}"),
+            (_, Resource::Function { tenant, name }) => {
+                format!("{}:{tenant}/{name}", action.as_str())
+            }
+        }
+    }
+
+    fn bucket(&self, name: &str) -> Result<Resource, CapabilityError> {
+        zerofn_policy::permissions::valid_bucket_name(name).map_err(|why| {
+            CapabilityError::NoSuchStore(format!("bucket name `{}` {why}", name.escape_debug()))
+        })?;
+        Ok(Resource::Bucket {
+            tenant: self.tenant().to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
+    async fn kv_op(&self, bucket: &str, op: KvOp) -> Result<KvOutcome, CapabilityError> {
+        let resource = self.bucket(bucket)?;
+        let (action, context, verb) = match &op {
+            KvOp::Get { key } => (
+                RuntimeAction::KvGet,
+                RequestContext::Key(key.clone()),
+                "get",
+            ),
+            KvOp::Exists { key } => (
+                RuntimeAction::KvGet,
+                RequestContext::Key(key.clone()),
+                "exists",
+            ),
+            KvOp::Set { key, .. } => (
+                RuntimeAction::KvPut,
+                RequestContext::Key(key.clone()),
+                "set",
+            ),
+            KvOp::Increment { key, .. } => (
+                RuntimeAction::KvPut,
+                RequestContext::Key(key.clone()),
+                "increment",
+            ),
+            KvOp::Delete { key } => (
+                RuntimeAction::KvDelete,
+                RequestContext::Key(key.clone()),
+                "delete",
+            ),
+            KvOp::ListKeys { cursor } => (
+                RuntimeAction::KvList,
+                RequestContext::List(*cursor),
+                "list-keys",
+            ),
+        };
+        let what = format!("{} ({verb}) on bucket `{bucket}`", action.as_str(),);
+        self.authorize(action, resource, context, what)
+            .await
+            .map_err(CapabilityError::Denied)?;
+        let store = self.gateway.store();
+        let tenant = self.tenant();
+        let failed = |e: zerofn_store::StoreError| {
+            tracing::error!(invocation_id = %self.invocation_id, error = %e, "key-value store failed");
+            CapabilityError::Failed("the key-value store failed".into())
+        };
+        Ok(match op {
+            KvOp::Get { key } => KvOutcome::Value(
+                store
+                    .kv_get(tenant, bucket, &key)
+                    .await
+                    .map_err(failed)?
+                    .map(Bytes::from),
+            ),
+            KvOp::Exists { key } => KvOutcome::Exists(
+                store
+                    .kv_exists(tenant, bucket, &key)
+                    .await
+                    .map_err(failed)?,
+            ),
+            KvOp::Set { key, value } => {
+                store
+                    .kv_set(tenant, bucket, &key, value.to_vec())
+                    .await
+                    .map_err(failed)?;
+                KvOutcome::Done
+            }
+            KvOp::Delete { key } => {
+                store
+                    .kv_delete(tenant, bucket, &key)
+                    .await
+                    .map_err(failed)?;
+                KvOutcome::Done
+            }
+            KvOp::ListKeys { cursor } => {
+                let (keys, cursor) = store
+                    .kv_list(tenant, bucket, cursor, limits::LIST_PAGE)
+                    .await
+                    .map_err(failed)?;
+                KvOutcome::Keys { keys, cursor }
+            }
+            KvOp::Increment { key, delta } => {
+                match store
+                    .kv_increment(tenant, bucket, &key, delta)
+                    .await
+                    .map_err(failed)?
+                {
+                    Ok(n) => KvOutcome::Counter(n),
+                    Err(zerofn_store::IncrementError::NotANumber) => {
+                        return Err(CapabilityError::Failed(format!(
+                            "the value of `{}` is not a decimal number",
+                            key.escape_debug()
+                        )))
+                    }
+                    Err(zerofn_store::IncrementError::Overflow) => {
+                        return Err(CapabilityError::Failed("the counter would overflow".into()))
+                    }
+                }
+            }
+        })
+    }
+
+    async fn config(&self, key: Option<&str>) -> Result<Vec<(String, String)>, CapabilityError> {
+        let me = Resource::Function {
+            tenant: self.tenant().to_owned(),
+            name: self.name().to_owned(),
+        };
+        let what = match key {
+            Some(k) => format!("config.read of `{}`", k.escape_debug()),
+            None => "config.read of every value".to_owned(),
+        };
+        self.authorize(
+            RuntimeAction::ConfigRead,
+            me,
+            RequestContext::Key(key.unwrap_or("*").to_owned()),
+            what,
+        )
+        .await
+        .map_err(CapabilityError::Denied)?;
+        let config = &self.function.artifact().manifest().config;
+        Ok(match key {
+            Some(k) => config
+                .get(k)
+                .map(|v| vec![(k.to_owned(), v.clone())])
+                .unwrap_or_default(),
+            None => config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        })
+    }
+
+    async fn call(
+        &self,
+        request: Request<Bytes>,
+        tenant: String,
+        name: String,
+    ) -> Result<Response<Bytes>, OutboundError> {
+        let callee = Resource::Function {
+            tenant: tenant.clone(),
+            name: name.clone(),
+        };
+        let path = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".to_owned());
+        let what = format!("call of {}", callee.describe());
+        if let Err(why) = self
+            .authorize(
+                RuntimeAction::Call,
+                callee.clone(),
+                RequestContext::Call {
+                    method: request.method().as_str().to_owned(),
+                    path: path.clone(),
+                },
+                what,
+            )
+            .await
+        {
+            return Ok(crate::errors::error_response(
+                StatusCode::FORBIDDEN,
+                "call_denied",
+                &why,
+                Some(&self.invocation_id),
+            ));
+        }
+        if self.depth >= MAX_CALL_DEPTH {
+            return Ok(crate::errors::error_response(
+                StatusCode::LOOP_DETECTED,
+                "call_depth",
+                &format!("function calls may nest at most {MAX_CALL_DEPTH} deep"),
+                Some(&self.invocation_id),
+            ));
+        }
+        let Some(function) = self
+            .gateway
+            .routes()
+            .snapshot()
+            .function(&tenant, &name)
+            .cloned()
+        else {
+            return Err(OutboundError::NotFound(format!(
+                "{name}.{tenant}{INTERNAL_SUFFIX}"
+            )));
+        };
+        let spiffe_id = self
+            .gateway
+            .identity()
+            .verify(self.tenant(), self.name())
+            .map_err(|why| {
+                OutboundError::Failed(format!("the caller's identity is refused: {why}"))
+            })?;
+        let caller = Caller::Function {
+            tenant: self.tenant().to_owned(),
+            name: self.name().to_owned(),
+            spiffe_id,
+            parent_invocation: self.invocation_id.clone(),
+        };
+        let (mut parts, body) = request.into_parts();
+        // The callee sees the path it was called on, as a server would.
+        parts.uri = path.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+        let response = self
+            .gateway
+            .clone()
+            .invoke_function(
+                function,
+                Request::from_parts(parts, body),
+                caller,
+                self.depth + 1,
+            )
+            .await;
+        Ok(response)
+    }
+}
+
+/// Splits `<fn>.<tenant>.fn.internal` into (tenant, fn).
+pub(crate) fn internal_target(host: &str) -> Option<(String, String)> {
+    let host = host.strip_suffix(INTERNAL_SUFFIX)?;
+    let (name, tenant) = host.split_once('.')?;
+    if name.is_empty() || tenant.is_empty() || tenant.contains('.') {
+        return None;
+    }
+    Some((tenant.to_owned(), name.to_owned()))
+}
+
+impl HostCapabilities for InvocationHost {
+    fn kv_open<'a>(&'a self, bucket: &'a str) -> BoxFuture<'a, Result<(), CapabilityError>> {
+        Box::pin(async move { self.bucket(bucket).map(|_| ()) })
+    }
+
+    fn kv<'a>(
+        &'a self,
+        bucket: &'a str,
+        op: KvOp,
+    ) -> BoxFuture<'a, Result<KvOutcome, CapabilityError>> {
+        Box::pin(self.kv_op(bucket, op))
+    }
+
+    fn config_get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, CapabilityError>> {
+        Box::pin(async move {
+            Ok(self
+                .config(Some(key))
+                .await?
+                .into_iter()
+                .next()
+                .map(|(_, v)| v))
+        })
+    }
+
+    fn config_get_all(&self) -> BoxFuture<'_, Result<Vec<(String, String)>, CapabilityError>> {
+        Box::pin(self.config(None))
+    }
+
+    fn outbound(
+        &self,
+        request: Request<Bytes>,
+    ) -> BoxFuture<'_, Result<Response<Bytes>, OutboundError>> {
+        Box::pin(async move {
+            let host = request
+                .uri()
+                .host()
+                .map(str::to_ascii_lowercase)
+                .unwrap_or_default();
+            if let Some((tenant, name)) = internal_target(&host) {
+                return self.call(request, tenant, name).await;
+            }
+            // Not a function: egress. Nothing grants it yet, but it is
+            // decided and recorded like every other capability so that an
+            // allowlist can be added here.
+            let url = request.uri().to_string();
+            let what = format!("outbound request to `{}`", host.escape_debug());
+            match self
+                .authorize(
+                    RuntimeAction::HttpOutbound,
+                    Resource::Host(host.clone()),
+                    RequestContext::Outbound {
+                        method: request.method().as_str().to_owned(),
+                        url,
+                    },
+                    what,
+                )
+                .await
+            {
+                // Egress is not implemented: even a permit cannot open a
+                // connection yet.
+                Ok(()) | Err(_) => Err(OutboundError::Denied(host.escape_debug().to_string())),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_host_names_parse_strictly() {
+        assert_eq!(
+            internal_target("billing.acme.fn.internal"),
+            Some(("acme".into(), "billing".into()))
+        );
+        assert_eq!(internal_target("acme.fn.internal"), None);
+        assert_eq!(internal_target("a.b.acme.fn.internal"), None);
+        assert_eq!(internal_target("billing.acme.fn.internal.evil.com"), None);
+        assert_eq!(internal_target("example.com"), None);
+        assert_eq!(internal_target(".acme.fn.internal"), None);
+    }
+}

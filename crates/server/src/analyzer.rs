@@ -1,0 +1,279 @@
+//! The access analyzer: for each served function, the permissions its
+//! manifest grants against those its invocations used in a window (read
+//! from the audit log's allowed decisions), the unused ones, and the
+//! least-privilege set that would have sufficed, in manifest form.
+//!
+//! Permissions are compared in units: a `cache:read-write` grant is the
+//! two units `kv:cache:read` and `kv:cache:write`, so a function that only
+//! reads is told to drop the write half. What "used" means comes from the
+//! `permission` field the gateway writes into every decision.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use zerofn_policy::{KvMode, Permissions};
+
+use crate::control::{ControlError, ControlPlane};
+
+/// Most audit records one analysis reads.
+const MAX_RECORDS: u32 = 1_000_000;
+
+/// The analysis of one function.
+#[derive(Debug, Serialize)]
+pub struct FunctionAccess {
+    pub tenant: String,
+    pub name: String,
+    pub granted: Vec<String>,
+    pub used: Vec<String>,
+    pub unused: Vec<String>,
+    /// Denied requests seen (permissions the function tried to use).
+    pub denied: Vec<String>,
+    /// The least-privilege declaration, as manifest TOML.
+    pub suggested: String,
+}
+
+/// The whole report.
+#[derive(Debug, Serialize)]
+pub struct AccessReport {
+    pub since: String,
+    pub records: usize,
+    pub truncated: bool,
+    pub functions: Vec<FunctionAccess>,
+}
+
+/// The units a manifest grants.
+pub(crate) fn granted_units(p: &Permissions) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for g in &p.kv {
+        if g.mode.covers(false) {
+            out.insert(format!("kv:{}:read", g.bucket));
+        }
+        if g.mode.covers(true) {
+            out.insert(format!("kv:{}:write", g.bucket));
+        }
+    }
+    for c in &p.call {
+        out.insert(format!("call:{c}"));
+    }
+    if p.config {
+        out.insert("config".to_owned());
+    }
+    for s in &p.invoke_from {
+        out.insert(format!("invoke:{s}"));
+    }
+    out
+}
+
+/// The manifest tables that grant exactly `units`.
+pub(crate) fn suggest(units: &BTreeSet<String>) -> String {
+    let mut kv: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
+    let mut call = Vec::new();
+    let mut from = Vec::new();
+    let mut config = false;
+    for u in units {
+        if let Some(rest) = u.strip_prefix("kv:") {
+            if let Some((bucket, mode)) = rest.rsplit_once(':') {
+                let e = kv.entry(bucket).or_default();
+                match mode {
+                    "read" => e.0 = true,
+                    _ => e.1 = true,
+                }
+            }
+        } else if let Some(c) = u.strip_prefix("call:") {
+            call.push(c.to_owned());
+        } else if let Some(f) = u.strip_prefix("invoke:") {
+            from.push(f.to_owned());
+        } else if u == "config" {
+            config = true;
+        }
+    }
+    let quote = |items: Vec<String>| {
+        items
+            .iter()
+            .map(|i| format!("\"{i}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let kv: Vec<String> = kv
+        .into_iter()
+        .map(|(bucket, (r, w))| {
+            let mode = match (r, w) {
+                (true, true) => KvMode::ReadWrite,
+                (false, true) => KvMode::Write,
+                _ => KvMode::Read,
+            };
+            format!("{bucket}:{}", mode.as_str())
+        })
+        .collect();
+    let mut out = String::from("[permissions]\n");
+    out.push_str(&format!("kv = [{}]\n", quote(kv)));
+    out.push_str(&format!("call = [{}]\n", quote(call)));
+    out.push_str(&format!("\n[invoke]\nfrom = [{}]\n", quote(from)));
+    if config {
+        out.push_str("\n# [config] is read: keep it\n");
+    } else {
+        out.push_str("\n# [config] is never read\n");
+    }
+    out
+}
+
+impl ControlPlane {
+    /// Analyze the served functions of `tenant` (or all), or one function,
+    /// over the records since `since` (RFC 3339).
+    pub async fn analyze_access(
+        &self,
+        tenant: Option<&str>,
+        name: Option<&str>,
+        since: &str,
+    ) -> Result<AccessReport, ControlError> {
+        let rows = self
+            .store()
+            .audit_since(since, &["capability", "invoke"], tenant, MAX_RECORDS)
+            .await?;
+        let truncated = rows.len() >= MAX_RECORDS as usize;
+        let mut used: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+        let mut denied: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+        for row in &rows {
+            let (Some(t), Some(f), Some(detail)) = (&row.tenant, &row.function, &row.detail) else {
+                continue;
+            };
+            let Ok(detail) = serde_json::from_str::<serde_json::Value>(detail) else {
+                continue;
+            };
+            // A capability record is one decision; an invocation record
+            // lists its decisions, the first being the invoke decision
+            // (the capability decisions have records of their own).
+            let decision = if row.action == "invoke" {
+                detail.get("decisions").and_then(|d| d.get(0)).cloned()
+            } else {
+                Some(detail)
+            };
+            let Some(decision) = decision else { continue };
+            let Some(permission) = decision.get("permission").and_then(|p| p.as_str()) else {
+                continue;
+            };
+            let key = (t.clone(), f.clone());
+            if decision.get("allowed").and_then(|a| a.as_bool()) == Some(true) {
+                used.entry(key).or_default().insert(permission.to_owned());
+            } else {
+                denied.entry(key).or_default().insert(permission.to_owned());
+            }
+        }
+        let table = self.routes().snapshot();
+        let mut functions = Vec::new();
+        for f in table.functions() {
+            let m = f.artifact().manifest();
+            if tenant.is_some_and(|t| t != m.tenant.as_str())
+                || name.is_some_and(|n| n != m.name.as_str())
+            {
+                continue;
+            }
+            let key = (m.tenant.as_str().to_owned(), m.name.as_str().to_owned());
+            let granted = granted_units(&m.permissions);
+            let used_units: BTreeSet<String> = used
+                .get(&key)
+                .map(|u| u.intersection(&granted).cloned().collect())
+                .unwrap_or_default();
+            let unused = granted.difference(&used_units).cloned().collect();
+            functions.push(FunctionAccess {
+                tenant: key.0.clone(),
+                name: key.1.clone(),
+                granted: granted.iter().cloned().collect(),
+                used: used_units.iter().cloned().collect(),
+                unused,
+                denied: denied
+                    .remove(&key)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+                suggested: suggest(&used_units),
+            });
+        }
+        functions.sort_by(|a, b| (&a.tenant, &a.name).cmp(&(&b.tenant, &b.name)));
+        if let (Some(t), Some(n)) = (tenant, name) {
+            if functions.is_empty() {
+                return Err(zerofn_store::StoreError::NoSuchDeployment {
+                    tenant: t.to_owned(),
+                    name: n.to_owned(),
+                }
+                .into());
+            }
+        }
+        Ok(AccessReport {
+            since: since.to_owned(),
+            records: rows.len(),
+            truncated,
+            functions,
+        })
+    }
+}
+
+/// Parses `30m`, `24h`, `7d`, `90s` into seconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let bad = || {
+        format!(
+            "`{}` is not a duration such as 90s, 30m, 24h or 7d",
+            text.escape_debug()
+        )
+    };
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(scale).ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zerofn_policy::{InvokeSource, KvGrant};
+
+    #[test]
+    fn read_write_splits_into_units_and_the_suggestion_narrows() {
+        let p = Permissions {
+            kv: [
+                KvGrant::parse("orders:read").unwrap(),
+                KvGrant::parse("cache:read-write").unwrap(),
+            ]
+            .into(),
+            call: ["billing".to_owned()].into(),
+            config: false,
+            invoke_from: [InvokeSource::Public].into(),
+        };
+        let granted = granted_units(&p);
+        assert_eq!(
+            granted.iter().map(String::as_str).collect::<Vec<_>>(),
+            [
+                "call:billing",
+                "invoke:public",
+                "kv:cache:read",
+                "kv:cache:write",
+                "kv:orders:read"
+            ]
+        );
+        let used: BTreeSet<String> = ["kv:cache:read", "invoke:public"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let s = suggest(&used);
+        assert!(s.contains("kv = [\"cache:read\"]"), "{s}");
+        assert!(s.contains("call = []"), "{s}");
+        assert!(s.contains("from = [\"public\"]"), "{s}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("30m"), Ok(1800));
+        assert_eq!(parse_duration("7d"), Ok(604_800));
+        assert!(parse_duration("7w").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

@@ -1,0 +1,230 @@
+//! The runtime policies in force: compiled from every served function's
+//! manifest (`[permissions]`, `[invoke]`, `[config]`) plus each tenant's
+//! hand-written Cedar (`zerofn policy set`). Rebuilt whole and swapped in
+//! before a change becomes visible (a deployed function is invokable the
+//! moment its route is), and validated before anything is stored: an
+//! invalid set is refused whole and the old one stays in force.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+
+use serde::Serialize;
+use zerofn_admission::Manifest;
+use zerofn_audit::{Action, AuditRecord, Outcome};
+use zerofn_policy::permissions::compile;
+use zerofn_policy::{PolicySet, RuntimePolicies, RuntimePoliciesBuilder};
+use zerofn_store::StoreError;
+
+use crate::control::{ControlError, ControlPlane};
+
+/// The hand-written sets of every tenant that has one.
+#[derive(Default)]
+pub(crate) struct TenantSets(Mutex<BTreeMap<String, PolicySet>>);
+
+/// What `zerofn policy show TENANT NAME` prints.
+#[derive(Debug, Serialize)]
+pub struct FunctionPolicyView {
+    pub tenant: String,
+    pub name: String,
+    /// The manifest's declarations, in manifest form.
+    pub permissions: serde_json::Value,
+    /// The Cedar compiled from them.
+    pub compiled: String,
+    /// The tenant's hand-written policy, if any.
+    pub tenant_policy: Option<String>,
+}
+
+/// What `zerofn policy set` answers.
+#[derive(Debug, Serialize)]
+pub struct PolicySetResponse {
+    pub tenant: String,
+    pub policies: Vec<String>,
+}
+
+fn compile_function(m: &Manifest) -> Result<PolicySet, ControlError> {
+    PolicySet::parse(&compile(m.tenant.as_str(), m.name.as_str(), &m.permissions))
+        .map_err(ControlError::Policy)
+}
+
+impl ControlPlane {
+    /// Builds the policies for the served functions, with `adding`
+    /// replacing (or joining) them, `removing` left out, and `tenant_set`
+    /// replacing that tenant's hand-written set.
+    pub(crate) fn build_policies(
+        &self,
+        adding: Option<&Manifest>,
+        removing: Option<(&str, &str)>,
+        tenant_set: Option<(&str, Option<&PolicySet>)>,
+    ) -> Result<RuntimePolicies, ControlError> {
+        let mut b = RuntimePoliciesBuilder::new();
+        let table = self.routes().snapshot();
+        for f in table.functions() {
+            let m = f.artifact().manifest();
+            let key = (m.tenant.as_str(), m.name.as_str());
+            if Some(key) == removing
+                || adding.is_some_and(|a| (a.tenant.as_str(), a.name.as_str()) == key)
+            {
+                continue;
+            }
+            b.add(m.tenant.as_str(), compile_function(m)?);
+        }
+        if let Some(m) = adding {
+            b.add(m.tenant.as_str(), compile_function(m)?);
+        }
+        let sets = self
+            .tenant_sets()
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (tenant, set) in sets.iter() {
+            if tenant_set.is_some_and(|(t, _)| t == tenant) {
+                continue;
+            }
+            b.add(tenant, set.clone());
+        }
+        if let Some((tenant, Some(set))) = tenant_set {
+            b.add(tenant, set.clone());
+        }
+        b.build().map_err(ControlError::Policy)
+    }
+
+    /// Rebuild with `adding`/`removing` and swap the result in.
+    pub(crate) fn refresh_policies(
+        &self,
+        adding: Option<&Manifest>,
+        removing: Option<(&str, &str)>,
+    ) -> Result<(), ControlError> {
+        let built = self.build_policies(adding, removing, None)?;
+        self.policies().replace(built);
+        Ok(())
+    }
+
+    /// Load every tenant's hand-written policy (start-up). A stored set
+    /// that no longer validates is skipped with a warning: that tenant's
+    /// hand-written grants are then absent, which denies, never allows.
+    pub(crate) async fn load_tenant_policies(&self) -> Result<(), ControlError> {
+        let rows = self.store().tenant_policies().await?;
+        let mut sets = BTreeMap::new();
+        for row in rows {
+            match PolicySet::parse(&row.policy) {
+                Ok(set) => {
+                    sets.insert(row.tenant, set);
+                }
+                Err(error) => {
+                    tracing::warn!(tenant = %row.tenant, %error, "stored tenant policy is invalid; not loaded");
+                }
+            }
+        }
+        *self
+            .tenant_sets()
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = sets;
+        Ok(())
+    }
+
+    /// Replace (or with `None` remove) a tenant's hand-written policy.
+    /// Validated against the schema and together with every compiled
+    /// policy first; refused whole on any error, keeping the old one.
+    pub async fn set_tenant_policy(
+        &self,
+        actor: &str,
+        tenant: &str,
+        text: Option<&str>,
+    ) -> Result<PolicySetResponse, ControlError> {
+        let record = |outcome| AuditRecord::new(actor, Action::PolicySet, outcome).tenant(tenant);
+        if !self
+            .store()
+            .list_tenants()
+            .await?
+            .iter()
+            .any(|t| t.name == tenant)
+        {
+            return self
+                .refused(
+                    record(Outcome::Deny).reason("no such tenant"),
+                    StoreError::NoSuchTenant(tenant.to_owned()).into(),
+                )
+                .await;
+        }
+        let set = match text.map(PolicySet::parse).transpose() {
+            Ok(set) => set,
+            Err(e) => {
+                return self
+                    .refused(
+                        record(Outcome::Deny).reason(format!("invalid policy: {e}")),
+                        ControlError::Policy(e),
+                    )
+                    .await
+            }
+        };
+        let built = match self.build_policies(None, None, Some((tenant, set.as_ref()))) {
+            Ok(b) => b,
+            Err(e) => {
+                return self
+                    .refused(record(Outcome::Deny).reason(e.to_string()), e)
+                    .await
+            }
+        };
+        let ids: Vec<String> = set.as_ref().map(|s| s.ids().to_vec()).unwrap_or_default();
+        self.audit()
+            .append(record(Outcome::Allow).reason(if ids.is_empty() {
+                "tenant policy removed".to_owned()
+            } else {
+                format!("policies: {}", ids.join(", "))
+            }))
+            .await?;
+        self.store()
+            .set_tenant_policy(tenant, text.map(str::to_owned), &crate::clock::now())
+            .await?;
+        {
+            let mut sets = self
+                .tenant_sets()
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match set {
+                Some(set) => sets.insert(tenant.to_owned(), set),
+                None => sets.remove(tenant),
+            };
+        }
+        self.policies().replace(built);
+        Ok(PolicySetResponse {
+            tenant: tenant.to_owned(),
+            policies: ids,
+        })
+    }
+
+    /// A tenant's hand-written policy text.
+    pub async fn tenant_policy(&self, tenant: &str) -> Result<Option<String>, ControlError> {
+        Ok(self.store().tenant_policy(tenant).await?.map(|r| r.policy))
+    }
+
+    /// The policies that apply to one served function.
+    pub async fn function_policy(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<FunctionPolicyView, ControlError> {
+        let table = self.routes().snapshot();
+        let function =
+            table
+                .function(tenant, name)
+                .ok_or_else(|| StoreError::NoSuchDeployment {
+                    tenant: tenant.to_owned(),
+                    name: name.to_owned(),
+                })?;
+        let m = function.artifact().manifest();
+        let permissions = serde_json::to_value(m)
+            .ok()
+            .and_then(|v| v.get("permissions").cloned())
+            .unwrap_or_default();
+        Ok(FunctionPolicyView {
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
+            permissions,
+            compiled: compile(tenant, name, &m.permissions),
+            tenant_policy: self.tenant_policy(tenant).await?,
+        })
+    }
+}
