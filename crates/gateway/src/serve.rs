@@ -201,7 +201,14 @@ impl Gateway {
         };
         let request = Request::from_parts(parts, body);
 
-        let result = self.sandbox.invoke(&function, request).await;
+        let result = self
+            .sandbox
+            .invoke(
+                &function,
+                request,
+                std::sync::Arc::new(zerofn_sandbox::capabilities::NoCapabilities),
+            )
+            .await;
         match result {
             Ok(invocation) => {
                 let status = invocation.response.status().as_u16();

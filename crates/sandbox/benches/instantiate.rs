@@ -7,6 +7,8 @@
 //! `cargo run -p zerofn-guest-build -- --out $CARGO_TARGET_DIR/guests`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 #[path = "../../../tools/guests.rs"]
 mod guests;
@@ -14,6 +16,7 @@ use guests::guest;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use zerofn_admission::{admit, sign_artifact, Manifest, SigningKey};
+use zerofn_sandbox::capabilities::NoCapabilities;
 use zerofn_sandbox::{Sandbox, SandboxConfig};
 
 fn bench(c: &mut Criterion) {
@@ -45,7 +48,9 @@ fn bench(c: &mut Criterion) {
                 let req = http::Request::get(format!("http://bench/{name}"))
                     .body(Bytes::new())
                     .unwrap();
-                let out = rt.block_on(sandbox.invoke(&function, req)).unwrap();
+                let out = rt
+                    .block_on(sandbox.invoke(&function, req, Arc::new(NoCapabilities)))
+                    .unwrap();
                 assert_eq!(out.response.status(), 200);
             })
         });

@@ -36,19 +36,36 @@ pub mod limits {
     pub const LIST_PAGE: usize = 1000;
     /// Largest outbound request or response body, in bytes.
     pub const MAX_OUTBOUND_BODY: usize = 10 * 1024 * 1024;
+    /// Buckets one instance may hold open at once (each is an entry in
+    /// its resource table); more `open` calls fail until one is dropped.
+    pub const MAX_OPEN_BUCKETS: usize = 64;
 }
 
 /// One key-value operation on a bucket the guest opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KvOp {
-    Get { key: String },
-    Exists { key: String },
-    Set { key: String, value: Bytes },
-    Delete { key: String },
+    Get {
+        key: String,
+    },
+    Exists {
+        key: String,
+    },
+    Set {
+        key: String,
+        value: Bytes,
+    },
+    Delete {
+        key: String,
+    },
     /// Keys in order, starting after position `cursor` (0 = first page).
-    ListKeys { cursor: u64 },
+    ListKeys {
+        cursor: u64,
+    },
     /// Atomic add to a little-endian u64 value (absent = 0).
-    Increment { key: String, delta: u64 },
+    Increment {
+        key: String,
+        delta: u64,
+    },
 }
 
 /// What a key-value operation returned.
@@ -57,7 +74,10 @@ pub enum KvOutcome {
     Value(Option<Bytes>),
     Exists(bool),
     Done,
-    Keys { keys: Vec<String>, cursor: Option<u64> },
+    Keys {
+        keys: Vec<String>,
+        cursor: Option<u64>,
+    },
     Counter(u64),
 }
 
@@ -154,11 +174,19 @@ impl HostCapabilities for NoCapabilities {
         &'a self,
         _key: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, CapabilityError>> {
-        Box::pin(async { Err(CapabilityError::Denied("no configuration is granted".into())) })
+        Box::pin(async {
+            Err(CapabilityError::Denied(
+                "no configuration is granted".into(),
+            ))
+        })
     }
 
     fn config_get_all(&self) -> BoxFuture<'_, Result<Vec<(String, String)>, CapabilityError>> {
-        Box::pin(async { Err(CapabilityError::Denied("no configuration is granted".into())) })
+        Box::pin(async {
+            Err(CapabilityError::Denied(
+                "no configuration is granted".into(),
+            ))
+        })
     }
 
     fn outbound(
