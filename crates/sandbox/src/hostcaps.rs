@@ -434,6 +434,240 @@ mod tests {
         ));
     }
 
+    use std::sync::Mutex;
+
+    use crate::capabilities::BoxFuture;
+
+    /// Records every key-value call; denies writes to keys starting with
+    /// `deny`; answers `Get` for `wrong-kind` with an outcome of the wrong
+    /// kind.
+    #[derive(Default)]
+    struct Recorder {
+        ops: Mutex<Vec<KvOp>>,
+    }
+
+    impl HostCapabilities for Recorder {
+        fn kv_open<'a>(&'a self, _bucket: &'a str) -> BoxFuture<'a, Result<(), CapabilityError>> {
+            Box::pin(async { Ok(()) })
+        }
+
+        fn kv<'a>(
+            &'a self,
+            _bucket: &'a str,
+            op: KvOp,
+        ) -> BoxFuture<'a, Result<KvOutcome, CapabilityError>> {
+            self.ops.lock().unwrap().push(op.clone());
+            Box::pin(async move {
+                match op {
+                    KvOp::Set { key, .. } | KvOp::Delete { key } if key.starts_with("deny") => {
+                        Err(CapabilityError::Denied(format!("write to `{key}`")))
+                    }
+                    KvOp::Get { key } if key == "wrong-kind" => Ok(KvOutcome::Done),
+                    KvOp::Get { key } => Ok(KvOutcome::Value(
+                        (key != "absent").then(|| Bytes::from(format!("value of {key}"))),
+                    )),
+                    _ => Ok(KvOutcome::Done),
+                }
+            })
+        }
+
+        fn config_get<'a>(
+            &'a self,
+            _key: &'a str,
+        ) -> BoxFuture<'a, Result<Option<String>, CapabilityError>> {
+            Box::pin(async { Ok(None) })
+        }
+
+        fn config_get_all(&self) -> BoxFuture<'_, Result<Vec<(String, String)>, CapabilityError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+
+        fn outbound(
+            &self,
+            _request: http::Request<Bytes>,
+        ) -> BoxFuture<'_, Result<http::Response<Bytes>, crate::capabilities::OutboundError>>
+        {
+            Box::pin(async { Err(crate::capabilities::OutboundError::Denied(String::new())) })
+        }
+    }
+
+    struct Fixture {
+        recorder: Arc<Recorder>,
+        host: Arc<dyn HostCapabilities>,
+        table: ResourceTable,
+        open: usize,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let recorder = Arc::new(Recorder::default());
+            Fixture {
+                host: recorder.clone(),
+                recorder,
+                table: ResourceTable::new(),
+                open: 0,
+            }
+        }
+
+        fn view(&mut self) -> HostCapsView<'_> {
+            HostCapsView {
+                host: &self.host,
+                table: &mut self.table,
+                open_buckets: &mut self.open,
+            }
+        }
+
+        fn ops(&self) -> Vec<KvOp> {
+            self.recorder.ops.lock().unwrap().clone()
+        }
+    }
+
+    /// A handle the guest may pass again (wasmtime hands host functions
+    /// borrows; an owned handle would be consumed by the first call).
+    fn handle(bucket: &Resource<Bucket>) -> Resource<Bucket> {
+        Resource::new_borrow(bucket.rep())
+    }
+
+    #[tokio::test]
+    async fn batch_calls_are_single_decided_operations() {
+        use batch::Host as _;
+        use store::Host as _;
+        let mut f = Fixture::new();
+        let bucket = f.view().open("notes".into()).await.unwrap().unwrap();
+
+        let got = f
+            .view()
+            .get_many(handle(&bucket), vec!["a".into(), "absent".into()])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, vec![Some(("a".into(), b"value of a".to_vec())), None]);
+
+        // set-many stops at the first denial and reports it; the writes
+        // before it happened (the WIT allows partial effects).
+        let err = f
+            .view()
+            .set_many(
+                handle(&bucket),
+                vec![
+                    ("x".into(), b"1".to_vec()),
+                    ("deny-y".into(), b"2".to_vec()),
+                    ("z".into(), b"3".to_vec()),
+                ],
+            )
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(&err, store::Error::Other(m) if m == "access denied: write to `deny-y`"));
+        let err = f
+            .view()
+            .delete_many(handle(&bucket), vec!["deny-q".into()])
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(&err, store::Error::Other(m) if m.starts_with("access denied: ")));
+        assert_eq!(
+            f.ops(),
+            vec![
+                KvOp::Get { key: "a".into() },
+                KvOp::Get {
+                    key: "absent".into()
+                },
+                KvOp::Set {
+                    key: "x".into(),
+                    value: Bytes::from_static(b"1")
+                },
+                KvOp::Set {
+                    key: "deny-y".into(),
+                    value: Bytes::from_static(b"2")
+                },
+                KvOp::Delete {
+                    key: "deny-q".into()
+                },
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn oversize_batches_never_reach_the_platform() {
+        use batch::Host as _;
+        use store::Host as _;
+        let mut f = Fixture::new();
+        let bucket = f.view().open("notes".into()).await.unwrap().unwrap();
+
+        let too_many: Vec<String> = (0..=limits::MAX_BATCH).map(|i| i.to_string()).collect();
+        let err = f
+            .view()
+            .get_many(handle(&bucket), too_many.clone())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(&err, store::Error::Other(m) if m == "batch names 1001 keys, over the limit of 1000 keys")
+        );
+        assert!(f
+            .view()
+            .delete_many(handle(&bucket), too_many)
+            .await
+            .unwrap()
+            .is_err());
+        // One bad key anywhere refuses the whole batch up front.
+        let err = f
+            .view()
+            .set_many(
+                handle(&bucket),
+                vec![
+                    ("ok".into(), Vec::new()),
+                    ("big".into(), vec![0; limits::MAX_VALUE + 1]),
+                ],
+            )
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(&err, store::Error::Other(m) if m.starts_with("value is 1048577 bytes")));
+        assert!(f.ops().is_empty());
+    }
+
+    #[tokio::test]
+    async fn open_buckets_are_bounded_and_freed_on_drop() {
+        use store::{Host as _, HostBucket as _};
+        let mut f = Fixture::new();
+        let mut held = Vec::new();
+        for _ in 0..limits::MAX_OPEN_BUCKETS {
+            held.push(f.view().open("notes".into()).await.unwrap().unwrap());
+        }
+        let err = f.view().open("notes".into()).await.unwrap().unwrap_err();
+        assert!(matches!(&err, store::Error::Other(m) if m.contains("64 buckets are open")));
+        let first = held.swap_remove(0);
+        f.view().drop(first).await.unwrap();
+        assert!(f.view().open("notes".into()).await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_wrong_answer_from_the_platform_is_an_error_not_a_guess() {
+        use store::{Host as _, HostBucket as _};
+        let mut f = Fixture::new();
+        let bucket = f.view().open("notes".into()).await.unwrap().unwrap();
+        let err = f
+            .view()
+            .get(handle(&bucket), "wrong-kind".into())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(&err, store::Error::Other(m) if m == "internal error: unexpected answer to `get`")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_handle_the_guest_does_not_hold_traps() {
+        use store::HostBucket as _;
+        let mut f = Fixture::new();
+        let forged = Resource::<Bucket>::new_borrow(12345);
+        assert!(f.view().get(forged, "k".into()).await.is_err());
+        assert!(f.ops().is_empty());
+    }
+
     #[test]
     fn limits_are_named_in_the_refusal() {
         let long_key = "k".repeat(limits::MAX_KEY + 1);
