@@ -11,8 +11,16 @@
 //!
 //! # Trust
 //! Every argument here comes from the guest and is untrusted: bucket
-//! names, keys, values, URLs. The sandbox bounds their sizes before they
-//! reach the implementation ([`limits`]).
+//! names, keys, values, URLs, headers. The sandbox bounds their sizes
+//! before they reach the implementation ([`limits`]) and checks nothing
+//! else: which bucket, key, configuration value or destination a function
+//! may use is for the implementation to decide.
+//!
+//! Guests see errors as text: a [`CapabilityError`] reaches a
+//! `wasi:keyvalue` caller as `error::other(<Display>)` (so a denial reads
+//! `access denied: <reason>`), except [`CapabilityError::NoSuchStore`],
+//! which is `error::no-such-store`; a `wasi:config` caller gets
+//! `error::upstream(<Display>)`. Do not put secrets in these messages.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -36,6 +44,9 @@ pub mod limits {
     pub const LIST_PAGE: usize = 1000;
     /// Largest outbound request or response body, in bytes.
     pub const MAX_OUTBOUND_BODY: usize = 10 * 1024 * 1024;
+    /// Buckets one instance may hold open at once (each is an entry in
+    /// its resource table); more `open` calls fail until one is dropped.
+    pub const MAX_OPEN_BUCKETS: usize = 64;
 }
 
 /// One key-value operation on a bucket the guest opened.
@@ -58,8 +69,7 @@ pub enum KvOp {
     ListKeys {
         cursor: u64,
     },
-    /// Atomic add to a value holding a decimal u64 (absent = 0), stored
-    /// back as decimal text, as wasmtime-wasi-keyvalue does.
+    /// Atomic add to a little-endian u64 value (absent = 0).
     Increment {
         key: String,
         delta: u64,
@@ -94,7 +104,10 @@ pub enum CapabilityError {
     Failed(String),
 }
 
-/// Why an outbound HTTP request was not answered.
+/// Why an outbound HTTP request was not answered. The guest sees a
+/// `wasi:http` error code: `HTTP-request-denied`, `destination-not-found`,
+/// or `internal-error(<message>)` for [`OutboundError::Failed`] (whose
+/// message it reads).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum OutboundError {
     /// The destination is not one the platform lets functions reach.
@@ -109,8 +122,17 @@ pub enum OutboundError {
 }
 
 /// The platform side of the capabilities, one value per invocation.
+///
+/// The sandbox calls these while the guest waits; each call should
+/// decide, audit, then act. When a method is called, the sandbox has
+/// already checked that the bucket name, key and value are within
+/// [`limits`] and that a batch names at most [`limits::MAX_BATCH`] keys
+/// (a batch arrives as one call per key). The guest's deadline still
+/// runs, so a slow answer makes the invocation time out.
 pub trait HostCapabilities: Send + Sync + 'static {
-    /// Open a bucket by the name the guest gave.
+    /// Open a bucket by the name the guest gave. Later operations on it
+    /// come to [`HostCapabilities::kv`] with the same name and are to be
+    /// decided again; opening grants nothing by itself.
     fn kv_open<'a>(&'a self, bucket: &'a str) -> BoxFuture<'a, Result<(), CapabilityError>>;
 
     /// One operation on an opened bucket.
@@ -133,6 +155,13 @@ pub trait HostCapabilities: Send + Sync + 'static {
     /// refusal of a function-to-function call is an HTTP response (403),
     /// like any server refusing a client; [`OutboundError`] is for
     /// requests that never reach a server.
+    ///
+    /// The URI is absolute (scheme, authority, path and query as the guest
+    /// set them) and the `host` header equals the authority. Every other
+    /// header is the guest's own: strip or overwrite any header the
+    /// callee would trust (caller identity, tenant) before forwarding. The
+    /// body is at most [`limits::MAX_OUTBOUND_BODY`] bytes; a response
+    /// body over that limit reaches the guest as `HTTP-response-body-size`.
     fn outbound(
         &self,
         request: http::Request<Bytes>,

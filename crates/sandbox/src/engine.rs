@@ -106,6 +106,9 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+            .and_then(|()| {
+                crate::hostcaps::add_to_linker(&mut linker, InvocationState::capabilities)
+            })
             .map_err(|e| SandboxError::Config(format!("{e:#}")))?;
         let engine_key = engine_key(&engine);
         let ticker_stop = Arc::new(AtomicBool::new(false));

@@ -14,8 +14,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::capabilities::{HostCapabilities, NoCapabilities};
 use crate::engine::EPOCH_TICK;
-use crate::outbound::DenyAllOutbound;
+use crate::hostcaps::HostCapsView;
+use crate::outbound::PlatformOutbound;
 use crate::{InvokeError, LoadedFunction, Sandbox};
 
 /// Time past the deadline we wait for the guest task to notice it (one
@@ -29,8 +31,24 @@ pub struct InvocationState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    hooks: DenyAllOutbound,
+    hooks: PlatformOutbound,
     limits: GuestLimits,
+    /// The platform side of `wasi:keyvalue`, `wasi:config` and outbound
+    /// HTTP for this invocation.
+    host: Arc<dyn HostCapabilities>,
+    /// Key-value buckets the guest holds open.
+    open_buckets: usize,
+}
+
+impl InvocationState {
+    /// The view `wasi:keyvalue` and `wasi:config` work on.
+    pub(crate) fn capabilities(&mut self) -> HostCapsView<'_> {
+        HostCapsView {
+            host: &self.host,
+            table: &mut self.table,
+            open_buckets: &mut self.open_buckets,
+        }
+    }
 }
 
 impl WasiView for InvocationState {
@@ -113,7 +131,12 @@ struct Fresh {
 }
 
 impl Sandbox {
-    fn fresh_store(&self, function: &LoadedFunction, started: Instant) -> Fresh {
+    fn fresh_store(
+        &self,
+        function: &LoadedFunction,
+        started: Instant,
+        host: Arc<dyn HostCapabilities>,
+    ) -> Fresh {
         let limits = function.artifact.manifest().limits;
         let timeout = Duration::from_millis(u64::from(limits.timeout_ms));
         let deadline = started + timeout;
@@ -126,12 +149,14 @@ impl Sandbox {
             wasi: crate::wasi::deny_by_default(stdout.clone(), stderr.clone()),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: DenyAllOutbound,
+            hooks: PlatformOutbound::new(host.clone(), deadline),
             limits: GuestLimits {
                 memory_limit: (memory_mb as usize).saturating_mul(1 << 20),
                 memory_in_use: 0,
                 exceeded: exceeded.clone(),
             },
+            host,
+            open_buckets: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -159,7 +184,7 @@ impl Sandbox {
     /// Create a fresh instance of `function` exactly as an invocation
     /// does (same store, limits and pooling slot) and drop it without
     /// handling a request: the per-request instantiation cost on its own,
-    /// for benchmarks.
+    /// for benchmarks. The instance gets [`NoCapabilities`].
     pub async fn instantiate_only(&self, function: &LoadedFunction) -> Result<(), InvokeError> {
         let _slot =
             self.slots
@@ -169,7 +194,7 @@ impl Sandbox {
                 .map_err(|_| InvokeError::Internal {
                     detail: "sandbox slots closed".into(),
                 })?;
-        let mut fresh = self.fresh_store(function, Instant::now());
+        let mut fresh = self.fresh_store(function, Instant::now(), Arc::new(NoCapabilities));
         function
             .pre
             .instantiate_async(&mut fresh.store)
@@ -182,11 +207,16 @@ impl Sandbox {
 
     /// Run one request through a fresh instance of `function`. The request
     /// body is already read and size-checked by the caller.
+    ///
+    /// `host` answers the guest's `wasi:keyvalue`, `wasi:config` and
+    /// outbound HTTP calls for this invocation only; it decides each of
+    /// them (the sandbox does not). A refused call fails inside the guest,
+    /// which goes on running.
     pub async fn invoke(
         &self,
         function: &LoadedFunction,
         request: http::Request<Bytes>,
-        _host: Arc<dyn crate::capabilities::HostCapabilities>,
+        host: Arc<dyn HostCapabilities>,
     ) -> Result<Invocation, InvokeError> {
         let _slot = tokio::time::timeout(SLOT_WAIT, self.slots.clone().acquire_owned())
             .await
@@ -203,7 +233,7 @@ impl Sandbox {
             deadline,
             timeout,
             memory_mb,
-        } = self.fresh_store(function, started);
+        } = self.fresh_store(function, started, host);
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let request = request.map(|b| {

@@ -15,7 +15,11 @@
 //! - A guest sees no preopened directories, no environment, no arguments,
 //!   no sockets and no name lookup; the filesystem, sockets and cli
 //!   interfaces that componentize-py and jco guests import are linked but
-//!   find nothing ([`wasi`]). Outbound HTTP is refused ([`outbound`]).
+//!   find nothing ([`wasi`]).
+//! - Host capabilities (`wasi:keyvalue`, `wasi:config`, outbound HTTP
+//!   through [`outbound`]) are granted per invocation by the caller's
+//!   [`capabilities::HostCapabilities`]; the sandbox only translates and
+//!   bounds sizes, the platform decides every call.
 //! - Memory is capped per function (all memories of the instance together),
 //!   wall-clock time by epoch interruption: every 10 ms tick the guest
 //!   yields to the scheduler and traps once its deadline has passed, so a
@@ -29,6 +33,7 @@ pub mod capabilities;
 mod compile;
 mod engine;
 mod error;
+mod hostcaps;
 mod invoke;
 pub mod outbound;
 pub mod wasi;

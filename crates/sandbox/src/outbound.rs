@@ -1,19 +1,58 @@
 //! Outbound HTTP from guests: the one place every outgoing request passes
-//! (`WasiHttpHooks::send_request`). Today it refuses every request; egress
-//! allowlists and function-to-function calls will be decided here, the way
-//! Spin's outbound-networking factor owns its allowlist.
+//! (`WasiHttpHooks::send_request`). Sockets and name lookup are off
+//! ([`crate::wasi`]), so `wasi:http/outgoing-handler` is a guest's only
+//! way out, and it ends here.
+//!
+//! The sandbox decides nothing about a request: it reads the body in full,
+//! hands the request to [`HostCapabilities::outbound`] and turns the
+//! answer back into a `wasi:http` response. Egress allowlists and
+//! function-to-function calls are decided behind that trait (in the
+//! platform), the way Spin's outbound-networking factor owns its
+//! allowlist; a refusal reaches the guest as the error code
+//! `HTTP-request-denied`.
+//!
+//! # Trust
+//! Trusts the [`HostCapabilities`] implementation. Trusts nothing from the
+//! guest: the request body is read only up to
+//! [`limits::MAX_OUTBOUND_BODY`] and only until the invocation's deadline;
+//! guest-chosen text (the authority) is escaped before it is logged.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
 
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
-/// Hooks that deny all outbound requests.
-#[derive(Debug, Default)]
-pub struct DenyAllOutbound;
+use crate::capabilities::{limits, HostCapabilities, OutboundError};
 
 type Pending = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 
-impl WasiHttpHooks for DenyAllOutbound {
+/// Hooks that route every outbound request of one invocation to the
+/// platform's [`HostCapabilities::outbound`].
+pub struct PlatformOutbound {
+    host: Arc<dyn HostCapabilities>,
+    deadline: Instant,
+}
+
+impl std::fmt::Debug for PlatformOutbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlatformOutbound")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PlatformOutbound {
+    /// Hooks for one invocation: requests go to `host` and are abandoned
+    /// at `deadline` (the invocation's own).
+    pub fn new(host: Arc<dyn HostCapabilities>, deadline: Instant) -> PlatformOutbound {
+        PlatformOutbound { host, deadline }
+    }
+}
+
+impl WasiHttpHooks for PlatformOutbound {
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
@@ -21,12 +60,104 @@ impl WasiHttpHooks for DenyAllOutbound {
         _fut: Pending,
     ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, Pending), HttpError>> + Send>
     {
-        let authority = request
-            .uri()
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .unwrap_or_default();
-        tracing::warn!(host = %authority.escape_debug(), "outbound request denied: no egress is granted");
-        Box::new(async { Err(HttpError::HttpRequestDenied) })
+        let host = self.host.clone();
+        let deadline = tokio::time::Instant::from_std(self.deadline);
+        Box::new(async move {
+            let authority = request
+                .uri()
+                .authority()
+                .map(|a| a.as_str().to_owned())
+                .unwrap_or_default();
+            let (parts, body) = request.into_parts();
+            let body =
+                tokio::time::timeout_at(deadline, read_body(body, limits::MAX_OUTBOUND_BODY))
+                    .await
+                    .map_err(|_| HttpError::ConnectionWriteTimeout)??;
+            let request = http::Request::from_parts(parts, body);
+            let response = tokio::time::timeout_at(deadline, host.outbound(request))
+                .await
+                .map_err(|_| HttpError::HttpResponseTimeout)?
+                .map_err(|e| outbound_error(e, &authority))?;
+            let (parts, body) = response.into_parts();
+            if body.len() > limits::MAX_OUTBOUND_BODY {
+                return Err(HttpError::HttpResponseBodySize(
+                    u64::try_from(body.len()).ok(),
+                ));
+            }
+            let body = Full::new(body)
+                .map_err(|never: std::convert::Infallible| -> HttpError { match never {} })
+                .boxed_unsync();
+            let done: Pending = Box::new(async { Ok(()) });
+            Ok((http::Response::from_parts(parts, body), done))
+        })
+    }
+}
+
+/// The error code a guest sees for a request the platform did not answer.
+fn outbound_error(error: OutboundError, authority: &str) -> HttpError {
+    match error {
+        OutboundError::Denied(_) => {
+            tracing::warn!(host = %authority.escape_debug(), "outbound request denied");
+            HttpError::HttpRequestDenied
+        }
+        OutboundError::NotFound(_) => {
+            tracing::info!(host = %authority.escape_debug(), "outbound request to no known destination");
+            HttpError::DestinationNotFound
+        }
+        OutboundError::Failed(message) => {
+            tracing::warn!(host = %authority.escape_debug(), error = %message.escape_debug(), "outbound request failed");
+            HttpError::InternalError(Some(message))
+        }
+    }
+}
+
+/// Reads a guest's request body in full, refusing it once it passes
+/// `limit` bytes (trailers are dropped).
+async fn read_body(mut body: WasiBody, limit: usize) -> Result<Bytes, HttpError> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if buf.len().saturating_add(data.len()) > limit {
+                return Err(HttpError::HttpRequestBodySize(u64::try_from(limit).ok()));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn body_over_the_limit_is_refused() {
+        let body = Full::new(Bytes::from(vec![7u8; 11]))
+            .map_err(|never: std::convert::Infallible| -> HttpError { match never {} })
+            .boxed_unsync();
+        assert!(matches!(
+            read_body(body, 10).await,
+            Err(HttpError::HttpRequestBodySize(Some(10)))
+        ));
+        let body = Full::new(Bytes::from_static(b"0123456789"))
+            .map_err(|never: std::convert::Infallible| -> HttpError { match never {} })
+            .boxed_unsync();
+        assert_eq!(read_body(body, 10).await.unwrap(), &b"0123456789"[..]);
+    }
+
+    #[test]
+    fn errors_map_to_wasi_http_codes() {
+        assert!(matches!(
+            outbound_error(OutboundError::Denied("x".into()), "x"),
+            HttpError::HttpRequestDenied
+        ));
+        assert!(matches!(
+            outbound_error(OutboundError::NotFound("x".into()), "x"),
+            HttpError::DestinationNotFound
+        ));
+        assert!(matches!(
+            outbound_error(OutboundError::Failed("boom".into()), "x"),
+            HttpError::InternalError(Some(m)) if m == "boom"
+        ));
     }
 }
