@@ -320,6 +320,62 @@ mod tests {
         assert!(err.to_string().contains("unknown guest"), "{err}");
     }
 
+    /// kv-py's own world resolves with the WASI WIT, declares exactly the
+    /// keyvalue and config imports, and the combined WIT directory handed
+    /// to componentize-py/-js resolves to the same world on its own.
+    #[test]
+    fn own_world_and_combined_wit() {
+        let workspace = crate::workspace_root();
+        let toolchains = match crate::toolchain::Toolchains::probe(
+            &workspace,
+            None,
+            crate::toolchain::Needs::default(),
+        ) {
+            Ok(toolchains) => toolchains,
+            Err(err) => {
+                eprintln!("skipping: {err:#}");
+                return;
+            }
+        };
+        let all = discover(&workspace.join("examples")).unwrap();
+        let guest = all.iter().find(|g| g.name == "kv-py").unwrap();
+        let own = own_world(guest, &toolchains.wit).unwrap().unwrap();
+        assert_eq!(own.name, "zerofn:kv-py/proxy");
+        let declared: Vec<&str> = own.declared_imports.iter().map(String::as_str).collect();
+        assert_eq!(
+            declared,
+            [
+                "wasi:config/store",
+                "wasi:keyvalue/atomics",
+                "wasi:keyvalue/store"
+            ]
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let combined = dir.path().join("wit");
+        write_combined_wit(guest, &toolchains.wit, &combined).unwrap();
+        let mut resolve = wit_parser::Resolve::default();
+        let (package, _) = resolve.push_dir(&combined).unwrap();
+        let world = resolve.select_world(&[package], Some(&own.name)).unwrap();
+        let imports: BTreeSet<String> = resolve.worlds[world]
+            .imports
+            .keys()
+            .map(|key| unversioned(&resolve.name_world_key(key)).to_owned())
+            .collect();
+        assert!(
+            imports.contains("wasi:http/outgoing-handler"),
+            "{imports:?}"
+        );
+        assert!(imports.contains("wasi:keyvalue/store"), "{imports:?}");
+        // A second combination into the same place collides, loudly.
+        let err = write_combined_wit(guest, &toolchains.wit, &combined).unwrap_err();
+        assert!(err.to_string().contains("collides"), "{err}");
+
+        // Guests without `wit/` and `world` have no own world.
+        let hello = all.iter().find(|g| g.name == "hello-py").unwrap();
+        assert!(own_world(hello, &toolchains.wit).unwrap().is_none());
+    }
+
     #[test]
     fn two_languages_in_one_guest_are_refused() {
         let dir = tempfile::tempdir().unwrap();
