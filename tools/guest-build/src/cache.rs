@@ -15,6 +15,7 @@ const RECIPE: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("../Cargo.toml")),
     ("cache.rs", include_str!("cache.rs")),
     ("cguest.rs", include_str!("cguest.rs")),
+    ("guests.rs", include_str!("guests.rs")),
     ("pyguest.rs", include_str!("pyguest.rs")),
     ("jsguest.rs", include_str!("jsguest.rs")),
     ("componentize.mjs", include_str!("componentize.mjs")),

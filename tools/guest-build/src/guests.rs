@@ -1,11 +1,13 @@
 //! Discovery of the example guests under `examples/`.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use crate::cache::is_guest_input;
+use crate::toolchain::{unversioned, Wit};
 
 /// The language (and therefore toolchain) of a guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,12 +71,114 @@ pub const JS_APP_FILE: &str = "app.js";
 /// The component text every WAT guest must provide.
 pub const WAT_FILE: &str = "component.wat";
 
-/// A C guest's own WIT: `wit/` (its package, with `deps/` for the packages
+/// A guest's own WIT: `wit/` (its package, with `deps/` for the packages
 /// it imports beyond WASI) and `world`, one line naming the world to build,
 /// such as `zerofn:hello-layered/proxy`. Resolved together with the WASI WIT
-/// the tool already uses.
+/// the tool already uses. C guests load it with
+/// [`crate::cguest::guest_wit`] (which also fixes the world's name);
+/// Python and JavaScript guests with [`own_world`].
 pub const GUEST_WIT_DIR: &str = "wit";
 pub const GUEST_WORLD_FILE: &str = "world";
+
+/// A Python or JavaScript guest's own world, resolved together with the
+/// WASI WIT.
+pub struct OwnWorld {
+    /// The world as named in the guest's `world` file, e.g.
+    /// `zerofn:kv-py/proxy`; what the toolchains are told to build.
+    pub name: String,
+    pub resolve: wit_parser::Resolve,
+    pub world: wit_parser::WorldId,
+    /// Unversioned names of the world's imports outside the proxy world,
+    /// such as `wasi:keyvalue/store`.
+    pub declared_imports: BTreeSet<String>,
+}
+
+/// Loads `guest`'s `wit/` and `world`, if it has them (both or neither).
+/// Unlike C guests, the world may have any name.
+pub fn own_world(guest: &Guest, wit: &Wit) -> Result<Option<OwnWorld>> {
+    let dir = guest.dir.join(GUEST_WIT_DIR);
+    let world_file = guest.dir.join(GUEST_WORLD_FILE);
+    match (dir.is_dir(), world_file.is_file()) {
+        (false, false) => return Ok(None),
+        (true, true) => {}
+        _ => bail!(
+            "{} needs both `{GUEST_WIT_DIR}/` and `{GUEST_WORLD_FILE}` (the world to build), or neither",
+            guest.dir.display()
+        ),
+    }
+    let name = std::fs::read_to_string(&world_file)
+        .with_context(|| format!("cannot read {}", world_file.display()))?
+        .trim()
+        .to_owned();
+    let mut resolve = wit.resolve.clone();
+    let (package, _) = resolve
+        .push_dir(&dir)
+        .with_context(|| format!("cannot parse the WIT in {}", dir.display()))?;
+    let world = resolve
+        .select_world(&[package], Some(&name))
+        .with_context(|| format!("no world `{name}` in {}", dir.display()))?;
+    let proxy = wit.proxy_world_names();
+    let declared_imports = resolve
+        .worlds
+        .get(world)
+        .map(|w| {
+            w.imports
+                .keys()
+                .map(|key| unversioned(&resolve.name_world_key(key)).to_owned())
+                .filter(|name| !proxy.imports.contains(name))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Some(OwnWorld {
+        name,
+        resolve,
+        world,
+        declared_imports,
+    }))
+}
+
+/// Lays out, in the empty or missing directory `to`, one WIT directory
+/// holding `guest`'s own WIT and the WASI WIT, for toolchains that take a
+/// single WIT path (componentize-js; componentize-py gets the same for
+/// symmetry). The guest's `wit/` is copied as is; the WASI WIT directory's
+/// top-level files become the package `deps/wasi--root/` and each entry of
+/// its `deps/` becomes `deps/wasi--<entry>`. wit-parser names packages by
+/// their `package` line, not by file name, so the prefix only keeps the
+/// guest's own `deps/` entries from colliding with WASI's.
+pub fn write_combined_wit(guest: &Guest, wit: &Wit, to: &Path) -> Result<()> {
+    let own = guest.dir.join(GUEST_WIT_DIR);
+    let mut copies: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for (relative, source) in crate::toolchain::files_under(&own, &is_guest_input)? {
+        copies.push((source, to.join(relative)));
+    }
+    for (relative, source) in crate::toolchain::files_under(&wit.dir, &|_| true)? {
+        let target = match relative.split_once('/') {
+            // Files of the root package.
+            None => to.join("deps/wasi--root").join(&relative),
+            Some(("deps", rest)) => to.join("deps").join(format!("wasi--{rest}")),
+            // Anything else (nested directories beside `deps/`) is not
+            // part of the root package as wit-parser reads it.
+            Some(_) => continue,
+        };
+        copies.push((source, target));
+    }
+    for (source, target) in copies {
+        if target.exists() {
+            bail!(
+                "cannot combine WIT: {} already exists (a file of {} collides with the WASI WIT)",
+                target.display(),
+                own.display()
+            );
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::copy(&source, &target)
+            .with_context(|| format!("cannot copy {} to {}", source.display(), target.display()))?;
+    }
+    Ok(())
+}
 
 /// Finds every guest directory under `examples_dir`, sorted by name.
 ///
@@ -214,6 +318,62 @@ mod tests {
         assert_eq!(only.len(), 1);
         let err = select(all, &["nope".to_owned()]).unwrap_err();
         assert!(err.to_string().contains("unknown guest"), "{err}");
+    }
+
+    /// kv-py's own world resolves with the WASI WIT, declares exactly the
+    /// keyvalue and config imports, and the combined WIT directory handed
+    /// to componentize-py/-js resolves to the same world on its own.
+    #[test]
+    fn own_world_and_combined_wit() {
+        let workspace = crate::workspace_root();
+        let toolchains = match crate::toolchain::Toolchains::probe(
+            &workspace,
+            None,
+            crate::toolchain::Needs::default(),
+        ) {
+            Ok(toolchains) => toolchains,
+            Err(err) => {
+                eprintln!("skipping: {err:#}");
+                return;
+            }
+        };
+        let all = discover(&workspace.join("examples")).unwrap();
+        let guest = all.iter().find(|g| g.name == "kv-py").unwrap();
+        let own = own_world(guest, &toolchains.wit).unwrap().unwrap();
+        assert_eq!(own.name, "zerofn:kv-py/proxy");
+        let declared: Vec<&str> = own.declared_imports.iter().map(String::as_str).collect();
+        assert_eq!(
+            declared,
+            [
+                "wasi:config/store",
+                "wasi:keyvalue/atomics",
+                "wasi:keyvalue/store"
+            ]
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let combined = dir.path().join("wit");
+        write_combined_wit(guest, &toolchains.wit, &combined).unwrap();
+        let mut resolve = wit_parser::Resolve::default();
+        let (package, _) = resolve.push_dir(&combined).unwrap();
+        let world = resolve.select_world(&[package], Some(&own.name)).unwrap();
+        let imports: BTreeSet<String> = resolve.worlds[world]
+            .imports
+            .keys()
+            .map(|key| unversioned(&resolve.name_world_key(key)).to_owned())
+            .collect();
+        assert!(
+            imports.contains("wasi:http/outgoing-handler"),
+            "{imports:?}"
+        );
+        assert!(imports.contains("wasi:keyvalue/store"), "{imports:?}");
+        // A second combination into the same place collides, loudly.
+        let err = write_combined_wit(guest, &toolchains.wit, &combined).unwrap_err();
+        assert!(err.to_string().contains("collides"), "{err}");
+
+        // Guests without `wit/` and `world` have no own world.
+        let hello = all.iter().find(|g| g.name == "hello-py").unwrap();
+        assert!(own_world(hello, &toolchains.wit).unwrap().is_none());
     }
 
     #[test]

@@ -19,6 +19,15 @@
 //! older `wasi:*@0.2.10` and would add nothing a handler here needs. The
 //! result imports only proxy-world interfaces at the WIT's version.
 //!
+//! A guest with its own WIT (`wit/` and `world`, see
+//! [`crate::guests::own_world`]) is built against that world: its WIT and
+//! the WASI WIT are laid out as one directory
+//! ([`crate::guests::write_combined_wit`]; componentize-js takes a single
+//! WIT path) and the world argument names the guest's world, e.g.
+//! `zerofn:kv-js/proxy`. `app.js` reaches the extra imports as ES modules
+//! named by interface and version, such as
+//! `import { open } from "wasi:keyvalue/store@0.2.0-draft"`.
+//!
 //! `jco componentize` is not used: in jco 1.35 it fails before building,
 //! in the probe that picks a componentize-js version for the WIT's
 //! `wasi:http` version ("failed to get path metadata" reading the WIT
@@ -29,7 +38,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::guests::{Guest, JS_APP_FILE};
+use crate::guests::{self, Guest, JS_APP_FILE};
 use crate::toolchain::{self, Toolchains, COMPONENTIZE_JS_PACKAGE, PROXY_WORLD};
 
 /// The node script that calls componentize-js.
@@ -72,12 +81,21 @@ pub fn build(guest: &Guest, toolchains: &Toolchains) -> Result<Vec<u8>> {
     std::fs::write(&script, COMPONENTIZE_SCRIPT)
         .with_context(|| format!("cannot write {}", script.display()))?;
 
+    let (wit_dir, world) = match guests::own_world(guest, &toolchains.wit)? {
+        Some(own) => {
+            let combined = scratch.join("wit");
+            guests::write_combined_wit(guest, &toolchains.wit, &combined)?;
+            (combined, own.name)
+        }
+        None => (toolchains.wit.dir.clone(), PROXY_WORLD.to_owned()),
+    };
+
     let out = scratch.join("out.wasm");
     let mut cmd = Command::new(&js.node);
     cmd.arg(&script)
         .arg(app_dir.join(JS_APP_FILE))
-        .arg(&toolchains.wit.dir)
-        .arg(PROXY_WORLD)
+        .arg(&wit_dir)
+        .arg(&world)
         .arg(&out)
         .arg(DISABLED_FEATURES.join(","))
         .current_dir(scratch)

@@ -20,6 +20,11 @@
 //!   `componentize-js` (npm, run by node) against the same WIT, with the
 //!   StarlingMonkey features that need host interfaces left out. The result
 //!   is checked to import nothing beyond the proxy world, like C guests.
+//! * any of these may carry its own WIT (`wit/` and a `world` file naming a
+//!   world that includes the proxy world and imports more, such as
+//!   `wasi:keyvalue`); it is then built against that world, and C and
+//!   JavaScript guests are checked to import exactly the proxy world plus
+//!   what their world declares.
 //!
 //! The WIT comes from the `wasmtime-wasi-http` crate the workspace depends on
 //! (found through `cargo metadata`), so guests and host always agree on the
@@ -55,7 +60,7 @@ usage: zerofn-guest-build --out DIR [--only NAME]... [--wit DIR] [--force]
        zerofn-guest-build --c-bindings DIR [--wit DIR]
 
 Builds every example guest under examples/ into DIR/<name>.wasm
-(WebAssembly components for the wasi:http/proxy world, a C guest's own
+(WebAssembly components for the wasi:http/proxy world, a guest's own
 world from its wit/ and world files, or a layer from component.wat).
 
 options:
@@ -343,16 +348,23 @@ fn build_one(
             .with_context(|| format!("cannot assemble {}", guests::WAT_FILE))?,
     };
     let summary = check::summarize(&wasm_path, &component, &expected)?;
-    let own_wit = if guest.kind == GuestKind::C {
-        cguest::guest_wit(guest, &toolchains.wit)?
-    } else {
-        None
+    let own_wit = match guest.kind {
+        GuestKind::C => cguest::guest_wit(guest, &toolchains.wit)?
+            .map(|own| (own.resolve, own.world, own.declared_imports)),
+        GuestKind::Python | GuestKind::JavaScript => guests::own_world(guest, &toolchains.wit)?
+            .map(|own| (own.resolve, own.world, own.declared_imports)),
+        GuestKind::Wat => None,
     };
-    if let Some(own) = &own_wit {
-        // Exactly the proxy world plus the interfaces the guest's world
-        // declares (satisfied by layers at deploy).
-        summary.require_proxy_plus(&own.declared_imports)?;
-        check::require_targets_world(&own.resolve, own.world, &component)?;
+    if let Some((resolve, world, declared)) = &own_wit {
+        // Python guests also import the WASI CLI interfaces their runtime
+        // needs, which no guest world declares; like Python guests without
+        // their own world, they are not held to it.
+        if guest.kind != GuestKind::Python {
+            // Exactly the proxy world plus the interfaces the guest's world
+            // declares (satisfied by layers or the platform at deploy).
+            summary.require_proxy_plus(declared)?;
+            check::require_targets_world(resolve, *world, &component)?;
+        }
     } else if guest.kind == GuestKind::Wat {
         summary.require_strict_proxy()?;
     } else if matches!(guest.kind, GuestKind::C | GuestKind::JavaScript) {

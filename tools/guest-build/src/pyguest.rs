@@ -12,12 +12,22 @@
 //! world these components also import `wasi:cli`, `wasi:filesystem` and
 //! `wasi:sockets` interfaces: a host must link those too (and grant nothing
 //! through them) to run Python guests.
+//!
+//! A guest with its own WIT (`wit/` and `world`, see
+//! [`crate::guests::own_world`]) is built against that world instead: its
+//! WIT and the WASI WIT are laid out as one directory
+//! ([`crate::guests::write_combined_wit`]) and `-w` names the guest's world,
+//! e.g. `zerofn:kv-py/proxy`. The bindings for its extra imports then appear
+//! under `wit_world.imports` like the WASI ones (an interface name used by
+//! two packages, such as `wasi:keyvalue/store` and `wasi:config/store`, gets
+//! the package in its module name: `wasi_keyvalue_store`,
+//! `wasi_config_store`).
 
 use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::guests::{Guest, PYTHON_APP_MODULE};
+use crate::guests::{self, Guest, PYTHON_APP_MODULE};
 use crate::toolchain::{self, Toolchains, PROXY_WORLD};
 
 /// Builds `guest` and returns the encoded component.
@@ -42,13 +52,22 @@ pub fn build(guest: &Guest, toolchains: &Toolchains) -> Result<Vec<u8>> {
     std::fs::create_dir_all(&site_packages)
         .with_context(|| format!("cannot create {}", site_packages.display()))?;
 
+    let (wit_dir, world) = match guests::own_world(guest, &toolchains.wit)? {
+        Some(own) => {
+            let combined = tmp.path().join("wit");
+            guests::write_combined_wit(guest, &toolchains.wit, &combined)?;
+            (combined, own.name)
+        }
+        None => (toolchains.wit.dir.clone(), PROXY_WORLD.to_owned()),
+    };
+
     let out = tmp.path().join("out.wasm");
     let mut cmd = Command::new(&py.exe);
     cmd.arg("-q")
         .arg("-d")
-        .arg(&toolchains.wit.dir)
+        .arg(&wit_dir)
         .arg("-w")
-        .arg(PROXY_WORLD)
+        .arg(&world)
         .arg("componentize")
         .arg(PYTHON_APP_MODULE)
         .arg("-p")
