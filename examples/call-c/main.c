@@ -13,7 +13,6 @@
 
 #include <string.h>
 
-#define PREFIX "/call-c/"
 #define SUFFIX ".fn.internal"
 #define READ_CHUNK 16384
 
@@ -154,13 +153,18 @@ void exports_wasi_http_incoming_handler_handle(zf_request_t request, zf_response
     zf_path_with_query(request_ref, &path);
     wasi_http_types_incoming_request_drop_own(request);
 
-    /* "/call-c/<tenant>/<fn>[/<rest...>]" */
-    size_t prefix_len = strlen(PREFIX);
+    /* "/<route>/<tenant>/<fn>[/<rest...>]": the first segment is whatever
+     * route the function is deployed on. */
+    size_t prefix_len = 0;
+    if (!path.failed && path.len > 1 && path.data[0] == '/') {
+        const uint8_t *second = memchr(path.data + 1, '/', path.len - 1);
+        prefix_len = second ? (size_t)(second - path.data) + 1 : 0;
+    }
     const uint8_t *tenant = path.data + prefix_len;
     const uint8_t *slash1 = NULL;
     const uint8_t *fn = NULL;
     size_t tenant_len = 0, fn_len = 0;
-    if (!path.failed && path.len > prefix_len && memcmp(path.data, PREFIX, prefix_len) == 0) {
+    if (prefix_len > 0 && path.len > prefix_len) {
         size_t rest_len = path.len - prefix_len;
         slash1 = memchr(tenant, '/', rest_len);
         if (slash1 != NULL) {

@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define PREFIX "/kv-c/"
 #define CONFIG_BUCKET "_config"
 #define DENIED "access denied"
 
@@ -174,15 +173,19 @@ void exports_wasi_http_incoming_handler_handle(zf_request_t request, zf_response
     zf_method_name(request_ref, &method);
     zf_path_with_query(request_ref, &path);
 
-    /* "/kv-c/<bucket>[/<key>]", query dropped. */
-    size_t prefix_len = strlen(PREFIX);
+    /* "/<route>/<bucket>[/<key>]", query dropped. The first segment is
+     * whatever route the function is deployed on. */
     size_t len = path.len;
     const uint8_t *query = path.data ? memchr(path.data, '?', path.len) : NULL;
     if (query != NULL) {
         len = (size_t)(query - path.data);
     }
-    if (method.failed || path.failed || len <= prefix_len ||
-        memcmp(path.data, PREFIX, prefix_len) != 0) {
+    size_t prefix_len = 0;
+    if (!path.failed && len > 1 && path.data[0] == '/') {
+        const uint8_t *second = memchr(path.data + 1, '/', len - 1);
+        prefix_len = second ? (size_t)(second - path.data) + 1 : 0;
+    }
+    if (method.failed || path.failed || prefix_len == 0 || len <= prefix_len) {
         respond_text(out, 404, "use /kv-c/<bucket>/<key>, /kv-c/<bucket> or /kv-c/_config/<key>");
         goto done;
     }

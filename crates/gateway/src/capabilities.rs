@@ -153,12 +153,26 @@ impl InvocationHost {
     ) -> Result<(), String> {
         let identity = self.gateway.identity().verify(self.tenant(), self.name());
         let decision = match &identity {
-            Ok(_) => self.gateway.policies().current().decide(&RuntimeRequest {
-                principal: self.me(),
-                action,
-                resource: resource.clone(),
-                context,
-            }),
+            Ok(_) => {
+                let policies = self.gateway.policies().current();
+                let request = RuntimeRequest {
+                    principal: self.me(),
+                    action,
+                    resource: resource.clone(),
+                    context,
+                };
+                // Host calls run on the guest's fiber stack, where Cedar's
+                // stack-depth guard (which measures the thread's stack)
+                // refuses to evaluate anything. Decide on a runtime worker
+                // instead; a failed task denies.
+                tokio::spawn(async move { policies.decide(&request) })
+                    .await
+                    .unwrap_or_else(|e| Decision {
+                        allowed: false,
+                        determining: Vec::new(),
+                        errors: vec![format!("the policy decision task failed: {e}")],
+                    })
+            }
             Err(why) => Decision {
                 allowed: false,
                 determining: Vec::new(),

@@ -7,6 +7,7 @@
 )]
 
 mod admission;
+mod capabilities;
 mod harness;
 mod js;
 mod layers;
@@ -75,6 +76,15 @@ impl Setup {
 
     fn functions(&self) -> serde_json::Value {
         serde_json::from_str(&ok(self.platform.cli(&["functions", "--json"]))).unwrap()
+    }
+
+    /// Stop the platform and start it again on the same data.
+    fn restart(self) -> Setup {
+        let data = self.platform.data_dir.clone();
+        let Setup { tmp, platform, key } = self;
+        assert!(platform.stop().success());
+        let platform = Platform::start(&data);
+        Setup { tmp, platform, key }
     }
 
     fn audit(&self, n: u32) -> Vec<serde_json::Value> {
