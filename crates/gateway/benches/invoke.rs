@@ -1,6 +1,8 @@
 //! Route lookup among 1,000 functions, and the whole in-process invoke
-//! path (route, body limits, fresh instance, durable audit record) without
-//! sockets.
+//! path (route, body limits, invoke decision, fresh instance, durable audit
+//! record) without sockets: a plain function, and one reading a key-value
+//! entry (identity verification, capability decision, its durable audit
+//! record and the SQLite read added).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
@@ -14,11 +16,34 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http_body_util::Full;
 use zerofn_admission::{admit, sign_artifact, Manifest, SigningKey};
 use zerofn_audit::AuditLog;
-use zerofn_gateway::{Gateway, GatewayConfig, Routes};
+use zerofn_gateway::{Gateway, GatewayConfig, GatewayServices, Policies, Routes, WorkloadIdentity};
+use zerofn_identity::{CertificateAuthority, SpiffeId, TrustDomain, X509Svid};
+use zerofn_policy::permissions::compile;
+use zerofn_policy::{PolicySet, RuntimePoliciesBuilder};
 use zerofn_sandbox::{Sandbox, SandboxConfig};
 use zerofn_store::Store;
 
 const FUNCTIONS: usize = 1000;
+
+/// Real SVIDs from a real CA, verified on every capability call as the
+/// platform does.
+struct BenchIdentities {
+    ca: CertificateAuthority,
+    svids: std::collections::HashMap<(String, String), X509Svid>,
+}
+
+impl WorkloadIdentity for BenchIdentities {
+    fn verify(&self, tenant: &str, name: &str) -> Result<String, String> {
+        let svid = self
+            .svids
+            .get(&(tenant.to_owned(), name.to_owned()))
+            .ok_or("no SVID")?;
+        self.ca
+            .verify_x509_svid(svid.cert_pem(), time::OffsetDateTime::now_utc())
+            .map(|id| id.to_string())
+            .map_err(|e| e.to_string())
+    }
+}
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -49,6 +74,38 @@ fn bench(c: &mut Criterion) {
         precompiled.get_or_insert_with(|| f.precompiled_sha256().to_owned());
         loaded.push(f);
     }
+    let kv_manifest = Manifest::from_toml(
+        "name = \"kv\"\ntenant = \"bench\"\ncomponent = \"kv.wasm\"\nroutes = [\"/kv/...\"]\n[permissions]\nkv = [\"notes:read-write\"]\n",
+    )
+    .unwrap();
+    let kv_component = guest("kv-c");
+    let kv_bundle = sign_artifact(&kv_component, &key).unwrap();
+    let kv = sandbox
+        .load(
+            admit(
+                kv_manifest,
+                kv_component,
+                kv_bundle.as_bytes(),
+                &[key.public_key()],
+            )
+            .unwrap(),
+            None,
+        )
+        .unwrap();
+    loaded.push(kv);
+    let mut policies = RuntimePoliciesBuilder::new();
+    for f in &loaded {
+        let m = f.artifact().manifest();
+        policies.add(
+            m.tenant.as_str(),
+            PolicySet::parse(&compile(m.tenant.as_str(), m.name.as_str(), &m.permissions)).unwrap(),
+        );
+    }
+    let policies = {
+        let p = Policies::default();
+        p.replace(policies.build().unwrap());
+        p
+    };
     routes.install_all(loaded);
 
     let table = routes.snapshot();
@@ -65,10 +122,41 @@ fn bench(c: &mut Criterion) {
 
     let store = Store::open(dir.path()).unwrap();
     let audit = AuditLog::open(&store).unwrap();
-    let gateway = Gateway::new(routes, sandbox, audit, GatewayConfig::default());
+    let td = TrustDomain::new("bench.local").unwrap();
+    let ca = CertificateAuthority::load_or_create(&dir.path().join("ca"), &td).unwrap();
+    let id = SpiffeId::for_function(&td, "bench", "kv").unwrap();
+    let svid = ca
+        .issue_x509_svid(&id, std::time::Duration::from_secs(3600))
+        .unwrap();
+    let identities = BenchIdentities {
+        ca,
+        svids: [(("bench".to_owned(), "kv".to_owned()), svid)].into(),
+    };
+    let gateway = Gateway::new(
+        routes,
+        sandbox,
+        audit,
+        GatewayConfig::default(),
+        GatewayServices {
+            policies,
+            store: store.clone(),
+            identity: Arc::new(identities),
+        },
+    );
+    rt.block_on(store.kv_set("bench", "notes", "a", b"value".to_vec()))
+        .unwrap();
     c.bench_function("gateway/invoke_path_in_process/hello-c", |b| {
         b.iter(|| {
             let req = http::Request::get("http://bench/fn1")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let resp = rt.block_on(gateway.handle(req));
+            assert_eq!(resp.status(), 200);
+        })
+    });
+    c.bench_function("gateway/invoke_path_in_process/kv-c-get", |b| {
+        b.iter(|| {
+            let req = http::Request::get("http://bench/kv/notes/a")
                 .body(Full::new(Bytes::new()))
                 .unwrap();
             let resp = rt.block_on(gateway.handle(req));
