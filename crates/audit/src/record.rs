@@ -24,6 +24,10 @@ pub enum Action {
     LayerPublish,
     LayerDelete,
     ApiAuthenticate,
+    ApiAuthorize,
+    OperatorAdd,
+    OperatorRemove,
+    ControlPolicySet,
     PlatformStart,
 }
 
@@ -42,6 +46,10 @@ impl Action {
             Action::LayerPublish => "layer.publish",
             Action::LayerDelete => "layer.delete",
             Action::ApiAuthenticate => "api.authenticate",
+            Action::ApiAuthorize => "api.authorize",
+            Action::OperatorAdd => "operator.add",
+            Action::OperatorRemove => "operator.remove",
+            Action::ControlPolicySet => "control_policy.set",
             Action::PlatformStart => "platform.start",
         }
     }

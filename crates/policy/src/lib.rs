@@ -17,6 +17,7 @@
 //! denial here, whatever the policies said.
 
 mod admission;
+mod control;
 mod error;
 
 use std::collections::BTreeSet;
@@ -28,6 +29,10 @@ use cedar_policy::{
 };
 
 pub use admission::{AdmissionQuery, DEFAULT_ADMISSION_POLICY};
+pub use control::{
+    Authentication, ControlAction, ControlPolicy, ControlQuery, ControlResource,
+    PLATFORM_ENTITY_ID, ROOT_CONTROL_POLICY, ROOT_OPERATOR, ROOT_POLICY_ID,
+};
 pub use error::PolicyError;
 
 /// The schema text, for `zerofn policy schema` and documentation.

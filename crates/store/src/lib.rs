@@ -22,6 +22,7 @@ mod audit_rows;
 mod deployments;
 mod error;
 mod layers;
+mod operators;
 mod tenants;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ pub use audit_rows::{AuditDurability, AuditFlusher, AuditRow, AuditWriter};
 pub use deployments::{DeploymentRow, DeploymentSummary};
 pub use error::StoreError;
 pub use layers::{LayerRow, LayerSummary};
+pub use operators::{ControlPolicyRow, OperatorCertRow};
 pub use tenants::{TenantKeyRow, TenantRow};
 
 /// File name of the database inside the data directory.
@@ -145,6 +147,7 @@ impl Store {
         let path = data_dir.join(DATABASE_FILE);
         let conn = open_connection(&path)?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(operators::SCHEMA)?;
         migrate(&conn)?;
         Ok(Store {
             path,
