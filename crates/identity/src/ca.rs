@@ -1440,3 +1440,94 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod operator_tests {
+    use super::*;
+    use p256::pkcs8::EncodePublicKey;
+
+    fn new_ca() -> (tempfile::TempDir, CertificateAuthority) {
+        let dir = tempfile::tempdir().unwrap();
+        let ca =
+            CertificateAuthority::load_or_create(&dir.path().join("ca"), &TrustDomain::default())
+                .unwrap();
+        (dir, ca)
+    }
+
+    fn public_pem(key: &SecretKey) -> String {
+        key.public_key().to_public_key_pem(LineEnding::LF).unwrap()
+    }
+
+    #[test]
+    fn an_operator_certificate_is_issued_for_its_public_key_and_verifies() {
+        let (_dir, ca) = new_ca();
+        let key = SecretKey::random(&mut OsRng);
+        let alice = OperatorName::parse("alice").unwrap();
+        let cert = ca
+            .issue_operator_certificate(&alice, &public_pem(&key), Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(
+            cert.spiffe_id().as_str(),
+            "spiffe://zerofn.local/operator/alice"
+        );
+        let parsed = x509_svid::parse_certificate(cert.cert_der()).unwrap();
+        let spki = p256::PublicKey::from_public_key_der(parsed.public_key().raw).unwrap();
+        assert_eq!(
+            spki,
+            key.public_key(),
+            "certificate is for the submitted key"
+        );
+        let (id, serial) = ca
+            .verify_x509_svid_der(cert.cert_der(), OffsetDateTime::now_utc())
+            .unwrap();
+        assert_eq!(&id, cert.spiffe_id());
+        assert_eq!(&serial, cert.serial());
+        assert_eq!(
+            OperatorName::from_spiffe_id(&id, ca.trust_domain()),
+            Some(alice.clone())
+        );
+        ca.revocations().revoke(serial);
+        assert!(matches!(
+            ca.verify_x509_svid_der(cert.cert_der(), OffsetDateTime::now_utc()),
+            Err(IdentityError::SvidRevoked { .. })
+        ));
+        // Too long, and not a key.
+        assert!(ca
+            .issue_operator_certificate(&alice, &public_pem(&key), MAX_SVID_TTL * 2)
+            .is_err());
+        assert!(matches!(
+            ca.issue_operator_certificate(&alice, "not a key", Duration::from_secs(60)),
+            Err(IdentityError::PublicKeyInvalid { .. })
+        ));
+    }
+
+    #[test]
+    fn a_server_certificate_names_its_hosts() {
+        let (_dir, ca) = new_ca();
+        let id = SpiffeId::parse("spiffe://zerofn.local/platform/control-api").unwrap();
+        let svid = ca
+            .issue_tls_server_certificate(
+                &id,
+                &["localhost"],
+                &["127.0.0.1".parse().unwrap()],
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        let parsed = x509_svid::parse_certificate(svid.cert_der()).unwrap();
+        let san = parsed.subject_alternative_name().unwrap().unwrap();
+        let names: Vec<String> = san
+            .value
+            .general_names
+            .iter()
+            .map(|n| format!("{n:?}"))
+            .collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert!(ca
+            .verify_x509_svid(svid.cert_pem(), OffsetDateTime::now_utc())
+            .is_ok());
+        assert!(matches!(
+            ca.issue_tls_server_certificate(&id, &[], &[], Duration::from_secs(60)),
+            Err(IdentityError::ServerNamesMissing)
+        ));
+    }
+}

@@ -163,10 +163,16 @@ impl ApiClient {
         let req = req
             .body(Full::new(Bytes::from(bytes)))
             .context("building the request")?;
-        let unreachable = |e: &dyn std::fmt::Display| {
+        let unreachable = |e: &dyn std::error::Error| {
             anyhow!(
-                "cannot reach the control API at {}: {e}; is `zerofn up` running?",
-                self.base
+                "cannot reach the control API at {}: {}; is `zerofn up` running{}?",
+                self.base,
+                chain(e),
+                if self.tls.is_some() {
+                    ", and does it accept this client certificate"
+                } else {
+                    ""
+                }
             )
         };
         let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
@@ -215,6 +221,19 @@ impl ApiClient {
         }
         .into())
     }
+}
+
+/// An error and its sources, joined by `: ` (hyper's "connection error" alone
+/// hides the TLS alert that caused it).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// One request on a fresh HTTP/1.1 connection over `io`.

@@ -10,6 +10,7 @@ mod admission;
 mod harness;
 mod js;
 mod layers;
+mod operators;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
