@@ -223,10 +223,6 @@ impl Api {
         };
         let method = req.method().clone();
         let query = req.uri().query().map(str::to_owned);
-        let body = match read_body(req).await {
-            Ok(b) => b,
-            Err(resp) => return resp,
-        };
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         // Authorization before anything runs; a route without a mapping is refused.
         let Some(required) = authz::required(&method, &segments) else {
@@ -237,19 +233,42 @@ impl Api {
                 None,
             );
         };
-        let resource = match &required.target {
-            Target::Platform => ControlResource::Platform,
-            Target::Tenant(t) => ControlResource::Tenant(t.clone()),
-            Target::ManifestTenant => match manifest_tenant(&body) {
+        // The resource is known from the path, except for deploy and explain,
+        // where it is the manifest's tenant: only those read the body first.
+        let path_resource = match &required.target {
+            Target::Platform => Some(ControlResource::Platform),
+            Target::Tenant(t) => Some(ControlResource::Tenant(t.clone())),
+            Target::ManifestTenant => None,
+        };
+        if let Some(resource) = &path_resource {
+            if let Some(denied) = self
+                .authorize(
+                    &principal,
+                    required.action,
+                    resource.clone(),
+                    &method,
+                    &path,
+                )
+                .await
+            {
+                return denied;
+            }
+        }
+        let body = match read_body(req).await {
+            Ok(b) => b,
+            Err(resp) => return resp,
+        };
+        if path_resource.is_none() {
+            let resource = match manifest_tenant(&body) {
                 Ok(t) => ControlResource::Tenant(t),
                 Err(e) => return error_response(status_of(&e), e.kind(), &e.to_string(), None),
-            },
-        };
-        if let Some(denied) = self
-            .authorize(&principal, required.action, resource, &method, &path)
-            .await
-        {
-            return denied;
+            };
+            if let Some(denied) = self
+                .authorize(&principal, required.action, resource, &method, &path)
+                .await
+            {
+                return denied;
+            }
         }
         let actor = principal.actor();
         let actor = actor.as_str();
