@@ -252,3 +252,30 @@ pub(crate) async fn serve_tls<H, F, R, RF>(
         tracing::warn!("in-flight requests did not finish within the shutdown grace period");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zerofn_identity::TrustDomain;
+
+    #[test]
+    fn the_server_certificate_is_for_the_loopback_names_and_the_listen_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Arc::new(
+            CertificateAuthority::load_or_create(&dir.path().join("ca"), &TrustDomain::default())
+                .unwrap(),
+        );
+        let id = SpiffeId::parse("spiffe://zerofn.local/platform/control-api").unwrap();
+        let ips = vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([10, 1, 2, 3])];
+        let (key, rotate_at) =
+            issue_server_certificate(&ca, &id, &["localhost".to_owned()], &ips).unwrap();
+        assert!(rotate_at > OffsetDateTime::now_utc());
+        let leaf = key.end_entity_cert().unwrap();
+        let (verified, _) = ca
+            .verify_x509_svid_der(leaf.as_ref(), OffsetDateTime::now_utc())
+            .unwrap();
+        assert_eq!(verified, id);
+        let config = server_config(ca, IpAddr::from([0, 0, 0, 0])).unwrap();
+        assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
+    }
+}
