@@ -17,6 +17,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome};
 use zerofn_identity::{CertificateAuthority, OperatorName, SerialNumber, MAX_SVID_TTL};
+use zerofn_policy::ROOT_OPERATOR;
 use zerofn_store::{OperatorCertRow, Store};
 
 use crate::clock::now;
@@ -75,6 +76,12 @@ impl Operators {
     ) -> Result<IssuedOperator, ControlError> {
         let name =
             OperatorName::parse(name).map_err(|e| ControlError::BadRequest(e.to_string()))?;
+        // `root` is the token's principal: a certificate must never pass for it.
+        if name.as_str() == ROOT_OPERATOR {
+            return Err(ControlError::BadRequest(format!(
+                "`{ROOT_OPERATOR}` is the operator token's name; choose another operator name"
+            )));
+        }
         if ttl.is_zero() || ttl > MAX_SVID_TTL {
             return Err(ControlError::BadRequest(format!(
                 "`ttl_hours` must be from 1 to {}",
@@ -157,7 +164,9 @@ impl Operators {
             .ca
             .verify_x509_svid_der(cert_der, OffsetDateTime::now_utc())
             .map_err(|e| e.to_string())?;
-        let Some(name) = OperatorName::from_spiffe_id(&id, self.ca.trust_domain()) else {
+        let Some(name) = OperatorName::from_spiffe_id(&id, self.ca.trust_domain())
+            .filter(|n| n.as_str() != ROOT_OPERATOR)
+        else {
             return Err(format!("`{id}` is not an operator identity"));
         };
         match self.store.operator_cert(serial.as_str()).await {

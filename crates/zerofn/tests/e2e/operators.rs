@@ -116,6 +116,8 @@ fn operators_authenticate_with_certificates_and_are_authorized_by_the_control_po
         certs.to_str().unwrap(),
     ]));
     assert!(bad_names.contains("not an operator name"), "{bad_names}");
+    let root = fails(p.cli(&["operator", "add", "root", "--out", certs.to_str().unwrap()]));
+    assert!(root.contains("operator token's name"), "{root}");
 
     // Authenticated, but no policy grants alice anything yet.
     let err = fails(alice(&["tenant", "list"]));
