@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use p256::ecdsa::{SigningKey, VerifyingKey};
-use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, LineEnding};
+use p256::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
 use p256::SecretKey;
 use rand_core::OsRng;
 use rcgen::{
@@ -20,10 +22,11 @@ use zeroize::Zeroizing;
 use crate::error::{excerpt, IdentityError};
 use crate::jwt_svid::{self, JwtAnchor, JwtKeys, JwtSvid};
 use crate::key_file;
+use crate::operator::OperatorName;
 use crate::revocation::RevocationList;
 use crate::serial::SerialNumber;
 use crate::spiffe_id::{SpiffeId, TrustDomain};
-use crate::x509_svid::{self, CaAnchor, X509Svid, BACKDATE};
+use crate::x509_svid::{self, CaAnchor, IssuedCertificate, X509Svid, BACKDATE};
 
 /// File name of the CA private key (PKCS#8 PEM, mode `0600`).
 pub const CA_KEY_FILE: &str = "ca.key.pem";
@@ -257,6 +260,65 @@ impl CertificateAuthority {
         Ok(svid)
     }
 
+    /// Issue an operator's client certificate: an X.509-SVID for
+    /// `spiffe://<trust domain>/operator/<name>` over `public_key_pem` (an ECDSA P-256
+    /// SubjectPublicKeyInfo, PEM `PUBLIC KEY`), valid for `ttl` from now. The operator keeps
+    /// the private key; this CA never sees it.
+    pub fn issue_operator_certificate(
+        &self,
+        name: &OperatorName,
+        public_key_pem: &str,
+        ttl: Duration,
+    ) -> Result<IssuedCertificate, IdentityError> {
+        let now = OffsetDateTime::now_utc();
+        let id = name.spiffe_id(&self.trust_domain)?;
+        self.check_issuance(&id, ttl, now)?;
+        let invalid = |reason: String| IdentityError::PublicKeyInvalid { reason };
+        if public_key_pem.len() > 4096 {
+            return Err(invalid("it is larger than 4096 bytes".to_owned()));
+        }
+        // p256 first: only a P-256 key is accepted, whatever rcgen could sign for.
+        let key = p256::PublicKey::from_public_key_pem(public_key_pem.trim())
+            .map_err(|e| invalid(format!("not a P-256 public key ({e})")))?;
+        let der = key
+            .to_public_key_der()
+            .map_err(|e| invalid(format!("cannot encode it ({e})")))?;
+        let spki = rcgen::SubjectPublicKeyInfo::from_der(der.as_bytes())
+            .map_err(|e| invalid(e.to_string()))?;
+        let cert = x509_svid::issue_for(&self.issuer, &id, &[], &spki, ttl, now)?;
+        tracing::debug!(spiffe_id = %id, serial = %cert.serial(), "issued operator certificate");
+        Ok(cert)
+    }
+
+    /// Issue a TLS server certificate with a fresh key: an X.509-SVID for `id` whose
+    /// subjectAltName also lists `dns_names` and `ips`, so that clients that check host
+    /// names (WebPKI) accept it when they trust this CA.
+    pub fn issue_tls_server_certificate(
+        &self,
+        id: &SpiffeId,
+        dns_names: &[&str],
+        ips: &[std::net::IpAddr],
+        ttl: Duration,
+    ) -> Result<X509Svid, IdentityError> {
+        let now = OffsetDateTime::now_utc();
+        self.check_issuance(id, ttl, now)?;
+        if dns_names.is_empty() && ips.is_empty() {
+            return Err(IdentityError::ServerNamesMissing);
+        }
+        let mut names = Vec::new();
+        for dns in dns_names {
+            let name =
+                (*dns)
+                    .try_into()
+                    .map_err(|e: rcgen::Error| IdentityError::CertificateSigning {
+                        reason: e.to_string(),
+                    })?;
+            names.push(SanType::DnsName(name));
+        }
+        names.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        x509_svid::issue_with_names(&self.issuer, id, &names, ttl, now)
+    }
+
     /// Issue a JWT-SVID for `id` and `audience`, valid for `ttl` (whole seconds) from now.
     pub fn issue_jwt_svid(
         &self,
@@ -315,6 +377,27 @@ impl CertificateAuthority {
                 revocations: &self.revocations,
             },
             cert_pem,
+            now,
+        )
+    }
+
+    /// [`verify_x509_svid`](Self::verify_x509_svid) for a DER certificate, as a TLS peer
+    /// presents it; returns its serial number too.
+    pub fn verify_x509_svid_der(
+        &self,
+        cert_der: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<(SpiffeId, SerialNumber), IdentityError> {
+        x509_svid::verify_der(
+            &CaAnchor {
+                trust_domain: &self.trust_domain,
+                subject_raw: &self.subject_raw,
+                verifying_key: &self.verifying_key,
+                not_before: self.not_before,
+                not_after: self.not_after,
+                revocations: &self.revocations,
+            },
+            cert_der,
             now,
         )
     }
@@ -1355,5 +1438,96 @@ mod tests {
             matches!(err, IdentityError::JwtSignatureInvalid { .. }),
             "{err}"
         );
+    }
+}
+
+#[cfg(test)]
+mod operator_tests {
+    use super::*;
+    use p256::pkcs8::EncodePublicKey;
+
+    fn new_ca() -> (tempfile::TempDir, CertificateAuthority) {
+        let dir = tempfile::tempdir().unwrap();
+        let ca =
+            CertificateAuthority::load_or_create(&dir.path().join("ca"), &TrustDomain::default())
+                .unwrap();
+        (dir, ca)
+    }
+
+    fn public_pem(key: &SecretKey) -> String {
+        key.public_key().to_public_key_pem(LineEnding::LF).unwrap()
+    }
+
+    #[test]
+    fn an_operator_certificate_is_issued_for_its_public_key_and_verifies() {
+        let (_dir, ca) = new_ca();
+        let key = SecretKey::random(&mut OsRng);
+        let alice = OperatorName::parse("alice").unwrap();
+        let cert = ca
+            .issue_operator_certificate(&alice, &public_pem(&key), Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(
+            cert.spiffe_id().as_str(),
+            "spiffe://zerofn.local/operator/alice"
+        );
+        let parsed = x509_svid::parse_certificate(cert.cert_der()).unwrap();
+        let spki = p256::PublicKey::from_public_key_der(parsed.public_key().raw).unwrap();
+        assert_eq!(
+            spki,
+            key.public_key(),
+            "certificate is for the submitted key"
+        );
+        let (id, serial) = ca
+            .verify_x509_svid_der(cert.cert_der(), OffsetDateTime::now_utc())
+            .unwrap();
+        assert_eq!(&id, cert.spiffe_id());
+        assert_eq!(&serial, cert.serial());
+        assert_eq!(
+            OperatorName::from_spiffe_id(&id, ca.trust_domain()),
+            Some(alice.clone())
+        );
+        ca.revocations().revoke(serial);
+        assert!(matches!(
+            ca.verify_x509_svid_der(cert.cert_der(), OffsetDateTime::now_utc()),
+            Err(IdentityError::SvidRevoked { .. })
+        ));
+        // Too long, and not a key.
+        assert!(ca
+            .issue_operator_certificate(&alice, &public_pem(&key), MAX_SVID_TTL * 2)
+            .is_err());
+        assert!(matches!(
+            ca.issue_operator_certificate(&alice, "not a key", Duration::from_secs(60)),
+            Err(IdentityError::PublicKeyInvalid { .. })
+        ));
+    }
+
+    #[test]
+    fn a_server_certificate_names_its_hosts() {
+        let (_dir, ca) = new_ca();
+        let id = SpiffeId::parse("spiffe://zerofn.local/platform/control-api").unwrap();
+        let svid = ca
+            .issue_tls_server_certificate(
+                &id,
+                &["localhost"],
+                &["127.0.0.1".parse().unwrap()],
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        let parsed = x509_svid::parse_certificate(svid.cert_der()).unwrap();
+        let san = parsed.subject_alternative_name().unwrap().unwrap();
+        let names: Vec<String> = san
+            .value
+            .general_names
+            .iter()
+            .map(|n| format!("{n:?}"))
+            .collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert!(ca
+            .verify_x509_svid(svid.cert_pem(), OffsetDateTime::now_utc())
+            .is_ok());
+        assert!(matches!(
+            ca.issue_tls_server_certificate(&id, &[], &[], Duration::from_secs(60)),
+            Err(IdentityError::ServerNamesMissing)
+        ));
     }
 }

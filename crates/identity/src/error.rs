@@ -300,6 +300,24 @@ pub enum IdentityError {
         /// The audience the verifier identifies with (escaped and shortened).
         expected: String,
     },
+
+    /// An operator name does not follow the rule for operator names.
+    #[error("`{input}` is not an operator name; use 1 to 63 lowercase letters, digits and `-`")]
+    OperatorNameInvalid {
+        /// The offending input (escaped and shortened).
+        input: String,
+    },
+
+    /// A public key submitted for a certificate is not a P-256 SubjectPublicKeyInfo.
+    #[error("public key is not usable: {reason}; send an ECDSA P-256 public key as a PEM `PUBLIC KEY` block")]
+    PublicKeyInvalid {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A server certificate was requested without any name.
+    #[error("a TLS server certificate needs at least one DNS name or IP address")]
+    ServerNamesMissing,
 }
 
 /// Longest excerpt of outside text quoted in an error message.

@@ -4,7 +4,9 @@
 //! This crate owns SPIFFE IDs ([`SpiffeId`], [`TrustDomain`]), the trust domain's
 //! certificate authority ([`CertificateAuthority`]), the two kinds of SVID it issues and
 //! verifies ([`X509Svid`], [`JwtSvid`]), revocation ([`RevocationList`]) and rotation
-//! ([`SvidRotator`]). Each function instance runs with the identity
+//! ([`SvidRotator`]). It also issues the control API's TLS server certificate and operators'
+//! client certificates (`spiffe://<trust domain>/operator/<name>`, [`OperatorName`]) for
+//! public keys the operators generated themselves. Each function instance runs with the identity
 //! `spiffe://<trust domain>/tenant/<tenant>/fn/<name>` ([`SpiffeId::for_function`]).
 //!
 //! Standards: the SPIFFE ID, X509-SVID and JWT-SVID specifications of
@@ -38,6 +40,7 @@ mod ca;
 mod error;
 mod jwt_svid;
 mod key_file;
+mod operator;
 mod revocation;
 mod rotation;
 mod serial;
@@ -49,6 +52,7 @@ pub use ca::{
 };
 pub use error::IdentityError;
 pub use jwt_svid::JwtSvid;
+pub use operator::{OperatorName, MAX_OPERATOR_NAME_LEN};
 pub use revocation::RevocationList;
 pub use rotation::SvidRotator;
 pub use serial::SerialNumber;
@@ -56,4 +60,4 @@ pub use spiffe_id::{
     SpiffeId, SpiffeIdProblem, TrustDomain, DEFAULT_TRUST_DOMAIN, MAX_SPIFFE_ID_LEN,
     MAX_TRUST_DOMAIN_LEN,
 };
-pub use x509_svid::X509Svid;
+pub use x509_svid::{IssuedCertificate, X509Svid};

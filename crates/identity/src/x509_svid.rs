@@ -136,18 +136,55 @@ pub(crate) fn whole_seconds(now: OffsetDateTime) -> OffsetDateTime {
 }
 
 /// Issue a leaf for `id` valid from `now - BACKDATE` to `now + ttl` (`now` in whole
-/// seconds). The caller checked `id` and `ttl`.
+/// seconds), with a fresh key. The caller checked `id` and `ttl`.
 pub(crate) fn issue(
     issuer: &Issuer<'static, KeyPair>,
     id: &SpiffeId,
     ttl: Duration,
     now: OffsetDateTime,
 ) -> Result<X509Svid, IdentityError> {
-    let signing = |e: rcgen::Error| IdentityError::CertificateSigning {
-        reason: e.to_string(),
-    };
+    issue_with_names(issuer, id, &[], ttl, now)
+}
+
+/// Like [`issue`], with DNS names and IP addresses added to the subjectAltName beside the
+/// SPIFFE ID, for a TLS server that clients reach by host name or address.
+pub(crate) fn issue_with_names(
+    issuer: &Issuer<'static, KeyPair>,
+    id: &SpiffeId,
+    names: &[SanType],
+    ttl: Duration,
+    now: OffsetDateTime,
+) -> Result<X509Svid, IdentityError> {
     // A fresh key per SVID, so revoking or expiring one never leaves its key in use.
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(signing)?;
+    let issued = issue_for(issuer, id, names, &key, ttl, now)?;
+    Ok(X509Svid {
+        spiffe_id: issued.spiffe_id,
+        serial: issued.serial,
+        issued_at: issued.issued_at,
+        not_after: issued.not_after,
+        cert_pem: issued.cert_pem,
+        cert_der: issued.cert_der,
+        key_pem: Zeroizing::new(key.serialize_pem()),
+        key_der: Zeroizing::new(key.serialize_der()),
+    })
+}
+
+fn signing(e: rcgen::Error) -> IdentityError {
+    IdentityError::CertificateSigning {
+        reason: e.to_string(),
+    }
+}
+
+/// Issue a leaf for `id` over `public_key`, whose private key this process never sees.
+pub(crate) fn issue_for(
+    issuer: &Issuer<'static, KeyPair>,
+    id: &SpiffeId,
+    names: &[SanType],
+    public_key: &impl rcgen::PublicKeyData,
+    ttl: Duration,
+    now: OffsetDateTime,
+) -> Result<IssuedCertificate, IdentityError> {
     let (serial, serial_bytes) = SerialNumber::random();
     let issued_at = whole_seconds(now);
     let not_after = issued_at + ttl;
@@ -157,8 +194,10 @@ pub(crate) fn issue(
     params.not_after = not_after;
     params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial_bytes));
     params.distinguished_name = leaf_subject();
-    // X509-SVID §2: exactly one URI SAN, the SPIFFE ID.
-    params.subject_alt_names = vec![SanType::URI(id.as_str().try_into().map_err(signing)?)];
+    // X509-SVID §2: exactly one URI SAN, the SPIFFE ID (DNS and IP SANs may stand beside it).
+    let mut sans = vec![SanType::URI(id.as_str().try_into().map_err(signing)?)];
+    sans.extend(names.iter().cloned());
+    params.subject_alt_names = sans;
     // §4.1: cA=false, written explicitly; §4.3: digitalSignature only (rcgen marks keyUsage
     // critical); §4.4: serverAuth and clientAuth.
     params.is_ca = IsCa::ExplicitNoCa;
@@ -169,17 +208,59 @@ pub(crate) fn issue(
     ];
     params.use_authority_key_identifier_extension = true;
 
-    let cert = params.signed_by(&key, issuer).map_err(signing)?;
-    Ok(X509Svid {
+    let cert = params.signed_by(public_key, issuer).map_err(signing)?;
+    Ok(IssuedCertificate {
         spiffe_id: id.clone(),
         serial,
         issued_at,
         not_after,
         cert_pem: cert.pem(),
         cert_der: cert.der().to_vec(),
-        key_pem: Zeroizing::new(key.serialize_pem()),
-        key_der: Zeroizing::new(key.serialize_der()),
     })
+}
+
+/// A certificate issued for a public key the caller holds the private key of (an
+/// operator's client certificate). Public: it holds no secret.
+#[derive(Debug, Clone)]
+pub struct IssuedCertificate {
+    spiffe_id: SpiffeId,
+    serial: SerialNumber,
+    issued_at: OffsetDateTime,
+    not_after: OffsetDateTime,
+    cert_pem: String,
+    cert_der: Vec<u8>,
+}
+
+impl IssuedCertificate {
+    /// The SPIFFE ID in its URI SAN.
+    pub fn spiffe_id(&self) -> &SpiffeId {
+        &self.spiffe_id
+    }
+
+    /// Its serial number, the id to revoke it by.
+    pub fn serial(&self) -> &SerialNumber {
+        &self.serial
+    }
+
+    /// When it was issued (its notBefore is 30 s earlier, for clock skew).
+    pub fn issued_at(&self) -> OffsetDateTime {
+        self.issued_at
+    }
+
+    /// Its notAfter.
+    pub fn not_after(&self) -> OffsetDateTime {
+        self.not_after
+    }
+
+    /// The certificate, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The certificate, DER.
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
 }
 
 /// The subject of every leaf. The identity is in the URI SAN; a fixed, non-empty subject
@@ -210,8 +291,26 @@ pub(crate) fn verify(
 ) -> Result<SpiffeId, IdentityError> {
     let der = single_certificate_der(cert_pem)
         .map_err(|reason| IdentityError::CertificateMalformed { reason })?;
+    verify_der(ca, &der, now).map(|(id, _)| id)
+}
+
+/// [`verify`] for a certificate already in DER (as a TLS stack hands it over); returns
+/// its serial number too.
+pub(crate) fn verify_der(
+    ca: &CaAnchor<'_>,
+    der: &[u8],
+    now: OffsetDateTime,
+) -> Result<(SpiffeId, SerialNumber), IdentityError> {
+    if der.len() > MAX_CERT_PEM_BYTES {
+        return Err(IdentityError::CertificateMalformed {
+            reason: format!(
+                "input is {} bytes, more than the {MAX_CERT_PEM_BYTES} allowed",
+                der.len()
+            ),
+        });
+    }
     let cert =
-        parse_certificate(&der).map_err(|reason| IdentityError::CertificateMalformed { reason })?;
+        parse_certificate(der).map_err(|reason| IdentityError::CertificateMalformed { reason })?;
     let serial = SerialNumber::from_be_bytes(cert.raw_serial());
     let untrusted = |reason| IdentityError::CertificateUntrusted {
         serial: serial.clone(),
@@ -263,7 +362,7 @@ pub(crate) fn verify(
     if ca.revocations.is_revoked(&serial) {
         return Err(IdentityError::SvidRevoked { serial, id });
     }
-    Ok(id)
+    Ok((id, serial))
 }
 
 /// The leaf checks of X509-SVID §4 and §5.2, then the SPIFFE ID of its one URI SAN.

@@ -17,6 +17,7 @@
 //! denial here, whatever the policies said.
 
 mod admission;
+mod control;
 mod error;
 pub mod permissions;
 mod runtime;
@@ -30,6 +31,10 @@ use cedar_policy::{
 };
 
 pub use admission::{AdmissionQuery, DEFAULT_ADMISSION_POLICY};
+pub use control::{
+    Authentication, ControlAction, ControlPolicy, ControlQuery, ControlResource,
+    PLATFORM_ENTITY_ID, ROOT_CONTROL_POLICY, ROOT_OPERATOR, ROOT_POLICY_ID,
+};
 pub use error::PolicyError;
 pub use permissions::{InvokeSource, KvGrant, KvMode, Permissions};
 pub use runtime::{

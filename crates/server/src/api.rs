@@ -1,5 +1,11 @@
-//! The control API: HTTP+JSON over [`ControlPlane`], behind the operator
-//! token. Described by `docs/openapi.yaml`.
+//! The control API: HTTP+JSON over [`ControlPlane`]. Described by
+//! `docs/openapi.yaml`.
+//!
+//! Every request but the public ones (health, trust bundle, API description)
+//! is authenticated, as the operator token (`root`) or, over TLS, as the
+//! operator named by a verified client certificate; then authorized by the
+//! control policy for the route's action and resource (`authz.rs`); only
+//! then dispatched. A refusal at either step is audited.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,16 +20,21 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome};
 use zerofn_gateway::{error_response, serve_http, GatewayConfig};
+use zerofn_policy::{Authentication, ControlAction, ControlQuery, ControlResource, ROOT_OPERATOR};
 use zerofn_store::StoreError;
 
 use crate::admission::{AddIdentity, SetAdmission, SubmittedAttestation};
 use crate::auth::OperatorToken;
+use crate::authz::{self, ControlAuthz, Target};
 use crate::control::{ControlError, ControlPlane, DeployRequest};
+use crate::operators::{Operators, DEFAULT_OPERATOR_TTL};
+use crate::tls::{serve_tls, PeerCertificate};
 
 /// Largest API request body (a base64 component of ~90 MiB).
 const MAX_API_BODY: usize = 128 * 1024 * 1024;
 const BODY_TIMEOUT: Duration = Duration::from_secs(120);
-const ACTOR: &str = "operator";
+/// The audit actor of the operator token.
+const ROOT_ACTOR: &str = "operator";
 /// The API description, served at `/v1/openapi.yaml`.
 const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
 
@@ -31,6 +42,48 @@ pub(crate) struct Api {
     control: Arc<ControlPlane>,
     token: OperatorToken,
     audit: AuditLog,
+    authz: Arc<ControlAuthz>,
+    operators: Arc<Operators>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Who a request authenticated as.
+struct Principal {
+    /// `root` for the token, else the operator's name.
+    name: String,
+    authentication: Authentication,
+}
+
+impl Principal {
+    /// The `actor` of the audit records of this principal's actions.
+    fn actor(&self) -> String {
+        match self.authentication {
+            Authentication::Token => ROOT_ACTOR.to_owned(),
+            Authentication::Mtls => format!("operator:{}", self.name),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddOperator {
+    name: String,
+    /// The operator's ECDSA P-256 public key, PEM `PUBLIC KEY`.
+    public_key: String,
+    #[serde(default)]
+    ttl_hours: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetControlPolicy {
+    policy: String,
+}
+
+/// The manifest of a deploy or explain body, read only to find its tenant.
+#[derive(Deserialize)]
+struct ManifestOnly {
+    manifest: String,
 }
 
 #[derive(Deserialize)]
@@ -76,11 +129,17 @@ impl Api {
         control: Arc<ControlPlane>,
         token: OperatorToken,
         audit: AuditLog,
+        authz: Arc<ControlAuthz>,
+        operators: Arc<Operators>,
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Arc<Api> {
         Arc::new(Api {
             control,
             token,
             audit,
+            authz,
+            operators,
+            tls,
         })
     }
 
@@ -90,14 +149,50 @@ impl Api {
         config: GatewayConfig,
         shutdown: watch::Receiver<bool>,
     ) {
-        serve_http(listener, &config, shutdown, move |req| {
-            let api = self.clone();
-            async move { api.handle(req).await.map(Full::new) }
-        })
-        .await;
+        match self.tls.clone() {
+            None => {
+                serve_http(listener, &config, shutdown, move |req| {
+                    let api = self.clone();
+                    async move { api.handle(req, None).await.map(Full::new) }
+                })
+                .await
+            }
+            Some(tls) => {
+                let audit = self.audit.clone();
+                serve_tls(
+                    listener,
+                    tls,
+                    &config,
+                    shutdown,
+                    move |req, peer| {
+                        let api = self.clone();
+                        async move { api.handle(req, peer).await.map(Full::new) }
+                    },
+                    move |reason| {
+                        let audit = audit.clone();
+                        async move {
+                            let record = AuditRecord::new(
+                                "anonymous",
+                                Action::ApiAuthenticate,
+                                Outcome::Deny,
+                            )
+                            .reason(reason);
+                            if let Err(error) = audit.append(record).await {
+                                tracing::error!(%error, "audit append failed");
+                            }
+                        }
+                    },
+                )
+                .await
+            }
+        }
     }
 
-    async fn handle(&self, req: Request<Incoming>) -> Response<Bytes> {
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: Option<PeerCertificate>,
+    ) -> Response<Bytes> {
         let path = req.uri().path().to_owned();
         if req.method() == Method::GET && path == "/v1/health" {
             return json(StatusCode::OK, &serde_json::json!({ "status": "ok" }));
@@ -122,50 +217,74 @@ impl Api {
             );
             return resp;
         }
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(|v| v.as_bytes());
-        if !self.token.matches_header(presented) {
-            let record = AuditRecord::new("anonymous", Action::ApiAuthenticate, Outcome::Deny)
-                .reason(format!(
-                    "{} `{}`: missing or invalid operator token",
-                    req.method(),
-                    path.escape_debug()
-                ));
-            if self.audit.append(record).await.is_err() {
-                return error_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "audit_unavailable",
-                    "the request could not be recorded",
-                    None,
-                );
-            }
-            return error_response(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "missing or invalid operator token; pass `Authorization: Bearer <token>`",
-                None,
-            );
-        }
+        let principal = match self.authenticate(&req, peer.as_ref(), &path).await {
+            Ok(p) => p,
+            Err(resp) => return resp,
+        };
         let method = req.method().clone();
         let query = req.uri().query().map(str::to_owned);
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        // Authorization before anything runs; a route without a mapping is refused.
+        let Some(required) = authz::required(&method, &segments) else {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "no_such_endpoint",
+                "no such endpoint; see docs/openapi.yaml",
+                None,
+            );
+        };
+        // The resource is known from the path, except for deploy and explain,
+        // where it is the manifest's tenant: only those read the body first.
+        let path_resource = match &required.target {
+            Target::Platform => Some(ControlResource::Platform),
+            Target::Tenant(t) => Some(ControlResource::Tenant(t.clone())),
+            Target::ManifestTenant => None,
+        };
+        if let Some(resource) = &path_resource {
+            if let Some(denied) = self
+                .authorize(
+                    &principal,
+                    required.action,
+                    resource.clone(),
+                    &method,
+                    &path,
+                )
+                .await
+            {
+                return denied;
+            }
+        }
         let body = match read_body(req).await {
             Ok(b) => b,
             Err(resp) => return resp,
         };
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        if path_resource.is_none() {
+            let resource = match manifest_tenant(&body) {
+                Ok(t) => ControlResource::Tenant(t),
+                Err(e) => return error_response(status_of(&e), e.kind(), &e.to_string(), None),
+            };
+            if let Some(denied) = self
+                .authorize(&principal, required.action, resource, &method, &path)
+                .await
+            {
+                return denied;
+            }
+        }
+        let actor = principal.actor();
+        let actor = actor.as_str();
         let reply = match (&method, segments.as_slice()) {
             (&Method::GET, ["v1", "tenants"]) => self
                 .control
                 .list_tenants()
                 .await
                 .map(|t| (StatusCode::OK, serde_json::json!({ "tenants": t }))),
-            (&Method::POST, ["v1", "tenants"]) => self.create_tenant(&body).await,
-            (&Method::POST, ["v1", "tenants", tenant, "keys"]) => self.add_key(tenant, &body).await,
+            (&Method::POST, ["v1", "tenants"]) => self.create_tenant(actor, &body).await,
+            (&Method::POST, ["v1", "tenants", tenant, "keys"]) => {
+                self.add_key(actor, tenant, &body).await
+            }
             (&Method::DELETE, ["v1", "tenants", tenant, "keys", key_id]) => self
                 .control
-                .remove_key(ACTOR, tenant, &percent_decode(key_id))
+                .remove_key(actor, tenant, &percent_decode(key_id))
                 .await
                 .map(|()| {
                     (
@@ -174,7 +293,7 @@ impl Api {
                     )
                 }),
             (&Method::POST, ["v1", "tenants", tenant, "layers"]) => {
-                self.publish_layer(tenant, &body).await
+                self.publish_layer(actor, tenant, &body).await
             }
             (&Method::GET, ["v1", "tenants", tenant, "layers"]) => self
                 .control
@@ -184,11 +303,11 @@ impl Api {
             (&Method::DELETE, ["v1", "tenants", tenant, "layers", digest]) => {
                 let digest = percent_decode(digest);
                 self.control
-                    .delete_layer(ACTOR, tenant, &digest)
+                    .delete_layer(actor, tenant, &digest)
                     .await
                     .map(|()| (StatusCode::OK, serde_json::json!({ "deleted": digest })))
             }
-            (&Method::POST, ["v1", "deployments"]) => self.deploy(&body).await,
+            (&Method::POST, ["v1", "deployments"]) => self.deploy(actor, &body).await,
             (&Method::POST, ["v1", "admission", "explain"]) => self.explain(&body).await,
             (&Method::GET, ["v1", "tenants", tenant, "admission"]) => self
                 .control
@@ -199,7 +318,7 @@ impl Api {
                 match parse_json::<SetAdmission>(&body) {
                     Ok(req) => self
                         .control
-                        .set_admission(ACTOR, tenant, req)
+                        .set_admission(actor, tenant, req)
                         .await
                         .map(|v| (StatusCode::OK, serde_json::to_value(v).unwrap_or_default())),
                     Err(e) => Err(e),
@@ -209,7 +328,7 @@ impl Api {
                 match parse_json::<AddIdentity>(&body) {
                     Ok(req) => self
                         .control
-                        .add_identity(ACTOR, tenant, req)
+                        .add_identity(actor, tenant, req)
                         .await
                         .map(|v| {
                             (
@@ -222,7 +341,7 @@ impl Api {
             }
             (&Method::DELETE, ["v1", "tenants", tenant, "identities", id]) => self
                 .control
-                .remove_identity(ACTOR, tenant, id)
+                .remove_identity(actor, tenant, id)
                 .await
                 .map(|()| (StatusCode::OK, serde_json::json!({ "removed": id }))),
             (&Method::GET, ["v1", "functions"]) => self
@@ -252,7 +371,7 @@ impl Api {
             }
             (&Method::POST, ["v1", "functions", tenant, name, "svid", "revoke"]) => self
                 .control
-                .revoke_svid(ACTOR, tenant, name)
+                .revoke_svid(actor, tenant, name)
                 .await
                 .map(|serial| (StatusCode::OK, serde_json::json!({ "revoked": serial }))),
             (&Method::GET, ["v1", "tenants", tenant, "functions", name, "policy"]) => self
@@ -272,7 +391,7 @@ impl Api {
                 match parse_json::<SetPolicy>(&body) {
                     Ok(req) => self
                         .control
-                        .set_tenant_policy(ACTOR, tenant, req.policy.as_deref())
+                        .set_tenant_policy(actor, tenant, req.policy.as_deref())
                         .await
                         .map(|v| (StatusCode::OK, serde_json::to_value(v).unwrap_or_default())),
                     Err(e) => Err(e),
@@ -287,7 +406,7 @@ impl Api {
                 Err(e) => Err(e),
             },
             (&Method::DELETE, ["v1", "functions", tenant, name]) => {
-                self.control.undeploy(ACTOR, tenant, name).await.map(|()| {
+                self.control.undeploy(actor, tenant, name).await.map(|()| {
                     (
                         StatusCode::OK,
                         serde_json::json!({ "undeployed": format!("{tenant}/{name}") }),
@@ -302,6 +421,31 @@ impl Api {
                     .map(|r| (StatusCode::OK, serde_json::json!({ "records": r }))),
                 Err(e) => Err(e),
             },
+            (&Method::POST, ["v1", "operators"]) => self.add_operator(actor, &body).await,
+            (&Method::GET, ["v1", "operators"]) => self
+                .operators
+                .list()
+                .await
+                .map(|o| (StatusCode::OK, serde_json::json!({ "operators": o }))),
+            (&Method::DELETE, ["v1", "operators", name]) => {
+                self.operators.remove(actor, name).await.map(|serials| {
+                    (
+                        StatusCode::OK,
+                        serde_json::json!({ "removed": name, "revoked": serials }),
+                    )
+                })
+            }
+            (&Method::GET, ["v1", "control-policy"]) => Ok((StatusCode::OK, self.authz.show())),
+            (&Method::PUT, ["v1", "control-policy"]) => {
+                match parse_json::<SetControlPolicy>(&body) {
+                    Ok(req) => self
+                        .authz
+                        .set(actor, &req.policy)
+                        .await
+                        .map(|ids| (StatusCode::OK, serde_json::json!({ "ids": ids }))),
+                    Err(e) => Err(e),
+                }
+            }
             (&Method::GET, ["v1", "audit", "verify"]) => match self.control.audit_verify().await {
                 Ok(head) => Ok((
                     StatusCode::OK,
@@ -339,11 +483,143 @@ impl Api {
         }
     }
 
-    async fn create_tenant(&self, body: &[u8]) -> Reply {
+    /// The principal of a request: the operator named by the connection's client
+    /// certificate if it presented one (verified again here, on every request), else
+    /// `root` if it carries the operator token. A presented certificate that does not
+    /// verify is refused, whatever token comes with it. Refusals are audited.
+    async fn authenticate(
+        &self,
+        req: &Request<Incoming>,
+        peer: Option<&PeerCertificate>,
+        path: &str,
+    ) -> Result<Principal, Response<Bytes>> {
+        let refusal = match peer {
+            Some(cert) => match self.operators.authenticate(cert.0.as_ref()).await {
+                Ok(name) => {
+                    return Ok(Principal {
+                        name: name.to_string(),
+                        authentication: Authentication::Mtls,
+                    })
+                }
+                Err(reason) => format!("client certificate refused: {reason}"),
+            },
+            None => {
+                let presented = req
+                    .headers()
+                    .get(header::AUTHORIZATION)
+                    .map(|v| v.as_bytes());
+                if self.token.matches_header(presented) {
+                    return Ok(Principal {
+                        name: ROOT_OPERATOR.to_owned(),
+                        authentication: Authentication::Token,
+                    });
+                }
+                "missing or invalid operator token".to_owned()
+            }
+        };
+        let record = AuditRecord::new("anonymous", Action::ApiAuthenticate, Outcome::Deny).reason(
+            format!("{} `{}`: {refusal}", req.method(), path.escape_debug()),
+        );
+        if self.audit.append(record).await.is_err() {
+            return Err(error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "audit_unavailable",
+                "the request could not be recorded",
+                None,
+            ));
+        }
+        let message = if peer.is_some() {
+            format!("{refusal}; ask an operator for a new certificate (`zerofn operator add`)")
+        } else {
+            "missing or invalid operator token; pass `Authorization: Bearer <token>` or a client certificate".to_owned()
+        };
+        Err(error_response(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            &message,
+            None,
+        ))
+    }
+
+    /// `None` if the control policy allows `principal` to take `action` on `resource`;
+    /// otherwise the audited 403.
+    async fn authorize(
+        &self,
+        principal: &Principal,
+        action: ControlAction,
+        resource: ControlResource,
+        method: &Method,
+        path: &str,
+    ) -> Option<Response<Bytes>> {
+        let decision = self.authz.decide(&ControlQuery {
+            operator: principal.name.clone(),
+            authentication: principal.authentication,
+            action,
+            resource: resource.clone(),
+        });
+        if decision.allowed {
+            return None;
+        }
+        let why = if !decision.errors.is_empty() {
+            format!("policy evaluation failed ({})", decision.errors.join("; "))
+        } else if decision.determining.is_empty() {
+            "no permit policy matched".to_owned()
+        } else {
+            format!("forbidden by {}", decision.determining.join(", "))
+        };
+        let mut record = AuditRecord::new(principal.actor(), Action::ApiAuthorize, Outcome::Deny)
+            .reason(format!(
+                "{method} `{}`: {action} on {resource}: {why}",
+                path.escape_debug()
+            ));
+        if let ControlResource::Tenant(t) = &resource {
+            record = record.tenant(t.as_str());
+        }
+        let Ok(seq) = self.audit.append(record).await else {
+            return Some(error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "audit_unavailable",
+                "the request could not be recorded",
+                None,
+            ));
+        };
+        Some(json(
+            StatusCode::FORBIDDEN,
+            &serde_json::json!({"error": {
+                "kind": "forbidden",
+                "message": format!(
+                    "operator `{}` may not take {action} on {resource}: {why}",
+                    principal.name
+                ),
+                "action": action.as_str(),
+                "resource": resource.to_string(),
+                "determining": decision.determining,
+                "decision_id": seq,
+            }}),
+        ))
+    }
+
+    async fn add_operator(&self, actor: &str, body: &[u8]) -> Reply {
+        let req: AddOperator = parse_json(body)?;
+        let ttl = match req.ttl_hours {
+            None => DEFAULT_OPERATOR_TTL,
+            Some(h) => Duration::from_secs(h.saturating_mul(3600)),
+        };
+        let issued = self
+            .operators
+            .add(actor, &req.name, &req.public_key, ttl)
+            .await?;
+        Ok((
+            StatusCode::CREATED,
+            serde_json::to_value(issued).unwrap_or_default(),
+        ))
+    }
+
+    async fn create_tenant(&self, actor: &str, body: &[u8]) -> Reply {
         let req: CreateTenant = parse_json(body)?;
         let row = self
             .control
-            .create_tenant(ACTOR, &req.name, &req.signing_keys)
+            .create_tenant(actor, &req.name, &req.signing_keys)
             .await?;
         Ok((
             StatusCode::CREATED,
@@ -351,16 +627,16 @@ impl Api {
         ))
     }
 
-    async fn add_key(&self, tenant: &str, body: &[u8]) -> Reply {
+    async fn add_key(&self, actor: &str, tenant: &str, body: &[u8]) -> Reply {
         let req: AddKey = parse_json(body)?;
-        let key_id = self.control.add_key(ACTOR, tenant, &req.public_key).await?;
+        let key_id = self.control.add_key(actor, tenant, &req.public_key).await?;
         Ok((
             StatusCode::CREATED,
             serde_json::json!({ "tenant": tenant, "key_id": key_id }),
         ))
     }
 
-    async fn publish_layer(&self, tenant: &str, body: &[u8]) -> Reply {
+    async fn publish_layer(&self, actor: &str, tenant: &str, body: &[u8]) -> Reply {
         let req: PublishLayer = parse_json(body)?;
         let component = base64::engine::general_purpose::STANDARD
             .decode(req.component.as_bytes())
@@ -369,7 +645,7 @@ impl Api {
             })?;
         let layer = self
             .control
-            .publish_layer(ACTOR, tenant, component, req.bundle.into_bytes())
+            .publish_layer(actor, tenant, component, req.bundle.into_bytes())
             .await?;
         Ok((
             StatusCode::CREATED,
@@ -386,14 +662,21 @@ impl Api {
         ))
     }
 
-    async fn deploy(&self, body: &[u8]) -> Reply {
+    async fn deploy(&self, actor: &str, body: &[u8]) -> Reply {
         let req = deploy_request(parse_json(body)?)?;
-        let deployed = self.control.deploy(ACTOR, req).await?;
+        let deployed = self.control.deploy(actor, req).await?;
         Ok((
             StatusCode::CREATED,
             serde_json::to_value(deployed).unwrap_or_default(),
         ))
     }
+}
+
+/// The tenant named by the manifest of a deploy or explain request body.
+fn manifest_tenant(body: &[u8]) -> Result<String, ControlError> {
+    let req: ManifestOnly = parse_json(body)?;
+    let manifest = zerofn_admission::Manifest::from_toml(&req.manifest)?;
+    Ok(manifest.tenant.as_str().to_owned())
 }
 
 fn deploy_request(req: Deploy) -> Result<DeployRequest, ControlError> {
@@ -444,7 +727,8 @@ fn status_of(e: &ControlError) -> StatusCode {
             | StoreError::NoSuchKey { .. }
             | StoreError::NoSuchIdentity { .. }
             | StoreError::NoSuchDeployment { .. }
-            | StoreError::NoSuchLayer { .. },
+            | StoreError::NoSuchLayer { .. }
+            | StoreError::NoSuchOperator(_),
         ) => StatusCode::NOT_FOUND,
         ControlError::Store(_) | ControlError::Audit(_) | ControlError::Internal(_) => {
             StatusCode::INTERNAL_SERVER_ERROR

@@ -77,7 +77,8 @@ impl ControlError {
                 | StoreError::NoSuchKey { .. }
                 | StoreError::NoSuchIdentity { .. }
                 | StoreError::NoSuchDeployment { .. }
-                | StoreError::NoSuchLayer { .. },
+                | StoreError::NoSuchLayer { .. }
+                | StoreError::NoSuchOperator(_),
             ) => "not_found",
             ControlError::Store(_) => "store_error",
             ControlError::Audit(_) => "audit_unavailable",

@@ -11,6 +11,9 @@ use crate::ServerError;
 
 /// File with the API and gateway URLs of the running platform.
 pub const API_ENDPOINT_FILE: &str = "api.json";
+/// The platform CA certificate (PEM), relative to the data directory: the
+/// trust bundle clients of `https://` control API URLs verify the server with.
+pub const CA_BUNDLE_FILE: &str = "identity/ca.pem";
 /// File with the operator token (mode 0600).
 pub const TOKEN_FILE: &str = "operator-token";
 

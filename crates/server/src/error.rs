@@ -29,6 +29,8 @@ pub enum ServerError {
     Control(#[from] crate::control::ControlError),
     #[error(transparent)]
     Identity(#[from] zerofn_identity::IdentityError),
+    #[error("cannot set up TLS for the control API: {0}")]
+    Tls(String),
     #[error("demo: {0}")]
     Demo(String),
 }

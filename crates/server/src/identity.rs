@@ -41,6 +41,11 @@ impl Identities {
         })
     }
 
+    /// The trust domain's CA (operators' certificates, the control API's TLS).
+    pub(crate) fn ca(&self) -> &Arc<CertificateAuthority> {
+        &self.ca
+    }
+
     /// The trust bundle (CA certificate, PEM); public.
     pub fn bundle_pem(&self) -> &str {
         self.ca.trust_bundle_pem()

@@ -5,15 +5,18 @@
 //! crate that owns it.
 //!
 //! # Trust
-//! Trusts the data directory (it holds the database, the code cache and
-//! the operator token). Trusts no control-API caller until the operator
-//! token matches; trusts no deployed byte until admission has verified it,
+//! Trusts the data directory (it holds the database, the code cache, the
+//! identity CA and the operator token). Trusts no control-API caller until
+//! the operator token matches or, with `control_tls`, a client certificate
+//! verifies as an operator's, and then lets it do only what the control
+//! policy permits; trusts no deployed byte until admission has verified it,
 //! again after every restart.
 
 mod admission;
 mod analyzer;
 mod api;
 mod auth;
+mod authz;
 mod clock;
 mod control;
 mod datadir;
@@ -21,7 +24,9 @@ mod demo;
 mod error;
 mod identity;
 mod layers;
+mod operators;
 mod policies;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,7 +43,9 @@ pub use admission::{
     AddIdentity, AdmissionView, ExplainResult, SetAdmission, SubmittedAttestation,
 };
 pub use control::{ControlPlane, DeployRequest, DeployResponse};
-pub use datadir::{default_data_dir, ApiEndpoint, DataDir, API_ENDPOINT_FILE, TOKEN_FILE};
+pub use datadir::{
+    default_data_dir, ApiEndpoint, DataDir, API_ENDPOINT_FILE, CA_BUNDLE_FILE, TOKEN_FILE,
+};
 pub use error::ServerError;
 pub use identity::Identities;
 pub use zerofn_audit::AuditDurability;
@@ -63,12 +70,17 @@ pub struct PlatformConfig {
     pub svid_ttl: std::time::Duration,
     /// When an audit append counts as done.
     pub audit_durability: AuditDurability,
+    /// Serve the control API over TLS (server certificate from the platform CA),
+    /// accepting operators' client certificates beside the token.
+    pub control_tls: bool,
 }
 
 /// A running platform.
 pub struct Running {
     pub gateway_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    /// `http://ADDR` or, with `control_tls`, `https://ADDR`.
+    pub api_url: String,
     pub control: Arc<ControlPlane>,
     /// Functions deployed by `--demo`.
     pub demo: Vec<DeployResponse>,
@@ -106,6 +118,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
             .revoked_serials(time::OffsetDateTime::now_utc().unix_timestamp())
             .await?,
     );
+    let ca = identities.ca().clone();
     let control = Arc::new(ControlPlane::new(
         store.clone(),
         audit.clone(),
@@ -114,6 +127,12 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         identities,
         data.root().join("vulndb"),
     ));
+    let authz = Arc::new(authz::ControlAuthz::load(store.clone(), audit.clone())?);
+    let operators = Arc::new(operators::Operators::open(
+        ca.clone(),
+        store.clone(),
+        audit.clone(),
+    )?);
     let served = control.restore().await?;
     tracing::info!(functions = served, "restored deployments");
     audit
@@ -138,8 +157,16 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
     let gateway_addr = local_addr(&gateway_listener)?;
     let api_addr = local_addr(&api_listener)?;
     let token = data.operator_token()?;
+    let (tls, api_url) = if cfg.control_tls {
+        (
+            Some(tls::server_config(ca, api_addr.ip())?),
+            format!("https://{api_addr}"),
+        )
+    } else {
+        (None, format!("http://{api_addr}"))
+    };
     data.write_api_endpoint(&ApiEndpoint {
-        url: format!("http://{api_addr}"),
+        url: api_url.clone(),
         gateway_url: format!("http://{gateway_addr}"),
     })?;
 
@@ -161,12 +188,13 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         },
     );
     tasks.spawn(gateway.serve(gateway_listener, shutdown_rx.clone()));
-    let api = api::Api::new(control.clone(), token, audit);
+    let api = api::Api::new(control.clone(), token, audit, authz, operators, tls);
     tasks.spawn(api.serve(api_listener, cfg.gateway.clone(), shutdown_rx));
 
     Ok(Running {
         gateway_addr,
         api_addr,
+        api_url,
         control,
         demo,
         shutdown,

@@ -37,6 +37,8 @@ pub enum StoreError {
         digest: String,
         functions: String,
     },
+    #[error("operator `{0}` does not exist; see `zerofn operator list`")]
+    NoSuchOperator(String),
     #[error("the database connection is unusable after an earlier panic")]
     Poisoned,
     #[error("a database task failed to complete")]

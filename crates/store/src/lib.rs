@@ -23,6 +23,7 @@ mod deployments;
 mod error;
 mod kv;
 mod layers;
+mod operators;
 mod policies;
 mod tenants;
 
@@ -37,6 +38,7 @@ pub use deployments::{DeploymentRow, DeploymentSummary};
 pub use error::StoreError;
 pub use kv::IncrementError;
 pub use layers::{LayerRow, LayerSummary};
+pub use operators::{ControlPolicyRow, OperatorCertRow};
 pub use policies::TenantPolicyRow;
 pub use tenants::{TenantKeyRow, TenantRow};
 
@@ -167,6 +169,7 @@ impl Store {
         let path = data_dir.join(DATABASE_FILE);
         let conn = open_connection(&path)?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(operators::SCHEMA)?;
         migrate(&conn)?;
         Ok(Store {
             path,

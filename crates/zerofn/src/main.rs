@@ -7,6 +7,7 @@ mod admission;
 mod attest;
 mod client;
 mod layer;
+mod operator;
 mod policy;
 mod scan;
 mod verify;
@@ -34,6 +35,17 @@ struct Cli {
     /// Data directory of the platform (database, code cache, operator token).
     #[arg(long, global = true, env = "ZEROFN_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Operator client certificate (PEM) to authenticate to an https:// control
+    /// API with, instead of the operator token.
+    #[arg(long, global = true, env = "ZEROFN_CLIENT_CERT")]
+    client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --client-cert.
+    #[arg(long, global = true, env = "ZEROFN_CLIENT_KEY")]
+    client_key: Option<PathBuf>,
+    /// Platform CA bundle (PEM) to verify an https:// control API with
+    /// (default: identity/ca.pem in the data directory).
+    #[arg(long, global = true, env = "ZEROFN_CA_BUNDLE")]
+    ca_bundle: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -97,6 +109,9 @@ enum Command {
     /// Granted versus used permissions per function, from the audit log,
     /// with a least-privilege suggestion in manifest form.
     AccessAnalyzer(policy::AnalyzerArgs),
+    /// Operators' client certificates and the control policy.
+    #[command(subcommand)]
+    Operator(operator::OperatorCommand),
 }
 
 #[derive(Args)]
@@ -130,6 +145,10 @@ struct UpArgs {
     /// synced to disk, in milliseconds (the most a power loss can cost).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=60000))]
     audit_flush_ms: u64,
+    /// Serve the control API over HTTPS (certificate from the platform CA) and
+    /// accept operators' client certificates beside the token.
+    #[arg(long)]
+    control_tls: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -217,6 +236,11 @@ fn one_line(e: &anyhow::Error) -> String {
 
 async fn run(cli: Cli) -> Result<()> {
     let data_dir = cli.data_dir.unwrap_or_else(zerofn_server::default_data_dir);
+    client::configure(client::ClientOptions {
+        client_cert: cli.client_cert,
+        client_key: cli.client_key,
+        ca_bundle: cli.ca_bundle,
+    });
     match cli.command {
         Command::Up(args) => up(data_dir, args).await,
         Command::Keygen { out } => keygen(&out),
@@ -280,6 +304,7 @@ async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Operator(cmd) => operator::run(&data_dir, cmd).await,
     }
 }
 
@@ -310,10 +335,11 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
                 flush_interval: std::time::Duration::from_millis(args.audit_flush_ms),
             },
         },
+        control_tls: args.control_tls,
     };
     let running = zerofn_server::up(cfg).await?;
     println!("gateway listening on http://{}", running.gateway_addr);
-    println!("api listening on http://{}", running.api_addr);
+    println!("api listening on {}", running.api_url);
     for f in &running.demo {
         for route in &f.routes {
             let path = route.trim_end_matches("/...");

@@ -63,7 +63,10 @@ impl Platform {
                 .unwrap_or_else(|_| panic!("zerofn up did not print its listening lines"));
             if let Some(url) = line.strip_prefix("gateway listening on http://") {
                 gateway = Some(url.to_owned());
-            } else if let Some(url) = line.strip_prefix("api listening on http://") {
+            } else if let Some(url) = line
+                .strip_prefix("api listening on http://")
+                .or_else(|| line.strip_prefix("api listening on https://"))
+            {
                 api = Some(url.to_owned());
             }
         }

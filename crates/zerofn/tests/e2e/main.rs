@@ -11,6 +11,7 @@ mod capabilities;
 mod harness;
 mod js;
 mod layers;
+mod operators;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
