@@ -44,6 +44,13 @@ pub mod limits {
     pub const LIST_PAGE: usize = 1000;
     /// Largest outbound request or response body, in bytes.
     pub const MAX_OUTBOUND_BODY: usize = 10 * 1024 * 1024;
+    /// Outbound requests one invocation may send in all; later ones fail
+    /// with `connection-limit-reached`. With [`MAX_OUTBOUND_BODY`] this
+    /// bounds the host memory a guest's requests and unread responses hold.
+    pub const MAX_OUTBOUND_REQUESTS: usize = 64;
+    /// Outbound requests of one invocation being read or answered at once;
+    /// more wait (their bodies stay in the guest until then).
+    pub const MAX_OUTBOUND_IN_FLIGHT: usize = 8;
     /// Buckets one instance may hold open at once (each is an entry in
     /// its resource table); more `open` calls fail until one is dropped.
     pub const MAX_OPEN_BUCKETS: usize = 64;

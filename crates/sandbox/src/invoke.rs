@@ -255,13 +255,18 @@ impl Sandbox {
             .new_response_outparam(sender)
             .map_err(internal)?;
         let pre = function.pre.clone();
-        let mut task = tokio::spawn(async move {
-            let proxy = pre.instantiate_async(&mut store).await?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, req, out)
-                .await
-        });
+        // The guest runs in its own task; keep the caller's span on it so
+        // what the guest's host calls log belongs to this invocation.
+        let mut task = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            },
+            tracing::Span::current(),
+        ));
 
         let classify = |error: wasmtime::Error| -> InvokeError {
             if exceeded.load(Ordering::Relaxed) {

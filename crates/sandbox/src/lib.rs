@@ -7,7 +7,10 @@
 //! functions linked here; trusts nothing a guest does or returns. Accepts
 //! only [`zerofn_admission::AdmittedArtifact`]s, so unsigned code cannot
 //! reach the compiler, and checks precompiled code read back from disk
-//! against the SHA-256 recorded when it was produced.
+//! against the SHA-256 recorded when it was produced. Trusts the
+//! [`capabilities::HostCapabilities`] the caller passes with each
+//! invocation to decide the guest's key-value, configuration and outbound
+//! HTTP calls; the sandbox decides none of them itself.
 //!
 //! # Guarantees
 //! - Every request gets a new `Store` and instance: no state survives

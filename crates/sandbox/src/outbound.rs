@@ -15,11 +15,17 @@
 //! Trusts the [`HostCapabilities`] implementation. Trusts nothing from the
 //! guest: the request body is read only up to
 //! [`limits::MAX_OUTBOUND_BODY`] and only until the invocation's deadline;
-//! guest-chosen text (the authority) is escaped before it is logged.
+//! an invocation sends at most [`limits::MAX_OUTBOUND_REQUESTS`] requests,
+//! [`limits::MAX_OUTBOUND_IN_FLIGHT`] at a time, so the host memory its
+//! requests and unread responses hold is bounded; guest-chosen text (the
+//! authority) is escaped before it is logged.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
+
+use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
@@ -34,12 +40,16 @@ type Pending = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 pub struct PlatformOutbound {
     host: Arc<dyn HostCapabilities>,
     deadline: Instant,
+    /// Requests sent so far.
+    sent: usize,
+    in_flight: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for PlatformOutbound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PlatformOutbound")
             .field("deadline", &self.deadline)
+            .field("sent", &self.sent)
             .finish_non_exhaustive()
     }
 }
@@ -48,7 +58,12 @@ impl PlatformOutbound {
     /// Hooks for one invocation: requests go to `host` and are abandoned
     /// at `deadline` (the invocation's own).
     pub fn new(host: Arc<dyn HostCapabilities>, deadline: Instant) -> PlatformOutbound {
-        PlatformOutbound { host, deadline }
+        PlatformOutbound {
+            host,
+            deadline,
+            sent: 0,
+            in_flight: Arc::new(Semaphore::new(limits::MAX_OUTBOUND_IN_FLIGHT)),
+        }
     }
 }
 
@@ -60,36 +75,55 @@ impl WasiHttpHooks for PlatformOutbound {
         _fut: Pending,
     ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, Pending), HttpError>> + Send>
     {
+        let authority = request
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_default();
+        if self.sent >= limits::MAX_OUTBOUND_REQUESTS {
+            tracing::warn!(
+                host = %authority.escape_debug(),
+                limit = limits::MAX_OUTBOUND_REQUESTS,
+                "outbound request refused: the invocation sent its limit"
+            );
+            return Box::new(async { Err(HttpError::ConnectionLimitReached) });
+        }
+        self.sent = self.sent.saturating_add(1);
         let host = self.host.clone();
+        let in_flight = self.in_flight.clone();
         let deadline = tokio::time::Instant::from_std(self.deadline);
-        Box::new(async move {
-            let authority = request
-                .uri()
-                .authority()
-                .map(|a| a.as_str().to_owned())
-                .unwrap_or_default();
-            let (parts, body) = request.into_parts();
-            let body =
-                tokio::time::timeout_at(deadline, read_body(body, limits::MAX_OUTBOUND_BODY))
+        // This future runs in a task of its own; keep the invocation's span.
+        let span = tracing::Span::current();
+        Box::new(
+            async move {
+                let _slot = tokio::time::timeout_at(deadline, in_flight.acquire_owned())
                     .await
-                    .map_err(|_| HttpError::ConnectionWriteTimeout)??;
-            let request = http::Request::from_parts(parts, body);
-            let response = tokio::time::timeout_at(deadline, host.outbound(request))
-                .await
-                .map_err(|_| HttpError::HttpResponseTimeout)?
-                .map_err(|e| outbound_error(e, &authority))?;
-            let (parts, body) = response.into_parts();
-            if body.len() > limits::MAX_OUTBOUND_BODY {
-                return Err(HttpError::HttpResponseBodySize(
-                    u64::try_from(body.len()).ok(),
-                ));
+                    .map_err(|_| HttpError::ConnectionTimeout)?
+                    .map_err(|_| HttpError::InternalError(None))?;
+                let (parts, body) = request.into_parts();
+                let body =
+                    tokio::time::timeout_at(deadline, read_body(body, limits::MAX_OUTBOUND_BODY))
+                        .await
+                        .map_err(|_| HttpError::ConnectionWriteTimeout)??;
+                let request = http::Request::from_parts(parts, body);
+                let response = tokio::time::timeout_at(deadline, host.outbound(request))
+                    .await
+                    .map_err(|_| HttpError::HttpResponseTimeout)?
+                    .map_err(|e| outbound_error(e, &authority))?;
+                let (parts, body) = response.into_parts();
+                if body.len() > limits::MAX_OUTBOUND_BODY {
+                    return Err(HttpError::HttpResponseBodySize(
+                        u64::try_from(body.len()).ok(),
+                    ));
+                }
+                let body = Full::new(body)
+                    .map_err(|never: std::convert::Infallible| -> HttpError { match never {} })
+                    .boxed_unsync();
+                let done: Pending = Box::new(async { Ok(()) });
+                Ok((http::Response::from_parts(parts, body), done))
             }
-            let body = Full::new(body)
-                .map_err(|never: std::convert::Infallible| -> HttpError { match never {} })
-                .boxed_unsync();
-            let done: Pending = Box::new(async { Ok(()) });
-            Ok((http::Response::from_parts(parts, body), done))
-        })
+            .instrument(span),
+        )
     }
 }
 
@@ -143,6 +177,33 @@ mod tests {
             .map_err(|never: std::convert::Infallible| -> HttpError { match never {} })
             .boxed_unsync();
         assert_eq!(read_body(body, 10).await.unwrap(), &b"0123456789"[..]);
+    }
+
+    #[tokio::test]
+    async fn an_invocation_sends_a_bounded_number_of_requests() {
+        use std::pin::Pin;
+        let mut hooks = PlatformOutbound::new(
+            Arc::new(crate::capabilities::NoCapabilities),
+            Instant::now() + std::time::Duration::from_secs(10),
+        );
+        let mut send = || {
+            let request = http::Request::get("http://hello.demo.fn.internal/")
+                .body(
+                    Full::new(Bytes::new())
+                        .map_err(|never: std::convert::Infallible| -> HttpError { match never {} })
+                        .boxed_unsync(),
+                )
+                .unwrap();
+            Pin::from(hooks.send_request(request, None, Box::new(async { Ok(()) })))
+        };
+        for _ in 0..limits::MAX_OUTBOUND_REQUESTS {
+            // NoCapabilities refuses each one: they reached the platform.
+            assert!(matches!(send().await, Err(HttpError::HttpRequestDenied)));
+        }
+        assert!(matches!(
+            send().await,
+            Err(HttpError::ConnectionLimitReached)
+        ));
     }
 
     #[test]
