@@ -5,7 +5,9 @@
  *   GET /call-c/<tenant>/<fn>/<rest...>
  *
  * sends `GET http://<fn>.<tenant>.fn.internal/<rest...>` and answers with
- * the callee's status and body. When the outgoing request fails with an
+ * the callee's status and body. `/call-c/-/<service>/<rest...>` reaches a
+ * platform service instead, such as `identity` (`http://identity.fn.internal/
+ * jwt-svid?audience=<aud>`, a JWT-SVID for this function). When the outgoing request fails with an
  * error code, it answers 502 with the code's WIT name as the body (for
  * example "HTTP-request-denied").
  */
@@ -187,10 +189,14 @@ void exports_wasi_http_incoming_handler_handle(zf_request_t request, zf_response
     const uint8_t *rest = fn + fn_len;
     size_t rest_len = (size_t)(path.data + path.len - rest);
 
+    /* Tenant "-" names a platform service instead of a function:
+     * "/<route>/-/identity/jwt-svid?audience=a" -> http://identity.fn.internal/... */
     zf_buf_t authority = {0};
     zf_buf_append(&authority, fn, fn_len);
-    zf_buf_puts(&authority, ".");
-    zf_buf_append(&authority, tenant, tenant_len);
+    if (!(tenant_len == 1 && tenant[0] == '-')) {
+        zf_buf_puts(&authority, ".");
+        zf_buf_append(&authority, tenant, tenant_len);
+    }
     zf_buf_puts(&authority, SUFFIX);
     zf_buf_t target = {0};
     if (rest_len == 0 || rest[0] != '/') {

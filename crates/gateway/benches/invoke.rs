@@ -43,6 +43,10 @@ impl WorkloadIdentity for BenchIdentities {
             .map(|id| id.to_string())
             .map_err(|e| e.to_string())
     }
+
+    fn jwt_svid(&self, _: &str, _: &str, _: &str) -> Result<(String, String), String> {
+        Err("JWT-SVIDs are not part of this benchmark".to_owned())
+    }
 }
 
 fn bench(c: &mut Criterion) {

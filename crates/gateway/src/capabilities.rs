@@ -72,7 +72,23 @@ impl Policies {
 pub trait WorkloadIdentity: Send + Sync + 'static {
     /// The verified SPIFFE ID of `tenant/name`, or why it is refused.
     fn verify(&self, tenant: &str, name: &str) -> Result<String, String>;
+
+    /// A JWT-SVID for `tenant/name` scoped to `audience`: the token and
+    /// its expiry (RFC 3339).
+    fn jwt_svid(
+        &self,
+        tenant: &str,
+        name: &str,
+        audience: &str,
+    ) -> Result<(String, String), String>;
 }
+
+/// Host name of the platform's identity endpoint for guests:
+/// `GET http://identity.fn.internal/jwt-svid?audience=<aud>`.
+pub const IDENTITY_HOST: &str = "identity.fn.internal";
+
+/// Longest JWT-SVID audience accepted.
+const MAX_AUDIENCE: usize = 256;
 
 /// One decision, as listed in audit records.
 /// `permission` is the grant the request needs, in the manifest's terms
@@ -215,6 +231,12 @@ impl InvocationHost {
         }
         if decision.allowed {
             Ok(())
+        } else if decision.determining.is_empty() && decision.errors.is_empty() {
+            Err(format!(
+                "{what} by {} is not permitted: {} (missing permission `{permission}`)",
+                self.me().describe(),
+                decision.explain()
+            ))
         } else {
             Err(format!(
                 "{what} by {} is not permitted: {}",
@@ -244,6 +266,7 @@ impl InvocationHost {
                 format!("call:{tenant}/{name}")
             }
             (RuntimeAction::ConfigRead, _) => "config".to_owned(),
+            (RuntimeAction::SvidJwt, _) => "identity".to_owned(),
             (_, Resource::Host(h)) => format!("http:{h}"),
             (_, Resource::Function { tenant, name }) => {
                 format!("{}:{tenant}/{name}", action.as_str())
@@ -472,6 +495,77 @@ impl InvocationHost {
     }
 }
 
+impl InvocationHost {
+    /// `GET /jwt-svid?audience=<aud>` on [`IDENTITY_HOST`]: a JWT-SVID for
+    /// the calling function's own identity, decided (`svid.jwt`) and
+    /// audited like any capability. The token is never logged or audited.
+    async fn jwt_svid(&self, request: &Request<Bytes>) -> Response<Bytes> {
+        let bad = |status: StatusCode, kind: &str, message: &str| {
+            crate::errors::error_response(status, kind, message, Some(&self.invocation_id))
+        };
+        if request.method() != http::Method::GET || request.uri().path() != "/jwt-svid" {
+            return bad(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "the identity endpoint serves GET /jwt-svid?audience=<audience>",
+            );
+        }
+        let audience = request.uri().query().and_then(|q| {
+            q.split('&')
+                .find_map(|p| p.strip_prefix("audience="))
+                .map(str::to_owned)
+        });
+        let Some(audience) = audience.filter(|a| {
+            !a.is_empty()
+                && a.len() <= MAX_AUDIENCE
+                && a.bytes().all(|b| b.is_ascii_graphic() && b != b'"')
+        }) else {
+            return bad(
+                StatusCode::BAD_REQUEST,
+                "bad_audience",
+                &format!("give one audience of 1 to {MAX_AUDIENCE} printable characters: /jwt-svid?audience=<audience>"),
+            );
+        };
+        let me = Resource::Function {
+            tenant: self.tenant().to_owned(),
+            name: self.name().to_owned(),
+        };
+        let what = format!("svid.jwt for audience `{audience}`");
+        if let Err(why) = self
+            .authorize(
+                RuntimeAction::SvidJwt,
+                me,
+                RequestContext::Audience(audience.clone()),
+                what,
+            )
+            .await
+        {
+            return bad(StatusCode::FORBIDDEN, "identity_denied", &why);
+        }
+        match self
+            .gateway
+            .identity()
+            .jwt_svid(self.tenant(), self.name(), &audience)
+        {
+            Ok((token, expires_at)) => {
+                let body =
+                    json!({ "token": token, "audience": audience, "expires_at": expires_at });
+                let mut resp = Response::new(Bytes::from(body.to_string()));
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                resp
+            }
+            Err(why) => bad(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "identity_unavailable",
+                &format!("no JWT-SVID could be issued: {why}"),
+            ),
+        }
+    }
+}
+
 /// Splits `<fn>.<tenant>.fn.internal` into (tenant, fn).
 pub(crate) fn internal_target(host: &str) -> Option<(String, String)> {
     let host = host.strip_suffix(INTERNAL_SUFFIX)?;
@@ -523,6 +617,9 @@ impl HostCapabilities for InvocationHost {
                 .host()
                 .map(str::to_ascii_lowercase)
                 .unwrap_or_default();
+            if host == IDENTITY_HOST {
+                return Ok(self.jwt_svid(&request).await);
+            }
             if let Some((tenant, name)) = internal_target(&host) {
                 return self.call(request, tenant, name).await;
             }

@@ -217,6 +217,13 @@ pub fn compile(tenant: &str, name: &str, permissions: &Permissions) -> String {
             callee_uid = function_uid(tenant, callee),
         );
     }
+    // Every function may obtain JWT-SVIDs for its own identity, as the
+    // SPIFFE Workload API gives any workload its own SVIDs.
+    let _ = writeln!(
+        out,
+        "@id({id})\npermit (principal == {me}, action == Zerofn::Action::\"svid.jwt\", resource == {me});",
+        id = lit(&format!("{tenant}/{name}/identity")),
+    );
     if permissions.config {
         let _ = writeln!(
             out,
@@ -320,6 +327,7 @@ mod tests {
                 "acme/shop/kv/log:write",
                 "acme/shop/kv/orders:read",
                 "acme/shop/call/billing",
+                "acme/shop/identity",
                 "acme/shop/config",
                 "acme/shop/invoke/public",
                 "acme/shop/invoke/checkout",

@@ -93,6 +93,7 @@ pub enum RuntimeAction {
     Call,
     HttpOutbound,
     ConfigRead,
+    SvidJwt,
 }
 
 impl RuntimeAction {
@@ -106,6 +107,7 @@ impl RuntimeAction {
             RuntimeAction::Call => "call",
             RuntimeAction::HttpOutbound => "http.outbound",
             RuntimeAction::ConfigRead => "config.read",
+            RuntimeAction::SvidJwt => "svid.jwt",
         }
     }
 
@@ -145,6 +147,7 @@ pub enum RequestContext {
         method: String,
         url: String,
     },
+    Audience(String),
 }
 
 /// One runtime authorization request.
@@ -550,6 +553,7 @@ fn context(c: &RequestContext) -> Result<Context, PolicyError> {
             ("method".to_owned(), s(method)),
             ("path".to_owned(), s(path)),
         ],
+        RequestContext::Audience(a) => vec![("audience".to_owned(), s(a))],
         RequestContext::Outbound { method, url } => {
             vec![("method".to_owned(), s(method)), ("url".to_owned(), s(url))]
         }

@@ -209,6 +209,11 @@ impl Api {
             );
             return resp;
         }
+        if req.method() == Method::GET && path == "/v1/identity/jwt-bundle" {
+            // The JWT authorities (JWKS) that sign JWT-SVIDs: public, so
+            // that any peer can verify a token a function presents.
+            return json(StatusCode::OK, &self.control.identities().jwt_bundle());
+        }
         if req.method() == Method::GET && path == "/v1/openapi.yaml" {
             let mut resp = Response::new(Bytes::from_static(OPENAPI.as_bytes()));
             resp.headers_mut().insert(

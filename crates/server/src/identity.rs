@@ -51,6 +51,11 @@ impl Identities {
         self.ca.trust_bundle_pem()
     }
 
+    /// The JWT authorities (JWKS) of the trust domain; public.
+    pub fn jwt_bundle(&self) -> serde_json::Value {
+        self.ca.jwt_bundle()
+    }
+
     pub fn trust_domain(&self) -> &TrustDomain {
         self.ca.trust_domain()
     }
@@ -136,5 +141,28 @@ impl Identities {
 impl zerofn_gateway::WorkloadIdentity for Identities {
     fn verify(&self, tenant: &str, name: &str) -> Result<String, String> {
         self.verify_current(tenant, name)
+    }
+
+    fn jwt_svid(
+        &self,
+        tenant: &str,
+        name: &str,
+        audience: &str,
+    ) -> Result<(String, String), String> {
+        // Only a function holding a valid X.509-SVID gets a JWT-SVID, and
+        // never one that outlives it.
+        self.verify_current(tenant, name)?;
+        let id = SpiffeId::for_function(self.ca.trust_domain(), tenant, name)
+            .map_err(|e| e.to_string())?;
+        let ttl = self.ttl.min(Duration::from_secs(300));
+        let svid = self
+            .ca
+            .issue_jwt_svid(&id, &[audience], ttl)
+            .map_err(|e| e.to_string())?;
+        let expires = svid
+            .expires_at()
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| e.to_string())?;
+        Ok((svid.token().to_owned(), expires))
     }
 }

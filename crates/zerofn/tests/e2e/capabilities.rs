@@ -52,6 +52,10 @@ fn kv_grants_are_enforced_per_bucket_and_mode_and_tenants_never_share_data() {
     assert!(msg.starts_with("access denied"), "{msg}");
     assert!(msg.contains("kv.put"), "{msg}");
     assert!(msg.contains("no permit policy matched"), "{msg}");
+    assert!(
+        msg.contains("missing permission `kv:orders:write`"),
+        "{msg}"
+    );
     assert_eq!(req(&s, "DELETE", "/kv/orders/x", b"").status, 403);
     // A bucket never granted.
     assert_eq!(req(&s, "GET", "/kv/secrets/x", b"").status, 403);
@@ -212,6 +216,62 @@ fn function_calls_need_the_callers_grant_the_callees_consent_and_a_valid_identit
     // A function that does not exist.
     let r = s.platform.get("/caller/acme/nosuch/");
     assert_eq!(r.status, 403, "{}", r.text());
+
+    // The caller obtains an audience-scoped JWT-SVID for its own identity
+    // from the platform's identity endpoint, verifiable with the public
+    // JWT bundle.
+    let r = s
+        .platform
+        .get("/caller/-/identity/jwt-svid?audience=billing-api");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let token = r.json()["token"].as_str().unwrap().to_owned();
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "{token}");
+    let b64 = |p: &str| -> serde_json::Value {
+        use base64::Engine as _;
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let (header, claims) = (b64(parts[0]), b64(parts[1]));
+    assert!(
+        claims["sub"]
+            .as_str()
+            .unwrap()
+            .ends_with("/tenant/acme/fn/caller"),
+        "{claims}"
+    );
+    assert!(
+        claims["aud"].to_string().contains("billing-api"),
+        "{claims}"
+    );
+    let bundle = http(&s.platform.api, "GET", "/v1/identity/jwt-bundle", &[], b"").json();
+    assert!(
+        bundle["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == header["kid"]),
+        "{bundle} {header}"
+    );
+    let r = s.platform.get("/caller/-/identity/jwt-svid");
+    assert_eq!(r.status, 400, "{}", r.text());
+    // A tenant may forbid it.
+    let forbid = s.root().join("no-jwt.cedar");
+    std::fs::write(
+        &forbid,
+        "@id(\"no-jwt\") forbid (principal, action == Zerofn::Action::\"svid.jwt\", resource);\n",
+    )
+    .unwrap();
+    ok(s.platform
+        .cli(&["policy", "set", "acme", forbid.to_str().unwrap()]));
+    let r = s.platform.get("/caller/-/identity/jwt-svid?audience=x");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("denied by no-jwt"), "{}", r.text());
+    ok(s.platform.cli(&["policy", "set", "acme", "--clear"]));
 
     // Revoke the caller's SVID: refused at once.
     let out = ok(s.platform.cli(&["svid", "revoke", "acme", "caller"]));
