@@ -25,5 +25,6 @@ pub use capabilities::{Policies, WorkloadIdentity, CALLER_HEADER};
 pub use errors::error_response;
 pub use routes::{RouteTable, Routes};
 pub use serve::{
-    serve_http, Caller, Gateway, GatewayConfig, GatewayServices, PeerAddr, INVOCATION_HEADER,
+    drain, http1_builder, serve_http, Caller, Gateway, GatewayConfig, GatewayServices, PeerAddr,
+    INVOCATION_HEADER,
 };

@@ -529,13 +529,7 @@ pub async fn serve_http<H, F>(
                     req.extensions_mut().insert(PeerAddr(peer));
                     async move { Ok::<_, Infallible>(handler(req).await) }
                 });
-                let mut builder = http1::Builder::new();
-                builder
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(config.header_read_timeout)
-                    .max_buf_size(config.max_header_bytes.max(8192))
-                    .keep_alive(true);
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                let conn = http1_builder(config).serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(error) = conn.await {
@@ -551,6 +545,27 @@ pub async fn serve_http<H, F>(
         }
     }
     drop(listener);
+    drain(graceful, config).await;
+}
+
+/// The HTTP/1.1 settings of every listener (gateway, control API, TLS or
+/// not): header size and time limits, keep-alive.
+pub fn http1_builder(config: &GatewayConfig) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(config.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+}
+
+/// After the listener is closed: wait up to the grace period for the
+/// in-flight connections to finish.
+pub async fn drain(
+    graceful: hyper_util::server::graceful::GracefulShutdown,
+    config: &GatewayConfig,
+) {
     if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
         .await
         .is_err()

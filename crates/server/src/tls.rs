@@ -20,8 +20,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
@@ -193,12 +192,7 @@ pub(crate) async fn serve_tls<H, F, R, RF>(
                 let acceptor = acceptor.clone();
                 let handler = handler.clone();
                 let refused = refused.clone();
-                let mut builder = http1::Builder::new();
-                builder
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(config.header_read_timeout)
-                    .max_buf_size(config.max_header_bytes.max(8192))
-                    .keep_alive(true);
+                let builder = zerofn_gateway::http1_builder(config);
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
@@ -245,12 +239,7 @@ pub(crate) async fn serve_tls<H, F, R, RF>(
         }
     }
     drop(listener);
-    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("in-flight requests did not finish within the shutdown grace period");
-    }
+    zerofn_gateway::drain(graceful, config).await;
 }
 
 #[cfg(test)]

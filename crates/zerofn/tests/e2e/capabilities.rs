@@ -338,3 +338,47 @@ fn tenant_policies_are_validated_whole_and_the_old_set_stays_in_force() {
     assert_eq!(req(&s, "PUT", "/kv/notes/a", b"three").status, 403);
     assert_eq!(req(&s, "GET", "/kv/notes/a", b"").text(), "two");
 }
+
+#[test]
+fn python_and_javascript_guests_use_kv_config_and_calls_through_the_platform() {
+    let s = Setup::new();
+    s.deploy(
+        "kv-py",
+        "kv-py",
+        &["/kv-py/..."],
+        &format!("[limits]\nmemory_mb = 256\ntimeout_ms = 5000\n{KV_GRANTS}"),
+    );
+    assert_eq!(req(&s, "PUT", "/kv-py/notes/a", b"from python").status, 204);
+    assert_eq!(req(&s, "GET", "/kv-py/notes/a", b"").text(), "from python");
+    assert_eq!(req(&s, "POST", "/kv-py/notes/n", b"").text(), "1");
+    assert_eq!(
+        req(&s, "GET", "/kv-py/_config/greeting", b"").text(),
+        "hi from config"
+    );
+    let denied = req(&s, "PUT", "/kv-py/orders/a", b"x");
+    assert_eq!(denied.status, 403, "{}", denied.text());
+    assert!(
+        denied.text().starts_with("access denied"),
+        "{}",
+        denied.text()
+    );
+
+    s.deploy(
+        "hello",
+        "hello-c",
+        &["/hello"],
+        "[invoke]\nfrom = [\"call-js\"]\n",
+    );
+    s.deploy(
+        "call-js",
+        "call-js",
+        &["/call-js/..."],
+        "[limits]\nmemory_mb = 128\ntimeout_ms = 5000\n[permissions]\ncall = [\"hello\"]\n",
+    );
+    let r = s.platform.get("/call-js/acme/hello/");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "hello from zerofn\n");
+    // And the same JavaScript function, asked to call what it may not.
+    let r = s.platform.get("/call-js/acme/kv-py/notes/a");
+    assert_eq!(r.status, 403, "{}", r.text());
+}
