@@ -15,9 +15,9 @@ use guests::guest;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http_body_util::Full;
 use zerofn_admission::{admit, sign_artifact, Manifest, SigningKey};
-use zerofn_audit::AuditLog;
+use zerofn_audit::{AuditDurability, AuditLog};
 use zerofn_gateway::{Gateway, GatewayConfig, GatewayServices, Policies, Routes, WorkloadIdentity};
-use zerofn_identity::{CertificateAuthority, SpiffeId, TrustDomain, X509Svid};
+use zerofn_identity::{CertificateAuthority, SpiffeId, SvidVerifier, TrustDomain, X509Svid};
 use zerofn_policy::permissions::compile;
 use zerofn_policy::{PolicySet, RuntimePoliciesBuilder};
 use zerofn_sandbox::{Sandbox, SandboxConfig};
@@ -26,9 +26,9 @@ use zerofn_store::Store;
 const FUNCTIONS: usize = 1000;
 
 /// Real SVIDs from a real CA, verified on every capability call as the
-/// platform does.
+/// platform does (with the platform's verifier).
 struct BenchIdentities {
-    ca: CertificateAuthority,
+    verifier: SvidVerifier,
     svids: std::collections::HashMap<(String, String), X509Svid>,
 }
 
@@ -38,10 +38,7 @@ impl WorkloadIdentity for BenchIdentities {
             .svids
             .get(&(tenant.to_owned(), name.to_owned()))
             .ok_or("no SVID")?;
-        self.ca
-            .verify_x509_svid(svid.cert_pem(), time::OffsetDateTime::now_utc())
-            .map(|id| id.to_string())
-            .map_err(|e| e.to_string())
+        self.verifier.verify(svid, time::OffsetDateTime::now_utc())
     }
 
     fn jwt_svid(&self, _: &str, _: &str, _: &str) -> Result<(String, String), String> {
@@ -125,15 +122,26 @@ fn bench(c: &mut Criterion) {
     });
 
     let store = Store::open(dir.path()).unwrap();
-    let audit = AuditLog::open(&store).unwrap();
+    // `ZEROFN_BENCH_AUDIT=process` measures with process durability (no
+    // fsync per commit), which leaves the non-I/O cost of each path.
+    let (durability, label) = match std::env::var("ZEROFN_BENCH_AUDIT").as_deref() {
+        Ok("process") => (
+            AuditDurability::Process {
+                flush_interval: std::time::Duration::from_millis(100),
+            },
+            "process",
+        ),
+        _ => (AuditDurability::Disk, "disk"),
+    };
+    let audit = AuditLog::open_with(&store, durability).unwrap();
     let td = TrustDomain::new("bench.local").unwrap();
-    let ca = CertificateAuthority::load_or_create(&dir.path().join("ca"), &td).unwrap();
+    let ca = Arc::new(CertificateAuthority::load_or_create(&dir.path().join("ca"), &td).unwrap());
     let id = SpiffeId::for_function(&td, "bench", "kv").unwrap();
     let svid = ca
         .issue_x509_svid(&id, std::time::Duration::from_secs(3600))
         .unwrap();
     let identities = BenchIdentities {
-        ca,
+        verifier: SvidVerifier::new(ca),
         svids: [(("bench".to_owned(), "kv".to_owned()), svid)].into(),
     };
     let gateway = Gateway::new(
@@ -149,24 +157,30 @@ fn bench(c: &mut Criterion) {
     );
     rt.block_on(store.kv_set("bench", "notes", "a", b"value".to_vec()))
         .unwrap();
-    c.bench_function("gateway/invoke_path_in_process/hello-c", |b| {
-        b.iter(|| {
-            let req = http::Request::get("http://bench/fn1")
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            let resp = rt.block_on(gateway.handle(req));
-            assert_eq!(resp.status(), 200);
-        })
-    });
-    c.bench_function("gateway/invoke_path_in_process/kv-c-get", |b| {
-        b.iter(|| {
-            let req = http::Request::get("http://bench/kv/notes/a")
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            let resp = rt.block_on(gateway.handle(req));
-            assert_eq!(resp.status(), 200);
-        })
-    });
+    c.bench_function(
+        &format!("gateway/invoke_path_in_process/{label}/hello-c"),
+        |b| {
+            b.iter(|| {
+                let req = http::Request::get("http://bench/fn1")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let resp = rt.block_on(gateway.handle(req));
+                assert_eq!(resp.status(), 200);
+            })
+        },
+    );
+    c.bench_function(
+        &format!("gateway/invoke_path_in_process/{label}/kv-c-get"),
+        |b| {
+            b.iter(|| {
+                let req = http::Request::get("http://bench/kv/notes/a")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                let resp = rt.block_on(gateway.handle(req));
+                assert_eq!(resp.status(), 200);
+            })
+        },
+    );
 }
 
 criterion_group!(benches, bench);

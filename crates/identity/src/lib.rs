@@ -45,6 +45,7 @@ mod revocation;
 mod rotation;
 mod serial;
 mod spiffe_id;
+mod verified;
 mod x509_svid;
 
 pub use ca::{
@@ -60,4 +61,5 @@ pub use spiffe_id::{
     SpiffeId, SpiffeIdProblem, TrustDomain, DEFAULT_TRUST_DOMAIN, MAX_SPIFFE_ID_LEN,
     MAX_TRUST_DOMAIN_LEN,
 };
+pub use verified::SvidVerifier;
 pub use x509_svid::{IssuedCertificate, X509Svid};

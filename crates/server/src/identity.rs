@@ -23,6 +23,8 @@ pub struct Identities {
     ttl: Duration,
     shutdown: watch::Receiver<bool>,
     rotators: Mutex<HashMap<Key, Rotation>>,
+    /// Verifies the functions' SVIDs on every capability call.
+    verifier: zerofn_identity::SvidVerifier,
 }
 
 impl Identities {
@@ -33,8 +35,10 @@ impl Identities {
         ttl: Duration,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Identities, IdentityError> {
+        let ca = Arc::new(CertificateAuthority::load_or_create(dir, trust_domain)?);
         Ok(Identities {
-            ca: Arc::new(CertificateAuthority::load_or_create(dir, trust_domain)?),
+            verifier: zerofn_identity::SvidVerifier::new(ca.clone()),
+            ca,
             ttl,
             shutdown,
             rotators: Mutex::new(HashMap::new()),
@@ -121,10 +125,7 @@ impl Identities {
         let svid = self
             .current(tenant, name)
             .ok_or_else(|| format!("{tenant}/{name} holds no SVID"))?;
-        self.ca
-            .verify_x509_svid(svid.cert_pem(), time::OffsetDateTime::now_utc())
-            .map(|id| id.to_string())
-            .map_err(|e| e.to_string())
+        self.verifier.verify(&svid, time::OffsetDateTime::now_utc())
     }
 
     /// The function's current X.509-SVID, if it is served.
