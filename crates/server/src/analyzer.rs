@@ -65,7 +65,7 @@ pub(crate) fn granted_units(p: &Permissions) -> BTreeSet<String> {
 }
 
 /// The manifest tables that grant exactly `units`.
-pub(crate) fn suggest(units: &BTreeSet<String>) -> String {
+pub(crate) fn suggest(units: &BTreeSet<String>, granted_config: bool) -> String {
     let mut kv: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
     let mut call = Vec::new();
     let mut from = Vec::new();
@@ -111,8 +111,8 @@ pub(crate) fn suggest(units: &BTreeSet<String>) -> String {
     out.push_str(&format!("\n[invoke]\nfrom = [{}]\n", quote(from)));
     if config {
         out.push_str("\n# [config] is read: keep it\n");
-    } else {
-        out.push_str("\n# [config] is never read\n");
+    } else if granted_config {
+        out.push_str("\n# [config] is never read: drop it\n");
     }
     out
 }
@@ -186,7 +186,7 @@ impl ControlPlane {
                     .unwrap_or_default()
                     .into_iter()
                     .collect(),
-                suggested: suggest(&used_units),
+                suggested: suggest(&used_units, m.permissions.config),
             });
         }
         functions.sort_by(|a, b| (&a.tenant, &a.name).cmp(&(&b.tenant, &b.name)));
@@ -261,10 +261,12 @@ mod tests {
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
-        let s = suggest(&used);
+        let s = suggest(&used, true);
         assert!(s.contains("kv = [\"cache:read\"]"), "{s}");
         assert!(s.contains("call = []"), "{s}");
         assert!(s.contains("from = [\"public\"]"), "{s}");
+        assert!(s.contains("[config] is never read"), "{s}");
+        assert!(!suggest(&used, false).contains("[config]"));
     }
 
     #[test]
