@@ -385,6 +385,12 @@ impl ControlPlane {
         if let Err(e) = self.check_routes(artifact.manifest()).await {
             return self.refused(record, e).await;
         }
+        // The function's compiled policies must join its tenant's set (a
+        // hand-written policy may not reuse a compiled id) before anything
+        // is stored.
+        if let Err(e) = self.build_policies(Some(artifact.manifest()), None, None) {
+            return self.refused(record, e).await;
+        }
         let sandbox = self.sandbox.clone();
         let to_load = artifact.clone();
         // Reuse precompiled code already produced for this digest, if its
@@ -609,7 +615,14 @@ impl ControlPlane {
         }
         self.routes.install_all(loaded);
         self.load_tenant_policies().await?;
-        self.refresh_policies(None, None)?;
+        if let Err(error) = self.refresh_policies(None, None) {
+            // Fail closed without refusing to start: with no policies in
+            // force every invocation and capability call is denied until an
+            // operator fixes the tenant policy (`zerofn policy set`).
+            tracing::error!(%error, "the stored policies do not build; every runtime request is denied");
+            self.policies()
+                .replace(zerofn_policy::RuntimePolicies::default());
+        }
         Ok(n)
     }
 

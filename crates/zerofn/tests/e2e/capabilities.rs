@@ -327,6 +327,41 @@ fn tenant_policies_are_validated_whole_and_the_old_set_stays_in_force() {
     );
     assert!(err.contains("nosuch"), "{err}");
 
+    // A hand-written id may not collide with a compiled one, whichever
+    // comes first.
+    let squat = s.root().join("squat.cedar");
+    std::fs::write(
+        &squat,
+        "@id(\"acme/kv/kv/notes:read-write\") permit (principal, action == Zerofn::Action::\"kv.get\", resource);\n",
+    )
+    .unwrap();
+    let err = fails(
+        s.platform
+            .cli(&["policy", "set", "acme", squat.to_str().unwrap()]),
+    );
+    assert!(err.contains("used twice"), "{err}");
+    std::fs::write(
+        &squat,
+        "@id(\"acme/later/invoke/public\") permit (principal, action == Zerofn::Action::\"kv.get\", resource);\n",
+    )
+    .unwrap();
+    ok(s.platform
+        .cli(&["policy", "set", "acme", squat.to_str().unwrap()]));
+    let f = function_dir(
+        s.root(),
+        "later",
+        "acme",
+        &guest("hello-c"),
+        &["/later"],
+        "",
+    );
+    s.sign(&f.wasm, &s.key);
+    let err = fails(s.platform.cli(&["deploy", f.dir.to_str().unwrap()]));
+    assert!(err.contains("used twice"), "{err}");
+    assert_eq!(s.platform.get("/later").status, 404);
+    ok(s.platform
+        .cli(&["policy", "set", "acme", good.to_str().unwrap()]));
+
     // Removing it lifts the freeze.
     ok(s.platform.cli(&["policy", "set", "acme", "--clear"]));
     assert_eq!(req(&s, "PUT", "/kv/notes/a", b"two").status, 204);
