@@ -484,7 +484,22 @@ impl Api {
                     "checks": report.checks,
                 }}),
             ),
-            Err(e) => error_response(status_of(&e), e.kind(), &e.to_string(), None),
+            Err(e) => {
+                let status = status_of(&e);
+                if status.is_server_error() {
+                    // The client gets the short form; the operator's log
+                    // gets the cause (SQLite's message, the I/O error).
+                    let mut cause = String::new();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(s) = source {
+                        cause.push_str(": ");
+                        cause.push_str(&s.to_string());
+                        source = s.source();
+                    }
+                    tracing::error!(error = %e, cause = %cause.escape_debug(), "control request failed");
+                }
+                error_response(status, e.kind(), &e.to_string(), None)
+            }
         }
     }
 

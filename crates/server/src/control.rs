@@ -130,6 +130,11 @@ pub struct ControlPlane {
     vulndb: VulnDbCache,
     policies: zerofn_gateway::Policies,
     tenant_sets: crate::policies::TenantSets,
+    /// Held while the policies in force are rebuilt and the change they
+    /// belong to (a route installed or removed, a tenant set replaced) is
+    /// made visible, so two concurrent changes cannot each build from a
+    /// view missing the other.
+    policy_change: tokio::sync::Mutex<()>,
 }
 
 impl ControlPlane {
@@ -150,6 +155,7 @@ impl ControlPlane {
             vulndb: VulnDbCache::new(vulndb_dir),
             policies: zerofn_gateway::Policies::default(),
             tenant_sets: crate::policies::TenantSets::default(),
+            policy_change: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -164,6 +170,10 @@ impl ControlPlane {
 
     pub(crate) fn tenant_sets(&self) -> &crate::policies::TenantSets {
         &self.tenant_sets
+    }
+
+    pub(crate) fn policy_change(&self) -> &tokio::sync::Mutex<()> {
+        &self.policy_change
     }
 
     pub(crate) fn routes(&self) -> &Routes {
@@ -478,8 +488,11 @@ impl ControlPlane {
             .map_err(|e| ControlError::Internal(e.to_string()))?;
         // Policies first: the function is invokable the moment its route
         // is, so its invoke policy must already be in force.
-        self.refresh_policies(Some(loaded.artifact().manifest()), None)?;
-        self.routes.install(loaded);
+        {
+            let _change = self.policy_change.lock().await;
+            self.refresh_policies(Some(loaded.artifact().manifest()), None)?;
+            self.routes.install(loaded);
+        }
         Ok(DeployResponse {
             spiffe_id: spiffe_id.to_string(),
             tenant,
@@ -538,8 +551,11 @@ impl ControlPlane {
                     .digest(digest),
             )
             .await?;
-        self.routes.remove(tenant, name);
-        self.refresh_policies(None, Some((tenant, name)))?;
+        {
+            let _change = self.policy_change.lock().await;
+            self.routes.remove(tenant, name);
+            self.refresh_policies(None, Some((tenant, name)))?;
+        }
         if let Some((serial, not_after)) = self.identities.remove(tenant, name) {
             self.store
                 .add_revoked_serial(&serial, not_after, &crate::clock::now())

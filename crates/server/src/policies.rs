@@ -158,6 +158,7 @@ impl ControlPlane {
                     .await
             }
         };
+        let _change = self.policy_change().lock().await;
         let built = match self.build_policies(None, None, Some((tenant, set.as_ref()))) {
             Ok(b) => b,
             Err(e) => {

@@ -45,7 +45,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let tenant = tenant.to_owned();
         self.with_conn(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = crate::write_tx(conn)?;
             require_tenant(&tx, &tenant)?;
             let n = tx.execute(
                 "INSERT OR IGNORE INTO tenant_identities (tenant, id, kind, san, issuer, trusted_root, added_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -64,7 +64,7 @@ impl Store {
     pub async fn remove_tenant_identity(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
         let (tenant, id) = (tenant.to_owned(), id.to_owned());
         self.with_conn(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = crate::write_tx(conn)?;
             require_tenant(&tx, &tenant)?;
             let n = tx.execute(
                 "DELETE FROM tenant_identities WHERE tenant = ?1 AND id = ?2",
@@ -106,7 +106,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let (tenant, now) = (tenant.to_owned(), now.to_owned());
         self.with_conn(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = crate::write_tx(conn)?;
             require_tenant(&tx, &tenant)?;
             tx.execute(
                 "INSERT INTO tenant_admission (tenant, policy, severity_threshold, require_sbom, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)

@@ -120,7 +120,7 @@ impl AuditWriter {
 
     /// Append rows in one durable transaction: all of them or none.
     pub fn append_batch(&mut self, rows: &[AuditRow]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = crate::write_tx(&mut self.conn)?;
         {
             let mut stmt = tx.prepare_cached(&format!(
                 "INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"

@@ -65,7 +65,7 @@ impl Store {
         overlaps: RouteOverlap,
     ) -> Result<(), StoreError> {
         self.with_conn(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = crate::write_tx(conn)?;
             {
                 let mut stmt = tx.prepare(
                     "SELECT tenant, name, routes FROM deployments WHERE NOT (tenant = ?1 AND name = ?2)",
@@ -114,7 +114,7 @@ impl Store {
     pub async fn delete_deployment(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
         let (tenant, name) = (tenant.to_owned(), name.to_owned());
         self.with_conn(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = crate::write_tx(conn)?;
             let n = tx.execute(
                 "DELETE FROM deployments WHERE tenant = ?1 AND name = ?2",
                 params![tenant, name],

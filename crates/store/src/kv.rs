@@ -131,7 +131,7 @@ impl Store {
     ) -> Result<Result<u64, IncrementError>, StoreError> {
         let (tenant, bucket, key) = (tenant.to_owned(), bucket.to_owned(), key.to_owned());
         self.with_conn(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = crate::write_tx(conn)?;
             let current: Option<Vec<u8>> = tx
                 .prepare_cached(
                     "SELECT value FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key = ?3",

@@ -55,7 +55,7 @@ impl Store {
     /// or already has this digest (layers are immutable).
     pub async fn put_layer(&self, row: LayerRow) -> Result<(), StoreError> {
         self.with_conn(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = crate::write_tx(conn)?;
             let tenant_exists = tx
                 .query_row("SELECT 1 FROM tenants WHERE name = ?1", [&row.tenant], |_| {
                     Ok(())
@@ -173,7 +173,7 @@ impl Store {
     pub async fn delete_layer(&self, tenant: &str, digest: &str) -> Result<(), StoreError> {
         let (tenant, digest) = (tenant.to_owned(), digest.to_owned());
         self.with_conn(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = crate::write_tx(conn)?;
             if !layer_exists(&tx, &tenant, &digest)? {
                 return Err(StoreError::NoSuchLayer { tenant, digest });
             }

@@ -254,6 +254,16 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A write transaction that takes the database's write lock when it
+/// begins (`BEGIN IMMEDIATE`), waiting for it under the busy timeout. A
+/// deferred transaction that reads first and then writes fails at once
+/// with "database is locked" if another connection (the audit writer)
+/// committed in between: SQLite cannot upgrade its stale snapshot, and the
+/// busy handler is not consulted.
+pub(crate) fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;

@@ -93,7 +93,7 @@ impl Store {
     pub async fn revoke_operator(&self, name: &str, now: &str) -> Result<Vec<String>, StoreError> {
         let (name, now) = (name.to_owned(), now.to_owned());
         self.with_conn(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = crate::write_tx(conn)?;
             let known: bool = tx
                 .prepare("SELECT 1 FROM operators WHERE name = ?1")?
                 .exists([&name])?;

@@ -26,7 +26,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let (tenant, now) = (tenant.to_owned(), now.to_owned());
         self.with_conn(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = crate::write_tx(conn)?;
             require_tenant(&tx, &tenant)?;
             match policy {
                 Some(policy) => tx.execute(
@@ -108,7 +108,7 @@ impl Store {
     /// anyway.
     pub async fn revoked_serials(&self, now_unix: i64) -> Result<Vec<(String, i64)>, StoreError> {
         self.with_conn(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = crate::write_tx(conn)?;
             tx.execute(
                 "DELETE FROM revoked_serials WHERE not_after < ?1",
                 params![now_unix],

@@ -30,7 +30,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let (name, now) = (name.to_owned(), now.to_owned());
         self.with_conn(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = crate::write_tx(conn)?;
             let exists: Option<String> = tx
                 .query_row("SELECT name FROM tenants WHERE name = ?1", [&name], |r| {
                     r.get(0)
@@ -97,7 +97,7 @@ impl Store {
             now.to_owned(),
         );
         self.with_conn(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = crate::write_tx(conn)?;
             require_tenant(&tx, &tenant)?;
             let n = tx.execute(
                 "INSERT OR IGNORE INTO tenant_keys (tenant, key_id, public_key_pem, added_at) VALUES (?1, ?2, ?3, ?4)",
@@ -116,7 +116,7 @@ impl Store {
     pub async fn remove_tenant_key(&self, tenant: &str, key_id: &str) -> Result<(), StoreError> {
         let (tenant, key_id) = (tenant.to_owned(), key_id.to_owned());
         self.with_conn(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = crate::write_tx(conn)?;
             require_tenant(&tx, &tenant)?;
             let n = tx.execute(
                 "DELETE FROM tenant_keys WHERE tenant = ?1 AND key_id = ?2",

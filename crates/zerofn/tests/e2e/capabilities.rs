@@ -417,3 +417,33 @@ fn python_and_javascript_guests_use_kv_config_and_calls_through_the_platform() {
     let r = s.platform.get("/call-js/acme/kv-py/notes/a");
     assert_eq!(r.status, 403, "{}", r.text());
 }
+
+#[test]
+fn concurrent_deploys_each_keep_their_invoke_policy() {
+    let s = Setup::new();
+    let dirs: Vec<_> = (0..6)
+        .map(|i| {
+            let name = format!("par{i}");
+            let f = function_dir(
+                s.root(),
+                &name,
+                "acme",
+                &guest("hello-c"),
+                &[&format!("/par{i}")],
+                "",
+            );
+            s.sign(&f.wasm, &s.key);
+            f.dir
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for dir in &dirs {
+            let platform = &s.platform;
+            scope.spawn(move || ok(platform.cli(&["deploy", dir.to_str().unwrap()])));
+        }
+    });
+    for i in 0..6 {
+        let r = s.platform.get(&format!("/par{i}"));
+        assert_eq!(r.status, 200, "par{i}: {}", r.text());
+    }
+}
