@@ -179,6 +179,7 @@ mod tests {
             Box::new(|r| r.duration_us = Some(6)),
             Box::new(|r| r.status = Some(200)),
             Box::new(|r| r.invocation_id = Some("i".into())),
+            Box::new(|r| r.detail = Some("{}".into())),
         ];
         for (i, edit) in edits.iter().enumerate() {
             let mut r = base.clone();
@@ -189,6 +190,38 @@ mod tests {
             );
         }
         assert!(check_link((0, GENESIS_HASH), &base).is_ok());
+    }
+
+    #[test]
+    fn a_detail_is_hashed_before_prev_hash_and_can_be_neither_dropped_nor_edited() {
+        let mut r = row(1, GENESIS_HASH);
+        r.detail = Some(r#"{"decisions":[]}"#.into());
+        r.hash = row_hash(&r);
+        let json = serde_json::json!([
+            r.seq,
+            r.time,
+            r.actor,
+            r.action,
+            r.tenant,
+            r.function,
+            r.digest,
+            r.decision,
+            r.reason,
+            r.duration_us,
+            r.status,
+            r.invocation_id,
+            r.detail,
+            r.prev_hash
+        ])
+        .to_string();
+        assert_eq!(r.hash, hex::encode(Sha256::digest(json.as_bytes())));
+        assert!(check_link((0, GENESIS_HASH), &r).is_ok());
+        let mut dropped = r.clone();
+        dropped.detail = None;
+        assert!(check_link((0, GENESIS_HASH), &dropped).is_err());
+        let mut edited = r.clone();
+        edited.detail = Some(r#"{"decisions":[1]}"#.into());
+        assert!(check_link((0, GENESIS_HASH), &edited).is_err());
     }
 
     #[test]
