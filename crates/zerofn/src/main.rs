@@ -210,6 +210,13 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Up(_)) {
+        // Client commands print and exit: `zerofn audit tail | head` should
+        // end quietly when the reader goes away, as Unix tools do, instead
+        // of panicking in `println!` (Rust ignores SIGPIPE). The server
+        // keeps ignoring it: a peer closing a socket must never kill it.
+        sigpipe::reset();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
