@@ -166,7 +166,7 @@ impl InvocationHost {
         resource: Resource,
         context: RequestContext,
         what: String,
-    ) -> Result<(), String> {
+    ) -> Result<String, String> {
         let identity = self.gateway.identity().verify(self.tenant(), self.name());
         let decision = match &identity {
             Ok(_) => {
@@ -229,8 +229,16 @@ impl InvocationHost {
                 "{what} could not be recorded in the audit log, so it is denied"
             ));
         }
+        match identity {
+            // Allowed implies the identity verified (a refused identity
+            // is a denial above); the verified SPIFFE ID is the caller's.
+            Ok(id) if decision.allowed => return Ok(id),
+            Ok(_) | Err(_) => {}
+        }
         if decision.allowed {
-            Ok(())
+            Err(format!(
+                "{what}: allowed without a verified identity, so denied"
+            ))
         } else if decision.determining.is_empty() && decision.errors.is_empty() {
             Err(format!(
                 "{what} by {} is not permitted: {} (missing permission `{permission}`)",
@@ -427,7 +435,7 @@ impl InvocationHost {
             .map(|p| p.as_str().to_owned())
             .unwrap_or_else(|| "/".to_owned());
         let what = format!("call of {}", callee.describe());
-        if let Err(why) = self
+        let spiffe_id = match self
             .authorize(
                 RuntimeAction::Call,
                 callee.clone(),
@@ -439,13 +447,16 @@ impl InvocationHost {
             )
             .await
         {
-            return Ok(crate::errors::error_response(
-                StatusCode::FORBIDDEN,
-                "call_denied",
-                &why,
-                Some(&self.invocation_id),
-            ));
-        }
+            Ok(id) => id,
+            Err(why) => {
+                return Ok(crate::errors::error_response(
+                    StatusCode::FORBIDDEN,
+                    "call_denied",
+                    &why,
+                    Some(&self.invocation_id),
+                ))
+            }
+        };
         if self.depth >= MAX_CALL_DEPTH {
             return Ok(crate::errors::error_response(
                 StatusCode::LOOP_DETECTED,
@@ -465,13 +476,6 @@ impl InvocationHost {
                 "{name}.{tenant}{INTERNAL_SUFFIX}"
             )));
         };
-        let spiffe_id = self
-            .gateway
-            .identity()
-            .verify(self.tenant(), self.name())
-            .map_err(|why| {
-                OutboundError::Failed(format!("the caller's identity is refused: {why}"))
-            })?;
         let caller = Caller::Function {
             tenant: self.tenant().to_owned(),
             name: self.name().to_owned(),
@@ -642,7 +646,7 @@ impl HostCapabilities for InvocationHost {
             {
                 // Egress is not implemented: even a permit cannot open a
                 // connection yet.
-                Ok(()) | Err(_) => Err(OutboundError::Denied(host.escape_debug().to_string())),
+                Ok(_) | Err(_) => Err(OutboundError::Denied(host.escape_debug().to_string())),
             }
         })
     }
