@@ -29,6 +29,7 @@ use zerofn_policy::{
 };
 use zerofn_sandbox::capabilities::{
     limits, BoxFuture, CapabilityError, HostCapabilities, KvOp, KvOutcome, OutboundError,
+    SandboxRefusal,
 };
 use zerofn_sandbox::LoadedFunction;
 
@@ -647,6 +648,37 @@ impl HostCapabilities for InvocationHost {
                 // Egress is not implemented: even a permit cannot open a
                 // connection yet.
                 Ok(_) | Err(_) => Err(OutboundError::Denied(host.escape_debug().to_string())),
+            }
+        })
+    }
+
+    fn refused(&self, refusal: SandboxRefusal) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let detail = json!({
+                "capability": refusal.capability,
+                "allowed": false,
+                "refused_by": "sandbox",
+                "explain": refusal.reason,
+            });
+            let record = AuditRecord::new("function", Action::Capability, Outcome::Deny)
+                .tenant(self.tenant())
+                .function(self.name())
+                .invocation_id(&self.invocation_id)
+                .reason(format!("{}: {}", refusal.capability, refusal.reason))
+                .detail(detail.clone());
+            {
+                let mut list = self
+                    .decisions
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if list.len() < MAX_LISTED_DECISIONS {
+                    list.push(detail);
+                }
+            }
+            // The call has failed already; a record that cannot be written
+            // changes nothing for the guest, so it is logged instead.
+            if let Err(error) = self.gateway.audit().append(record).await {
+                tracing::error!(invocation_id = %self.invocation_id, %error, "audit of a sandbox refusal failed");
             }
         })
     }

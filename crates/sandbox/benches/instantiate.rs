@@ -23,6 +23,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use zerofn_admission::{admit, sign_artifact, Manifest, SigningKey};
 use zerofn_sandbox::capabilities::{
     BoxFuture, CapabilityError, HostCapabilities, KvOp, KvOutcome, NoCapabilities, OutboundError,
+    SandboxRefusal,
 };
 use zerofn_sandbox::{Sandbox, SandboxConfig};
 
@@ -58,6 +59,10 @@ impl HostCapabilities for FixedValue {
         _request: http::Request<Bytes>,
     ) -> BoxFuture<'_, Result<http::Response<Bytes>, OutboundError>> {
         Box::pin(async { Err(OutboundError::Denied(String::new())) })
+    }
+
+    fn refused(&self, _refusal: SandboxRefusal) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
     }
 }
 

@@ -128,6 +128,19 @@ pub enum OutboundError {
     Failed(String),
 }
 
+/// A guest call the sandbox refused on its own, before the platform saw
+/// it: a size, count or memory bound of the invocation was reached. The
+/// call has already failed inside the guest; the platform is told so that
+/// the refusal is recorded like every other.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxRefusal {
+    /// The interface refused (`wasi:http/outgoing-handler`, `wasi:keyvalue`, ...).
+    pub capability: &'static str,
+    /// Which bound was reached, for the record; holds no guest data
+    /// beyond sizes and counts.
+    pub reason: String,
+}
+
 /// The platform side of the capabilities, one value per invocation.
 ///
 /// The sandbox calls these while the guest waits; each call should
@@ -173,6 +186,10 @@ pub trait HostCapabilities: Send + Sync + 'static {
         &self,
         request: http::Request<Bytes>,
     ) -> BoxFuture<'_, Result<http::Response<Bytes>, OutboundError>>;
+
+    /// The sandbox refused a call itself ([`SandboxRefusal`]); record it.
+    /// Called once per refusal, after the guest has its error.
+    fn refused(&self, refusal: SandboxRefusal) -> BoxFuture<'_, ()>;
 }
 
 /// No capabilities at all: every key-value and configuration call is
@@ -233,5 +250,11 @@ impl HostCapabilities for NoCapabilities {
             .map(|a| a.as_str().escape_debug().to_string())
             .unwrap_or_default();
         Box::pin(async move { Err(OutboundError::Denied(host)) })
+    }
+
+    fn refused(&self, refusal: SandboxRefusal) -> BoxFuture<'_, ()> {
+        // Nothing to record to: no platform stands behind these instances.
+        tracing::debug!(capability = refusal.capability, reason = %refusal.reason, "sandbox refused a call");
+        Box::pin(async {})
     }
 }

@@ -489,6 +489,10 @@ mod tests {
         {
             Box::pin(async { Err(crate::capabilities::OutboundError::Denied(String::new())) })
         }
+
+        fn refused(&self, _refusal: crate::capabilities::SandboxRefusal) -> BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
     }
 
     struct Fixture {

@@ -110,6 +110,15 @@ impl ResourceLimiter for GuestLimits {
     }
 }
 
+/// How one invocation is run, beyond what its function's manifest says.
+#[derive(Debug, Clone, Default)]
+pub struct InvokeOptions {
+    /// The latest instant the invocation may run until, for example the
+    /// remaining time of a calling function. The function's own timeout
+    /// still applies; the earlier of the two wins.
+    pub deadline: Option<Instant>,
+}
+
 /// What a completed invocation produced.
 #[derive(Debug)]
 pub struct Invocation {
@@ -136,10 +145,15 @@ impl Sandbox {
         function: &LoadedFunction,
         started: Instant,
         host: Arc<dyn HostCapabilities>,
+        options: &InvokeOptions,
     ) -> Fresh {
         let limits = function.artifact.manifest().limits;
-        let timeout = Duration::from_millis(u64::from(limits.timeout_ms));
-        let deadline = started + timeout;
+        let own = Duration::from_millis(u64::from(limits.timeout_ms));
+        let deadline = match options.deadline {
+            Some(outer) => outer.min(started + own),
+            None => started + own,
+        };
+        let timeout = deadline.saturating_duration_since(started);
         let memory_mb = limits.memory_mb.min(self.config.max_memory_mb);
 
         let stdout = MemoryOutputPipe::new(self.config.stdio_capture_bytes);
@@ -194,7 +208,12 @@ impl Sandbox {
                 .map_err(|_| InvokeError::Internal {
                     detail: "sandbox slots closed".into(),
                 })?;
-        let mut fresh = self.fresh_store(function, Instant::now(), Arc::new(NoCapabilities));
+        let mut fresh = self.fresh_store(
+            function,
+            Instant::now(),
+            Arc::new(NoCapabilities),
+            &InvokeOptions::default(),
+        );
         function
             .pre
             .instantiate_async(&mut fresh.store)
@@ -218,6 +237,18 @@ impl Sandbox {
         request: http::Request<Bytes>,
         host: Arc<dyn HostCapabilities>,
     ) -> Result<Invocation, InvokeError> {
+        self.invoke_with(function, request, host, InvokeOptions::default())
+            .await
+    }
+
+    /// [`Sandbox::invoke`] with [`InvokeOptions`].
+    pub async fn invoke_with(
+        &self,
+        function: &LoadedFunction,
+        request: http::Request<Bytes>,
+        host: Arc<dyn HostCapabilities>,
+        options: InvokeOptions,
+    ) -> Result<Invocation, InvokeError> {
         let _slot = tokio::time::timeout(SLOT_WAIT, self.slots.clone().acquire_owned())
             .await
             .map_err(|_| InvokeError::Busy { after: SLOT_WAIT })?
@@ -233,7 +264,7 @@ impl Sandbox {
             deadline,
             timeout,
             memory_mb,
-        } = self.fresh_store(function, started, host);
+        } = self.fresh_store(function, started, host, &options);
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let request = request.map(|b| {

@@ -44,4 +44,4 @@ pub mod wasi;
 pub use compile::LoadedFunction;
 pub use engine::{Sandbox, SandboxConfig};
 pub use error::{InvokeError, SandboxError};
-pub use invoke::Invocation;
+pub use invoke::{Invocation, InvokeOptions};

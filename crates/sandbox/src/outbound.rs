@@ -31,7 +31,7 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::capabilities::{limits, HostCapabilities, OutboundError};
+use crate::capabilities::{limits, HostCapabilities, OutboundError, SandboxRefusal};
 
 type Pending = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 
@@ -86,7 +86,18 @@ impl WasiHttpHooks for PlatformOutbound {
                 limit = limits::MAX_OUTBOUND_REQUESTS,
                 "outbound request refused: the invocation sent its limit"
             );
-            return Box::new(async { Err(HttpError::ConnectionLimitReached) });
+            let host = self.host.clone();
+            return Box::new(async move {
+                host.refused(SandboxRefusal {
+                    capability: "wasi:http/outgoing-handler",
+                    reason: format!(
+                        "the invocation sent its limit of {} outbound requests",
+                        limits::MAX_OUTBOUND_REQUESTS
+                    ),
+                })
+                .await;
+                Err(HttpError::ConnectionLimitReached)
+            });
         }
         self.sent = self.sent.saturating_add(1);
         let host = self.host.clone();

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use zerofn_admission::{admit, sign_artifact, Manifest, SigningKey};
 use zerofn_sandbox::capabilities::{
     limits, BoxFuture, CapabilityError, HostCapabilities, KvOp, KvOutcome, NoCapabilities,
-    OutboundError,
+    OutboundError, SandboxRefusal,
 };
 use zerofn_sandbox::{LoadedFunction, Sandbox, SandboxConfig};
 
@@ -37,6 +37,7 @@ struct MemoryHost {
     ops: Mutex<Vec<(String, KvOp)>>,
     outbound: Outbound,
     sent: Mutex<Vec<http::Request<Bytes>>>,
+    refusals: Mutex<Vec<SandboxRefusal>>,
 }
 
 impl MemoryHost {
@@ -52,6 +53,7 @@ impl MemoryHost {
             ops: Mutex::default(),
             outbound,
             sent: Mutex::default(),
+            refusals: Mutex::default(),
         })
     }
 
@@ -158,6 +160,11 @@ impl HostCapabilities for MemoryHost {
                 Outbound::Fail(e) => Err(e),
             }
         })
+    }
+
+    fn refused(&self, refusal: SandboxRefusal) -> BoxFuture<'_, ()> {
+        self.refusals.lock().unwrap().push(refusal);
+        Box::pin(async {})
     }
 }
 
