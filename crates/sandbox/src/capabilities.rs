@@ -40,6 +40,9 @@ pub mod limits {
     pub const MAX_VALUE: usize = 1024 * 1024;
     /// Most keys one batch call may name.
     pub const MAX_BATCH: usize = 1000;
+    /// Most bytes of values one batch call may return (`get-many`) or pass
+    /// (`set-many`) in all; the invocation's host budget may allow less.
+    pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
     /// Keys returned per `list-keys` page.
     pub const LIST_PAGE: usize = 1000;
     /// Largest outbound request or response body, in bytes.

@@ -62,6 +62,15 @@ impl Sandbox {
         expected_precompiled: Option<&str>,
     ) -> Result<LoadedFunction, SandboxError> {
         let digest = artifact.digest().to_string();
+        // Refused here, at deploy, rather than clamped at invocation: the
+        // function would silently run with less memory than it declares.
+        let memory_mb = artifact.manifest().limits.memory_mb;
+        if memory_mb > self.config.max_memory_mb {
+            return Err(SandboxError::MemoryTooLarge {
+                memory_mb,
+                max_mb: self.config.max_memory_mb,
+            });
+        }
         let path = self.cache_path(&artifact);
         let cached = expected_precompiled.and_then(|expected| {
             let bytes = std::fs::read(&path).ok()?;

@@ -5,11 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
+use crate::budget::GlobalBudget;
 use crate::invoke::InvocationState;
+use crate::slots::Slots;
 use crate::SandboxError;
 
 /// How often the epoch advances; the granularity of deadlines and of
@@ -23,6 +24,14 @@ pub struct SandboxConfig {
     pub cache_dir: PathBuf,
     /// Instances that may run at once; more requests wait for a slot.
     pub max_instances: u32,
+    /// Instances one tenant may run at once; more of its requests wait
+    /// while other tenants' are served. `None` means half of
+    /// `max_instances`, rounded up ([`SandboxConfig::per_tenant`]).
+    pub max_instances_per_tenant: Option<u32>,
+    /// Bytes the host holds for all guests together (header fields,
+    /// key-value results, outbound bodies, captured output, response
+    /// bodies being collected); see [`crate::budget`].
+    pub max_host_bytes: usize,
     /// Upper bound of any function's memory limit, in MiB.
     pub max_memory_mb: u32,
     /// Bytes of stdout and of stderr kept per invocation.
@@ -36,10 +45,20 @@ impl SandboxConfig {
         SandboxConfig {
             cache_dir,
             max_instances: 256,
+            max_instances_per_tenant: None,
+            max_host_bytes: 1 << 30,
             max_memory_mb: 1024,
             stdio_capture_bytes: 64 * 1024,
             max_response_bytes: 16 * 1024 * 1024,
         }
+    }
+
+    /// Instances one tenant may run at once: the configured share, or half
+    /// the pool rounded up; at least 1, at most the pool.
+    pub fn per_tenant(&self) -> u32 {
+        self.max_instances_per_tenant
+            .unwrap_or_else(|| self.max_instances.div_ceil(2))
+            .clamp(1, self.max_instances.max(1))
     }
 }
 
@@ -48,7 +67,8 @@ pub struct Sandbox {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<InvocationState>,
     pub(crate) config: SandboxConfig,
-    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) slots: Slots,
+    pub(crate) host_bytes: Arc<GlobalBudget>,
     pub(crate) engine_key: String,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -66,6 +86,11 @@ impl Sandbox {
         if config.max_instances == 0 {
             return Err(SandboxError::Config(
                 "max_instances must be at least 1".into(),
+            ));
+        }
+        if config.max_instances_per_tenant == Some(0) {
+            return Err(SandboxError::Config(
+                "max_instances_per_tenant must be at least 1".into(),
             ));
         }
         std::fs::create_dir_all(&config.cache_dir).map_err(|source| SandboxError::CacheDir {
@@ -106,6 +131,7 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+            .and_then(|()| crate::headers::add_to_linker(&mut linker))
             .and_then(|()| {
                 crate::hostcaps::add_to_linker(&mut linker, InvocationState::capabilities)
             })
@@ -116,7 +142,8 @@ impl Sandbox {
         Ok(Sandbox {
             engine,
             linker,
-            slots: Arc::new(Semaphore::new(n as usize)),
+            slots: Slots::new(n as usize, config.per_tenant() as usize),
+            host_bytes: GlobalBudget::new(config.max_host_bytes),
             config,
             engine_key,
             ticker_stop,

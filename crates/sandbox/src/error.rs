@@ -16,6 +16,8 @@ pub enum SandboxError {
     Compile { digest: String, reason: String },
     #[error("component `{digest}` is not a `wasi:http/proxy` component: {reason}")]
     NotProxyWorld { digest: String, reason: String },
+    #[error("`memory_mb` {memory_mb} exceeds the platform maximum of {max_mb} MiB")]
+    MemoryTooLarge { memory_mb: u32, max_mb: u32 },
 }
 
 /// Why an invocation produced no (valid) response. Guest-controlled text is

@@ -20,16 +20,28 @@
 //! ([`limits::MAX_OPEN_BUCKETS`]), so a guest cannot grow the resource
 //! table without end.
 //!
+//! Host memory: every value, key page and batch the host holds for the
+//! guest is charged to the invocation's [`HostBudget`] while it is held; a
+//! batch also bounds its total ([`limits::MAX_BATCH_BYTES`]) and refuses a
+//! key named twice (one key repeated a thousand times made the host hold a
+//! thousand copies of its value). These refusals are `error::other` and
+//! are reported to the platform ([`HostCapabilities::refused`]).
+//!
 //! Error text: a denial reaches the guest as `other("access denied: …")`
 //! (keyvalue) or `upstream("access denied: …")` (config), so guests in any
 //! language can tell it apart by that prefix and show the reason.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
+use crate::budget::{BudgetExceeded, HostBudget, Reservation};
 use crate::capabilities::{limits, CapabilityError, HostCapabilities, KvOp, KvOutcome};
+
+/// The interface named in refusal records.
+const KV: &str = "wasi:keyvalue";
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -59,6 +71,8 @@ pub(crate) struct HostCapsView<'a> {
     pub(crate) table: &'a mut ResourceTable,
     /// Buckets the guest holds open right now.
     pub(crate) open_buckets: &'a mut usize,
+    /// The invocation's host memory budget.
+    pub(crate) budget: &'a HostBudget,
 }
 
 struct HasHostCaps;
@@ -147,6 +161,36 @@ fn check_batch(count: usize) -> Result<(), store::Error> {
     Ok(())
 }
 
+/// A batch names each key at most once: the platform would answer (and the
+/// host hold) each repetition again.
+fn check_distinct<'k>(keys: impl Iterator<Item = &'k str>) -> Result<(), store::Error> {
+    let mut seen = HashSet::new();
+    for key in keys {
+        if !seen.insert(key) {
+            return Err(store::Error::Other(format!(
+                "batch names key `{}` more than once; name each key once",
+                key.escape_debug()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A batch's values may total at most [`limits::MAX_BATCH_BYTES`].
+fn check_batch_bytes(total: usize) -> Result<(), store::Error> {
+    if total > limits::MAX_BATCH_BYTES {
+        return Err(store::Error::Other(format!(
+            "batch values total {total} bytes or more, over the limit of {} bytes",
+            limits::MAX_BATCH_BYTES
+        )));
+    }
+    Ok(())
+}
+
+fn over_budget(error: BudgetExceeded) -> store::Error {
+    store::Error::Other(error.to_string())
+}
+
 impl HostCapsView<'_> {
     fn bucket_name(&self, bucket: &Resource<Bucket>) -> wasmtime::Result<String> {
         Ok(self.table.get(bucket)?.name.clone())
@@ -156,6 +200,19 @@ impl HostCapsView<'_> {
     /// no borrow of `self` may live across an await.
     fn platform(&self) -> Arc<dyn HostCapabilities> {
         self.host.clone()
+    }
+
+    /// A batch rule refused the call: tell the platform, hand the error on.
+    fn refuse_batch(&self, error: store::Error) -> store::Error {
+        if let store::Error::Other(reason) = &error {
+            self.budget.report(KV, reason.clone());
+        }
+        error
+    }
+
+    /// Hold `bytes` of a result or argument in the budget.
+    fn hold(&self, what: &'static str, bytes: usize) -> Result<Reservation, store::Error> {
+        self.budget.reserve(KV, what, bytes).map_err(over_budget)
     }
 }
 
@@ -202,7 +259,14 @@ impl store::HostBucket for HostCapsView<'_> {
             return Ok(Err(e));
         }
         Ok(match kv(self.platform(), &name, KvOp::Get { key }).await {
-            Ok(KvOutcome::Value(value)) => Ok(value.map(|v| v.to_vec())),
+            Ok(KvOutcome::Value(value)) => {
+                // Held while it is copied to the guest.
+                let size = value.as_ref().map_or(0, Bytes::len);
+                match self.hold("a key-value value", size) {
+                    Ok(_held) => Ok(value.map(|v| v.to_vec())),
+                    Err(e) => Err(e),
+                }
+            }
             Ok(_) => Err(unexpected("get")),
             Err(e) => Err(e),
         })
@@ -218,6 +282,10 @@ impl store::HostBucket for HostCapsView<'_> {
         if let Err(e) = check_key(&key).and_then(|()| check_value(&value)) {
             return Ok(Err(e));
         }
+        let _held = match self.hold("a key-value value", value.len()) {
+            Ok(held) => held,
+            Err(e) => return Ok(Err(e)),
+        };
         let op = KvOp::Set {
             key,
             value: Bytes::from(value),
@@ -275,7 +343,15 @@ impl store::HostBucket for HostCapsView<'_> {
             cursor: cursor.unwrap_or(0),
         };
         Ok(match kv(self.platform(), &name, op).await {
-            Ok(KvOutcome::Keys { keys, cursor }) => Ok(store::KeyResponse { keys, cursor }),
+            Ok(KvOutcome::Keys { keys, cursor }) => {
+                let size = keys
+                    .iter()
+                    .fold(0usize, |sum, key| sum.saturating_add(key.len()));
+                match self.hold("a `list-keys` page", size) {
+                    Ok(_held) => Ok(store::KeyResponse { keys, cursor }),
+                    Err(e) => Err(e),
+                }
+            }
             Ok(_) => Err(unexpected("list-keys")),
             Err(e) => Err(e),
         })
@@ -316,15 +392,33 @@ impl batch::Host for HostCapsView<'_> {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, store::Error>> {
         let name = self.bucket_name(&bucket)?;
-        if let Err(e) =
-            check_batch(keys.len()).and_then(|()| keys.iter().try_for_each(|k| check_key(k)))
+        if let Err(e) = check_batch(keys.len())
+            .and_then(|()| keys.iter().try_for_each(|k| check_key(k)))
+            .and_then(|()| check_distinct(keys.iter().map(String::as_str)))
         {
-            return Ok(Err(e));
+            return Ok(Err(self.refuse_batch(e)));
         }
+        // Everything found is held until the whole answer is copied to the
+        // guest: bound the total before it is held, not after.
+        let mut held = match self.hold("a `get-many` answer", 0) {
+            Ok(held) => held,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut total = 0usize;
         let mut found = Vec::with_capacity(keys.len());
         for key in keys {
             match kv(self.platform(), &name, KvOp::Get { key: key.clone() }).await {
-                Ok(KvOutcome::Value(value)) => found.push(value.map(|v| (key, v.to_vec()))),
+                Ok(KvOutcome::Value(value)) => {
+                    let size = value.as_ref().map_or(0, Bytes::len).saturating_add(key.len());
+                    total = total.saturating_add(size);
+                    if let Err(e) = check_batch_bytes(total) {
+                        return Ok(Err(self.refuse_batch(e)));
+                    }
+                    if let Err(e) = held.grow(KV, "a `get-many` answer", size) {
+                        return Ok(Err(over_budget(e)));
+                    }
+                    found.push(value.map(|v| (key, v.to_vec())));
+                }
                 Ok(_) => return Ok(Err(unexpected("get-many"))),
                 Err(e) => return Ok(Err(e)),
             }
@@ -346,6 +440,18 @@ impl batch::Host for HostCapsView<'_> {
         if let Err(e) = checked {
             return Ok(Err(e));
         }
+        let total = key_values.iter().fold(0usize, |sum, (k, v)| {
+            sum.saturating_add(k.len()).saturating_add(v.len())
+        });
+        if let Err(e) = check_distinct(key_values.iter().map(|(k, _)| k.as_str()))
+            .and_then(|()| check_batch_bytes(total))
+        {
+            return Ok(Err(self.refuse_batch(e)));
+        }
+        let _held = match self.hold("a `set-many` batch", total) {
+            Ok(held) => held,
+            Err(e) => return Ok(Err(e)),
+        };
         for (key, value) in key_values {
             let op = KvOp::Set {
                 key,
@@ -370,6 +476,9 @@ impl batch::Host for HostCapsView<'_> {
             check_batch(keys.len()).and_then(|()| keys.iter().try_for_each(|k| check_key(k)))
         {
             return Ok(Err(e));
+        }
+        if let Err(e) = check_distinct(keys.iter().map(String::as_str)) {
+            return Ok(Err(self.refuse_batch(e)));
         }
         for key in keys {
             match kv(self.platform(), &name, KvOp::Delete { key }).await {
@@ -500,13 +609,20 @@ mod tests {
         host: Arc<dyn HostCapabilities>,
         table: ResourceTable,
         open: usize,
+        budget: HostBudget,
     }
 
     impl Fixture {
         fn new() -> Fixture {
             let recorder = Arc::new(Recorder::default());
+            let host: Arc<dyn HostCapabilities> = recorder.clone();
             Fixture {
-                host: recorder.clone(),
+                budget: HostBudget::new(
+                    crate::budget::BUDGET_FLOOR,
+                    crate::budget::GlobalBudget::new(usize::MAX),
+                    host.clone(),
+                ),
+                host,
                 recorder,
                 table: ResourceTable::new(),
                 open: 0,
@@ -518,6 +634,7 @@ mod tests {
                 host: &self.host,
                 table: &mut self.table,
                 open_buckets: &mut self.open,
+                budget: &self.budget,
             }
         }
 

@@ -1,5 +1,14 @@
 //! One invocation: a fresh store and instance, limits, deadline, and the
 //! buffered response.
+//!
+//! The guest runs in a task of its own, which owns the invocation's
+//! instance slot: the slot is free exactly when the guest has stopped.
+//! The task is aborted when the invocation's future is dropped (a client
+//! that hung up, a caller function that was itself aborted), so no guest
+//! runs on for nobody. Aborting a caller drops its store, and with it the
+//! pending outbound requests in its resource table (wasmtime-wasi-http
+//! keeps each as an abort-on-drop task), which drops the callee's
+//! invocation future in turn.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,6 +23,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::budget::{self, HostBudget};
 use crate::capabilities::{HostCapabilities, NoCapabilities};
 use crate::engine::EPOCH_TICK;
 use crate::hostcaps::HostCapsView;
@@ -38,6 +48,8 @@ pub struct InvocationState {
     host: Arc<dyn HostCapabilities>,
     /// Key-value buckets the guest holds open.
     open_buckets: usize,
+    /// Host memory held on the guest's behalf.
+    budget: HostBudget,
 }
 
 impl InvocationState {
@@ -47,7 +59,13 @@ impl InvocationState {
             host: &self.host,
             table: &mut self.table,
             open_buckets: &mut self.open_buckets,
+            budget: &self.budget,
         }
+    }
+
+    /// The invocation's host memory budget.
+    pub(crate) fn budget(&self) -> &HostBudget {
+        &self.budget
     }
 }
 
@@ -131,6 +149,7 @@ pub struct Invocation {
 /// A new store for one instance, with its limits and deadline set.
 struct Fresh {
     store: Store<InvocationState>,
+    budget: HostBudget,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
     exceeded: Arc<AtomicBool>,
@@ -146,7 +165,7 @@ impl Sandbox {
         started: Instant,
         host: Arc<dyn HostCapabilities>,
         options: &InvokeOptions,
-    ) -> Fresh {
+    ) -> Result<Fresh, InvokeError> {
         let limits = function.artifact.manifest().limits;
         let own = Duration::from_millis(u64::from(limits.timeout_ms));
         let deadline = match options.deadline {
@@ -154,7 +173,29 @@ impl Sandbox {
             None => started + own,
         };
         let timeout = deadline.saturating_duration_since(started);
+        // `Sandbox::load` refuses a function over the maximum; the `min`
+        // only keeps this bound whatever a caller does.
         let memory_mb = limits.memory_mb.min(self.config.max_memory_mb);
+        let budget = HostBudget::new(
+            budget::invocation_budget(memory_mb),
+            self.host_bytes.clone(),
+            host.clone(),
+        );
+        // The captured output and the resource table's entries are held
+        // for the whole invocation: reserve them up front. Only the global
+        // budget can refuse this (the per-invocation floor covers it), when
+        // the host already holds its maximum for other guests: busy.
+        let fixed = self
+            .config
+            .stdio_capture_bytes
+            .saturating_mul(2)
+            .saturating_add(budget::MAX_TABLE_ENTRIES.saturating_mul(budget::TABLE_ENTRY_BYTES));
+        budget
+            .charge("sandbox", "captured output and resource table", fixed)
+            .map_err(|_| InvokeError::Busy { after: Duration::ZERO })?;
+        let mut table = ResourceTable::new();
+        // wasmtime's own bound is 1,000,000 live handles per store.
+        table.set_max_capacity(budget::MAX_TABLE_ENTRIES);
 
         let stdout = MemoryOutputPipe::new(self.config.stdio_capture_bytes);
         let stderr = MemoryOutputPipe::new(self.config.stdio_capture_bytes);
@@ -162,8 +203,8 @@ impl Sandbox {
         let state = InvocationState {
             wasi: crate::wasi::deny_by_default(stdout.clone(), stderr.clone()),
             http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
-            hooks: PlatformOutbound::new(host.clone(), deadline),
+            table,
+            hooks: PlatformOutbound::new(host.clone(), deadline, budget.clone()),
             limits: GuestLimits {
                 memory_limit: (memory_mb as usize).saturating_mul(1 << 20),
                 memory_in_use: 0,
@@ -171,6 +212,7 @@ impl Sandbox {
             },
             host,
             open_buckets: 0,
+            budget: budget.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -184,15 +226,16 @@ impl Sandbox {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        Fresh {
+        Ok(Fresh {
             store,
+            budget,
             stdout,
             stderr,
             exceeded,
             deadline,
             timeout,
             memory_mb,
-        }
+        })
     }
 
     /// Create a fresh instance of `function` exactly as an invocation
@@ -200,20 +243,19 @@ impl Sandbox {
     /// handling a request: the per-request instantiation cost on its own,
     /// for benchmarks. The instance gets [`NoCapabilities`].
     pub async fn instantiate_only(&self, function: &LoadedFunction) -> Result<(), InvokeError> {
-        let _slot =
-            self.slots
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| InvokeError::Internal {
-                    detail: "sandbox slots closed".into(),
-                })?;
+        let _slot = self
+            .slots
+            .acquire(function.artifact.manifest().tenant.as_str())
+            .await
+            .ok_or_else(|| InvokeError::Internal {
+                detail: "sandbox slots closed".into(),
+            })?;
         let mut fresh = self.fresh_store(
             function,
             Instant::now(),
             Arc::new(NoCapabilities),
             &InvokeOptions::default(),
-        );
+        )?;
         function
             .pre
             .instantiate_async(&mut fresh.store)
@@ -249,22 +291,24 @@ impl Sandbox {
         host: Arc<dyn HostCapabilities>,
         options: InvokeOptions,
     ) -> Result<Invocation, InvokeError> {
-        let _slot = tokio::time::timeout(SLOT_WAIT, self.slots.clone().acquire_owned())
+        let tenant = function.artifact.manifest().tenant.as_str();
+        let slot = tokio::time::timeout(SLOT_WAIT, self.slots.acquire(tenant))
             .await
             .map_err(|_| InvokeError::Busy { after: SLOT_WAIT })?
-            .map_err(|_| InvokeError::Internal {
+            .ok_or_else(|| InvokeError::Internal {
                 detail: "sandbox slots closed".into(),
             })?;
         let started = Instant::now();
         let Fresh {
             mut store,
+            budget,
             stdout,
             stderr,
             exceeded,
             deadline,
             timeout,
             memory_mb,
-        } = self.fresh_store(function, started, host, &options);
+        } = self.fresh_store(function, started, host, &options)?;
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let request = request.map(|b| {
@@ -288,8 +332,11 @@ impl Sandbox {
         let pre = function.pre.clone();
         // The guest runs in its own task; keep the caller's span on it so
         // what the guest's host calls log belongs to this invocation.
-        let mut task = tokio::spawn(tracing::Instrument::instrument(
+        // The task owns the slot: it is given back when the guest stops
+        // (returns, traps, or is aborted), never while it still runs.
+        let mut task = AbortOnDrop(tokio::spawn(tracing::Instrument::instrument(
             async move {
+                let _slot = slot;
                 let proxy = pre.instantiate_async(&mut store).await?;
                 proxy
                     .wasi_http_incoming_handler()
@@ -297,10 +344,19 @@ impl Sandbox {
                     .await
             },
             tracing::Span::current(),
-        ));
+        )));
 
         let classify = |error: wasmtime::Error| -> InvokeError {
-            if exceeded.load(Ordering::Relaxed) {
+            if table_full(&error) {
+                budget.refuse(
+                    "sandbox",
+                    format!(
+                        "the invocation's resource table reached its limit of {} handles",
+                        budget::MAX_TABLE_ENTRIES
+                    ),
+                );
+            }
+            if exceeded.load(Ordering::Relaxed) || budget.is_exceeded() {
                 InvokeError::MemoryLimit {
                     limit_mb: memory_mb,
                 }
@@ -324,6 +380,12 @@ impl Sandbox {
                 Ok(Ok(response)) => {
                     let (parts, mut body) = response.into_parts();
                     let mut buf = BytesMut::new();
+                    // The body is held until the invocation returns it.
+                    let mut held = budget
+                        .reserve("wasi:http/incoming-handler", "the response body", 0)
+                        .map_err(|_| InvokeError::MemoryLimit {
+                            limit_mb: memory_mb,
+                        })?;
                     while let Some(frame) = body.frame().await {
                         match frame {
                             Ok(frame) => {
@@ -333,12 +395,20 @@ impl Sandbox {
                                             limit: max_response,
                                         });
                                     }
+                                    held.grow(
+                                        "wasi:http/incoming-handler",
+                                        "the response body",
+                                        data.len(),
+                                    )
+                                    .map_err(|_| InvokeError::MemoryLimit {
+                                        limit_mb: memory_mb,
+                                    })?;
                                     buf.extend_from_slice(&data);
                                 }
                             }
                             Err(code) => {
                                 // The body broke off; the task says why.
-                                return Err(match (&mut task).await {
+                                return Err(match (&mut task.0).await {
                                     Ok(Err(e)) => classify(e),
                                     _ => InvokeError::GuestError(format!("{code:?}")),
                                 });
@@ -348,13 +418,13 @@ impl Sandbox {
                     // The response is complete; let the guest finish (it
                     // cannot outlive its deadline) so its stdio and any
                     // late trap are accounted to this invocation.
-                    if let Ok(Err(e)) = (&mut task).await {
+                    if let Ok(Err(e)) = (&mut task.0).await {
                         tracing::debug!(error = %format!("{e:#}").escape_debug(), "guest failed after responding");
                     }
                     Ok(http::Response::from_parts(parts, buf.freeze()))
                 }
                 Ok(Err(code)) => Err(InvokeError::GuestError(format!("{code:?}"))),
-                Err(_) => Err(match (&mut task).await {
+                Err(_) => Err(match (&mut task.0).await {
                     Ok(Ok(())) => InvokeError::NoResponse,
                     Ok(Err(e)) => classify(e),
                     Err(join) => InvokeError::Internal {
@@ -366,10 +436,11 @@ impl Sandbox {
         let result = match tokio::time::timeout(timeout + DEADLINE_GRACE + EPOCH_TICK, work).await {
             Ok(result) => result,
             Err(_) => {
-                task.abort();
+                task.0.abort();
                 Err(InvokeError::Timeout { after: timeout })
             }
         };
+        drop(task);
         let response = result?;
         Ok(Invocation {
             response,
@@ -378,4 +449,24 @@ impl Sandbox {
             duration: started.elapsed(),
         })
     }
+}
+
+/// The guest's task, aborted when the invocation's future is dropped
+/// before the guest finished: a guest runs only while someone waits.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The guest trapped because its resource table was full.
+fn table_full(error: &wasmtime::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<wasmtime::component::ResourceTableError>(),
+            Some(wasmtime::component::ResourceTableError::Full)
+        )
+    })
 }

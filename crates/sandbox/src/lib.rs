@@ -28,17 +28,31 @@
 //!   yields to the scheduler and traps once its deadline has passed, so a
 //!   spinning guest holds a core for at most one tick past it.
 //! - stdout/stderr are captured per invocation with a size cap.
+//! - What a guest makes the host hold outside its linear memory (header
+//!   fields, key-value results, outbound bodies, captured output, the
+//!   response body, resource-table entries) is charged to a per-invocation
+//!   host budget derived from its `memory_mb`, within a global one
+//!   ([`budget`]); the resource table holds at most
+//!   [`budget::MAX_TABLE_ENTRIES`] handles.
+//! - Instance slots are shared fairly: a tenant runs at most its share of
+//!   the pool at once, and waiting tenants are served round-robin
+//!   ([`SandboxConfig::max_instances_per_tenant`]).
+//! - A guest runs only as long as someone waits for it: dropping an
+//!   invocation's future aborts the guest and frees its slot.
 //!
 //! Only the `compile` module uses `unsafe`, to load precompiled code
 //! (see its `SAFETY` comments and SECURITY.md).
 
+pub mod budget;
 pub mod capabilities;
 mod compile;
 mod engine;
 mod error;
+mod headers;
 mod hostcaps;
 mod invoke;
 pub mod outbound;
+mod slots;
 pub mod wasi;
 
 pub use compile::LoadedFunction;

@@ -16,9 +16,12 @@
 //! guest: the request body is read only up to
 //! [`limits::MAX_OUTBOUND_BODY`] and only until the invocation's deadline;
 //! an invocation sends at most [`limits::MAX_OUTBOUND_REQUESTS`] requests,
-//! [`limits::MAX_OUTBOUND_IN_FLIGHT`] at a time, so the host memory its
-//! requests and unread responses hold is bounded; guest-chosen text (the
-//! authority) is escaped before it is logged.
+//! [`limits::MAX_OUTBOUND_IN_FLIGHT`] at a time; every request body read
+//! and every response body handed back is charged to the invocation's
+//! [`HostBudget`] while the host holds it (a request body until it has been
+//! answered, a response body until the guest drops it), so the host memory
+//! its requests and unread responses hold is bounded by the budget;
+//! guest-chosen text (the authority) is escaped before it is logged.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,9 +32,14 @@ use tracing::Instrument as _;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, SizeHint};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
+use crate::budget::{HostBudget, Reservation};
 use crate::capabilities::{limits, HostCapabilities, OutboundError, SandboxRefusal};
+
+/// The interface named in refusal records.
+const OUTGOING: &str = "wasi:http/outgoing-handler";
 
 type Pending = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 
@@ -43,6 +51,7 @@ pub struct PlatformOutbound {
     /// Requests sent so far.
     sent: usize,
     in_flight: Arc<Semaphore>,
+    budget: HostBudget,
 }
 
 impl std::fmt::Debug for PlatformOutbound {
@@ -57,12 +66,18 @@ impl std::fmt::Debug for PlatformOutbound {
 impl PlatformOutbound {
     /// Hooks for one invocation: requests go to `host` and are abandoned
     /// at `deadline` (the invocation's own).
-    pub fn new(host: Arc<dyn HostCapabilities>, deadline: Instant) -> PlatformOutbound {
+    /// Bodies are charged to `budget`.
+    pub fn new(
+        host: Arc<dyn HostCapabilities>,
+        deadline: Instant,
+        budget: HostBudget,
+    ) -> PlatformOutbound {
         PlatformOutbound {
             host,
             deadline,
             sent: 0,
             in_flight: Arc::new(Semaphore::new(limits::MAX_OUTBOUND_IN_FLIGHT)),
+            budget,
         }
     }
 }
@@ -101,6 +116,7 @@ impl WasiHttpHooks for PlatformOutbound {
         }
         self.sent = self.sent.saturating_add(1);
         let host = self.host.clone();
+        let budget = self.budget.clone();
         let in_flight = self.in_flight.clone();
         let deadline = tokio::time::Instant::from_std(self.deadline);
         // This future runs in a task of its own; keep the invocation's span.
@@ -112,24 +128,36 @@ impl WasiHttpHooks for PlatformOutbound {
                     .map_err(|_| HttpError::ConnectionTimeout)?
                     .map_err(|_| HttpError::InternalError(None))?;
                 let (parts, body) = request.into_parts();
-                let body =
-                    tokio::time::timeout_at(deadline, read_body(body, limits::MAX_OUTBOUND_BODY))
-                        .await
-                        .map_err(|_| HttpError::ConnectionWriteTimeout)??;
+                let mut request_held = budget
+                    .reserve(OUTGOING, "an outbound request body", 0)
+                    .map_err(|_| budget_error())?;
+                let body = tokio::time::timeout_at(
+                    deadline,
+                    read_body(body, limits::MAX_OUTBOUND_BODY, Some(&mut request_held)),
+                )
+                .await
+                .map_err(|_| HttpError::ConnectionWriteTimeout)??;
                 let request = http::Request::from_parts(parts, body);
                 let response = tokio::time::timeout_at(deadline, host.outbound(request))
                     .await
                     .map_err(|_| HttpError::HttpResponseTimeout)?
                     .map_err(|e| outbound_error(e, &authority))?;
+                drop(request_held);
                 let (parts, body) = response.into_parts();
                 if body.len() > limits::MAX_OUTBOUND_BODY {
                     return Err(HttpError::HttpResponseBodySize(
                         u64::try_from(body.len()).ok(),
                     ));
                 }
-                let body = Full::new(body)
-                    .map_err(|never: std::convert::Infallible| -> HttpError { match never {} })
-                    .boxed_unsync();
+                let held = budget
+                    .reserve(OUTGOING, "an outbound response body", body.len())
+                    .map_err(|_| budget_error())?;
+                let body = HeldBody {
+                    body: Full::new(body),
+                    _held: held,
+                }
+                .map_err(|never: std::convert::Infallible| -> HttpError { match never {} })
+                .boxed_unsync();
                 let done: Pending = Box::new(async { Ok(()) });
                 Ok((http::Response::from_parts(parts, body), done))
             }
@@ -156,19 +184,62 @@ fn outbound_error(error: OutboundError, authority: &str) -> HttpError {
     }
 }
 
+/// The error a guest sees when its host budget refused a body (the
+/// refusal itself is reported by the budget).
+fn budget_error() -> HttpError {
+    HttpError::InternalError(Some(
+        "the invocation's host memory budget is exhausted".into(),
+    ))
+}
+
 /// Reads a guest's request body in full, refusing it once it passes
-/// `limit` bytes (trailers are dropped).
-async fn read_body(mut body: WasiBody, limit: usize) -> Result<Bytes, HttpError> {
+/// `limit` bytes (trailers are dropped); what is read is charged to `held`.
+async fn read_body(
+    mut body: WasiBody,
+    limit: usize,
+    mut held: Option<&mut Reservation>,
+) -> Result<Bytes, HttpError> {
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame?.into_data() {
             if buf.len().saturating_add(data.len()) > limit {
                 return Err(HttpError::HttpRequestBodySize(u64::try_from(limit).ok()));
             }
+            if let Some(held) = held.as_deref_mut() {
+                held.grow(OUTGOING, "an outbound request body", data.len())
+                    .map_err(|_| budget_error())?;
+            }
             buf.extend_from_slice(&data);
         }
     }
     Ok(buf.freeze())
+}
+
+/// A response body that keeps its bytes charged to the budget until the
+/// guest (or wasmtime-wasi-http on its behalf) drops it.
+struct HeldBody {
+    body: Full<Bytes>,
+    _held: Reservation,
+}
+
+impl Body for HeldBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 #[cfg(test)]
@@ -181,21 +252,31 @@ mod tests {
             .map_err(|never: std::convert::Infallible| -> HttpError { match never {} })
             .boxed_unsync();
         assert!(matches!(
-            read_body(body, 10).await,
+            read_body(body, 10, None).await,
             Err(HttpError::HttpRequestBodySize(Some(10)))
         ));
         let body = Full::new(Bytes::from_static(b"0123456789"))
             .map_err(|never: std::convert::Infallible| -> HttpError { match never {} })
             .boxed_unsync();
-        assert_eq!(read_body(body, 10).await.unwrap(), &b"0123456789"[..]);
+        assert_eq!(
+            read_body(body, 10, None).await.unwrap(),
+            &b"0123456789"[..]
+        );
     }
 
     #[tokio::test]
     async fn an_invocation_sends_a_bounded_number_of_requests() {
         use std::pin::Pin;
+        let host: Arc<dyn HostCapabilities> = Arc::new(crate::capabilities::NoCapabilities);
+        let budget = HostBudget::new(
+            crate::budget::BUDGET_FLOOR,
+            crate::budget::GlobalBudget::new(usize::MAX),
+            host.clone(),
+        );
         let mut hooks = PlatformOutbound::new(
-            Arc::new(crate::capabilities::NoCapabilities),
+            host,
             Instant::now() + std::time::Duration::from_secs(10),
+            budget,
         );
         let mut send = || {
             let request = http::Request::get("http://hello.demo.fn.internal/")

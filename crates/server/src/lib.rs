@@ -60,6 +60,9 @@ pub struct PlatformConfig {
     pub api_addr: SocketAddr,
     /// Instances that may run at once.
     pub max_instances: u32,
+    /// Instances one tenant may run at once (`None`: half of
+    /// `max_instances`, rounded up).
+    pub max_instances_per_tenant: Option<u32>,
     pub gateway: GatewayConfig,
     /// Deploy the example functions found in this directory, signed with
     /// the demo key.
@@ -104,6 +107,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
     let audit = AuditLog::open_with(&store, cfg.audit_durability)?;
     let mut sandbox_cfg = SandboxConfig::new(data.cache_dir());
     sandbox_cfg.max_instances = cfg.max_instances;
+    sandbox_cfg.max_instances_per_tenant = cfg.max_instances_per_tenant;
     let sandbox = Arc::new(Sandbox::new(sandbox_cfg)?);
     let routes = Routes::default();
     let (shutdown, shutdown_rx) = watch::channel(false);

@@ -129,6 +129,11 @@ struct UpArgs {
     /// Function instances that may run at once.
     #[arg(long, default_value_t = 256)]
     max_instances: u32,
+    /// Function instances one tenant may run at once; its further requests
+    /// wait while other tenants are served (default: half of
+    /// --max-instances, rounded up).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    max_instances_per_tenant: Option<u32>,
     /// SPIFFE trust domain of the functions' identities.
     #[arg(long, default_value = "zerofn.local")]
     trust_domain: String,
@@ -331,6 +336,7 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
         gateway_addr: args.gateway_addr,
         api_addr: args.api_addr,
         max_instances: args.max_instances,
+        max_instances_per_tenant: args.max_instances_per_tenant,
         gateway: zerofn_gateway_config(),
         demo_dir: args.demo.then_some(args.demo_dir),
         trust_domain: zerofn_server::TrustDomain::new(&args.trust_domain)
