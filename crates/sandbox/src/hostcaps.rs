@@ -572,6 +572,9 @@ mod tests {
                         Err(CapabilityError::Denied(format!("write to `{key}`")))
                     }
                     KvOp::Get { key } if key == "wrong-kind" => Ok(KvOutcome::Done),
+                    KvOp::Get { key } if key.starts_with("big") => {
+                        Ok(KvOutcome::Value(Some(Bytes::from(vec![b'v'; 1 << 20]))))
+                    }
                     KvOp::Get { key } => Ok(KvOutcome::Value(
                         (key != "absent").then(|| Bytes::from(format!("value of {key}"))),
                     )),
@@ -614,11 +617,15 @@ mod tests {
 
     impl Fixture {
         fn new() -> Fixture {
+            Fixture::with_budget(crate::budget::BUDGET_FLOOR)
+        }
+
+        fn with_budget(limit: usize) -> Fixture {
             let recorder = Arc::new(Recorder::default());
             let host: Arc<dyn HostCapabilities> = recorder.clone();
             Fixture {
                 budget: HostBudget::new(
-                    crate::budget::BUDGET_FLOOR,
+                    limit,
                     crate::budget::GlobalBudget::new(usize::MAX),
                     host.clone(),
                 ),
@@ -807,5 +814,106 @@ mod tests {
             matches!(check_batch(limits::MAX_BATCH + 1), Err(store::Error::Other(m)) if m.contains("limit of 1000 keys"))
         );
         assert!(check_batch(limits::MAX_BATCH).is_ok());
+    }
+
+    #[tokio::test]
+    async fn batches_refuse_repeated_keys_before_the_platform_sees_them() {
+        use batch::Host as _;
+        use store::Host as _;
+        let mut f = Fixture::new();
+        let bucket = f.view().open("notes".into()).await.unwrap().unwrap();
+        let err = f
+            .view()
+            .get_many(handle(&bucket), vec!["big".into(); 1000])
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(&err, store::Error::Other(m) if m == "batch names key `big` more than once; name each key once"),
+            "{err:?}"
+        );
+        let err = f
+            .view()
+            .set_many(
+                handle(&bucket),
+                vec![("a".into(), b"1".to_vec()), ("a".into(), b"2".to_vec())],
+            )
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(&err, store::Error::Other(m) if m.contains("more than once")));
+        let err = f
+            .view()
+            .delete_many(handle(&bucket), vec!["a".into(), "a".into()])
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(&err, store::Error::Other(m) if m.contains("more than once")));
+        assert!(f.ops().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_answer_is_bounded_in_total() {
+        use batch::Host as _;
+        use store::Host as _;
+        let mut f = Fixture::new();
+        let bucket = f.view().open("notes".into()).await.unwrap().unwrap();
+        // Eight values of 1 MiB fit (with their keys, just over 8 MiB: the
+        // eighth is refused); the answer never grows past the limit.
+        let keys: Vec<String> = (0..20).map(|i| format!("big-{i}")).collect();
+        let err = f
+            .view()
+            .get_many(handle(&bucket), keys)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(&err, store::Error::Other(m) if m.contains("over the limit of 8388608 bytes")),
+            "{err:?}"
+        );
+        // The platform was asked only until the limit was reached.
+        assert_eq!(f.ops().len(), 8);
+        // Everything held for the refused answer was given back.
+        let ok = f
+            .view()
+            .get_many(handle(&bucket), vec!["big-a".into(), "small".into()])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ok.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn results_beyond_the_host_budget_are_errors() {
+        use batch::Host as _;
+        use store::{Host as _, HostBucket as _};
+        // A budget smaller than one value.
+        let mut f = Fixture::with_budget(512 * 1024);
+        let bucket = f.view().open("notes".into()).await.unwrap().unwrap();
+        let err = f
+            .view()
+            .get(handle(&bucket), "big".into())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(&err, store::Error::Other(m) if m.contains("over the invocation's budget of 524288 bytes")),
+            "{err:?}"
+        );
+        let err = f
+            .view()
+            .get_many(handle(&bucket), vec!["small".into(), "big".into()])
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(&err, store::Error::Other(m) if m.contains("budget")));
+        assert!(f.budget.is_exceeded());
+        // Small answers still fit.
+        assert!(f
+            .view()
+            .get(handle(&bucket), "small".into())
+            .await
+            .unwrap()
+            .is_ok());
     }
 }

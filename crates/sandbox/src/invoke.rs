@@ -336,7 +336,11 @@ impl Sandbox {
         // (returns, traps, or is aborted), never while it still runs.
         let mut task = AbortOnDrop(tokio::spawn(tracing::Instrument::instrument(
             async move {
+                // Declared in this order so that the store (and with it the
+                // pooling allocator's instance) is dropped before the slot
+                // is given back, whether the guest ends or is aborted.
                 let _slot = slot;
+                let mut store = store;
                 let proxy = pre.instantiate_async(&mut store).await?;
                 proxy
                     .wasi_http_incoming_handler()

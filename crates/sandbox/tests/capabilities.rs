@@ -175,24 +175,38 @@ struct Guest {
 }
 
 fn load(name: &str) -> Guest {
+    load_with(name, "memory_mb = 64\ntimeout_ms = 10000\n", 4)
+}
+
+/// `name` with the `[limits]` given, in a sandbox of `max_instances`.
+fn load_with(name: &str, limits: &str, max_instances: u32) -> Guest {
     let cache = tempfile::tempdir().unwrap();
     let mut config = SandboxConfig::new(cache.path().to_path_buf());
-    config.max_instances = 4;
+    config.max_instances = max_instances;
     let sandbox = Sandbox::new(config).unwrap();
-    let key = SigningKey::generate();
-    let component = guests::guest(name);
-    let bundle = sign_artifact(&component, &key).unwrap();
-    let manifest = Manifest::from_toml(&format!(
-        "name = \"{name}\"\ntenant = \"demo\"\ncomponent = \"{name}.wasm\"\nroutes = [\"/{name}/...\"]\n[limits]\nmemory_mb = 64\ntimeout_ms = 10000\n"
-    ))
-    .unwrap();
-    let artifact = admit(manifest, component, bundle.as_bytes(), &[key.public_key()]).unwrap();
-    let function = sandbox.load(artifact, None).unwrap();
+    let function = admit_into(&sandbox, name, limits).unwrap();
     Guest {
         sandbox,
         function,
         _cache: cache,
     }
+}
+
+/// Admit guest `name` with the `[limits]` given and load it into `sandbox`.
+fn admit_into(
+    sandbox: &Sandbox,
+    name: &str,
+    limits: &str,
+) -> Result<LoadedFunction, zerofn_sandbox::SandboxError> {
+    let key = SigningKey::generate();
+    let component = guests::guest(name);
+    let bundle = sign_artifact(&component, &key).unwrap();
+    let manifest = Manifest::from_toml(&format!(
+        "name = \"{name}\"\ntenant = \"demo\"\ncomponent = \"{name}.wasm\"\nroutes = [\"/{name}/...\"]\n[limits]\n{limits}"
+    ))
+    .unwrap();
+    let artifact = admit(manifest, component, bundle.as_bytes(), &[key.public_key()]).unwrap();
+    sandbox.load(artifact, None)
 }
 
 impl Guest {
@@ -435,4 +449,118 @@ async fn guests_without_these_imports_still_run() {
         .call(Arc::new(NoCapabilities), "GET", "/hello-c", b"")
         .await;
     assert_eq!(status, 200);
+}
+
+/// The refusals the sandbox reported (bounded wait: they are reported from
+/// a task of their own).
+async fn refusals(host: &MemoryHost) -> Vec<SandboxRefusal> {
+    for _ in 0..100 {
+        let found = host.refusals.lock().unwrap().clone();
+        if !found.is_empty() {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Vec::new()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn header_fields_beyond_the_host_budget_trap_the_guest() {
+    let guest = load_with("header-bomb-c", "memory_mb = 1\ntimeout_ms = 10000\n", 2);
+    let host = MemoryHost::new();
+    let request = http::Request::get("http://test/header-bomb")
+        .body(Bytes::new())
+        .unwrap();
+    let err = guest
+        .sandbox
+        .invoke(&guest.function, request, host.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, zerofn_sandbox::InvokeError::MemoryLimit { limit_mb: 1 }),
+        "{err:?}"
+    );
+    let refused = refusals(&host).await;
+    assert_eq!(refused.len(), 1, "reported once: {refused:?}");
+    assert_eq!(refused[0].capability, "wasi:http/types");
+    assert!(
+        refused[0].reason.contains("over the invocation's budget of 16777216 bytes"),
+        "{}",
+        refused[0].reason
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_many_refuses_repeated_keys_and_bounds_its_answer() {
+    let guest = load_with(
+        "kv-batch-bomb-c",
+        "memory_mb = 4\ntimeout_ms = 10000\n",
+        2,
+    );
+    let host = MemoryHost::new();
+    let h = || -> Arc<dyn HostCapabilities> { host.clone() };
+    let (status, text) = guest.call(h(), "GET", "/kv-batch-bomb/repeat", b"").await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        text,
+        "error: batch names key `big` more than once; name each key once"
+    );
+    // No get reached the platform for the refused batch.
+    assert!(!host
+        .ops
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(_, op)| matches!(op, KvOp::Get { .. })));
+    let refused = refusals(&host).await;
+    assert_eq!(refused[0].capability, "wasi:keyvalue");
+
+    let (status, text) = guest.call(h(), "GET", "/kv-batch-bomb/distinct", b"").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.starts_with("error: batch values total")
+            && text.contains(&format!("over the limit of {} bytes", limits::MAX_BATCH_BYTES)),
+        "{text}"
+    );
+}
+
+#[test]
+fn memory_mb_over_the_maximum_is_refused_at_load() {
+    let cache = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::new(SandboxConfig::new(cache.path().to_path_buf())).unwrap();
+    let err = admit_into(&sandbox, "hello-c", "memory_mb = 4096\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`memory_mb` 4096 exceeds the platform maximum of 1024 MiB"
+    );
+    assert!(admit_into(&sandbox, "hello-c", "memory_mb = 1024\n").is_ok());
+}
+
+/// A dropped invocation stops its guest and frees its slot: with a pool of
+/// one, the next invocation gets an instance (the allocator would refuse
+/// it while the abandoned guest still ran).
+#[tokio::test(flavor = "multi_thread")]
+async fn dropping_an_invocation_stops_the_guest_and_frees_the_slot() {
+    let spin = load_with("loop-c", "timeout_ms = 20000\n", 1);
+    let hello = admit_into(&spin.sandbox, "hello-c", "timeout_ms = 5000\n").unwrap();
+    let request = || {
+        http::Request::get("http://test/")
+            .body(Bytes::new())
+            .unwrap()
+    };
+    let abandoned = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        spin.sandbox
+            .invoke(&spin.function, request(), Arc::new(NoCapabilities)),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the spinning guest answered");
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        spin.sandbox.invoke(&hello, request(), Arc::new(NoCapabilities)),
+    )
+    .await
+    .expect("the slot was not freed")
+    .unwrap();
+    assert_eq!(out.response.status(), 200);
 }

@@ -85,6 +85,11 @@ impl Platform {
         cli(&self.data_dir, args)
     }
 
+    /// The platform process's id (for reading its `/proc` entries).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("platform running").id()
+    }
+
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();

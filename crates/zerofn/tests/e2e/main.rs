@@ -9,6 +9,7 @@
 mod admission;
 mod capabilities;
 mod harness;
+mod hardening_memory;
 mod js;
 mod layers;
 mod operators;
