@@ -123,7 +123,9 @@ impl std::fmt::Debug for HostBudget {
 /// A charge was refused. The message names the interface and the budget,
 /// never guest data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what} needs {bytes} more bytes of host memory, over the invocation's budget of {limit} bytes")]
+#[error(
+    "{what} needs {bytes} more bytes of host memory, over the invocation's budget of {limit} bytes"
+)]
 pub struct BudgetExceeded {
     pub what: &'static str,
     pub bytes: usize,
@@ -229,8 +231,7 @@ impl HostBudget {
 impl Drop for Inner {
     fn drop(&mut self) {
         // Cumulative charges end with the invocation.
-        self.global
-            .give(self.used.swap(0, Ordering::Relaxed));
+        self.global.give(self.used.swap(0, Ordering::Relaxed));
     }
 }
 

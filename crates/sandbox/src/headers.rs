@@ -50,8 +50,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::R
     let mut types = linker.instance(TYPES)?;
     types.func_wrap(
         "[static]fields.from-list",
-        |mut store: StoreContextMut<'_, InvocationState>,
-         (entries,): (Vec<(String, Vec<u8>)>,)| {
+        |mut store: StoreContextMut<'_, InvocationState>, (entries,): (Vec<(String, Vec<u8>)>,)| {
             let bytes = entries.iter().fold(0usize, |sum, (name, value)| {
                 sum.saturating_add(entry_bytes(name, value.len()))
             });

@@ -409,7 +409,10 @@ impl batch::Host for HostCapsView<'_> {
         for key in keys {
             match kv(self.platform(), &name, KvOp::Get { key: key.clone() }).await {
                 Ok(KvOutcome::Value(value)) => {
-                    let size = value.as_ref().map_or(0, Bytes::len).saturating_add(key.len());
+                    let size = value
+                        .as_ref()
+                        .map_or(0, Bytes::len)
+                        .saturating_add(key.len());
                     total = total.saturating_add(size);
                     if let Err(e) = check_batch_bytes(total) {
                         return Ok(Err(self.refuse_batch(e)));

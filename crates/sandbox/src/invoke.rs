@@ -192,7 +192,9 @@ impl Sandbox {
             .saturating_add(budget::MAX_TABLE_ENTRIES.saturating_mul(budget::TABLE_ENTRY_BYTES));
         budget
             .charge("sandbox", "captured output and resource table", fixed)
-            .map_err(|_| InvokeError::Busy { after: Duration::ZERO })?;
+            .map_err(|_| InvokeError::Busy {
+                after: Duration::ZERO,
+            })?;
         let mut table = ResourceTable::new();
         // wasmtime's own bound is 1,000,000 live handles per store.
         table.set_max_capacity(budget::MAX_TABLE_ENTRIES);
@@ -404,8 +406,10 @@ impl Sandbox {
                                         "the response body",
                                         data.len(),
                                     )
-                                    .map_err(|_| InvokeError::MemoryLimit {
-                                        limit_mb: memory_mb,
+                                    .map_err(|_| {
+                                        InvokeError::MemoryLimit {
+                                            limit_mb: memory_mb,
+                                        }
                                     })?;
                                     buf.extend_from_slice(&data);
                                 }

@@ -258,10 +258,7 @@ mod tests {
         let body = Full::new(Bytes::from_static(b"0123456789"))
             .map_err(|never: std::convert::Infallible| -> HttpError { match never {} })
             .boxed_unsync();
-        assert_eq!(
-            read_body(body, 10, None).await.unwrap(),
-            &b"0123456789"[..]
-        );
+        assert_eq!(read_body(body, 10, None).await.unwrap(), &b"0123456789"[..]);
     }
 
     #[tokio::test]

@@ -477,14 +477,19 @@ async fn header_fields_beyond_the_host_budget_trap_the_guest() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, zerofn_sandbox::InvokeError::MemoryLimit { limit_mb: 1 }),
+        matches!(
+            err,
+            zerofn_sandbox::InvokeError::MemoryLimit { limit_mb: 1 }
+        ),
         "{err:?}"
     );
     let refused = refusals(&host).await;
     assert_eq!(refused.len(), 1, "reported once: {refused:?}");
     assert_eq!(refused[0].capability, "wasi:http/types");
     assert!(
-        refused[0].reason.contains("over the invocation's budget of 16777216 bytes"),
+        refused[0]
+            .reason
+            .contains("over the invocation's budget of 16777216 bytes"),
         "{}",
         refused[0].reason
     );
@@ -492,11 +497,7 @@ async fn header_fields_beyond_the_host_budget_trap_the_guest() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn get_many_refuses_repeated_keys_and_bounds_its_answer() {
-    let guest = load_with(
-        "kv-batch-bomb-c",
-        "memory_mb = 4\ntimeout_ms = 10000\n",
-        2,
-    );
+    let guest = load_with("kv-batch-bomb-c", "memory_mb = 4\ntimeout_ms = 10000\n", 2);
     let host = MemoryHost::new();
     let h = || -> Arc<dyn HostCapabilities> { host.clone() };
     let (status, text) = guest.call(h(), "GET", "/kv-batch-bomb/repeat", b"").await;
@@ -519,7 +520,10 @@ async fn get_many_refuses_repeated_keys_and_bounds_its_answer() {
     assert_eq!(status, 200, "{text}");
     assert!(
         text.starts_with("error: batch values total")
-            && text.contains(&format!("over the limit of {} bytes", limits::MAX_BATCH_BYTES)),
+            && text.contains(&format!(
+                "over the limit of {} bytes",
+                limits::MAX_BATCH_BYTES
+            )),
         "{text}"
     );
 }
@@ -557,7 +561,8 @@ async fn dropping_an_invocation_stops_the_guest_and_frees_the_slot() {
     assert!(abandoned.is_err(), "the spinning guest answered");
     let out = tokio::time::timeout(
         std::time::Duration::from_secs(5),
-        spin.sandbox.invoke(&hello, request(), Arc::new(NoCapabilities)),
+        spin.sandbox
+            .invoke(&hello, request(), Arc::new(NoCapabilities)),
     )
     .await
     .expect("the slot was not freed")

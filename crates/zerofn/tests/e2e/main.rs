@@ -8,8 +8,8 @@
 
 mod admission;
 mod capabilities;
-mod harness;
 mod hardening_memory;
+mod harness;
 mod js;
 mod layers;
 mod operators;
