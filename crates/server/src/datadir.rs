@@ -121,7 +121,7 @@ impl DataDir {
             Ok(()) => {}
             Err(rustix::io::Errno::WOULDBLOCK) => {
                 let mut text = String::new();
-                let _ = file.take(32).read_to_string(&mut text);
+                let _ = (&file).take(32).read_to_string(&mut text);
                 let holder = match text.trim().parse::<u32>() {
                     Ok(pid) => format!("pid {pid}"),
                     Err(_) => "pid unknown".to_owned(),
@@ -213,4 +213,97 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .map_err(io(format!("writing `{}`", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn a_new_directory_is_created_owner_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("a/b/data");
+        DataDir::prepare(&root).unwrap();
+        assert_eq!(mode(&root), 0o700);
+    }
+
+    /// `/tmp`, or a directory shared with a group: refused, and left as it was.
+    #[test]
+    fn an_existing_directory_others_can_write_is_refused_and_not_changed() {
+        let tmp = tempfile::tempdir().unwrap();
+        for bad in [0o1777, 0o777, 0o775, 0o757] {
+            let root = tmp.path().join(format!("d{bad:o}"));
+            fs::create_dir(&root).unwrap();
+            fs::set_permissions(&root, fs::Permissions::from_mode(bad)).unwrap();
+            let err = DataDir::prepare(&root).unwrap_err().to_string();
+            assert!(err.contains("writable by group or others"), "{err}");
+            assert!(err.contains(&format!("mode {bad:04o}")), "{err}");
+            assert_eq!(mode(&root), bad, "the mode was changed");
+        }
+    }
+
+    /// A home directory (0755) is used as it is: never chmodded.
+    #[test]
+    fn an_existing_private_enough_directory_keeps_its_mode() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("home");
+        fs::create_dir(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        DataDir::prepare(&root).unwrap();
+        assert_eq!(mode(&root), 0o755);
+    }
+
+    #[test]
+    fn a_file_in_place_of_the_directory_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("file");
+        fs::write(&root, b"").unwrap();
+        let err = DataDir::prepare(&root).unwrap_err().to_string();
+        assert!(err.contains("is not a directory"), "{err}");
+    }
+
+    /// The lock is exclusive while held (another open of the lock file, as
+    /// another process makes, is refused naming the holder) and free once
+    /// dropped.
+    #[test]
+    fn the_lock_is_exclusive_and_names_its_holder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = DataDir::prepare(&tmp.path().join("data")).unwrap();
+        let held = data.lock().unwrap();
+        assert_eq!(mode(&data.root().join(LOCK_FILE)), 0o600);
+        let err = data.lock().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "data directory `{}` is in use by another zerofn (pid {})",
+                data.root().display(),
+                std::process::id()
+            )
+        );
+        drop(held);
+        let again = data.lock().unwrap();
+        drop(again);
+    }
+
+    #[test]
+    fn an_operator_token_others_can_read_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = DataDir::prepare(&tmp.path().join("data")).unwrap();
+        let first = data.operator_token().unwrap();
+        let path = data.root().join(TOKEN_FILE);
+        assert_eq!(mode(&path), 0o600);
+        for bad in [0o644, 0o640, 0o604, 0o660] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(bad)).unwrap();
+            let err = data.operator_token().unwrap_err().to_string();
+            assert!(err.contains(&format!("chmod 600 {}", path.display())), "{err}");
+            assert!(err.contains(&format!("mode {bad:04o}")), "{err}");
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let again = data.operator_token().unwrap();
+        assert_eq!(again.expose(), first.expose());
+    }
 }
