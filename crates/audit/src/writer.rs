@@ -302,7 +302,11 @@ mod tests {
         let other_store = Store::open(dir.path()).unwrap();
         let other = AuditLog::open(&other_store).unwrap();
         let seq = other
-            .append(AuditRecord::new("platform", Action::PlatformStart, Outcome::Allow))
+            .append(AuditRecord::new(
+                "platform",
+                Action::PlatformStart,
+                Outcome::Allow,
+            ))
             .await
             .unwrap();
         assert_eq!(seq, 4);

@@ -584,9 +584,12 @@ impl Api {
                 "missing or invalid operator token".to_owned()
             }
         };
-        let record = AuditRecord::new("anonymous", Action::ApiAuthenticate, Outcome::Deny).reason(
-            format!("{} `{}`: {refusal}", req.method(), short(path, MAX_RECORDED_PATH)),
-        );
+        let record =
+            AuditRecord::new("anonymous", Action::ApiAuthenticate, Outcome::Deny).reason(format!(
+                "{} `{}`: {refusal}",
+                req.method(),
+                short(path, MAX_RECORDED_PATH)
+            ));
         if self.audit.append(record).await.is_err() {
             return Err(error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -852,7 +855,9 @@ fn manifest_tenant(body: &[u8]) -> Result<String, ControlError> {
 fn deploy_request(req: Deploy) -> Result<DeployRequest, ControlError> {
     let component = base64::engine::general_purpose::STANDARD
         .decode(req.component.as_bytes())
-        .map_err(|e| ControlError::InvalidRequest(format!("`component` is not valid base64: {e}")))?;
+        .map_err(|e| {
+            ControlError::InvalidRequest(format!("`component` is not valid base64: {e}"))
+        })?;
     if req.attestations.len() > zerofn_admission::MAX_ATTESTATIONS {
         return Err(ControlError::InvalidRequest(format!(
             "{} attestation files, more than the {} allowed",
@@ -1040,7 +1045,8 @@ fn analyzer_query(query: Option<&str>) -> Result<AnalyzerQuery, ControlError> {
             "tenant" => q.tenant = Some(v),
             "name" => q.name = Some(v),
             "since" => {
-                window = crate::analyzer::parse_duration(&v).map_err(ControlError::InvalidRequest)?
+                window =
+                    crate::analyzer::parse_duration(&v).map_err(ControlError::InvalidRequest)?
             }
             other => {
                 return Err(ControlError::InvalidRequest(format!(
@@ -1051,7 +1057,9 @@ fn analyzer_query(query: Option<&str>) -> Result<AnalyzerQuery, ControlError> {
         }
     }
     if q.name.is_some() && q.tenant.is_none() {
-        return Err(ControlError::InvalidRequest("`name` needs `tenant`".to_owned()));
+        return Err(ControlError::InvalidRequest(
+            "`name` needs `tenant`".to_owned(),
+        ));
     }
     let start = time::OffsetDateTime::now_utc()
         - time::Duration::seconds(

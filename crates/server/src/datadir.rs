@@ -299,7 +299,10 @@ mod tests {
         for bad in [0o644, 0o640, 0o604, 0o660] {
             fs::set_permissions(&path, fs::Permissions::from_mode(bad)).unwrap();
             let err = data.operator_token().unwrap_err().to_string();
-            assert!(err.contains(&format!("chmod 600 {}", path.display())), "{err}");
+            assert!(
+                err.contains(&format!("chmod 600 {}", path.display())),
+                "{err}"
+            );
             assert!(err.contains(&format!("mode {bad:04o}")), "{err}");
         }
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();

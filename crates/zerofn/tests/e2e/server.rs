@@ -47,7 +47,12 @@ fn up_fails(data_dir: &Path) -> String {
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(!status.success(), "`zerofn up` succeeded: {err}");
     err
 }
@@ -179,7 +184,11 @@ fn body_routes() -> Vec<(String, String)> {
             arm.2.push_str(trimmed);
         }
     }
-    assert!(arms.len() >= 20, "found only {} routes in api.rs", arms.len());
+    assert!(
+        arms.len() >= 20,
+        "found only {} routes in api.rs",
+        arms.len()
+    );
     arms.into_iter()
         .filter(|(_, pattern, code)| code.contains("body") || pattern.contains("body"))
         .map(|(method, pattern, _)| {
@@ -227,12 +236,7 @@ fn every_request_type_refuses_an_unknown_field_naming_it_and_the_refusal_is_audi
         "bundle": "{}",
         "attestations": [{"name": "a.intoto.jsonl", "content": "", "zz_nested": 1}],
     });
-    let r = api(
-        &s,
-        "POST",
-        "/v1/deployments",
-        nested.to_string().as_bytes(),
-    );
+    let r = api(&s, "POST", "/v1/deployments", nested.to_string().as_bytes());
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("zz_nested"), "{}", r.text());
     let r = api(
@@ -253,9 +257,10 @@ fn every_request_type_refuses_an_unknown_field_naming_it_and_the_refusal_is_audi
         assert!(
             records.iter().any(|r| r["decision"] == "deny"
                 && r["status"] == 400
-                && r["reason"].as_str().is_some_and(|t| t
-                    .starts_with(&format!("{method} `{path}`"))
-                    && t.contains("zz_unknown_field"))),
+                && r["reason"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with(&format!("{method} `{path}`"))
+                        && t.contains("zz_unknown_field"))),
             "no record of the refusal of {method} {path}"
         );
     }
@@ -410,7 +415,14 @@ fn an_operator_without_grants_is_refused_before_the_body_is_read() {
 #[test]
 fn concurrent_deploys_and_undeploys_of_one_function_leave_row_route_and_svid_in_agreement() {
     let s = Setup::new();
-    let f = function_dir(s.root(), "hello", "acme", &guest("hello-c"), &["/hello"], "");
+    let f = function_dir(
+        s.root(),
+        "hello",
+        "acme",
+        &guest("hello-c"),
+        &["/hello"],
+        "",
+    );
     ok(s.platform.cli(&[
         "sign",
         f.wasm.to_str().unwrap(),
@@ -432,9 +444,21 @@ fn concurrent_deploys_and_undeploys_of_one_function_leave_row_route_and_svid_in_
                     for i in 0..5 {
                         let headers = [("Authorization", auth.as_str())];
                         let r = if (worker + i + round) % 2 == 0 {
-                            http(api_addr, "POST", "/v1/deployments", &headers, body.as_bytes())
+                            http(
+                                api_addr,
+                                "POST",
+                                "/v1/deployments",
+                                &headers,
+                                body.as_bytes(),
+                            )
                         } else {
-                            http(api_addr, "DELETE", "/v1/functions/acme/hello", &headers, b"")
+                            http(
+                                api_addr,
+                                "DELETE",
+                                "/v1/functions/acme/hello",
+                                &headers,
+                                b"",
+                            )
                         };
                         assert!(
                             [200, 201, 404].contains(&r.status),
