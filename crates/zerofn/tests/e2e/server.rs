@@ -176,8 +176,8 @@ fn body_routes() -> Vec<(String, String)> {
         let trimmed = line.trim();
         if let Some(rest) = trimmed.strip_prefix("(&Method::") {
             let (method, rest) = rest.split_once(", [").unwrap();
-            let (pattern, _) = rest.split_once("])").unwrap();
-            arms.push((method.to_owned(), pattern.to_owned(), String::new()));
+            let (pattern, code) = rest.split_once("])").unwrap();
+            arms.push((method.to_owned(), pattern.to_owned(), code.to_owned()));
         } else if trimmed.starts_with("_ =>") {
             break;
         } else if let Some(arm) = arms.last_mut() {
@@ -190,7 +190,7 @@ fn body_routes() -> Vec<(String, String)> {
         arms.len()
     );
     arms.into_iter()
-        .filter(|(_, pattern, code)| code.contains("body") || pattern.contains("body"))
+        .filter(|(_, _, code)| code.contains("body"))
         .map(|(method, pattern, _)| {
             let path: Vec<String> = pattern
                 .split(',')
