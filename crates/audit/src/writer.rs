@@ -160,38 +160,28 @@ fn run_writer(
         let now = time::OffsetDateTime::now_utc()
             .format(&Rfc3339)
             .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"));
-        rows.clear();
-        let (mut seq, mut prev) = head.clone();
-        for job in &batch {
-            seq = seq.saturating_add(1);
-            let r = &job.record;
-            let mut row = AuditRow {
-                seq,
-                time: now.clone(),
-                actor: r.actor.clone(),
-                action: r.action.as_str().to_owned(),
-                tenant: r.tenant.clone(),
-                function: r.function.clone(),
-                digest: r.digest.clone(),
-                decision: r.outcome.as_str().to_owned(),
-                reason: r.reason.clone(),
-                duration_us: r
-                    .duration
-                    .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
-                status: r.status.map(i64::from),
-                invocation_id: r.invocation_id.clone(),
-                detail: r.detail.as_ref().map(ToString::to_string),
-                prev_hash: prev,
-                hash: String::new(),
-            };
-            row.hash = row_hash(&row);
-            prev = row.hash.clone();
-            rows.push(row);
+        let mut result = commit(&mut writer, &batch, &mut rows, &head, &now);
+        if let Err(error) = &result {
+            // The chain head may have moved under this writer (another
+            // connection appended: a second process on the same database).
+            // Continue from the stored head instead of failing every
+            // append from now on; the chain stays one chain.
+            match writer.last() {
+                Ok(Some(stored)) if stored != head => {
+                    tracing::warn!(%error, ours = head.0, stored = stored.0, "audit chain head moved under the writer; continuing from the stored head");
+                    head = stored;
+                    result = commit(&mut writer, &batch, &mut rows, &head, &now);
+                }
+                Ok(_) => {}
+                Err(reread) => {
+                    tracing::error!(error = %reread, "cannot re-read the audit chain head");
+                }
+            }
         }
-        match writer.append_batch(&rows) {
-            Ok(()) => {
-                head = (seq, prev);
-                committed.store(seq, Ordering::Release);
+        match result {
+            Ok(new_head) => {
+                head = new_head;
+                committed.store(head.0, Ordering::Release);
                 for (job, row) in batch.drain(..).zip(rows.iter()) {
                     let _ = job.ack.send(Ok(row.seq));
                 }
@@ -204,6 +194,47 @@ fn run_writer(
             }
         }
     }
+}
+
+/// Chain `batch` onto `head` and commit it in one transaction; returns the
+/// new head. `rows` is scratch space, left holding the rows committed.
+fn commit(
+    writer: &mut AuditWriter,
+    batch: &[Job],
+    rows: &mut Vec<AuditRow>,
+    head: &(i64, String),
+    now: &str,
+) -> Result<(i64, String), zerofn_store::StoreError> {
+    rows.clear();
+    let (mut seq, mut prev) = head.clone();
+    for job in batch {
+        seq = seq.saturating_add(1);
+        let r = &job.record;
+        let mut row = AuditRow {
+            seq,
+            time: now.to_owned(),
+            actor: r.actor.clone(),
+            action: r.action.as_str().to_owned(),
+            tenant: r.tenant.clone(),
+            function: r.function.clone(),
+            digest: r.digest.clone(),
+            decision: r.outcome.as_str().to_owned(),
+            reason: r.reason.clone(),
+            duration_us: r
+                .duration
+                .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+            status: r.status.map(i64::from),
+            invocation_id: r.invocation_id.clone(),
+            detail: r.detail.as_ref().map(ToString::to_string),
+            prev_hash: prev,
+            hash: String::new(),
+        };
+        row.hash = row_hash(&row);
+        prev = row.hash.clone();
+        rows.push(row);
+    }
+    writer.append_batch(rows)?;
+    Ok((seq, prev))
 }
 
 #[cfg(test)]
@@ -251,6 +282,45 @@ mod tests {
         let by = log.by_invocation("inv-7").await.unwrap();
         assert_eq!(by.len(), 1);
         assert_eq!(by[0].status, Some(200));
+    }
+
+    /// A second connection appends to the chain behind the writer's back
+    /// (as a second process on the same database did): the writer's next
+    /// commit finds its head stale, continues from the stored head, and
+    /// the chain stays valid; it does not refuse every append from then on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writer_recovers_when_another_connection_moved_the_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let log = AuditLog::open(&store).unwrap();
+        for _ in 0..3 {
+            log.append(AuditRecord::new("t", Action::Invoke, Outcome::Allow))
+                .await
+                .unwrap();
+        }
+        // Another writer, as another process would open it, appends.
+        let other_store = Store::open(dir.path()).unwrap();
+        let other = AuditLog::open(&other_store).unwrap();
+        let seq = other
+            .append(AuditRecord::new(
+                "platform",
+                Action::PlatformStart,
+                Outcome::Allow,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(seq, 4);
+        drop(other);
+        // The first writer still holds head 3; it must not fail.
+        for expected in 5..=7 {
+            let seq = log
+                .append(AuditRecord::new("t", Action::Invoke, Outcome::Allow))
+                .await
+                .unwrap();
+            assert_eq!(seq, expected);
+        }
+        let head = verify_chain(&store).unwrap();
+        assert_eq!(head.records, 7);
     }
 
     /// The flusher checkpoints committed records out of the WAL (the writer

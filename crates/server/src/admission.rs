@@ -71,6 +71,7 @@ impl VulnDbCache {
 
 /// A keyless identity as the API takes it.
 #[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AddIdentity {
     /// Exact certificate identity (SAN).
     pub certificate_identity: Option<String>,
@@ -84,6 +85,7 @@ pub struct AddIdentity {
 /// Admission settings as the API takes them; absent fields keep their
 /// current value.
 #[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SetAdmission {
     /// Cedar policy text; an empty string restores the platform default.
     pub policy: Option<String>,
@@ -457,6 +459,7 @@ pub struct ExplainResult {
 
 /// Attestation files as the API takes them.
 #[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SubmittedAttestation {
     pub name: String,
     /// The file's text (bundle JSON or `.intoto.jsonl`).

@@ -33,6 +33,15 @@ use crate::tls::{serve_tls, PeerCertificate};
 /// Largest API request body (a base64 component of ~90 MiB).
 const MAX_API_BODY: usize = 128 * 1024 * 1024;
 const BODY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest request path kept in an audit record.
+const MAX_RECORDED_PATH: usize = 256;
+/// Longest tenant name (from a path) kept in an audit record.
+const MAX_RECORDED_TENANT: usize = 64;
+/// Longest refusal message kept in an audit record.
+const MAX_RECORDED_MESSAGE: usize = 512;
+/// A tenant name no tenant can have (tenant names are lowercase words):
+/// a decision on it is allowed only by a grant on every tenant.
+const ANY_TENANT: &str = "*";
 /// The audit actor of the operator token.
 const ROOT_ACTOR: &str = "operator";
 /// The API description, served at `/v1/openapi.yaml`.
@@ -231,23 +240,39 @@ impl Api {
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         // Authorization before anything runs; a route without a mapping is refused.
         let Some(required) = authz::required(&method, &segments) else {
-            return error_response(
-                StatusCode::NOT_FOUND,
-                "no_such_endpoint",
-                "no such endpoint; see docs/openapi.yaml",
-                None,
-            );
+            return self
+                .refuse(
+                    &principal,
+                    Refusal::new(Action::ApiAuthorize, &method, &path, None),
+                    StatusCode::NOT_FOUND,
+                    "no_such_endpoint",
+                    "no such endpoint; see docs/openapi.yaml",
+                )
+                .await;
         };
-        // The resource is known from the path, except for deploy and explain,
-        // where it is the manifest's tenant: only those read the body first.
+        let path_tenant = match &required.target {
+            Target::Tenant(t) => Some(t.as_str()),
+            Target::Platform | Target::ManifestTenant => None,
+        };
+        let refusal = Refusal::new(
+            refusal_action(&method, &segments),
+            &method,
+            &path,
+            path_tenant,
+        );
+        // Everything that can be decided from the head is decided before a
+        // byte of the body is read. The resource is known from the path,
+        // except for deploy and explain, where it is the manifest's tenant:
+        // there the operator must at least be allowed the action on some
+        // tenant before the body is read, and on the manifest's after.
         let path_resource = match &required.target {
             Target::Platform => Some(ControlResource::Platform),
             Target::Tenant(t) => Some(ControlResource::Tenant(t.clone())),
             Target::ManifestTenant => None,
         };
-        if let Some(resource) = &path_resource {
-            if let Some(denied) = self
-                .authorize(
+        let denied = match &path_resource {
+            Some(resource) => {
+                self.authorize(
                     &principal,
                     required.action,
                     resource.clone(),
@@ -255,18 +280,31 @@ impl Api {
                     &path,
                 )
                 .await
-            {
-                return denied;
             }
+            None => {
+                self.authorize_any_tenant(&principal, required.action, &method, &path)
+                    .await
+            }
+        };
+        if let Some(denied) = denied {
+            return denied;
         }
         let body = match read_body(req).await {
             Ok(b) => b,
-            Err(resp) => return resp,
+            Err((status, kind, message)) => {
+                return self
+                    .refuse(&principal, refusal, status, kind, &message)
+                    .await
+            }
         };
         if path_resource.is_none() {
             let resource = match manifest_tenant(&body) {
                 Ok(t) => ControlResource::Tenant(t),
-                Err(e) => return error_response(status_of(&e), e.kind(), &e.to_string(), None),
+                Err(e) => {
+                    return self
+                        .refuse(&principal, refusal, status_of(&e), e.kind(), &e.to_string())
+                        .await
+                }
             };
             if let Some(denied) = self
                 .authorize(&principal, required.action, resource, &method, &path)
@@ -466,12 +504,15 @@ impl Api {
                 Err(e) => Err(e),
             },
             _ => {
-                return error_response(
-                    StatusCode::NOT_FOUND,
-                    "no_such_endpoint",
-                    "no such endpoint; see docs/openapi.yaml",
-                    None,
-                )
+                return self
+                    .refuse(
+                        &principal,
+                        refusal,
+                        StatusCode::NOT_FOUND,
+                        "no_such_endpoint",
+                        "no such endpoint; see docs/openapi.yaml",
+                    )
+                    .await
             }
         };
         match reply {
@@ -484,6 +525,12 @@ impl Api {
                     "checks": report.checks,
                 }}),
             ),
+            // Refused by the API itself before the control plane saw it:
+            // the control plane did not record it, so the API does.
+            Err(e @ ControlError::InvalidRequest(_)) => {
+                self.refuse(&principal, refusal, status_of(&e), e.kind(), &e.to_string())
+                    .await
+            }
             Err(e) => {
                 let status = status_of(&e);
                 if status.is_server_error() {
@@ -537,9 +584,12 @@ impl Api {
                 "missing or invalid operator token".to_owned()
             }
         };
-        let record = AuditRecord::new("anonymous", Action::ApiAuthenticate, Outcome::Deny).reason(
-            format!("{} `{}`: {refusal}", req.method(), path.escape_debug()),
-        );
+        let record =
+            AuditRecord::new("anonymous", Action::ApiAuthenticate, Outcome::Deny).reason(format!(
+                "{} `{}`: {refusal}",
+                req.method(),
+                short(path, MAX_RECORDED_PATH)
+            ));
         if self.audit.append(record).await.is_err() {
             return Err(error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -558,6 +608,108 @@ impl Api {
             "unauthorized",
             &message,
             None,
+        ))
+    }
+
+    /// Record a refused request, then answer it with `status` (or 500 if
+    /// even the refusal cannot be recorded).
+    async fn refuse(
+        &self,
+        principal: &Principal,
+        refusal: Refusal,
+        status: StatusCode,
+        kind: &str,
+        message: &str,
+    ) -> Response<Bytes> {
+        let mut record = AuditRecord::new(principal.actor(), refusal.action, Outcome::Deny)
+            .status(status.as_u16())
+            .reason(format!(
+                "{} `{}`: {} {kind}: {}",
+                refusal.method,
+                refusal.path,
+                status.as_u16(),
+                short(message, MAX_RECORDED_MESSAGE)
+            ));
+        if let Some(t) = refusal.tenant {
+            record = record.tenant(t);
+        }
+        if self.audit.append(record).await.is_err() {
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "audit_unavailable",
+                "the request could not be recorded",
+                None,
+            );
+        }
+        error_response(status, kind, message, None)
+    }
+
+    /// Before the body of a deploy or explain is read: `None` if the control
+    /// policy could allow `principal` to take `action` on some tenant (any
+    /// tenant at all, or one that exists); otherwise the audited 403. The
+    /// decision on the manifest's own tenant follows once the body is read.
+    async fn authorize_any_tenant(
+        &self,
+        principal: &Principal,
+        action: ControlAction,
+        method: &Method,
+        path: &str,
+    ) -> Option<Response<Bytes>> {
+        let query = |tenant: String| ControlQuery {
+            operator: principal.name.clone(),
+            authentication: principal.authentication,
+            action,
+            resource: ControlResource::Tenant(tenant),
+        };
+        // A name no tenant can have: allowed only by a grant on every tenant.
+        if self.authz.decide(&query(ANY_TENANT.to_owned())).allowed {
+            return None;
+        }
+        let tenants = match self.control.list_tenants().await {
+            Ok(t) => t,
+            Err(error) => {
+                tracing::error!(%error, "cannot list tenants to authorize a request");
+                return Some(error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    error.kind(),
+                    "the request could not be authorized",
+                    None,
+                ));
+            }
+        };
+        if tenants
+            .into_iter()
+            .any(|t| self.authz.decide(&query(t.name)).allowed)
+        {
+            return None;
+        }
+        let why = "no permit policy matched for any tenant";
+        let record = AuditRecord::new(principal.actor(), Action::ApiAuthorize, Outcome::Deny)
+            .reason(format!(
+                "{method} `{}`: {action} on any tenant: {why}",
+                short(path, MAX_RECORDED_PATH)
+            ));
+        let Ok(seq) = self.audit.append(record).await else {
+            return Some(error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "audit_unavailable",
+                "the request could not be recorded",
+                None,
+            ));
+        };
+        Some(json(
+            StatusCode::FORBIDDEN,
+            &serde_json::json!({"error": {
+                "kind": "forbidden",
+                "message": format!(
+                    "operator `{}` may not take {action} on any tenant: {why}",
+                    principal.name
+                ),
+                "action": action.as_str(),
+                "resource": "any tenant",
+                "determining": Vec::<String>::new(),
+                "decision_id": seq,
+            }}),
         ))
     }
 
@@ -589,11 +741,12 @@ impl Api {
         };
         let mut record = AuditRecord::new(principal.actor(), Action::ApiAuthorize, Outcome::Deny)
             .reason(format!(
-                "{method} `{}`: {action} on {resource}: {why}",
-                path.escape_debug()
+                "{method} `{}`: {action} on {}: {why}",
+                short(path, MAX_RECORDED_PATH),
+                short(&resource.to_string(), MAX_RECORDED_TENANT * 2)
             ));
         if let ControlResource::Tenant(t) = &resource {
-            record = record.tenant(t.as_str());
+            record = record.tenant(short(t, MAX_RECORDED_TENANT));
         }
         let Ok(seq) = self.audit.append(record).await else {
             return Some(error_response(
@@ -661,7 +814,7 @@ impl Api {
         let component = base64::engine::general_purpose::STANDARD
             .decode(req.component.as_bytes())
             .map_err(|e| {
-                ControlError::BadRequest(format!("`component` is not valid base64: {e}"))
+                ControlError::InvalidRequest(format!("`component` is not valid base64: {e}"))
             })?;
         let layer = self
             .control
@@ -702,9 +855,11 @@ fn manifest_tenant(body: &[u8]) -> Result<String, ControlError> {
 fn deploy_request(req: Deploy) -> Result<DeployRequest, ControlError> {
     let component = base64::engine::general_purpose::STANDARD
         .decode(req.component.as_bytes())
-        .map_err(|e| ControlError::BadRequest(format!("`component` is not valid base64: {e}")))?;
+        .map_err(|e| {
+            ControlError::InvalidRequest(format!("`component` is not valid base64: {e}"))
+        })?;
     if req.attestations.len() > zerofn_admission::MAX_ATTESTATIONS {
-        return Err(ControlError::BadRequest(format!(
+        return Err(ControlError::InvalidRequest(format!(
             "{} attestation files, more than the {} allowed",
             req.attestations.len(),
             zerofn_admission::MAX_ATTESTATIONS
@@ -722,6 +877,7 @@ fn deploy_request(req: Deploy) -> Result<DeployRequest, ControlError> {
 fn status_of(e: &ControlError) -> StatusCode {
     match e {
         ControlError::BadRequest(_)
+        | ControlError::InvalidRequest(_)
         | ControlError::Manifest(_)
         | ControlError::InvalidKey(_)
         | ControlError::Policy(_)
@@ -768,10 +924,22 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Bytes> {
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ControlError> {
     serde_json::from_slice(body)
-        .map_err(|e| ControlError::BadRequest(format!("invalid JSON request body: {e}")))
+        .map_err(|e| ControlError::InvalidRequest(format!("invalid JSON request body: {e}")))
 }
 
-async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Bytes>> {
+/// What went wrong reading a body: status, kind, message.
+type BodyRefusal = (StatusCode, &'static str, String);
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, BodyRefusal> {
+    // A declared length over the cap is refused before anything is read.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_API_BODY as u64) {
+        return Err(too_large());
+    }
     match tokio::time::timeout(
         BODY_TIMEOUT,
         Limited::new(req.into_body(), MAX_API_BODY).collect(),
@@ -779,18 +947,67 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Bytes>> {
     .await
     {
         Ok(Ok(c)) => Ok(c.to_bytes()),
-        Ok(Err(_)) => Err(error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            &format!("request body exceeds {MAX_API_BODY} bytes or could not be read"),
-            None,
-        )),
-        Err(_) => Err(error_response(
+        Ok(Err(_)) => Err(too_large()),
+        Err(_) => Err((
             StatusCode::REQUEST_TIMEOUT,
             "body_timeout",
-            "request body was not received in time",
-            None,
+            "request body was not received in time".to_owned(),
         )),
+    }
+}
+
+fn too_large() -> BodyRefusal {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("request body exceeds {MAX_API_BODY} bytes or could not be read"),
+    )
+}
+
+/// What a refused request's audit record names: the action it would have
+/// been, and the request line (the path cut short).
+struct Refusal {
+    action: Action,
+    method: Method,
+    path: String,
+    tenant: Option<String>,
+}
+
+impl Refusal {
+    fn new(action: Action, method: &Method, path: &str, tenant: Option<&str>) -> Refusal {
+        Refusal {
+            action,
+            method: method.clone(),
+            path: short(path, MAX_RECORDED_PATH),
+            tenant: tenant.map(|t| short(t, MAX_RECORDED_TENANT)),
+        }
+    }
+}
+
+/// The audit action of a request refused before it ran (a body that does
+/// not parse, too large or too slow): the action the route records when it
+/// runs, `api.authorize` for the others.
+fn refusal_action(method: &Method, segments: &[&str]) -> Action {
+    match (method, segments) {
+        (&Method::POST, ["v1", "tenants"]) => Action::TenantCreate,
+        (&Method::POST, ["v1", "tenants", _, "keys"]) => Action::TenantKeyAdd,
+        (&Method::POST, ["v1", "tenants", _, "identities"]) => Action::TenantIdentityAdd,
+        (&Method::PUT, ["v1", "tenants", _, "admission"]) => Action::AdmissionSet,
+        (&Method::POST, ["v1", "tenants", _, "layers"]) => Action::LayerPublish,
+        (&Method::PUT, ["v1", "tenants", _, "policy"]) => Action::PolicySet,
+        (&Method::POST, ["v1", "deployments"] | ["v1", "admission", "explain"]) => Action::Deploy,
+        (&Method::POST, ["v1", "operators"]) => Action::OperatorAdd,
+        (&Method::PUT, ["v1", "control-policy"]) => Action::ControlPolicySet,
+        _ => Action::ApiAuthorize,
+    }
+}
+
+/// Request-derived text kept in a record: at most `max` chars, escaped.
+fn short(text: &str, max: usize) -> String {
+    let escaped: String = text.escape_debug().collect();
+    match escaped.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", escaped.get(..cut).unwrap_or_default()),
+        None => escaped,
     }
 }
 
@@ -828,10 +1045,11 @@ fn analyzer_query(query: Option<&str>) -> Result<AnalyzerQuery, ControlError> {
             "tenant" => q.tenant = Some(v),
             "name" => q.name = Some(v),
             "since" => {
-                window = crate::analyzer::parse_duration(&v).map_err(ControlError::BadRequest)?
+                window =
+                    crate::analyzer::parse_duration(&v).map_err(ControlError::InvalidRequest)?
             }
             other => {
-                return Err(ControlError::BadRequest(format!(
+                return Err(ControlError::InvalidRequest(format!(
                     "unknown query parameter `{}`; use tenant, name and since",
                     other.escape_debug()
                 )))
@@ -839,7 +1057,9 @@ fn analyzer_query(query: Option<&str>) -> Result<AnalyzerQuery, ControlError> {
         }
     }
     if q.name.is_some() && q.tenant.is_none() {
-        return Err(ControlError::BadRequest("`name` needs `tenant`".to_owned()));
+        return Err(ControlError::InvalidRequest(
+            "`name` needs `tenant`".to_owned(),
+        ));
     }
     let start = time::OffsetDateTime::now_utc()
         - time::Duration::seconds(
@@ -863,7 +1083,7 @@ fn audit_count(query: Option<&str>) -> Result<u32, ControlError> {
     };
     match value.parse::<u32>() {
         Ok(n) if (1..=10_000).contains(&n) => Ok(n),
-        _ => Err(ControlError::BadRequest(format!(
+        _ => Err(ControlError::InvalidRequest(format!(
             "query parameter `n` must be a number from 1 to 10000, not `{}`",
             value.escape_debug()
         ))),

@@ -25,6 +25,10 @@ use crate::layers::{compose_with_layers, describe_layers};
 pub enum ControlError {
     #[error("{0}")]
     BadRequest(String),
+    /// The request as sent does not parse (body JSON, base64, query): refused
+    /// by the API before the control plane sees it, and audited there.
+    #[error("{0}")]
+    InvalidRequest(String),
     #[error("invalid manifest: {0}")]
     Manifest(#[from] ManifestError),
     #[error("admission refused: {0}")]
@@ -53,7 +57,7 @@ impl ControlError {
     /// Machine-readable kind for API error bodies.
     pub fn kind(&self) -> &'static str {
         match self {
-            ControlError::BadRequest(_) => "bad_request",
+            ControlError::BadRequest(_) | ControlError::InvalidRequest(_) => "bad_request",
             ControlError::Manifest(_) => "invalid_manifest",
             ControlError::Admission(AdmissionError::BundleMalformed { .. }) => "invalid_bundle",
             ControlError::Admission(
@@ -135,6 +139,40 @@ pub struct ControlPlane {
     /// made visible, so two concurrent changes cannot each build from a
     /// view missing the other.
     policy_change: tokio::sync::Mutex<()>,
+    /// One lock per function (tenant, name), held by a deploy or undeploy
+    /// across its store write, SVID issue or revocation and route change,
+    /// so the served function, its row and its SVID always agree.
+    function_locks: FunctionLocks,
+}
+
+/// One function's lock, by (tenant, name).
+type FunctionLockMap = std::collections::HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>;
+
+/// Per-function async locks, created on demand and dropped when unused.
+#[derive(Default)]
+struct FunctionLocks {
+    locks: std::sync::Mutex<FunctionLockMap>,
+}
+
+impl FunctionLocks {
+    /// Wait for, then hold, the lock of `tenant`/`name`.
+    async fn lock(&self, tenant: &str, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self
+                .locks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Forget locks no one holds or waits for (only the map's
+            // reference is left), so the map stays as small as the number
+            // of functions being changed right now.
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+            locks
+                .entry((tenant.to_owned(), name.to_owned()))
+                .or_default()
+                .clone()
+        };
+        lock.lock_owned().await
+    }
 }
 
 impl ControlPlane {
@@ -156,6 +194,7 @@ impl ControlPlane {
             policies: zerofn_gateway::Policies::default(),
             tenant_sets: crate::policies::TenantSets::default(),
             policy_change: tokio::sync::Mutex::new(()),
+            function_locks: FunctionLocks::default(),
         }
     }
 
@@ -198,6 +237,7 @@ impl ControlPlane {
                 .tenant(tenant)
                 .function(name)
         };
+        let _function = self.function_locks.lock(tenant, name).await;
         let Some(svid) = self.identities.current(tenant, name) else {
             let e = StoreError::NoSuchDeployment {
                 tenant: tenant.to_owned(),
@@ -370,6 +410,12 @@ impl ControlPlane {
         let record = record
             .tenant(manifest.tenant.as_str())
             .function(manifest.name.as_str());
+        // Held to the end: an undeploy of this function waits for the
+        // deploy to be fully in place (row, SVID, route), or runs first.
+        let _function = self
+            .function_locks
+            .lock(manifest.tenant.as_str(), manifest.name.as_str())
+            .await;
         let manifest_text = req.manifest.clone();
         let bundle_bytes = req.bundle.clone();
         // With layers the row keeps the signed component, not the composition.
@@ -533,6 +579,7 @@ impl ControlPlane {
         let record = AuditRecord::new(actor, Action::Undeploy, Outcome::Deny)
             .tenant(tenant)
             .function(name);
+        let _function = self.function_locks.lock(tenant, name).await;
         let digest = match self.store.deployed_digest(tenant, name).await? {
             Some(d) => d,
             None => {

@@ -17,6 +17,9 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// The data directory or a file in it may not be used (in use, unsafe mode).
+    #[error("{0}")]
+    DataDir(String),
     #[error("no zerofn database at `{}`; is this a data directory?", .0.display())]
     NoDatabase(PathBuf),
     #[error(transparent)]

@@ -44,7 +44,8 @@ pub use admission::{
 };
 pub use control::{ControlPlane, DeployRequest, DeployResponse};
 pub use datadir::{
-    default_data_dir, ApiEndpoint, DataDir, API_ENDPOINT_FILE, CA_BUNDLE_FILE, TOKEN_FILE,
+    default_data_dir, ApiEndpoint, DataDir, DataDirLock, API_ENDPOINT_FILE, CA_BUNDLE_FILE,
+    LOCK_FILE, TOKEN_FILE,
 };
 pub use error::ServerError;
 pub use identity::Identities;
@@ -89,6 +90,8 @@ pub struct Running {
     pub demo: Vec<DeployResponse>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// Keeps every other `zerofn up` off the data directory while this runs.
+    _lock: DataDirLock,
 }
 
 impl Running {
@@ -103,6 +106,25 @@ impl Running {
 /// Start the platform.
 pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
     let data = DataDir::prepare(&cfg.data_dir)?;
+    // The lock first: a second platform on this directory must change
+    // nothing in it (not the database, not the audit chain).
+    let lock = data.lock()?;
+    raise_descriptor_limit();
+    // Then the listeners: a platform that cannot serve records nothing.
+    let gateway_listener = tokio::net::TcpListener::bind(cfg.gateway_addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: cfg.gateway_addr,
+            source,
+        })?;
+    let api_listener = tokio::net::TcpListener::bind(cfg.api_addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: cfg.api_addr,
+            source,
+        })?;
+    // A token others can read is refused before anything is recorded.
+    let token = data.operator_token()?;
     let store = Store::open(data.root())?;
     let audit = AuditLog::open_with(&store, cfg.audit_durability)?;
     let mut sandbox_cfg = SandboxConfig::new(data.cache_dir());
@@ -146,21 +168,8 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         )
         .await?;
 
-    let gateway_listener = tokio::net::TcpListener::bind(cfg.gateway_addr)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: cfg.gateway_addr,
-            source,
-        })?;
-    let api_listener = tokio::net::TcpListener::bind(cfg.api_addr)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: cfg.api_addr,
-            source,
-        })?;
     let gateway_addr = local_addr(&gateway_listener)?;
     let api_addr = local_addr(&api_listener)?;
-    let token = data.operator_token()?;
     let (tls, api_url) = if cfg.control_tls {
         (
             Some(tls::server_config(ca, api_addr.ip())?),
@@ -203,7 +212,32 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         demo,
         shutdown,
         tasks,
+        _lock: lock,
     })
+}
+
+/// Raise the open-descriptor soft limit to the hard limit: every
+/// connection and every database handle is one, and the usual soft default
+/// (1024) is reached by a few hundred idle clients. Logged either way.
+fn raise_descriptor_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        tracing::info!(limit = ?limit.current, "open-file limit already at its maximum");
+        return;
+    }
+    let raised = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => {
+            tracing::info!(from = ?limit.current, to = ?limit.maximum, "raised the open-file limit")
+        }
+        Err(error) => {
+            tracing::warn!(%error, limit = ?limit.current, "cannot raise the open-file limit")
+        }
+    }
 }
 
 fn local_addr(l: &tokio::net::TcpListener) -> Result<SocketAddr, ServerError> {

@@ -167,6 +167,7 @@ impl Store {
             source,
         })?;
         let path = data_dir.join(DATABASE_FILE);
+        create_private(&path)?;
         let conn = open_connection(&path)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(operators::SCHEMA)?;
@@ -264,6 +265,24 @@ pub(crate) fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Tran
     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
 }
 
+/// Create the database file with mode 0600 before SQLite opens it: SQLite
+/// gives its WAL and shared-memory files the database file's mode, so the
+/// three are the owner's alone. An existing file is left as it is.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+        .map_err(|source| StoreError::DataDir {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -276,6 +295,24 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The database and the WAL and shared-memory files SQLite makes beside
+    /// it are the owner's alone, whatever the umask.
+    #[tokio::test]
+    async fn database_files_are_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create_tenant("acme", "t0").await.unwrap();
+        for name in [DATABASE_FILE, "zerofn.db-wal", "zerofn.db-shm"] {
+            let mode = std::fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600, "{name} has mode {mode:o}");
+        }
+    }
 
     #[tokio::test]
     async fn reopen_keeps_schema_and_rows() {

@@ -13,6 +13,7 @@ mod harness;
 mod js;
 mod layers;
 mod operators;
+mod server;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
