@@ -129,6 +129,17 @@ struct UpArgs {
     /// Function instances that may run at once.
     #[arg(long, default_value_t = 256)]
     max_instances: u32,
+    /// Open connections per listener (gateway, control API); more are
+    /// closed at once.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+    /// Open connections per client address, per listener.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections_per_ip: u64,
+    /// Invocations one public request may cause in all, through
+    /// function-to-function calls, itself included.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    max_invocations_per_request: u32,
     /// SPIFFE trust domain of the functions' identities.
     #[arg(long, default_value = "zerofn.local")]
     trust_domain: String,
@@ -331,7 +342,7 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
         gateway_addr: args.gateway_addr,
         api_addr: args.api_addr,
         max_instances: args.max_instances,
-        gateway: zerofn_gateway_config(),
+        gateway: zerofn_gateway_config(&args),
         demo_dir: args.demo.then_some(args.demo_dir),
         trust_domain: zerofn_server::TrustDomain::new(&args.trust_domain)
             .context("invalid --trust-domain")?,
@@ -362,8 +373,13 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
     Ok(())
 }
 
-fn zerofn_gateway_config() -> zerofn_server::GatewayConfig {
-    zerofn_server::GatewayConfig::default()
+fn zerofn_gateway_config(args: &UpArgs) -> zerofn_server::GatewayConfig {
+    zerofn_server::GatewayConfig {
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        max_connections_per_ip: usize::try_from(args.max_connections_per_ip).unwrap_or(usize::MAX),
+        max_invocations_per_request: args.max_invocations_per_request,
+        ..zerofn_server::GatewayConfig::default()
+    }
 }
 
 async fn wait_for_signal() -> Result<()> {
