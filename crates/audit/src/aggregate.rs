@@ -244,10 +244,14 @@ mod tests {
         // Long enough that the test flushes, not the timer.
         let agg = RefusalAggregator::new(log.clone(), Duration::from_secs(3600));
         for _ in 0..1000 {
-            agg.refuse(ip("10.0.0.1"), refusal("no route")).await.unwrap();
+            agg.refuse(ip("10.0.0.1"), refusal("no route"))
+                .await
+                .unwrap();
         }
         // Another source, another reason: their own records.
-        agg.refuse(ip("10.0.0.2"), refusal("no route")).await.unwrap();
+        agg.refuse(ip("10.0.0.2"), refusal("no route"))
+            .await
+            .unwrap();
         agg.refuse(ip("10.0.0.1"), refusal("other")).await.unwrap();
         // The IPv4-mapped spelling of a source is the same source.
         agg.refuse(ip("::ffff:10.0.0.1"), refusal("no route"))
@@ -264,7 +268,9 @@ mod tests {
         assert_eq!(detail["aggregated"]["count"], 1000);
         assert_eq!(detail["path"], "/nope");
         // A new interval starts afresh: the next one is appended at once.
-        agg.refuse(ip("10.0.0.1"), refusal("no route")).await.unwrap();
+        agg.refuse(ip("10.0.0.1"), refusal("no route"))
+            .await
+            .unwrap();
         assert_eq!(log.tail(100).await.unwrap().len(), 5);
         // Flushing with nothing repeated appends nothing.
         agg.flush().await;
@@ -279,7 +285,9 @@ mod tests {
         let log = AuditLog::open(&store).unwrap();
         let agg = RefusalAggregator::new(log.clone(), Duration::from_millis(50));
         for _ in 0..10 {
-            agg.refuse(ip("10.0.0.1"), refusal("no route")).await.unwrap();
+            agg.refuse(ip("10.0.0.1"), refusal("no route"))
+                .await
+                .unwrap();
         }
         let mut tail = Vec::new();
         for _ in 0..200 {
@@ -309,7 +317,10 @@ mod tests {
         let tail = log.tail(100).await.unwrap();
         assert_eq!(tail.len(), 9);
         let overflow = tail.last().unwrap();
-        assert_eq!(overflow.detail.as_ref().unwrap()["aggregated"]["count"], 992);
+        assert_eq!(
+            overflow.detail.as_ref().unwrap()["aggregated"]["count"],
+            992
+        );
         assert!(overflow.reason.as_deref().unwrap().contains("more kinds"));
     }
 }

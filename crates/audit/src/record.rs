@@ -235,11 +235,8 @@ fn bound_value(value: &mut serde_json::Value, depth: usize) -> usize {
         }
         Value::Object(map) => {
             if map.keys().any(|k| k.len() > MAX_TEXT) {
-                let long: Vec<String> = map
-                    .keys()
-                    .filter(|k| k.len() > MAX_TEXT)
-                    .cloned()
-                    .collect();
+                let long: Vec<String> =
+                    map.keys().filter(|k| k.len() > MAX_TEXT).cloned().collect();
                 for key in long {
                     if let Some(v) = map.remove(&key) {
                         map.insert(limit(key), v);

@@ -501,8 +501,9 @@ impl InvocationHost {
                 ))
             }
         };
+        let callee_ref = &callee;
         let refused = |status: StatusCode, kind: &'static str, message: String| async move {
-            self.refuse_call(&callee, kind, message.clone()).await;
+            self.refuse_call(callee_ref, kind, message.clone()).await;
             Ok::<_, OutboundError>(crate::errors::error_response(
                 status,
                 kind,

@@ -29,11 +29,11 @@ mod serve;
 
 pub use capabilities::{Policies, WorkloadIdentity, CALLER_HEADER};
 pub use errors::error_response;
-pub use routes::{RouteTable, Routes};
 pub use limits::{
     is_platform_header, strip_platform_headers, ConnectionLimits, ConnectionPermit,
     ConnectionRefusal, MAX_TREE_INVOCATIONS, PLATFORM_HEADER_PREFIX,
 };
+pub use routes::{RouteTable, Routes};
 pub use serve::{
     drain, http1_builder, serve_http, serve_http_with, Caller, Gateway, GatewayConfig,
     GatewayServices, PeerAddr, CLIENT_GONE, CLIENT_GONE_STATUS, INVOCATION_HEADER,

@@ -29,7 +29,11 @@ pub fn is_platform_header(name: &str) -> bool {
         return false;
     };
     head.iter().zip(prefix).all(|(&b, &p)| {
-        let b = if b == b'_' { b'-' } else { b.to_ascii_lowercase() };
+        let b = if b == b'_' {
+            b'-'
+        } else {
+            b.to_ascii_lowercase()
+        };
         b == p
     })
 }
@@ -141,7 +145,9 @@ impl ConnectionRefusal {
     pub fn reason(self) -> String {
         match self {
             ConnectionRefusal::Total(n) => {
-                format!("connection refused: the listener's limit of {n} open connections is reached")
+                format!(
+                    "connection refused: the listener's limit of {n} open connections is reached"
+                )
             }
             ConnectionRefusal::PerAddress(n) => {
                 format!("connection refused: the limit of {n} open connections per client address is reached")
@@ -279,7 +285,14 @@ mod tests {
         ] {
             assert!(is_platform_header(name), "{name}");
         }
-        for name in ["x-zerofn", "x-zerof", "xzerofn-a", "x-zerofnx", "content-type", ""] {
+        for name in [
+            "x-zerofn",
+            "x-zerof",
+            "xzerofn-a",
+            "x-zerofnx",
+            "content-type",
+            "",
+        ] {
             assert!(!is_platform_header(name), "{name}");
         }
     }
@@ -287,8 +300,14 @@ mod tests {
     #[test]
     fn stripping_removes_all_spellings_and_keeps_the_rest() {
         let mut h = HeaderMap::new();
-        h.insert("x_zerofn_caller_spiffe_id", "spiffe://evil".parse().unwrap());
-        h.insert("x-zerofn-caller-spiffe-id", "spiffe://evil".parse().unwrap());
+        h.insert(
+            "x_zerofn_caller_spiffe_id",
+            "spiffe://evil".parse().unwrap(),
+        );
+        h.insert(
+            "x-zerofn-caller-spiffe-id",
+            "spiffe://evil".parse().unwrap(),
+        );
         h.append("X_ZEROFN-INVOCATION_ID", "fake".parse().unwrap());
         h.insert("x-other", "kept".parse().unwrap());
         strip_platform_headers(&mut h);

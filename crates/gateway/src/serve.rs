@@ -314,16 +314,29 @@ impl Gateway {
         // Only the platform speaks in its header namespace, in any
         // spelling; it says who called and which invocation this is.
         strip_platform_headers(&mut parts.headers);
-        let mut unrecorded = Unrecorded::new(self.audit.clone(), &function, id, &caller, 0, started);
+        let mut unrecorded =
+            Unrecorded::new(self.audit.clone(), &function, id, &caller, 0, started);
 
         // Decide from the head: an unauthorised caller is refused before
         // a byte of its body is read.
-        let (decision, invoke_decision) =
-            self.decide(&function, &caller, parts.method.as_str(), parts.uri.path(), 0);
+        let (decision, invoke_decision) = self.decide(
+            &function,
+            &caller,
+            parts.method.as_str(),
+            parts.uri.path(),
+            0,
+        );
         if !decision.allowed {
             unrecorded.disarm();
-            let (record, message) =
-                self.invoke_denied(&function, &caller, 0, id, started, &decision, invoke_decision);
+            let (record, message) = self.invoke_denied(
+                &function,
+                &caller,
+                0,
+                id,
+                started,
+                &decision,
+                invoke_decision,
+            );
             return self
                 .refuse_public(
                     ip,
@@ -569,7 +582,8 @@ impl Gateway {
         // timeout from now, within its caller's. (The sandbox starts the
         // clock once it has a slot, so this is never later than the
         // guest's real deadline.)
-        let own = Duration::from_millis(u64::from(function.artifact().manifest().limits.timeout_ms));
+        let own =
+            Duration::from_millis(u64::from(function.artifact().manifest().limits.timeout_ms));
         let host_deadline = earlier(deadline, Instant::now() + own);
         let host = Arc::new(InvocationHost::new(
             self.clone(),
@@ -1030,5 +1044,51 @@ pub async fn drain(
         .is_err()
     {
         tracing::warn!("in-flight requests did not finish within the shutdown grace period");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_addresses_are_canonical_before_any_decision() {
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:4242".parse().unwrap();
+        let peer = PeerAddr::new(mapped);
+        assert_eq!(peer.0, "127.0.0.1:4242".parse::<SocketAddr>().unwrap());
+        assert_eq!(peer.ip(), "127.0.0.1".parse::<IpAddr>().unwrap());
+        // What the policy sees for a public caller.
+        let source = Caller::Public {
+            ip: Some(peer.ip()),
+        }
+        .source();
+        assert_eq!(source.ip, Some(IpAddr::from([127, 0, 0, 1])));
+        // Real IPv6 stays IPv6; a tuple-built PeerAddr is canonical on read.
+        let v6: SocketAddr = "[::1]:1".parse().unwrap();
+        assert_eq!(PeerAddr::new(v6).ip(), "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(PeerAddr(mapped).ip(), IpAddr::from([127, 0, 0, 1]));
+    }
+
+    #[tokio::test]
+    async fn bodies_are_bounded_by_the_function_and_the_shared_budget() {
+        let budget = BodyBudget::new(10);
+        let mut r = budget.reservation();
+        let body = Full::new(Bytes::from_static(b"hello"));
+        assert_eq!(
+            read_body(body, 100, &mut r).await.unwrap(),
+            Bytes::from_static(b"hello")
+        );
+        let mut other = budget.reservation();
+        let body = Full::new(Bytes::from_static(b"123456"));
+        assert_eq!(read_body(body, 100, &mut other).await, Err(BodyError::Busy));
+        let mut third = budget.reservation();
+        let body = Full::new(Bytes::from_static(b"123456"));
+        assert_eq!(
+            read_body(body, 3, &mut third).await,
+            Err(BodyError::TooLarge)
+        );
+        drop(r);
+        let body = Full::new(Bytes::from_static(b"123456"));
+        assert!(read_body(body, 100, &mut other).await.is_ok());
     }
 }

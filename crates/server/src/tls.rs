@@ -177,8 +177,10 @@ pub(crate) async fn serve_tls<H, F, R, RF>(
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let handshake_timeout = config.header_read_timeout;
-    let limits =
-        zerofn_gateway::ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
+    let limits = zerofn_gateway::ConnectionLimits::new(
+        config.max_connections,
+        config.max_connections_per_ip,
+    );
     loop {
         tokio::select! {
             accepted = listener.accept() => {

@@ -8,6 +8,7 @@
 
 mod admission;
 mod capabilities;
+mod gateway_hardening;
 mod harness;
 mod js;
 mod layers;
