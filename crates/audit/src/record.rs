@@ -353,7 +353,8 @@ mod tests {
             assert!(text.len() <= MAX_TEXT && text.ends_with(TRUNCATED));
         }
         let detail = r.detail.unwrap().to_string();
-        assert!(detail.len() < 3 * MAX_TEXT, "{}", detail.len());
+        // Three strings of at most MAX_TEXT each, plus the JSON around them.
+        assert!(detail.len() < 4 * MAX_TEXT, "{}", detail.len());
         assert!(detail.contains(TRUNCATED));
     }
 
