@@ -23,16 +23,22 @@
 //! single transaction, so durability costs one fsync per batch, not per
 //! record.
 //!
+//! Unauthenticated refusals go through a [`RefusalAggregator`], which
+//! appends the first of a kind at once and repeats as one counted record
+//! per interval; text fields and `detail` are bounded per record.
+//!
 //! Not covered yet: truncation of the newest rows is only detectable
 //! against a previously observed head (see [`ChainHead`]); signed
 //! checkpoints of the chain head are future work.
 
+mod aggregate;
 mod chain;
 mod record;
 mod writer;
 
+pub use aggregate::{RefusalAggregator, DEFAULT_MAX_KEYS};
 pub use chain::{verify_chain, ChainHead, GENESIS_HASH};
-pub use record::{Action, AuditRecord, Outcome, StoredRecord};
+pub use record::{Action, AuditRecord, Outcome, StoredRecord, MAX_DETAIL, MAX_TEXT, TRUNCATED};
 pub use writer::AuditLog;
 pub use zerofn_store::AuditDurability;
 

@@ -6,11 +6,21 @@ use std::time::Duration;
 use serde::Serialize;
 use zerofn_store::AuditRow;
 
-/// Longest free-text field kept; longer text is cut at a char boundary.
-const MAX_TEXT: usize = 1024;
+/// Longest text field kept (reason, names, ids, and every string inside
+/// `detail`); longer text is cut at a char boundary and ends in
+/// [`TRUNCATED`]. Much of this text comes from requests (paths, keys,
+/// reasons naming them), so it is what bounds the log's growth per record.
+pub const MAX_TEXT: usize = 512;
+/// Largest `detail` kept, as an estimate of its JSON size; a larger one is
+/// replaced by a marker saying how large it was.
+pub const MAX_DETAIL: usize = 64 * 1024;
+/// Most elements kept of any array inside `detail`.
+const MAX_DETAIL_ITEMS: usize = 256;
+/// What a cut text field ends with.
+pub const TRUNCATED: &str = "…[truncated]";
 
 /// What was attempted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
     Deploy,
     Undeploy,
@@ -34,6 +44,9 @@ pub enum Action {
     Capability,
     PolicySet,
     SvidRevoke,
+    /// A connection refused or broken off before any request could be
+    /// routed (connection limits, malformed or oversized request heads).
+    Connection,
 }
 
 impl Action {
@@ -59,6 +72,7 @@ impl Action {
             Action::Capability => "capability",
             Action::PolicySet => "policy.set",
             Action::SvidRevoke => "svid.revoke",
+            Action::Connection => "connection",
         }
     }
 }
@@ -70,7 +84,7 @@ impl fmt::Display for Action {
 }
 
 /// How it was decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
     /// Allowed and done.
     Allow,
@@ -151,21 +165,102 @@ impl AuditRecord {
         self
     }
     /// Structured detail: policy decisions and what they were about.
-    /// Serialized as JSON; callers keep it small (it is hashed and stored
-    /// with every record).
-    pub fn detail(mut self, detail: serde_json::Value) -> Self {
+    /// Serialized as JSON and hashed as stored. Bounded here: every string
+    /// in it is cut like the text fields, arrays keep their first
+    /// elements, and a detail still larger than [`MAX_DETAIL`] is replaced
+    /// by `{"truncated": true, "approx_bytes": n}`.
+    pub fn detail(mut self, mut detail: serde_json::Value) -> Self {
+        let size = bound_value(&mut detail, 0);
+        if size > MAX_DETAIL {
+            detail = serde_json::json!({ "truncated": true, "approx_bytes": size });
+        }
         self.detail = Some(detail);
         self
     }
+
+    /// The action recorded.
+    pub fn action(&self) -> Action {
+        self.action
+    }
+
+    /// The outcome recorded.
+    pub fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    /// The reason recorded, if any.
+    pub fn reason_text(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+
+    /// The status recorded, if any.
+    pub fn status_code(&self) -> Option<u16> {
+        self.status
+    }
+
+    /// The detail recorded, if any.
+    pub fn detail_value(&self) -> Option<&serde_json::Value> {
+        self.detail.as_ref()
+    }
 }
 
+/// Deepest nesting of `detail` kept; deeper values become `null`.
+const MAX_DETAIL_DEPTH: usize = 16;
+
+/// Cut every string in `value` to [`MAX_TEXT`] and every array to
+/// [`MAX_DETAIL_ITEMS`]; returns an estimate of its JSON size (without
+/// serializing it, which would cost more than the record itself).
+fn bound_value(value: &mut serde_json::Value, depth: usize) -> usize {
+    use serde_json::Value;
+    if depth > MAX_DETAIL_DEPTH {
+        *value = Value::Null;
+        return 4;
+    }
+    match value {
+        Value::Null | Value::Bool(_) => 5,
+        Value::Number(_) => 20,
+        Value::String(s) => {
+            if s.len() > MAX_TEXT {
+                *s = limit(std::mem::take(s));
+            }
+            s.len() + 2
+        }
+        Value::Array(items) => {
+            items.truncate(MAX_DETAIL_ITEMS);
+            items
+                .iter_mut()
+                .map(|v| bound_value(v, depth + 1) + 1)
+                .sum::<usize>()
+                + 2
+        }
+        Value::Object(map) => {
+            if map.keys().any(|k| k.len() > MAX_TEXT) {
+                let long: Vec<String> =
+                    map.keys().filter(|k| k.len() > MAX_TEXT).cloned().collect();
+                for key in long {
+                    if let Some(v) = map.remove(&key) {
+                        map.insert(limit(key), v);
+                    }
+                }
+            }
+            map.iter_mut()
+                .map(|(k, v)| k.len() + 4 + bound_value(v, depth + 1))
+                .sum::<usize>()
+                + 2
+        }
+    }
+}
+
+/// `s` cut to at most [`MAX_TEXT`] bytes on a char boundary, ending in
+/// [`TRUNCATED`] when it was cut.
 fn limit(mut s: String) -> String {
     if s.len() > MAX_TEXT {
-        let mut cut = MAX_TEXT;
+        let mut cut = MAX_TEXT.saturating_sub(TRUNCATED.len());
         while !s.is_char_boundary(cut) {
-            cut -= 1;
+            cut = cut.saturating_sub(1);
         }
         s.truncate(cut);
+        s.push_str(TRUNCATED);
     }
     s
 }
@@ -225,11 +320,66 @@ mod tests {
     use super::*;
 
     #[test]
-    fn long_text_is_cut_on_a_char_boundary() {
+    fn long_text_is_cut_on_a_char_boundary_and_marked() {
         let s = "é".repeat(MAX_TEXT);
         let r = AuditRecord::new("a", Action::Invoke, Outcome::Allow).reason(s);
         let reason = r.reason.unwrap();
         assert!(reason.len() <= MAX_TEXT);
-        assert!(reason.chars().all(|c| c == 'é'));
+        let kept = reason.strip_suffix(TRUNCATED).expect("marked as truncated");
+        assert!(!kept.is_empty() && kept.chars().all(|c| c == 'é'));
+        // Short text is kept as it is.
+        let r = AuditRecord::new("a", Action::Invoke, Outcome::Allow).reason("short");
+        assert_eq!(r.reason.as_deref(), Some("short"));
+    }
+
+    #[test]
+    fn a_15_kb_path_is_stored_in_at_most_max_text_bytes_everywhere() {
+        let path = format!("/{}", "a".repeat(15 * 1024));
+        let r = AuditRecord::new(path.clone(), Action::Invoke, Outcome::Deny)
+            .tenant(path.clone())
+            .function(path.clone())
+            .digest(path.clone())
+            .invocation_id(path.clone())
+            .reason(format!("no route for {path}"))
+            .detail(serde_json::json!({ "path": path, "nested": [{ path.clone(): path }] }));
+        for text in [
+            &r.actor,
+            r.tenant.as_ref().unwrap(),
+            r.function.as_ref().unwrap(),
+            r.digest.as_ref().unwrap(),
+            r.invocation_id.as_ref().unwrap(),
+            r.reason.as_ref().unwrap(),
+        ] {
+            assert!(text.len() <= MAX_TEXT && text.ends_with(TRUNCATED));
+        }
+        let detail = r.detail.unwrap().to_string();
+        // Three strings of at most MAX_TEXT each, plus the JSON around them.
+        assert!(detail.len() < 4 * MAX_TEXT, "{}", detail.len());
+        assert!(detail.contains(TRUNCATED));
+    }
+
+    #[test]
+    fn a_huge_detail_is_replaced_by_a_marker_and_small_ones_are_kept() {
+        let big: Vec<_> = (0..200)
+            .map(|i| serde_json::json!({ "n": i, "s": "x".repeat(500) }))
+            .collect();
+        let r = AuditRecord::new("a", Action::Invoke, Outcome::Allow)
+            .detail(serde_json::json!({ "decisions": big }));
+        let d = r.detail.unwrap();
+        assert_eq!(d["truncated"], true, "{d}");
+        assert!(d["approx_bytes"].as_u64().unwrap() > MAX_DETAIL as u64);
+        let small = serde_json::json!({ "decisions": [{ "action": "invoke", "allowed": true }] });
+        let r = AuditRecord::new("a", Action::Invoke, Outcome::Allow).detail(small.clone());
+        assert_eq!(r.detail, Some(small));
+        // Arrays are cut, deep nesting is bounded.
+        let mut deep = serde_json::json!(1);
+        for _ in 0..100 {
+            deep = serde_json::json!([deep]);
+        }
+        let r = AuditRecord::new("a", Action::Invoke, Outcome::Allow)
+            .detail(serde_json::json!({ "items": vec![1; 10_000], "deep": deep }));
+        let d = r.detail.unwrap();
+        assert_eq!(d["items"].as_array().unwrap().len(), MAX_DETAIL_ITEMS);
+        assert!(d.to_string().len() < 4 * 1024);
     }
 }

@@ -323,6 +323,31 @@ mod tests {
         assert_eq!(head.records, 7);
     }
 
+    /// Records cut to their bounds are hashed as stored: the chain of a
+    /// log full of oversized, request-derived text verifies.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn truncated_records_keep_the_chain_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let log = AuditLog::open(&store).unwrap();
+        let long = format!("/{}é", "p".repeat(20_000));
+        for _ in 0..3 {
+            log.append(
+                AuditRecord::new("anonymous", Action::Invoke, Outcome::Deny)
+                    .reason(format!("no route for {long}"))
+                    .detail(serde_json::json!({ "path": long, "list": vec![long.clone(); 300] })),
+            )
+            .await
+            .unwrap();
+        }
+        let tail = log.tail(3).await.unwrap();
+        for r in &tail {
+            assert!(r.reason.as_ref().unwrap().ends_with(crate::TRUNCATED));
+            assert!(r.detail.as_ref().unwrap().to_string().len() <= crate::MAX_DETAIL + 64);
+        }
+        assert_eq!(verify_chain(&store).unwrap().records, 3);
+    }
+
     /// The flusher checkpoints committed records out of the WAL (the writer
     /// never does, to keep appends short): the database file alone (as after
     /// losing an unsynced WAL) holds them once a checkpoint has run.

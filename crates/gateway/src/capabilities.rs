@@ -19,6 +19,7 @@
 //! refused: this is where egress allowlists will be decided.
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -33,6 +34,7 @@ use zerofn_sandbox::capabilities::{
 };
 use zerofn_sandbox::LoadedFunction;
 
+use crate::limits::{strip_platform_headers, CallTree};
 use crate::serve::{Caller, Gateway};
 
 /// Header carrying the calling function's verified SPIFFE ID to a callee.
@@ -117,6 +119,10 @@ pub struct InvocationHost {
     function: Arc<LoadedFunction>,
     invocation_id: String,
     depth: u32,
+    /// Shared by every invocation of this root request.
+    tree: Arc<CallTree>,
+    /// When this invocation must be over; its callees get no later one.
+    deadline: Instant,
     decisions: Mutex<Vec<Value>>,
 }
 
@@ -126,13 +132,50 @@ impl InvocationHost {
         function: Arc<LoadedFunction>,
         invocation_id: &str,
         depth: u32,
+        tree: Arc<CallTree>,
+        deadline: Instant,
     ) -> InvocationHost {
         InvocationHost {
             gateway,
             function,
             invocation_id: invocation_id.to_owned(),
             depth,
+            tree,
+            deadline,
             decisions: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Record a call the platform refuses after the caller's policy
+    /// allowed it (depth, budget, deadline, unknown callee), listed with
+    /// the invocation's decisions. The guest gets its refusal either way;
+    /// a record that cannot be written is logged.
+    async fn refuse_call(&self, callee: &Resource, kind: &str, explain: String) {
+        let detail = json!({
+            "action": RuntimeAction::Call.as_str(),
+            "resource": callee.describe(),
+            "allowed": false,
+            "refused_by": "platform",
+            "kind": kind,
+            "explain": explain,
+        });
+        let record = AuditRecord::new("function", Action::Capability, Outcome::Deny)
+            .tenant(self.tenant())
+            .function(self.name())
+            .invocation_id(&self.invocation_id)
+            .reason(format!("{kind}: call of {}: {explain}", callee.describe()))
+            .detail(detail.clone());
+        {
+            let mut list = self
+                .decisions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if list.len() < MAX_LISTED_DECISIONS {
+                list.push(detail);
+            }
+        }
+        if let Err(error) = self.gateway.audit().append(record).await {
+            tracing::error!(invocation_id = %self.invocation_id, %error, "audit of a refused call failed");
         }
     }
 
@@ -458,13 +501,31 @@ impl InvocationHost {
                 ))
             }
         };
+        let callee_ref = &callee;
+        let refused = |status: StatusCode, kind: &'static str, message: String| async move {
+            self.refuse_call(callee_ref, kind, message.clone()).await;
+            Ok::<_, OutboundError>(crate::errors::error_response(
+                status,
+                kind,
+                &message,
+                Some(&self.invocation_id),
+            ))
+        };
         if self.depth >= MAX_CALL_DEPTH {
-            return Ok(crate::errors::error_response(
+            return refused(
                 StatusCode::LOOP_DETECTED,
                 "call_depth",
-                &format!("function calls may nest at most {MAX_CALL_DEPTH} deep"),
-                Some(&self.invocation_id),
-            ));
+                format!("function calls may nest at most {MAX_CALL_DEPTH} deep"),
+            )
+            .await;
+        }
+        if Instant::now() >= self.deadline {
+            return refused(
+                StatusCode::GATEWAY_TIMEOUT,
+                "call_deadline",
+                "the calling invocation has no time left for a call".to_owned(),
+            )
+            .await;
         }
         let Some(function) = self
             .gateway
@@ -473,10 +534,26 @@ impl InvocationHost {
             .function(&tenant, &name)
             .cloned()
         else {
-            return Err(OutboundError::NotFound(format!(
-                "{name}.{tenant}{INTERNAL_SUFFIX}"
-            )));
+            let target = format!("{name}.{tenant}{INTERNAL_SUFFIX}");
+            self.refuse_call(
+                &callee,
+                "call_not_found",
+                format!("no function is deployed as `{target}`"),
+            )
+            .await;
+            return Err(OutboundError::NotFound(target));
         };
+        if !self.tree.try_invoke() {
+            return refused(
+                StatusCode::TOO_MANY_REQUESTS,
+                "call_budget",
+                format!(
+                    "one request may cause at most {} invocations in all, and this one has used them",
+                    self.tree.limit()
+                ),
+            )
+            .await;
+        }
         let caller = Caller::Function {
             tenant: self.tenant().to_owned(),
             name: self.name().to_owned(),
@@ -484,6 +561,9 @@ impl InvocationHost {
             parent_invocation: self.invocation_id.clone(),
         };
         let (mut parts, body) = request.into_parts();
+        // The calling guest does not speak in the platform's namespace;
+        // the platform sets the caller and invocation headers itself.
+        strip_platform_headers(&mut parts.headers);
         // The callee sees the path it was called on, as a server would.
         parts.uri = path.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
         let response = self
@@ -494,6 +574,8 @@ impl InvocationHost {
                 Request::from_parts(parts, body),
                 caller,
                 self.depth + 1,
+                self.tree.clone(),
+                self.deadline,
             )
             .await;
         Ok(response)

@@ -15,16 +15,26 @@
 //!   dropped (audit before effect, fail closed).
 //! - Route switches are atomic: a request sees the old or the new table,
 //!   never a mix.
+//! - The invoke decision is made from the request head; an unauthorised
+//!   caller's body is never read. Bodies in flight are bounded across the
+//!   gateway, connections in total and per client address.
+//! - Every invocation is recorded, including one whose caller went away
+//!   (`client_gone`); refusals of unauthenticated callers are aggregated.
 
 pub mod capabilities;
 mod errors;
+mod limits;
 mod routes;
 mod serve;
 
 pub use capabilities::{Policies, WorkloadIdentity, CALLER_HEADER};
 pub use errors::error_response;
+pub use limits::{
+    is_platform_header, strip_platform_headers, ConnectionLimits, ConnectionPermit,
+    ConnectionRefusal, MAX_TREE_INVOCATIONS, PLATFORM_HEADER_PREFIX,
+};
 pub use routes::{RouteTable, Routes};
 pub use serve::{
-    drain, http1_builder, serve_http, Caller, Gateway, GatewayConfig, GatewayServices, PeerAddr,
-    INVOCATION_HEADER,
+    drain, http1_builder, serve_http, serve_http_with, Caller, Gateway, GatewayConfig,
+    GatewayServices, PeerAddr, CLIENT_GONE, CLIENT_GONE_STATUS, INVOCATION_HEADER,
 };

@@ -177,16 +177,25 @@ pub(crate) async fn serve_tls<H, F, R, RF>(
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let handshake_timeout = config.header_read_timeout;
+    let limits = zerofn_gateway::ConnectionLimits::new(
+        config.max_connections,
+        config.max_connections_per_ip,
+    );
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
+                let (stream, peer_addr) = match accepted {
                     Ok(conn) => conn,
                     Err(error) => {
                         tracing::warn!(%error, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
+                };
+                // Over the connection caps: closed before the handshake.
+                let Ok(permit) = limits.try_acquire(peer_addr.ip()) else {
+                    drop(stream);
+                    continue;
                 };
                 let _ = stream.set_nodelay(true);
                 let acceptor = acceptor.clone();
@@ -195,6 +204,7 @@ pub(crate) async fn serve_tls<H, F, R, RF>(
                 let builder = zerofn_gateway::http1_builder(config);
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(error)) => {

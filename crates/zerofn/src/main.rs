@@ -134,6 +134,17 @@ struct UpArgs {
     /// --max-instances, rounded up).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     max_instances_per_tenant: Option<u32>,
+    /// Open connections per listener (gateway, control API); more are
+    /// closed at once.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+    /// Open connections per client address, per listener.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections_per_ip: u64,
+    /// Invocations one public request may cause in all, through
+    /// function-to-function calls, itself included.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    max_invocations_per_request: u32,
     /// SPIFFE trust domain of the functions' identities.
     #[arg(long, default_value = "zerofn.local")]
     trust_domain: String,
@@ -337,7 +348,7 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
         api_addr: args.api_addr,
         max_instances: args.max_instances,
         max_instances_per_tenant: args.max_instances_per_tenant,
-        gateway: zerofn_gateway_config(),
+        gateway: zerofn_gateway_config(&args),
         demo_dir: args.demo.then_some(args.demo_dir),
         trust_domain: zerofn_server::TrustDomain::new(&args.trust_domain)
             .context("invalid --trust-domain")?,
@@ -368,8 +379,13 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
     Ok(())
 }
 
-fn zerofn_gateway_config() -> zerofn_server::GatewayConfig {
-    zerofn_server::GatewayConfig::default()
+fn zerofn_gateway_config(args: &UpArgs) -> zerofn_server::GatewayConfig {
+    zerofn_server::GatewayConfig {
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        max_connections_per_ip: usize::try_from(args.max_connections_per_ip).unwrap_or(usize::MAX),
+        max_invocations_per_request: args.max_invocations_per_request,
+        ..zerofn_server::GatewayConfig::default()
+    }
 }
 
 async fn wait_for_signal() -> Result<()> {

@@ -28,13 +28,18 @@ impl Platform {
     }
 
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Platform {
+        Self::start_on(data_dir, "127.0.0.1:0", extra)
+    }
+
+    /// Started with the gateway listening on `gateway_addr`.
+    pub fn start_on(data_dir: &Path, gateway_addr: &str, extra: &[&str]) -> Platform {
         let mut child = Command::new(BIN)
             .arg("--data-dir")
             .arg(data_dir)
             .args([
                 "up",
                 "--gateway-addr",
-                "127.0.0.1:0",
+                gateway_addr,
                 "--api-addr",
                 "127.0.0.1:0",
             ])
@@ -78,6 +83,11 @@ impl Platform {
             api: api.unwrap(),
             child: Some(child),
         }
+    }
+
+    /// The platform's process id (to read its `/proc` status).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
     /// Run a client command against this platform.

@@ -9,6 +9,7 @@
 mod admission;
 mod capabilities;
 mod hardening_memory;
+mod gateway_hardening;
 mod harness;
 mod js;
 mod layers;
