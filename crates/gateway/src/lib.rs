@@ -23,7 +23,7 @@ mod serve;
 
 pub use capabilities::{Policies, WorkloadIdentity, CALLER_HEADER};
 pub use errors::error_response;
-pub use routes::{RouteTable, Routes};
+pub use routes::{PrefixTaken, RouteSpace, RouteTable, Routes};
 pub use serve::{
     drain, http1_builder, serve_http, Caller, Gateway, GatewayConfig, GatewayServices, PeerAddr,
     INVOCATION_HEADER,

@@ -25,6 +25,7 @@ mod kv;
 mod layers;
 mod operators;
 mod policies;
+mod route_prefixes;
 mod tenants;
 
 use std::path::{Path, PathBuf};
@@ -177,6 +178,38 @@ impl Store {
         })
     }
 
+    /// Open the existing database in `data_dir` for reading only (offline
+    /// verification): the file must exist; no directory, file or table is
+    /// created, no migration runs, and the connection is read-only at the
+    /// SQLite level (`SQLITE_OPEN_READ_ONLY`, `query_only`), so it writes
+    /// neither the database nor WAL frames nor a checkpoint.
+    pub fn open_read_only(data_dir: &Path) -> Result<Store, StoreError> {
+        let path = data_dir.join(DATABASE_FILE);
+        if !path.is_file() {
+            return Err(StoreError::NoDatabase(path));
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "query_only", true)?;
+        Ok(Store {
+            path,
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Whether the database has its `audit` table (a dropped one reads as
+    /// an empty log otherwise).
+    pub fn has_audit_table_blocking(&self) -> Result<bool, StoreError> {
+        self.with_conn_blocking(|conn| {
+            Ok(conn
+                .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'")?
+                .exists([])?)
+        })
+    }
+
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -251,6 +284,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     if !has_detail {
         conn.execute_batch("ALTER TABLE audit ADD COLUMN detail TEXT")?;
     }
+    route_prefixes::migrate(conn)?;
     Ok(())
 }
 
@@ -276,6 +310,52 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn file_state(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[tokio::test]
+    async fn read_only_open_changes_nothing_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        // No database: refused, nothing created.
+        let missing = dir.path().join("missing");
+        assert!(matches!(
+            Store::open_read_only(&missing),
+            Err(StoreError::NoDatabase(_))
+        ));
+        assert!(!missing.exists());
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.create_tenant("acme", "t0").await.unwrap();
+            let conn = Connection::open(store.path()).unwrap();
+            conn.execute_batch("DROP TABLE audit; DROP TABLE tenant_routes")
+                .unwrap();
+        }
+        let before = file_state(dir.path());
+        {
+            let store = Store::open_read_only(dir.path()).unwrap();
+            assert!(!store.has_audit_table_blocking().unwrap());
+            assert_eq!(store.list_tenants().await.unwrap().len(), 1);
+            // Writes are refused by SQLite itself.
+            assert!(store.create_tenant("other", "t1").await.is_err());
+        }
+        assert_eq!(file_state(dir.path()), before);
+        // A normal open recreates what is missing: the read-only one did not.
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.has_audit_table_blocking().unwrap());
+    }
 
     #[tokio::test]
     async fn reopen_keeps_schema_and_rows() {

@@ -12,6 +12,7 @@ mod harness;
 mod js;
 mod layers;
 mod operators;
+mod route_space;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,12 +38,15 @@ impl Setup {
         let platform = Platform::start_with(&data, up_args);
         let key = tmp.path().join("acme.key");
         ok(platform.cli(&["keygen", "--out", key.to_str().unwrap()]));
+        // acme owns the whole path space; tenants a test adds get their own prefixes.
         ok(platform.cli(&[
             "tenant",
             "create",
             "acme",
             "--signing-key",
             &format!("{}.pub", key.display()),
+            "--route-prefix",
+            "/...",
         ]));
         Setup { tmp, platform, key }
     }
@@ -802,6 +806,8 @@ fn each_function_gets_a_short_lived_spiffe_identity() {
         "acme",
         "--signing-key",
         &format!("{}.pub", key.display()),
+        "--route-prefix",
+        "/...",
     ]));
     let f = function_dir(
         tmp.path(),
