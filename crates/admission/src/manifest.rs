@@ -1336,7 +1336,12 @@ max_body_kb = 0
         assert!(!api.matches("/api/.%2e/admin"));
         assert!(api.matches("/api/a%2Fb"));
         let admin = Route::parse("/admin").unwrap();
-        for path in ["/api/%2e%2e/admin", "/api%2F..%2Fadmin", "/%2Fadmin", "/admin%00"] {
+        for path in [
+            "/api/%2e%2e/admin",
+            "/api%2F..%2Fadmin",
+            "/%2Fadmin",
+            "/admin%00",
+        ] {
             assert!(!admin.matches(path), "{path}");
         }
         // A double escape decodes once only: `%252e` is the text `%2e`, not a dot.

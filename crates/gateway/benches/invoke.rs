@@ -59,9 +59,8 @@ fn bench(c: &mut Criterion) {
     let component = guest("hello-c");
     let bundle = sign_artifact(&component, &key).unwrap();
     let routes = Routes::default();
-    routes.set_space(
-        RouteSpace::new([(Route::parse("/...").unwrap(), "bench".to_owned())]).unwrap(),
-    );
+    routes
+        .set_space(RouteSpace::new([(Route::parse("/...").unwrap(), "bench".to_owned())]).unwrap());
     let mut loaded = Vec::new();
     let mut precompiled: Option<String> = None;
     for i in 0..FUNCTIONS {

@@ -297,12 +297,7 @@ mod tests {
     }
 
     fn space(assignments: &[(&str, &str)]) -> RouteSpace {
-        RouteSpace::new(
-            assignments
-                .iter()
-                .map(|(r, t)| (route(r), (*t).to_owned())),
-        )
-        .unwrap()
+        RouteSpace::new(assignments.iter().map(|(r, t)| (route(r), (*t).to_owned()))).unwrap()
     }
 
     #[test]

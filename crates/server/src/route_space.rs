@@ -39,9 +39,8 @@ pub(crate) fn parse_prefixes(texts: &[String]) -> Result<Vec<String>, ControlErr
     }
     let mut out = BTreeSet::new();
     for text in texts {
-        let route = Route::parse(text).map_err(|e| {
-            ControlError::BadRequest(format!("invalid route prefix: {e}"))
-        })?;
+        let route = Route::parse(text)
+            .map_err(|e| ControlError::BadRequest(format!("invalid route prefix: {e}")))?;
         out.insert(route.as_str().to_owned());
     }
     Ok(out.into_iter().collect())
@@ -79,7 +78,8 @@ impl ControlPlane {
         tenant: &str,
         prefixes: &[String],
     ) -> Result<Vec<String>, ControlError> {
-        let record = |outcome| AuditRecord::new(actor, Action::TenantRoutesSet, outcome).tenant(tenant);
+        let record =
+            |outcome| AuditRecord::new(actor, Action::TenantRoutesSet, outcome).tenant(tenant);
         let prefixes = match parse_prefixes(prefixes) {
             Ok(p) => p,
             Err(e) => return self.refused(record(Outcome::Deny), e).await,
@@ -91,7 +91,9 @@ impl ControlPlane {
             return self.refused(record(Outcome::Deny), e).await;
         }
         self.audit()
-            .append(record(Outcome::Allow).reason(format!("route prefixes: {}", prefixes.join(" "))))
+            .append(
+                record(Outcome::Allow).reason(format!("route prefixes: {}", prefixes.join(" "))),
+            )
             .await?;
         let _change = self.policy_change().lock().await;
         if let Err(e) = self
@@ -177,12 +179,7 @@ mod tests {
 
     #[test]
     fn prefixes_are_normalised_sorted_and_deduplicated() {
-        let got = parse_prefixes(&[
-            "/shop/...".into(),
-            "/sh%6Fp/...".into(),
-            "/b".into(),
-        ])
-        .unwrap();
+        let got = parse_prefixes(&["/shop/...".into(), "/sh%6Fp/...".into(), "/b".into()]).unwrap();
         assert_eq!(got, ["/b", "/shop/..."]);
         for bad in ["shop", "/a/../b", "/a/%2e%2e/...", "/a//b", "/a%zz"] {
             let e = parse_prefixes(&[bad.to_owned()]).unwrap_err();

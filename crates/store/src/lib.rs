@@ -188,10 +188,23 @@ impl Store {
         if !path.is_file() {
             return Err(StoreError::NoDatabase(path));
         }
-        let conn = Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+        let read_only =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let wal = data_dir.join(format!("{DATABASE_FILE}-wal"));
+        let conn = if wal.exists() {
+            // Committed rows may be in the WAL only (a platform killed
+            // before a checkpoint): read through it. SQLite then uses the
+            // `-shm` index beside it; the database file is never written.
+            Connection::open_with_flags(&path, read_only)?
+        } else {
+            // Fully checkpointed: `immutable` reads the file alone, taking
+            // no lock and creating no `-wal` or `-shm` file (a plain
+            // read-only open of a WAL database creates both and leaves them).
+            Connection::open_with_flags(
+                immutable_uri(&path),
+                read_only | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+            )?
+        };
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "query_only", true)?;
         Ok(Store {
@@ -298,6 +311,21 @@ pub(crate) fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Tran
     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
 }
 
+/// `file:<path>?immutable=1`, the path percent-encoded (RFC 8089 / SQLite
+/// URI filenames) so no `?`, `#` or `%` in it is read as URI syntax.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_encoded_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.' | b'_' | b'~') {
+            uri.push(char::from(b));
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -328,32 +356,36 @@ mod tests {
 
     #[tokio::test]
     async fn read_only_open_changes_nothing_and_creates_nothing() {
-        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        // URI syntax in the path is data, not a query.
+        let dir = root.path().join("a ?b#c%41");
+        std::fs::create_dir(&dir).unwrap();
+        let dir = dir.as_path();
         // No database: refused, nothing created.
-        let missing = dir.path().join("missing");
+        let missing = dir.join("missing");
         assert!(matches!(
             Store::open_read_only(&missing),
             Err(StoreError::NoDatabase(_))
         ));
         assert!(!missing.exists());
         {
-            let store = Store::open(dir.path()).unwrap();
+            let store = Store::open(dir).unwrap();
             store.create_tenant("acme", "t0").await.unwrap();
             let conn = Connection::open(store.path()).unwrap();
             conn.execute_batch("DROP TABLE audit; DROP TABLE tenant_routes")
                 .unwrap();
         }
-        let before = file_state(dir.path());
+        let before = file_state(dir);
         {
-            let store = Store::open_read_only(dir.path()).unwrap();
+            let store = Store::open_read_only(dir).unwrap();
             assert!(!store.has_audit_table_blocking().unwrap());
             assert_eq!(store.list_tenants().await.unwrap().len(), 1);
             // Writes are refused by SQLite itself.
             assert!(store.create_tenant("other", "t1").await.is_err());
         }
-        assert_eq!(file_state(dir.path()), before);
+        assert_eq!(file_state(dir), before);
         // A normal open recreates what is missing: the read-only one did not.
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir).unwrap();
         assert!(store.has_audit_table_blocking().unwrap());
     }
 

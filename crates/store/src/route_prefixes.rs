@@ -39,7 +39,8 @@ pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {
 fn fill(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(SCHEMA)?;
     let now = "migrated";
-    let mut deployed = conn.prepare("SELECT tenant, routes FROM deployments ORDER BY tenant, name")?;
+    let mut deployed =
+        conn.prepare("SELECT tenant, routes FROM deployments ORDER BY tenant, name")?;
     let rows = deployed.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
     for row in rows {
         let (tenant, routes) = row?;

@@ -80,13 +80,26 @@ fn a_tenant_cannot_deploy_or_serve_outside_its_route_space() {
     // acme serves everything it owns with one `/...` function. Before shop
     // deploys anything, shop's space is still not acme's: 404.
     ok(deploy_as(&s, "acme", &s.key, "all", "echo-c", &["/..."]));
-    assert_eq!(served_by_echo(&s, "/anything").as_deref(), Some("/anything"));
-    for path in ["/shop", "/shop/", "/shop/x", "/sh%6Fp/x", "/%73hop/x/y", "/bee/x"] {
+    assert_eq!(
+        served_by_echo(&s, "/anything").as_deref(),
+        Some("/anything")
+    );
+    for path in [
+        "/shop",
+        "/shop/",
+        "/shop/x",
+        "/sh%6Fp/x",
+        "/%73hop/x/y",
+        "/bee/x",
+    ] {
         let r = s.platform.get(path);
         assert_eq!(r.status, 404, "{path} was served: {}", r.text());
     }
     // `%2F` is not a separator: `/shop%2Fx` is one segment, acme's.
-    assert_eq!(served_by_echo(&s, "/shop%2Fx").as_deref(), Some("/shop%2Fx"));
+    assert_eq!(
+        served_by_echo(&s, "/shop%2Fx").as_deref(),
+        Some("/shop%2Fx")
+    );
 
     // shop's deployer cannot squat on acme's space, nor take `/...`.
     for (name, route) in [("squat", "/..."), ("hello", "/hello"), ("hi", "/hell%6F")] {
@@ -108,7 +121,13 @@ fn a_tenant_cannot_deploy_or_serve_outside_its_route_space() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| format!("{}/{}", f["tenant"].as_str().unwrap(), f["name"].as_str().unwrap()))
+        .map(|f| {
+            format!(
+                "{}/{}",
+                f["tenant"].as_str().unwrap(),
+                f["name"].as_str().unwrap()
+            )
+        })
         .collect();
     assert_eq!(names, ["acme/all"]);
     let denied: Vec<_> = s
@@ -122,17 +141,39 @@ fn a_tenant_cannot_deploy_or_serve_outside_its_route_space() {
         .unwrap()
         .contains("belongs to tenant `acme`"));
     assert_eq!(s.platform.get("/hello").status, 200);
-    assert!(served_by_echo(&s, "/hello").is_some(), "acme's `/...` serves /hello");
+    assert!(
+        served_by_echo(&s, "/hello").is_some(),
+        "acme's `/...` serves /hello"
+    );
 
     // In its own space shop deploys; exact routes compare in normal form.
-    ok(deploy_as(&s, "shop", &shop_key, "hello", "hello-c", &["/shop/hello"]));
-    for path in ["/shop/hello", "/shop/hell%6F", "/%73hop/hello", "/shop/%68%65llo"] {
+    ok(deploy_as(
+        &s,
+        "shop",
+        &shop_key,
+        "hello",
+        "hello-c",
+        &["/shop/hello"],
+    ));
+    for path in [
+        "/shop/hello",
+        "/shop/hell%6F",
+        "/%73hop/hello",
+        "/shop/%68%65llo",
+    ] {
         let r = s.platform.get(path);
         assert_eq!(r.status, 200, "{path}: {}", r.text());
         assert_eq!(r.text(), "hello from zerofn\n", "{path}");
     }
     // Another spelling of the same route is the same route.
-    let err = fails(deploy_as(&s, "shop", &shop_key, "hello2", "hello-c", &["/shop/hell%6F"]));
+    let err = fails(deploy_as(
+        &s,
+        "shop",
+        &shop_key,
+        "hello2",
+        "hello-c",
+        &["/shop/hell%6F"],
+    ));
     assert!(
         err.contains("HTTP 409") && err.contains("shop/hello"),
         "{err}"
@@ -140,14 +181,25 @@ fn a_tenant_cannot_deploy_or_serve_outside_its_route_space() {
     // The rest of shop's space is still not acme's.
     assert_eq!(s.platform.get("/shop/other").status, 404);
     // Encoded traversal does not climb out of shop's space into acme's.
-    for path in ["/shop/%2e%2e/anything", "/shop/%2E%2E/hello", "/shop/.%2e/x"] {
+    for path in [
+        "/shop/%2e%2e/anything",
+        "/shop/%2E%2E/hello",
+        "/shop/.%2e/x",
+    ] {
         let r = s.platform.get(path);
         assert_ne!(r.status, 200, "{path}: {}", r.text());
     }
 
     // A function may share a route with another tenant's only where the
     // spaces separate them: bee's `/bee/...` is bee's.
-    ok(deploy_as(&s, "bee", &bee_key, "all", "hello-c", &["/bee/..."]));
+    ok(deploy_as(
+        &s,
+        "bee",
+        &bee_key,
+        "all",
+        "hello-c",
+        &["/bee/..."],
+    ));
     assert_eq!(s.platform.get("/bee/x").text(), "hello from zerofn\n");
     assert!(served_by_echo(&s, "/beex").is_some());
 }
@@ -158,38 +210,60 @@ fn assignment_changes_take_effect_at_once_and_survive_a_restart() {
     let (out, shop_key) = create_tenant(&s, "shop", &["/shop/..."]);
     ok(out);
     ok(deploy_as(&s, "acme", &s.key, "all", "echo-c", &["/..."]));
-    ok(deploy_as(&s, "shop", &shop_key, "cart", "hello-c", &["/shop/..."]));
+    ok(deploy_as(
+        &s,
+        "shop",
+        &shop_key,
+        "cart",
+        "hello-c",
+        &["/shop/..."],
+    ));
     assert_eq!(s.platform.get("/shop/cart").text(), "hello from zerofn\n");
     assert!(served_by_echo(&s, "/x").is_some());
 
     // The operator moves shop to `/store/...`: shop's deployed `/shop/...`
     // stops serving at once (it is acme's space again), and shop may deploy
     // into its new space.
-    let out = ok(s
-        .platform
-        .cli(&["tenant", "routes", "shop", "--set", "/store/...", "/st%6Fre2"]));
+    let out = ok(s.platform.cli(&[
+        "tenant",
+        "routes",
+        "shop",
+        "--set",
+        "/store/...",
+        "/st%6Fre2",
+    ]));
     assert_eq!(out.lines().collect::<Vec<_>>(), ["/store/...", "/store2"]);
     assert_eq!(
         served_by_echo(&s, "/shop/cart").as_deref(),
         Some("/shop/cart")
     );
     assert_eq!(s.platform.get("/store/x").status, 404);
-    ok(deploy_as(&s, "shop", &shop_key, "store", "hello-c", &["/store/...", "/store2"]));
+    ok(deploy_as(
+        &s,
+        "shop",
+        &shop_key,
+        "store",
+        "hello-c",
+        &["/store/...", "/store2"],
+    ));
     assert_eq!(s.platform.get("/store/x").text(), "hello from zerofn\n");
     assert_eq!(s.platform.get("/store2").text(), "hello from zerofn\n");
     // An exact assignment owns that path only.
     assert!(served_by_echo(&s, "/store2/x").is_some());
     // Taking acme's prefix is refused, naming acme; nothing changes.
-    let err = fails(s.platform.cli(&["tenant", "routes", "shop", "--set", "/..."]));
-    assert!(
-        err.contains("HTTP 409") && err.contains("`acme`"),
-        "{err}"
+    let err = fails(
+        s.platform
+            .cli(&["tenant", "routes", "shop", "--set", "/..."]),
     );
+    assert!(err.contains("HTTP 409") && err.contains("`acme`"), "{err}");
     assert_eq!(routes_of(&s, "shop"), ["/store/...", "/store2"]);
     // Unknown tenants and bad prefixes are named.
     let err = fails(s.platform.cli(&["tenant", "routes", "nobody"]));
     assert!(err.contains("HTTP 404") && err.contains("nobody"), "{err}");
-    let err = fails(s.platform.cli(&["tenant", "routes", "shop", "--set", "/a/../b"]));
+    let err = fails(
+        s.platform
+            .cli(&["tenant", "routes", "shop", "--set", "/a/../b"]),
+    );
     assert!(err.contains("HTTP 400") && err.contains("/a/../b"), "{err}");
     // Audited: the allowed change and the refusals.
     let sets: Vec<String> = s
@@ -216,11 +290,9 @@ fn sha256_file(path: &Path) -> Vec<u8> {
 }
 
 fn tables(db: &Path) -> Vec<String> {
-    let conn = rusqlite::Connection::open_with_flags(
-        db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
     let mut stmt = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
         .unwrap();
@@ -261,7 +333,10 @@ fn offline_audit_verify_is_read_only_and_refuses_a_dropped_or_emptied_log() {
         };
         let files = listing(&data);
         let err = fails(cli(&data, &["audit", "verify"]));
-        assert!(err.contains("audit log broken") && err.contains(problem), "{tamper}: {err}");
+        assert!(
+            err.contains("audit log broken") && err.contains(problem),
+            "{tamper}: {err}"
+        );
         assert!(!err.contains("intact"), "{err}");
         // Byte for byte unchanged, no table (re)created, no file added.
         assert_eq!((sha256_file(&db), tables(&db)), before, "{tamper}");
