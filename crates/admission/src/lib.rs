@@ -72,7 +72,9 @@ pub use digest::Digest;
 pub use error::{AdmissionError, ManifestError};
 pub use keys::{KeyId, PublicKey, SigningKey};
 pub use layers::{compose, verify_layer, VerifiedLayer, MAX_LAYER_BYTES};
-pub use manifest::{FunctionName, InterfaceName, Limits, Manifest, Route, TenantName, MAX_LAYERS};
+pub use manifest::{
+    normalize_path, FunctionName, InterfaceName, Limits, Manifest, Route, TenantName, MAX_LAYERS,
+};
 pub use osv::{cvss3_base_score, Advisory, Affected, Severity};
 pub use pipeline::{
     admit_submission, parse_severity, render_table, severity_name, verify_signature,

@@ -596,7 +596,12 @@ const PREFIX_SUFFIX: &str = "/...";
 
 /// An HTTP route: an absolute URL path (RFC 3986 §3.3, `path-absolute` characters) in
 /// normal form. `/api/...` is a prefix route matching `/api` and everything below it; any
-/// other route matches exactly. Matching is on the raw path, without percent-decoding.
+/// other route matches exactly.
+///
+/// Routes and request paths are compared in the percent-encoding normal form of RFC 3986
+/// §6.2.2.1 and §6.2.2.2 (see [`normalize_path`]): `/hello` and `/hell%6F` are one route.
+/// Nothing else is decoded, so `%2F` is never a segment separator and no spelling makes a
+/// `.` or `..` segment.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Route(String);
 
@@ -648,12 +653,25 @@ impl Route {
                 )));
             }
         }
-        if s.contains("//") {
+        // Every check below runs on the normal form, the spelling that is stored and
+        // compared, so no encoding can smuggle in what the checks refuse.
+        let Some(normal) = normalize_path(s) else {
+            return Err(invalid(
+                "`%` is not followed by two hex digits; write a literal `%` as `%25`".to_owned(),
+            ));
+        };
+        if normal.contains("//") {
             return Err(invalid(
                 "it contains an empty segment (`//`); remove the extra `/`".to_owned(),
             ));
         }
-        let body = s.strip_suffix(PREFIX_SUFFIX).unwrap_or(s);
+        if normal.ends_with(PREFIX_SUFFIX) && !s.ends_with(PREFIX_SUFFIX) {
+            return Err(invalid(
+                "its last segment decodes to `...`; write the prefix marker `/...` literally"
+                    .to_owned(),
+            ));
+        }
+        let body = normal.strip_suffix(PREFIX_SUFFIX).unwrap_or(&normal);
         for segment in body.split('/') {
             if is_dot_segment(segment) {
                 return Err(invalid(
@@ -666,10 +684,10 @@ impl Route {
                 ));
             }
         }
-        Ok(Route(s.to_owned()))
+        Ok(Route(normal.into_owned()))
     }
 
-    /// The route as written.
+    /// The route in normal form (see [`normalize_path`]).
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -686,7 +704,14 @@ impl Route {
     /// A path not in normal form (not starting with `/`, with `//`, a `.`/`..` segment, `?` or
     /// `#`) matches no route, so `/api/../admin` is not routed by `/api/...`; the gateway
     /// should refuse or normalise such paths first.
+    ///
+    /// The path is compared in normal form (see [`normalize_path`]); a path with a malformed
+    /// escape matches nothing.
     pub fn matches(&self, path: &str) -> bool {
+        let Some(path) = normalize_path(path) else {
+            return false;
+        };
+        let path = path.as_ref();
         if !is_normal_path(path) {
             return false;
         }
@@ -700,6 +725,52 @@ impl Route {
             }
         }
     }
+}
+
+/// The percent-encoding normal form of a URL path (RFC 3986 §6.2.2.1, §6.2.2.2): an escape
+/// of an unreserved character (`ALPHA`, `DIGIT`, `-`, `.`, `_`, `~`) is decoded and the hex
+/// digits of every other escape are upper-cased. Nothing else changes: `%2F` stays an
+/// escape (it never becomes a segment separator) and no other byte is decoded. Borrows when
+/// the path is already normal (no allocation on the common request path).
+///
+/// `None` when a `%` is not followed by two hex digits: such a path names no route.
+///
+/// Decoding may turn `%2E%2E` into a `..` segment; callers refuse dot segments on the
+/// result ([`Route::parse`], [`Route::matches`]), never on the input alone.
+pub fn normalize_path(path: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let bytes = path.as_bytes();
+    let Some(first) = bytes.iter().position(|&b| b == b'%') else {
+        return Some(std::borrow::Cow::Borrowed(path));
+    };
+    let mut out = String::with_capacity(path.len());
+    out.push_str(path.get(..first)?);
+    let mut changed = false;
+    let mut rest = path.get(first..)?;
+    while let Some(at) = rest.find('%') {
+        out.push_str(rest.get(..at)?);
+        let hex = rest.get(at + 1..at + 3)?;
+        let value = u8::from_str_radix(hex, 16).ok()?;
+        // `from_str_radix` accepts a leading `+`; an escape is exactly two hex digits.
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        if value.is_ascii_alphanumeric() || matches!(value, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(value));
+            changed = true;
+        } else {
+            let upper = hex.to_ascii_uppercase();
+            changed |= upper != hex;
+            out.push('%');
+            out.push_str(&upper);
+        }
+        rest = rest.get(at + 3..)?;
+    }
+    out.push_str(rest);
+    Some(if changed {
+        std::borrow::Cow::Owned(out)
+    } else {
+        std::borrow::Cow::Borrowed(path)
+    })
 }
 
 /// RFC 3986 §3.3 `pchar` without `%` (handled by the caller), plus `/`.
@@ -1200,6 +1271,85 @@ max_body_kb = 0
     }
 
     #[test]
+    fn routes_and_paths_compare_in_percent_encoding_normal_form() {
+        // Unreserved escapes decode, other escapes keep upper-case hex.
+        for (raw, normal) in [
+            ("/hello", "/hello"),
+            ("/hell%6F", "/hello"),
+            ("/hell%6f", "/hello"),
+            ("/%41%7a%30%2D%2e%5F%7E", "/Az0-._~"),
+            ("/a%2fb", "/a%2Fb"),
+            ("/a%2Fb", "/a%2Fb"),
+            ("/a%20b%c3%a9", "/a%20b%C3%A9"),
+            ("/a%25%32%66", "/a%252f"),
+            ("/api/%2E%2E%2Ex", "/api/...x"),
+        ] {
+            assert_eq!(normalize_path(raw).unwrap(), normal, "{raw}");
+            assert_eq!(Route::parse(raw).unwrap().as_str(), normal, "{raw}");
+        }
+        // Already normal: borrowed, no allocation.
+        assert!(matches!(
+            normalize_path("/a%2Fb").unwrap(),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        for bad in ["/a%", "/a%2", "/a%zz", "/a%+1", "/a%-1", "/a%\u{e9}"] {
+            assert!(normalize_path(bad).is_none(), "{bad}");
+        }
+        // One route, whichever spelling, in a manifest too.
+        let e = err(&with("routes", "routes = [\"/hello\", \"/hell%6F\"]"));
+        assert!(
+            matches!(&e, ManifestError::DuplicateRoute { route } if route == "/hello"),
+            "{e:?}"
+        );
+        let hello = Route::parse("/hello").unwrap();
+        assert_eq!(hello, Route::parse("/%68%65llo").unwrap());
+        assert!(hello.matches("/hell%6F") && hello.matches("/%68ello"));
+        assert!(!hello.matches("/hell%6"));
+        let api = Route::parse("/api/...").unwrap();
+        assert!(api.matches("/%61pi/x") && !api.matches("/api%2Fx"));
+    }
+
+    #[test]
+    fn hostile_encodings_never_make_traversal_or_separators() {
+        // Spelled dot segments are refused as routes, in any case, after decoding.
+        for route in [
+            "/a/%2e",
+            "/a/%2E%2e/b",
+            "/%2e%2e/...",
+            "/a/.%2E",
+            "/a/%2e%2e%2e/b",
+        ] {
+            let e = Route::parse(route).expect_err(route);
+            assert!(e.to_string().contains("segment"), "{route}: {e}");
+        }
+        // A prefix marker must be written literally.
+        let e = Route::parse("/a/%2e%2e%2e").unwrap_err();
+        assert!(e.to_string().contains("write the prefix marker"), "{e}");
+        let e = Route::parse("/a/..%2E").unwrap_err();
+        assert!(e.to_string().contains("write the prefix marker"), "{e}");
+        // `%2F` stays one segment: `/api%2F..%2Fadmin` is not `/api/../admin`, and a
+        // prefix route does not see a separator in it.
+        let api = Route::parse("/api/...").unwrap();
+        assert!(!api.matches("/api%2F..%2Fadmin"));
+        assert!(!api.matches("/api/%2e%2e/admin"));
+        assert!(!api.matches("/api/%2E%2E"));
+        assert!(!api.matches("/api/.%2e/admin"));
+        assert!(api.matches("/api/a%2Fb"));
+        let admin = Route::parse("/admin").unwrap();
+        for path in [
+            "/api/%2e%2e/admin",
+            "/api%2F..%2Fadmin",
+            "/%2Fadmin",
+            "/admin%00",
+        ] {
+            assert!(!admin.matches(path), "{path}");
+        }
+        // A double escape decodes once only: `%252e` is the text `%2e`, not a dot.
+        assert_eq!(Route::parse("/a/%252e").unwrap().as_str(), "/a/%252e");
+        assert!(!Route::parse("/a/...").unwrap().matches("/a%252F..%252Fb/x"));
+    }
+
+    #[test]
     fn names_and_routes_deserialize_through_their_parsers() {
         let name: FunctionName = serde_json::from_str("\"hello\"").unwrap();
         assert_eq!(name.as_str(), "hello");
@@ -1250,6 +1400,18 @@ max_body_kb = 0
         fn route_parse_never_panics(text in "/?.{0,60}", path in ".{0,60}") {
             if let Ok(route) = Route::parse(&text) {
                 let _ = route.matches(&path);
+            }
+        }
+
+        #[test]
+        fn normal_form_is_stable_and_never_adds_separators(path in "(/|%[0-9a-fA-F]{2}|[a-z.~%])*") {
+            if let Some(normal) = normalize_path(&path) {
+                prop_assert_eq!(normalize_path(&normal).unwrap(), normal.clone());
+                prop_assert_eq!(normal.matches('/').count(), path.matches('/').count());
+                if let Ok(route) = Route::parse(&path) {
+                    prop_assert!(!route.as_str().split('/').any(|s| s == "." || s == ".."));
+                    prop_assert_eq!(route.as_str(), normal.as_ref());
+                }
             }
         }
     }

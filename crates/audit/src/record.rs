@@ -28,6 +28,8 @@ pub enum Action {
     TenantCreate,
     TenantKeyAdd,
     TenantKeyRemove,
+    /// An operator replaced a tenant's route prefixes.
+    TenantRoutesSet,
     TenantIdentityAdd,
     TenantIdentityRemove,
     AdmissionSet,
@@ -58,6 +60,7 @@ impl Action {
             Action::TenantCreate => "tenant.create",
             Action::TenantKeyAdd => "tenant.key.add",
             Action::TenantKeyRemove => "tenant.key.remove",
+            Action::TenantRoutesSet => "tenant.routes.set",
             Action::TenantIdentityAdd => "tenant.identity.add",
             Action::TenantIdentityRemove => "tenant.identity.remove",
             Action::AdmissionSet => "admission.set",

@@ -14,9 +14,11 @@ use guests::guest;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http_body_util::Full;
-use zerofn_admission::{admit, sign_artifact, Manifest, SigningKey};
+use zerofn_admission::{admit, sign_artifact, Manifest, Route, SigningKey};
 use zerofn_audit::{AuditDurability, AuditLog};
-use zerofn_gateway::{Gateway, GatewayConfig, GatewayServices, Policies, Routes, WorkloadIdentity};
+use zerofn_gateway::{
+    Gateway, GatewayConfig, GatewayServices, Policies, RouteSpace, Routes, WorkloadIdentity,
+};
 use zerofn_identity::{CertificateAuthority, SpiffeId, SvidVerifier, TrustDomain, X509Svid};
 use zerofn_policy::permissions::compile;
 use zerofn_policy::{PolicySet, RuntimePoliciesBuilder};
@@ -57,6 +59,8 @@ fn bench(c: &mut Criterion) {
     let component = guest("hello-c");
     let bundle = sign_artifact(&component, &key).unwrap();
     let routes = Routes::default();
+    routes
+        .set_space(RouteSpace::new([(Route::parse("/...").unwrap(), "bench".to_owned())]).unwrap());
     let mut loaded = Vec::new();
     let mut precompiled: Option<String> = None;
     for i in 0..FUNCTIONS {

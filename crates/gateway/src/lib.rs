@@ -33,7 +33,7 @@ pub use limits::{
     is_platform_header, strip_platform_headers, ConnectionLimits, ConnectionPermit,
     ConnectionRefusal, MAX_TREE_INVOCATIONS, PLATFORM_HEADER_PREFIX,
 };
-pub use routes::{RouteTable, Routes};
+pub use routes::{PrefixTaken, RouteSpace, RouteTable, Routes};
 pub use serve::{
     drain, http1_builder, serve_http, serve_http_with, Caller, Gateway, GatewayConfig,
     GatewayServices, PeerAddr, CLIENT_GONE, CLIENT_GONE_STATUS, INVOCATION_HEADER,

@@ -101,6 +101,16 @@ struct CreateTenant {
     name: String,
     #[serde(default)]
     signing_keys: Vec<String>,
+    /// The tenant's route space; `/<name>/...` when absent or empty.
+    #[serde(default)]
+    route_prefixes: Vec<String>,
+}
+
+/// `PUT /v1/tenants/{t}/routes`: the tenant's whole new route space.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetRoutes {
+    route_prefixes: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -322,6 +332,17 @@ impl Api {
                 .await
                 .map(|t| (StatusCode::OK, serde_json::json!({ "tenants": t }))),
             (&Method::POST, ["v1", "tenants"]) => self.create_tenant(actor, &body).await,
+            (&Method::GET, ["v1", "tenants", tenant, "routes"]) => {
+                self.control.tenant_routes(tenant).await.map(|p| {
+                    (
+                        StatusCode::OK,
+                        serde_json::json!({ "tenant": tenant, "route_prefixes": p }),
+                    )
+                })
+            }
+            (&Method::PUT, ["v1", "tenants", tenant, "routes"]) => {
+                self.set_routes(actor, tenant, &body).await
+            }
             (&Method::POST, ["v1", "tenants", tenant, "keys"]) => {
                 self.add_key(actor, tenant, &body).await
             }
@@ -792,11 +813,25 @@ impl Api {
         let req: CreateTenant = parse_json(body)?;
         let row = self
             .control
-            .create_tenant(actor, &req.name, &req.signing_keys)
+            .create_tenant(actor, &req.name, &req.signing_keys, &req.route_prefixes)
+            .await?;
+        let mut value = serde_json::to_value(&row).unwrap_or_default();
+        if let Some(fields) = value.as_object_mut() {
+            let prefixes = self.control.tenant_routes(&row.name).await?;
+            fields.insert("route_prefixes".to_owned(), prefixes.into());
+        }
+        Ok((StatusCode::CREATED, value))
+    }
+
+    async fn set_routes(&self, actor: &str, tenant: &str, body: &[u8]) -> Reply {
+        let req: SetRoutes = parse_json(body)?;
+        let prefixes = self
+            .control
+            .set_tenant_routes(actor, tenant, &req.route_prefixes)
             .await?;
         Ok((
-            StatusCode::CREATED,
-            serde_json::to_value(row).unwrap_or_default(),
+            StatusCode::OK,
+            serde_json::json!({ "tenant": tenant, "route_prefixes": prefixes }),
         ))
     }
 
@@ -888,13 +923,16 @@ fn status_of(e: &ControlError) -> StatusCode {
             zerofn_admission::AdmissionError::KeylessNotSupported
             | zerofn_admission::AdmissionError::DsseNotSupported,
         ) => StatusCode::UNPROCESSABLE_ENTITY,
-        ControlError::Admission(_) | ControlError::Refused { .. } => StatusCode::FORBIDDEN,
+        ControlError::Admission(_)
+        | ControlError::Refused { .. }
+        | ControlError::RouteNotOwned { .. } => StatusCode::FORBIDDEN,
         ControlError::Sandbox(_) => StatusCode::UNPROCESSABLE_ENTITY,
         ControlError::Store(
             StoreError::TenantExists(_)
             | StoreError::KeyExists { .. }
             | StoreError::IdentityExists { .. }
             | StoreError::RouteTaken { .. }
+            | StoreError::PrefixTaken { .. }
             | StoreError::LayerExists { .. }
             | StoreError::LayerPinned { .. },
         ) => StatusCode::CONFLICT,

@@ -64,6 +64,10 @@ pub(crate) fn required(method: &Method, segments: &[&str]) -> Option<Required> {
         ["v1", "tenants"] if get => on(TenantRead, Target::Platform),
         ["v1", "tenants"] if post => on(TenantManage, Target::Platform),
         ["v1", "tenants", t, "keys"] if post => on(TenantManage, tenant(t)),
+        // Assigning route space is the platform's: a grant on one tenant must not let
+        // it take another's paths.
+        ["v1", "tenants", t, "routes"] if get => on(TenantRead, tenant(t)),
+        ["v1", "tenants", _, "routes"] if put => on(TenantManage, Target::Platform),
         ["v1", "tenants", t, "keys", _] if delete => on(TenantManage, tenant(t)),
         ["v1", "tenants", t, "identities"] if post => on(TenantManage, tenant(t)),
         ["v1", "tenants", t, "identities", _] if delete => on(TenantManage, tenant(t)),
@@ -201,6 +205,13 @@ mod tests {
             ("GET", "/v1/tenants", TenantRead, Target::Platform),
             ("POST", "/v1/tenants", TenantManage, Target::Platform),
             ("POST", "/v1/tenants/acme/keys", TenantManage, t("acme")),
+            ("GET", "/v1/tenants/acme/routes", TenantRead, t("acme")),
+            (
+                "PUT",
+                "/v1/tenants/acme/routes",
+                TenantManage,
+                Target::Platform,
+            ),
             (
                 "DELETE",
                 "/v1/tenants/acme/keys/sha256:ab",

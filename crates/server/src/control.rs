@@ -41,6 +41,12 @@ pub enum ControlError {
         reason: String,
         report: AdmissionReport,
     },
+    #[error("route `{route}` is not in tenant `{tenant}`'s route space: {owner}; ask an operator to assign it (`zerofn tenant routes {tenant} --set ...`)")]
+    RouteNotOwned {
+        route: String,
+        tenant: String,
+        owner: String,
+    },
     #[error("invalid policy, nothing changed: {0}")]
     Policy(PolicyError),
     #[error("admission refused: {0}")]
@@ -66,6 +72,7 @@ impl ControlError {
             ControlError::Admission(_) => "admission_denied",
             ControlError::InvalidKey(_) => "invalid_key",
             ControlError::Refused { .. } => "admission_denied",
+            ControlError::RouteNotOwned { .. } => "route_not_owned",
             ControlError::Policy(_) => "invalid_policy",
             ControlError::Sandbox(_) => "invalid_component",
             ControlError::Store(
@@ -76,6 +83,7 @@ impl ControlError {
             ) => "already_exists",
             ControlError::Store(StoreError::LayerPinned { .. }) => "layer_pinned",
             ControlError::Store(StoreError::RouteTaken { .. }) => "route_taken",
+            ControlError::Store(StoreError::PrefixTaken { .. }) => "prefix_taken",
             ControlError::Store(
                 StoreError::NoSuchTenant(_)
                 | StoreError::NoSuchKey { .. }
@@ -270,12 +278,15 @@ impl ControlPlane {
         &self.store
     }
 
-    /// Create a tenant trusting the given public keys (PEM).
+    /// Create a tenant trusting the given public keys (PEM), owning the
+    /// given route prefixes (if none are given: `/...` for the platform's
+    /// first tenant, `/<tenant>/...` for every later one).
     pub async fn create_tenant(
         &self,
         actor: &str,
         name: &str,
         keys_pem: &[String],
+        route_prefixes: &[String],
     ) -> Result<TenantRow, ControlError> {
         let record = AuditRecord::new(actor, Action::TenantCreate, Outcome::Deny).tenant(name);
         let tenant = match TenantName::parse(name) {
@@ -289,29 +300,44 @@ impl ControlPlane {
                 Err(e) => return self.refused(record, ControlError::InvalidKey(e)).await,
             }
         }
+        let existing = self.store.list_tenants().await?;
+        let prefixes = if route_prefixes.is_empty() {
+            crate::route_space::default_prefixes(tenant.as_str(), existing.is_empty())
+        } else {
+            route_prefixes.to_vec()
+        };
+        let prefixes = match crate::route_space::parse_prefixes(&prefixes) {
+            Ok(p) => p,
+            Err(e) => return self.refused(record, e).await,
+        };
         let key_ids: Vec<String> = keys.iter().map(|(id, _)| id.clone()).collect();
-        if self
-            .store
-            .list_tenants()
-            .await?
-            .iter()
-            .any(|t| t.name == tenant.as_str())
-        {
+        if existing.iter().any(|t| t.name == tenant.as_str()) {
             return self
                 .refused(record, StoreError::TenantExists(name.to_owned()).into())
                 .await;
+        }
+        if let Err(e) = self.check_prefixes_free(tenant.as_str(), &prefixes).await {
+            return self.refused(record, e).await;
         }
         self.audit
             .append(
                 AuditRecord::new(actor, Action::TenantCreate, Outcome::Allow)
                     .tenant(tenant.as_str())
-                    .reason(format!("trusted keys: {}", key_ids.join(", "))),
+                    .reason(format!(
+                        "trusted keys: {}; route prefixes: {}",
+                        key_ids.join(", "),
+                        prefixes.join(" ")
+                    )),
             )
             .await?;
         let created = now();
-        self.store
-            .create_tenant_with_keys(tenant.as_str(), keys, &created)
-            .await?;
+        {
+            let _change = self.policy_change.lock().await;
+            self.store
+                .create_tenant_with_routes(tenant.as_str(), keys, prefixes, &created)
+                .await?;
+            self.reload_route_space_locked().await?;
+        }
         Ok(TenantRow {
             name: tenant.as_str().to_owned(),
             created_at: created,
@@ -669,6 +695,7 @@ impl ControlPlane {
                 Err(e) => tracing::error!(error = %e, "restore task failed"),
             }
         }
+        self.load_route_space().await?;
         let n = loaded.len();
         for f in &loaded {
             let m = f.artifact().manifest();
@@ -689,9 +716,13 @@ impl ControlPlane {
         Ok(n)
     }
 
+    /// The routes must lie in the tenant's route space and not overlap
+    /// another function of the same tenant (other tenants' routes may
+    /// overlap: each serves only its own space).
     async fn check_routes(&self, manifest: &Manifest) -> Result<(), ControlError> {
+        self.check_route_ownership(manifest).await?;
         for other in self.store.list_deployments().await? {
-            if other.tenant == manifest.tenant.as_str() && other.name == manifest.name.as_str() {
+            if other.tenant != manifest.tenant.as_str() || other.name == manifest.name.as_str() {
                 continue;
             }
             for theirs in &other.routes {

@@ -36,10 +36,23 @@ pub(crate) async fn deploy_examples(
 ) -> Result<Vec<DeployResponse>, ServerError> {
     let key = demo_key(data)?;
     let public = key.public_key();
-    match control
-        .create_tenant("demo", DEMO_TENANT, &[public.to_pem()])
+    // The examples serve `/hello`, `/echo/...` and so on: the demo tenant
+    // gets the whole path space, unless an operator already gave `/...` to
+    // another tenant (then it keeps the default `/demo/...`).
+    let everything = ["/...".to_owned()];
+    let created = match control
+        .create_tenant("demo", DEMO_TENANT, &[public.to_pem()], &everything)
         .await
     {
+        Err(ControlError::Store(zerofn_store::StoreError::PrefixTaken { owner, .. })) => {
+            tracing::warn!(%owner, "`/...` belongs to another tenant; the demo tenant gets `/demo/...`");
+            control
+                .create_tenant("demo", DEMO_TENANT, &[public.to_pem()], &[])
+                .await
+        }
+        other => other,
+    };
+    match created {
         Ok(_) => {}
         Err(ControlError::Store(zerofn_store::StoreError::TenantExists(_))) => {
             let trusted = control.store().tenant_keys(DEMO_TENANT).await?;

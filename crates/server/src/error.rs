@@ -22,6 +22,10 @@ pub enum ServerError {
     DataDir(String),
     #[error("no zerofn database at `{}`; is this a data directory?", .0.display())]
     NoDatabase(PathBuf),
+    #[error("audit log broken: `{}` has no `audit` table; the log was dropped", .0.display())]
+    AuditMissing(PathBuf),
+    #[error("audit log broken: `{}` has no audit records, but a platform that started has at least its `platform.start` record; the log was emptied", .0.display())]
+    AuditEmpty(PathBuf),
     #[error(transparent)]
     Store(#[from] zerofn_store::StoreError),
     #[error(transparent)]

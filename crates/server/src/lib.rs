@@ -26,6 +26,7 @@ mod identity;
 mod layers;
 mod operators;
 mod policies;
+mod route_space;
 mod tls;
 
 use std::net::SocketAddr;
@@ -247,14 +248,25 @@ fn local_addr(l: &tokio::net::TcpListener) -> Result<SocketAddr, ServerError> {
     })
 }
 
-/// Walk the audit chain in `data_dir` without a running platform.
+/// Walk the audit chain in `data_dir` without a running platform. The
+/// database is opened read-only: verifying never creates, migrates or
+/// writes what it verifies. A missing `audit` table or an empty log is a
+/// failure, not "intact": a platform that started has at least its
+/// `platform.start` record.
 pub fn verify_audit_offline(
     data_dir: &std::path::Path,
 ) -> Result<zerofn_audit::ChainHead, ServerError> {
     let db = data_dir.join(zerofn_store::DATABASE_FILE);
-    if !db.exists() {
+    if !db.is_file() {
         return Err(ServerError::NoDatabase(db));
     }
-    let store = Store::open(data_dir)?;
-    Ok(zerofn_audit::verify_chain(&store)?)
+    let store = Store::open_read_only(data_dir)?;
+    if !store.has_audit_table_blocking()? {
+        return Err(ServerError::AuditMissing(db));
+    }
+    let head = zerofn_audit::verify_chain(&store)?;
+    if head.records == 0 {
+        return Err(ServerError::AuditEmpty(db));
+    }
+    Ok(head)
 }

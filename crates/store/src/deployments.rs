@@ -58,7 +58,9 @@ pub type RouteOverlap = Box<dyn Fn(&str, &str) -> bool + Send>;
 
 impl Store {
     /// Insert or replace a deployment in one transaction, refusing it if
-    /// any of its routes overlaps a route of another function.
+    /// any of its routes overlaps a route of another function of the same
+    /// tenant. Other tenants' routes may overlap: each tenant's functions
+    /// serve only the paths its route space owns.
     pub async fn put_deployment(
         &self,
         row: DeploymentRow,
@@ -68,7 +70,7 @@ impl Store {
             let tx = crate::write_tx(conn)?;
             {
                 let mut stmt = tx.prepare(
-                    "SELECT tenant, name, routes FROM deployments WHERE NOT (tenant = ?1 AND name = ?2)",
+                    "SELECT tenant, name, routes FROM deployments WHERE tenant = ?1 AND name != ?2",
                 )?;
                 let others = stmt.query_map(params![row.tenant, row.name], |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
@@ -280,7 +282,7 @@ fn encode_routes(routes: &[String]) -> Result<String, StoreError> {
     Ok(routes.join("\n"))
 }
 
-fn decode_routes(text: &str) -> Result<Vec<String>, StoreError> {
+pub(crate) fn decode_routes(text: &str) -> Result<Vec<String>, StoreError> {
     if text.is_empty() {
         return Ok(Vec::new());
     }
@@ -288,10 +290,10 @@ fn decode_routes(text: &str) -> Result<Vec<String>, StoreError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn row(name: &str, routes: &[&str]) -> DeploymentRow {
+    pub(crate) fn row(name: &str, routes: &[&str]) -> DeploymentRow {
         DeploymentRow {
             tenant: "acme".into(),
             name: name.into(),
@@ -325,6 +327,12 @@ mod tests {
             matches!(err, StoreError::RouteTaken { ref route, ref owner } if route == "/x" && owner == "acme/a")
         );
         assert_eq!(store.list_deployments().await.unwrap().len(), 1);
+        // Another tenant's function may overlap (route spaces separate them).
+        store.create_tenant("other", "t").await.unwrap();
+        let mut theirs = row("b", &["/x"]);
+        theirs.tenant = "other".into();
+        store.put_deployment(theirs, eq()).await.unwrap();
+        store.delete_deployment("other", "b").await.unwrap();
         // Redeploying the owner with the same route is fine.
         store.put_deployment(row("a", &["/x"]), eq()).await.unwrap();
         let loaded = store.load_deployments_blocking().unwrap();

@@ -9,6 +9,8 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("no platform database at `{0}`")]
+    NoDatabase(PathBuf),
     #[error("database error")]
     Sqlite(#[from] rusqlite::Error),
     #[error("tenant `{0}` already exists")]
@@ -27,6 +29,8 @@ pub enum StoreError {
     NoSuchDeployment { tenant: String, name: String },
     #[error("route `{route}` is already served by `{owner}`; undeploy it or pick another route")]
     RouteTaken { route: String, owner: String },
+    #[error("route prefix `{prefix}` is already assigned to tenant `{owner}`; pick another prefix or change `{owner}`'s with `zerofn tenant routes`")]
+    PrefixTaken { prefix: String, owner: String },
     #[error("layer `{digest}` is already published for tenant `{tenant}`; layers are immutable, publish a changed layer (it gets a new digest)")]
     LayerExists { tenant: String, digest: String },
     #[error("layer `{digest}` is not published for tenant `{tenant}`; publish it with `zerofn layer publish` or pin a published digest (`zerofn layer list`)")]

@@ -25,6 +25,7 @@ mod kv;
 mod layers;
 mod operators;
 mod policies;
+mod route_prefixes;
 mod tenants;
 
 use std::path::{Path, PathBuf};
@@ -178,6 +179,51 @@ impl Store {
         })
     }
 
+    /// Open the existing database in `data_dir` for reading only (offline
+    /// verification): the file must exist; no directory, file or table is
+    /// created, no migration runs, and the connection is read-only at the
+    /// SQLite level (`SQLITE_OPEN_READ_ONLY`, `query_only`), so it writes
+    /// neither the database nor WAL frames nor a checkpoint.
+    pub fn open_read_only(data_dir: &Path) -> Result<Store, StoreError> {
+        let path = data_dir.join(DATABASE_FILE);
+        if !path.is_file() {
+            return Err(StoreError::NoDatabase(path));
+        }
+        let read_only =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let wal = data_dir.join(format!("{DATABASE_FILE}-wal"));
+        let conn = if wal.exists() {
+            // Committed rows may be in the WAL only (a platform killed
+            // before a checkpoint): read through it. SQLite then uses the
+            // `-shm` index beside it; the database file is never written.
+            Connection::open_with_flags(&path, read_only)?
+        } else {
+            // Fully checkpointed: `immutable` reads the file alone, taking
+            // no lock and creating no `-wal` or `-shm` file (a plain
+            // read-only open of a WAL database creates both and leaves them).
+            Connection::open_with_flags(
+                immutable_uri(&path),
+                read_only | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+            )?
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "query_only", true)?;
+        Ok(Store {
+            path,
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Whether the database has its `audit` table (a dropped one reads as
+    /// an empty log otherwise).
+    pub fn has_audit_table_blocking(&self) -> Result<bool, StoreError> {
+        self.with_conn_blocking(|conn| {
+            Ok(conn
+                .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'")?
+                .exists([])?)
+        })
+    }
+
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -252,6 +298,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     if !has_detail {
         conn.execute_batch("ALTER TABLE audit ADD COLUMN detail TEXT")?;
     }
+    route_prefixes::migrate(conn)?;
     Ok(())
 }
 
@@ -283,6 +330,21 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
         })
 }
 
+/// `file:<path>?immutable=1`, the path percent-encoded (RFC 8089 / SQLite
+/// URI filenames) so no `?`, `#` or `%` in it is read as URI syntax.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_encoded_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.' | b'_' | b'~') {
+            uri.push(char::from(b));
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -312,6 +374,56 @@ mod tests {
                 & 0o777;
             assert_eq!(mode, 0o600, "{name} has mode {mode:o}");
         }
+    }
+
+    fn file_state(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[tokio::test]
+    async fn read_only_open_changes_nothing_and_creates_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        // URI syntax in the path is data, not a query.
+        let dir = root.path().join("a ?b#c%41");
+        std::fs::create_dir(&dir).unwrap();
+        let dir = dir.as_path();
+        // No database: refused, nothing created.
+        let missing = dir.join("missing");
+        assert!(matches!(
+            Store::open_read_only(&missing),
+            Err(StoreError::NoDatabase(_))
+        ));
+        assert!(!missing.exists());
+        {
+            let store = Store::open(dir).unwrap();
+            store.create_tenant("acme", "t0").await.unwrap();
+            let conn = Connection::open(store.path()).unwrap();
+            conn.execute_batch("DROP TABLE audit; DROP TABLE tenant_routes")
+                .unwrap();
+        }
+        let before = file_state(dir);
+        {
+            let store = Store::open_read_only(dir).unwrap();
+            assert!(!store.has_audit_table_blocking().unwrap());
+            assert_eq!(store.list_tenants().await.unwrap().len(), 1);
+            // Writes are refused by SQLite itself.
+            assert!(store.create_tenant("other", "t1").await.is_err());
+        }
+        assert_eq!(file_state(dir), before);
+        // A normal open recreates what is missing: the read-only one did not.
+        let store = Store::open(dir).unwrap();
+        assert!(store.has_audit_table_blocking().unwrap());
     }
 
     #[tokio::test]

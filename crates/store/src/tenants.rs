@@ -22,10 +22,24 @@ pub struct TenantKeyRow {
 
 impl Store {
     /// Create a tenant, optionally with its first trusted keys, atomically.
+    /// It is assigned no route prefixes (see [`Store::create_tenant_with_routes`]).
     pub async fn create_tenant_with_keys(
         &self,
         name: &str,
         keys: Vec<(String, String)>,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        self.create_tenant_with_routes(name, keys, Vec::new(), now)
+            .await
+    }
+
+    /// Create a tenant with its first trusted keys and its route prefixes,
+    /// atomically: a prefix another tenant holds refuses the whole creation.
+    pub async fn create_tenant_with_routes(
+        &self,
+        name: &str,
+        keys: Vec<(String, String)>,
+        prefixes: Vec<String>,
         now: &str,
     ) -> Result<(), StoreError> {
         let (name, now) = (name.to_owned(), now.to_owned());
@@ -49,6 +63,8 @@ impl Store {
                     params![name, key_id, pem, now],
                 )?;
             }
+            crate::route_prefixes::check_free(&tx, &name, &prefixes)?;
+            crate::route_prefixes::insert(&tx, &name, &prefixes, &now)?;
             tx.commit()?;
             Ok(())
         })

@@ -177,7 +177,7 @@ impl ApiClient {
         };
         let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
             .await
-            .map_err(|e| unreachable(&e))?;
+            .map_err(|e| Unreachable(unreachable(&e).to_string()))?;
         let resp = match &self.tls {
             None => send(TokioIo::new(tcp), req).await,
             Some(config) => {
@@ -307,6 +307,20 @@ fn tls_config(
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+/// Nothing accepted a connection at the control API's address (the
+/// platform is not running): the one failure `audit verify` answers by
+/// reading the database itself.
+#[derive(Debug)]
+pub struct Unreachable(String);
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unreachable {}
 
 /// A control API error answer, with its whole body for callers that show
 /// more than the message (a refused deploy's check table).

@@ -180,6 +180,19 @@ enum TenantCommand {
         tenant: String,
         #[arg(long = "signing-key", required = true)]
         signing_keys: Vec<PathBuf>,
+        /// A route prefix the tenant owns (`/shop/...`, or an exact path
+        /// `/shop`); repeatable. Default: `/<tenant>/...`.
+        #[arg(long = "route-prefix")]
+        route_prefixes: Vec<String>,
+    },
+    /// Show a tenant's route prefixes, or replace them with --set.
+    Routes {
+        tenant: String,
+        /// The tenant's new route prefixes, replacing all of them.
+        #[arg(long, num_args = 1..)]
+        set: Option<Vec<String>>,
+        #[arg(long)]
+        json: bool,
     },
     /// Trust one more signing key for a tenant.
     AddKey { tenant: String, key: PathBuf },
@@ -469,6 +482,7 @@ async fn tenant(data_dir: &Path, cmd: TenantCommand) -> Result<()> {
         TenantCommand::Create {
             tenant,
             signing_keys,
+            route_prefixes,
         } => {
             let keys = signing_keys
                 .iter()
@@ -479,13 +493,41 @@ async fn tenant(data_dir: &Path, cmd: TenantCommand) -> Result<()> {
                 .call(
                     Method::POST,
                     "/v1/tenants",
-                    Some(json!({ "name": tenant, "signing_keys": keys })),
+                    Some(json!({
+                        "name": tenant,
+                        "signing_keys": keys,
+                        "route_prefixes": route_prefixes,
+                    })),
                 )
                 .await?;
             println!(
-                "created tenant {tenant} trusting {}",
-                join_strings(v.get("key_ids"))
+                "created tenant {tenant} trusting {}, owning routes {}",
+                join_strings(v.get("key_ids")),
+                join_strings(v.get("route_prefixes"))
             );
+        }
+        TenantCommand::Routes { tenant, set, json } => {
+            let api = ApiClient::discover(data_dir)?;
+            let path = format!("/v1/tenants/{tenant}/routes");
+            let v = match set {
+                None => api.call(Method::GET, &path, None).await?,
+                Some(prefixes) => {
+                    api.call(
+                        Method::PUT,
+                        &path,
+                        Some(json!({ "route_prefixes": prefixes })),
+                    )
+                    .await?
+                }
+            };
+            let prefixes = v.get("route_prefixes").cloned().unwrap_or_default();
+            if json {
+                println!("{prefixes}");
+            } else {
+                for p in prefixes.as_array().into_iter().flatten() {
+                    println!("{}", p.as_str().unwrap_or(""));
+                }
+            }
         }
         TenantCommand::AddKey { tenant, key } => {
             let pem = read_public_key(&key)?;
@@ -600,14 +642,21 @@ async fn functions(data_dir: &Path, as_json: bool) -> Result<()> {
 async fn audit(data_dir: &Path, cmd: AuditCommand) -> Result<()> {
     match cmd {
         AuditCommand::Verify => {
-            let api = ApiClient::discover(data_dir);
-            let result = match api {
-                Ok(api) => match api.call(Method::GET, "/v1/audit/verify", None).await {
+            // The local database is read only when no platform answers: no
+            // endpoint file, or nothing listening at it. A platform that
+            // answers with an error (401, 403, 5xx) is reported, never
+            // bypassed by reading its files.
+            let explicit = std::env::var_os("ZEROFN_API_URL").is_some_and(|u| !u.is_empty());
+            let endpoint_file = data_dir.join(zerofn_server::API_ENDPOINT_FILE);
+            let result = if !explicit && !endpoint_file.exists() {
+                None
+            } else {
+                let api = ApiClient::discover(data_dir)?;
+                match api.call(Method::GET, "/v1/audit/verify", None).await {
                     Ok(v) => Some(v),
-                    Err(e) if std::env::var_os("ZEROFN_API_URL").is_some() => return Err(e),
-                    Err(_) => None,
-                },
-                Err(_) => None,
+                    Err(e) if !explicit && e.is::<client::Unreachable>() => None,
+                    Err(e) => return Err(e),
+                }
             };
             let v = match result {
                 Some(v) => v,

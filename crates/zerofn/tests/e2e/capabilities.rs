@@ -99,6 +99,8 @@ fn kv_grants_are_enforced_per_bucket_and_mode_and_tenants_never_share_data() {
         "other",
         "--signing-key",
         &format!("{}.pub", other_key.display()),
+        "--route-prefix",
+        "/other-kv/...",
     ]));
     let f = function_dir(
         s.root(),

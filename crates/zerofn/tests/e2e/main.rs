@@ -8,12 +8,13 @@
 
 mod admission;
 mod capabilities;
-mod hardening_memory;
 mod gateway_hardening;
+mod hardening_memory;
 mod harness;
 mod js;
 mod layers;
 mod operators;
+mod route_space;
 mod server;
 
 use std::path::{Path, PathBuf};
@@ -40,12 +41,15 @@ impl Setup {
         let platform = Platform::start_with(&data, up_args);
         let key = tmp.path().join("acme.key");
         ok(platform.cli(&["keygen", "--out", key.to_str().unwrap()]));
+        // acme owns the whole path space; tenants a test adds get their own prefixes.
         ok(platform.cli(&[
             "tenant",
             "create",
             "acme",
             "--signing-key",
             &format!("{}.pub", key.display()),
+            "--route-prefix",
+            "/...",
         ]));
         Setup { tmp, platform, key }
     }
@@ -805,6 +809,8 @@ fn each_function_gets_a_short_lived_spiffe_identity() {
         "acme",
         "--signing-key",
         &format!("{}.pub", key.display()),
+        "--route-prefix",
+        "/...",
     ]));
     let f = function_dir(
         tmp.path(),
