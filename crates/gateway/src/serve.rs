@@ -256,9 +256,12 @@ impl Gateway {
                 let gw = self.clone();
                 async move { gw.handle(req).await }
             },
-            Some(refusals),
+            Some(refusals.clone()),
         )
         .await;
+        // Repeats counted in the interval that was running are recorded
+        // before the platform stops, not lost with it.
+        refusals.flush().await;
     }
 
     /// One request, start to finish. Generic over the body so the whole

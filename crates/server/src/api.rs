@@ -18,8 +18,8 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome};
-use zerofn_gateway::{error_response, serve_http, GatewayConfig};
+use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome, RefusalAggregator};
+use zerofn_gateway::{error_response, serve_http_with, GatewayConfig, PeerAddr};
 use zerofn_policy::{Authentication, ControlAction, ControlQuery, ControlResource, ROOT_OPERATOR};
 use zerofn_store::StoreError;
 
@@ -54,6 +54,11 @@ pub(crate) struct Api {
     authz: Arc<ControlAuthz>,
     operators: Arc<Operators>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// Refusals of callers that did not authenticate (bad or missing
+    /// token, refused certificates, refused connections): repeats are
+    /// counted into one record per source and reason per interval, so
+    /// anonymous traffic cannot grow the log without bound.
+    refusals: RefusalAggregator,
 }
 
 /// Who a request authenticated as.
@@ -151,6 +156,7 @@ impl Api {
         authz: Arc<ControlAuthz>,
         operators: Arc<Operators>,
         tls: Option<Arc<rustls::ServerConfig>>,
+        refusals: RefusalAggregator,
     ) -> Arc<Api> {
         Arc::new(Api {
             control,
@@ -159,6 +165,7 @@ impl Api {
             authz,
             operators,
             tls,
+            refusals,
         })
     }
 
@@ -170,14 +177,23 @@ impl Api {
     ) {
         match self.tls.clone() {
             None => {
-                serve_http(listener, &config, shutdown, move |req| {
-                    let api = self.clone();
-                    async move { api.handle(req, None).await.map(Full::new) }
-                })
-                .await
+                let refusals = self.refusals.clone();
+                serve_http_with(
+                    listener,
+                    &config,
+                    shutdown,
+                    move |req| {
+                        let api = self.clone();
+                        async move { api.handle(req, None).await.map(Full::new) }
+                    },
+                    Some(refusals.clone()),
+                )
+                .await;
+                refusals.flush().await;
             }
             Some(tls) => {
-                let audit = self.audit.clone();
+                let refusals = self.refusals.clone();
+                let handshake_refusals = refusals.clone();
                 serve_tls(
                     listener,
                     tls,
@@ -188,7 +204,7 @@ impl Api {
                         async move { api.handle(req, peer).await.map(Full::new) }
                     },
                     move |reason| {
-                        let audit = audit.clone();
+                        let refusals = handshake_refusals.clone();
                         async move {
                             let record = AuditRecord::new(
                                 "anonymous",
@@ -196,13 +212,17 @@ impl Api {
                                 Outcome::Deny,
                             )
                             .reason(reason);
-                            if let Err(error) = audit.append(record).await {
+                            // The handshake callback has no peer address;
+                            // such refusals aggregate under one source.
+                            let source = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+                            if let Err(error) = refusals.refuse(source, record).await {
                                 tracing::error!(%error, "audit append failed");
                             }
                         }
                     },
                 )
-                .await
+                .await;
+                refusals.flush().await;
             }
         }
     }
@@ -605,13 +625,22 @@ impl Api {
                 "missing or invalid operator token".to_owned()
             }
         };
-        let record =
-            AuditRecord::new("anonymous", Action::ApiAuthenticate, Outcome::Deny).reason(format!(
-                "{} `{}`: {refusal}",
-                req.method(),
-                short(path, MAX_RECORDED_PATH)
-            ));
-        if self.audit.append(record).await.is_err() {
+        // The reason names the refusal, not the path, so that repeats from
+        // one source aggregate whatever paths they try; the first record
+        // of a kind keeps the (shortened) method and path in its detail.
+        let record = AuditRecord::new("anonymous", Action::ApiAuthenticate, Outcome::Deny)
+            .status(401)
+            .reason(refusal.clone())
+            .detail(serde_json::json!({
+                "method": req.method().as_str(),
+                "path": short(path, MAX_RECORDED_PATH),
+            }));
+        let source = req
+            .extensions()
+            .get::<PeerAddr>()
+            .map(PeerAddr::ip)
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        if self.refusals.refuse(source, record).await.is_err() {
             return Err(error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "audit_unavailable",

@@ -202,7 +202,19 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         },
     );
     tasks.spawn(gateway.serve(gateway_listener, shutdown_rx.clone()));
-    let api = api::Api::new(control.clone(), token, audit, authz, operators, tls);
+    let refusals = zerofn_audit::RefusalAggregator::new(
+        audit.clone(),
+        cfg.gateway.refusal_aggregation_interval,
+    );
+    let api = api::Api::new(
+        control.clone(),
+        token,
+        audit,
+        authz,
+        operators,
+        tls,
+        refusals,
+    );
     tasks.spawn(api.serve(api_listener, cfg.gateway.clone(), shutdown_rx));
 
     Ok(Running {

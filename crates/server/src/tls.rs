@@ -230,9 +230,11 @@ pub(crate) async fn serve_tls<H, F, R, RF>(
                         .peer_certificates()
                         .and_then(|chain| chain.first())
                         .map(|c| PeerCertificate(Arc::new(c.clone().into_owned())));
-                    let service = hyper::service::service_fn(move |req| {
+                    let peer_addr = zerofn_gateway::PeerAddr::new(peer_addr);
+                    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                         let handler = handler.clone();
                         let peer = peer.clone();
+                        req.extensions_mut().insert(peer_addr);
                         async move { Ok::<_, Infallible>(handler(req, peer).await) }
                     });
                     let conn = builder.serve_connection(TokioIo::new(tls), service);
