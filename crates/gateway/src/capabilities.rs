@@ -146,6 +146,27 @@ impl InvocationHost {
         }
     }
 
+    /// The `capability` audit record of one decision or refusal of this
+    /// invocation; its detail is also listed (up to a bound) in the
+    /// invocation's own record.
+    fn capability_record(&self, outcome: Outcome, reason: String, detail: Value) -> AuditRecord {
+        {
+            let mut list = self
+                .decisions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if list.len() < MAX_LISTED_DECISIONS {
+                list.push(detail.clone());
+            }
+        }
+        AuditRecord::new("function", Action::Capability, outcome)
+            .tenant(self.tenant())
+            .function(self.name())
+            .invocation_id(&self.invocation_id)
+            .reason(reason)
+            .detail(detail)
+    }
+
     /// Record a call the platform refuses after the caller's policy
     /// allowed it (depth, budget, deadline, unknown callee), listed with
     /// the invocation's decisions. The guest gets its refusal either way;
@@ -159,21 +180,11 @@ impl InvocationHost {
             "kind": kind,
             "explain": explain,
         });
-        let record = AuditRecord::new("function", Action::Capability, Outcome::Deny)
-            .tenant(self.tenant())
-            .function(self.name())
-            .invocation_id(&self.invocation_id)
-            .reason(format!("{kind}: call of {}: {explain}", callee.describe()))
-            .detail(detail.clone());
-        {
-            let mut list = self
-                .decisions
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if list.len() < MAX_LISTED_DECISIONS {
-                list.push(detail);
-            }
-        }
+        let record = self.capability_record(
+            Outcome::Deny,
+            format!("{kind}: call of {}: {explain}", callee.describe()),
+            detail,
+        );
         if let Err(error) = self.gateway.audit().append(record).await {
             tracing::error!(invocation_id = %self.invocation_id, %error, "audit of a refused call failed");
         }
@@ -244,29 +255,13 @@ impl InvocationHost {
         if let (Some(obj), Ok(id)) = (detail.as_object_mut(), &identity) {
             obj.insert("principal".into(), id.clone().into());
         }
-        let record = AuditRecord::new(
-            "function",
-            Action::Capability,
-            if decision.allowed {
-                Outcome::Allow
-            } else {
-                Outcome::Deny
-            },
-        )
-        .tenant(self.tenant())
-        .function(self.name())
-        .invocation_id(&self.invocation_id)
-        .reason(format!("{what}: {}", decision.explain()))
-        .detail(detail.clone());
-        {
-            let mut list = self
-                .decisions
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if list.len() < MAX_LISTED_DECISIONS {
-                list.push(detail);
-            }
-        }
+        let outcome = if decision.allowed {
+            Outcome::Allow
+        } else {
+            Outcome::Deny
+        };
+        let record =
+            self.capability_record(outcome, format!("{what}: {}", decision.explain()), detail);
         if let Err(error) = self.gateway.audit().append(record).await {
             tracing::error!(invocation_id = %self.invocation_id, %error, "capability audit failed; call denied");
             return Err(format!(
@@ -742,21 +737,11 @@ impl HostCapabilities for InvocationHost {
                 "refused_by": "sandbox",
                 "explain": refusal.reason,
             });
-            let record = AuditRecord::new("function", Action::Capability, Outcome::Deny)
-                .tenant(self.tenant())
-                .function(self.name())
-                .invocation_id(&self.invocation_id)
-                .reason(format!("{}: {}", refusal.capability, refusal.reason))
-                .detail(detail.clone());
-            {
-                let mut list = self
-                    .decisions
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if list.len() < MAX_LISTED_DECISIONS {
-                    list.push(detail);
-                }
-            }
+            let record = self.capability_record(
+                Outcome::Deny,
+                format!("{}: {}", refusal.capability, refusal.reason),
+                detail,
+            );
             // The call has failed already; a record that cannot be written
             // changes nothing for the guest, so it is logged instead.
             if let Err(error) = self.gateway.audit().append(record).await {

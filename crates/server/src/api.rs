@@ -739,28 +739,17 @@ impl Api {
                 "{method} `{}`: {action} on any tenant: {why}",
                 short(path, MAX_RECORDED_PATH)
             ));
-        let Ok(seq) = self.audit.append(record).await else {
-            return Some(error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "audit_unavailable",
-                "the request could not be recorded",
-                None,
-            ));
-        };
-        Some(json(
-            StatusCode::FORBIDDEN,
-            &serde_json::json!({"error": {
-                "kind": "forbidden",
-                "message": format!(
-                    "operator `{}` may not take {action} on any tenant: {why}",
-                    principal.name
-                ),
-                "action": action.as_str(),
-                "resource": "any tenant",
-                "determining": Vec::<String>::new(),
-                "decision_id": seq,
-            }}),
-        ))
+        Some(
+            self.forbidden(
+                record,
+                principal,
+                action,
+                "any tenant".to_owned(),
+                Vec::new(),
+                why,
+            )
+            .await,
+        )
     }
 
     /// `None` if the control policy allows `principal` to take `action` on `resource`;
@@ -798,15 +787,40 @@ impl Api {
         if let ControlResource::Tenant(t) = &resource {
             record = record.tenant(short(t, MAX_RECORDED_TENANT));
         }
+        Some(
+            self.forbidden(
+                record,
+                principal,
+                action,
+                resource.to_string(),
+                decision.determining,
+                &why,
+            )
+            .await,
+        )
+    }
+
+    /// Record a refused control action, then answer 403 naming the action,
+    /// the resource, the determining policies and the record's sequence
+    /// number (or 500 if even the refusal cannot be recorded).
+    async fn forbidden(
+        &self,
+        record: AuditRecord,
+        principal: &Principal,
+        action: ControlAction,
+        resource: String,
+        determining: Vec<String>,
+        why: &str,
+    ) -> Response<Bytes> {
         let Ok(seq) = self.audit.append(record).await else {
-            return Some(error_response(
+            return error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "audit_unavailable",
                 "the request could not be recorded",
                 None,
-            ));
+            );
         };
-        Some(json(
+        json(
             StatusCode::FORBIDDEN,
             &serde_json::json!({"error": {
                 "kind": "forbidden",
@@ -815,11 +829,11 @@ impl Api {
                     principal.name
                 ),
                 "action": action.as_str(),
-                "resource": resource.to_string(),
-                "determining": decision.determining,
+                "resource": resource,
+                "determining": determining,
                 "decision_id": seq,
             }}),
-        ))
+        )
     }
 
     async fn add_operator(&self, actor: &str, body: &[u8]) -> Reply {
