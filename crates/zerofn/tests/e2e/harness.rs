@@ -85,11 +85,6 @@ impl Platform {
         }
     }
 
-    /// The platform's process id (to read its `/proc` status).
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).unwrap_or(0)
-    }
-
     /// Run a client command against this platform.
     pub fn cli(&self, args: &[&str]) -> Output {
         cli(&self.data_dir, args)
