@@ -689,6 +689,12 @@ impl Gateway {
         };
         if let Err(error) = self.refusals.refuse(ip, record).await {
             tracing::error!(invocation_id = %id, %error, "audit append failed");
+            // A path no function serves exposes nothing and runs nothing:
+            // it stays a 404 (as before refusals were recorded), so a
+            // broken log does not turn every stray request into a 500.
+            if status == StatusCode::NOT_FOUND {
+                return error_response(status, kind, message, Some(id));
+            }
             return error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "audit_unavailable",

@@ -345,24 +345,27 @@ mod tests {
             let Some((method, rest)) = rest.split_once(", [") else {
                 continue;
             };
-            let Some((pattern, _)) = rest.split_once("])") else {
+            let Some((patterns, _)) = rest.split_once("])") else {
                 continue;
             };
-            let segments: Vec<String> = pattern
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty() && *s != "..")
-                .map(|s| s.trim_matches('"').to_owned())
-                .collect();
-            let refs: Vec<&str> = segments.iter().map(String::as_str).collect();
-            // `(&Method::GET | &Method::HEAD, [...])` names several methods.
-            for method in method.split(" | &Method::") {
-                let method = Method::from_bytes(method.trim().as_bytes()).unwrap();
-                assert!(
+            // `[...] | [...]` names several paths.
+            for pattern in patterns.split("] | [") {
+                let segments: Vec<String> = pattern
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty() && *s != "..")
+                    .map(|s| s.trim_matches('"').to_owned())
+                    .collect();
+                let refs: Vec<&str> = segments.iter().map(String::as_str).collect();
+                // `(&Method::GET | &Method::HEAD, [...])` names several methods.
+                for method in method.split(" | &Method::") {
+                    let method = Method::from_bytes(method.trim().as_bytes()).unwrap();
+                    assert!(
                     required(&method, &refs).is_some(),
                     "route {method} {pattern} of api.rs has no control action in authz::required"
                 );
-                routes += 1;
+                    routes += 1;
+                }
             }
         }
         assert!(routes >= 20, "found only {routes} routes in api.rs");

@@ -126,15 +126,19 @@ fn abandoned_invocations_are_audited_as_client_gone_and_callees_inherit_the_dead
     // The callee (5 s of its own) ends with its caller's 1.5 s.
     let r = s.platform.get("/caller/acme/spin/");
     assert_eq!(r.status, 504, "{}", r.text());
+    // The callee ends at the caller's deadline either way: timed out
+    // itself (504) or aborted with its caller, whose deadline is the same
+    // instant (499 `client_gone`, the sandbox aborts callees of a dropped
+    // caller).
     let callee = wait_for_record(&s, "the called spin's record", |r| {
         r["action"] == "invoke"
             && r["function"] == "spin"
             && r["detail"]["caller"]["kind"] == "function"
-            && r["reason"]
-                .as_str()
-                .is_some_and(|x| !x.starts_with("client_gone"))
     });
-    assert_eq!(callee["status"], 504, "{callee}");
+    assert!(
+        callee["status"] == 504 || callee["status"] == 499,
+        "{callee}"
+    );
     let us = callee["duration_us"].as_i64().unwrap();
     assert!(us < 4_000_000, "the callee outlived its caller: {callee}");
     ok(s.platform.cli(&["audit", "verify"]));
@@ -336,6 +340,7 @@ fn repeated_unauthenticated_refusals_are_aggregated_with_their_count() {
     );
     let before = audit(&s, 10_000).len();
     let long = format!("/nope/{}", "a".repeat(8 * 1024));
+    let started = Instant::now();
     let mut c = TcpStream::connect(&s.platform.gateway).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     // One keep-alive connection, 1,000 refusals: 500 denied, 500 unrouted.
@@ -362,17 +367,37 @@ fn repeated_unauthenticated_refusals_are_aggregated_with_their_count() {
         let mut body = vec![0u8; len];
         c.read_exact(&mut body).unwrap();
     }
+    // A handful of records per aggregation interval (10 s), however long
+    // the loop took on a loaded machine: the first of each kind, then one
+    // counted record per kind when an interval ends.
     let added = audit(&s, 10_000).len() - before;
-    assert!(added <= 6, "1000 refusals added {added} records");
-    // When the interval (10 s) ends, the repeats are one record each.
-    let counted = wait_for_record(&s, "aggregated 403s", |r| {
-        r["function"] == "closed" && r["detail"]["aggregated"]["count"].is_number()
-    });
-    assert_eq!(counted["detail"]["aggregated"]["count"], 499, "{counted}");
+    let intervals = started.elapsed().as_secs() / 10 + 1;
+    assert!(
+        added as u64 <= 4 * intervals + 2,
+        "1000 refusals in {intervals} intervals added {added} records"
+    );
+    // When an interval ends its repeats are one record each: first records
+    // plus counts add up to every refusal, none lost.
+    let total = |pred: &dyn Fn(&serde_json::Value) -> bool| -> u64 {
+        audit(&s, 10_000)
+            .into_iter()
+            .skip(before)
+            .filter(|r| pred(r))
+            .map(|r| r["detail"]["aggregated"]["count"].as_u64().unwrap_or(1))
+            .sum()
+    };
+    let denied = |r: &serde_json::Value| r["function"] == "closed" && r["status"] == 403;
+    let unrouted_kind = |r: &serde_json::Value| r["status"] == 404 && r["action"] == "invoke";
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while total(&denied) < 500 || total(&unrouted_kind) < 500 {
+        assert!(Instant::now() < deadline, "the repeats were never recorded");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(total(&denied), 500);
+    assert_eq!(total(&unrouted_kind), 500);
     let unrouted = wait_for_record(&s, "aggregated 404s", |r| {
         r["status"] == 404 && r["detail"]["aggregated"]["count"].is_number()
     });
-    assert_eq!(unrouted["detail"]["aggregated"]["count"], 499, "{unrouted}");
     // The stored path is cut to the record's bound.
     assert!(unrouted["detail"]["path"].as_str().unwrap().len() <= 512);
     ok(s.platform.cli(&["audit", "verify"]));

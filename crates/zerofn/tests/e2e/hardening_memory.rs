@@ -43,6 +43,8 @@ fn other_tenant_hello(s: &Setup) {
         "other",
         "--signing-key",
         &format!("{}.pub", key.display()),
+        "--route-prefix",
+        "/other-hello",
     ]));
     let f = function_dir(
         s.root(),
