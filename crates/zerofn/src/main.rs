@@ -374,6 +374,9 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
         },
         control_tls: args.control_tls,
     };
+    // Handlers first: a supervisor may send SIGTERM as soon as it reads
+    // the listening lines, and that must shut down cleanly, not kill.
+    let stop = shutdown_signal()?;
     let running = zerofn_server::up(cfg).await?;
     println!("gateway listening on http://{}", running.gateway_addr);
     println!("api listening on {}", running.api_url);
@@ -386,7 +389,7 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
             );
         }
     }
-    wait_for_signal().await?;
+    stop.await;
     eprintln!("shutting down: finishing in-flight requests");
     running.stop().await;
     Ok(())
@@ -401,15 +404,18 @@ fn zerofn_gateway_config(args: &UpArgs) -> zerofn_server::GatewayConfig {
     }
 }
 
-async fn wait_for_signal() -> Result<()> {
+/// Installs the SIGTERM and SIGINT handlers now; the future ends at the
+/// first of either.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 fn keygen(out: &Path) -> Result<()> {
