@@ -661,12 +661,7 @@ impl Gateway {
     ) -> Response<Bytes> {
         if let Err(error) = self.audit.append(record).await {
             tracing::error!(invocation_id = %id, %error, "audit append failed");
-            return error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "audit_unavailable",
-                "the invocation could not be recorded",
-                Some(id),
-            );
+            return refusal_unrecorded(id);
         }
         error_response(status, kind, message, Some(id))
     }
@@ -695,15 +690,21 @@ impl Gateway {
             if status == StatusCode::NOT_FOUND {
                 return error_response(status, kind, message, Some(id));
             }
-            return error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "audit_unavailable",
-                "the invocation could not be recorded",
-                Some(id),
-            );
+            return refusal_unrecorded(id);
         }
         error_response(status, kind, message, Some(id))
     }
+}
+
+/// The answer to a refusal whose audit record could not be written: the
+/// request is refused all the same, as an outage of the log (fail closed).
+fn refusal_unrecorded(id: &str) -> Response<Bytes> {
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "audit_unavailable",
+        "the invocation could not be recorded",
+        Some(id),
+    )
 }
 
 /// Reason and status of an invocation whose caller went away (the client
