@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use zerofn_policy::{AdmissionQuery, Decision, PolicySet};
+use zerofn_policy::{AdmissionQuery, Decision, Permit, PolicySet};
 
 use crate::artifact::AdmittedArtifact;
 use crate::attestation::{Attestation, VerifiedAttestation};
@@ -187,8 +187,9 @@ pub fn render_table<'a>(rows: impl Iterator<Item = (&'a str, &'a str, &'a str)>)
 pub struct Admitted {
     pub artifact: AdmittedArtifact,
     pub report: AdmissionReport,
-    /// The policy decision (its determining policy ids go to the audit log).
-    pub decision: Decision,
+    /// The admission policy's permit (its policy ids go to the audit log): an admitted
+    /// function exists only with one.
+    pub permit: Permit,
 }
 
 /// A refused function: the report, and the first failed check as one line.
@@ -343,15 +344,11 @@ pub fn admit_submission(
     };
     let decision = match rules.policy.decide_admission(&query) {
         Ok(decision) => decision,
-        Err(e) => Decision {
-            allowed: false,
-            determining: Vec::new(),
-            errors: vec![e.to_string()],
-        },
+        Err(e) => Decision::error(e.to_string()),
     };
     report.push(
         "policy",
-        if decision.allowed {
+        if decision.is_allowed() {
             CheckResult::Pass
         } else {
             CheckResult::Fail
@@ -362,10 +359,13 @@ pub fn admit_submission(
     if !report.passed() {
         return Err(refused(report));
     }
+    let Decision::Allow(permit) = decision else {
+        return Err(refused(report));
+    };
     Ok(Admitted {
         artifact: AdmittedArtifact::from_verified(manifest, component, &signature),
         report,
-        decision,
+        permit,
     })
 }
 
@@ -893,7 +893,7 @@ mod tests {
         assert!(result_of(report, "vulnerabilities")
             .detail
             .contains("0 findings"));
-        assert_eq!(admitted.decision.determining, ["acme-ci"]);
+        assert_eq!(admitted.permit.policies(), ["acme-ci"]);
         assert_eq!(admitted.artifact.digest(), Digest::of(COMPONENT));
         let table = report.table();
         assert!(table.starts_with("CHECK"), "{table}");

@@ -19,7 +19,10 @@ use zerofn_audit::{AuditDurability, AuditLog};
 use zerofn_gateway::{
     Gateway, GatewayConfig, GatewayServices, Policies, RouteSpace, Routes, WorkloadIdentity,
 };
-use zerofn_identity::{CertificateAuthority, SpiffeId, SvidVerifier, TrustDomain, X509Svid};
+use zerofn_identity::{
+    CertificateAuthority, JwtSvid, SpiffeId, SvidRefusal, SvidVerifier, TrustDomain,
+    VerifiedSpiffeId, X509Svid,
+};
 use zerofn_policy::permissions::compile;
 use zerofn_policy::{PolicySet, RuntimePoliciesBuilder};
 use zerofn_sandbox::{Sandbox, SandboxConfig};
@@ -35,16 +38,21 @@ struct BenchIdentities {
 }
 
 impl WorkloadIdentity for BenchIdentities {
-    fn verify(&self, tenant: &str, name: &str) -> Result<String, String> {
+    fn verify(&self, tenant: &str, name: &str) -> Result<VerifiedSpiffeId, SvidRefusal> {
         let svid = self
             .svids
             .get(&(tenant.to_owned(), name.to_owned()))
-            .ok_or("no SVID")?;
+            .ok_or_else(|| SvidRefusal::NotServed {
+                workload: format!("{tenant}/{name}"),
+            })?;
         self.verifier.verify(svid, time::OffsetDateTime::now_utc())
     }
 
-    fn jwt_svid(&self, _: &str, _: &str, _: &str) -> Result<(String, String), String> {
-        Err("JWT-SVIDs are not part of this benchmark".to_owned())
+    fn jwt_svid(&self, tenant: &str, name: &str, _: &str) -> Result<JwtSvid, SvidRefusal> {
+        // JWT-SVIDs are not part of this benchmark.
+        Err(SvidRefusal::NotServed {
+            workload: format!("{tenant}/{name}"),
+        })
     }
 }
 

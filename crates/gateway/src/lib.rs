@@ -3,6 +3,14 @@
 //! time limits, routes to the deployed function, runs it in the sandbox and
 //! records one audit record per invocation before the response leaves.
 //!
+//! Modules: `gateway.rs` (configuration, services, the listener),
+//! `invoke.rs` (the invoke path, public and nested), `caller.rs` (who an
+//! invocation is for), `host/` (what a running function may ask of the
+//! platform, one file per capability), `routes.rs` (the route table and
+//! route spaces), `limits.rs` (bounds across requests), `policies.rs`
+//! (the runtime policies in force). The accept loop itself is
+//! `zerofn-listener`'s, shared with the control API.
+//!
 //! # Trust
 //! Trusts nothing about a request: header and body sizes are bounded
 //! before anything is buffered, slow senders time out, and the path is the
@@ -18,23 +26,29 @@
 //! - The invoke decision is made from the request head; an unauthorised
 //!   caller's body is never read. Bodies in flight are bounded across the
 //!   gateway, connections in total and per client address.
+//! - A function runs only with an invoke permit, and a capability acts only
+//!   with a capability permit and the function's verified identity
+//!   (`zerofn_policy::Permit`, `zerofn_identity::VerifiedSpiffeId`).
 //! - Every invocation is recorded, including one whose caller went away
 //!   (`client_gone`); refusals of unauthenticated callers are aggregated.
 
-pub mod capabilities;
+mod caller;
 mod errors;
+mod gateway;
+mod host;
+mod invoke;
 mod limits;
+mod policies;
 mod routes;
-mod serve;
 
-pub use capabilities::{Policies, WorkloadIdentity, CALLER_HEADER};
+pub use caller::Caller;
 pub use errors::error_response;
+pub use gateway::{Gateway, GatewayConfig, GatewayServices, INVOCATION_HEADER};
+pub use host::{InvocationHost, WorkloadIdentity, CALLER_HEADER, IDENTITY_HOST, INTERNAL_SUFFIX};
+pub use invoke::{CLIENT_GONE, CLIENT_GONE_STATUS};
 pub use limits::{
-    is_platform_header, strip_platform_headers, ConnectionLimits, ConnectionPermit,
-    ConnectionRefusal, MAX_TREE_INVOCATIONS, PLATFORM_HEADER_PREFIX,
+    is_platform_header, strip_platform_headers, MAX_TREE_INVOCATIONS, PLATFORM_HEADER_PREFIX,
 };
+pub use policies::Policies;
 pub use routes::{PrefixTaken, RouteSpace, RouteTable, Routes};
-pub use serve::{
-    drain, http1_builder, serve_http, serve_http_with, Caller, Gateway, GatewayConfig,
-    GatewayServices, PeerAddr, CLIENT_GONE, CLIENT_GONE_STATUS, INVOCATION_HEADER,
-};
+pub use zerofn_listener::PeerAddr;

@@ -61,5 +61,5 @@ pub use spiffe_id::{
     SpiffeId, SpiffeIdProblem, TrustDomain, DEFAULT_TRUST_DOMAIN, MAX_SPIFFE_ID_LEN,
     MAX_TRUST_DOMAIN_LEN,
 };
-pub use verified::SvidVerifier;
+pub use verified::{SvidRefusal, SvidVerifier, VerifiedSpiffeId};
 pub use x509_svid::{IssuedCertificate, X509Svid};

@@ -6,13 +6,64 @@
 //! once per serial; expiry and revocation can, so they are checked on every
 //! call. A revoked serial is therefore refused at once, as with a full
 //! verification.
+//!
+//! The result is a [`VerifiedSpiffeId`], which only this module makes: code
+//! that needs the identity of a running workload (the gateway's capability
+//! decisions, the caller header of a function call) takes one, so it cannot
+//! be handed an ID that was merely parsed or made up.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use time::OffsetDateTime;
 
-use crate::{CertificateAuthority, X509Svid};
+use crate::{CertificateAuthority, IdentityError, SpiffeId, X509Svid};
+
+/// A SPIFFE ID read from an X.509-SVID that verified (issued by this trust
+/// domain's CA, unexpired, not revoked) when it was made. Only
+/// [`SvidVerifier::verify`] makes one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedSpiffeId(SpiffeId);
+
+impl VerifiedSpiffeId {
+    /// The SPIFFE ID.
+    pub fn id(&self) -> &SpiffeId {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for VerifiedSpiffeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Why a workload's identity is refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SvidRefusal {
+    /// The workload holds no SVID (it is not served, or was never issued one).
+    #[error("{workload} holds no SVID")]
+    NotServed {
+        /// `tenant/name` of the workload.
+        workload: String,
+    },
+    /// The SVID's serial was revoked.
+    #[error("the X.509-SVID serial {serial} is revoked")]
+    Revoked {
+        /// Hex serial.
+        serial: String,
+    },
+    /// A remembered SVID has expired.
+    #[error("the X.509-SVID serial {serial} has expired")]
+    Expired {
+        /// Hex serial.
+        serial: String,
+    },
+    /// The SVID did not verify, or a token could not be issued for it.
+    #[error(transparent)]
+    Invalid(#[from] IdentityError),
+}
 
 /// Most verified certificates remembered (about two per function around a
 /// rotation); the memory is cleared when full.
@@ -21,7 +72,7 @@ const CAPACITY: usize = 16_384;
 /// Verifies X.509-SVIDs of one CA, remembering signature checks.
 pub struct SvidVerifier {
     ca: Arc<CertificateAuthority>,
-    verified: Mutex<HashMap<String, (String, OffsetDateTime)>>,
+    verified: Mutex<HashMap<String, (SpiffeId, OffsetDateTime)>>,
 }
 
 impl SvidVerifier {
@@ -35,10 +86,16 @@ impl SvidVerifier {
     /// The SPIFFE ID of `svid` if it is valid at `now`: issued by this CA
     /// (checked once per serial), unexpired and not revoked (checked every
     /// time). Otherwise why not.
-    pub fn verify(&self, svid: &X509Svid, now: OffsetDateTime) -> Result<String, String> {
+    pub fn verify(
+        &self,
+        svid: &X509Svid,
+        now: OffsetDateTime,
+    ) -> Result<VerifiedSpiffeId, SvidRefusal> {
         let serial = svid.serial_hex();
         if self.ca.revocations().is_revoked(svid.serial()) {
-            return Err(format!("the X.509-SVID serial {serial} is revoked"));
+            return Err(SvidRefusal::Revoked {
+                serial: serial.to_owned(),
+            });
         }
         let cached = self
             .verified
@@ -48,28 +105,26 @@ impl SvidVerifier {
             .cloned();
         if let Some((id, not_after)) = cached {
             if now >= not_after {
-                return Err(format!("the X.509-SVID serial {serial} has expired"));
+                return Err(SvidRefusal::Expired {
+                    serial: serial.to_owned(),
+                });
             }
-            return Ok(id);
+            return Ok(VerifiedSpiffeId(id));
         }
-        let id = self
-            .ca
-            .verify_x509_svid(svid.cert_pem(), now)
-            .map(|id| id.to_string())
-            .map_err(|e| e.to_string())?;
+        let id = self.ca.verify_x509_svid(svid.cert_pem(), now)?;
         let mut cache = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= CAPACITY {
             cache.clear();
         }
         cache.insert(serial.to_owned(), (id.clone(), svid.not_after()));
-        Ok(id)
+        Ok(VerifiedSpiffeId(id))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{SpiffeId, TrustDomain};
+    use crate::TrustDomain;
     use std::time::Duration;
 
     #[test]
@@ -81,13 +136,21 @@ mod tests {
         let svid = ca.issue_x509_svid(&id, Duration::from_secs(60)).unwrap();
         let v = SvidVerifier::new(ca.clone());
         let now = OffsetDateTime::now_utc();
-        assert_eq!(v.verify(&svid, now).unwrap(), id.to_string());
+        assert_eq!(v.verify(&svid, now).unwrap().to_string(), id.to_string());
         // Remembered: still checked for expiry...
         let later = svid.not_after() + time::Duration::seconds(1);
-        assert!(v.verify(&svid, later).unwrap_err().contains("expired"));
+        assert!(v
+            .verify(&svid, later)
+            .unwrap_err()
+            .to_string()
+            .contains("expired"));
         // ...and for revocation.
         ca.revocations().revoke(svid.serial().clone());
-        assert!(v.verify(&svid, now).unwrap_err().contains("revoked"));
+        assert!(v
+            .verify(&svid, now)
+            .unwrap_err()
+            .to_string()
+            .contains("revoked"));
         // A certificate of another CA never passes.
         let other_dir = tempfile::tempdir().unwrap();
         let other = CertificateAuthority::load_or_create(other_dir.path(), &td).unwrap();

@@ -65,8 +65,8 @@ fn bench(c: &mut Criterion) {
         }),
     };
     let decision = set.decide_admission(&query).unwrap();
-    assert!(decision.allowed, "{decision:?}");
-    assert_eq!(decision.determining, [format!("tenant-{last}-ci")]);
+    assert!(decision.is_allowed(), "{decision:?}");
+    assert_eq!(decision.determining(), [format!("tenant-{last}-ci")]);
 
     c.bench_function("policy/decide_admission_1000_policies", |b| {
         b.iter(|| std::hint::black_box(set.decide_admission(std::hint::black_box(&query)).unwrap()))
@@ -75,7 +75,7 @@ fn bench(c: &mut Criterion) {
     // The same request against only this tenant's permit and the forbid:
     // what a per-tenant policy set (as admission keeps them) costs.
     let own = PolicySet::parse(&policies_of(last)).unwrap();
-    assert!(own.decide_admission(&query).unwrap().allowed);
+    assert!(own.decide_admission(&query).unwrap().is_allowed());
     c.bench_function("policy/decide_admission_2_policies", |b| {
         b.iter(|| std::hint::black_box(own.decide_admission(std::hint::black_box(&query)).unwrap()))
     });
@@ -132,7 +132,7 @@ fn bench_runtime(c: &mut Criterion) {
     assert_eq!(spread.len(), 1000);
     let req = kv_get("t99", "f8", "b0");
     let d = spread.decide(&req);
-    assert!(d.allowed, "{d:?}");
+    assert!(d.is_allowed(), "{d:?}");
     c.bench_function("policy/runtime_kv_get_1000_policies_100_tenants", |b| {
         b.iter(|| std::hint::black_box(spread.decide(std::hint::black_box(&req))))
     });
@@ -141,12 +141,12 @@ fn bench_runtime(c: &mut Criterion) {
     let one = runtime(1, 111, 9);
     assert_eq!(one.len(), 1000);
     let req = kv_get("t0", "f110", "b8");
-    assert!(one.decide(&req).allowed);
+    assert!(one.decide(&req).is_allowed());
     c.bench_function("policy/runtime_kv_get_1000_policies_1_tenant", |b| {
         b.iter(|| std::hint::black_box(one.decide(std::hint::black_box(&req))))
     });
     let denied = kv_get("t0", "f110", "secrets");
-    assert!(!one.decide(&denied).allowed);
+    assert!(!one.decide(&denied).is_allowed());
 }
 
 criterion_group!(benches, bench, bench_runtime);

@@ -113,8 +113,8 @@ mod tests {
         let d = set
             .decide_admission(&query(ci_built("https://github.com/evil/fn", 3, false)))
             .unwrap();
-        assert!(d.allowed);
-        assert_eq!(d.determining, ["zerofn-default-admit"]);
+        assert!(d.is_allowed());
+        assert_eq!(d.determining(), ["zerofn-default-admit"]);
     }
 
     #[test]
@@ -123,37 +123,37 @@ mod tests {
         let ok = set
             .decide_admission(&query(ci_built("https://github.com/acme/fn", 0, true)))
             .unwrap();
-        assert!(ok.allowed, "{ok:?}");
-        assert_eq!(ok.determining, ["ci-built-clean-tested"]);
+        assert!(ok.is_allowed(), "{ok:?}");
+        assert_eq!(ok.determining(), ["ci-built-clean-tested"]);
         assert_eq!(ok.explain(), "allowed by ci-built-clean-tested");
 
         let other_repo = set
             .decide_admission(&query(ci_built("https://github.com/evil/fn", 0, true)))
             .unwrap();
-        assert!(!other_repo.allowed);
-        assert!(other_repo.determining.is_empty());
+        assert!(!other_repo.is_allowed());
+        assert!(other_repo.determining().is_empty());
         assert_eq!(other_repo.explain(), "denied: no permit policy matched");
 
         let failing_tests = set
             .decide_admission(&query(ci_built("https://github.com/acme/fn", 0, false)))
             .unwrap();
-        assert!(!failing_tests.allowed);
+        assert!(!failing_tests.is_allowed());
 
         let vulnerable = set
             .decide_admission(&query(ci_built("https://github.com/acme/fn", 1, true)))
             .unwrap();
-        assert!(!vulnerable.allowed);
-        assert_eq!(vulnerable.determining, ["no-critical-vulnerabilities"]);
+        assert!(!vulnerable.is_allowed());
+        assert_eq!(vulnerable.determining(), ["no-critical-vulnerabilities"]);
 
         let mut no_sbom = ci_built("https://github.com/acme/fn", 0, true);
         no_sbom.as_object_mut().unwrap().remove("sbom");
         let d = set.decide_admission(&query(no_sbom)).unwrap();
-        assert!(!d.allowed);
-        assert_eq!(d.determining, ["no-critical-vulnerabilities"]);
+        assert!(!d.is_allowed());
+        assert_eq!(d.determining(), ["no-critical-vulnerabilities"]);
 
         let mut other_tenant = query(ci_built("https://github.com/acme/fn", 0, true));
         other_tenant.tenant = "globex".into();
-        assert!(!set.decide_admission(&other_tenant).unwrap().allowed);
+        assert!(!set.decide_admission(&other_tenant).unwrap().is_allowed());
     }
 
     #[test]

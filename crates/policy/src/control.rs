@@ -17,7 +17,7 @@ use std::fmt;
 
 use serde_json::json;
 
-use crate::{decide, uid, Decision, PolicyError, PolicySet};
+use crate::{decide, uid, Decision, Permit, PolicyError, PolicySet, Reason};
 
 /// The operator the operator token authenticates as.
 pub const ROOT_OPERATOR: &str = "root";
@@ -172,11 +172,7 @@ impl ControlPolicy {
         let platform = self.decide_with(&self.platform, query);
         match (root, platform) {
             (Ok(a), Ok(b)) => combine(a, b),
-            (Err(e), _) | (_, Err(e)) => Decision {
-                allowed: false,
-                determining: Vec::new(),
-                errors: vec![e.to_string()],
-            },
+            (Err(e), _) | (_, Err(e)) => Decision::error(e.to_string()),
         }
     }
 
@@ -202,38 +198,23 @@ impl ControlPolicy {
 /// says which: allowed (its permits matched, no forbid did), denied naming forbids (a
 /// forbid matched), or denied naming nothing (nothing matched).
 fn combine(a: Decision, b: Decision) -> Decision {
-    let mut errors = a.errors.clone();
-    errors.extend(b.errors.iter().cloned());
+    let mut errors: Vec<String> = Vec::new();
     let mut forbids: Vec<String> = Vec::new();
     let mut permits: Vec<String> = Vec::new();
     for d in [&a, &b] {
-        if d.allowed {
-            permits.extend(d.determining.iter().cloned());
+        errors.extend(d.errors().iter().cloned());
+        if d.is_allowed() {
+            permits.extend(d.determining().iter().cloned());
         } else {
-            forbids.extend(d.determining.iter().cloned());
+            forbids.extend(d.determining().iter().cloned());
         }
     }
     forbids.sort();
     permits.sort();
-    if !errors.is_empty() {
-        return Decision {
-            allowed: false,
-            determining: forbids,
-            errors,
-        };
+    if !errors.is_empty() || !forbids.is_empty() || permits.is_empty() {
+        return Decision::Deny(Reason::new(forbids, errors));
     }
-    if !forbids.is_empty() {
-        return Decision {
-            allowed: false,
-            determining: forbids,
-            errors,
-        };
-    }
-    Decision {
-        allowed: !permits.is_empty(),
-        determining: permits,
-        errors,
-    }
+    Decision::Allow(Permit::new(permits))
 }
 
 #[cfg(test)]
@@ -285,10 +266,10 @@ mod tests {
                     continue;
                 }
                 let d = policy.decide(&q(ROOT_OPERATOR, Authentication::Token, action, r.clone()));
-                assert!(d.allowed, "{action} {r}: {d:?}");
-                assert_eq!(d.determining, [ROOT_POLICY_ID]);
+                assert!(d.is_allowed(), "{action} {r}: {d:?}");
+                assert_eq!(d.determining(), [ROOT_POLICY_ID]);
                 let d = policy.decide(&q("alice", Authentication::Mtls, action, r.clone()));
-                assert!(!d.allowed, "{action} {r}");
+                assert!(!d.is_allowed(), "{action} {r}");
                 assert_eq!(d.explain(), "denied: no permit policy matched");
             }
         }
@@ -299,30 +280,26 @@ mod tests {
         let policy = ControlPolicy::parse(ALICE).unwrap();
         let alice = |action, r| policy.decide(&q("alice", Authentication::Mtls, action, r));
         let d = alice(ControlAction::Deploy, acme());
-        assert!(d.allowed, "{d:?}");
-        assert_eq!(d.determining, ["alice-acme"]);
-        assert!(alice(ControlAction::TenantRead, acme()).allowed);
-        assert!(alice(ControlAction::TenantRead, ControlResource::Platform).allowed);
-        assert!(
-            !alice(
-                ControlAction::Deploy,
-                ControlResource::Tenant("demo".into())
-            )
-            .allowed
-        );
-        assert!(!alice(ControlAction::TenantManage, acme()).allowed);
-        assert!(!alice(ControlAction::AuditRead, ControlResource::Platform).allowed);
-        assert!(!alice(ControlAction::OperatorManage, ControlResource::Platform).allowed);
-        assert!(
-            !policy
-                .decide(&q(
-                    "bob",
-                    Authentication::Mtls,
-                    ControlAction::TenantRead,
-                    acme()
-                ))
-                .allowed
-        );
+        assert!(d.is_allowed(), "{d:?}");
+        assert_eq!(d.determining(), ["alice-acme"]);
+        assert!(alice(ControlAction::TenantRead, acme()).is_allowed());
+        assert!(alice(ControlAction::TenantRead, ControlResource::Platform).is_allowed());
+        assert!(!alice(
+            ControlAction::Deploy,
+            ControlResource::Tenant("demo".into())
+        )
+        .is_allowed());
+        assert!(!alice(ControlAction::TenantManage, acme()).is_allowed());
+        assert!(!alice(ControlAction::AuditRead, ControlResource::Platform).is_allowed());
+        assert!(!alice(ControlAction::OperatorManage, ControlResource::Platform).is_allowed());
+        assert!(!policy
+            .decide(&q(
+                "bob",
+                Authentication::Mtls,
+                ControlAction::TenantRead,
+                acme()
+            ))
+            .is_allowed());
         // Root keeps everything the forbid does not take away.
         let root = policy.decide(&q(
             ROOT_OPERATOR,
@@ -330,7 +307,7 @@ mod tests {
             ControlAction::Deploy,
             acme(),
         ));
-        assert!(root.allowed, "{root:?}");
+        assert!(root.is_allowed(), "{root:?}");
     }
 
     #[test]
@@ -349,8 +326,8 @@ mod tests {
             ControlAction::AuditRead,
             ControlResource::Platform,
         ));
-        assert!(!d.allowed);
-        assert_eq!(d.determining, ["no-token-audit"]);
+        assert!(!d.is_allowed());
+        assert_eq!(d.determining(), ["no-token-audit"]);
         assert_eq!(d.explain(), "denied by no-token-audit");
         let d = policy.decide(&q(
             "carol",
@@ -358,8 +335,8 @@ mod tests {
             ControlAction::AuditRead,
             ControlResource::Platform,
         ));
-        assert!(d.allowed);
-        assert_eq!(d.determining, ["anyone-reads"]);
+        assert!(d.is_allowed());
+        assert_eq!(d.determining(), ["anyone-reads"]);
     }
 
     #[test]
@@ -385,7 +362,7 @@ mod tests {
             ControlAction::OperatorManage,
             acme(),
         ));
-        assert!(!d.allowed);
-        assert!(!d.errors.is_empty());
+        assert!(!d.is_allowed());
+        assert!(!d.errors().is_empty());
     }
 }

@@ -18,6 +18,7 @@
 
 mod admission;
 mod control;
+mod decision;
 mod error;
 pub mod permissions;
 mod runtime;
@@ -35,6 +36,7 @@ pub use control::{
     Authentication, ControlAction, ControlPolicy, ControlQuery, ControlResource,
     PLATFORM_ENTITY_ID, ROOT_CONTROL_POLICY, ROOT_OPERATOR, ROOT_POLICY_ID,
 };
+pub use decision::{Decision, Permit, Reason};
 pub use error::PolicyError;
 pub use permissions::{InvokeSource, KvGrant, KvMode, Permissions};
 pub use runtime::{
@@ -181,37 +183,6 @@ fn render(e: &dyn miette::Diagnostic) -> String {
     text
 }
 
-/// The outcome of one authorization request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Decision {
-    /// Whether the request is allowed.
-    pub allowed: bool,
-    /// The ids of the policies that determined it: the permits that
-    /// matched when allowed, the forbids that matched when denied (empty
-    /// when denied because no permit matched).
-    pub determining: Vec<String>,
-    /// Evaluation errors; any error denies.
-    pub errors: Vec<String>,
-}
-
-impl Decision {
-    /// One line for audit records and error messages.
-    pub fn explain(&self) -> String {
-        if !self.errors.is_empty() {
-            format!(
-                "denied: policy evaluation failed ({})",
-                self.errors.join("; ")
-            )
-        } else if self.allowed {
-            format!("allowed by {}", self.determining.join(", "))
-        } else if self.determining.is_empty() {
-            "denied: no permit policy matched".to_owned()
-        } else {
-            format!("denied by {}", self.determining.join(", "))
-        }
-    }
-}
-
 /// Evaluates one request against `set`. `entities` must validate against
 /// the schema; the request and context are validated too.
 fn decide(
@@ -247,10 +218,10 @@ fn decision_of(response: &cedar_policy::Response) -> Decision {
         .map(|id| id.to_string())
         .collect();
     determining.sort();
-    Decision {
-        allowed,
-        determining,
-        errors,
+    if allowed {
+        Decision::Allow(Permit::new(determining))
+    } else {
+        Decision::Deny(Reason::new(determining, errors))
     }
 }
 

@@ -24,7 +24,7 @@ use cedar_policy::{
     RestrictedExpression,
 };
 
-use crate::{schema, Decision, PolicyError, PolicySet};
+use crate::{schema, Decision, PolicyError, PolicySet, Reason};
 
 /// Who is asking.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -347,21 +347,13 @@ impl RuntimePolicies {
     pub fn decide(&self, request: &RuntimeRequest) -> Decision {
         match self.try_decide(request) {
             Ok(d) => d,
-            Err(e) => Decision {
-                allowed: false,
-                determining: Vec::new(),
-                errors: vec![e.to_string()],
-            },
+            Err(e) => Decision::error(e.to_string()),
         }
     }
 
     fn try_decide(&self, request: &RuntimeRequest) -> Result<Decision, PolicyError> {
         let Some(set) = request.deciding_tenant().and_then(|t| self.tenants.get(t)) else {
-            return Ok(Decision {
-                allowed: false,
-                determining: Vec::new(),
-                errors: Vec::new(),
-            });
+            return Ok(Decision::Deny(Reason::new(Vec::new(), Vec::new())));
         };
         let prepared = set.prepared(&request.principal, &request.resource)?;
         let cedar_request = Request::new(
@@ -625,23 +617,20 @@ mod tests {
         };
         let rt = policies(&[("acme", "shop", p)], &[]);
         let get = rt.decide(&kv("acme", "shop", RuntimeAction::KvGet, "orders"));
-        assert!(get.allowed, "{get:?}");
-        assert_eq!(get.determining, ["acme/shop/kv/orders:read"]);
-        assert!(
-            rt.decide(&kv("acme", "shop", RuntimeAction::KvList, "orders"))
-                .allowed
-        );
+        assert!(get.is_allowed(), "{get:?}");
+        assert_eq!(get.determining(), ["acme/shop/kv/orders:read"]);
+        assert!(rt
+            .decide(&kv("acme", "shop", RuntimeAction::KvList, "orders"))
+            .is_allowed());
         let put = rt.decide(&kv("acme", "shop", RuntimeAction::KvPut, "orders"));
-        assert!(!put.allowed);
-        assert!(put.determining.is_empty());
-        assert!(
-            !rt.decide(&kv("acme", "shop", RuntimeAction::KvGet, "cache"))
-                .allowed
-        );
-        assert!(
-            !rt.decide(&kv("acme", "other", RuntimeAction::KvGet, "orders"))
-                .allowed
-        );
+        assert!(!put.is_allowed());
+        assert!(put.determining().is_empty());
+        assert!(!rt
+            .decide(&kv("acme", "shop", RuntimeAction::KvGet, "cache"))
+            .is_allowed());
+        assert!(!rt
+            .decide(&kv("acme", "other", RuntimeAction::KvGet, "orders"))
+            .is_allowed());
     }
 
     #[test]
@@ -656,12 +645,15 @@ mod tests {
             )],
         );
         let mut req = kv("acme", "shop", RuntimeAction::KvGet, "orders");
-        assert!(!rt.decide(&req).allowed);
+        assert!(!rt.decide(&req).is_allowed());
         // And a function of evil naming acme's bucket is decided by evil's
         // set, but the platform never builds such a request (buckets are
         // resolved in the caller's tenant); even so the resource is acme's.
         req.principal = function("evil", "x");
-        assert!(rt.decide(&req).allowed, "only evil's own policy allowed it");
+        assert!(
+            rt.decide(&req).is_allowed(),
+            "only evil's own policy allowed it"
+        );
     }
 
     #[test]
@@ -675,22 +667,18 @@ mod tests {
             ..Permissions::default()
         };
         let rt = policies(&[("acme", "billing", callee)], &[]);
-        assert!(
-            rt.decide(&invoke(function("acme", "checkout"), "acme", "billing"))
-                .allowed
-        );
-        assert!(
-            rt.decide(&invoke(function("partner", "any"), "acme", "billing"))
-                .allowed
-        );
-        assert!(
-            !rt.decide(&invoke(function("acme", "other"), "acme", "billing"))
-                .allowed
-        );
-        assert!(
-            !rt.decide(&invoke(Principal::Public, "acme", "billing"))
-                .allowed
-        );
+        assert!(rt
+            .decide(&invoke(function("acme", "checkout"), "acme", "billing"))
+            .is_allowed());
+        assert!(rt
+            .decide(&invoke(function("partner", "any"), "acme", "billing"))
+            .is_allowed());
+        assert!(!rt
+            .decide(&invoke(function("acme", "other"), "acme", "billing"))
+            .is_allowed());
+        assert!(!rt
+            .decide(&invoke(Principal::Public, "acme", "billing"))
+            .is_allowed());
     }
 
     #[test]
@@ -707,22 +695,24 @@ mod tests {
             )],
         );
         let ok = rt.decide(&invoke(Principal::Public, "acme", "hello"));
-        assert!(ok.allowed, "{ok:?}");
-        assert_eq!(ok.determining, ["office-only"]);
+        assert!(ok.is_allowed(), "{ok:?}");
+        assert_eq!(ok.determining(), ["office-only"]);
         let mut far = invoke(Principal::Public, "acme", "hello");
         if let RequestContext::Invoke { source, depth, .. } = &mut far.context {
             source.ip = Some("10.0.0.1".parse().unwrap());
             *depth = 4;
         }
         let denied = rt.decide(&far);
-        assert!(!denied.allowed);
-        assert_eq!(denied.determining, ["no-deep-chains"]);
+        assert!(!denied.is_allowed());
+        assert_eq!(denied.determining(), ["no-deep-chains"]);
     }
 
     #[test]
     fn unknown_tenant_and_public_non_invoke_are_denied() {
         let rt = RuntimePolicies::default();
-        assert!(!rt.decide(&invoke(Principal::Public, "acme", "x")).allowed);
+        assert!(!rt
+            .decide(&invoke(Principal::Public, "acme", "x"))
+            .is_allowed());
         let odd = RuntimeRequest {
             principal: Principal::Public,
             action: RuntimeAction::KvGet,
@@ -732,7 +722,7 @@ mod tests {
             },
             context: RequestContext::Key("k".into()),
         };
-        assert!(!rt.decide(&odd).allowed);
+        assert!(!rt.decide(&odd).is_allowed());
     }
 
     #[test]

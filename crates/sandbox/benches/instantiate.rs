@@ -21,7 +21,7 @@ use guests::guest;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use zerofn_admission::{admit, sign_artifact, Manifest, SigningKey};
-use zerofn_sandbox::capabilities::{
+use zerofn_sandbox::host_interface::{
     BoxFuture, CapabilityError, HostCapabilities, KvOp, KvOutcome, NoCapabilities, OutboundError,
     SandboxRefusal,
 };

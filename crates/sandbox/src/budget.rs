@@ -31,7 +31,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::capabilities::{HostCapabilities, SandboxRefusal};
+use crate::host_interface::{HostCapabilities, SandboxRefusal};
 
 /// Bytes in a MiB.
 const MIB: usize = 1 << 20;
@@ -276,7 +276,7 @@ impl Drop for Reservation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capabilities::NoCapabilities;
+    use crate::host_interface::NoCapabilities;
 
     #[test]
     fn the_formula_has_a_floor_and_a_ceiling() {

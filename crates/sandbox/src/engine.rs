@@ -133,7 +133,7 @@ impl Sandbox {
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
             .and_then(|()| crate::headers::add_to_linker(&mut linker))
             .and_then(|()| {
-                crate::hostcaps::add_to_linker(&mut linker, InvocationState::capabilities)
+                crate::kv_config_bindings::add_to_linker(&mut linker, InvocationState::capabilities)
             })
             .map_err(|e| SandboxError::Config(format!("{e:#}")))?;
         let engine_key = engine_key(&engine);

@@ -24,9 +24,9 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::budget::{self, HostBudget};
-use crate::capabilities::{HostCapabilities, NoCapabilities};
 use crate::engine::EPOCH_TICK;
-use crate::hostcaps::HostCapsView;
+use crate::host_interface::{HostCapabilities, NoCapabilities};
+use crate::kv_config_bindings::HostCapsView;
 use crate::outbound::PlatformOutbound;
 use crate::{InvokeError, LoadedFunction, Sandbox};
 

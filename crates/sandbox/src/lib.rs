@@ -8,7 +8,7 @@
 //! only [`zerofn_admission::AdmittedArtifact`]s, so unsigned code cannot
 //! reach the compiler, and checks precompiled code read back from disk
 //! against the SHA-256 recorded when it was produced. Trusts the
-//! [`capabilities::HostCapabilities`] the caller passes with each
+//! [`host_interface::HostCapabilities`] the caller passes with each
 //! invocation to decide the guest's key-value, configuration and outbound
 //! HTTP calls; the sandbox decides none of them itself.
 //!
@@ -21,7 +21,7 @@
 //!   find nothing ([`wasi`]).
 //! - Host capabilities (`wasi:keyvalue`, `wasi:config`, outbound HTTP
 //!   through [`outbound`]) are granted per invocation by the caller's
-//!   [`capabilities::HostCapabilities`]; the sandbox only translates and
+//!   [`host_interface::HostCapabilities`]; the sandbox only translates and
 //!   bounds sizes, the platform decides every call.
 //! - Memory is capped per function (all memories of the instance together),
 //!   wall-clock time by epoch interruption: every 10 ms tick the guest
@@ -44,13 +44,13 @@
 //! (see its `SAFETY` comments and SECURITY.md).
 
 pub mod budget;
-pub mod capabilities;
 mod compile;
 mod engine;
 mod error;
 mod headers;
-mod hostcaps;
+pub mod host_interface;
 mod invoke;
+mod kv_config_bindings;
 pub mod outbound;
 mod slots;
 pub mod wasi;

@@ -36,7 +36,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::budget::{HostBudget, Reservation};
-use crate::capabilities::{limits, HostCapabilities, OutboundError, SandboxRefusal};
+use crate::host_interface::{limits, HostCapabilities, OutboundError, SandboxRefusal};
 
 /// The interface named in refusal records.
 const OUTGOING: &str = "wasi:http/outgoing-handler";
@@ -264,7 +264,7 @@ mod tests {
     #[tokio::test]
     async fn an_invocation_sends_a_bounded_number_of_requests() {
         use std::pin::Pin;
-        let host: Arc<dyn HostCapabilities> = Arc::new(crate::capabilities::NoCapabilities);
+        let host: Arc<dyn HostCapabilities> = Arc::new(crate::host_interface::NoCapabilities);
         let budget = HostBudget::new(
             crate::budget::BUDGET_FLOOR,
             crate::budget::GlobalBudget::new(usize::MAX),

@@ -19,7 +19,8 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome, RefusalAggregator};
-use zerofn_gateway::{error_response, serve_http_with, GatewayConfig, PeerAddr};
+use zerofn_gateway::{error_response, GatewayConfig};
+use zerofn_listener::{PeerAddr, PeerCertificate, Tls};
 use zerofn_policy::{Authentication, ControlAction, ControlQuery, ControlResource, ROOT_OPERATOR};
 use zerofn_store::StoreError;
 
@@ -28,7 +29,6 @@ use crate::auth::OperatorToken;
 use crate::authz::{self, ControlAuthz, Target};
 use crate::control::{ControlError, ControlPlane, DeployRequest};
 use crate::operators::{Operators, DEFAULT_OPERATOR_TTL};
-use crate::tls::{serve_tls, PeerCertificate};
 
 /// Largest API request body (a base64 component of ~90 MiB).
 const MAX_API_BODY: usize = 128 * 1024 * 1024;
@@ -175,56 +175,26 @@ impl Api {
         config: GatewayConfig,
         shutdown: watch::Receiver<bool>,
     ) {
-        match self.tls.clone() {
-            None => {
-                let refusals = self.refusals.clone();
-                serve_http_with(
-                    listener,
-                    &config,
-                    shutdown,
-                    move |req| {
-                        let api = self.clone();
-                        async move { api.handle(req, None).await.map(Full::new) }
-                    },
-                    Some(refusals.clone()),
-                )
-                .await;
-                refusals.flush().await;
-            }
-            Some(tls) => {
-                let refusals = self.refusals.clone();
-                let handshake_refusals = refusals.clone();
-                serve_tls(
-                    listener,
-                    tls,
-                    &config,
-                    shutdown,
-                    move |req, peer| {
-                        let api = self.clone();
-                        async move { api.handle(req, peer).await.map(Full::new) }
-                    },
-                    move |reason| {
-                        let refusals = handshake_refusals.clone();
-                        async move {
-                            let record = AuditRecord::new(
-                                "anonymous",
-                                Action::ApiAuthenticate,
-                                Outcome::Deny,
-                            )
-                            .reason(reason);
-                            // The handshake callback has no peer address;
-                            // such refusals aggregate under one source.
-                            let source = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
-                            if let Err(error) = refusals.refuse(source, record).await {
-                                tracing::error!(%error, "audit append failed");
-                            }
-                        }
-                    },
-                )
-                .await;
-                refusals.flush().await;
-            }
-        }
+        let refusals = self.refusals.clone();
+        let tls = self.tls.clone().map(Tls);
+        zerofn_listener::serve(
+            listener,
+            tls,
+            &config.listener(),
+            shutdown,
+            move |req| {
+                let api = self.clone();
+                async move {
+                    let peer = req.extensions().get::<PeerCertificate>().cloned();
+                    api.handle(req, peer).await.map(Full::new)
+                }
+            },
+            Some(refusals.clone()),
+        )
+        .await;
+        // Repeats counted in the interval that was running are recorded
+        // before the platform stops, not lost with it.
+        refusals.flush().await;
     }
 
     async fn handle(
@@ -712,7 +682,11 @@ impl Api {
             resource: ControlResource::Tenant(tenant),
         };
         // A name no tenant can have: allowed only by a grant on every tenant.
-        if self.authz.decide(&query(ANY_TENANT.to_owned())).allowed {
+        if self
+            .authz
+            .decide(&query(ANY_TENANT.to_owned()))
+            .is_allowed()
+        {
             return None;
         }
         let tenants = match self.control.list_tenants().await {
@@ -729,7 +703,7 @@ impl Api {
         };
         if tenants
             .into_iter()
-            .any(|t| self.authz.decide(&query(t.name)).allowed)
+            .any(|t| self.authz.decide(&query(t.name)).is_allowed())
         {
             return None;
         }
@@ -768,15 +742,18 @@ impl Api {
             action,
             resource: resource.clone(),
         });
-        if decision.allowed {
+        if decision.is_allowed() {
             return None;
         }
-        let why = if !decision.errors.is_empty() {
-            format!("policy evaluation failed ({})", decision.errors.join("; "))
-        } else if decision.determining.is_empty() {
+        let why = if !decision.errors().is_empty() {
+            format!(
+                "policy evaluation failed ({})",
+                decision.errors().join("; ")
+            )
+        } else if decision.determining().is_empty() {
             "no permit policy matched".to_owned()
         } else {
-            format!("forbidden by {}", decision.determining.join(", "))
+            format!("forbidden by {}", decision.determining().join(", "))
         };
         let mut record = AuditRecord::new(principal.actor(), Action::ApiAuthorize, Outcome::Deny)
             .reason(format!(
@@ -793,7 +770,7 @@ impl Api {
                 principal,
                 action,
                 resource.to_string(),
-                decision.determining,
+                decision.determining().to_vec(),
                 &why,
             )
             .await,

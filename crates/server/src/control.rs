@@ -457,7 +457,7 @@ impl ControlPlane {
             }
             Err(e) => return self.refused(record, e).await,
         };
-        let admitted_by = admitted.decision.determining.clone();
+        let admitted_by = admitted.permit.policies().to_vec();
         // Layers: composed only now that the function passed every check;
         // each pinned layer is verified again with the tenant's signers.
         let artifact = match self.compose_layers(admitted.artifact).await {
@@ -507,7 +507,7 @@ impl ControlPlane {
         let mut reason = format!(
             "signed by {}; {}",
             artifact.signer_identity(),
-            admitted.decision.explain()
+            admitted.permit.explain()
         );
         if let Some(composed) = &composed_digest {
             reason.push_str(&format!(

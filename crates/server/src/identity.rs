@@ -10,7 +10,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use zerofn_identity::{
-    CertificateAuthority, IdentityError, SpiffeId, SvidRotator, TrustDomain, X509Svid,
+    CertificateAuthority, IdentityError, JwtSvid, SpiffeId, SvidRefusal, SvidRotator, TrustDomain,
+    VerifiedSpiffeId, X509Svid,
 };
 
 type Key = (String, String);
@@ -121,10 +122,16 @@ impl Identities {
 
     /// Verify the function's current SVID as any peer would: chain to
     /// the trust bundle, validity now, not revoked. Returns its SPIFFE ID.
-    pub fn verify_current(&self, tenant: &str, name: &str) -> Result<String, String> {
+    pub fn verify_current(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<VerifiedSpiffeId, SvidRefusal> {
         let svid = self
             .current(tenant, name)
-            .ok_or_else(|| format!("{tenant}/{name} holds no SVID"))?;
+            .ok_or_else(|| SvidRefusal::NotServed {
+                workload: format!("{tenant}/{name}"),
+            })?;
         self.verifier.verify(&svid, time::OffsetDateTime::now_utc())
     }
 
@@ -140,30 +147,15 @@ impl Identities {
 }
 
 impl zerofn_gateway::WorkloadIdentity for Identities {
-    fn verify(&self, tenant: &str, name: &str) -> Result<String, String> {
+    fn verify(&self, tenant: &str, name: &str) -> Result<VerifiedSpiffeId, SvidRefusal> {
         self.verify_current(tenant, name)
     }
 
-    fn jwt_svid(
-        &self,
-        tenant: &str,
-        name: &str,
-        audience: &str,
-    ) -> Result<(String, String), String> {
+    fn jwt_svid(&self, tenant: &str, name: &str, audience: &str) -> Result<JwtSvid, SvidRefusal> {
         // Only a function holding a valid X.509-SVID gets a JWT-SVID, and
         // never one that outlives it.
-        self.verify_current(tenant, name)?;
-        let id = SpiffeId::for_function(self.ca.trust_domain(), tenant, name)
-            .map_err(|e| e.to_string())?;
+        let verified = self.verify_current(tenant, name)?;
         let ttl = self.ttl.min(Duration::from_secs(300));
-        let svid = self
-            .ca
-            .issue_jwt_svid(&id, &[audience], ttl)
-            .map_err(|e| e.to_string())?;
-        let expires = svid
-            .expires_at()
-            .format(&time::format_description::well_known::Rfc3339)
-            .map_err(|e| e.to_string())?;
-        Ok((svid.token().to_owned(), expires))
+        Ok(self.ca.issue_jwt_svid(verified.id(), &[audience], ttl)?)
     }
 }

@@ -1,6 +1,7 @@
 //! TLS for the control API (`zerofn up --control-tls`): the server certificate, issued by
-//! the platform's identity CA and renewed at half its lifetime, and the accept loop that
-//! hands each request the client certificate its connection presented, if any.
+//! the platform's identity CA and renewed at half its lifetime, and the rustls configuration
+//! that asks for (optional) client certificates. The accept loop, which hands each request
+//! the client certificate its connection presented, is `zerofn-listener`'s.
 //!
 //! # Trust
 //! rustls (TLS 1.3 only, `ring` provider) does the handshake. Client certificates are
@@ -10,35 +11,21 @@
 //! the store's record). Private keys stay in memory: the server key is made in-process
 //! and never written.
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::IpAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use time::OffsetDateTime;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use zerofn_gateway::GatewayConfig;
 use zerofn_identity::{CertificateAuthority, SpiffeId, MAX_SVID_TTL};
 
 use crate::ServerError;
 
 /// Lifetime of the control API's server certificate (renewed at half).
 pub(crate) const SERVER_CERT_TTL: Duration = MAX_SVID_TTL;
-
-/// The end-entity certificate a client presented, DER.
-#[derive(Clone, Debug)]
-pub(crate) struct PeerCertificate(pub(crate) Arc<CertificateDer<'static>>);
 
 /// Hands rustls the current server certificate, issuing a new one once the current one is
 /// past half of its lifetime (signing takes well under a millisecond).
@@ -155,103 +142,6 @@ pub(crate) fn server_config(
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
-}
-
-/// Accept TLS connections on `listener` and serve HTTP/1.1 with `handler`, which gets the
-/// client certificate of the connection, until `shutdown` becomes true; then stop accepting
-/// and wait (up to the grace period) for in-flight requests. A handshake refused because
-/// of the client's certificate is reported to `refused` (for the audit log).
-pub(crate) async fn serve_tls<H, F, R, RF>(
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    config: &GatewayConfig,
-    mut shutdown: watch::Receiver<bool>,
-    handler: H,
-    refused: R,
-) where
-    H: Fn(Request<Incoming>, Option<PeerCertificate>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-    R: Fn(String) -> RF + Clone + Send + Sync + 'static,
-    RF: Future<Output = ()> + Send + 'static,
-{
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let handshake_timeout = config.header_read_timeout;
-    let limits = zerofn_gateway::ConnectionLimits::new(
-        config.max_connections,
-        config.max_connections_per_ip,
-    );
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer_addr) = match accepted {
-                    Ok(conn) => conn,
-                    Err(error) => {
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                // Over the connection caps: closed before the handshake.
-                let Ok(permit) = limits.try_acquire(peer_addr.ip()) else {
-                    drop(stream);
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let acceptor = acceptor.clone();
-                let handler = handler.clone();
-                let refused = refused.clone();
-                let builder = zerofn_gateway::http1_builder(config);
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(error)) => {
-                            let cert_refused = error
-                                .get_ref()
-                                .and_then(|e| e.downcast_ref::<rustls::Error>())
-                                .is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_)));
-                            if cert_refused {
-                                refused(format!("TLS handshake refused the client certificate: {error}")).await;
-                            } else {
-                                tracing::debug!(%error, "TLS handshake failed");
-                            }
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!("TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let peer = tls
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|chain| chain.first())
-                        .map(|c| PeerCertificate(Arc::new(c.clone().into_owned())));
-                    let peer_addr = zerofn_gateway::PeerAddr::new(peer_addr);
-                    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                        let handler = handler.clone();
-                        let peer = peer.clone();
-                        req.extensions_mut().insert(peer_addr);
-                        async move { Ok::<_, Infallible>(handler(req, peer).await) }
-                    });
-                    let conn = builder.serve_connection(TokioIo::new(tls), service);
-                    if let Err(error) = watcher.watch(conn).await {
-                        tracing::debug!(%error, "connection ended with an error");
-                    }
-                });
-            }
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
-                    break;
-                }
-            }
-        }
-    }
-    drop(listener);
-    zerofn_gateway::drain(graceful, config).await;
 }
 
 #[cfg(test)]

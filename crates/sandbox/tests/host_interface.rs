@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use zerofn_admission::{admit, sign_artifact, Manifest, SigningKey};
-use zerofn_sandbox::capabilities::{
+use zerofn_sandbox::host_interface::{
     limits, BoxFuture, CapabilityError, HostCapabilities, KvOp, KvOutcome, NoCapabilities,
     OutboundError, SandboxRefusal,
 };

@@ -38,7 +38,7 @@ use bytes::Bytes;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::budget::{BudgetExceeded, HostBudget, Reservation};
-use crate::capabilities::{limits, CapabilityError, HostCapabilities, KvOp, KvOutcome};
+use crate::host_interface::{limits, CapabilityError, HostCapabilities, KvOp, KvOutcome};
 
 /// The interface named in refusal records.
 const KV: &str = "wasi:keyvalue";
@@ -548,7 +548,7 @@ mod tests {
 
     use std::sync::Mutex;
 
-    use crate::capabilities::BoxFuture;
+    use crate::host_interface::BoxFuture;
 
     /// Records every key-value call; denies writes to keys starting with
     /// `deny`; answers `Get` for `wrong-kind` with an outcome of the wrong
@@ -600,12 +600,12 @@ mod tests {
         fn outbound(
             &self,
             _request: http::Request<Bytes>,
-        ) -> BoxFuture<'_, Result<http::Response<Bytes>, crate::capabilities::OutboundError>>
+        ) -> BoxFuture<'_, Result<http::Response<Bytes>, crate::host_interface::OutboundError>>
         {
-            Box::pin(async { Err(crate::capabilities::OutboundError::Denied(String::new())) })
+            Box::pin(async { Err(crate::host_interface::OutboundError::Denied(String::new())) })
         }
 
-        fn refused(&self, _refusal: crate::capabilities::SandboxRefusal) -> BoxFuture<'_, ()> {
+        fn refused(&self, _refusal: crate::host_interface::SandboxRefusal) -> BoxFuture<'_, ()> {
             Box::pin(async {})
         }
     }

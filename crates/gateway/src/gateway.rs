@@ -1,0 +1,219 @@
+//! The public gateway: its configuration, the services it is built from,
+//! and its listener. The invoke path is in `invoke.rs`; what a running
+//! function may ask of the platform is in `host/`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body_util::Full;
+use hyper::body::Body;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use zerofn_audit::{AuditLog, RefusalAggregator};
+use zerofn_listener::ListenerConfig;
+use zerofn_sandbox::{LoadedFunction, Sandbox};
+use zerofn_store::Store;
+
+use crate::caller::Caller;
+use crate::host::{BoxFuture, HostServices, Invocations, WorkloadIdentity};
+use crate::limits::{BodyBudget, CallTree};
+use crate::policies::Policies;
+use crate::Routes;
+
+/// Response header carrying the invocation id.
+pub const INVOCATION_HEADER: &str = "x-zerofn-invocation-id";
+
+/// Limits applied to every connection and request.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Bytes of request line plus headers (hyper's read buffer).
+    pub max_header_bytes: usize,
+    /// Time to receive the complete request head.
+    pub header_read_timeout: Duration,
+    /// Time to receive the complete request body.
+    pub body_read_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+    /// Bytes of request bodies the gateway holds at once, across all
+    /// requests; beyond it a request gets 503 `busy`.
+    pub max_body_bytes_in_flight: usize,
+    /// Open connections per listener.
+    pub max_connections: usize,
+    /// Open connections per client address, per listener.
+    pub max_connections_per_ip: usize,
+    /// Interval over which identical unauthenticated refusals are counted
+    /// into one audit record.
+    pub refusal_aggregation_interval: Duration,
+    /// Invocations one public request may cause in all through
+    /// function-to-function calls, itself included.
+    pub max_invocations_per_request: u32,
+}
+
+impl GatewayConfig {
+    /// The limits of the listeners (gateway and control API) this
+    /// configuration sets.
+    pub fn listener(&self) -> ListenerConfig {
+        ListenerConfig {
+            max_header_bytes: self.max_header_bytes,
+            header_read_timeout: self.header_read_timeout,
+            shutdown_grace: self.shutdown_grace,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+        }
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            max_header_bytes: 16 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+            max_body_bytes_in_flight: 256 << 20,
+            max_connections: 10_000,
+            max_connections_per_ip: 512,
+            refusal_aggregation_interval: Duration::from_secs(10),
+            max_invocations_per_request: crate::limits::MAX_TREE_INVOCATIONS,
+        }
+    }
+}
+
+/// What the gateway needs besides routes and the sandbox: the runtime
+/// policies, the store that holds key-value data and the verifier of
+/// workload identities.
+pub struct GatewayServices {
+    pub policies: Policies,
+    pub store: Store,
+    pub identity: Arc<dyn WorkloadIdentity>,
+}
+
+/// The public gateway.
+pub struct Gateway {
+    routes: Routes,
+    sandbox: Arc<Sandbox>,
+    audit: AuditLog,
+    config: GatewayConfig,
+    /// What each invocation's host capabilities use.
+    host: Arc<HostServices>,
+    /// Where refusals of unauthenticated callers are recorded.
+    refusals: RefusalAggregator,
+    /// Bytes of request bodies held across all requests.
+    bodies: Arc<BodyBudget>,
+}
+
+impl Gateway {
+    pub fn new(
+        routes: Routes,
+        sandbox: Arc<Sandbox>,
+        audit: AuditLog,
+        config: GatewayConfig,
+        services: GatewayServices,
+    ) -> Arc<Gateway> {
+        let refusals = RefusalAggregator::new(audit.clone(), config.refusal_aggregation_interval);
+        let bodies = BodyBudget::new(config.max_body_bytes_in_flight);
+        let host = Arc::new(HostServices {
+            audit: audit.clone(),
+            policies: services.policies,
+            store: services.store,
+            identity: services.identity,
+        });
+        Arc::new(Gateway {
+            routes,
+            sandbox,
+            audit,
+            config,
+            host,
+            refusals,
+            bodies,
+        })
+    }
+
+    /// The aggregator of unauthenticated refusals.
+    pub fn refusals(&self) -> &RefusalAggregator {
+        &self.refusals
+    }
+
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    pub(crate) fn routes(&self) -> &Routes {
+        &self.routes
+    }
+
+    pub(crate) fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.sandbox
+    }
+
+    pub(crate) fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    pub(crate) fn host_services(&self) -> &Arc<HostServices> {
+        &self.host
+    }
+
+    pub(crate) fn bodies(&self) -> &Arc<BodyBudget> {
+        &self.bodies
+    }
+
+    /// Serve the gateway on `listener` until `shutdown` turns true.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+        let config = self.config.clone();
+        let refusals = self.refusals.clone();
+        zerofn_listener::serve(
+            listener,
+            None,
+            &config.listener(),
+            shutdown,
+            move |req| {
+                let gw = self.clone();
+                async move { gw.handle(req).await }
+            },
+            Some(refusals.clone()),
+        )
+        .await;
+        // Repeats counted in the interval that was running are recorded
+        // before the platform stops, not lost with it.
+        refusals.flush().await;
+    }
+
+    /// One request, start to finish. Generic over the body so the whole
+    /// path can be driven in-process (benchmarks) as well as by hyper.
+    pub async fn handle<B>(self: &Arc<Self>, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let invocation_id = uuid::Uuid::new_v4().to_string();
+        let span = tracing::info_span!("invoke", invocation_id = %invocation_id);
+        let mut resp =
+            tracing::Instrument::instrument(self.invoke(req, &invocation_id), span).await;
+        if let Ok(v) = HeaderValue::from_str(&invocation_id) {
+            resp.headers_mut().insert(INVOCATION_HEADER, v);
+        }
+        resp.map(Full::new)
+    }
+}
+
+impl Invocations for Gateway {
+    fn function(&self, tenant: &str, name: &str) -> Option<Arc<LoadedFunction>> {
+        self.routes.snapshot().function(tenant, name).cloned()
+    }
+
+    fn invoke_nested(
+        self: Arc<Self>,
+        function: Arc<LoadedFunction>,
+        request: Request<Bytes>,
+        caller: Caller,
+        depth: u32,
+        tree: Arc<CallTree>,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Response<Bytes>> {
+        Box::pin(self.invoke_function(function, request, caller, depth, tree, deadline))
+    }
+}

@@ -1,0 +1,136 @@
+//! Key-value storage (`wasi:keyvalue`): data addressed as (caller's
+//! tenant, bucket, key). The tenant never comes from the guest, so no
+//! bucket name or key reaches another tenant's data.
+
+use bytes::Bytes;
+use zerofn_policy::{Permit, RequestContext, Resource, RuntimeAction};
+use zerofn_sandbox::host_interface::{limits, CapabilityError, KvOp, KvOutcome};
+
+use super::InvocationHost;
+
+impl InvocationHost {
+    /// The policy resource of bucket `name` of the caller's tenant, if the
+    /// name is one a manifest could grant.
+    pub(super) fn bucket(&self, name: &str) -> Result<Resource, CapabilityError> {
+        zerofn_policy::permissions::valid_bucket_name(name).map_err(|why| {
+            CapabilityError::NoSuchStore(format!("bucket name `{}` {why}", name.escape_debug()))
+        })?;
+        Ok(Resource::Bucket {
+            tenant: self.tenant().to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
+    /// Decide, record, then perform one key-value operation.
+    pub(super) async fn kv_op(&self, bucket: &str, op: KvOp) -> Result<KvOutcome, CapabilityError> {
+        let resource = self.bucket(bucket)?;
+        let (action, context, verb) = match &op {
+            KvOp::Get { key } => (
+                RuntimeAction::KvGet,
+                RequestContext::Key(key.clone()),
+                "get",
+            ),
+            KvOp::Exists { key } => (
+                RuntimeAction::KvGet,
+                RequestContext::Key(key.clone()),
+                "exists",
+            ),
+            KvOp::Set { key, .. } => (
+                RuntimeAction::KvPut,
+                RequestContext::Key(key.clone()),
+                "set",
+            ),
+            KvOp::Increment { key, .. } => (
+                RuntimeAction::KvPut,
+                RequestContext::Key(key.clone()),
+                "increment",
+            ),
+            KvOp::Delete { key } => (
+                RuntimeAction::KvDelete,
+                RequestContext::Key(key.clone()),
+                "delete",
+            ),
+            KvOp::ListKeys { cursor } => (
+                RuntimeAction::KvList,
+                RequestContext::List(*cursor),
+                "list-keys",
+            ),
+        };
+        let what = format!("{} ({verb}) on bucket `{bucket}`", action.as_str(),);
+        let authorized = self
+            .authorize(action, resource, context, what)
+            .await
+            .map_err(CapabilityError::Denied)?;
+        self.kv_act(&authorized.permit, bucket, op).await
+    }
+
+    /// Perform an authorized key-value operation on the caller's tenant's
+    /// data.
+    async fn kv_act(
+        &self,
+        _permit: &Permit,
+        bucket: &str,
+        op: KvOp,
+    ) -> Result<KvOutcome, CapabilityError> {
+        let store = &self.services.store;
+        let tenant = self.tenant();
+        let failed = |e: zerofn_store::StoreError| {
+            tracing::error!(invocation_id = %self.invocation_id, error = %e, "key-value store failed");
+            CapabilityError::Failed("the key-value store failed".into())
+        };
+        Ok(match op {
+            KvOp::Get { key } => KvOutcome::Value(
+                store
+                    .kv_get(tenant, bucket, &key)
+                    .await
+                    .map_err(failed)?
+                    .map(Bytes::from),
+            ),
+            KvOp::Exists { key } => KvOutcome::Exists(
+                store
+                    .kv_exists(tenant, bucket, &key)
+                    .await
+                    .map_err(failed)?,
+            ),
+            KvOp::Set { key, value } => {
+                store
+                    .kv_set(tenant, bucket, &key, value.to_vec())
+                    .await
+                    .map_err(failed)?;
+                KvOutcome::Done
+            }
+            KvOp::Delete { key } => {
+                store
+                    .kv_delete(tenant, bucket, &key)
+                    .await
+                    .map_err(failed)?;
+                KvOutcome::Done
+            }
+            KvOp::ListKeys { cursor } => {
+                let (keys, cursor) = store
+                    .kv_list(tenant, bucket, cursor, limits::LIST_PAGE)
+                    .await
+                    .map_err(failed)?;
+                KvOutcome::Keys { keys, cursor }
+            }
+            KvOp::Increment { key, delta } => {
+                match store
+                    .kv_increment(tenant, bucket, &key, delta)
+                    .await
+                    .map_err(failed)?
+                {
+                    Ok(n) => KvOutcome::Counter(n),
+                    Err(zerofn_store::IncrementError::NotANumber) => {
+                        return Err(CapabilityError::Failed(format!(
+                            "the value of `{}` is not a decimal number",
+                            key.escape_debug()
+                        )))
+                    }
+                    Err(zerofn_store::IncrementError::Overflow) => {
+                        return Err(CapabilityError::Failed("the counter would overflow".into()))
+                    }
+                }
+            }
+        })
+    }
+}

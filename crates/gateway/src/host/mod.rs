@@ -1,0 +1,402 @@
+//! The platform side of the host capabilities: for every key-value,
+//! configuration, function-call, identity and outbound-HTTP call a guest
+//! makes, *decide, audit, then act*.
+//!
+//! One [`InvocationHost`] exists per invocation and knows whose call it is:
+//! the running function, identified by its current X.509-SVID, which is
+//! verified (chain, expiry, revocation) before every decision, so a revoked
+//! identity stops working at once. The decision comes from the runtime
+//! Cedar policies ([`Policies`]); the audit record is durable before the
+//! call acts; a failure to verify, decide or audit is a denial, which the
+//! guest sees as an error while the invocation goes on. A capability acts
+//! only with an [`Authorized`] value, which only [`InvocationHost::authorize`]
+//! makes, from a policy [`Permit`] and the verified identity.
+//!
+//! One file per capability: `kv.rs` (key-value), `config.rs` (runtime
+//! configuration), `calls.rs` (function-to-function calls), `identity.rs`
+//! (JWT-SVIDs for the function), `egress.rs` (every other outbound
+//! request); `destination.rs` reads where an outbound request goes, once.
+//!
+//! # Trust
+//! Trusts the platform's services it is given ([`HostServices`]) and the
+//! gateway behind [`Invocations`] to hold a nested invocation to its own
+//! limits. Trusts nothing from the guest: bucket names, keys, URLs and
+//! headers are the guest's and are decided on, never believed; the tenant
+//! of key-value data and the caller of a function call come from the
+//! platform, never from the guest.
+
+mod calls;
+mod config;
+mod destination;
+mod egress;
+mod identity;
+mod kv;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use serde_json::{json, Value};
+use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome};
+use zerofn_identity::VerifiedSpiffeId;
+use zerofn_policy::{
+    Decision, Permit, Principal, RequestContext, Resource, RuntimeAction, RuntimeRequest,
+};
+use zerofn_sandbox::host_interface::{
+    CapabilityError, HostCapabilities, KvOp, KvOutcome, OutboundError, SandboxRefusal,
+};
+use zerofn_sandbox::LoadedFunction;
+use zerofn_store::Store;
+
+use crate::caller::Caller;
+use crate::limits::CallTree;
+use crate::policies::Policies;
+
+pub use destination::{IDENTITY_HOST, INTERNAL_SUFFIX};
+pub use identity::WorkloadIdentity;
+
+use destination::Destination;
+
+/// Header carrying the calling function's verified SPIFFE ID to a callee.
+/// Stripped from every request arriving through the public gateway.
+pub const CALLER_HEADER: &str = "x-zerofn-caller-spiffe-id";
+
+/// Most decisions listed in one invocation record.
+const MAX_LISTED_DECISIONS: usize = 64;
+
+/// A boxed future, so [`Invocations`] stays object safe.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The platform services every invocation's host uses: the audit log, the
+/// runtime policies, the store of key-value data and the verifier of
+/// workload identities.
+pub(crate) struct HostServices {
+    pub(crate) audit: AuditLog,
+    pub(crate) policies: Policies,
+    pub(crate) store: Store,
+    pub(crate) identity: Arc<dyn WorkloadIdentity>,
+}
+
+/// What a function call needs of the gateway, and nothing more: find the
+/// callee, and run it as a new invocation held to its own limits.
+pub(crate) trait Invocations: Send + Sync + 'static {
+    /// The function deployed as `tenant/name`, if any.
+    fn function(&self, tenant: &str, name: &str) -> Option<Arc<LoadedFunction>>;
+
+    /// Run `function` for `caller` as a nested invocation at `depth`,
+    /// within `tree`'s budget and before `deadline`; its answer, refusals
+    /// included.
+    #[allow(clippy::too_many_arguments)]
+    fn invoke_nested(
+        self: Arc<Self>,
+        function: Arc<LoadedFunction>,
+        request: Request<Bytes>,
+        caller: Caller,
+        depth: u32,
+        tree: Arc<CallTree>,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Response<Bytes>>;
+}
+
+/// Proof that a capability call was allowed and recorded: the policy
+/// permit and the caller's verified identity. Made only by
+/// [`InvocationHost::authorize`]; every capability's action takes its
+/// permit (`&Permit`), so none can act on a denial or without a decision.
+pub(crate) struct Authorized {
+    /// The permit, which the capability's action takes as its proof.
+    pub(crate) permit: Permit,
+    /// The verified identity the call is made with.
+    pub(crate) caller: VerifiedSpiffeId,
+}
+
+/// One decision, as listed in audit records.
+/// `permission` is the grant the request needs, in the manifest's terms
+/// (`kv:orders:read`, `call:billing`, `config`, `invoke:public`): what the
+/// access analyzer compares with what was granted.
+pub(crate) fn decision_json(
+    action: RuntimeAction,
+    resource: &Resource,
+    decision: &Decision,
+    permission: &str,
+) -> Value {
+    json!({
+        "action": action.as_str(),
+        "resource": resource.describe(),
+        "permission": permission,
+        "allowed": decision.is_allowed(),
+        "policies": decision.determining(),
+        "explain": decision.explain(),
+    })
+}
+
+/// The host capabilities of one invocation.
+pub struct InvocationHost {
+    services: Arc<HostServices>,
+    invocations: Arc<dyn Invocations>,
+    function: Arc<LoadedFunction>,
+    invocation_id: String,
+    depth: u32,
+    /// Shared by every invocation of this root request.
+    tree: Arc<CallTree>,
+    /// When this invocation must be over; its callees get no later one.
+    deadline: Instant,
+    decisions: Mutex<Vec<Value>>,
+}
+
+impl InvocationHost {
+    pub(crate) fn new(
+        services: Arc<HostServices>,
+        invocations: Arc<dyn Invocations>,
+        function: Arc<LoadedFunction>,
+        invocation_id: &str,
+        depth: u32,
+        tree: Arc<CallTree>,
+        deadline: Instant,
+    ) -> InvocationHost {
+        InvocationHost {
+            services,
+            invocations,
+            function,
+            invocation_id: invocation_id.to_owned(),
+            depth,
+            tree,
+            deadline,
+            decisions: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The `capability` audit record of one decision or refusal of this
+    /// invocation; its detail is also listed (up to a bound) in the
+    /// invocation's own record.
+    fn capability_record(&self, outcome: Outcome, reason: String, detail: Value) -> AuditRecord {
+        {
+            let mut list = self
+                .decisions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if list.len() < MAX_LISTED_DECISIONS {
+                list.push(detail.clone());
+            }
+        }
+        AuditRecord::new("function", Action::Capability, outcome)
+            .tenant(self.tenant())
+            .function(self.name())
+            .invocation_id(&self.invocation_id)
+            .reason(reason)
+            .detail(detail)
+    }
+
+    /// Append a record of something that has already failed for the guest:
+    /// a record that cannot be written changes nothing for it, so it is
+    /// logged instead.
+    async fn record_refusal(&self, record: AuditRecord, what: &str) {
+        if let Err(error) = self.services.audit.append(record).await {
+            tracing::error!(invocation_id = %self.invocation_id, %error, "audit of {what} failed");
+        }
+    }
+
+    /// The decisions made during the invocation, for its audit record.
+    pub(crate) fn decisions(&self) -> Vec<Value> {
+        self.decisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn tenant(&self) -> &str {
+        self.function.artifact().manifest().tenant.as_str()
+    }
+
+    fn name(&self) -> &str {
+        self.function.artifact().manifest().name.as_str()
+    }
+
+    fn me(&self) -> Principal {
+        Principal::Function {
+            tenant: self.tenant().to_owned(),
+            name: self.name().to_owned(),
+        }
+    }
+
+    /// The function itself, as a policy resource.
+    fn me_as_resource(&self) -> Resource {
+        Resource::Function {
+            tenant: self.tenant().to_owned(),
+            name: self.name().to_owned(),
+        }
+    }
+
+    /// Verify the caller's identity, decide, and record the decision
+    /// durably. [`Authorized`] only when allowed and recorded; otherwise
+    /// the message the guest gets.
+    async fn authorize(
+        &self,
+        action: RuntimeAction,
+        resource: Resource,
+        context: RequestContext,
+        what: String,
+    ) -> Result<Authorized, String> {
+        let identity = self.services.identity.verify(self.tenant(), self.name());
+        let decision = match &identity {
+            Ok(_) => {
+                let policies = self.services.policies.current();
+                let request = RuntimeRequest {
+                    principal: self.me(),
+                    action,
+                    resource: resource.clone(),
+                    context,
+                };
+                // Host calls run on the guest's fiber stack, where Cedar's
+                // stack-depth guard (which measures the thread's stack)
+                // refuses to evaluate anything. Decide on a runtime worker
+                // instead; a failed task denies.
+                tokio::spawn(async move { policies.decide(&request) })
+                    .await
+                    .unwrap_or_else(|e| {
+                        Decision::error(format!("the policy decision task failed: {e}"))
+                    })
+            }
+            Err(why) => Decision::error(format!("the function's identity is refused: {why}")),
+        };
+        let permission = self.permission_of(action, &resource);
+        let mut detail = decision_json(action, &resource, &decision, &permission);
+        if let (Some(obj), Ok(id)) = (detail.as_object_mut(), &identity) {
+            obj.insert("principal".into(), id.to_string().into());
+        }
+        let outcome = if decision.is_allowed() {
+            Outcome::Allow
+        } else {
+            Outcome::Deny
+        };
+        let record =
+            self.capability_record(outcome, format!("{what}: {}", decision.explain()), detail);
+        if let Err(error) = self.services.audit.append(record).await {
+            tracing::error!(invocation_id = %self.invocation_id, %error, "capability audit failed; call denied");
+            return Err(format!(
+                "{what} could not be recorded in the audit log, so it is denied"
+            ));
+        }
+        let explain = decision.explain();
+        match (decision, identity) {
+            // Allowed implies the identity verified (a refused identity
+            // is a denial above); the verified SPIFFE ID is the caller's.
+            (Decision::Allow(permit), Ok(caller)) => Ok(Authorized { permit, caller }),
+            (Decision::Allow(_), Err(_)) => Err(format!(
+                "{what}: allowed without a verified identity, so denied"
+            )),
+            (Decision::Deny(reason), _) if reason.is_unmatched() => Err(format!(
+                "{what} by {} is not permitted: {explain} (missing permission `{permission}`)",
+                self.me().describe(),
+            )),
+            (Decision::Deny(_), _) => Err(format!(
+                "{what} by {} is not permitted: {explain}",
+                self.me().describe(),
+            )),
+        }
+    }
+
+    /// The grant a capability request needs, in manifest terms.
+    fn permission_of(&self, action: RuntimeAction, resource: &Resource) -> String {
+        match (action, resource) {
+            (_, Resource::Bucket { name, .. }) => format!(
+                "kv:{name}:{}",
+                if action.is_kv_write() {
+                    "write"
+                } else {
+                    "read"
+                }
+            ),
+            (RuntimeAction::Call, Resource::Function { tenant, name })
+                if tenant == self.tenant() =>
+            {
+                format!("call:{name}")
+            }
+            (RuntimeAction::Call, Resource::Function { tenant, name }) => {
+                format!("call:{tenant}/{name}")
+            }
+            (RuntimeAction::ConfigRead, _) => "config".to_owned(),
+            (RuntimeAction::SvidJwt, _) => "identity".to_owned(),
+            (_, Resource::Host(h)) => format!("http:{h}"),
+            (_, Resource::Function { tenant, name }) => {
+                format!("{}:{tenant}/{name}", action.as_str())
+            }
+        }
+    }
+}
+
+impl HostCapabilities for InvocationHost {
+    fn kv_open<'a>(
+        &'a self,
+        bucket: &'a str,
+    ) -> zerofn_sandbox::host_interface::BoxFuture<'a, Result<(), CapabilityError>> {
+        Box::pin(async move { self.bucket(bucket).map(|_| ()) })
+    }
+
+    fn kv<'a>(
+        &'a self,
+        bucket: &'a str,
+        op: KvOp,
+    ) -> zerofn_sandbox::host_interface::BoxFuture<'a, Result<KvOutcome, CapabilityError>> {
+        Box::pin(self.kv_op(bucket, op))
+    }
+
+    fn config_get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> zerofn_sandbox::host_interface::BoxFuture<'a, Result<Option<String>, CapabilityError>>
+    {
+        Box::pin(async move {
+            Ok(self
+                .config(Some(key))
+                .await?
+                .into_iter()
+                .next()
+                .map(|(_, v)| v))
+        })
+    }
+
+    fn config_get_all(
+        &self,
+    ) -> zerofn_sandbox::host_interface::BoxFuture<'_, Result<Vec<(String, String)>, CapabilityError>>
+    {
+        Box::pin(self.config(None))
+    }
+
+    fn outbound(
+        &self,
+        request: Request<Bytes>,
+    ) -> zerofn_sandbox::host_interface::BoxFuture<'_, Result<Response<Bytes>, OutboundError>> {
+        Box::pin(async move {
+            match Destination::of(request.uri()) {
+                Destination::Identity => Ok(self.jwt_svid(&request).await),
+                Destination::Function { tenant, name } => self.call(request, tenant, name).await,
+                Destination::External { host } => self.egress(&request, host).await,
+            }
+        })
+    }
+
+    fn refused(
+        &self,
+        refusal: SandboxRefusal,
+    ) -> zerofn_sandbox::host_interface::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let detail = json!({
+                "capability": refusal.capability,
+                "allowed": false,
+                "refused_by": "sandbox",
+                "explain": refusal.reason,
+            });
+            let record = self.capability_record(
+                Outcome::Deny,
+                format!("{}: {}", refusal.capability, refusal.reason),
+                detail,
+            );
+            // The call has failed already; a record that cannot be written
+            // changes nothing for the guest, so it is logged instead.
+            self.record_refusal(record, "a sandbox refusal").await;
+        })
+    }
+}

@@ -1,0 +1,273 @@
+//! The accept loop, plain or TLS, and the HTTP/1.1 settings it serves with.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use zerofn_audit::{Action, AuditRecord, Outcome, RefusalAggregator};
+
+use crate::limits::ConnectionLimits;
+
+/// The client address of a connection, put in each request's extensions
+/// by [`serve`]. Always canonical: an IPv4 client of a dual-stack listener
+/// is its IPv4 address, not `::ffff:a.b.c.d`, so every decision and record
+/// sees one spelling of it.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl PeerAddr {
+    /// The peer address with an IPv4-mapped IPv6 address made IPv4.
+    pub fn new(addr: SocketAddr) -> PeerAddr {
+        PeerAddr(SocketAddr::new(addr.ip().to_canonical(), addr.port()))
+    }
+
+    /// The canonical client IP.
+    pub fn ip(&self) -> IpAddr {
+        self.0.ip().to_canonical()
+    }
+}
+
+/// The end-entity certificate (DER) a TLS client presented, put in each
+/// request's extensions by [`serve`]. The handshake checked it against the
+/// listener's client roots; the handler must verify it again for what it
+/// authorises.
+#[derive(Clone, Debug)]
+pub struct PeerCertificate(pub Arc<rustls::pki_types::CertificateDer<'static>>);
+
+/// The limits of a listener.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Bytes of request line plus headers (hyper's read buffer).
+    pub max_header_bytes: usize,
+    /// Time to receive the complete request head (and, over TLS, to
+    /// complete the handshake).
+    pub header_read_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+    /// Open connections per listener.
+    pub max_connections: usize,
+    /// Open connections per client address, per listener.
+    pub max_connections_per_ip: usize,
+}
+
+/// A listener's TLS: the rustls server configuration (certificates,
+/// client verifier, protocol versions) it hands every handshake.
+#[derive(Clone)]
+pub struct Tls(pub Arc<rustls::ServerConfig>);
+
+/// Accept connections on `listener` and serve HTTP/1.1 with `handler`
+/// until `shutdown` becomes true; then stop accepting and wait (up to the
+/// grace period) for in-flight requests to finish. With `tls`, each
+/// connection completes a TLS handshake first (within the head timeout).
+/// Connections beyond the caps (in total, per client address) are closed
+/// at once. Refused connections, requests hyper refused itself (malformed
+/// or oversized heads, heads too slow) and client certificates the
+/// handshake refused are recorded in `refusals`, as refusals of the
+/// unauthenticated peer.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    tls: Option<Tls>,
+    config: &ListenerConfig,
+    mut shutdown: watch::Receiver<bool>,
+    handler: H,
+    refusals: Option<RefusalAggregator>,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
+    let acceptor = tls.map(|Tls(config)| tokio_rustls::TlsAcceptor::from(config));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off
+                        // instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let peer = PeerAddr::new(peer);
+                let permit = match limits.try_acquire(peer.ip()) {
+                    Ok(permit) => permit,
+                    Err(refusal) => {
+                        // Over the caps: closed before a byte is read.
+                        drop(stream);
+                        let record = AuditRecord::new("anonymous", Action::Connection, Outcome::Deny)
+                            .reason(refusal.reason());
+                        record_refusal(refusals.as_ref(), peer.ip(), record);
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let handler = handler.clone();
+                let builder = http1_builder(config);
+                let watcher = graceful.watcher();
+                let refusals = refusals.clone();
+                match acceptor.clone() {
+                    None => {
+                        let conn = Connection { peer, certificate: None, builder, refusals };
+                        tokio::spawn(async move {
+                            let _permit = permit;
+                            conn.serve(stream, handler, watcher).await;
+                        });
+                    }
+                    Some(acceptor) => {
+                        let handshake_timeout = config.header_read_timeout;
+                        tokio::spawn(async move {
+                            let _permit = permit;
+                            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => tls,
+                                Ok(Err(error)) => {
+                                    let cert_refused = error
+                                        .get_ref()
+                                        .and_then(|e| e.downcast_ref::<rustls::Error>())
+                                        .is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_)));
+                                    if cert_refused {
+                                        let record = AuditRecord::new("anonymous", Action::ApiAuthenticate, Outcome::Deny)
+                                            .reason(format!("TLS handshake refused the client certificate: {error}"));
+                                        record_refusal(refusals.as_ref(), peer.ip(), record);
+                                    } else {
+                                        tracing::debug!(%error, "TLS handshake failed");
+                                    }
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!("TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                            let certificate = tls
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .map(|c| PeerCertificate(Arc::new(c.clone().into_owned())));
+                            let conn = Connection { peer, certificate, builder, refusals };
+                            conn.serve(tls, handler, watcher).await;
+                        });
+                    }
+                }
+            }
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    break;
+                }
+            }
+        }
+    }
+    drop(listener);
+    drain(graceful, config).await;
+}
+
+/// One accepted connection (after its handshake, over TLS).
+struct Connection {
+    peer: PeerAddr,
+    certificate: Option<PeerCertificate>,
+    builder: http1::Builder,
+    refusals: Option<RefusalAggregator>,
+}
+
+impl Connection {
+    /// Serve HTTP/1.1 on `io` until the connection ends, recording a
+    /// request hyper refused.
+    async fn serve<I, H, F>(self, io: I, handler: H, watcher: hyper_util::server::graceful::Watcher)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    {
+        let Connection {
+            peer,
+            certificate,
+            builder,
+            refusals,
+        } = self;
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            let handler = handler.clone();
+            req.extensions_mut().insert(peer);
+            if let Some(certificate) = &certificate {
+                req.extensions_mut().insert(certificate.clone());
+            }
+            async move { Ok::<_, Infallible>(handler(req).await) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        if let Err(error) = watcher.watch(conn).await {
+            tracing::debug!(%error, "connection ended with an error");
+            if let Some((status, reason)) = hyper_refusal(&error) {
+                let record = AuditRecord::new("anonymous", Action::Connection, Outcome::Deny)
+                    .status(status)
+                    .reason(reason);
+                record_refusal(refusals.as_ref(), peer.ip(), record);
+            }
+        }
+    }
+}
+
+/// The status hyper answered and why, for a connection error that is a
+/// refusal of the request (not a client merely going away).
+fn hyper_refusal(error: &hyper::Error) -> Option<(u16, String)> {
+    if error.is_parse_too_large() {
+        Some((431, format!("request head refused: {error}")))
+    } else if error.is_parse() || error.is_parse_status() {
+        Some((400, format!("malformed request refused: {error}")))
+    } else if error.is_timeout() {
+        Some((408, format!("request head not received in time: {error}")))
+    } else {
+        None
+    }
+}
+
+/// Hand a refusal of an unauthenticated peer to the aggregator without
+/// holding up the caller (the accept loop, a connection's end).
+fn record_refusal(refusals: Option<&RefusalAggregator>, ip: IpAddr, record: AuditRecord) {
+    let Some(refusals) = refusals.cloned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        if let Err(error) = refusals.refuse(ip, record).await {
+            tracing::error!(%error, "audit of a refused connection failed");
+        }
+    });
+}
+
+/// The HTTP/1.1 settings of every listener (gateway, control API, TLS or
+/// not): header size and time limits, keep-alive.
+pub fn http1_builder(config: &ListenerConfig) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(config.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+}
+
+/// After the listener is closed: wait up to the grace period for the
+/// in-flight connections to finish.
+pub async fn drain(
+    graceful: hyper_util::server::graceful::GracefulShutdown,
+    config: &ListenerConfig,
+) {
+    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish within the shutdown grace period");
+    }
+}
