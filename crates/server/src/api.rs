@@ -25,10 +25,14 @@ use zerofn_store::StoreError;
 
 use crate::admission::{AddIdentity, SetAdmission, SubmittedAttestation};
 use crate::auth::OperatorToken;
-use crate::authz::{self, ControlAuthz, Target};
+use crate::authz::ControlAuthz;
 use crate::control::{ControlError, ControlPlane, DeployRequest};
 use crate::operators::{Operators, DEFAULT_OPERATOR_TTL};
 use crate::tls::{serve_tls, PeerCertificate};
+
+mod routes;
+
+use routes::{Access, Call, Matched, Reply, Resource, Route};
 
 /// Largest API request body (a base64 component of ~90 MiB).
 const MAX_API_BODY: usize = 128 * 1024 * 1024;
@@ -146,8 +150,6 @@ struct PublishLayer {
     bundle: String,
 }
 
-type Reply = Result<(StatusCode, serde_json::Value), ControlError>;
-
 impl Api {
     pub(crate) fn new(
         control: Arc<ControlPlane>,
@@ -233,86 +235,78 @@ impl Api {
         peer: Option<PeerCertificate>,
     ) -> Response<Bytes> {
         let path = req.uri().path().to_owned();
-        if req.method() == Method::GET && path == "/v1/health" {
-            return json(StatusCode::OK, &serde_json::json!({ "status": "ok" }));
-        }
-        if req.method() == Method::GET && path == "/v1/identity/bundle" {
-            // The trust bundle is public: peers need it before they can
-            // authenticate anything.
-            let mut resp = Response::new(Bytes::from(
-                self.control.identities().bundle_pem().to_owned(),
-            ));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/x-pem-file"),
-            );
-            return resp;
-        }
-        if req.method() == Method::GET && path == "/v1/identity/jwt-bundle" {
-            // The JWT authorities (JWKS) that sign JWT-SVIDs: public, so
-            // that any peer can verify a token a function presents.
-            return json(StatusCode::OK, &self.control.identities().jwt_bundle());
-        }
-        if req.method() == Method::GET && path == "/v1/openapi.yaml" {
-            let mut resp = Response::new(Bytes::from_static(OPENAPI.as_bytes()));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/yaml"),
-            );
-            return resp;
-        }
+        let method = req.method().clone();
+        let matched = routes::find(&method, &path);
+        let operation = match matched {
+            Some(Matched {
+                route:
+                    Route {
+                        access: Access::Public(serve),
+                        ..
+                    },
+                ..
+            }) => return serve(self),
+            Some(
+                ref m @ Matched {
+                    route:
+                        Route {
+                            access:
+                                Access::Operator {
+                                    action,
+                                    resource,
+                                    refusal,
+                                    handler,
+                                },
+                            ..
+                        },
+                    ..
+                },
+            ) => Some((m, *action, *resource, *refusal, *handler)),
+            None => None,
+        };
         let principal = match self.authenticate(&req, peer.as_ref(), &path).await {
             Ok(p) => p,
             Err(resp) => return resp,
         };
-        let method = req.method().clone();
         let query = req.uri().query().map(str::to_owned);
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        // Authorization before anything runs; a route without a mapping is refused.
-        let Some(required) = authz::required(&method, &segments) else {
-            return self
-                .refuse(
-                    &principal,
-                    Refusal::new(Action::ApiAuthorize, &method, &path, None),
-                    StatusCode::NOT_FOUND,
-                    "no_such_endpoint",
-                    "no such endpoint; see docs/openapi.yaml",
-                )
-                .await;
+        // Authorization before anything runs; a request no route matches is refused.
+        let Some((matched, action, resource, refusal_action, handler)) = operation else {
+            return self.no_such_endpoint(&principal, &method, &path).await;
         };
-        let path_tenant = match &required.target {
-            Target::Tenant(t) => Some(t.as_str()),
-            Target::Platform | Target::ManifestTenant => None,
+        let params = match matched.decode() {
+            Ok(p) => p,
+            Err(e) => {
+                let refusal = Refusal::new(refusal_action, &method, &path, None);
+                return self
+                    .refuse(&principal, refusal, status_of(&e), e.kind(), &e.to_string())
+                    .await;
+            }
         };
-        let refusal = Refusal::new(
-            refusal_action(&method, &segments),
-            &method,
-            &path,
-            path_tenant,
-        );
+        let path_tenant = match resource {
+            Resource::PathTenant => match params.get("tenant") {
+                Ok(t) => Some(t),
+                Err(e) => return error_response(status_of(&e), e.kind(), &e.to_string(), None),
+            },
+            Resource::Platform | Resource::ManifestTenant => None,
+        };
+        let refusal = Refusal::new(refusal_action, &method, &path, path_tenant);
         // Everything that can be decided from the head is decided before a
         // byte of the body is read. The resource is known from the path,
         // except for deploy and explain, where it is the manifest's tenant:
         // there the operator must at least be allowed the action on some
         // tenant before the body is read, and on the manifest's after.
-        let path_resource = match &required.target {
-            Target::Platform => Some(ControlResource::Platform),
-            Target::Tenant(t) => Some(ControlResource::Tenant(t.clone())),
-            Target::ManifestTenant => None,
+        let path_resource = match (resource, path_tenant) {
+            (Resource::Platform, _) => Some(ControlResource::Platform),
+            (Resource::PathTenant, Some(t)) => Some(ControlResource::Tenant(t.to_owned())),
+            (Resource::PathTenant, None) | (Resource::ManifestTenant, _) => None,
         };
         let denied = match &path_resource {
             Some(resource) => {
-                self.authorize(
-                    &principal,
-                    required.action,
-                    resource.clone(),
-                    &method,
-                    &path,
-                )
-                .await
+                self.authorize(&principal, action, resource.clone(), &method, &path)
+                    .await
             }
             None => {
-                self.authorize_any_tenant(&principal, required.action, &method, &path)
+                self.authorize_any_tenant(&principal, action, &method, &path)
                     .await
             }
         };
@@ -337,226 +331,20 @@ impl Api {
                 }
             };
             if let Some(denied) = self
-                .authorize(&principal, required.action, resource, &method, &path)
+                .authorize(&principal, action, resource, &method, &path)
                 .await
             {
                 return denied;
             }
         }
         let actor = principal.actor();
-        let actor = actor.as_str();
-        let reply = match (&method, segments.as_slice()) {
-            (&Method::GET, ["v1", "tenants"]) => self
-                .control
-                .list_tenants()
-                .await
-                .map(|t| (StatusCode::OK, serde_json::json!({ "tenants": t }))),
-            (&Method::POST, ["v1", "tenants"]) => self.create_tenant(actor, &body).await,
-            (&Method::GET, ["v1", "tenants", tenant, "routes"]) => {
-                self.control.tenant_routes(tenant).await.map(|p| {
-                    (
-                        StatusCode::OK,
-                        serde_json::json!({ "tenant": tenant, "route_prefixes": p }),
-                    )
-                })
-            }
-            (&Method::PUT, ["v1", "tenants", tenant, "routes"]) => {
-                self.set_routes(actor, tenant, &body).await
-            }
-            (&Method::POST, ["v1", "tenants", tenant, "keys"]) => {
-                self.add_key(actor, tenant, &body).await
-            }
-            (&Method::DELETE, ["v1", "tenants", tenant, "keys", key_id]) => self
-                .control
-                .remove_key(actor, tenant, &percent_decode(key_id))
-                .await
-                .map(|()| {
-                    (
-                        StatusCode::OK,
-                        serde_json::json!({ "removed": percent_decode(key_id) }),
-                    )
-                }),
-            (&Method::POST, ["v1", "tenants", tenant, "layers"]) => {
-                self.publish_layer(actor, tenant, &body).await
-            }
-            (&Method::GET, ["v1", "tenants", tenant, "layers"]) => self
-                .control
-                .list_layers(tenant)
-                .await
-                .map(|l| (StatusCode::OK, serde_json::json!({ "layers": l }))),
-            (&Method::DELETE, ["v1", "tenants", tenant, "layers", digest]) => {
-                let digest = percent_decode(digest);
-                self.control
-                    .delete_layer(actor, tenant, &digest)
-                    .await
-                    .map(|()| (StatusCode::OK, serde_json::json!({ "deleted": digest })))
-            }
-            (&Method::POST, ["v1", "deployments"]) => self.deploy(actor, &body).await,
-            (&Method::POST, ["v1", "admission", "explain"]) => self.explain(&body).await,
-            (&Method::GET, ["v1", "tenants", tenant, "admission"]) => self
-                .control
-                .admission_view(tenant)
-                .await
-                .map(|v| (StatusCode::OK, serde_json::to_value(v).unwrap_or_default())),
-            (&Method::PUT, ["v1", "tenants", tenant, "admission"]) => {
-                match parse_json::<SetAdmission>(&body) {
-                    Ok(req) => self
-                        .control
-                        .set_admission(actor, tenant, req)
-                        .await
-                        .map(|v| (StatusCode::OK, serde_json::to_value(v).unwrap_or_default())),
-                    Err(e) => Err(e),
-                }
-            }
-            (&Method::POST, ["v1", "tenants", tenant, "identities"]) => {
-                match parse_json::<AddIdentity>(&body) {
-                    Ok(req) => self
-                        .control
-                        .add_identity(actor, tenant, req)
-                        .await
-                        .map(|v| {
-                            (
-                                StatusCode::CREATED,
-                                serde_json::to_value(v).unwrap_or_default(),
-                            )
-                        }),
-                    Err(e) => Err(e),
-                }
-            }
-            (&Method::DELETE, ["v1", "tenants", tenant, "identities", id]) => self
-                .control
-                .remove_identity(actor, tenant, id)
-                .await
-                .map(|()| (StatusCode::OK, serde_json::json!({ "removed": id }))),
-            (&Method::GET, ["v1", "functions"]) => self
-                .control
-                .list_functions()
-                .await
-                .map(|f| (StatusCode::OK, serde_json::json!({ "functions": f }))),
-            (&Method::GET, ["v1", "functions", tenant, name, "svid"]) => {
-                match self.control.identities().current(tenant, name) {
-                    Some(svid) => Ok((
-                        StatusCode::OK,
-                        serde_json::json!({
-                            "spiffe_id": svid.spiffe_id().to_string(),
-                            "serial": svid.serial_hex(),
-                            "not_after": svid
-                                .not_after()
-                                .format(&time::format_description::well_known::Rfc3339)
-                                .unwrap_or_default(),
-                            "certificate": svid.cert_pem(),
-                        }),
-                    )),
-                    None => Err(ControlError::Store(StoreError::NoSuchDeployment {
-                        tenant: (*tenant).to_owned(),
-                        name: (*name).to_owned(),
-                    })),
-                }
-            }
-            (&Method::POST, ["v1", "functions", tenant, name, "svid", "revoke"]) => self
-                .control
-                .revoke_svid(actor, tenant, name)
-                .await
-                .map(|serial| (StatusCode::OK, serde_json::json!({ "revoked": serial }))),
-            (&Method::GET, ["v1", "tenants", tenant, "functions", name, "policy"]) => self
-                .control
-                .function_policy(tenant, name)
-                .await
-                .map(|v| (StatusCode::OK, serde_json::to_value(v).unwrap_or_default())),
-            (&Method::GET, ["v1", "tenants", tenant, "policy"]) => {
-                self.control.tenant_policy(tenant).await.map(|p| {
-                    (
-                        StatusCode::OK,
-                        serde_json::json!({ "tenant": tenant, "policy": p }),
-                    )
-                })
-            }
-            (&Method::PUT, ["v1", "tenants", tenant, "policy"]) => {
-                match parse_json::<SetPolicy>(&body) {
-                    Ok(req) => self
-                        .control
-                        .set_tenant_policy(actor, tenant, req.policy.as_deref())
-                        .await
-                        .map(|v| (StatusCode::OK, serde_json::to_value(v).unwrap_or_default())),
-                    Err(e) => Err(e),
-                }
-            }
-            (&Method::GET, ["v1", "access-analyzer"]) => match analyzer_query(query.as_deref()) {
-                Ok(q) => self
-                    .control
-                    .analyze_access(q.tenant.as_deref(), q.name.as_deref(), &q.since)
-                    .await
-                    .map(|v| (StatusCode::OK, serde_json::to_value(v).unwrap_or_default())),
-                Err(e) => Err(e),
-            },
-            (&Method::DELETE, ["v1", "functions", tenant, name]) => {
-                self.control.undeploy(actor, tenant, name).await.map(|()| {
-                    (
-                        StatusCode::OK,
-                        serde_json::json!({ "undeployed": format!("{tenant}/{name}") }),
-                    )
-                })
-            }
-            (&Method::GET, ["v1", "audit"]) => match audit_count(query.as_deref()) {
-                Ok(n) => self
-                    .control
-                    .audit_tail(n)
-                    .await
-                    .map(|r| (StatusCode::OK, serde_json::json!({ "records": r }))),
-                Err(e) => Err(e),
-            },
-            (&Method::POST, ["v1", "operators"]) => self.add_operator(actor, &body).await,
-            (&Method::GET, ["v1", "operators"]) => self
-                .operators
-                .list()
-                .await
-                .map(|o| (StatusCode::OK, serde_json::json!({ "operators": o }))),
-            (&Method::DELETE, ["v1", "operators", name]) => {
-                self.operators.remove(actor, name).await.map(|serials| {
-                    (
-                        StatusCode::OK,
-                        serde_json::json!({ "removed": name, "revoked": serials }),
-                    )
-                })
-            }
-            (&Method::GET, ["v1", "control-policy"]) => Ok((StatusCode::OK, self.authz.show())),
-            (&Method::PUT, ["v1", "control-policy"]) => {
-                match parse_json::<SetControlPolicy>(&body) {
-                    Ok(req) => self
-                        .authz
-                        .set(actor, &req.policy)
-                        .await
-                        .map(|ids| (StatusCode::OK, serde_json::json!({ "ids": ids }))),
-                    Err(e) => Err(e),
-                }
-            }
-            (&Method::GET, ["v1", "audit", "verify"]) => match self.control.audit_verify().await {
-                Ok(head) => Ok((
-                    StatusCode::OK,
-                    serde_json::json!({ "ok": true, "records": head.records, "head": head.hash }),
-                )),
-                Err(ControlError::Audit(zerofn_audit::AuditError::ChainBroken {
-                    seq,
-                    problem,
-                })) => Ok((
-                    StatusCode::CONFLICT,
-                    serde_json::json!({ "ok": false, "broken_at": seq, "problem": problem }),
-                )),
-                Err(e) => Err(e),
-            },
-            _ => {
-                return self
-                    .refuse(
-                        &principal,
-                        refusal,
-                        StatusCode::NOT_FOUND,
-                        "no_such_endpoint",
-                        "no such endpoint; see docs/openapi.yaml",
-                    )
-                    .await
-            }
+        let call = Call {
+            actor: &actor,
+            params: &params,
+            query: query.as_deref(),
+            body: &body,
         };
-        match reply {
+        match handler(self, call).await {
             Ok((status, value)) => json(status, &value),
             Err(ControlError::Refused { reason, report }) => json(
                 StatusCode::FORBIDDEN,
@@ -589,6 +377,248 @@ impl Api {
                 error_response(status, e.kind(), &e.to_string(), None)
             }
         }
+    }
+
+    /// The audited 404 of an authenticated request that matches no route.
+    async fn no_such_endpoint(
+        &self,
+        principal: &Principal,
+        method: &Method,
+        path: &str,
+    ) -> Response<Bytes> {
+        self.refuse(
+            principal,
+            Refusal::new(Action::ApiAuthorize, method, path, None),
+            StatusCode::NOT_FOUND,
+            "no_such_endpoint",
+            "no such endpoint; see docs/openapi.yaml",
+        )
+        .await
+    }
+
+    fn health(&self) -> Response<Bytes> {
+        json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+    }
+
+    fn trust_bundle(&self) -> Response<Bytes> {
+        let mut resp = Response::new(Bytes::from(
+            self.control.identities().bundle_pem().to_owned(),
+        ));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/x-pem-file"),
+        );
+        resp
+    }
+
+    fn jwt_bundle(&self) -> Response<Bytes> {
+        json(StatusCode::OK, &self.control.identities().jwt_bundle())
+    }
+
+    fn openapi(&self) -> Response<Bytes> {
+        let mut resp = Response::new(Bytes::from_static(OPENAPI.as_bytes()));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/yaml"),
+        );
+        resp
+    }
+
+    async fn list_tenants(&self, _: Call<'_>) -> Reply {
+        let tenants = self.control.list_tenants().await?;
+        Ok((StatusCode::OK, serde_json::json!({ "tenants": tenants })))
+    }
+
+    async fn tenant_routes(&self, c: Call<'_>) -> Reply {
+        let tenant = c.param("tenant")?;
+        let prefixes = self.control.tenant_routes(tenant).await?;
+        Ok((
+            StatusCode::OK,
+            serde_json::json!({ "tenant": tenant, "route_prefixes": prefixes }),
+        ))
+    }
+
+    async fn remove_key(&self, c: Call<'_>) -> Reply {
+        let key_id = c.param("key_id")?;
+        self.control
+            .remove_key(c.actor, c.param("tenant")?, key_id)
+            .await?;
+        Ok((StatusCode::OK, serde_json::json!({ "removed": key_id })))
+    }
+
+    async fn list_layers(&self, c: Call<'_>) -> Reply {
+        let layers = self.control.list_layers(c.param("tenant")?).await?;
+        Ok((StatusCode::OK, serde_json::json!({ "layers": layers })))
+    }
+
+    async fn delete_layer(&self, c: Call<'_>) -> Reply {
+        let digest = c.param("digest")?;
+        self.control
+            .delete_layer(c.actor, c.param("tenant")?, digest)
+            .await?;
+        Ok((StatusCode::OK, serde_json::json!({ "deleted": digest })))
+    }
+
+    async fn admission_view(&self, c: Call<'_>) -> Reply {
+        let view = self.control.admission_view(c.param("tenant")?).await?;
+        Ok((StatusCode::OK, to_value(view)))
+    }
+
+    async fn set_admission(&self, c: Call<'_>) -> Reply {
+        let req: SetAdmission = parse_json(c.body)?;
+        let view = self
+            .control
+            .set_admission(c.actor, c.param("tenant")?, req)
+            .await?;
+        Ok((StatusCode::OK, to_value(view)))
+    }
+
+    async fn add_identity(&self, c: Call<'_>) -> Reply {
+        let req: AddIdentity = parse_json(c.body)?;
+        let added = self
+            .control
+            .add_identity(c.actor, c.param("tenant")?, req)
+            .await?;
+        Ok((StatusCode::CREATED, to_value(added)))
+    }
+
+    async fn remove_identity(&self, c: Call<'_>) -> Reply {
+        let id = c.param("id")?;
+        self.control
+            .remove_identity(c.actor, c.param("tenant")?, id)
+            .await?;
+        Ok((StatusCode::OK, serde_json::json!({ "removed": id })))
+    }
+
+    async fn list_functions(&self, _: Call<'_>) -> Reply {
+        let functions = self.control.list_functions().await?;
+        Ok((
+            StatusCode::OK,
+            serde_json::json!({ "functions": functions }),
+        ))
+    }
+
+    async fn current_svid(&self, c: Call<'_>) -> Reply {
+        let (tenant, name) = (c.param("tenant")?, c.param("name")?);
+        match self.control.identities().current(tenant, name) {
+            Some(svid) => Ok((
+                StatusCode::OK,
+                serde_json::json!({
+                    "spiffe_id": svid.spiffe_id().to_string(),
+                    "serial": svid.serial_hex(),
+                    "not_after": svid
+                        .not_after()
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    "certificate": svid.cert_pem(),
+                }),
+            )),
+            None => Err(ControlError::Store(StoreError::NoSuchDeployment {
+                tenant: tenant.to_owned(),
+                name: name.to_owned(),
+            })),
+        }
+    }
+
+    async fn revoke_svid(&self, c: Call<'_>) -> Reply {
+        let serial = self
+            .control
+            .revoke_svid(c.actor, c.param("tenant")?, c.param("name")?)
+            .await?;
+        Ok((StatusCode::OK, serde_json::json!({ "revoked": serial })))
+    }
+
+    async fn function_policy(&self, c: Call<'_>) -> Reply {
+        let view = self
+            .control
+            .function_policy(c.param("tenant")?, c.param("name")?)
+            .await?;
+        Ok((StatusCode::OK, to_value(view)))
+    }
+
+    async fn tenant_policy(&self, c: Call<'_>) -> Reply {
+        let tenant = c.param("tenant")?;
+        let policy = self.control.tenant_policy(tenant).await?;
+        Ok((
+            StatusCode::OK,
+            serde_json::json!({ "tenant": tenant, "policy": policy }),
+        ))
+    }
+
+    async fn set_tenant_policy(&self, c: Call<'_>) -> Reply {
+        let req: SetPolicy = parse_json(c.body)?;
+        let set = self
+            .control
+            .set_tenant_policy(c.actor, c.param("tenant")?, req.policy.as_deref())
+            .await?;
+        Ok((StatusCode::OK, to_value(set)))
+    }
+
+    async fn analyze_access(&self, c: Call<'_>) -> Reply {
+        let q = analyzer_query(c.query)?;
+        let report = self
+            .control
+            .analyze_access(q.tenant.as_deref(), q.name.as_deref(), &q.since)
+            .await?;
+        Ok((StatusCode::OK, to_value(report)))
+    }
+
+    async fn undeploy(&self, c: Call<'_>) -> Reply {
+        let (tenant, name) = (c.param("tenant")?, c.param("name")?);
+        self.control.undeploy(c.actor, tenant, name).await?;
+        Ok((
+            StatusCode::OK,
+            serde_json::json!({ "undeployed": format!("{tenant}/{name}") }),
+        ))
+    }
+
+    async fn audit_tail(&self, c: Call<'_>) -> Reply {
+        let n = audit_count(c.query)?;
+        let records = self.control.audit_tail(n).await?;
+        Ok((StatusCode::OK, serde_json::json!({ "records": records })))
+    }
+
+    async fn audit_verify(&self, _: Call<'_>) -> Reply {
+        match self.control.audit_verify().await {
+            Ok(head) => Ok((
+                StatusCode::OK,
+                serde_json::json!({ "ok": true, "records": head.records, "head": head.hash }),
+            )),
+            Err(ControlError::Audit(zerofn_audit::AuditError::ChainBroken { seq, problem })) => {
+                Ok((
+                    StatusCode::CONFLICT,
+                    serde_json::json!({ "ok": false, "broken_at": seq, "problem": problem }),
+                ))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list_operators(&self, _: Call<'_>) -> Reply {
+        let operators = self.operators.list().await?;
+        Ok((
+            StatusCode::OK,
+            serde_json::json!({ "operators": operators }),
+        ))
+    }
+
+    async fn remove_operator(&self, c: Call<'_>) -> Reply {
+        let name = c.param("name")?;
+        let serials = self.operators.remove(c.actor, name).await?;
+        Ok((
+            StatusCode::OK,
+            serde_json::json!({ "removed": name, "revoked": serials }),
+        ))
+    }
+
+    async fn show_control_policy(&self, _: Call<'_>) -> Reply {
+        Ok((StatusCode::OK, self.authz.show()))
+    }
+
+    async fn set_control_policy(&self, c: Call<'_>) -> Reply {
+        let req: SetControlPolicy = parse_json(c.body)?;
+        let ids = self.authz.set(c.actor, &req.policy).await?;
+        Ok((StatusCode::OK, serde_json::json!({ "ids": ids })))
     }
 
     /// The principal of a request: the operator named by the connection's client
@@ -836,15 +866,15 @@ impl Api {
         )
     }
 
-    async fn add_operator(&self, actor: &str, body: &[u8]) -> Reply {
-        let req: AddOperator = parse_json(body)?;
+    async fn add_operator(&self, c: Call<'_>) -> Reply {
+        let req: AddOperator = parse_json(c.body)?;
         let ttl = match req.ttl_hours {
             None => DEFAULT_OPERATOR_TTL,
             Some(h) => Duration::from_secs(h.saturating_mul(3600)),
         };
         let issued = self
             .operators
-            .add(actor, &req.name, &req.public_key, ttl)
+            .add(c.actor, &req.name, &req.public_key, ttl)
             .await?;
         Ok((
             StatusCode::CREATED,
@@ -852,11 +882,11 @@ impl Api {
         ))
     }
 
-    async fn create_tenant(&self, actor: &str, body: &[u8]) -> Reply {
-        let req: CreateTenant = parse_json(body)?;
+    async fn create_tenant(&self, c: Call<'_>) -> Reply {
+        let req: CreateTenant = parse_json(c.body)?;
         let row = self
             .control
-            .create_tenant(actor, &req.name, &req.signing_keys, &req.route_prefixes)
+            .create_tenant(c.actor, &req.name, &req.signing_keys, &req.route_prefixes)
             .await?;
         let mut value = serde_json::to_value(&row).unwrap_or_default();
         if let Some(fields) = value.as_object_mut() {
@@ -866,11 +896,12 @@ impl Api {
         Ok((StatusCode::CREATED, value))
     }
 
-    async fn set_routes(&self, actor: &str, tenant: &str, body: &[u8]) -> Reply {
-        let req: SetRoutes = parse_json(body)?;
+    async fn set_routes(&self, c: Call<'_>) -> Reply {
+        let req: SetRoutes = parse_json(c.body)?;
+        let tenant = c.param("tenant")?;
         let prefixes = self
             .control
-            .set_tenant_routes(actor, tenant, &req.route_prefixes)
+            .set_tenant_routes(c.actor, tenant, &req.route_prefixes)
             .await?;
         Ok((
             StatusCode::OK,
@@ -878,17 +909,21 @@ impl Api {
         ))
     }
 
-    async fn add_key(&self, actor: &str, tenant: &str, body: &[u8]) -> Reply {
-        let req: AddKey = parse_json(body)?;
-        let key_id = self.control.add_key(actor, tenant, &req.public_key).await?;
+    async fn add_key(&self, c: Call<'_>) -> Reply {
+        let req: AddKey = parse_json(c.body)?;
+        let tenant = c.param("tenant")?;
+        let key_id = self
+            .control
+            .add_key(c.actor, tenant, &req.public_key)
+            .await?;
         Ok((
             StatusCode::CREATED,
             serde_json::json!({ "tenant": tenant, "key_id": key_id }),
         ))
     }
 
-    async fn publish_layer(&self, actor: &str, tenant: &str, body: &[u8]) -> Reply {
-        let req: PublishLayer = parse_json(body)?;
+    async fn publish_layer(&self, c: Call<'_>) -> Reply {
+        let req: PublishLayer = parse_json(c.body)?;
         let component = base64::engine::general_purpose::STANDARD
             .decode(req.component.as_bytes())
             .map_err(|e| {
@@ -896,7 +931,12 @@ impl Api {
             })?;
         let layer = self
             .control
-            .publish_layer(actor, tenant, component, req.bundle.into_bytes())
+            .publish_layer(
+                c.actor,
+                c.param("tenant")?,
+                component,
+                req.bundle.into_bytes(),
+            )
             .await?;
         Ok((
             StatusCode::CREATED,
@@ -904,8 +944,8 @@ impl Api {
         ))
     }
 
-    async fn explain(&self, body: &[u8]) -> Reply {
-        let req = deploy_request(parse_json(body)?)?;
+    async fn explain(&self, c: Call<'_>) -> Reply {
+        let req = deploy_request(parse_json(c.body)?)?;
         let result = self.control.explain(req).await?;
         Ok((
             StatusCode::OK,
@@ -913,9 +953,9 @@ impl Api {
         ))
     }
 
-    async fn deploy(&self, actor: &str, body: &[u8]) -> Reply {
-        let req = deploy_request(parse_json(body)?)?;
-        let deployed = self.control.deploy(actor, req).await?;
+    async fn deploy(&self, c: Call<'_>) -> Reply {
+        let req = deploy_request(parse_json(c.body)?)?;
+        let deployed = self.control.deploy(c.actor, req).await?;
         Ok((
             StatusCode::CREATED,
             serde_json::to_value(deployed).unwrap_or_default(),
@@ -1065,24 +1105,6 @@ impl Refusal {
     }
 }
 
-/// The audit action of a request refused before it ran (a body that does
-/// not parse, too large or too slow): the action the route records when it
-/// runs, `api.authorize` for the others.
-fn refusal_action(method: &Method, segments: &[&str]) -> Action {
-    match (method, segments) {
-        (&Method::POST, ["v1", "tenants"]) => Action::TenantCreate,
-        (&Method::POST, ["v1", "tenants", _, "keys"]) => Action::TenantKeyAdd,
-        (&Method::POST, ["v1", "tenants", _, "identities"]) => Action::TenantIdentityAdd,
-        (&Method::PUT, ["v1", "tenants", _, "admission"]) => Action::AdmissionSet,
-        (&Method::POST, ["v1", "tenants", _, "layers"]) => Action::LayerPublish,
-        (&Method::PUT, ["v1", "tenants", _, "policy"]) => Action::PolicySet,
-        (&Method::POST, ["v1", "deployments"] | ["v1", "admission", "explain"]) => Action::Deploy,
-        (&Method::POST, ["v1", "operators"]) => Action::OperatorAdd,
-        (&Method::PUT, ["v1", "control-policy"]) => Action::ControlPolicySet,
-        _ => Action::ApiAuthorize,
-    }
-}
-
 /// Request-derived text kept in a record: at most `max` chars, escaped.
 fn short(text: &str, max: usize) -> String {
     let escaped: String = text.escape_debug().collect();
@@ -1092,7 +1114,6 @@ fn short(text: &str, max: usize) -> String {
     }
 }
 
-/// `n` from `?n=N`: how many records to return (1..=10000, default 20).
 /// `PUT /v1/tenants/{t}/policy`: the Cedar text, or null to remove it.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1121,7 +1142,7 @@ fn analyzer_query(query: Option<&str>) -> Result<AnalyzerQuery, ControlError> {
         .filter(|p| !p.is_empty())
     {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v);
+        let v = routes::decode_query_value(v)?;
         match k {
             "tenant" => q.tenant = Some(v),
             "name" => q.name = Some(v),
@@ -1154,6 +1175,7 @@ fn analyzer_query(query: Option<&str>) -> Result<AnalyzerQuery, ControlError> {
     Ok(q)
 }
 
+/// `n` from `?n=N`: how many records to return (1..=10000, default 20).
 fn audit_count(query: Option<&str>) -> Result<u32, ControlError> {
     let Some(value) = query
         .unwrap_or_default()
@@ -1171,7 +1193,6 @@ fn audit_count(query: Option<&str>) -> Result<u32, ControlError> {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    // Key ids are `sha256:<hex>`; clients may escape the colon.
-    s.replace("%3A", ":").replace("%3a", ":")
+fn to_value(value: impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_default()
 }
