@@ -15,15 +15,19 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use zerofn_api::{
+    AddKey, AddOperator, AuditVerify, ControlPolicyIds, CreateTenant, Deploy, KeyAdded,
+    LayerDeleted, ManifestOnly, OperatorRemoved, PublishLayer, Removed, Revoked, SetControlPolicy,
+    SetPolicy, SetRoutes, Svid, TenantPolicy, TenantRoutes, Undeployed,
+};
 use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome, RefusalAggregator};
 use zerofn_gateway::{error_response, serve_http_with, GatewayConfig, PeerAddr};
 use zerofn_policy::{Authentication, ControlAction, ControlQuery, ControlResource, ROOT_OPERATOR};
 use zerofn_store::StoreError;
 
-use crate::admission::{AddIdentity, SetAdmission, SubmittedAttestation};
+use crate::admission::{AddIdentity, SetAdmission};
 use crate::auth::OperatorToken;
 use crate::authz::ControlAuthz;
 use crate::control::{ControlError, ControlPlane, DeployRequest};
@@ -80,74 +84,6 @@ impl Principal {
             Authentication::Mtls => format!("operator:{}", self.name),
         }
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddOperator {
-    name: String,
-    /// The operator's ECDSA P-256 public key, PEM `PUBLIC KEY`.
-    public_key: String,
-    #[serde(default)]
-    ttl_hours: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetControlPolicy {
-    policy: String,
-}
-
-/// The manifest of a deploy or explain body, read only to find its tenant.
-#[derive(Deserialize)]
-struct ManifestOnly {
-    manifest: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateTenant {
-    name: String,
-    #[serde(default)]
-    signing_keys: Vec<String>,
-    /// The tenant's route space; `/<name>/...` when absent or empty.
-    #[serde(default)]
-    route_prefixes: Vec<String>,
-}
-
-/// `PUT /v1/tenants/{t}/routes`: the tenant's whole new route space.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetRoutes {
-    route_prefixes: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddKey {
-    public_key: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Deploy {
-    manifest: String,
-    /// base64 (standard alphabet) of the component bytes.
-    component: String,
-    /// The Sigstore bundle JSON, as text.
-    bundle: String,
-    /// Attestation files (bundles or `.intoto.jsonl`) submitted with it.
-    #[serde(default)]
-    attestations: Vec<SubmittedAttestation>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PublishLayer {
-    /// base64 (standard alphabet) of the layer component.
-    component: String,
-    /// The Sigstore bundle JSON, as text.
-    bundle: String,
 }
 
 impl Api {
@@ -434,7 +370,10 @@ impl Api {
         let prefixes = self.control.tenant_routes(tenant).await?;
         Ok((
             StatusCode::OK,
-            serde_json::json!({ "tenant": tenant, "route_prefixes": prefixes }),
+            to_value(TenantRoutes {
+                tenant: tenant.to_owned(),
+                route_prefixes: prefixes,
+            }),
         ))
     }
 
@@ -443,7 +382,12 @@ impl Api {
         self.control
             .remove_key(c.actor, c.param("tenant")?, key_id)
             .await?;
-        Ok((StatusCode::OK, serde_json::json!({ "removed": key_id })))
+        Ok((
+            StatusCode::OK,
+            to_value(Removed {
+                removed: key_id.to_owned(),
+            }),
+        ))
     }
 
     async fn list_layers(&self, c: Call<'_>) -> Reply {
@@ -456,7 +400,12 @@ impl Api {
         self.control
             .delete_layer(c.actor, c.param("tenant")?, digest)
             .await?;
-        Ok((StatusCode::OK, serde_json::json!({ "deleted": digest })))
+        Ok((
+            StatusCode::OK,
+            to_value(LayerDeleted {
+                deleted: digest.to_owned(),
+            }),
+        ))
     }
 
     async fn admission_view(&self, c: Call<'_>) -> Reply {
@@ -487,7 +436,12 @@ impl Api {
         self.control
             .remove_identity(c.actor, c.param("tenant")?, id)
             .await?;
-        Ok((StatusCode::OK, serde_json::json!({ "removed": id })))
+        Ok((
+            StatusCode::OK,
+            to_value(Removed {
+                removed: id.to_owned(),
+            }),
+        ))
     }
 
     async fn list_functions(&self, _: Call<'_>) -> Reply {
@@ -503,14 +457,14 @@ impl Api {
         match self.control.identities().current(tenant, name) {
             Some(svid) => Ok((
                 StatusCode::OK,
-                serde_json::json!({
-                    "spiffe_id": svid.spiffe_id().to_string(),
-                    "serial": svid.serial_hex(),
-                    "not_after": svid
+                to_value(Svid {
+                    spiffe_id: svid.spiffe_id().to_string(),
+                    serial: svid.serial_hex().to_owned(),
+                    not_after: svid
                         .not_after()
                         .format(&time::format_description::well_known::Rfc3339)
                         .unwrap_or_default(),
-                    "certificate": svid.cert_pem(),
+                    certificate: svid.cert_pem().to_owned(),
                 }),
             )),
             None => Err(ControlError::Store(StoreError::NoSuchDeployment {
@@ -525,7 +479,7 @@ impl Api {
             .control
             .revoke_svid(c.actor, c.param("tenant")?, c.param("name")?)
             .await?;
-        Ok((StatusCode::OK, serde_json::json!({ "revoked": serial })))
+        Ok((StatusCode::OK, to_value(Revoked { revoked: serial })))
     }
 
     async fn function_policy(&self, c: Call<'_>) -> Reply {
@@ -541,7 +495,10 @@ impl Api {
         let policy = self.control.tenant_policy(tenant).await?;
         Ok((
             StatusCode::OK,
-            serde_json::json!({ "tenant": tenant, "policy": policy }),
+            to_value(TenantPolicy {
+                tenant: tenant.to_owned(),
+                policy,
+            }),
         ))
     }
 
@@ -568,7 +525,9 @@ impl Api {
         self.control.undeploy(c.actor, tenant, name).await?;
         Ok((
             StatusCode::OK,
-            serde_json::json!({ "undeployed": format!("{tenant}/{name}") }),
+            to_value(Undeployed {
+                undeployed: format!("{tenant}/{name}"),
+            }),
         ))
     }
 
@@ -582,12 +541,12 @@ impl Api {
         match self.control.audit_verify().await {
             Ok(head) => Ok((
                 StatusCode::OK,
-                serde_json::json!({ "ok": true, "records": head.records, "head": head.hash }),
+                to_value(AuditVerify::intact(head.records, head.hash)),
             )),
             Err(ControlError::Audit(zerofn_audit::AuditError::ChainBroken { seq, problem })) => {
                 Ok((
                     StatusCode::CONFLICT,
-                    serde_json::json!({ "ok": false, "broken_at": seq, "problem": problem }),
+                    to_value(AuditVerify::broken(seq, problem)),
                 ))
             }
             Err(e) => Err(e),
@@ -607,7 +566,10 @@ impl Api {
         let serials = self.operators.remove(c.actor, name).await?;
         Ok((
             StatusCode::OK,
-            serde_json::json!({ "removed": name, "revoked": serials }),
+            to_value(OperatorRemoved {
+                removed: name.to_owned(),
+                revoked: serials,
+            }),
         ))
     }
 
@@ -618,7 +580,7 @@ impl Api {
     async fn set_control_policy(&self, c: Call<'_>) -> Reply {
         let req: SetControlPolicy = parse_json(c.body)?;
         let ids = self.authz.set(c.actor, &req.policy).await?;
-        Ok((StatusCode::OK, serde_json::json!({ "ids": ids })))
+        Ok((StatusCode::OK, to_value(ControlPolicyIds { ids })))
     }
 
     /// The principal of a request: the operator named by the connection's client
@@ -905,7 +867,10 @@ impl Api {
             .await?;
         Ok((
             StatusCode::OK,
-            serde_json::json!({ "tenant": tenant, "route_prefixes": prefixes }),
+            to_value(TenantRoutes {
+                tenant: tenant.to_owned(),
+                route_prefixes: prefixes,
+            }),
         ))
     }
 
@@ -918,7 +883,10 @@ impl Api {
             .await?;
         Ok((
             StatusCode::CREATED,
-            serde_json::json!({ "tenant": tenant, "key_id": key_id }),
+            to_value(KeyAdded {
+                tenant: tenant.to_owned(),
+                key_id,
+            }),
         ))
     }
 
@@ -987,7 +955,14 @@ fn deploy_request(req: Deploy) -> Result<DeployRequest, ControlError> {
         manifest: req.manifest,
         component,
         bundle: req.bundle.into_bytes(),
-        attestations: req.attestations.into_iter().map(Into::into).collect(),
+        attestations: req
+            .attestations
+            .into_iter()
+            .map(|a| zerofn_admission::SubmittedFile {
+                name: a.name,
+                bytes: a.content.into_bytes(),
+            })
+            .collect(),
     })
 }
 
@@ -1112,13 +1087,6 @@ fn short(text: &str, max: usize) -> String {
         Some((cut, _)) => format!("{}…", escaped.get(..cut).unwrap_or_default()),
         None => escaped,
     }
-}
-
-/// `PUT /v1/tenants/{t}/policy`: the Cedar text, or null to remove it.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetPolicy {
-    policy: Option<String>,
 }
 
 struct AnalyzerQuery {
