@@ -11,6 +11,8 @@
 //! Nothing: these are plain data. Every value in them is checked by whoever acts on it
 //! (names by the store, keys and bundles by admission, policies by the policy crate).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// `POST /v1/tenants`.
@@ -109,6 +111,27 @@ pub struct ManifestOnly {
     pub manifest: String,
 }
 
+/// The answer to `POST /v1/deployments`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployed {
+    pub tenant: String,
+    pub name: String,
+    pub digest: String,
+    pub signer: String,
+    pub routes: Vec<String>,
+    /// The function's SPIFFE ID.
+    pub spiffe_id: String,
+    /// The policies that admitted it.
+    #[serde(default)]
+    pub admitted_by: Vec<String>,
+    /// Layers composed in: import -> layer digest (absent without layers).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub layers: BTreeMap<String, String>,
+    /// The digest of the composed component that runs, when it differs from `digest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub composed_digest: Option<String>,
+}
+
 /// `POST /v1/tenants/{tenant}/layers`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,6 +178,14 @@ pub struct SetPolicy {
 pub struct TenantPolicy {
     pub tenant: String,
     pub policy: Option<String>,
+}
+
+/// The answer to `PUT /v1/tenants/{tenant}/policy`: the ids of the policies in force
+/// (none once the hand-written policy is removed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantPolicySet {
+    pub tenant: String,
+    pub policies: Vec<String>,
 }
 
 /// A deployed function, as `GET /v1/functions` lists it.

@@ -74,7 +74,7 @@ pub struct AddIdentityArgs {
 
 /// The request body for deploy and explain: manifest, component, bundle and
 /// every attestation file beside the component.
-pub fn function_request(dir: &Path) -> Result<(Manifest, Value)> {
+pub fn function_request(dir: &Path) -> Result<(Manifest, zerofn_api::Deploy)> {
     let manifest_path = dir.join("zerofn.toml");
     let manifest_text = std::fs::read_to_string(&manifest_path)
         .with_context(|| format!("cannot read manifest `{}`", manifest_path.display()))?;
@@ -96,12 +96,12 @@ pub fn function_request(dir: &Path) -> Result<(Manifest, Value)> {
         )
     })?;
     let attestations = attestation_files(dir, &bundle_name)?;
-    let body = json!({
-        "manifest": manifest_text,
-        "component": base64::engine::general_purpose::STANDARD.encode(&component),
-        "bundle": bundle,
-        "attestations": attestations,
-    });
+    let body = zerofn_api::Deploy {
+        manifest: manifest_text,
+        component: base64::engine::general_purpose::STANDARD.encode(&component),
+        bundle,
+        attestations,
+    };
     Ok((manifest, body))
 }
 
@@ -122,7 +122,10 @@ fn is_attestation_name(name: &str, component_bundle: &str) -> bool {
     .any(|ext| name.ends_with(ext))
 }
 
-fn attestation_files(dir: &Path, component_bundle: &str) -> Result<Vec<Value>> {
+fn attestation_files(
+    dir: &Path,
+    component_bundle: &str,
+) -> Result<Vec<zerofn_api::AttestationFile>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading `{}`", dir.display()))? {
         let entry = entry.with_context(|| format!("reading `{}`", dir.display()))?;
@@ -149,7 +152,7 @@ fn attestation_files(dir: &Path, component_bundle: &str) -> Result<Vec<Value>> {
             let path = dir.join(&name);
             let content = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read attestation `{}`", path.display()))?;
-            Ok(json!({"name": name, "content": content}))
+            Ok(zerofn_api::AttestationFile { name, content })
         })
         .collect()
 }
@@ -202,7 +205,11 @@ pub async fn run(data_dir: &Path, cmd: AdmissionCommand) -> Result<()> {
             let (_, body) = function_request(&dir)?;
             let api = ApiClient::discover(data_dir)?;
             let v = api
-                .call(Method::POST, "/v1/admission/explain", Some(body))
+                .call(
+                    Method::POST,
+                    "/v1/admission/explain",
+                    Some(serde_json::to_value(&body)?),
+                )
                 .await?;
             if json {
                 println!("{v}");

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use http::Method;
-use serde_json::json;
 
 use crate::client::ApiClient;
 use crate::str_of;
@@ -83,22 +82,14 @@ pub async fn run(data_dir: &Path, cmd: PolicyCommand) -> Result<()> {
                 ),
                 (None, false) => anyhow::bail!("give a policy FILE or --clear"),
             };
-            let v = api
-                .call(
+            let set: zerofn_api::TenantPolicySet = api
+                .send(
                     Method::PUT,
                     &format!("/v1/tenants/{tenant}/policy"),
-                    Some(json!({ "policy": policy })),
+                    &zerofn_api::SetPolicy { policy },
                 )
                 .await?;
-            let ids: Vec<String> = v
-                .get("policies")
-                .and_then(|p| p.as_array())
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|i| i.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let ids = set.policies;
             if ids.is_empty() {
                 println!("tenant {tenant}: hand-written policy removed");
             } else {
