@@ -132,6 +132,116 @@ pub struct Deployed {
     pub composed_digest: Option<String>,
 }
 
+/// One admission check, as an explanation or a refused deployment lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// What was checked (`digest`, `signature`, `policy`, ...).
+    pub check: String,
+    /// `pass`, `fail`, `info` or `skip`.
+    pub result: String,
+    pub detail: String,
+}
+
+/// The answer to `POST /v1/admission/explain`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Explained {
+    pub tenant: String,
+    pub name: String,
+    pub admitted: bool,
+    pub checks: Vec<Check>,
+}
+
+/// `POST /v1/tenants/{tenant}/identities`: a keyless signing identity to trust, by exact
+/// SAN or by pattern.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddIdentity {
+    /// Exact certificate identity (SAN).
+    pub certificate_identity: Option<String>,
+    /// Or a pattern the SAN must match (whole SAN, Rust regex syntax).
+    pub certificate_identity_regexp: Option<String>,
+    pub certificate_oidc_issuer: String,
+    /// The Sigstore `trusted_root.json` text.
+    pub trusted_root: String,
+}
+
+/// A keyless signing identity a tenant trusts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeylessIdentity {
+    /// Short stable id (derived from the identity and issuer).
+    pub id: String,
+    /// `exact` or `regexp`.
+    pub kind: String,
+    /// The SAN, or the pattern for `regexp`.
+    pub san: String,
+    pub issuer: String,
+    pub added_at: String,
+}
+
+/// `PUT /v1/tenants/{tenant}/admission`: absent fields keep their current value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetAdmission {
+    /// Cedar policy text; an empty string restores the platform default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// A severity name, or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity_threshold: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_sbom: Option<bool>,
+}
+
+/// `GET` and `PUT /v1/tenants/{tenant}/admission`: a tenant's admission settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdmissionView {
+    pub tenant: String,
+    pub key_ids: Vec<String>,
+    pub identities: Vec<KeylessIdentity>,
+    /// The policy text in force (the default when none was set).
+    pub policy: String,
+    pub policy_ids: Vec<String>,
+    pub default_policy: bool,
+    pub severity_threshold: Option<String>,
+    pub require_sbom: bool,
+    pub updated_at: Option<String>,
+}
+
+/// `GET /v1/tenants/{tenant}/functions/{name}/policy`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionPolicy {
+    pub tenant: String,
+    pub name: String,
+    /// The Cedar compiled from the manifest's declarations.
+    pub compiled: String,
+    /// The tenant's hand-written policy, if any.
+    pub tenant_policy: Option<String>,
+}
+
+/// One function in an access analysis.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionAccess {
+    pub tenant: String,
+    pub name: String,
+    pub granted: Vec<String>,
+    pub used: Vec<String>,
+    pub unused: Vec<String>,
+    /// Permissions the function tried to use and was denied.
+    pub denied: Vec<String>,
+    /// The least-privilege declaration, as manifest TOML.
+    pub suggested: String,
+}
+
+/// `GET /v1/access-analyzer`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessReport {
+    /// RFC 3339.
+    pub since: String,
+    pub records: u64,
+    pub truncated: bool,
+    pub functions: Vec<FunctionAccess>,
+}
+
 /// `POST /v1/tenants/{tenant}/layers`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -149,9 +259,11 @@ pub struct Layer {
     pub digest: String,
     pub signer: String,
     pub exports: Vec<String>,
-    #[serde(default)]
-    pub pinned_by: Vec<String>,
+    /// Bytes of the layer component.
+    pub size: u64,
     pub published_at: String,
+    /// Functions (names within the tenant) whose deployment pins it.
+    pub pinned_by: Vec<String>,
 }
 
 /// `GET /v1/tenants/{tenant}/layers`.
@@ -263,6 +375,13 @@ impl AuditVerify {
             problem,
         }
     }
+}
+
+/// `GET /v1/audit?n=N`: the newest records, oldest first. The record type is the audit
+/// log's own (`zerofn_audit::StoredRecord`), which this crate does not depend on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditTail<R> {
+    pub records: Vec<R>,
 }
 
 /// `POST /v1/operators`.

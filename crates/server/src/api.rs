@@ -18,9 +18,11 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use zerofn_api::{
-    AddKey, AddOperator, AuditVerify, ControlPolicyIds, CreateTenant, Deploy, KeyAdded,
-    LayerDeleted, ManifestOnly, OperatorRemoved, PublishLayer, Removed, Revoked, SetControlPolicy,
-    SetPolicy, SetRoutes, Svid, TenantPolicy, TenantRoutes, Undeployed,
+    AddKey, AddOperator, AuditTail, AuditVerify, ControlPolicyIds, CreateTenant, Deploy, Deployed,
+    Function, FunctionList, IssuedOperator, KeyAdded, Layer, LayerDeleted, LayerList, ManifestOnly,
+    OperatorCertificate, OperatorList, OperatorRemoved, PublishLayer, Removed, Revoked,
+    SetControlPolicy, SetPolicy, SetRoutes, Svid, Tenant, TenantList, TenantPolicy, TenantRoutes,
+    Undeployed,
 };
 use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome, RefusalAggregator};
 use zerofn_gateway::{error_response, serve_http_with, GatewayConfig, PeerAddr};
@@ -362,7 +364,11 @@ impl Api {
 
     async fn list_tenants(&self, _: Call<'_>) -> Reply {
         let tenants = self.control.list_tenants().await?;
-        Ok((StatusCode::OK, serde_json::json!({ "tenants": tenants })))
+        let tenants = tenants
+            .into_iter()
+            .map(|row| tenant_answer(row, None))
+            .collect();
+        Ok((StatusCode::OK, to_value(TenantList { tenants })))
     }
 
     async fn tenant_routes(&self, c: Call<'_>) -> Reply {
@@ -392,7 +398,8 @@ impl Api {
 
     async fn list_layers(&self, c: Call<'_>) -> Reply {
         let layers = self.control.list_layers(c.param("tenant")?).await?;
-        Ok((StatusCode::OK, serde_json::json!({ "layers": layers })))
+        let layers = layers.into_iter().map(layer_answer).collect();
+        Ok((StatusCode::OK, to_value(LayerList { layers })))
     }
 
     async fn delete_layer(&self, c: Call<'_>) -> Reply {
@@ -446,10 +453,18 @@ impl Api {
 
     async fn list_functions(&self, _: Call<'_>) -> Reply {
         let functions = self.control.list_functions().await?;
-        Ok((
-            StatusCode::OK,
-            serde_json::json!({ "functions": functions }),
-        ))
+        let functions = functions
+            .into_iter()
+            .map(|f| Function {
+                tenant: f.tenant,
+                name: f.name,
+                digest: f.digest,
+                signer: f.signer,
+                routes: f.routes,
+                deployed_at: f.deployed_at,
+            })
+            .collect();
+        Ok((StatusCode::OK, to_value(FunctionList { functions })))
     }
 
     async fn current_svid(&self, c: Call<'_>) -> Reply {
@@ -534,7 +549,7 @@ impl Api {
     async fn audit_tail(&self, c: Call<'_>) -> Reply {
         let n = audit_count(c.query)?;
         let records = self.control.audit_tail(n).await?;
-        Ok((StatusCode::OK, serde_json::json!({ "records": records })))
+        Ok((StatusCode::OK, to_value(AuditTail { records })))
     }
 
     async fn audit_verify(&self, _: Call<'_>) -> Reply {
@@ -555,10 +570,17 @@ impl Api {
 
     async fn list_operators(&self, _: Call<'_>) -> Reply {
         let operators = self.operators.list().await?;
-        Ok((
-            StatusCode::OK,
-            serde_json::json!({ "operators": operators }),
-        ))
+        let operators = operators
+            .into_iter()
+            .map(|r| OperatorCertificate {
+                name: r.name,
+                serial: r.serial,
+                not_after: r.not_after,
+                created_at: r.created_at,
+                revoked_at: r.revoked_at,
+            })
+            .collect();
+        Ok((StatusCode::OK, to_value(OperatorList { operators })))
     }
 
     async fn remove_operator(&self, c: Call<'_>) -> Reply {
@@ -840,7 +862,14 @@ impl Api {
             .await?;
         Ok((
             StatusCode::CREATED,
-            serde_json::to_value(issued).unwrap_or_default(),
+            to_value(IssuedOperator {
+                name: issued.name,
+                spiffe_id: issued.spiffe_id,
+                serial: issued.serial,
+                not_after: issued.not_after,
+                certificate: issued.certificate,
+                ca: issued.ca,
+            }),
         ))
     }
 
@@ -850,12 +879,11 @@ impl Api {
             .control
             .create_tenant(c.actor, &req.name, &req.signing_keys, &req.route_prefixes)
             .await?;
-        let mut value = serde_json::to_value(&row).unwrap_or_default();
-        if let Some(fields) = value.as_object_mut() {
-            let prefixes = self.control.tenant_routes(&row.name).await?;
-            fields.insert("route_prefixes".to_owned(), prefixes.into());
-        }
-        Ok((StatusCode::CREATED, value))
+        let prefixes = self.control.tenant_routes(&row.name).await?;
+        Ok((
+            StatusCode::CREATED,
+            to_value(tenant_answer(row, Some(prefixes))),
+        ))
     }
 
     async fn set_routes(&self, c: Call<'_>) -> Reply {
@@ -906,10 +934,7 @@ impl Api {
                 req.bundle.into_bytes(),
             )
             .await?;
-        Ok((
-            StatusCode::CREATED,
-            serde_json::to_value(layer).unwrap_or_default(),
-        ))
+        Ok((StatusCode::CREATED, to_value(layer_answer(layer))))
     }
 
     async fn explain(&self, c: Call<'_>) -> Reply {
@@ -926,7 +951,17 @@ impl Api {
         let deployed = self.control.deploy(c.actor, req).await?;
         Ok((
             StatusCode::CREATED,
-            serde_json::to_value(deployed).unwrap_or_default(),
+            to_value(Deployed {
+                tenant: deployed.tenant,
+                name: deployed.name,
+                digest: deployed.digest,
+                signer: deployed.signer,
+                routes: deployed.routes,
+                spiffe_id: deployed.spiffe_id,
+                admitted_by: deployed.admitted_by,
+                layers: deployed.layers,
+                composed_digest: deployed.composed_digest,
+            }),
         ))
     }
 }
@@ -1158,6 +1193,27 @@ fn audit_count(query: Option<&str>) -> Result<u32, ControlError> {
             "query parameter `n` must be a number from 1 to 10000, not `{}`",
             value.escape_debug()
         ))),
+    }
+}
+
+fn tenant_answer(row: zerofn_store::TenantRow, route_prefixes: Option<Vec<String>>) -> Tenant {
+    Tenant {
+        name: row.name,
+        created_at: row.created_at,
+        key_ids: row.key_ids,
+        route_prefixes,
+    }
+}
+
+fn layer_answer(layer: zerofn_store::LayerSummary) -> Layer {
+    Layer {
+        tenant: layer.tenant,
+        digest: layer.digest,
+        signer: layer.signer,
+        exports: layer.exports,
+        size: layer.size,
+        published_at: layer.published_at,
+        pinned_by: layer.pinned_by,
     }
 }
 

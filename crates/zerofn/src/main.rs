@@ -561,10 +561,6 @@ async fn tenant(data_dir: &Path, cmd: TenantCommand) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn str_of<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
-    v.get(key).and_then(|s| s.as_str()).unwrap_or("")
-}
-
 async fn deploy(data_dir: &Path, dir: &Path) -> Result<()> {
     let (_, body) = admission::function_request(dir)?;
     let api = ApiClient::discover(data_dir)?;
@@ -673,27 +669,31 @@ async fn audit(data_dir: &Path, cmd: AuditCommand) -> Result<()> {
             let v = api
                 .call(Method::GET, &format!("/v1/audit?n={n}"), None)
                 .await?;
-            let records = v.get("records").cloned().unwrap_or_default();
-            for r in records.as_array().into_iter().flatten() {
-                if json {
+            if json {
+                // Each record as it came, not as this CLI's types know it.
+                let records = v.get("records").cloned().unwrap_or_default();
+                for r in records.as_array().into_iter().flatten() {
                     println!("{r}");
-                } else {
-                    println!(
-                        "{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                        r.get("seq").and_then(|s| s.as_i64()).unwrap_or(0),
-                        str_of(r, "time"),
-                        str_of(r, "actor"),
-                        str_of(r, "action"),
-                        [str_of(r, "tenant"), str_of(r, "function")]
-                            .iter()
-                            .filter(|s| !s.is_empty())
-                            .copied()
-                            .collect::<Vec<_>>()
-                            .join("/"),
-                        str_of(r, "decision"),
-                        str_of(r, "reason").escape_debug()
-                    );
                 }
+                return Ok(());
+            }
+            let tail: api_types::AuditTail<zerofn_audit::StoredRecord> =
+                client::typed("/v1/audit", v)?;
+            for r in tail.records {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    r.seq,
+                    r.time,
+                    r.actor,
+                    r.action,
+                    [r.tenant.unwrap_or_default(), r.function.unwrap_or_default()]
+                        .into_iter()
+                        .filter(|s| !s.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                    r.decision,
+                    r.reason.unwrap_or_default().escape_debug()
+                );
             }
             Ok(())
         }
