@@ -1220,3 +1220,84 @@ fn layer_answer(layer: zerofn_store::LayerSummary) -> Layer {
 fn to_value(value: impl serde::Serialize) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::de::DeserializeOwned;
+
+    /// What the server serializes, read back as the shared type the CLI reads it as.
+    fn as_api<T: DeserializeOwned>(value: impl serde::Serialize) -> T {
+        serde_json::from_value(serde_json::to_value(value).unwrap()).unwrap()
+    }
+
+    /// The answers still built from the server's own types read as the API's.
+    #[test]
+    fn the_servers_own_answers_read_as_the_api_types() {
+        let identity = zerofn_store::TenantIdentityRow {
+            id: "i1".into(),
+            kind: "exact".into(),
+            san: "me@example.com".into(),
+            issuer: "https://issuer".into(),
+            trusted_root: "{}".into(),
+            added_at: "t".into(),
+        };
+        let view: zerofn_api::AdmissionView = as_api(crate::admission::AdmissionView {
+            tenant: "acme".into(),
+            key_ids: vec!["sha256:ab".into()],
+            identities: vec![identity],
+            policy: "permit(principal, action, resource);".into(),
+            policy_ids: vec!["p0".into()],
+            default_policy: true,
+            severity_threshold: None,
+            require_sbom: false,
+            updated_at: None,
+        });
+        assert_eq!(view.identities[0].san, "me@example.com");
+        assert!(view.default_policy);
+
+        let explained: zerofn_api::Explained = as_api(crate::admission::ExplainResult {
+            tenant: "acme".into(),
+            name: "hello".into(),
+            admitted: false,
+            report: zerofn_admission::AdmissionReport {
+                checks: vec![zerofn_admission::Check {
+                    check: "signature".into(),
+                    result: zerofn_admission::CheckResult::Fail,
+                    detail: "no key".into(),
+                }],
+            },
+        });
+        assert_eq!(explained.checks[0].result, "fail");
+
+        let policy: zerofn_api::FunctionPolicy = as_api(crate::policies::FunctionPolicyView {
+            tenant: "acme".into(),
+            name: "hello".into(),
+            permissions: serde_json::json!({}),
+            compiled: "permit".into(),
+            tenant_policy: Some("forbid".into()),
+        });
+        assert_eq!(policy.tenant_policy.as_deref(), Some("forbid"));
+
+        let set: zerofn_api::TenantPolicySet = as_api(crate::policies::PolicySetResponse {
+            tenant: "acme".into(),
+            policies: vec!["p".into()],
+        });
+        assert_eq!(set.policies, ["p"]);
+
+        let report: zerofn_api::AccessReport = as_api(crate::analyzer::AccessReport {
+            since: "t".into(),
+            records: 3,
+            truncated: false,
+            functions: vec![crate::analyzer::FunctionAccess {
+                tenant: "acme".into(),
+                name: "hello".into(),
+                granted: vec!["kv:a:read".into()],
+                used: Vec::new(),
+                unused: vec!["kv:a:read".into()],
+                denied: Vec::new(),
+                suggested: String::new(),
+            }],
+        });
+        assert_eq!(report.functions[0].unused, ["kv:a:read"]);
+    }
+}
