@@ -4,8 +4,9 @@
 //! Every request but the public ones (health, trust bundle, API description)
 //! is authenticated, as the operator token (`root`) or, over TLS, as the
 //! operator named by a verified client certificate; then authorized by the
-//! control policy for the route's action and resource (`authz.rs`); only
-//! then dispatched. A refusal at either step is audited.
+//! control policy (`authz.rs`) for the action and resource its entry in the
+//! route table (`api/routes.rs`) names; only then dispatched, to the
+//! handler of that entry. A refusal at either step is audited.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +39,7 @@ use crate::tls::{serve_tls, PeerCertificate};
 
 mod routes;
 
-use routes::{Access, Call, Matched, Reply, Resource, Route};
+use routes::{Access, Call, Operation, Reply, Resource};
 
 /// Largest API request body (a base64 component of ~90 MiB).
 const MAX_API_BODY: usize = 128 * 1024 * 1024;
@@ -175,31 +176,9 @@ impl Api {
         let path = req.uri().path().to_owned();
         let method = req.method().clone();
         let matched = routes::find(&method, &path);
-        let operation = match matched {
-            Some(Matched {
-                route:
-                    Route {
-                        access: Access::Public(serve),
-                        ..
-                    },
-                ..
-            }) => return serve(self),
-            Some(
-                ref m @ Matched {
-                    route:
-                        Route {
-                            access:
-                                Access::Operator {
-                                    action,
-                                    resource,
-                                    refusal,
-                                    handler,
-                                },
-                            ..
-                        },
-                    ..
-                },
-            ) => Some((m, *action, *resource, *refusal, *handler)),
+        let operation = match matched.as_ref().map(|m| &m.route.access) {
+            Some(Access::Public(serve)) => return serve(self),
+            Some(Access::Operator(operation)) => Some(*operation),
             None => None,
         };
         let principal = match self.authenticate(&req, peer.as_ref(), &path).await {
@@ -208,9 +187,15 @@ impl Api {
         };
         let query = req.uri().query().map(str::to_owned);
         // Authorization before anything runs; a request no route matches is refused.
-        let Some((matched, action, resource, refusal_action, handler)) = operation else {
+        let (Some(matched), Some(operation)) = (matched, operation) else {
             return self.no_such_endpoint(&principal, &method, &path).await;
         };
+        let Operation {
+            action,
+            resource,
+            refusal: refusal_action,
+            handler,
+        } = operation;
         let params = match matched.decode() {
             Ok(p) => p,
             Err(e) => {

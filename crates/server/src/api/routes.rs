@@ -64,15 +64,20 @@ pub(crate) enum Resource {
 pub(super) enum Access {
     /// Anyone, unauthenticated: what peers need before they can authenticate anything.
     Public(fn(&Api) -> Response<Bytes>),
-    /// An authenticated operator the control policy allows `action` on `resource`.
-    Operator {
-        action: ControlAction,
-        resource: Resource,
-        /// The audit action of a request refused before the handler ran (a body that does
-        /// not parse, too large or too slow): the action the route records when it runs.
-        refusal: Action,
-        handler: Handler,
-    },
+    /// An authenticated operator the control policy allows the operation's action on its
+    /// resource.
+    Operator(Operation),
+}
+
+/// What an operator route does, and what it needs to be allowed.
+#[derive(Clone, Copy)]
+pub(super) struct Operation {
+    pub(super) action: ControlAction,
+    pub(super) resource: Resource,
+    /// The audit action of a request refused before the handler ran (a body that does not
+    /// parse, too large or too slow): the action the route records when it runs.
+    pub(super) refusal: Action,
+    pub(super) handler: Handler,
 }
 
 pub(super) struct Route {
@@ -87,12 +92,12 @@ macro_rules! operator {
         Route {
             method: Method::$method,
             path: $path,
-            access: Access::Operator {
+            access: Access::Operator(Operation {
                 action: ControlAction::$action,
                 resource: Resource::$resource,
                 refusal: Action::$refusal,
                 handler: |api, call| Box::pin(api.$handler(call)),
-            },
+            }),
         }
     };
 }
@@ -236,13 +241,22 @@ impl Params {
 /// One percent-decoded path segment. An escaped `/` (it would be a separator), an escaped
 /// NUL and bytes that are not UTF-8 are refused: no name the API knows can hold them.
 pub(super) fn decode_segment(raw: &str) -> Result<String, ControlError> {
+    decode("path segment", raw, true)
+}
+
+/// One percent-decoded query value; refused only when it is not UTF-8 text or holds a NUL.
+pub(super) fn decode_query_value(raw: &str) -> Result<String, ControlError> {
+    decode("query value", raw, false)
+}
+
+fn decode(what: &str, raw: &str, refuse_slash: bool) -> Result<String, ControlError> {
     let invalid = |problem: &str| {
-        ControlError::InvalidRequest(format!("path segment `{}` {problem}", raw.escape_debug()))
+        ControlError::InvalidRequest(format!("{what} `{}` {problem}", raw.escape_debug()))
     };
     let text = percent_encoding::percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| invalid("does not decode to UTF-8 text"))?;
-    if text.contains('/') {
+    if refuse_slash && text.contains('/') {
         return Err(invalid(
             "holds an escaped `/` (%2F), which no name may contain",
         ));
@@ -251,20 +265,6 @@ pub(super) fn decode_segment(raw: &str) -> Result<String, ControlError> {
         return Err(invalid(
             "holds an escaped NUL (%00), which no name may contain",
         ));
-    }
-    Ok(text.into_owned())
-}
-
-/// One percent-decoded query value; refused only when it is not UTF-8 text or holds a NUL.
-pub(super) fn decode_query_value(raw: &str) -> Result<String, ControlError> {
-    let invalid = |problem: &str| {
-        ControlError::InvalidRequest(format!("query value `{}` {problem}", raw.escape_debug()))
-    };
-    let text = percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .map_err(|_| invalid("does not decode to UTF-8 text"))?;
-    if text.contains('\0') {
-        return Err(invalid("holds an escaped NUL (%00)"));
     }
     Ok(text.into_owned())
 }
@@ -280,9 +280,9 @@ mod tests {
     fn required(method: &str, path: &str) -> Option<(ControlAction, Resource, Option<String>)> {
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let matched = find(&method, path)?;
-        let Access::Operator {
+        let Access::Operator(Operation {
             action, resource, ..
-        } = matched.route.access
+        }) = matched.route.access
         else {
             return None;
         };
@@ -452,7 +452,7 @@ mod tests {
         }
         let operator_routes = ROUTES
             .iter()
-            .filter(|r| matches!(r.access, Access::Operator { .. }))
+            .filter(|r| matches!(r.access, Access::Operator(_)))
             .count();
         assert_eq!(operator_routes, cases, "a route without a case here");
     }
@@ -505,10 +505,10 @@ mod tests {
                 route.method,
                 route.path
             );
-            if let Access::Operator {
+            if let Access::Operator(Operation {
                 resource: Resource::PathTenant,
                 ..
-            } = route.access
+            }) = route.access
             {
                 assert!(route.path.contains("/{tenant}"), "{}", route.path);
             }

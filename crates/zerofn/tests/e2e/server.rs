@@ -273,6 +273,43 @@ fn every_request_type_refuses_an_unknown_field_naming_it_and_the_refusal_is_audi
     }
 }
 
+/// Path parameters are percent-decoded (any escape, not only `%3A`); one that
+/// decodes to no name (an escaped `/` or NUL, bytes that are not UTF-8) is an
+/// audited 400 naming the problem.
+#[test]
+fn path_parameters_are_percent_decoded_and_those_holding_no_name_are_refused() {
+    let s = Setup::new();
+    let r = api(&s, "DELETE", "/v1/tenants/acme/keys/sha256%3Ano%73uch", b"");
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.text().contains("key `sha256:nosuch`"), "{}", r.text());
+    let r = api(&s, "GET", "/v1/tenants/ac%6De/routes", b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    for (path, problem) in [
+        ("/v1/tenants/acme/keys/a%2Fb", "escaped `/`"),
+        ("/v1/tenants/ac%00me/routes", "escaped NUL"),
+        ("/v1/operators/%FF", "UTF-8"),
+    ] {
+        let method = if path.ends_with("routes") {
+            "GET"
+        } else {
+            "DELETE"
+        };
+        let r = api(&s, method, path, b"");
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+        let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(problem), "{path}: {message}");
+        let records = s.audit(20);
+        assert!(
+            records.iter().any(|r| r["decision"] == "deny"
+                && r["status"] == 400
+                && r["reason"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with(&format!("{method} `{path}`")))),
+            "no record of the refusal of {method} {path}"
+        );
+    }
+}
+
 #[test]
 fn control_api_refusals_are_audited_with_short_records() {
     let s = Setup::new();
