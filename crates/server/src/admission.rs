@@ -15,8 +15,8 @@ use std::time::SystemTime;
 use sha2::{Digest as _, Sha256};
 use zerofn_admission::{
     admit_submission, parse_severity, severity_name, AdmissionReport, AdmissionRules, Identity,
-    KeylessSigner, Manifest, PolicySet, PublicKey, Submission, SubmittedFile, TrustedRoot,
-    TrustedSigners, VulnDb, DB_FILE_NAME,
+    KeylessSigner, Manifest, PolicySet, PublicKey, Submission, TrustedRoot, TrustedSigners, VulnDb,
+    DB_FILE_NAME,
 };
 use zerofn_audit::{Action, AuditRecord, Outcome};
 use zerofn_store::{AdmissionSettingsRow, TenantIdentityRow};
@@ -69,30 +69,8 @@ impl VulnDbCache {
     }
 }
 
-/// A keyless identity as the API takes it.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddIdentity {
-    /// Exact certificate identity (SAN).
-    pub certificate_identity: Option<String>,
-    /// Or a pattern the SAN must match (whole SAN, Rust regex syntax).
-    pub certificate_identity_regexp: Option<String>,
-    pub certificate_oidc_issuer: String,
-    /// The Sigstore `trusted_root.json` text.
-    pub trusted_root: String,
-}
-
-/// Admission settings as the API takes them; absent fields keep their
-/// current value.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SetAdmission {
-    /// Cedar policy text; an empty string restores the platform default.
-    pub policy: Option<String>,
-    /// A severity name, or `none`.
-    pub severity_threshold: Option<String>,
-    pub require_sbom: Option<bool>,
-}
+// The request bodies are the API's own types, shared with the CLI.
+pub use zerofn_api::{AddIdentity, AttestationFile as SubmittedAttestation, SetAdmission};
 
 /// What `admission show` prints.
 #[derive(Debug, serde::Serialize)]
@@ -455,22 +433,4 @@ pub struct ExplainResult {
     pub admitted: bool,
     #[serde(flatten)]
     pub report: AdmissionReport,
-}
-
-/// Attestation files as the API takes them.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SubmittedAttestation {
-    pub name: String,
-    /// The file's text (bundle JSON or `.intoto.jsonl`).
-    pub content: String,
-}
-
-impl From<SubmittedAttestation> for SubmittedFile {
-    fn from(a: SubmittedAttestation) -> SubmittedFile {
-        SubmittedFile {
-            name: a.name,
-            bytes: a.content.into_bytes(),
-        }
-    }
 }

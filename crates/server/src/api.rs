@@ -4,8 +4,9 @@
 //! Every request but the public ones (health, trust bundle, API description)
 //! is authenticated, as the operator token (`root`) or, over TLS, as the
 //! operator named by a verified client certificate; then authorized by the
-//! control policy for the route's action and resource (`authz.rs`); only
-//! then dispatched. A refusal at either step is audited.
+//! control policy (`authz.rs`) for the action and resource its entry in the
+//! route table (`api/routes.rs`) names; only then dispatched, to the
+//! handler of that entry. A refusal at either step is audited.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,20 +16,32 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use zerofn_api::{
+    AddKey, AddOperator, AuditTail, AuditVerify, ControlPolicyIds, CreateTenant, Deploy, Deployed,
+    Function, FunctionList, IssuedOperator, KeyAdded, Layer, LayerDeleted, LayerList, ManifestOnly,
+    OperatorCertificate, OperatorList, OperatorRemoved, PublishLayer, Removed, Revoked,
+    SetControlPolicy, SetPolicy, SetRoutes, Svid, Tenant, TenantList, TenantPolicy, TenantRoutes,
+    Undeployed,
+};
 use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome, RefusalAggregator};
 use zerofn_gateway::{error_response, GatewayConfig};
 use zerofn_listener::{PeerAddr, PeerCertificate, Tls};
-use zerofn_policy::{Authentication, ControlAction, ControlQuery, ControlResource, ROOT_OPERATOR};
+use zerofn_policy::{
+    Authentication, ControlAction, ControlQuery, ControlResource, Decision, Permit, ROOT_OPERATOR,
+};
 use zerofn_store::StoreError;
 
-use crate::admission::{AddIdentity, SetAdmission, SubmittedAttestation};
+use crate::admission::{AddIdentity, SetAdmission};
 use crate::auth::OperatorToken;
-use crate::authz::{self, ControlAuthz, Target};
+use crate::authz::ControlAuthz;
 use crate::control::{ControlError, ControlPlane, DeployRequest};
 use crate::operators::{Operators, DEFAULT_OPERATOR_TTL};
+
+mod routes;
+
+use routes::{Access, Call, Operation, Reply, Resource};
 
 /// Largest API request body (a base64 component of ~90 MiB).
 const MAX_API_BODY: usize = 128 * 1024 * 1024;
@@ -77,76 +90,6 @@ impl Principal {
         }
     }
 }
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddOperator {
-    name: String,
-    /// The operator's ECDSA P-256 public key, PEM `PUBLIC KEY`.
-    public_key: String,
-    #[serde(default)]
-    ttl_hours: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetControlPolicy {
-    policy: String,
-}
-
-/// The manifest of a deploy or explain body, read only to find its tenant.
-#[derive(Deserialize)]
-struct ManifestOnly {
-    manifest: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateTenant {
-    name: String,
-    #[serde(default)]
-    signing_keys: Vec<String>,
-    /// The tenant's route space; `/<name>/...` when absent or empty.
-    #[serde(default)]
-    route_prefixes: Vec<String>,
-}
-
-/// `PUT /v1/tenants/{t}/routes`: the tenant's whole new route space.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetRoutes {
-    route_prefixes: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddKey {
-    public_key: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Deploy {
-    manifest: String,
-    /// base64 (standard alphabet) of the component bytes.
-    component: String,
-    /// The Sigstore bundle JSON, as text.
-    bundle: String,
-    /// Attestation files (bundles or `.intoto.jsonl`) submitted with it.
-    #[serde(default)]
-    attestations: Vec<SubmittedAttestation>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PublishLayer {
-    /// base64 (standard alphabet) of the layer component.
-    component: String,
-    /// The Sigstore bundle JSON, as text.
-    bundle: String,
-}
-
-type Reply = Result<(StatusCode, serde_json::Value), ControlError>;
 
 impl Api {
     pub(crate) fn new(
@@ -203,91 +146,77 @@ impl Api {
         peer: Option<PeerCertificate>,
     ) -> Response<Bytes> {
         let path = req.uri().path().to_owned();
-        if req.method() == Method::GET && path == "/v1/health" {
-            return json(StatusCode::OK, &serde_json::json!({ "status": "ok" }));
-        }
-        if req.method() == Method::GET && path == "/v1/identity/bundle" {
-            // The trust bundle is public: peers need it before they can
-            // authenticate anything.
-            let mut resp = Response::new(Bytes::from(
-                self.control.identities().bundle_pem().to_owned(),
-            ));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/x-pem-file"),
-            );
-            return resp;
-        }
-        if req.method() == Method::GET && path == "/v1/identity/jwt-bundle" {
-            // The JWT authorities (JWKS) that sign JWT-SVIDs: public, so
-            // that any peer can verify a token a function presents.
-            return json(StatusCode::OK, &self.control.identities().jwt_bundle());
-        }
-        if req.method() == Method::GET && path == "/v1/openapi.yaml" {
-            let mut resp = Response::new(Bytes::from_static(OPENAPI.as_bytes()));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/yaml"),
-            );
-            return resp;
-        }
+        let method = req.method().clone();
+        let matched = routes::find(&method, &path);
+        let operation = match matched.as_ref().map(|m| &m.route.access) {
+            Some(Access::Public(serve)) => return serve(self),
+            Some(Access::Operator(operation)) => Some(*operation),
+            None => None,
+        };
         let principal = match self.authenticate(&req, peer.as_ref(), &path).await {
             Ok(p) => p,
             Err(resp) => return resp,
         };
-        let method = req.method().clone();
         let query = req.uri().query().map(str::to_owned);
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        // Authorization before anything runs; a route without a mapping is refused.
-        let Some(required) = authz::required(&method, &segments) else {
-            return self
-                .refuse(
-                    &principal,
-                    Refusal::new(Action::ApiAuthorize, &method, &path, None),
-                    StatusCode::NOT_FOUND,
-                    "no_such_endpoint",
-                    "no such endpoint; see docs/openapi.yaml",
-                )
-                .await;
+        // Authorization before anything runs; a request no route matches is refused.
+        let (Some(matched), Some(operation)) = (matched, operation) else {
+            return self.no_such_endpoint(&principal, &method, &path).await;
         };
-        let path_tenant = match &required.target {
-            Target::Tenant(t) => Some(t.as_str()),
-            Target::Platform | Target::ManifestTenant => None,
+        let Operation {
+            action,
+            resource,
+            refusal: refusal_action,
+            handler,
+        } = operation;
+        let params = match matched.decode() {
+            Ok(p) => p,
+            Err(e) => {
+                let refusal = Refusal::new(refusal_action, &method, &path, None);
+                return self
+                    .refuse(&principal, refusal, status_of(&e), e.kind(), &e.to_string())
+                    .await;
+            }
         };
-        let refusal = Refusal::new(
-            refusal_action(&method, &segments),
-            &method,
-            &path,
-            path_tenant,
-        );
+        let path_tenant = match resource {
+            Resource::PathTenant => match params.get("tenant") {
+                Ok(t) => Some(t),
+                Err(e) => return error_response(status_of(&e), e.kind(), &e.to_string(), None),
+            },
+            Resource::Platform | Resource::ManifestTenant => None,
+        };
+        let refusal = Refusal::new(refusal_action, &method, &path, path_tenant);
         // Everything that can be decided from the head is decided before a
         // byte of the body is read. The resource is known from the path,
         // except for deploy and explain, where it is the manifest's tenant:
         // there the operator must at least be allowed the action on some
         // tenant before the body is read, and on the manifest's after.
-        let path_resource = match &required.target {
-            Target::Platform => Some(ControlResource::Platform),
-            Target::Tenant(t) => Some(ControlResource::Tenant(t.clone())),
-            Target::ManifestTenant => None,
+        let path_resource = match (resource, path_tenant) {
+            (Resource::Platform, _) => Some(ControlResource::Platform),
+            (Resource::PathTenant, Some(t)) => Some(ControlResource::Tenant(t.to_owned())),
+            (Resource::PathTenant, None) | (Resource::ManifestTenant, _) => None,
         };
-        let denied = match &path_resource {
+        // The permit of the decision on the path's resource; for deploy and
+        // explain, of the decision on the manifest's tenant, once the body
+        // is read. No handler runs without one.
+        let mut permit: Option<Permit> = None;
+        match &path_resource {
             Some(resource) => {
-                self.authorize(
-                    &principal,
-                    required.action,
-                    resource.clone(),
-                    &method,
-                    &path,
-                )
-                .await
+                match self
+                    .authorize(&principal, action, resource.clone(), &method, &path)
+                    .await
+                {
+                    Ok(p) => permit = Some(p),
+                    Err(denied) => return denied,
+                }
             }
             None => {
-                self.authorize_any_tenant(&principal, required.action, &method, &path)
+                if let Some(denied) = self
+                    .authorize_any_tenant(&principal, action, &method, &path)
                     .await
+                {
+                    return denied;
+                }
             }
-        };
-        if let Some(denied) = denied {
-            return denied;
         }
         let body = match read_body(req).await {
             Ok(b) => b,
@@ -306,227 +235,32 @@ impl Api {
                         .await
                 }
             };
-            if let Some(denied) = self
-                .authorize(&principal, required.action, resource, &method, &path)
+            match self
+                .authorize(&principal, action, resource, &method, &path)
                 .await
             {
-                return denied;
+                Ok(p) => permit = Some(p),
+                Err(denied) => return denied,
             }
         }
-        let actor = principal.actor();
-        let actor = actor.as_str();
-        let reply = match (&method, segments.as_slice()) {
-            (&Method::GET, ["v1", "tenants"]) => self
-                .control
-                .list_tenants()
-                .await
-                .map(|t| (StatusCode::OK, serde_json::json!({ "tenants": t }))),
-            (&Method::POST, ["v1", "tenants"]) => self.create_tenant(actor, &body).await,
-            (&Method::GET, ["v1", "tenants", tenant, "routes"]) => {
-                self.control.tenant_routes(tenant).await.map(|p| {
-                    (
-                        StatusCode::OK,
-                        serde_json::json!({ "tenant": tenant, "route_prefixes": p }),
-                    )
-                })
-            }
-            (&Method::PUT, ["v1", "tenants", tenant, "routes"]) => {
-                self.set_routes(actor, tenant, &body).await
-            }
-            (&Method::POST, ["v1", "tenants", tenant, "keys"]) => {
-                self.add_key(actor, tenant, &body).await
-            }
-            (&Method::DELETE, ["v1", "tenants", tenant, "keys", key_id]) => self
-                .control
-                .remove_key(actor, tenant, &percent_decode(key_id))
-                .await
-                .map(|()| {
-                    (
-                        StatusCode::OK,
-                        serde_json::json!({ "removed": percent_decode(key_id) }),
-                    )
-                }),
-            (&Method::POST, ["v1", "tenants", tenant, "layers"]) => {
-                self.publish_layer(actor, tenant, &body).await
-            }
-            (&Method::GET, ["v1", "tenants", tenant, "layers"]) => self
-                .control
-                .list_layers(tenant)
-                .await
-                .map(|l| (StatusCode::OK, serde_json::json!({ "layers": l }))),
-            (&Method::DELETE, ["v1", "tenants", tenant, "layers", digest]) => {
-                let digest = percent_decode(digest);
-                self.control
-                    .delete_layer(actor, tenant, &digest)
-                    .await
-                    .map(|()| (StatusCode::OK, serde_json::json!({ "deleted": digest })))
-            }
-            (&Method::POST, ["v1", "deployments"]) => self.deploy(actor, &body).await,
-            (&Method::POST, ["v1", "admission", "explain"]) => self.explain(&body).await,
-            (&Method::GET, ["v1", "tenants", tenant, "admission"]) => self
-                .control
-                .admission_view(tenant)
-                .await
-                .map(|v| (StatusCode::OK, serde_json::to_value(v).unwrap_or_default())),
-            (&Method::PUT, ["v1", "tenants", tenant, "admission"]) => {
-                match parse_json::<SetAdmission>(&body) {
-                    Ok(req) => self
-                        .control
-                        .set_admission(actor, tenant, req)
-                        .await
-                        .map(|v| (StatusCode::OK, serde_json::to_value(v).unwrap_or_default())),
-                    Err(e) => Err(e),
-                }
-            }
-            (&Method::POST, ["v1", "tenants", tenant, "identities"]) => {
-                match parse_json::<AddIdentity>(&body) {
-                    Ok(req) => self
-                        .control
-                        .add_identity(actor, tenant, req)
-                        .await
-                        .map(|v| {
-                            (
-                                StatusCode::CREATED,
-                                serde_json::to_value(v).unwrap_or_default(),
-                            )
-                        }),
-                    Err(e) => Err(e),
-                }
-            }
-            (&Method::DELETE, ["v1", "tenants", tenant, "identities", id]) => self
-                .control
-                .remove_identity(actor, tenant, id)
-                .await
-                .map(|()| (StatusCode::OK, serde_json::json!({ "removed": id }))),
-            (&Method::GET, ["v1", "functions"]) => self
-                .control
-                .list_functions()
-                .await
-                .map(|f| (StatusCode::OK, serde_json::json!({ "functions": f }))),
-            (&Method::GET, ["v1", "functions", tenant, name, "svid"]) => {
-                match self.control.identities().current(tenant, name) {
-                    Some(svid) => Ok((
-                        StatusCode::OK,
-                        serde_json::json!({
-                            "spiffe_id": svid.spiffe_id().to_string(),
-                            "serial": svid.serial_hex(),
-                            "not_after": svid
-                                .not_after()
-                                .format(&time::format_description::well_known::Rfc3339)
-                                .unwrap_or_default(),
-                            "certificate": svid.cert_pem(),
-                        }),
-                    )),
-                    None => Err(ControlError::Store(StoreError::NoSuchDeployment {
-                        tenant: (*tenant).to_owned(),
-                        name: (*name).to_owned(),
-                    })),
-                }
-            }
-            (&Method::POST, ["v1", "functions", tenant, name, "svid", "revoke"]) => self
-                .control
-                .revoke_svid(actor, tenant, name)
-                .await
-                .map(|serial| (StatusCode::OK, serde_json::json!({ "revoked": serial }))),
-            (&Method::GET, ["v1", "tenants", tenant, "functions", name, "policy"]) => self
-                .control
-                .function_policy(tenant, name)
-                .await
-                .map(|v| (StatusCode::OK, serde_json::to_value(v).unwrap_or_default())),
-            (&Method::GET, ["v1", "tenants", tenant, "policy"]) => {
-                self.control.tenant_policy(tenant).await.map(|p| {
-                    (
-                        StatusCode::OK,
-                        serde_json::json!({ "tenant": tenant, "policy": p }),
-                    )
-                })
-            }
-            (&Method::PUT, ["v1", "tenants", tenant, "policy"]) => {
-                match parse_json::<SetPolicy>(&body) {
-                    Ok(req) => self
-                        .control
-                        .set_tenant_policy(actor, tenant, req.policy.as_deref())
-                        .await
-                        .map(|v| (StatusCode::OK, serde_json::to_value(v).unwrap_or_default())),
-                    Err(e) => Err(e),
-                }
-            }
-            (&Method::GET, ["v1", "access-analyzer"]) => match analyzer_query(query.as_deref()) {
-                Ok(q) => self
-                    .control
-                    .analyze_access(q.tenant.as_deref(), q.name.as_deref(), &q.since)
-                    .await
-                    .map(|v| (StatusCode::OK, serde_json::to_value(v).unwrap_or_default())),
-                Err(e) => Err(e),
-            },
-            (&Method::DELETE, ["v1", "functions", tenant, name]) => {
-                self.control.undeploy(actor, tenant, name).await.map(|()| {
-                    (
-                        StatusCode::OK,
-                        serde_json::json!({ "undeployed": format!("{tenant}/{name}") }),
-                    )
-                })
-            }
-            (&Method::GET, ["v1", "audit"]) => match audit_count(query.as_deref()) {
-                Ok(n) => self
-                    .control
-                    .audit_tail(n)
-                    .await
-                    .map(|r| (StatusCode::OK, serde_json::json!({ "records": r }))),
-                Err(e) => Err(e),
-            },
-            (&Method::POST, ["v1", "operators"]) => self.add_operator(actor, &body).await,
-            (&Method::GET, ["v1", "operators"]) => self
-                .operators
-                .list()
-                .await
-                .map(|o| (StatusCode::OK, serde_json::json!({ "operators": o }))),
-            (&Method::DELETE, ["v1", "operators", name]) => {
-                self.operators.remove(actor, name).await.map(|serials| {
-                    (
-                        StatusCode::OK,
-                        serde_json::json!({ "removed": name, "revoked": serials }),
-                    )
-                })
-            }
-            (&Method::GET, ["v1", "control-policy"]) => Ok((StatusCode::OK, self.authz.show())),
-            (&Method::PUT, ["v1", "control-policy"]) => {
-                match parse_json::<SetControlPolicy>(&body) {
-                    Ok(req) => self
-                        .authz
-                        .set(actor, &req.policy)
-                        .await
-                        .map(|ids| (StatusCode::OK, serde_json::json!({ "ids": ids }))),
-                    Err(e) => Err(e),
-                }
-            }
-            (&Method::GET, ["v1", "audit", "verify"]) => match self.control.audit_verify().await {
-                Ok(head) => Ok((
-                    StatusCode::OK,
-                    serde_json::json!({ "ok": true, "records": head.records, "head": head.hash }),
-                )),
-                Err(ControlError::Audit(zerofn_audit::AuditError::ChainBroken {
-                    seq,
-                    problem,
-                })) => Ok((
-                    StatusCode::CONFLICT,
-                    serde_json::json!({ "ok": false, "broken_at": seq, "problem": problem }),
-                )),
-                Err(e) => Err(e),
-            },
-            _ => {
-                return self
-                    .refuse(
-                        &principal,
-                        refusal,
-                        StatusCode::NOT_FOUND,
-                        "no_such_endpoint",
-                        "no such endpoint; see docs/openapi.yaml",
-                    )
-                    .await
-            }
+        let Some(permit) = permit else {
+            // Unreachable: every path above either decided or returned.
+            // Without a permit nothing runs (fail closed).
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the request could not be authorized",
+                None,
+            );
         };
-        match reply {
+        let actor = principal.actor();
+        let call = Call {
+            actor: &actor,
+            params: &params,
+            query: query.as_deref(),
+            body: &body,
+        };
+        match handler(self, &permit, call).await {
             Ok((status, value)) => json(status, &value),
             Err(ControlError::Refused { reason, report }) => json(
                 StatusCode::FORBIDDEN,
@@ -559,6 +293,294 @@ impl Api {
                 error_response(status, e.kind(), &e.to_string(), None)
             }
         }
+    }
+
+    /// The audited 404 of an authenticated request that matches no route.
+    async fn no_such_endpoint(
+        &self,
+        principal: &Principal,
+        method: &Method,
+        path: &str,
+    ) -> Response<Bytes> {
+        self.refuse(
+            principal,
+            Refusal::new(Action::ApiAuthorize, method, path, None),
+            StatusCode::NOT_FOUND,
+            "no_such_endpoint",
+            "no such endpoint; see docs/openapi.yaml",
+        )
+        .await
+    }
+
+    fn health(&self) -> Response<Bytes> {
+        json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+    }
+
+    fn trust_bundle(&self) -> Response<Bytes> {
+        let mut resp = Response::new(Bytes::from(
+            self.control.identities().bundle_pem().to_owned(),
+        ));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/x-pem-file"),
+        );
+        resp
+    }
+
+    fn jwt_bundle(&self) -> Response<Bytes> {
+        json(StatusCode::OK, &self.control.identities().jwt_bundle())
+    }
+
+    fn openapi(&self) -> Response<Bytes> {
+        let mut resp = Response::new(Bytes::from_static(OPENAPI.as_bytes()));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/yaml"),
+        );
+        resp
+    }
+
+    async fn list_tenants(&self, _: Call<'_>) -> Reply {
+        let tenants = self.control.list_tenants().await?;
+        let tenants = tenants
+            .into_iter()
+            .map(|row| tenant_answer(row, None))
+            .collect();
+        Ok((StatusCode::OK, to_value(TenantList { tenants })))
+    }
+
+    async fn tenant_routes(&self, c: Call<'_>) -> Reply {
+        let tenant = c.param("tenant")?;
+        let prefixes = self.control.tenant_routes(tenant).await?;
+        Ok((
+            StatusCode::OK,
+            to_value(TenantRoutes {
+                tenant: tenant.to_owned(),
+                route_prefixes: prefixes,
+            }),
+        ))
+    }
+
+    async fn remove_key(&self, c: Call<'_>) -> Reply {
+        let key_id = c.param("key_id")?;
+        self.control
+            .remove_key(c.actor, c.param("tenant")?, key_id)
+            .await?;
+        Ok((
+            StatusCode::OK,
+            to_value(Removed {
+                removed: key_id.to_owned(),
+            }),
+        ))
+    }
+
+    async fn list_layers(&self, c: Call<'_>) -> Reply {
+        let layers = self.control.list_layers(c.param("tenant")?).await?;
+        let layers = layers.into_iter().map(layer_answer).collect();
+        Ok((StatusCode::OK, to_value(LayerList { layers })))
+    }
+
+    async fn delete_layer(&self, c: Call<'_>) -> Reply {
+        let digest = c.param("digest")?;
+        self.control
+            .delete_layer(c.actor, c.param("tenant")?, digest)
+            .await?;
+        Ok((
+            StatusCode::OK,
+            to_value(LayerDeleted {
+                deleted: digest.to_owned(),
+            }),
+        ))
+    }
+
+    async fn admission_view(&self, c: Call<'_>) -> Reply {
+        let view = self.control.admission_view(c.param("tenant")?).await?;
+        Ok((StatusCode::OK, to_value(view)))
+    }
+
+    async fn set_admission(&self, c: Call<'_>) -> Reply {
+        let req: SetAdmission = parse_json(c.body)?;
+        let view = self
+            .control
+            .set_admission(c.actor, c.param("tenant")?, req)
+            .await?;
+        Ok((StatusCode::OK, to_value(view)))
+    }
+
+    async fn add_identity(&self, c: Call<'_>) -> Reply {
+        let req: AddIdentity = parse_json(c.body)?;
+        let added = self
+            .control
+            .add_identity(c.actor, c.param("tenant")?, req)
+            .await?;
+        Ok((StatusCode::CREATED, to_value(added)))
+    }
+
+    async fn remove_identity(&self, c: Call<'_>) -> Reply {
+        let id = c.param("id")?;
+        self.control
+            .remove_identity(c.actor, c.param("tenant")?, id)
+            .await?;
+        Ok((
+            StatusCode::OK,
+            to_value(Removed {
+                removed: id.to_owned(),
+            }),
+        ))
+    }
+
+    async fn list_functions(&self, _: Call<'_>) -> Reply {
+        let functions = self.control.list_functions().await?;
+        let functions = functions
+            .into_iter()
+            .map(|f| Function {
+                tenant: f.tenant,
+                name: f.name,
+                digest: f.digest,
+                signer: f.signer,
+                routes: f.routes,
+                deployed_at: f.deployed_at,
+            })
+            .collect();
+        Ok((StatusCode::OK, to_value(FunctionList { functions })))
+    }
+
+    async fn current_svid(&self, c: Call<'_>) -> Reply {
+        let (tenant, name) = (c.param("tenant")?, c.param("name")?);
+        match self.control.identities().current(tenant, name) {
+            Some(svid) => Ok((
+                StatusCode::OK,
+                to_value(Svid {
+                    spiffe_id: svid.spiffe_id().to_string(),
+                    serial: svid.serial_hex().to_owned(),
+                    not_after: svid
+                        .not_after()
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    certificate: svid.cert_pem().to_owned(),
+                }),
+            )),
+            None => Err(ControlError::Store(StoreError::NoSuchDeployment {
+                tenant: tenant.to_owned(),
+                name: name.to_owned(),
+            })),
+        }
+    }
+
+    async fn revoke_svid(&self, c: Call<'_>) -> Reply {
+        let serial = self
+            .control
+            .revoke_svid(c.actor, c.param("tenant")?, c.param("name")?)
+            .await?;
+        Ok((StatusCode::OK, to_value(Revoked { revoked: serial })))
+    }
+
+    async fn function_policy(&self, c: Call<'_>) -> Reply {
+        let view = self
+            .control
+            .function_policy(c.param("tenant")?, c.param("name")?)
+            .await?;
+        Ok((StatusCode::OK, to_value(view)))
+    }
+
+    async fn tenant_policy(&self, c: Call<'_>) -> Reply {
+        let tenant = c.param("tenant")?;
+        let policy = self.control.tenant_policy(tenant).await?;
+        Ok((
+            StatusCode::OK,
+            to_value(TenantPolicy {
+                tenant: tenant.to_owned(),
+                policy,
+            }),
+        ))
+    }
+
+    async fn set_tenant_policy(&self, c: Call<'_>) -> Reply {
+        let req: SetPolicy = parse_json(c.body)?;
+        let set = self
+            .control
+            .set_tenant_policy(c.actor, c.param("tenant")?, req.policy.as_deref())
+            .await?;
+        Ok((StatusCode::OK, to_value(set)))
+    }
+
+    async fn analyze_access(&self, c: Call<'_>) -> Reply {
+        let q = analyzer_query(c.query)?;
+        let report = self
+            .control
+            .analyze_access(q.tenant.as_deref(), q.name.as_deref(), &q.since)
+            .await?;
+        Ok((StatusCode::OK, to_value(report)))
+    }
+
+    async fn undeploy(&self, c: Call<'_>) -> Reply {
+        let (tenant, name) = (c.param("tenant")?, c.param("name")?);
+        self.control.undeploy(c.actor, tenant, name).await?;
+        Ok((
+            StatusCode::OK,
+            to_value(Undeployed {
+                undeployed: format!("{tenant}/{name}"),
+            }),
+        ))
+    }
+
+    async fn audit_tail(&self, c: Call<'_>) -> Reply {
+        let n = audit_count(c.query)?;
+        let records = self.control.audit_tail(n).await?;
+        Ok((StatusCode::OK, to_value(AuditTail { records })))
+    }
+
+    async fn audit_verify(&self, _: Call<'_>) -> Reply {
+        match self.control.audit_verify().await {
+            Ok(head) => Ok((
+                StatusCode::OK,
+                to_value(AuditVerify::intact(head.records, head.hash)),
+            )),
+            Err(ControlError::Audit(zerofn_audit::AuditError::ChainBroken { seq, problem })) => {
+                Ok((
+                    StatusCode::CONFLICT,
+                    to_value(AuditVerify::broken(seq, problem)),
+                ))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list_operators(&self, _: Call<'_>) -> Reply {
+        let operators = self.operators.list().await?;
+        let operators = operators
+            .into_iter()
+            .map(|r| OperatorCertificate {
+                name: r.name,
+                serial: r.serial,
+                not_after: r.not_after,
+                created_at: r.created_at,
+                revoked_at: r.revoked_at,
+            })
+            .collect();
+        Ok((StatusCode::OK, to_value(OperatorList { operators })))
+    }
+
+    async fn remove_operator(&self, c: Call<'_>) -> Reply {
+        let name = c.param("name")?;
+        let serials = self.operators.remove(c.actor, name).await?;
+        Ok((
+            StatusCode::OK,
+            to_value(OperatorRemoved {
+                removed: name.to_owned(),
+                revoked: serials,
+            }),
+        ))
+    }
+
+    async fn show_control_policy(&self, _: Call<'_>) -> Reply {
+        Ok((StatusCode::OK, self.authz.show()))
+    }
+
+    async fn set_control_policy(&self, c: Call<'_>) -> Reply {
+        let req: SetControlPolicy = parse_json(c.body)?;
+        let ids = self.authz.set(c.actor, &req.policy).await?;
+        Ok((StatusCode::OK, to_value(ControlPolicyIds { ids })))
     }
 
     /// The principal of a request: the operator named by the connection's client
@@ -726,7 +748,7 @@ impl Api {
         )
     }
 
-    /// `None` if the control policy allows `principal` to take `action` on `resource`;
+    /// The control policy's permit for `principal` to take `action` on `resource`;
     /// otherwise the audited 403.
     async fn authorize(
         &self,
@@ -735,16 +757,17 @@ impl Api {
         resource: ControlResource,
         method: &Method,
         path: &str,
-    ) -> Option<Response<Bytes>> {
+    ) -> Result<Permit, Response<Bytes>> {
         let decision = self.authz.decide(&ControlQuery {
             operator: principal.name.clone(),
             authentication: principal.authentication,
             action,
             resource: resource.clone(),
         });
-        if decision.is_allowed() {
-            return None;
-        }
+        let decision = match decision {
+            Decision::Allow(permit) => return Ok(permit),
+            denied @ Decision::Deny(_) => denied,
+        };
         let why = if !decision.errors().is_empty() {
             format!(
                 "policy evaluation failed ({})",
@@ -764,8 +787,8 @@ impl Api {
         if let ControlResource::Tenant(t) = &resource {
             record = record.tenant(short(t, MAX_RECORDED_TENANT));
         }
-        Some(
-            self.forbidden(
+        Err(self
+            .forbidden(
                 record,
                 principal,
                 action,
@@ -773,8 +796,7 @@ impl Api {
                 decision.determining().to_vec(),
                 &why,
             )
-            .await,
-        )
+            .await)
     }
 
     /// Record a refused control action, then answer 403 naming the action,
@@ -813,59 +835,76 @@ impl Api {
         )
     }
 
-    async fn add_operator(&self, actor: &str, body: &[u8]) -> Reply {
-        let req: AddOperator = parse_json(body)?;
+    async fn add_operator(&self, c: Call<'_>) -> Reply {
+        let req: AddOperator = parse_json(c.body)?;
         let ttl = match req.ttl_hours {
             None => DEFAULT_OPERATOR_TTL,
             Some(h) => Duration::from_secs(h.saturating_mul(3600)),
         };
         let issued = self
             .operators
-            .add(actor, &req.name, &req.public_key, ttl)
+            .add(c.actor, &req.name, &req.public_key, ttl)
             .await?;
         Ok((
             StatusCode::CREATED,
-            serde_json::to_value(issued).unwrap_or_default(),
+            to_value(IssuedOperator {
+                name: issued.name,
+                spiffe_id: issued.spiffe_id,
+                serial: issued.serial,
+                not_after: issued.not_after,
+                certificate: issued.certificate,
+                ca: issued.ca,
+            }),
         ))
     }
 
-    async fn create_tenant(&self, actor: &str, body: &[u8]) -> Reply {
-        let req: CreateTenant = parse_json(body)?;
+    async fn create_tenant(&self, c: Call<'_>) -> Reply {
+        let req: CreateTenant = parse_json(c.body)?;
         let row = self
             .control
-            .create_tenant(actor, &req.name, &req.signing_keys, &req.route_prefixes)
+            .create_tenant(c.actor, &req.name, &req.signing_keys, &req.route_prefixes)
             .await?;
-        let mut value = serde_json::to_value(&row).unwrap_or_default();
-        if let Some(fields) = value.as_object_mut() {
-            let prefixes = self.control.tenant_routes(&row.name).await?;
-            fields.insert("route_prefixes".to_owned(), prefixes.into());
-        }
-        Ok((StatusCode::CREATED, value))
+        let prefixes = self.control.tenant_routes(&row.name).await?;
+        Ok((
+            StatusCode::CREATED,
+            to_value(tenant_answer(row, Some(prefixes))),
+        ))
     }
 
-    async fn set_routes(&self, actor: &str, tenant: &str, body: &[u8]) -> Reply {
-        let req: SetRoutes = parse_json(body)?;
+    async fn set_routes(&self, c: Call<'_>) -> Reply {
+        let req: SetRoutes = parse_json(c.body)?;
+        let tenant = c.param("tenant")?;
         let prefixes = self
             .control
-            .set_tenant_routes(actor, tenant, &req.route_prefixes)
+            .set_tenant_routes(c.actor, tenant, &req.route_prefixes)
             .await?;
         Ok((
             StatusCode::OK,
-            serde_json::json!({ "tenant": tenant, "route_prefixes": prefixes }),
+            to_value(TenantRoutes {
+                tenant: tenant.to_owned(),
+                route_prefixes: prefixes,
+            }),
         ))
     }
 
-    async fn add_key(&self, actor: &str, tenant: &str, body: &[u8]) -> Reply {
-        let req: AddKey = parse_json(body)?;
-        let key_id = self.control.add_key(actor, tenant, &req.public_key).await?;
+    async fn add_key(&self, c: Call<'_>) -> Reply {
+        let req: AddKey = parse_json(c.body)?;
+        let tenant = c.param("tenant")?;
+        let key_id = self
+            .control
+            .add_key(c.actor, tenant, &req.public_key)
+            .await?;
         Ok((
             StatusCode::CREATED,
-            serde_json::json!({ "tenant": tenant, "key_id": key_id }),
+            to_value(KeyAdded {
+                tenant: tenant.to_owned(),
+                key_id,
+            }),
         ))
     }
 
-    async fn publish_layer(&self, actor: &str, tenant: &str, body: &[u8]) -> Reply {
-        let req: PublishLayer = parse_json(body)?;
+    async fn publish_layer(&self, c: Call<'_>) -> Reply {
+        let req: PublishLayer = parse_json(c.body)?;
         let component = base64::engine::general_purpose::STANDARD
             .decode(req.component.as_bytes())
             .map_err(|e| {
@@ -873,16 +912,18 @@ impl Api {
             })?;
         let layer = self
             .control
-            .publish_layer(actor, tenant, component, req.bundle.into_bytes())
+            .publish_layer(
+                c.actor,
+                c.param("tenant")?,
+                component,
+                req.bundle.into_bytes(),
+            )
             .await?;
-        Ok((
-            StatusCode::CREATED,
-            serde_json::to_value(layer).unwrap_or_default(),
-        ))
+        Ok((StatusCode::CREATED, to_value(layer_answer(layer))))
     }
 
-    async fn explain(&self, body: &[u8]) -> Reply {
-        let req = deploy_request(parse_json(body)?)?;
+    async fn explain(&self, c: Call<'_>) -> Reply {
+        let req = deploy_request(parse_json(c.body)?)?;
         let result = self.control.explain(req).await?;
         Ok((
             StatusCode::OK,
@@ -890,12 +931,22 @@ impl Api {
         ))
     }
 
-    async fn deploy(&self, actor: &str, body: &[u8]) -> Reply {
-        let req = deploy_request(parse_json(body)?)?;
-        let deployed = self.control.deploy(actor, req).await?;
+    async fn deploy(&self, c: Call<'_>) -> Reply {
+        let req = deploy_request(parse_json(c.body)?)?;
+        let deployed = self.control.deploy(c.actor, req).await?;
         Ok((
             StatusCode::CREATED,
-            serde_json::to_value(deployed).unwrap_or_default(),
+            to_value(Deployed {
+                tenant: deployed.tenant,
+                name: deployed.name,
+                digest: deployed.digest,
+                signer: deployed.signer,
+                routes: deployed.routes,
+                spiffe_id: deployed.spiffe_id,
+                admitted_by: deployed.admitted_by,
+                layers: deployed.layers,
+                composed_digest: deployed.composed_digest,
+            }),
         ))
     }
 }
@@ -924,7 +975,14 @@ fn deploy_request(req: Deploy) -> Result<DeployRequest, ControlError> {
         manifest: req.manifest,
         component,
         bundle: req.bundle.into_bytes(),
-        attestations: req.attestations.into_iter().map(Into::into).collect(),
+        attestations: req
+            .attestations
+            .into_iter()
+            .map(|a| zerofn_admission::SubmittedFile {
+                name: a.name,
+                bytes: a.content.into_bytes(),
+            })
+            .collect(),
     })
 }
 
@@ -1042,24 +1100,6 @@ impl Refusal {
     }
 }
 
-/// The audit action of a request refused before it ran (a body that does
-/// not parse, too large or too slow): the action the route records when it
-/// runs, `api.authorize` for the others.
-fn refusal_action(method: &Method, segments: &[&str]) -> Action {
-    match (method, segments) {
-        (&Method::POST, ["v1", "tenants"]) => Action::TenantCreate,
-        (&Method::POST, ["v1", "tenants", _, "keys"]) => Action::TenantKeyAdd,
-        (&Method::POST, ["v1", "tenants", _, "identities"]) => Action::TenantIdentityAdd,
-        (&Method::PUT, ["v1", "tenants", _, "admission"]) => Action::AdmissionSet,
-        (&Method::POST, ["v1", "tenants", _, "layers"]) => Action::LayerPublish,
-        (&Method::PUT, ["v1", "tenants", _, "policy"]) => Action::PolicySet,
-        (&Method::POST, ["v1", "deployments"] | ["v1", "admission", "explain"]) => Action::Deploy,
-        (&Method::POST, ["v1", "operators"]) => Action::OperatorAdd,
-        (&Method::PUT, ["v1", "control-policy"]) => Action::ControlPolicySet,
-        _ => Action::ApiAuthorize,
-    }
-}
-
 /// Request-derived text kept in a record: at most `max` chars, escaped.
 fn short(text: &str, max: usize) -> String {
     let escaped: String = text.escape_debug().collect();
@@ -1067,14 +1107,6 @@ fn short(text: &str, max: usize) -> String {
         Some((cut, _)) => format!("{}…", escaped.get(..cut).unwrap_or_default()),
         None => escaped,
     }
-}
-
-/// `n` from `?n=N`: how many records to return (1..=10000, default 20).
-/// `PUT /v1/tenants/{t}/policy`: the Cedar text, or null to remove it.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetPolicy {
-    policy: Option<String>,
 }
 
 struct AnalyzerQuery {
@@ -1098,7 +1130,7 @@ fn analyzer_query(query: Option<&str>) -> Result<AnalyzerQuery, ControlError> {
         .filter(|p| !p.is_empty())
     {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v);
+        let v = routes::decode_query_value(v)?;
         match k {
             "tenant" => q.tenant = Some(v),
             "name" => q.name = Some(v),
@@ -1131,6 +1163,7 @@ fn analyzer_query(query: Option<&str>) -> Result<AnalyzerQuery, ControlError> {
     Ok(q)
 }
 
+/// `n` from `?n=N`: how many records to return (1..=10000, default 20).
 fn audit_count(query: Option<&str>) -> Result<u32, ControlError> {
     let Some(value) = query
         .unwrap_or_default()
@@ -1148,7 +1181,108 @@ fn audit_count(query: Option<&str>) -> Result<u32, ControlError> {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    // Key ids are `sha256:<hex>`; clients may escape the colon.
-    s.replace("%3A", ":").replace("%3a", ":")
+fn tenant_answer(row: zerofn_store::TenantRow, route_prefixes: Option<Vec<String>>) -> Tenant {
+    Tenant {
+        name: row.name,
+        created_at: row.created_at,
+        key_ids: row.key_ids,
+        route_prefixes,
+    }
+}
+
+fn layer_answer(layer: zerofn_store::LayerSummary) -> Layer {
+    Layer {
+        tenant: layer.tenant,
+        digest: layer.digest,
+        signer: layer.signer,
+        exports: layer.exports,
+        size: layer.size,
+        published_at: layer.published_at,
+        pinned_by: layer.pinned_by,
+    }
+}
+
+fn to_value(value: impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::de::DeserializeOwned;
+
+    /// What the server serializes, read back as the shared type the CLI reads it as.
+    fn as_api<T: DeserializeOwned>(value: impl serde::Serialize) -> T {
+        serde_json::from_value(serde_json::to_value(value).unwrap()).unwrap()
+    }
+
+    /// The answers still built from the server's own types read as the API's.
+    #[test]
+    fn the_servers_own_answers_read_as_the_api_types() {
+        let identity = zerofn_store::TenantIdentityRow {
+            id: "i1".into(),
+            kind: "exact".into(),
+            san: "me@example.com".into(),
+            issuer: "https://issuer".into(),
+            trusted_root: "{}".into(),
+            added_at: "t".into(),
+        };
+        let view: zerofn_api::AdmissionView = as_api(crate::admission::AdmissionView {
+            tenant: "acme".into(),
+            key_ids: vec!["sha256:ab".into()],
+            identities: vec![identity],
+            policy: "permit(principal, action, resource);".into(),
+            policy_ids: vec!["p0".into()],
+            default_policy: true,
+            severity_threshold: None,
+            require_sbom: false,
+            updated_at: None,
+        });
+        assert_eq!(view.identities[0].san, "me@example.com");
+        assert!(view.default_policy);
+
+        let explained: zerofn_api::Explained = as_api(crate::admission::ExplainResult {
+            tenant: "acme".into(),
+            name: "hello".into(),
+            admitted: false,
+            report: zerofn_admission::AdmissionReport {
+                checks: vec![zerofn_admission::Check {
+                    check: "signature".into(),
+                    result: zerofn_admission::CheckResult::Fail,
+                    detail: "no key".into(),
+                }],
+            },
+        });
+        assert_eq!(explained.checks[0].result, "fail");
+
+        let policy: zerofn_api::FunctionPolicy = as_api(crate::policies::FunctionPolicyView {
+            tenant: "acme".into(),
+            name: "hello".into(),
+            permissions: serde_json::json!({}),
+            compiled: "permit".into(),
+            tenant_policy: Some("forbid".into()),
+        });
+        assert_eq!(policy.tenant_policy.as_deref(), Some("forbid"));
+
+        let set: zerofn_api::TenantPolicySet = as_api(crate::policies::PolicySetResponse {
+            tenant: "acme".into(),
+            policies: vec!["p".into()],
+        });
+        assert_eq!(set.policies, ["p"]);
+
+        let report: zerofn_api::AccessReport = as_api(crate::analyzer::AccessReport {
+            since: "t".into(),
+            records: 3,
+            truncated: false,
+            functions: vec![crate::analyzer::FunctionAccess {
+                tenant: "acme".into(),
+                name: "hello".into(),
+                granted: vec!["kv:a:read".into()],
+                used: Vec::new(),
+                unused: vec!["kv:a:read".into()],
+                denied: Vec::new(),
+                suggested: String::new(),
+            }],
+        });
+        assert_eq!(report.functions[0].unused, ["kv:a:read"]);
+    }
 }

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use clap::{Args, Subcommand};
 use http::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 use zerofn_admission::{render_table, Manifest, MAX_ATTESTATIONS};
 
 use crate::client::{ApiClient, ApiError};
@@ -74,7 +74,7 @@ pub struct AddIdentityArgs {
 
 /// The request body for deploy and explain: manifest, component, bundle and
 /// every attestation file beside the component.
-pub fn function_request(dir: &Path) -> Result<(Manifest, Value)> {
+pub fn function_request(dir: &Path) -> Result<(Manifest, zerofn_api::Deploy)> {
     let manifest_path = dir.join("zerofn.toml");
     let manifest_text = std::fs::read_to_string(&manifest_path)
         .with_context(|| format!("cannot read manifest `{}`", manifest_path.display()))?;
@@ -96,12 +96,12 @@ pub fn function_request(dir: &Path) -> Result<(Manifest, Value)> {
         )
     })?;
     let attestations = attestation_files(dir, &bundle_name)?;
-    let body = json!({
-        "manifest": manifest_text,
-        "component": base64::engine::general_purpose::STANDARD.encode(&component),
-        "bundle": bundle,
-        "attestations": attestations,
-    });
+    let body = zerofn_api::Deploy {
+        manifest: manifest_text,
+        component: base64::engine::general_purpose::STANDARD.encode(&component),
+        bundle,
+        attestations,
+    };
     Ok((manifest, body))
 }
 
@@ -122,7 +122,10 @@ fn is_attestation_name(name: &str, component_bundle: &str) -> bool {
     .any(|ext| name.ends_with(ext))
 }
 
-fn attestation_files(dir: &Path, component_bundle: &str) -> Result<Vec<Value>> {
+fn attestation_files(
+    dir: &Path,
+    component_bundle: &str,
+) -> Result<Vec<zerofn_api::AttestationFile>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading `{}`", dir.display()))? {
         let entry = entry.with_context(|| format!("reading `{}`", dir.display()))?;
@@ -149,7 +152,7 @@ fn attestation_files(dir: &Path, component_bundle: &str) -> Result<Vec<Value>> {
             let path = dir.join(&name);
             let content = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read attestation `{}`", path.display()))?;
-            Ok(json!({"name": name, "content": content}))
+            Ok(zerofn_api::AttestationFile { name, content })
         })
         .collect()
 }
@@ -165,31 +168,20 @@ pub fn print_refusal_checks(e: &anyhow::Error) {
     }
 }
 
+/// The check table of an error body's `checks`; empty when they are not checks.
 fn checks_table(checks: &Value) -> String {
-    let rows: Vec<(String, String, String)> = checks
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|c| {
-                    let field = |k: &str| {
-                        c.get(k)
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned()
-                    };
-                    let result = match field("result").as_str() {
-                        "fail" => "FAIL".to_owned(),
-                        other => other.to_owned(),
-                    };
-                    (field("check"), result, field("detail"))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    render_table(
-        rows.iter()
-            .map(|(c, r, d)| (c.as_str(), r.as_str(), d.as_str())),
-    )
+    let checks: Vec<zerofn_api::Check> = serde_json::from_value(checks.clone()).unwrap_or_default();
+    table_of(&checks)
+}
+
+fn table_of(checks: &[zerofn_api::Check]) -> String {
+    render_table(checks.iter().map(|c| {
+        let result = match c.result.as_str() {
+            "fail" => "FAIL",
+            other => other,
+        };
+        (c.check.as_str(), result, c.detail.as_str())
+    }))
 }
 
 pub async fn run(data_dir: &Path, cmd: AdmissionCommand) -> Result<()> {
@@ -202,26 +194,25 @@ pub async fn run(data_dir: &Path, cmd: AdmissionCommand) -> Result<()> {
             let (_, body) = function_request(&dir)?;
             let api = ApiClient::discover(data_dir)?;
             let v = api
-                .call(Method::POST, "/v1/admission/explain", Some(body))
+                .call(
+                    Method::POST,
+                    "/v1/admission/explain",
+                    Some(serde_json::to_value(&body)?),
+                )
                 .await?;
             if json {
+                // The answer as it came, not as this CLI's types know it.
                 println!("{v}");
-            } else {
-                print!("{}", checks_table(v.get("checks").unwrap_or(&Value::Null)));
             }
-            let admitted = v.get("admitted").and_then(Value::as_bool) == Some(true);
-            if !admitted {
-                bail!(
-                    "{}/{} would be refused",
-                    v.get("tenant").and_then(Value::as_str).unwrap_or("?"),
-                    v.get("name").and_then(Value::as_str).unwrap_or("?")
-                );
+            let explained: zerofn_api::Explained =
+                crate::client::typed("/v1/admission/explain", v)?;
+            if !json {
+                print!("{}", table_of(&explained.checks));
             }
-            println!(
-                "{}/{} would be admitted",
-                v.get("tenant").and_then(Value::as_str).unwrap_or("?"),
-                v.get("name").and_then(Value::as_str).unwrap_or("?")
-            );
+            if !explained.admitted {
+                bail!("{}/{} would be refused", explained.tenant, explained.name);
+            }
+            println!("{}/{} would be admitted", explained.tenant, explained.name);
             Ok(())
         }
         AdmissionCommand::Show { tenant, json } => {
@@ -234,98 +225,76 @@ pub async fn run(data_dir: &Path, cmd: AdmissionCommand) -> Result<()> {
                 )
                 .await?;
             if json {
+                // The answer as it came, not as this CLI's types know it.
                 println!("{v}");
             } else {
-                print_view(&v);
+                print_view(&crate::client::typed(
+                    &format!("/v1/tenants/{tenant}/admission"),
+                    v,
+                )?);
             }
             Ok(())
         }
         AdmissionCommand::Set(args) => {
-            let mut body = serde_json::Map::new();
+            let mut body = zerofn_api::SetAdmission::default();
             if let Some(path) = &args.policy {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read policy `{}`", path.display()))?;
                 if text.trim().is_empty() {
                     bail!("policy file `{}` is empty", path.display());
                 }
-                body.insert("policy".into(), text.into());
+                body.policy = Some(text);
             }
             if args.default_policy {
-                body.insert("policy".into(), "".into());
+                body.policy = Some(String::new());
             }
-            if let Some(s) = args.severity_threshold {
-                body.insert("severity_threshold".into(), s.into());
-            }
-            if let Some(r) = args.require_sbom {
-                body.insert("require_sbom".into(), r.into());
-            }
-            if body.is_empty() {
+            body.severity_threshold = args.severity_threshold;
+            body.require_sbom = args.require_sbom;
+            if body == zerofn_api::SetAdmission::default() {
                 bail!("nothing to set: give --policy, --default-policy, --severity-threshold or --require-sbom");
             }
             let api = ApiClient::discover(data_dir)?;
-            let v = api
-                .call(
+            let view: zerofn_api::AdmissionView = api
+                .send(
                     Method::PUT,
                     &format!("/v1/tenants/{}/admission", args.tenant),
-                    Some(Value::Object(body)),
+                    &body,
                 )
                 .await?;
-            print_view(&v);
+            print_view(&view);
             Ok(())
         }
     }
 }
 
-fn print_view(v: &Value) {
-    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
-    println!("tenant: {}", s("tenant"));
-    let keys: Vec<&str> = v
-        .get("key_ids")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+fn print_view(v: &zerofn_api::AdmissionView) {
+    println!("tenant: {}", v.tenant);
     println!(
         "keys: {}",
-        if keys.is_empty() {
+        if v.key_ids.is_empty() {
             "(none)".to_owned()
         } else {
-            keys.join(", ")
+            v.key_ids.join(", ")
         }
     );
     println!("keyless identities:");
-    for i in v
-        .get("identities")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let f = |k: &str| i.get(k).and_then(Value::as_str).unwrap_or_default();
-        println!(
-            "  {} {} `{}` from `{}`",
-            f("id"),
-            f("kind"),
-            f("san"),
-            f("issuer")
-        );
+    for i in &v.identities {
+        println!("  {} {} `{}` from `{}`", i.id, i.kind, i.san, i.issuer);
     }
     println!(
         "severity threshold: {}",
-        v.get("severity_threshold")
-            .and_then(Value::as_str)
-            .unwrap_or("none")
+        v.severity_threshold.as_deref().unwrap_or("none")
     );
-    println!(
-        "require sbom: {}",
-        v.get("require_sbom")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-    );
-    let default = v.get("default_policy").and_then(Value::as_bool) == Some(true);
+    println!("require sbom: {}", v.require_sbom);
     println!(
         "policy{}:",
-        if default { " (platform default)" } else { "" }
+        if v.default_policy {
+            " (platform default)"
+        } else {
+            ""
+        }
     );
-    for line in s("policy").lines() {
+    for line in v.policy.lines() {
         println!("  {line}");
     }
 }
@@ -334,38 +303,33 @@ pub async fn add_identity(data_dir: &Path, args: AddIdentityArgs) -> Result<()> 
     let trusted_root = std::fs::read_to_string(&args.trusted_root)
         .with_context(|| format!("cannot read trusted root `{}`", args.trusted_root.display()))?;
     let api = ApiClient::discover(data_dir)?;
-    let v = api
-        .call(
+    let added: zerofn_api::KeylessIdentity = api
+        .send(
             Method::POST,
             &format!("/v1/tenants/{}/identities", args.tenant),
-            Some(json!({
-                "certificate_identity": args.certificate_identity,
-                "certificate_identity_regexp": args.certificate_identity_regexp,
-                "certificate_oidc_issuer": args.certificate_oidc_issuer,
-                "trusted_root": trusted_root,
-            })),
+            &zerofn_api::AddIdentity {
+                certificate_identity: args.certificate_identity,
+                certificate_identity_regexp: args.certificate_identity_regexp,
+                certificate_oidc_issuer: args.certificate_oidc_issuer,
+                trusted_root,
+            },
         )
         .await?;
-    let f = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
     println!(
         "tenant {} trusts {} identity {} `{}` from `{}`",
-        args.tenant,
-        f("kind"),
-        f("id"),
-        f("san"),
-        f("issuer")
+        args.tenant, added.kind, added.id, added.san, added.issuer
     );
     Ok(())
 }
 
 pub async fn remove_identity(data_dir: &Path, tenant: &str, id: &str) -> Result<()> {
     let api = ApiClient::discover(data_dir)?;
-    api.call(
-        Method::DELETE,
-        &format!("/v1/tenants/{tenant}/identities/{id}"),
-        None,
-    )
-    .await?;
+    let _: zerofn_api::Removed = api
+        .fetch(
+            Method::DELETE,
+            &format!("/v1/tenants/{tenant}/identities/{id}"),
+        )
+        .await?;
     println!("tenant {tenant} no longer trusts identity {id}");
     Ok(())
 }

@@ -145,6 +145,28 @@ impl ApiClient {
         })
     }
 
+    /// `method path` without a body, the answer read as `T`.
+    pub async fn fetch<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<T> {
+        let value = self.call(method, path, None).await?;
+        typed(path, value)
+    }
+
+    /// `method path` with the JSON body `body`, the answer read as `T`.
+    pub async fn send<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        let body = serde_json::to_value(body).context("encoding the request")?;
+        let value = self.call(method, path, Some(body)).await?;
+        typed(path, value)
+    }
+
     pub async fn call(
         &self,
         method: Method,
@@ -221,6 +243,12 @@ impl ApiClient {
         }
         .into())
     }
+}
+
+/// An answer of the control API read as the type the API defines for it.
+pub fn typed<T: serde::de::DeserializeOwned>(path: &str, value: serde_json::Value) -> Result<T> {
+    serde_json::from_value(value)
+        .with_context(|| format!("the control API answered `{path}` with an unexpected body"))
 }
 
 /// An error and its sources, joined by `: ` (hyper's "connection error" alone

@@ -7,10 +7,9 @@ use anyhow::{Context, Result};
 use base64::Engine as _;
 use clap::Subcommand;
 use http::Method;
-use serde_json::json;
 
+use crate::append_ext;
 use crate::client::ApiClient;
-use crate::{append_ext, join_strings, str_of};
 
 #[derive(Subcommand)]
 pub enum LayerCommand {
@@ -40,23 +39,19 @@ pub async fn run(data_dir: &Path, cmd: LayerCommand) -> Result<()> {
                     file.display()
                 )
             })?;
-            let body = json!({
-                "component": base64::engine::general_purpose::STANDARD.encode(&component),
-                "bundle": bundle,
-            });
+            let body = zerofn_api::PublishLayer {
+                component: base64::engine::general_purpose::STANDARD.encode(&component),
+                bundle,
+            };
             let api = ApiClient::discover(data_dir)?;
-            let v = api
-                .call(
-                    Method::POST,
-                    &format!("/v1/tenants/{tenant}/layers"),
-                    Some(body),
-                )
+            let layer: zerofn_api::Layer = api
+                .send(Method::POST, &format!("/v1/tenants/{tenant}/layers"), &body)
                 .await?;
             println!(
                 "published layer {} for {tenant} exporting {} signed by {}",
-                str_of(&v, "digest"),
-                join_strings(v.get("exports")),
-                str_of(&v, "signer")
+                layer.digest,
+                layer.exports.join(","),
+                layer.signer
             );
         }
         LayerCommand::List { tenant, json } => {
@@ -64,31 +59,34 @@ pub async fn run(data_dir: &Path, cmd: LayerCommand) -> Result<()> {
             let v = api
                 .call(Method::GET, &format!("/v1/tenants/{tenant}/layers"), None)
                 .await?;
-            let layers = v.get("layers").cloned().unwrap_or_default();
             if json {
+                // The answer as it came, not as this CLI's types know it.
+                let layers = v.get("layers").cloned().unwrap_or_default();
                 println!("{layers}");
                 return Ok(());
             }
+            let list: zerofn_api::LayerList =
+                crate::client::typed(&format!("/v1/tenants/{tenant}/layers"), v)?;
             println!("DIGEST\tEXPORTS\tSIGNER\tPINNED BY\tPUBLISHED");
-            for l in layers.as_array().into_iter().flatten() {
+            for l in list.layers {
                 println!(
                     "{}\t{}\t{}\t{}\t{}",
-                    str_of(l, "digest"),
-                    join_strings(l.get("exports")),
-                    str_of(l, "signer"),
-                    join_strings(l.get("pinned_by")),
-                    str_of(l, "published_at")
+                    l.digest,
+                    l.exports.join(","),
+                    l.signer,
+                    l.pinned_by.join(","),
+                    l.published_at
                 );
             }
         }
         LayerCommand::Delete { tenant, digest } => {
             let api = ApiClient::discover(data_dir)?;
-            api.call(
-                Method::DELETE,
-                &format!("/v1/tenants/{tenant}/layers/{digest}"),
-                None,
-            )
-            .await?;
+            let _: zerofn_api::LayerDeleted = api
+                .fetch(
+                    Method::DELETE,
+                    &format!("/v1/tenants/{tenant}/layers/{digest}"),
+                )
+                .await?;
             println!("deleted layer {digest} of {tenant}");
         }
     }

@@ -20,10 +20,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use http::Method;
-use serde_json::json;
 use zerofn_admission::{sign_artifact, PublicKey, SigningKey};
 
 use crate::client::ApiClient;
+use zerofn_api as api_types;
 
 #[derive(Parser)]
 #[command(
@@ -287,33 +287,24 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Functions { json } => functions(&data_dir, json).await,
         Command::Undeploy { tenant, name } => {
             let api = ApiClient::discover(&data_dir)?;
-            api.call(
-                Method::DELETE,
-                &format!("/v1/functions/{tenant}/{name}"),
-                None,
-            )
-            .await?;
+            let _: api_types::Undeployed = api
+                .fetch(Method::DELETE, &format!("/v1/functions/{tenant}/{name}"))
+                .await?;
             println!("undeployed {tenant}/{name}");
             Ok(())
         }
         Command::Audit(cmd) => audit(&data_dir, cmd).await,
         Command::Svid(SvidCommand::Show { tenant, name, pem }) => {
             let api = ApiClient::discover(&data_dir)?;
-            let v = api
-                .call(
-                    Method::GET,
-                    &format!("/v1/functions/{tenant}/{name}/svid"),
-                    None,
-                )
+            let svid: api_types::Svid = api
+                .fetch(Method::GET, &format!("/v1/functions/{tenant}/{name}/svid"))
                 .await?;
             if pem {
-                print!("{}", str_of(&v, "certificate"));
+                print!("{}", svid.certificate);
             } else {
                 println!(
                     "{}\tserial {}\texpires {}",
-                    str_of(&v, "spiffe_id"),
-                    str_of(&v, "serial"),
-                    str_of(&v, "not_after")
+                    svid.spiffe_id, svid.serial, svid.not_after
                 );
             }
             Ok(())
@@ -327,17 +318,13 @@ async fn run(cli: Cli) -> Result<()> {
         Command::AccessAnalyzer(args) => policy::analyze(&data_dir, args).await,
         Command::Svid(SvidCommand::Revoke { tenant, name }) => {
             let api = ApiClient::discover(&data_dir)?;
-            let v = api
-                .call(
+            let revoked: api_types::Revoked = api
+                .fetch(
                     Method::POST,
                     &format!("/v1/functions/{tenant}/{name}/svid/revoke"),
-                    None,
                 )
                 .await?;
-            println!(
-                "revoked serial {} of {tenant}/{name}",
-                str_of(&v, "revoked")
-            );
+            println!("revoked serial {} of {tenant}/{name}", revoked.revoked);
             Ok(())
         }
         Command::Operator(cmd) => operator::run(&data_dir, cmd).await,
@@ -495,69 +482,61 @@ async fn tenant(data_dir: &Path, cmd: TenantCommand) -> Result<()> {
                 .map(|p| read_public_key(p))
                 .collect::<Result<Vec<_>>>()?;
             let api = ApiClient::discover(data_dir)?;
-            let v = api
-                .call(
+            let created: api_types::Tenant = api
+                .send(
                     Method::POST,
                     "/v1/tenants",
-                    Some(json!({
-                        "name": tenant,
-                        "signing_keys": keys,
-                        "route_prefixes": route_prefixes,
-                    })),
+                    &api_types::CreateTenant {
+                        name: tenant.clone(),
+                        signing_keys: keys,
+                        route_prefixes,
+                    },
                 )
                 .await?;
             println!(
                 "created tenant {tenant} trusting {}, owning routes {}",
-                join_strings(v.get("key_ids")),
-                join_strings(v.get("route_prefixes"))
+                created.key_ids.join(","),
+                created.route_prefixes.unwrap_or_default().join(",")
             );
         }
         TenantCommand::Routes { tenant, set, json } => {
             let api = ApiClient::discover(data_dir)?;
             let path = format!("/v1/tenants/{tenant}/routes");
-            let v = match set {
-                None => api.call(Method::GET, &path, None).await?,
-                Some(prefixes) => {
-                    api.call(
-                        Method::PUT,
-                        &path,
-                        Some(json!({ "route_prefixes": prefixes })),
-                    )
-                    .await?
+            let routes: api_types::TenantRoutes = match set {
+                None => api.fetch(Method::GET, &path).await?,
+                Some(route_prefixes) => {
+                    api.send(Method::PUT, &path, &api_types::SetRoutes { route_prefixes })
+                        .await?
                 }
             };
-            let prefixes = v.get("route_prefixes").cloned().unwrap_or_default();
             if json {
-                println!("{prefixes}");
+                println!("{}", serde_json::to_string(&routes.route_prefixes)?);
             } else {
-                for p in prefixes.as_array().into_iter().flatten() {
-                    println!("{}", p.as_str().unwrap_or(""));
+                for p in &routes.route_prefixes {
+                    println!("{p}");
                 }
             }
         }
         TenantCommand::AddKey { tenant, key } => {
             let pem = read_public_key(&key)?;
             let api = ApiClient::discover(data_dir)?;
-            let v = api
-                .call(
+            let added: api_types::KeyAdded = api
+                .send(
                     Method::POST,
                     &format!("/v1/tenants/{tenant}/keys"),
-                    Some(json!({ "public_key": pem })),
+                    &api_types::AddKey { public_key: pem },
                 )
                 .await?;
-            println!(
-                "tenant {tenant} now trusts {}",
-                v.get("key_id").and_then(|k| k.as_str()).unwrap_or("?")
-            );
+            println!("tenant {tenant} now trusts {}", added.key_id);
         }
         TenantCommand::RemoveKey { tenant, key_id } => {
             let api = ApiClient::discover(data_dir)?;
-            api.call(
-                Method::DELETE,
-                &format!("/v1/tenants/{tenant}/keys/{key_id}"),
-                None,
-            )
-            .await?;
+            let _: api_types::Removed = api
+                .fetch(
+                    Method::DELETE,
+                    &format!("/v1/tenants/{tenant}/keys/{key_id}"),
+                )
+                .await?;
             println!("tenant {tenant} no longer trusts {key_id}");
         }
         TenantCommand::AddIdentity(args) => admission::add_identity(data_dir, args).await?,
@@ -567,12 +546,14 @@ async fn tenant(data_dir: &Path, cmd: TenantCommand) -> Result<()> {
         TenantCommand::List { json } => {
             let api = ApiClient::discover(data_dir)?;
             let v = api.call(Method::GET, "/v1/tenants", None).await?;
-            let tenants = v.get("tenants").cloned().unwrap_or_default();
             if json {
+                // The answer as it came, not as this CLI's types know it.
+                let tenants = v.get("tenants").cloned().unwrap_or_default();
                 println!("{tenants}");
             } else {
-                for t in tenants.as_array().into_iter().flatten() {
-                    println!("{}\t{}", str_of(t, "name"), join_strings(t.get("key_ids")));
+                let list: api_types::TenantList = client::typed("/v1/tenants", v)?;
+                for t in list.tenants {
+                    println!("{}\t{}", t.name, t.key_ids.join(","));
                 }
             }
         }
@@ -580,24 +561,10 @@ async fn tenant(data_dir: &Path, cmd: TenantCommand) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn str_of<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
-    v.get(key).and_then(|s| s.as_str()).unwrap_or("")
-}
-
-pub(crate) fn join_strings(v: Option<&serde_json::Value>) -> String {
-    v.and_then(|a| a.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default()
-}
-
 async fn deploy(data_dir: &Path, dir: &Path) -> Result<()> {
     let (_, body) = admission::function_request(dir)?;
     let api = ApiClient::discover(data_dir)?;
+    let body = serde_json::to_value(&body)?;
     let v = match api.call(Method::POST, "/v1/deployments", Some(body)).await {
         Ok(v) => v,
         Err(e) => {
@@ -605,19 +572,24 @@ async fn deploy(data_dir: &Path, dir: &Path) -> Result<()> {
             return Err(e);
         }
     };
+    let deployed: api_types::Deployed = client::typed("/v1/deployments", v)?;
     println!(
         "deployed {}/{} {} signed by {} on {}",
-        str_of(&v, "tenant"),
-        str_of(&v, "name"),
-        str_of(&v, "digest"),
-        str_of(&v, "signer"),
-        join_strings(v.get("routes"))
+        deployed.tenant,
+        deployed.name,
+        deployed.digest,
+        deployed.signer,
+        deployed.routes.join(",")
     );
-    if let Some(layers) = v.get("layers").and_then(|l| l.as_object()) {
-        for (import, digest) in layers {
-            println!("  layer {import} = {}", digest.as_str().unwrap_or_default());
+    // The server leaves `layers` out when there are none.
+    if !deployed.layers.is_empty() {
+        for (import, digest) in &deployed.layers {
+            println!("  layer {import} = {digest}");
         }
-        println!("  composed {}", str_of(&v, "composed_digest"));
+        println!(
+            "  composed {}",
+            deployed.composed_digest.unwrap_or_default()
+        );
     }
     Ok(())
 }
@@ -625,21 +597,23 @@ async fn deploy(data_dir: &Path, dir: &Path) -> Result<()> {
 async fn functions(data_dir: &Path, as_json: bool) -> Result<()> {
     let api = ApiClient::discover(data_dir)?;
     let v = api.call(Method::GET, "/v1/functions", None).await?;
-    let fns = v.get("functions").cloned().unwrap_or_default();
     if as_json {
+        // The answer as it came, not as this CLI's types know it.
+        let fns = v.get("functions").cloned().unwrap_or_default();
         println!("{fns}");
         return Ok(());
     }
+    let list: api_types::FunctionList = client::typed("/v1/functions", v)?;
     println!("TENANT\tNAME\tDIGEST\tSIGNER\tROUTES\tDEPLOYED");
-    for f in fns.as_array().into_iter().flatten() {
+    for f in list.functions {
         println!(
             "{}\t{}\t{}\t{}\t{}\t{}",
-            str_of(f, "tenant"),
-            str_of(f, "name"),
-            str_of(f, "digest"),
-            str_of(f, "signer"),
-            join_strings(f.get("routes")),
-            str_of(f, "deployed_at")
+            f.tenant,
+            f.name,
+            f.digest,
+            f.signer,
+            f.routes.join(","),
+            f.deployed_at
         );
     }
     Ok(())
@@ -658,36 +632,36 @@ async fn audit(data_dir: &Path, cmd: AuditCommand) -> Result<()> {
                 None
             } else {
                 let api = ApiClient::discover(data_dir)?;
-                match api.call(Method::GET, "/v1/audit/verify", None).await {
+                match api.fetch(Method::GET, "/v1/audit/verify").await {
                     Ok(v) => Some(v),
                     Err(e) if !explicit && e.is::<client::Unreachable>() => None,
                     Err(e) => return Err(e),
                 }
             };
-            let v = match result {
+            let verified = match result {
                 Some(v) => v,
                 // No platform running: verify the database directly.
                 None => match zerofn_server::verify_audit_offline(data_dir) {
-                    Ok(head) => json!({ "ok": true, "records": head.records, "head": head.hash }),
+                    Ok(head) => api_types::AuditVerify::intact(head.records, head.hash),
                     Err(zerofn_server::ServerError::Audit(
                         zerofn_audit::AuditError::ChainBroken { seq, problem },
-                    )) => json!({ "ok": false, "broken_at": seq, "problem": problem }),
+                    )) => api_types::AuditVerify::broken(seq, problem),
                     Err(e) => return Err(e.into()),
                 },
             };
-            if v.get("ok").and_then(|o| o.as_bool()) == Some(true) {
-                println!(
-                    "audit chain intact: {} records, head {}",
-                    v.get("records").and_then(|r| r.as_i64()).unwrap_or(0),
-                    str_of(&v, "head")
-                );
-                Ok(())
-            } else {
-                bail!(
-                    "audit chain broken at record {}: {}",
-                    v.get("broken_at").and_then(|r| r.as_i64()).unwrap_or(0),
-                    str_of(&v, "problem")
-                )
+            match verified {
+                api_types::AuditVerify::Intact {
+                    ok: true,
+                    records,
+                    head,
+                } => {
+                    println!("audit chain intact: {records} records, head {head}");
+                    Ok(())
+                }
+                api_types::AuditVerify::Intact { .. } => bail!("audit chain broken at record 0: "),
+                api_types::AuditVerify::Broken {
+                    broken_at, problem, ..
+                } => bail!("audit chain broken at record {broken_at}: {problem}"),
             }
         }
         AuditCommand::Tail { n, json } => {
@@ -695,27 +669,31 @@ async fn audit(data_dir: &Path, cmd: AuditCommand) -> Result<()> {
             let v = api
                 .call(Method::GET, &format!("/v1/audit?n={n}"), None)
                 .await?;
-            let records = v.get("records").cloned().unwrap_or_default();
-            for r in records.as_array().into_iter().flatten() {
-                if json {
+            if json {
+                // Each record as it came, not as this CLI's types know it.
+                let records = v.get("records").cloned().unwrap_or_default();
+                for r in records.as_array().into_iter().flatten() {
                     println!("{r}");
-                } else {
-                    println!(
-                        "{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                        r.get("seq").and_then(|s| s.as_i64()).unwrap_or(0),
-                        str_of(r, "time"),
-                        str_of(r, "actor"),
-                        str_of(r, "action"),
-                        [str_of(r, "tenant"), str_of(r, "function")]
-                            .iter()
-                            .filter(|s| !s.is_empty())
-                            .copied()
-                            .collect::<Vec<_>>()
-                            .join("/"),
-                        str_of(r, "decision"),
-                        str_of(r, "reason").escape_debug()
-                    );
                 }
+                return Ok(());
+            }
+            let tail: api_types::AuditTail<zerofn_audit::StoredRecord> =
+                client::typed("/v1/audit", v)?;
+            for r in tail.records {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    r.seq,
+                    r.time,
+                    r.actor,
+                    r.action,
+                    [r.tenant.unwrap_or_default(), r.function.unwrap_or_default()]
+                        .into_iter()
+                        .filter(|s| !s.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                    r.decision,
+                    r.reason.unwrap_or_default().escape_debug()
+                );
             }
             Ok(())
         }

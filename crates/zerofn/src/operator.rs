@@ -13,10 +13,8 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use http::Method;
 use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
-use serde_json::json;
 
 use crate::client::ApiClient;
-use crate::str_of;
 
 #[derive(Subcommand)]
 pub enum OperatorCommand {
@@ -62,12 +60,12 @@ pub async fn run(data_dir: &Path, cmd: OperatorCommand) -> Result<()> {
         OperatorCommand::List { json } => list(data_dir, json).await,
         OperatorCommand::Remove { name } => {
             let api = ApiClient::discover(data_dir)?;
-            let v = api
-                .call(Method::DELETE, &format!("/v1/operators/{name}"), None)
+            let removed: zerofn_api::OperatorRemoved = api
+                .fetch(Method::DELETE, &format!("/v1/operators/{name}"))
                 .await?;
             println!(
                 "removed operator {name}; revoked {}",
-                crate::join_strings(v.get("revoked"))
+                removed.revoked.join(",")
             );
             Ok(())
         }
@@ -75,21 +73,22 @@ pub async fn run(data_dir: &Path, cmd: OperatorCommand) -> Result<()> {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read `{}`", file.display()))?;
             let api = ApiClient::discover(data_dir)?;
-            let v = api
-                .call(
+            let set: zerofn_api::ControlPolicyIds = api
+                .send(
                     Method::PUT,
                     "/v1/control-policy",
-                    Some(json!({ "policy": text })),
+                    &zerofn_api::SetControlPolicy { policy: text },
                 )
                 .await?;
-            println!("control policy set: {}", crate::join_strings(v.get("ids")));
+            println!("control policy set: {}", set.ids.join(","));
             Ok(())
         }
         OperatorCommand::Policy(PolicyCommand::Show) => {
             let api = ApiClient::discover(data_dir)?;
-            let v = api.call(Method::GET, "/v1/control-policy", None).await?;
-            print!("{}", str_of(&v, "builtin"));
-            let policy = str_of(&v, "policy");
+            let shown: zerofn_api::ControlPolicy =
+                api.fetch(Method::GET, "/v1/control-policy").await?;
+            print!("{}", shown.builtin);
+            let policy = shown.policy;
             if !policy.is_empty() {
                 println!();
                 print!("{policy}");
@@ -124,11 +123,15 @@ async fn add(data_dir: &Path, name: &str, out: &Path, ttl_hours: u64) -> Result<
         .context("encoding the private key")?;
 
     let api = ApiClient::discover(data_dir)?;
-    let v = api
-        .call(
+    let issued: zerofn_api::IssuedOperator = api
+        .send(
             Method::POST,
             "/v1/operators",
-            Some(json!({ "name": name, "public_key": public, "ttl_hours": ttl_hours })),
+            &zerofn_api::AddOperator {
+                name: name.to_owned(),
+                public_key: public,
+                ttl_hours: Some(ttl_hours),
+            },
         )
         .await?;
 
@@ -140,16 +143,16 @@ async fn add(data_dir: &Path, name: &str, out: &Path, ttl_hours: u64) -> Result<
         .with_context(|| format!("creating `{}`", key_path.display()))?;
     f.write_all(key_pem.as_bytes())
         .with_context(|| format!("writing `{}`", key_path.display()))?;
-    std::fs::write(&cert_path, str_of(&v, "certificate"))
+    std::fs::write(&cert_path, &issued.certificate)
         .with_context(|| format!("writing `{}`", cert_path.display()))?;
-    std::fs::write(&ca_path, str_of(&v, "ca"))
+    std::fs::write(&ca_path, &issued.ca)
         .with_context(|| format!("writing `{}`", ca_path.display()))?;
     println!(
         "operator {} ({}) serial {} until {}: wrote {}, {} and {}",
-        str_of(&v, "name"),
-        str_of(&v, "spiffe_id"),
-        str_of(&v, "serial"),
-        str_of(&v, "not_after"),
+        issued.name,
+        issued.spiffe_id,
+        issued.serial,
+        issued.not_after,
         cert_path.display(),
         key_path.display(),
         ca_path.display()
@@ -160,23 +163,20 @@ async fn add(data_dir: &Path, name: &str, out: &Path, ttl_hours: u64) -> Result<
 async fn list(data_dir: &Path, as_json: bool) -> Result<()> {
     let api = ApiClient::discover(data_dir)?;
     let v = api.call(Method::GET, "/v1/operators", None).await?;
-    let rows = v.get("operators").cloned().unwrap_or_default();
     if as_json {
+        // The answer as it came, not as this CLI's types know it.
+        let rows = v.get("operators").cloned().unwrap_or_default();
         println!("{rows}");
         return Ok(());
     }
+    let list: zerofn_api::OperatorList = crate::client::typed("/v1/operators", v)?;
     println!("NAME\tSERIAL\tNOT_AFTER\tSTATUS");
-    for r in rows.as_array().into_iter().flatten() {
-        let status = match r.get("revoked_at").and_then(|s| s.as_str()) {
+    for r in list.operators {
+        let status = match &r.revoked_at {
             Some(at) => format!("revoked {at}"),
             None => "active".to_owned(),
         };
-        println!(
-            "{}\t{}\t{}\t{status}",
-            str_of(r, "name"),
-            str_of(r, "serial"),
-            str_of(r, "not_after"),
-        );
+        println!("{}\t{}\t{}\t{status}", r.name, r.serial, r.not_after);
     }
     Ok(())
 }

@@ -6,10 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use http::Method;
-use serde_json::json;
 
 use crate::client::ApiClient;
-use crate::str_of;
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
@@ -47,18 +45,16 @@ pub async fn run(data_dir: &Path, cmd: PolicyCommand) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(());
             }
-            if name.is_some() {
-                println!(
-                    "// compiled from the manifest of {tenant}/{}",
-                    str_of(&v, "name")
-                );
-                print!("{}", str_of(&v, "compiled"));
-            }
-            match v
-                .get("tenant_policy")
-                .or_else(|| v.get("policy"))
-                .and_then(|p| p.as_str())
-            {
+            let hand_written = if name.is_some() {
+                let f: zerofn_api::FunctionPolicy = crate::client::typed(&path, v)?;
+                println!("// compiled from the manifest of {tenant}/{}", f.name);
+                print!("{}", f.compiled);
+                f.tenant_policy
+            } else {
+                let t: zerofn_api::TenantPolicy = crate::client::typed(&path, v)?;
+                t.policy
+            };
+            match hand_written {
                 Some(text) => {
                     println!("// hand-written policy of tenant {tenant}");
                     print!("{text}");
@@ -83,22 +79,14 @@ pub async fn run(data_dir: &Path, cmd: PolicyCommand) -> Result<()> {
                 ),
                 (None, false) => anyhow::bail!("give a policy FILE or --clear"),
             };
-            let v = api
-                .call(
+            let set: zerofn_api::TenantPolicySet = api
+                .send(
                     Method::PUT,
                     &format!("/v1/tenants/{tenant}/policy"),
-                    Some(json!({ "policy": policy })),
+                    &zerofn_api::SetPolicy { policy },
                 )
                 .await?;
-            let ids: Vec<String> = v
-                .get("policies")
-                .and_then(|p| p.as_array())
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|i| i.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let ids = set.policies;
             if ids.is_empty() {
                 println!("tenant {tenant}: hand-written policy removed");
             } else {
@@ -138,36 +126,23 @@ pub async fn analyze(data_dir: &Path, args: AnalyzerArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    let list = |f: &serde_json::Value, k: &str| -> String {
-        let items: Vec<&str> = f
-            .get(k)
-            .and_then(|a| a.as_array())
-            .map(|a| a.iter().filter_map(|i| i.as_str()).collect())
-            .unwrap_or_default();
+    let report: zerofn_api::AccessReport = crate::client::typed("/v1/access-analyzer", v)?;
+    let list = |items: &[String]| -> String {
         if items.is_empty() {
             "-".to_owned()
         } else {
             items.join(", ")
         }
     };
-    println!(
-        "since {} ({} audit records)",
-        str_of(&v, "since"),
-        v.get("records").and_then(|r| r.as_u64()).unwrap_or(0)
-    );
-    for f in v
-        .get("functions")
-        .and_then(|f| f.as_array())
-        .into_iter()
-        .flatten()
-    {
-        println!("\n{}/{}", str_of(f, "tenant"), str_of(f, "name"));
-        println!("  granted: {}", list(f, "granted"));
-        println!("  used:    {}", list(f, "used"));
-        println!("  unused:  {}", list(f, "unused"));
-        println!("  denied:  {}", list(f, "denied"));
+    println!("since {} ({} audit records)", report.since, report.records);
+    for f in &report.functions {
+        println!("\n{}/{}", f.tenant, f.name);
+        println!("  granted: {}", list(&f.granted));
+        println!("  used:    {}", list(&f.used));
+        println!("  unused:  {}", list(&f.unused));
+        println!("  denied:  {}", list(&f.denied));
         println!("  least privilege:");
-        for line in str_of(f, "suggested").lines() {
+        for line in f.suggested.lines() {
             println!("    {line}");
         }
     }

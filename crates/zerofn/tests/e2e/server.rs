@@ -164,44 +164,51 @@ fn a_data_directory_others_can_write_or_a_readable_token_is_refused_and_left_as_
     assert!(p.stop().success());
 }
 
-/// The routes of `Api::handle` that read a body, from `api.rs` itself: a
-/// route added there is walked here without anyone listing it.
+/// The routes of the control API that read a body, from its route table
+/// (`api/routes.rs`) and the handlers in `api.rs` themselves: a route added
+/// there is walked here without anyone listing it.
 fn body_routes() -> Vec<(String, String)> {
-    let source = include_str!("../../../server/src/api.rs");
-    let start = source.find("async fn handle(").unwrap();
-    let end = start + source[start..].find("\n    }\n").unwrap();
-    let handle = &source[start..end];
-    let mut arms: Vec<(String, String, String)> = Vec::new();
-    for line in handle.lines() {
-        let trimmed = line.trim();
-        if let Some(rest) = trimmed.strip_prefix("(&Method::") {
-            let (method, rest) = rest.split_once(", [").unwrap();
-            let (pattern, code) = rest.split_once("])").unwrap();
-            arms.push((method.to_owned(), pattern.to_owned(), code.to_owned()));
-        } else if trimmed.starts_with("_ =>") {
-            break;
-        } else if let Some(arm) = arms.last_mut() {
-            arm.2.push_str(trimmed);
-        }
+    let table = include_str!("../../../server/src/api/routes.rs");
+    let handlers = include_str!("../../../server/src/api.rs");
+    let mut routes: Vec<(String, String, String)> = Vec::new();
+    for line in table.lines() {
+        // `operator!(METHOD "/path", ACTION on RESOURCE, refusal ACTION, handler),`
+        let Some(entry) = line.trim().strip_prefix("operator!(") else {
+            continue;
+        };
+        let (method, rest) = entry.split_once(" \"").unwrap();
+        let (path, rest) = rest.split_once('"').unwrap();
+        let handler = rest.trim_end_matches("),").rsplit(", ").next().unwrap();
+        routes.push((
+            method.to_owned(),
+            path.to_owned(),
+            handler.trim().to_owned(),
+        ));
     }
     assert!(
-        arms.len() >= 20,
-        "found only {} routes in api.rs",
-        arms.len()
+        routes.len() >= 20,
+        "found only {} routes in api/routes.rs",
+        routes.len()
     );
-    arms.into_iter()
-        .filter(|(_, _, code)| code.contains("body"))
-        .map(|(method, pattern, _)| {
-            let path: Vec<String> = pattern
-                .split(',')
-                .map(str::trim)
-                .map(|seg| match seg.strip_prefix('"') {
-                    Some(lit) => lit.trim_end_matches('"').to_owned(),
-                    None if seg == "tenant" => "acme".to_owned(),
-                    None => "x".to_owned(),
+    routes
+        .into_iter()
+        .filter(|(_, _, handler)| {
+            let start = handlers
+                .find(&format!("async fn {handler}("))
+                .unwrap_or_else(|| panic!("no handler `{handler}` in api.rs"));
+            let end = start + handlers[start..].find("\n    }\n").unwrap();
+            handlers[start..end].contains("body")
+        })
+        .map(|(method, path, _)| {
+            let path: Vec<String> = path
+                .split('/')
+                .map(|seg| match seg.strip_prefix('{') {
+                    Some("tenant}") => "acme".to_owned(),
+                    Some(_) => "x".to_owned(),
+                    None => seg.to_owned(),
                 })
                 .collect();
-            (method, format!("/{}", path.join("/")))
+            (method, path.join("/"))
         })
         .collect()
 }
@@ -261,6 +268,43 @@ fn every_request_type_refuses_an_unknown_field_naming_it_and_the_refusal_is_audi
                     .as_str()
                     .is_some_and(|t| t.starts_with(&format!("{method} `{path}`"))
                         && t.contains("zz_unknown_field"))),
+            "no record of the refusal of {method} {path}"
+        );
+    }
+}
+
+/// Path parameters are percent-decoded (any escape, not only `%3A`); one that
+/// decodes to no name (an escaped `/` or NUL, bytes that are not UTF-8) is an
+/// audited 400 naming the problem.
+#[test]
+fn path_parameters_are_percent_decoded_and_those_holding_no_name_are_refused() {
+    let s = Setup::new();
+    let r = api(&s, "DELETE", "/v1/tenants/acme/keys/sha256%3Ano%73uch", b"");
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.text().contains("key `sha256:nosuch`"), "{}", r.text());
+    let r = api(&s, "GET", "/v1/tenants/ac%6De/routes", b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    for (path, problem) in [
+        ("/v1/tenants/acme/keys/a%2Fb", "escaped `/`"),
+        ("/v1/tenants/ac%00me/routes", "escaped NUL"),
+        ("/v1/operators/%FF", "UTF-8"),
+    ] {
+        let method = if path.ends_with("routes") {
+            "GET"
+        } else {
+            "DELETE"
+        };
+        let r = api(&s, method, path, b"");
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+        let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(problem), "{path}: {message}");
+        let records = s.audit(20);
+        assert!(
+            records.iter().any(|r| r["decision"] == "deny"
+                && r["status"] == 400
+                && r["reason"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with(&format!("{method} `{path}`")))),
             "no record of the refusal of {method} {path}"
         );
     }
