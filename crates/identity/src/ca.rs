@@ -495,10 +495,6 @@ mod tests {
 
     const TTL: Duration = Duration::from_secs(300);
     const AUD: &str = "spiffe://zerofn.local/gateway";
-    const JWTIO_RSA_PUBLIC: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/testdata/jwt/jsonwebtoken-rs/rsa/public_jwtio.pem"
-    );
 
     fn new_ca() -> (tempfile::TempDir, CertificateAuthority) {
         let dir = tempfile::tempdir().unwrap();
@@ -1184,7 +1180,8 @@ mod tests {
                 [x, y].concat(),
             )
         };
-        let jwtio_rsa_public = std::fs::read(JWTIO_RSA_PUBLIC).unwrap();
+        let jwtio_rsa_public =
+            zerofn_testkit::testdata::read("jwt/jsonwebtoken-rs/rsa/public_jwtio.pem");
         let hs_header = with(header.clone(), "alg", "HS256".into());
         let tampered = {
             let forged = with(

@@ -479,17 +479,9 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    const WYCHEPROOF: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/testdata/jwt/wycheproof/"
-    );
-    const PAYLOADS_README: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/testdata/jwt/payloadsallthethings/JSON-Web-Token-README.md"
-    );
-
-    fn load_json(path: &str) -> Value {
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    fn load_json(path: &std::path::Path) -> Value {
+        let text =
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         serde_json::from_str(&text).unwrap()
     }
 
@@ -537,7 +529,7 @@ mod tests {
         let mut checked = 0;
         let mut accepted = Vec::new();
         for file in ["json_web_signature_test.json", "json_web_crypto_test.json"] {
-            let suite = load_json(&format!("{WYCHEPROOF}{file}"));
+            let suite = load_json(&zerofn_testkit::testdata(&format!("jwt/wycheproof/{file}")));
             for group in suite["testGroups"].as_array().unwrap() {
                 let keys: Vec<JwtPublicKey> = group
                     .get("public")
@@ -583,7 +575,9 @@ mod tests {
 
     #[test]
     fn wycheproof_attacks_fail_for_the_right_reason() {
-        let suite = load_json(&format!("{WYCHEPROOF}json_web_signature_test.json"));
+        let suite = load_json(&zerofn_testkit::testdata(
+            "jwt/wycheproof/json_web_signature_test.json",
+        ));
         let es256 = suite["testGroups"]
             .as_array()
             .unwrap()
@@ -624,7 +618,9 @@ mod tests {
     /// set the verifier holds.
     #[test]
     fn payloadsallthethings_tokens_are_refused() {
-        let text = std::fs::read_to_string(PAYLOADS_README).unwrap();
+        let text = zerofn_testkit::testdata::read_to_string(
+            "jwt/payloadsallthethings/JSON-Web-Token-README.md",
+        );
         let keys = vec![JwtPublicKey::new(
             *SigningKey::random(&mut rand_core::OsRng).verifying_key(),
         )];

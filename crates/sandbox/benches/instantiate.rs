@@ -15,9 +15,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-#[path = "../../../tools/guests.rs"]
-mod guests;
-use guests::guest;
+use zerofn_testkit::guest;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use zerofn_admission::{admit, sign_artifact, Manifest, SigningKey};

@@ -49,10 +49,7 @@ fn attestations_sbom_and_policy_decide_admission_and_refusals_show_every_check()
     let root = s.root().to_path_buf();
     // A vulnerability database with GitHub's real lodash advisory (CRITICAL,
     // fixed in 4.17.12).
-    let osv = std::path::PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/testdata/osv/github-advisory-database/GHSA-jf85-cpcp-j695.json"
-    ));
+    let osv = zerofn_testkit::testdata("osv/github-advisory-database/GHSA-jf85-cpcp-j695.json");
     ok(s.platform.cli(&["vulndb", "import", osv.to_str().unwrap()]));
 
     let policy = root.join("acme.cedar");

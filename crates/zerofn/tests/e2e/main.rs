@@ -7,7 +7,9 @@
 )]
 
 mod admission;
+mod attest;
 mod capabilities;
+mod conformance;
 mod gateway_hardening;
 mod hardening_memory;
 mod harness;

@@ -1,5 +1,5 @@
-//! Where the built guest components are, for tests and benchmarks
-//! (included with `#[path]`): `ZEROFN_GUESTS_DIR`, else
+//! Where the built guest components are, for tests and benchmarks:
+//! `ZEROFN_GUESTS_DIR`, else
 //! `$CARGO_TARGET_DIR/guests`, else `target/guests` of the workspace.
 //! `scripts/test` builds them there with `tools/guest-build`.
 

@@ -21,7 +21,6 @@ use std::process::Command;
 
 use sha2::{Digest as _, Sha256};
 
-const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata");
 const ZEROFN: &str = env!("CARGO_BIN_EXE_zerofn");
 
 const BEACON_SAN: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
@@ -110,7 +109,7 @@ fn zerofn_verify(args: &[String]) -> Run {
 }
 
 fn data(path: &str) -> PathBuf {
-    Path::new(TESTDATA).join(path)
+    zerofn_testkit::testdata(path)
 }
 
 fn sha256_of(path: &Path) -> String {
