@@ -26,7 +26,8 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use x509_cert::time::{Time, Validity};
 
-use crate::{verify, AdmissionError, Bundle, Digest, Identity, TrustedRoot, VerificationPolicy};
+use crate::{verify, AdmissionError, Bundle, Identity, TrustedRoot, VerificationPolicy};
+use zerofn_types::Digest;
 
 const SAN: &str = "https://github.com/acme/fn/.github/workflows/release.yml@refs/heads/main";
 const ISSUER: &str = "https://token.actions.githubusercontent.com";

@@ -16,9 +16,9 @@
 
 use serde::Deserialize;
 
-use crate::error::{excerpt, sanitize_message};
+use crate::error::ScanError;
 use crate::version::{Ecosystem, Event, RangeKind, VersionRange};
-use crate::vulndb::ScanError;
+use zerofn_types::{excerpt, sanitize_message};
 
 /// Largest single OSV record read (real ones are a few KiB; the largest distro advisories
 /// are some hundred KiB).

@@ -19,8 +19,9 @@ use p256::pkcs8::{
     ObjectIdentifier, PrivateKeyInfo, SubjectPublicKeyInfoRef,
 };
 
-use crate::digest::{parse_sha256_hex, Digest};
-use crate::error::{excerpt, AdmissionError};
+use crate::error::AdmissionError;
+use zerofn_types::excerpt;
+use zerofn_types::{parse_sha256_hex, Digest};
 
 /// id-ecPublicKey, RFC 5480 §2.1.1.
 const ID_EC_PUBLIC_KEY: ObjectIdentifier = p256::elliptic_curve::ALGORITHM_OID;
@@ -218,7 +219,7 @@ impl PublicKey {
     /// of the sha256 of the DER SubjectPublicKeyInfo; the hint is unauthenticated, so it only
     /// chooses which key to try.
     pub(crate) fn matches_hint(&self, hint: &str) -> bool {
-        crate::bundle::decode_base64(hint)
+        crate::encoding::decode_base64(hint)
             .is_ok_and(|bytes| bytes.as_slice() == self.spki_sha256.as_bytes().as_slice())
     }
 

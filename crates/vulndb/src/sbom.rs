@@ -23,9 +23,9 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use crate::error::{excerpt, sanitize_message};
+use crate::error::ScanError;
 use crate::version::Ecosystem;
-use crate::vulndb::ScanError;
+use zerofn_types::{excerpt, sanitize_message};
 
 /// Largest SBOM read. Real ones of big applications are a few MiB (OWASP Juice Shop: 2 MiB
 /// for 1,100 components).
