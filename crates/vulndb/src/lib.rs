@@ -28,7 +28,7 @@ mod version;
 mod vulndb;
 
 pub use error::ScanError;
-pub use osv::{cvss3_base_score, Advisory, Affected, Severity};
+pub use osv::{cvss3_base_score, cvss4_score, Advisory, Affected, Severity};
 pub use sbom::{package_from_purl, Package, Sbom};
 pub use version::{compare_versions, Ecosystem, Event, RangeKind, Scheme, VersionRange};
 pub use vulndb::{findings_at_or_above, Finding, ImportReport, VulnDb, DB_FILE_NAME};
