@@ -436,6 +436,13 @@ pub fn cvss3_base_score(vector: &str) -> Result<f64, ScanError> {
             "it does not start with `CVSS:3.0/` or `CVSS:3.1/`".to_owned(),
         ));
     }
+    // The crate upper-cases names and values before parsing; CVSS spells them in capitals,
+    // and this parser accepted nothing else before the crate was used.
+    if vector.chars().any(|c| c.is_ascii_lowercase()) {
+        return Err(invalid(
+            "metric names and values are written in capitals".to_owned(),
+        ));
+    }
     let parsed: cvss::v3::Vector = vector.parse().map_err(|e| invalid(format!("{e}")))?;
     // The crate scores a missing base metric as 0; the specification has no such vector.
     let present = parsed
@@ -464,6 +471,11 @@ pub fn cvss4_score(vector: &str) -> Result<f64, ScanError> {
     let vector = vector.trim();
     if !vector.starts_with(CVSS4_PREFIX) {
         return Err(invalid(format!("it does not start with `{CVSS4_PREFIX}`")));
+    }
+    if vector.chars().any(|c| c.is_ascii_lowercase()) {
+        return Err(invalid(
+            "metric names and values are written in capitals".to_owned(),
+        ));
     }
     let parsed: cvss::v4::Vector = vector.parse().map_err(|e| invalid(format!("{e}")))?;
     Ok(parsed.score().value())
@@ -784,6 +796,7 @@ mod tests {
             "CVSS:3.1/AV:N/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
             "CVSS:3.1/AV:X/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
             "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H/ZZ:1",
+            "CVSS:3.1/AV:n/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
             "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N",
         ] {
             assert!(
@@ -837,6 +850,7 @@ mod tests {
             "CVSS:4.0/AV:N/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N",
             "CVSS:4.0/AV:X/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N",
             "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N/ZZ:1",
+            "CVSS:4.0/av:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N",
         ] {
             assert!(
                 matches!(cvss4_score(bad), Err(ScanError::CvssInvalid { .. })),
