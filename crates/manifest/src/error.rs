@@ -4,7 +4,7 @@
 //! `style_guide.md`: lowercase, no trailing period, inputs in backticks, what failed and
 //! what to do; outside text is passed through [`zerofn_types::excerpt`] first.
 
-use zerofn_types::{NameError, NAME_RULE};
+use zerofn_types::NameError;
 
 /// Why a function manifest (`zerofn.toml`) was refused.
 #[derive(Debug, thiserror::Error)]
@@ -24,23 +24,9 @@ pub enum ManifestError {
     #[error("manifest is not valid: {0}")]
     Toml(#[source] toml::de::Error),
 
-    /// `name` is not a DNS label.
-    #[error("function name `{name}` is invalid: {reason}; {}", NAME_RULE)]
-    InvalidFunctionName {
-        /// The offending name (escaped and shortened).
-        name: String,
-        /// Which rule it breaks.
-        reason: String,
-    },
-
-    /// `tenant` is not a DNS label.
-    #[error("tenant name `{name}` is invalid: {reason}; {}", NAME_RULE)]
-    InvalidTenantName {
-        /// The offending name (escaped and shortened).
-        name: String,
-        /// Which rule it breaks.
-        reason: String,
-    },
+    /// `name` or `tenant` is not a DNS label ([`NameError`] says which).
+    #[error(transparent)]
+    Name(#[from] NameError),
 
     /// `component` is not a plain `.wasm` file name.
     #[error("`component` = `{component}` is invalid: {reason}; use a plain file name beside the manifest, such as `hello.wasm`")]
@@ -119,18 +105,4 @@ pub enum ManifestError {
         /// The limit.
         limit: usize,
     },
-}
-
-/// A name refused by its own parser is reported as the manifest key it came from.
-impl From<NameError> for ManifestError {
-    fn from(e: NameError) -> Self {
-        match e {
-            NameError::InvalidFunctionName { name, reason } => {
-                ManifestError::InvalidFunctionName { name, reason }
-            }
-            NameError::InvalidTenantName { name, reason } => {
-                ManifestError::InvalidTenantName { name, reason }
-            }
-        }
-    }
 }

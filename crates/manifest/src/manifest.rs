@@ -741,6 +741,7 @@ impl<'de> serde::Deserialize<'de> for Route {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use zerofn_types::NameError;
 
     const MINIMAL: &str = r#"
 name = "hello"
@@ -955,7 +956,10 @@ max_body_kb = 0
         ] {
             let e = err(&with("name", &format!("name = \"{name}\"")));
             assert!(
-                matches!(e, ManifestError::InvalidFunctionName { .. }),
+                matches!(
+                    e,
+                    ManifestError::Name(NameError::InvalidFunctionName { .. })
+                ),
                 "{name}: {e:?}"
             );
             assert_eq!(
@@ -964,7 +968,7 @@ max_body_kb = 0
             );
             let e = err(&with("tenant", &format!("tenant = \"{name}\"")));
             assert!(
-                matches!(e, ManifestError::InvalidTenantName { .. }),
+                matches!(e, ManifestError::Name(NameError::InvalidTenantName { .. })),
                 "{name}: {e:?}"
             );
             assert!(
