@@ -14,7 +14,7 @@ use zerofn_admission::{
     SLSA_PROVENANCE_V1, TEST_RESULT_V01,
 };
 
-#[path = "support/synthetic.rs"]
+#[path = "../../vulndb/benches/support/synthetic.rs"]
 mod synthetic;
 use synthetic::{database, sbom_json, PACKAGES_IN_DB};
 

@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::bundle::{verify_bundle, Bundle};
-use crate::digest::Digest;
-use crate::error::AdmissionError;
-use crate::keys::{KeyId, PublicKey};
-use crate::manifest::{InterfaceName, Manifest};
-use crate::pipeline::{verify_signature, TrustedSigners};
-use crate::verify::{SignerIdentity, VerifiedSignature};
+use zerofn_manifest::{InterfaceName, Manifest};
+use zerofn_sigstore::AdmissionError;
+use zerofn_sigstore::{verify_bundle, Bundle};
+use zerofn_sigstore::{verify_signature, TrustedSigners};
+use zerofn_sigstore::{KeyId, PublicKey};
+use zerofn_sigstore::{SignerIdentity, VerifiedSignature};
+use zerofn_types::Digest;
 
 /// A component that passed admission: its bundle verified with one of its tenant's trusted
 /// keys over exactly these bytes. Nothing outside this crate can construct one (private
@@ -189,8 +189,8 @@ pub fn readmit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bundle::sign_artifact;
-    use crate::keys::SigningKey;
+    use zerofn_sigstore::sign_artifact;
+    use zerofn_sigstore::SigningKey;
 
     fn manifest(tenant: &str) -> Manifest {
         Manifest::from_toml(&format!(
@@ -301,9 +301,8 @@ mod tests {
 
     #[test]
     fn keyless_bundle_is_refused() {
-        let bundle = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/testdata/sigstore/conformance/bundle-verify/happy-path-v0.3/bundle.sigstore.json"
+        let bundle = std::fs::read(zerofn_testkit::testdata(
+            "sigstore/conformance/bundle-verify/happy-path-v0.3/bundle.sigstore.json",
         ))
         .unwrap();
         let key = SigningKey::generate();

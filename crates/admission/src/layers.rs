@@ -27,12 +27,13 @@ use wac_graph::types::{Package, Types, WorldId};
 use wac_graph::{CompositionGraph, EncodeOptions};
 
 use crate::artifact::AdmittedArtifact;
-use crate::bundle::Bundle;
-use crate::digest::Digest;
-use crate::error::{sanitize_message, AdmissionError};
-use crate::manifest::InterfaceName;
-use crate::pipeline::{verify_signature, TrustedSigners};
-use crate::verify::SignerIdentity;
+use zerofn_manifest::InterfaceName;
+use zerofn_sigstore::AdmissionError;
+use zerofn_sigstore::Bundle;
+use zerofn_sigstore::SignerIdentity;
+use zerofn_sigstore::{verify_signature, TrustedSigners};
+use zerofn_types::sanitize_message;
+use zerofn_types::Digest;
 
 /// Largest layer component accepted, in bytes (the control API caps bodies at 128 MiB).
 pub const MAX_LAYER_BYTES: usize = 64 * 1024 * 1024;
@@ -246,9 +247,9 @@ fn reason_of<E: fmt::Display + ?Sized>(e: &E) -> String {
 mod tests {
     use super::*;
     use crate::artifact::admit;
-    use crate::bundle::sign_artifact;
-    use crate::keys::SigningKey;
-    use crate::manifest::Manifest;
+    use zerofn_manifest::Manifest;
+    use zerofn_sigstore::sign_artifact;
+    use zerofn_sigstore::SigningKey;
 
     /// The example layer: exports `zerofn:greet/greeter`.
     const LAYER_WAT: &str = include_str!("../../../examples/greet-layer-wat/component.wat");

@@ -16,25 +16,19 @@
 //! nothing in the submission.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{json, Value};
+use zerofn_manifest::Manifest;
 use zerofn_policy::{AdmissionQuery, Decision, Permit, PolicySet};
+use zerofn_sigstore::{
+    verify_signature, Attestation, Bundle, SignerIdentity, TrustedSigners, VerifiedAttestation,
+};
+use zerofn_types::{escape, Digest};
+use zerofn_vulndb::{Finding, Sbom, Severity, VulnDb};
 
 use crate::artifact::AdmittedArtifact;
-use crate::attestation::{Attestation, VerifiedAttestation};
-use crate::bundle::Bundle;
-use crate::digest::Digest;
-use crate::error::{escape, AdmissionError};
-use crate::keys::PublicKey;
-use crate::manifest::Manifest;
-use crate::osv::Severity;
-use crate::sbom::Sbom;
 use crate::slsa::{Facts, SeverityCounts, SLSA_PROVENANCE_V02, SLSA_PROVENANCE_V1};
-use crate::trust_root::TrustedRoot;
-use crate::verify::{verify, Identity, SignerIdentity, VerificationPolicy, VerifiedSignature};
-use crate::vulndb::{Finding, VulnDb};
 
 /// CycloneDX predicate types as `cosign attest --type cyclonedx` and
 /// `syft attest` write them (the spec version may follow, e.g. `/v1.5`).
@@ -42,30 +36,6 @@ pub const CYCLONEDX_PREDICATE_PREFIX: &str = "https://cyclonedx.org/bom";
 
 /// Most attestation files and statements one submission may carry.
 pub const MAX_ATTESTATIONS: usize = 32;
-
-/// A signing identity trusted for keyless (Fulcio certificate) signatures,
-/// with the trusted root its certificates and log entries must chain to.
-#[derive(Clone, Debug)]
-pub struct KeylessSigner {
-    pub identity: Identity,
-    pub trusted_root: Arc<TrustedRoot>,
-}
-
-impl KeylessSigner {
-    pub(crate) fn policy(&self) -> VerificationPolicy {
-        VerificationPolicy::Keyless {
-            trusted_root: (*self.trusted_root).clone(),
-            identity: self.identity.clone(),
-        }
-    }
-}
-
-/// Everyone a tenant trusts to sign its code and attestations.
-#[derive(Clone, Debug, Default)]
-pub struct TrustedSigners {
-    pub keys: Vec<PublicKey>,
-    pub keyless: Vec<KeylessSigner>,
-}
 
 /// A tenant's admission rules.
 #[derive(Clone, Debug)]
@@ -197,44 +167,6 @@ pub struct Admitted {
 pub struct Refused {
     pub report: AdmissionReport,
     pub reason: String,
-}
-
-/// Verifies `bundle` over `digest` with whichever of `signers` it is made
-/// for: a key-based bundle against the keys, a keyless one against each
-/// keyless signer in turn (the first error is returned if none verifies).
-pub fn verify_signature(
-    digest: &Digest,
-    bundle: &Bundle,
-    signers: &TrustedSigners,
-    tenant: &str,
-) -> Result<VerifiedSignature, AdmissionError> {
-    if bundle.is_keyless() {
-        let mut first_error = None;
-        for signer in &signers.keyless {
-            match verify(digest, bundle, &signer.policy()) {
-                Ok(verified) => return Ok(verified),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        Err(
-            first_error.unwrap_or_else(|| AdmissionError::NoSigningIdentities {
-                tenant: tenant.to_owned(),
-            }),
-        )
-    } else {
-        if signers.keys.is_empty() {
-            return Err(AdmissionError::NoTrustedKeysFor {
-                tenant: tenant.to_owned(),
-            });
-        }
-        verify(
-            digest,
-            bundle,
-            &VerificationPolicy::Key(signers.keys.clone()),
-        )
-    }
 }
 
 /// Runs every admission check on `submission` under `rules`; `vulndb` is
@@ -739,11 +671,12 @@ fn admission_context(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attestation::sign_attestation;
-    use crate::bundle::sign_artifact;
-    use crate::keys::SigningKey;
-    use crate::osv::Advisory;
     use crate::slsa::TEST_RESULT_V01;
+    use std::sync::Arc;
+    use zerofn_sigstore::{
+        sign_artifact, sign_attestation, Identity, KeylessSigner, SigningKey, TrustedRoot,
+    };
+    use zerofn_vulndb::Advisory;
 
     const COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0 pretend component";
 
@@ -779,12 +712,14 @@ mod tests {
     /// GitHub's real advisory for lodash prototype pollution (CRITICAL), from the shared
     /// test data.
     fn lodash_advisory() -> VulnDb {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/testdata/osv/github-advisory-database/GHSA-jf85-cpcp-j695.json"
-        );
-        let bytes = std::fs::read(path)
-            .unwrap_or_else(|e| panic!("{path}: {e} (../shared must be beside the checkout)"));
+        let path =
+            zerofn_testkit::testdata("osv/github-advisory-database/GHSA-jf85-cpcp-j695.json");
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (../shared must be beside the checkout)",
+                path.display()
+            )
+        });
         VulnDb::from_advisories([Advisory::from_json(&bytes).unwrap()])
     }
 
@@ -1068,10 +1003,7 @@ mod tests {
     }
 
     fn shared(path: &str) -> Vec<u8> {
-        let full = format!(
-            "{}/../../../shared/testdata/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let full = zerofn_testkit::testdata(path).display().to_string();
         std::fs::read(&full)
             .unwrap_or_else(|e| panic!("{full}: {e} (../shared must be beside the checkout)"))
     }
@@ -1148,7 +1080,10 @@ mod tests {
             .verify_signed(&Digest::of(b"other"), &trusting(GENERATOR, GITHUB_ACTIONS))
             .unwrap_err();
         assert!(
-            matches!(err, crate::AttestationError::KeylessInvalid { .. }),
+            matches!(
+                err,
+                zerofn_sigstore::AttestationError::KeylessInvalid { .. }
+            ),
             "{err}"
         );
         // No keyless signer at all.

@@ -30,9 +30,9 @@
 
 use serde_json::Value;
 
-use crate::attestation::{AttestationError, VerifiedAttestation};
-use crate::digest::Digest;
-use crate::error::excerpt;
+use zerofn_sigstore::{AttestationError, VerifiedAttestation};
+use zerofn_types::excerpt;
+use zerofn_types::Digest;
 
 /// SLSA provenance v1.
 pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
@@ -546,12 +546,29 @@ fn digest_text(digest: Option<&Value>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attestation::test_support::verified;
-    use crate::attestation::Attestation;
-    use crate::keys::SigningKey;
+    use base64::Engine as _;
     use proptest::prelude::*;
+    use zerofn_sigstore::{sign_attestation, Attestation, SigningKey};
 
-    const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata");
+    /// Signs and verifies a statement about `component`, returning the verified attestation.
+    fn verified(
+        component: &[u8],
+        predicate_type: &str,
+        predicate: serde_json::Value,
+        key: &SigningKey,
+    ) -> VerifiedAttestation {
+        let digest = Digest::of(component);
+        let bundle = sign_attestation("c.wasm", &digest, predicate_type, &predicate, key).unwrap();
+        let parsed = Attestation::parse_file(bundle.as_bytes()).unwrap();
+        assert_eq!(parsed.len(), 1);
+        parsed[0].verify(&digest, &[key.public_key()]).unwrap()
+    }
+
+    fn base64_decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+        base64::engine::general_purpose::STANDARD.decode(text)
+    }
+
+    const TESTDATA: zerofn_testkit::testdata::Dir = zerofn_testkit::testdata::dir("");
 
     fn read(path: &str) -> Vec<u8> {
         let full = format!("{TESTDATA}/{path}");
@@ -562,7 +579,7 @@ mod tests {
         // Raw envelope line or Sigstore bundle: both carry `payload` in base64.
         let json: Value = serde_json::from_slice(file).unwrap();
         let envelope = json.get("dsseEnvelope").unwrap_or(&json);
-        let payload = crate::bundle::decode_base64(envelope["payload"].as_str().unwrap()).unwrap();
+        let payload = base64_decode(envelope["payload"].as_str().unwrap()).unwrap();
         serde_json::from_slice(&payload).unwrap()
     }
 

@@ -291,7 +291,7 @@ impl ControlPlane {
         let record = AuditRecord::new(actor, Action::TenantCreate, Outcome::Deny).tenant(name);
         let tenant = match TenantName::parse(name) {
             Ok(t) => t,
-            Err(e) => return self.refused(record, e.into()).await,
+            Err(e) => return self.refused(record, ManifestError::from(e).into()).await,
         };
         let mut keys = Vec::new();
         for pem in keys_pem {

@@ -38,3 +38,36 @@ pub fn read_to_string(relative: &str) -> String {
     String::from_utf8(read(relative))
         .unwrap_or_else(|_| panic!("test data `{relative}` is not UTF-8"))
 }
+
+/// A directory inside the test data, usable in constants and format strings
+/// (`const OSV: Dir = dir("osv");` then `format!("{OSV}/{file}")`); the root
+/// is looked up when it is displayed or joined.
+#[derive(Clone, Copy, Debug)]
+pub struct Dir(&'static str);
+
+/// The test-data directory `relative` (empty for the root).
+pub const fn dir(relative: &'static str) -> Dir {
+    Dir(relative)
+}
+
+impl Dir {
+    /// The path of `relative` inside this directory.
+    pub fn join(&self, relative: impl AsRef<Path>) -> PathBuf {
+        self.path().join(relative)
+    }
+
+    /// This directory's path.
+    pub fn path(&self) -> PathBuf {
+        if self.0.is_empty() {
+            testdata_root()
+        } else {
+            testdata(self.0)
+        }
+    }
+}
+
+impl std::fmt::Display for Dir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.path().display().fmt(f)
+    }
+}

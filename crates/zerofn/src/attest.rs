@@ -10,6 +10,7 @@ use zerofn_admission::{
     sign_attestation, Attestation, Digest, Facts, PublicKey, Sbom, SigningKey, VerifiedAttestation,
     CYCLONEDX_PREDICATE_PREFIX, SLSA_PROVENANCE_V1, TEST_RESULT_V01, VULN_V1,
 };
+use zerofn_types::printable;
 
 /// Sign an in-toto attestation about ARTIFACT (DSSE in a Sigstore bundle v0.3), or verify
 /// one with `zerofn attest verify`.
@@ -230,21 +231,4 @@ fn print_facts(facts: &Facts) {
 
 fn optional(text: Option<&str>) -> String {
     text.map_or_else(|| "-".to_owned(), printable)
-}
-
-/// Attestation text is outside input: escape control and bidirectional-override characters
-/// before it reaches a terminal.
-fn printable(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let escape =
-                c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-            let out: Vec<char> = if escape {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            out
-        })
-        .collect()
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use zerofn_admission::{findings_at_or_above, Finding, Manifest, Sbom, Severity, VulnDb};
+use zerofn_types::printable;
 
 /// Largest SBOM file read (the parser has the same limit; this avoids reading more).
 const MAX_SBOM_FILE_BYTES: u64 = 64 * 1024 * 1024;
@@ -219,21 +220,6 @@ fn print_table(findings: &[Finding]) {
         let [wa, wb, wc, _] = widths;
         println!("{a:wa$}  {b:wb$}  {c:wc$}  {d}");
     }
-}
-
-/// Text from an SBOM or a record, made safe for a terminal: control and bidirectional
-/// formatting characters are escaped.
-fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        let bidi = matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
-        if c.is_control() || bidi {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

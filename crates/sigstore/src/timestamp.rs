@@ -17,9 +17,10 @@ use time::OffsetDateTime;
 use x509_tsp::{TimeStampResp, TstInfo};
 
 use crate::certificate::KP_TIME_STAMPING;
-use crate::error::{excerpt, AdmissionError};
+use crate::error::AdmissionError;
 use crate::signature::{HashAlgorithm, SignatureAlgorithm};
 use crate::trust_root::{format_time, TrustedRoot};
+use zerofn_types::excerpt;
 
 /// At most this many timestamps per bundle (sigstore-python's limit): each costs signature
 /// checks, and real bundles carry one.

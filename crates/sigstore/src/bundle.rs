@@ -1,5 +1,5 @@
-//! Sigstore bundles: parsing ([`Bundle::from_json`]), key-based signing ([`sign_artifact`])
-//! and verification ([`verify_bundle`]).
+//! Sigstore bundles: parsing ([`Bundle::from_json`]) and key-based signing
+//! ([`sign_artifact`]); [`crate::verify_bundle`] verifies them.
 //!
 //! The format is `Bundle` in `protos/sigstore_bundle.proto` of
 //! <https://github.com/sigstore/protobuf-specs> (v0.3, media types from
@@ -11,19 +11,19 @@
 //! is trusted because it parsed, it only selects what to verify.
 //!
 //! # What is verified here
-//! Parsing only checks shape. [`crate::verify`] decides trust; [`verify_bundle`] is its
+//! Parsing only checks shape. [`crate::verify`] decides trust; [`crate::verify_bundle`] is its
 //! key-based form for admission, which admits only message signatures over the component
 //! itself (a DSSE envelope is refused with [`AdmissionError::DsseNotSupported`]).
 
-use base64::engine::{general_purpose, DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::general_purpose;
 use base64::Engine as _;
-use p256::ecdsa::Signature;
 
-use crate::digest::Digest;
-use crate::error::{excerpt, sanitize_message, AdmissionError};
-use crate::keys::{PublicKey, SigningKey};
+use zerofn_types::{excerpt, sanitize_message, Digest};
+
+use crate::encoding::decode_base64;
+use crate::error::AdmissionError;
+use crate::keys::SigningKey;
 use crate::tlog;
-use crate::verify::{verify, SignerIdentity, VerificationPolicy, VerifiedSignature};
 
 /// The media type [`sign_artifact`] writes (Sigstore bundle v0.3, new-style spelling).
 pub const BUNDLE_MEDIA_TYPE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
@@ -45,34 +45,15 @@ const MAX_BUNDLE_BYTES: usize = 1024 * 1024;
 /// Longest quote of a JSON parser message (which may contain input text).
 const PARSER_MESSAGE_CHARS: usize = 200;
 
-/// Standard base64 with or without `=` padding (protobuf JSON accepts both), rejecting
-/// non-canonical trailing bits.
-const BASE64: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-
-/// Decodes a protobuf JSON `bytes` value. Line breaks are skipped, as Go's
-/// `encoding/base64` (behind `protojson`, which cosign and sigstore-go use) skips them, so a
-/// value wrapped by `base64(1)` means the same here as there.
-pub(crate) fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
-    if text.contains(['\n', '\r']) {
-        let joined: String = text.chars().filter(|c| !matches!(c, '\n' | '\r')).collect();
-        BASE64.decode(joined)
-    } else {
-        BASE64.decode(text)
-    }
-}
-
-/// A parsed Sigstore bundle. Parsing checks shape only; [`verify_bundle`] decides trust.
+/// A parsed Sigstore bundle. Parsing checks shape only; [`crate::verify`] decides trust.
 #[derive(Clone, Debug)]
 pub struct Bundle {
     media_type: String,
-    material: VerificationMaterial,
+    pub(crate) material: VerificationMaterial,
     tlog_entries: Vec<tlog::wire::Entry>,
     /// `timestampVerificationData.rfc3161Timestamps[].signedTimestamp`: DER TimeStampResp.
     rfc3161_timestamps: Vec<Vec<u8>>,
-    content: Content,
+    pub(crate) content: Content,
 }
 
 /// The bundle format version, from the media type.
@@ -90,11 +71,12 @@ pub(crate) enum SignerMaterial<'a> {
 }
 
 pub(crate) use Content as BundleContent;
+pub(crate) use VerificationMaterial as BundleMaterial;
 
 /// `Bundle.verification_material.content`: what the signature is checked against. One arm
 /// per verifier.
 #[derive(Clone, Debug)]
-enum VerificationMaterial {
+pub(crate) enum VerificationMaterial {
     /// `publicKey`: signed with a long-lived key the verifier already trusts; `hint` names it.
     PublicKey { hint: Option<String> },
     /// `certificate` (v0.3) or `x509CertificateChain` (v0.1, v0.2): a Fulcio-issued leaf, DER,
@@ -462,70 +444,6 @@ pub fn sign_artifact(artifact: &[u8], key: &SigningKey) -> Result<String, Admiss
     })
 }
 
-/// Verifies `bundle` as a signature over the artifact whose sha256 is `artifact`, made by one
-/// of `trusted`. See the module docs for which bundles are verified.
-///
-/// For a key-based bundle: if `messageSignature.messageDigest` is present and differs from
-/// `artifact`, [`AdmissionError::ArtifactDigestMismatch`]; otherwise the DER signature must
-/// verify (ECDSA P-256, prehash = `artifact`) with a trusted key whose hint matches, or with
-/// any trusted key if the hint is absent or matches none; else
-/// [`AdmissionError::SignatureInvalid`] (with `tenant: None`; [`crate::admit`] fills it in).
-pub fn verify_bundle(
-    artifact: &Digest,
-    bundle: &Bundle,
-    trusted: &[PublicKey],
-) -> Result<VerifiedSignature, AdmissionError> {
-    if let (VerificationMaterial::PublicKey { .. }, Content::Dsse(_)) =
-        (&bundle.material, &bundle.content)
-    {
-        return Err(AdmissionError::DsseNotSupported);
-    }
-    verify(artifact, bundle, &VerificationPolicy::Key(trusted.to_vec()))
-}
-
-/// Verification for `VerificationMaterial::PublicKey` + `messageSignature`.
-pub(crate) fn verify_with_key(
-    artifact: &Digest,
-    hint: Option<&str>,
-    message: &MessageSignature,
-    trusted: &[PublicKey],
-) -> Result<VerifiedSignature, AdmissionError> {
-    if let Some(found) = message.message_digest {
-        if found != *artifact {
-            return Err(AdmissionError::ArtifactDigestMismatch {
-                expected: *artifact,
-                found,
-            });
-        }
-    }
-    let invalid = || AdmissionError::SignatureInvalid {
-        digest: *artifact,
-        tenant: None,
-    };
-    // DER only: Sigstore clients write and expect ASN.1 DER (cosign, sigstore-go); a 64-byte
-    // r||s signature fails here as bytes that do not verify.
-    let signature = Signature::from_der(&message.signature).map_err(|_| invalid())?;
-    let hinted: Vec<&PublicKey> = match hint {
-        Some(hint) => trusted.iter().filter(|k| k.matches_hint(hint)).collect(),
-        None => Vec::new(),
-    };
-    let candidates: Vec<&PublicKey> = if hinted.is_empty() {
-        trusted.iter().collect()
-    } else {
-        hinted
-    };
-    candidates
-        .into_iter()
-        .find(|key| key.verifies(artifact, &signature))
-        .map(|key| VerifiedSignature {
-            digest: *artifact,
-            signer: key.key_id().clone(),
-            identity: SignerIdentity::Key(key.key_id().clone()),
-            signing_time: None,
-        })
-        .ok_or_else(invalid)
-}
-
 /// The protobuf JSON shapes, for reading and writing. Every field is optional here so that a
 /// missing field gets a precise message in [`Bundle::from_json`] instead of serde's.
 mod wire {
@@ -635,12 +553,13 @@ mod wire {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::PublicKey;
+    use crate::verify::verify_bundle;
+    use p256::ecdsa::Signature;
     use proptest::prelude::*;
 
-    const CONFORMANCE: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/testdata/sigstore/conformance"
-    );
+    const CONFORMANCE: zerofn_testkit::testdata::Dir =
+        zerofn_testkit::testdata::dir("sigstore/conformance");
 
     fn conformance(path: &str) -> Vec<u8> {
         let full = format!("{CONFORMANCE}/{path}");
@@ -1168,7 +1087,7 @@ mod tests {
     fn conformance_bundles_parse_or_fail_without_panicking() {
         // Every case's bundle either parses or gives BundleMalformed; none verifies with a
         // key it was not signed with.
-        let dir = std::path::Path::new(CONFORMANCE).join("bundle-verify");
+        let dir = CONFORMANCE.join("bundle-verify");
         let digest = Digest::of(&conformance("a.txt"));
         let stranger = SigningKey::generate().public_key();
         let mut parsed = 0;

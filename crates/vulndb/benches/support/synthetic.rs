@@ -1,9 +1,9 @@
-//! Synthetic OSV records and SBOMs shared by the admission benchmarks: 10,000 npm
+//! Synthetic OSV records and SBOMs shared by the vulnerability-scan and admission benchmarks: 10,000 npm
 //! packages with 5 records each (every record with two SEMVER ranges and a `versions`
 //! list), and an SBOM of 500 of those packages.
 #![allow(clippy::unwrap_used, dead_code)]
 
-use zerofn_admission::{Advisory, Sbom, VulnDb};
+use zerofn_vulndb::{Advisory, Sbom, VulnDb};
 
 pub const PACKAGES_IN_DB: usize = 10_000;
 pub const RECORDS_PER_PACKAGE: usize = 5;

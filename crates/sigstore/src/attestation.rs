@@ -28,14 +28,15 @@ use base64::Engine as _;
 use p256::ecdsa::Signature;
 use serde::Deserialize;
 
-use crate::bundle::{decode_base64, Bundle, BundleContent, DsseEnvelope};
-use crate::digest::Digest;
+use crate::bundle::{Bundle, BundleContent, DsseEnvelope};
 use crate::dsse::{pae, IN_TOTO_PAYLOAD_TYPE};
-use crate::error::{excerpt, sanitize_message};
+use crate::encoding::decode_base64;
 use crate::keys::{KeyId, PublicKey, SigningKey};
-use crate::pipeline::TrustedSigners;
+use crate::signers::TrustedSigners;
 use crate::verify::SignerIdentity;
 use crate::BUNDLE_MEDIA_TYPE_V03;
+use zerofn_types::Digest;
+use zerofn_types::{excerpt, sanitize_message};
 
 /// The `_type` [`sign_attestation`] writes.
 pub const IN_TOTO_STATEMENT_V1: &str = "https://in-toto.io/Statement/v1";
@@ -527,35 +528,13 @@ fn malformed(reason: String) -> AttestationError {
     AttestationError::Malformed { reason }
 }
 
-/// Test helpers shared with [`crate::slsa`]'s tests.
-#[cfg(test)]
-pub(crate) mod test_support {
-    use super::*;
-
-    /// Signs and verifies a statement about `component`, returning the verified attestation.
-    pub(crate) fn verified(
-        component: &[u8],
-        predicate_type: &str,
-        predicate: serde_json::Value,
-        key: &SigningKey,
-    ) -> VerifiedAttestation {
-        let digest = Digest::of(component);
-        let bundle = sign_attestation("c.wasm", &digest, predicate_type, &predicate, key).unwrap();
-        let parsed = Attestation::parse_file(bundle.as_bytes()).unwrap();
-        assert_eq!(parsed.len(), 1);
-        parsed[0].verify(&digest, &[key.public_key()]).unwrap()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const SLSA_VERIFIER: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/testdata/attestations/slsa-verifier"
-    );
+    const SLSA_VERIFIER: zerofn_testkit::testdata::Dir =
+        zerofn_testkit::testdata::dir("attestations/slsa-verifier");
 
     fn testdata(path: &str) -> Vec<u8> {
         let full = format!("{SLSA_VERIFIER}/{path}");
@@ -953,9 +932,8 @@ mod tests {
     /// signatures verify here, and the `-invalidsigpub` copies do not.
     #[test]
     fn npm_publish_attestation_signatures_verify_with_the_registry_key() {
-        let pem = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/testdata/sigstore/sigstore-go/examples/publish_key.pub"
+        let pem = std::fs::read_to_string(zerofn_testkit::testdata(
+            "sigstore/sigstore-go/examples/publish_key.pub",
         ))
         .unwrap();
         // The file keeps its base64 on one line; PEM (RFC 7468) wraps it at 64 characters.

@@ -26,7 +26,8 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use x509_cert::time::{Time, Validity};
 
-use crate::{verify, AdmissionError, Bundle, Digest, Identity, TrustedRoot, VerificationPolicy};
+use crate::{verify, AdmissionError, Bundle, Identity, TrustedRoot, VerificationPolicy};
+use zerofn_types::Digest;
 
 const SAN: &str = "https://github.com/acme/fn/.github/workflows/release.yml@refs/heads/main";
 const ISSUER: &str = "https://token.actions.githubusercontent.com";
@@ -801,10 +802,11 @@ fn trusted_roots_are_parsed_strictly() {
     }
     // The sigstore-python fixtures: valid, and a wrong media type.
     let read = |p: &str| {
-        std::fs::read(format!(
-            "{}/../../../shared/testdata/sigstore/sigstore-python/trusted_root/{p}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
+        std::fs::read(
+            zerofn_testkit::testdata(&format!("sigstore/sigstore-python/trusted_root/{p}"))
+                .display()
+                .to_string(),
+        )
         .unwrap()
     };
     assert!(TrustedRoot::from_json(&read("trustedroot.v1.json")).is_ok());

@@ -19,8 +19,9 @@ use p256::pkcs8::{
     ObjectIdentifier, PrivateKeyInfo, SubjectPublicKeyInfoRef,
 };
 
-use crate::digest::{parse_sha256_hex, Digest};
-use crate::error::{excerpt, AdmissionError};
+use crate::error::AdmissionError;
+use zerofn_types::excerpt;
+use zerofn_types::{parse_sha256_hex, Digest};
 
 /// id-ecPublicKey, RFC 5480 §2.1.1.
 const ID_EC_PUBLIC_KEY: ObjectIdentifier = p256::elliptic_curve::ALGORITHM_OID;
@@ -218,7 +219,7 @@ impl PublicKey {
     /// of the sha256 of the DER SubjectPublicKeyInfo; the hint is unauthenticated, so it only
     /// chooses which key to try.
     pub(crate) fn matches_hint(&self, hint: &str) -> bool {
-        crate::bundle::decode_base64(hint)
+        crate::encoding::decode_base64(hint)
             .is_ok_and(|bytes| bytes.as_slice() == self.spki_sha256.as_bytes().as_slice())
     }
 
@@ -360,10 +361,7 @@ mod tests {
     use p256::pkcs8::EncodePublicKey as _;
 
     fn testdata(path: &str) -> String {
-        let full = format!(
-            "{}/../../../shared/testdata/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let full = zerofn_testkit::testdata(path).display().to_string();
         std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("read {full}: {e}"))
     }
 

@@ -23,9 +23,9 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use crate::error::{excerpt, sanitize_message};
+use crate::error::ScanError;
 use crate::version::Ecosystem;
-use crate::vulndb::ScanError;
+use zerofn_types::{excerpt, sanitize_message};
 
 /// Largest SBOM read. Real ones of big applications are a few MiB (OWASP Juice Shop: 2 MiB
 /// for 1,100 components).
@@ -204,7 +204,7 @@ pub fn package_from_purl(
 mod tests {
     use super::*;
 
-    const SBOM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata/sbom");
+    const SBOM: zerofn_testkit::testdata::Dir = zerofn_testkit::testdata::dir("sbom");
 
     pub(crate) fn read(rel: &str) -> Sbom {
         Sbom::from_json(&std::fs::read(format!("{SBOM}/{rel}")).unwrap()).unwrap()

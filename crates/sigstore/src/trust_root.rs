@@ -15,10 +15,12 @@ use std::fmt;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::bundle::decode_base64;
+use crate::anchor::{TimeRange, TransparencyLog};
 use crate::certificate::Certificate;
-use crate::error::{excerpt, sanitize_message, AdmissionError};
+use crate::encoding::decode_base64;
+use crate::error::AdmissionError;
 use crate::signature::VerifierKey;
+use zerofn_types::{excerpt, sanitize_message};
 
 /// Media types of trusted roots this crate reads.
 const TRUSTED_ROOT_MEDIA_TYPES: [&str; 2] = [
@@ -34,35 +36,12 @@ pub(crate) fn format_time(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
-/// A closed time interval (`dev.sigstore.common.v1.TimeRange`); no end means "still valid".
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct TimeRange {
-    pub start: OffsetDateTime,
-    pub end: Option<OffsetDateTime>,
-}
-
-impl TimeRange {
-    /// Whether `at` is within the range, both ends included.
-    pub(crate) fn contains(&self, at: OffsetDateTime) -> bool {
-        self.start <= at && self.end.is_none_or(|end| at <= end)
-    }
-}
-
 /// A Fulcio CA or a timestamp authority: its chain (issuing certificate first, root last)
 /// and when it is trusted.
 #[derive(Clone, Debug)]
 pub(crate) struct CertificateAuthority {
     pub uri: String,
     pub chain: Vec<Certificate>,
-    pub valid_for: TimeRange,
-}
-
-/// A Rekor log or a CT log: its id, key and when the key is trusted.
-#[derive(Clone, Debug)]
-pub(crate) struct TransparencyLog {
-    pub base_url: String,
-    pub log_id: Vec<u8>,
-    pub key: Result<VerifierKey, String>,
     pub valid_for: TimeRange,
 }
 

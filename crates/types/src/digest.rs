@@ -6,9 +6,20 @@ use std::str::FromStr;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::error::{excerpt, AdmissionError};
+use crate::text::excerpt;
 
 const PREFIX: &str = "sha256:";
+
+/// Why a digest string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DigestError {
+    /// A digest string is not `sha256:` followed by 64 lowercase hex digits.
+    #[error("`{input}` is not a sha256 digest; write it as `sha256:` followed by 64 lowercase hex digits")]
+    Invalid {
+        /// The offending input (escaped and shortened).
+        input: String,
+    },
+}
 
 /// A sha256 digest. Displays, debugs and serialises as `sha256:<64 lowercase hex>`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -23,10 +34,10 @@ impl Digest {
 
     /// Parses exactly `sha256:` followed by 64 lowercase hex digits; nothing else (no
     /// uppercase, no other algorithm, no whitespace) is accepted, so a digest has one spelling.
-    pub fn parse(s: &str) -> Result<Digest, AdmissionError> {
+    pub fn parse(s: &str) -> Result<Digest, DigestError> {
         parse_sha256_hex(s)
             .map(Digest)
-            .ok_or_else(|| AdmissionError::DigestInvalid { input: excerpt(s) })
+            .ok_or_else(|| DigestError::Invalid { input: excerpt(s) })
     }
 
     /// The 32 digest bytes.
@@ -40,14 +51,14 @@ impl Digest {
     }
 
     /// A digest taken from bytes that are already a sha256 output (a bundle's message digest).
-    pub(crate) fn from_bytes(bytes: [u8; 32]) -> Digest {
+    pub fn from_bytes(bytes: [u8; 32]) -> Digest {
         Digest(bytes)
     }
 }
 
 /// The 32 bytes of `sha256:<64 lowercase hex>`, or `None` if `s` is spelled any other way.
-/// Shared with [`crate::KeyId::parse`], which uses the same spelling.
-pub(crate) fn parse_sha256_hex(s: &str) -> Option<[u8; 32]> {
+/// Shared with `zerofn_sigstore::KeyId::parse`, which uses the same spelling.
+pub fn parse_sha256_hex(s: &str) -> Option<[u8; 32]> {
     let hex_part = s.strip_prefix(PREFIX)?;
     let lowercase_hex = hex_part
         .bytes()
@@ -73,7 +84,7 @@ impl fmt::Debug for Digest {
 }
 
 impl FromStr for Digest {
-    type Err = AdmissionError;
+    type Err = DigestError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Digest::parse(s)
@@ -139,10 +150,7 @@ mod tests {
             ),
         ] {
             let err = Digest::parse(input).expect_err(why);
-            assert!(
-                matches!(err, AdmissionError::DigestInvalid { .. }),
-                "{why}: {err:?}"
-            );
+            assert!(matches!(err, DigestError::Invalid { .. }), "{why}: {err:?}");
             assert!(
                 err.to_string().contains("is not a sha256 digest"),
                 "{why}: {err}"

@@ -304,7 +304,7 @@ impl Certificate {
     pub(crate) fn verify_sct(
         &self,
         issuer: &Certificate,
-        logs: &[crate::trust_root::TransparencyLog],
+        logs: &[crate::anchor::TransparencyLog],
     ) -> Result<(), String> {
         let list = self
             .raw_extension(SCT_LIST)

@@ -45,8 +45,9 @@ use serde::Deserialize;
 
 use zerofn_policy::{InvokeSource, KvGrant, Permissions};
 
-use crate::digest::Digest;
-use crate::error::{excerpt, ManifestError};
+use crate::error::ManifestError;
+use zerofn_types::excerpt;
+use zerofn_types::{Digest, FunctionName, TenantName};
 
 /// Largest manifest read; real ones are a few hundred bytes.
 const MAX_MANIFEST_BYTES: usize = 64 * 1024;
@@ -415,96 +416,6 @@ fn check_component(component: &str) -> Result<(), ManifestError> {
     Ok(())
 }
 
-/// Checks a DNS label (RFC 1035 §2.3.1, lowercase only): 1-63 of `a-z`, `0-9`, `-`,
-/// starting with a letter, not ending with `-`. Returns which rule is broken.
-fn check_dns_label(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("it is empty".to_owned());
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-    {
-        return Err(format!("`{}` is not allowed", c.escape_default()));
-    }
-    if name.len() > 63 {
-        return Err(format!("it is {} characters long", name.len()));
-    }
-    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Err("it does not start with a letter".to_owned());
-    }
-    if name.ends_with('-') {
-        return Err("it ends with `-`".to_owned());
-    }
-    Ok(())
-}
-
-macro_rules! dns_label_newtype {
-    ($(#[$doc:meta])* $name:ident, $variant:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(String);
-
-        impl $name {
-            /// Parses a DNS label: 1-63 lowercase ASCII letters, digits and `-`, starting
-            /// with a letter and not ending with `-`.
-            pub fn parse(s: &str) -> Result<$name, ManifestError> {
-                match check_dns_label(s) {
-                    Ok(()) => Ok($name(s.to_owned())),
-                    Err(reason) => Err(ManifestError::$variant {
-                        name: excerpt(s),
-                        reason,
-                    }),
-                }
-            }
-
-            /// The name.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = ManifestError;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                $name::parse(s)
-            }
-        }
-
-        impl serde::Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(&self.0)
-            }
-        }
-
-        impl<'de> serde::Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(deserializer)?;
-                $name::parse(&text).map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-
-dns_label_newtype!(
-    /// A function's name: a DNS label, so it can appear in host names.
-    FunctionName,
-    InvalidFunctionName
-);
-
-dns_label_newtype!(
-    /// A tenant's name: a DNS label, so it can appear in host names.
-    TenantName,
-    InvalidTenantName
-);
-
 /// Longest interface name, in bytes.
 const MAX_INTERFACE_BYTES: usize = 256;
 
@@ -830,6 +741,7 @@ impl<'de> serde::Deserialize<'de> for Route {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use zerofn_types::NameError;
 
     const MINIMAL: &str = r#"
 name = "hello"
@@ -1044,7 +956,10 @@ max_body_kb = 0
         ] {
             let e = err(&with("name", &format!("name = \"{name}\"")));
             assert!(
-                matches!(e, ManifestError::InvalidFunctionName { .. }),
+                matches!(
+                    e,
+                    ManifestError::Name(NameError::InvalidFunctionName { .. })
+                ),
                 "{name}: {e:?}"
             );
             assert_eq!(
@@ -1053,7 +968,7 @@ max_body_kb = 0
             );
             let e = err(&with("tenant", &format!("tenant = \"{name}\"")));
             assert!(
-                matches!(e, ManifestError::InvalidTenantName { .. }),
+                matches!(e, ManifestError::Name(NameError::InvalidTenantName { .. })),
                 "{name}: {e:?}"
             );
             assert!(

@@ -1,12 +1,16 @@
-//! The errors of admission ([`AdmissionError`]) and of manifest parsing ([`ManifestError`]).
+//! [`AdmissionError`]: why a key, bundle, signature or layer was refused.
+//!
+//! One enum for signing, verification and admission, so the control API and the CLI match
+//! on one type to choose a status or a hint. The layer and composition variants are raised
+//! by `zerofn-admission` (layers) but live here, with the rest of the refusals, so that the
+//! type keeps one owner and no crate has to wrap another's error.
 //!
 //! Messages are shown to users by the CLI and the control API, so they follow Cedar's
 //! `style_guide.md`: lowercase, no trailing period, inputs in backticks, what failed and
 //! what to do. No message or `Debug` output carries key material or component bytes; text
-//! that came from the outside is passed through [`excerpt`] first.
+//! that came from the outside is passed through [`zerofn_types::excerpt`] first.
 
-use crate::digest::Digest;
-use crate::manifest::TenantName;
+use zerofn_types::{Digest, DigestError, TenantName};
 
 /// Why a key, bundle or component was refused.
 #[derive(Debug, thiserror::Error)]
@@ -357,166 +361,12 @@ fn trusted_keys_of(tenant: Option<&TenantName>) -> String {
     }
 }
 
-const NAME_RULE: &str =
-    "use 1 to 63 lowercase letters, digits and `-`, starting with a letter and not ending with `-`";
-
-/// Why a function manifest (`zerofn.toml`) was refused.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ManifestError {
-    /// The manifest is larger than any sensible manifest.
-    #[error("manifest is {size} bytes, over the limit of {limit} bytes; remove unneeded content")]
-    TooLarge {
-        /// Its size in bytes.
-        size: usize,
-        /// The limit in bytes.
-        limit: usize,
-    },
-
-    /// The TOML does not parse, or has unknown, missing or mistyped keys. The message carries
-    /// the line and column and names the key.
-    #[error("manifest is not valid: {0}")]
-    Toml(#[source] toml::de::Error),
-
-    /// `name` is not a DNS label.
-    #[error("function name `{name}` is invalid: {reason}; {}", NAME_RULE)]
-    InvalidFunctionName {
-        /// The offending name (escaped and shortened).
-        name: String,
-        /// Which rule it breaks.
-        reason: String,
-    },
-
-    /// `tenant` is not a DNS label.
-    #[error("tenant name `{name}` is invalid: {reason}; {}", NAME_RULE)]
-    InvalidTenantName {
-        /// The offending name (escaped and shortened).
-        name: String,
-        /// Which rule it breaks.
-        reason: String,
-    },
-
-    /// `component` is not a plain `.wasm` file name.
-    #[error("`component` = `{component}` is invalid: {reason}; use a plain file name beside the manifest, such as `hello.wasm`")]
-    InvalidComponent {
-        /// The offending value (escaped and shortened).
-        component: String,
-        /// Which rule it breaks.
-        reason: String,
-    },
-
-    /// `routes` is empty.
-    #[error("`routes` is empty; add at least one route, such as `routes = [\"/hello\"]`")]
-    NoRoutes,
-
-    /// A route is not a normalised absolute URL path.
-    #[error("route `{route}` is invalid: {reason}")]
-    InvalidRoute {
-        /// The offending route (escaped and shortened).
-        route: String,
-        /// Which rule it breaks and what to write instead.
-        reason: String,
-    },
-
-    /// The same route appears twice.
-    #[error("route `{route}` is listed more than once in `routes`; remove the duplicate")]
-    DuplicateRoute {
-        /// The repeated route.
-        route: String,
-    },
-
-    /// A `[limits]` value is outside its allowed range.
-    #[error("`{key}` = {value} is out of range; use a value from {min} to {max}")]
-    LimitOutOfRange {
-        /// The key, such as `limits.memory_mb`.
-        key: &'static str,
-        /// The value found.
-        value: i64,
-        /// The smallest allowed value.
-        min: u32,
-        /// The largest allowed value.
-        max: u32,
-    },
-
-    /// A `[layers]` key is not an interface name.
-    #[error("`[layers]` key `{import}` is invalid: {reason}; write the import the layer satisfies, such as `\"zerofn:greet/greeter\"`")]
-    InvalidLayerImport {
-        /// The offending key (escaped and shortened).
-        import: String,
-        /// Which rule it breaks.
-        reason: String,
-    },
-
-    /// A `[layers]` value is not a digest.
-    #[error("`[layers]` digest `{digest}` for `{import}` is invalid; write the published layer's digest as `sha256:` followed by 64 lowercase hex digits (see `zerofn layer list`)")]
-    InvalidLayerDigest {
-        /// The import it was given for.
-        import: String,
-        /// The offending value (escaped and shortened).
-        digest: String,
-    },
-
-    /// A `[permissions]`, `[invoke]` or `[config]` entry is invalid.
-    #[error("`{key}` is invalid: {problem}")]
-    Permission {
-        /// The key, such as `permissions.kv`.
-        key: &'static str,
-        /// What is wrong, naming the entry.
-        problem: String,
-    },
-
-    /// More layers than allowed.
-    #[error("`[layers]` pins {count} layers, more than the {limit} allowed; merge layers or drop unused ones")]
-    TooManyLayers {
-        /// How many were pinned.
-        count: usize,
-        /// The limit.
-        limit: usize,
-    },
-}
-
-/// Longest excerpt of outside text put into an error message, in characters.
-const EXCERPT_CHARS: usize = 80;
-
-/// Outside text made safe to quote in backticks in a message: control, zero-width and
-/// bidirectional-override characters escaped (so hostile input cannot drive a terminal or
-/// disguise itself), backticks escaped (so it cannot close the quote), and cut to
-/// [`EXCERPT_CHARS`] characters.
-pub(crate) fn excerpt(text: &str) -> String {
-    sanitize(text, EXCERPT_CHARS, true)
-}
-
-/// Outside text made safe to print whole (escaped as [`excerpt`] does, backticks kept, up
-/// to 1024 characters): for values a user asked to see, such as a verified SAN.
-pub(crate) fn escape(text: &str) -> String {
-    sanitize(text, 1024, false)
-}
-
-/// A library's error message that may quote input (serde_json's, for example), made safe as
-/// [`excerpt`] does but keeping its backticks and allowing `max_chars` characters.
-pub(crate) fn sanitize_message(text: &str, max_chars: usize) -> String {
-    sanitize(text, max_chars, false)
-}
-
-fn sanitize(text: &str, max_chars: usize, escape_backticks: bool) -> String {
-    let mut out = String::new();
-    for (count, c) in text.chars().enumerate() {
-        if count >= max_chars {
-            out.push('…');
-            break;
-        }
-        if c == '`' && escape_backticks {
-            out.push_str("\\`");
-        } else if c.is_control()
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
-        {
-            // CVE-2021-42574 ("Trojan Source") is why bidirectional overrides are escaped.
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
+impl From<DigestError> for AdmissionError {
+    fn from(e: DigestError) -> Self {
+        match e {
+            DigestError::Invalid { input } => AdmissionError::DigestInvalid { input },
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -524,23 +374,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn excerpt_escapes_control_characters_and_backticks() {
-        assert_eq!(excerpt("a\u{1b}[31mb`c"), "a\\u{1b}[31mb\\`c");
-    }
-
-    #[test]
-    fn sanitize_message_keeps_backticks_and_escapes_bidi_overrides() {
-        assert_eq!(
-            sanitize_message("field `a`\u{202e}", 80),
-            "field `a`\\u{202e}"
-        );
-    }
-
-    #[test]
-    fn excerpt_shortens_long_input() {
-        let long = "x".repeat(500);
-        let short = excerpt(&long);
-        assert_eq!(short.chars().count(), EXCERPT_CHARS + 1);
-        assert!(short.ends_with('…'));
+    fn digest_errors_keep_their_message() {
+        let digest_error = Digest::parse("sha256:00").unwrap_err();
+        let text = digest_error.to_string();
+        let e = AdmissionError::from(digest_error);
+        assert!(matches!(e, AdmissionError::DigestInvalid { .. }), "{e:?}");
+        assert_eq!(e.to_string(), text);
     }
 }

@@ -28,16 +28,21 @@ use std::time::{Duration, SystemTime};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::bundle::{Bundle, BundleContent, DsseEnvelope, MessageSignature, SignerMaterial};
+use p256::ecdsa::Signature;
+
+use crate::bundle::{
+    Bundle, BundleContent, BundleMaterial, DsseEnvelope, MessageSignature, SignerMaterial,
+};
 use crate::certificate::{Certificate, KP_CODE_SIGNING};
-use crate::digest::Digest;
 use crate::dsse::{check_statement_subject, pae};
-use crate::error::{escape, excerpt, AdmissionError};
+use crate::error::AdmissionError;
 use crate::keys::{KeyId, PublicKey};
 use crate::signature::{HashAlgorithm, VerifierKey};
 use crate::timestamp::{verify_timestamp, MAX_TIMESTAMPS};
 use crate::tlog::{verify_entry, LoggedContent, LoggedSigner};
 use crate::trust_root::{format_time, TrustedRoot};
+use zerofn_types::Digest;
+use zerofn_types::{escape, excerpt};
 
 /// What a bundle must prove to verify.
 #[derive(Clone, Debug)]
@@ -206,9 +211,7 @@ fn verify_with_keys(
     keys: &[PublicKey],
 ) -> Result<VerifiedSignature, AdmissionError> {
     match bundle.content() {
-        BundleContent::MessageSignature(message) => {
-            crate::bundle::verify_with_key(artifact, hint, message, keys)
-        }
+        BundleContent::MessageSignature(message) => verify_with_key(artifact, hint, message, keys),
         BundleContent::Dsse(envelope) => {
             let (payload_type, payload, signature) = single_signature(envelope)?;
             let digest = Digest::of(&pae(payload_type, payload));
@@ -562,21 +565,82 @@ fn identity_matcher(identity: &Identity) -> Result<SanMatcher, AdmissionError> {
                 .size_limit(1 << 20)
                 .build()
                 .map_err(|e| AdmissionError::IdentityRegexInvalid {
-                    reason: crate::error::sanitize_message(&e.to_string(), 200),
+                    reason: zerofn_types::sanitize_message(&e.to_string(), 200),
                 })?;
             Ok(Box::new(move |found: &str| regex.is_match(found)))
         }
     }
 }
 
+/// Verifies `bundle` as a signature over the artifact whose sha256 is `artifact`, made by one
+/// of `trusted`. See the module docs for which bundles are verified.
+///
+/// For a key-based bundle: if `messageSignature.messageDigest` is present and differs from
+/// `artifact`, [`AdmissionError::ArtifactDigestMismatch`]; otherwise the DER signature must
+/// verify (ECDSA P-256, prehash = `artifact`) with a trusted key whose hint matches, or with
+/// any trusted key if the hint is absent or matches none; else
+/// [`AdmissionError::SignatureInvalid`] (with `tenant: None`; `zerofn_admission::admit` fills it in).
+pub fn verify_bundle(
+    artifact: &Digest,
+    bundle: &Bundle,
+    trusted: &[PublicKey],
+) -> Result<VerifiedSignature, AdmissionError> {
+    if let (BundleMaterial::PublicKey { .. }, BundleContent::Dsse(_)) =
+        (&bundle.material, &bundle.content)
+    {
+        return Err(AdmissionError::DsseNotSupported);
+    }
+    verify(artifact, bundle, &VerificationPolicy::Key(trusted.to_vec()))
+}
+
+/// Verification for `VerificationMaterial::PublicKey` + `messageSignature`.
+pub(crate) fn verify_with_key(
+    artifact: &Digest,
+    hint: Option<&str>,
+    message: &MessageSignature,
+    trusted: &[PublicKey],
+) -> Result<VerifiedSignature, AdmissionError> {
+    if let Some(found) = message.message_digest {
+        if found != *artifact {
+            return Err(AdmissionError::ArtifactDigestMismatch {
+                expected: *artifact,
+                found,
+            });
+        }
+    }
+    let invalid = || AdmissionError::SignatureInvalid {
+        digest: *artifact,
+        tenant: None,
+    };
+    // DER only: Sigstore clients write and expect ASN.1 DER (cosign, sigstore-go); a 64-byte
+    // r||s signature fails here as bytes that do not verify.
+    let signature = Signature::from_der(&message.signature).map_err(|_| invalid())?;
+    let hinted: Vec<&PublicKey> = match hint {
+        Some(hint) => trusted.iter().filter(|k| k.matches_hint(hint)).collect(),
+        None => Vec::new(),
+    };
+    let candidates: Vec<&PublicKey> = if hinted.is_empty() {
+        trusted.iter().collect()
+    } else {
+        hinted
+    };
+    candidates
+        .into_iter()
+        .find(|key| key.verifies(artifact, &signature))
+        .map(|key| VerifiedSignature {
+            digest: *artifact,
+            signer: key.key_id().clone(),
+            identity: SignerIdentity::Key(key.key_id().clone()),
+            signing_time: None,
+        })
+        .ok_or_else(invalid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const TESTDATA: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/testdata/sigstore"
-    );
+    const TESTDATA: zerofn_testkit::testdata::Dir = zerofn_testkit::testdata::dir("sigstore");
     const BEACON_SAN: &str = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
     const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
 

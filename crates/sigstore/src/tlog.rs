@@ -17,11 +17,13 @@ use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
-use crate::bundle::decode_base64;
+use crate::anchor::{TimeRange, TransparencyLog};
 use crate::certificate::pem_certificate_der;
-use crate::digest::Digest;
-use crate::error::{excerpt, AdmissionError};
-use crate::trust_root::{TimeRange, TransparencyLog, TrustedRoot};
+use crate::encoding::decode_base64;
+use crate::error::AdmissionError;
+use crate::trust_root::TrustedRoot;
+use zerofn_types::excerpt;
+use zerofn_types::Digest;
 
 /// What the bundle claims was logged, which the entry body must match exactly.
 pub(crate) enum LoggedContent<'a> {

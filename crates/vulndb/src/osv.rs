@@ -8,17 +8,16 @@
 //! The severity is the database's own rating when it gives one (GHSA's
 //! `database_specific.severity`: `LOW`, `MODERATE`, `HIGH`, `CRITICAL`; the same key under
 //! `affected[].ecosystem_specific` or `affected[].database_specific`), else the rating of the
-//! highest CVSS v3.x base score among the record's vectors. No crate in the tree computes
-//! CVSS v3 scores, so [`cvss3_base_score`] implements the FIRST CVSS v3.1 specification §7
-//! (base metric equations) and Appendix A (`Roundup`) here. CVSS v2 and v4 vectors are not
-//! scored (v4 needs FIRST's macro-vector lookup tables); such records are
+//! highest CVSS v3.x base score among the record's vectors ([`cvss3_base_score`]), else the
+//! rating of the highest CVSS v4.0 score ([`cvss4_score`]); the RustSec `cvss` crate
+//! computes both. CVSS v2 vectors are not scored; a record with nothing else is
 //! [`Severity::Unknown`].
 
 use serde::Deserialize;
 
-use crate::error::{excerpt, sanitize_message};
+use crate::error::ScanError;
 use crate::version::{Ecosystem, Event, RangeKind, VersionRange};
-use crate::vulndb::ScanError;
+use zerofn_types::{excerpt, sanitize_message};
 
 /// Largest single OSV record read (real ones are a few KiB; the largest distro advisories
 /// are some hundred KiB).
@@ -267,13 +266,8 @@ impl RawRecord {
             .as_ref()
             .and_then(label_in)
             .unwrap_or(Severity::Unknown);
-        let mut cvss_vectors: Vec<String> = self
-            .severity
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|s| s.kind.starts_with("CVSS_V3"))
-            .map(|s| s.score)
-            .collect();
+        let mut cvss_vectors = CvssVectors::default();
+        cvss_vectors.extend(self.severity.unwrap_or_default());
 
         let mut affected = Vec::new();
         let mut package_severity = Severity::Unknown;
@@ -287,16 +281,10 @@ impl RawRecord {
                 }
                 // RUSTSEC keeps its vector at `affected[].database_specific.cvss`.
                 if let Some(vector) = value.get("cvss").and_then(serde_json::Value::as_str) {
-                    cvss_vectors.push(vector.to_owned());
+                    cvss_vectors.push_database_vector(vector);
                 }
             }
-            cvss_vectors.extend(
-                raw.severity
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|s| s.kind.starts_with("CVSS_V3"))
-                    .map(|s| s.score),
-            );
+            cvss_vectors.extend(raw.severity.unwrap_or_default());
             let mut ranges = Vec::new();
             for range in raw.ranges.unwrap_or_default() {
                 let kind = match range.kind.as_str() {
@@ -337,11 +325,7 @@ impl RawRecord {
             severity = package_severity;
         }
         if severity == Severity::Unknown {
-            let best = cvss_vectors
-                .iter()
-                .filter_map(|v| cvss3_base_score(v).ok())
-                .fold(None::<f64>, |acc, s| Some(acc.map_or(s, |a| a.max(s))));
-            if let Some(score) = best {
+            if let Some(score) = cvss_vectors.best_score() {
                 severity = Severity::from_score(score);
             }
         }
@@ -384,148 +368,124 @@ fn label_in(value: &serde_json::Value) -> Option<Severity> {
         .and_then(Severity::from_label)
 }
 
-/// The CVSS v3.0/v3.1 base score of a vector such as
-/// `CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H`, per the FIRST CVSS v3.1 specification
-/// §7.1 and Appendix A. Temporal and environmental metrics may follow and are ignored;
-/// each base metric must appear exactly once.
-pub fn cvss3_base_score(vector: &str) -> Result<f64, ScanError> {
-    let invalid = |reason: &str| ScanError::CvssInvalid {
-        vector: excerpt(vector),
-        reason: reason.to_owned(),
-    };
-    let mut parts = vector.trim().split('/');
-    let version = match parts.next() {
-        Some("CVSS:3.0") => 30,
-        Some("CVSS:3.1") => 31,
-        _ => return Err(invalid("it does not start with `CVSS:3.0/` or `CVSS:3.1/`")),
-    };
-    // AV, AC, PR, UI, S, C, I, A
-    let mut base: [Option<char>; 8] = [None; 8];
-    const NAMES: [&str; 8] = ["AV", "AC", "PR", "UI", "S", "C", "I", "A"];
-    for part in parts {
-        let Some((name, value)) = part.split_once(':') else {
-            return Err(invalid("a metric is not `NAME:VALUE`"));
-        };
-        let mut chars = value.chars();
-        let (Some(value), None) = (chars.next(), chars.next()) else {
-            return Err(invalid("a metric value is not one letter"));
-        };
-        match NAMES.iter().position(|n| *n == name) {
-            Some(i) => {
-                let Some(slot) = base.get_mut(i) else {
-                    return Err(invalid("unknown metric"));
-                };
-                if slot.replace(value).is_some() {
-                    return Err(invalid("a base metric appears twice"));
-                }
+/// A record's CVSS vectors, by version, in the order the record gives them.
+#[derive(Default)]
+struct CvssVectors {
+    v3: Vec<String>,
+    v4: Vec<String>,
+}
+
+impl CvssVectors {
+    /// `severity[]` entries: `CVSS_V3` and `CVSS_V4` vectors (`CVSS_V2` and others are not
+    /// scored).
+    fn extend(&mut self, entries: Vec<RawSeverity>) {
+        for entry in entries {
+            if entry.kind.starts_with("CVSS_V3") {
+                self.v3.push(entry.score);
+            } else if entry.kind.starts_with("CVSS_V4") {
+                self.v4.push(entry.score);
             }
-            None if is_optional_metric(name) => {}
-            None => return Err(invalid("it names a metric CVSS v3 does not define")),
         }
     }
-    let [Some(av), Some(ac), Some(pr), Some(ui), Some(s), Some(c), Some(i), Some(a)] = base else {
+
+    /// A vector a database keeps outside `severity[]` (RUSTSEC's
+    /// `affected[].database_specific.cvss`), whose version only its prefix tells.
+    fn push_database_vector(&mut self, vector: &str) {
+        if vector.trim_start().starts_with(CVSS4_PREFIX) {
+            self.v4.push(vector.to_owned());
+        } else {
+            self.v3.push(vector.to_owned());
+        }
+    }
+
+    /// The highest CVSS v3.x base score among the vectors that score; only when no v3
+    /// vector scores, the highest CVSS v4.0 score. A record with both keeps the rating it
+    /// had before v4 vectors were read (v3), so adding v4 support changed no existing
+    /// outcome; v4 fills in only where there was no score at all.
+    fn best_score(&self) -> Option<f64> {
+        let max = |scores: &mut dyn Iterator<Item = f64>| {
+            scores.fold(None::<f64>, |acc, s| Some(acc.map_or(s, |a| a.max(s))))
+        };
+        max(&mut self.v3.iter().filter_map(|v| cvss3_base_score(v).ok()))
+            .or_else(|| max(&mut self.v4.iter().filter_map(|v| cvss4_score(v).ok())))
+    }
+}
+
+/// The prefix of a CVSS v4.0 vector.
+const CVSS4_PREFIX: &str = "CVSS:4.0/";
+
+/// The CVSS v3 base metrics, each required exactly once.
+const CVSS3_BASE_METRICS: [cvss::v3::MetricType; 8] = {
+    use cvss::v3::MetricType as M;
+    [M::AV, M::AC, M::PR, M::UI, M::S, M::C, M::I, M::A]
+};
+
+/// The CVSS v3.0/v3.1 base score of a vector such as
+/// `CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H`, per the FIRST CVSS v3.1 specification
+/// §7.1 and Appendix A (v3.0 rounds up to one decimal, §7.1 of v3.0), computed by the
+/// `cvss` crate. Temporal and environmental metrics may follow and are ignored; each base
+/// metric must appear exactly once.
+pub fn cvss3_base_score(vector: &str) -> Result<f64, ScanError> {
+    let invalid = |reason: String| ScanError::CvssInvalid {
+        vector: excerpt(vector),
+        reason: sanitize_message(&reason, 200),
+    };
+    let vector = vector.trim();
+    if !(vector.starts_with("CVSS:3.0/") || vector.starts_with("CVSS:3.1/")) {
         return Err(invalid(
-            "a base metric (AV, AC, PR, UI, S, C, I, A) is missing",
+            "it does not start with `CVSS:3.0/` or `CVSS:3.1/`".to_owned(),
         ));
-    };
-    let changed = match s {
-        'U' => false,
-        'C' => true,
-        _ => return Err(invalid("`S` is not `U` or `C`")),
-    };
-    let bad = || invalid("a base metric has a value CVSS v3 does not define");
-    let av = match av {
-        'N' => 0.85,
-        'A' => 0.62,
-        'L' => 0.55,
-        'P' => 0.2,
-        _ => return Err(bad()),
-    };
-    let ac = match ac {
-        'L' => 0.77,
-        'H' => 0.44,
-        _ => return Err(bad()),
-    };
-    let pr = match (pr, changed) {
-        ('N', _) => 0.85,
-        ('L', false) => 0.62,
-        ('L', true) => 0.68,
-        ('H', false) => 0.27,
-        ('H', true) => 0.5,
-        _ => return Err(bad()),
-    };
-    let ui = match ui {
-        'N' => 0.85,
-        'R' => 0.62,
-        _ => return Err(bad()),
-    };
-    let cia = |m: char| match m {
-        'H' => Ok(0.56),
-        'L' => Ok(0.22),
-        'N' => Ok(0.0),
-        _ => Err(bad()),
-    };
-    let (c, i, a) = (cia(c)?, cia(i)?, cia(a)?);
-
-    let iss = 1.0 - ((1.0 - c) * (1.0 - i) * (1.0 - a));
-    let impact = if changed {
-        7.52 * (iss - 0.029) - 3.25 * (iss - 0.02_f64).powi(15)
-    } else {
-        6.42 * iss
-    };
-    let exploitability = 8.22 * av * ac * pr * ui;
-    if impact <= 0.0 {
-        return Ok(0.0);
     }
-    let raw = if changed {
-        (1.08 * (impact + exploitability)).min(10.0)
-    } else {
-        (impact + exploitability).min(10.0)
-    };
-    Ok(if version == 30 {
-        // CVSS v3.0 §7.1: round up to one decimal.
-        (raw * 10.0).ceil() / 10.0
-    } else {
-        roundup(raw)
-    })
+    // The crate upper-cases names and values before parsing; CVSS spells them in capitals,
+    // and this parser accepted nothing else before the crate was used.
+    if vector.chars().any(|c| c.is_ascii_lowercase()) {
+        return Err(invalid(
+            "metric names and values are written in capitals".to_owned(),
+        ));
+    }
+    let parsed: cvss::v3::Vector = vector.parse().map_err(|e| invalid(format!("{e}")))?;
+    // The crate scores a missing base metric as 0; the specification has no such vector.
+    let present = parsed
+        .metrics()
+        .filter(|(metric, _)| CVSS3_BASE_METRICS.contains(metric))
+        .count();
+    if present != CVSS3_BASE_METRICS.len() {
+        return Err(invalid(
+            "a base metric (AV, AC, PR, UI, S, C, I, A) is missing".to_owned(),
+        ));
+    }
+    Ok(parsed.base_score().value())
 }
 
-/// CVSS v3.1 Appendix A `Roundup`: the smallest one-decimal number not below `input`,
-/// computed on integers to avoid floating-point artefacts (4.000000001 → 4.0... and not 4.1).
-fn roundup(input: f64) -> f64 {
-    let int_input = (input * 100_000.0).round() as i64;
-    if int_input % 10_000 == 0 {
-        int_input as f64 / 100_000.0
-    } else {
-        ((int_input / 10_000) + 1) as f64 / 10.0
+/// The CVSS v4.0 score of a vector such as
+/// `CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N`, per the FIRST CVSS
+/// v4.0 specification (macro vectors and FIRST's lookup table), computed by the `cvss`
+/// crate. Threat and environmental metrics count when present (CVSS-B, -BT, -BE or -BTE,
+/// as the vector is); every base metric is required. [`Severity::from_score`] rates the
+/// result with the same thresholds as a v3 score.
+pub fn cvss4_score(vector: &str) -> Result<f64, ScanError> {
+    let invalid = |reason: String| ScanError::CvssInvalid {
+        vector: excerpt(vector),
+        reason: sanitize_message(&reason, 200),
+    };
+    let vector = vector.trim();
+    if !vector.starts_with(CVSS4_PREFIX) {
+        return Err(invalid(format!("it does not start with `{CVSS4_PREFIX}`")));
     }
-}
-
-/// Temporal (§3) and environmental (§4) metric names of CVSS v3.
-fn is_optional_metric(name: &str) -> bool {
-    matches!(
-        name,
-        "E" | "RL"
-            | "RC"
-            | "CR"
-            | "IR"
-            | "AR"
-            | "MAV"
-            | "MAC"
-            | "MPR"
-            | "MUI"
-            | "MS"
-            | "MC"
-            | "MI"
-            | "MA"
-    )
+    if vector.chars().any(|c| c.is_ascii_lowercase()) {
+        return Err(invalid(
+            "metric names and values are written in capitals".to_owned(),
+        ));
+    }
+    let parsed: cvss::v4::Vector = vector.parse().map_err(|e| invalid(format!("{e}")))?;
+    Ok(parsed.score().value())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const OSV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata/osv");
+    const OSV: zerofn_testkit::testdata::Dir = zerofn_testkit::testdata::dir("osv");
 
     pub(crate) fn read_json(rel: &str) -> Advisory {
         let bytes = std::fs::read(format!("{OSV}/{rel}")).unwrap();
@@ -836,6 +796,7 @@ mod tests {
             "CVSS:3.1/AV:N/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
             "CVSS:3.1/AV:X/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
             "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H/ZZ:1",
+            "CVSS:3.1/AV:n/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
             "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N",
         ] {
             assert!(
@@ -843,8 +804,100 @@ mod tests {
                 "{bad}"
             );
         }
+        // The `Roundup` of CVSS v3.1 Appendix A, now the `cvss` crate's.
+        let roundup = |x: f64| cvss::v3::Score::new(x).roundup().value();
         assert_eq!(roundup(4.02), 4.1);
         assert_eq!(roundup(4.000_000_000_1), 4.0);
+    }
+
+    #[test]
+    fn cvss4_scores() {
+        // Scores as FIRST's CVSS v4.0 calculator (https://www.first.org/cvss/calculator/4.0)
+        // and the CNAs publish them; the last is CVE-2025-47273 (setuptools, 7.7 High).
+        for (vector, want) in [
+            (
+                "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N",
+                9.3,
+            ),
+            (
+                "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:H/SI:H/SA:H",
+                10.0,
+            ),
+            (
+                "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:N/VI:N/VA:N/SC:N/SI:N/SA:N",
+                0.0,
+            ),
+            (
+                "CVSS:4.0/AV:L/AC:L/AT:N/PR:L/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N",
+                8.5,
+            ),
+            (
+                "CVSS:4.0/AV:P/AC:H/AT:P/PR:H/UI:A/VC:N/VI:N/VA:L/SC:N/SI:N/SA:N",
+                1.0,
+            ),
+            (
+                "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:N/VI:H/VA:N/SC:N/SI:N/SA:N/E:P",
+                7.7,
+            ),
+        ] {
+            let score = cvss4_score(vector).unwrap();
+            assert!((score - want).abs() < 1e-9, "{vector}: {score} != {want}");
+        }
+        for bad in [
+            "",
+            "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
+            "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N",
+            "CVSS:4.0/AV:N/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N",
+            "CVSS:4.0/AV:X/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N",
+            "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N/ZZ:1",
+            "CVSS:4.0/av:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N",
+        ] {
+            assert!(
+                matches!(cvss4_score(bad), Err(ScanError::CvssInvalid { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    fn record_with_severity(severity: serde_json::Value) -> Advisory {
+        Advisory::from_value(serde_json::json!({
+            "id": "GHSA-test-cvss-v4",
+            "severity": severity,
+            "affected": [{"package": {"ecosystem": "npm", "name": "x"}, "versions": ["1.0.0"]}]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn cvss4_vectors_rate_records_without_v3() {
+        let v4_critical = "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N";
+        let v4_high = "CVSS:4.0/AV:L/AC:L/AT:N/PR:L/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N";
+        let v3_medium = "CVSS:3.1/AV:N/AC:L/PR:N/UI:R/S:C/C:L/I:L/A:N";
+        let only_v4 = record_with_severity(serde_json::json!([
+            {"type": "CVSS_V4", "score": v4_high},
+            {"type": "CVSS_V4", "score": v4_critical}
+        ]));
+        assert_eq!(only_v4.severity, Severity::Critical);
+        // With a v3 vector, v3 decides, as before v4 vectors were read.
+        let both = record_with_severity(serde_json::json!([
+            {"type": "CVSS_V3", "score": v3_medium},
+            {"type": "CVSS_V4", "score": v4_critical}
+        ]));
+        assert_eq!(both.severity, Severity::Medium);
+        // A v3 vector that does not score leaves the decision to v4.
+        let bad_v3 = record_with_severity(serde_json::json!([
+            {"type": "CVSS_V3", "score": "CVSS:3.1/AV:N"},
+            {"type": "CVSS_V4", "score": v4_high}
+        ]));
+        assert_eq!(bad_v3.severity, Severity::High);
+        let bad_v4 = record_with_severity(serde_json::json!([
+            {"type": "CVSS_V4", "score": "CVSS:4.0/AV:N"}
+        ]));
+        assert_eq!(bad_v4.severity, Severity::Unknown);
+        let none = record_with_severity(serde_json::json!([
+            {"type": "CVSS_V4", "score": "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:N/VI:N/VA:N/SC:N/SI:N/SA:N"}
+        ]));
+        assert_eq!(none.severity, Severity::Low);
     }
 
     #[test]
@@ -888,6 +941,7 @@ mod tests {
         #[test]
         fn cvss_parser_never_panics(text in "(CVSS:3\\.[01]/)?([A-Z]{1,3}:[A-Z]/){0,10}") {
             let _ = cvss3_base_score(&text);
+            let _ = cvss4_score(&text);
         }
     }
 }

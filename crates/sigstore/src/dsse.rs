@@ -4,8 +4,8 @@
 
 use serde::Deserialize;
 
-use crate::digest::Digest;
 use crate::error::AdmissionError;
+use zerofn_types::Digest;
 
 /// The payload type of an in-toto statement.
 pub(crate) const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";

@@ -1,0 +1,108 @@
+//! [`ManifestError`]: why a function manifest was refused.
+//!
+//! Messages are shown to users by the CLI and the control API, so they follow Cedar's
+//! `style_guide.md`: lowercase, no trailing period, inputs in backticks, what failed and
+//! what to do; outside text is passed through [`zerofn_types::excerpt`] first.
+
+use zerofn_types::NameError;
+
+/// Why a function manifest (`zerofn.toml`) was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// The manifest is larger than any sensible manifest.
+    #[error("manifest is {size} bytes, over the limit of {limit} bytes; remove unneeded content")]
+    TooLarge {
+        /// Its size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+
+    /// The TOML does not parse, or has unknown, missing or mistyped keys. The message carries
+    /// the line and column and names the key.
+    #[error("manifest is not valid: {0}")]
+    Toml(#[source] toml::de::Error),
+
+    /// `name` or `tenant` is not a DNS label ([`NameError`] says which).
+    #[error(transparent)]
+    Name(#[from] NameError),
+
+    /// `component` is not a plain `.wasm` file name.
+    #[error("`component` = `{component}` is invalid: {reason}; use a plain file name beside the manifest, such as `hello.wasm`")]
+    InvalidComponent {
+        /// The offending value (escaped and shortened).
+        component: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+
+    /// `routes` is empty.
+    #[error("`routes` is empty; add at least one route, such as `routes = [\"/hello\"]`")]
+    NoRoutes,
+
+    /// A route is not a normalised absolute URL path.
+    #[error("route `{route}` is invalid: {reason}")]
+    InvalidRoute {
+        /// The offending route (escaped and shortened).
+        route: String,
+        /// Which rule it breaks and what to write instead.
+        reason: String,
+    },
+
+    /// The same route appears twice.
+    #[error("route `{route}` is listed more than once in `routes`; remove the duplicate")]
+    DuplicateRoute {
+        /// The repeated route.
+        route: String,
+    },
+
+    /// A `[limits]` value is outside its allowed range.
+    #[error("`{key}` = {value} is out of range; use a value from {min} to {max}")]
+    LimitOutOfRange {
+        /// The key, such as `limits.memory_mb`.
+        key: &'static str,
+        /// The value found.
+        value: i64,
+        /// The smallest allowed value.
+        min: u32,
+        /// The largest allowed value.
+        max: u32,
+    },
+
+    /// A `[layers]` key is not an interface name.
+    #[error("`[layers]` key `{import}` is invalid: {reason}; write the import the layer satisfies, such as `\"zerofn:greet/greeter\"`")]
+    InvalidLayerImport {
+        /// The offending key (escaped and shortened).
+        import: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+
+    /// A `[layers]` value is not a digest.
+    #[error("`[layers]` digest `{digest}` for `{import}` is invalid; write the published layer's digest as `sha256:` followed by 64 lowercase hex digits (see `zerofn layer list`)")]
+    InvalidLayerDigest {
+        /// The import it was given for.
+        import: String,
+        /// The offending value (escaped and shortened).
+        digest: String,
+    },
+
+    /// A `[permissions]`, `[invoke]` or `[config]` entry is invalid.
+    #[error("`{key}` is invalid: {problem}")]
+    Permission {
+        /// The key, such as `permissions.kv`.
+        key: &'static str,
+        /// What is wrong, naming the entry.
+        problem: String,
+    },
+
+    /// More layers than allowed.
+    #[error("`[layers]` pins {count} layers, more than the {limit} allowed; merge layers or drop unused ones")]
+    TooManyLayers {
+        /// How many were pinned.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+}

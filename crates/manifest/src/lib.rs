@@ -1,0 +1,23 @@
+#![forbid(unsafe_code)]
+//! The function manifest, `zerofn.toml` ([`Manifest`]): the function's and tenant's names,
+//! its component file, its [`Route`]s, [`Limits`], the layers it pins by digest (keyed by
+//! [`InterfaceName`]) and the permissions it asks for. [`normalize_path`] is the one path
+//! normalisation that routes and the gateway share.
+//!
+//! # Trust
+//! * Trusts nothing in a manifest: it is parsed into types that hold their rules
+//!   ([`zerofn_types::FunctionName`], [`zerofn_types::TenantName`], [`Route`],
+//!   [`InterfaceName`], [`zerofn_types::Digest`]), with a size limit, and unknown, missing or
+//!   mistyped keys, out-of-range limits and invalid entries are refused with a specific
+//!   [`ManifestError`]. Outside text quoted in a message is escaped.
+//! * Trusts `zerofn-policy` for the shape of permissions (a manifest's `[permissions]`,
+//!   `[invoke]` and `[config]` become [`zerofn_policy::Permissions`]).
+//! * A parsed manifest is a request, not a grant: it proves nothing about who signed the
+//!   component (that is `zerofn-sigstore`'s and `zerofn-admission`'s job).
+//! * Never panics on input.
+
+mod error;
+mod manifest;
+
+pub use error::ManifestError;
+pub use manifest::{normalize_path, InterfaceName, Limits, Manifest, Route, MAX_LAYERS};
