@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use zerofn_identity::VerifiedSpiffeId;
 use zerofn_policy::{Principal, Source};
+use zerofn_types::InvocationId;
 
 /// Who an invocation is for.
 #[derive(Clone, Debug)]
@@ -18,7 +19,7 @@ pub enum Caller {
         tenant: String,
         name: String,
         spiffe_id: VerifiedSpiffeId,
-        parent_invocation: String,
+        parent_invocation: InvocationId,
     },
 }
 
@@ -79,7 +80,7 @@ impl Caller {
             } => serde_json::json!({
                 "kind": "function",
                 "spiffe_id": spiffe_id.to_string(),
-                "parent_invocation": parent_invocation,
+                "parent_invocation": parent_invocation.as_str(),
             }),
         }
     }

@@ -3,17 +3,18 @@
 use bytes::Bytes;
 use http::{header, Response, StatusCode};
 use zerofn_sandbox::InvokeError;
+use zerofn_types::InvocationId;
 
 /// A JSON error body `{"error":{"kind","message","invocation_id"}}`.
 pub fn error_response(
     status: StatusCode,
     kind: &str,
     message: &str,
-    invocation_id: Option<&str>,
+    invocation_id: Option<&InvocationId>,
 ) -> Response<Bytes> {
     let mut error = serde_json::json!({ "kind": kind, "message": message });
     if let (Some(id), Some(obj)) = (invocation_id, error.as_object_mut()) {
-        obj.insert("invocation_id".into(), id.into());
+        obj.insert("invocation_id".into(), id.as_str().into());
     }
     let body = serde_json::json!({ "error": error }).to_string();
     let mut resp = Response::new(Bytes::from(body));

@@ -17,6 +17,8 @@ use zerofn_listener::ListenerConfig;
 use zerofn_sandbox::{LoadedFunction, Sandbox};
 use zerofn_store::Store;
 
+use zerofn_types::InvocationId;
+
 use crate::caller::Caller;
 use crate::host::{BoxFuture, HostServices, Invocations, WorkloadIdentity};
 use crate::limits::{BodyBudget, CallTree};
@@ -189,11 +191,11 @@ impl Gateway {
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let invocation_id = uuid::Uuid::new_v4().to_string();
+        let invocation_id = InvocationId::new();
         let span = tracing::info_span!("invoke", invocation_id = %invocation_id);
         let mut resp =
             tracing::Instrument::instrument(self.invoke(req, &invocation_id), span).await;
-        if let Ok(v) = HeaderValue::from_str(&invocation_id) {
+        if let Ok(v) = HeaderValue::from_str(invocation_id.as_str()) {
             resp.headers_mut().insert(INVOCATION_HEADER, v);
         }
         resp.map(Full::new)

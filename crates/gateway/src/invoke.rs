@@ -24,6 +24,8 @@ use zerofn_listener::PeerAddr;
 use zerofn_policy::{Decision, Permit, RequestContext, Resource, RuntimeAction, RuntimeRequest};
 use zerofn_sandbox::{InvokeOptions, LoadedFunction};
 
+use zerofn_types::InvocationId;
+
 use crate::caller::Caller;
 use crate::errors::{error_response, invoke_status};
 use crate::gateway::{Gateway, INVOCATION_HEADER};
@@ -33,7 +35,11 @@ use crate::limits::{earlier, strip_platform_headers, BodyReservation, CallTree};
 impl Gateway {
     /// The public path: route, decide from the head, then read the body
     /// within its limits, then run.
-    pub(crate) async fn invoke<B>(self: &Arc<Self>, req: Request<B>, id: &str) -> Response<Bytes>
+    pub(crate) async fn invoke<B>(
+        self: &Arc<Self>,
+        req: Request<B>,
+        id: &InvocationId,
+    ) -> Response<Bytes>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -144,7 +150,7 @@ impl Gateway {
             }
         };
         let mut request = Request::from_parts(parts, body);
-        if let Ok(v) = HeaderValue::from_str(id) {
+        if let Ok(v) = HeaderValue::from_str(id.as_str()) {
             request.headers_mut().insert(INVOCATION_HEADER, v);
         }
         let response = self
@@ -179,14 +185,14 @@ impl Gateway {
         deadline: Instant,
     ) -> Response<Bytes> {
         let started = Instant::now();
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = InvocationId::new();
         strip_platform_headers(request.headers_mut());
         if let Caller::Function { spiffe_id, .. } = &caller {
             if let Ok(v) = HeaderValue::from_str(&spiffe_id.to_string()) {
                 request.headers_mut().insert(CALLER_HEADER, v);
             }
         }
-        if let Ok(v) = HeaderValue::from_str(&id) {
+        if let Ok(v) = HeaderValue::from_str(id.as_str()) {
             request.headers_mut().insert(INVOCATION_HEADER, v);
         }
         let mut unrecorded = Unrecorded::new(
@@ -256,7 +262,7 @@ impl Gateway {
             unrecorded.disarm();
             refusal_unrecorded(&id)
         };
-        if let Ok(v) = HeaderValue::from_str(&id) {
+        if let Ok(v) = HeaderValue::from_str(id.as_str()) {
             resp.headers_mut().insert(INVOCATION_HEADER, v);
         }
         resp
@@ -307,7 +313,7 @@ impl Gateway {
         function: &LoadedFunction,
         caller: &Caller,
         depth: u32,
-        id: &str,
+        id: &InvocationId,
         started: Instant,
         decision: &Decision,
         invoke_decision: serde_json::Value,
@@ -342,7 +348,7 @@ impl Gateway {
         request: Request<Bytes>,
         caller: &Caller,
         depth: u32,
-        id: &str,
+        id: &InvocationId,
         started: Instant,
         tree: Arc<CallTree>,
         deadline: Option<Instant>,
@@ -423,7 +429,7 @@ impl Gateway {
     async fn refuse(
         &self,
         record: AuditRecord,
-        id: &str,
+        id: &InvocationId,
         status: StatusCode,
         kind: &str,
         message: &str,
@@ -442,7 +448,7 @@ impl Gateway {
         &self,
         ip: Option<IpAddr>,
         record: AuditRecord,
-        id: &str,
+        id: &InvocationId,
         status: StatusCode,
         kind: &str,
         message: &str,
@@ -467,7 +473,7 @@ impl Gateway {
 
 /// The answer to a refusal whose audit record could not be written: the
 /// request is refused all the same, as an outage of the log (fail closed).
-fn refusal_unrecorded(id: &str) -> Response<Bytes> {
+fn refusal_unrecorded(id: &InvocationId) -> Response<Bytes> {
     error_response(
         StatusCode::INTERNAL_SERVER_ERROR,
         "audit_unavailable",
@@ -493,7 +499,7 @@ pub(crate) struct Unrecorded {
 
 struct Pending {
     function: Arc<LoadedFunction>,
-    id: String,
+    id: InvocationId,
     caller: serde_json::Value,
     depth: u32,
     started: Instant,
@@ -504,7 +510,7 @@ impl Unrecorded {
     fn new(
         audit: AuditLog,
         function: &Arc<LoadedFunction>,
-        id: &str,
+        id: &InvocationId,
         caller: &Caller,
         depth: u32,
         started: Instant,
@@ -577,7 +583,7 @@ impl Drop for Unrecorded {
 /// The record of one invocation of `function`, without detail or reason.
 fn invoke_record(
     function: &LoadedFunction,
-    id: &str,
+    id: &InvocationId,
     started: Instant,
     outcome: Outcome,
     status: u16,

@@ -324,26 +324,10 @@ pub enum IdentityError {
 pub(crate) const EXCERPT_CHARS: usize = 120;
 
 /// Outside text made safe to quote in a message: at most [`EXCERPT_CHARS`] characters,
-/// control characters, bidirectional overrides and backticks escaped.
+/// control characters, bidirectional overrides and backticks escaped (the workspace's one
+/// quoting function, `zerofn_types::quote`).
 pub(crate) fn excerpt(text: &str) -> String {
-    let mut out = String::new();
-    for (count, c) in text.chars().enumerate() {
-        if count >= EXCERPT_CHARS {
-            out.push('…');
-            break;
-        }
-        if c == '`' {
-            out.push_str("\\`");
-        } else if c.is_control()
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
-        {
-            // CVE-2021-42574 ("Trojan Source") is why bidirectional overrides are escaped.
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    zerofn_types::quote(text, EXCERPT_CHARS)
 }
 
 #[cfg(test)]

@@ -45,6 +45,12 @@ impl InvocationId {
     }
 }
 
+impl From<&InvocationId> for String {
+    fn from(id: &InvocationId) -> String {
+        id.0.clone()
+    }
+}
+
 impl fmt::Display for InvocationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -24,4 +24,4 @@ mod text;
 pub use digest::{parse_sha256_hex, Digest, DigestError};
 pub use invocation::{InvocationId, InvocationIdError};
 pub use names::{FunctionName, NameError, TenantName, NAME_RULE};
-pub use text::{escape, excerpt, printable, sanitize_message, EXCERPT_CHARS};
+pub use text::{escape, excerpt, printable, quote, sanitize_message, EXCERPT_CHARS};

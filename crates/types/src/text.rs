@@ -14,6 +14,12 @@ pub fn excerpt(text: &str) -> String {
     sanitize(text, EXCERPT_CHARS, true)
 }
 
+/// [`excerpt`] with another length cut: escaped, backticks escaped, at most `max_chars`
+/// characters.
+pub fn quote(text: &str, max_chars: usize) -> String {
+    sanitize(text, max_chars, true)
+}
+
 /// Outside text made safe to print whole (escaped as [`excerpt`] does, backticks kept, up
 /// to 1024 characters): for values a user asked to see, such as a verified SAN.
 pub fn escape(text: &str) -> String {

@@ -51,6 +51,8 @@ use zerofn_sandbox::host_interface::{
 use zerofn_sandbox::LoadedFunction;
 use zerofn_store::Store;
 
+use zerofn_types::InvocationId;
+
 use crate::caller::Caller;
 use crate::limits::CallTree;
 use crate::policies::Policies;
@@ -137,7 +139,7 @@ pub struct InvocationHost {
     services: Arc<HostServices>,
     invocations: Arc<dyn Invocations>,
     function: Arc<LoadedFunction>,
-    invocation_id: String,
+    invocation_id: InvocationId,
     depth: u32,
     /// Shared by every invocation of this root request.
     tree: Arc<CallTree>,
@@ -151,7 +153,7 @@ impl InvocationHost {
         services: Arc<HostServices>,
         invocations: Arc<dyn Invocations>,
         function: Arc<LoadedFunction>,
-        invocation_id: &str,
+        invocation_id: &InvocationId,
         depth: u32,
         tree: Arc<CallTree>,
         deadline: Instant,
@@ -160,7 +162,7 @@ impl InvocationHost {
             services,
             invocations,
             function,
-            invocation_id: invocation_id.to_owned(),
+            invocation_id: invocation_id.clone(),
             depth,
             tree,
             deadline,

@@ -11,6 +11,7 @@ mod attest;
 mod capabilities;
 mod conformance;
 mod gateway_hardening;
+mod golden;
 mod hardening_memory;
 mod harness;
 mod js;
