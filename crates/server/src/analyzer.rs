@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
 use zerofn_policy::{KvMode, Permissions};
 
 use crate::control::{ControlError, ControlPlane};
@@ -18,28 +17,8 @@ use crate::control::{ControlError, ControlPlane};
 /// Most audit records one analysis reads.
 const MAX_RECORDS: u32 = 1_000_000;
 
-/// The analysis of one function.
-#[derive(Debug, Serialize)]
-pub struct FunctionAccess {
-    pub tenant: String,
-    pub name: String,
-    pub granted: Vec<String>,
-    pub used: Vec<String>,
-    pub unused: Vec<String>,
-    /// Denied requests seen (permissions the function tried to use).
-    pub denied: Vec<String>,
-    /// The least-privilege declaration, as manifest TOML.
-    pub suggested: String,
-}
-
-/// The whole report.
-#[derive(Debug, Serialize)]
-pub struct AccessReport {
-    pub since: String,
-    pub records: usize,
-    pub truncated: bool,
-    pub functions: Vec<FunctionAccess>,
-}
+// The report is the API's own type, shared with the CLI.
+pub use zerofn_api::{AccessReport, FunctionAccess};
 
 /// The units a manifest grants.
 pub(crate) fn granted_units(p: &Permissions) -> BTreeSet<String> {
@@ -201,7 +180,7 @@ impl ControlPlane {
         }
         Ok(AccessReport {
             since: since.to_owned(),
-            records: rows.len(),
+            records: u64::try_from(rows.len()).unwrap_or(u64::MAX),
             truncated,
             functions,
         })

@@ -110,27 +110,8 @@ pub struct DeployRequest {
     pub attestations: Vec<SubmittedFile>,
 }
 
-/// The result of a successful deployment.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct DeployResponse {
-    pub tenant: String,
-    pub name: String,
-    pub digest: String,
-    pub signer: String,
-    pub routes: Vec<String>,
-    /// The function's SPIFFE ID.
-    pub spiffe_id: String,
-    /// The policies that admitted it.
-    #[serde(default)]
-    pub admitted_by: Vec<String>,
-    /// Layers composed in: import -> layer digest (empty without layers).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub layers: BTreeMap<String, String>,
-    /// The digest of the composed component that runs, when it differs
-    /// from `digest` (the signed function's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub composed_digest: Option<String>,
-}
+/// The result of a successful deployment: the API's own type, shared with the CLI.
+pub use zerofn_api::Deployed as DeployResponse;
 
 /// Tenants, deployments and the audit log behind the control API.
 pub struct ControlPlane {
