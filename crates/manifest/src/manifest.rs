@@ -240,7 +240,7 @@ fn check_permissions(
     for text in &kv {
         let grant = KvGrant::parse(text).map_err(|problem| ManifestError::Permission {
             key: "permissions.kv",
-            problem,
+            problem: problem.to_string(),
         })?;
         if p.kv.iter().any(|g| g.bucket == grant.bucket) {
             return Err(ManifestError::Permission {
@@ -273,7 +273,7 @@ fn check_permissions(
     for text in &from {
         let source = InvokeSource::parse(text).map_err(|problem| ManifestError::Permission {
             key: "invoke.from",
-            problem,
+            problem: problem.to_string(),
         })?;
         p.invoke_from.insert(source);
     }

@@ -38,7 +38,7 @@ pub use control::{
 };
 pub use decision::{Decision, Permit, Reason};
 pub use error::PolicyError;
-pub use permissions::{InvokeSource, KvGrant, KvMode, Permissions};
+pub use permissions::{GrantError, InvokeSource, KvGrant, KvMode, Permissions};
 pub use runtime::{
     Principal, RequestContext, Resource, RuntimeAction, RuntimePolicies, RuntimePoliciesBuilder,
     RuntimeRequest, Source,

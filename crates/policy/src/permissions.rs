@@ -39,6 +39,36 @@ impl KvMode {
     }
 }
 
+/// Why a manifest's grant (`[permissions] kv`, `[invoke] from`) is refused. Quoted text is
+/// escaped where the error is made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    /// A key-value grant without `:<access>`.
+    #[error("`{text}` is not `<bucket>:<read|write|read-write>`")]
+    NotKvGrant { text: String },
+    /// The access part of a key-value grant is not one of the three.
+    #[error("`{text}`: the access must be read, write or read-write, not `{access}`")]
+    Access { text: String, access: String },
+    /// A bucket, function, tenant or event-source name breaks the naming rule.
+    #[error("{kind} `{name}` {why}")]
+    Name {
+        kind: &'static str,
+        name: String,
+        why: &'static str,
+    },
+    /// An invoke source of none of the four forms.
+    #[error("`{text}` is not `public`, a function name, `tenant:<name>` or `event:<name>`")]
+    NotInvokeSource { text: String },
+}
+
+fn name_error(kind: &'static str, name: &str, why: &'static str) -> GrantError {
+    GrantError::Name {
+        kind,
+        name: name.escape_debug().to_string(),
+        why,
+    }
+}
+
 /// One key-value grant: `"<bucket>:<mode>"`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct KvGrant {
@@ -48,24 +78,22 @@ pub struct KvGrant {
 
 impl KvGrant {
     /// Parses `orders:read`, `cache:read-write`, `log:write`.
-    pub fn parse(text: &str) -> Result<KvGrant, String> {
-        let (bucket, mode) = text.rsplit_once(':').ok_or_else(|| {
-            format!(
-                "`{}` is not `<bucket>:<read|write|read-write>`",
-                text.escape_debug()
-            )
-        })?;
-        valid_name(bucket).map_err(|why| format!("bucket `{}` {why}", bucket.escape_debug()))?;
+    pub fn parse(text: &str) -> Result<KvGrant, GrantError> {
+        let (bucket, mode) = text
+            .rsplit_once(':')
+            .ok_or_else(|| GrantError::NotKvGrant {
+                text: text.escape_debug().to_string(),
+            })?;
+        valid_name(bucket).map_err(|why| name_error("bucket", bucket, why))?;
         let mode = match mode {
             "read" => KvMode::Read,
             "write" => KvMode::Write,
             "read-write" => KvMode::ReadWrite,
             other => {
-                return Err(format!(
-                    "`{}`: the access must be read, write or read-write, not `{}`",
-                    text.escape_debug(),
-                    other.escape_debug()
-                ))
+                return Err(GrantError::Access {
+                    text: text.escape_debug().to_string(),
+                    access: other.escape_debug().to_string(),
+                })
             }
         };
         Ok(KvGrant {
@@ -95,10 +123,10 @@ pub enum InvokeSource {
 }
 
 impl InvokeSource {
-    pub fn parse(text: &str) -> Result<InvokeSource, String> {
-        let named = |kind: &str, name: &str| {
+    pub fn parse(text: &str) -> Result<InvokeSource, GrantError> {
+        let named = |kind: &'static str, name: &str| {
             valid_name(name)
-                .map_err(|why| format!("{kind} `{}` {why}", name.escape_debug()))
+                .map_err(|why| name_error(kind, name, why))
                 .map(|()| name.to_owned())
         };
         if text == "public" {
@@ -108,10 +136,9 @@ impl InvokeSource {
         } else if let Some(e) = text.strip_prefix("event:") {
             named("event source", e).map(InvokeSource::Event)
         } else if text.contains(':') {
-            Err(format!(
-                "`{}` is not `public`, a function name, `tenant:<name>` or `event:<name>`",
-                text.escape_debug()
-            ))
+            Err(GrantError::NotInvokeSource {
+                text: text.escape_debug().to_string(),
+            })
         } else {
             named("function", text).map(InvokeSource::Function)
         }
@@ -281,11 +308,16 @@ mod tests {
         );
         assert!(KvGrant::parse("orders")
             .unwrap_err()
+            .to_string()
             .contains("<bucket>:<read|write|read-write>"));
         assert!(KvGrant::parse("orders:admin")
             .unwrap_err()
+            .to_string()
             .contains("not `admin`"));
-        assert!(KvGrant::parse("Orders:read").unwrap_err().contains("a-z"));
+        assert!(KvGrant::parse("Orders:read")
+            .unwrap_err()
+            .to_string()
+            .contains("a-z"));
         assert!(KvGrant::parse("a\"b:read").is_err());
         assert_eq!(InvokeSource::parse("public").unwrap(), InvokeSource::Public);
         assert_eq!(

@@ -187,14 +187,15 @@ impl ControlPlane {
     }
 }
 
-/// Parses `30m`, `24h`, `7d`, `90s` into seconds.
-pub fn parse_duration(text: &str) -> Result<u64, String> {
-    let bad = || {
-        format!(
-            "`{}` is not a duration such as 90s, 30m, 24h or 7d",
-            text.escape_debug()
-        )
-    };
+/// A `since` that is not a duration (the text is escaped).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a duration such as 90s, 30m, 24h or 7d")]
+pub struct DurationError(String);
+
+/// Parses `30m`, `24h`, `7d`, `90s` into seconds. Hand-written rather than `humantime`:
+/// weeks and longer units are refused on purpose (the analyzer reads a bounded window).
+pub fn parse_duration(text: &str) -> Result<u64, DurationError> {
+    let bad = || DurationError(text.escape_debug().to_string());
     let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (n, unit) = text.split_at(split);
     let n: u64 = n.parse().map_err(|_| bad())?;

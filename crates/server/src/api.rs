@@ -1135,8 +1135,8 @@ fn analyzer_query(query: Option<&str>) -> Result<AnalyzerQuery, ControlError> {
             "tenant" => q.tenant = Some(v),
             "name" => q.name = Some(v),
             "since" => {
-                window =
-                    crate::analyzer::parse_duration(&v).map_err(ControlError::InvalidRequest)?
+                window = crate::analyzer::parse_duration(&v)
+                    .map_err(|e| ControlError::InvalidRequest(e.to_string()))?
             }
             other => {
                 return Err(ControlError::InvalidRequest(format!(
