@@ -132,8 +132,9 @@ impl CertificateAuthority {
             path: cert_path.clone(),
             reason,
         };
-        let der = x509_svid::single_certificate_der(&cert_pem).map_err(&invalid)?;
-        let cert = x509_svid::parse_certificate(&der).map_err(&invalid)?;
+        let der =
+            x509_svid::single_certificate_der(&cert_pem).map_err(|e| invalid(e.to_string()))?;
+        let cert = x509_svid::parse_certificate(&der).map_err(|e| invalid(e.to_string()))?;
         let verifying_key = VerifyingKey::from(ca_key.public_key());
 
         let cert_key = p256::PublicKey::from_public_key_der(cert.public_key().raw)

@@ -289,8 +289,7 @@ pub(crate) fn verify(
     cert_pem: &str,
     now: OffsetDateTime,
 ) -> Result<SpiffeId, IdentityError> {
-    let der = single_certificate_der(cert_pem)
-        .map_err(|reason| IdentityError::CertificateMalformed { reason })?;
+    let der = single_certificate_der(cert_pem)?;
     verify_der(ca, &der, now).map(|(id, _)| id)
 }
 
@@ -302,15 +301,9 @@ pub(crate) fn verify_der(
     now: OffsetDateTime,
 ) -> Result<(SpiffeId, SerialNumber), IdentityError> {
     if der.len() > MAX_CERT_PEM_BYTES {
-        return Err(IdentityError::CertificateMalformed {
-            reason: format!(
-                "input is {} bytes, more than the {MAX_CERT_PEM_BYTES} allowed",
-                der.len()
-            ),
-        });
+        return Err(CertificateDecodeError::TooLarge(der.len()).into());
     }
-    let cert =
-        parse_certificate(der).map_err(|reason| IdentityError::CertificateMalformed { reason })?;
+    let cert = parse_certificate(der)?;
     let serial = SerialNumber::from_be_bytes(cert.raw_serial());
     let untrusted = |reason| IdentityError::CertificateUntrusted {
         serial: serial.clone(),
@@ -465,38 +458,68 @@ fn leaf_spiffe_id(
     })
 }
 
+/// Why certificate input is not exactly one DER X.509 certificate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum CertificateDecodeError {
+    /// The input is larger than any certificate this CA issues.
+    #[error("input is {0} bytes, more than the {max} allowed", max = MAX_CERT_PEM_BYTES)]
+    TooLarge(usize),
+    /// There is no PEM block.
+    #[error("no PEM block found")]
+    NoPemBlock,
+    /// The PEM block does not decode.
+    #[error("PEM block is invalid ({0})")]
+    PemInvalid(String),
+    /// There is more than one PEM block.
+    #[error("more than one PEM block found")]
+    SeveralPemBlocks,
+    /// The PEM block is not a `CERTIFICATE` (its label, escaped).
+    #[error("PEM block is `{0}`, not `CERTIFICATE`")]
+    NotACertificateBlock(String),
+    /// Bytes follow the DER certificate.
+    #[error("trailing bytes after the certificate")]
+    TrailingBytes,
+    /// The DER is not a certificate.
+    #[error("not a DER X.509 certificate ({0})")]
+    NotDer(String),
+}
+
+impl From<CertificateDecodeError> for IdentityError {
+    fn from(e: CertificateDecodeError) -> Self {
+        IdentityError::CertificateMalformed {
+            reason: e.to_string(),
+        }
+    }
+}
+
 /// The DER of the one `CERTIFICATE` PEM block in `pem_text`.
-pub(crate) fn single_certificate_der(pem_text: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn single_certificate_der(pem_text: &str) -> Result<Vec<u8>, CertificateDecodeError> {
     if pem_text.len() > MAX_CERT_PEM_BYTES {
-        return Err(format!(
-            "input is {} bytes, more than the {MAX_CERT_PEM_BYTES} allowed",
-            pem_text.len()
-        ));
+        return Err(CertificateDecodeError::TooLarge(pem_text.len()));
     }
     let mut blocks = Pem::iter_from_buffer(pem_text.as_bytes());
     let first = match blocks.next() {
-        None => return Err("no PEM block found".to_owned()),
-        Some(Err(e)) => return Err(format!("PEM block is invalid ({e})")),
+        None => return Err(CertificateDecodeError::NoPemBlock),
+        Some(Err(e)) => return Err(CertificateDecodeError::PemInvalid(e.to_string())),
         Some(Ok(pem)) => pem,
     };
     if blocks.next().is_some() {
-        return Err("more than one PEM block found".to_owned());
+        return Err(CertificateDecodeError::SeveralPemBlocks);
     }
     if first.label != "CERTIFICATE" {
-        return Err(format!(
-            "PEM block is `{}`, not `CERTIFICATE`",
-            excerpt(&first.label)
-        ));
+        return Err(CertificateDecodeError::NotACertificateBlock(excerpt(
+            &first.label,
+        )));
     }
     Ok(first.contents)
 }
 
 /// Parse DER that must be exactly one certificate.
-pub(crate) fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, String> {
+pub(crate) fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, CertificateDecodeError> {
     match X509Certificate::from_der(der) {
         Ok(([], cert)) => Ok(cert),
-        Ok(_) => Err("trailing bytes after the certificate".to_owned()),
-        Err(e) => Err(format!("not a DER X.509 certificate ({e})")),
+        Ok(_) => Err(CertificateDecodeError::TrailingBytes),
+        Err(e) => Err(CertificateDecodeError::NotDer(e.to_string())),
     }
 }
 

@@ -159,25 +159,65 @@ impl Operators {
     }
 
     /// The operator a client certificate (DER) authenticates, or why it does not.
-    pub(crate) async fn authenticate(&self, cert_der: &[u8]) -> Result<OperatorName, String> {
+    pub(crate) async fn authenticate(
+        &self,
+        cert_der: &[u8],
+    ) -> Result<OperatorName, OperatorRefusal> {
         let (id, serial) = self
             .ca
-            .verify_x509_svid_der(cert_der, OffsetDateTime::now_utc())
-            .map_err(|e| e.to_string())?;
+            .verify_x509_svid_der(cert_der, OffsetDateTime::now_utc())?;
         let Some(name) = OperatorName::from_spiffe_id(&id, self.ca.trust_domain())
             .filter(|n| n.as_str() != ROOT_OPERATOR)
         else {
-            return Err(format!("`{id}` is not an operator identity"));
+            return Err(OperatorRefusal::NotAnOperator { id: id.to_string() });
         };
         match self.store.operator_cert(serial.as_str()).await {
             Ok(Some(row)) if row.name == name.as_str() && row.revoked_at.is_none() => Ok(name),
-            Ok(Some(row)) if row.revoked_at.is_some() => Err(format!(
-                "certificate `{serial}` of operator `{name}` has been revoked"
-            )),
-            Ok(_) => Err(format!(
-                "certificate `{serial}` was not issued to operator `{name}` by this platform"
-            )),
-            Err(e) => Err(format!("cannot look up certificate `{serial}`: {e}")),
+            Ok(Some(row)) if row.revoked_at.is_some() => {
+                Err(OperatorRefusal::Revoked { serial, name })
+            }
+            Ok(_) => Err(OperatorRefusal::NotIssuedTo { serial, name }),
+            Err(source) => Err(OperatorRefusal::Lookup { serial, source }),
         }
     }
+}
+
+/// Why a client certificate does not authenticate an operator. The message is the audited
+/// refusal reason, after `client certificate refused: `.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OperatorRefusal {
+    /// The certificate is not an X509-SVID of this trust domain (malformed, untrusted,
+    /// expired or revoked by the CA).
+    #[error(transparent)]
+    Certificate(#[from] zerofn_identity::IdentityError),
+    /// The SPIFFE ID is not an operator's (or is root's, which only the token names).
+    #[error("`{id}` is not an operator identity")]
+    NotAnOperator {
+        /// The certificate's SPIFFE ID.
+        id: String,
+    },
+    /// The operator's certificate has been revoked on the platform.
+    #[error("certificate `{serial}` of operator `{name}` has been revoked")]
+    Revoked {
+        /// The certificate's serial.
+        serial: SerialNumber,
+        /// The operator it names.
+        name: OperatorName,
+    },
+    /// The platform did not issue this certificate to this operator.
+    #[error("certificate `{serial}` was not issued to operator `{name}` by this platform")]
+    NotIssuedTo {
+        /// The certificate's serial.
+        serial: SerialNumber,
+        /// The operator it names.
+        name: OperatorName,
+    },
+    /// The certificate row could not be read.
+    #[error("cannot look up certificate `{serial}`: {source}")]
+    Lookup {
+        /// The certificate's serial.
+        serial: SerialNumber,
+        /// The store's error.
+        source: zerofn_store::StoreError,
+    },
 }

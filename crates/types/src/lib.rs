@@ -23,5 +23,5 @@ mod text;
 
 pub use digest::{parse_sha256_hex, Digest, DigestError};
 pub use invocation::{InvocationId, InvocationIdError};
-pub use names::{FunctionName, NameError, TenantName, NAME_RULE};
+pub use names::{FunctionName, LabelRule, NameError, TenantName, NAME_RULE};
 pub use text::{escape, excerpt, printable, quote, sanitize_message, EXCERPT_CHARS};

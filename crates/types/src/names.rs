@@ -18,7 +18,7 @@ pub enum NameError {
         /// The offending name (escaped and shortened).
         name: String,
         /// Which rule it breaks.
-        reason: String,
+        reason: LabelRule,
     },
 
     /// A tenant name is not a DNS label.
@@ -27,30 +27,53 @@ pub enum NameError {
         /// The offending name (escaped and shortened).
         name: String,
         /// Which rule it breaks.
-        reason: String,
+        reason: LabelRule,
     },
+}
+
+/// The rule of a DNS label that a name breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LabelRule {
+    /// The name is empty.
+    #[error("it is empty")]
+    Empty,
+    /// The name holds a character outside `a-z`, `0-9`, `-` (escaped).
+    #[error("`{0}` is not allowed")]
+    CharacterNotAllowed(String),
+    /// The name is longer than 63 bytes.
+    #[error("it is {0} characters long")]
+    TooLong(usize),
+    /// The name does not start with a letter.
+    #[error("it does not start with a letter")]
+    NotStartingWithLetter,
+    /// The name ends with `-`.
+    #[error("it ends with `-`")]
+    EndsWithHyphen,
 }
 
 /// Checks a DNS label (RFC 1035 §2.3.1, lowercase only): 1-63 of `a-z`, `0-9`, `-`,
 /// starting with a letter, not ending with `-`. Returns which rule is broken.
-fn check_dns_label(name: &str) -> Result<(), String> {
+fn check_dns_label(name: &str) -> Result<(), LabelRule> {
     if name.is_empty() {
-        return Err("it is empty".to_owned());
+        return Err(LabelRule::Empty);
     }
     if let Some(c) = name
         .chars()
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
     {
-        return Err(format!("`{}` is not allowed", c.escape_default()));
+        return Err(LabelRule::CharacterNotAllowed(
+            c.escape_default().to_string(),
+        ));
     }
     if name.len() > 63 {
-        return Err(format!("it is {} characters long", name.len()));
+        return Err(LabelRule::TooLong(name.len()));
     }
     if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Err("it does not start with a letter".to_owned());
+        return Err(LabelRule::NotStartingWithLetter);
     }
     if name.ends_with('-') {
-        return Err("it ends with `-`".to_owned());
+        return Err(LabelRule::EndsWithHyphen);
     }
     Ok(())
 }

@@ -78,7 +78,7 @@ impl InvocationHost {
                 return Ok(crate::errors::error_response(
                     StatusCode::FORBIDDEN,
                     "call_denied",
-                    &why,
+                    &why.to_string(),
                     Some(&self.invocation_id),
                 ))
             }

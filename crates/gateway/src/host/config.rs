@@ -24,7 +24,7 @@ impl InvocationHost {
                 what,
             )
             .await
-            .map_err(CapabilityError::Denied)?;
+            .map_err(|why| CapabilityError::Denied(why.to_string()))?;
         Ok(self.config_values(&authorized.permit, key))
     }
 

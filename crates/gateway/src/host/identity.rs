@@ -67,7 +67,7 @@ impl InvocationHost {
             .await
         {
             Ok(authorized) => authorized,
-            Err(why) => return bad(StatusCode::FORBIDDEN, "identity_denied", &why),
+            Err(why) => return bad(StatusCode::FORBIDDEN, "identity_denied", &why.to_string()),
         };
         match self.issue_jwt_svid(&authorized.permit, &audience) {
             Ok((token, expires_at)) => {
@@ -89,16 +89,29 @@ impl InvocationHost {
     }
 
     /// Issue an authorized JWT-SVID: the token and its expiry (RFC 3339).
-    fn issue_jwt_svid(&self, _permit: &Permit, audience: &str) -> Result<(String, String), String> {
+    fn issue_jwt_svid(
+        &self,
+        _permit: &Permit,
+        audience: &str,
+    ) -> Result<(String, String), IssueError> {
         let svid = self
             .services
             .identity
-            .jwt_svid(self.tenant(), self.name(), audience)
-            .map_err(|e| e.to_string())?;
+            .jwt_svid(self.tenant(), self.name(), audience)?;
         let expires_at = svid
             .expires_at()
-            .format(&time::format_description::well_known::Rfc3339)
-            .map_err(|e| e.to_string())?;
+            .format(&time::format_description::well_known::Rfc3339)?;
         Ok((svid.token().to_owned(), expires_at))
     }
+}
+
+/// Why no JWT-SVID could be issued to an authorized function.
+#[derive(Debug, thiserror::Error)]
+enum IssueError {
+    /// The identity service refused (an invalid audience, an unverified identity).
+    #[error(transparent)]
+    Identity(#[from] SvidRefusal),
+    /// The expiry does not format as RFC 3339.
+    #[error(transparent)]
+    Expiry(#[from] time::error::Format),
 }

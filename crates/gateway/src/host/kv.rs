@@ -60,7 +60,7 @@ impl InvocationHost {
         let authorized = self
             .authorize(action, resource, context, what)
             .await
-            .map_err(CapabilityError::Denied)?;
+            .map_err(|why| CapabilityError::Denied(why.to_string()))?;
         self.kv_act(&authorized.permit, bucket, op).await
     }
 

@@ -114,6 +114,45 @@ pub(crate) struct Authorized {
     pub(crate) caller: VerifiedSpiffeId,
 }
 
+/// Why a capability call was refused: the message the guest gets.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    /// The decision could not be recorded durably, so the call fails closed.
+    #[error("{what} could not be recorded in the audit log, so it is denied")]
+    NotRecorded {
+        /// The call, as described in audit records.
+        what: String,
+    },
+    /// An allow without a verified identity (which the policy should never give).
+    #[error("{what}: allowed without a verified identity, so denied")]
+    NoVerifiedIdentity {
+        /// The call.
+        what: String,
+    },
+    /// No policy permits the call: the manifest does not grant it.
+    #[error("{what} by {caller} is not permitted: {explain} (missing permission `{permission}`)")]
+    Unmatched {
+        /// The call.
+        what: String,
+        /// The function making it.
+        caller: String,
+        /// The decision's explanation.
+        explain: String,
+        /// The grant the call needs, in the manifest's terms.
+        permission: String,
+    },
+    /// A policy forbids the call (or the decision failed).
+    #[error("{what} by {caller} is not permitted: {explain}")]
+    Denied {
+        /// The call.
+        what: String,
+        /// The function making it.
+        caller: String,
+        /// The decision's explanation.
+        explain: String,
+    },
+}
+
 /// One decision, as listed in audit records.
 /// `permission` is the grant the request needs, in the manifest's terms
 /// (`kv:orders:read`, `call:billing`, `config`, `invoke:public`): what the
@@ -240,7 +279,7 @@ impl InvocationHost {
         resource: Resource,
         context: RequestContext,
         what: String,
-    ) -> Result<Authorized, String> {
+    ) -> Result<Authorized, Refusal> {
         let identity = self.services.identity.verify(self.tenant(), self.name());
         let decision = match &identity {
             Ok(_) => {
@@ -277,26 +316,25 @@ impl InvocationHost {
             self.capability_record(outcome, format!("{what}: {}", decision.explain()), detail);
         if let Err(error) = self.services.audit.append(record).await {
             tracing::error!(invocation_id = %self.invocation_id, %error, "capability audit failed; call denied");
-            return Err(format!(
-                "{what} could not be recorded in the audit log, so it is denied"
-            ));
+            return Err(Refusal::NotRecorded { what });
         }
         let explain = decision.explain();
         match (decision, identity) {
             // Allowed implies the identity verified (a refused identity
             // is a denial above); the verified SPIFFE ID is the caller's.
             (Decision::Allow(permit), Ok(caller)) => Ok(Authorized { permit, caller }),
-            (Decision::Allow(_), Err(_)) => Err(format!(
-                "{what}: allowed without a verified identity, so denied"
-            )),
-            (Decision::Deny(reason), _) if reason.is_unmatched() => Err(format!(
-                "{what} by {} is not permitted: {explain} (missing permission `{permission}`)",
-                self.me().describe(),
-            )),
-            (Decision::Deny(_), _) => Err(format!(
-                "{what} by {} is not permitted: {explain}",
-                self.me().describe(),
-            )),
+            (Decision::Allow(_), Err(_)) => Err(Refusal::NoVerifiedIdentity { what }),
+            (Decision::Deny(reason), _) if reason.is_unmatched() => Err(Refusal::Unmatched {
+                what,
+                caller: self.me().describe(),
+                explain,
+                permission,
+            }),
+            (Decision::Deny(_), _) => Err(Refusal::Denied {
+                what,
+                caller: self.me().describe(),
+                explain,
+            }),
         }
     }
 
