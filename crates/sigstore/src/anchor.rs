@@ -5,7 +5,7 @@
 
 use time::OffsetDateTime;
 
-use crate::signature::VerifierKey;
+use crate::signature::{KeyError, VerifierKey};
 
 /// A closed time interval (`dev.sigstore.common.v1.TimeRange`); no end means "still valid".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +26,6 @@ impl TimeRange {
 pub(crate) struct TransparencyLog {
     pub base_url: String,
     pub log_id: Vec<u8>,
-    pub key: Result<VerifierKey, String>,
+    pub key: Result<VerifierKey, KeyError>,
     pub valid_for: TimeRange,
 }

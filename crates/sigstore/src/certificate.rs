@@ -18,7 +18,7 @@ use x509_cert::ext::pkix::sct::{SignedCertificateTimestampList, Version as SctVe
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAltName};
 use x509_cert::spki::AlgorithmIdentifierOwned;
 
-use crate::signature::{HashAlgorithm, SignatureAlgorithm, VerifierKey};
+use crate::signature::{HashAlgorithm, KeyError, SignatureAlgorithm, VerifierKey};
 
 /// Fulcio's OIDC issuer extension, v1 (raw string value): `1.3.6.1.4.1.57264.1.1`
 /// (<https://github.com/sigstore/fulcio/blob/main/docs/oid-info.md>).
@@ -55,7 +55,7 @@ pub(crate) struct Certificate {
     signature_algorithm: ObjectIdentifier,
     signature: Vec<u8>,
     inner: x509_cert::Certificate,
-    key: Result<VerifierKey, String>,
+    key: Result<VerifierKey, KeyError>,
 }
 
 /// The signer identity a Fulcio certificate carries.
@@ -69,25 +69,20 @@ pub(crate) struct CertificateIdentity {
 
 impl Certificate {
     /// Parses one DER certificate.
-    pub(crate) fn from_der(der: &[u8]) -> Result<Certificate, String> {
-        let inner = x509_cert::Certificate::from_der(der)
-            .map_err(|e| format!("it is not a DER X.509 certificate ({e})"))?;
-        let parts = SignedParts::from_der(der)
-            .map_err(|e| format!("it is not a DER X.509 certificate ({e})"))?;
-        let tbs_der = parts
-            .tbs
-            .to_der()
-            .map_err(|e| format!("its TBS does not re-encode ({e})"))?;
+    pub(crate) fn from_der(der: &[u8]) -> Result<Certificate, CertificateError> {
+        let inner = x509_cert::Certificate::from_der(der).map_err(CertificateError::NotDer)?;
+        let parts = SignedParts::from_der(der).map_err(CertificateError::NotDer)?;
+        let tbs_der = parts.tbs.to_der().map_err(CertificateError::TbsEncoding)?;
         let signature = parts
             .signature
             .as_bytes()
-            .ok_or_else(|| "its signature bit string has unused bits".to_owned())?
+            .ok_or(CertificateError::SignatureUnusedBits)?
             .to_vec();
         let spki = inner
             .tbs_certificate
             .subject_public_key_info
             .to_der()
-            .map_err(|e| format!("its public key does not encode ({e})"))?;
+            .map_err(CertificateError::PublicKeyEncoding)?;
         Ok(Certificate {
             der: der.to_vec(),
             tbs_der,
@@ -103,8 +98,10 @@ impl Certificate {
     }
 
     /// The subject public key, or why it is not usable.
-    pub(crate) fn key(&self) -> Result<&VerifierKey, String> {
-        self.key.as_ref().map_err(Clone::clone)
+    pub(crate) fn key(&self) -> Result<&VerifierKey, CertificateError> {
+        self.key
+            .as_ref()
+            .map_err(|e| CertificateError::Key(e.clone()))
     }
 
     /// DER SubjectPublicKeyInfo.
@@ -150,16 +147,16 @@ impl Certificate {
     fn extension<T: for<'a> der::Decode<'a>>(
         &self,
         oid: ObjectIdentifier,
-    ) -> Result<Option<T>, String> {
+    ) -> Result<Option<T>, CertificateError> {
         let mut found = None;
         for ext in self.inner.tbs_certificate.extensions.iter().flatten() {
             if ext.extn_id == oid {
                 if found.is_some() {
-                    return Err(format!("extension `{oid}` appears twice"));
+                    return Err(CertificateError::ExtensionTwice(oid));
                 }
                 found = Some(
                     T::from_der(ext.extn_value.as_bytes())
-                        .map_err(|e| format!("extension `{oid}` is malformed ({e})"))?,
+                        .map_err(|e| CertificateError::ExtensionMalformed(oid, e))?,
                 );
             }
         }
@@ -178,7 +175,7 @@ impl Certificate {
 
     /// Whether this certificate may issue certificates: basicConstraints cA and, when key
     /// usage is present, keyCertSign (RFC 5280 §4.2.1.9, §4.2.1.3).
-    fn is_ca(&self) -> Result<bool, String> {
+    fn is_ca(&self) -> Result<bool, CertificateError> {
         let ca = self
             .extension::<BasicConstraints>(rfc5280::ID_CE_BASIC_CONSTRAINTS)?
             .is_some_and(|bc| bc.ca);
@@ -190,65 +187,62 @@ impl Certificate {
 
     /// Checks that `self` is an end-entity certificate for `purpose` (an extended key
     /// usage): not a CA, key usage digitalSignature, the EKU listed.
-    pub(crate) fn check_end_entity(&self, purpose: ObjectIdentifier) -> Result<(), String> {
+    pub(crate) fn check_end_entity(
+        &self,
+        purpose: ObjectIdentifier,
+    ) -> Result<(), CertificateError> {
         if self
             .extension::<BasicConstraints>(rfc5280::ID_CE_BASIC_CONSTRAINTS)?
             .is_some_and(|bc| bc.ca)
         {
-            return Err("it is a CA certificate, not a signing certificate".to_owned());
+            return Err(CertificateError::IsCa);
         }
         let usage = self
             .extension::<KeyUsage>(rfc5280::ID_CE_KEY_USAGE)?
-            .ok_or_else(|| "it has no key usage extension".to_owned())?;
+            .ok_or(CertificateError::NoKeyUsage)?;
         if !usage.digital_signature() {
-            return Err("its key usage does not include digitalSignature".to_owned());
+            return Err(CertificateError::NoDigitalSignature);
         }
         let extended = self
             .extension::<ExtendedKeyUsage>(rfc5280::ID_CE_EXT_KEY_USAGE)?
-            .ok_or_else(|| "it has no extended key usage extension".to_owned())?;
+            .ok_or(CertificateError::NoExtendedKeyUsage)?;
         if !extended.0.contains(&purpose) {
-            return Err(format!(
-                "its extended key usage does not include `{purpose}`"
-            ));
+            return Err(CertificateError::PurposeMissing(purpose));
         }
         Ok(())
     }
 
     /// Whether `self` was issued and signed by `issuer`, and `issuer` may issue.
-    pub(crate) fn verify_issued_by(&self, issuer: &Certificate) -> Result<(), String> {
+    pub(crate) fn verify_issued_by(&self, issuer: &Certificate) -> Result<(), CertificateError> {
         if self.inner.tbs_certificate.issuer != issuer.inner.tbs_certificate.subject {
-            return Err(format!(
-                "`{}` is not issued by `{}`",
-                self.subject(),
-                issuer.subject()
-            ));
+            return Err(CertificateError::NotIssuedBy {
+                subject: self.subject(),
+                issuer: issuer.subject(),
+            });
         }
         if !issuer.is_ca()? {
-            return Err(format!("`{}` is not a CA certificate", issuer.subject()));
+            return Err(CertificateError::NotCa {
+                subject: issuer.subject(),
+            });
         }
-        let algorithm =
-            SignatureAlgorithm::from_oid(&self.signature_algorithm, None).ok_or_else(|| {
-                format!(
-                    "signature algorithm `{}` is not supported",
-                    self.signature_algorithm
-                )
-            })?;
+        let algorithm = SignatureAlgorithm::from_oid(&self.signature_algorithm, None).ok_or(
+            CertificateError::SignatureAlgorithmUnsupported(self.signature_algorithm),
+        )?;
         if issuer
             .key()?
             .verifies_with(algorithm, &self.tbs_der, &self.signature)
         {
             Ok(())
         } else {
-            Err(format!(
-                "the signature of `{}` does not verify with the key of `{}`",
-                self.subject(),
-                issuer.subject()
-            ))
+            Err(CertificateError::SignatureInvalid {
+                subject: self.subject(),
+                issuer: issuer.subject(),
+            })
         }
     }
 
     /// The Fulcio identity: SANs (URI, email, otherName username) and OIDC issuer.
-    pub(crate) fn identity(&self) -> Result<CertificateIdentity, String> {
+    pub(crate) fn identity(&self) -> Result<CertificateIdentity, CertificateError> {
         let mut sans = Vec::new();
         if let Some(SubjectAltName(names)) =
             self.extension::<SubjectAltName>(rfc5280::ID_CE_SUBJECT_ALT_NAME)?
@@ -261,7 +255,7 @@ impl Certificate {
                         let text = other
                             .value
                             .decode_as::<Utf8StringRef<'_>>()
-                            .map_err(|e| format!("its otherName SAN is not a UTF8String ({e})"))?;
+                            .map_err(CertificateError::OtherNameNotUtf8)?;
                         sans.push(text.as_str().to_owned());
                     }
                     _ => {}
@@ -271,7 +265,7 @@ impl Certificate {
         let issuer = match self.raw_extension(FULCIO_ISSUER_V2) {
             Some(der) => Some(
                 Utf8StringRef::from_der(der)
-                    .map_err(|e| format!("its OIDC issuer (v2) is not a UTF8String ({e})"))?
+                    .map_err(CertificateError::IssuerV2NotUtf8)?
                     .as_str()
                     .to_owned(),
             ),
@@ -279,7 +273,7 @@ impl Certificate {
                 // v1 stores the issuer as the raw extension value, not DER.
                 Some(raw) => Some(
                     std::str::from_utf8(raw)
-                        .map_err(|_| "its OIDC issuer (v1) is not UTF-8".to_owned())?
+                        .map_err(|_| CertificateError::IssuerV1NotUtf8)?
                         .to_owned(),
                 ),
                 None => None,
@@ -290,13 +284,12 @@ impl Certificate {
 
     /// The RFC 6962 §3.2 precertificate TBS: this certificate's TBS without the embedded SCT
     /// list (and without a poison extension, should one be present).
-    fn precertificate_tbs(&self) -> Result<Vec<u8>, String> {
+    fn precertificate_tbs(&self) -> Result<Vec<u8>, SctError> {
         let mut tbs = self.inner.tbs_certificate.clone();
         if let Some(extensions) = tbs.extensions.as_mut() {
             extensions.retain(|ext| ext.extn_id != SCT_LIST && ext.extn_id != CT_POISON);
         }
-        tbs.to_der()
-            .map_err(|e| format!("the precertificate TBS does not encode ({e})"))
+        tbs.to_der().map_err(SctError::TbsEncoding)
     }
 
     /// Verifies the embedded SCTs (RFC 6962 §3.2, §3.3) issued for this certificate signed
@@ -305,21 +298,19 @@ impl Certificate {
         &self,
         issuer: &Certificate,
         logs: &[crate::anchor::TransparencyLog],
-    ) -> Result<(), String> {
-        let list = self
-            .raw_extension(SCT_LIST)
-            .ok_or_else(|| "the certificate has no embedded SCT".to_owned())?;
+    ) -> Result<(), SctError> {
+        let list = self.raw_extension(SCT_LIST).ok_or(SctError::Missing)?;
         // The extension value is an OCTET STRING holding the TLS-encoded list (RFC 6962 §3.3).
         let scts = SignedCertificateTimestampList::from_der(list)
-            .map_err(|e| format!("the SCT list is malformed ({e})"))?
+            .map_err(|e| SctError::ListMalformed(e.to_string()))?
             .parse_timestamps()
-            .map_err(|e| format!("the SCT list is malformed ({e:?})"))?;
+            .map_err(|e| SctError::ListMalformed(format!("{e:?}")))?;
         let tbs = self.precertificate_tbs()?;
         let issuer_key_hash = HashAlgorithm::Sha256.digest(&issuer.spki_der());
         let tbs_len = u32::try_from(tbs.len())
             .ok()
             .filter(|len| *len < (1 << 24))
-            .ok_or_else(|| "the precertificate TBS is too long".to_owned())?;
+            .ok_or(SctError::TbsTooLong)?;
         let mut reasons = Vec::new();
         for serialized in scts {
             let sct = match serialized.parse_timestamp() {
@@ -376,11 +367,111 @@ impl Certificate {
             reasons.push("an SCT signature does not verify".to_owned());
         }
         Err(if reasons.is_empty() {
-            "the SCT list is empty".to_owned()
+            SctError::Empty
         } else {
-            reasons.join("; ")
+            SctError::NoneVerifies(reasons.join("; "))
         })
     }
+}
+
+/// Why a certificate does not parse, is not the kind of certificate a check needs, or was
+/// not issued by another. Messages complete "signing certificate is invalid: …" and the
+/// trusted root's and timestamp authorities' messages.
+#[derive(Clone, Debug, thiserror::Error)]
+pub(crate) enum CertificateError {
+    /// The bytes are not a DER certificate.
+    #[error("it is not a DER X.509 certificate ({0})")]
+    NotDer(der::Error),
+    /// The TBS part does not re-encode.
+    #[error("its TBS does not re-encode ({0})")]
+    TbsEncoding(der::Error),
+    /// The signature BIT STRING has unused bits.
+    #[error("its signature bit string has unused bits")]
+    SignatureUnusedBits,
+    /// The SubjectPublicKeyInfo does not encode.
+    #[error("its public key does not encode ({0})")]
+    PublicKeyEncoding(der::Error),
+    /// The subject public key is not usable.
+    #[error(transparent)]
+    Key(KeyError),
+    /// An extension appears twice.
+    #[error("extension `{0}` appears twice")]
+    ExtensionTwice(ObjectIdentifier),
+    /// An extension does not decode.
+    #[error("extension `{0}` is malformed ({1})")]
+    ExtensionMalformed(ObjectIdentifier, der::Error),
+    /// A CA certificate where a leaf is needed.
+    #[error("it is a CA certificate, not a signing certificate")]
+    IsCa,
+    /// No key usage extension on a leaf.
+    #[error("it has no key usage extension")]
+    NoKeyUsage,
+    /// Key usage without digitalSignature.
+    #[error("its key usage does not include digitalSignature")]
+    NoDigitalSignature,
+    /// No extended key usage extension on a leaf.
+    #[error("it has no extended key usage extension")]
+    NoExtendedKeyUsage,
+    /// The extended key usage lacks the purpose.
+    #[error("its extended key usage does not include `{0}`")]
+    PurposeMissing(ObjectIdentifier),
+    /// The issuer name is not the candidate issuer's subject.
+    #[error("`{subject}` is not issued by `{issuer}`")]
+    NotIssuedBy {
+        /// The issued certificate's subject.
+        subject: String,
+        /// The candidate issuer's subject.
+        issuer: String,
+    },
+    /// The candidate issuer may not issue certificates.
+    #[error("`{subject}` is not a CA certificate")]
+    NotCa {
+        /// The candidate issuer's subject.
+        subject: String,
+    },
+    /// The certificate is signed with an algorithm this verifier cannot check.
+    #[error("signature algorithm `{0}` is not supported")]
+    SignatureAlgorithmUnsupported(ObjectIdentifier),
+    /// The issuer's key does not verify the certificate's signature.
+    #[error("the signature of `{subject}` does not verify with the key of `{issuer}`")]
+    SignatureInvalid {
+        /// The issued certificate's subject.
+        subject: String,
+        /// The issuer's subject.
+        issuer: String,
+    },
+    /// The Fulcio otherName SAN is not a UTF8String.
+    #[error("its otherName SAN is not a UTF8String ({0})")]
+    OtherNameNotUtf8(der::Error),
+    /// The Fulcio OIDC issuer (v2) is not a UTF8String.
+    #[error("its OIDC issuer (v2) is not a UTF8String ({0})")]
+    IssuerV2NotUtf8(der::Error),
+    /// The Fulcio OIDC issuer (v1) is not UTF-8.
+    #[error("its OIDC issuer (v1) is not UTF-8")]
+    IssuerV1NotUtf8,
+}
+
+/// Why no embedded SCT of a certificate verifies.
+#[derive(Clone, Debug, thiserror::Error)]
+pub(crate) enum SctError {
+    /// No SCT list extension.
+    #[error("the certificate has no embedded SCT")]
+    Missing,
+    /// The SCT list does not decode.
+    #[error("the SCT list is malformed ({0})")]
+    ListMalformed(String),
+    /// The precertificate TBS does not encode.
+    #[error("the precertificate TBS does not encode ({0})")]
+    TbsEncoding(der::Error),
+    /// The precertificate TBS does not fit the TLS length prefix.
+    #[error("the precertificate TBS is too long")]
+    TbsTooLong,
+    /// The list holds no SCT.
+    #[error("the SCT list is empty")]
+    Empty,
+    /// Every SCT was refused; why, one reason per SCT, joined by `; `.
+    #[error("{0}")]
+    NoneVerifies(String),
 }
 
 fn to_datetime(time: &x509_cert::time::Time) -> OffsetDateTime {

@@ -76,6 +76,41 @@ impl SignatureAlgorithm {
     }
 }
 
+/// Why a public key (a certificate's, a log's) is not usable for verification.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum KeyError {
+    /// The DER is not a SubjectPublicKeyInfo (the decoder's message).
+    #[error("it is not a SubjectPublicKeyInfo ({0})")]
+    NotSpki(String),
+    /// The key's BIT STRING has unused bits.
+    #[error("the key bit string has unused bits")]
+    UnusedBits,
+    /// An EC key without a named curve.
+    #[error("the EC key has no named curve")]
+    NoNamedCurve,
+    /// The bytes are not a point of the named curve.
+    #[error("the key is not a {0} point")]
+    NotOnCurve(&'static str),
+    /// An EC curve other than P-256 and P-384.
+    #[error("EC curve `{0}` is not supported")]
+    CurveUnsupported(ObjectIdentifier),
+    /// An Ed25519 key of the wrong length.
+    #[error("the Ed25519 key is not 32 bytes")]
+    Ed25519Length,
+    /// An Ed25519 key that is not a valid point.
+    #[error("the Ed25519 key is invalid")]
+    Ed25519Invalid,
+    /// An RSA key that does not decode (the decoder's message).
+    #[error("the RSA key is invalid ({0})")]
+    RsaInvalid(String),
+    /// Any other key algorithm.
+    #[error("key algorithm `{0}` is not supported")]
+    AlgorithmUnsupported(ObjectIdentifier),
+    /// A log key in the deprecated raw PKCS#1 form (`PKCS1_RSA_PKCS1V5`).
+    #[error("its key is a PKCS#1 RSAPublicKey, which is not supported")]
+    Pkcs1Unsupported,
+}
+
 /// A public key that verifies signatures. Built only from a DER SubjectPublicKeyInfo.
 #[derive(Clone, Debug)]
 pub(crate) enum VerifierKey {
@@ -88,42 +123,40 @@ pub(crate) enum VerifierKey {
 impl VerifierKey {
     /// Reads a DER SubjectPublicKeyInfo (RFC 5280 §4.1.2.7). Refuses, naming it, any key
     /// that is not ECDSA P-256/P-384, Ed25519 or RSA.
-    pub(crate) fn from_spki_der(der: &[u8]) -> Result<VerifierKey, String> {
-        let spki = SubjectPublicKeyInfoRef::try_from(der)
-            .map_err(|e| format!("it is not a SubjectPublicKeyInfo ({e})"))?;
+    pub(crate) fn from_spki_der(der: &[u8]) -> Result<VerifierKey, KeyError> {
+        let spki =
+            SubjectPublicKeyInfoRef::try_from(der).map_err(|e| KeyError::NotSpki(e.to_string()))?;
         let bits = || {
             spki.subject_public_key
                 .as_bytes()
-                .ok_or_else(|| "the key bit string has unused bits".to_owned())
+                .ok_or(KeyError::UnusedBits)
         };
         match spki.algorithm.oid {
             rfc5912::ID_EC_PUBLIC_KEY => {
                 let curve = spki
                     .algorithm
                     .parameters_oid()
-                    .map_err(|_| "the EC key has no named curve".to_owned())?;
+                    .map_err(|_| KeyError::NoNamedCurve)?;
                 match curve {
                     rfc5912::SECP_256_R_1 => p256::ecdsa::VerifyingKey::from_sec1_bytes(bits()?)
                         .map(VerifierKey::P256)
-                        .map_err(|_| "the key is not a P-256 point".to_owned()),
+                        .map_err(|_| KeyError::NotOnCurve("P-256")),
                     rfc5912::SECP_384_R_1 => p384::ecdsa::VerifyingKey::from_sec1_bytes(bits()?)
                         .map(VerifierKey::P384)
-                        .map_err(|_| "the key is not a P-384 point".to_owned()),
-                    other => Err(format!("EC curve `{other}` is not supported")),
+                        .map_err(|_| KeyError::NotOnCurve("P-384")),
+                    other => Err(KeyError::CurveUnsupported(other)),
                 }
             }
             rfc8410::ID_ED_25519 => {
-                let bytes: [u8; 32] = bits()?
-                    .try_into()
-                    .map_err(|_| "the Ed25519 key is not 32 bytes".to_owned())?;
+                let bytes: [u8; 32] = bits()?.try_into().map_err(|_| KeyError::Ed25519Length)?;
                 ed25519_dalek::VerifyingKey::from_bytes(&bytes)
                     .map(VerifierKey::Ed25519)
-                    .map_err(|_| "the Ed25519 key is invalid".to_owned())
+                    .map_err(|_| KeyError::Ed25519Invalid)
             }
             rfc5912::RSA_ENCRYPTION => rsa::RsaPublicKey::try_from(spki)
                 .map(VerifierKey::Rsa)
-                .map_err(|e| format!("the RSA key is invalid ({e})")),
-            other => Err(format!("key algorithm `{other}` is not supported")),
+                .map_err(|e| KeyError::RsaInvalid(e.to_string())),
+            other => Err(KeyError::AlgorithmUnsupported(other)),
         }
     }
 
@@ -216,6 +249,7 @@ mod tests {
     fn unsupported_keys_are_named() {
         assert!(VerifierKey::from_spki_der(b"garbage")
             .unwrap_err()
+            .to_string()
             .starts_with("it is not a SubjectPublicKeyInfo"));
     }
 }

@@ -166,6 +166,7 @@ pub(crate) fn verify_timestamp(
                 [child, parent] => child.verify_issued_by(parent),
                 _ => Ok(()),
             })
+            .map_err(|e| e.to_string())
             .and_then(
                 |()| match authority.chain.iter().find(|c| !c.is_valid_at(gen_time)) {
                     Some(cert) => Err(format!(

@@ -19,7 +19,7 @@ use crate::anchor::{TimeRange, TransparencyLog};
 use crate::certificate::Certificate;
 use crate::encoding::decode_base64;
 use crate::error::AdmissionError;
-use crate::signature::VerifierKey;
+use crate::signature::{KeyError, VerifierKey};
 use zerofn_types::{excerpt, sanitize_message};
 
 /// Media types of trusted roots this crate reads.
@@ -172,7 +172,7 @@ fn transparency_log(
     let key_details = key.key_details.unwrap_or_default();
     let parsed = if key_details == "PKCS1_RSA_PKCS1V5" {
         // The deprecated raw PKCS#1 RSAPublicKey form; no Sigstore log signs with it today.
-        Err("its key is a PKCS#1 RSAPublicKey, which is not supported".to_owned())
+        Err(KeyError::Pkcs1Unsupported)
     } else {
         VerifierKey::from_spki_der(&der)
     };

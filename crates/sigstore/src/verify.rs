@@ -268,11 +268,13 @@ fn verify_keyless(
             reason: "the bundle has no certificate".to_owned(),
         });
     };
-    let leaf = Certificate::from_der(leaf_der)
-        .map_err(|reason| AdmissionError::CertificateInvalid { reason })?;
+    let leaf = Certificate::from_der(leaf_der).map_err(|e| AdmissionError::CertificateInvalid {
+        reason: e.to_string(),
+    })?;
     for der in rest {
-        let cert = Certificate::from_der(der)
-            .map_err(|reason| AdmissionError::CertificateInvalid { reason })?;
+        let cert = Certificate::from_der(der).map_err(|e| AdmissionError::CertificateInvalid {
+            reason: e.to_string(),
+        })?;
         if cert.is_self_issued() {
             return Err(AdmissionError::CertificateChainIncludesRoot {
                 subject: excerpt(&cert.subject()),
@@ -280,10 +282,12 @@ fn verify_keyless(
         }
     }
     leaf.check_end_entity(KP_CODE_SIGNING)
-        .map_err(|reason| AdmissionError::CertificateInvalid { reason })?;
-    let key = leaf
-        .key()
-        .map_err(|reason| AdmissionError::CertificateInvalid { reason })?;
+        .map_err(|e| AdmissionError::CertificateInvalid {
+            reason: e.to_string(),
+        })?;
+    let key = leaf.key().map_err(|e| AdmissionError::CertificateInvalid {
+        reason: e.to_string(),
+    })?;
 
     // 2. The signature over this artifact.
     let invalid_signature = || AdmissionError::CertificateSignatureInvalid { digest: *artifact };
@@ -420,12 +424,16 @@ fn verify_keyless(
 
     // 7. The SCT.
     leaf.verify_sct(issuer, &root.ctlogs)
-        .map_err(|reason| AdmissionError::SctInvalid { reason })?;
+        .map_err(|e| AdmissionError::SctInvalid {
+            reason: e.to_string(),
+        })?;
 
     // 8. The identity.
     let found = leaf
         .identity()
-        .map_err(|reason| AdmissionError::CertificateInvalid { reason })?;
+        .map_err(|e| AdmissionError::CertificateInvalid {
+            reason: e.to_string(),
+        })?;
     let expected_issuer = match identity {
         Identity::Exact { issuer, .. } | Identity::Regex { issuer, .. } => issuer,
     };
@@ -509,7 +517,7 @@ fn chain_to_authority<'r>(
             continue;
         };
         if let Err(reason) = leaf.verify_issued_by(issuer) {
-            reasons.push(reason);
+            reasons.push(reason.to_string());
             continue;
         }
         if let Some(t) = times.iter().find(|t| !authority.valid_for.contains(**t)) {
@@ -525,7 +533,7 @@ fn chain_to_authority<'r>(
             _ => Ok(()),
         });
         if let Err(reason) = chain {
-            reasons.push(reason);
+            reasons.push(reason.to_string());
             continue;
         }
         if let Some(cert) = authority
