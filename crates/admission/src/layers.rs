@@ -83,6 +83,77 @@ impl fmt::Debug for VerifiedLayer {
     }
 }
 
+/// Why a layer, or the composition of a function with its layers, was refused. Messages
+/// follow the same style as [`AdmissionError`]'s, which they wrap for a layer's bundle and
+/// signature.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayerError {
+    /// The layer's bundle is malformed or its signature does not verify with a trusted
+    /// signer of the tenant.
+    #[error(transparent)]
+    Signature(#[from] AdmissionError),
+
+    /// A layer component is larger than allowed.
+    #[error(
+        "layer is {size} bytes, over the limit of {limit} bytes; split it into smaller layers"
+    )]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+
+    /// A layer's bytes are not a valid WebAssembly component.
+    #[error("layer `{digest}` is not a valid WebAssembly component: {reason}; publish a component (not a core module)")]
+    NotAComponent {
+        /// The layer's digest.
+        digest: Digest,
+        /// What the parser said.
+        reason: String,
+    },
+
+    /// The manifest pins a layer that is not published (or was not supplied).
+    #[error("layer `{digest}` pinned for `{import}` is not published for this tenant; publish it with `zerofn layer publish` or pin a published digest (`zerofn layer list`)")]
+    Missing {
+        /// The import it was pinned for.
+        import: String,
+        /// The pinned digest.
+        digest: Digest,
+    },
+
+    /// The function does not import an interface its manifest pins a layer for.
+    #[error("the function `{digest}` does not import `{import}`, which its `[layers]` pins a layer for; remove the entry or import the interface")]
+    ImportMissing {
+        /// The pinned import.
+        import: String,
+        /// The function's signed digest.
+        digest: Digest,
+    },
+
+    /// A pinned layer does not export the interface it is pinned for.
+    #[error("layer `{digest}` does not export `{import}` (it exports: {exports}); pin a layer that exports it")]
+    ExportMissing {
+        /// The pinned import.
+        import: String,
+        /// The layer's digest.
+        digest: Digest,
+        /// What it does export.
+        exports: String,
+    },
+
+    /// Composing the function with its layers failed (a type mismatch between an export and
+    /// the import it is plugged into, or an invalid result).
+    #[error("cannot compose function `{digest}` with its layers: {reason}")]
+    CompositionFailed {
+        /// The function's signed digest.
+        digest: Digest,
+        /// What failed.
+        reason: String,
+    },
+}
+
 /// Verifies a layer: its bundle over the sha256 of `component` with one of `signers` (as
 /// [`verify_signature`] does for functions), then that it is a valid component. CPU-bound:
 /// async callers run it on a blocking thread.
@@ -91,9 +162,9 @@ pub fn verify_layer(
     bundle_json: &[u8],
     signers: &TrustedSigners,
     tenant: &str,
-) -> Result<VerifiedLayer, AdmissionError> {
+) -> Result<VerifiedLayer, LayerError> {
     if component.len() > MAX_LAYER_BYTES {
-        return Err(AdmissionError::LayerTooLarge {
+        return Err(LayerError::TooLarge {
             size: component.len(),
             limit: MAX_LAYER_BYTES,
         });
@@ -103,7 +174,7 @@ pub fn verify_layer(
     let verified = verify_signature(&digest, &bundle, signers, tenant)?;
     let mut types = Types::default();
     let package = Package::from_bytes("zerofn:layer", None, component.clone(), &mut types)
-        .map_err(|e| AdmissionError::LayerNotAComponent {
+        .map_err(|e| LayerError::NotAComponent {
             digest,
             reason: reason_of(&e),
         })?;
@@ -120,27 +191,29 @@ pub fn verify_layer(
 /// verified layer for every digest in `function.manifest().layers` (extra ones are ignored).
 /// A function without `[layers]` is returned unchanged. CPU-bound.
 ///
-/// Refusals: a pinned digest with no verified layer ([`AdmissionError::LayerMissing`]); a
+/// Refusals: a pinned digest with no verified layer ([`LayerError::Missing`]); a
 /// function that does not import a pinned interface
-/// ([`AdmissionError::LayerImportMissing`]); a layer that does not export it
-/// ([`AdmissionError::LayerExportMissing`]); an export whose type does not fit the import,
-/// or a composition that does not validate ([`AdmissionError::CompositionFailed`]).
+/// ([`LayerError::ImportMissing`]); a layer that does not export it
+/// ([`LayerError::ExportMissing`]); an export whose type does not fit the import,
+/// or a composition that does not validate ([`LayerError::CompositionFailed`]).
 pub fn compose(
     function: AdmittedArtifact,
     layers: &[VerifiedLayer],
-) -> Result<AdmittedArtifact, AdmissionError> {
+) -> Result<AdmittedArtifact, LayerError> {
     let pins = function.manifest().layers.clone();
     if pins.is_empty() {
         return Ok(function);
     }
     let mut plugs: Vec<(InterfaceName, &VerifiedLayer)> = Vec::with_capacity(pins.len());
     for (import, digest) in &pins {
-        let layer = layers.iter().find(|l| l.digest == *digest).ok_or_else(|| {
-            AdmissionError::LayerMissing {
-                import: import.as_str().to_owned(),
-                digest: *digest,
-            }
-        })?;
+        let layer =
+            layers
+                .iter()
+                .find(|l| l.digest == *digest)
+                .ok_or_else(|| LayerError::Missing {
+                    import: import.as_str().to_owned(),
+                    digest: *digest,
+                })?;
         plugs.push((import.clone(), layer));
     }
     let composed = plug(function.component(), function.signed_digest(), &plugs)?;
@@ -157,8 +230,8 @@ fn plug(
     function: &[u8],
     function_digest: Digest,
     plugs: &[(InterfaceName, &VerifiedLayer)],
-) -> Result<Vec<u8>, AdmissionError> {
-    let failed = |reason: String| AdmissionError::CompositionFailed {
+) -> Result<Vec<u8>, LayerError> {
+    let failed = |reason: String| LayerError::CompositionFailed {
         digest: function_digest,
         reason,
     };
@@ -173,7 +246,7 @@ fn plug(
     let (imports, exports) = world_names(graph.types(), package.ty());
     for (import, _) in plugs {
         if !imports.contains(import.as_str()) {
-            return Err(AdmissionError::LayerImportMissing {
+            return Err(LayerError::ImportMissing {
                 import: import.as_str().to_owned(),
                 digest: function_digest,
             });
@@ -189,7 +262,7 @@ fn plug(
             .map_err(|e| failed(reason_of(&e)))?;
         let (_, layer_exports) = world_names(graph.types(), package.ty());
         if !layer_exports.contains(import.as_str()) {
-            return Err(AdmissionError::LayerExportMissing {
+            return Err(LayerError::ExportMissing {
                 import: import.as_str().to_owned(),
                 digest: layer.digest,
                 exports: layer_exports.into_iter().collect::<Vec<_>>().join(", "),
@@ -342,7 +415,7 @@ mod tests {
         let f = function("zerofn:greet/greeter", other.digest(), FUNCTION_WAT, &key);
         let err = compose(f, std::slice::from_ref(&other)).unwrap_err();
         assert!(
-            matches!(&err, AdmissionError::LayerExportMissing { import, digest, exports }
+            matches!(&err, LayerError::ExportMissing { import, digest, exports }
                 if import == "zerofn:greet/greeter" && *digest == other.digest() && exports == "zerofn:other/thing"),
             "{err:?}"
         );
@@ -360,7 +433,7 @@ mod tests {
         let signed = f.signed_digest();
         let err = compose(f, &[greet]).unwrap_err();
         assert!(
-            matches!(&err, AdmissionError::LayerImportMissing { import, digest }
+            matches!(&err, LayerError::ImportMissing { import, digest }
                 if import == "zerofn:greet/greeter" && *digest == signed),
             "{err:?}"
         );
@@ -374,7 +447,7 @@ mod tests {
         let f = function("zerofn:greet/greeter", unknown, FUNCTION_WAT, &key);
         let err = compose(f, &[greet]).unwrap_err();
         assert!(
-            matches!(&err, AdmissionError::LayerMissing { digest, .. } if *digest == unknown),
+            matches!(&err, LayerError::Missing { digest, .. } if *digest == unknown),
             "{err:?}"
         );
         assert!(err.to_string().contains(&unknown.to_string()), "{err}");
@@ -388,7 +461,10 @@ mod tests {
         let bundle = sign_artifact(&bytes, &stranger).unwrap();
         let err = verify_layer(bytes, bundle.as_bytes(), &signers(&trusted), "acme").unwrap_err();
         assert!(
-            matches!(err, AdmissionError::SignatureInvalid { .. }),
+            matches!(
+                err,
+                LayerError::Signature(AdmissionError::SignatureInvalid { .. })
+            ),
             "{err:?}"
         );
     }
@@ -399,10 +475,7 @@ mod tests {
         let bytes = wasm("(module)");
         let bundle = sign_artifact(&bytes, &key).unwrap();
         let err = verify_layer(bytes, bundle.as_bytes(), &signers(&key), "acme").unwrap_err();
-        assert!(
-            matches!(err, AdmissionError::LayerNotAComponent { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, LayerError::NotAComponent { .. }), "{err:?}");
     }
 
     #[test]

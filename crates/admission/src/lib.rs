@@ -42,7 +42,7 @@ mod pipeline;
 mod slsa;
 
 pub use artifact::{admit, readmit, AdmittedArtifact};
-pub use layers::{compose, verify_layer, VerifiedLayer, MAX_LAYER_BYTES};
+pub use layers::{compose, verify_layer, LayerError, VerifiedLayer, MAX_LAYER_BYTES};
 pub use pipeline::{
     admit_submission, parse_severity, render_table, severity_name, AdmissionReport, AdmissionRules,
     Admitted, Check, CheckResult, Refused, Submission, SubmittedFile, CYCLONEDX_PREDICATE_PREFIX,

@@ -1002,6 +1002,7 @@ fn status_of(e: &ControlError) -> StatusCode {
             | zerofn_admission::AdmissionError::DsseNotSupported,
         ) => StatusCode::UNPROCESSABLE_ENTITY,
         ControlError::Admission(_)
+        | ControlError::Layer(_)
         | ControlError::Refused { .. }
         | ControlError::RouteNotOwned { .. } => StatusCode::FORBIDDEN,
         ControlError::Sandbox(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use zerofn_admission::{
-    readmit, AdmissionError, AdmissionReport, AdmittedArtifact, Digest, Manifest, ManifestError,
-    PolicyError, PublicKey, Route, SubmittedFile, TenantName, TrustedSigners,
+    readmit, AdmissionError, AdmissionReport, AdmittedArtifact, Digest, LayerError, Manifest,
+    ManifestError, PolicyError, PublicKey, Route, SubmittedFile, TenantName, TrustedSigners,
 };
 use zerofn_audit::{Action, AuditError, AuditLog, AuditRecord, Outcome, StoredRecord};
 use zerofn_gateway::Routes;
@@ -33,6 +33,9 @@ pub enum ControlError {
     Manifest(#[from] ManifestError),
     #[error("admission refused: {0}")]
     Admission(#[from] AdmissionError),
+    /// A layer, or the composition with it, was refused (its signature is `Admission`).
+    #[error("admission refused: {0}")]
+    Layer(LayerError),
     #[error("invalid public key: {0}")]
     InvalidKey(AdmissionError),
     /// The admission pipeline refused: the first failed check, and every check.
@@ -59,6 +62,17 @@ pub enum ControlError {
     Internal(String),
 }
 
+impl From<LayerError> for ControlError {
+    /// A layer's signature refusal is an admission refusal like a function's, with the same
+    /// kind and status.
+    fn from(e: LayerError) -> Self {
+        match e {
+            LayerError::Signature(e) => ControlError::Admission(e),
+            other => ControlError::Layer(other),
+        }
+    }
+}
+
 impl ControlError {
     /// Machine-readable kind for API error bodies.
     pub fn kind(&self) -> &'static str {
@@ -69,7 +83,7 @@ impl ControlError {
             ControlError::Admission(
                 AdmissionError::KeylessNotSupported | AdmissionError::DsseNotSupported,
             ) => "unsupported_bundle",
-            ControlError::Admission(_) => "admission_denied",
+            ControlError::Admission(_) | ControlError::Layer(_) => "admission_denied",
             ControlError::InvalidKey(_) => "invalid_key",
             ControlError::Refused { .. } => "admission_denied",
             ControlError::RouteNotOwned { .. } => "route_not_owned",
@@ -573,7 +587,7 @@ impl ControlPlane {
         tokio::task::spawn_blocking(move || compose_with_layers(artifact, rows, &signers))
             .await
             .map_err(|e| ControlError::Internal(e.to_string()))?
-            .map_err(ControlError::Admission)
+            .map_err(ControlError::from)
     }
 
     /// Remove a deployment and its routes.

@@ -7,7 +7,7 @@
 //! composed with it; its bytes never change (the digest is its name).
 
 use zerofn_admission::{
-    compose, verify_layer, AdmissionError, AdmittedArtifact, Digest, TrustedSigners, VerifiedLayer,
+    compose, verify_layer, AdmittedArtifact, Digest, LayerError, TrustedSigners, VerifiedLayer,
 };
 use zerofn_audit::{Action, AuditRecord, Outcome};
 use zerofn_store::{LayerRow, LayerSummary, StoreError};
@@ -210,7 +210,7 @@ pub(crate) fn compose_with_layers(
     function: AdmittedArtifact,
     rows: Vec<LayerRow>,
     signers: &TrustedSigners,
-) -> Result<AdmittedArtifact, AdmissionError> {
+) -> Result<AdmittedArtifact, LayerError> {
     if function.manifest().layers.is_empty() {
         return Ok(function);
     }

@@ -1,9 +1,8 @@
-//! [`AdmissionError`]: why a key, bundle, signature or layer was refused.
+//! [`AdmissionError`]: why a key, bundle or signature was refused.
 //!
-//! One enum for signing, verification and admission, so the control API and the CLI match
-//! on one type to choose a status or a hint. The layer and composition variants are raised
-//! by `zerofn-admission` (layers) but live here, with the rest of the refusals, so that the
-//! type keeps one owner and no crate has to wrap another's error.
+//! One enum for signing and verification, so the control API and the CLI match on one type
+//! to choose a status or a hint. Refusals of layers and their composition are
+//! `zerofn-admission`'s (`LayerError`), which wraps this one for a layer's signature.
 //!
 //! Messages are shown to users by the CLI and the control API, so they follow Cedar's
 //! `style_guide.md`: lowercase, no trailing period, inputs in backticks, what failed and
@@ -12,7 +11,7 @@
 
 use zerofn_types::{Digest, DigestError, TenantName};
 
-/// Why a key, bundle or component was refused.
+/// Why a key, bundle or signature was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AdmissionError {
@@ -292,65 +291,6 @@ pub enum AdmissionError {
         expected: Digest,
         /// The digest the bundle says it signs.
         found: Digest,
-    },
-
-    /// A layer component is larger than allowed.
-    #[error(
-        "layer is {size} bytes, over the limit of {limit} bytes; split it into smaller layers"
-    )]
-    LayerTooLarge {
-        /// Its size.
-        size: usize,
-        /// The limit.
-        limit: usize,
-    },
-
-    /// A layer's bytes are not a valid WebAssembly component.
-    #[error("layer `{digest}` is not a valid WebAssembly component: {reason}; publish a component (not a core module)")]
-    LayerNotAComponent {
-        /// The layer's digest.
-        digest: Digest,
-        /// What the parser said.
-        reason: String,
-    },
-
-    /// The manifest pins a layer that is not published (or was not supplied).
-    #[error("layer `{digest}` pinned for `{import}` is not published for this tenant; publish it with `zerofn layer publish` or pin a published digest (`zerofn layer list`)")]
-    LayerMissing {
-        /// The import it was pinned for.
-        import: String,
-        /// The pinned digest.
-        digest: Digest,
-    },
-
-    /// The function does not import an interface its manifest pins a layer for.
-    #[error("the function `{digest}` does not import `{import}`, which its `[layers]` pins a layer for; remove the entry or import the interface")]
-    LayerImportMissing {
-        /// The pinned import.
-        import: String,
-        /// The function's signed digest.
-        digest: Digest,
-    },
-
-    /// A pinned layer does not export the interface it is pinned for.
-    #[error("layer `{digest}` does not export `{import}` (it exports: {exports}); pin a layer that exports it")]
-    LayerExportMissing {
-        /// The pinned import.
-        import: String,
-        /// The layer's digest.
-        digest: Digest,
-        /// What it does export.
-        exports: String,
-    },
-
-    /// Composing the function with its layers failed (a type mismatch between an export and
-    /// the import it is plugged into, or an invalid result).
-    #[error("cannot compose function `{digest}` with its layers: {reason}")]
-    CompositionFailed {
-        /// The function's signed digest.
-        digest: Digest,
-        /// What failed.
-        reason: String,
     },
 }
 
