@@ -212,10 +212,27 @@ pub struct AdmissionView {
 pub struct FunctionPolicy {
     pub tenant: String,
     pub name: String,
+    /// The manifest's declarations, in manifest form.
+    #[serde(default)]
+    pub permissions: Permissions,
     /// The Cedar compiled from the manifest's declarations.
     pub compiled: String,
     /// The tenant's hand-written policy, if any.
     pub tenant_policy: Option<String>,
+}
+
+/// What a function's manifest grants and allows (`[permissions]`, `[invoke]`), each grant
+/// in manifest form.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permissions {
+    /// Key-value grants (`orders:read`).
+    pub kv: Vec<String>,
+    /// Functions of the same tenant it may call.
+    pub call: Vec<String>,
+    /// Whether it may read its own `[config]` values.
+    pub config: bool,
+    /// Who may invoke it (`public`, a function name, `tenant:<name>`, `event:<source>`).
+    pub invoke_from: Vec<String>,
 }
 
 /// One function in an access analysis.

@@ -14,9 +14,8 @@ use std::time::SystemTime;
 
 use sha2::{Digest as _, Sha256};
 use zerofn_admission::{
-    admit_submission, parse_severity, severity_name, AdmissionReport, AdmissionRules, Identity,
-    KeylessSigner, Manifest, PolicySet, PublicKey, Submission, TrustedRoot, TrustedSigners, VulnDb,
-    DB_FILE_NAME,
+    admit_submission, parse_severity, severity_name, AdmissionRules, Identity, KeylessSigner,
+    Manifest, PolicySet, PublicKey, Submission, TrustedRoot, TrustedSigners, VulnDb, DB_FILE_NAME,
 };
 use zerofn_audit::{Action, AuditRecord, Outcome};
 use zerofn_store::{AdmissionSettingsRow, TenantIdentityRow};
@@ -72,20 +71,8 @@ impl VulnDbCache {
 // The request bodies are the API's own types, shared with the CLI.
 pub use zerofn_api::{AddIdentity, AttestationFile as SubmittedAttestation, SetAdmission};
 
-/// What `admission show` prints.
-#[derive(Debug, serde::Serialize)]
-pub struct AdmissionView {
-    pub tenant: String,
-    pub key_ids: Vec<String>,
-    pub identities: Vec<TenantIdentityRow>,
-    /// The policy text in force (the default when none was set).
-    pub policy: String,
-    pub policy_ids: Vec<String>,
-    pub default_policy: bool,
-    pub severity_threshold: Option<String>,
-    pub require_sbom: bool,
-    pub updated_at: Option<String>,
-}
+// What `admission show` and `admission explain` print: the API's own types.
+pub use zerofn_api::{AdmissionView, Explained as ExplainResult};
 
 fn identity_id(kind: &str, san: &str, issuer: &str) -> String {
     let mut h = Sha256::new();
@@ -223,7 +210,7 @@ impl ControlPlane {
             tenant,
             name,
             admitted,
-            report,
+            checks: crate::answers::checks(report),
         })
     }
 
@@ -414,7 +401,10 @@ impl ControlPlane {
         Ok(AdmissionView {
             tenant: tenant.to_owned(),
             key_ids,
-            identities,
+            identities: identities
+                .iter()
+                .map(crate::answers::keyless_identity)
+                .collect(),
             policy: set.source().to_owned(),
             policy_ids: set.ids().to_vec(),
             default_policy,
@@ -423,14 +413,4 @@ impl ControlPlane {
             updated_at: settings.updated_at,
         })
     }
-}
-
-/// The answer of `explain`.
-#[derive(Debug, serde::Serialize)]
-pub struct ExplainResult {
-    pub tenant: String,
-    pub name: String,
-    pub admitted: bool,
-    #[serde(flatten)]
-    pub report: AdmissionReport,
 }

@@ -14,6 +14,7 @@
 
 mod admission;
 mod analyzer;
+mod answers;
 mod api;
 mod auth;
 mod authz;

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use zerofn_api::IssuedOperator;
 use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome};
 use zerofn_identity::{CertificateAuthority, OperatorName, SerialNumber, MAX_SVID_TTL};
 use zerofn_policy::ROOT_OPERATOR;
@@ -25,19 +26,6 @@ use crate::control::ControlError;
 
 /// Default lifetime of an operator certificate.
 pub(crate) const DEFAULT_OPERATOR_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// A certificate just issued to an operator.
-#[derive(Debug, serde::Serialize)]
-pub(crate) struct IssuedOperator {
-    pub(crate) name: String,
-    pub(crate) spiffe_id: String,
-    pub(crate) serial: String,
-    pub(crate) not_after: String,
-    /// The certificate, PEM.
-    pub(crate) certificate: String,
-    /// The trust bundle (platform CA, PEM) that the server certificate chains to.
-    pub(crate) ca: String,
-}
 
 pub(crate) struct Operators {
     ca: Arc<CertificateAuthority>,

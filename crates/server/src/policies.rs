@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
-use serde::Serialize;
 use zerofn_admission::Manifest;
 use zerofn_audit::{Action, AuditRecord, Outcome};
 use zerofn_policy::permissions::compile;
@@ -21,24 +20,18 @@ use crate::control::{ControlError, ControlPlane};
 #[derive(Default)]
 pub(crate) struct TenantSets(Mutex<BTreeMap<String, PolicySet>>);
 
-/// What `zerofn policy show TENANT NAME` prints.
-#[derive(Debug, Serialize)]
-pub struct FunctionPolicyView {
-    pub tenant: String,
-    pub name: String,
-    /// The manifest's declarations, in manifest form.
-    pub permissions: serde_json::Value,
-    /// The Cedar compiled from them.
-    pub compiled: String,
-    /// The tenant's hand-written policy, if any.
-    pub tenant_policy: Option<String>,
-}
+// The answers of `zerofn policy show TENANT NAME` and `zerofn policy set` are the API's own
+// types, which the CLI reads.
+use zerofn_api::{FunctionPolicy, TenantPolicySet};
 
-/// What `zerofn policy set` answers.
-#[derive(Debug, Serialize)]
-pub struct PolicySetResponse {
-    pub tenant: String,
-    pub policies: Vec<String>,
+/// A manifest's permissions as the API shows them: each grant in manifest form.
+fn permissions_answer(p: &zerofn_policy::permissions::Permissions) -> zerofn_api::Permissions {
+    zerofn_api::Permissions {
+        kv: p.kv.iter().map(ToString::to_string).collect(),
+        call: p.call.iter().cloned().collect(),
+        config: p.config,
+        invoke_from: p.invoke_from.iter().map(ToString::to_string).collect(),
+    }
 }
 
 fn compile_function(m: &Manifest) -> Result<PolicySet, ControlError> {
@@ -131,7 +124,7 @@ impl ControlPlane {
         actor: &str,
         tenant: &str,
         text: Option<&str>,
-    ) -> Result<PolicySetResponse, ControlError> {
+    ) -> Result<TenantPolicySet, ControlError> {
         let record = |outcome| AuditRecord::new(actor, Action::PolicySet, outcome).tenant(tenant);
         if !self
             .store()
@@ -190,7 +183,7 @@ impl ControlPlane {
             };
         }
         self.policies().replace(built);
-        Ok(PolicySetResponse {
+        Ok(TenantPolicySet {
             tenant: tenant.to_owned(),
             policies: ids,
         })
@@ -206,7 +199,7 @@ impl ControlPlane {
         &self,
         tenant: &str,
         name: &str,
-    ) -> Result<FunctionPolicyView, ControlError> {
+    ) -> Result<FunctionPolicy, ControlError> {
         let table = self.routes().snapshot();
         let function =
             table
@@ -216,16 +209,34 @@ impl ControlPlane {
                     name: name.to_owned(),
                 })?;
         let m = function.artifact().manifest();
-        let permissions = serde_json::to_value(m)
-            .ok()
-            .and_then(|v| v.get("permissions").cloned())
-            .unwrap_or_default();
-        Ok(FunctionPolicyView {
+        Ok(FunctionPolicy {
             tenant: tenant.to_owned(),
             name: name.to_owned(),
-            permissions,
+            permissions: permissions_answer(&m.permissions),
             compiled: compile(tenant, name, &m.permissions),
             tenant_policy: self.tenant_policy(tenant).await?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The permissions the API shows are the manifest's, as the manifest serializes them
+    /// (the form `zerofn policy show --json` printed before the answer was typed).
+    #[test]
+    fn permissions_answer_is_the_manifests_own_form() {
+        let m = Manifest::from_toml(
+            "name = \"hello\"\ntenant = \"acme\"\ncomponent = \"hello.wasm\"\nroutes = [\"/hello\"]\n\
+             [permissions]\nkv = [\"orders:read\", \"cache:read-write\"]\ncall = [\"billing\"]\n\n\
+             [invoke]\nfrom = [\"checkout\", \"tenant:partner\", \"public\"]\n\n[config]\ngreeting = \"hi\"\n",
+        )
+        .unwrap();
+        let answer = serde_json::to_value(permissions_answer(&m.permissions)).unwrap();
+        let manifest = serde_json::to_value(&m).unwrap();
+        assert_eq!(Some(&answer), manifest.get("permissions"));
+        assert_eq!(answer["kv"].as_array().unwrap().len(), 2);
+        assert_eq!(answer["config"], true);
     }
 }
