@@ -43,10 +43,7 @@ impl Store {
         tenant: &str,
         row: TenantIdentityRow,
     ) -> Result<(), StoreError> {
-        let tenant = tenant.to_owned();
-        self.with_conn(move |conn| {
-            let tx = crate::write_tx(conn)?;
-            require_tenant(&tx, &tenant)?;
+        self.in_tenant(tenant, move |tx, tenant| {
             let n = tx.execute(
                 "INSERT OR IGNORE INTO tenant_identities (tenant, id, kind, san, issuer, trusted_root, added_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![tenant, row.id, row.kind, row.san, row.issuer, row.trusted_root, row.added_at],
@@ -54,7 +51,6 @@ impl Store {
             if n == 0 {
                 return Err(StoreError::IdentityExists { tenant, id: row.id });
             }
-            tx.commit()?;
             Ok(())
         })
         .await
@@ -62,10 +58,8 @@ impl Store {
 
     /// Stop trusting a keyless signing identity.
     pub async fn remove_tenant_identity(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
-        let (tenant, id) = (tenant.to_owned(), id.to_owned());
-        self.with_conn(move |conn| {
-            let tx = crate::write_tx(conn)?;
-            require_tenant(&tx, &tenant)?;
+        let id = id.to_owned();
+        self.in_tenant(tenant, move |tx, tenant| {
             let n = tx.execute(
                 "DELETE FROM tenant_identities WHERE tenant = ?1 AND id = ?2",
                 params![tenant, id],
@@ -73,7 +67,6 @@ impl Store {
             if n == 0 {
                 return Err(StoreError::NoSuchIdentity { tenant, id });
             }
-            tx.commit()?;
             Ok(())
         })
         .await
@@ -104,17 +97,14 @@ impl Store {
         settings: AdmissionSettingsRow,
         now: &str,
     ) -> Result<(), StoreError> {
-        let (tenant, now) = (tenant.to_owned(), now.to_owned());
-        self.with_conn(move |conn| {
-            let tx = crate::write_tx(conn)?;
-            require_tenant(&tx, &tenant)?;
+        let now = now.to_owned();
+        self.in_tenant(tenant, move |tx, tenant| {
             tx.execute(
                 "INSERT INTO tenant_admission (tenant, policy, severity_threshold, require_sbom, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(tenant) DO UPDATE SET policy = excluded.policy, severity_threshold = excluded.severity_threshold,
                  require_sbom = excluded.require_sbom, updated_at = excluded.updated_at",
                 params![tenant, settings.policy, settings.severity_threshold, settings.require_sbom, now],
             )?;
-            tx.commit()?;
             Ok(())
         })
         .await

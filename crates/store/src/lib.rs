@@ -272,6 +272,24 @@ impl Store {
         .map_err(|_| StoreError::TaskFailed)?
     }
 
+    /// Runs `f` in one write transaction on an existing tenant (`NoSuchTenant` otherwise)
+    /// and commits it when `f` succeeds; an error from `f` rolls everything back.
+    async fn in_tenant<R, F>(&self, tenant: &str, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>, String) -> Result<R, StoreError> + Send + 'static,
+    {
+        let tenant = tenant.to_owned();
+        self.with_conn(move |conn| {
+            let tx = write_tx(conn)?;
+            tenants::require_tenant(&tx, &tenant)?;
+            let result = f(&tx, tenant)?;
+            tx.commit()?;
+            Ok(result)
+        })
+        .await
+    }
+
     /// Synchronous access for callers that are already off the async
     /// runtime (start-up, offline tools).
     fn with_conn_blocking<R>(

@@ -24,10 +24,8 @@ impl Store {
         policy: Option<String>,
         now: &str,
     ) -> Result<(), StoreError> {
-        let (tenant, now) = (tenant.to_owned(), now.to_owned());
-        self.with_conn(move |conn| {
-            let tx = crate::write_tx(conn)?;
-            require_tenant(&tx, &tenant)?;
+        let now = now.to_owned();
+        self.in_tenant(tenant, move |tx, tenant| {
             match policy {
                 Some(policy) => tx.execute(
                     "INSERT INTO tenant_policies (tenant, policy, updated_at) VALUES (?1, ?2, ?3) \
@@ -36,7 +34,6 @@ impl Store {
                 )?,
                 None => tx.execute("DELETE FROM tenant_policies WHERE tenant = ?1", params![tenant])?,
             };
-            tx.commit()?;
             Ok(())
         })
         .await

@@ -126,14 +126,11 @@ impl Store {
         prefixes: Vec<String>,
         now: &str,
     ) -> Result<(), StoreError> {
-        let (tenant, now) = (tenant.to_owned(), now.to_owned());
-        self.with_conn(move |conn| {
-            let tx = crate::write_tx(conn)?;
-            require_tenant(&tx, &tenant)?;
+        let now = now.to_owned();
+        self.in_tenant(tenant, move |tx, tenant| {
             check_free(&tx, &tenant, &prefixes)?;
             tx.execute("DELETE FROM tenant_routes WHERE tenant = ?1", [&tenant])?;
             insert(&tx, &tenant, &prefixes, &now)?;
-            tx.commit()?;
             Ok(())
         })
         .await

@@ -106,15 +106,8 @@ impl Store {
         pem: &str,
         now: &str,
     ) -> Result<(), StoreError> {
-        let (tenant, key_id, pem, now) = (
-            tenant.to_owned(),
-            key_id.to_owned(),
-            pem.to_owned(),
-            now.to_owned(),
-        );
-        self.with_conn(move |conn| {
-            let tx = crate::write_tx(conn)?;
-            require_tenant(&tx, &tenant)?;
+        let (key_id, pem, now) = (key_id.to_owned(), pem.to_owned(), now.to_owned());
+        self.in_tenant(tenant, move |tx, tenant| {
             let n = tx.execute(
                 "INSERT OR IGNORE INTO tenant_keys (tenant, key_id, public_key_pem, added_at) VALUES (?1, ?2, ?3, ?4)",
                 params![tenant, key_id, pem, now],
@@ -122,7 +115,6 @@ impl Store {
             if n == 0 {
                 return Err(StoreError::KeyExists { tenant, key_id });
             }
-            tx.commit()?;
             Ok(())
         })
         .await
@@ -130,10 +122,8 @@ impl Store {
 
     /// Stop trusting a key for a tenant.
     pub async fn remove_tenant_key(&self, tenant: &str, key_id: &str) -> Result<(), StoreError> {
-        let (tenant, key_id) = (tenant.to_owned(), key_id.to_owned());
-        self.with_conn(move |conn| {
-            let tx = crate::write_tx(conn)?;
-            require_tenant(&tx, &tenant)?;
+        let key_id = key_id.to_owned();
+        self.in_tenant(tenant, move |tx, tenant| {
             let n = tx.execute(
                 "DELETE FROM tenant_keys WHERE tenant = ?1 AND key_id = ?2",
                 params![tenant, key_id],
@@ -141,7 +131,6 @@ impl Store {
             if n == 0 {
                 return Err(StoreError::NoSuchKey { tenant, key_id });
             }
-            tx.commit()?;
             Ok(())
         })
         .await
