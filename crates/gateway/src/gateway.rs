@@ -3,7 +3,7 @@
 //! function may ask of the platform is in `host/`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
@@ -19,9 +19,8 @@ use zerofn_store::Store;
 
 use zerofn_types::InvocationId;
 
-use crate::caller::Caller;
-use crate::host::{BoxFuture, HostServices, Invocations, WorkloadIdentity};
-use crate::limits::{BodyBudget, CallTree};
+use crate::host::{BoxFuture, HostServices, Invocations, NestedCall, WorkloadIdentity};
+use crate::limits::BodyBudget;
 use crate::policies::Policies;
 use crate::Routes;
 
@@ -207,15 +206,7 @@ impl Invocations for Gateway {
         self.routes.snapshot().function(tenant, name).cloned()
     }
 
-    fn invoke_nested(
-        self: Arc<Self>,
-        function: Arc<LoadedFunction>,
-        request: Request<Bytes>,
-        caller: Caller,
-        depth: u32,
-        tree: Arc<CallTree>,
-        deadline: Instant,
-    ) -> BoxFuture<'static, Response<Bytes>> {
-        Box::pin(self.invoke_function(function, request, caller, depth, tree, deadline))
+    fn invoke_nested(self: Arc<Self>, call: NestedCall) -> BoxFuture<'static, Response<Bytes>> {
+        Box::pin(self.invoke_function(call))
     }
 }

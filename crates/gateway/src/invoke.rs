@@ -29,7 +29,7 @@ use zerofn_types::InvocationId;
 use crate::caller::Caller;
 use crate::errors::{error_response, invoke_status};
 use crate::gateway::{Gateway, INVOCATION_HEADER};
-use crate::host::{decision_json, InvocationHost, CALLER_HEADER};
+use crate::host::{decision_json, InvocationHost, NestedCall, CALLER_HEADER};
 use crate::limits::{earlier, strip_platform_headers, BodyReservation, CallTree};
 
 impl Gateway {
@@ -175,15 +175,15 @@ impl Gateway {
     /// a new invocation of `function`, decided by its invoke policy and
     /// held to every limit of the callee, within the caller's deadline
     /// and its call tree's budget.
-    pub(crate) async fn invoke_function(
-        self: Arc<Self>,
-        function: Arc<LoadedFunction>,
-        mut request: Request<Bytes>,
-        caller: Caller,
-        depth: u32,
-        tree: Arc<CallTree>,
-        deadline: Instant,
-    ) -> Response<Bytes> {
+    pub(crate) async fn invoke_function(self: Arc<Self>, call: NestedCall) -> Response<Bytes> {
+        let NestedCall {
+            function,
+            mut request,
+            caller,
+            depth,
+            tree,
+            deadline,
+        } = call;
         let started = Instant::now();
         let id = InvocationId::new();
         strip_platform_headers(request.headers_mut());

@@ -61,17 +61,17 @@ const ROOT_ACTOR: &str = "operator";
 const OPENAPI: &str = include_str!("../../../docs/openapi.yaml");
 
 pub(crate) struct Api {
-    control: Arc<ControlPlane>,
-    token: OperatorToken,
-    audit: AuditLog,
-    authz: Arc<ControlAuthz>,
-    operators: Arc<Operators>,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) control: Arc<ControlPlane>,
+    pub(crate) token: OperatorToken,
+    pub(crate) audit: AuditLog,
+    pub(crate) authz: Arc<ControlAuthz>,
+    pub(crate) operators: Arc<Operators>,
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     /// Refusals of callers that did not authenticate (bad or missing
     /// token, refused certificates, refused connections): repeats are
     /// counted into one record per source and reason per interval, so
     /// anonymous traffic cannot grow the log without bound.
-    refusals: RefusalAggregator,
+    pub(crate) refusals: RefusalAggregator,
 }
 
 /// Who a request authenticated as.
@@ -92,26 +92,6 @@ impl Principal {
 }
 
 impl Api {
-    pub(crate) fn new(
-        control: Arc<ControlPlane>,
-        token: OperatorToken,
-        audit: AuditLog,
-        authz: Arc<ControlAuthz>,
-        operators: Arc<Operators>,
-        tls: Option<Arc<rustls::ServerConfig>>,
-        refusals: RefusalAggregator,
-    ) -> Arc<Api> {
-        Arc::new(Api {
-            control,
-            token,
-            audit,
-            authz,
-            operators,
-            tls,
-            refusals,
-        })
-    }
-
     pub(crate) async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
@@ -1005,14 +985,7 @@ fn status_of(e: &ControlError) -> StatusCode {
             | StoreError::LayerExists { .. }
             | StoreError::LayerPinned { .. },
         ) => StatusCode::CONFLICT,
-        ControlError::Store(
-            StoreError::NoSuchTenant(_)
-            | StoreError::NoSuchKey { .. }
-            | StoreError::NoSuchIdentity { .. }
-            | StoreError::NoSuchDeployment { .. }
-            | StoreError::NoSuchLayer { .. }
-            | StoreError::NoSuchOperator(_),
-        ) => StatusCode::NOT_FOUND,
+        ControlError::Store(e) if e.is_not_found() => StatusCode::NOT_FOUND,
         ControlError::Store(_) | ControlError::Audit(_) | ControlError::Internal(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }

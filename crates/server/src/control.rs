@@ -98,14 +98,7 @@ impl ControlError {
             ControlError::Store(StoreError::LayerPinned { .. }) => "layer_pinned",
             ControlError::Store(StoreError::RouteTaken { .. }) => "route_taken",
             ControlError::Store(StoreError::PrefixTaken { .. }) => "prefix_taken",
-            ControlError::Store(
-                StoreError::NoSuchTenant(_)
-                | StoreError::NoSuchKey { .. }
-                | StoreError::NoSuchIdentity { .. }
-                | StoreError::NoSuchDeployment { .. }
-                | StoreError::NoSuchLayer { .. }
-                | StoreError::NoSuchOperator(_),
-            ) => "not_found",
+            ControlError::Store(e) if e.is_not_found() => "not_found",
             ControlError::Store(_) => "store_error",
             ControlError::Audit(_) => "audit_unavailable",
             ControlError::Internal(_) => "internal",

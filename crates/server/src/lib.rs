@@ -207,15 +207,15 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         audit.clone(),
         cfg.gateway.refusal_aggregation_interval,
     );
-    let api = api::Api::new(
-        control.clone(),
+    let api = Arc::new(api::Api {
+        control: control.clone(),
         token,
         audit,
         authz,
         operators,
         tls,
         refusals,
-    );
+    });
     tasks.spawn(api.serve(api_listener, cfg.gateway.clone(), shutdown_rx));
 
     Ok(Running {

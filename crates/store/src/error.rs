@@ -50,3 +50,19 @@ pub enum StoreError {
     #[error("stored row is corrupt: {0}")]
     Corrupt(String),
 }
+
+impl StoreError {
+    /// Whether the error names something that does not exist (a tenant, key, identity,
+    /// deployment, layer or operator): the control API's "not found".
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            StoreError::NoSuchTenant(_)
+                | StoreError::NoSuchKey { .. }
+                | StoreError::NoSuchIdentity { .. }
+                | StoreError::NoSuchDeployment { .. }
+                | StoreError::NoSuchLayer { .. }
+                | StoreError::NoSuchOperator(_)
+        )
+    }
+}

@@ -15,7 +15,7 @@ use zerofn_policy::{RequestContext, Resource, RuntimeAction};
 use zerofn_sandbox::host_interface::OutboundError;
 
 use super::destination::INTERNAL_SUFFIX;
-use super::{Authorized, InvocationHost};
+use super::{Authorized, InvocationHost, NestedCall};
 use crate::caller::Caller;
 use crate::limits::strip_platform_headers;
 
@@ -159,14 +159,14 @@ impl InvocationHost {
         let response = self
             .invocations
             .clone()
-            .invoke_nested(
+            .invoke_nested(NestedCall {
                 function,
-                Request::from_parts(parts, body),
+                request: Request::from_parts(parts, body),
                 caller,
-                self.depth + 1,
-                self.tree.clone(),
-                self.deadline,
-            )
+                depth: self.depth + 1,
+                tree: self.tree.clone(),
+                deadline: self.deadline,
+            })
             .await;
         Ok(response)
     }

@@ -88,19 +88,19 @@ pub(crate) trait Invocations: Send + Sync + 'static {
     /// The function deployed as `tenant/name`, if any.
     fn function(&self, tenant: &str, name: &str) -> Option<Arc<LoadedFunction>>;
 
-    /// Run `function` for `caller` as a nested invocation at `depth`,
-    /// within `tree`'s budget and before `deadline`; its answer, refusals
-    /// included.
-    #[allow(clippy::too_many_arguments)]
-    fn invoke_nested(
-        self: Arc<Self>,
-        function: Arc<LoadedFunction>,
-        request: Request<Bytes>,
-        caller: Caller,
-        depth: u32,
-        tree: Arc<CallTree>,
-        deadline: Instant,
-    ) -> BoxFuture<'static, Response<Bytes>>;
+    /// Run a nested invocation; its answer, refusals included.
+    fn invoke_nested(self: Arc<Self>, call: NestedCall) -> BoxFuture<'static, Response<Bytes>>;
+}
+
+/// A nested invocation: `function` run for `caller` at `depth`, within `tree`'s budget and
+/// before `deadline`.
+pub(crate) struct NestedCall {
+    pub(crate) function: Arc<LoadedFunction>,
+    pub(crate) request: Request<Bytes>,
+    pub(crate) caller: Caller,
+    pub(crate) depth: u32,
+    pub(crate) tree: Arc<CallTree>,
+    pub(crate) deadline: Instant,
 }
 
 /// Proof that a capability call was allowed and recorded: the policy
