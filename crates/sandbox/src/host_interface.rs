@@ -201,14 +201,17 @@ pub trait HostCapabilities: Send + Sync + 'static {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoCapabilities;
 
+/// The refusal of every key-value call without a platform behind it.
+fn no_kv_access(bucket: &str) -> CapabilityError {
+    CapabilityError::Denied(format!(
+        "no key-value access is granted (bucket `{}`)",
+        bucket.escape_debug()
+    ))
+}
+
 impl HostCapabilities for NoCapabilities {
     fn kv_open<'a>(&'a self, bucket: &'a str) -> BoxFuture<'a, Result<(), CapabilityError>> {
-        Box::pin(async move {
-            Err(CapabilityError::Denied(format!(
-                "no key-value access is granted (bucket `{}`)",
-                bucket.escape_debug()
-            )))
-        })
+        Box::pin(async move { Err(no_kv_access(bucket)) })
     }
 
     fn kv<'a>(
@@ -216,12 +219,7 @@ impl HostCapabilities for NoCapabilities {
         bucket: &'a str,
         _op: KvOp,
     ) -> BoxFuture<'a, Result<KvOutcome, CapabilityError>> {
-        Box::pin(async move {
-            Err(CapabilityError::Denied(format!(
-                "no key-value access is granted (bucket `{}`)",
-                bucket.escape_debug()
-            )))
-        })
+        Box::pin(async move { Err(no_kv_access(bucket)) })
     }
 
     fn config_get<'a>(
