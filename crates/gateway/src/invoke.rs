@@ -58,7 +58,7 @@ impl Gateway {
                     "path": req.uri().path(),
                 }));
             return self
-                .refuse_public(
+                .refuse(
                     ip,
                     record,
                     id,
@@ -99,7 +99,7 @@ impl Gateway {
                     invoke_decision,
                 );
                 return self
-                    .refuse_public(
+                    .refuse(
                         ip,
                         record,
                         id,
@@ -144,9 +144,7 @@ impl Gateway {
                 let (status, kind, reason, message) = error.describe(max_body);
                 let record = invoke_record(&function, id, started, Outcome::Deny, status.as_u16())
                     .reason(reason);
-                return self
-                    .refuse_public(ip, record, id, status, kind, &message)
-                    .await;
+                return self.refuse(ip, record, id, status, kind, &message).await;
             }
         };
         let mut request = Request::from_parts(parts, body);
@@ -222,6 +220,7 @@ impl Gateway {
                 invoke_decision,
             );
             self.refuse(
+                None,
                 record,
                 &id,
                 StatusCode::FORBIDDEN,
@@ -241,7 +240,7 @@ impl Gateway {
                     "depth": depth,
                     "decisions": [invoke_decision],
                 }));
-            self.refuse(record, &id, status, kind, &message).await
+            self.refuse(None, record, &id, status, kind, &message).await
         } else if let Decision::Allow(permit) = &decision {
             unrecorded.decided(invoke_decision);
             self.run(
@@ -419,32 +418,19 @@ impl Gateway {
                 let record = record(Outcome::Error, status.as_u16());
                 // Keep the kind first: it is what the record is about.
                 let record = record.reason(error.kind());
-                self.refuse(record, id, status, error.kind(), &error.to_string())
+                self.refuse(None, record, id, status, error.kind(), &error.to_string())
                     .await
             }
         }
     }
 
-    /// Record a refusal or failure, then build its error response.
+    /// Record a refusal or failure, then build its error response. A
+    /// refusal of a public (unauthenticated) caller names its address
+    /// (`ip`): identical ones from one address are counted into one
+    /// record per interval. Without an address (in process, or any other
+    /// caller) there is nothing to aggregate by, and the record is
+    /// appended as it is.
     async fn refuse(
-        &self,
-        record: AuditRecord,
-        id: &InvocationId,
-        status: StatusCode,
-        kind: &str,
-        message: &str,
-    ) -> Response<Bytes> {
-        if let Err(error) = self.audit().append(record).await {
-            tracing::error!(invocation_id = %id, %error, "audit append failed");
-            return refusal_unrecorded(id);
-        }
-        error_response(status, kind, message, Some(id))
-    }
-
-    /// [`Gateway::refuse`] for a refusal of a public (unauthenticated)
-    /// caller: identical ones from one address are counted into one
-    /// record per interval.
-    async fn refuse_public(
         &self,
         ip: Option<IpAddr>,
         record: AuditRecord,
@@ -453,16 +439,16 @@ impl Gateway {
         kind: &str,
         message: &str,
     ) -> Response<Bytes> {
-        let Some(ip) = ip else {
-            // In process (no connection): nothing to aggregate by.
-            return self.refuse(record, id, status, kind, message).await;
+        let appended = match ip {
+            None => self.audit().append(record).await.map(drop),
+            Some(ip) => self.refusals().refuse(ip, record).await,
         };
-        if let Err(error) = self.refusals().refuse(ip, record).await {
+        if let Err(error) = appended {
             tracing::error!(invocation_id = %id, %error, "audit append failed");
             // A path no function serves exposes nothing and runs nothing:
             // it stays a 404 (as before refusals were recorded), so a
             // broken log does not turn every stray request into a 500.
-            if status == StatusCode::NOT_FOUND {
+            if ip.is_some() && status == StatusCode::NOT_FOUND {
                 return error_response(status, kind, message, Some(id));
             }
             return refusal_unrecorded(id);

@@ -35,12 +35,8 @@ const MAX_CERT_PEM_BYTES: usize = 16 * 1024;
 /// is never logged or serialized by this crate; [`key_pem`](Self::key_pem) hands it to the
 /// TLS stack or the workload, and nothing else.
 pub struct X509Svid {
-    spiffe_id: SpiffeId,
-    serial: SerialNumber,
-    issued_at: OffsetDateTime,
-    not_after: OffsetDateTime,
-    cert_pem: String,
-    cert_der: Vec<u8>,
+    /// The certificate, which holds no secret.
+    certificate: IssuedCertificate,
     key_pem: Zeroizing<String>,
     key_der: Zeroizing<Vec<u8>>,
 }
@@ -48,37 +44,37 @@ pub struct X509Svid {
 impl X509Svid {
     /// The SPIFFE ID in its URI SAN.
     pub fn spiffe_id(&self) -> &SpiffeId {
-        &self.spiffe_id
+        &self.certificate.spiffe_id
     }
 
     /// Its serial number, the id to revoke it by.
     pub fn serial(&self) -> &SerialNumber {
-        &self.serial
+        &self.certificate.serial
     }
 
     /// Its serial number as lowercase hex.
     pub fn serial_hex(&self) -> &str {
-        self.serial.as_str()
+        self.certificate.serial.as_str()
     }
 
     /// When it was issued (its notBefore is 30 s earlier, for clock skew).
     pub fn issued_at(&self) -> OffsetDateTime {
-        self.issued_at
+        self.certificate.issued_at
     }
 
     /// Its notAfter: the last second it is valid.
     pub fn not_after(&self) -> OffsetDateTime {
-        self.not_after
+        self.certificate.not_after
     }
 
     /// The certificate, PEM.
     pub fn cert_pem(&self) -> &str {
-        &self.cert_pem
+        &self.certificate.cert_pem
     }
 
     /// The certificate, DER.
     pub fn cert_der(&self) -> &[u8] {
-        &self.cert_der
+        &self.certificate.cert_der
     }
 
     /// The private key, PKCS#8 PEM. Secret: hand it to the TLS stack, never to a log.
@@ -93,13 +89,13 @@ impl X509Svid {
 
     /// Time left until notAfter by the system clock; zero once expired.
     pub fn expires_in(&self) -> Duration {
-        remaining(self.not_after, OffsetDateTime::now_utc())
+        remaining(self.certificate.not_after, OffsetDateTime::now_utc())
     }
 
     /// The moment past which [`should_rotate`](Self::should_rotate) says yes: half-way
     /// between issue and notAfter.
     pub fn rotate_at(&self) -> OffsetDateTime {
-        self.issued_at + (self.not_after - self.issued_at) / 2
+        self.certificate.issued_at + (self.certificate.not_after - self.certificate.issued_at) / 2
     }
 
     /// Whether it is time to replace this SVID: `now` is past half of its lifetime.
@@ -117,9 +113,9 @@ impl X509Svid {
 impl fmt::Debug for X509Svid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("X509Svid")
-            .field("spiffe_id", &self.spiffe_id)
-            .field("serial", &self.serial)
-            .field("not_after", &self.not_after)
+            .field("spiffe_id", &self.certificate.spiffe_id)
+            .field("serial", &self.certificate.serial)
+            .field("not_after", &self.certificate.not_after)
             .field("key", &"(redacted)")
             .finish()
     }
@@ -159,12 +155,7 @@ pub(crate) fn issue_with_names(
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(signing)?;
     let issued = issue_for(issuer, id, names, &key, ttl, now)?;
     Ok(X509Svid {
-        spiffe_id: issued.spiffe_id,
-        serial: issued.serial,
-        issued_at: issued.issued_at,
-        not_after: issued.not_after,
-        cert_pem: issued.cert_pem,
-        cert_der: issued.cert_der,
+        certificate: issued,
         key_pem: Zeroizing::new(key.serialize_pem()),
         key_der: Zeroizing::new(key.serialize_der()),
     })
