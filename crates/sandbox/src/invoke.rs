@@ -149,6 +149,12 @@ pub struct Invocation {
 /// A new store for one instance, with its limits and deadline set.
 struct Fresh {
     store: Store<InvocationState>,
+    watch: Watch,
+}
+
+/// What an invocation is held to and read from once its store runs: the host budget, the
+/// guest's stdio, the memory flag, the deadline and the limits its errors name.
+struct Watch {
     budget: HostBudget,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
@@ -230,13 +236,15 @@ impl Sandbox {
         });
         Ok(Fresh {
             store,
-            budget,
-            stdout,
-            stderr,
-            exceeded,
-            deadline,
-            timeout,
-            memory_mb,
+            watch: Watch {
+                budget,
+                stdout,
+                stderr,
+                exceeded,
+                deadline,
+                timeout,
+                memory_mb,
+            },
         })
     }
 
@@ -301,16 +309,7 @@ impl Sandbox {
                 detail: "sandbox slots closed".into(),
             })?;
         let started = Instant::now();
-        let Fresh {
-            mut store,
-            budget,
-            stdout,
-            stderr,
-            exceeded,
-            deadline,
-            timeout,
-            memory_mb,
-        } = self.fresh_store(function, started, host, &options)?;
+        let Fresh { mut store, watch } = self.fresh_store(function, started, host, &options)?;
 
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let request = request.map(|b| {
@@ -354,7 +353,7 @@ impl Sandbox {
 
         let classify = |error: wasmtime::Error| -> InvokeError {
             if table_full(&error) {
-                budget.refuse(
+                watch.budget.refuse(
                     "sandbox",
                     format!(
                         "the invocation's resource table reached its limit of {} handles",
@@ -362,17 +361,19 @@ impl Sandbox {
                     ),
                 );
             }
-            if exceeded.load(Ordering::Relaxed) || budget.is_exceeded() {
+            if watch.exceeded.load(Ordering::Relaxed) || watch.budget.is_exceeded() {
                 InvokeError::MemoryLimit {
-                    limit_mb: memory_mb,
+                    limit_mb: watch.memory_mb,
                 }
-            } else if Instant::now() >= deadline
+            } else if Instant::now() >= watch.deadline
                 || matches!(
                     error.downcast_ref::<wasmtime::Trap>(),
                     Some(wasmtime::Trap::Interrupt)
                 )
             {
-                InvokeError::Timeout { after: timeout }
+                InvokeError::Timeout {
+                    after: watch.timeout,
+                }
             } else {
                 InvokeError::Trap {
                     detail: format!("{error:#}"),
@@ -387,10 +388,11 @@ impl Sandbox {
                     let (parts, mut body) = response.into_parts();
                     let mut buf = BytesMut::new();
                     // The body is held until the invocation returns it.
-                    let mut held = budget
+                    let mut held = watch
+                        .budget
                         .reserve("wasi:http/incoming-handler", "the response body", 0)
                         .map_err(|_| InvokeError::MemoryLimit {
-                            limit_mb: memory_mb,
+                            limit_mb: watch.memory_mb,
                         })?;
                     while let Some(frame) = body.frame().await {
                         match frame {
@@ -408,7 +410,7 @@ impl Sandbox {
                                     )
                                     .map_err(|_| {
                                         InvokeError::MemoryLimit {
-                                            limit_mb: memory_mb,
+                                            limit_mb: watch.memory_mb,
                                         }
                                     })?;
                                     buf.extend_from_slice(&data);
@@ -441,19 +443,22 @@ impl Sandbox {
                 }),
             }
         };
-        let result = match tokio::time::timeout(timeout + DEADLINE_GRACE + EPOCH_TICK, work).await {
-            Ok(result) => result,
-            Err(_) => {
-                task.0.abort();
-                Err(InvokeError::Timeout { after: timeout })
-            }
-        };
+        let result =
+            match tokio::time::timeout(watch.timeout + DEADLINE_GRACE + EPOCH_TICK, work).await {
+                Ok(result) => result,
+                Err(_) => {
+                    task.0.abort();
+                    Err(InvokeError::Timeout {
+                        after: watch.timeout,
+                    })
+                }
+            };
         drop(task);
         let response = result?;
         Ok(Invocation {
             response,
-            stdout: stdout.contents(),
-            stderr: stderr.contents(),
+            stdout: watch.stdout.contents(),
+            stderr: watch.stderr.contents(),
             duration: started.elapsed(),
         })
     }
