@@ -103,6 +103,16 @@ impl NoteSigner {
         })
     }
 
+    /// A new key for `name`, from the operating system's random source.
+    pub fn generate(name: &str) -> Result<NoteSigner, NoteError> {
+        use rand_core::RngCore as _;
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rand_core::OsRng
+            .try_fill_bytes(seed.as_mut_slice())
+            .map_err(|_| NoteError::BadKey(name.to_owned(), "no random source"))?;
+        NoteSigner::from_seed(name, &seed)
+    }
+
     /// Parse `PRIVATE+KEY+<name>+<hash>+<base64(0x01 || seed)>`.
     pub fn parse(text: &str) -> Result<NoteSigner, NoteError> {
         let bad = |why| NoteError::BadKey("PRIVATE+KEY+…".to_owned(), why);
