@@ -367,6 +367,12 @@ pub enum AuditVerify {
         ok: bool,
         records: i64,
         head: String,
+        /// Size of the signed checkpoint the tree was checked against.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checkpoint_size: Option<u64>,
+        /// Its root hash, base64.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        root: Option<String>,
     },
     Broken {
         /// Always `false`.
@@ -382,6 +388,25 @@ impl AuditVerify {
             ok: true,
             records,
             head,
+            checkpoint_size: None,
+            root: None,
+        }
+    }
+
+    /// Intact, and the Merkle tree matches the signed checkpoint of
+    /// `checkpoint_size` records with root `root`.
+    pub fn intact_with_checkpoint(
+        records: i64,
+        head: String,
+        checkpoint_size: u64,
+        root: String,
+    ) -> AuditVerify {
+        AuditVerify::Intact {
+            ok: true,
+            records,
+            head,
+            checkpoint_size: Some(checkpoint_size),
+            root: Some(root),
         }
     }
 

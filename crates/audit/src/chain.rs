@@ -93,7 +93,7 @@ impl std::io::Write for HashWriter<'_> {
 }
 
 /// Check one row against its predecessor's `(seq, hash)`.
-fn check_link(prev: (i64, &str), r: &AuditRow) -> Result<(), AuditError> {
+pub(crate) fn check_link(prev: (i64, &str), r: &AuditRow) -> Result<(), AuditError> {
     let broken = |problem: String| AuditError::ChainBroken {
         seq: r.seq,
         problem,

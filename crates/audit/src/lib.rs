@@ -27,18 +27,34 @@
 //! appends the first of a kind at once and repeats as one counted record
 //! per interval; text fields and `detail` are bounded per record.
 //!
-//! Not covered yet: truncation of the newest rows is only detectable
-//! against a previously observed head (see [`ChainHead`]); signed
-//! checkpoints of the chain head are future work.
+//! The records are also the leaves of an RFC 6962 Merkle tree ([`tree`]):
+//! a leaf is the record's RFC 8785 canonical JSON ([`jcs`]), and the
+//! platform signs the tree's head as a C2SP checkpoint ([`note`]) every
+//! interval while there are new records, so anyone holding a checkpoint
+//! and the verifier key can check that a record is in the log
+//! ([`merkle::verify_inclusion`]), that a later log extends an earlier one
+//! ([`merkle::verify_consistency`]), and that nothing before the checkpoint
+//! was edited, deleted or cut from the end ([`tree::verify_log`]). The
+//! append path is unchanged: the tree is built when a checkpoint is made.
+//! Records appended after the latest checkpoint are covered by the chain
+//! only until the next one.
 
 mod aggregate;
 mod chain;
+pub mod jcs;
+pub mod merkle;
+pub mod note;
 mod record;
+pub mod tree;
 mod writer;
 
 pub use aggregate::{RefusalAggregator, DEFAULT_MAX_KEYS};
 pub use chain::{verify_chain, ChainHead, GENESIS_HASH};
+pub use note::{Checkpoint, NoteError, NoteSigner, NoteVerifier};
 pub use record::{Action, AuditRecord, Outcome, StoredRecord, MAX_DETAIL, MAX_TEXT, TRUNCATED};
+pub use tree::{
+    ConsistencyProof, ExportedRecord, InclusionProof, LogReport, LogTree, SignedCheckpoint,
+};
 pub use writer::AuditLog;
 pub use zerofn_store::AuditDurability;
 
@@ -53,4 +69,36 @@ pub enum AuditError {
     AppendFailed,
     #[error("audit chain broken at record {seq}: {problem}")]
     ChainBroken { seq: i64, problem: String },
+    #[error("audit tree does not verify: {0}")]
+    TreeMismatch(String),
+    #[error("the log has {records} records but its signed checkpoint covers {checkpoint}: records were deleted from its end (truncated)")]
+    Truncated { records: i64, checkpoint: u64 },
+    #[error("records {from}..={to} are not covered by any signed checkpoint (appended behind the platform's back, or just before it stopped abnormally; a running platform signs them within a second)")]
+    Unsigned { from: i64, to: i64 },
+    #[error("{}", match size { Some(s) => format!("no signed checkpoint of tree size {s}"), None => "the audit log has no signed checkpoint".to_owned() })]
+    NoCheckpoint { size: Option<u64> },
+    #[error("record {seq} is not covered by the checkpoint of tree size {size}; ask for a newer checkpoint")]
+    NotCovered { seq: i64, size: u64 },
+    #[error("no audit record {0}")]
+    NoRecord(i64),
+    #[error("{what} {value} is out of range for tree size {size}")]
+    TreeRange {
+        what: &'static str,
+        value: u64,
+        size: u64,
+    },
+    #[error("audit checkpoint: {0}")]
+    Note(#[from] NoteError),
+}
+
+impl AuditError {
+    /// The first record a verification failure concerns, if it names one.
+    pub fn record(&self) -> Option<i64> {
+        match self {
+            AuditError::ChainBroken { seq, .. } => Some(*seq),
+            AuditError::Truncated { records, .. } => Some(records.saturating_add(1)),
+            AuditError::Unsigned { from, .. } => Some(*from),
+            _ => None,
+        }
+    }
 }

@@ -72,6 +72,8 @@ pub(crate) struct Api {
     /// counted into one record per source and reason per interval, so
     /// anonymous traffic cannot grow the log without bound.
     pub(crate) refusals: RefusalAggregator,
+    /// The audit log's Merkle tree: checkpoints and proofs.
+    pub(crate) audit_tree: crate::AuditTree,
 }
 
 /// Who a request authenticated as.
@@ -511,19 +513,76 @@ impl Api {
     }
 
     async fn audit_verify(&self, _: Call<'_>) -> Reply {
-        match self.control.audit_verify().await {
-            Ok(head) => Ok((
+        match self.audit_tree.verify().await {
+            Ok(r) => Ok((
                 StatusCode::OK,
-                to_value(AuditVerify::intact(head.records, head.hash)),
+                to_value(AuditVerify::intact_with_checkpoint(
+                    r.records,
+                    r.head,
+                    r.checkpoint_size,
+                    r.root,
+                )),
             )),
-            Err(ControlError::Audit(zerofn_audit::AuditError::ChainBroken { seq, problem })) => {
+            Err(ControlError::Audit(e)) if !matches!(e, zerofn_audit::AuditError::Store(_)) => {
+                let (at, problem) = match e {
+                    zerofn_audit::AuditError::ChainBroken { seq, problem } => (seq, problem),
+                    other => (other.record().unwrap_or(0), other.to_string()),
+                };
                 Ok((
                     StatusCode::CONFLICT,
-                    to_value(AuditVerify::broken(seq, problem)),
+                    to_value(AuditVerify::broken(at, problem)),
                 ))
             }
             Err(e) => Err(e),
         }
+    }
+
+    async fn audit_public_key(&self, _: Call<'_>) -> Reply {
+        let key = self.audit_tree.verifier().to_string();
+        Ok((StatusCode::OK, serde_json::json!({ "key": key })))
+    }
+
+    async fn audit_checkpoint(&self, _: Call<'_>) -> Reply {
+        let cp = self.audit_tree.latest().await?;
+        Ok((StatusCode::OK, serde_json::json!({ "checkpoint": cp.note })))
+    }
+
+    async fn audit_sign_checkpoint(&self, _: Call<'_>) -> Reply {
+        let cp = self.audit_tree.checkpoint().await?;
+        Ok((StatusCode::OK, serde_json::json!({ "checkpoint": cp.note })))
+    }
+
+    async fn audit_proof(&self, c: Call<'_>) -> Reply {
+        let seq = query_number(c.query, "seq")?.ok_or_else(|| {
+            ControlError::InvalidRequest("query parameter `seq` is required".into())
+        })?;
+        let size = query_number(c.query, "size")?;
+        let seq = i64::try_from(seq)
+            .map_err(|_| ControlError::InvalidRequest(format!("no audit record {seq}")))?;
+        let proof = self.audit_tree.prove(seq, size).await?;
+        Ok((StatusCode::OK, to_value(proof)))
+    }
+
+    async fn audit_consistency(&self, c: Call<'_>) -> Reply {
+        let old = query_number(c.query, "old")?.ok_or_else(|| {
+            ControlError::InvalidRequest("query parameter `old` is required".into())
+        })?;
+        let new = query_number(c.query, "new")?;
+        let proof = self.audit_tree.consistency(old, new).await?;
+        Ok((StatusCode::OK, to_value(proof)))
+    }
+
+    async fn audit_export(&self, c: Call<'_>) -> Reply {
+        let from = query_number(c.query, "from")?.unwrap_or(1);
+        let to = query_number(c.query, "to")?.ok_or_else(|| {
+            ControlError::InvalidRequest("query parameter `to` is required".into())
+        })?;
+        let (from, to) = (
+            i64::try_from(from).unwrap_or(i64::MAX),
+            i64::try_from(to).unwrap_or(i64::MAX),
+        );
+        let records = self.audit_tree.export(from, to).await?;
+        Ok((StatusCode::OK, serde_json::json!({ "records": records })))
     }
 
     async fn list_operators(&self, _: Call<'_>) -> Reply {
@@ -1125,6 +1184,23 @@ fn analyzer_query(query: Option<&str>) -> Result<AnalyzerQuery, ControlError> {
         .format(&time::format_description::well_known::Rfc3339)
         .map_err(|e| ControlError::Internal(e.to_string()))?;
     Ok(q)
+}
+
+/// The decimal number `name` of the query string, if present.
+fn query_number(query: Option<&str>, name: &str) -> Result<Option<u64>, ControlError> {
+    let Some(value) = query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+    else {
+        return Ok(None);
+    };
+    value.parse::<u64>().map(Some).map_err(|_| {
+        ControlError::InvalidRequest(format!(
+            "query parameter `{name}` must be a non-negative integer, not `{}`",
+            value.escape_debug()
+        ))
+    })
 }
 
 /// `n` from `?n=N`: how many records to return (1..=10000, default 20).

@@ -177,6 +177,11 @@ impl DataDir {
 /// or others have any access: a token others could read is no longer the
 /// operator's alone.
 fn read_private(path: &Path) -> Result<Option<String>, ServerError> {
+    read_private_as(path, "operator token")
+}
+
+/// [`read_private`] for any secret file, named `what` in errors.
+pub(crate) fn read_private_as(path: &Path, what: &str) -> Result<Option<String>, ServerError> {
     let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -190,10 +195,11 @@ fn read_private(path: &Path) -> Result<Option<String>, ServerError> {
         & 0o777;
     if mode & 0o077 != 0 {
         return Err(ServerError::DataDir(format!(
-            "operator token `{}` is accessible to group or others (mode {mode:04o}); \
-             run `chmod 600 {}` and consider replacing the token",
+            "{what} `{}` is accessible to group or others (mode {mode:04o}); \
+             run `chmod 600 {}` and consider replacing the {}",
             path.display(),
-            path.display()
+            path.display(),
+            what.rsplit(' ').next().unwrap_or(what)
         )));
     }
     let mut text = String::new();

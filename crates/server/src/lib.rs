@@ -28,6 +28,7 @@ mod layers;
 mod operators;
 mod policies;
 mod route_space;
+pub mod tlog;
 mod tls;
 
 use std::net::SocketAddr;
@@ -51,6 +52,7 @@ pub use datadir::{
 };
 pub use error::ServerError;
 pub use identity::Identities;
+pub use tlog::{audit_log_verifier, AuditTree, AUDIT_KEY_FILE};
 pub use zerofn_audit::AuditDurability;
 pub use zerofn_gateway::GatewayConfig;
 pub use zerofn_identity::TrustDomain;
@@ -90,6 +92,8 @@ pub struct Running {
     pub control: Arc<ControlPlane>,
     /// Functions deployed by `--demo`.
     pub demo: Vec<DeployResponse>,
+    /// The audit log's Merkle tree and checkpoints.
+    pub audit_tree: AuditTree,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
     /// Keeps every other `zerofn up` off the data directory while this runs.
@@ -102,6 +106,12 @@ impl Running {
     pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        // Sign what the last requests appended: a stopped platform's log
+        // is covered to its end, so offline verification can tell a record
+        // appended later by someone else.
+        if let Err(error) = self.audit_tree.checkpoint().await {
+            tracing::error!(%error, "cannot sign the final audit checkpoint");
+        }
     }
 }
 
@@ -129,6 +139,9 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
     let token = data.operator_token()?;
     let store = Store::open(data.root())?;
     let audit = AuditLog::open_with(&store, cfg.audit_durability)?;
+    // The tree continues from its last signed checkpoint; one that does not
+    // match what was signed (or a broken chain after it) stops the start.
+    let audit_tree = AuditTree::open(&store, data.root())?;
     let mut sandbox_cfg = SandboxConfig::new(data.cache_dir());
     sandbox_cfg.max_instances = cfg.max_instances;
     sandbox_cfg.max_instances_per_tenant = cfg.max_instances_per_tenant;
@@ -203,6 +216,11 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         },
     );
     tasks.spawn(gateway.serve(gateway_listener, shutdown_rx.clone()));
+    tasks.spawn(
+        audit_tree
+            .clone()
+            .run(tlog::CHECKPOINT_INTERVAL, shutdown_rx.clone()),
+    );
     let refusals = zerofn_audit::RefusalAggregator::new(
         audit.clone(),
         cfg.gateway.refusal_aggregation_interval,
@@ -215,6 +233,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         operators,
         tls,
         refusals,
+        audit_tree: audit_tree.clone(),
     });
     tasks.spawn(api.serve(api_listener, cfg.gateway.clone(), shutdown_rx));
 
@@ -224,6 +243,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         api_url,
         control,
         demo,
+        audit_tree,
         shutdown,
         tasks,
         _lock: lock,

@@ -162,6 +162,13 @@ impl Store {
         self.with_conn_blocking(|conn| audit_page_sync(conn, after, limit))
     }
 
+    /// The largest sequence number (0 for an empty log).
+    pub fn audit_last_seq_blocking(&self) -> Result<i64, StoreError> {
+        self.with_conn_blocking(|conn| {
+            Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit", [], |r| r.get(0))?)
+        })
+    }
+
     /// The newest `n` rows, oldest first.
     pub async fn audit_tail(&self, n: u32) -> Result<Vec<AuditRow>, StoreError> {
         self.with_conn(move |conn| {

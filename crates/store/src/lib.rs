@@ -19,6 +19,7 @@
 
 mod admission_rules;
 mod audit_rows;
+mod audit_tree;
 mod deployments;
 mod error;
 mod kv;
@@ -35,6 +36,7 @@ use rusqlite::Connection;
 
 pub use admission_rules::{AdmissionSettingsRow, TenantIdentityRow};
 pub use audit_rows::{AuditDurability, AuditFlusher, AuditRow, AuditWriter};
+pub use audit_tree::CheckpointRow;
 pub use deployments::{DeploymentRow, DeploymentSummary};
 pub use error::StoreError;
 pub use kv::IncrementError;
@@ -172,6 +174,7 @@ impl Store {
         let conn = open_connection(&path)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(operators::SCHEMA)?;
+        conn.execute_batch(audit_tree::SCHEMA)?;
         migrate(&conn)?;
         Ok(Store {
             path,

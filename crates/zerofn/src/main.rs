@@ -5,6 +5,7 @@
 
 mod admission;
 mod attest;
+mod audit;
 mod client;
 mod layer;
 mod operator;
@@ -226,8 +227,9 @@ enum SvidCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Walk the hash chain; exit non-zero at the first broken link.
-    Verify,
+    /// Walk the hash chain and recompute the Merkle tree against the latest
+    /// signed checkpoint; exit non-zero naming the first problem.
+    Verify(audit::VerifyArgs),
     /// Show the newest records.
     Tail {
         #[arg(short = 'n', default_value_t = 20)]
@@ -235,6 +237,8 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Tree(audit::TreeCommand),
 }
 
 fn main() -> ExitCode {
@@ -621,49 +625,8 @@ async fn functions(data_dir: &Path, as_json: bool) -> Result<()> {
 
 async fn audit(data_dir: &Path, cmd: AuditCommand) -> Result<()> {
     match cmd {
-        AuditCommand::Verify => {
-            // The local database is read only when no platform answers: no
-            // endpoint file, or nothing listening at it. A platform that
-            // answers with an error (401, 403, 5xx) is reported, never
-            // bypassed by reading its files.
-            let explicit = std::env::var_os("ZEROFN_API_URL").is_some_and(|u| !u.is_empty());
-            let endpoint_file = data_dir.join(zerofn_server::API_ENDPOINT_FILE);
-            let result = if !explicit && !endpoint_file.exists() {
-                None
-            } else {
-                let api = ApiClient::discover(data_dir)?;
-                match api.fetch(Method::GET, "/v1/audit/verify").await {
-                    Ok(v) => Some(v),
-                    Err(e) if !explicit && e.is::<client::Unreachable>() => None,
-                    Err(e) => return Err(e),
-                }
-            };
-            let verified = match result {
-                Some(v) => v,
-                // No platform running: verify the database directly.
-                None => match zerofn_server::verify_audit_offline(data_dir) {
-                    Ok(head) => api_types::AuditVerify::intact(head.records, head.hash),
-                    Err(zerofn_server::ServerError::Audit(
-                        zerofn_audit::AuditError::ChainBroken { seq, problem },
-                    )) => api_types::AuditVerify::broken(seq, problem),
-                    Err(e) => return Err(e.into()),
-                },
-            };
-            match verified {
-                api_types::AuditVerify::Intact {
-                    ok: true,
-                    records,
-                    head,
-                } => {
-                    println!("audit chain intact: {records} records, head {head}");
-                    Ok(())
-                }
-                api_types::AuditVerify::Intact { .. } => bail!("audit chain broken at record 0: "),
-                api_types::AuditVerify::Broken {
-                    broken_at, problem, ..
-                } => bail!("audit chain broken at record {broken_at}: {problem}"),
-            }
-        }
+        AuditCommand::Verify(args) => audit::verify(data_dir, args).await,
+        AuditCommand::Tree(cmd) => audit::run(data_dir, cmd).await,
         AuditCommand::Tail { n, json } => {
             let api = ApiClient::discover(data_dir)?;
             let v = api

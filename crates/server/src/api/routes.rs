@@ -114,7 +114,7 @@ macro_rules! public {
 }
 
 /// Every route of the control API.
-pub(super) static ROUTES: [Route; 34] = [
+pub(super) static ROUTES: [Route; 40] = [
     public!(GET "/v1/health", health),
     // The trust bundle is public: peers need it before they can authenticate anything.
     public!(GET "/v1/identity/bundle", trust_bundle),
@@ -151,6 +151,14 @@ pub(super) static ROUTES: [Route; 34] = [
     operator!(POST "/v1/functions/{tenant}/{name}/svid/revoke", TenantManage on PathTenant, refusal ApiAuthorize, revoke_svid),
     operator!(GET "/v1/audit", AuditRead on Platform, refusal ApiAuthorize, audit_tail),
     operator!(GET "/v1/audit/verify", AuditRead on Platform, refusal ApiAuthorize, audit_verify),
+    // The log as a Merkle tree: its verifier key, signed checkpoints, proofs and leaves.
+    // Signing a checkpoint now changes no record: it is a read of the log's current head.
+    operator!(GET "/v1/audit/public-key", AuditRead on Platform, refusal ApiAuthorize, audit_public_key),
+    operator!(GET "/v1/audit/checkpoint", AuditRead on Platform, refusal ApiAuthorize, audit_checkpoint),
+    operator!(POST "/v1/audit/checkpoint", AuditRead on Platform, refusal ApiAuthorize, audit_sign_checkpoint),
+    operator!(GET "/v1/audit/proof", AuditRead on Platform, refusal ApiAuthorize, audit_proof),
+    operator!(GET "/v1/audit/consistency", AuditRead on Platform, refusal ApiAuthorize, audit_consistency),
+    operator!(GET "/v1/audit/export", AuditRead on Platform, refusal ApiAuthorize, audit_export),
     operator!(GET "/v1/operators", OperatorManage on Platform, refusal ApiAuthorize, list_operators),
     operator!(POST "/v1/operators", OperatorManage on Platform, refusal OperatorAdd, add_operator),
     operator!(DELETE "/v1/operators/{name}", OperatorManage on Platform, refusal ApiAuthorize, remove_operator),
@@ -431,6 +439,12 @@ mod tests {
             ),
             ("GET", "/v1/audit", AuditRead, Platform, None),
             ("GET", "/v1/audit/verify", AuditRead, Platform, None),
+            ("GET", "/v1/audit/public-key", AuditRead, Platform, None),
+            ("GET", "/v1/audit/checkpoint", AuditRead, Platform, None),
+            ("POST", "/v1/audit/checkpoint", AuditRead, Platform, None),
+            ("GET", "/v1/audit/proof", AuditRead, Platform, None),
+            ("GET", "/v1/audit/consistency", AuditRead, Platform, None),
+            ("GET", "/v1/audit/export", AuditRead, Platform, None),
             ("GET", "/v1/operators", OperatorManage, Platform, None),
             ("POST", "/v1/operators", OperatorManage, Platform, None),
             (

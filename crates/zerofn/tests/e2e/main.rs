@@ -8,6 +8,7 @@
 
 mod admission;
 mod attest;
+mod audit_log;
 mod capabilities;
 mod conformance;
 mod gateway_hardening;

@@ -1,0 +1,271 @@
+//! JSON canonicalization per RFC 8785 (JCS): the exact bytes a record's
+//! Merkle leaf is made of, so a verifier holding the record's JSON can
+//! rebuild them with any JCS implementation.
+//!
+//! - Object members sorted by their names as UTF-16 code units (RFC 8785
+//!   §3.2.3), no whitespace anywhere.
+//! - Strings (§3.2.2.2): `"` and `\` escaped, U+0008/0009/000A/000C/000D as
+//!   `\b \t \n \f \r`, every other control character below U+0020 as
+//!   `\u00xx` (lowercase hex); everything else as its UTF-8 bytes.
+//! - Numbers (§3.2.2.3): the ECMAScript `Number.prototype.toString` of the
+//!   IEEE 754 double. Integers of magnitude up to 2^53 print as themselves;
+//!   larger ones and fractions go through the double, as ECMAScript would.
+//!
+//! The input is a `serde_json::Value`; this crate turns on serde_json's
+//! `float_roundtrip`, so a fractional number parses to the double nearest
+//! to it, as RFC 8785 assumes.
+
+use serde_json::Value;
+
+/// `value` canonicalized per RFC 8785, appended to `out`.
+pub fn canonicalize_into(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => number(n, out),
+        Value::String(s) => string(s, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonicalize_into(item, out);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            out.push(b'{');
+            for (i, (k, v)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                string(k, out);
+                out.push(b':');
+                canonicalize_into(v, out);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+/// `value` canonicalized per RFC 8785.
+pub fn canonicalize(value: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    canonicalize_into(value, &mut out);
+    out
+}
+
+/// Largest integer every double represents exactly (2^53).
+const EXACT: u64 = 1 << 53;
+
+fn number(n: &serde_json::Number, out: &mut Vec<u8>) {
+    if let Some(u) = n.as_u64().filter(|u| *u <= EXACT) {
+        out.extend_from_slice(u.to_string().as_bytes());
+    } else if let Some(i) = n.as_i64().filter(|i| i.unsigned_abs() <= EXACT) {
+        out.extend_from_slice(i.to_string().as_bytes());
+    } else if let Some(f) = n.as_f64() {
+        out.extend_from_slice(es_number(f).as_bytes());
+    } else {
+        // serde_json numbers are always one of the above; a finite value
+        // is all JSON can hold.
+        out.push(b'0');
+    }
+}
+
+/// ECMAScript `Number::toString(x)` (ECMA-262 §6.1.6.1.20) for a finite
+/// double: the shortest digits that round-trip, placed by the exponent.
+pub(crate) fn es_number(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        // -0 prints as 0; JSON cannot hold NaN or infinities.
+        return "0".to_owned();
+    }
+    // Rust's `{:e}` prints the shortest round-tripping digits, as
+    // ECMAScript requires: `d[.ddd]e[-]x`.
+    let sci = format!("{:e}", x.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let exp: i64 = exp.parse().unwrap_or(0);
+    let k = i64::try_from(digits.len()).unwrap_or(i64::MAX);
+    // ECMAScript's n: the decimal point sits after n digits.
+    let n = exp.saturating_add(1);
+    let mut s = String::new();
+    if x < 0.0 {
+        s.push('-');
+    }
+    let zeros = |count: i64| "0".repeat(usize::try_from(count).unwrap_or(0));
+    if k <= n && n <= 21 {
+        s.push_str(&digits);
+        s.push_str(&zeros(n - k));
+    } else if 0 < n && n <= 21 {
+        let (int, frac) = digits.split_at(usize::try_from(n).unwrap_or(0).min(digits.len()));
+        s.push_str(int);
+        s.push('.');
+        s.push_str(frac);
+    } else if -6 < n && n <= 0 {
+        s.push_str("0.");
+        s.push_str(&zeros(-n));
+        s.push_str(&digits);
+    } else {
+        let mut chars = digits.chars();
+        if let Some(first) = chars.next() {
+            s.push(first);
+        }
+        let rest: String = chars.collect();
+        if !rest.is_empty() {
+            s.push('.');
+            s.push_str(&rest);
+        }
+        s.push('e');
+        s.push(if n - 1 < 0 { '-' } else { '+' });
+        s.push_str(&(n - 1).unsigned_abs().to_string());
+    }
+    s
+}
+
+fn string(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: Option<&[u8]> = match b {
+            b'"' => Some(b"\\\""),
+            b'\\' => Some(b"\\\\"),
+            0x08 => Some(b"\\b"),
+            0x09 => Some(b"\\t"),
+            0x0a => Some(b"\\n"),
+            0x0c => Some(b"\\f"),
+            0x0d => Some(b"\\r"),
+            _ => None,
+        };
+        if escape.is_none() && b >= 0x20 {
+            continue;
+        }
+        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+        match escape {
+            Some(e) => out.extend_from_slice(e),
+            None => {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0'));
+                out.push(HEX.get(usize::from(b & 0xf)).copied().unwrap_or(b'0'));
+            }
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jcs(text: &str) -> String {
+        let v: Value = serde_json::from_str(text).unwrap();
+        String::from_utf8(canonicalize(&v)).unwrap()
+    }
+
+    /// RFC 8785 §3.2.2: the example of the whole transformation.
+    #[test]
+    fn rfc8785_section_3_2_2_example() {
+        let input = r#"{
+          "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
+          "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
+          "literals": [null, true, false]
+        }"#;
+        assert_eq!(
+            jcs(input),
+            r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#
+        );
+    }
+
+    /// RFC 8785 §3.2.3: members sorted by UTF-16 code units (the emoji,
+    /// a surrogate pair, sorts before U+FB33; UTF-8 order would differ).
+    #[test]
+    fn rfc8785_section_3_2_3_sorting() {
+        let input = r#"{"\u20ac":"Euro Sign","\r":"Carriage Return","\ufb33":"Hebrew Letter Dalet With Dagesh","1":"One","\ud83d\ude00":"Emoji: Grinning Face","\u0080":"Control","\u00f6":"Latin Small Letter O With Diaeresis"}"#;
+        let out = jcs(input);
+        let v: serde_json::Map<String, Value> = serde_json::from_str(input).unwrap();
+        let order: Vec<&str> = [
+            "\r",
+            "1",
+            "\u{80}",
+            "\u{f6}",
+            "\u{20ac}",
+            "\u{1f600}",
+            "\u{fb33}",
+        ]
+        .to_vec();
+        let mut at = 0;
+        for key in order {
+            let needle = format!(
+                "{}:",
+                String::from_utf8(canonicalize(&Value::String(key.into()))).unwrap()
+            );
+            let pos = out[at..]
+                .find(&needle)
+                .unwrap_or_else(|| panic!("{key:?} out of order in {out}"));
+            at += pos + needle.len();
+            assert!(v.contains_key(key));
+        }
+    }
+
+    /// RFC 8785 Appendix B: number serialization samples.
+    #[test]
+    fn rfc8785_appendix_b_numbers() {
+        let cases: &[(u64, &str)] = &[
+            (0x0000000000000000, "0"),
+            (0x8000000000000000, "0"),
+            (0x0000000000000001, "5e-324"),
+            (0x8000000000000001, "-5e-324"),
+            (0x7fefffffffffffff, "1.7976931348623157e+308"),
+            (0xffefffffffffffff, "-1.7976931348623157e+308"),
+            (0x4340000000000000, "9007199254740992"),
+            (0xc340000000000000, "-9007199254740992"),
+            (0x4430000000000000, "295147905179352830000"),
+            (0x44b52d02c7e14af5, "9.999999999999997e+22"),
+            (0x44b52d02c7e14af6, "1e+23"),
+            (0x44b52d02c7e14af7, "1.0000000000000001e+23"),
+            (0x444b1ae4d6e2ef4e, "999999999999999700000"),
+            (0x444b1ae4d6e2ef4f, "999999999999999900000"),
+            (0x444b1ae4d6e2ef50, "1e+21"),
+            (0x3eb0c6f7a0b5ed8c, "9.999999999999997e-7"),
+            (0x3eb0c6f7a0b5ed8d, "0.000001"),
+            (0x41b3de4355555553, "333333333.3333332"),
+            (0x41b3de4355555554, "333333333.33333325"),
+            (0x41b3de4355555555, "333333333.3333333"),
+            (0x41b3de4355555556, "333333333.3333334"),
+            (0x41b3de4355555557, "333333333.33333343"),
+            (0xbecbf647612f3696, "-0.0000033333333333333333"),
+        ];
+        for (bits, want) in cases {
+            assert_eq!(es_number(f64::from_bits(*bits)), *want, "{bits:016x}");
+        }
+    }
+
+    #[test]
+    fn integers_print_exactly_and_big_ones_as_doubles() {
+        assert_eq!(
+            jcs("[1,-1,200,9007199254740992,-9007199254740992]"),
+            "[1,-1,200,9007199254740992,-9007199254740992]"
+        );
+        assert_eq!(jcs("[18446744073709551615]"), "[18446744073709552000]");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_as_ecmascript_does() {
+        let s: String = (0u8..0x20)
+            .map(char::from)
+            .chain(['\u{7f}', '\u{2028}', 'é'])
+            .collect();
+        let out = String::from_utf8(canonicalize(&Value::String(s))).unwrap();
+        assert_eq!(
+            out,
+            "\"\\u0000\\u0001\\u0002\\u0003\\u0004\\u0005\\u0006\\u0007\\b\\t\\n\\u000b\\f\\r\\u000e\\u000f\\u0010\\u0011\\u0012\\u0013\\u0014\\u0015\\u0016\\u0017\\u0018\\u0019\\u001a\\u001b\\u001c\\u001d\\u001e\\u001f\u{7f}\u{2028}é\""
+        );
+    }
+}

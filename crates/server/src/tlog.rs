@@ -1,0 +1,301 @@
+//! The audit log as a transparency log: the checkpoint signing key in the
+//! data directory, the task that signs a checkpoint every interval while
+//! there are new records, and the reads the control API and the offline
+//! CLI share (checkpoint, proofs, export, full verification).
+//!
+//! # Trust
+//! Trusts the data directory for the signing key (`audit-log.key`, 0600,
+//! refused when group or others can read it) and the database for the
+//! records; everything read back is checked (chain links before a record
+//! joins the tree, the stored tree against its signed checkpoint at start,
+//! each proof against the signed root before it is served). An external
+//! verifier trusts none of this: only the verifier key it pinned.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use zerofn_audit::tree::{self, LogReport};
+use zerofn_audit::{
+    AuditError, ConsistencyProof, ExportedRecord, InclusionProof, LogTree, NoteSigner,
+    NoteVerifier, SignedCheckpoint,
+};
+use zerofn_store::Store;
+
+use crate::control::ControlError;
+use crate::datadir::{read_private_as, write_private};
+use crate::ServerError;
+
+/// File of the checkpoint signing key, in the data directory (mode 0600):
+/// `PRIVATE+KEY+<name>+<hash>+<base64>` (the Go `sumdb/note` signer key).
+pub const AUDIT_KEY_FILE: &str = "audit-log.key";
+/// How often a checkpoint is signed while there are new records.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// Most records one export request returns.
+pub const MAX_EXPORT: i64 = 10_000;
+
+/// The signing key, created with a new install id on first start.
+pub(crate) fn signing_key(data_dir: &Path) -> Result<NoteSigner, ServerError> {
+    let path = data_dir.join(AUDIT_KEY_FILE);
+    if let Some(text) = read_private_as(&path, "audit log signing key")? {
+        return NoteSigner::parse(text.trim()).map_err(|e| {
+            ServerError::DataDir(format!("audit log signing key `{}`: {e}", path.display()))
+        });
+    }
+    let mut id = [0u8; 8];
+    rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut id).map_err(|e| {
+        ServerError::DataDir(format!("no random source for the audit log key: {e}"))
+    })?;
+    let name = format!("zerofn.local/audit/{}", hex::encode(id));
+    let signer = NoteSigner::generate(&name)
+        .map_err(|e| ServerError::DataDir(format!("cannot make the audit log key: {e}")))?;
+    let text = signer.to_private_text();
+    write_private(&path, format!("{}\n", text.as_str()).as_bytes())?;
+    Ok(signer)
+}
+
+/// The verifier key of the data directory's signing key (offline reads).
+pub fn audit_log_verifier(data_dir: &Path) -> Result<NoteVerifier, ServerError> {
+    let path = data_dir.join(AUDIT_KEY_FILE);
+    match read_private_as(&path, "audit log signing key")? {
+        Some(text) => NoteSigner::parse(text.trim())
+            .map(|s| s.verifier())
+            .map_err(|e| {
+                ServerError::DataDir(format!("audit log signing key `{}`: {e}", path.display()))
+            }),
+        None => Err(ServerError::DataDir(format!(
+            "no audit log signing key at `{}`; has a platform run on this data directory?",
+            path.display()
+        ))),
+    }
+}
+
+/// The running platform's tree: checkpoints on a timer and on demand.
+#[derive(Debug, Clone)]
+pub struct AuditTree {
+    tree: Arc<LogTree>,
+    store: Store,
+}
+
+fn internal(e: tokio::task::JoinError) -> ControlError {
+    ControlError::Internal(e.to_string())
+}
+
+/// Requests naming records or sizes the log does not have are the
+/// caller's mistake (400), not the platform's.
+fn request_error(e: AuditError) -> ControlError {
+    match e {
+        AuditError::NoRecord(_)
+        | AuditError::NotCovered { .. }
+        | AuditError::TreeRange { .. }
+        | AuditError::NoCheckpoint { size: Some(_) } => ControlError::InvalidRequest(e.to_string()),
+        other => ControlError::Audit(other),
+    }
+}
+
+impl AuditTree {
+    /// Open the tree and sign a checkpoint over whatever the log holds.
+    pub(crate) fn open(store: &Store, data_dir: &Path) -> Result<AuditTree, ServerError> {
+        let signer = signing_key(data_dir)?;
+        let tree = LogTree::open(store, signer)?;
+        tree.checkpoint()?;
+        Ok(AuditTree {
+            tree: Arc::new(tree),
+            store: store.clone(),
+        })
+    }
+
+    pub fn verifier(&self) -> NoteVerifier {
+        self.tree.verifier()
+    }
+
+    /// Sign a checkpoint over every committed record now.
+    pub async fn checkpoint(&self) -> Result<SignedCheckpoint, ControlError> {
+        let tree = self.tree.clone();
+        tokio::task::spawn_blocking(move || tree.checkpoint())
+            .await
+            .map_err(internal)?
+            .map_err(ControlError::Audit)
+    }
+
+    /// Sign checkpoints every `interval` until `shutdown`, then once more.
+    pub(crate) async fn run(self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            if let Err(error) = self.checkpoint_if_new().await {
+                tracing::error!(%error, "cannot sign an audit checkpoint");
+            }
+        }
+    }
+
+    async fn checkpoint_if_new(&self) -> Result<(), ControlError> {
+        let store = self.store.clone();
+        let last = tokio::task::spawn_blocking(move || store.audit_last_seq_blocking())
+            .await
+            .map_err(internal)??;
+        if u64::try_from(last).unwrap_or(0) > self.tree.size() {
+            self.checkpoint().await?;
+        }
+        Ok(())
+    }
+
+    /// The latest signed checkpoint.
+    pub async fn latest(&self) -> Result<SignedCheckpoint, ControlError> {
+        let tree = self.tree.clone();
+        tokio::task::spawn_blocking(move || tree.latest())
+            .await
+            .map_err(internal)?
+            .map_err(ControlError::Audit)?
+            .ok_or(ControlError::Audit(AuditError::NoCheckpoint { size: None }))
+    }
+
+    /// Inclusion proof of record `seq` against the checkpoint of `size`,
+    /// or the latest one (signed now if it does not cover the record yet).
+    pub async fn prove(&self, seq: i64, size: Option<u64>) -> Result<InclusionProof, ControlError> {
+        if size.is_none() && u64::try_from(seq).unwrap_or(0) > self.tree.size() {
+            self.checkpoint().await?;
+        }
+        let (store, verifier) = (self.store.clone(), self.verifier());
+        tokio::task::spawn_blocking(move || tree::prove_inclusion(&store, &verifier, seq, size))
+            .await
+            .map_err(internal)?
+            .map_err(request_error)
+    }
+
+    /// Consistency proof from tree size `old` to the checkpoint of `new`
+    /// (the latest when `None`).
+    pub async fn consistency(
+        &self,
+        old: u64,
+        new: Option<u64>,
+    ) -> Result<ConsistencyProof, ControlError> {
+        let (store, verifier) = (self.store.clone(), self.verifier());
+        tokio::task::spawn_blocking(move || tree::prove_consistency(&store, &verifier, old, new))
+            .await
+            .map_err(internal)?
+            .map_err(request_error)
+    }
+
+    /// Records `from..=to` with their leaf bytes (at most [`MAX_EXPORT`]).
+    pub async fn export(&self, from: i64, to: i64) -> Result<Vec<ExportedRecord>, ControlError> {
+        check_export_range(from, to).map_err(ControlError::InvalidRequest)?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || tree::export(&store, from, to))
+            .await
+            .map_err(internal)?
+            .map_err(request_error)
+    }
+
+    /// Sign a checkpoint over everything committed, then recompute the
+    /// whole tree from the records and check it against that checkpoint.
+    pub async fn verify(&self) -> Result<LogReport, ControlError> {
+        self.checkpoint().await?;
+        let (store, verifier) = (self.store.clone(), self.verifier());
+        tokio::task::spawn_blocking(move || tree::verify_log(&store, &verifier, true))
+            .await
+            .map_err(internal)?
+            .map_err(ControlError::Audit)
+    }
+}
+
+/// `from..=to` must be a non-empty range of at most [`MAX_EXPORT`] records
+/// starting at 1 or later.
+pub fn check_export_range(from: i64, to: i64) -> Result<(), String> {
+    if from < 1 || to < from {
+        return Err(format!(
+            "export range {from}..={to} is empty or starts before record 1"
+        ));
+    }
+    if to - from >= MAX_EXPORT {
+        return Err(format!("export at most {MAX_EXPORT} records per request"));
+    }
+    Ok(())
+}
+
+/// Offline reads of a stopped platform's log: the database opened
+/// read-only, the verifier key from the data directory unless given.
+pub mod offline {
+    use super::*;
+
+    fn open(data_dir: &Path) -> Result<Store, ServerError> {
+        let db = data_dir.join(zerofn_store::DATABASE_FILE);
+        if !db.is_file() {
+            return Err(ServerError::NoDatabase(db));
+        }
+        Ok(Store::open_read_only(data_dir)?)
+    }
+
+    fn key(data_dir: &Path, pinned: Option<&NoteVerifier>) -> Result<NoteVerifier, ServerError> {
+        match pinned {
+            Some(k) => Ok(k.clone()),
+            None => audit_log_verifier(data_dir),
+        }
+    }
+
+    pub fn checkpoint(data_dir: &Path) -> Result<SignedCheckpoint, ServerError> {
+        let store = open(data_dir)?;
+        tree::latest_checkpoint(&store, &audit_log_verifier(data_dir)?)?
+            .ok_or(ServerError::Audit(AuditError::NoCheckpoint { size: None }))
+    }
+
+    pub fn prove(
+        data_dir: &Path,
+        seq: i64,
+        size: Option<u64>,
+    ) -> Result<InclusionProof, ServerError> {
+        let store = open(data_dir)?;
+        Ok(tree::prove_inclusion(
+            &store,
+            &audit_log_verifier(data_dir)?,
+            seq,
+            size,
+        )?)
+    }
+
+    pub fn consistency(
+        data_dir: &Path,
+        old: u64,
+        new: Option<u64>,
+    ) -> Result<ConsistencyProof, ServerError> {
+        let store = open(data_dir)?;
+        Ok(tree::prove_consistency(
+            &store,
+            &audit_log_verifier(data_dir)?,
+            old,
+            new,
+        )?)
+    }
+
+    pub fn export(data_dir: &Path, from: i64, to: i64) -> Result<Vec<ExportedRecord>, ServerError> {
+        let store = open(data_dir)?;
+        Ok(tree::export(&store, from, to)?)
+    }
+
+    /// Full verification of a stopped platform's log: records after the
+    /// latest checkpoint are an error (a platform that stopped cleanly
+    /// signed everything it wrote).
+    pub fn verify(
+        data_dir: &Path,
+        pinned: Option<&NoteVerifier>,
+    ) -> Result<LogReport, ServerError> {
+        let store = open(data_dir)?;
+        if !store.has_audit_table_blocking()? {
+            return Err(ServerError::AuditMissing(
+                data_dir.join(zerofn_store::DATABASE_FILE),
+            ));
+        }
+        if store.audit_last_seq_blocking()? == 0 {
+            return Err(ServerError::AuditEmpty(
+                data_dir.join(zerofn_store::DATABASE_FILE),
+            ));
+        }
+        let verifier = key(data_dir, pinned)?;
+        Ok(tree::verify_log(&store, &verifier, false)?)
+    }
+}
