@@ -57,6 +57,13 @@ pub enum ManifestError {
         route: String,
     },
 
+    /// `version` is not a positive integer a JSON reader holds exactly.
+    #[error("`version` = {value} is out of range; use a whole number from 1 to 9007199254740991, higher than the version deployed before")]
+    VersionOutOfRange {
+        /// The value found.
+        value: i64,
+    },
+
     /// A `[limits]` value is outside its allowed range.
     #[error("`{key}` = {value} is out of range; use a value from {min} to {max}")]
     LimitOutOfRange {

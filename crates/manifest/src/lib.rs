@@ -2,7 +2,9 @@
 //! The function manifest, `zerofn.toml` ([`Manifest`]): the function's and tenant's names,
 //! its component file, its [`Route`]s, [`Limits`], the layers it pins by digest (keyed by
 //! [`InterfaceName`]) and the permissions it asks for. [`normalize_path`] is the one path
-//! normalisation that routes and the gateway share.
+//! normalisation that routes and the gateway share. [`Manifest::signed_content`] is the
+//! manifest's signed form, which admission compares with the signed one
+//! ([`first_difference`]).
 //!
 //! # Trust
 //! * Trusts nothing in a manifest: it is parsed into types that hold their rules
@@ -18,6 +20,10 @@
 
 mod error;
 mod manifest;
+mod signed;
 
 pub use error::ManifestError;
-pub use manifest::{normalize_path, InterfaceName, Limits, Manifest, Route, MAX_LAYERS};
+pub use manifest::{
+    check_version, normalize_path, InterfaceName, Limits, Manifest, Route, MAX_LAYERS, MAX_VERSION,
+};
+pub use signed::{canonical_bytes, first_difference, Difference, SignedContent};

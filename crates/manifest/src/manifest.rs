@@ -5,6 +5,7 @@
 //! tenant = "acme"             # TenantName: a DNS label
 //! component = "hello.wasm"    # a plain file name beside the manifest
 //! routes = ["/hello", "/api/..."]
+//! version = 3                 # optional: the version `zerofn sign` signs (1..=2^53-1)
 //!
 //! [limits]                    # optional, as is each key
 //! memory_mb = 64              # 1..=4096
@@ -73,7 +74,14 @@ pub struct Manifest {
     /// Runtime configuration values (`[config]`), readable through
     /// `wasi:config` by this function only.
     pub config: BTreeMap<String, String>,
+    /// The version the signer gives this manifest (`version = N`), if written; the signed
+    /// statement carries the version that counts (see [`crate::SignedContent`]).
+    pub version: Option<u64>,
 }
+
+/// The largest manifest version: the largest integer every JSON reader holds exactly
+/// (2^53 - 1), since the version travels in a signed JSON statement.
+pub const MAX_VERSION: u64 = (1 << 53) - 1;
 
 /// Most `[config]` entries.
 pub const MAX_CONFIG_ENTRIES: usize = 64;
@@ -169,6 +177,7 @@ impl Manifest {
         }
         let config = check_config(raw.config.unwrap_or_default())?;
         let permissions = check_permissions(raw.permissions, raw.invoke, !config.is_empty())?;
+        let version = raw.version.map(check_version).transpose()?;
         Ok(Manifest {
             name,
             tenant,
@@ -178,6 +187,7 @@ impl Manifest {
             layers,
             permissions,
             config,
+            version,
         })
     }
 
@@ -200,6 +210,15 @@ struct RawManifest {
     permissions: Option<RawPermissions>,
     invoke: Option<RawInvoke>,
     config: Option<BTreeMap<String, String>>,
+    version: Option<i64>,
+}
+
+/// Checks a manifest or statement version: 1 to [`MAX_VERSION`].
+pub fn check_version(version: i64) -> Result<u64, ManifestError> {
+    u64::try_from(version)
+        .ok()
+        .filter(|v| (1..=MAX_VERSION).contains(v))
+        .ok_or(ManifestError::VersionOutOfRange { value: version })
 }
 
 #[derive(Deserialize, Default)]

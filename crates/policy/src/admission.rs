@@ -70,9 +70,30 @@ mod tests {
         }
     }
 
+    fn signed_manifest(kv: &[&str], call: &[&str], from: &[&str]) -> serde_json::Value {
+        let buckets = |write: bool| -> Vec<&str> {
+            kv.iter()
+                .filter(|g| g.ends_with(":read-write") || g.ends_with(if write { ":write" } else { ":read" }))
+                .filter_map(|g| g.split(':').next())
+                .collect()
+        };
+        json!({
+            "version": 3,
+            "name": "hello",
+            "routes": ["/hello"],
+            "limits": {"memory_mb": 64, "timeout_ms": 1000, "max_body_kb": 1024},
+            "permissions": {"kv": kv, "kv_read": buckets(false), "kv_write": buckets(true), "call": call},
+            "invoke": {"from": from},
+            "config": [],
+            "layers": [],
+            "layer_digests": [],
+        })
+    }
+
     fn ci_built(repository: &str, critical: i64, tests_passed: bool) -> serde_json::Value {
         json!({
             "digest": "sha256:00",
+            "manifest": signed_manifest(&[], &[], &["public"]),
             "signer": {
                 "kind": "certificate",
                 "identity": "https://github.com/acme/fn/.github/workflows/release.yml@refs/heads/main",
@@ -154,6 +175,49 @@ mod tests {
         let mut other_tenant = query(ci_built("https://github.com/acme/fn", 0, true));
         other_tenant.tenant = "globex".into();
         assert!(!set.decide_admission(&other_tenant).unwrap().is_allowed());
+    }
+
+    /// The issue's examples: nothing invocable by `public` may write the `payments`
+    /// bucket, and only code with provenance from `main` may call `billing`.
+    const MANIFEST_RULES: &str = r#"
+        @id("admit-acme")
+        permit (principal, action == Zerofn::Action::"admit", resource in Zerofn::Tenant::"acme");
+        @id("no-public-payments-writers")
+        forbid (principal, action == Zerofn::Action::"admit", resource)
+        when {
+            context.manifest.invoke.from.contains("public") &&
+            context.manifest.permissions.kv_write.contains("payments")
+        };
+        @id("billing-callers-from-main")
+        forbid (principal, action == Zerofn::Action::"admit", resource)
+        when { context.manifest.permissions.call.contains("billing") }
+        unless { context has provenance && context.provenance.ref == "refs/heads/main" };
+    "#;
+
+    #[test]
+    fn a_tenant_policy_decides_on_the_signed_manifest() {
+        let set = PolicySet::parse(MANIFEST_RULES).unwrap();
+        let with = |manifest: serde_json::Value, provenance: bool| {
+            let mut context = ci_built("https://github.com/acme/fn", 0, true);
+            let object = context.as_object_mut().unwrap();
+            object.insert("manifest".into(), manifest);
+            if !provenance {
+                object.remove("provenance");
+            }
+            set.decide_admission(&query(context)).unwrap()
+        };
+        let reader = with(signed_manifest(&["payments:read"], &[], &["public"]), false);
+        assert!(reader.is_allowed(), "{reader:?}");
+        let writer = with(signed_manifest(&["payments:read-write"], &[], &["public"]), true);
+        assert!(!writer.is_allowed());
+        assert_eq!(writer.determining(), ["no-public-payments-writers"]);
+        let internal_writer = with(signed_manifest(&["payments:write"], &[], &["checkout"]), true);
+        assert!(internal_writer.is_allowed(), "{internal_writer:?}");
+
+        let caller_from_main = with(signed_manifest(&[], &["billing"], &["public"]), true);
+        assert!(caller_from_main.is_allowed(), "{caller_from_main:?}");
+        let caller_unproven = with(signed_manifest(&[], &["billing"], &["public"]), false);
+        assert_eq!(caller_unproven.determining(), ["billing-callers-from-main"]);
     }
 
     #[test]

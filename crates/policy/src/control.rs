@@ -39,6 +39,10 @@ pub enum ControlAction {
     TenantRead,
     TenantManage,
     Deploy,
+    /// Deploying a manifest that widens a function's grants.
+    PermissionsGrant,
+    /// Deploying a manifest version below the highest deployed.
+    DeployRollback,
     PolicyManage,
     AuditRead,
     OperatorManage,
@@ -46,10 +50,12 @@ pub enum ControlAction {
 
 impl ControlAction {
     /// Every control action.
-    pub const ALL: [ControlAction; 6] = [
+    pub const ALL: [ControlAction; 8] = [
         ControlAction::TenantRead,
         ControlAction::TenantManage,
         ControlAction::Deploy,
+        ControlAction::PermissionsGrant,
+        ControlAction::DeployRollback,
         ControlAction::PolicyManage,
         ControlAction::AuditRead,
         ControlAction::OperatorManage,
@@ -61,6 +67,8 @@ impl ControlAction {
             ControlAction::TenantRead => "tenant.read",
             ControlAction::TenantManage => "tenant.manage",
             ControlAction::Deploy => "deploy",
+            ControlAction::PermissionsGrant => "permissions.grant",
+            ControlAction::DeployRollback => "deploy.rollback",
             ControlAction::PolicyManage => "policy.manage",
             ControlAction::AuditRead => "audit.read",
             ControlAction::OperatorManage => "operator.manage",
@@ -261,7 +269,12 @@ mod tests {
                 // The schema's combinations only: deploy is on tenants, operator.manage
                 // on the platform.
                 if (action == ControlAction::OperatorManage && r != ControlResource::Platform)
-                    || (action == ControlAction::Deploy && r == ControlResource::Platform)
+                    || (matches!(
+                        action,
+                        ControlAction::Deploy
+                            | ControlAction::PermissionsGrant
+                            | ControlAction::DeployRollback
+                    ) && r == ControlResource::Platform)
                 {
                     continue;
                 }

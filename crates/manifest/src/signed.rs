@@ -1,0 +1,353 @@
+//! The manifest's signed form: the security-relevant content of a [`Manifest`] as one
+//! canonical JSON object, which `zerofn sign DIR` puts in a signed in-toto statement and
+//! admission compares, field by field, with the manifest a deployer submits.
+//!
+//! The object mirrors `zerofn.toml`, so a difference names the key a user wrote:
+//!
+//! ```json
+//! {"component": "hello.wasm", "config": {"greeting": "hello"},
+//!  "invoke": {"from": ["public"]}, "layers": {"zerofn:greet/greeter": "sha256:…"},
+//!  "limits": {"max_body_kb": 1024, "memory_mb": 64, "timeout_ms": 1000},
+//!  "name": "hello", "permissions": {"call": ["billing"], "kv": ["orders:read"]},
+//!  "routes": ["/hello"], "tenant": "acme"}
+//! ```
+//!
+//! Defaults are written out (`limits`, `invoke.from = ["public"]`), lists are sorted and
+//! free of duplicates, and object keys are sorted, so two manifests that mean the same thing
+//! have the same signed form, and its bytes ([`SignedContent::canonical_bytes`]) are its
+//! RFC 8785 (JCS) serialisation: every value is a string, an integer below 2^53 or an
+//! object or array of those, for which sorted keys and `serde_json`'s escaping are exactly
+//! JCS. `version` is not part of it: the signed statement carries the version beside it.
+//!
+//! # Trust
+//! Built only from a parsed, checked [`Manifest`]. [`first_difference`] compares two such
+//! objects and quotes values from them; `[config]` values are never quoted (they are the
+//! tenant's runtime configuration, not for logs), only their keys.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+
+use crate::manifest::{Limits, Manifest};
+
+/// The signed form of a manifest (see the module documentation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedContent(Value);
+
+impl SignedContent {
+    /// The content as a JSON value (an object).
+    pub fn as_value(&self) -> &Value {
+        &self.0
+    }
+
+    /// Its canonical bytes (RFC 8785 for the values it can hold).
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        canonical_bytes(&self.0)
+    }
+}
+
+/// A JSON value's bytes with object keys in sorted order and no insignificant whitespace:
+/// RFC 8785 for values made of strings, integers below 2^53, booleans, arrays and objects
+/// with ASCII keys (what statements of this platform hold). Keys are sorted here, not by
+/// relying on `serde_json`'s map type, whose order is insertion order when its
+/// `preserve_order` feature is on anywhere in the build.
+pub fn canonical_bytes(value: &Value) -> Vec<u8> {
+    serde_json::to_vec(&sorted(value)).unwrap_or_default()
+}
+
+fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let mut out = Map::new();
+            for key in keys {
+                if let Some(v) = map.get(key) {
+                    out.insert(key.clone(), sorted(v));
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+fn sorted_strings<I: IntoIterator<Item = String>>(items: I) -> Value {
+    let set: BTreeSet<String> = items.into_iter().collect();
+    Value::Array(set.into_iter().map(Value::String).collect())
+}
+
+fn limits_value(limits: &Limits) -> Value {
+    let Limits {
+        memory_mb,
+        timeout_ms,
+        max_body_kb,
+    } = *limits;
+    serde_json::json!({
+        "max_body_kb": max_body_kb,
+        "memory_mb": memory_mb,
+        "timeout_ms": timeout_ms,
+    })
+}
+
+impl Manifest {
+    /// The manifest's signed form. Every field of [`Manifest`] is named here (the
+    /// destructuring does not compile when a field is added without deciding where it goes),
+    /// so a new security-relevant section cannot be left out of what is signed.
+    pub fn signed_content(&self) -> SignedContent {
+        let Manifest {
+            name,
+            tenant,
+            component,
+            routes,
+            limits,
+            layers,
+            permissions,
+            config,
+            // Carried beside the content, in the statement's `version`.
+            version: _,
+        } = self;
+        let zerofn_policy::Permissions {
+            kv,
+            call,
+            // Follows from `[config]` being non-empty, which is signed below.
+            config: _,
+            invoke_from,
+        } = permissions;
+        let layers: Map<String, Value> = layers
+            .iter()
+            .map(|(import, digest)| (import.as_str().to_owned(), digest.to_string().into()))
+            .collect();
+        let config: Map<String, Value> = config
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let content = serde_json::json!({
+            "component": component,
+            "config": config,
+            "invoke": {"from": sorted_strings(invoke_from.iter().map(ToString::to_string))},
+            "layers": layers,
+            "limits": limits_value(limits),
+            "name": name.as_str(),
+            "permissions": {
+                "call": sorted_strings(call.iter().cloned()),
+                "kv": sorted_strings(kv.iter().map(ToString::to_string)),
+            },
+            "routes": sorted_strings(routes.iter().map(|r| r.as_str().to_owned())),
+            "tenant": tenant.as_str(),
+        });
+        SignedContent(sorted(&content))
+    }
+}
+
+/// Where a submitted manifest's signed form departs from the signed one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Difference {
+    /// The dotted key, as in `zerofn.toml` (`permissions.kv`, `config.greeting`).
+    pub field: String,
+    /// The signed value, quoted (`(absent)` when the signed manifest has no such key;
+    /// `(not shown)` for `[config]` values).
+    pub signed: String,
+    /// The submitted value, quoted likewise.
+    pub submitted: String,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` differs from the signed manifest: signed {}, submitted {}",
+            self.field, self.signed, self.submitted
+        )
+    }
+}
+
+/// Longest quoted value in a [`Difference`].
+const MAX_QUOTED: usize = 200;
+
+/// The first field, in sorted key order, where `submitted` differs from `signed`; `None`
+/// when they are equal. Objects are compared key by key (so a difference names the deepest
+/// key), arrays and scalars as whole values.
+pub fn first_difference(signed: &Value, submitted: &Value) -> Option<Difference> {
+    difference_at("", signed, submitted)
+}
+
+fn difference_at(path: &str, signed: &Value, submitted: &Value) -> Option<Difference> {
+    if let (Value::Object(a), Value::Object(b)) = (signed, submitted) {
+        let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for key in keys {
+            let field = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{}", quote_key(key))
+            };
+            let hidden = path == "config";
+            match (a.get(key), b.get(key)) {
+                (Some(x), Some(y)) if x == y => {}
+                (Some(x), Some(y)) => {
+                    if let Some(d) = difference_at(&field, x, y) {
+                        return Some(d);
+                    }
+                }
+                (x, y) => {
+                    return Some(Difference {
+                        field,
+                        signed: shown(x, hidden),
+                        submitted: shown(y, hidden),
+                    })
+                }
+            }
+        }
+        return None;
+    }
+    if signed == submitted {
+        return None;
+    }
+    let hidden = path.starts_with("config.");
+    Some(Difference {
+        field: path.to_owned(),
+        signed: shown(Some(signed), hidden),
+        submitted: shown(Some(submitted), hidden),
+    })
+}
+
+/// A key as written in a dotted TOML path: bare when it can be, quoted otherwise.
+fn quote_key(key: &str) -> String {
+    if !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        key.to_owned()
+    } else {
+        format!("\"{}\"", zerofn_types::escape(key))
+    }
+}
+
+fn shown(value: Option<&Value>, hidden: bool) -> String {
+    match value {
+        None => "(absent)".to_owned(),
+        Some(_) if hidden => "(not shown)".to_owned(),
+        Some(v) => zerofn_types::sanitize_message(&v.to_string(), MAX_QUOTED),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(extra: &str) -> Manifest {
+        Manifest::from_toml(&format!(
+            "name = \"hello\"\ntenant = \"acme\"\ncomponent = \"hello.wasm\"\nroutes = [\"/b\", \"/a\"]\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn signed_form_writes_defaults_and_sorts() {
+        let content = manifest("").signed_content();
+        assert_eq!(
+            String::from_utf8(content.canonical_bytes()).unwrap(),
+            r#"{"component":"hello.wasm","config":{},"invoke":{"from":["public"]},"layers":{},"limits":{"max_body_kb":1024,"memory_mb":64,"timeout_ms":1000},"name":"hello","permissions":{"call":[],"kv":[]},"routes":["/a","/b"],"tenant":"acme"}"#
+        );
+        // Writing the defaults out means the same thing, so signs the same.
+        let explicit = manifest(
+            "[limits]\nmemory_mb = 64\ntimeout_ms = 1000\nmax_body_kb = 1024\n[invoke]\nfrom = [\"public\"]\n",
+        );
+        assert_eq!(explicit.signed_content(), content);
+        // The version is carried beside the content, not in it.
+        assert_eq!(manifest("version = 7\n").signed_content(), content);
+    }
+
+    #[test]
+    fn every_grant_is_in_the_signed_form() {
+        let m = manifest(
+            "[permissions]\nkv = [\"orders:read\", \"cache:read-write\"]\ncall = [\"billing\"]\n[invoke]\nfrom = [\"tenant:partner\", \"checkout\"]\n[config]\ngreeting = \"hi\"\n",
+        );
+        let v = m.signed_content();
+        let v = v.as_value();
+        assert_eq!(
+            v["permissions"]["kv"],
+            serde_json::json!(["cache:read-write", "orders:read"])
+        );
+        assert_eq!(v["permissions"]["call"], serde_json::json!(["billing"]));
+        assert_eq!(
+            v["invoke"]["from"],
+            serde_json::json!(["checkout", "tenant:partner"])
+        );
+        assert_eq!(v["config"]["greeting"], "hi");
+    }
+
+    #[test]
+    fn first_difference_names_the_field() {
+        let signed = manifest("[permissions]\nkv = [\"orders:read\"]\n").signed_content();
+        let same = manifest("[permissions]\nkv = [\"orders:read\"]\n").signed_content();
+        assert_eq!(first_difference(signed.as_value(), same.as_value()), None);
+
+        let wider = manifest("[permissions]\nkv = [\"secrets:read-write\"]\n").signed_content();
+        let d = first_difference(signed.as_value(), wider.as_value()).unwrap();
+        assert_eq!(d.field, "permissions.kv");
+        assert_eq!(
+            d.to_string(),
+            r#"`permissions.kv` differs from the signed manifest: signed ["orders:read"], submitted ["secrets:read-write"]"#
+        );
+
+        let renamed = Manifest::from_toml(
+            "name = \"payments\"\ntenant = \"acme\"\ncomponent = \"hello.wasm\"\nroutes = [\"/b\", \"/a\"]\n[permissions]\nkv = [\"orders:read\"]\n",
+        )
+        .unwrap()
+        .signed_content();
+        assert_eq!(
+            first_difference(signed.as_value(), renamed.as_value())
+                .unwrap()
+                .field,
+            "name"
+        );
+
+        let limits = manifest("[permissions]\nkv = [\"orders:read\"]\n[limits]\nmemory_mb = 512\n")
+            .signed_content();
+        let d = first_difference(signed.as_value(), limits.as_value()).unwrap();
+        assert_eq!(d.field, "limits.memory_mb");
+        assert_eq!((d.signed.as_str(), d.submitted.as_str()), ("64", "512"));
+    }
+
+    #[test]
+    fn config_values_are_never_quoted() {
+        let signed = manifest("[config]\ntoken = \"s3cr3t\"\n").signed_content();
+        let other = manifest("[config]\ntoken = \"attacker\"\n").signed_content();
+        let d = first_difference(signed.as_value(), other.as_value()).unwrap();
+        assert_eq!(d.field, "config.token");
+        assert!(!d.to_string().contains("s3cr3t") && !d.to_string().contains("attacker"));
+
+        let added = manifest("[config]\ntoken = \"s3cr3t\"\nextra = \"x\"\n").signed_content();
+        let d = first_difference(signed.as_value(), added.as_value()).unwrap();
+        assert_eq!(
+            (d.field.as_str(), d.signed.as_str(), d.submitted.as_str()),
+            ("config.extra", "(absent)", "(not shown)")
+        );
+    }
+
+    #[test]
+    fn layer_imports_are_quoted_in_the_path() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let other = format!("sha256:{}", "b".repeat(64));
+        let a = manifest(&format!("[layers]\n\"zerofn:greet/greeter\" = \"{digest}\"\n"));
+        let b = manifest(&format!("[layers]\n\"zerofn:greet/greeter\" = \"{other}\"\n"));
+        let d = first_difference(
+            a.signed_content().as_value(),
+            b.signed_content().as_value(),
+        )
+        .unwrap();
+        assert_eq!(d.field, "layers.\"zerofn:greet/greeter\"");
+    }
+
+    #[test]
+    fn canonical_bytes_sort_nested_keys() {
+        let v = serde_json::json!({"b": {"z": 1, "a": [ {"y": 2, "x": 1} ]}, "a": "é\n"});
+        assert_eq!(
+            String::from_utf8(canonical_bytes(&v)).unwrap(),
+            "{\"a\":\"é\\n\",\"b\":{\"a\":[{\"x\":1,\"y\":2}],\"z\":1}}"
+        );
+    }
+}
