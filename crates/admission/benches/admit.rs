@@ -9,9 +9,9 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::json;
 use zerofn_admission::{
-    admit_submission, sign_artifact, sign_attestation, AdmissionRules, Digest, Manifest, PolicySet,
-    SigningKey, Submission, SubmittedFile, TrustedSigners, VulnDb, CYCLONEDX_PREDICATE_PREFIX,
-    SLSA_PROVENANCE_V1, TEST_RESULT_V01,
+    admit_submission, sign_artifact, sign_attestation, sign_manifest, AdmissionRules, Digest,
+    Manifest, PolicySet, Rollback, SigningKey, Submission, SubmittedFile, TrustedSigners, VulnDb,
+    CYCLONEDX_PREDICATE_PREFIX, MANIFEST_BUNDLE_FILE, SLSA_PROVENANCE_V1, TEST_RESULT_V01,
 };
 
 #[path = "../../vulndb/benches/support/synthetic.rs"]
@@ -54,7 +54,17 @@ fn submission(key: &SigningKey) -> Submission {
             .unwrap()
             .into_bytes(),
     };
+    let manifest = Manifest::from_toml(
+        "name = \"big\"\ntenant = \"bench\"\ncomponent = \"fn.wasm\"\nroutes = [\"/big\"]\n",
+    )
+    .unwrap();
     let attestations = vec![
+        SubmittedFile {
+            name: MANIFEST_BUNDLE_FILE.to_owned(),
+            bytes: sign_manifest(&manifest, &digest, 1, key)
+                .unwrap()
+                .into_bytes(),
+        },
         attest(
             SLSA_PROVENANCE_V1,
             json!({
@@ -72,13 +82,12 @@ fn submission(key: &SigningKey) -> Submission {
         attest(CYCLONEDX_PREDICATE_PREFIX, sbom_json()),
     ];
     Submission {
-        manifest: Manifest::from_toml(
-            "name = \"big\"\ntenant = \"bench\"\ncomponent = \"fn.wasm\"\nroutes = [\"/big\"]\n",
-        )
-        .unwrap(),
+        manifest,
         bundle: sign_artifact(&component, key).unwrap().into_bytes(),
         component,
         attestations,
+        floor: None,
+        rollback: Rollback::Refuse,
     }
 }
 

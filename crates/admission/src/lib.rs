@@ -37,11 +37,17 @@
 //!   `Debug` output, and escapes outside text quoted in error messages.
 
 mod artifact;
+mod intent;
 mod layers;
 mod pipeline;
 mod slsa;
 
 pub use artifact::{admit, readmit, AdmittedArtifact};
+pub use intent::{
+    check_intent, intent_content_digest, is_manifest_statement, manifest_predicate,
+    reverify_intent, sign_manifest, IntentError, Rollback, SignedIntent, VersionFloor,
+    MANIFEST_BUNDLE_FILE, MANIFEST_PREDICATE_V1, MAX_MANIFEST_VERSION,
+};
 pub use layers::{compose, verify_layer, LayerError, VerifiedLayer, MAX_LAYER_BYTES};
 pub use pipeline::{
     admit_submission, parse_severity, render_table, severity_name, AdmissionReport, AdmissionRules,
@@ -55,7 +61,8 @@ pub use slsa::{
 
 // The moved items, re-exported so that `zerofn_admission::…` paths keep working.
 pub use zerofn_manifest::{
-    normalize_path, InterfaceName, Limits, Manifest, ManifestError, Route, MAX_LAYERS,
+    canonical_bytes, first_difference, normalize_path, Difference, InterfaceName, Limits, Manifest,
+    ManifestError, Route, SignedContent, MAX_LAYERS,
 };
 pub use zerofn_policy::{Decision, PolicyError, PolicySet, SCHEMA_TEXT as POLICY_SCHEMA};
 pub use zerofn_sigstore::{

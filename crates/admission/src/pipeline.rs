@@ -28,6 +28,7 @@ use zerofn_types::{escape, Digest};
 use zerofn_vulndb::{Finding, Sbom, Severity, VulnDb};
 
 use crate::artifact::AdmittedArtifact;
+use crate::intent::{check_intent, IntentError, Rollback, SignedIntent, VersionFloor};
 use crate::slsa::{Facts, SeverityCounts, SLSA_PROVENANCE_V02, SLSA_PROVENANCE_V1};
 
 /// CycloneDX predicate types as `cosign attest --type cyclonedx` and
@@ -65,6 +66,10 @@ pub struct Submission {
     pub component: Vec<u8>,
     pub bundle: Vec<u8>,
     pub attestations: Vec<SubmittedFile>,
+    /// The highest manifest version ever deployed for this function, if any.
+    pub floor: Option<VersionFloor>,
+    /// Whether an operator allowed going below the floor.
+    pub rollback: Rollback,
 }
 
 /// The result of one check.
@@ -160,6 +165,8 @@ pub struct Admitted {
     /// The admission policy's permit (its policy ids go to the audit log): an admitted
     /// function exists only with one.
     pub permit: Permit,
+    /// The signed manifest it was admitted with: an admitted function exists only with one.
+    pub intent: SignedIntent,
 }
 
 /// A refused function: the report, and the first failed check as one line.
@@ -183,6 +190,8 @@ pub fn admit_submission(
         component,
         bundle,
         attestations,
+        floor,
+        rollback,
     } = submission;
     let tenant = manifest.tenant.as_str().to_owned();
     let digest = Digest::of(&component);
@@ -220,9 +229,19 @@ pub fn admit_submission(
     };
 
     // 2. Attestations: each must verify, by a trusted signer, about this component.
-    let verified = verify_attestations(&digest, &attestations, &rules.signers, &mut report);
+    let (verified, origins) =
+        verify_attestations(&digest, &attestations, &rules.signers, &mut report);
 
-    // 3. What they say.
+    // 3. The signed manifest: the submitted one must be it, at an allowed version.
+    let pairs: Vec<(&VerifiedAttestation, &[u8])> = verified
+        .iter()
+        .zip(&origins)
+        .filter_map(|(v, i)| Some((v, attestations.get(*i)?.bytes.as_slice())))
+        .collect();
+    let intent = check_intent(&digest, &manifest, &pairs, floor.as_ref(), &rollback);
+    report_intent(&intent, floor.as_ref(), &rollback, &mut report);
+
+    // 4. What the other attestations say.
     let facts = match Facts::from_attestations(&digest, &verified) {
         Ok(facts) => facts,
         Err(e) => {
@@ -232,7 +251,7 @@ pub fn admit_submission(
     };
     report_facts(&facts, &mut report);
 
-    // 4. The SBOM and its vulnerabilities.
+    // 5. The SBOM and its vulnerabilities.
     let sbom = read_sbom(&verified, rules, &mut report);
     let findings = match (&sbom, vulndb) {
         (Some((sbom, _)), Some(db)) => {
@@ -259,9 +278,11 @@ pub fn admit_submission(
         (None, _) => None,
     };
 
-    // 5. The tenant's policy over everything verified above.
+    // 6. The tenant's policy over everything verified above.
+    let version = intent.as_ref().map_or(0, |i| i.version);
     let context = admission_context(
         &digest,
+        &manifest_context(&manifest, version),
         signature.identity(),
         &verified,
         &facts,
@@ -291,13 +312,14 @@ pub fn admit_submission(
     if !report.passed() {
         return Err(refused(report));
     }
-    let Decision::Allow(permit) = decision else {
+    let (Decision::Allow(permit), Ok(intent)) = (decision, intent) else {
         return Err(refused(report));
     };
     Ok(Admitted {
         artifact: AdmittedArtifact::from_verified(manifest, component, &signature),
         report,
         permit,
+        intent,
     })
 }
 
@@ -314,8 +336,9 @@ fn verify_attestations(
     files: &[SubmittedFile],
     signers: &TrustedSigners,
     report: &mut AdmissionReport,
-) -> Vec<VerifiedAttestation> {
+) -> (Vec<VerifiedAttestation>, Vec<usize>) {
     let mut verified = Vec::new();
+    let mut origins = Vec::new();
     let mut statements = 0usize;
     if files.len() > MAX_ATTESTATIONS {
         report.push(
@@ -326,9 +349,9 @@ fn verify_attestations(
                 files.len()
             ),
         );
-        return verified;
+        return (verified, origins);
     }
-    for file in files {
+    for (index, file) in files.iter().enumerate() {
         let name = escape(&file.name);
         let parsed = match Attestation::parse_file(&file.bytes) {
             Ok(parsed) => parsed,
@@ -355,7 +378,7 @@ fn verify_attestations(
                     CheckResult::Fail,
                     format!("more than {MAX_ATTESTATIONS} statements submitted"),
                 );
-                return verified;
+                return (verified, origins);
             }
             match attestation.verify_signed(digest, signers) {
                 Ok(v) => {
@@ -365,6 +388,7 @@ fn verify_attestations(
                         format!("{} signed by {}", escape(v.predicate_type()), v.identity()),
                     );
                     verified.push(v);
+                    origins.push(index);
                 }
                 Err(e) => report.push(&label, CheckResult::Fail, e.to_string()),
             }
@@ -373,7 +397,59 @@ fn verify_attestations(
     if files.is_empty() {
         report.push("attestations", CheckResult::Skip, "none submitted");
     }
-    verified
+    (verified, origins)
+}
+
+fn report_intent(
+    intent: &Result<SignedIntent, IntentError>,
+    floor: Option<&VersionFloor>,
+    rollback: &Rollback,
+    report: &mut AdmissionReport,
+) {
+    match intent {
+        Ok(intent) => {
+            report.push(
+                "manifest",
+                CheckResult::Pass,
+                format!(
+                    "signed by {}, equal to the submitted manifest",
+                    intent.signer
+                ),
+            );
+            let highest = floor.map(|f| f.version);
+            match (highest, rollback) {
+                (Some(highest), Rollback::Allow { reason }) if intent.version < highest => report
+                    .push(
+                        "version",
+                        CheckResult::Info,
+                        format!(
+                            "{} below {highest}, the highest deployed: rollback allowed ({})",
+                            intent.version,
+                            escape(reason)
+                        ),
+                    ),
+                (Some(highest), _) => report.push(
+                    "version",
+                    CheckResult::Pass,
+                    format!("{} (highest deployed: {highest})", intent.version),
+                ),
+                (None, _) => report.push(
+                    "version",
+                    CheckResult::Pass,
+                    format!("{} (first deploy of this function)", intent.version),
+                ),
+            }
+        }
+        Err(e @ (IntentError::Rollback { .. } | IntentError::VersionReused { .. })) => {
+            report.push(
+                "manifest",
+                CheckResult::Pass,
+                "equal to the submitted manifest",
+            );
+            report.push("version", CheckResult::Fail, e.to_string());
+        }
+        Err(e) => report.push("manifest", CheckResult::Fail, e.to_string()),
+    }
 }
 
 fn report_facts(facts: &Facts, report: &mut AdmissionReport) {
@@ -591,6 +667,53 @@ fn counts_json(c: &SeverityCounts) -> Value {
     })
 }
 
+/// The schema's `SignedManifest`: the submitted manifest, which admission requires to equal
+/// the signed one, at the signed `version` (0 when none verified).
+fn manifest_context(manifest: &Manifest, version: u64) -> Value {
+    let Manifest {
+        name,
+        tenant: _,
+        component: _,
+        routes,
+        limits,
+        layers,
+        permissions,
+        config,
+        version: _,
+    } = manifest;
+    let buckets = |write: bool| -> Vec<&str> {
+        permissions
+            .kv
+            .iter()
+            .filter(|g| g.mode.covers(write))
+            .map(|g| g.bucket.as_str())
+            .collect()
+    };
+    let long = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    json!({
+        "version": long(version),
+        "name": name.as_str(),
+        "routes": routes.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "limits": {
+            "memory_mb": long(u64::from(limits.memory_mb)),
+            "timeout_ms": long(u64::from(limits.timeout_ms)),
+            "max_body_kb": long(u64::from(limits.max_body_kb)),
+        },
+        "permissions": {
+            "kv": permissions.kv.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "kv_read": buckets(false),
+            "kv_write": buckets(true),
+            "call": permissions.call.iter().collect::<Vec<_>>(),
+        },
+        "invoke": {
+            "from": permissions.invoke_from.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        },
+        "config": config.keys().collect::<Vec<_>>(),
+        "layers": layers.keys().map(|i| i.as_str()).collect::<Vec<_>>(),
+        "layer_digests": layers.values().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+}
+
 /// The signer of the first verified attestation whose predicate type passes `kind`.
 fn signer_of(verified: &[VerifiedAttestation], kind: impl Fn(&str) -> bool) -> String {
     verified
@@ -603,6 +726,7 @@ fn signer_of(verified: &[VerifiedAttestation], kind: impl Fn(&str) -> bool) -> S
 /// The `AdmissionContext` of the Cedar schema, from verified facts only.
 fn admission_context(
     digest: &Digest,
+    manifest: &Value,
     signer: &SignerIdentity,
     verified: &[VerifiedAttestation],
     facts: &Facts,
@@ -615,6 +739,7 @@ fn admission_context(
     };
     let mut context = json!({
         "digest": digest.to_string(),
+        "manifest": manifest,
         "signer": {"kind": kind, "identity": identity_string(signer), "issuer": issuer},
         "attestations": i64::try_from(verified.len()).unwrap_or(i64::MAX),
     });
@@ -758,12 +883,31 @@ mod tests {
             }
         }
 
+        /// A submission with `attestations` and the manifest signed at version 1.
         fn submission(&self, attestations: Vec<SubmittedFile>) -> Submission {
+            self.submission_of(manifest(), &manifest(), attestations)
+        }
+
+        /// Submits `submitted` with `signed` signed as the manifest (version 1).
+        fn submission_of(
+            &self,
+            submitted: Manifest,
+            signed: &Manifest,
+            mut attestations: Vec<SubmittedFile>,
+        ) -> Submission {
+            let bundle =
+                crate::sign_manifest(signed, &Digest::of(COMPONENT), 1, &self.key).unwrap();
+            attestations.push(SubmittedFile {
+                name: crate::MANIFEST_BUNDLE_FILE.to_owned(),
+                bytes: bundle.into_bytes(),
+            });
             Submission {
-                manifest: manifest(),
+                manifest: submitted,
                 component: COMPONENT.to_vec(),
                 bundle: sign_artifact(COMPONENT, &self.key).unwrap().into_bytes(),
                 attestations,
+                floor: None,
+                rollback: Rollback::Refuse,
             }
         }
 
@@ -832,6 +976,93 @@ mod tests {
         assert_eq!(admitted.artifact.digest(), Digest::of(COMPONENT));
         let table = report.table();
         assert!(table.starts_with("CHECK"), "{table}");
+    }
+
+    #[test]
+    fn the_manifest_must_be_signed_and_equal_to_the_submitted_one() {
+        let f = Fixture::new();
+        let mut unsigned = f.submission(Vec::new());
+        unsigned.attestations.clear();
+        let refused = admit_submission(unsigned, &f.rules, None).unwrap_err();
+        assert!(
+            refused
+                .reason
+                .starts_with("manifest: no signed manifest was submitted"),
+            "{}",
+            refused.reason
+        );
+        let widened = Manifest::from_toml(
+            "name = \"hello\"\ntenant = \"acme\"\ncomponent = \"hello.wasm\"\nroutes = [\"/hello\"]\n[permissions]\nkv = [\"secrets:read-write\"]\n",
+        )
+        .unwrap();
+        let refused = admit_submission(
+            f.submission_of(widened, &manifest(), Vec::new()),
+            &f.rules,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            refused.reason,
+            "manifest: `permissions.kv` differs from the signed manifest: signed [], submitted [\"secrets:read-write\"]"
+        );
+        // Signed by a key the tenant does not trust: the statement does not verify, so
+        // there is no signed manifest.
+        let stranger = Fixture::new();
+        let mut foreign = f.submission(Vec::new());
+        foreign.attestations = stranger.submission(Vec::new()).attestations;
+        let refused = admit_submission(foreign, &f.rules, None).unwrap_err();
+        assert_eq!(
+            result_of(&refused.report, "manifest").result,
+            CheckResult::Fail,
+            "{}",
+            refused.report.table()
+        );
+        let admitted = admit_submission(f.submission(Vec::new()), &f.rules, None).unwrap();
+        assert_eq!(admitted.intent.version, 1);
+        assert!(result_of(&admitted.report, "version")
+            .detail
+            .contains("first deploy"));
+    }
+
+    #[test]
+    fn the_admission_policy_decides_on_the_signed_manifest() {
+        let mut f = Fixture::new();
+        f.rules.policy = PolicySet::parse(
+            r#"
+            @id("admit") permit (principal, action == Zerofn::Action::"admit", resource);
+            @id("no-public-secrets")
+            forbid (principal, action == Zerofn::Action::"admit", resource)
+            when { context.manifest.invoke.from.contains("public") &&
+                   context.manifest.permissions.kv_write.contains("secrets") };
+            "#,
+        )
+        .unwrap();
+        let with = |grants: &str| {
+            Manifest::from_toml(&format!(
+                "name = \"hello\"\ntenant = \"acme\"\ncomponent = \"hello.wasm\"\nroutes = [\"/hello\"]\n{grants}"
+            ))
+            .unwrap()
+        };
+        let writer = with("[permissions]\nkv = [\"secrets:read-write\"]\n");
+        let refused = admit_submission(
+            f.submission_of(writer.clone(), &writer, Vec::new()),
+            &f.rules,
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            refused.reason.contains("no-public-secrets"),
+            "{}",
+            refused.reason
+        );
+        let internal =
+            with("[permissions]\nkv = [\"secrets:read-write\"]\n[invoke]\nfrom = [\"checkout\"]\n");
+        assert!(admit_submission(
+            f.submission_of(internal.clone(), &internal, Vec::new()),
+            &f.rules,
+            None
+        )
+        .is_ok());
     }
 
     #[test]

@@ -103,6 +103,10 @@ pub struct Deploy {
     /// Attestation files (bundles or `.intoto.jsonl`) submitted with it.
     #[serde(default)]
     pub attestations: Vec<AttestationFile>,
+    /// Deploy a manifest version below the highest deployed for the function, for this
+    /// reason (audited; needs `deploy.rollback` on the tenant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_rollback: Option<String>,
 }
 
 /// The manifest of a deploy or explain body, read only to find its tenant.
@@ -130,6 +134,9 @@ pub struct Deployed {
     /// The digest of the composed component that runs, when it differs from `digest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub composed_digest: Option<String>,
+    /// The signed manifest's version.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// One admission check, as an explanation or a refused deployment lists it.
@@ -326,6 +333,10 @@ pub struct Function {
     pub signer: String,
     pub routes: Vec<String>,
     pub deployed_at: String,
+    /// The signed manifest's version (0 for a deployment stored before manifests were
+    /// signed).
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// `GET /v1/functions`.

@@ -201,7 +201,7 @@ impl HashSource for StoredHashes<'_> {
     }
 
     fn perfect(&mut self, start: u64, height: u32) -> Result<Option<Hash>, AuditError> {
-        if height < TILE_HEIGHT || start % TILE != 0 {
+        if height < TILE_HEIGHT || !start.is_multiple_of(TILE) {
             return Ok(None);
         }
         let first = start / TILE;

@@ -332,13 +332,14 @@ mod tests {
     fn layer_imports_are_quoted_in_the_path() {
         let digest = format!("sha256:{}", "a".repeat(64));
         let other = format!("sha256:{}", "b".repeat(64));
-        let a = manifest(&format!("[layers]\n\"zerofn:greet/greeter\" = \"{digest}\"\n"));
-        let b = manifest(&format!("[layers]\n\"zerofn:greet/greeter\" = \"{other}\"\n"));
-        let d = first_difference(
-            a.signed_content().as_value(),
-            b.signed_content().as_value(),
-        )
-        .unwrap();
+        let a = manifest(&format!(
+            "[layers]\n\"zerofn:greet/greeter\" = \"{digest}\"\n"
+        ));
+        let b = manifest(&format!(
+            "[layers]\n\"zerofn:greet/greeter\" = \"{other}\"\n"
+        ));
+        let d =
+            first_difference(a.signed_content().as_value(), b.signed_content().as_value()).unwrap();
         assert_eq!(d.field, "layers.\"zerofn:greet/greeter\"");
     }
 

@@ -73,7 +73,10 @@ mod tests {
     fn signed_manifest(kv: &[&str], call: &[&str], from: &[&str]) -> serde_json::Value {
         let buckets = |write: bool| -> Vec<&str> {
             kv.iter()
-                .filter(|g| g.ends_with(":read-write") || g.ends_with(if write { ":write" } else { ":read" }))
+                .filter(|g| {
+                    g.ends_with(":read-write")
+                        || g.ends_with(if write { ":write" } else { ":read" })
+                })
                 .filter_map(|g| g.split(':').next())
                 .collect()
         };
@@ -208,10 +211,16 @@ mod tests {
         };
         let reader = with(signed_manifest(&["payments:read"], &[], &["public"]), false);
         assert!(reader.is_allowed(), "{reader:?}");
-        let writer = with(signed_manifest(&["payments:read-write"], &[], &["public"]), true);
+        let writer = with(
+            signed_manifest(&["payments:read-write"], &[], &["public"]),
+            true,
+        );
         assert!(!writer.is_allowed());
         assert_eq!(writer.determining(), ["no-public-payments-writers"]);
-        let internal_writer = with(signed_manifest(&["payments:write"], &[], &["checkout"]), true);
+        let internal_writer = with(
+            signed_manifest(&["payments:write"], &[], &["checkout"]),
+            true,
+        );
         assert!(internal_writer.is_allowed(), "{internal_writer:?}");
 
         let caller_from_main = with(signed_manifest(&[], &["billing"], &["public"]), true);

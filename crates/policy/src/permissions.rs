@@ -168,6 +168,49 @@ pub struct Permissions {
     pub invoke_from: BTreeSet<InvokeSource>,
 }
 
+impl Permissions {
+    /// Every power these permissions grant beyond the function itself, one atom each:
+    /// `kv.read <bucket>`, `kv.write <bucket>`, `call <function>`, and `invoke from
+    /// tenant:<t>` (another tenant's functions reaching it). A `read-write` grant is two
+    /// atoms, so narrowing it to `read` grants nothing new. Being invocable by `public`, by
+    /// a function or by an event source of its own tenant is exposure inside the tenant's
+    /// own boundary (and the default), not a grant: deploying it needs only `deploy`.
+    pub fn grant_atoms(&self) -> BTreeSet<String> {
+        let Permissions {
+            kv,
+            call,
+            // Reading one's own configuration is not a power over anything else.
+            config: _,
+            invoke_from,
+        } = self;
+        let mut atoms = BTreeSet::new();
+        for grant in kv {
+            if grant.mode.covers(false) {
+                atoms.insert(format!("kv.read {}", grant.bucket));
+            }
+            if grant.mode.covers(true) {
+                atoms.insert(format!("kv.write {}", grant.bucket));
+            }
+        }
+        atoms.extend(call.iter().map(|f| format!("call {f}")));
+        atoms.extend(invoke_from.iter().filter_map(|s| match s {
+            InvokeSource::Tenant(t) => Some(format!("invoke from tenant:{t}")),
+            InvokeSource::Public | InvokeSource::Function(_) | InvokeSource::Event(_) => None,
+        }));
+        atoms
+    }
+
+    /// The atoms ([`Permissions::grant_atoms`]) these permissions grant that `before` does
+    /// not: what deploying them over `before` (or as a new function, `None`) widens.
+    pub fn widening(&self, before: Option<&Permissions>) -> Vec<String> {
+        let before = before.map(Permissions::grant_atoms).unwrap_or_default();
+        self.grant_atoms()
+            .into_iter()
+            .filter(|atom| !before.contains(atom))
+            .collect()
+    }
+}
+
 /// Names of buckets, functions, tenants and event sources in grants:
 /// lower-case letters, digits and `-`, 1 to 63 characters, like tenant and
 /// function names.
@@ -291,6 +334,43 @@ pub fn compile_checked(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn widening_names_each_new_power_once() {
+        let perms = |kv: &[&str], call: &[&str], from: &[&str]| Permissions {
+            kv: kv.iter().map(|g| KvGrant::parse(g).unwrap()).collect(),
+            call: call.iter().map(|c| (*c).to_owned()).collect(),
+            config: false,
+            invoke_from: from
+                .iter()
+                .map(|f| InvokeSource::parse(f).unwrap())
+                .collect(),
+        };
+        let old = perms(&["orders:read-write"], &["billing"], &["public"]);
+        assert!(perms(&["orders:read"], &[], &["public"])
+            .widening(Some(&old))
+            .is_empty());
+        assert!(old.widening(Some(&old)).is_empty());
+        assert_eq!(
+            perms(
+                &["orders:read", "secrets:read-write"],
+                &["billing", "audit"],
+                &["tenant:other"]
+            )
+            .widening(Some(&old)),
+            [
+                "call audit",
+                "invoke from tenant:other",
+                "kv.read secrets",
+                "kv.write secrets"
+            ]
+        );
+        // A new function: everything it grants is new.
+        assert_eq!(
+            perms(&["orders:write"], &[], &["public", "checkout"]).widening(None),
+            ["kv.write orders"]
+        );
+    }
+
     use super::*;
 
     #[test]

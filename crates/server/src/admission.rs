@@ -148,6 +148,7 @@ impl ControlPlane {
         &self,
         manifest: Manifest,
         req: DeployRequest,
+        floor: Option<zerofn_admission::VersionFloor>,
     ) -> Result<Result<zerofn_admission::Admitted, zerofn_admission::Refused>, ControlError> {
         // A bundle that is not a bundle is a bad request, not a refusal.
         zerofn_admission::Bundle::from_json(&req.bundle)?;
@@ -158,6 +159,11 @@ impl ControlPlane {
             component: req.component,
             bundle: req.bundle,
             attestations: req.attestations,
+            floor,
+            rollback: match req.allow_rollback {
+                Some(reason) => zerofn_admission::Rollback::Allow { reason },
+                None => zerofn_admission::Rollback::Refuse,
+            },
         };
         tokio::task::spawn_blocking(move || admit_submission(submission, &rules, vulndb.as_deref()))
             .await
@@ -171,7 +177,8 @@ impl ControlPlane {
             manifest.tenant.as_str().to_owned(),
             manifest.name.as_str().to_owned(),
         );
-        let (admitted, report) = match self.run_admission(manifest, req).await? {
+        let floor = self.version_floor(&manifest).await?;
+        let (admitted, report) = match self.run_admission(manifest, req, floor).await? {
             Ok(admitted) if admitted.artifact.manifest().layers.is_empty() => {
                 (true, admitted.report)
             }

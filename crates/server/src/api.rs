@@ -36,7 +36,7 @@ use zerofn_store::StoreError;
 use crate::admission::{AddIdentity, SetAdmission};
 use crate::auth::OperatorToken;
 use crate::authz::ControlAuthz;
-use crate::control::{ControlError, ControlPlane, DeployRequest};
+use crate::control::{ControlError, ControlPlane, DeployAuthority, DeployRequest};
 use crate::operators::{Operators, DEFAULT_OPERATOR_TTL};
 
 mod routes;
@@ -237,6 +237,7 @@ impl Api {
         };
         let actor = principal.actor();
         let call = Call {
+            principal: &principal,
             actor: &actor,
             params: &params,
             query: query.as_deref(),
@@ -422,6 +423,7 @@ impl Api {
                 signer: f.signer,
                 routes: f.routes,
                 deployed_at: f.deployed_at,
+                version: f.version,
             })
             .collect();
         Ok((StatusCode::OK, to_value(FunctionList { functions })))
@@ -962,7 +964,24 @@ impl Api {
 
     async fn deploy(&self, c: Call<'_>) -> Reply {
         let req = deploy_request(parse_json(c.body)?)?;
-        let deployed = self.control.deploy(c.actor, req).await?;
+        // Decided now, used by the deploy under the function's lock, where it knows
+        // whether the manifest widens the deployed grants or goes below its version.
+        let tenant = manifest_tenant(c.body)?;
+        let may = |action| {
+            self.authz
+                .decide(&ControlQuery {
+                    operator: c.principal.name.clone(),
+                    authentication: c.principal.authentication,
+                    action,
+                    resource: ControlResource::Tenant(tenant.clone()),
+                })
+                .is_allowed()
+        };
+        let authority = DeployAuthority {
+            grant: may(ControlAction::PermissionsGrant),
+            rollback: may(ControlAction::DeployRollback),
+        };
+        let deployed = self.control.deploy(c.actor, req, authority).await?;
         Ok((
             StatusCode::CREATED,
             to_value(Deployed {
@@ -975,6 +994,7 @@ impl Api {
                 admitted_by: deployed.admitted_by,
                 layers: deployed.layers,
                 composed_digest: deployed.composed_digest,
+                version: deployed.version,
             }),
         ))
     }
@@ -1000,7 +1020,12 @@ fn deploy_request(req: Deploy) -> Result<DeployRequest, ControlError> {
             zerofn_admission::MAX_ATTESTATIONS
         )));
     }
+    let allow_rollback = match req.allow_rollback {
+        Some(reason) => Some(rollback_reason(reason)?),
+        None => None,
+    };
     Ok(DeployRequest {
+        allow_rollback,
         manifest: req.manifest,
         component,
         bundle: req.bundle.into_bytes(),
@@ -1013,6 +1038,25 @@ fn deploy_request(req: Deploy) -> Result<DeployRequest, ControlError> {
             })
             .collect(),
     })
+}
+
+/// Longest `allow_rollback` reason (it goes into the audit log).
+const MAX_ROLLBACK_REASON: usize = 500;
+
+/// A rollback reason: what an auditor reads later, so it must say something, briefly.
+fn rollback_reason(reason: String) -> Result<String, ControlError> {
+    let trimmed = reason.trim();
+    if trimmed.is_empty() {
+        return Err(ControlError::InvalidRequest(
+            "`allow_rollback` needs a reason (why this older version is deployed)".to_owned(),
+        ));
+    }
+    if trimmed.chars().count() > MAX_ROLLBACK_REASON || trimmed.chars().any(char::is_control) {
+        return Err(ControlError::InvalidRequest(format!(
+            "`allow_rollback` must be one line of at most {MAX_ROLLBACK_REASON} characters"
+        )));
+    }
+    Ok(trimmed.to_owned())
 }
 
 /// The one mapping from control-plane errors to HTTP statuses.
@@ -1033,7 +1077,8 @@ fn status_of(e: &ControlError) -> StatusCode {
         ControlError::Admission(_)
         | ControlError::Layer(_)
         | ControlError::Refused { .. }
-        | ControlError::RouteNotOwned { .. } => StatusCode::FORBIDDEN,
+        | ControlError::RouteNotOwned { .. }
+        | ControlError::NotAllowed { .. } => StatusCode::FORBIDDEN,
         ControlError::Sandbox(_) => StatusCode::UNPROCESSABLE_ENTITY,
         ControlError::Store(
             StoreError::TenantExists(_)

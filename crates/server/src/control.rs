@@ -58,6 +58,13 @@ pub enum ControlError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// The operator may deploy, but not what this deploy also does (grant powers, roll back).
+    #[error("deploying this needs `{action}` on tenant `{tenant}` as well as `deploy`: {what}")]
+    NotAllowed {
+        action: &'static str,
+        tenant: String,
+        what: String,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -101,6 +108,7 @@ impl ControlError {
             ControlError::Store(e) if e.is_not_found() => "not_found",
             ControlError::Store(_) => "store_error",
             ControlError::Audit(_) => "audit_unavailable",
+            ControlError::NotAllowed { .. } => "forbidden",
             ControlError::Internal(_) => "internal",
         }
     }
@@ -113,8 +121,27 @@ pub struct DeployRequest {
     pub component: Vec<u8>,
     /// Sigstore bundle JSON.
     pub bundle: Vec<u8>,
-    /// Attestation files submitted with the component.
+    /// Attestation files submitted with the component (the signed manifest among them).
     pub attestations: Vec<SubmittedFile>,
+    /// `--allow-rollback REASON`: deploy below the highest version, with this reason.
+    pub allow_rollback: Option<String>,
+}
+
+/// What the deploying operator may do beyond `deploy`, decided by the control policy
+/// (`permissions.grant`, `deploy.rollback` on the manifest's tenant) before the deploy runs.
+/// The deploy decides, under the function's lock, whether it needs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeployAuthority {
+    pub grant: bool,
+    pub rollback: bool,
+}
+
+impl DeployAuthority {
+    /// The platform's own deploys (the demo at start-up).
+    pub const PLATFORM: DeployAuthority = DeployAuthority {
+        grant: true,
+        rollback: true,
+    };
 }
 
 /// The result of a successful deployment: the API's own type, shared with the CLI.
@@ -413,6 +440,7 @@ impl ControlPlane {
         &self,
         actor: &str,
         req: DeployRequest,
+        authority: DeployAuthority,
     ) -> Result<DeployResponse, ControlError> {
         let digest = Digest::of(&req.component);
         let record =
@@ -430,11 +458,42 @@ impl ControlPlane {
             .function_locks
             .lock(manifest.tenant.as_str(), manifest.name.as_str())
             .await;
+        let tenant_name = manifest.tenant.as_str().to_owned();
+        if req.allow_rollback.is_some() && !authority.rollback {
+            let e = ControlError::NotAllowed {
+                action: "deploy.rollback",
+                tenant: tenant_name,
+                what: "`--allow-rollback` deploys below the function's highest version".to_owned(),
+            };
+            return self.refused(record, e).await;
+        }
+        // What this manifest grants that the deployed one does not (everything, for a new
+        // function): widening a function's powers is a separate right (`permissions.grant`),
+        // like `iam:PassRole` beside deploying.
+        let deployed = self
+            .store
+            .deployed_manifest(manifest.tenant.as_str(), manifest.name.as_str())
+            .await?
+            // A stored manifest that no longer parses grants nothing to compare against.
+            .and_then(|text| Manifest::from_toml(&text).ok());
+        let widening = manifest
+            .permissions
+            .widening(deployed.as_ref().map(|m| &m.permissions));
+        if !widening.is_empty() && !authority.grant {
+            let e = ControlError::NotAllowed {
+                action: "permissions.grant",
+                tenant: tenant_name,
+                what: format!("the manifest grants {}", widening.join(", ")),
+            };
+            return self.refused(record, e).await;
+        }
+        let floor = self.version_floor(&manifest).await?;
         let manifest_text = req.manifest.clone();
         let bundle_bytes = req.bundle.clone();
         // With layers the row keeps the signed component, not the composition.
         let own_component = (!manifest.layers.is_empty()).then(|| req.component.clone());
-        let admitted = match self.run_admission(manifest, req).await {
+        let rollback = req.allow_rollback.clone();
+        let admitted = match self.run_admission(manifest, req, floor.clone()).await {
             Ok(Ok(admitted)) => admitted,
             Ok(Err(refused)) => {
                 let e = ControlError::Refused {
@@ -503,6 +562,23 @@ impl ControlPlane {
                 describe_layers(&artifact)
             ));
         }
+        let intent = &admitted.intent;
+        reason.push_str(&format!("; manifest version {}", intent.version));
+        if let (Some(floor), Some(why)) = (&floor, &rollback) {
+            let below = intent.version < floor.version
+                || (intent.version == floor.version
+                    && intent.content_digest != floor.content_digest);
+            if below {
+                reason.push_str(&format!(
+                    "; ROLLBACK below version {} allowed: {}",
+                    floor.version,
+                    why.escape_debug()
+                ));
+            }
+        }
+        if !widening.is_empty() {
+            reason.push_str(&format!("; grants {}", widening.join(", ")));
+        }
         self.audit
             .append(
                 AuditRecord::new(actor, Action::Deploy, Outcome::Allow)
@@ -524,6 +600,9 @@ impl ControlPlane {
             component: own_component.unwrap_or_else(|| artifact.component().to_vec()),
             bundle: bundle_bytes,
             deployed_at: now(),
+            version: intent.version,
+            manifest_bundle: intent.bundle.clone(),
+            content_digest: intent.content_digest.to_string(),
         };
         let routes = row.routes.clone();
         if let Err(e) = self
@@ -563,7 +642,30 @@ impl ControlPlane {
             admitted_by,
             layers,
             composed_digest,
+            version: intent.version,
         })
+    }
+
+    /// The highest signed manifest version recorded for the manifest's function.
+    pub(crate) async fn version_floor(
+        &self,
+        manifest: &Manifest,
+    ) -> Result<Option<zerofn_admission::VersionFloor>, ControlError> {
+        let Some(record) = self
+            .store
+            .version_record(manifest.tenant.as_str(), manifest.name.as_str())
+            .await?
+        else {
+            return Ok(None);
+        };
+        // A record that does not read is not "no floor": refuse rather than forget it.
+        let content_digest = Digest::parse(&record.content_digest).map_err(|e| {
+            ControlError::Internal(format!("the recorded manifest version is corrupt: {e}"))
+        })?;
+        Ok(Some(zerofn_admission::VersionFloor {
+            version: record.highest,
+            content_digest,
+        }))
     }
 
     /// Composes an admitted function with the layers its manifest pins,
@@ -746,7 +848,7 @@ impl ControlPlane {
         &self,
         req: DeployRequest,
     ) -> Result<DeployResponse, ControlError> {
-        self.deploy("demo", req).await
+        self.deploy("demo", req, DeployAuthority::PLATFORM).await
     }
 }
 
@@ -774,6 +876,26 @@ fn restore_one(
         return Err(fail(
             "stored layer pins do not match the stored manifest".to_owned(),
         ));
+    }
+    // The signed manifest too: a row written behind the platform's back (or before
+    // manifests were signed) is not served.
+    if row.manifest_bundle.is_empty() {
+        return Err(fail(
+            "no signed manifest is stored (deployed before manifests were signed); sign it with `zerofn sign DIR` and deploy it again".to_owned(),
+        ));
+    }
+    let intent = zerofn_admission::reverify_intent(
+        &Digest::of(&row.component),
+        &manifest,
+        &row.manifest_bundle,
+        &keys,
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    if intent.version != row.version {
+        return Err(fail(format!(
+            "stored version {} does not match the signed manifest's {}",
+            row.version, intent.version
+        )));
     }
     let artifact: AdmittedArtifact =
         readmit(manifest, row.component, &row.bundle, &keys).map_err(|e| fail(e.to_string()))?;

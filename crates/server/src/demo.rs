@@ -91,12 +91,30 @@ pub(crate) async fn deploy_examples(
         };
         let bundle =
             sign_artifact(&component, &key).map_err(|e| ServerError::Demo(e.to_string()))?;
+        // The demo signs its examples' manifests as their author would: the same version
+        // for the same content, the next one for a rebuilt example (rollback protection
+        // holds for the demo's own functions too).
+        let digest = zerofn_admission::Digest::of(&component);
+        let mut version = manifest.version.unwrap_or(1);
+        if let Some(floor) = control.version_floor(&manifest).await? {
+            if floor.content_digest == zerofn_admission::intent_content_digest(&digest, &manifest) {
+                version = floor.version;
+            } else if manifest.version.is_none() {
+                version = version.max(floor.version.saturating_add(1));
+            }
+        }
+        let signed_manifest = zerofn_admission::sign_manifest(&manifest, &digest, version, &key)
+            .map_err(|e| ServerError::Demo(e.to_string()))?;
         let done = control
             .deploy_internal(DeployRequest {
                 manifest: manifest_text,
                 component,
                 bundle: bundle.into_bytes(),
-                attestations: Vec::new(),
+                attestations: vec![zerofn_admission::SubmittedFile {
+                    name: zerofn_admission::MANIFEST_BUNDLE_FILE.to_owned(),
+                    bytes: signed_manifest.into_bytes(),
+                }],
+                allow_rollback: None,
             })
             .await?;
         deployed.push(done);

@@ -27,6 +27,15 @@ pub struct DeploymentRow {
     pub component: Vec<u8>,
     pub bundle: Vec<u8>,
     pub deployed_at: String,
+    /// The signed manifest's version (0 for a deployment stored before manifests were
+    /// signed).
+    pub version: u64,
+    /// The file that carried the signed manifest statement (empty before manifests were
+    /// signed), verified again at start-up.
+    pub manifest_bundle: Vec<u8>,
+    /// What the version stands for (see `zerofn_admission::SignedIntent`), also recorded
+    /// with the function's highest version (empty before manifests were signed).
+    pub content_digest: String,
 }
 
 impl std::fmt::Debug for DeploymentRow {
@@ -36,6 +45,7 @@ impl std::fmt::Debug for DeploymentRow {
             .field("name", &self.name)
             .field("digest", &self.digest)
             .field("layers", &self.layers)
+            .field("version", &self.version)
             .field("component_len", &self.component.len())
             .finish_non_exhaustive()
     }
@@ -50,6 +60,15 @@ pub struct DeploymentSummary {
     pub signer: String,
     pub routes: Vec<String>,
     pub deployed_at: String,
+    /// The signed manifest's version (0 before manifests were signed).
+    pub version: u64,
+}
+
+/// The highest signed manifest version recorded for a function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRecord {
+    pub highest: u64,
+    pub content_digest: String,
 }
 
 /// Decides whether two route patterns overlap; supplied by the caller,
@@ -89,10 +108,23 @@ impl Store {
             }
             let routes = encode_routes(&row.routes)?;
             crate::layers::pin_layers(&tx, &row.tenant, &row.name, &row.layers)?;
+            let version = i64::try_from(row.version).map_err(|_| {
+                StoreError::Corrupt(format!("version {} does not fit the store", row.version))
+            })?;
+            // Rollback protection outlives the deployment: only ever raised (an allowed
+            // rollback deploys a lower version without lowering the highest).
+            tx.execute(
+                "INSERT INTO function_versions (tenant, name, highest, content_digest, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (tenant, name) DO UPDATE SET \
+                   highest = excluded.highest, content_digest = excluded.content_digest, updated_at = excluded.updated_at \
+                 WHERE excluded.highest >= function_versions.highest",
+                params![row.tenant, row.name, version, row.content_digest, row.deployed_at],
+            )?;
             tx.execute(
                 "INSERT OR REPLACE INTO deployments \
-                 (tenant, name, digest, signer, manifest, routes, component, bundle, precompiled_sha256, deployed_at, composed_digest) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9, ?10)",
+                 (tenant, name, digest, signer, manifest, routes, component, bundle, precompiled_sha256, deployed_at, composed_digest, version, manifest_bundle, content_digest) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     row.tenant,
                     row.name,
@@ -103,11 +135,38 @@ impl Store {
                     row.component,
                     row.bundle,
                     row.deployed_at,
-                    row.composed_digest
+                    row.composed_digest,
+                    version,
+                    row.manifest_bundle,
+                    row.content_digest
                 ],
             )?;
             tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    /// The highest signed manifest version ever deployed for `tenant/name` (kept after an
+    /// undeploy), if any.
+    pub async fn version_record(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<VersionRecord>, StoreError> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.with_conn(move |conn| {
+            let found = conn
+                .query_row(
+                    "SELECT highest, content_digest FROM function_versions WHERE tenant = ?1 AND name = ?2",
+                    params![tenant, name],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+                )
+                .optional()?;
+            Ok(found.map(|(highest, content_digest)| VersionRecord {
+                highest: u64::try_from(highest).unwrap_or(0),
+                content_digest,
+            }))
         })
         .await
     }
@@ -138,7 +197,7 @@ impl Store {
     pub async fn list_deployments(&self) -> Result<Vec<DeploymentSummary>, StoreError> {
         self.with_conn(|conn| {
             let mut stmt = conn.prepare(
-                "SELECT tenant, name, digest, signer, routes, deployed_at FROM deployments ORDER BY tenant, name",
+                "SELECT tenant, name, digest, signer, routes, deployed_at, version FROM deployments ORDER BY tenant, name",
             )?;
             let rows = stmt.query_map([], |r| {
                 Ok((
@@ -148,11 +207,12 @@ impl Store {
                     r.get::<_, String>(3)?,
                     r.get::<_, String>(4)?,
                     r.get::<_, String>(5)?,
+                    r.get::<_, i64>(6)?,
                 ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (tenant, name, digest, signer, routes, deployed_at) = row?;
+                let (tenant, name, digest, signer, routes, deployed_at, version) = row?;
                 out.push(DeploymentSummary {
                     tenant,
                     name,
@@ -160,6 +220,7 @@ impl Store {
                     signer,
                     routes: decode_routes(&routes)?,
                     deployed_at,
+                    version: u64::try_from(version).unwrap_or(0),
                 });
             }
             Ok(out)
@@ -174,7 +235,7 @@ impl Store {
     ) -> Result<Vec<(DeploymentRow, Option<String>)>, StoreError> {
         self.with_conn_blocking(|conn| {
             let mut stmt = conn.prepare(
-                "SELECT tenant, name, digest, signer, manifest, routes, component, bundle, deployed_at, precompiled_sha256, composed_digest \
+                "SELECT tenant, name, digest, signer, manifest, routes, component, bundle, deployed_at, precompiled_sha256, composed_digest, version, manifest_bundle, content_digest \
                  FROM deployments ORDER BY tenant, name",
             )?;
             let rows = stmt.query_map([], |r| {
@@ -191,6 +252,9 @@ impl Store {
                         component: r.get(6)?,
                         bundle: r.get(7)?,
                         deployed_at: r.get(8)?,
+                        version: u64::try_from(r.get::<_, i64>(11)?).unwrap_or(0),
+                        manifest_bundle: r.get::<_, Option<Vec<u8>>>(12)?.unwrap_or_default(),
+                        content_digest: r.get(13)?,
                     },
                     r.get::<_, String>(5)?,
                     r.get::<_, Option<String>>(9)?,
@@ -271,6 +335,25 @@ impl Store {
         })
         .await
     }
+
+    /// The manifest (TOML text) `tenant/name` is deployed with, if it is deployed.
+    pub async fn deployed_manifest(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.with_conn(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT manifest FROM deployments WHERE tenant = ?1 AND name = ?2",
+                    params![tenant, name],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
 }
 
 fn encode_routes(routes: &[String]) -> Result<String, StoreError> {
@@ -306,6 +389,9 @@ pub(crate) mod tests {
             component: vec![1, 2, 3],
             bundle: vec![4],
             deployed_at: "t".into(),
+            version: 1,
+            manifest_bundle: vec![5],
+            content_digest: "sha256:c1".into(),
         }
     }
 
@@ -352,5 +438,52 @@ pub(crate) mod tests {
             store.delete_deployment("acme", "a").await,
             Err(StoreError::NoSuchDeployment { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn the_highest_version_outlives_the_deployment_and_only_rises() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create_tenant("acme", "t").await.unwrap();
+        let eq: fn() -> RouteOverlap = || Box::new(|a: &str, b: &str| a == b);
+        assert_eq!(store.version_record("acme", "a").await.unwrap(), None);
+        let at = |version: u64, content: &str| {
+            let mut r = row("a", &["/a"]);
+            r.version = version;
+            r.content_digest = content.to_owned();
+            r
+        };
+        store
+            .put_deployment(at(3, "sha256:c3"), eq())
+            .await
+            .unwrap();
+        // An allowed rollback deploys version 2 without lowering the highest.
+        store
+            .put_deployment(at(2, "sha256:c2"), eq())
+            .await
+            .unwrap();
+        let record = store.version_record("acme", "a").await.unwrap().unwrap();
+        assert_eq!(
+            (record.highest, record.content_digest.as_str()),
+            (3, "sha256:c3")
+        );
+        assert_eq!(store.list_deployments().await.unwrap()[0].version, 2);
+        let loaded = store.load_deployments_blocking().unwrap();
+        assert_eq!(
+            (loaded[0].0.version, loaded[0].0.manifest_bundle.as_slice()),
+            (2, &[5u8][..])
+        );
+        store.delete_deployment("acme", "a").await.unwrap();
+        let record = store.version_record("acme", "a").await.unwrap().unwrap();
+        assert_eq!(record.highest, 3);
+        store
+            .put_deployment(at(4, "sha256:c4"), eq())
+            .await
+            .unwrap();
+        let record = store.version_record("acme", "a").await.unwrap().unwrap();
+        assert_eq!(
+            (record.highest, record.content_digest.as_str()),
+            (4, "sha256:c4")
+        );
     }
 }

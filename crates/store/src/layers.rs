@@ -309,6 +309,9 @@ mod tests {
             component: vec![1],
             bundle: vec![2],
             deployed_at: "t".into(),
+            version: 1,
+            manifest_bundle: vec![5],
+            content_digest: "sha256:c1".into(),
         }
     }
 

@@ -37,7 +37,7 @@ use rusqlite::Connection;
 pub use admission_rules::{AdmissionSettingsRow, TenantIdentityRow};
 pub use audit_rows::{AuditDurability, AuditFlusher, AuditRow, AuditWriter};
 pub use audit_tree::CheckpointRow;
-pub use deployments::{DeploymentRow, DeploymentSummary};
+pub use deployments::{DeploymentRow, DeploymentSummary, VersionRecord};
 pub use error::StoreError;
 pub use kv::IncrementError;
 pub use layers::{LayerRow, LayerSummary};
@@ -89,6 +89,19 @@ CREATE TABLE IF NOT EXISTS deployments (
     precompiled_sha256  TEXT,
     deployed_at         TEXT NOT NULL,
     composed_digest     TEXT,
+    version             INTEGER NOT NULL DEFAULT 0,
+    manifest_bundle     BLOB,
+    content_digest      TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (tenant, name)
+) STRICT;
+-- The highest signed manifest version ever deployed per function, kept
+-- after an undeploy (rollback protection), and the content it stood for.
+CREATE TABLE IF NOT EXISTS function_versions (
+    tenant          TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    highest         INTEGER NOT NULL,
+    content_digest  TEXT NOT NULL,
+    updated_at      TEXT NOT NULL,
     PRIMARY KEY (tenant, name)
 ) STRICT;
 CREATE TABLE IF NOT EXISTS layers (
@@ -318,6 +331,18 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         .exists([])?;
     if !has_detail {
         conn.execute_batch("ALTER TABLE audit ADD COLUMN detail TEXT")?;
+    }
+    let has_version = conn
+        .prepare("SELECT 1 FROM pragma_table_info('deployments') WHERE name = 'version'")?
+        .exists([])?;
+    if !has_version {
+        // Deployments made before signed manifests: version 0 and no signed manifest, which
+        // restore refuses (they must be signed and deployed again).
+        conn.execute_batch(
+            "ALTER TABLE deployments ADD COLUMN version INTEGER NOT NULL DEFAULT 0; \
+             ALTER TABLE deployments ADD COLUMN manifest_bundle BLOB; \
+             ALTER TABLE deployments ADD COLUMN content_digest TEXT NOT NULL DEFAULT '';",
+        )?;
     }
     route_prefixes::migrate(conn)?;
     Ok(())

@@ -128,9 +128,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         let now = now.to_owned();
         self.in_tenant(tenant, move |tx, tenant| {
-            check_free(&tx, &tenant, &prefixes)?;
+            check_free(tx, &tenant, &prefixes)?;
             tx.execute("DELETE FROM tenant_routes WHERE tenant = ?1", [&tenant])?;
-            insert(&tx, &tenant, &prefixes, &now)?;
+            insert(tx, &tenant, &prefixes, &now)?;
             Ok(())
         })
         .await

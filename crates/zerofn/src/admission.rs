@@ -101,6 +101,7 @@ pub fn function_request(dir: &Path) -> Result<(Manifest, zerofn_api::Deploy)> {
         component: base64::engine::general_purpose::STANDARD.encode(&component),
         bundle,
         attestations,
+        allow_rollback: None,
     };
     Ok((manifest, body))
 }

@@ -60,14 +60,31 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Sign an artifact: writes ARTIFACT.sigstore.json (Sigstore bundle v0.3).
+    /// Sign a function directory (its component and its manifest, at a version), or one
+    /// artifact: writes ARTIFACT.sigstore.json (Sigstore bundle v0.3).
+    ///
+    /// For a directory with a zerofn.toml, writes the component's bundle and
+    /// zerofn.manifest.sigstore.json: an in-toto statement about the component whose
+    /// predicate is the manifest's signed form at VERSION. A deploy needs both.
     Sign {
+        /// A function directory (with zerofn.toml), or a file.
         artifact: PathBuf,
+        /// The signing key (ECDSA P-256, PEM). Without it, a directory's manifest predicate
+        /// can still be written with `--predicate` for a keyless signer (cosign).
         #[arg(long)]
-        key: PathBuf,
-        /// Where to write the bundle (default ARTIFACT.sigstore.json).
+        key: Option<PathBuf>,
+        /// Where to write a file's bundle (default ARTIFACT.sigstore.json).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The manifest version to sign (a directory only): 1 or more, higher for every
+        /// release; default the manifest's `version`.
+        #[arg(long)]
+        version: Option<u64>,
+        /// Also write the manifest predicate to this file (a directory only), to sign it
+        /// keylessly: `cosign attest-blob --type https://zerofn.dev/attestations/manifest/v1
+        /// --predicate FILE ...`.
+        #[arg(long)]
+        predicate: Option<PathBuf>,
     },
     /// Manage tenants and the keys allowed to sign for them.
     #[command(subcommand)]
@@ -78,7 +95,13 @@ enum Command {
     Layer(layer::LayerCommand),
     /// Deploy the function in DIR (zerofn.toml, component, bundle, and the
     /// attestations beside them: *.intoto.jsonl and other *.sigstore.json).
-    Deploy { dir: PathBuf },
+    Deploy {
+        dir: PathBuf,
+        /// Deploy a manifest version below the highest deployed for the function, for
+        /// this reason (audited; needs `deploy.rollback` on the tenant).
+        #[arg(long, value_name = "REASON")]
+        allow_rollback: Option<String>,
+    },
     /// List deployed functions.
     Functions {
         #[arg(long)]
@@ -284,10 +307,34 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Up(args) => up(data_dir, args).await,
         Command::Keygen { out } => keygen(&out),
-        Command::Sign { artifact, key, out } => sign(&artifact, &key, out),
+        Command::Sign {
+            artifact,
+            key,
+            out,
+            version,
+            predicate,
+        } => {
+            if artifact.is_dir() {
+                if out.is_some() {
+                    bail!("`--out` names a file's bundle; a directory's bundles are written beside its zerofn.toml");
+                }
+                sign_dir(&artifact, key.as_deref(), version, predicate.as_deref())
+            } else {
+                if version.is_some() || predicate.is_some() {
+                    bail!("`--version` and `--predicate` sign a manifest: give the function's directory, not `{}`", artifact.display());
+                }
+                let Some(key) = key else {
+                    bail!("`--key KEY` is needed to sign `{}`", artifact.display());
+                };
+                sign(&artifact, &key, out)
+            }
+        }
         Command::Tenant(cmd) => tenant(&data_dir, cmd).await,
         Command::Layer(cmd) => layer::run(&data_dir, cmd).await,
-        Command::Deploy { dir } => deploy(&data_dir, &dir).await,
+        Command::Deploy {
+            dir,
+            allow_rollback,
+        } => deploy(&data_dir, &dir, allow_rollback).await,
         Command::Functions { json } => functions(&data_dir, json).await,
         Command::Undeploy { tenant, name } => {
             let api = ApiClient::discover(&data_dir)?;
@@ -447,11 +494,94 @@ pub(crate) fn append_ext(path: &Path, ext: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn sign(artifact: &Path, key_path: &Path, out: Option<PathBuf>) -> Result<()> {
+fn read_signing_key(key_path: &Path) -> Result<SigningKey> {
     let pem = std::fs::read_to_string(key_path)
         .with_context(|| format!("cannot read signing key `{}`", key_path.display()))?;
-    let key = SigningKey::from_pem(&pem)
-        .with_context(|| format!("`{}` is not a usable signing key", key_path.display()))?;
+    SigningKey::from_pem(&pem)
+        .with_context(|| format!("`{}` is not a usable signing key", key_path.display()))
+}
+
+/// Signs a function directory: the component, and the manifest at a version.
+fn sign_dir(
+    dir: &Path,
+    key_path: Option<&Path>,
+    version: Option<u64>,
+    predicate_out: Option<&Path>,
+) -> Result<()> {
+    let manifest_path = dir.join("zerofn.toml");
+    let text = std::fs::read_to_string(&manifest_path).with_context(|| {
+        format!(
+            "`{}` is a directory without a readable zerofn.toml",
+            dir.display()
+        )
+    })?;
+    let manifest = zerofn_admission::Manifest::from_toml(&text)
+        .with_context(|| format!("invalid manifest `{}`", manifest_path.display()))?;
+    let version = match (version, manifest.version) {
+        (Some(flag), Some(written)) if flag != written => bail!(
+            "`--version {flag}` differs from `version = {written}` in `{}`; sign the version the manifest says, or change it",
+            manifest_path.display()
+        ),
+        (Some(v), _) | (None, Some(v)) => v,
+        (None, None) => bail!(
+            "choose the version to sign: `--version N`, or `version = N` in `{}` (1 or more, higher than any version deployed before)",
+            manifest_path.display()
+        ),
+    };
+    if !(1..=zerofn_admission::MAX_MANIFEST_VERSION).contains(&version) {
+        bail!(
+            "version {version} is not from 1 to {}",
+            zerofn_admission::MAX_MANIFEST_VERSION
+        );
+    }
+    let component_path = dir.join(&manifest.component);
+    let component = std::fs::read(&component_path).with_context(|| {
+        format!(
+            "cannot read component `{}` named by the manifest",
+            component_path.display()
+        )
+    })?;
+    let digest = zerofn_admission::Digest::of(&component);
+    if let Some(out) = predicate_out {
+        let predicate = zerofn_admission::manifest_predicate(&manifest, version);
+        std::fs::write(out, serde_json::to_vec_pretty(&predicate)?)
+            .with_context(|| format!("writing `{}`", out.display()))?;
+        println!(
+            "wrote {} (manifest predicate, version {version}, type {})",
+            out.display(),
+            zerofn_admission::MANIFEST_PREDICATE_V1
+        );
+    }
+    let Some(key_path) = key_path else {
+        if predicate_out.is_some() {
+            return Ok(());
+        }
+        bail!("`--key KEY` is needed to sign `{}` (or `--predicate FILE` to sign the manifest keylessly)", dir.display());
+    };
+    let key = read_signing_key(key_path)?;
+    let bundle_path = dir.join(manifest.bundle_file_name());
+    std::fs::write(&bundle_path, sign_artifact(&component, &key)?)
+        .with_context(|| format!("writing `{}`", bundle_path.display()))?;
+    let statement = zerofn_admission::sign_manifest(&manifest, &digest, version, &key)?;
+    let statement_path = dir.join(zerofn_admission::MANIFEST_BUNDLE_FILE);
+    std::fs::write(&statement_path, statement)
+        .with_context(|| format!("writing `{}`", statement_path.display()))?;
+    println!(
+        "wrote {} (signed {digest} with key {})",
+        bundle_path.display(),
+        key.public_key().key_id()
+    );
+    println!(
+        "wrote {} (manifest of {}/{} at version {version})",
+        statement_path.display(),
+        manifest.tenant,
+        manifest.name
+    );
+    Ok(())
+}
+
+fn sign(artifact: &Path, key_path: &Path, out: Option<PathBuf>) -> Result<()> {
+    let key = read_signing_key(key_path)?;
     let bytes = std::fs::read(artifact)
         .with_context(|| format!("cannot read artifact `{}`", artifact.display()))?;
     let bundle = sign_artifact(&bytes, &key)?;
@@ -565,8 +695,9 @@ async fn tenant(data_dir: &Path, cmd: TenantCommand) -> Result<()> {
     Ok(())
 }
 
-async fn deploy(data_dir: &Path, dir: &Path) -> Result<()> {
-    let (_, body) = admission::function_request(dir)?;
+async fn deploy(data_dir: &Path, dir: &Path, allow_rollback: Option<String>) -> Result<()> {
+    let (_, mut body) = admission::function_request(dir)?;
+    body.allow_rollback = allow_rollback;
     let api = ApiClient::discover(data_dir)?;
     let body = serde_json::to_value(&body)?;
     let v = match api.call(Method::POST, "/v1/deployments", Some(body)).await {
@@ -578,9 +709,10 @@ async fn deploy(data_dir: &Path, dir: &Path) -> Result<()> {
     };
     let deployed: api_types::Deployed = client::typed("/v1/deployments", v)?;
     println!(
-        "deployed {}/{} {} signed by {} on {}",
+        "deployed {}/{} version {} {} signed by {} on {}",
         deployed.tenant,
         deployed.name,
+        deployed.version,
         deployed.digest,
         deployed.signer,
         deployed.routes.join(",")
@@ -608,12 +740,13 @@ async fn functions(data_dir: &Path, as_json: bool) -> Result<()> {
         return Ok(());
     }
     let list: api_types::FunctionList = client::typed("/v1/functions", v)?;
-    println!("TENANT\tNAME\tDIGEST\tSIGNER\tROUTES\tDEPLOYED");
+    println!("TENANT\tNAME\tVERSION\tDIGEST\tSIGNER\tROUTES\tDEPLOYED");
     for f in list.functions {
         println!(
-            "{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
             f.tenant,
             f.name,
+            f.version,
             f.digest,
             f.signer,
             f.routes.join(","),

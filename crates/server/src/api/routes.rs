@@ -35,6 +35,8 @@ pub(super) type Handler = for<'a> fn(&'a Api, &'a Permit, Call<'a>) -> BoxFuture
 
 /// What a handler is given: the request, authenticated and authorized.
 pub(super) struct Call<'a> {
+    /// Who the request authenticated as (for decisions a handler makes beyond the route's).
+    pub(super) principal: &'a super::Principal,
     /// The audit actor of the principal.
     pub(super) actor: &'a str,
     pub(super) params: &'a Params,

@@ -15,6 +15,7 @@ mod gateway_hardening;
 mod golden;
 mod hardening_memory;
 mod harness;
+mod intent;
 mod js;
 mod layers;
 mod operators;
@@ -27,6 +28,13 @@ use std::time::{Duration, Instant};
 use harness::*;
 
 /// A started platform with tenant `acme` trusting a fresh key.
+/// Manifest versions for [`Setup::sign`]: rising through the whole test run, so every
+/// redeploy in a test signs a higher version than the one before it.
+fn next_version() -> u64 {
+    static VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    VERSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 struct Setup {
     tmp: tempfile::TempDir,
     platform: Platform,
@@ -77,12 +85,31 @@ impl Setup {
         f
     }
 
+    /// Signs a function's component and manifest (`zerofn sign DIR --version N`, a version
+    /// higher than any signed before in this test run), or, for a file that is not a
+    /// function's component (a layer), the file alone.
     fn sign(&self, wasm: &Path, key: &Path) {
+        let dir = wasm.parent().unwrap();
+        let file_name = wasm.file_name().unwrap().to_str().unwrap();
+        let is_component = std::fs::read_to_string(dir.join("zerofn.toml"))
+            .is_ok_and(|m| m.contains(&format!("component = \"{file_name}\"")));
+        if !is_component {
+            ok(self.platform.cli(&[
+                "sign",
+                wasm.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+            ]));
+            return;
+        }
+        let version = next_version().to_string();
         ok(self.platform.cli(&[
             "sign",
-            wasm.to_str().unwrap(),
+            dir.to_str().unwrap(),
             "--key",
             key.to_str().unwrap(),
+            "--version",
+            &version,
         ]));
     }
 
@@ -846,9 +873,11 @@ fn each_function_gets_a_short_lived_spiffe_identity() {
     );
     ok(platform.cli(&[
         "sign",
-        f.wasm.to_str().unwrap(),
+        f.dir.to_str().unwrap(),
         "--key",
         key.to_str().unwrap(),
+        "--version",
+        "1",
     ]));
     ok(platform.cli(&["deploy", f.dir.to_str().unwrap()]));
 

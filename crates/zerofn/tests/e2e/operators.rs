@@ -21,6 +21,12 @@ permit (principal == Zerofn::Operator::"alice",
         resource == Zerofn::Platform::"platform");
 "#;
 
+/// Whether acme's compiled policies are free of the grants alice tried to add.
+fn err_free_policy(p: &Platform) -> bool {
+    let shown = ok(p.cli(&["policy", "show", "acme", "hello"]));
+    !shown.contains("secrets") && !shown.contains("demo")
+}
+
 /// Run the CLI as the operator whose certificate and key are `cert`/`key`.
 fn as_operator(s: &Setup, cert: &Path, key: &Path, ca: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -149,6 +155,59 @@ fn operators_authenticate_with_certificates_and_are_authorized_by_the_control_po
     s.sign(&f.wasm, &s.key);
     ok(alice(&["deploy", f.dir.to_str().unwrap()]));
     assert_eq!(p.get("/hello").text(), "hello from zerofn\n");
+
+    // `deploy` alone does not widen a function's powers: a manifest that grants a bucket
+    // or another tenant's callers needs `permissions.grant` too (like iam:PassRole).
+    for grants in [
+        "[permissions]\nkv = [\"secrets:read-write\"]\n",
+        "[invoke]\nfrom = [\"public\", \"tenant:demo\"]\n",
+    ] {
+        std::fs::write(
+            f.dir.join("zerofn.toml"),
+            format!("name = \"hello\"\ntenant = \"acme\"\ncomponent = \"hello.wasm\"\nroutes = [\"/hello\"]\n{grants}"),
+        )
+        .unwrap();
+        s.sign(&f.wasm, &s.key);
+        let err = fails(alice(&["deploy", f.dir.to_str().unwrap()]));
+        assert!(
+            err.contains("HTTP 403")
+                && err.contains("needs `permissions.grant` on tenant `acme` as well as `deploy`"),
+            "{err}"
+        );
+    }
+    assert!(
+        err_free_policy(p),
+        "the forged grants reached the policy set"
+    );
+    // Nor may alice roll back.
+    let err = fails(alice(&[
+        "deploy",
+        f.dir.to_str().unwrap(),
+        "--allow-rollback",
+        "because",
+    ]));
+    assert!(err.contains("needs `deploy.rollback`"), "{err}");
+    // Granted, the same deploy goes through and the audit record lists what it granted.
+    let granting = write(
+        s.root(),
+        "granting.cedar",
+        &format!("{ALICE_POLICY}\n@id(\"alice-grants\") permit (principal == Zerofn::Operator::\"alice\", action == Zerofn::Action::\"permissions.grant\", resource == Zerofn::Tenant::\"acme\");\n"),
+    );
+    ok(p.cli(&["operator", "policy", "set", granting.to_str().unwrap()]));
+    ok(alice(&["deploy", f.dir.to_str().unwrap()]));
+    let granted = s
+        .audit(10)
+        .into_iter()
+        .rev()
+        .find(|r| r["action"] == "deploy" && r["decision"] == "allow")
+        .unwrap();
+    assert!(
+        granted["reason"]
+            .as_str()
+            .unwrap()
+            .contains("grants invoke from tenant:demo"),
+        "{granted}"
+    );
 
     // And nothing else: another tenant, the audit log, operators.
     let other = function_dir(s.root(), "hello", "demo", &guest("hello-c"), &["/demo"], "");

@@ -470,16 +470,15 @@ fn concurrent_deploys_and_undeploys_of_one_function_leave_row_route_and_svid_in_
         &["/hello"],
         "",
     );
-    ok(s.platform.cli(&[
-        "sign",
-        f.wasm.to_str().unwrap(),
-        "--key",
-        s.key.to_str().unwrap(),
-    ]));
+    s.sign(&f.wasm, &s.key);
     let body = serde_json::json!({
         "manifest": std::fs::read_to_string(f.dir.join("zerofn.toml")).unwrap(),
         "component": base64::engine::general_purpose::STANDARD.encode(std::fs::read(&f.wasm).unwrap()),
         "bundle": std::fs::read_to_string(f.dir.join("hello.wasm.sigstore.json")).unwrap(),
+        "attestations": [{
+            "name": "zerofn.manifest.sigstore.json",
+            "content": std::fs::read_to_string(f.dir.join("zerofn.manifest.sigstore.json")).unwrap(),
+        }],
     })
     .to_string();
     let (api_addr, auth) = (s.platform.api.clone(), format!("Bearer {}", token(&s)));
