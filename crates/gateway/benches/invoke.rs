@@ -25,6 +25,7 @@ use zerofn_policy::permissions::compile;
 use zerofn_policy::{PolicySet, RuntimePoliciesBuilder};
 use zerofn_sandbox::{Sandbox, SandboxConfig};
 use zerofn_store::Store;
+use zerofn_types::{FunctionName, TenantName};
 
 const FUNCTIONS: usize = 1000;
 
@@ -36,17 +37,26 @@ struct BenchIdentities {
 }
 
 impl WorkloadIdentity for BenchIdentities {
-    fn verify(&self, tenant: &str, name: &str) -> Result<VerifiedSpiffeId, SvidRefusal> {
+    fn verify(
+        &self,
+        tenant: &TenantName,
+        name: &FunctionName,
+    ) -> Result<VerifiedSpiffeId, SvidRefusal> {
         let svid = self
             .svids
-            .get(&(tenant.to_owned(), name.to_owned()))
+            .get(&(tenant.to_string(), name.to_string()))
             .ok_or_else(|| SvidRefusal::NotServed {
                 workload: format!("{tenant}/{name}"),
             })?;
         self.verifier.verify(svid, time::OffsetDateTime::now_utc())
     }
 
-    fn jwt_svid(&self, tenant: &str, name: &str, _: &str) -> Result<JwtSvid, SvidRefusal> {
+    fn jwt_svid(
+        &self,
+        tenant: &TenantName,
+        name: &FunctionName,
+        _: &str,
+    ) -> Result<JwtSvid, SvidRefusal> {
         // JWT-SVIDs are not part of this benchmark.
         Err(SvidRefusal::NotServed {
             workload: format!("{tenant}/{name}"),
@@ -165,8 +175,13 @@ fn bench(c: &mut Criterion) {
             identity: Arc::new(identities),
         },
     );
-    rt.block_on(store.kv_set("bench", "notes", "a", b"value".to_vec()))
-        .unwrap();
+    rt.block_on(store.kv_set(
+        &TenantName::parse("bench").unwrap(),
+        "notes",
+        "a",
+        b"value".to_vec(),
+    ))
+    .unwrap();
     c.bench_function(
         &format!("gateway/invoke_path_in_process/{label}/hello-c"),
         |b| {

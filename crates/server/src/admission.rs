@@ -19,6 +19,7 @@ use zerofn_admission::{
 };
 use zerofn_audit::{Action, AuditRecord, Outcome};
 use zerofn_store::{AdmissionSettingsRow, TenantIdentityRow};
+use zerofn_types::TenantName;
 
 use crate::clock::now;
 use crate::control::{ControlError, ControlPlane, DeployRequest};
@@ -99,7 +100,10 @@ fn identity_of(row: &TenantIdentityRow) -> Identity {
 
 impl ControlPlane {
     /// Everyone the tenant trusts to sign: keys and keyless identities.
-    pub(crate) async fn signers(&self, tenant: &str) -> Result<TrustedSigners, ControlError> {
+    pub(crate) async fn signers(
+        &self,
+        tenant: &TenantName,
+    ) -> Result<TrustedSigners, ControlError> {
         let keys = self
             .store()
             .tenant_keys(tenant)
@@ -120,7 +124,7 @@ impl ControlPlane {
     }
 
     /// The tenant's complete admission rules, parsed from the store.
-    pub(crate) async fn rules(&self, tenant: &str) -> Result<AdmissionRules, ControlError> {
+    pub(crate) async fn rules(&self, tenant: &TenantName) -> Result<AdmissionRules, ControlError> {
         let signers = self.signers(tenant).await?;
         let settings = self.store().admission_settings(tenant).await?;
         let policy = match settings.policy.as_deref() {
@@ -152,7 +156,7 @@ impl ControlPlane {
     ) -> Result<Result<zerofn_admission::Admitted, zerofn_admission::Refused>, ControlError> {
         // A bundle that is not a bundle is a bad request, not a refusal.
         zerofn_admission::Bundle::from_json(&req.bundle)?;
-        let rules = self.rules(manifest.tenant.as_str()).await?;
+        let rules = self.rules(&manifest.tenant).await?;
         let vulndb = self.vulndb().current()?;
         let submission = Submission {
             manifest,
@@ -225,7 +229,7 @@ impl ControlPlane {
     pub async fn add_identity(
         &self,
         actor: &str,
-        tenant: &str,
+        tenant: &TenantName,
         req: AddIdentity,
     ) -> Result<TenantIdentityRow, ControlError> {
         let record =
@@ -270,7 +274,7 @@ impl ControlPlane {
         };
         if existing.iter().any(|r| r.id == row.id) {
             let e = zerofn_store::StoreError::IdentityExists {
-                tenant: tenant.to_owned(),
+                tenant: tenant.to_string(),
                 id: row.id.clone(),
             };
             return self.refused(record, e.into()).await;
@@ -295,7 +299,7 @@ impl ControlPlane {
     pub async fn remove_identity(
         &self,
         actor: &str,
-        tenant: &str,
+        tenant: &TenantName,
         id: &str,
     ) -> Result<(), ControlError> {
         let record = AuditRecord::new(actor, Action::TenantIdentityRemove, Outcome::Deny)
@@ -307,7 +311,7 @@ impl ControlPlane {
         };
         if !existing.iter().any(|r| r.id == id) {
             let e = zerofn_store::StoreError::NoSuchIdentity {
-                tenant: tenant.to_owned(),
+                tenant: tenant.to_string(),
                 id: id.to_owned(),
             };
             return self.refused(record, e.into()).await;
@@ -328,7 +332,7 @@ impl ControlPlane {
     pub async fn set_admission(
         &self,
         actor: &str,
-        tenant: &str,
+        tenant: &TenantName,
         req: SetAdmission,
     ) -> Result<AdmissionView, ControlError> {
         let record = AuditRecord::new(actor, Action::AdmissionSet, Outcome::Deny).tenant(tenant);
@@ -389,7 +393,7 @@ impl ControlPlane {
     }
 
     /// A tenant's admission rules as stored.
-    pub async fn admission_view(&self, tenant: &str) -> Result<AdmissionView, ControlError> {
+    pub async fn admission_view(&self, tenant: &TenantName) -> Result<AdmissionView, ControlError> {
         let settings: AdmissionSettingsRow = self.store().admission_settings(tenant).await?;
         let key_ids = self
             .store()
@@ -406,7 +410,7 @@ impl ControlPlane {
         }
         .map_err(ControlError::Policy)?;
         Ok(AdmissionView {
-            tenant: tenant.to_owned(),
+            tenant: tenant.to_string(),
             key_ids,
             identities: identities
                 .iter()

@@ -32,6 +32,7 @@ use zerofn_policy::{
     Authentication, ControlAction, ControlQuery, ControlResource, Decision, Permit, ROOT_OPERATOR,
 };
 use zerofn_store::StoreError;
+use zerofn_types::TenantName;
 
 use crate::admission::{AddIdentity, SetAdmission};
 use crate::auth::OperatorToken;
@@ -255,7 +256,7 @@ impl Api {
             ),
             // Refused by the API itself before the control plane saw it:
             // the control plane did not record it, so the API does.
-            Err(e @ ControlError::InvalidRequest(_)) => {
+            Err(e @ (ControlError::InvalidRequest(_) | ControlError::NoSuchName(_))) => {
                 self.refuse(&principal, refusal, status_of(&e), e.kind(), &e.to_string())
                     .await
             }
@@ -333,12 +334,12 @@ impl Api {
     }
 
     async fn tenant_routes(&self, c: Call<'_>) -> Reply {
-        let tenant = c.param("tenant")?;
-        let prefixes = self.control.tenant_routes(tenant).await?;
+        let tenant = c.tenant()?;
+        let prefixes = self.control.tenant_routes(&tenant).await?;
         Ok((
             StatusCode::OK,
             to_value(TenantRoutes {
-                tenant: tenant.to_owned(),
+                tenant: tenant.to_string(),
                 route_prefixes: prefixes,
             }),
         ))
@@ -347,7 +348,7 @@ impl Api {
     async fn remove_key(&self, c: Call<'_>) -> Reply {
         let key_id = c.param("key_id")?;
         self.control
-            .remove_key(c.actor, c.param("tenant")?, key_id)
+            .remove_key(c.actor, &c.tenant()?, key_id)
             .await?;
         Ok((
             StatusCode::OK,
@@ -358,7 +359,7 @@ impl Api {
     }
 
     async fn list_layers(&self, c: Call<'_>) -> Reply {
-        let layers = self.control.list_layers(c.param("tenant")?).await?;
+        let layers = self.control.list_layers(&c.tenant()?).await?;
         let layers = layers.into_iter().map(layer_answer).collect();
         Ok((StatusCode::OK, to_value(LayerList { layers })))
     }
@@ -366,7 +367,7 @@ impl Api {
     async fn delete_layer(&self, c: Call<'_>) -> Reply {
         let digest = c.param("digest")?;
         self.control
-            .delete_layer(c.actor, c.param("tenant")?, digest)
+            .delete_layer(c.actor, &c.tenant()?, digest)
             .await?;
         Ok((
             StatusCode::OK,
@@ -377,7 +378,7 @@ impl Api {
     }
 
     async fn admission_view(&self, c: Call<'_>) -> Reply {
-        let view = self.control.admission_view(c.param("tenant")?).await?;
+        let view = self.control.admission_view(&c.tenant()?).await?;
         Ok((StatusCode::OK, to_value(view)))
     }
 
@@ -385,7 +386,7 @@ impl Api {
         let req: SetAdmission = parse_json(c.body)?;
         let view = self
             .control
-            .set_admission(c.actor, c.param("tenant")?, req)
+            .set_admission(c.actor, &c.tenant()?, req)
             .await?;
         Ok((StatusCode::OK, to_value(view)))
     }
@@ -394,7 +395,7 @@ impl Api {
         let req: AddIdentity = parse_json(c.body)?;
         let added = self
             .control
-            .add_identity(c.actor, c.param("tenant")?, req)
+            .add_identity(c.actor, &c.tenant()?, req)
             .await?;
         Ok((StatusCode::CREATED, to_value(added)))
     }
@@ -402,7 +403,7 @@ impl Api {
     async fn remove_identity(&self, c: Call<'_>) -> Reply {
         let id = c.param("id")?;
         self.control
-            .remove_identity(c.actor, c.param("tenant")?, id)
+            .remove_identity(c.actor, &c.tenant()?, id)
             .await?;
         Ok((
             StatusCode::OK,
@@ -430,8 +431,8 @@ impl Api {
     }
 
     async fn current_svid(&self, c: Call<'_>) -> Reply {
-        let (tenant, name) = (c.param("tenant")?, c.param("name")?);
-        match self.control.identities().current(tenant, name) {
+        let (tenant, name) = c.function()?;
+        match self.control.identities().current(&tenant, &name) {
             Some(svid) => Ok((
                 StatusCode::OK,
                 to_value(Svid {
@@ -445,35 +446,31 @@ impl Api {
                 }),
             )),
             None => Err(ControlError::Store(StoreError::NoSuchDeployment {
-                tenant: tenant.to_owned(),
-                name: name.to_owned(),
+                tenant: tenant.to_string(),
+                name: name.to_string(),
             })),
         }
     }
 
     async fn revoke_svid(&self, c: Call<'_>) -> Reply {
-        let serial = self
-            .control
-            .revoke_svid(c.actor, c.param("tenant")?, c.param("name")?)
-            .await?;
+        let (tenant, name) = c.function()?;
+        let serial = self.control.revoke_svid(c.actor, &tenant, &name).await?;
         Ok((StatusCode::OK, to_value(Revoked { revoked: serial })))
     }
 
     async fn function_policy(&self, c: Call<'_>) -> Reply {
-        let view = self
-            .control
-            .function_policy(c.param("tenant")?, c.param("name")?)
-            .await?;
+        let (tenant, name) = c.function()?;
+        let view = self.control.function_policy(&tenant, &name).await?;
         Ok((StatusCode::OK, to_value(view)))
     }
 
     async fn tenant_policy(&self, c: Call<'_>) -> Reply {
-        let tenant = c.param("tenant")?;
-        let policy = self.control.tenant_policy(tenant).await?;
+        let tenant = c.tenant()?;
+        let policy = self.control.tenant_policy(&tenant).await?;
         Ok((
             StatusCode::OK,
             to_value(TenantPolicy {
-                tenant: tenant.to_owned(),
+                tenant: tenant.to_string(),
                 policy,
             }),
         ))
@@ -483,7 +480,7 @@ impl Api {
         let req: SetPolicy = parse_json(c.body)?;
         let set = self
             .control
-            .set_tenant_policy(c.actor, c.param("tenant")?, req.policy.as_deref())
+            .set_tenant_policy(c.actor, &c.tenant()?, req.policy.as_deref())
             .await?;
         Ok((StatusCode::OK, to_value(set)))
     }
@@ -498,8 +495,8 @@ impl Api {
     }
 
     async fn undeploy(&self, c: Call<'_>) -> Reply {
-        let (tenant, name) = (c.param("tenant")?, c.param("name")?);
-        self.control.undeploy(c.actor, tenant, name).await?;
+        let (tenant, name) = c.function()?;
+        self.control.undeploy(c.actor, &tenant, &name).await?;
         Ok((
             StatusCode::OK,
             to_value(Undeployed {
@@ -608,7 +605,7 @@ impl Api {
         Ok((
             StatusCode::OK,
             to_value(OperatorRemoved {
-                removed: name.to_owned(),
+                removed: name.to_string(),
                 revoked: serials,
             }),
         ))
@@ -895,7 +892,10 @@ impl Api {
             .control
             .create_tenant(c.actor, &req.name, &req.signing_keys, &req.route_prefixes)
             .await?;
-        let prefixes = self.control.tenant_routes(&row.name).await?;
+        // `create_tenant` parsed the name before creating it.
+        let tenant = TenantName::parse(&row.name)
+            .map_err(|e| ControlError::Internal(format!("created tenant's name: {e}")))?;
+        let prefixes = self.control.tenant_routes(&tenant).await?;
         Ok((
             StatusCode::CREATED,
             to_value(tenant_answer(row, Some(prefixes))),
@@ -904,15 +904,15 @@ impl Api {
 
     async fn set_routes(&self, c: Call<'_>) -> Reply {
         let req: SetRoutes = parse_json(c.body)?;
-        let tenant = c.param("tenant")?;
+        let tenant = c.tenant()?;
         let prefixes = self
             .control
-            .set_tenant_routes(c.actor, tenant, &req.route_prefixes)
+            .set_tenant_routes(c.actor, &tenant, &req.route_prefixes)
             .await?;
         Ok((
             StatusCode::OK,
             to_value(TenantRoutes {
-                tenant: tenant.to_owned(),
+                tenant: tenant.to_string(),
                 route_prefixes: prefixes,
             }),
         ))
@@ -920,15 +920,15 @@ impl Api {
 
     async fn add_key(&self, c: Call<'_>) -> Reply {
         let req: AddKey = parse_json(c.body)?;
-        let tenant = c.param("tenant")?;
+        let tenant = c.tenant()?;
         let key_id = self
             .control
-            .add_key(c.actor, tenant, &req.public_key)
+            .add_key(c.actor, &tenant, &req.public_key)
             .await?;
         Ok((
             StatusCode::CREATED,
             to_value(KeyAdded {
-                tenant: tenant.to_owned(),
+                tenant: tenant.to_string(),
                 key_id,
             }),
         ))
@@ -943,12 +943,7 @@ impl Api {
             })?;
         let layer = self
             .control
-            .publish_layer(
-                c.actor,
-                c.param("tenant")?,
-                component,
-                req.bundle.into_bytes(),
-            )
+            .publish_layer(c.actor, &c.tenant()?, component, req.bundle.into_bytes())
             .await?;
         Ok((StatusCode::CREATED, to_value(layer_answer(layer))))
     }
@@ -1090,6 +1085,7 @@ fn status_of(e: &ControlError) -> StatusCode {
             | StoreError::LayerPinned { .. },
         ) => StatusCode::CONFLICT,
         ControlError::Store(e) if e.is_not_found() => StatusCode::NOT_FOUND,
+        ControlError::NoSuchName(_) => StatusCode::NOT_FOUND,
         ControlError::Store(_) | ControlError::Audit(_) | ControlError::Internal(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }

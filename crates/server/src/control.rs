@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use zerofn_admission::{
     readmit, AdmissionError, AdmissionReport, AdmittedArtifact, Digest, LayerError, Manifest,
-    ManifestError, PolicyError, PublicKey, Route, SubmittedFile, TenantName, TrustedSigners,
+    ManifestError, PolicyError, PublicKey, Route, SubmittedFile, TrustedSigners,
 };
 use zerofn_audit::{Action, AuditError, AuditLog, AuditRecord, Outcome, StoredRecord};
 use zerofn_gateway::Routes;
 use zerofn_sandbox::{LoadedFunction, Sandbox, SandboxError};
 use zerofn_store::{DeploymentRow, DeploymentSummary, LayerRow, Store, StoreError, TenantRow};
+use zerofn_types::{FunctionName, TenantName};
 
 use crate::admission::VulnDbCache;
 use crate::clock::now;
@@ -65,6 +66,11 @@ pub enum ControlError {
         tenant: String,
         what: String,
     },
+    /// A path parameter that cannot be a tenant's or a function's name (not a DNS label):
+    /// it names nothing, so the answer is the store's "no such" error. Refused by the API
+    /// before the control plane sees it, and audited there.
+    #[error(transparent)]
+    NoSuchName(StoreError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -106,6 +112,7 @@ impl ControlError {
             ControlError::Store(StoreError::RouteTaken { .. }) => "route_taken",
             ControlError::Store(StoreError::PrefixTaken { .. }) => "prefix_taken",
             ControlError::Store(e) if e.is_not_found() => "not_found",
+            ControlError::NoSuchName(_) => "not_found",
             ControlError::Store(_) => "store_error",
             ControlError::Audit(_) => "audit_unavailable",
             ControlError::NotAllowed { .. } => "forbidden",
@@ -179,7 +186,11 @@ struct FunctionLocks {
 
 impl FunctionLocks {
     /// Wait for, then hold, the lock of `tenant`/`name`.
-    async fn lock(&self, tenant: &str, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    async fn lock(
+        &self,
+        tenant: &TenantName,
+        name: &FunctionName,
+    ) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
             let mut locks = self
                 .locks
@@ -190,7 +201,7 @@ impl FunctionLocks {
             // of functions being changed right now.
             locks.retain(|_, l| Arc::strong_count(l) > 1);
             locks
-                .entry((tenant.to_owned(), name.to_owned()))
+                .entry((tenant.to_string(), name.to_string()))
                 .or_default()
                 .clone()
         };
@@ -252,8 +263,8 @@ impl ControlPlane {
     pub async fn revoke_svid(
         &self,
         actor: &str,
-        tenant: &str,
-        name: &str,
+        tenant: &TenantName,
+        name: &FunctionName,
     ) -> Result<String, ControlError> {
         let record = |outcome| {
             AuditRecord::new(actor, Action::SvidRevoke, outcome)
@@ -263,8 +274,8 @@ impl ControlPlane {
         let _function = self.function_locks.lock(tenant, name).await;
         let Some(svid) = self.identities.current(tenant, name) else {
             let e = StoreError::NoSuchDeployment {
-                tenant: tenant.to_owned(),
-                name: name.to_owned(),
+                tenant: tenant.to_string(),
+                name: name.to_string(),
             };
             return self.refused(record(Outcome::Deny), e.into()).await;
         };
@@ -317,7 +328,7 @@ impl ControlPlane {
         }
         let existing = self.store.list_tenants().await?;
         let prefixes = if route_prefixes.is_empty() {
-            crate::route_space::default_prefixes(tenant.as_str(), existing.is_empty())
+            crate::route_space::default_prefixes(&tenant, existing.is_empty())
         } else {
             route_prefixes.to_vec()
         };
@@ -328,7 +339,7 @@ impl ControlPlane {
         let key_ids: Vec<String> = keys.iter().map(|(id, _)| id.clone()).collect();
         if existing.iter().any(|t| t.name == tenant.as_str()) {
             return self
-                .refused(record, StoreError::TenantExists(name.to_owned()).into())
+                .refused(record, StoreError::TenantExists(name.to_string()).into())
                 .await;
         }
         if let Err(e) = self.check_prefixes_free(tenant.as_str(), &prefixes).await {
@@ -349,7 +360,7 @@ impl ControlPlane {
         {
             let _change = self.policy_change.lock().await;
             self.store
-                .create_tenant_with_routes(tenant.as_str(), keys, prefixes, &created)
+                .create_tenant_with_routes(&tenant, keys, prefixes, &created)
                 .await?;
             self.reload_route_space_locked().await?;
         }
@@ -368,7 +379,7 @@ impl ControlPlane {
     pub async fn add_key(
         &self,
         actor: &str,
-        tenant: &str,
+        tenant: &TenantName,
         pem: &str,
     ) -> Result<String, ControlError> {
         let record = AuditRecord::new(actor, Action::TenantKeyAdd, Outcome::Deny).tenant(tenant);
@@ -383,7 +394,7 @@ impl ControlPlane {
         };
         if existing.iter().any(|k| k.key_id == key_id) {
             let e = StoreError::KeyExists {
-                tenant: tenant.to_owned(),
+                tenant: tenant.to_string(),
                 key_id: key_id.clone(),
             };
             return self.refused(record, e.into()).await;
@@ -406,7 +417,7 @@ impl ControlPlane {
     pub async fn remove_key(
         &self,
         actor: &str,
-        tenant: &str,
+        tenant: &TenantName,
         key_id: &str,
     ) -> Result<(), ControlError> {
         let record = AuditRecord::new(actor, Action::TenantKeyRemove, Outcome::Deny)
@@ -418,7 +429,7 @@ impl ControlPlane {
         };
         if !existing.iter().any(|k| k.key_id == key_id) {
             let e = StoreError::NoSuchKey {
-                tenant: tenant.to_owned(),
+                tenant: tenant.to_string(),
                 key_id: key_id.to_owned(),
             };
             return self.refused(record, e.into()).await;
@@ -456,7 +467,7 @@ impl ControlPlane {
         // deploy to be fully in place (row, SVID, route), or runs first.
         let _function = self
             .function_locks
-            .lock(manifest.tenant.as_str(), manifest.name.as_str())
+            .lock(&manifest.tenant, &manifest.name)
             .await;
         let tenant_name = manifest.tenant.as_str().to_owned();
         if req.allow_rollback.is_some() && !authority.rollback {
@@ -472,7 +483,7 @@ impl ControlPlane {
         // like `iam:PassRole` beside deploying.
         let deployed = self
             .store
-            .deployed_manifest(manifest.tenant.as_str(), manifest.name.as_str())
+            .deployed_manifest(&manifest.tenant, &manifest.name)
             .await?
             // A stored manifest that no longer parses grants nothing to compare against.
             .and_then(|text| Manifest::from_toml(&text).ok());
@@ -543,7 +554,7 @@ impl ControlPlane {
         };
 
         let m = artifact.manifest();
-        let (tenant, name) = (m.tenant.as_str().to_owned(), m.name.as_str().to_owned());
+        let (tenant, name) = (m.tenant.clone(), m.name.clone());
         let signed_digest = artifact.signed_digest().to_string();
         let layers: BTreeMap<String, String> = artifact
             .layers()
@@ -589,8 +600,8 @@ impl ControlPlane {
             )
             .await?;
         let row = DeploymentRow {
-            tenant: tenant.clone(),
-            name: name.clone(),
+            tenant: tenant.to_string(),
+            name: name.to_string(),
             digest: signed_digest.clone(),
             composed_digest: composed_digest.clone(),
             layers: layers.iter().map(|(i, d)| (i.clone(), d.clone())).collect(),
@@ -634,8 +645,8 @@ impl ControlPlane {
         }
         Ok(DeployResponse {
             spiffe_id: spiffe_id.to_string(),
-            tenant,
-            name,
+            tenant: tenant.to_string(),
+            name: name.to_string(),
             digest: signed_digest,
             signer: signer_text(artifact.signer_identity()),
             routes,
@@ -653,7 +664,7 @@ impl ControlPlane {
     ) -> Result<Option<zerofn_admission::VersionFloor>, ControlError> {
         let Some(record) = self
             .store
-            .version_record(manifest.tenant.as_str(), manifest.name.as_str())
+            .version_record(&manifest.tenant, &manifest.name)
             .await?
         else {
             return Ok(None);
@@ -678,7 +689,7 @@ impl ControlPlane {
             return Ok(artifact);
         }
         let rows = self.pinned_layer_rows(&artifact).await?;
-        let signers = self.signers(artifact.manifest().tenant.as_str()).await?;
+        let signers = self.signers(&artifact.manifest().tenant).await?;
         tokio::task::spawn_blocking(move || compose_with_layers(artifact, rows, &signers))
             .await
             .map_err(|e| ControlError::Internal(e.to_string()))?
@@ -689,8 +700,8 @@ impl ControlPlane {
     pub async fn undeploy(
         &self,
         actor: &str,
-        tenant: &str,
-        name: &str,
+        tenant: &TenantName,
+        name: &FunctionName,
     ) -> Result<(), ControlError> {
         let record = AuditRecord::new(actor, Action::Undeploy, Outcome::Deny)
             .tenant(tenant)
@@ -700,8 +711,8 @@ impl ControlPlane {
             Some(d) => d,
             None => {
                 let e = StoreError::NoSuchDeployment {
-                    tenant: tenant.to_owned(),
-                    name: name.to_owned(),
+                    tenant: tenant.to_string(),
+                    name: name.to_string(),
                 };
                 return self.refused(record, e.into()).await;
             }
@@ -716,8 +727,8 @@ impl ControlPlane {
             .await?;
         {
             let _change = self.policy_change.lock().await;
-            self.routes.remove(tenant, name);
-            self.refresh_policies(None, Some((tenant, name)))?;
+            self.routes.remove(tenant.as_str(), name.as_str());
+            self.refresh_policies(None, Some((tenant.as_str(), name.as_str())))?;
         }
         if let Some((serial, not_after)) = self.identities.remove(tenant, name) {
             self.store
@@ -761,15 +772,25 @@ impl ControlPlane {
                 let Some((row, precompiled)) = rows.next() else {
                     break;
                 };
-                let keys = self.signers(&row.tenant).await;
-                let layers = if row.layers.is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    let digests = row.layers.iter().map(|(_, d)| d.clone()).collect();
-                    self.store
-                        .layers(&row.tenant, digests)
-                        .await
-                        .map_err(ControlError::from)
+                // The stored name is text; one that is no tenant's name cannot have been
+                // admitted, so the row is refused like any other that fails re-admission.
+                let corrupt = |e: &zerofn_types::NameError| {
+                    ControlError::Store(StoreError::Corrupt(format!("deployment row: {e}")))
+                };
+                let (keys, layers) = match &TenantName::parse(&row.tenant) {
+                    Ok(tenant) => (
+                        self.signers(tenant).await,
+                        if row.layers.is_empty() {
+                            Ok(Vec::new())
+                        } else {
+                            let digests = row.layers.iter().map(|(_, d)| d.clone()).collect();
+                            self.store
+                                .layers(tenant, digests)
+                                .await
+                                .map_err(ControlError::from)
+                        },
+                    ),
+                    Err(e) => (Err(corrupt(e)), Err(corrupt(e))),
                 };
                 let sandbox = self.sandbox.clone();
                 tasks.spawn_blocking(move || restore_one(&sandbox, row, precompiled, keys, layers));
@@ -790,7 +811,7 @@ impl ControlPlane {
         for f in &loaded {
             let m = f.artifact().manifest();
             self.identities
-                .ensure(m.tenant.as_str(), m.name.as_str())
+                .ensure(&m.tenant, &m.name)
                 .map_err(|e| ControlError::Internal(e.to_string()))?;
         }
         self.routes.install_all(loaded);

@@ -2,6 +2,7 @@
 //! key created on first run, into tenant `demo`.
 
 use std::path::Path;
+use zerofn_types::TenantName;
 
 use zerofn_admission::{sign_artifact, Manifest, SigningKey};
 
@@ -55,13 +56,15 @@ pub(crate) async fn deploy_examples(
     match created {
         Ok(_) => {}
         Err(ControlError::Store(zerofn_store::StoreError::TenantExists(_))) => {
-            let trusted = control.store().tenant_keys(DEMO_TENANT).await?;
+            let demo_tenant = TenantName::parse(DEMO_TENANT)
+                .map_err(|e| ServerError::Demo(format!("the demo tenant's name: {e}")))?;
+            let trusted = control.store().tenant_keys(&demo_tenant).await?;
             if !trusted
                 .iter()
                 .any(|k| k.key_id == public.key_id().to_string())
             {
                 control
-                    .add_key("demo", DEMO_TENANT, &public.to_pem())
+                    .add_key("demo", &demo_tenant, &public.to_pem())
                     .await?;
             }
         }

@@ -13,6 +13,7 @@ use zerofn_identity::{
     CertificateAuthority, IdentityError, JwtSvid, SpiffeId, SvidRefusal, SvidRotator, TrustDomain,
     VerifiedSpiffeId, X509Svid,
 };
+use zerofn_types::{FunctionName, TenantName};
 
 type Key = (String, String);
 /// A function's rotator and the task that drives it.
@@ -67,13 +68,17 @@ impl Identities {
 
     /// Give a function its identity (idempotent): issue its first SVID now
     /// and keep renewing it at half its lifetime.
-    pub(crate) fn ensure(&self, tenant: &str, name: &str) -> Result<SpiffeId, IdentityError> {
-        let key = (tenant.to_owned(), name.to_owned());
+    pub(crate) fn ensure(
+        &self,
+        tenant: &TenantName,
+        name: &FunctionName,
+    ) -> Result<SpiffeId, IdentityError> {
+        let key = (tenant.to_string(), name.to_string());
         let mut map = self.rotators.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((rotator, _)) = map.get(&key) {
             return Ok(rotator.spiffe_id().clone());
         }
-        let id = SpiffeId::for_function(self.ca.trust_domain(), tenant, name)?;
+        let id = SpiffeId::for_function(self.ca.trust_domain(), tenant.as_str(), name.as_str())?;
         let rotator = SvidRotator::new(self.ca.clone(), id.clone(), self.ttl)?;
         let task = tokio::spawn(rotator.clone().run(self.shutdown.clone()));
         map.insert(key, (rotator, task));
@@ -82,8 +87,8 @@ impl Identities {
 
     /// Stop renewing a function's SVID and revoke the current one.
     /// Returns the revoked serial and expiry, for the caller to persist.
-    pub(crate) fn remove(&self, tenant: &str, name: &str) -> Option<(String, i64)> {
-        let key = (tenant.to_owned(), name.to_owned());
+    pub(crate) fn remove(&self, tenant: &TenantName, name: &FunctionName) -> Option<(String, i64)> {
+        let key = (tenant.to_string(), name.to_string());
         let removed = self
             .rotators
             .lock()
@@ -103,7 +108,11 @@ impl Identities {
     /// Revoke the function's current SVID at once (it keeps being
     /// renewed: the next rotation issues a new serial). Returns the
     /// revoked serial and its expiry, for the caller to persist.
-    pub(crate) fn revoke_current(&self, tenant: &str, name: &str) -> Option<(String, i64)> {
+    pub(crate) fn revoke_current(
+        &self,
+        tenant: &TenantName,
+        name: &FunctionName,
+    ) -> Option<(String, i64)> {
         let svid = self.current(tenant, name)?;
         self.ca.revocations().revoke(svid.serial().clone());
         Some((
@@ -124,8 +133,8 @@ impl Identities {
     /// the trust bundle, validity now, not revoked. Returns its SPIFFE ID.
     pub fn verify_current(
         &self,
-        tenant: &str,
-        name: &str,
+        tenant: &TenantName,
+        name: &FunctionName,
     ) -> Result<VerifiedSpiffeId, SvidRefusal> {
         let svid = self
             .current(tenant, name)
@@ -136,8 +145,8 @@ impl Identities {
     }
 
     /// The function's current X.509-SVID, if it is served.
-    pub fn current(&self, tenant: &str, name: &str) -> Option<Arc<X509Svid>> {
-        let key = (tenant.to_owned(), name.to_owned());
+    pub fn current(&self, tenant: &TenantName, name: &FunctionName) -> Option<Arc<X509Svid>> {
+        let key = (tenant.to_string(), name.to_string());
         self.rotators
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -147,11 +156,20 @@ impl Identities {
 }
 
 impl zerofn_gateway::WorkloadIdentity for Identities {
-    fn verify(&self, tenant: &str, name: &str) -> Result<VerifiedSpiffeId, SvidRefusal> {
+    fn verify(
+        &self,
+        tenant: &TenantName,
+        name: &FunctionName,
+    ) -> Result<VerifiedSpiffeId, SvidRefusal> {
         self.verify_current(tenant, name)
     }
 
-    fn jwt_svid(&self, tenant: &str, name: &str, audience: &str) -> Result<JwtSvid, SvidRefusal> {
+    fn jwt_svid(
+        &self,
+        tenant: &TenantName,
+        name: &FunctionName,
+        audience: &str,
+    ) -> Result<JwtSvid, SvidRefusal> {
         // Only a function holding a valid X.509-SVID gets a JWT-SVID, and
         // never one that outlives it.
         let verified = self.verify_current(tenant, name)?;

@@ -11,6 +11,7 @@ use zerofn_admission::{
 };
 use zerofn_audit::{Action, AuditRecord, Outcome};
 use zerofn_store::{LayerRow, LayerSummary, StoreError};
+use zerofn_types::TenantName;
 
 use crate::clock::now;
 use crate::control::{signer_text, ControlError, ControlPlane};
@@ -19,7 +20,7 @@ use crate::control::{signer_text, ControlError, ControlPlane};
 /// actions yet, so publishing is recorded as a `deploy` and deleting as an
 /// `undeploy`, with no function, the layer's digest, and a reason starting
 /// with `layer publish` / `layer delete`.
-fn layer_record(actor: &str, publish: bool, outcome: Outcome, tenant: &str) -> AuditRecord {
+fn layer_record(actor: &str, publish: bool, outcome: Outcome, tenant: &TenantName) -> AuditRecord {
     let action = if publish {
         Action::LayerPublish
     } else {
@@ -42,7 +43,7 @@ impl ControlPlane {
     pub async fn publish_layer(
         &self,
         actor: &str,
-        tenant: &str,
+        tenant: &TenantName,
         component: Vec<u8>,
         bundle: Vec<u8>,
     ) -> Result<LayerSummary, ControlError> {
@@ -52,7 +53,7 @@ impl ControlPlane {
             Ok(s) => s,
             Err(e) => return self.refused_layer(record, true, e).await,
         };
-        let tenant_owned = tenant.to_owned();
+        let tenant_owned = tenant.to_string();
         let bundle_bytes = bundle.clone();
         let verified = tokio::task::spawn_blocking(move || {
             verify_layer(component, &bundle, &signers, &tenant_owned)
@@ -69,7 +70,7 @@ impl ControlPlane {
             .await?;
         if !existing.is_empty() {
             let e = StoreError::LayerExists {
-                tenant: tenant.to_owned(),
+                tenant: tenant.to_string(),
                 digest: digest.to_string(),
             };
             return self.refused_layer(record, true, e.into()).await;
@@ -84,7 +85,7 @@ impl ControlPlane {
             ))
             .await?;
         let row = LayerRow {
-            tenant: tenant.to_owned(),
+            tenant: tenant.to_string(),
             digest: digest.to_string(),
             signer,
             exports,
@@ -114,7 +115,10 @@ impl ControlPlane {
     }
 
     /// A tenant's layers, with the functions pinning each.
-    pub async fn list_layers(&self, tenant: &str) -> Result<Vec<LayerSummary>, ControlError> {
+    pub async fn list_layers(
+        &self,
+        tenant: &TenantName,
+    ) -> Result<Vec<LayerSummary>, ControlError> {
         // Distinguish "no such tenant" from "no layers".
         self.store().tenant_keys(tenant).await?;
         Ok(self.store().list_layers(tenant).await?)
@@ -124,7 +128,7 @@ impl ControlPlane {
     pub async fn delete_layer(
         &self,
         actor: &str,
-        tenant: &str,
+        tenant: &TenantName,
         digest: &str,
     ) -> Result<(), ControlError> {
         let record = layer_record(actor, false, Outcome::Deny, tenant);
@@ -143,11 +147,11 @@ impl ControlPlane {
         };
         let refusal = match layers.iter().find(|l| l.digest == digest) {
             None => Some(StoreError::NoSuchLayer {
-                tenant: tenant.to_owned(),
+                tenant: tenant.to_string(),
                 digest: digest.clone(),
             }),
             Some(l) if !l.pinned_by.is_empty() => Some(StoreError::LayerPinned {
-                tenant: tenant.to_owned(),
+                tenant: tenant.to_string(),
                 digest: digest.clone(),
                 functions: l.pinned_by.join(", "),
             }),
@@ -187,7 +191,7 @@ impl ControlPlane {
             return Ok(Vec::new());
         }
         let digests = m.layers.values().map(Digest::to_string).collect();
-        Ok(self.store().layers(m.tenant.as_str(), digests).await?)
+        Ok(self.store().layers(&m.tenant, digests).await?)
     }
 
     async fn refused_layer<T>(

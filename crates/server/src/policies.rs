@@ -13,6 +13,7 @@ use zerofn_audit::{Action, AuditRecord, Outcome};
 use zerofn_policy::permissions::compile;
 use zerofn_policy::{PolicySet, RuntimePolicies, RuntimePoliciesBuilder};
 use zerofn_store::StoreError;
+use zerofn_types::{FunctionName, TenantName};
 
 use crate::control::{ControlError, ControlPlane};
 
@@ -122,7 +123,7 @@ impl ControlPlane {
     pub async fn set_tenant_policy(
         &self,
         actor: &str,
-        tenant: &str,
+        tenant: &TenantName,
         text: Option<&str>,
     ) -> Result<TenantPolicySet, ControlError> {
         let record = |outcome| AuditRecord::new(actor, Action::PolicySet, outcome).tenant(tenant);
@@ -131,12 +132,12 @@ impl ControlPlane {
             .list_tenants()
             .await?
             .iter()
-            .any(|t| t.name == tenant)
+            .any(|t| t.name == tenant.as_str())
         {
             return self
                 .refused(
                     record(Outcome::Deny).reason("no such tenant"),
-                    StoreError::NoSuchTenant(tenant.to_owned()).into(),
+                    StoreError::NoSuchTenant(tenant.to_string()).into(),
                 )
                 .await;
         }
@@ -152,7 +153,7 @@ impl ControlPlane {
             }
         };
         let _change = self.policy_change().lock().await;
-        let built = match self.build_policies(None, None, Some((tenant, set.as_ref()))) {
+        let built = match self.build_policies(None, None, Some((tenant.as_str(), set.as_ref()))) {
             Ok(b) => b,
             Err(e) => {
                 return self
@@ -178,42 +179,41 @@ impl ControlPlane {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             match set {
-                Some(set) => sets.insert(tenant.to_owned(), set),
-                None => sets.remove(tenant),
+                Some(set) => sets.insert(tenant.to_string(), set),
+                None => sets.remove(tenant.as_str()),
             };
         }
         self.policies().replace(built);
         Ok(TenantPolicySet {
-            tenant: tenant.to_owned(),
+            tenant: tenant.to_string(),
             policies: ids,
         })
     }
 
     /// A tenant's hand-written policy text.
-    pub async fn tenant_policy(&self, tenant: &str) -> Result<Option<String>, ControlError> {
+    pub async fn tenant_policy(&self, tenant: &TenantName) -> Result<Option<String>, ControlError> {
         Ok(self.store().tenant_policy(tenant).await?.map(|r| r.policy))
     }
 
     /// The policies that apply to one served function.
     pub async fn function_policy(
         &self,
-        tenant: &str,
-        name: &str,
+        tenant: &TenantName,
+        name: &FunctionName,
     ) -> Result<FunctionPolicy, ControlError> {
         let table = self.routes().snapshot();
-        let function =
-            table
-                .function(tenant, name)
-                .ok_or_else(|| StoreError::NoSuchDeployment {
-                    tenant: tenant.to_owned(),
-                    name: name.to_owned(),
-                })?;
+        let function = table
+            .function(tenant.as_str(), name.as_str())
+            .ok_or_else(|| StoreError::NoSuchDeployment {
+                tenant: tenant.to_string(),
+                name: name.to_string(),
+            })?;
         let m = function.artifact().manifest();
         Ok(FunctionPolicy {
-            tenant: tenant.to_owned(),
-            name: name.to_owned(),
+            tenant: tenant.to_string(),
+            name: name.to_string(),
             permissions: permissions_answer(&m.permissions),
-            compiled: compile(tenant, name, &m.permissions),
+            compiled: compile(tenant.as_str(), name.as_str(), &m.permissions),
             tenant_policy: self.tenant_policy(tenant).await?,
         })
     }

@@ -17,6 +17,7 @@ use zerofn_admission::{Manifest, Route};
 use zerofn_audit::{Action, AuditRecord, Outcome};
 use zerofn_gateway::RouteSpace;
 use zerofn_store::StoreError;
+use zerofn_types::TenantName;
 
 use crate::clock::now;
 use crate::control::{ControlError, ControlPlane};
@@ -30,7 +31,7 @@ const MAX_PREFIXES: usize = 64;
 /// carved out of it by the longest-prefix rule, until an operator assigns
 /// otherwise. No tenant can widen its own space: assigning is the
 /// operator's platform-wide `tenant.manage`.
-pub(crate) fn default_prefixes(tenant: &str, first_tenant: bool) -> Vec<String> {
+pub(crate) fn default_prefixes(tenant: &TenantName, first_tenant: bool) -> Vec<String> {
     if first_tenant {
         vec!["/...".to_owned()]
     } else {
@@ -75,7 +76,7 @@ fn space_of(rows: Vec<(String, String)>) -> RouteSpace {
 
 impl ControlPlane {
     /// The route prefixes assigned to a tenant.
-    pub async fn tenant_routes(&self, tenant: &str) -> Result<Vec<String>, ControlError> {
+    pub async fn tenant_routes(&self, tenant: &TenantName) -> Result<Vec<String>, ControlError> {
         Ok(self.store().tenant_routes(tenant).await?)
     }
 
@@ -84,7 +85,7 @@ impl ControlPlane {
     pub async fn set_tenant_routes(
         &self,
         actor: &str,
-        tenant: &str,
+        tenant: &TenantName,
         prefixes: &[String],
     ) -> Result<Vec<String>, ControlError> {
         let record =
@@ -96,7 +97,7 @@ impl ControlPlane {
         if let Err(e) = self.store().tenant_routes(tenant).await {
             return self.refused(record(Outcome::Deny), e.into()).await;
         }
-        if let Err(e) = self.check_prefixes_free(tenant, &prefixes).await {
+        if let Err(e) = self.check_prefixes_free(tenant.as_str(), &prefixes).await {
             return self.refused(record(Outcome::Deny), e).await;
         }
         self.audit()
@@ -170,7 +171,7 @@ impl ControlPlane {
             if owner != Some(tenant) {
                 return Err(ControlError::RouteNotOwned {
                     route: route.as_str().to_owned(),
-                    tenant: tenant.to_owned(),
+                    tenant: tenant.to_string(),
                     owner: owner.map_or_else(
                         || "no tenant owns it".to_owned(),
                         |o| format!("it belongs to tenant `{o}`"),
@@ -188,11 +189,17 @@ mod tests {
 
     #[test]
     fn the_first_tenant_owns_the_root_and_later_ones_their_own_name() {
-        assert_eq!(default_prefixes("acme", true), ["/..."]);
-        assert_eq!(default_prefixes("shop", false), ["/shop/..."]);
+        assert_eq!(
+            default_prefixes(&TenantName::parse("acme").unwrap(), true),
+            ["/..."]
+        );
+        assert_eq!(
+            default_prefixes(&TenantName::parse("shop").unwrap(), false),
+            ["/shop/..."]
+        );
         // Both defaults are valid prefixes in normal form.
         for first in [true, false] {
-            let d = default_prefixes("shop", first);
+            let d = default_prefixes(&TenantName::parse("shop").unwrap(), first);
             assert_eq!(parse_prefixes(&d).unwrap(), d);
         }
     }

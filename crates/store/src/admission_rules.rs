@@ -5,6 +5,7 @@
 //! them before they are written.
 
 use rusqlite::{params, OptionalExtension};
+use zerofn_types::TenantName;
 
 use crate::tenants::require_tenant;
 use crate::{Store, StoreError};
@@ -40,7 +41,7 @@ impl Store {
     /// Trust a keyless signing identity for a tenant.
     pub async fn add_tenant_identity(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         row: TenantIdentityRow,
     ) -> Result<(), StoreError> {
         self.in_tenant(tenant, move |tx, tenant| {
@@ -57,7 +58,11 @@ impl Store {
     }
 
     /// Stop trusting a keyless signing identity.
-    pub async fn remove_tenant_identity(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
+    pub async fn remove_tenant_identity(
+        &self,
+        tenant: &TenantName,
+        id: &str,
+    ) -> Result<(), StoreError> {
         let id = id.to_owned();
         self.in_tenant(tenant, move |tx, tenant| {
             let n = tx.execute(
@@ -75,9 +80,9 @@ impl Store {
     /// The keyless identities trusted for a tenant.
     pub async fn tenant_identities(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
     ) -> Result<Vec<TenantIdentityRow>, StoreError> {
-        let tenant = tenant.to_owned();
+        let tenant = tenant.to_string();
         self.with_conn(move |conn| identities_sync(conn, &tenant))
             .await
     }
@@ -85,15 +90,15 @@ impl Store {
     /// Blocking variant for start-up.
     pub fn tenant_identities_blocking(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
     ) -> Result<Vec<TenantIdentityRow>, StoreError> {
-        self.with_conn_blocking(|conn| identities_sync(conn, tenant))
+        self.with_conn_blocking(|conn| identities_sync(conn, tenant.as_str()))
     }
 
     /// Replace a tenant's admission settings.
     pub async fn set_admission_settings(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         settings: AdmissionSettingsRow,
         now: &str,
     ) -> Result<(), StoreError> {
@@ -113,9 +118,9 @@ impl Store {
     /// A tenant's admission settings (defaults if never set).
     pub async fn admission_settings(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
     ) -> Result<AdmissionSettingsRow, StoreError> {
-        let tenant = tenant.to_owned();
+        let tenant = tenant.to_string();
         self.with_conn(move |conn| {
             require_tenant(conn, &tenant)?;
             let row = conn
@@ -162,6 +167,7 @@ fn identities_sync(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_names::t;
 
     #[tokio::test]
     async fn identities_and_settings_round_trip_and_need_the_tenant() {
@@ -176,21 +182,21 @@ mod tests {
             added_at: "t0".into(),
         };
         assert!(matches!(
-            store.add_tenant_identity("acme", row.clone()).await,
+            store.add_tenant_identity(&t("acme"), row.clone()).await,
             Err(StoreError::NoSuchTenant(_))
         ));
-        store.create_tenant("acme", "t0").await.unwrap();
+        store.create_tenant(&t("acme"), "t0").await.unwrap();
         store
-            .add_tenant_identity("acme", row.clone())
+            .add_tenant_identity(&t("acme"), row.clone())
             .await
             .unwrap();
         assert!(matches!(
-            store.add_tenant_identity("acme", row.clone()).await,
+            store.add_tenant_identity(&t("acme"), row.clone()).await,
             Err(StoreError::IdentityExists { .. })
         ));
-        assert_eq!(store.tenant_identities("acme").await.unwrap(), [row]);
+        assert_eq!(store.tenant_identities(&t("acme")).await.unwrap(), [row]);
         assert_eq!(
-            store.admission_settings("acme").await.unwrap(),
+            store.admission_settings(&t("acme")).await.unwrap(),
             AdmissionSettingsRow::default()
         );
         let settings = AdmissionSettingsRow {
@@ -200,16 +206,19 @@ mod tests {
             updated_at: None,
         };
         store
-            .set_admission_settings("acme", settings.clone(), "t1")
+            .set_admission_settings(&t("acme"), settings.clone(), "t1")
             .await
             .unwrap();
-        let got = store.admission_settings("acme").await.unwrap();
+        let got = store.admission_settings(&t("acme")).await.unwrap();
         assert_eq!(got.policy, settings.policy);
         assert!(got.require_sbom);
         assert_eq!(got.updated_at.as_deref(), Some("t1"));
-        store.remove_tenant_identity("acme", "abc").await.unwrap();
+        store
+            .remove_tenant_identity(&t("acme"), "abc")
+            .await
+            .unwrap();
         assert!(matches!(
-            store.remove_tenant_identity("acme", "abc").await,
+            store.remove_tenant_identity(&t("acme"), "abc").await,
             Err(StoreError::NoSuchIdentity { .. })
         ));
     }

@@ -2,6 +2,7 @@
 //! manifest, keyed by tenant and function name.
 
 use rusqlite::{params, OptionalExtension};
+use zerofn_types::{FunctionName, TenantName};
 
 use crate::{Store, StoreError};
 
@@ -151,10 +152,10 @@ impl Store {
     /// undeploy), if any.
     pub async fn version_record(
         &self,
-        tenant: &str,
-        name: &str,
+        tenant: &TenantName,
+        name: &FunctionName,
     ) -> Result<Option<VersionRecord>, StoreError> {
-        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        let (tenant, name) = (tenant.to_string(), name.to_string());
         self.with_conn(move |conn| {
             let found = conn
                 .query_row(
@@ -172,8 +173,12 @@ impl Store {
     }
 
     /// Remove a deployment.
-    pub async fn delete_deployment(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
-        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+    pub async fn delete_deployment(
+        &self,
+        tenant: &TenantName,
+        name: &FunctionName,
+    ) -> Result<(), StoreError> {
+        let (tenant, name) = (tenant.to_string(), name.to_string());
         self.with_conn(move |conn| {
             let tx = crate::write_tx(conn)?;
             let n = tx.execute(
@@ -278,14 +283,14 @@ impl Store {
     /// so the code loaded from disk after a restart can be checked.
     pub async fn set_precompiled_hash(
         &self,
-        tenant: &str,
-        name: &str,
+        tenant: &TenantName,
+        name: &FunctionName,
         digest: &str,
         precompiled_sha256: &str,
     ) -> Result<(), StoreError> {
         let (tenant, name, digest, hash) = (
-            tenant.to_owned(),
-            name.to_owned(),
+            tenant.to_string(),
+            name.to_string(),
             digest.to_owned(),
             precompiled_sha256.to_owned(),
         );
@@ -320,33 +325,34 @@ impl Store {
     /// The digest currently deployed under a name, if any.
     pub async fn deployed_digest(
         &self,
-        tenant: &str,
-        name: &str,
+        tenant: &TenantName,
+        name: &FunctionName,
     ) -> Result<Option<String>, StoreError> {
-        let (tenant, name) = (tenant.to_owned(), name.to_owned());
-        self.with_conn(move |conn| {
-            Ok(conn
-                .query_row(
-                    "SELECT digest FROM deployments WHERE tenant = ?1 AND name = ?2",
-                    params![tenant, name],
-                    |r| r.get(0),
-                )
-                .optional()?)
-        })
-        .await
+        self.deployment_column(tenant, name, "digest").await
     }
 
     /// The manifest (TOML text) `tenant/name` is deployed with, if it is deployed.
     pub async fn deployed_manifest(
         &self,
-        tenant: &str,
-        name: &str,
+        tenant: &TenantName,
+        name: &FunctionName,
     ) -> Result<Option<String>, StoreError> {
-        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.deployment_column(tenant, name, "manifest").await
+    }
+
+    /// One text column of the deployment `tenant/name`; `column` is a constant of this
+    /// module, never input, so formatting it into the statement is safe.
+    async fn deployment_column(
+        &self,
+        tenant: &TenantName,
+        name: &FunctionName,
+        column: &'static str,
+    ) -> Result<Option<String>, StoreError> {
+        let (tenant, name) = (tenant.as_str().to_owned(), name.as_str().to_owned());
         self.with_conn(move |conn| {
             Ok(conn
                 .query_row(
-                    "SELECT manifest FROM deployments WHERE tenant = ?1 AND name = ?2",
+                    &format!("SELECT {column} FROM deployments WHERE tenant = ?1 AND name = ?2"),
                     params![tenant, name],
                     |r| r.get(0),
                 )
@@ -375,6 +381,7 @@ pub(crate) fn decode_routes(text: &str) -> Result<Vec<String>, StoreError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::test_names::{f, t};
 
     pub(crate) fn row(name: &str, routes: &[&str]) -> DeploymentRow {
         DeploymentRow {
@@ -399,7 +406,7 @@ pub(crate) mod tests {
     async fn route_owned_by_another_function_is_refused_and_nothing_changes() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.create_tenant("acme", "t").await.unwrap();
+        store.create_tenant(&t("acme"), "t").await.unwrap();
         let eq: fn() -> RouteOverlap = || Box::new(|a: &str, b: &str| a == b);
         store
             .put_deployment(row("a", &["/a", "/x"]), eq())
@@ -414,11 +421,11 @@ pub(crate) mod tests {
         );
         assert_eq!(store.list_deployments().await.unwrap().len(), 1);
         // Another tenant's function may overlap (route spaces separate them).
-        store.create_tenant("other", "t").await.unwrap();
+        store.create_tenant(&t("other"), "t").await.unwrap();
         let mut theirs = row("b", &["/x"]);
         theirs.tenant = "other".into();
         store.put_deployment(theirs, eq()).await.unwrap();
-        store.delete_deployment("other", "b").await.unwrap();
+        store.delete_deployment(&t("other"), &f("b")).await.unwrap();
         // Redeploying the owner with the same route is fine.
         store.put_deployment(row("a", &["/x"]), eq()).await.unwrap();
         let loaded = store.load_deployments_blocking().unwrap();
@@ -426,16 +433,16 @@ pub(crate) mod tests {
         assert_eq!(loaded[0].0.routes, ["/x"]);
         assert_eq!(loaded[0].0.component, [1, 2, 3]);
         store
-            .set_precompiled_hash("acme", "a", "sha256:a", "h")
+            .set_precompiled_hash(&t("acme"), &f("a"), "sha256:a", "h")
             .await
             .unwrap();
         assert_eq!(
             store.load_deployments_blocking().unwrap()[0].1.as_deref(),
             Some("h")
         );
-        store.delete_deployment("acme", "a").await.unwrap();
+        store.delete_deployment(&t("acme"), &f("a")).await.unwrap();
         assert!(matches!(
-            store.delete_deployment("acme", "a").await,
+            store.delete_deployment(&t("acme"), &f("a")).await,
             Err(StoreError::NoSuchDeployment { .. })
         ));
     }
@@ -444,9 +451,12 @@ pub(crate) mod tests {
     async fn the_highest_version_outlives_the_deployment_and_only_rises() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.create_tenant("acme", "t").await.unwrap();
+        store.create_tenant(&t("acme"), "t").await.unwrap();
         let eq: fn() -> RouteOverlap = || Box::new(|a: &str, b: &str| a == b);
-        assert_eq!(store.version_record("acme", "a").await.unwrap(), None);
+        assert_eq!(
+            store.version_record(&t("acme"), &f("a")).await.unwrap(),
+            None
+        );
         let at = |version: u64, content: &str| {
             let mut r = row("a", &["/a"]);
             r.version = version;
@@ -462,7 +472,11 @@ pub(crate) mod tests {
             .put_deployment(at(2, "sha256:c2"), eq())
             .await
             .unwrap();
-        let record = store.version_record("acme", "a").await.unwrap().unwrap();
+        let record = store
+            .version_record(&t("acme"), &f("a"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (record.highest, record.content_digest.as_str()),
             (3, "sha256:c3")
@@ -473,14 +487,22 @@ pub(crate) mod tests {
             (loaded[0].0.version, loaded[0].0.manifest_bundle.as_slice()),
             (2, &[5u8][..])
         );
-        store.delete_deployment("acme", "a").await.unwrap();
-        let record = store.version_record("acme", "a").await.unwrap().unwrap();
+        store.delete_deployment(&t("acme"), &f("a")).await.unwrap();
+        let record = store
+            .version_record(&t("acme"), &f("a"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(record.highest, 3);
         store
             .put_deployment(at(4, "sha256:c4"), eq())
             .await
             .unwrap();
-        let record = store.version_record("acme", "a").await.unwrap().unwrap();
+        let record = store
+            .version_record(&t("acme"), &f("a"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (record.highest, record.content_digest.as_str()),
             (4, "sha256:c4")

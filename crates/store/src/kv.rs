@@ -8,6 +8,7 @@
 //! function's verified identity, never from the guest.
 
 use rusqlite::{params, OptionalExtension};
+use zerofn_types::TenantName;
 
 use crate::{Store, StoreError};
 
@@ -24,11 +25,11 @@ impl Store {
     /// The value of `key`, if any.
     pub async fn kv_get(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         bucket: &str,
         key: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let (tenant, bucket, key) = (tenant.to_owned(), bucket.to_owned(), key.to_owned());
+        let (tenant, bucket, key) = (tenant.to_string(), bucket.to_owned(), key.to_owned());
         self.with_conn(move |conn| {
             Ok(conn
                 .prepare_cached(
@@ -43,12 +44,12 @@ impl Store {
     /// Stores `value` under `key`.
     pub async fn kv_set(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         bucket: &str,
         key: &str,
         value: Vec<u8>,
     ) -> Result<(), StoreError> {
-        let (tenant, bucket, key) = (tenant.to_owned(), bucket.to_owned(), key.to_owned());
+        let (tenant, bucket, key) = (tenant.to_string(), bucket.to_owned(), key.to_owned());
         self.with_conn(move |conn| {
             conn.prepare_cached(
                 "INSERT INTO kv (tenant, bucket, key, value) VALUES (?1, ?2, ?3, ?4) \
@@ -61,8 +62,13 @@ impl Store {
     }
 
     /// Deletes `key`; deleting an absent key is not an error.
-    pub async fn kv_delete(&self, tenant: &str, bucket: &str, key: &str) -> Result<(), StoreError> {
-        let (tenant, bucket, key) = (tenant.to_owned(), bucket.to_owned(), key.to_owned());
+    pub async fn kv_delete(
+        &self,
+        tenant: &TenantName,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        let (tenant, bucket, key) = (tenant.to_string(), bucket.to_owned(), key.to_owned());
         self.with_conn(move |conn| {
             conn.prepare_cached("DELETE FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key = ?3")?
                 .execute(params![tenant, bucket, key])?;
@@ -74,11 +80,11 @@ impl Store {
     /// Whether `key` exists.
     pub async fn kv_exists(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         bucket: &str,
         key: &str,
     ) -> Result<bool, StoreError> {
-        let (tenant, bucket, key) = (tenant.to_owned(), bucket.to_owned(), key.to_owned());
+        let (tenant, bucket, key) = (tenant.to_string(), bucket.to_owned(), key.to_owned());
         self.with_conn(move |conn| {
             Ok(conn
                 .prepare_cached("SELECT 1 FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key = ?3")?
@@ -93,12 +99,12 @@ impl Store {
     /// next cursor when more remain.
     pub async fn kv_list(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         bucket: &str,
         cursor: u64,
         page: usize,
     ) -> Result<(Vec<String>, Option<u64>), StoreError> {
-        let (tenant, bucket) = (tenant.to_owned(), bucket.to_owned());
+        let (tenant, bucket) = (tenant.to_string(), bucket.to_owned());
         let offset = i64::try_from(cursor).unwrap_or(i64::MAX);
         // One extra row tells whether another page exists.
         let limit = i64::try_from(page.saturating_add(1)).unwrap_or(i64::MAX);
@@ -124,12 +130,12 @@ impl Store {
     /// one transaction and returns the new value.
     pub async fn kv_increment(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         bucket: &str,
         key: &str,
         delta: u64,
     ) -> Result<Result<u64, IncrementError>, StoreError> {
-        let (tenant, bucket, key) = (tenant.to_owned(), bucket.to_owned(), key.to_owned());
+        let (tenant, bucket, key) = (tenant.to_string(), bucket.to_owned(), key.to_owned());
         self.with_conn(move |conn| {
             let tx = crate::write_tx(conn)?;
             let current: Option<Vec<u8>> = tx
@@ -165,6 +171,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::test_names::t;
     use crate::Store;
 
     #[tokio::test]
@@ -172,7 +179,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store
-            .kv_set("a", "b", "k", b"a-value".to_vec())
+            .kv_set(&t("a"), "b", "k", b"a-value".to_vec())
             .await
             .unwrap();
         // Same key in another bucket and another tenant, and keys that try
@@ -186,19 +193,19 @@ mod tests {
             ("b", "b", "a\u{0}b\u{0}k"),
         ] {
             assert_eq!(
-                store.kv_get(tenant, bucket, key).await.unwrap(),
+                store.kv_get(&t(tenant), bucket, key).await.unwrap(),
                 None,
                 "{tenant}/{bucket}/{key:?}"
             );
-            assert!(!store.kv_exists(tenant, bucket, key).await.unwrap());
+            assert!(!store.kv_exists(&t(tenant), bucket, key).await.unwrap());
         }
         assert_eq!(
-            store.kv_list("b", "b", 0, 10).await.unwrap(),
+            store.kv_list(&t("b"), "b", 0, 10).await.unwrap(),
             (vec![], None)
         );
-        store.kv_delete("b", "b", "k").await.unwrap();
+        store.kv_delete(&t("b"), "b", "k").await.unwrap();
         assert_eq!(
-            store.kv_get("a", "b", "k").await.unwrap(),
+            store.kv_get(&t("a"), "b", "k").await.unwrap(),
             Some(b"a-value".to_vec())
         );
     }
@@ -208,31 +215,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         for k in ["c", "a", "b"] {
-            store.kv_set("t", "b", k, vec![]).await.unwrap();
+            store.kv_set(&t("t"), "b", k, vec![]).await.unwrap();
         }
-        let (first, next) = store.kv_list("t", "b", 0, 2).await.unwrap();
+        let (first, next) = store.kv_list(&t("t"), "b", 0, 2).await.unwrap();
         assert_eq!(first, ["a", "b"]);
         assert_eq!(next, Some(2));
         assert_eq!(
-            store.kv_list("t", "b", 2, 2).await.unwrap(),
+            store.kv_list(&t("t"), "b", 2, 2).await.unwrap(),
             (vec!["c".to_owned()], None)
         );
-        assert_eq!(store.kv_increment("t", "n", "c", 5).await.unwrap(), Ok(5));
-        assert_eq!(store.kv_increment("t", "n", "c", 2).await.unwrap(), Ok(7));
         assert_eq!(
-            store.kv_get("t", "n", "c").await.unwrap(),
+            store.kv_increment(&t("t"), "n", "c", 5).await.unwrap(),
+            Ok(5)
+        );
+        assert_eq!(
+            store.kv_increment(&t("t"), "n", "c", 2).await.unwrap(),
+            Ok(7)
+        );
+        assert_eq!(
+            store.kv_get(&t("t"), "n", "c").await.unwrap(),
             Some(b"7".to_vec())
         );
         assert_eq!(
-            store.kv_increment("t", "b", "a", 1).await.unwrap(),
+            store.kv_increment(&t("t"), "b", "a", 1).await.unwrap(),
             Err(super::IncrementError::NotANumber)
         );
         store
-            .kv_set("t", "n", "max", u64::MAX.to_string().into_bytes())
+            .kv_set(&t("t"), "n", "max", u64::MAX.to_string().into_bytes())
             .await
             .unwrap();
         assert_eq!(
-            store.kv_increment("t", "n", "max", 1).await.unwrap(),
+            store.kv_increment(&t("t"), "n", "max", 1).await.unwrap(),
             Err(super::IncrementError::Overflow)
         );
     }

@@ -8,6 +8,7 @@
 //! transaction, that every layer it pins is still published.
 
 use rusqlite::{params, OptionalExtension, Transaction};
+use zerofn_types::TenantName;
 
 use crate::{Store, StoreError};
 
@@ -91,8 +92,8 @@ impl Store {
     }
 
     /// A tenant's layers, oldest first, with the functions pinning each.
-    pub async fn list_layers(&self, tenant: &str) -> Result<Vec<LayerSummary>, StoreError> {
-        let tenant = tenant.to_owned();
+    pub async fn list_layers(&self, tenant: &TenantName) -> Result<Vec<LayerSummary>, StoreError> {
+        let tenant = tenant.to_string();
         self.with_conn(move |conn| {
             let mut stmt = conn.prepare(
                 "SELECT digest, signer, exports, length(component), published_at FROM layers \
@@ -129,10 +130,10 @@ impl Store {
     /// The tenant's layers with these digests (those that exist).
     pub async fn layers(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         digests: Vec<String>,
     ) -> Result<Vec<LayerRow>, StoreError> {
-        let tenant = tenant.to_owned();
+        let tenant = tenant.to_string();
         self.with_conn(move |conn| {
             let mut stmt = conn.prepare(
                 "SELECT signer, exports, component, bundle, published_at FROM layers \
@@ -170,8 +171,8 @@ impl Store {
 
     /// Delete a layer no deployment pins. Refused with
     /// [`StoreError::LayerPinned`] (naming the functions) otherwise.
-    pub async fn delete_layer(&self, tenant: &str, digest: &str) -> Result<(), StoreError> {
-        let (tenant, digest) = (tenant.to_owned(), digest.to_owned());
+    pub async fn delete_layer(&self, tenant: &TenantName, digest: &str) -> Result<(), StoreError> {
+        let (tenant, digest) = (tenant.to_string(), digest.to_owned());
         self.with_conn(move |conn| {
             let tx = crate::write_tx(conn)?;
             if !layer_exists(&tx, &tenant, &digest)? {
@@ -235,7 +236,7 @@ pub(crate) fn pin_layers(
     for (import, digest) in layers {
         if !layer_exists(tx, tenant, digest)? {
             return Err(StoreError::NoSuchLayer {
-                tenant: tenant.to_owned(),
+                tenant: tenant.to_string(),
                 digest: digest.clone(),
             });
         }
@@ -280,6 +281,7 @@ fn decode_lines(text: &str) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::deployments::{DeploymentRow, RouteOverlap};
+    use crate::test_names::{f, t};
 
     fn layer(digest: &str) -> LayerRow {
         LayerRow {
@@ -322,7 +324,7 @@ mod tests {
     async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.create_tenant("acme", "t").await.unwrap();
+        store.create_tenant(&t("acme"), "t").await.unwrap();
         (dir, store)
     }
 
@@ -338,16 +340,16 @@ mod tests {
             "{err:?}"
         );
         let rows = store
-            .layers("acme", vec!["sha256:a".into(), "sha256:nope".into()])
+            .layers(&t("acme"), vec!["sha256:a".into(), "sha256:nope".into()])
             .await
             .unwrap();
         assert_eq!(rows, [layer("sha256:a")]);
-        let listed = store.list_layers("acme").await.unwrap();
+        let listed = store.list_layers(&t("acme")).await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].size, 4);
         assert_eq!(listed[0].exports, ["zerofn:greet/greeter"]);
         assert!(listed[0].pinned_by.is_empty());
-        assert!(store.list_layers("globex").await.unwrap().is_empty());
+        assert!(store.list_layers(&t("globex")).await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -371,7 +373,10 @@ mod tests {
             )
             .await
             .unwrap();
-        let err = store.delete_layer("acme", "sha256:a").await.unwrap_err();
+        let err = store
+            .delete_layer(&t("acme"), "sha256:a")
+            .await
+            .unwrap_err();
         assert!(
             matches!(&err, StoreError::LayerPinned { functions, .. } if functions == "hello"),
             "{err:?}"
@@ -381,11 +386,11 @@ mod tests {
             "layer `sha256:a` of tenant `acme` is pinned by hello; deploy those functions pinning another digest (or undeploy them) first"
         );
         assert_eq!(
-            store.list_layers("acme").await.unwrap()[0].pinned_by,
+            store.list_layers(&t("acme")).await.unwrap()[0].pinned_by,
             ["hello"]
         );
         // The unpinned one goes.
-        store.delete_layer("acme", "sha256:b").await.unwrap();
+        store.delete_layer(&t("acme"), "sha256:b").await.unwrap();
         // Redeploying with another pin releases the old one.
         store.put_layer(layer("sha256:b")).await.unwrap();
         store
@@ -395,12 +400,18 @@ mod tests {
             )
             .await
             .unwrap();
-        store.delete_layer("acme", "sha256:a").await.unwrap();
-        let err = store.delete_layer("acme", "sha256:a").await.unwrap_err();
+        store.delete_layer(&t("acme"), "sha256:a").await.unwrap();
+        let err = store
+            .delete_layer(&t("acme"), "sha256:a")
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::NoSuchLayer { .. }), "{err:?}");
         // Undeploying releases the pin too.
-        store.delete_deployment("acme", "hello").await.unwrap();
-        store.delete_layer("acme", "sha256:b").await.unwrap();
+        store
+            .delete_deployment(&t("acme"), &f("hello"))
+            .await
+            .unwrap();
+        store.delete_layer(&t("acme"), "sha256:b").await.unwrap();
     }
 
     #[tokio::test]
@@ -427,7 +438,7 @@ mod tests {
         let row = deployment("hello", &[("zerofn:greet/greeter", "sha256:a")]);
         store.put_deployment(row.clone(), never()).await.unwrap();
         store
-            .set_precompiled_hash("acme", "hello", "sha256:hello", "cafe")
+            .set_precompiled_hash(&t("acme"), &f("hello"), "sha256:hello", "cafe")
             .await
             .unwrap();
         let loaded = store.load_deployments_blocking().unwrap();

@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
+use zerofn_types::TenantName;
 
 pub use admission_rules::{AdmissionSettingsRow, TenantIdentityRow};
 pub use audit_rows::{AuditDurability, AuditFlusher, AuditRow, AuditWriter};
@@ -290,12 +291,12 @@ impl Store {
 
     /// Runs `f` in one write transaction on an existing tenant (`NoSuchTenant` otherwise)
     /// and commits it when `f` succeeds; an error from `f` rolls everything back.
-    async fn in_tenant<R, F>(&self, tenant: &str, f: F) -> Result<R, StoreError>
+    async fn in_tenant<R, F>(&self, tenant: &TenantName, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>, String) -> Result<R, StoreError> + Send + 'static,
     {
-        let tenant = tenant.to_owned();
+        let tenant = tenant.as_str().to_owned();
         self.with_conn(move |conn| {
             let tx = write_tx(conn)?;
             tenants::require_tenant(&tx, &tenant)?;
@@ -400,9 +401,24 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Names for tests, parsed from literals.
+#[cfg(test)]
+pub(crate) mod test_names {
+    use zerofn_types::{FunctionName, TenantName};
+
+    pub(crate) fn t(name: &str) -> TenantName {
+        TenantName::parse(name).unwrap()
+    }
+
+    pub(crate) fn f(name: &str) -> FunctionName {
+        FunctionName::parse(name).unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_names::t;
 
     /// The database and the WAL and shared-memory files SQLite makes beside
     /// it are the owner's alone, whatever the umask.
@@ -411,7 +427,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.create_tenant("acme", "t0").await.unwrap();
+        store.create_tenant(&t("acme"), "t0").await.unwrap();
         for name in [DATABASE_FILE, "zerofn.db-wal", "zerofn.db-shm"] {
             let mode = std::fs::metadata(dir.path().join(name))
                 .unwrap()
@@ -453,7 +469,7 @@ mod tests {
         assert!(!missing.exists());
         {
             let store = Store::open(dir).unwrap();
-            store.create_tenant("acme", "t0").await.unwrap();
+            store.create_tenant(&t("acme"), "t0").await.unwrap();
             let conn = Connection::open(store.path()).unwrap();
             conn.execute_batch("DROP TABLE audit; DROP TABLE tenant_routes")
                 .unwrap();
@@ -464,7 +480,7 @@ mod tests {
             assert!(!store.has_audit_table_blocking().unwrap());
             assert_eq!(store.list_tenants().await.unwrap().len(), 1);
             // Writes are refused by SQLite itself.
-            assert!(store.create_tenant("other", "t1").await.is_err());
+            assert!(store.create_tenant(&t("other"), "t1").await.is_err());
         }
         assert_eq!(file_state(dir), before);
         // A normal open recreates what is missing: the read-only one did not.
@@ -477,7 +493,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
-            store.create_tenant("acme", "t0").await.unwrap();
+            store.create_tenant(&t("acme"), "t0").await.unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         let tenants = store.list_tenants().await.unwrap();

@@ -4,6 +4,7 @@
 //! what a serial means.
 
 use rusqlite::{params, OptionalExtension};
+use zerofn_types::TenantName;
 
 use crate::tenants::require_tenant;
 use crate::{Store, StoreError};
@@ -20,7 +21,7 @@ impl Store {
     /// Replaces (or with `None` removes) a tenant's runtime policy.
     pub async fn set_tenant_policy(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         policy: Option<String>,
         now: &str,
     ) -> Result<(), StoreError> {
@@ -40,8 +41,11 @@ impl Store {
     }
 
     /// A tenant's runtime policy, if it set one.
-    pub async fn tenant_policy(&self, tenant: &str) -> Result<Option<TenantPolicyRow>, StoreError> {
-        let tenant = tenant.to_owned();
+    pub async fn tenant_policy(
+        &self,
+        tenant: &TenantName,
+    ) -> Result<Option<TenantPolicyRow>, StoreError> {
+        let tenant = tenant.to_string();
         self.with_conn(move |conn| {
             require_tenant(conn, &tenant)?;
             Ok(conn
@@ -127,6 +131,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::test_names::t;
     use crate::Store;
 
     #[tokio::test]
@@ -134,24 +139,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         assert!(store
-            .set_tenant_policy("nosuch", Some("x".into()), "t")
+            .set_tenant_policy(&t("nosuch"), Some("x".into()), "t")
             .await
             .is_err());
-        store.create_tenant("acme", "t0").await.unwrap();
-        assert_eq!(store.tenant_policy("acme").await.unwrap(), None);
+        store.create_tenant(&t("acme"), "t0").await.unwrap();
+        assert_eq!(store.tenant_policy(&t("acme")).await.unwrap(), None);
         store
-            .set_tenant_policy("acme", Some("p1".into()), "t1")
+            .set_tenant_policy(&t("acme"), Some("p1".into()), "t1")
             .await
             .unwrap();
         store
-            .set_tenant_policy("acme", Some("p2".into()), "t2")
+            .set_tenant_policy(&t("acme"), Some("p2".into()), "t2")
             .await
             .unwrap();
-        let row = store.tenant_policy("acme").await.unwrap().unwrap();
+        let row = store.tenant_policy(&t("acme")).await.unwrap().unwrap();
         assert_eq!((row.policy.as_str(), row.updated_at.as_str()), ("p2", "t2"));
         assert_eq!(store.tenant_policies().await.unwrap().len(), 1);
-        store.set_tenant_policy("acme", None, "t3").await.unwrap();
-        assert_eq!(store.tenant_policy("acme").await.unwrap(), None);
+        store
+            .set_tenant_policy(&t("acme"), None, "t3")
+            .await
+            .unwrap();
+        assert_eq!(store.tenant_policy(&t("acme")).await.unwrap(), None);
 
         store.add_revoked_serial("0a", 100, "t").await.unwrap();
         store.add_revoked_serial("0b", 300, "t").await.unwrap();

@@ -4,6 +4,7 @@
 //! one tenant (the primary key).
 
 use rusqlite::{params, Connection, OptionalExtension};
+use zerofn_types::TenantName;
 
 use crate::tenants::require_tenant;
 use crate::{Store, StoreError};
@@ -106,8 +107,8 @@ pub(crate) fn insert(
 impl Store {
     /// The route prefixes assigned to a tenant, sorted; `NoSuchTenant` if
     /// it does not exist.
-    pub async fn tenant_routes(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
-        let tenant = tenant.to_owned();
+    pub async fn tenant_routes(&self, tenant: &TenantName) -> Result<Vec<String>, StoreError> {
+        let tenant = tenant.to_string();
         self.with_conn(move |conn| {
             require_tenant(conn, &tenant)?;
             let mut stmt =
@@ -122,7 +123,7 @@ impl Store {
     /// prefix another tenant holds (nothing changes then).
     pub async fn set_tenant_routes(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         prefixes: Vec<String>,
         now: &str,
     ) -> Result<(), StoreError> {
@@ -155,6 +156,7 @@ fn all_sync(conn: &Connection) -> Result<Vec<(String, String)>, StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use crate::test_names::t;
     use crate::{Store, StoreError};
 
     #[tokio::test]
@@ -163,17 +165,17 @@ mod tests {
         {
             let store = Store::open(dir.path()).unwrap();
             store
-                .create_tenant_with_routes("demo", Vec::new(), vec!["/...".into()], "t0")
+                .create_tenant_with_routes(&t("demo"), Vec::new(), vec!["/...".into()], "t0")
                 .await
                 .unwrap();
             store
-                .create_tenant_with_routes("shop", Vec::new(), vec!["/shop/...".into()], "t0")
+                .create_tenant_with_routes(&t("shop"), Vec::new(), vec!["/shop/...".into()], "t0")
                 .await
                 .unwrap();
             // The same prefix for another tenant is refused, naming the owner, at
             // creation (nothing is created) and on replace (nothing changes).
             let e = store
-                .create_tenant_with_routes("evil", Vec::new(), vec!["/shop/...".into()], "t1")
+                .create_tenant_with_routes(&t("evil"), Vec::new(), vec!["/shop/...".into()], "t1")
                 .await
                 .unwrap_err();
             assert!(
@@ -188,26 +190,29 @@ mod tests {
                 .iter()
                 .any(|t| t.name == "evil"));
             let e = store
-                .set_tenant_routes("demo", vec!["/a/...".into(), "/shop/...".into()], "t1")
+                .set_tenant_routes(&t("demo"), vec!["/a/...".into(), "/shop/...".into()], "t1")
                 .await
                 .unwrap_err();
             assert!(matches!(e, StoreError::PrefixTaken { .. }), "{e:?}");
-            assert_eq!(store.tenant_routes("demo").await.unwrap(), ["/..."]);
+            assert_eq!(store.tenant_routes(&t("demo")).await.unwrap(), ["/..."]);
             store
-                .set_tenant_routes("demo", vec!["/b".into(), "/a/...".into()], "t2")
+                .set_tenant_routes(&t("demo"), vec!["/b".into(), "/a/...".into()], "t2")
                 .await
                 .unwrap();
             assert!(matches!(
-                store.tenant_routes("nobody").await,
+                store.tenant_routes(&t("nobody")).await,
                 Err(StoreError::NoSuchTenant(_))
             ));
             assert!(matches!(
-                store.set_tenant_routes("nobody", vec![], "t2").await,
+                store.set_tenant_routes(&t("nobody"), vec![], "t2").await,
                 Err(StoreError::NoSuchTenant(_))
             ));
         }
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.tenant_routes("demo").await.unwrap(), ["/a/...", "/b"]);
+        assert_eq!(
+            store.tenant_routes(&t("demo")).await.unwrap(),
+            ["/a/...", "/b"]
+        );
         assert_eq!(
             store.all_tenant_routes_blocking().unwrap(),
             [
@@ -217,8 +222,11 @@ mod tests {
             ]
         );
         // An emptied tenant owns nothing.
-        store.set_tenant_routes("shop", vec![], "t3").await.unwrap();
-        assert!(store.tenant_routes("shop").await.unwrap().is_empty());
+        store
+            .set_tenant_routes(&t("shop"), vec![], "t3")
+            .await
+            .unwrap();
+        assert!(store.tenant_routes(&t("shop")).await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -226,8 +234,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
-            store.create_tenant("acme", "t0").await.unwrap();
-            store.create_tenant("other", "t0").await.unwrap();
+            store.create_tenant(&t("acme"), "t0").await.unwrap();
+            store.create_tenant(&t("other"), "t0").await.unwrap();
             let row = crate::deployments::tests::row("a", &["/hello", "/other/..."]);
             store
                 .put_deployment(row, Box::new(|a, b| a == b))

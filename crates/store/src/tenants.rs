@@ -2,6 +2,8 @@
 
 use rusqlite::{params, OptionalExtension};
 
+use zerofn_types::TenantName;
+
 use crate::{Store, StoreError};
 
 /// A tenant as stored.
@@ -25,7 +27,7 @@ impl Store {
     /// It is assigned no route prefixes (see [`Store::create_tenant_with_routes`]).
     pub async fn create_tenant_with_keys(
         &self,
-        name: &str,
+        name: &TenantName,
         keys: Vec<(String, String)>,
         now: &str,
     ) -> Result<(), StoreError> {
@@ -37,12 +39,12 @@ impl Store {
     /// atomically: a prefix another tenant holds refuses the whole creation.
     pub async fn create_tenant_with_routes(
         &self,
-        name: &str,
+        name: &TenantName,
         keys: Vec<(String, String)>,
         prefixes: Vec<String>,
         now: &str,
     ) -> Result<(), StoreError> {
-        let (name, now) = (name.to_owned(), now.to_owned());
+        let (name, now) = (name.as_str().to_owned(), now.to_owned());
         self.with_conn(move |conn| {
             let tx = crate::write_tx(conn)?;
             let exists: Option<String> = tx
@@ -72,7 +74,7 @@ impl Store {
     }
 
     /// Create a tenant with no keys.
-    pub async fn create_tenant(&self, name: &str, now: &str) -> Result<(), StoreError> {
+    pub async fn create_tenant(&self, name: &TenantName, now: &str) -> Result<(), StoreError> {
         self.create_tenant_with_keys(name, Vec::new(), now).await
     }
 
@@ -101,7 +103,7 @@ impl Store {
     /// Trust one more key for a tenant.
     pub async fn add_tenant_key(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         key_id: &str,
         pem: &str,
         now: &str,
@@ -121,7 +123,11 @@ impl Store {
     }
 
     /// Stop trusting a key for a tenant.
-    pub async fn remove_tenant_key(&self, tenant: &str, key_id: &str) -> Result<(), StoreError> {
+    pub async fn remove_tenant_key(
+        &self,
+        tenant: &TenantName,
+        key_id: &str,
+    ) -> Result<(), StoreError> {
         let key_id = key_id.to_owned();
         self.in_tenant(tenant, move |tx, tenant| {
             let n = tx.execute(
@@ -137,15 +143,18 @@ impl Store {
     }
 
     /// The keys trusted for a tenant; `NoSuchTenant` if it does not exist.
-    pub async fn tenant_keys(&self, tenant: &str) -> Result<Vec<TenantKeyRow>, StoreError> {
-        let tenant = tenant.to_owned();
+    pub async fn tenant_keys(&self, tenant: &TenantName) -> Result<Vec<TenantKeyRow>, StoreError> {
+        let tenant = tenant.as_str().to_owned();
         self.with_conn(move |conn| tenant_keys_sync(conn, &tenant))
             .await
     }
 
     /// Blocking variant for start-up.
-    pub fn tenant_keys_blocking(&self, tenant: &str) -> Result<Vec<TenantKeyRow>, StoreError> {
-        self.with_conn_blocking(|conn| tenant_keys_sync(conn, tenant))
+    pub fn tenant_keys_blocking(
+        &self,
+        tenant: &TenantName,
+    ) -> Result<Vec<TenantKeyRow>, StoreError> {
+        self.with_conn_blocking(|conn| tenant_keys_sync(conn, tenant.as_str()))
     }
 }
 
@@ -181,6 +190,7 @@ pub(crate) fn require_tenant(conn: &rusqlite::Connection, tenant: &str) -> Resul
 
 #[cfg(test)]
 mod tests {
+    use crate::test_names::t;
     use crate::Store;
 
     #[tokio::test]
@@ -188,33 +198,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store
-            .create_tenant_with_keys("acme", vec![("k1".into(), "pem1".into())], "t0")
+            .create_tenant_with_keys(&t("acme"), vec![("k1".into(), "pem1".into())], "t0")
             .await
             .unwrap();
         assert!(matches!(
-            store.create_tenant("acme", "t1").await,
+            store.create_tenant(&t("acme"), "t1").await,
             Err(crate::StoreError::TenantExists(_))
         ));
         store
-            .add_tenant_key("acme", "k2", "pem2", "t1")
+            .add_tenant_key(&t("acme"), "k2", "pem2", "t1")
             .await
             .unwrap();
         assert!(matches!(
-            store.add_tenant_key("acme", "k2", "pem2", "t1").await,
+            store.add_tenant_key(&t("acme"), "k2", "pem2", "t1").await,
             Err(crate::StoreError::KeyExists { .. })
         ));
-        let keys = store.tenant_keys("acme").await.unwrap();
+        let keys = store.tenant_keys(&t("acme")).await.unwrap();
         assert_eq!(
             keys.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(),
             ["k1", "k2"]
         );
-        store.remove_tenant_key("acme", "k1").await.unwrap();
+        store.remove_tenant_key(&t("acme"), "k1").await.unwrap();
         assert!(matches!(
-            store.remove_tenant_key("acme", "k1").await,
+            store.remove_tenant_key(&t("acme"), "k1").await,
             Err(crate::StoreError::NoSuchKey { .. })
         ));
         assert!(matches!(
-            store.tenant_keys("other").await,
+            store.tenant_keys(&t("other")).await,
             Err(crate::StoreError::NoSuchTenant(_))
         ));
         let tenants = store.list_tenants().await.unwrap();

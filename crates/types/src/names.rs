@@ -109,6 +109,24 @@ macro_rules! dns_label_newtype {
             }
         }
 
+        impl From<&$name> for String {
+            fn from(name: &$name) -> String {
+                name.0.clone()
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(name: $name) -> String {
+                name.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl FromStr for $name {
             type Err = NameError;
 

@@ -8,6 +8,7 @@ use http::{Request, Response, StatusCode};
 use serde_json::json;
 use zerofn_identity::{JwtSvid, SvidRefusal, VerifiedSpiffeId};
 use zerofn_policy::{Permit, RequestContext, RuntimeAction};
+use zerofn_types::{FunctionName, TenantName};
 
 use super::InvocationHost;
 
@@ -19,10 +20,19 @@ const MAX_AUDIENCE: usize = 256;
 /// bundle, be unexpired and not revoked.
 pub trait WorkloadIdentity: Send + Sync + 'static {
     /// The verified SPIFFE ID of `tenant/name`, or why it is refused.
-    fn verify(&self, tenant: &str, name: &str) -> Result<VerifiedSpiffeId, SvidRefusal>;
+    fn verify(
+        &self,
+        tenant: &TenantName,
+        name: &FunctionName,
+    ) -> Result<VerifiedSpiffeId, SvidRefusal>;
 
     /// A JWT-SVID for `tenant/name` scoped to `audience`.
-    fn jwt_svid(&self, tenant: &str, name: &str, audience: &str) -> Result<JwtSvid, SvidRefusal>;
+    fn jwt_svid(
+        &self,
+        tenant: &TenantName,
+        name: &FunctionName,
+        audience: &str,
+    ) -> Result<JwtSvid, SvidRefusal>;
 }
 
 impl InvocationHost {
@@ -94,10 +104,11 @@ impl InvocationHost {
         _permit: &Permit,
         audience: &str,
     ) -> Result<(String, String), IssueError> {
-        let svid = self
-            .services
-            .identity
-            .jwt_svid(self.tenant(), self.name(), audience)?;
+        let svid = self.services.identity.jwt_svid(
+            &self.manifest().tenant,
+            &self.manifest().name,
+            audience,
+        )?;
         let expires_at = svid
             .expires_at()
             .format(&time::format_description::well_known::Rfc3339)?;

@@ -73,7 +73,7 @@ impl InvocationHost {
         op: KvOp,
     ) -> Result<KvOutcome, CapabilityError> {
         let store = &self.services.store;
-        let tenant = self.tenant();
+        let tenant = &self.manifest().tenant;
         let failed = |e: zerofn_store::StoreError| {
             tracing::error!(invocation_id = %self.invocation_id, error = %e, "key-value store failed");
             CapabilityError::Failed("the key-value store failed".into())

@@ -40,6 +40,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{Request, Response};
 use serde_json::{json, Value};
+use zerofn_admission::Manifest;
 use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome};
 use zerofn_identity::VerifiedSpiffeId;
 use zerofn_policy::{
@@ -247,12 +248,17 @@ impl InvocationHost {
             .clone()
     }
 
+    /// The invoked function's admitted manifest: its names are the typed ones.
+    fn manifest(&self) -> &Manifest {
+        self.function.artifact().manifest()
+    }
+
     fn tenant(&self) -> &str {
-        self.function.artifact().manifest().tenant.as_str()
+        self.manifest().tenant.as_str()
     }
 
     fn name(&self) -> &str {
-        self.function.artifact().manifest().name.as_str()
+        self.manifest().name.as_str()
     }
 
     fn me(&self) -> Principal {
@@ -280,7 +286,10 @@ impl InvocationHost {
         context: RequestContext,
         what: String,
     ) -> Result<Authorized, Refusal> {
-        let identity = self.services.identity.verify(self.tenant(), self.name());
+        let identity = self
+            .services
+            .identity
+            .verify(&self.manifest().tenant, &self.manifest().name);
         let decision = match &identity {
             Ok(_) => {
                 let policies = self.services.policies.current();

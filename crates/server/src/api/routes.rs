@@ -20,6 +20,8 @@ use bytes::Bytes;
 use http::{Method, Response};
 use zerofn_audit::Action;
 use zerofn_policy::{ControlAction, Permit};
+use zerofn_store::StoreError;
+use zerofn_types::{FunctionName, TenantName};
 
 use super::Api;
 use crate::control::ControlError;
@@ -48,6 +50,28 @@ impl Call<'_> {
     /// The decoded path parameter `name` of the route's template.
     pub(super) fn param(&self, name: &str) -> Result<&str, ControlError> {
         self.params.get(name)
+    }
+
+    /// The `{tenant}` path parameter as a tenant name. A segment that is not a DNS label
+    /// names no tenant: the answer is the same 404 as for an unknown tenant, recorded by
+    /// the API (the control plane never sees the request).
+    pub(super) fn tenant(&self) -> Result<TenantName, ControlError> {
+        let raw = self.param("tenant")?;
+        TenantName::parse(raw)
+            .map_err(|_| ControlError::NoSuchName(StoreError::NoSuchTenant(raw.to_owned())))
+    }
+
+    /// The `{tenant}` and `{name}` path parameters of a function route as names; a segment
+    /// that cannot name one is the 404 of an unknown function (see [`Call::tenant`]).
+    pub(super) fn function(&self) -> Result<(TenantName, FunctionName), ControlError> {
+        let (tenant, name) = (self.param("tenant")?, self.param("name")?);
+        match (TenantName::parse(tenant), FunctionName::parse(name)) {
+            (Ok(t), Ok(n)) => Ok((t, n)),
+            _ => Err(ControlError::NoSuchName(StoreError::NoSuchDeployment {
+                tenant: tenant.to_string(),
+                name: name.to_string(),
+            })),
+        }
     }
 }
 
@@ -306,7 +330,7 @@ mod tests {
     #[test]
     fn each_route_has_its_action_and_resource() {
         use Resource::*;
-        let t = |name: &str| Some(name.to_owned());
+        let t = |name: &str| Some(name.to_string());
         let table = [
             ("GET", "/v1/tenants", TenantRead, Platform, None),
             ("POST", "/v1/tenants", TenantManage, Platform, None),

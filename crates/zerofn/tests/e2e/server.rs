@@ -310,6 +310,44 @@ fn path_parameters_are_percent_decoded_and_those_holding_no_name_are_refused() {
     }
 }
 
+/// A path segment that no tenant or function can be named (not a DNS label) names nothing:
+/// the answer is the 404 of an unknown tenant or function, and the refusal is audited, as
+/// for a name that is valid but unknown.
+#[test]
+fn path_names_that_are_no_names_are_unknown_and_the_refusal_is_audited() {
+    let s = Setup::new();
+    for (method, path, what) in [
+        ("GET", "/v1/tenants/Acme/routes", "tenant `Acme`"),
+        ("GET", "/v1/tenants/acme_co/policy", "tenant `acme_co`"),
+        ("DELETE", "/v1/functions/acme/-x", "`acme/-x`"),
+        (
+            "GET",
+            "/v1/tenants/ACME/functions/hello/policy",
+            "`ACME/hello`",
+        ),
+    ] {
+        let r = api(&s, method, path, b"");
+        assert_eq!(r.status, 404, "{method} {path}: {}", r.text());
+        let body = r.json();
+        assert_eq!(body["error"]["kind"], "not_found", "{path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(what), "{path}: {message}");
+        let records = s.audit(20);
+        assert!(
+            records.iter().any(|r| r["decision"] == "deny"
+                && r["status"] == 404
+                && r["reason"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with(&format!("{method} `{path}`")))),
+            "no record of the refusal of {method} {path}: {records:?}"
+        );
+    }
+    // A valid name that is unknown answers the same way.
+    let r = api(&s, "GET", "/v1/tenants/nosuch/routes", b"");
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["error"]["kind"], "not_found");
+}
+
 #[test]
 fn control_api_refusals_are_audited_with_short_records() {
     let s = Setup::new();
