@@ -34,49 +34,41 @@ pub(crate) fn row_hash(r: &AuditRow) -> String {
     // `detail` came later: a record without one hashes exactly as before
     // (13 elements), so older chains still verify; with one it is the
     // 13th element, before prev_hash.
-    let written = match &r.detail {
-        None => serde_json::to_writer(
-            HashWriter(&mut hasher),
-            &(
-                r.seq,
-                &r.time,
-                &r.actor,
-                &r.action,
-                &r.tenant,
-                &r.function,
-                &r.digest,
-                &r.decision,
-                &r.reason,
-                r.duration_us,
-                r.status,
-                &r.invocation_id,
-                &r.prev_hash,
-            ),
-        ),
-        Some(detail) => serde_json::to_writer(
-            HashWriter(&mut hasher),
-            &(
-                r.seq,
-                &r.time,
-                &r.actor,
-                &r.action,
-                &r.tenant,
-                &r.function,
-                &r.digest,
-                &r.decision,
-                &r.reason,
-                r.duration_us,
-                r.status,
-                &r.invocation_id,
-                detail,
-                &r.prev_hash,
-            ),
-        ),
-    };
+    let written = serde_json::to_writer(HashWriter(&mut hasher), &HashedFields(r));
     if written.is_err() {
         return String::new();
     }
     hex::encode(hasher.finalize())
+}
+
+/// The hashed columns of a row as one JSON array: 13 elements without `detail` (so chains
+/// written before `detail` existed still verify), 14 with it, `detail` before `prev_hash`.
+/// Serialized as a tuple, which serde_json writes as the array `json!([...])` would.
+struct HashedFields<'a>(&'a AuditRow);
+
+impl serde::Serialize for HashedFields<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple as _;
+        let r = self.0;
+        let mut t = serializer.serialize_tuple(if r.detail.is_some() { 14 } else { 13 })?;
+        t.serialize_element(&r.seq)?;
+        t.serialize_element(&r.time)?;
+        t.serialize_element(&r.actor)?;
+        t.serialize_element(&r.action)?;
+        t.serialize_element(&r.tenant)?;
+        t.serialize_element(&r.function)?;
+        t.serialize_element(&r.digest)?;
+        t.serialize_element(&r.decision)?;
+        t.serialize_element(&r.reason)?;
+        t.serialize_element(&r.duration_us)?;
+        t.serialize_element(&r.status)?;
+        t.serialize_element(&r.invocation_id)?;
+        if let Some(detail) = &r.detail {
+            t.serialize_element(detail)?;
+        }
+        t.serialize_element(&r.prev_hash)?;
+        t.end()
+    }
 }
 
 /// Feeds serialized bytes straight into the hash.

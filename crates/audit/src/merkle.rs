@@ -16,24 +16,9 @@ use sha2::{Digest as _, Sha256};
 use crate::AuditError;
 
 /// A SHA-256 tree hash.
-pub type Hash = [u8; 32];
+pub type Hash = zerofn_types::rfc6962::TreeHash;
 
-/// `SHA-256(0x00 || leaf)`.
-pub fn leaf_hash(leaf: &[u8]) -> Hash {
-    let mut h = Sha256::new();
-    h.update([0u8]);
-    h.update(leaf);
-    h.finalize().into()
-}
-
-/// `SHA-256(0x01 || left || right)`.
-pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    let mut h = Sha256::new();
-    h.update([1u8]);
-    h.update(left);
-    h.update(right);
-    h.finalize().into()
-}
+pub use zerofn_types::rfc6962::{leaf_hash, node_hash};
 
 /// `MTH({})`: the hash of the empty string.
 pub fn empty_root() -> Hash {
@@ -214,31 +199,11 @@ pub fn verify_inclusion(
     if index >= size {
         return Err(ProofError::IndexOutOfRange { index, size });
     }
-    let (mut fn_, mut sn) = (index, size - 1);
-    let mut r = *leaf;
-    for p in proof {
-        if sn == 0 {
-            return Err(ProofError::WrongLength);
-        }
-        if fn_ & 1 == 1 || fn_ == sn {
-            r = node_hash(p, &r);
-            while fn_ & 1 == 0 && fn_ != 0 {
-                fn_ >>= 1;
-                sn >>= 1;
-            }
-        } else {
-            r = node_hash(&r, p);
-        }
-        fn_ >>= 1;
-        sn >>= 1;
+    match zerofn_types::rfc6962::root_from_inclusion_path(index, size, *leaf, proof) {
+        None => Err(ProofError::WrongLength),
+        Some(r) if &r != root => Err(ProofError::RootMismatch),
+        Some(_) => Ok(()),
     }
-    if sn != 0 {
-        return Err(ProofError::WrongLength);
-    }
-    if &r != root {
-        return Err(ProofError::RootMismatch);
-    }
-    Ok(())
 }
 
 /// Check a consistency proof (RFC 9162 §2.1.4.2). Equal sizes need an

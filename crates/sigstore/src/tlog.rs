@@ -23,6 +23,7 @@ use crate::encoding::decode_base64;
 use crate::error::AdmissionError;
 use crate::trust_root::TrustedRoot;
 use zerofn_types::excerpt;
+use zerofn_types::rfc6962::{leaf_hash, root_from_inclusion_path};
 use zerofn_types::Digest;
 
 /// What the bundle claims was logged, which the entry body must match exactly.
@@ -227,7 +228,7 @@ fn verify_inclusion(
         .collect::<Option<Vec<[u8; 32]>>>()
         .ok_or_else(|| bad("a proof hash is not 32 bytes of base64"))?;
     let leaf = leaf_hash(body);
-    match root_from_inclusion_proof(index, size, leaf, &hashes) {
+    match root_from_inclusion_path(index, size, leaf, &hashes) {
         Some(computed) if computed == root => {}
         _ => {
             return Err(bad(
@@ -250,55 +251,6 @@ fn verify_inclusion(
         });
     }
     note.verify(log)
-}
-
-/// RFC 9162 §2.1.1: a leaf's hash is `SHA-256(0x00 || entry)`.
-fn leaf_hash(entry: &[u8]) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update([0x00]);
-    hasher.update(entry);
-    hasher.finalize().into()
-}
-
-/// RFC 9162 §2.1.1: an interior node's hash is `SHA-256(0x01 || left || right)`.
-fn node_hash(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update([0x01]);
-    hasher.update(left);
-    hasher.update(right);
-    hasher.finalize().into()
-}
-
-/// RFC 9162 §2.1.3.2, "Verifying an Inclusion Proof", steps 1 to 5: the root the audit path
-/// leads to, or `None` if the path does not fit the index and size.
-pub(crate) fn root_from_inclusion_proof(
-    index: u64,
-    size: u64,
-    leaf: [u8; 32],
-    path: &[[u8; 32]],
-) -> Option<[u8; 32]> {
-    if index >= size {
-        return None;
-    }
-    let (mut fn_, mut sn) = (index, size - 1);
-    let mut r = leaf;
-    for p in path {
-        if sn == 0 {
-            return None;
-        }
-        if fn_ & 1 == 1 || fn_ == sn {
-            r = node_hash(p, &r);
-            while fn_ & 1 == 0 && fn_ != 0 {
-                fn_ >>= 1;
-                sn >>= 1;
-            }
-        } else {
-            r = node_hash(&r, p);
-        }
-        fn_ >>= 1;
-        sn >>= 1;
-    }
-    (sn == 0).then_some(r)
 }
 
 /// A checkpoint in signed note form: the signed text and its signature lines.
@@ -675,70 +627,6 @@ pub(crate) mod wire {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The RFC 9162 tree of `n` leaves, by the §2.1.1 definition (for checking proofs).
-    fn mth(leaves: &[[u8; 32]]) -> [u8; 32] {
-        match leaves.len() {
-            0 => Sha256::digest([]).into(),
-            1 => leaves[0],
-            n => {
-                let k = n.next_power_of_two() / 2;
-                node_hash(&mth(&leaves[..k]), &mth(&leaves[k..]))
-            }
-        }
-    }
-
-    fn path(index: usize, leaves: &[[u8; 32]]) -> Vec<[u8; 32]> {
-        let n = leaves.len();
-        if n <= 1 {
-            return Vec::new();
-        }
-        let k = n.next_power_of_two() / 2;
-        if index < k {
-            let mut p = path(index, &leaves[..k]);
-            p.push(mth(&leaves[k..]));
-            p
-        } else {
-            let mut p = path(index - k, &leaves[k..]);
-            p.push(mth(&leaves[..k]));
-            p
-        }
-    }
-
-    #[test]
-    fn inclusion_proofs_verify_for_every_leaf_and_size() {
-        for size in 1..=17usize {
-            let leaves: Vec<[u8; 32]> = (0..size).map(|i| leaf_hash(&[i as u8])).collect();
-            let root = mth(&leaves);
-            for index in 0..size {
-                let p = path(index, &leaves);
-                assert_eq!(
-                    root_from_inclusion_proof(index as u64, size as u64, leaves[index], &p),
-                    Some(root),
-                    "size {size} index {index}"
-                );
-                // A flipped proof hash, wrong index or size, or extra hash does not verify.
-                if let Some(first) = p.first() {
-                    let mut bad = p.clone();
-                    bad[0] = leaf_hash(first);
-                    assert_ne!(
-                        root_from_inclusion_proof(index as u64, size as u64, leaves[index], &bad),
-                        Some(root)
-                    );
-                }
-                let mut longer = p.clone();
-                longer.push(root);
-                assert_ne!(
-                    root_from_inclusion_proof(index as u64, size as u64, leaves[index], &longer),
-                    Some(root)
-                );
-            }
-            assert_eq!(
-                root_from_inclusion_proof(size as u64, size as u64, leaves[0], &[]),
-                None
-            );
-        }
-    }
 
     proptest::proptest! {
         #[test]

@@ -3,7 +3,8 @@
 //! [`Digest`] (`sha256:<64 lowercase hex>`), [`TenantName`] and [`FunctionName`] (DNS
 //! labels), [`InvocationId`] (a UUID, as the gateway makes them); and the one function family
 //! that quotes untrusted text for terminals and error messages ([`excerpt`], [`escape`],
-//! [`sanitize_message`], [`printable`]).
+//! [`sanitize_message`], [`printable`]); and the RFC 6962 tree hashes both logs the platform
+//! reads are built from ([`rfc6962`]).
 //!
 //! This crate is a leaf: it depends on no other zerofn crate, so every crate can use it
 //! without an import circle.
@@ -19,6 +20,7 @@
 mod digest;
 mod invocation;
 mod names;
+pub mod rfc6962;
 mod text;
 
 pub use digest::{parse_sha256_hex, Digest, DigestError};

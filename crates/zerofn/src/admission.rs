@@ -324,12 +324,8 @@ pub async fn add_identity(data_dir: &Path, args: AddIdentityArgs) -> Result<()> 
 }
 
 pub async fn remove_identity(data_dir: &Path, tenant: &str, id: &str) -> Result<()> {
-    let api = ApiClient::discover(data_dir)?;
-    let _: zerofn_api::Removed = api
-        .fetch(
-            Method::DELETE,
-            &format!("/v1/tenants/{tenant}/identities/{id}"),
-        )
+    ApiClient::discover(data_dir)?
+        .remove(&format!("/v1/tenants/{tenant}/identities/{id}"))
         .await?;
     println!("tenant {tenant} no longer trusts identity {id}");
     Ok(())

@@ -155,6 +155,13 @@ impl ApiClient {
         typed(path, value)
     }
 
+    /// `DELETE path` of something the API answers with [`zerofn_api::Removed`]; the id it
+    /// removed.
+    pub async fn remove(&self, path: &str) -> Result<String> {
+        let removed: zerofn_api::Removed = self.fetch(Method::DELETE, path).await?;
+        Ok(removed.removed)
+    }
+
     /// `method path` with the JSON body `body`, the answer read as `T`.
     pub async fn send<B: serde::Serialize, T: serde::de::DeserializeOwned>(
         &self,

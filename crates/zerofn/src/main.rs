@@ -664,12 +664,8 @@ async fn tenant(data_dir: &Path, cmd: TenantCommand) -> Result<()> {
             println!("tenant {tenant} now trusts {}", added.key_id);
         }
         TenantCommand::RemoveKey { tenant, key_id } => {
-            let api = ApiClient::discover(data_dir)?;
-            let _: api_types::Removed = api
-                .fetch(
-                    Method::DELETE,
-                    &format!("/v1/tenants/{tenant}/keys/{key_id}"),
-                )
+            ApiClient::discover(data_dir)?
+                .remove(&format!("/v1/tenants/{tenant}/keys/{key_id}"))
                 .await?;
             println!("tenant {tenant} no longer trusts {key_id}");
         }
