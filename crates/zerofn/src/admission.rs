@@ -80,13 +80,7 @@ pub fn function_request(dir: &Path) -> Result<(Manifest, zerofn_api::Deploy)> {
         .with_context(|| format!("cannot read manifest `{}`", manifest_path.display()))?;
     let manifest = Manifest::from_toml(&manifest_text)
         .with_context(|| format!("invalid manifest `{}`", manifest_path.display()))?;
-    let component_path = dir.join(&manifest.component);
-    let component = std::fs::read(&component_path).with_context(|| {
-        format!(
-            "cannot read component `{}` named by the manifest",
-            component_path.display()
-        )
-    })?;
+    let component = read_component(dir, &manifest)?;
     let bundle_name = manifest.bundle_file_name();
     let bundle_path = dir.join(&bundle_name);
     let bundle = std::fs::read_to_string(&bundle_path).with_context(|| {
@@ -329,6 +323,17 @@ pub async fn remove_identity(data_dir: &Path, tenant: &str, id: &str) -> Result<
         .await?;
     println!("tenant {tenant} no longer trusts identity {id}");
     Ok(())
+}
+
+/// The component file the manifest in `dir` names, or an error naming the file.
+pub(crate) fn read_component(dir: &Path, manifest: &Manifest) -> Result<Vec<u8>> {
+    let component_path = dir.join(&manifest.component);
+    std::fs::read(&component_path).with_context(|| {
+        format!(
+            "cannot read component `{}` named by the manifest",
+            component_path.display()
+        )
+    })
 }
 
 #[cfg(test)]

@@ -534,13 +534,7 @@ fn sign_dir(
             zerofn_admission::MAX_MANIFEST_VERSION
         );
     }
-    let component_path = dir.join(&manifest.component);
-    let component = std::fs::read(&component_path).with_context(|| {
-        format!(
-            "cannot read component `{}` named by the manifest",
-            component_path.display()
-        )
-    })?;
+    let component = admission::read_component(dir, &manifest)?;
     let digest = zerofn_admission::Digest::of(&component);
     if let Some(out) = predicate_out {
         let predicate = zerofn_admission::manifest_predicate(&manifest, version);
