@@ -79,7 +79,10 @@ environment:
   ZEROFN_CLANG            clang to use (default: clang-14, then clang)
   WASI_SYSROOT            wasi-libc sysroot (default: /usr, /usr/share/wasi-sysroot,
                           /opt/wasi-sdk/share/wasi-sysroot)
-  ZEROFN_COMPONENTIZE_PY  componentize-py to use (default: componentize-py)
+  ZEROFN_COMPONENTIZE_PY  componentize-py to use (default: $ZEROFN_TOOLS/py/bin/componentize-py,
+                          where scripts/install-test-deps installs it, then componentize-py
+                          on PATH)
+  ZEROFN_TOOLS            the tool cache (default: ~/.cache/zerofn-tools)
   ZEROFN_NODE             node to run componentize-js with (default: node; version 20 or later)
   ZEROFN_COMPONENTIZE_JS  npm prefix holding @bytecodealliance/componentize-js
                           (default: ~/.cache/zerofn-tools/npm, where

@@ -280,15 +280,28 @@ fn find_sysroot() -> Result<PathBuf> {
 
 impl PyToolchain {
     fn probe() -> Result<Self> {
+        // The install script's virtual environment first (scripts/install-test-deps puts
+        // componentize-py there), then PATH.
+        let tools_venv = std::env::var_os("ZEROFN_TOOLS")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/zerofn-tools"))
+            })
+            .map(|tools| tools.join("py/bin/componentize-py"))
+            .filter(|exe| exe.is_file());
         let exe = match std::env::var_os("ZEROFN_COMPONENTIZE_PY") {
             Some(exe) => PathBuf::from(exe),
-            None => find_in_path("componentize-py").context(
-                "Python toolchain missing: componentize-py is not on PATH \
-                 (pip install componentize-py; or set ZEROFN_COMPONENTIZE_PY)",
-            )?,
+            None => match tools_venv {
+                Some(exe) => exe,
+                None => find_in_path("componentize-py").context(
+                    "Python toolchain missing: componentize-py is neither in \
+                     ~/.cache/zerofn-tools/py nor on PATH (run scripts/install-test-deps; \
+                     or set ZEROFN_COMPONENTIZE_PY)",
+                )?,
+            },
         };
         let version = run_for_stdout(Command::new(&exe).arg("--version")).context(
-            "Python toolchain missing (pip install componentize-py; or set ZEROFN_COMPONENTIZE_PY)",
+            "Python toolchain missing (run scripts/install-test-deps; or set ZEROFN_COMPONENTIZE_PY)",
         )?;
         Ok(Self {
             exe,
