@@ -104,7 +104,7 @@ impl SvidRotator {
             }
             match self.ca.issue_x509_svid_at(&self.id, self.ttl, now) {
                 Ok(svid) => {
-                    tracing::info!(
+                    tracing::debug!(
                         spiffe_id = %self.id,
                         serial = %svid.serial(),
                         not_after = %svid.not_after(),

@@ -257,7 +257,7 @@ fn raise_descriptor_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let limit = getrlimit(Resource::Nofile);
     if limit.current == limit.maximum {
-        tracing::info!(limit = ?limit.current, "open-file limit already at its maximum");
+        tracing::debug!(limit = ?limit.current, "open-file limit already at its maximum");
         return;
     }
     let raised = rustix::process::Rlimit {
@@ -266,7 +266,7 @@ fn raise_descriptor_limit() {
     };
     match setrlimit(Resource::Nofile, raised) {
         Ok(()) => {
-            tracing::info!(from = ?limit.current, to = ?limit.maximum, "raised the open-file limit")
+            tracing::debug!(from = ?limit.current, to = ?limit.maximum, "raised the open-file limit")
         }
         Err(error) => {
             tracing::warn!(%error, limit = ?limit.current, "cannot raise the open-file limit")

@@ -55,6 +55,12 @@ struct Cli {
 enum Command {
     /// Run the platform: public gateway and control API.
     Up(UpArgs),
+    /// Print a completion script for SHELL, e.g. `zerofn completions bash >
+    /// ~/.local/share/bash-completion/completions/zerofn`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Write a new ECDSA P-256 signing key pair: KEY (0600) and KEY.pub.
     Keygen {
         #[arg(long)]
@@ -306,6 +312,11 @@ async fn run(cli: Cli) -> Result<()> {
     });
     match cli.command {
         Command::Up(args) => up(data_dir, args).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut Cli::command(), "zerofn", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Keygen { out } => keygen(&out),
         Command::Sign {
             artifact,

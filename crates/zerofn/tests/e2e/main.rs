@@ -964,3 +964,36 @@ fn a_failing_audit_log_fails_actions_closed() {
     ok(s.platform.cli(&["deploy", f.dir.to_str().unwrap()]));
     ok(s.platform.cli(&["audit", "verify"]));
 }
+
+/// Completion scripts come from the CLI's own definition: every subcommand is in them, for
+/// each shell, and an unknown shell is refused naming the ones there are.
+#[test]
+fn completions_cover_every_subcommand_and_an_unknown_shell_is_refused() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef zerofn"),
+        ("fish", "complete -c zerofn"),
+    ] {
+        let out = std::process::Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains(marker), "{shell}: no `{marker}`");
+        for sub in ["deploy", "undeploy", "sign", "tenant", "audit", "functions"] {
+            assert!(script.contains(sub), "{shell}: `{sub}` missing");
+        }
+    }
+    let out = std::process::Command::new(BIN)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("invalid value 'tcsh'") && err.contains("bash, elvish, fish, powershell, zsh"),
+        "{err}"
+    );
+}
