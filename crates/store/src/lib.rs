@@ -1,7 +1,8 @@
 #![forbid(unsafe_code)]
 //! Embedded persistent state: tenants and their signing keys, deployments,
-//! published layers and which deployments pin them, and the raw rows of
-//! the audit log, in one SQLite database.
+//! published layers and which deployments pin them, the raw rows of the
+//! audit log (and the indexes its queries use), and the output of
+//! invocations, in one SQLite database.
 //!
 //! # Trust
 //! This crate trusts the file system under the data directory and nothing
@@ -18,10 +19,12 @@
 //! process being killed, but reaches the disk only at the next flush.
 
 mod admission_rules;
+mod audit_query;
 mod audit_rows;
 mod audit_tree;
 mod deployments;
 mod error;
+mod invocation_logs;
 mod kv;
 mod layers;
 mod operators;
@@ -35,10 +38,14 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 
 pub use admission_rules::{AdmissionSettingsRow, TenantIdentityRow};
+pub use audit_query::{AuditPage, AuditQuery, SCAN_LIMIT as AUDIT_QUERY_SCAN_LIMIT};
 pub use audit_rows::{AuditDurability, AuditFlusher, AuditRow, AuditWriter};
 pub use audit_tree::CheckpointRow;
 pub use deployments::{DeploymentRow, DeploymentSummary, VersionRecord};
 pub use error::StoreError;
+pub use invocation_logs::{
+    log_timestamp, LogAppend, LogLineRow, LogPage, LogQuery, LogWriter, NewLogLine,
+};
 pub use kv::IncrementError;
 pub use layers::{LayerRow, LayerSummary};
 pub use operators::{ControlPolicyRow, OperatorCertRow};
@@ -189,6 +196,8 @@ impl Store {
         conn.execute_batch(operators::SCHEMA)?;
         conn.execute_batch(audit_tree::SCHEMA)?;
         migrate(&conn)?;
+        conn.execute_batch(audit_query::SCHEMA)?;
+        conn.execute_batch(invocation_logs::SCHEMA)?;
         Ok(Store {
             path,
             conn: Arc::new(Mutex::new(conn)),
