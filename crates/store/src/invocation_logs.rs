@@ -17,6 +17,14 @@
 //! Ids come from `AUTOINCREMENT`, so they only grow and are never reused,
 //! even after every line was pruned: a reader following with `after = id`
 //! never misses a line.
+//!
+//! # Trust
+//! The lines are a guest's output: untrusted text, already valid UTF-8 when
+//! it arrives (the gateway replaced what was not). They are stored and
+//! returned as they are, bound as SQL parameters, compared only with `instr`
+//! (no pattern syntax) and never interpreted; escaping for a terminal is the
+//! printer's job. Queries name their tenant: a read never returns another
+//! tenant's lines. Every write is one transaction with the usage it changes.
 
 use std::collections::BTreeMap;
 

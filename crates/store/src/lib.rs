@@ -8,15 +8,21 @@
 //! This crate trusts the file system under the data directory and nothing
 //! else. It does not interpret what it stores: deployments arrive already
 //! admitted, audit rows already hashed (the `audit` crate owns chaining and
-//! verification). It guarantees that every write is one transaction (a
-//! failed write changes nothing) and that every method runs its SQL on the
-//! blocking thread pool, never on an async worker.
+//! verification), guests' output lines already made text (the `gateway`
+//! owns capturing them). Audit queries read rows through indexes SQLite
+//! keeps with them and change nothing. It guarantees that every write is
+//! one transaction (a failed write changes nothing) and that every method
+//! runs its SQL on the blocking thread pool, never on an async worker (the
+//! audit and log writers run on their own threads with their own
+//! connections).
 //!
 //! Durability: WAL journal with `synchronous=FULL`, so a transaction that
 //! returned `Ok` survives a process kill and a power loss. The audit
 //! writer's connection may instead run with [`AuditDurability::Process`]
 //! (`synchronous=NORMAL`): a commit is in the WAL file, and so survives the
-//! process being killed, but reaches the disk only at the next flush.
+//! process being killed, but reaches the disk only at the next flush. The
+//! log writer's connection ([`LogWriter`]) always commits that way: guests'
+//! output is not audit.
 
 mod admission_rules;
 mod audit_query;
