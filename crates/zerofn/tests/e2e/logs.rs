@@ -450,3 +450,32 @@ fn bad_audit_queries_are_refused_naming_the_problem_and_change_nothing() {
     let refused = query(&s, &["--action", "api.authorize", "--status", "400"]);
     assert_eq!(refused.len(), 11, "{refused:?}");
 }
+
+/// `zerofn up --log-max-kib-per-function 1`: a function keeps about 1 KiB of lines, the
+/// oldest going first, while its newest output stays readable.
+#[test]
+fn each_function_keeps_its_byte_budget_of_lines() {
+    let s = Setup::with_args(&["--log-max-kib-per-function", "1"]);
+    s.deploy("logger", "log-c", &["/log-c"], "");
+    // About 75 bytes of lines an invocation: twenty of them are half again the budget.
+    let ids: Vec<String> = (0..20)
+        .map(|i| invoke(&s, &format!("/log-c?n={i:02}")))
+        .collect();
+    let newest = wait_logs(&s, &["acme", "logger", "--invocation", &ids[19]], 3);
+    assert_eq!(newest[0]["line"], "request GET /log-c?n=19");
+    let kept = wait_logs(&s, &["acme", "logger"], 1);
+    let bytes: usize = kept.iter().map(|l| l["line"].as_str().unwrap().len()).sum();
+    assert!(bytes <= 1024, "{bytes} bytes kept");
+    assert!(bytes > 512, "only {bytes} bytes kept");
+    // The oldest invocations' lines are gone, the newest kept, in order.
+    let kept_ids: Vec<&str> = kept
+        .iter()
+        .map(|l| l["invocation_id"].as_str().unwrap())
+        .collect();
+    assert!(!kept_ids.contains(&ids[0].as_str()), "{kept_ids:?}");
+    assert_eq!(kept_ids.last(), Some(&ids[19].as_str()));
+    assert!(ok(s
+        .platform
+        .cli(&["logs", "acme", "logger", "--invocation", &ids[0]]))
+    .is_empty());
+}
