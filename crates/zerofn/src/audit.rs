@@ -296,8 +296,11 @@ impl DecisionArg {
 /// first.
 #[derive(Args)]
 pub struct QueryArgs {
+    /// Only records about this tenant.
     #[arg(long)]
     tenant: Option<String>,
+    /// Only records about this function (give --tenant too on a large log: a function
+    /// name alone is not indexed).
     #[arg(long)]
     function: Option<String>,
     /// Who acted (`operator:alice`, `gateway`, ...) or called: another function's SPIFFE
@@ -307,6 +310,7 @@ pub struct QueryArgs {
     /// The audit action (`invoke`, `deploy`, `capability`, `tenant.create`, ...).
     #[arg(long)]
     action: Option<String>,
+    /// How it was decided: allowed, refused, or allowed and then failed.
     #[arg(long, value_enum)]
     decision: Option<DecisionArg>,
     /// The HTTP status recorded.
