@@ -437,6 +437,41 @@ pub struct AuditTail<R> {
     pub records: Vec<R>,
 }
 
+/// `GET /v1/audit/query`: one page of the records matching the query, newest first. The
+/// record type is the audit log's own (`zerofn_audit::StoredRecord`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditQueryPage<R> {
+    pub records: Vec<R>,
+    /// The `before` of the next page; absent when every matching record was returned. A
+    /// page may hold fewer records than its limit and still have one (the server reads a
+    /// bounded number of records per page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<i64>,
+}
+
+/// One line a function wrote to stdout or stderr (or a `platform` marker), as stored: the
+/// text is the guest's, with invalid UTF-8 replaced; it is not escaped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Position in the log; later lines have larger ids.
+    pub id: i64,
+    pub tenant: String,
+    pub function: String,
+    pub invocation_id: String,
+    /// RFC 3339 UTC time the output was captured.
+    pub time: String,
+    /// `stdout`, `stderr` or `platform`.
+    pub stream: String,
+    pub line: String,
+}
+
+/// `GET /v1/tenants/{tenant}/logs`: lines, oldest first, and the `after` of the next read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPage {
+    pub lines: Vec<LogLine>,
+    pub next: i64,
+}
+
 /// `POST /v1/operators`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

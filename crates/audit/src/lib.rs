@@ -56,7 +56,7 @@ pub use tree::{
     ConsistencyProof, ExportedRecord, InclusionProof, LogReport, LogTree, SignedCheckpoint,
 };
 pub use writer::AuditLog;
-pub use zerofn_store::AuditDurability;
+pub use zerofn_store::{AuditDurability, AuditQuery};
 
 /// Everything that can go wrong while appending or verifying.
 #[derive(Debug, thiserror::Error)]

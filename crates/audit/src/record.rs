@@ -52,6 +52,37 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in the order they are declared.
+    pub const ALL: [Action; 22] = [
+        Action::Deploy,
+        Action::Undeploy,
+        Action::Invoke,
+        Action::TenantCreate,
+        Action::TenantKeyAdd,
+        Action::TenantKeyRemove,
+        Action::TenantRoutesSet,
+        Action::TenantIdentityAdd,
+        Action::TenantIdentityRemove,
+        Action::AdmissionSet,
+        Action::LayerPublish,
+        Action::LayerDelete,
+        Action::ApiAuthenticate,
+        Action::ApiAuthorize,
+        Action::OperatorAdd,
+        Action::OperatorRemove,
+        Action::ControlPolicySet,
+        Action::PlatformStart,
+        Action::Capability,
+        Action::PolicySet,
+        Action::SvidRevoke,
+        Action::Connection,
+    ];
+
+    /// The action named `name` as records spell it (`tenant.create`), if any.
+    pub fn parse(name: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Deploy => "deploy",
@@ -98,6 +129,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 3] = [Outcome::Allow, Outcome::Deny, Outcome::Error];
+
+    /// The outcome named `name` (`allow`, `deny`, `error`), if any.
+    pub fn parse(name: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Allow => "allow",
@@ -321,6 +360,23 @@ impl From<AuditRow> for StoredRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_action_and_outcome_parses_from_its_name_and_nothing_else_does() {
+        let names: std::collections::BTreeSet<&str> =
+            Action::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(names.len(), Action::ALL.len(), "two actions share a name");
+        for a in Action::ALL {
+            assert_eq!(Action::parse(a.as_str()), Some(a));
+        }
+        for o in Outcome::ALL {
+            assert_eq!(Outcome::parse(o.as_str()), Some(o));
+        }
+        for bad in ["", "Invoke", "invoke ", "maybe", "ALLOW"] {
+            assert_eq!(Action::parse(bad), None, "{bad}");
+            assert_eq!(Outcome::parse(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn long_text_is_cut_on_a_char_boundary_and_marked() {

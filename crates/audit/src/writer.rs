@@ -103,6 +103,19 @@ impl AuditLog {
             .collect())
     }
 
+    /// One page of the records matching `query`, newest first, and the
+    /// cursor of the next page (see [`zerofn_store::AuditPage`]).
+    pub async fn query(
+        &self,
+        query: crate::AuditQuery,
+    ) -> Result<(Vec<StoredRecord>, Option<i64>), AuditError> {
+        let page = self.store.audit_query(query).await?;
+        Ok((
+            page.rows.into_iter().map(StoredRecord::from).collect(),
+            page.next,
+        ))
+    }
+
     /// Records of one invocation.
     pub async fn by_invocation(&self, id: &str) -> Result<Vec<StoredRecord>, AuditError> {
         Ok(self

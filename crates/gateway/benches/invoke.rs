@@ -173,6 +173,12 @@ fn bench(c: &mut Criterion) {
             policies,
             store: store.clone(),
             identity: Arc::new(identities),
+            logs: zerofn_gateway::InvocationLogs::start(
+                &store,
+                zerofn_gateway::LogRetention::default(),
+                64 * 1024,
+            )
+            .unwrap(),
         },
     );
     rt.block_on(store.kv_set(

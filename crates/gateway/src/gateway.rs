@@ -21,6 +21,7 @@ use zerofn_types::InvocationId;
 
 use crate::host::{BoxFuture, HostServices, Invocations, NestedCall, WorkloadIdentity};
 use crate::limits::BodyBudget;
+use crate::output::InvocationLogs;
 use crate::policies::Policies;
 use crate::Routes;
 
@@ -90,6 +91,8 @@ pub struct GatewayServices {
     pub policies: Policies,
     pub store: Store,
     pub identity: Arc<dyn WorkloadIdentity>,
+    /// Where each invocation's stdout and stderr go (`zerofn logs`).
+    pub logs: InvocationLogs,
 }
 
 /// The public gateway.
@@ -104,6 +107,8 @@ pub struct Gateway {
     refusals: RefusalAggregator,
     /// Bytes of request bodies held across all requests.
     bodies: Arc<BodyBudget>,
+    /// The queue of invocation output to the log store.
+    logs: InvocationLogs,
 }
 
 impl Gateway {
@@ -116,6 +121,7 @@ impl Gateway {
     ) -> Arc<Gateway> {
         let refusals = RefusalAggregator::new(audit.clone(), config.refusal_aggregation_interval);
         let bodies = BodyBudget::new(config.max_body_bytes_in_flight);
+        let logs = services.logs;
         let host = Arc::new(HostServices {
             audit: audit.clone(),
             policies: services.policies,
@@ -130,6 +136,7 @@ impl Gateway {
             host,
             refusals,
             bodies,
+            logs,
         })
     }
 
@@ -160,6 +167,10 @@ impl Gateway {
 
     pub(crate) fn bodies(&self) -> &Arc<BodyBudget> {
         &self.bodies
+    }
+
+    pub(crate) fn logs(&self) -> &InvocationLogs {
+        &self.logs
     }
 
     /// Serve the gateway on `listener` until `shutdown` turns true.

@@ -370,10 +370,20 @@ impl Gateway {
             tree,
             host_deadline,
         ));
-        let result = self
+        let (result, output) = self
             .sandbox()
-            .invoke_with(&function, request, host.clone(), InvokeOptions { deadline })
+            .invoke_capturing(&function, request, host.clone(), InvokeOptions { deadline })
             .await;
+        // Off the request's path: queued for the log writer, never waited for.
+        {
+            let manifest = function.artifact().manifest();
+            self.logs().submit(
+                manifest.tenant.as_str(),
+                manifest.name.as_str(),
+                id.as_str(),
+                output,
+            );
+        }
         let mut decisions = unrecorded.disarm_decision().into_iter().collect::<Vec<_>>();
         decisions.extend(host.decisions());
         let record = |outcome: Outcome, status: u16| {
@@ -388,13 +398,6 @@ impl Gateway {
         match result {
             Ok(invocation) => {
                 let status = invocation.response.status().as_u16();
-                if !invocation.stderr.is_empty() {
-                    tracing::info!(
-                        invocation_id = %id,
-                        stderr = %String::from_utf8_lossy(&invocation.stderr).escape_debug(),
-                        "guest stderr"
-                    );
-                }
                 match self.audit().append(record(Outcome::Allow, status)).await {
                     Ok(_) => invocation.response,
                     Err(error) => {

@@ -7,8 +7,9 @@
 //! `invoke.rs` (the invoke path, public and nested), `caller.rs` (who an
 //! invocation is for), `host/` (what a running function may ask of the
 //! platform, one file per capability), `routes.rs` (the route table and
-//! route spaces), `limits.rs` (bounds across requests), `policies.rs`
-//! (the runtime policies in force). The accept loop itself is
+//! route spaces), `limits.rs` (bounds across requests), `output.rs`
+//! (guests' stdout and stderr into the log store, off the invoke path),
+//! `policies.rs` (the runtime policies in force). The accept loop itself is
 //! `zerofn-listener`'s, shared with the control API.
 //!
 //! # Trust
@@ -31,6 +32,8 @@
 //!   (`zerofn_policy::Permit`, `zerofn_identity::VerifiedSpiffeId`).
 //! - Every invocation is recorded, including one whose caller went away
 //!   (`client_gone`); refusals of unauthenticated callers are aggregated.
+//! - A guest's output is stored (bounded, best effort) without the request
+//!   ever waiting for it: a full queue drops it and says so in the log.
 
 mod caller;
 mod errors;
@@ -38,6 +41,7 @@ mod gateway;
 mod host;
 mod invoke;
 mod limits;
+mod output;
 mod policies;
 mod routes;
 
@@ -49,6 +53,7 @@ pub use invoke::{CLIENT_GONE, CLIENT_GONE_STATUS};
 pub use limits::{
     is_platform_header, strip_platform_headers, MAX_TREE_INVOCATIONS, PLATFORM_HEADER_PREFIX,
 };
+pub use output::{InvocationLogs, LogRetention, QUEUE_BYTES, QUEUE_INVOCATIONS};
 pub use policies::Policies;
 pub use routes::{PrefixTaken, RouteSpace, RouteTable, Routes};
 pub use zerofn_listener::PeerAddr;

@@ -146,6 +146,15 @@ pub struct Invocation {
     pub duration: Duration,
 }
 
+/// What a guest wrote to stdout and stderr, each cut at the sandbox's
+/// capture limit ([`crate::SandboxConfig::stdio_capture_bytes`]): guest
+/// bytes, not necessarily text.
+#[derive(Debug, Clone, Default)]
+pub struct GuestOutput {
+    pub stdout: Bytes,
+    pub stderr: Bytes,
+}
+
 /// A new store for one instance, with its limits and deadline set.
 struct Fresh {
     store: Store<InvocationState>,
@@ -301,16 +310,67 @@ impl Sandbox {
         host: Arc<dyn HostCapabilities>,
         options: InvokeOptions,
     ) -> Result<Invocation, InvokeError> {
-        let tenant = function.artifact.manifest().tenant.as_str();
-        let slot = tokio::time::timeout(SLOT_WAIT, self.slots.acquire(tenant))
+        self.invoke_capturing(function, request, host, options)
             .await
-            .map_err(|_| InvokeError::Busy { after: SLOT_WAIT })?
-            .ok_or_else(|| InvokeError::Internal {
-                detail: "sandbox slots closed".into(),
-            })?;
-        let started = Instant::now();
-        let Fresh { mut store, watch } = self.fresh_store(function, started, host, &options)?;
+            .0
+    }
 
+    /// [`Sandbox::invoke_with`], also handing back what the guest wrote to
+    /// stdout and stderr (each cut at the capture limit) whether or not the
+    /// invocation succeeded: the output of a guest that trapped or timed out
+    /// is what explains it. Empty if the guest never started.
+    pub async fn invoke_capturing(
+        &self,
+        function: &LoadedFunction,
+        request: http::Request<Bytes>,
+        host: Arc<dyn HostCapabilities>,
+        options: InvokeOptions,
+    ) -> (Result<Invocation, InvokeError>, GuestOutput) {
+        let tenant = function.artifact.manifest().tenant.as_str();
+        let slot = match tokio::time::timeout(SLOT_WAIT, self.slots.acquire(tenant)).await {
+            Ok(Some(slot)) => slot,
+            Ok(None) => {
+                let closed = InvokeError::Internal {
+                    detail: "sandbox slots closed".into(),
+                };
+                return (Err(closed), GuestOutput::default());
+            }
+            Err(_) => {
+                let busy = InvokeError::Busy { after: SLOT_WAIT };
+                return (Err(busy), GuestOutput::default());
+            }
+        };
+        let started = Instant::now();
+        let Fresh { store, watch } = match self.fresh_store(function, started, host, &options) {
+            Ok(fresh) => fresh,
+            Err(e) => return (Err(e), GuestOutput::default()),
+        };
+        let result = self
+            .run_instance(function, request, slot, store, &watch)
+            .await;
+        let output = GuestOutput {
+            stdout: watch.stdout.contents(),
+            stderr: watch.stderr.contents(),
+        };
+        let result = result.map(|response| Invocation {
+            response,
+            stdout: output.stdout.clone(),
+            stderr: output.stderr.clone(),
+            duration: started.elapsed(),
+        });
+        (result, output)
+    }
+
+    /// Instantiate `function` in `store`, hand it `request`, and collect
+    /// its response within the limits `watch` names.
+    async fn run_instance(
+        &self,
+        function: &LoadedFunction,
+        request: http::Request<Bytes>,
+        slot: crate::slots::SlotPermit,
+        mut store: Store<InvocationState>,
+        watch: &Watch,
+    ) -> Result<http::Response<Bytes>, InvokeError> {
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let request = request.map(|b| {
             Full::new(b).map_err(
@@ -454,13 +514,7 @@ impl Sandbox {
                 }
             };
         drop(task);
-        let response = result?;
-        Ok(Invocation {
-            response,
-            stdout: watch.stdout.contents(),
-            stderr: watch.stderr.contents(),
-            duration: started.elapsed(),
-        })
+        result
     }
 }
 

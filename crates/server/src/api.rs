@@ -19,11 +19,11 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use zerofn_api::{
-    AddKey, AddOperator, AuditTail, AuditVerify, ControlPolicyIds, CreateTenant, Deploy, Deployed,
-    Function, FunctionList, KeyAdded, Layer, LayerDeleted, LayerList, ManifestOnly,
-    OperatorCertificate, OperatorList, OperatorRemoved, PublishLayer, Removed, Revoked,
-    SetControlPolicy, SetPolicy, SetRoutes, Svid, Tenant, TenantList, TenantPolicy, TenantRoutes,
-    Undeployed,
+    AddKey, AddOperator, AuditQueryPage, AuditTail, AuditVerify, ControlPolicyIds, CreateTenant,
+    Deploy, Deployed, Function, FunctionList, KeyAdded, Layer, LayerDeleted, LayerList, LogLine,
+    LogPage, ManifestOnly, OperatorCertificate, OperatorList, OperatorRemoved, PublishLayer,
+    Removed, Revoked, SetControlPolicy, SetPolicy, SetRoutes, Svid, Tenant, TenantList,
+    TenantPolicy, TenantRoutes, Undeployed,
 };
 use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome, RefusalAggregator};
 use zerofn_gateway::{error_response, GatewayConfig};
@@ -40,6 +40,7 @@ use crate::authz::ControlAuthz;
 use crate::control::{ControlError, ControlPlane, DeployAuthority, DeployRequest};
 use crate::operators::{Operators, DEFAULT_OPERATOR_TTL};
 
+mod queries;
 mod routes;
 
 use routes::{Access, Call, Operation, Reply, Resource};
@@ -509,6 +510,38 @@ impl Api {
         let n = audit_count(c.query)?;
         let records = self.control.audit_tail(n).await?;
         Ok((StatusCode::OK, to_value(AuditTail { records })))
+    }
+
+    async fn audit_query(&self, c: Call<'_>) -> Reply {
+        let q = queries::audit_query(c.query, time::OffsetDateTime::now_utc())?;
+        let (records, next) = self.audit.query(q).await?;
+        Ok((StatusCode::OK, to_value(AuditQueryPage { records, next })))
+    }
+
+    async fn tenant_logs(&self, c: Call<'_>) -> Reply {
+        let tenant = c.param("tenant")?;
+        let q = queries::log_query(tenant, c.query, time::OffsetDateTime::now_utc())?;
+        let page = self.control.store().invocation_logs(q).await?;
+        let lines = page
+            .lines
+            .into_iter()
+            .map(|l| LogLine {
+                id: l.id,
+                tenant: l.tenant,
+                function: l.function,
+                invocation_id: l.invocation_id,
+                time: l.time,
+                stream: l.stream,
+                line: l.line,
+            })
+            .collect();
+        Ok((
+            StatusCode::OK,
+            to_value(LogPage {
+                lines,
+                next: page.next,
+            }),
+        ))
     }
 
     async fn audit_verify(&self, _: Call<'_>) -> Reply {

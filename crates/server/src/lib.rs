@@ -38,7 +38,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome};
-use zerofn_gateway::{Gateway, GatewayServices, Routes};
+use zerofn_gateway::{Gateway, GatewayServices, InvocationLogs, Routes};
 use zerofn_sandbox::{Sandbox, SandboxConfig};
 use zerofn_store::Store;
 
@@ -54,7 +54,7 @@ pub use error::ServerError;
 pub use identity::Identities;
 pub use tlog::{audit_log_verifier, AuditTree, AUDIT_KEY_FILE};
 pub use zerofn_audit::AuditDurability;
-pub use zerofn_gateway::GatewayConfig;
+pub use zerofn_gateway::{GatewayConfig, LogRetention};
 pub use zerofn_identity::TrustDomain;
 
 /// Everything `zerofn up` needs.
@@ -81,6 +81,8 @@ pub struct PlatformConfig {
     /// Serve the control API over TLS (server certificate from the platform CA),
     /// accepting operators' client certificates beside the token.
     pub control_tls: bool,
+    /// How much of the functions' stdout and stderr is kept (`zerofn logs`).
+    pub log_retention: LogRetention,
 }
 
 /// A running platform.
@@ -146,6 +148,11 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
     sandbox_cfg.max_instances = cfg.max_instances;
     sandbox_cfg.max_instances_per_tenant = cfg.max_instances_per_tenant;
     let sandbox = Arc::new(Sandbox::new(sandbox_cfg)?);
+    let logs = InvocationLogs::start(
+        &store,
+        cfg.log_retention,
+        sandbox.config().stdio_capture_bytes,
+    )?;
     let routes = Routes::default();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let identities = Arc::new(Identities::open(
@@ -213,6 +220,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
             policies: control.policies().clone(),
             store: store.clone(),
             identity: control.identities_arc(),
+            logs,
         },
     );
     tasks.spawn(gateway.serve(gateway_listener, shutdown_rx.clone()));

@@ -27,9 +27,9 @@ pub struct AuditRow {
     pub hash: String,
 }
 
-const COLUMNS: &str = "seq, time, actor, action, tenant, function, digest, decision, reason, duration_us, status, invocation_id, prev_hash, hash, detail";
+pub(crate) const COLUMNS: &str = "seq, time, actor, action, tenant, function, digest, decision, reason, duration_us, status, invocation_id, prev_hash, hash, detail";
 
-fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
+pub(crate) fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
     Ok(AuditRow {
         seq: r.get(0)?,
         time: r.get(1)?,

@@ -1,27 +1,36 @@
 #![forbid(unsafe_code)]
 //! Embedded persistent state: tenants and their signing keys, deployments,
-//! published layers and which deployments pin them, and the raw rows of
-//! the audit log, in one SQLite database.
+//! published layers and which deployments pin them, the raw rows of the
+//! audit log (and the indexes its queries use), and the output of
+//! invocations, in one SQLite database.
 //!
 //! # Trust
 //! This crate trusts the file system under the data directory and nothing
 //! else. It does not interpret what it stores: deployments arrive already
 //! admitted, audit rows already hashed (the `audit` crate owns chaining and
-//! verification). It guarantees that every write is one transaction (a
-//! failed write changes nothing) and that every method runs its SQL on the
-//! blocking thread pool, never on an async worker.
+//! verification), guests' output lines already made text (the `gateway`
+//! owns capturing them). Audit queries read rows through indexes SQLite
+//! keeps with them and change nothing. It guarantees that every write is
+//! one transaction (a failed write changes nothing) and that every method
+//! runs its SQL on the blocking thread pool, never on an async worker (the
+//! audit and log writers run on their own threads with their own
+//! connections).
 //!
 //! Durability: WAL journal with `synchronous=FULL`, so a transaction that
 //! returned `Ok` survives a process kill and a power loss. The audit
 //! writer's connection may instead run with [`AuditDurability::Process`]
 //! (`synchronous=NORMAL`): a commit is in the WAL file, and so survives the
-//! process being killed, but reaches the disk only at the next flush.
+//! process being killed, but reaches the disk only at the next flush. The
+//! log writer's connection ([`LogWriter`]) always commits that way: guests'
+//! output is not audit.
 
 mod admission_rules;
+mod audit_query;
 mod audit_rows;
 mod audit_tree;
 mod deployments;
 mod error;
+mod invocation_logs;
 mod kv;
 mod layers;
 mod operators;
@@ -36,10 +45,14 @@ use rusqlite::Connection;
 use zerofn_types::TenantName;
 
 pub use admission_rules::{AdmissionSettingsRow, TenantIdentityRow};
+pub use audit_query::{AuditPage, AuditQuery, SCAN_LIMIT as AUDIT_QUERY_SCAN_LIMIT};
 pub use audit_rows::{AuditDurability, AuditFlusher, AuditRow, AuditWriter};
 pub use audit_tree::CheckpointRow;
 pub use deployments::{DeploymentRow, DeploymentSummary, VersionRecord};
 pub use error::StoreError;
+pub use invocation_logs::{
+    log_timestamp, LogAppend, LogLineRow, LogPage, LogQuery, LogWriter, NewLogLine,
+};
 pub use kv::IncrementError;
 pub use layers::{LayerRow, LayerSummary};
 pub use operators::{ControlPolicyRow, OperatorCertRow};
@@ -190,6 +203,8 @@ impl Store {
         conn.execute_batch(operators::SCHEMA)?;
         conn.execute_batch(audit_tree::SCHEMA)?;
         migrate(&conn)?;
+        conn.execute_batch(audit_query::SCHEMA)?;
+        conn.execute_batch(invocation_logs::SCHEMA)?;
         Ok(Store {
             path,
             conn: Arc::new(Mutex::new(conn)),

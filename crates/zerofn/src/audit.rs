@@ -271,3 +271,144 @@ pub async fn verify(data_dir: &Path, args: VerifyArgs) -> Result<()> {
         } => bail!("audit chain broken at record {broken_at}: {problem}"),
     }
 }
+
+/// Records per request of `audit query` (the API's largest page).
+const QUERY_PAGE: u32 = 1000;
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DecisionArg {
+    Allow,
+    Deny,
+    Error,
+}
+
+impl DecisionArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            DecisionArg::Allow => "allow",
+            DecisionArg::Deny => "deny",
+            DecisionArg::Error => "error",
+        }
+    }
+}
+
+/// `zerofn audit query`: records across functions matching every filter given, newest
+/// first.
+#[derive(Args)]
+pub struct QueryArgs {
+    /// Only records about this tenant.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Only records about this function (give --tenant too on a large log: a function
+    /// name alone is not indexed).
+    #[arg(long)]
+    function: Option<String>,
+    /// Who acted (`operator:alice`, `gateway`, ...) or called: another function's SPIFFE
+    /// ID, a public client's address, or `public` for every public client.
+    #[arg(long)]
+    caller: Option<String>,
+    /// The audit action (`invoke`, `deploy`, `capability`, `tenant.create`, ...).
+    #[arg(long)]
+    action: Option<String>,
+    /// How it was decided: allowed, refused, or allowed and then failed.
+    #[arg(long, value_enum)]
+    decision: Option<DecisionArg>,
+    /// The HTTP status recorded.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(100..=599))]
+    status: Option<u16>,
+    /// Records since then: a duration back from now (90s, 30m, 24h, 7d) or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+    /// Records until then (same forms as --since).
+    #[arg(long, value_name = "WHEN")]
+    until: Option<String>,
+    /// Only records below this sequence number (to continue an earlier query).
+    #[arg(long, value_name = "SEQ")]
+    before: Option<u64>,
+    /// Most records to print.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    limit: u32,
+    /// One record a line, as JSON (the form `audit tail --json` prints).
+    #[arg(long)]
+    json: bool,
+}
+
+impl QueryArgs {
+    fn path(&self, before: Option<i64>, limit: u32) -> String {
+        let enc = |t: &str| {
+            percent_encoding::utf8_percent_encode(t, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        let mut query = vec![format!("limit={limit}")];
+        for (name, value) in [
+            ("tenant", self.tenant.as_deref()),
+            ("function", self.function.as_deref()),
+            ("caller", self.caller.as_deref()),
+            ("action", self.action.as_deref()),
+            ("decision", self.decision.map(DecisionArg::as_str)),
+            ("since", self.since.as_deref()),
+            ("until", self.until.as_deref()),
+        ] {
+            if let Some(v) = value {
+                query.push(format!("{name}={}", enc(v)));
+            }
+        }
+        if let Some(s) = self.status {
+            query.push(format!("status={s}"));
+        }
+        if let Some(b) = before {
+            query.push(format!("before={b}"));
+        }
+        format!("/v1/audit/query?{}", query.join("&"))
+    }
+}
+
+/// Print the newest `--limit` matching records, following the API's pages.
+pub async fn query(data_dir: &Path, args: QueryArgs) -> Result<()> {
+    let api = ApiClient::discover(data_dir)?;
+    let mut before = match args.before {
+        Some(b) => Some(i64::try_from(b).context("`--before` is too large")?),
+        None => None,
+    };
+    let mut left = args.limit;
+    while left > 0 {
+        let path = args.path(before, left.min(QUERY_PAGE));
+        let v = api.call(Method::GET, &path, None).await?;
+        let page: api_types::AuditQueryPage<serde_json::Value> = client::typed(&path, v)?;
+        for record in &page.records {
+            if args.json {
+                // Each record as it came, not as this CLI's types know it.
+                println!("{record}");
+            } else {
+                let r: zerofn_audit::StoredRecord = client::typed(&path, record.clone())?;
+                print_record(&r);
+            }
+        }
+        left = left.saturating_sub(u32::try_from(page.records.len()).unwrap_or(u32::MAX));
+        match page.next {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+/// One record on one line, tab-separated; every field escaped for the terminal.
+pub fn print_record(r: &zerofn_audit::StoredRecord) {
+    use zerofn_types::printable;
+    let subject = [r.tenant.as_deref(), r.function.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("/");
+    println!(
+        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+        r.seq,
+        printable(&r.time),
+        printable(&r.actor),
+        printable(&r.action),
+        printable(&subject),
+        printable(&r.decision),
+        r.status.map(|s| s.to_string()).unwrap_or_default(),
+        printable(r.reason.as_deref().unwrap_or_default())
+    );
+}

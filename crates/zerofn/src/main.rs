@@ -8,6 +8,7 @@ mod attest;
 mod audit;
 mod client;
 mod layer;
+mod logs;
 mod operator;
 mod policy;
 mod scan;
@@ -115,9 +116,11 @@ enum Command {
     },
     /// Remove a deployed function.
     Undeploy { tenant: String, name: String },
-    /// Inspect and verify the audit log.
+    /// Inspect, query and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// What a tenant's functions wrote to stdout and stderr, by invocation.
+    Logs(logs::LogsArgs),
     /// Workload identities (SPIFFE X.509-SVIDs) of deployed functions.
     #[command(subcommand)]
     Svid(SvidCommand),
@@ -195,6 +198,13 @@ struct UpArgs {
     /// accept operators' client certificates beside the token.
     #[arg(long)]
     control_tls: bool,
+    /// KiB of stored stdout/stderr lines kept per function (`zerofn logs`);
+    /// the oldest lines go first.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    log_max_kib_per_function: u64,
+    /// Seconds stored stdout/stderr lines are kept (default 7 days).
+    #[arg(long, default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(60..=31_536_000))]
+    log_max_age_secs: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -266,6 +276,8 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Records across functions matching every filter given, newest first.
+    Query(audit::QueryArgs),
     #[command(flatten)]
     Tree(audit::TreeCommand),
 }
@@ -356,6 +368,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Audit(cmd) => audit(&data_dir, cmd).await,
+        Command::Logs(args) => logs::run(&data_dir, args).await,
         Command::Svid(SvidCommand::Show { tenant, name, pem }) => {
             let api = ApiClient::discover(&data_dir)?;
             let svid: api_types::Svid = api
@@ -422,6 +435,10 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
             },
         },
         control_tls: args.control_tls,
+        log_retention: zerofn_server::LogRetention {
+            max_bytes_per_function: args.log_max_kib_per_function.saturating_mul(1024),
+            max_age: std::time::Duration::from_secs(args.log_max_age_secs),
+        },
     };
     // Handlers first: a supervisor may send SIGTERM as soon as it reads
     // the listening lines, and that must shut down cleanly, not kill.
@@ -761,6 +778,7 @@ async fn audit(data_dir: &Path, cmd: AuditCommand) -> Result<()> {
     match cmd {
         AuditCommand::Verify(args) => audit::verify(data_dir, args).await,
         AuditCommand::Tree(cmd) => audit::run(data_dir, cmd).await,
+        AuditCommand::Query(args) => audit::query(data_dir, args).await,
         AuditCommand::Tail { n, json } => {
             let api = ApiClient::discover(data_dir)?;
             let v = api

@@ -140,7 +140,7 @@ macro_rules! public {
 }
 
 /// Every route of the control API.
-pub(super) static ROUTES: [Route; 40] = [
+pub(super) static ROUTES: [Route; 42] = [
     public!(GET "/v1/health", health),
     // The trust bundle is public: peers need it before they can authenticate anything.
     public!(GET "/v1/identity/bundle", trust_bundle),
@@ -167,6 +167,10 @@ pub(super) static ROUTES: [Route; 40] = [
     operator!(GET "/v1/tenants/{tenant}/policy", TenantRead on PathTenant, refusal ApiAuthorize, tenant_policy),
     operator!(PUT "/v1/tenants/{tenant}/policy", PolicyManage on PathTenant, refusal PolicySet, set_tenant_policy),
     operator!(GET "/v1/tenants/{tenant}/functions/{name}/policy", TenantRead on PathTenant, refusal ApiAuthorize, function_policy),
+    // What the tenant's functions wrote to stdout and stderr: guest output, which may hold
+    // what the functions handled, so it is read with the tenant's `audit.read`, not with
+    // `tenant.read` (configuration).
+    operator!(GET "/v1/tenants/{tenant}/logs", AuditRead on PathTenant, refusal ApiAuthorize, tenant_logs),
     // Platform-wide analysis: the platform-wide grant, whatever the query names.
     operator!(GET "/v1/access-analyzer", AuditRead on Platform, refusal ApiAuthorize, analyze_access),
     operator!(POST "/v1/deployments", Deploy on ManifestTenant, refusal Deploy, deploy),
@@ -177,6 +181,9 @@ pub(super) static ROUTES: [Route; 40] = [
     operator!(POST "/v1/functions/{tenant}/{name}/svid/revoke", TenantManage on PathTenant, refusal ApiAuthorize, revoke_svid),
     operator!(GET "/v1/audit", AuditRead on Platform, refusal ApiAuthorize, audit_tail),
     operator!(GET "/v1/audit/verify", AuditRead on Platform, refusal ApiAuthorize, audit_verify),
+    // Records across functions by tenant, function, caller, action, decision, status and
+    // time: the platform-wide grant, whatever the query names (as the analyzer).
+    operator!(GET "/v1/audit/query", AuditRead on Platform, refusal ApiAuthorize, audit_query),
     // The log as a Merkle tree: its verifier key, signed checkpoints, proofs and leaves.
     // Signing a checkpoint now changes no record: it is a read of the log's current head.
     operator!(GET "/v1/audit/public-key", AuditRead on Platform, refusal ApiAuthorize, audit_public_key),
@@ -465,6 +472,14 @@ mod tests {
             ),
             ("GET", "/v1/audit", AuditRead, Platform, None),
             ("GET", "/v1/audit/verify", AuditRead, Platform, None),
+            ("GET", "/v1/audit/query", AuditRead, Platform, None),
+            (
+                "GET",
+                "/v1/tenants/acme/logs",
+                AuditRead,
+                PathTenant,
+                t("acme"),
+            ),
             ("GET", "/v1/audit/public-key", AuditRead, Platform, None),
             ("GET", "/v1/audit/checkpoint", AuditRead, Platform, None),
             ("POST", "/v1/audit/checkpoint", AuditRead, Platform, None),

@@ -18,6 +18,7 @@ mod harness;
 mod intent;
 mod js;
 mod layers;
+mod logs;
 mod operators;
 mod route_space;
 mod server;
