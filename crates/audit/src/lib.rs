@@ -55,7 +55,7 @@ pub use record::{Action, AuditRecord, Outcome, StoredRecord, MAX_DETAIL, MAX_TEX
 pub use tree::{
     ConsistencyProof, ExportedRecord, InclusionProof, LogReport, LogTree, SignedCheckpoint,
 };
-pub use writer::AuditLog;
+pub use writer::{AuditLog, CommittedFeed};
 pub use zerofn_store::{AuditDurability, AuditQuery};
 
 /// Everything that can go wrong while appending or verifying.

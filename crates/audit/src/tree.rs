@@ -4,9 +4,13 @@
 //!
 //! The append path does none of this: records are chained and committed as
 //! before, and [`LogTree::checkpoint`] (every second while there are new
-//! records, and on demand) reads what was committed since the last
-//! checkpoint, checks its chain links, hashes its leaves, stores them and
-//! signs the new tree head. Leaf `i` is the record with `seq = i + 1`.
+//! records, and on demand) takes what was committed since the last
+//! checkpoint, hashes its leaves, stores them and signs the new tree head.
+//! Leaf `i` is the record with `seq = i + 1`. What was committed comes from
+//! the writer's [`CommittedFeed`] when it continues where the tree stands
+//! (the rows this process wrote, chained onto the tree's head), and is read
+//! back from the database, each chain link checked, otherwise (after a
+//! restart, or when another process appended).
 
 use std::sync::Mutex;
 
@@ -18,7 +22,7 @@ use zerofn_store::{AuditRow, CheckpointRow, Store};
 use crate::chain::{check_link, GENESIS_HASH};
 use crate::merkle::{self, CompactRange, Hash, HashSource};
 use crate::note::{Checkpoint, NoteSigner, NoteVerifier};
-use crate::{jcs, AuditError, StoredRecord};
+use crate::{jcs, AuditError, CommittedFeed, StoredRecord};
 
 /// Leaves per tile: the tree keeps the root of every full tile (level 8).
 pub const TILE_HEIGHT: u32 = 8;
@@ -228,12 +232,31 @@ struct TreeState {
     tail: Vec<Hash>,
 }
 
+impl TreeState {
+    /// Add the record `r`, the next one, as a leaf; the hashes to store go to `hashes`.
+    fn add(&mut self, r: &AuditRow, hashes: &mut Vec<(u32, i64, Hash)>) -> Result<(), AuditError> {
+        let h = merkle::leaf_hash(&leaf_bytes(r)?);
+        hashes.push((0, as_i64(self.size), h));
+        self.range.push(h);
+        self.tail.push(h);
+        self.size += 1;
+        self.head.clone_from(&r.hash);
+        if self.tail.len() as u64 == TILE {
+            let tile = merkle::root(self.tail.as_mut_slice(), TILE)?;
+            hashes.push((TILE_HEIGHT, as_i64(self.size / TILE - 1), tile));
+            self.tail.clear();
+        }
+        Ok(())
+    }
+}
+
 /// The platform's side of the tree: extends it from committed records and
 /// signs checkpoints. One per data directory.
 pub struct LogTree {
     store: Store,
     signer: NoteSigner,
     state: Mutex<TreeState>,
+    feed: Option<CommittedFeed>,
 }
 
 impl std::fmt::Debug for LogTree {
@@ -292,7 +315,16 @@ impl LogTree {
             store: store.clone(),
             signer,
             state: Mutex::new(state),
+            feed: None,
         })
+    }
+
+    /// Extend the tree from the rows `feed` hands over (see [`CommittedFeed`]) instead of
+    /// reading every record back from the database.
+    #[must_use]
+    pub fn with_feed(mut self, feed: CommittedFeed) -> LogTree {
+        self.feed = Some(feed);
+        self
     }
 
     pub fn verifier(&self) -> NoteVerifier {
@@ -309,23 +341,34 @@ impl LogTree {
         let mut guard = self.state.lock().map_err(|_| AuditError::WriterStopped)?;
         let mut next = guard.clone();
         let mut hashes: Vec<(u32, i64, Hash)> = Vec::new();
-        loop {
-            let page = self.store.audit_page_blocking(as_i64(next.size), PAGE)?;
-            if page.is_empty() {
+        // The writer's rows, as long as they continue the tree: already chained by this
+        // process, so only their place is checked, not their hashes.
+        let fed = self
+            .feed
+            .as_ref()
+            .map(CommittedFeed::take)
+            .unwrap_or_default();
+        let mut continuous = !fed.is_empty();
+        for r in fed {
+            if r.seq <= as_i64(next.size) {
+                continue;
+            }
+            if r.seq != as_i64(next.size) + 1 || r.prev_hash != next.head {
+                continuous = false;
                 break;
             }
-            for r in page {
-                check_link((as_i64(next.size), &next.head), &r)?;
-                let h = merkle::leaf_hash(&leaf_bytes(&r)?);
-                hashes.push((0, as_i64(next.size), h));
-                next.range.push(h);
-                next.tail.push(h);
-                next.size += 1;
-                next.head = r.hash;
-                if next.tail.len() as u64 == TILE {
-                    let tile = merkle::root(next.tail.as_mut_slice(), TILE)?;
-                    hashes.push((TILE_HEIGHT, as_i64(next.size / TILE - 1), tile));
-                    next.tail.clear();
+            next.add(&r, &mut hashes)?;
+        }
+        // Otherwise (or as well, when the feed had a gap) the database, every link checked.
+        if !continuous {
+            loop {
+                let page = self.store.audit_page_blocking(as_i64(next.size), PAGE)?;
+                if page.is_empty() {
+                    break;
+                }
+                for r in page {
+                    check_link((as_i64(next.size), &next.head), &r)?;
+                    next.add(&r, &mut hashes)?;
                 }
             }
         }
@@ -642,6 +685,53 @@ mod tests {
         // The same object as `audit tail --json` prints, canonicalized.
         let listed = serde_json::to_value(StoredRecord::from(r.clone())).unwrap();
         assert_eq!(jcs::canonicalize(&listed), leaf_bytes(&r).unwrap());
+    }
+
+    async fn append_to(log: &AuditLog, from: usize, n: usize) {
+        for i in from..from + n {
+            log.append(
+                AuditRecord::new("t", Action::Invoke, Outcome::Allow)
+                    .invocation_id(format!("inv-{i}"))
+                    .detail(serde_json::json!({ "n": i })),
+            )
+            .await
+            .unwrap();
+        }
+    }
+
+    /// A tree fed by the writer signs exactly the roots that full verification recomputes
+    /// from the records in the database: across tiles, after records committed before the
+    /// tree existed, and when another writer appended records the feed never saw.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fed_tree_signs_the_roots_the_database_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let log = AuditLog::open(&store).unwrap();
+        // Records committed before the tree exists reach it only through the database.
+        append_to(&log, 0, 40).await;
+        let fed = LogTree::open(&store, signer())
+            .unwrap()
+            .with_feed(log.committed_feed());
+        let mut appended = 40;
+        for n in [1, 255, 300, 7] {
+            append_to(&log, appended, n).await;
+            appended += n;
+            let cp = fed.checkpoint().unwrap().checkpoint;
+            assert_eq!(cp.size, appended as u64);
+            // Recomputed from every record, chain and leaves, against the signed root.
+            let report = verify_log(&store, &fed.verifier(), false).unwrap();
+            assert_eq!(report.checkpoint_size, appended as u64);
+        }
+        // Another writer on the same database: rows the feed never had.
+        let other = AuditLog::open(&store).unwrap();
+        append_to(&other, appended, 20).await;
+        appended += 20;
+        append_to(&log, appended, 5).await;
+        appended += 5;
+        let cp = fed.checkpoint().unwrap().checkpoint;
+        assert_eq!(cp.size, appended as u64);
+        let report = verify_log(&store, &fed.verifier(), false).unwrap();
+        assert_eq!(report.records, appended as i64);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

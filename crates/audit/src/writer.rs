@@ -1,7 +1,7 @@
 //! The single writer: sequence numbers, hashes and group commit.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread;
 
 use time::format_description::well_known::Rfc3339;
@@ -18,6 +18,44 @@ const MAX_BATCH: usize = 4096;
 /// How often the WAL is checkpointed when every commit is already synced.
 const DISK_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// Most committed rows the feed holds for the tree; beyond, it lets go of them and the tree
+/// reads the database instead (as after a restart).
+const FEED_MAX: usize = 64 * 1024;
+
+/// The rows the writer committed, in commit order, for [`crate::LogTree`] to extend the
+/// tree from without reading them back from the database and recomputing their chain
+/// hashes: this process wrote them, so they are what the database holds (a row edited in
+/// the database afterwards is still caught by `audit verify`, which reads every row). The
+/// tree reads the database whenever the feed does not continue where it stands: after a
+/// restart, after the feed let go of rows, or when another process appended.
+#[derive(Clone, Default)]
+pub struct CommittedFeed(Arc<Mutex<Vec<AuditRow>>>);
+
+impl std::fmt::Debug for CommittedFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommittedFeed(..)")
+    }
+}
+
+impl CommittedFeed {
+    /// Hand over a committed batch (leaves `rows` empty).
+    fn push(&self, rows: &mut Vec<AuditRow>) {
+        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.len().saturating_add(rows.len()) > FEED_MAX {
+            // No one is taking them (no tree, or it is stuck): bound what the host holds.
+            held.clear();
+            rows.clear();
+            return;
+        }
+        held.append(rows);
+    }
+
+    /// Every row handed over since the last take, oldest first.
+    pub(crate) fn take(&self) -> Vec<AuditRow> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
 struct Job {
     record: AuditRecord,
     ack: oneshot::Sender<Result<i64, ()>>,
@@ -28,6 +66,7 @@ struct Job {
 pub struct AuditLog {
     jobs: mpsc::Sender<Job>,
     store: Store,
+    feed: CommittedFeed,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -66,14 +105,22 @@ impl AuditLog {
             .spawn(move || run_flusher(flusher, watched, start, interval))
             .map_err(|_| AuditError::WriterStopped)?;
         let (jobs, rx) = mpsc::channel(QUEUE);
+        let feed = CommittedFeed::default();
+        let fed = feed.clone();
         thread::Builder::new()
             .name("zerofn-audit".into())
-            .spawn(move || run_writer(writer, head, rx, committed))
+            .spawn(move || run_writer(writer, head, rx, committed, fed))
             .map_err(|_| AuditError::WriterStopped)?;
         Ok(AuditLog {
             jobs,
             store: store.clone(),
+            feed,
         })
+    }
+
+    /// The rows this log commits, for the Merkle tree ([`crate::LogTree::with_feed`]).
+    pub fn committed_feed(&self) -> CommittedFeed {
+        self.feed.clone()
     }
 
     /// Append one record durably; returns its sequence number. An error
@@ -159,6 +206,7 @@ fn run_writer(
     mut head: (i64, String),
     mut rx: mpsc::Receiver<Job>,
     committed: Arc<AtomicI64>,
+    feed: CommittedFeed,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut rows: Vec<AuditRow> = Vec::with_capacity(MAX_BATCH);
@@ -195,8 +243,12 @@ fn run_writer(
             Ok(new_head) => {
                 head = new_head;
                 committed.store(head.0, Ordering::Release);
-                for (job, row) in batch.drain(..).zip(rows.iter()) {
-                    let _ = job.ack.send(Ok(row.seq));
+                // Before the acknowledgements, so a checkpoint asked for after an append
+                // returned covers it; moving the rows costs a lock and a copy of pointers.
+                let first = rows.first().map_or(0, |r| r.seq);
+                feed.push(&mut rows);
+                for (seq, job) in (first..).zip(batch.drain(..)) {
+                    let _ = job.ack.send(Ok(seq));
                 }
             }
             Err(error) => {

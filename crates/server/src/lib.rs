@@ -143,7 +143,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
     let audit = AuditLog::open_with(&store, cfg.audit_durability)?;
     // The tree continues from its last signed checkpoint; one that does not
     // match what was signed (or a broken chain after it) stops the start.
-    let audit_tree = AuditTree::open(&store, data.root())?;
+    let audit_tree = AuditTree::open(&store, data.root(), audit.committed_feed())?;
     let mut sandbox_cfg = SandboxConfig::new(data.cache_dir());
     sandbox_cfg.max_instances = cfg.max_instances;
     sandbox_cfg.max_instances_per_tenant = cfg.max_instances_per_tenant;

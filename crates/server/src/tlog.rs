@@ -18,8 +18,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use zerofn_audit::tree::{self, LogReport};
 use zerofn_audit::{
-    AuditError, ConsistencyProof, ExportedRecord, InclusionProof, LogTree, NoteSigner,
-    NoteVerifier, SignedCheckpoint,
+    AuditError, CommittedFeed, ConsistencyProof, ExportedRecord, InclusionProof, LogTree,
+    NoteSigner, NoteVerifier, SignedCheckpoint,
 };
 use zerofn_store::Store;
 
@@ -96,9 +96,13 @@ fn request_error(e: AuditError) -> ControlError {
 
 impl AuditTree {
     /// Open the tree and sign a checkpoint over whatever the log holds.
-    pub(crate) fn open(store: &Store, data_dir: &Path) -> Result<AuditTree, ServerError> {
+    pub(crate) fn open(
+        store: &Store,
+        data_dir: &Path,
+        feed: CommittedFeed,
+    ) -> Result<AuditTree, ServerError> {
         let signer = signing_key(data_dir)?;
-        let tree = LogTree::open(store, signer)?;
+        let tree = LogTree::open(store, signer)?.with_feed(feed);
         tree.checkpoint()?;
         Ok(AuditTree {
             tree: Arc::new(tree),
