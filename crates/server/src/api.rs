@@ -519,8 +519,10 @@ impl Api {
     }
 
     async fn tenant_logs(&self, c: Call<'_>) -> Reply {
-        let tenant = c.param("tenant")?;
-        let q = queries::log_query(tenant, c.query, time::OffsetDateTime::now_utc())?;
+        let tenant = c.tenant()?;
+        let q = queries::log_query(tenant.as_str(), c.query, time::OffsetDateTime::now_utc())?;
+        // An unknown tenant is a 404, not an empty page that reads like a quiet function.
+        self.control.store().tenant_keys(&tenant).await?;
         let page = self.control.store().invocation_logs(q).await?;
         let lines = page
             .lines

@@ -163,6 +163,14 @@ fn bad_log_arguments_are_refused_naming_the_problem() {
         assert!(err.contains(problem), "{args:?}: {err}");
         assert!(err.contains("HTTP 400"), "{args:?}: {err}");
     }
+    // A tenant that does not exist (or cannot: not a DNS label) is a 404, not an empty log.
+    for tenant in ["nosuch", "No_Such"] {
+        let err = fails(s.platform.cli(&["logs", tenant]));
+        assert!(
+            err.contains("HTTP 404") && err.contains(&format!("tenant `{tenant}`")),
+            "{tenant}: {err}"
+        );
+    }
     // An invocation id that is not one is refused before any request.
     let out = s.platform.cli(&["logs", "acme", "--invocation", "nope"]);
     assert_eq!(out.status.code(), Some(2));
