@@ -136,7 +136,14 @@ fn a_guests_output_is_read_back_by_its_invocation_id() {
         .cli(&["logs", "acme", "logger", "--since", "2099-01-01T00:00:00Z"]));
     assert_eq!(future, "");
     // Another tenant's name reads nothing of acme's.
-    assert_eq!(ok(s.platform.cli(&["logs", "demo"])), "");
+    ok(s.platform.cli(&[
+        "tenant",
+        "create",
+        "other",
+        "--signing-key",
+        &format!("{}.pub", s.key.display()),
+    ]));
+    assert_eq!(ok(s.platform.cli(&["logs", "other"])), "");
 
     // A guest that traps after writing: its output is kept under its invocation id.
     let r = s.platform.get("/log-c?trap=1");
