@@ -72,8 +72,9 @@ impl ApiClient {
                 let path = data_dir.join(zerofn_server::API_ENDPOINT_FILE);
                 let text = std::fs::read_to_string(&path).with_context(|| {
                     format!(
-                        "cannot find the control API: `{}` is missing; start the platform with `zerofn up` or set ZEROFN_API_URL",
-                        path.display()
+                        "no platform found in data directory `{dir}` (`{}` is missing): start one there with `zerofn --data-dir {dir} up`, point at another with --data-dir DIR or ZEROFN_DATA_DIR, or set ZEROFN_API_URL",
+                        path.display(),
+                        dir = data_dir.display(),
                     )
                 })?;
                 let ep: zerofn_server::ApiEndpoint = serde_json::from_str(&text)

@@ -998,3 +998,22 @@ fn completions_cover_every_subcommand_and_an_unknown_shell_is_refused() {
         "{err}"
     );
 }
+
+/// A client command where no platform runs names the data directory it looked in and the
+/// three ways out: start one there, point at another, or give the API's address.
+#[test]
+fn no_platform_names_the_data_directory_and_how_to_choose_another() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nothere = tmp.path().join("nothere");
+    let err = fails(cli(&nothere, &["functions"]));
+    let dir = nothere.display();
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "error: no platform found in data directory `{dir}` (`{dir}/api.json` is missing): \
+             start one there with `zerofn --data-dir {dir} up`, point at another with \
+             --data-dir DIR or ZEROFN_DATA_DIR, or set ZEROFN_API_URL: No such file or \
+             directory (os error 2)"
+        )
+    );
+}
