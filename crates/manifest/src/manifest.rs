@@ -565,6 +565,19 @@ impl Route {
                 "it contains a fragment (`#`); a route is a path only".to_owned(),
             ));
         }
+        // `*` is a legal path character, so `/api/*` would silently be an exact route for
+        // that one literal path; a whole-segment `*` or `**` is always a glob that was meant.
+        if let Some(at) = s.split('/').position(|seg| seg == "*" || seg == "**") {
+            let base = excerpt(&s.split('/').take(at).collect::<Vec<_>>().join("/"));
+            let covered = if base.is_empty() {
+                "every path".to_owned()
+            } else {
+                format!("`{base}` and every path under it")
+            };
+            return Err(invalid(format!(
+                "it looks like a glob; a route is an exact path or a prefix route: write `{base}{PREFIX_SUFFIX}` for {covered}"
+            )));
+        }
         let mut chars = s.chars();
         while let Some(c) = chars.next() {
             if c == '%' {
@@ -1058,6 +1071,18 @@ max_body_kb = 0
             ("/é", "`\\u{e9}` is not allowed in a URL path"),
             (long.as_str(), "it is 1025 bytes long"),
             ("", "it does not start with `/`"),
+            (
+                "/api/*",
+                "it looks like a glob; a route is an exact path or a prefix route: write `/api/...` for `/api` and every path under it",
+            ),
+            (
+                "/api/**/x",
+                "it looks like a glob; a route is an exact path or a prefix route: write `/api/...` for `/api` and",
+            ),
+            (
+                "/*",
+                "it looks like a glob; a route is an exact path or a prefix route: write `/...` for every path",
+            ),
         ] {
             let e = Route::parse(route).expect_err(route);
             assert!(
@@ -1070,6 +1095,8 @@ max_body_kb = 0
                 "{route}: {message}"
             );
         }
+        // `*` inside a segment is an ordinary path character.
+        assert!(Route::parse("/a*b").is_ok());
         // Through the manifest too.
         let e = err(&with("routes", "routes = [\"/ok\", \"nope\"]"));
         assert_eq!(
