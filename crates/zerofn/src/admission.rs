@@ -75,6 +75,7 @@ pub struct AddIdentityArgs {
 /// The request body for deploy and explain: manifest, component, bundle and
 /// every attestation file beside the component.
 pub fn function_request(dir: &Path) -> Result<(Manifest, zerofn_api::Deploy)> {
+    let dir = function_dir(dir);
     let manifest_path = dir.join("zerofn.toml");
     let manifest_text = std::fs::read_to_string(&manifest_path)
         .with_context(|| format!("cannot read manifest `{}`", manifest_path.display()))?;
@@ -323,6 +324,16 @@ pub async fn remove_identity(data_dir: &Path, tenant: &str, id: &str) -> Result<
         .await?;
     println!("tenant {tenant} no longer trusts identity {id}");
     Ok(())
+}
+
+/// The function directory `path` names: the directory itself, or the one holding the
+/// `zerofn.toml` it points at (`zerofn deploy path/to/zerofn.toml`).
+pub(crate) fn function_dir(path: &Path) -> &Path {
+    if path.file_name() == Some(std::ffi::OsStr::new("zerofn.toml")) && path.is_file() {
+        path.parent().unwrap_or(path)
+    } else {
+        path
+    }
 }
 
 /// The component file the manifest in `dir` names, or an error naming the file.

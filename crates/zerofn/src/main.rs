@@ -101,7 +101,8 @@ enum Command {
     #[command(subcommand)]
     Layer(layer::LayerCommand),
     /// Deploy the function in DIR (zerofn.toml, component, bundle, and the
-    /// attestations beside them: *.intoto.jsonl and other *.sigstore.json).
+    /// attestations beside them: *.intoto.jsonl and other *.sigstore.json); DIR may
+    /// also be the path of the function's zerofn.toml.
     Deploy {
         dir: PathBuf,
         /// Deploy a manifest version below the highest deployed for the function, for

@@ -1017,3 +1017,22 @@ fn no_platform_names_the_data_directory_and_how_to_choose_another() {
         )
     );
 }
+
+/// `zerofn deploy` takes the function's directory or the path of its `zerofn.toml`.
+#[test]
+fn deploy_takes_the_manifest_path_as_well_as_the_directory() {
+    let s = Setup::new();
+    let f = function_dir(
+        s.root(),
+        "byfile",
+        "acme",
+        &guest("hello-c"),
+        &["/byfile"],
+        "",
+    );
+    s.sign(&f.wasm, &s.key);
+    let manifest = f.dir.join("zerofn.toml");
+    let out = ok(s.platform.cli(&["deploy", manifest.to_str().unwrap()]));
+    assert!(out.contains("acme/byfile"), "{out}");
+    assert_eq!(s.platform.get("/byfile").status, 200);
+}
