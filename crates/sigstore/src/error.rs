@@ -119,12 +119,14 @@ pub enum AdmissionError {
     },
 
     /// No SAN of the certificate matches the policy's identity.
-    #[error("certificate identity mismatch: expected {expected}, found {found}")]
+    #[error("certificate identity mismatch: expected {expected}, found {found}{hint}")]
     CertificateIdentityMismatch {
         /// The policy's identity.
         expected: String,
         /// The certificate's SANs.
         found: String,
+        /// Empty, or why a pattern that matches part of a SAN is not enough, and the fix.
+        hint: String,
     },
 
     /// The certificate's OIDC issuer is not the policy's.

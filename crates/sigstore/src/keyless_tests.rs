@@ -442,7 +442,19 @@ fn private_instance_bundle_verifies_with_identity_and_time() {
             matches!(err, AdmissionError::CertificateIdentityMismatch { .. }),
             "{partial}: {err:?}"
         );
+        // The refusal says the pattern matched only part, and how to widen it.
+        let message = err.to_string();
+        assert!(
+            message.contains("the pattern matches only part of it")
+                && message.contains(&format!("write `{partial}.*`")),
+            "{partial}: {message}"
+        );
     }
+    // A pattern that matches nothing at all gets no such hint.
+    let err = instance
+        .verify_with(ARTIFACT, regex(r"https://gitlab\.com/.*"))
+        .unwrap_err();
+    assert!(!err.to_string().contains("matches only part"), "{err}");
     let err = instance.verify_with(ARTIFACT, regex("(")).unwrap_err();
     assert!(
         matches!(err, AdmissionError::IdentityRegexInvalid { .. }),

@@ -450,6 +450,7 @@ fn verify_keyless(
                     .collect::<Vec<_>>()
                     .join(", ")
             },
+            hint: partial_match_hint(identity, &found.sans),
         });
     };
     let found_issuer = found.issuer.unwrap_or_default();
@@ -556,6 +557,30 @@ fn chain_to_authority<'r>(
             reasons.join("; ")
         },
     })
+}
+
+/// When a pattern matches only part of a SAN (cosign searches for the pattern anywhere, so a
+/// cosign user's `^https://github\.com/org/` is a prefix here), say so and how to fix it.
+fn partial_match_hint(identity: &Identity, sans: &[String]) -> String {
+    let Identity::Regex { san_regex, .. } = identity else {
+        return String::new();
+    };
+    let Ok(search) = regex::RegexBuilder::new(san_regex)
+        .size_limit(1 << 20)
+        .build()
+    else {
+        return String::new();
+    };
+    if sans.iter().any(|san| search.is_match(san)) {
+        format!(
+            "; the pattern matches only part of it, and here the whole identity must match \
+             (unlike cosign, which searches for the pattern anywhere): write `{}.*` to accept \
+             anything after it",
+            excerpt(san_regex.trim_end_matches('$'))
+        )
+    } else {
+        String::new()
+    }
 }
 
 /// Whether a SAN satisfies the identity policy.

@@ -61,7 +61,9 @@ pub struct AddIdentityArgs {
     /// The exact certificate identity (SAN), e.g. a CI workflow on a ref.
     #[arg(long, required_unless_present = "certificate_identity_regexp")]
     certificate_identity: Option<String>,
-    /// Or a pattern the whole SAN must match (Rust regex syntax).
+    /// Or a pattern the whole SAN must match (Rust regex syntax). Unlike cosign, which
+    /// searches for the pattern anywhere, the whole identity must match: end a prefix
+    /// with `.*`, e.g. `https://github\.com/org/.*`.
     #[arg(long, conflicts_with = "certificate_identity")]
     certificate_identity_regexp: Option<String>,
     /// The OIDC issuer the certificate must name.

@@ -33,7 +33,8 @@ pub struct VerifyArgs {
     /// The exact certificate identity (SAN: URI or email) that must have signed.
     #[arg(long, requires = "certificate_oidc_issuer")]
     certificate_identity: Option<String>,
-    /// A regular expression the whole certificate identity must match.
+    /// A regular expression the whole certificate identity must match (unlike cosign,
+    /// which searches for it anywhere): end a prefix with `.*`.
     #[arg(long, requires = "certificate_oidc_issuer")]
     certificate_identity_regexp: Option<String>,
     /// The OIDC issuer that must have vouched for the identity.
