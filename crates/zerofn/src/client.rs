@@ -72,7 +72,7 @@ impl ApiClient {
                 let path = data_dir.join(zerofn_server::API_ENDPOINT_FILE);
                 let text = std::fs::read_to_string(&path).with_context(|| {
                     format!(
-                        "no platform found in data directory `{dir}` (`{}` is missing): start one there with `zerofn --data-dir {dir} up`, point at another with --data-dir DIR or ZEROFN_DATA_DIR, or set ZEROFN_API_URL",
+                        "no platform found in data directory `{dir}` (`{}` is missing): start one there with `zerofn up --data-dir {dir}`, point at another with --data-dir DIR or ZEROFN_DATA_DIR, or set ZEROFN_API_URL",
                         path.display(),
                         dir = data_dir.display(),
                     )

@@ -1011,7 +1011,7 @@ fn no_platform_names_the_data_directory_and_how_to_choose_another() {
         err.trim_end(),
         format!(
             "error: no platform found in data directory `{dir}` (`{dir}/api.json` is missing): \
-             start one there with `zerofn --data-dir {dir} up`, point at another with \
+             start one there with `zerofn up --data-dir {dir}`, point at another with \
              --data-dir DIR or ZEROFN_DATA_DIR, or set ZEROFN_API_URL: No such file or \
              directory (os error 2)"
         )
