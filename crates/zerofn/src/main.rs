@@ -109,6 +109,9 @@ enum Command {
         /// this reason (audited; needs `deploy.rollback` on the tenant).
         #[arg(long, value_name = "REASON")]
         allow_rollback: Option<String>,
+        /// Print the platform's answer as JSON (one object) instead of a line of text.
+        #[arg(long)]
+        json: bool,
     },
     /// List deployed functions.
     Functions {
@@ -116,7 +119,13 @@ enum Command {
         json: bool,
     },
     /// Remove a deployed function.
-    Undeploy { tenant: String, name: String },
+    Undeploy {
+        tenant: String,
+        name: String,
+        /// Print the platform's answer as JSON (one object).
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect, query and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -358,14 +367,19 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Deploy {
             dir,
             allow_rollback,
-        } => deploy(&data_dir, &dir, allow_rollback).await,
+            json,
+        } => deploy(&data_dir, &dir, allow_rollback, json).await,
         Command::Functions { json } => functions(&data_dir, json).await,
-        Command::Undeploy { tenant, name } => {
+        Command::Undeploy { tenant, name, json } => {
             let api = ApiClient::discover(&data_dir)?;
-            let _: api_types::Undeployed = api
+            let undeployed: api_types::Undeployed = api
                 .fetch(Method::DELETE, &format!("/v1/functions/{tenant}/{name}"))
                 .await?;
-            println!("undeployed {tenant}/{name}");
+            if json {
+                println!("{}", serde_json::to_string(&undeployed)?);
+            } else {
+                println!("undeployed {tenant}/{name}");
+            }
             Ok(())
         }
         Command::Audit(cmd) => audit(&data_dir, cmd).await,
@@ -714,7 +728,12 @@ async fn tenant(data_dir: &Path, cmd: TenantCommand) -> Result<()> {
     Ok(())
 }
 
-async fn deploy(data_dir: &Path, dir: &Path, allow_rollback: Option<String>) -> Result<()> {
+async fn deploy(
+    data_dir: &Path,
+    dir: &Path,
+    allow_rollback: Option<String>,
+    as_json: bool,
+) -> Result<()> {
     let (_, mut body) = admission::function_request(dir)?;
     body.allow_rollback = allow_rollback;
     let api = ApiClient::discover(data_dir)?;
@@ -726,6 +745,12 @@ async fn deploy(data_dir: &Path, dir: &Path, allow_rollback: Option<String>) -> 
             return Err(e);
         }
     };
+    if as_json {
+        // The answer as it came (checked to be a deployment first).
+        let _: api_types::Deployed = client::typed("/v1/deployments", v.clone())?;
+        println!("{v}");
+        return Ok(());
+    }
     let deployed: api_types::Deployed = client::typed("/v1/deployments", v)?;
     println!(
         "deployed {}/{} version {} {} signed by {} on {}",

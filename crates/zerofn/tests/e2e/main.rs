@@ -1036,3 +1036,37 @@ fn deploy_takes_the_manifest_path_as_well_as_the_directory() {
     assert!(out.contains("acme/byfile"), "{out}");
     assert_eq!(s.platform.get("/byfile").status, 200);
 }
+
+/// `deploy --json` and `undeploy --json` print the platform's answer as one JSON object.
+#[test]
+fn deploy_and_undeploy_print_json_on_request() {
+    let s = Setup::new();
+    let f = function_dir(
+        s.root(),
+        "jsonfn",
+        "acme",
+        &guest("hello-c"),
+        &["/jsonfn"],
+        "",
+    );
+    s.sign(&f.wasm, &s.key);
+    let out = ok(s
+        .platform
+        .cli(&["deploy", f.dir.to_str().unwrap(), "--json"]));
+    let deployed: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(deployed["tenant"], "acme", "{deployed}");
+    assert_eq!(deployed["name"], "jsonfn", "{deployed}");
+    assert_eq!(
+        deployed["routes"],
+        serde_json::json!(["/jsonfn"]),
+        "{deployed}"
+    );
+    assert!(
+        deployed["digest"].as_str().unwrap().starts_with("sha256:"),
+        "{deployed}"
+    );
+    let out = ok(s.platform.cli(&["undeploy", "acme", "jsonfn", "--json"]));
+    let undeployed: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(undeployed["undeployed"], "acme/jsonfn", "{undeployed}");
+    assert_eq!(s.platform.get("/jsonfn").status, 404);
+}
