@@ -92,6 +92,9 @@ enum Command {
         /// --predicate FILE ...`.
         #[arg(long)]
         predicate: Option<PathBuf>,
+        /// Print what was written as one JSON object instead of lines of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Manage tenants and the keys allowed to sign for them.
     #[command(subcommand)]
@@ -346,12 +349,13 @@ async fn run(cli: Cli) -> Result<()> {
             out,
             version,
             predicate,
+            json,
         } => {
-            if artifact.is_dir() {
+            let signed = if artifact.is_dir() {
                 if out.is_some() {
                     bail!("`--out` names a file's bundle; a directory's bundles are written beside its zerofn.toml");
                 }
-                sign_dir(&artifact, key.as_deref(), version, predicate.as_deref())
+                sign_dir(&artifact, key.as_deref(), version, predicate.as_deref())?
             } else {
                 if version.is_some() || predicate.is_some() {
                     bail!("`--version` and `--predicate` sign a manifest: give the function's directory, not `{}`", artifact.display());
@@ -359,8 +363,9 @@ async fn run(cli: Cli) -> Result<()> {
                 let Some(key) = key else {
                     bail!("`--key KEY` is needed to sign `{}`", artifact.display());
                 };
-                sign(&artifact, &key, out)
-            }
+                sign(&artifact, &key, out)?
+            };
+            signed.print(json)
         }
         Command::Tenant(cmd) => tenant(&data_dir, cmd).await,
         Command::Layer(cmd) => layer::run(&data_dir, cmd).await,
@@ -545,12 +550,47 @@ fn read_signing_key(key_path: &Path) -> Result<SigningKey> {
 }
 
 /// Signs a function directory: the component, and the manifest at a version.
+/// What `zerofn sign` wrote: printed as lines, or as one JSON object with `--json`.
+#[derive(serde::Serialize)]
+struct Signed {
+    /// The signed component's or file's digest.
+    digest: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<String>,
+    /// The bundle of the component or file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bundle: Option<String>,
+    /// The signed manifest statement (a directory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    manifest_bundle: Option<String>,
+    /// The manifest predicate written for keyless signing (`--predicate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    predicate: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<u64>,
+    #[serde(skip)]
+    lines: Vec<String>,
+}
+
+impl Signed {
+    fn print(&self, as_json: bool) -> Result<()> {
+        if as_json {
+            println!("{}", serde_json::to_string(self)?);
+        } else {
+            for line in &self.lines {
+                println!("{line}");
+            }
+        }
+        Ok(())
+    }
+}
+
 fn sign_dir(
     dir: &Path,
     key_path: Option<&Path>,
     version: Option<u64>,
     predicate_out: Option<&Path>,
-) -> Result<()> {
+) -> Result<Signed> {
     let manifest_path = dir.join("zerofn.toml");
     let text = std::fs::read_to_string(&manifest_path).with_context(|| {
         format!(
@@ -579,19 +619,29 @@ fn sign_dir(
     }
     let component = admission::read_component(dir, &manifest)?;
     let digest = zerofn_admission::Digest::of(&component);
+    let mut signed = Signed {
+        digest: digest.to_string(),
+        key_id: None,
+        bundle: None,
+        manifest_bundle: None,
+        predicate: None,
+        version: Some(version),
+        lines: Vec::new(),
+    };
     if let Some(out) = predicate_out {
         let predicate = zerofn_admission::manifest_predicate(&manifest, version);
         std::fs::write(out, serde_json::to_vec_pretty(&predicate)?)
             .with_context(|| format!("writing `{}`", out.display()))?;
-        println!(
+        signed.lines.push(format!(
             "wrote {} (manifest predicate, version {version}, type {})",
             out.display(),
             zerofn_admission::MANIFEST_PREDICATE_V1
-        );
+        ));
+        signed.predicate = Some(out.display().to_string());
     }
     let Some(key_path) = key_path else {
         if predicate_out.is_some() {
-            return Ok(());
+            return Ok(signed);
         }
         bail!("`--key KEY` is needed to sign `{}` (or `--predicate FILE` to sign the manifest keylessly)", dir.display());
     };
@@ -603,34 +653,44 @@ fn sign_dir(
     let statement_path = dir.join(zerofn_admission::MANIFEST_BUNDLE_FILE);
     std::fs::write(&statement_path, statement)
         .with_context(|| format!("writing `{}`", statement_path.display()))?;
-    println!(
-        "wrote {} (signed {digest} with key {})",
+    let key_id = key.public_key().key_id().to_string();
+    signed.lines.push(format!(
+        "wrote {} (signed {digest} with key {key_id})",
         bundle_path.display(),
-        key.public_key().key_id()
-    );
-    println!(
+    ));
+    signed.lines.push(format!(
         "wrote {} (manifest of {}/{} at version {version})",
         statement_path.display(),
         manifest.tenant,
         manifest.name
-    );
-    Ok(())
+    ));
+    signed.key_id = Some(key_id);
+    signed.bundle = Some(bundle_path.display().to_string());
+    signed.manifest_bundle = Some(statement_path.display().to_string());
+    Ok(signed)
 }
 
-fn sign(artifact: &Path, key_path: &Path, out: Option<PathBuf>) -> Result<()> {
+fn sign(artifact: &Path, key_path: &Path, out: Option<PathBuf>) -> Result<Signed> {
     let key = read_signing_key(key_path)?;
     let bytes = std::fs::read(artifact)
         .with_context(|| format!("cannot read artifact `{}`", artifact.display()))?;
     let bundle = sign_artifact(&bytes, &key)?;
     let out = out.unwrap_or_else(|| append_ext(artifact, "sigstore.json"));
     std::fs::write(&out, bundle).with_context(|| format!("writing `{}`", out.display()))?;
-    println!(
-        "wrote {} (signed {} with key {})",
-        out.display(),
-        zerofn_admission::Digest::of(&bytes),
-        key.public_key().key_id()
-    );
-    Ok(())
+    let digest = zerofn_admission::Digest::of(&bytes).to_string();
+    let key_id = key.public_key().key_id().to_string();
+    Ok(Signed {
+        lines: vec![format!(
+            "wrote {} (signed {digest} with key {key_id})",
+            out.display()
+        )],
+        digest,
+        key_id: Some(key_id),
+        bundle: Some(out.display().to_string()),
+        manifest_bundle: None,
+        predicate: None,
+        version: None,
+    })
 }
 
 fn read_public_key(path: &Path) -> Result<String> {

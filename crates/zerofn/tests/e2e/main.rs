@@ -1037,9 +1037,9 @@ fn deploy_takes_the_manifest_path_as_well_as_the_directory() {
     assert_eq!(s.platform.get("/byfile").status, 200);
 }
 
-/// `deploy --json` and `undeploy --json` print the platform's answer as one JSON object.
+/// `sign --json`, `deploy --json` and `undeploy --json` print one JSON object each.
 #[test]
-fn deploy_and_undeploy_print_json_on_request() {
+fn sign_deploy_and_undeploy_print_json_on_request() {
     let s = Setup::new();
     let f = function_dir(
         s.root(),
@@ -1049,7 +1049,33 @@ fn deploy_and_undeploy_print_json_on_request() {
         &["/jsonfn"],
         "",
     );
-    s.sign(&f.wasm, &s.key);
+    let version = next_version().to_string();
+    let out = ok(s.platform.cli(&[
+        "sign",
+        f.dir.to_str().unwrap(),
+        "--key",
+        s.key.to_str().unwrap(),
+        "--version",
+        &version,
+        "--json",
+    ]));
+    let signed: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            std::fs::read(&f.wasm).unwrap()
+        ))
+    );
+    assert_eq!(signed["digest"], digest.as_str(), "{signed}");
+    assert_eq!(
+        signed["version"],
+        version.parse::<u64>().unwrap(),
+        "{signed}"
+    );
+    for file in ["bundle", "manifest_bundle"] {
+        let path = signed[file].as_str().unwrap();
+        assert!(Path::new(path).is_file(), "{file}: {path}");
+    }
     let out = ok(s
         .platform
         .cli(&["deploy", f.dir.to_str().unwrap(), "--json"]));
