@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Args};
 use zerofn_admission::{
-    verify, Bundle, Digest, Identity, PublicKey, TrustedRoot, VerificationPolicy,
+    verify, Bundle, Digest, Identity, PublicKey, SignerIdentity, TrustedRoot, VerificationPolicy,
 };
 
 /// Verify a Sigstore bundle over an artifact, offline.
@@ -40,6 +40,10 @@ pub struct VerifyArgs {
     /// The OIDC issuer that must have vouched for the identity.
     #[arg(long, conflicts_with = "key")]
     certificate_oidc_issuer: Option<String>,
+    /// Print the verified facts as one JSON object (`digest`, `signer` with `key` or
+    /// `san` and `issuer`, `signing_time` when known) instead of a line of text.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Runs `zerofn verify`: prints one summary line and returns `Ok` if the bundle verifies.
@@ -85,6 +89,23 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         }
     };
     let verified = verify(&digest, &bundle, &policy)?;
+    if args.json {
+        let signer = match verified.identity() {
+            SignerIdentity::Key(key) => serde_json::json!({ "key": key.to_string() }),
+            SignerIdentity::Certificate { san, issuer } => {
+                serde_json::json!({ "san": san, "issuer": issuer })
+            }
+        };
+        let mut out = serde_json::json!({
+            "digest": verified.digest().to_string(),
+            "signer": signer,
+        });
+        if let (Some(time), Some(map)) = (verified.signing_time_rfc3339(), out.as_object_mut()) {
+            map.insert("signing_time".into(), time.into());
+        }
+        println!("{out}");
+        return Ok(());
+    }
     match verified.signing_time_rfc3339() {
         Some(time) => println!(
             "verified {} signed by {} at {time}",

@@ -543,3 +543,32 @@ fn usage_errors_are_one_line_and_name_the_problem() {
     assert!(!run.success);
     assert!(run.stderr.contains("--key"), "{}", run.stderr);
 }
+
+/// `zerofn verify --json` prints the verified facts as one object: the digest, the signer's
+/// identity and issuer, the verified signing time.
+#[test]
+fn verify_prints_the_verified_facts_as_json_on_request() {
+    let artifact = data("sigstore/sigstore-python/bundle.txt");
+    let run = zerofn_verify(&[
+        s(&artifact),
+        "--bundle".into(),
+        s(&data("sigstore/sigstore-python/bundle.txt.sigstore")),
+        "--trusted-root".into(),
+        s(&data(STAGING_ROOT)),
+        "--certificate-identity".into(),
+        "a@tny.town".into(),
+        "--certificate-oidc-issuer".into(),
+        GITHUB_OAUTH.into(),
+        "--json".into(),
+    ]);
+    assert!(run.success, "{}", run.stderr);
+    let facts: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(
+        facts,
+        serde_json::json!({
+            "digest": sha256_of(&artifact),
+            "signer": { "san": "a@tny.town", "issuer": GITHUB_OAUTH },
+            "signing_time": "2023-04-26T00:21:09Z",
+        })
+    );
+}
