@@ -18,9 +18,12 @@ const MAX_BATCH: usize = 4096;
 /// How often the WAL is checkpointed when every commit is already synced.
 const DISK_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Most committed rows the feed holds for the tree; beyond, it lets go of them and the tree
-/// reads the database instead (as after a restart).
+/// Most committed rows, and bytes of them, the feed holds for the tree; beyond either, it
+/// lets go of them and the tree reads the database instead (as after a restart). A row
+/// can hold up to [`crate::MAX_DETAIL`] of detail, so the count alone would let a stuck
+/// tree make the host hold gigabytes.
 const FEED_MAX: usize = 64 * 1024;
+const FEED_MAX_BYTES: usize = 64 << 20;
 
 /// The rows the writer committed, in commit order, for [`crate::LogTree`] to extend the
 /// tree from without reading them back from the database and recomputing their chain
@@ -29,7 +32,31 @@ const FEED_MAX: usize = 64 * 1024;
 /// tree reads the database whenever the feed does not continue where it stands: after a
 /// restart, after the feed let go of rows, or when another process appended.
 #[derive(Clone, Default)]
-pub struct CommittedFeed(Arc<Mutex<Vec<AuditRow>>>);
+pub struct CommittedFeed(Arc<Mutex<FeedState>>);
+
+#[derive(Default)]
+struct FeedState {
+    rows: Vec<AuditRow>,
+    /// What `rows` hold, about: their text and a fixed overhead each.
+    bytes: usize,
+}
+
+/// About what a row makes the host hold.
+fn row_bytes(r: &AuditRow) -> usize {
+    let text = |t: &Option<String>| t.as_ref().map_or(0, String::len);
+    256 + r.time.len()
+        + r.actor.len()
+        + r.action.len()
+        + r.decision.len()
+        + r.prev_hash.len()
+        + r.hash.len()
+        + text(&r.tenant)
+        + text(&r.function)
+        + text(&r.digest)
+        + text(&r.reason)
+        + text(&r.invocation_id)
+        + text(&r.detail)
+}
 
 impl std::fmt::Debug for CommittedFeed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -41,18 +68,22 @@ impl CommittedFeed {
     /// Hand over a committed batch (leaves `rows` empty).
     fn push(&self, rows: &mut Vec<AuditRow>) {
         let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if held.len().saturating_add(rows.len()) > FEED_MAX {
+        let bytes = held
+            .bytes
+            .saturating_add(rows.iter().map(row_bytes).sum::<usize>());
+        if held.rows.len().saturating_add(rows.len()) > FEED_MAX || bytes > FEED_MAX_BYTES {
             // No one is taking them (no tree, or it is stuck): bound what the host holds.
-            held.clear();
+            *held = FeedState::default();
             rows.clear();
             return;
         }
-        held.append(rows);
+        held.rows.append(rows);
+        held.bytes = bytes;
     }
 
     /// Every row handed over since the last take, oldest first.
     pub(crate) fn take(&self) -> Vec<AuditRow> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner)).rows
     }
 }
 
@@ -305,6 +336,55 @@ fn commit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn big_row(seq: i64) -> AuditRow {
+        AuditRow {
+            seq,
+            time: String::new(),
+            actor: String::new(),
+            action: String::new(),
+            tenant: None,
+            function: None,
+            digest: None,
+            decision: String::new(),
+            reason: None,
+            duration_us: None,
+            status: None,
+            invocation_id: None,
+            detail: Some("x".repeat(crate::MAX_DETAIL)),
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    /// Nobody taking the feed (no tree, or a stuck one) cannot make it hold more than its
+    /// byte bound, whatever the records hold: it lets go and the tree reads the database.
+    #[test]
+    fn an_untaken_feed_stays_within_its_byte_bound() {
+        let feed = CommittedFeed::default();
+        let per_batch = 64;
+        for batch in 0..100i64 {
+            let mut rows: Vec<AuditRow> = (0..per_batch)
+                .map(|i| big_row(batch * per_batch + i))
+                .collect();
+            feed.push(&mut rows);
+            assert!(rows.is_empty());
+            let held = feed.0.lock().unwrap();
+            assert!(
+                held.bytes <= FEED_MAX_BYTES,
+                "batch {batch}: {} bytes",
+                held.bytes
+            );
+            assert_eq!(held.bytes, held.rows.iter().map(row_bytes).sum::<usize>());
+        }
+        // Below the bound, rows come out in order.
+        let feed = CommittedFeed::default();
+        let mut rows: Vec<AuditRow> = (1..=3).map(big_row).collect();
+        feed.push(&mut rows);
+        let seqs: Vec<i64> = feed.take().iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        assert!(feed.take().is_empty());
+    }
     use crate::{verify_chain, Action, Outcome};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
