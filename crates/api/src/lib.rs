@@ -137,6 +137,44 @@ pub struct Deployed {
     /// The signed manifest's version.
     #[serde(default)]
     pub version: u64,
+    /// The function's deploy number (`zerofn versions`): one more per deploy or rollback.
+    #[serde(default)]
+    pub number: u64,
+}
+
+/// `POST /v1/functions/{tenant}/{name}/rollback`: deploy version `to` again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// The deploy number to go back to (`zerofn versions`).
+    pub to: u64,
+    /// Why, for the audit log (one line).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// One version of a function (`GET /v1/functions/{tenant}/{name}/versions`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionVersion {
+    /// The deploy number: 1 for the first deploy, one more per deploy or rollback.
+    pub number: u64,
+    /// `deploy` or `rollback`.
+    pub kind: String,
+    /// For a rollback, the version it deployed again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_to: Option<u64>,
+    pub digest: String,
+    pub signer: String,
+    /// The signed manifest's version (the signer's counter).
+    pub manifest_version: u64,
+    pub routes: Vec<String>,
+    pub deployed_at: String,
+    /// The operator (audit actor) who deployed it.
+    pub deployed_by: String,
+    /// Whether its request is kept, so that `zerofn rollback --to` it is possible.
+    pub kept: bool,
+    /// Whether it is what serves now.
+    pub current: bool,
 }
 
 /// One admission check, as an explanation or a refused deployment lists it.

@@ -49,11 +49,13 @@ pub enum Action {
     /// A connection refused or broken off before any request could be
     /// routed (connection limits, malformed or oversized request heads).
     Connection,
+    /// A function deployed again at an earlier version (`zerofn rollback`).
+    Rollback,
 }
 
 impl Action {
     /// Every action, in the order they are declared.
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 23] = [
         Action::Deploy,
         Action::Undeploy,
         Action::Invoke,
@@ -76,6 +78,7 @@ impl Action {
         Action::PolicySet,
         Action::SvidRevoke,
         Action::Connection,
+        Action::Rollback,
     ];
 
     /// The action named `name` as records spell it (`tenant.create`), if any.
@@ -107,6 +110,7 @@ impl Action {
             Action::PolicySet => "policy.set",
             Action::SvidRevoke => "svid.revoke",
             Action::Connection => "connection",
+            Action::Rollback => "rollback",
         }
     }
 }

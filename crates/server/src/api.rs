@@ -495,6 +495,64 @@ impl Api {
         Ok((StatusCode::OK, to_value(report)))
     }
 
+    async fn function_versions(&self, c: Call<'_>) -> Reply {
+        let (tenant, name) = c.function()?;
+        let versions: Vec<zerofn_api::FunctionVersion> = self
+            .control
+            .versions(&tenant, &name)
+            .await?
+            .into_iter()
+            .map(|v| {
+                let (kind, rollback_to) = match v.origin {
+                    zerofn_store::VersionOrigin::Deploy => ("deploy", None),
+                    zerofn_store::VersionOrigin::Rollback { to } => ("rollback", Some(to)),
+                };
+                zerofn_api::FunctionVersion {
+                    number: v.number,
+                    kind: kind.to_owned(),
+                    rollback_to,
+                    digest: v.digest,
+                    signer: v.signer,
+                    manifest_version: v.manifest_version,
+                    routes: v.routes,
+                    deployed_at: v.deployed_at,
+                    deployed_by: v.deployed_by,
+                    kept: v.kept,
+                    current: v.current,
+                }
+            })
+            .collect();
+        Ok((StatusCode::OK, serde_json::json!({ "versions": versions })))
+    }
+
+    /// The route's decision is `deploy.rollback`; widening the grants of what serves now
+    /// needs `permissions.grant` as well, decided here like a deploy's.
+    async fn rollback(&self, c: Call<'_>) -> Reply {
+        let (tenant, name) = c.function()?;
+        let req: zerofn_api::RollbackRequest = parse_json(c.body)?;
+        let reason = match req.reason {
+            Some(reason) => Some(rollback_reason(reason)?),
+            None => None,
+        };
+        let authority = DeployAuthority {
+            grant: self
+                .authz
+                .decide(&ControlQuery {
+                    operator: c.principal.name.clone(),
+                    authentication: c.principal.authentication,
+                    action: ControlAction::PermissionsGrant,
+                    resource: ControlResource::Tenant(tenant.to_string()),
+                })
+                .is_allowed(),
+            rollback: true,
+        };
+        let deployed = self
+            .control
+            .rollback(c.actor, &tenant, &name, req.to, reason, authority)
+            .await?;
+        Ok((StatusCode::CREATED, to_value(deployed)))
+    }
+
     async fn undeploy(&self, c: Call<'_>) -> Reply {
         let (tenant, name) = c.function()?;
         self.control.undeploy(c.actor, &tenant, &name).await?;
@@ -1025,6 +1083,7 @@ impl Api {
                 layers: deployed.layers,
                 composed_digest: deployed.composed_digest,
                 version: deployed.version,
+                number: deployed.number,
             }),
         ))
     }
@@ -1117,7 +1176,8 @@ fn status_of(e: &ControlError) -> StatusCode {
             | StoreError::RouteTaken { .. }
             | StoreError::PrefixTaken { .. }
             | StoreError::LayerExists { .. }
-            | StoreError::LayerPinned { .. },
+            | StoreError::LayerPinned { .. }
+            | StoreError::VersionNotKept { .. },
         ) => StatusCode::CONFLICT,
         ControlError::Store(e) if e.is_not_found() => StatusCode::NOT_FOUND,
         ControlError::NoSuchName(_) => StatusCode::NOT_FOUND,

@@ -12,7 +12,10 @@ use zerofn_admission::{
 use zerofn_audit::{Action, AuditError, AuditLog, AuditRecord, Outcome, StoredRecord};
 use zerofn_gateway::Routes;
 use zerofn_sandbox::{LoadedFunction, Sandbox, SandboxError};
-use zerofn_store::{DeploymentRow, DeploymentSummary, LayerRow, Store, StoreError, TenantRow};
+use zerofn_store::{
+    DeploymentRow, DeploymentSummary, LayerRow, NewVersion, Store, StoreError, TenantRow,
+    VersionOrigin, VersionSummary,
+};
 use zerofn_types::{FunctionName, TenantName};
 
 use crate::admission::VulnDbCache;
@@ -111,6 +114,7 @@ impl ControlError {
             ControlError::Store(StoreError::LayerPinned { .. }) => "layer_pinned",
             ControlError::Store(StoreError::RouteTaken { .. }) => "route_taken",
             ControlError::Store(StoreError::PrefixTaken { .. }) => "prefix_taken",
+            ControlError::Store(StoreError::VersionNotKept { .. }) => "version_not_kept",
             ControlError::Store(e) if e.is_not_found() => "not_found",
             ControlError::NoSuchName(_) => "not_found",
             ControlError::Store(_) => "store_error",
@@ -173,6 +177,8 @@ pub struct ControlPlane {
     /// across its store write, SVID issue or revocation and route change,
     /// so the served function, its row and its SVID always agree.
     function_locks: FunctionLocks,
+    /// How many versions of a function keep their request for a rollback.
+    keep_versions: u32,
 }
 
 /// One function's lock, by (tenant, name).
@@ -217,6 +223,7 @@ impl ControlPlane {
         routes: Routes,
         identities: Arc<Identities>,
         vulndb_dir: std::path::PathBuf,
+        keep_versions: u32,
     ) -> Self {
         ControlPlane {
             store,
@@ -229,6 +236,7 @@ impl ControlPlane {
             tenant_sets: crate::policies::TenantSets::default(),
             policy_change: tokio::sync::Mutex::new(()),
             function_locks: FunctionLocks::default(),
+            keep_versions,
         }
     }
 
@@ -453,9 +461,90 @@ impl ControlPlane {
         req: DeployRequest,
         authority: DeployAuthority,
     ) -> Result<DeployResponse, ControlError> {
+        self.deploy_as(actor, req, authority, VersionOrigin::Deploy)
+            .await
+    }
+
+    /// The versions of `tenant/name`, newest first; an error naming the function when it
+    /// was never deployed.
+    pub async fn versions(
+        &self,
+        tenant: &TenantName,
+        name: &FunctionName,
+    ) -> Result<Vec<VersionSummary>, ControlError> {
+        let versions = self.store.list_versions(tenant, name).await?;
+        if versions.is_empty() {
+            return Err(StoreError::NoSuchDeployment {
+                tenant: tenant.to_string(),
+                name: name.to_string(),
+            }
+            .into());
+        }
+        Ok(versions)
+    }
+
+    /// Deploy version `to` of `tenant/name` again: its kept request (component, bundle,
+    /// manifest and attestations) goes through admission as a new deploy would, against
+    /// today's signers, rules and vulnerability data, and becomes the function's next
+    /// version. Needs `deploy.rollback` whatever the versions: going back is a decision of
+    /// its own.
+    pub async fn rollback(
+        &self,
+        actor: &str,
+        tenant: &TenantName,
+        name: &FunctionName,
+        to: u64,
+        reason: Option<String>,
+        authority: DeployAuthority,
+    ) -> Result<DeployResponse, ControlError> {
+        let record = AuditRecord::new(actor, Action::Rollback, Outcome::Deny)
+            .tenant(tenant)
+            .function(name);
+        if !authority.rollback {
+            let e = ControlError::NotAllowed {
+                action: "deploy.rollback",
+                tenant: tenant.to_string(),
+                what: format!("a rollback of `{tenant}/{name}` to version {to}"),
+            };
+            return self.refused(record, e).await;
+        }
+        let kept = match self.store.kept_version(tenant, name, to).await {
+            Ok(kept) => kept,
+            Err(e) => return self.refused(record, e.into()).await,
+        };
+        let why = match reason {
+            Some(reason) => format!("rollback to version {to}: {reason}"),
+            None => format!("rollback to version {to}"),
+        };
+        let req = DeployRequest {
+            manifest: kept.manifest,
+            component: kept.component,
+            bundle: kept.bundle,
+            attestations: kept
+                .attestations
+                .into_iter()
+                .map(|(name, bytes)| SubmittedFile { name, bytes })
+                .collect(),
+            allow_rollback: Some(why),
+        };
+        self.deploy_as(actor, req, authority, VersionOrigin::Rollback { to })
+            .await
+    }
+
+    /// A deploy, recorded as `origin`.
+    async fn deploy_as(
+        &self,
+        actor: &str,
+        req: DeployRequest,
+        authority: DeployAuthority,
+        origin: VersionOrigin,
+    ) -> Result<DeployResponse, ControlError> {
         let digest = Digest::of(&req.component);
-        let record =
-            AuditRecord::new(actor, Action::Deploy, Outcome::Deny).digest(digest.to_string());
+        let action = match origin {
+            VersionOrigin::Deploy => Action::Deploy,
+            VersionOrigin::Rollback { .. } => Action::Rollback,
+        };
+        let record = AuditRecord::new(actor, action, Outcome::Deny).digest(digest.to_string());
         let manifest = match Manifest::from_toml(&req.manifest) {
             Ok(m) => m,
             Err(e) => return self.refused(record, e.into()).await,
@@ -504,6 +593,11 @@ impl ControlPlane {
         // With layers the row keeps the signed component, not the composition.
         let own_component = (!manifest.layers.is_empty()).then(|| req.component.clone());
         let rollback = req.allow_rollback.clone();
+        let attestations: Vec<(String, Vec<u8>)> = req
+            .attestations
+            .iter()
+            .map(|a| (a.name.clone(), a.bytes.clone()))
+            .collect();
         let admitted = match self.run_admission(manifest, req, floor.clone()).await {
             Ok(Ok(admitted)) => admitted,
             Ok(Err(refused)) => {
@@ -590,9 +684,12 @@ impl ControlPlane {
         if !widening.is_empty() {
             reason.push_str(&format!("; grants {}", widening.join(", ")));
         }
+        if let VersionOrigin::Rollback { to } = origin {
+            reason = format!("rollback to version {to}; {reason}");
+        }
         self.audit
             .append(
-                AuditRecord::new(actor, Action::Deploy, Outcome::Allow)
+                AuditRecord::new(actor, action, Outcome::Allow)
                     .tenant(&tenant)
                     .function(&name)
                     .digest(signed_digest.clone())
@@ -616,19 +713,28 @@ impl ControlPlane {
             content_digest: intent.content_digest.to_string(),
         };
         let routes = row.routes.clone();
-        if let Err(e) = self
+        let version = NewVersion {
+            origin,
+            actor: actor.to_owned(),
+            attestations,
+            keep: self.keep_versions,
+        };
+        let number = match self
             .store
-            .put_deployment(row, Box::new(routes_overlap))
+            .put_deployment(row, Box::new(routes_overlap), version)
             .await
         {
-            let failed = AuditRecord::new(actor, Action::Deploy, Outcome::Error)
-                .tenant(&tenant)
-                .function(&name)
-                .digest(signed_digest.clone())
-                .reason(e.to_string());
-            self.audit.append(failed).await?;
-            return Err(e.into());
-        }
+            Ok(number) => number,
+            Err(e) => {
+                let failed = AuditRecord::new(actor, action, Outcome::Error)
+                    .tenant(&tenant)
+                    .function(&name)
+                    .digest(signed_digest.clone())
+                    .reason(e.to_string());
+                self.audit.append(failed).await?;
+                return Err(e.into());
+            }
+        };
         self.store
             .set_precompiled_hash(&tenant, &name, &signed_digest, loaded.precompiled_sha256())
             .await?;
@@ -654,6 +760,7 @@ impl ControlPlane {
             layers,
             composed_digest,
             version: intent.version,
+            number,
         })
     }
 

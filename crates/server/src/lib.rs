@@ -56,6 +56,7 @@ pub use tlog::{audit_log_verifier, AuditTree, AUDIT_KEY_FILE};
 pub use zerofn_audit::AuditDurability;
 pub use zerofn_gateway::{GatewayConfig, LogRetention};
 pub use zerofn_identity::TrustDomain;
+pub use zerofn_store::DEFAULT_KEEP_VERSIONS;
 
 /// Everything `zerofn up` needs.
 #[derive(Debug, Clone)]
@@ -83,6 +84,9 @@ pub struct PlatformConfig {
     pub control_tls: bool,
     /// How much of the functions' stdout and stderr is kept (`zerofn logs`).
     pub log_retention: LogRetention,
+    /// How many versions of each function keep their request, so that
+    /// `zerofn rollback` can deploy them again (at least 1).
+    pub keep_versions: u32,
 }
 
 /// A running platform.
@@ -174,6 +178,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         routes.clone(),
         identities,
         data.root().join("vulndb"),
+        cfg.keep_versions.max(1),
     ));
     let authz = Arc::new(authz::ControlAuthz::load(store.clone(), audit.clone())?);
     let operators = Arc::new(operators::Operators::open(

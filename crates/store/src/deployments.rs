@@ -81,11 +81,15 @@ impl Store {
     /// any of its routes overlaps a route of another function of the same
     /// tenant. Other tenants' routes may overlap: each tenant's functions
     /// serve only the paths its route space owns.
+    ///
+    /// The deployment becomes the next numbered version of its function, in the same
+    /// transaction (see `history.rs`); the new number is returned.
     pub async fn put_deployment(
         &self,
         row: DeploymentRow,
         overlaps: RouteOverlap,
-    ) -> Result<(), StoreError> {
+        new_version: crate::NewVersion,
+    ) -> Result<u64, StoreError> {
         self.with_conn(move |conn| {
             let tx = crate::write_tx(conn)?;
             {
@@ -142,8 +146,9 @@ impl Store {
                     row.content_digest
                 ],
             )?;
+            let number = crate::history::record_version(&tx, &row, &routes, &new_version)?;
             tx.commit()?;
-            Ok(())
+            Ok(number)
         })
         .await
     }
@@ -295,10 +300,19 @@ impl Store {
             precompiled_sha256.to_owned(),
         );
         self.with_conn(move |conn| {
-            conn.execute(
+            let tx = crate::write_tx(conn)?;
+            tx.execute(
                 "UPDATE deployments SET precompiled_sha256 = ?4 WHERE tenant = ?1 AND name = ?2 AND digest = ?3",
                 params![tenant, name, digest, hash],
             )?;
+            // Kept versions vouch for their code too, so a rollback loads it instead of
+            // compiling (a version whose request was dropped vouches for nothing).
+            tx.execute(
+                "UPDATE deployment_history SET precompiled_sha256 = ?4 \
+                 WHERE tenant = ?1 AND name = ?2 AND digest = ?3 AND component IS NOT NULL",
+                params![tenant, name, digest, hash],
+            )?;
+            tx.commit()?;
             Ok(())
         })
         .await
@@ -313,6 +327,8 @@ impl Store {
             Ok(conn
                 .query_row(
                     "SELECT precompiled_sha256 FROM deployments \
+                     WHERE COALESCE(composed_digest, digest) = ?1 AND precompiled_sha256 IS NOT NULL \
+                     UNION ALL SELECT precompiled_sha256 FROM deployment_history \
                      WHERE COALESCE(composed_digest, digest) = ?1 AND precompiled_sha256 IS NOT NULL LIMIT 1",
                     [digest],
                     |r| r.get(0),
@@ -383,6 +399,16 @@ pub(crate) mod tests {
     use super::*;
     use crate::test_names::{f, t};
 
+    /// A version record for tests that are not about history.
+    pub(crate) fn v() -> crate::NewVersion {
+        crate::NewVersion {
+            origin: crate::VersionOrigin::Deploy,
+            actor: "test".into(),
+            attestations: Vec::new(),
+            keep: crate::DEFAULT_KEEP_VERSIONS,
+        }
+    }
+
     pub(crate) fn row(name: &str, routes: &[&str]) -> DeploymentRow {
         DeploymentRow {
             tenant: "acme".into(),
@@ -409,11 +435,19 @@ pub(crate) mod tests {
         store.create_tenant(&t("acme"), "t").await.unwrap();
         let eq: fn() -> RouteOverlap = || Box::new(|a: &str, b: &str| a == b);
         store
-            .put_deployment(row("a", &["/a", "/x"]), eq())
+            .put_deployment(
+                row("a", &["/a", "/x"]),
+                eq(),
+                crate::deployments::tests::v(),
+            )
             .await
             .unwrap();
         let err = store
-            .put_deployment(row("b", &["/b", "/x"]), eq())
+            .put_deployment(
+                row("b", &["/b", "/x"]),
+                eq(),
+                crate::deployments::tests::v(),
+            )
             .await
             .unwrap_err();
         assert!(
@@ -424,10 +458,16 @@ pub(crate) mod tests {
         store.create_tenant(&t("other"), "t").await.unwrap();
         let mut theirs = row("b", &["/x"]);
         theirs.tenant = "other".into();
-        store.put_deployment(theirs, eq()).await.unwrap();
+        store
+            .put_deployment(theirs, eq(), crate::deployments::tests::v())
+            .await
+            .unwrap();
         store.delete_deployment(&t("other"), &f("b")).await.unwrap();
         // Redeploying the owner with the same route is fine.
-        store.put_deployment(row("a", &["/x"]), eq()).await.unwrap();
+        store
+            .put_deployment(row("a", &["/x"]), eq(), crate::deployments::tests::v())
+            .await
+            .unwrap();
         let loaded = store.load_deployments_blocking().unwrap();
         assert_eq!(loaded.len(), 1);
         assert_eq!(loaded[0].0.routes, ["/x"]);
@@ -464,12 +504,12 @@ pub(crate) mod tests {
             r
         };
         store
-            .put_deployment(at(3, "sha256:c3"), eq())
+            .put_deployment(at(3, "sha256:c3"), eq(), crate::deployments::tests::v())
             .await
             .unwrap();
         // An allowed rollback deploys version 2 without lowering the highest.
         store
-            .put_deployment(at(2, "sha256:c2"), eq())
+            .put_deployment(at(2, "sha256:c2"), eq(), crate::deployments::tests::v())
             .await
             .unwrap();
         let record = store
@@ -495,7 +535,7 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(record.highest, 3);
         store
-            .put_deployment(at(4, "sha256:c4"), eq())
+            .put_deployment(at(4, "sha256:c4"), eq(), crate::deployments::tests::v())
             .await
             .unwrap();
         let record = store

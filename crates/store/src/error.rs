@@ -27,6 +27,20 @@ pub enum StoreError {
     NoSuchIdentity { tenant: String, id: String },
     #[error("function `{tenant}/{name}` is not deployed")]
     NoSuchDeployment { tenant: String, name: String },
+    #[error(
+        "function `{tenant}/{name}` has no version {number}; see `zerofn versions {tenant} {name}`"
+    )]
+    NoSuchVersion {
+        tenant: String,
+        name: String,
+        number: u64,
+    },
+    #[error("version {number} of `{tenant}/{name}` is no longer kept (the platform keeps the requests of the newest versions only; `zerofn up --keep-versions N`); deploy it again from its source")]
+    VersionNotKept {
+        tenant: String,
+        name: String,
+        number: u64,
+    },
     #[error("route `{route}` is already served by `{owner}`; undeploy it or pick another route")]
     RouteTaken { route: String, owner: String },
     #[error("route prefix `{prefix}` is already assigned to tenant `{owner}`; pick another prefix or change `{owner}`'s with `zerofn tenant routes`")]
@@ -61,6 +75,7 @@ impl StoreError {
                 | StoreError::NoSuchKey { .. }
                 | StoreError::NoSuchIdentity { .. }
                 | StoreError::NoSuchDeployment { .. }
+                | StoreError::NoSuchVersion { .. }
                 | StoreError::NoSuchLayer { .. }
                 | StoreError::NoSuchOperator(_)
         )

@@ -370,6 +370,7 @@ mod tests {
             .put_deployment(
                 deployment("hello", &[("zerofn:greet/greeter", "sha256:a")]),
                 never(),
+                crate::deployments::tests::v(),
             )
             .await
             .unwrap();
@@ -397,6 +398,7 @@ mod tests {
             .put_deployment(
                 deployment("hello", &[("zerofn:greet/greeter", "sha256:b")]),
                 never(),
+                crate::deployments::tests::v(),
             )
             .await
             .unwrap();
@@ -421,6 +423,7 @@ mod tests {
             .put_deployment(
                 deployment("hello", &[("zerofn:greet/greeter", "sha256:gone")]),
                 never(),
+                crate::deployments::tests::v(),
             )
             .await
             .unwrap_err();
@@ -436,7 +439,10 @@ mod tests {
         let (_dir, store) = store().await;
         store.put_layer(layer("sha256:a")).await.unwrap();
         let row = deployment("hello", &[("zerofn:greet/greeter", "sha256:a")]);
-        store.put_deployment(row.clone(), never()).await.unwrap();
+        store
+            .put_deployment(row.clone(), never(), crate::deployments::tests::v())
+            .await
+            .unwrap();
         store
             .set_precompiled_hash(&t("acme"), &f("hello"), "sha256:hello", "cafe")
             .await

@@ -30,6 +30,7 @@ mod audit_rows;
 mod audit_tree;
 mod deployments;
 mod error;
+mod history;
 mod invocation_logs;
 mod kv;
 mod layers;
@@ -50,6 +51,7 @@ pub use audit_rows::{AuditDurability, AuditFlusher, AuditRow, AuditWriter};
 pub use audit_tree::CheckpointRow;
 pub use deployments::{DeploymentRow, DeploymentSummary, VersionRecord};
 pub use error::StoreError;
+pub use history::{KeptVersion, NewVersion, VersionOrigin, VersionSummary, DEFAULT_KEEP_VERSIONS};
 pub use invocation_logs::{
     log_timestamp, LogAppend, LogLineRow, LogPage, LogQuery, LogWriter, NewLogLine,
 };
@@ -117,6 +119,28 @@ CREATE TABLE IF NOT EXISTS function_versions (
     content_digest  TEXT NOT NULL,
     updated_at      TEXT NOT NULL,
     PRIMARY KEY (tenant, name)
+) STRICT;
+-- Every deploy of a function, numbered per function (see `history.rs`); the newest few
+-- keep their request (manifest, component, bundle, attestations) for a rollback.
+CREATE TABLE IF NOT EXISTS deployment_history (
+    tenant              TEXT NOT NULL,
+    name                TEXT NOT NULL,
+    number              INTEGER NOT NULL,
+    kind                TEXT NOT NULL,
+    rollback_to         INTEGER,
+    digest              TEXT NOT NULL,
+    composed_digest     TEXT,
+    precompiled_sha256  TEXT,
+    signer              TEXT NOT NULL,
+    manifest_version    INTEGER NOT NULL,
+    routes              TEXT NOT NULL,
+    deployed_at         TEXT NOT NULL,
+    deployed_by         TEXT NOT NULL,
+    manifest            TEXT,
+    component           BLOB,
+    bundle              BLOB,
+    attestations        TEXT,
+    PRIMARY KEY (tenant, name, number)
 ) STRICT;
 CREATE TABLE IF NOT EXISTS layers (
     tenant        TEXT NOT NULL REFERENCES tenants(name),
@@ -361,6 +385,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         )?;
     }
     route_prefixes::migrate(conn)?;
+    history::migrate(conn)?;
     Ok(())
 }
 

@@ -238,7 +238,7 @@ mod tests {
             store.create_tenant(&t("other"), "t0").await.unwrap();
             let row = crate::deployments::tests::row("a", &["/hello", "/other/..."]);
             store
-                .put_deployment(row, Box::new(|a, b| a == b))
+                .put_deployment(row, Box::new(|a, b| a == b), crate::deployments::tests::v())
                 .await
                 .unwrap();
             // As an older version left it: no table.

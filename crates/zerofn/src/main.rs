@@ -13,6 +13,7 @@ mod operator;
 mod policy;
 mod scan;
 mod verify;
+mod versions;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
@@ -129,6 +130,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A function's numbered deploys, newest first (deploy number, manifest version, who,
+    /// when, digest, whether a rollback to it is possible).
+    Versions(versions::VersionsArgs),
+    /// Deploy an earlier version of a function again (`zerofn versions` lists them): its
+    /// kept request goes through admission anew and becomes the next version. Needs
+    /// `deploy.rollback` on the tenant.
+    Rollback(versions::RollbackArgs),
     /// Inspect, query and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -218,6 +226,11 @@ struct UpArgs {
     /// Seconds stored stdout/stderr lines are kept (default 7 days).
     #[arg(long, default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(60..=31_536_000))]
     log_max_age_secs: u64,
+    /// Versions of each function whose request (component, signatures, manifest) is kept,
+    /// so `zerofn rollback` can deploy them again; older versions stay listed by
+    /// `zerofn versions` without it.
+    #[arg(long, default_value_t = zerofn_server::DEFAULT_KEEP_VERSIONS, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    keep_versions: u32,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -387,6 +400,8 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Versions(args) => versions::versions(&data_dir, args).await,
+        Command::Rollback(args) => versions::rollback(&data_dir, args).await,
         Command::Audit(cmd) => audit(&data_dir, cmd).await,
         Command::Logs(args) => logs::run(&data_dir, args).await,
         Command::Svid(SvidCommand::Show { tenant, name, pem }) => {
@@ -459,6 +474,7 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
             max_bytes_per_function: args.log_max_kib_per_function.saturating_mul(1024),
             max_age: std::time::Duration::from_secs(args.log_max_age_secs),
         },
+        keep_versions: args.keep_versions,
     };
     // Handlers first: a supervisor may send SIGTERM as soon as it reads
     // the listening lines, and that must shut down cleanly, not kill.
@@ -813,9 +829,10 @@ async fn deploy(
     }
     let deployed: api_types::Deployed = client::typed("/v1/deployments", v)?;
     println!(
-        "deployed {}/{} version {} {} signed by {} on {}",
+        "deployed {}/{} as version {} (manifest version {}) {} signed by {} on {}",
         deployed.tenant,
         deployed.name,
+        deployed.number,
         deployed.version,
         deployed.digest,
         deployed.signer,

@@ -140,7 +140,7 @@ macro_rules! public {
 }
 
 /// Every route of the control API.
-pub(super) static ROUTES: [Route; 42] = [
+pub(super) static ROUTES: [Route; 44] = [
     public!(GET "/v1/health", health),
     // The trust bundle is public: peers need it before they can authenticate anything.
     public!(GET "/v1/identity/bundle", trust_bundle),
@@ -178,6 +178,9 @@ pub(super) static ROUTES: [Route; 42] = [
     operator!(GET "/v1/functions", TenantRead on Platform, refusal ApiAuthorize, list_functions),
     operator!(DELETE "/v1/functions/{tenant}/{name}", Deploy on PathTenant, refusal ApiAuthorize, undeploy),
     operator!(GET "/v1/functions/{tenant}/{name}/svid", TenantRead on PathTenant, refusal ApiAuthorize, current_svid),
+    operator!(GET "/v1/functions/{tenant}/{name}/versions", TenantRead on PathTenant, refusal ApiAuthorize, function_versions),
+    // Going back is a decision of its own (`deploy.rollback`), not implied by `deploy`.
+    operator!(POST "/v1/functions/{tenant}/{name}/rollback", DeployRollback on PathTenant, refusal Rollback, rollback),
     operator!(POST "/v1/functions/{tenant}/{name}/svid/revoke", TenantManage on PathTenant, refusal ApiAuthorize, revoke_svid),
     operator!(GET "/v1/audit", AuditRead on Platform, refusal ApiAuthorize, audit_tail),
     operator!(GET "/v1/audit/verify", AuditRead on Platform, refusal ApiAuthorize, audit_verify),

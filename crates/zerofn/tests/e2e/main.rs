@@ -22,6 +22,7 @@ mod logs;
 mod operators;
 mod route_space;
 mod server;
+mod versions;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

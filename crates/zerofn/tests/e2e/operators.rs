@@ -187,6 +187,12 @@ fn operators_authenticate_with_certificates_and_are_authorized_by_the_control_po
         "because",
     ]));
     assert!(err.contains("needs `deploy.rollback`"), "{err}");
+    // Not with `zerofn rollback` either: going back is `deploy.rollback`, not `deploy`.
+    let err = fails(alice(&["rollback", "acme", "hello", "--to", "1"]));
+    assert!(
+        err.contains("HTTP 403") && err.contains("deploy.rollback"),
+        "{err}"
+    );
     // Granted, the same deploy goes through and the audit record lists what it granted.
     let granting = write(
         s.root(),
