@@ -232,13 +232,15 @@ pub(crate) struct Admitted {
     _tenant: Option<Slot>,
 }
 
-type FunctionKey = (String, String);
+/// Limiters of functions by tenant, then name (looked up by `&str`, so a
+/// request allocates nothing to find its limiter).
+type FunctionLimiters = HashMap<String, HashMap<String, Arc<Limiter>>>;
 
 /// The rate and concurrency limits of every function and tenant.
 #[derive(Debug)]
 pub(crate) struct RateLimits {
     epoch: Instant,
-    functions: RwLock<Arc<HashMap<FunctionKey, Arc<Limiter>>>>,
+    functions: RwLock<Arc<FunctionLimiters>>,
     tenants: RwLock<Arc<HashMap<String, Arc<Limiter>>>>,
 }
 
@@ -294,43 +296,45 @@ impl RateLimits {
     ) -> Option<Arc<Limiter>> {
         let spec = LimitSpec::of_function(function);
         let manifest = function.artifact().manifest();
+        let (tenant, name) = (manifest.tenant.as_str(), manifest.name.as_str());
         let snapshot = self
             .functions
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        // A borrowed key would need a (String, String) anyway: the map is
-        // small and the lookup cheap next to an invocation.
-        let key = (
-            manifest.tenant.as_str().to_owned(),
-            manifest.name.as_str().to_owned(),
-        );
-        match snapshot.get(&key) {
+        match snapshot.get(tenant).and_then(|fns| fns.get(name)) {
             Some(l) if l.spec == spec => return Some(l.clone()),
             None if spec.is_unlimited() => return None,
             _ => {}
         }
-        // A new deployment (or its first request): rebuild under the lock.
+        // A new deployment (or its first request): rebuild under the lock,
+        // keeping only the limiters of functions still served.
         let mut guard = self
             .functions
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(l) = guard.get(&key).filter(|l| l.spec == spec) {
+        if let Some(l) = guard
+            .get(tenant)
+            .and_then(|fns| fns.get(name))
+            .filter(|l| l.spec == spec)
+        {
             return Some(l.clone());
         }
-        let mut map: HashMap<FunctionKey, Arc<Limiter>> = guard
-            .iter()
-            .filter(|((t, n), _)| table.function(t, n).is_some())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut map: FunctionLimiters = HashMap::new();
+        for (t, fns) in guard.iter() {
+            for (n, l) in fns {
+                if table.function(t, n).is_some() && !(t == tenant && n == name) {
+                    map.entry(t.clone())
+                        .or_default()
+                        .insert(n.clone(), l.clone());
+                }
+            }
+        }
         let limiter = (!spec.is_unlimited()).then(|| Limiter::new(spec, self.epoch));
-        match &limiter {
-            Some(l) => {
-                map.insert(key, l.clone());
-            }
-            None => {
-                map.remove(&key);
-            }
+        if let Some(l) = &limiter {
+            map.entry(tenant.to_owned())
+                .or_default()
+                .insert(name.to_owned(), l.clone());
         }
         *guard = Arc::new(map);
         limiter

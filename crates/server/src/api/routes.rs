@@ -367,6 +367,21 @@ mod tests {
                 None,
             ),
             (
+                "GET",
+                "/v1/tenants/acme/limits",
+                TenantRead,
+                PathTenant,
+                t("acme"),
+            ),
+            // Lifting a tenant's limits is the platform's, not the tenant's.
+            (
+                "PUT",
+                "/v1/tenants/acme/limits",
+                TenantManage,
+                Platform,
+                None,
+            ),
+            (
                 "DELETE",
                 "/v1/tenants/acme/keys/sha256:ab",
                 TenantManage,
