@@ -59,6 +59,28 @@ pub struct TenantRoutes {
     pub route_prefixes: Vec<String>,
 }
 
+/// `PUT /v1/tenants/{tenant}/limits`: the tenant's whole new limits, across all its
+/// functions; an absent key is no limit of that kind, all absent removes them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetTenantLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_second: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+}
+
+/// `GET` and `PUT /v1/tenants/{tenant}/limits`: `null` is no limit of that kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantLimits {
+    pub tenant: String,
+    pub rate_per_second: Option<u32>,
+    pub burst: Option<u32>,
+    pub max_concurrency: Option<u32>,
+}
+
 /// `POST /v1/tenants/{tenant}/keys`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -30,6 +30,8 @@ pub enum Action {
     TenantKeyRemove,
     /// An operator replaced a tenant's route prefixes.
     TenantRoutesSet,
+    /// An operator replaced a tenant's rate and concurrency limits.
+    TenantLimitsSet,
     TenantIdentityAdd,
     TenantIdentityRemove,
     AdmissionSet,
@@ -55,7 +57,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order they are declared.
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 24] = [
         Action::Deploy,
         Action::Undeploy,
         Action::Invoke,
@@ -63,6 +65,7 @@ impl Action {
         Action::TenantKeyAdd,
         Action::TenantKeyRemove,
         Action::TenantRoutesSet,
+        Action::TenantLimitsSet,
         Action::TenantIdentityAdd,
         Action::TenantIdentityRemove,
         Action::AdmissionSet,
@@ -95,6 +98,7 @@ impl Action {
             Action::TenantKeyAdd => "tenant.key.add",
             Action::TenantKeyRemove => "tenant.key.remove",
             Action::TenantRoutesSet => "tenant.routes.set",
+            Action::TenantLimitsSet => "tenant.limits.set",
             Action::TenantIdentityAdd => "tenant.identity.add",
             Action::TenantIdentityRemove => "tenant.identity.remove",
             Action::AdmissionSet => "admission.set",

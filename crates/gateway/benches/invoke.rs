@@ -179,6 +179,7 @@ fn bench(c: &mut Criterion) {
                 64 * 1024,
             )
             .unwrap(),
+            limits: Default::default(),
         },
     );
     rt.block_on(store.kv_set(

@@ -93,6 +93,9 @@ pub struct GatewayServices {
     pub identity: Arc<dyn WorkloadIdentity>,
     /// Where each invocation's stdout and stderr go (`zerofn logs`).
     pub logs: InvocationLogs,
+    /// Rate and concurrency limits per tenant (set by the control plane);
+    /// the functions' own are kept beside them.
+    pub limits: crate::InvokeLimits,
 }
 
 /// The public gateway.
@@ -109,6 +112,8 @@ pub struct Gateway {
     bodies: Arc<BodyBudget>,
     /// The queue of invocation output to the log store.
     logs: InvocationLogs,
+    /// Rate and concurrency limits per function and per tenant.
+    limits: crate::InvokeLimits,
 }
 
 impl Gateway {
@@ -122,6 +127,7 @@ impl Gateway {
         let refusals = RefusalAggregator::new(audit.clone(), config.refusal_aggregation_interval);
         let bodies = BodyBudget::new(config.max_body_bytes_in_flight);
         let logs = services.logs;
+        let limits = services.limits;
         let host = Arc::new(HostServices {
             audit: audit.clone(),
             policies: services.policies,
@@ -137,6 +143,7 @@ impl Gateway {
             refusals,
             bodies,
             logs,
+            limits,
         })
     }
 
@@ -173,13 +180,28 @@ impl Gateway {
         &self.logs
     }
 
+    pub(crate) fn limits(&self) -> &crate::ratelimit::RateLimits {
+        self.limits.limits()
+    }
+
     /// Serve the gateway on `listener` until `shutdown` turns true.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+        self.serve_with(listener, None, shutdown).await;
+    }
+
+    /// Serve the gateway on `listener`, over TLS with `tls` (HTTP/1.1, or
+    /// HTTP/2 when ALPN chose it), until `shutdown` turns true.
+    pub async fn serve_with(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: Option<zerofn_listener::Tls>,
+        shutdown: watch::Receiver<bool>,
+    ) {
         let config = self.config.clone();
         let refusals = self.refusals.clone();
         zerofn_listener::serve(
             listener,
-            None,
+            tls,
             &config.listener(),
             shutdown,
             move |req| {

@@ -110,6 +110,19 @@ impl Gateway {
                     .await;
             }
         };
+        // The function's and its tenant's rate and concurrency limits,
+        // after the decision (an unauthorised caller spends no one's
+        // budget) and before the body is read. The slots live until the
+        // invocation is over.
+        let _admitted = match self.limits().admit(&function, &table) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                unrecorded.disarm();
+                return self
+                    .limit_refused(&function, &caller, id, started, refusal, invoke_decision)
+                    .await;
+            }
+        };
         unrecorded.decided(invoke_decision);
 
         // Read the body within the function's size and time limits and
@@ -433,7 +446,7 @@ impl Gateway {
     /// record per interval. Without an address (in process, or any other
     /// caller) there is nothing to aggregate by, and the record is
     /// appended as it is.
-    async fn refuse(
+    pub(crate) async fn refuse(
         &self,
         ip: Option<IpAddr>,
         record: AuditRecord,
@@ -570,7 +583,7 @@ impl Drop for Unrecorded {
 }
 
 /// The record of one invocation of `function`, without detail or reason.
-fn invoke_record(
+pub(crate) fn invoke_record(
     function: &LoadedFunction,
     id: &InvocationId,
     started: Instant,

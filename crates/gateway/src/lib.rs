@@ -9,7 +9,8 @@
 //! platform, one file per capability), `routes.rs` (the route table and
 //! route spaces), `limits.rs` (bounds across requests), `output.rs`
 //! (guests' stdout and stderr into the log store, off the invoke path),
-//! `policies.rs` (the runtime policies in force). The accept loop itself is
+//! `policies.rs` (the runtime policies in force), `ratelimit.rs` (request
+//! rate and concurrency limits per function and per tenant). The accept loop itself is
 //! `zerofn-listener`'s, shared with the control API.
 //!
 //! # Trust
@@ -43,6 +44,7 @@ mod invoke;
 mod limits;
 mod output;
 mod policies;
+mod ratelimit;
 mod routes;
 
 pub use caller::Caller;
@@ -55,5 +57,6 @@ pub use limits::{
 };
 pub use output::{InvocationLogs, LogRetention, QUEUE_BYTES, QUEUE_INVOCATIONS};
 pub use policies::Policies;
+pub use ratelimit::{InvokeLimits, LimitSpec, Rate};
 pub use routes::{PrefixTaken, RouteSpace, RouteTable, Routes};
 pub use zerofn_listener::PeerAddr;

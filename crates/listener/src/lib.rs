@@ -1,6 +1,11 @@
 #![forbid(unsafe_code)]
 //! The one accept loop of every HTTP listener of the platform: the public
-//! gateway and the control API, in plain HTTP/1.1 or over TLS 1.3.
+//! gateway and the control API, in plain HTTP/1.1 or over TLS (HTTP/1.1,
+//! or HTTP/2 when ALPN chose `h2`).
+//!
+//! Modules: `serve.rs` (the accept loop and the HTTP settings), `limits.rs`
+//! (connection caps), `head_timeout.rs` (the 408 for a late request head),
+//! `tls_reload.rs` (a certificate from files, reloaded when they change).
 //!
 //! [`serve`] accepts connections, holds each to the connection caps (in
 //! total and per client address, [`ConnectionLimits`]), completes the TLS
@@ -22,9 +27,17 @@
 //! [`RefusalAggregator`] of the listener, when it has one, as refusals of
 //! an unauthenticated client.
 
+mod head_timeout;
 mod limits;
 mod serve;
+mod tls_reload;
 
 pub use limits::{ConnectionLimits, ConnectionPermit, ConnectionRefusal};
-pub use serve::{drain, http1_builder, serve, ListenerConfig, PeerAddr, PeerCertificate, Tls};
+pub use serve::{
+    drain, http1_builder, http2_builder, serve, ListenerConfig, PeerAddr, PeerCertificate, Tls,
+    H2_MAX_CONCURRENT_STREAMS, MAX_HEADERS,
+};
+pub use tls_reload::{
+    load_certified_key, server_config, CertificateFiles, TlsFileError, ALPN_H2, ALPN_HTTP11,
+};
 pub use zerofn_audit::RefusalAggregator;

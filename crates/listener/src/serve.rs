@@ -1,4 +1,6 @@
-//! The accept loop, plain or TLS, and the HTTP/1.1 settings it serves with.
+//! The accept loop, plain or TLS, and the HTTP/1.1 and HTTP/2 settings it
+//! serves with. Over TLS a connection speaks HTTP/2 when ALPN chose `h2`,
+//! HTTP/1.1 otherwise; plain connections speak HTTP/1.1.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -10,8 +12,8 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -129,6 +131,7 @@ pub async fn serve<H, F>(
                     }
                     Some(acceptor) => {
                         let handshake_timeout = config.header_read_timeout;
+                        let h2_config = config.clone();
                         tokio::spawn(async move {
                             let _permit = permit;
                             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
@@ -152,6 +155,7 @@ pub async fn serve<H, F>(
                                     return;
                                 }
                             };
+                            let h2 = tls.get_ref().1.alpn_protocol() == Some(crate::tls_reload::ALPN_H2);
                             let certificate = tls
                                 .get_ref()
                                 .1
@@ -159,7 +163,11 @@ pub async fn serve<H, F>(
                                 .and_then(|chain| chain.first())
                                 .map(|c| PeerCertificate(Arc::new(c.clone().into_owned())));
                             let conn = Connection { peer, certificate, builder, refusals };
-                            conn.serve(tls, handler, watcher).await;
+                            if h2 {
+                                conn.serve_h2(tls, handler, watcher, &h2_config).await;
+                            } else {
+                                conn.serve(tls, handler, watcher).await;
+                            }
                         });
                     }
                 }
@@ -206,15 +214,55 @@ impl Connection {
             }
             async move { Ok::<_, Infallible>(handler(req).await) }
         });
+        let (io, head) = crate::head_timeout::HeadWatch::new(io);
         let conn = builder.serve_connection(TokioIo::new(io), service);
         if let Err(error) = watcher.watch(conn).await {
             tracing::debug!(%error, "connection ended with an error");
+            if error.is_timeout() {
+                // hyper closes a connection whose head is late without a
+                // word; a client that sent part of a request (or nothing
+                // at all on a new connection) is told 408. An idle
+                // keep-alive connection is closed quietly, as it always
+                // may be (RFC 9112 §9.6), and is no refusal.
+                if !head.answer_timeout().await {
+                    return;
+                }
+            }
             if let Some((status, reason)) = hyper_refusal(&error) {
                 let record = AuditRecord::new("anonymous", Action::Connection, Outcome::Deny)
                     .status(status)
                     .reason(reason);
                 record_refusal(refusals.as_ref(), peer.ip(), record);
             }
+        }
+    }
+
+    /// Serve HTTP/2 on `io` (ALPN chose `h2`) until the connection ends.
+    async fn serve_h2<I, H, F>(
+        self,
+        io: I,
+        handler: H,
+        watcher: hyper_util::server::graceful::Watcher,
+        config: &ListenerConfig,
+    ) where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    {
+        let Connection {
+            peer, certificate, ..
+        } = self;
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            let handler = handler.clone();
+            req.extensions_mut().insert(peer);
+            if let Some(certificate) = &certificate {
+                req.extensions_mut().insert(certificate.clone());
+            }
+            async move { Ok::<_, Infallible>(handler(req).await) }
+        });
+        let conn = http2_builder(config).serve_connection(TokioIo::new(io), service);
+        if let Err(error) = watcher.watch(conn).await {
+            tracing::debug!(%error, "HTTP/2 connection ended with an error");
         }
     }
 }
@@ -254,7 +302,34 @@ pub fn http1_builder(config: &ListenerConfig) -> http1::Builder {
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
         .max_buf_size(config.max_header_bytes.max(8192))
+        // hyper's default, made explicit: a head of more fields is a 431.
+        .max_headers(MAX_HEADERS)
         .keep_alive(true);
+    builder
+}
+
+/// Most header fields in a request head; more is a 431.
+pub const MAX_HEADERS: usize = 100;
+
+/// Most streams one HTTP/2 client may have open at once (RFC 9113 §5.1.2).
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+
+/// The HTTP/2 settings of a TLS listener: the same bound on a header list
+/// as on an HTTP/1.1 head (a larger one is a 431), a bounded number of
+/// concurrent streams, and hyper's defences against stream resets (a
+/// client that opens and resets streams faster than they are served,
+/// CVE-2023-44487 "rapid reset", is sent GOAWAY) and dead peers (pings).
+pub fn http2_builder(config: &ListenerConfig) -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    let header_list = u32::try_from(config.max_header_bytes.max(8192)).unwrap_or(u32::MAX);
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(header_list)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(1024)
+        .keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(config.header_read_timeout);
     builder
 }
 

@@ -64,6 +64,10 @@ pub enum ManifestError {
         value: i64,
     },
 
+    /// `[limits] burst` without `rate_per_second`.
+    #[error("`limits.burst` is set without `limits.rate_per_second`; a burst is the depth of a rate limit, so set a rate too or remove the burst")]
+    BurstWithoutRate,
+
     /// A `[limits]` value is outside its allowed range.
     #[error("`{key}` = {value} is out of range; use a value from {min} to {max}")]
     LimitOutOfRange {

@@ -24,6 +24,7 @@ mod signed;
 
 pub use error::ManifestError;
 pub use manifest::{
-    check_version, normalize_path, InterfaceName, Limits, Manifest, Route, MAX_LAYERS, MAX_VERSION,
+    check_version, normalize_path, InterfaceName, Limits, Manifest, Route, MAX_CONCURRENCY,
+    MAX_LAYERS, MAX_RATE, MAX_VERSION,
 };
 pub use signed::{canonical_bytes, first_difference, Difference, SignedContent};

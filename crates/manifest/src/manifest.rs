@@ -11,6 +11,9 @@
 //! memory_mb = 64              # 1..=4096
 //! timeout_ms = 1000           # 1..=300000
 //! max_body_kb = 1024          # 0..=65536
+//! rate_per_second = 50        # 1..=1000000 requests per second, none by default
+//! burst = 100                 # 1..=1000000 (default: rate_per_second); needs a rate
+//! max_concurrency = 8         # 1..=100000 invocations in flight, none by default
 //!
 //! [layers]                    # optional: shared library components, pinned by digest
 //! "zerofn:greet/greeter" = "sha256:<64 hex>"   # the import the layer satisfies
@@ -117,7 +120,22 @@ pub struct Limits {
     pub timeout_ms: u32,
     /// Request body cap in KiB, 0..=65536 (default 1024).
     pub max_body_kb: u32,
+    /// Invocations per second from the gateway, 1..=1000000 (default: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_second: Option<u32>,
+    /// Invocations allowed at once above the rate, 1..=1000000 (default:
+    /// `rate_per_second`); only with a rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    /// Invocations in flight at once, 1..=100000 (default: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
 }
+
+/// Largest `rate_per_second` and `burst` (of a function or a tenant).
+pub const MAX_RATE: u32 = 1_000_000;
+/// Largest `max_concurrency` (of a function or a tenant).
+pub const MAX_CONCURRENCY: u32 = 100_000;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -125,6 +143,9 @@ impl Default for Limits {
             memory_mb: 64,
             timeout_ms: 1000,
             max_body_kb: 1024,
+            rate_per_second: None,
+            burst: None,
+            max_concurrency: None,
         }
     }
 }
@@ -342,6 +363,9 @@ struct RawLimits {
     memory_mb: Option<i64>,
     timeout_ms: Option<i64>,
     max_body_kb: Option<i64>,
+    rate_per_second: Option<i64>,
+    burst: Option<i64>,
+    max_concurrency: Option<i64>,
 }
 
 impl RawLimits {
@@ -369,8 +393,37 @@ impl RawLimits {
                 0,
                 65_536,
             )?,
+            rate_per_second: optional_in_range(
+                "limits.rate_per_second",
+                self.rate_per_second,
+                1,
+                MAX_RATE,
+            )?,
+            burst: match (self.burst, self.rate_per_second) {
+                // A burst is the depth of a rate's bucket: alone it limits nothing, and
+                // silently ignoring it would read as a limit that is not there.
+                (Some(_), None) => return Err(ManifestError::BurstWithoutRate),
+                (burst, _) => optional_in_range("limits.burst", burst, 1, MAX_RATE)?,
+            },
+            max_concurrency: optional_in_range(
+                "limits.max_concurrency",
+                self.max_concurrency,
+                1,
+                MAX_CONCURRENCY,
+            )?,
         })
     }
+}
+
+fn optional_in_range(
+    key: &'static str,
+    value: Option<i64>,
+    min: u32,
+    max: u32,
+) -> Result<Option<u32>, ManifestError> {
+    value
+        .map(|v| in_range(key, Some(v), min, min, max))
+        .transpose()
 }
 
 fn in_range(
@@ -880,7 +933,8 @@ routes = ["/hello"]
             Limits {
                 memory_mb: 64,
                 timeout_ms: 1000,
-                max_body_kb: 1024
+                max_body_kb: 1024,
+                ..Limits::default()
             }
         );
         assert_eq!(manifest.bundle_file_name(), "hello.wasm.sigstore.json");
@@ -911,13 +965,50 @@ max_body_kb = 0
             Limits {
                 memory_mb: 4096,
                 timeout_ms: 300_000,
-                max_body_kb: 0
+                max_body_kb: 0,
+                ..Limits::default()
             }
         );
         let json = serde_json::to_value(&manifest).unwrap();
         assert_eq!(json["name"], "api-v2");
         assert_eq!(json["routes"][0], "/api/...");
         assert_eq!(json["limits"]["memory_mb"], 4096);
+    }
+
+    #[test]
+    fn rate_and_concurrency_limits_parse_and_are_checked() {
+        let m = Manifest::from_toml(&format!(
+            "{MINIMAL}[limits]\nrate_per_second = 5\nburst = 7\nmax_concurrency = 2\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            (
+                m.limits.rate_per_second,
+                m.limits.burst,
+                m.limits.max_concurrency
+            ),
+            (Some(5), Some(7), Some(2))
+        );
+        // Unset: nothing in the manifest's JSON (signed content and digests unchanged).
+        let plain = Manifest::from_toml(MINIMAL).unwrap();
+        let json = serde_json::to_value(&plain).unwrap();
+        assert!(json["limits"].get("rate_per_second").is_none());
+        assert!(matches!(
+            Manifest::from_toml(&format!("{MINIMAL}[limits]\nburst = 3\n")),
+            Err(ManifestError::BurstWithoutRate)
+        ));
+        for (line, key) in [
+            ("rate_per_second = 0", "limits.rate_per_second"),
+            ("rate_per_second = 1000001", "limits.rate_per_second"),
+            ("max_concurrency = 0", "limits.max_concurrency"),
+            ("max_concurrency = -4", "limits.max_concurrency"),
+        ] {
+            let e = Manifest::from_toml(&format!("{MINIMAL}[limits]\n{line}\n")).unwrap_err();
+            assert!(
+                matches!(&e, ManifestError::LimitOutOfRange { key: k, .. } if *k == key),
+                "{line}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -83,12 +83,29 @@ fn limits_value(limits: &Limits) -> Value {
         memory_mb,
         timeout_ms,
         max_body_kb,
+        rate_per_second,
+        burst,
+        max_concurrency,
     } = *limits;
-    serde_json::json!({
+    let mut value = serde_json::json!({
         "max_body_kb": max_body_kb,
         "memory_mb": memory_mb,
         "timeout_ms": timeout_ms,
-    })
+    });
+    // Signed only when set, so the signed form of a manifest without them (and every
+    // signature made before they existed) is unchanged.
+    if let Value::Object(map) = &mut value {
+        for (key, v) in [
+            ("burst", burst),
+            ("max_concurrency", max_concurrency),
+            ("rate_per_second", rate_per_second),
+        ] {
+            if let Some(v) = v {
+                map.insert(key.to_owned(), v.into());
+            }
+        }
+    }
+    value
 }
 
 impl Manifest {

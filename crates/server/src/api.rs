@@ -22,8 +22,8 @@ use zerofn_api::{
     AddKey, AddOperator, AuditQueryPage, AuditTail, AuditVerify, ControlPolicyIds, CreateTenant,
     Deploy, Deployed, Function, FunctionList, KeyAdded, Layer, LayerDeleted, LayerList, LogLine,
     LogPage, ManifestOnly, OperatorCertificate, OperatorList, OperatorRemoved, PublishLayer,
-    Removed, Revoked, SetControlPolicy, SetPolicy, SetRoutes, Svid, Tenant, TenantList,
-    TenantPolicy, TenantRoutes, Undeployed,
+    Removed, Revoked, SetControlPolicy, SetPolicy, SetRoutes, SetTenantLimits, Svid, Tenant,
+    TenantList, TenantPolicy, TenantRoutes, Undeployed,
 };
 use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome, RefusalAggregator};
 use zerofn_gateway::{error_response, GatewayConfig};
@@ -1009,6 +1009,20 @@ impl Api {
                 route_prefixes: prefixes,
             }),
         ))
+    }
+
+    async fn tenant_limits(&self, c: Call<'_>) -> Reply {
+        let limits = self.control.tenant_limits(&c.tenant()?).await?;
+        Ok((StatusCode::OK, to_value(limits)))
+    }
+
+    async fn set_tenant_limits(&self, c: Call<'_>) -> Reply {
+        let req: SetTenantLimits = parse_json(c.body)?;
+        let limits = self
+            .control
+            .set_tenant_limits(c.actor, &c.tenant()?, &req)
+            .await?;
+        Ok((StatusCode::OK, to_value(limits)))
     }
 
     async fn add_key(&self, c: Call<'_>) -> Reply {

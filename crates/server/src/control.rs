@@ -167,6 +167,8 @@ pub struct ControlPlane {
     identities: Arc<Identities>,
     vulndb: VulnDbCache,
     policies: zerofn_gateway::Policies,
+    /// Tenants' rate and concurrency limits (shared with the gateway).
+    invoke_limits: zerofn_gateway::InvokeLimits,
     tenant_sets: crate::policies::TenantSets,
     /// Held while the policies in force are rebuilt and the change they
     /// belong to (a route installed or removed, a tenant set replaced) is
@@ -233,6 +235,7 @@ impl ControlPlane {
             identities,
             vulndb: VulnDbCache::new(vulndb_dir),
             policies: zerofn_gateway::Policies::default(),
+            invoke_limits: zerofn_gateway::InvokeLimits::default(),
             tenant_sets: crate::policies::TenantSets::default(),
             policy_change: tokio::sync::Mutex::new(()),
             function_locks: FunctionLocks::default(),
@@ -247,6 +250,11 @@ impl ControlPlane {
     /// The runtime policies in force (shared with the gateway).
     pub fn policies(&self) -> &zerofn_gateway::Policies {
         &self.policies
+    }
+
+    /// Tenants' rate and concurrency limits in force (shared with the gateway).
+    pub fn invoke_limits(&self) -> &zerofn_gateway::InvokeLimits {
+        &self.invoke_limits
     }
 
     pub(crate) fn tenant_sets(&self) -> &crate::policies::TenantSets {

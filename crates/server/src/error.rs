@@ -38,6 +38,8 @@ pub enum ServerError {
     Identity(#[from] zerofn_identity::IdentityError),
     #[error("cannot set up TLS for the control API: {0}")]
     Tls(String),
+    #[error("cannot set up TLS for the gateway: {0}")]
+    GatewayTls(#[from] zerofn_listener::TlsFileError),
     #[error("demo: {0}")]
     Demo(String),
 }

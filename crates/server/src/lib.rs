@@ -28,6 +28,7 @@ mod layers;
 mod operators;
 mod policies;
 mod route_space;
+mod tenant_limits;
 pub mod tlog;
 mod tls;
 
@@ -56,6 +57,7 @@ pub use tlog::{audit_log_verifier, AuditTree, AUDIT_KEY_FILE};
 pub use zerofn_audit::AuditDurability;
 pub use zerofn_gateway::{GatewayConfig, LogRetention};
 pub use zerofn_identity::TrustDomain;
+pub use zerofn_listener::TlsFileError;
 pub use zerofn_store::DEFAULT_KEEP_VERSIONS;
 
 /// Everything `zerofn up` needs.
@@ -87,11 +89,25 @@ pub struct PlatformConfig {
     /// How many versions of each function keep their request, so that
     /// `zerofn rollback` can deploy them again (at least 1).
     pub keep_versions: u32,
+    /// Serve the gateway over TLS with this certificate chain and key (PEM
+    /// files, reloaded when they change); plain HTTP without.
+    pub gateway_tls: Option<GatewayTls>,
+}
+
+/// The gateway's TLS files (`--gateway-tls-cert`, `--gateway-tls-key`).
+#[derive(Debug, Clone)]
+pub struct GatewayTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// How often the files are checked for a change (SIGHUP checks at once).
+    pub reload_interval: std::time::Duration,
 }
 
 /// A running platform.
 pub struct Running {
     pub gateway_addr: SocketAddr,
+    /// `http://ADDR` or, with `gateway_tls`, `https://ADDR`.
+    pub gateway_url: String,
     pub api_addr: SocketAddr,
     /// `http://ADDR` or, with `control_tls`, `https://ADDR`.
     pub api_url: String,
@@ -188,6 +204,8 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
     )?);
     let served = control.restore().await?;
     tracing::info!(functions = served, "restored deployments");
+    let limited = control.load_tenant_limits().await?;
+    tracing::debug!(tenants = limited, "tenant limits loaded");
     audit
         .append(
             AuditRecord::new("platform", Action::PlatformStart, Outcome::Allow)
@@ -197,6 +215,25 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
 
     let gateway_addr = local_addr(&gateway_listener)?;
     let api_addr = local_addr(&api_listener)?;
+    // Files that do not load stop the start: a gateway meant for TLS never
+    // serves in the clear.
+    let gateway_certificates = match &cfg.gateway_tls {
+        Some(files) => Some((
+            zerofn_listener::CertificateFiles::load(&files.cert, &files.key)?,
+            files.reload_interval,
+        )),
+        None => None,
+    };
+    let gateway_tls = match &gateway_certificates {
+        Some((certificates, _)) => Some(zerofn_listener::Tls(Arc::new(
+            zerofn_listener::server_config(certificates.clone())?,
+        ))),
+        None => None,
+    };
+    let gateway_url = match gateway_tls {
+        Some(_) => format!("https://{gateway_addr}"),
+        None => format!("http://{gateway_addr}"),
+    };
     let (tls, api_url) = if cfg.control_tls {
         (
             Some(tls::server_config(ca, api_addr.ip())?),
@@ -207,7 +244,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
     };
     data.write_api_endpoint(&ApiEndpoint {
         url: api_url.clone(),
-        gateway_url: format!("http://{gateway_addr}"),
+        gateway_url: gateway_url.clone(),
     })?;
 
     let demo = match &cfg.demo_dir {
@@ -226,9 +263,13 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
             store: store.clone(),
             identity: control.identities_arc(),
             logs,
+            limits: control.invoke_limits().clone(),
         },
     );
-    tasks.spawn(gateway.serve(gateway_listener, shutdown_rx.clone()));
+    if let Some((certificates, interval)) = gateway_certificates {
+        tasks.spawn(certificates.watch(interval, shutdown_rx.clone()));
+    }
+    tasks.spawn(gateway.serve_with(gateway_listener, gateway_tls, shutdown_rx.clone()));
     tasks.spawn(
         audit_tree
             .clone()
@@ -252,6 +293,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
 
     Ok(Running {
         gateway_addr,
+        gateway_url,
         api_addr,
         api_url,
         control,

@@ -37,6 +37,7 @@ mod layers;
 mod operators;
 mod policies;
 mod route_prefixes;
+mod tenant_limits;
 mod tenants;
 
 use std::path::{Path, PathBuf};
@@ -59,6 +60,7 @@ pub use kv::IncrementError;
 pub use layers::{LayerRow, LayerSummary};
 pub use operators::{ControlPolicyRow, OperatorCertRow};
 pub use policies::TenantPolicyRow;
+pub use tenant_limits::TenantLimitsRow;
 pub use tenants::{TenantKeyRow, TenantRow};
 
 /// File name of the database inside the data directory.
@@ -226,6 +228,7 @@ impl Store {
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(operators::SCHEMA)?;
         conn.execute_batch(audit_tree::SCHEMA)?;
+        conn.execute_batch(tenant_limits::SCHEMA)?;
         migrate(&conn)?;
         conn.execute_batch(audit_query::SCHEMA)?;
         conn.execute_batch(invocation_logs::SCHEMA)?;

@@ -83,7 +83,10 @@ impl Platform {
             let line = rx
                 .recv_timeout(left)
                 .unwrap_or_else(|_| panic!("zerofn up did not print its listening lines"));
-            if let Some(url) = line.strip_prefix("gateway listening on http://") {
+            if let Some(url) = line
+                .strip_prefix("gateway listening on http://")
+                .or_else(|| line.strip_prefix("gateway listening on https://"))
+            {
                 gateway = Some(url.to_owned());
             } else if let Some(url) = line
                 .strip_prefix("api listening on http://")

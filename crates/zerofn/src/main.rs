@@ -219,6 +219,22 @@ struct UpArgs {
     /// accept operators' client certificates beside the token.
     #[arg(long)]
     control_tls: bool,
+    /// Serve the gateway over HTTPS (TLS 1.2/1.3, HTTP/1.1 and HTTP/2) with
+    /// this PEM certificate chain, end-entity first; reloaded when it
+    /// changes (or on SIGHUP). Needs --gateway-tls-key.
+    #[arg(long, requires = "gateway_tls_key")]
+    gateway_tls_cert: Option<PathBuf>,
+    /// The PEM private key of --gateway-tls-cert.
+    #[arg(long, requires = "gateway_tls_cert")]
+    gateway_tls_key: Option<PathBuf>,
+    /// Time a client has to send a complete request head, in milliseconds
+    /// (and, over TLS, to complete the handshake); later: 408.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    header_read_timeout_ms: u64,
+    /// Time a client has to send a complete request body, in milliseconds;
+    /// later: 408.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    body_read_timeout_ms: u64,
     /// KiB of stored stdout/stderr lines kept per function (`zerofn logs`);
     /// the oldest lines go first.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
@@ -257,6 +273,26 @@ enum TenantCommand {
         /// The tenant's new route prefixes, replacing all of them.
         #[arg(long, num_args = 1..)]
         set: Option<Vec<String>>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a tenant's invocation limits, or replace them (across all its
+    /// functions; needs tenant.manage on the platform). Any of --rate,
+    /// --burst, --max-concurrency replaces all three; --clear removes them.
+    Limits {
+        tenant: String,
+        /// Requests per second across the tenant's functions (over it: 429).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        rate: Option<u32>,
+        /// Requests allowed at once above the rate (default: the rate).
+        #[arg(long, requires = "rate", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        burst: Option<u32>,
+        /// Invocations in flight at once across the tenant's functions (over it: 503).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        max_concurrency: Option<u32>,
+        /// Remove the tenant's limits.
+        #[arg(long, conflicts_with_all = ["rate", "burst", "max_concurrency"])]
+        clear: bool,
         #[arg(long)]
         json: bool,
     },
@@ -470,6 +506,14 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
             },
         },
         control_tls: args.control_tls,
+        gateway_tls: match (&args.gateway_tls_cert, &args.gateway_tls_key) {
+            (Some(cert), Some(key)) => Some(zerofn_server::GatewayTls {
+                cert: cert.clone(),
+                key: key.clone(),
+                reload_interval: std::time::Duration::from_secs(1),
+            }),
+            _ => None,
+        },
         log_retention: zerofn_server::LogRetention {
             max_bytes_per_function: args.log_max_kib_per_function.saturating_mul(1024),
             max_age: std::time::Duration::from_secs(args.log_max_age_secs),
@@ -480,14 +524,14 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
     // the listening lines, and that must shut down cleanly, not kill.
     let stop = shutdown_signal()?;
     let running = zerofn_server::up(cfg).await?;
-    println!("gateway listening on http://{}", running.gateway_addr);
+    println!("gateway listening on {}", running.gateway_url);
     println!("api listening on {}", running.api_url);
     for f in &running.demo {
         for route in &f.routes {
             let path = route.trim_end_matches("/...");
             println!(
-                "demo: {}/{} ({}) -> curl -s http://{}{}",
-                f.tenant, f.name, f.digest, running.gateway_addr, path
+                "demo: {}/{} ({}) -> curl -s {}{}",
+                f.tenant, f.name, f.digest, running.gateway_url, path
             );
         }
     }
@@ -502,6 +546,8 @@ fn zerofn_gateway_config(args: &UpArgs) -> zerofn_server::GatewayConfig {
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
         max_connections_per_ip: usize::try_from(args.max_connections_per_ip).unwrap_or(usize::MAX),
         max_invocations_per_request: args.max_invocations_per_request,
+        header_read_timeout: std::time::Duration::from_millis(args.header_read_timeout_ms),
+        body_read_timeout: std::time::Duration::from_millis(args.body_read_timeout_ms),
         ..zerofn_server::GatewayConfig::default()
     }
 }
@@ -762,6 +808,40 @@ async fn tenant(data_dir: &Path, cmd: TenantCommand) -> Result<()> {
                 for p in &routes.route_prefixes {
                     println!("{p}");
                 }
+            }
+        }
+        TenantCommand::Limits {
+            tenant,
+            rate,
+            burst,
+            max_concurrency,
+            clear,
+            json,
+        } => {
+            let api = ApiClient::discover(data_dir)?;
+            let path = format!("/v1/tenants/{tenant}/limits");
+            let set = api_types::SetTenantLimits {
+                rate_per_second: rate,
+                burst,
+                max_concurrency,
+            };
+            let limits: api_types::TenantLimits =
+                if clear || set != api_types::SetTenantLimits::default() {
+                    api.send(Method::PUT, &path, &set).await?
+                } else {
+                    api.fetch(Method::GET, &path).await?
+                };
+            if json {
+                println!("{}", serde_json::to_string(&limits)?);
+            } else {
+                let show = |v: Option<u32>| v.map_or("none".to_owned(), |v| v.to_string());
+                println!(
+                    "tenant {}: rate {}/s, burst {}, max concurrency {}",
+                    limits.tenant,
+                    show(limits.rate_per_second),
+                    show(limits.burst),
+                    show(limits.max_concurrency)
+                );
             }
         }
         TenantCommand::AddKey { tenant, key } => {

@@ -140,7 +140,7 @@ macro_rules! public {
 }
 
 /// Every route of the control API.
-pub(super) static ROUTES: [Route; 44] = [
+pub(super) static ROUTES: [Route; 46] = [
     public!(GET "/v1/health", health),
     // The trust bundle is public: peers need it before they can authenticate anything.
     public!(GET "/v1/identity/bundle", trust_bundle),
@@ -154,6 +154,10 @@ pub(super) static ROUTES: [Route; 44] = [
     // Assigning route space is the platform's: a grant on one tenant must not let it take
     // another's paths.
     operator!(PUT "/v1/tenants/{tenant}/routes", TenantManage on Platform, refusal ApiAuthorize, set_routes),
+    // Limits keep one tenant from starving the others: lifting them is the platform's,
+    // as assigning route space is, never a grant on the tenant itself.
+    operator!(GET "/v1/tenants/{tenant}/limits", TenantRead on PathTenant, refusal ApiAuthorize, tenant_limits),
+    operator!(PUT "/v1/tenants/{tenant}/limits", TenantManage on Platform, refusal TenantLimitsSet, set_tenant_limits),
     operator!(POST "/v1/tenants/{tenant}/keys", TenantManage on PathTenant, refusal TenantKeyAdd, add_key),
     operator!(DELETE "/v1/tenants/{tenant}/keys/{key_id}", TenantManage on PathTenant, refusal ApiAuthorize, remove_key),
     operator!(POST "/v1/tenants/{tenant}/identities", TenantManage on PathTenant, refusal TenantIdentityAdd, add_identity),
@@ -361,6 +365,21 @@ mod tests {
             (
                 "PUT",
                 "/v1/tenants/acme/routes",
+                TenantManage,
+                Platform,
+                None,
+            ),
+            (
+                "GET",
+                "/v1/tenants/acme/limits",
+                TenantRead,
+                PathTenant,
+                t("acme"),
+            ),
+            // Lifting a tenant's limits is the platform's, not the tenant's.
+            (
+                "PUT",
+                "/v1/tenants/acme/limits",
                 TenantManage,
                 Platform,
                 None,
