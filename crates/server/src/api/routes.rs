@@ -486,6 +486,20 @@ mod tests {
                 t("acme"),
             ),
             (
+                "GET",
+                "/v1/functions/acme/hello/versions",
+                TenantRead,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "POST",
+                "/v1/functions/acme/hello/rollback",
+                DeployRollback,
+                PathTenant,
+                t("acme"),
+            ),
+            (
                 "POST",
                 "/v1/functions/acme/hello/svid/revoke",
                 TenantManage,
