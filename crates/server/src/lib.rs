@@ -25,6 +25,7 @@ mod demo;
 mod error;
 mod identity;
 mod layers;
+mod metrics;
 mod operators;
 mod policies;
 mod route_space;
@@ -83,6 +84,9 @@ pub struct PlatformConfig {
     pub control_tls: bool,
     /// How much of the functions' stdout and stderr is kept (`zerofn logs`).
     pub log_retention: LogRetention,
+    /// Also serve `GET /metrics`, unauthenticated, on this address (the control API
+    /// serves it to authorized operators either way).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// A running platform.
@@ -91,6 +95,8 @@ pub struct Running {
     pub api_addr: SocketAddr,
     /// `http://ADDR` or, with `control_tls`, `https://ADDR`.
     pub api_url: String,
+    /// The unauthenticated metrics listener, if asked for.
+    pub metrics_addr: Option<SocketAddr>,
     pub control: Arc<ControlPlane>,
     /// Functions deployed by `--demo`.
     pub demo: Vec<DeployResponse>,
@@ -137,10 +143,23 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
             addr: cfg.api_addr,
             source,
         })?;
+    let metrics_listener = match cfg.metrics_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
     // A token others can read is refused before anything is recorded.
     let token = data.operator_token()?;
     let store = Store::open(data.root())?;
-    let audit = AuditLog::open_with(&store, cfg.audit_durability)?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let audit = AuditLog::open_observed(
+        &store,
+        cfg.audit_durability,
+        Some(metrics.clone() as Arc<dyn zerofn_audit::AuditObserver>),
+    )?;
     // The tree continues from its last signed checkpoint; one that does not
     // match what was signed (or a broken chain after it) stops the start.
     let audit_tree = AuditTree::open(&store, data.root(), audit.committed_feed())?;
@@ -167,6 +186,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
             .await?,
     );
     let ca = identities.ca().clone();
+    metrics.attach(sandbox.clone(), identities.clone());
     let control = Arc::new(ControlPlane::new(
         store.clone(),
         audit.clone(),
@@ -192,6 +212,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
 
     let gateway_addr = local_addr(&gateway_listener)?;
     let api_addr = local_addr(&api_listener)?;
+    let metrics_addr = metrics_listener.as_ref().map(local_addr).transpose()?;
     let (tls, api_url) = if cfg.control_tls {
         (
             Some(tls::server_config(ca, api_addr.ip())?),
@@ -242,13 +263,23 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         tls,
         refusals,
         audit_tree: audit_tree.clone(),
+        metrics: metrics.clone(),
     });
+    if let Some(listener) = metrics_listener {
+        tasks.spawn(metrics::serve(
+            metrics,
+            listener,
+            cfg.gateway.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
     tasks.spawn(api.serve(api_listener, cfg.gateway.clone(), shutdown_rx));
 
     Ok(Running {
         gateway_addr,
         api_addr,
         api_url,
+        metrics_addr,
         control,
         demo,
         audit_tree,

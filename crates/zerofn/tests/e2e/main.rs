@@ -22,6 +22,8 @@ mod logs;
 mod operators;
 mod route_space;
 mod server;
+mod telemetry;
+mod tlog_tiles;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
