@@ -552,13 +552,6 @@ mod tests {
                 Platform,
                 None,
             ),
-            (
-                "GET",
-                "/v1/audit/tlog/tile/entries/000",
-                AuditRead,
-                Platform,
-                None,
-            ),
             ("GET", "/v1/operators", OperatorManage, Platform, None),
             ("POST", "/v1/operators", OperatorManage, Platform, None),
             (
@@ -593,6 +586,8 @@ mod tests {
         assert_eq!(m.route.path, "/v1/audit/tlog/tile/{tile_path}");
         let params = m.decode().unwrap();
         assert_eq!(params.get("tile_path").unwrap(), "0/x001/067.p/3");
+        let m = find(&method, "/v1/audit/tlog/tile/entries/000").unwrap();
+        assert_eq!(m.decode().unwrap().get("tile_path").unwrap(), "entries/000");
         // An escaped `/` inside one segment is still refused.
         let m = find(&method, "/v1/audit/tlog/tile/0/x001%2F067").unwrap();
         assert!(m.decode().is_err());
