@@ -22,6 +22,7 @@
 //! label families (each a read lock and atomic increments); nothing blocks.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -103,6 +104,8 @@ pub(crate) struct Metrics {
     svid_expiry: Family<FunctionLabels, Gauge>,
     /// Functions with series of their own, by tenant (looked up without allocating).
     known: RwLock<HashMap<String, HashSet<String>>>,
+    /// How many pairs `known` holds.
+    known_count: AtomicUsize,
     live: OnceLock<Live>,
     /// One scrape at a time: the scrape-time gauges are cleared and refilled.
     scrape: std::sync::Mutex<()>,
@@ -197,6 +200,7 @@ impl Metrics {
             certificate_expiry,
             svid_expiry,
             known: RwLock::new(HashMap::new()),
+            known_count: AtomicUsize::new(0),
             live: OnceLock::new(),
             scrape: std::sync::Mutex::new(()),
         }
@@ -240,27 +244,33 @@ impl Metrics {
             tenant: tenant.to_owned(),
             function: function.to_owned(),
         };
+        let overflow = || FunctionLabels {
+            tenant: OVERFLOW.to_owned(),
+            function: OVERFLOW.to_owned(),
+        };
         {
             let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
             if known.get(tenant).is_some_and(|f| f.contains(function)) {
                 return own();
             }
+            // Full: an unknown pair never takes the write lock (nor sums anything).
+            if self.known_count.load(Ordering::Relaxed) >= MAX_FUNCTIONS {
+                return overflow();
+            }
         }
         let mut known = self.known.write().unwrap_or_else(PoisonError::into_inner);
-        let count: usize = known.values().map(HashSet::len).sum();
         if known.get(tenant).is_some_and(|f| f.contains(function)) {
             return own();
         }
-        if count >= MAX_FUNCTIONS {
-            return FunctionLabels {
-                tenant: OVERFLOW.to_owned(),
-                function: OVERFLOW.to_owned(),
-            };
+        if self.known_count.load(Ordering::Relaxed) >= MAX_FUNCTIONS {
+            return overflow();
         }
         known
             .entry(tenant.to_owned())
             .or_default()
             .insert(function.to_owned());
+        // Only changed under the write lock.
+        self.known_count.fetch_add(1, Ordering::Relaxed);
         own()
     }
 }
