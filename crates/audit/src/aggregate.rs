@@ -156,6 +156,9 @@ impl RefusalAggregator {
         };
         if first {
             self.inner.audit.append(record).await?;
+        } else {
+            // Counted now, appended (unobserved) as part of the aggregate later.
+            self.inner.audit.observe(&record, 1);
         }
         Ok(())
     }
@@ -175,7 +178,7 @@ impl RefusalAggregator {
                 continue;
             }
             let record = aggregate(counted.record, counted.repeats, interval_ms);
-            if let Err(error) = self.inner.audit.append(record).await {
+            if let Err(error) = self.inner.audit.append_unobserved(record).await {
                 // Nobody waits for this record; the loss is logged.
                 tracing::error!(%error, count = counted.repeats, "audit of aggregated refusals failed");
             }

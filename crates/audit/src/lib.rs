@@ -45,6 +45,7 @@ pub mod jcs;
 pub mod merkle;
 pub mod note;
 mod record;
+pub mod tiles;
 pub mod tree;
 mod writer;
 
@@ -55,7 +56,7 @@ pub use record::{Action, AuditRecord, Outcome, StoredRecord, MAX_DETAIL, MAX_TEX
 pub use tree::{
     ConsistencyProof, ExportedRecord, InclusionProof, LogReport, LogTree, SignedCheckpoint,
 };
-pub use writer::{AuditLog, CommittedFeed};
+pub use writer::{AuditLog, AuditObserver, CommittedFeed};
 pub use zerofn_store::{AuditDurability, AuditQuery};
 
 /// Everything that can go wrong while appending or verifying.
@@ -87,6 +88,8 @@ pub enum AuditError {
         value: u64,
         size: u64,
     },
+    #[error("record {seq}'s leaf is {bytes} bytes, more than a tlog-tiles entry bundle can carry (65535)")]
+    EntryTooLarge { seq: i64, bytes: usize },
     #[error("audit checkpoint: {0}")]
     Note(#[from] NoteError),
 }

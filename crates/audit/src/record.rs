@@ -252,6 +252,21 @@ impl AuditRecord {
     pub fn detail_value(&self) -> Option<&serde_json::Value> {
         self.detail.as_ref()
     }
+
+    /// The tenant recorded, if any.
+    pub fn tenant_text(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+
+    /// The function recorded, if any.
+    pub fn function_text(&self) -> Option<&str> {
+        self.function.as_deref()
+    }
+
+    /// The duration recorded, if any.
+    pub fn duration_value(&self) -> Option<Duration> {
+        self.duration
+    }
 }
 
 /// Deepest nesting of `detail` kept; deeper values become `null`.

@@ -175,6 +175,17 @@ fn read_level(store: &Store, level: u32, from: u64, to: u64) -> Result<Vec<Hash>
     Ok(out)
 }
 
+/// The stored hashes of `level` (0: leaves, [`TILE_HEIGHT`]: full tiles' roots) with
+/// indices `from..to`, all present (for the `tlog-tiles` view, [`crate::tiles`]).
+pub(crate) fn stored_level(
+    store: &Store,
+    level: u32,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Hash>, AuditError> {
+    read_level(store, level, from, to)
+}
+
 fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::{mpsc, oneshot};
@@ -92,12 +93,29 @@ struct Job {
     ack: oneshot::Sender<Result<i64, ()>>,
 }
 
+/// Told of every record the log is given and of every batch it commits: the platform's
+/// metrics. Every decision passes the audit log (audit before effect), so counting here
+/// sees every invocation, refusal and admission without a hook in each path.
+///
+/// Called on the appender's task and on the writer thread: implementations must be cheap
+/// and must not block (atomic counters, not I/O).
+pub trait AuditObserver: Send + Sync + 'static {
+    /// `record` was given to the log, standing for `count` events (more than one for a
+    /// refusal the [`crate::RefusalAggregator`] counted instead of appending).
+    fn record(&self, record: &AuditRecord, count: u64);
+    /// An append was acknowledged (`ok`) or refused `took` after it was asked for.
+    fn appended(&self, took: Duration, ok: bool);
+    /// The writer committed `records` in one transaction.
+    fn committed(&self, records: usize);
+}
+
 /// Handle to the audit log. Cheap to clone.
 #[derive(Clone)]
 pub struct AuditLog {
     jobs: mpsc::Sender<Job>,
     store: Store,
     feed: CommittedFeed,
+    observer: Option<Arc<dyn AuditObserver>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -118,6 +136,15 @@ impl AuditLog {
     /// `flush_interval` for [`AuditDurability::Process`] (which is what
     /// syncs acknowledged records to disk), every 500 ms for `Disk`.
     pub fn open_with(store: &Store, durability: AuditDurability) -> Result<AuditLog, AuditError> {
+        Self::open_observed(store, durability, None)
+    }
+
+    /// As [`AuditLog::open_with`], telling `observer` of every record and commit.
+    pub fn open_observed(
+        store: &Store,
+        durability: AuditDurability,
+        observer: Option<Arc<dyn AuditObserver>>,
+    ) -> Result<AuditLog, AuditError> {
         let writer = store.open_audit_writer(durability)?;
         let head = writer.last()?.unwrap_or((0, GENESIS_HASH.to_owned()));
         let committed = Arc::new(AtomicI64::new(head.0));
@@ -138,14 +165,16 @@ impl AuditLog {
         let (jobs, rx) = mpsc::channel(QUEUE);
         let feed = CommittedFeed::default();
         let fed = feed.clone();
+        let watcher = observer.clone();
         thread::Builder::new()
             .name("zerofn-audit".into())
-            .spawn(move || run_writer(writer, head, rx, committed, fed))
+            .spawn(move || run_writer(writer, head, rx, committed, fed, watcher))
             .map_err(|_| AuditError::WriterStopped)?;
         Ok(AuditLog {
             jobs,
             store: store.clone(),
             feed,
+            observer,
         })
     }
 
@@ -158,6 +187,28 @@ impl AuditLog {
     /// means the record is not in the log and the caller must not perform
     /// the action.
     pub async fn append(&self, record: AuditRecord) -> Result<i64, AuditError> {
+        self.observe(&record, 1);
+        self.append_unobserved(record).await
+    }
+
+    /// Tell the observer of `record` standing for `count` events, without appending it.
+    pub(crate) fn observe(&self, record: &AuditRecord, count: u64) {
+        if let Some(observer) = &self.observer {
+            observer.record(record, count);
+        }
+    }
+
+    /// [`AuditLog::append`] of a record already observed (an aggregate of counted ones).
+    pub(crate) async fn append_unobserved(&self, record: AuditRecord) -> Result<i64, AuditError> {
+        let started = self.observer.as_ref().map(|_| Instant::now());
+        let result = self.send(record).await;
+        if let (Some(observer), Some(started)) = (&self.observer, started) {
+            observer.appended(started.elapsed(), result.is_ok());
+        }
+        result
+    }
+
+    async fn send(&self, record: AuditRecord) -> Result<i64, AuditError> {
         let (ack, done) = oneshot::channel();
         self.jobs
             .send(Job { record, ack })
@@ -238,6 +289,7 @@ fn run_writer(
     mut rx: mpsc::Receiver<Job>,
     committed: Arc<AtomicI64>,
     feed: CommittedFeed,
+    observer: Option<Arc<dyn AuditObserver>>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut rows: Vec<AuditRow> = Vec::with_capacity(MAX_BATCH);
@@ -277,6 +329,9 @@ fn run_writer(
                 // Before the acknowledgements, so a checkpoint asked for after an append
                 // returned covers it; moving the rows costs a lock and a copy of pointers.
                 let first = rows.first().map_or(0, |r| r.seq);
+                if let Some(observer) = &observer {
+                    observer.committed(rows.len());
+                }
                 feed.push(&mut rows);
                 for (seq, job) in (first..).zip(batch.drain(..)) {
                     let _ = job.ack.send(Ok(seq));

@@ -150,6 +150,12 @@ impl Sandbox {
         })
     }
 
+    /// Instances running now, across tenants (for the metrics; takes the slot pool's
+    /// lock once, so call it per scrape, not per request).
+    pub fn instances_in_use(&self) -> usize {
+        self.slots.in_use()
+    }
+
     /// The settings this sandbox runs with.
     pub fn config(&self) -> &SandboxConfig {
         &self.config

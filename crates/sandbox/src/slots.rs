@@ -130,6 +130,11 @@ impl Slots {
         receiver.await.ok()
     }
 
+    /// Slots held now, across tenants (a gauge for the metrics; takes the pool's lock).
+    pub(crate) fn in_use(&self) -> usize {
+        self.inner.total.saturating_sub(self.inner.lock().free)
+    }
+
     #[cfg(test)]
     fn held(&self, tenant: &str) -> usize {
         self.inner.lock().held.get(tenant).copied().unwrap_or(0)

@@ -43,7 +43,7 @@ use crate::operators::{Operators, DEFAULT_OPERATOR_TTL};
 mod queries;
 mod routes;
 
-use routes::{Access, Call, Operation, Reply, Resource};
+use routes::{Access, Answer, Call, Operation, Reply, Resource};
 
 /// Largest API request body (a base64 component of ~90 MiB).
 const MAX_API_BODY: usize = 128 * 1024 * 1024;
@@ -76,6 +76,8 @@ pub(crate) struct Api {
     pub(crate) refusals: RefusalAggregator,
     /// The audit log's Merkle tree: checkpoints and proofs.
     pub(crate) audit_tree: crate::AuditTree,
+    /// The platform's metrics (`GET /metrics`).
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Who a request authenticated as.
@@ -246,7 +248,8 @@ impl Api {
             body: &body,
         };
         match handler(self, &permit, call).await {
-            Ok((status, value)) => json(status, &value),
+            Ok(Answer::Json(status, value)) => json(status, &value),
+            Ok(Answer::Raw(resp)) => resp,
             Err(ControlError::Refused { reason, report }) => json(
                 StatusCode::FORBIDDEN,
                 &serde_json::json!({"error": {
@@ -675,6 +678,66 @@ impl Api {
         );
         let records = self.audit_tree.export(from, to).await?;
         Ok((StatusCode::OK, serde_json::json!({ "records": records })))
+    }
+
+    /// The latest checkpoint as tlog-tiles serves it: the signed note, as text.
+    async fn tlog_checkpoint(&self, _: Call<'_>) -> Result<Answer, ControlError> {
+        let cp = self.audit_tree.latest().await?;
+        let mut resp = Response::new(Bytes::from(cp.note));
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        // Mutable: clients must not cache it beyond a moment.
+        headers.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+        Ok(Answer::Raw(resp))
+    }
+
+    /// A tlog-tiles hash tile or entry bundle of the latest checkpoint's tree; 404 for one
+    /// that tree does not hold or a path that names none (not an audited refusal: tlog
+    /// clients probe for partial tiles).
+    async fn tlog_tile(&self, c: Call<'_>) -> Result<Answer, ControlError> {
+        let tile = match zerofn_audit::tiles::TilePath::parse(c.param("tile_path")?) {
+            Ok(tile) => tile,
+            Err(e) => {
+                return Ok(Answer::Raw(error_response(
+                    StatusCode::NOT_FOUND,
+                    "no_such_tile",
+                    &e.to_string(),
+                    None,
+                )))
+            }
+        };
+        match self.audit_tree.tile(tile).await? {
+            Ok(bytes) => {
+                let mut resp = Response::new(Bytes::from(bytes));
+                let headers = resp.headers_mut();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/octet-stream"),
+                );
+                // Immutable once served; private: it was read with an operator's grant.
+                headers.insert(
+                    header::CACHE_CONTROL,
+                    header::HeaderValue::from_static("private, max-age=31536000, immutable"),
+                );
+                Ok(Answer::Raw(resp))
+            }
+            Err(missing) => Ok(Answer::Raw(error_response(
+                StatusCode::NOT_FOUND,
+                "no_such_tile",
+                &missing.to_string(),
+                None,
+            ))),
+        }
+    }
+
+    async fn metrics(&self, _: Call<'_>) -> Result<Answer, ControlError> {
+        Ok(Answer::Raw(crate::metrics::response(&self.metrics)))
     }
 
     async fn list_operators(&self, _: Call<'_>) -> Reply {

@@ -144,6 +144,25 @@ impl Identities {
         self.verifier.verify(&svid, time::OffsetDateTime::now_utc())
     }
 
+    /// When the CA's certificate expires, and each served function's current X.509-SVID
+    /// (tenant, function, Unix seconds): the certificate-expiry gauges of the metrics.
+    pub(crate) fn expiries(&self) -> (i64, Vec<(String, String, i64)>) {
+        let svids = self
+            .rotators
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|((tenant, name), (rotator, _))| {
+                (
+                    tenant.clone(),
+                    name.clone(),
+                    rotator.current().not_after().unix_timestamp(),
+                )
+            })
+            .collect();
+        (self.ca.not_after().unix_timestamp(), svids)
+    }
+
     /// The function's current X.509-SVID, if it is served.
     pub fn current(&self, tenant: &TenantName, name: &FunctionName) -> Option<Arc<X509Svid>> {
         let key = (tenant.to_string(), name.to_string());

@@ -25,6 +25,7 @@ mod demo;
 mod error;
 mod identity;
 mod layers;
+mod metrics;
 mod operators;
 mod policies;
 mod route_space;
@@ -92,6 +93,9 @@ pub struct PlatformConfig {
     /// Serve the gateway over TLS with this certificate chain and key (PEM
     /// files, reloaded when they change); plain HTTP without.
     pub gateway_tls: Option<GatewayTls>,
+    /// Also serve `GET /metrics`, unauthenticated, on this address (the control API
+    /// serves it to authorized operators either way).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// The gateway's TLS files (`--gateway-tls-cert`, `--gateway-tls-key`).
@@ -111,6 +115,8 @@ pub struct Running {
     pub api_addr: SocketAddr,
     /// `http://ADDR` or, with `control_tls`, `https://ADDR`.
     pub api_url: String,
+    /// The unauthenticated metrics listener, if asked for.
+    pub metrics_addr: Option<SocketAddr>,
     pub control: Arc<ControlPlane>,
     /// Functions deployed by `--demo`.
     pub demo: Vec<DeployResponse>,
@@ -157,10 +163,23 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
             addr: cfg.api_addr,
             source,
         })?;
+    let metrics_listener = match cfg.metrics_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
     // A token others can read is refused before anything is recorded.
     let token = data.operator_token()?;
     let store = Store::open(data.root())?;
-    let audit = AuditLog::open_with(&store, cfg.audit_durability)?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let audit = AuditLog::open_observed(
+        &store,
+        cfg.audit_durability,
+        Some(metrics.clone() as Arc<dyn zerofn_audit::AuditObserver>),
+    )?;
     // The tree continues from its last signed checkpoint; one that does not
     // match what was signed (or a broken chain after it) stops the start.
     let audit_tree = AuditTree::open(&store, data.root(), audit.committed_feed())?;
@@ -187,6 +206,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
             .await?,
     );
     let ca = identities.ca().clone();
+    metrics.attach(sandbox.clone(), identities.clone());
     let control = Arc::new(ControlPlane::new(
         store.clone(),
         audit.clone(),
@@ -234,6 +254,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         Some(_) => format!("https://{gateway_addr}"),
         None => format!("http://{gateway_addr}"),
     };
+    let metrics_addr = metrics_listener.as_ref().map(local_addr).transpose()?;
     let (tls, api_url) = if cfg.control_tls {
         (
             Some(tls::server_config(ca, api_addr.ip())?),
@@ -288,7 +309,16 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         tls,
         refusals,
         audit_tree: audit_tree.clone(),
+        metrics: metrics.clone(),
     });
+    if let Some(listener) = metrics_listener {
+        tasks.spawn(metrics::serve(
+            metrics,
+            listener,
+            cfg.gateway.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
     tasks.spawn(api.serve(api_listener, cfg.gateway.clone(), shutdown_rx));
 
     Ok(Running {
@@ -296,6 +326,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         gateway_url,
         api_addr,
         api_url,
+        metrics_addr,
         control,
         demo,
         audit_tree,

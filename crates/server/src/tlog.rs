@@ -149,6 +149,28 @@ impl AuditTree {
         Ok(())
     }
 
+    /// A `tlog-tiles` hash tile or entry bundle of the latest checkpoint's tree; the inner
+    /// error when that tree has no such tile.
+    pub(crate) async fn tile(
+        &self,
+        tile: zerofn_audit::tiles::TilePath,
+    ) -> Result<Result<Vec<u8>, zerofn_audit::tiles::TileError>, ControlError> {
+        use zerofn_audit::tiles::{self, TileOrAudit};
+        let tree = self.tree.clone();
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let size = tree.latest()?.map_or(0, |cp| cp.checkpoint.size);
+            match tiles::hash_tile(&store, size, &tile) {
+                Ok(bytes) => Ok(Ok(bytes)),
+                Err(TileOrAudit::Tile(missing)) => Ok(Err(missing)),
+                Err(TileOrAudit::Audit(e)) => Err(e),
+            }
+        })
+        .await
+        .map_err(internal)?
+        .map_err(ControlError::Audit)
+    }
+
     /// The latest signed checkpoint.
     pub async fn latest(&self) -> Result<SignedCheckpoint, ControlError> {
         let tree = self.tree.clone();

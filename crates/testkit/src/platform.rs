@@ -36,6 +36,8 @@ pub struct Platform {
     pub data_dir: PathBuf,
     pub gateway: String,
     pub api: String,
+    /// The unauthenticated metrics listener's address, when started with `--metrics-addr`.
+    pub metrics: Option<String>,
     child: Option<Child>,
 }
 
@@ -76,9 +78,10 @@ impl Platform {
                 }
             }
         });
-        let (mut gateway, mut api) = (None, None);
+        let (mut gateway, mut api, mut metrics) = (None, None, None);
+        let want_metrics = extra.contains(&"--metrics-addr");
         let deadline = Instant::now() + Duration::from_secs(120);
-        while gateway.is_none() || api.is_none() {
+        while gateway.is_none() || api.is_none() || (want_metrics && metrics.is_none()) {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = rx
                 .recv_timeout(left)
@@ -93,6 +96,11 @@ impl Platform {
                 .or_else(|| line.strip_prefix("api listening on https://"))
             {
                 api = Some(url.to_owned());
+            } else if let Some(url) = line
+                .strip_prefix("metrics listening on http://")
+                .and_then(|l| l.strip_suffix("/metrics"))
+            {
+                metrics = Some(url.to_owned());
             }
         }
         // Keep draining stdout so the child never blocks on a full pipe.
@@ -101,6 +109,7 @@ impl Platform {
             data_dir: data_dir.to_path_buf(),
             gateway: gateway.unwrap(),
             api: api.unwrap(),
+            metrics,
             child: Some(child),
         }
     }

@@ -247,6 +247,22 @@ struct UpArgs {
     /// `zerofn versions` without it.
     #[arg(long, default_value_t = zerofn_server::DEFAULT_KEEP_VERSIONS, value_parser = clap::value_parser!(u32).range(1..=1000))]
     keep_versions: u32,
+    /// Also serve Prometheus metrics, unauthenticated, at `http://ADDR/metrics` (for
+    /// example 127.0.0.1:9464; keep it off public interfaces). The control API serves
+    /// `GET /metrics` to operators allowed `audit.read` either way.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// How the platform's own log lines (stderr) are written: `text` for people,
+    /// `json` for log collectors (one JSON object per line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// The format of the platform's own log lines.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -366,11 +382,19 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+                // `zerofn up --log-format json`: every stderr line stays a JSON object.
+                tracing::error!(error = %one_line(&e), "zerofn up failed");
+            } else {
+                eprintln!("error: {}", one_line(&e));
+            }
             ExitCode::FAILURE
         }
     }
 }
+
+/// Set once `zerofn up --log-format json` installed its logger.
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The error and its causes on one line, without control characters.
 fn one_line(e: &anyhow::Error) -> String {
@@ -477,17 +501,30 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        // One JSON object per line: time, level, target, message and fields at the top
+        // level (`flatten_event`), the span list for context.
+        LogFormat::Json => {
+            JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(true)
+                .try_init()
+        }
+    };
 }
 
 async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
-    init_logging();
+    init_logging(args.log_format);
     let cfg = zerofn_server::PlatformConfig {
         data_dir,
         gateway_addr: args.gateway_addr,
@@ -519,6 +556,7 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
             max_age: std::time::Duration::from_secs(args.log_max_age_secs),
         },
         keep_versions: args.keep_versions,
+        metrics_addr: args.metrics_addr,
     };
     // Handlers first: a supervisor may send SIGTERM as soon as it reads
     // the listening lines, and that must shut down cleanly, not kill.
@@ -526,6 +564,9 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
     let running = zerofn_server::up(cfg).await?;
     println!("gateway listening on {}", running.gateway_url);
     println!("api listening on {}", running.api_url);
+    if let Some(addr) = running.metrics_addr {
+        println!("metrics listening on http://{addr}/metrics");
+    }
     for f in &running.demo {
         for route in &f.routes {
             let path = route.trim_end_matches("/...");
@@ -536,7 +577,11 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
         }
     }
     stop.await;
-    eprintln!("shutting down: finishing in-flight requests");
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::info!("shutting down: finishing in-flight requests");
+    } else {
+        eprintln!("shutting down: finishing in-flight requests");
+    }
     running.stop().await;
     Ok(())
 }

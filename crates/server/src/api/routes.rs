@@ -29,11 +29,25 @@ use crate::control::ControlError;
 /// A handler's answer: a status and a JSON body, or a control-plane error.
 pub(super) type Reply = Result<(http::StatusCode, serde_json::Value), ControlError>;
 
+/// What a route answers: JSON (most), or a response of its own content type (the metrics
+/// exposition). A handler returning [`Reply`] answers JSON.
+pub(super) enum Answer {
+    Json(http::StatusCode, serde_json::Value),
+    Raw(Response<Bytes>),
+}
+
+impl From<(http::StatusCode, serde_json::Value)> for Answer {
+    fn from((status, value): (http::StatusCode, serde_json::Value)) -> Answer {
+        Answer::Json(status, value)
+    }
+}
+
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// An operator route's handler. It takes the control policy's [`Permit`] for the
 /// operation: the dispatcher cannot call it without a decision that allowed it.
-pub(super) type Handler = for<'a> fn(&'a Api, &'a Permit, Call<'a>) -> BoxFuture<'a, Reply>;
+pub(super) type Handler =
+    for<'a> fn(&'a Api, &'a Permit, Call<'a>) -> BoxFuture<'a, Result<Answer, ControlError>>;
 
 /// What a handler is given: the request, authenticated and authorized.
 pub(super) struct Call<'a> {
@@ -123,7 +137,9 @@ macro_rules! operator {
                 action: ControlAction::$action,
                 resource: Resource::$resource,
                 refusal: Action::$refusal,
-                handler: |api, _permit, call| Box::pin(api.$handler(call)),
+                handler: |api, _permit, call| {
+                    Box::pin(async move { api.$handler(call).await.map(Answer::from) })
+                },
             }),
         }
     };
@@ -140,7 +156,7 @@ macro_rules! public {
 }
 
 /// Every route of the control API.
-pub(super) static ROUTES: [Route; 46] = [
+pub(super) static ROUTES: [Route; 49] = [
     public!(GET "/v1/health", health),
     // The trust bundle is public: peers need it before they can authenticate anything.
     public!(GET "/v1/identity/bundle", trust_bundle),
@@ -199,6 +215,13 @@ pub(super) static ROUTES: [Route; 46] = [
     operator!(GET "/v1/audit/proof", AuditRead on Platform, refusal ApiAuthorize, audit_proof),
     operator!(GET "/v1/audit/consistency", AuditRead on Platform, refusal ApiAuthorize, audit_consistency),
     operator!(GET "/v1/audit/export", AuditRead on Platform, refusal ApiAuthorize, audit_export),
+    // Prometheus metrics: counts derived from the audit records (which functions ran, how
+    // often, how they were refused), so read with the platform-wide `audit.read`.
+    // The log as a C2SP tlog-tiles log (checkpoint, hash tiles, entry bundles), for tlog
+    // clients: the same records and proofs as the routes above, so the same grant.
+    operator!(GET "/v1/audit/tlog/checkpoint", AuditRead on Platform, refusal ApiAuthorize, tlog_checkpoint),
+    operator!(GET "/v1/audit/tlog/tile/{tile_path}", AuditRead on Platform, refusal ApiAuthorize, tlog_tile),
+    operator!(GET "/metrics", AuditRead on Platform, refusal ApiAuthorize, metrics),
     operator!(GET "/v1/operators", OperatorManage on Platform, refusal ApiAuthorize, list_operators),
     operator!(POST "/v1/operators", OperatorManage on Platform, refusal OperatorAdd, add_operator),
     operator!(DELETE "/v1/operators/{name}", OperatorManage on Platform, refusal ApiAuthorize, remove_operator),
@@ -207,6 +230,9 @@ pub(super) static ROUTES: [Route; 46] = [
     operator!(GET "/v1/control-policy", PolicyManage on Platform, refusal ApiAuthorize, show_control_policy),
     operator!(PUT "/v1/control-policy", PolicyManage on Platform, refusal ControlPolicySet, set_control_policy),
 ];
+
+/// The name ending of a template's last parameter that takes the rest of the path.
+const REST_SUFFIX: &str = "_path";
 
 /// A request's route, with its raw (still percent-encoded) path parameters.
 pub(super) struct Matched<'p> {
@@ -244,16 +270,30 @@ fn match_template<'p>(
     path: &'p str,
 ) -> Option<Vec<(&'static str, &'p str)>> {
     let mut wanted = segments(template);
-    let mut given = segments(path);
+    let rest = path.trim_start_matches('/');
+    let mut given = rest.split('/');
+    // Where the segment `given` yields next starts in `rest`.
+    let mut offset = 0usize;
     let mut params = Vec::new();
     loop {
         match (wanted.next(), given.next()) {
             (None, None) => return Some(params),
-            (Some(w), Some(g)) => match w.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
-                Some(name) => params.push((name, g)),
-                None if w == g => {}
-                None => return None,
-            },
+            (Some(w), Some(g)) => {
+                match w.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
+                    // A last parameter named `*_path` takes the rest of the path, every
+                    // segment of it (the tlog-tiles paths, `0/x001/067.p/3`).
+                    Some(name)
+                        if name.ends_with(REST_SUFFIX) && wanted.clone().next().is_none() =>
+                    {
+                        params.push((name, rest.get(offset..)?));
+                        return Some(params);
+                    }
+                    Some(name) => params.push((name, g)),
+                    None if w == g => {}
+                    None => return None,
+                }
+                offset = offset.saturating_add(g.len()).saturating_add(1);
+            }
             _ => return None,
         }
     }
@@ -265,7 +305,18 @@ impl Matched<'_> {
     pub(super) fn decode(&self) -> Result<Params, ControlError> {
         self.raw
             .iter()
-            .map(|&(name, raw)| Ok((name, decode_segment(raw)?)))
+            .map(|&(name, raw)| {
+                let value = if name.ends_with(REST_SUFFIX) {
+                    // Each segment decoded alone: an escaped `/` still cannot add one.
+                    raw.split('/')
+                        .map(decode_segment)
+                        .collect::<Result<Vec<_>, _>>()?
+                        .join("/")
+                } else {
+                    decode_segment(raw)?
+                };
+                Ok((name, value))
+            })
             .collect::<Result<Vec<_>, ControlError>>()
             .map(Params)
     }
@@ -522,6 +573,21 @@ mod tests {
             ("GET", "/v1/audit/proof", AuditRead, Platform, None),
             ("GET", "/v1/audit/consistency", AuditRead, Platform, None),
             ("GET", "/v1/audit/export", AuditRead, Platform, None),
+            ("GET", "/metrics", AuditRead, Platform, None),
+            (
+                "GET",
+                "/v1/audit/tlog/checkpoint",
+                AuditRead,
+                Platform,
+                None,
+            ),
+            (
+                "GET",
+                "/v1/audit/tlog/tile/0/x001/067.p/3",
+                AuditRead,
+                Platform,
+                None,
+            ),
             ("GET", "/v1/operators", OperatorManage, Platform, None),
             ("POST", "/v1/operators", OperatorManage, Platform, None),
             (
@@ -547,6 +613,24 @@ mod tests {
             .filter(|r| matches!(r.access, Access::Operator(_)))
             .count();
         assert_eq!(operator_routes, cases, "a route without a case here");
+    }
+
+    #[test]
+    fn a_rest_parameter_takes_every_remaining_segment_and_decodes_each() {
+        let method = Method::GET;
+        let m = find(&method, "/v1/audit/tlog/tile/0/x001/067.p/3").unwrap();
+        assert_eq!(m.route.path, "/v1/audit/tlog/tile/{tile_path}");
+        let params = m.decode().unwrap();
+        assert_eq!(params.get("tile_path").unwrap(), "0/x001/067.p/3");
+        let m = find(&method, "/v1/audit/tlog/tile/entries/000").unwrap();
+        assert_eq!(m.decode().unwrap().get("tile_path").unwrap(), "entries/000");
+        // An escaped `/` inside one segment is still refused.
+        let m = find(&method, "/v1/audit/tlog/tile/0/x001%2F067").unwrap();
+        assert!(m.decode().is_err());
+        // The rest must not be empty of segments: `tile` alone matches nothing.
+        assert!(find(&method, "/v1/audit/tlog/tile").is_none());
+        // A `_path` parameter only takes the rest when it is the template's last.
+        assert!(find(&method, "/v1/audit/tlog/checkpoint/extra").is_none());
     }
 
     #[test]

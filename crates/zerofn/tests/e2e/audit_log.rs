@@ -14,7 +14,7 @@ use crate::harness::*;
 use crate::Setup;
 
 /// An independent verifier, from the documented formats only.
-mod reference {
+pub(crate) mod reference {
     use super::*;
 
     pub type Hash = [u8; 32];

@@ -25,6 +25,8 @@ mod operators;
 mod route_space;
 mod server;
 mod versions;
+mod telemetry;
+mod tlog_tiles;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
