@@ -49,11 +49,17 @@ pub enum Action {
     /// A connection refused or broken off before any request could be
     /// routed (connection limits, malformed or oversized request heads).
     Connection,
+    /// A tenant's JWT issuer registered or removed (`zerofn auth jwt`).
+    AuthIssuerAdd,
+    AuthIssuerRemove,
+    /// A tenant's API key created or revoked (`zerofn apikey`); named, never shown.
+    ApiKeyCreate,
+    ApiKeyRevoke,
 }
 
 impl Action {
     /// Every action, in the order they are declared.
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 26] = [
         Action::Deploy,
         Action::Undeploy,
         Action::Invoke,
@@ -76,6 +82,10 @@ impl Action {
         Action::PolicySet,
         Action::SvidRevoke,
         Action::Connection,
+        Action::AuthIssuerAdd,
+        Action::AuthIssuerRemove,
+        Action::ApiKeyCreate,
+        Action::ApiKeyRevoke,
     ];
 
     /// The action named `name` as records spell it (`tenant.create`), if any.
@@ -107,6 +117,10 @@ impl Action {
             Action::PolicySet => "policy.set",
             Action::SvidRevoke => "svid.revoke",
             Action::Connection => "connection",
+            Action::AuthIssuerAdd => "auth.issuer.add",
+            Action::AuthIssuerRemove => "auth.issuer.remove",
+            Action::ApiKeyCreate => "apikey.create",
+            Action::ApiKeyRevoke => "apikey.revoke",
         }
     }
 }

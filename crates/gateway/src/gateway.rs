@@ -93,6 +93,8 @@ pub struct GatewayServices {
     pub identity: Arc<dyn WorkloadIdentity>,
     /// Where each invocation's stdout and stderr go (`zerofn logs`).
     pub logs: InvocationLogs,
+    /// The tenants' JWT issuers and API keys in force.
+    pub authn: zerofn_authn::Authenticators,
 }
 
 /// The public gateway.
@@ -109,6 +111,10 @@ pub struct Gateway {
     bodies: Arc<BodyBudget>,
     /// The queue of invocation output to the log store.
     logs: InvocationLogs,
+    /// The tenants' JWT issuers and API keys in force.
+    authn: zerofn_authn::Authenticators,
+    /// Failed authentications per client address.
+    auth_failures: zerofn_authn::FailureLimiter,
 }
 
 impl Gateway {
@@ -122,6 +128,7 @@ impl Gateway {
         let refusals = RefusalAggregator::new(audit.clone(), config.refusal_aggregation_interval);
         let bodies = BodyBudget::new(config.max_body_bytes_in_flight);
         let logs = services.logs;
+        let authn = services.authn;
         let host = Arc::new(HostServices {
             audit: audit.clone(),
             policies: services.policies,
@@ -137,6 +144,8 @@ impl Gateway {
             refusals,
             bodies,
             logs,
+            authn,
+            auth_failures: zerofn_authn::FailureLimiter::new(),
         })
     }
 
@@ -171,6 +180,14 @@ impl Gateway {
 
     pub(crate) fn logs(&self) -> &InvocationLogs {
         &self.logs
+    }
+
+    pub(crate) fn authenticators(&self) -> &zerofn_authn::Authenticators {
+        &self.authn
+    }
+
+    pub(crate) fn auth_failures(&self) -> &zerofn_authn::FailureLimiter {
+        &self.auth_failures
     }
 
     /// Serve the gateway on `listener` until `shutdown` turns true.

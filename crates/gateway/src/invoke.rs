@@ -68,11 +68,27 @@ impl Gateway {
                 )
                 .await;
         };
-        let caller = Caller::Public { ip };
         let (mut parts, body) = req.into_parts();
         // Only the platform speaks in its header namespace, in any
         // spelling; it says who called and which invocation this is.
         strip_platform_headers(&mut parts.headers);
+        // Who is calling, proved from the head (`authn.rs`).
+        let caller = match self
+            .authenticate(&function, &parts.headers, ip, id, started)
+            .await
+        {
+            Ok(caller) => caller,
+            Err(refusal) => return refusal,
+        };
+        crate::authn::present(
+            &caller,
+            &mut parts.headers,
+            function
+                .artifact()
+                .manifest()
+                .permissions
+                .pass_authorization,
+        );
         let mut unrecorded =
             Unrecorded::new(self.audit().clone(), &function, id, &caller, 0, started);
 
@@ -294,6 +310,7 @@ impl Gateway {
                     path: path.to_owned(),
                     source: caller.source(),
                     depth,
+                    caller: caller.attributes(),
                 },
             });
         let listed = decision_json(
@@ -433,7 +450,7 @@ impl Gateway {
     /// record per interval. Without an address (in process, or any other
     /// caller) there is nothing to aggregate by, and the record is
     /// appended as it is.
-    async fn refuse(
+    pub(crate) async fn refuse(
         &self,
         ip: Option<IpAddr>,
         record: AuditRecord,
@@ -570,7 +587,7 @@ impl Drop for Unrecorded {
 }
 
 /// The record of one invocation of `function`, without detail or reason.
-fn invoke_record(
+pub(crate) fn invoke_record(
     function: &LoadedFunction,
     id: &InvocationId,
     started: Instant,

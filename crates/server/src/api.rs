@@ -40,6 +40,7 @@ use crate::authz::ControlAuthz;
 use crate::control::{ControlError, ControlPlane, DeployAuthority, DeployRequest};
 use crate::operators::{Operators, DEFAULT_OPERATOR_TTL};
 
+mod callers;
 mod queries;
 mod routes;
 
@@ -76,6 +77,8 @@ pub(crate) struct Api {
     pub(crate) refusals: RefusalAggregator,
     /// The audit log's Merkle tree: checkpoints and proofs.
     pub(crate) audit_tree: crate::AuditTree,
+    /// External callers' JWT issuers and API keys.
+    pub(crate) callers: crate::callers::Shared,
 }
 
 /// Who a request authenticated as.

@@ -18,6 +18,7 @@ mod answers;
 mod api;
 mod auth;
 mod authz;
+mod callers;
 mod clock;
 mod control;
 mod datadir;
@@ -181,6 +182,8 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         store.clone(),
         audit.clone(),
     )?);
+    let callers = Arc::new(callers::ExternalCallers::new(store.clone(), audit.clone()));
+    callers.reload().await?;
     let served = control.restore().await?;
     tracing::info!(functions = served, "restored deployments");
     audit
@@ -221,6 +224,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
             store: store.clone(),
             identity: control.identities_arc(),
             logs,
+            authn: callers.authenticators().clone(),
         },
     );
     tasks.spawn(gateway.serve(gateway_listener, shutdown_rx.clone()));
@@ -242,6 +246,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         tls,
         refusals,
         audit_tree: audit_tree.clone(),
+        callers,
     });
     tasks.spawn(api.serve(api_listener, cfg.gateway.clone(), shutdown_rx));
 

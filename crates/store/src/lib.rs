@@ -30,6 +30,7 @@ mod audit_rows;
 mod audit_tree;
 mod deployments;
 mod error;
+mod external_callers;
 mod invocation_logs;
 mod kv;
 mod layers;
@@ -50,6 +51,7 @@ pub use audit_rows::{AuditDurability, AuditFlusher, AuditRow, AuditWriter};
 pub use audit_tree::CheckpointRow;
 pub use deployments::{DeploymentRow, DeploymentSummary, VersionRecord};
 pub use error::StoreError;
+pub use external_callers::{ApiKeyRow, JwtIssuerRow};
 pub use invocation_logs::{
     log_timestamp, LogAppend, LogLineRow, LogPage, LogQuery, LogWriter, NewLogLine,
 };
@@ -201,6 +203,7 @@ impl Store {
         let conn = open_connection(&path)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(operators::SCHEMA)?;
+        conn.execute_batch(external_callers::SCHEMA)?;
         conn.execute_batch(audit_tree::SCHEMA)?;
         migrate(&conn)?;
         conn.execute_batch(audit_query::SCHEMA)?;

@@ -140,7 +140,7 @@ macro_rules! public {
 }
 
 /// Every route of the control API.
-pub(super) static ROUTES: [Route; 42] = [
+pub(super) static ROUTES: [Route; 48] = [
     public!(GET "/v1/health", health),
     // The trust bundle is public: peers need it before they can authenticate anything.
     public!(GET "/v1/identity/bundle", trust_bundle),
@@ -158,6 +158,13 @@ pub(super) static ROUTES: [Route; 42] = [
     operator!(DELETE "/v1/tenants/{tenant}/keys/{key_id}", TenantManage on PathTenant, refusal ApiAuthorize, remove_key),
     operator!(POST "/v1/tenants/{tenant}/identities", TenantManage on PathTenant, refusal TenantIdentityAdd, add_identity),
     operator!(DELETE "/v1/tenants/{tenant}/identities/{id}", TenantManage on PathTenant, refusal ApiAuthorize, remove_identity),
+    // External callers of the tenant's functions: JWT issuers and API keys.
+    operator!(GET "/v1/tenants/{tenant}/auth/jwt", TenantRead on PathTenant, refusal ApiAuthorize, list_jwt_issuers),
+    operator!(POST "/v1/tenants/{tenant}/auth/jwt", TenantManage on PathTenant, refusal AuthIssuerAdd, add_jwt_issuer),
+    operator!(DELETE "/v1/tenants/{tenant}/auth/jwt/{name}", TenantManage on PathTenant, refusal ApiAuthorize, remove_jwt_issuer),
+    operator!(GET "/v1/tenants/{tenant}/apikeys", TenantRead on PathTenant, refusal ApiAuthorize, list_api_keys),
+    operator!(POST "/v1/tenants/{tenant}/apikeys", TenantManage on PathTenant, refusal ApiKeyCreate, create_api_key),
+    operator!(DELETE "/v1/tenants/{tenant}/apikeys/{name}", TenantManage on PathTenant, refusal ApiAuthorize, revoke_api_key),
     operator!(GET "/v1/tenants/{tenant}/layers", TenantRead on PathTenant, refusal ApiAuthorize, list_layers),
     operator!(POST "/v1/tenants/{tenant}/layers", TenantManage on PathTenant, refusal LayerPublish, publish_layer),
     operator!(DELETE "/v1/tenants/{tenant}/layers/{digest}", TenantManage on PathTenant, refusal ApiAuthorize, delete_layer),
