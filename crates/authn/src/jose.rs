@@ -207,7 +207,7 @@ mod tests {
             format!("{h}.e30"),
             format!("{h}.e30.c2ln."),
             format!("{h}.e30.c2ln.c2ln"),
-            format!(".e30.c2ln"),
+            ".e30.c2ln".to_owned(),
             String::new(),
             "{\"payload\":\"e30\"}".to_owned(),
         ] {

@@ -81,6 +81,11 @@ pub enum ApiKeyCommand {
     Revoke { tenant: String, name: String },
 }
 
+/// Member `key` of an answer, or null.
+fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
+    v.get(key).unwrap_or(&Value::Null)
+}
+
 /// `30d`, `12h`, `15m`, `90s` in seconds.
 fn duration_secs(text: &str) -> Result<u64> {
     let (digits, unit) = text.split_at(text.len().saturating_sub(1));
@@ -137,9 +142,9 @@ pub async fn run_auth(data_dir: &Path, cmd: AuthCommand) -> Result<()> {
                 .await?;
             println!(
                 "registered issuer {name} for {tenant}: iss {} aud {} algorithms {}",
-                added["issuer"].as_str().unwrap_or(""),
-                added["audience"].as_str().unwrap_or(""),
-                added["algorithms"].as_str().unwrap_or("")
+                field(&added, "issuer").as_str().unwrap_or(""),
+                field(&added, "audience").as_str().unwrap_or(""),
+                field(&added, "algorithms").as_str().unwrap_or("")
             );
         }
         JwtCommand::List { tenant, json } => {
@@ -149,14 +154,14 @@ pub async fn run_auth(data_dir: &Path, cmd: AuthCommand) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                for i in v["issuers"].as_array().into_iter().flatten() {
+                for i in field(&v, "issuers").as_array().into_iter().flatten() {
                     println!(
                         "{}\t{}\taud={}\t{}\tleeway={}s",
-                        i["name"].as_str().unwrap_or(""),
-                        i["issuer"].as_str().unwrap_or(""),
-                        i["audience"].as_str().unwrap_or(""),
-                        i["algorithms"].as_str().unwrap_or(""),
-                        i["leeway_secs"]
+                        field(i, "name").as_str().unwrap_or(""),
+                        field(i, "issuer").as_str().unwrap_or(""),
+                        field(i, "audience").as_str().unwrap_or(""),
+                        field(i, "algorithms").as_str().unwrap_or(""),
+                        field(i, "leeway_secs")
                     );
                 }
             }
@@ -189,12 +194,12 @@ pub async fn run_apikey(data_dir: &Path, cmd: ApiKeyCommand) -> Result<()> {
                     &body,
                 )
                 .await?;
-            let Some(key) = created["key"].as_str() else {
+            let Some(key) = field(&created, "key").as_str() else {
                 bail!("the platform's answer holds no key");
             };
             eprintln!(
                 "created API key {name} ({}) for {tenant}: {}; it is shown this once",
-                created["key_id"].as_str().unwrap_or(""),
+                field(&created, "key_id").as_str().unwrap_or(""),
                 functions.join(",")
             );
             println!("{key}");
@@ -206,8 +211,8 @@ pub async fn run_apikey(data_dir: &Path, cmd: ApiKeyCommand) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                for k in v["keys"].as_array().into_iter().flatten() {
-                    let functions: Vec<&str> = k["functions"]
+                for k in field(&v, "keys").as_array().into_iter().flatten() {
+                    let functions: Vec<&str> = field(k, "functions")
                         .as_array()
                         .into_iter()
                         .flatten()
@@ -215,10 +220,10 @@ pub async fn run_apikey(data_dir: &Path, cmd: ApiKeyCommand) -> Result<()> {
                         .collect();
                     println!(
                         "{}\t{}\t{}\texpires_at={}",
-                        k["name"].as_str().unwrap_or(""),
-                        k["key_id"].as_str().unwrap_or(""),
+                        field(k, "name").as_str().unwrap_or(""),
+                        field(k, "key_id").as_str().unwrap_or(""),
                         functions.join(","),
-                        k["expires_at"]
+                        field(k, "expires_at")
                     );
                 }
             }
@@ -232,7 +237,7 @@ pub async fn run_apikey(data_dir: &Path, cmd: ApiKeyCommand) -> Result<()> {
                 .await?;
             println!(
                 "revoked API key {name} ({}) of {tenant}",
-                v["key_id"].as_str().unwrap_or("")
+                field(&v, "key_id").as_str().unwrap_or("")
             );
         }
     }
