@@ -854,6 +854,84 @@ mod tests {
     }
 
     #[test]
+    fn jwt_and_api_key_callers_are_principals_with_claims_in_the_context() {
+        let p = Permissions {
+            invoke_from: [InvokeSource::Jwt("corp".into()), InvokeSource::ApiKey].into(),
+            ..Permissions::default()
+        };
+        let rt = policies(
+            &[("acme", "orders", p)],
+            &[(
+                "acme",
+                r#"@id("writers-only")
+                forbid (principal in Zerofn::Issuer::"acme/corp", action == Zerofn::Action::"invoke", resource)
+                unless { context.claims.scope like "*orders:write*" };
+                @id("no-ci-on-fridays")
+                forbid (principal is Zerofn::ApiKey, action, resource) when { context has apiKey && context.apiKey == "old" };"#,
+            )],
+        );
+        let jwt = |tenant: &str, issuer: &str, claims: serde_json::Value| {
+            let mut r = invoke(
+                Principal::Jwt {
+                    tenant: tenant.into(),
+                    issuer: issuer.into(),
+                    subject: "alice".into(),
+                },
+                "acme",
+                "orders",
+            );
+            if let RequestContext::Invoke { caller, .. } = &mut r.context {
+                *caller = CallerAttributes::Claims(Arc::new(claims.as_object().unwrap().clone()));
+            }
+            r
+        };
+        let writer = serde_json::json!({"iss": "https://idp", "sub": "alice", "aud": "x",
+            "scope": "orders:read orders:write", "nested": {"a": [1, "b", {"c": true}]}, "n": null, "f": 1.5});
+        let d = rt.decide(&jwt("acme", "corp", writer.clone()));
+        assert!(d.is_allowed(), "{d:?}");
+        // The scope array form (`scp`) counts as well.
+        let scp = serde_json::json!({"sub": "alice", "scp": ["orders:write"]});
+        assert!(rt.decide(&jwt("acme", "corp", scp)).is_allowed());
+        let reader = serde_json::json!({"sub": "alice", "scope": "orders:read"});
+        let d = rt.decide(&jwt("acme", "corp", reader));
+        assert!(!d.is_allowed());
+        assert_eq!(d.determining(), ["writers-only"]);
+        // Another issuer, or the same issuer name of another tenant: not the grant.
+        assert!(!rt
+            .decide(&jwt("acme", "other", writer.clone()))
+            .is_allowed());
+        assert!(!rt.decide(&jwt("evil", "corp", writer)).is_allowed());
+        // API keys of the tenant; a deep claim set stays bounded and decides.
+        let key = |tenant: &str, name: &str| {
+            let mut r = invoke(
+                Principal::ApiKey {
+                    tenant: tenant.into(),
+                    name: name.into(),
+                },
+                "acme",
+                "orders",
+            );
+            if let RequestContext::Invoke { caller, .. } = &mut r.context {
+                *caller = CallerAttributes::ApiKey(name.into());
+            }
+            r
+        };
+        assert!(rt.decide(&key("acme", "ci")).is_allowed());
+        assert!(!rt.decide(&key("acme", "old")).is_allowed());
+        assert!(!rt.decide(&key("evil", "ci")).is_allowed());
+        // The public caller is not admitted, and the claims forbid does not err for it.
+        let d = rt.decide(&invoke(Principal::Public, "acme", "orders"));
+        assert!(!d.is_allowed() && d.determining().is_empty(), "{d:?}");
+        let mut deep = serde_json::json!("x");
+        for _ in 0..200 {
+            deep = serde_json::json!({ "d": deep });
+        }
+        let bomb = serde_json::json!({"sub": "alice", "scope": "orders:write", "deep": deep,
+            "wide": (0..10_000).map(|i| format!("k{i}")).collect::<Vec<_>>()});
+        assert!(rt.decide(&jwt("acme", "corp", bomb)).is_allowed());
+    }
+
+    #[test]
     fn unknown_tenant_and_public_non_invoke_are_denied() {
         let rt = RuntimePolicies::default();
         assert!(!rt
