@@ -213,5 +213,8 @@ fn bench_invoke(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench, bench_runtime, bench_invoke);
+// Invoke first: `bench_runtime` asserts 1,000 policies where compilation now makes 1,900
+// (one `svid.jwt` permit per function), and `bench`'s admission query lacks the schema's
+// required `manifest`; both panic on the parent commit too (left for their owners).
+criterion_group!(benches, bench_invoke, bench_runtime, bench);
 criterion_main!(benches);
