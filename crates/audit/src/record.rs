@@ -53,11 +53,17 @@ pub enum Action {
     Connection,
     /// A function deployed again at an earlier version (`zerofn rollback`).
     Rollback,
+    /// A tenant's JWT issuer registered or removed (`zerofn auth jwt`).
+    AuthIssuerAdd,
+    AuthIssuerRemove,
+    /// A tenant's API key created or revoked (`zerofn apikey`); named, never shown.
+    ApiKeyCreate,
+    ApiKeyRevoke,
 }
 
 impl Action {
     /// Every action, in the order they are declared.
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 28] = [
         Action::Deploy,
         Action::Undeploy,
         Action::Invoke,
@@ -82,6 +88,10 @@ impl Action {
         Action::SvidRevoke,
         Action::Connection,
         Action::Rollback,
+        Action::AuthIssuerAdd,
+        Action::AuthIssuerRemove,
+        Action::ApiKeyCreate,
+        Action::ApiKeyRevoke,
     ];
 
     /// The action named `name` as records spell it (`tenant.create`), if any.
@@ -115,6 +125,10 @@ impl Action {
             Action::SvidRevoke => "svid.revoke",
             Action::Connection => "connection",
             Action::Rollback => "rollback",
+            Action::AuthIssuerAdd => "auth.issuer.add",
+            Action::AuthIssuerRemove => "auth.issuer.remove",
+            Action::ApiKeyCreate => "apikey.create",
+            Action::ApiKeyRevoke => "apikey.revoke",
         }
     }
 }

@@ -170,6 +170,7 @@ fn bench(c: &mut Criterion) {
         audit,
         GatewayConfig::default(),
         GatewayServices {
+            authn: Default::default(),
             policies,
             store: store.clone(),
             identity: Arc::new(identities),

@@ -1,4 +1,5 @@
-//! Who an invocation is for: a client of the public gateway, or another
+//! Who an invocation is for: a client of the public gateway (anonymous, or
+//! authenticated by a JWT or an API key, see `authn.rs`), or another
 //! function by its verified identity. The caller is what the invoke
 //! decision's principal and source context are made of, and what the
 //! invocation's audit record names.
@@ -6,7 +7,7 @@
 use std::net::IpAddr;
 
 use zerofn_identity::VerifiedSpiffeId;
-use zerofn_policy::{Principal, Source};
+use zerofn_policy::{CallerAttributes, Principal, Source};
 use zerofn_types::InvocationId;
 
 /// Who an invocation is for.
@@ -14,6 +15,23 @@ use zerofn_types::InvocationId;
 pub enum Caller {
     /// A client of the public gateway.
     Public { ip: Option<IpAddr> },
+    /// A client of the public gateway with a verified JWT of the callee
+    /// tenant's issuer `issuer` (its registered name).
+    Jwt {
+        ip: Option<IpAddr>,
+        tenant: String,
+        issuer: String,
+        subject: String,
+        claims: std::sync::Arc<serde_json::Map<String, serde_json::Value>>,
+    },
+    /// A client of the public gateway with one of the callee tenant's API
+    /// keys (`name`, public id `id`).
+    ApiKey {
+        ip: Option<IpAddr>,
+        tenant: String,
+        name: String,
+        id: String,
+    },
     /// Another function, by its verified identity.
     Function {
         tenant: String,
@@ -27,6 +45,20 @@ impl Caller {
     pub(crate) fn principal(&self) -> Principal {
         match self {
             Caller::Public { .. } => Principal::Public,
+            Caller::Jwt {
+                tenant,
+                issuer,
+                subject,
+                ..
+            } => Principal::Jwt {
+                tenant: tenant.clone(),
+                issuer: issuer.clone(),
+                subject: subject.clone(),
+            },
+            Caller::ApiKey { tenant, name, .. } => Principal::ApiKey {
+                tenant: tenant.clone(),
+                name: name.clone(),
+            },
             Caller::Function { tenant, name, .. } => Principal::Function {
                 tenant: tenant.clone(),
                 name: name.clone(),
@@ -34,9 +66,18 @@ impl Caller {
         }
     }
 
+    /// What the invoke context says about an authenticated external caller.
+    pub(crate) fn attributes(&self) -> CallerAttributes {
+        match self {
+            Caller::Jwt { claims, .. } => CallerAttributes::Claims(claims.clone()),
+            Caller::ApiKey { name, .. } => CallerAttributes::ApiKey(name.clone()),
+            Caller::Public { .. } | Caller::Function { .. } => CallerAttributes::None,
+        }
+    }
+
     pub(crate) fn source(&self) -> Source {
         match self {
-            Caller::Public { ip } => Source {
+            Caller::Public { ip } | Caller::Jwt { ip, .. } | Caller::ApiKey { ip, .. } => Source {
                 kind: "gateway",
                 ip: *ip,
                 ..Source::default()
@@ -60,6 +101,8 @@ impl Caller {
     pub(crate) fn invoke_permission(&self, callee_tenant: &str) -> String {
         match self {
             Caller::Public { .. } => "invoke:public".to_owned(),
+            Caller::Jwt { issuer, .. } => format!("invoke:jwt:{issuer}"),
+            Caller::ApiKey { .. } => "invoke:apikey".to_owned(),
             Caller::Function { tenant, name, .. } if tenant == callee_tenant => {
                 format!("invoke:{name}")
             }
@@ -72,6 +115,23 @@ impl Caller {
             Caller::Public { ip } => serde_json::json!({
                 "kind": "gateway",
                 "ip": ip.map(|ip| ip.to_string()),
+            }),
+            Caller::Jwt {
+                ip,
+                issuer,
+                subject,
+                ..
+            } => serde_json::json!({
+                "kind": "jwt",
+                "ip": ip.map(|ip| ip.to_string()),
+                "issuer": issuer,
+                "subject": subject,
+            }),
+            Caller::ApiKey { ip, name, id, .. } => serde_json::json!({
+                "kind": "apikey",
+                "ip": ip.map(|ip| ip.to_string()),
+                "name": name,
+                "key_id": id,
             }),
             Caller::Function {
                 spiffe_id,

@@ -96,6 +96,8 @@ pub struct GatewayServices {
     /// Rate and concurrency limits per tenant (set by the control plane);
     /// the functions' own are kept beside them.
     pub limits: crate::InvokeLimits,
+    /// The tenants' JWT issuers and API keys in force.
+    pub authn: zerofn_authn::Authenticators,
 }
 
 /// The public gateway.
@@ -114,6 +116,10 @@ pub struct Gateway {
     logs: InvocationLogs,
     /// Rate and concurrency limits per function and per tenant.
     limits: crate::InvokeLimits,
+    /// The tenants' JWT issuers and API keys in force.
+    authn: zerofn_authn::Authenticators,
+    /// Failed authentications per client address.
+    auth_failures: zerofn_authn::FailureLimiter,
 }
 
 impl Gateway {
@@ -128,6 +134,7 @@ impl Gateway {
         let bodies = BodyBudget::new(config.max_body_bytes_in_flight);
         let logs = services.logs;
         let limits = services.limits;
+        let authn = services.authn;
         let host = Arc::new(HostServices {
             audit: audit.clone(),
             policies: services.policies,
@@ -144,6 +151,8 @@ impl Gateway {
             bodies,
             logs,
             limits,
+            authn,
+            auth_failures: zerofn_authn::FailureLimiter::new(),
         })
     }
 
@@ -182,6 +191,14 @@ impl Gateway {
 
     pub(crate) fn limits(&self) -> &crate::ratelimit::RateLimits {
         self.limits.limits()
+    }
+
+    pub(crate) fn authenticators(&self) -> &zerofn_authn::Authenticators {
+        &self.authn
+    }
+
+    pub(crate) fn auth_failures(&self) -> &zerofn_authn::FailureLimiter {
+        &self.auth_failures
     }
 
     /// Serve the gateway on `listener` until `shutdown` turns true.

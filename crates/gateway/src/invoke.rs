@@ -68,11 +68,27 @@ impl Gateway {
                 )
                 .await;
         };
-        let caller = Caller::Public { ip };
         let (mut parts, body) = req.into_parts();
         // Only the platform speaks in its header namespace, in any
         // spelling; it says who called and which invocation this is.
         strip_platform_headers(&mut parts.headers);
+        // Who is calling, proved from the head (`authn.rs`).
+        let caller = match self
+            .authenticate(&function, &parts.headers, ip, id, started)
+            .await
+        {
+            Ok(caller) => caller,
+            Err(refusal) => return refusal,
+        };
+        crate::authn::present(
+            &caller,
+            &mut parts.headers,
+            function
+                .artifact()
+                .manifest()
+                .permissions
+                .pass_authorization,
+        );
         let mut unrecorded =
             Unrecorded::new(self.audit().clone(), &function, id, &caller, 0, started);
 
@@ -307,6 +323,7 @@ impl Gateway {
                     path: path.to_owned(),
                     source: caller.source(),
                     depth,
+                    caller: caller.attributes(),
                 },
             });
         let listed = decision_json(

@@ -4,8 +4,8 @@
 //! records one audit record per invocation before the response leaves.
 //!
 //! Modules: `gateway.rs` (configuration, services, the listener),
-//! `invoke.rs` (the invoke path, public and nested), `caller.rs` (who an
-//! invocation is for), `host/` (what a running function may ask of the
+//! `invoke.rs` (the invoke path, public and nested), `authn.rs` (external
+//! callers proved from the request head), `caller.rs` (who an invocation is for), `host/` (what a running function may ask of the
 //! platform, one file per capability), `routes.rs` (the route table and
 //! route spaces), `limits.rs` (bounds across requests), `output.rs`
 //! (guests' stdout and stderr into the log store, off the invoke path),
@@ -36,6 +36,7 @@
 //! - A guest's output is stored (bounded, best effort) without the request
 //!   ever waiting for it: a full queue drops it and says so in the log.
 
+mod authn;
 mod caller;
 mod errors;
 mod gateway;
@@ -47,6 +48,7 @@ mod policies;
 mod ratelimit;
 mod routes;
 
+pub use authn::{CLAIMS_HEADER, EXTERNAL_CALLER_HEADER};
 pub use caller::Caller;
 pub use errors::error_response;
 pub use gateway::{Gateway, GatewayConfig, GatewayServices, INVOCATION_HEADER};

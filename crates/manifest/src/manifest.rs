@@ -23,7 +23,8 @@
 //! call = ["billing"]          # functions of the same tenant it may call
 //!
 //! [invoke]                    # optional: who may invoke it (default: ["public"])
-//! from = ["public", "checkout", "tenant:partner", "event:orders"]
+//! from = ["public", "checkout", "tenant:partner", "event:orders", "jwt:corp", "apikey"]
+//! pass_authorization = false  # optional: whether the function sees `Authorization`
 //!
 //! [config]                    # optional: runtime configuration (wasi:config)
 //! greeting = "hello"
@@ -253,6 +254,13 @@ struct RawPermissions {
 #[serde(deny_unknown_fields)]
 struct RawInvoke {
     from: Vec<String>,
+    /// Whether the function sees the caller's `Authorization` header.
+    #[serde(default)]
+    pass_authorization: bool,
+}
+
+fn public_only() -> Vec<String> {
+    vec!["public".to_owned()]
 }
 
 fn too_many(key: &'static str, count: usize) -> Result<(), ManifestError> {
@@ -305,10 +313,11 @@ fn check_permissions(
         })?;
         p.call.insert(callee.as_str().to_owned());
     }
-    let from = match invoke {
-        Some(invoke) => invoke.from,
-        None => vec!["public".to_owned()],
+    let (from, pass_authorization) = match invoke {
+        Some(invoke) => (invoke.from, invoke.pass_authorization),
+        None => (public_only(), false),
     };
+    p.pass_authorization = pass_authorization;
     too_many("invoke.from", from.len())?;
     for text in &from {
         let source = InvokeSource::parse(text).map_err(|problem| ManifestError::Permission {

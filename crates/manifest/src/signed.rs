@@ -131,6 +131,7 @@ impl Manifest {
             // Follows from `[config]` being non-empty, which is signed below.
             config: _,
             invoke_from,
+            pass_authorization,
         } = permissions;
         let layers: Map<String, Value> = layers
             .iter()
@@ -140,10 +141,18 @@ impl Manifest {
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
+        let mut invoke = serde_json::json!({"from": sorted_strings(invoke_from.iter().map(ToString::to_string))});
+        // Written only when set, so manifests signed before the key existed keep their
+        // content (and digest).
+        if *pass_authorization {
+            if let Some(o) = invoke.as_object_mut() {
+                o.insert("pass_authorization".into(), Value::Bool(true));
+            }
+        }
         let content = serde_json::json!({
             "component": component,
             "config": config,
-            "invoke": {"from": sorted_strings(invoke_from.iter().map(ToString::to_string))},
+            "invoke": invoke,
             "layers": layers,
             "limits": limits_value(limits),
             "name": name.as_str(),

@@ -17,6 +17,7 @@
 //! denial here, whatever the policies said.
 
 mod admission;
+mod claims;
 mod control;
 mod decision;
 mod error;
@@ -40,8 +41,8 @@ pub use decision::{Decision, Permit, Reason};
 pub use error::PolicyError;
 pub use permissions::{GrantError, InvokeSource, KvGrant, KvMode, Permissions};
 pub use runtime::{
-    Principal, RequestContext, Resource, RuntimeAction, RuntimePolicies, RuntimePoliciesBuilder,
-    RuntimeRequest, Source,
+    CallerAttributes, Principal, RequestContext, Resource, RuntimeAction, RuntimePolicies,
+    RuntimePoliciesBuilder, RuntimeRequest, Source,
 };
 
 /// The schema text, for `zerofn policy schema` and documentation.

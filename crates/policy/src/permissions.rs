@@ -56,8 +56,8 @@ pub enum GrantError {
         name: String,
         why: &'static str,
     },
-    /// An invoke source of none of the four forms.
-    #[error("`{text}` is not `public`, a function name, `tenant:<name>` or `event:<name>`")]
+    /// An invoke source of none of the forms.
+    #[error("`{text}` is not `public`, a function name, `tenant:<name>`, `event:<name>`, `jwt:<issuer>` or `apikey`")]
     NotInvokeSource { text: String },
 }
 
@@ -120,6 +120,10 @@ pub enum InvokeSource {
     Tenant(String),
     /// `"event:<name>"`: an event source of the same tenant.
     Event(String),
+    /// `"jwt:<issuer>"`: a bearer of a verified JWT of the tenant's issuer `<issuer>`.
+    Jwt(String),
+    /// `"apikey"`: a holder of one of the tenant's API keys scoped to the function.
+    ApiKey,
 }
 
 impl InvokeSource {
@@ -131,6 +135,10 @@ impl InvokeSource {
         };
         if text == "public" {
             Ok(InvokeSource::Public)
+        } else if text == "apikey" {
+            Ok(InvokeSource::ApiKey)
+        } else if let Some(i) = text.strip_prefix("jwt:") {
+            named("issuer", i).map(InvokeSource::Jwt)
         } else if let Some(t) = text.strip_prefix("tenant:") {
             named("tenant", t).map(InvokeSource::Tenant)
         } else if let Some(e) = text.strip_prefix("event:") {
@@ -152,6 +160,8 @@ impl std::fmt::Display for InvokeSource {
             InvokeSource::Function(n) => f.write_str(n),
             InvokeSource::Tenant(t) => write!(f, "tenant:{t}"),
             InvokeSource::Event(e) => write!(f, "event:{e}"),
+            InvokeSource::Jwt(i) => write!(f, "jwt:{i}"),
+            InvokeSource::ApiKey => f.write_str("apikey"),
         }
     }
 }
@@ -166,6 +176,9 @@ pub struct Permissions {
     pub config: bool,
     /// Who may invoke it.
     pub invoke_from: BTreeSet<InvokeSource>,
+    /// Whether the function sees the caller's `Authorization` header (`[invoke]
+    /// pass_authorization`); removed before it runs otherwise.
+    pub pass_authorization: bool,
 }
 
 impl Permissions {
@@ -182,6 +195,8 @@ impl Permissions {
             // Reading one's own configuration is not a power over anything else.
             config: _,
             invoke_from,
+            // Seeing the caller's own credential is no power over anything else.
+            pass_authorization: _,
         } = self;
         let mut atoms = BTreeSet::new();
         for grant in kv {
@@ -195,7 +210,11 @@ impl Permissions {
         atoms.extend(call.iter().map(|f| format!("call {f}")));
         atoms.extend(invoke_from.iter().filter_map(|s| match s {
             InvokeSource::Tenant(t) => Some(format!("invoke from tenant:{t}")),
-            InvokeSource::Public | InvokeSource::Function(_) | InvokeSource::Event(_) => None,
+            InvokeSource::Public
+            | InvokeSource::Function(_)
+            | InvokeSource::Event(_)
+            | InvokeSource::Jwt(_)
+            | InvokeSource::ApiKey => None,
         }));
         atoms
     }
@@ -310,6 +329,14 @@ pub fn compile(tenant: &str, name: &str, permissions: &Permissions) -> String {
                 "principal == Zerofn::EventSource::{}",
                 lit(&format!("{tenant}/{e}"))
             ),
+            InvokeSource::Jwt(i) => format!(
+                "principal in Zerofn::Issuer::{}",
+                lit(&format!("{tenant}/{i}"))
+            ),
+            InvokeSource::ApiKey => format!(
+                "principal is Zerofn::ApiKey in Zerofn::Tenant::{}",
+                lit(tenant)
+            ),
         };
         let _ = writeln!(
             out,
@@ -344,6 +371,7 @@ mod tests {
                 .iter()
                 .map(|f| InvokeSource::parse(f).unwrap())
                 .collect(),
+            pass_authorization: false,
         };
         let old = perms(&["orders:read-write"], &["billing"], &["public"]);
         assert!(perms(&["orders:read"], &[], &["public"])
@@ -427,8 +455,11 @@ mod tests {
                 InvokeSource::Function("checkout".into()),
                 InvokeSource::Tenant("partner".into()),
                 InvokeSource::Event("orders".into()),
+                InvokeSource::Jwt("corp".into()),
+                InvokeSource::ApiKey,
             ]
             .into(),
+            pass_authorization: false,
         };
         let text = compile_checked("acme", "shop", &p).unwrap();
         let set = crate::PolicySet::parse(&text).unwrap();
@@ -445,8 +476,12 @@ mod tests {
                 "acme/shop/invoke/checkout",
                 "acme/shop/invoke/tenant:partner",
                 "acme/shop/invoke/event:orders",
+                "acme/shop/invoke/jwt:corp",
+                "acme/shop/invoke/apikey",
             ]
         );
+        assert!(text.contains(r#"principal in Zerofn::Issuer::"acme/corp""#));
+        assert!(text.contains(r#"principal is Zerofn::ApiKey in Zerofn::Tenant::"acme""#));
         assert!(text.contains(r#"resource == Zerofn::Bucket::"acme/orders""#));
     }
 

@@ -35,6 +35,15 @@ pub enum Principal {
     Function { tenant: String, name: String },
     /// An event source of a tenant.
     EventSource { tenant: String, name: String },
+    /// An external caller with a JWT of the tenant's issuer `issuer` (its registered
+    /// name), for the token's `sub`.
+    Jwt {
+        tenant: String,
+        issuer: String,
+        subject: String,
+    },
+    /// An external caller with the tenant's API key `name`.
+    ApiKey { tenant: String, name: String },
 }
 
 impl Principal {
@@ -42,9 +51,10 @@ impl Principal {
     pub fn tenant(&self) -> Option<&str> {
         match self {
             Principal::Public => None,
-            Principal::Function { tenant, .. } | Principal::EventSource { tenant, .. } => {
-                Some(tenant)
-            }
+            Principal::Function { tenant, .. }
+            | Principal::EventSource { tenant, .. }
+            | Principal::Jwt { tenant, .. }
+            | Principal::ApiKey { tenant, .. } => Some(tenant),
         }
     }
 
@@ -57,6 +67,17 @@ impl Principal {
             }
             Principal::EventSource { tenant, name } => {
                 format!(r#"Zerofn::EventSource::"{tenant}/{name}""#)
+            }
+            Principal::Jwt {
+                tenant,
+                issuer,
+                subject,
+            } => format!(
+                r#"Zerofn::JwtCaller::"{tenant}/{issuer}/{}""#,
+                subject.escape_debug()
+            ),
+            Principal::ApiKey { tenant, name } => {
+                format!(r#"Zerofn::ApiKey::"{tenant}/{name}""#)
             }
         }
     }
@@ -128,6 +149,18 @@ pub struct Source {
     pub function: Option<String>,
 }
 
+/// What the invoke context says about an authenticated external caller.
+#[derive(Clone, Debug, Default)]
+pub enum CallerAttributes {
+    /// Not an authenticated external caller: `context.claims` has empty well-known claims.
+    #[default]
+    None,
+    /// A JWT caller's verified claims (`context.claims`).
+    Claims(Arc<serde_json::Map<String, serde_json::Value>>),
+    /// An API key caller (`context.apiKey`, its name).
+    ApiKey(String),
+}
+
 /// The context of one request, typed per action.
 #[derive(Clone, Debug)]
 pub enum RequestContext {
@@ -136,6 +169,8 @@ pub enum RequestContext {
         path: String,
         source: Source,
         depth: u32,
+        /// The verified attributes of an external caller.
+        caller: CallerAttributes,
     },
     Key(String),
     List(u64),
@@ -230,6 +265,18 @@ impl TenantSet {
             }
         }
         let mut entities = vec![principal_entity, resource_entity];
+        if let Principal::Jwt { tenant, issuer, .. } = principal {
+            // The issuer entity, so `principal in Zerofn::Issuer::"<tenant>/<issuer>"` holds.
+            let t = types()?;
+            entities.push(
+                Entity::new(
+                    typed_uid(&t.issuer, &format!("{tenant}/{issuer}")),
+                    HashMap::new(),
+                    HashSet::from([typed_uid(&t.tenant, tenant)]),
+                )
+                .map_err(|e| PolicyError::Request(e.to_string()))?,
+            );
+        }
         for tenant in [principal.tenant(), resource_tenant(resource)]
             .into_iter()
             .flatten()
@@ -379,6 +426,9 @@ struct Types {
     caller: EntityTypeName,
     event_source: EntityTypeName,
     action: EntityTypeName,
+    jwt_caller: EntityTypeName,
+    issuer: EntityTypeName,
+    api_key: EntityTypeName,
 }
 
 fn types() -> Result<&'static Types, PolicyError> {
@@ -394,6 +444,9 @@ fn types() -> Result<&'static Types, PolicyError> {
                 caller: t("Zerofn::Caller")?,
                 event_source: t("Zerofn::EventSource")?,
                 action: t("Zerofn::Action")?,
+                jwt_caller: t("Zerofn::JwtCaller")?,
+                issuer: t("Zerofn::Issuer")?,
+                api_key: t("Zerofn::ApiKey")?,
             })
         })
         .as_ref()
@@ -450,6 +503,12 @@ fn uid_of_principal(p: &Principal) -> Result<EntityUid, PolicyError> {
         Principal::EventSource { tenant, name } => {
             typed_uid(&t.event_source, &format!("{tenant}/{name}"))
         }
+        Principal::Jwt {
+            tenant,
+            issuer,
+            subject,
+        } => typed_uid(&t.jwt_caller, &format!("{tenant}/{issuer}/{subject}")),
+        Principal::ApiKey { tenant, name } => typed_uid(&t.api_key, &format!("{tenant}/{name}")),
     })
 }
 
@@ -472,6 +531,24 @@ fn principal_entity(p: &Principal) -> Result<Entity, PolicyError> {
         Principal::EventSource { tenant, name } => {
             named_entity(&types()?.event_source, tenant, name)
         }
+        Principal::Jwt {
+            tenant,
+            issuer,
+            subject,
+        } => {
+            let t = types()?;
+            Entity::new(
+                typed_uid(&t.jwt_caller, &format!("{tenant}/{issuer}/{subject}")),
+                HashMap::from([
+                    ("tenant".to_owned(), s(tenant)),
+                    ("issuer".to_owned(), s(issuer)),
+                    ("subject".to_owned(), s(subject)),
+                ]),
+                HashSet::from([typed_uid(&t.issuer, &format!("{tenant}/{issuer}"))]),
+            )
+            .map_err(|e| PolicyError::Request(e.to_string()))
+        }
+        Principal::ApiKey { tenant, name } => named_entity(&types()?.api_key, tenant, name),
     }
 }
 
@@ -542,6 +619,7 @@ fn context(c: &RequestContext) -> Result<Context, PolicyError> {
             path,
             source,
             depth,
+            caller,
         } => {
             let mut fields = vec![("kind".to_owned(), s(source.kind))];
             if let Some(ip) = source.ip {
@@ -558,12 +636,23 @@ fn context(c: &RequestContext) -> Result<Context, PolicyError> {
             }
             let source = RestrictedExpression::new_record(fields)
                 .map_err(|e| PolicyError::Request(e.to_string()))?;
-            vec![
+            let mut pairs = vec![
                 ("method".to_owned(), s(method)),
                 ("path".to_owned(), s(path)),
                 ("source".to_owned(), source),
                 ("depth".to_owned(), long(u64::from(*depth))),
-            ]
+            ];
+            match caller {
+                CallerAttributes::None => pairs.push(("claims".to_owned(), crate::claims::empty())),
+                CallerAttributes::Claims(claims) => {
+                    pairs.push(("claims".to_owned(), crate::claims::record(claims)));
+                }
+                CallerAttributes::ApiKey(name) => {
+                    pairs.push(("claims".to_owned(), crate::claims::empty()));
+                    pairs.push(("apiKey".to_owned(), s(name)));
+                }
+            }
+            pairs
         }
         RequestContext::Key(key) => vec![("key".to_owned(), s(key))],
         RequestContext::List(cursor) => vec![("cursor".to_owned(), long(*cursor))],
@@ -620,6 +709,7 @@ mod tests {
                     ..Source::default()
                 },
                 depth: 0,
+                caller: CallerAttributes::None,
             },
         }
     }
@@ -761,6 +851,84 @@ mod tests {
                 assert_eq!(rt.decide(&r).is_allowed(), inside, "round {round}, {ip}");
             }
         }
+    }
+
+    #[test]
+    fn jwt_and_api_key_callers_are_principals_with_claims_in_the_context() {
+        let p = Permissions {
+            invoke_from: [InvokeSource::Jwt("corp".into()), InvokeSource::ApiKey].into(),
+            ..Permissions::default()
+        };
+        let rt = policies(
+            &[("acme", "orders", p)],
+            &[(
+                "acme",
+                r#"@id("writers-only")
+                forbid (principal in Zerofn::Issuer::"acme/corp", action == Zerofn::Action::"invoke", resource)
+                unless { context.claims.scope like "*orders:write*" };
+                @id("no-ci-on-fridays")
+                forbid (principal is Zerofn::ApiKey, action, resource) when { context has apiKey && context.apiKey == "old" };"#,
+            )],
+        );
+        let jwt = |tenant: &str, issuer: &str, claims: serde_json::Value| {
+            let mut r = invoke(
+                Principal::Jwt {
+                    tenant: tenant.into(),
+                    issuer: issuer.into(),
+                    subject: "alice".into(),
+                },
+                "acme",
+                "orders",
+            );
+            if let RequestContext::Invoke { caller, .. } = &mut r.context {
+                *caller = CallerAttributes::Claims(Arc::new(claims.as_object().unwrap().clone()));
+            }
+            r
+        };
+        let writer = serde_json::json!({"iss": "https://idp", "sub": "alice", "aud": "x",
+            "scope": "orders:read orders:write", "nested": {"a": [1, "b", {"c": true}]}, "n": null, "f": 1.5});
+        let d = rt.decide(&jwt("acme", "corp", writer.clone()));
+        assert!(d.is_allowed(), "{d:?}");
+        // The scope array form (`scp`) counts as well.
+        let scp = serde_json::json!({"sub": "alice", "scp": ["orders:write"]});
+        assert!(rt.decide(&jwt("acme", "corp", scp)).is_allowed());
+        let reader = serde_json::json!({"sub": "alice", "scope": "orders:read"});
+        let d = rt.decide(&jwt("acme", "corp", reader));
+        assert!(!d.is_allowed());
+        assert_eq!(d.determining(), ["writers-only"]);
+        // Another issuer, or the same issuer name of another tenant: not the grant.
+        assert!(!rt
+            .decide(&jwt("acme", "other", writer.clone()))
+            .is_allowed());
+        assert!(!rt.decide(&jwt("evil", "corp", writer)).is_allowed());
+        // API keys of the tenant; a deep claim set stays bounded and decides.
+        let key = |tenant: &str, name: &str| {
+            let mut r = invoke(
+                Principal::ApiKey {
+                    tenant: tenant.into(),
+                    name: name.into(),
+                },
+                "acme",
+                "orders",
+            );
+            if let RequestContext::Invoke { caller, .. } = &mut r.context {
+                *caller = CallerAttributes::ApiKey(name.into());
+            }
+            r
+        };
+        assert!(rt.decide(&key("acme", "ci")).is_allowed());
+        assert!(!rt.decide(&key("acme", "old")).is_allowed());
+        assert!(!rt.decide(&key("evil", "ci")).is_allowed());
+        // The public caller is not admitted, and the claims forbid does not err for it.
+        let d = rt.decide(&invoke(Principal::Public, "acme", "orders"));
+        assert!(!d.is_allowed() && d.determining().is_empty(), "{d:?}");
+        let mut deep = serde_json::json!("x");
+        for _ in 0..200 {
+            deep = serde_json::json!({ "d": deep });
+        }
+        let bomb = serde_json::json!({"sub": "alice", "scope": "orders:write", "deep": deep,
+            "wide": (0..10_000).map(|i| format!("k{i}")).collect::<Vec<_>>()});
+        assert!(rt.decide(&jwt("acme", "corp", bomb)).is_allowed());
     }
 
     #[test]

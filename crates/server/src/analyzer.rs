@@ -225,6 +225,7 @@ mod tests {
             call: ["billing".to_owned()].into(),
             config: false,
             invoke_from: [InvokeSource::Public].into(),
+            pass_authorization: false,
         };
         let granted = granted_units(&p);
         assert_eq!(

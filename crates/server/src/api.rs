@@ -40,6 +40,7 @@ use crate::authz::ControlAuthz;
 use crate::control::{ControlError, ControlPlane, DeployAuthority, DeployRequest};
 use crate::operators::{Operators, DEFAULT_OPERATOR_TTL};
 
+mod callers;
 mod queries;
 mod routes;
 
@@ -78,6 +79,8 @@ pub(crate) struct Api {
     pub(crate) audit_tree: crate::AuditTree,
     /// The platform's metrics (`GET /metrics`).
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// External callers' JWT issuers and API keys.
+    pub(crate) callers: crate::callers::Shared,
 }
 
 /// Who a request authenticated as.

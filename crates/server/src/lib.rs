@@ -18,6 +18,7 @@ mod answers;
 mod api;
 mod auth;
 mod authz;
+mod callers;
 mod clock;
 mod control;
 mod datadir;
@@ -222,6 +223,8 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         store.clone(),
         audit.clone(),
     )?);
+    let callers = Arc::new(callers::ExternalCallers::new(store.clone(), audit.clone()));
+    callers.reload().await?;
     let served = control.restore().await?;
     tracing::info!(functions = served, "restored deployments");
     let limited = control.load_tenant_limits().await?;
@@ -285,6 +288,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
             identity: control.identities_arc(),
             logs,
             limits: control.invoke_limits().clone(),
+            authn: callers.authenticators().clone(),
         },
     );
     if let Some((certificates, interval)) = gateway_certificates {
@@ -310,6 +314,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         refusals,
         audit_tree: audit_tree.clone(),
         metrics: metrics.clone(),
+        callers,
     });
     if let Some(listener) = metrics_listener {
         tasks.spawn(metrics::serve(

@@ -55,6 +55,18 @@ pub enum StoreError {
         digest: String,
         functions: String,
     },
+    #[error("JWT issuer `{name}` is already registered for tenant `{tenant}`; remove it first to change it")]
+    IssuerExists { tenant: String, name: String },
+    #[error(
+        "JWT issuer `{name}` is not registered for tenant `{tenant}`; see `zerofn auth jwt list`"
+    )]
+    NoSuchIssuer { tenant: String, name: String },
+    #[error(
+        "API key `{name}` already exists for tenant `{tenant}`; revoke it or pick another name"
+    )]
+    ApiKeyExists { tenant: String, name: String },
+    #[error("API key `{name}` does not exist for tenant `{tenant}`; see `zerofn apikey list`")]
+    NoSuchApiKey { tenant: String, name: String },
     #[error("operator `{0}` does not exist; see `zerofn operator list`")]
     NoSuchOperator(String),
     #[error("the database connection is unusable after an earlier panic")]
@@ -78,6 +90,8 @@ impl StoreError {
                 | StoreError::NoSuchVersion { .. }
                 | StoreError::NoSuchLayer { .. }
                 | StoreError::NoSuchOperator(_)
+                | StoreError::NoSuchIssuer { .. }
+                | StoreError::NoSuchApiKey { .. }
         )
     }
 }

@@ -31,6 +31,7 @@ mod audit_tree;
 mod deployments;
 mod error;
 mod history;
+mod external_callers;
 mod invocation_logs;
 mod kv;
 mod layers;
@@ -53,6 +54,7 @@ pub use audit_tree::CheckpointRow;
 pub use deployments::{DeploymentRow, DeploymentSummary, VersionRecord};
 pub use error::StoreError;
 pub use history::{KeptVersion, NewVersion, VersionOrigin, VersionSummary, DEFAULT_KEEP_VERSIONS};
+pub use external_callers::{ApiKeyRow, JwtIssuerRow};
 pub use invocation_logs::{
     log_timestamp, LogAppend, LogLineRow, LogPage, LogQuery, LogWriter, NewLogLine,
 };
@@ -227,6 +229,7 @@ impl Store {
         let conn = open_connection(&path)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(operators::SCHEMA)?;
+        conn.execute_batch(external_callers::SCHEMA)?;
         conn.execute_batch(audit_tree::SCHEMA)?;
         conn.execute_batch(tenant_limits::SCHEMA)?;
         migrate(&conn)?;

@@ -6,6 +6,7 @@
 mod admission;
 mod attest;
 mod audit;
+mod callers;
 mod client;
 mod layer;
 mod logs;
@@ -166,6 +167,12 @@ enum Command {
     /// Operators' client certificates and the control policy.
     #[command(subcommand)]
     Operator(operator::OperatorCommand),
+    /// External callers' JWT issuers (`auth jwt add|list|remove`).
+    #[command(subcommand)]
+    Auth(callers::AuthCommand),
+    /// API keys for external callers (`apikey create|list|revoke`).
+    #[command(subcommand)]
+    Apikey(callers::ApiKeyCommand),
 }
 
 #[derive(Args)]
@@ -498,6 +505,8 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Operator(cmd) => operator::run(&data_dir, cmd).await,
+        Command::Auth(cmd) => callers::run_auth(&data_dir, cmd).await,
+        Command::Apikey(cmd) => callers::run_apikey(&data_dir, cmd).await,
     }
 }
 

@@ -156,7 +156,7 @@ macro_rules! public {
 }
 
 /// Every route of the control API.
-pub(super) static ROUTES: [Route; 49] = [
+pub(super) static ROUTES: [Route; 55] = [
     public!(GET "/v1/health", health),
     // The trust bundle is public: peers need it before they can authenticate anything.
     public!(GET "/v1/identity/bundle", trust_bundle),
@@ -178,6 +178,13 @@ pub(super) static ROUTES: [Route; 49] = [
     operator!(DELETE "/v1/tenants/{tenant}/keys/{key_id}", TenantManage on PathTenant, refusal ApiAuthorize, remove_key),
     operator!(POST "/v1/tenants/{tenant}/identities", TenantManage on PathTenant, refusal TenantIdentityAdd, add_identity),
     operator!(DELETE "/v1/tenants/{tenant}/identities/{id}", TenantManage on PathTenant, refusal ApiAuthorize, remove_identity),
+    // External callers of the tenant's functions: JWT issuers and API keys.
+    operator!(GET "/v1/tenants/{tenant}/auth/jwt", TenantRead on PathTenant, refusal ApiAuthorize, list_jwt_issuers),
+    operator!(POST "/v1/tenants/{tenant}/auth/jwt", TenantManage on PathTenant, refusal AuthIssuerAdd, add_jwt_issuer),
+    operator!(DELETE "/v1/tenants/{tenant}/auth/jwt/{name}", TenantManage on PathTenant, refusal ApiAuthorize, remove_jwt_issuer),
+    operator!(GET "/v1/tenants/{tenant}/apikeys", TenantRead on PathTenant, refusal ApiAuthorize, list_api_keys),
+    operator!(POST "/v1/tenants/{tenant}/apikeys", TenantManage on PathTenant, refusal ApiKeyCreate, create_api_key),
+    operator!(DELETE "/v1/tenants/{tenant}/apikeys/{name}", TenantManage on PathTenant, refusal ApiAuthorize, revoke_api_key),
     operator!(GET "/v1/tenants/{tenant}/layers", TenantRead on PathTenant, refusal ApiAuthorize, list_layers),
     operator!(POST "/v1/tenants/{tenant}/layers", TenantManage on PathTenant, refusal LayerPublish, publish_layer),
     operator!(DELETE "/v1/tenants/{tenant}/layers/{digest}", TenantManage on PathTenant, refusal ApiAuthorize, delete_layer),
@@ -452,6 +459,48 @@ mod tests {
             (
                 "DELETE",
                 "/v1/tenants/acme/identities/x",
+                TenantManage,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "GET",
+                "/v1/tenants/acme/auth/jwt",
+                TenantRead,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "POST",
+                "/v1/tenants/acme/auth/jwt",
+                TenantManage,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "DELETE",
+                "/v1/tenants/acme/auth/jwt/corp",
+                TenantManage,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "GET",
+                "/v1/tenants/acme/apikeys",
+                TenantRead,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "POST",
+                "/v1/tenants/acme/apikeys",
+                TenantManage,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "DELETE",
+                "/v1/tenants/acme/apikeys/ci",
                 TenantManage,
                 PathTenant,
                 t("acme"),

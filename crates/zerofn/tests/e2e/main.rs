@@ -9,6 +9,7 @@
 mod admission;
 mod attest;
 mod audit_log;
+mod authn;
 mod capabilities;
 mod conformance;
 mod gateway_hardening;

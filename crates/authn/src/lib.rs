@@ -1,0 +1,48 @@
+#![forbid(unsafe_code)]
+//! Authenticated ingress: proves who an external caller of the public gateway is.
+//!
+//! Two kinds of caller: a bearer of a JWT signed by an issuer the tenant registered
+//! (`jwt:<issuer>` in a function's `[invoke] from`), and a holder of an API key the tenant
+//! created (`apikey`). The gateway asks [`Registry::authenticate`] from the request head,
+//! before any body is read; the [`VerifiedCaller`] it gets back becomes the Cedar principal
+//! of the invoke decision. Modules: `jose.rs` (strict compact JWS and JSON parsing),
+//! `jwk.rs` (algorithms, an issuer's public keys, the signature check), `jwt.rs` (issuer
+//! registration and claim checks), `apikey.rs` (key creation, salted hashes, constant-time
+//! comparison), `registry.rs` (every tenant's issuers and keys, the credential of a request),
+//! `ratelimit.rs` (failures cost the caller).
+//!
+//! # Trust
+//! Trusts the issuers and keys a tenant registered through the control plane (admitted by
+//! the control policy) and the OS random source. Trusts nothing in a request: tokens are
+//! bounded to 64 KiB before decoding, parsed strictly, verified only with registered keys
+//! and allowlisted algorithms (never `none`, never HMAC), and their claims checked with a
+//! bounded leeway. No token, key or secret is held in an error, a `Debug` output or a
+//! record: errors name only what failed.
+//!
+//! # Falls short
+//! - A JWKS is registered from a file; fetching `--jwks-url` (https, cached, refreshed on an
+//!   unknown `kid`) is not implemented yet: such a registration is refused.
+//! - ES512 (P-521) and HMAC algorithms are not supported (ring has no P-521; HMAC would
+//!   make the issuer's secret the platform's).
+
+mod apikey;
+mod error;
+mod jose;
+mod jwk;
+mod jwt;
+mod ratelimit;
+mod registry;
+
+pub use apikey::{NewApiKey, PresentedKey, StoredKey, PREFIX as API_KEY_PREFIX};
+pub use error::{AuthnError, ConfigError};
+pub use jose::MAX_TOKEN_BYTES;
+pub use jwk::{Algorithm, Jwks, MAX_KEYS};
+pub use jwt::{
+    unverified_issuer, Issuer, VerifiedToken, DEFAULT_LEEWAY_SECS, MAX_LEEWAY_SECS,
+    MAX_SUBJECT_BYTES,
+};
+pub use ratelimit::FailureLimiter;
+pub use registry::{Accepts, ApiKeyEntry, Authenticators, Credential, Registry, VerifiedCaller};
+
+#[cfg(test)]
+mod tests;
