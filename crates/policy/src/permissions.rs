@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use crate::PolicyError;
+use zerofn_egress::{EgressRule, HostPattern};
 
 /// How a function may use one key-value bucket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -166,6 +167,8 @@ pub struct Permissions {
     pub config: bool,
     /// Who may invoke it.
     pub invoke_from: BTreeSet<InvokeSource>,
+    /// Outbound HTTP destinations (`[egress] allow`), in manifest order.
+    pub egress: Vec<EgressRule>,
 }
 
 impl Permissions {
@@ -182,6 +185,7 @@ impl Permissions {
             // Reading one's own configuration is not a power over anything else.
             config: _,
             invoke_from,
+            egress,
         } = self;
         let mut atoms = BTreeSet::new();
         for grant in kv {
@@ -193,6 +197,7 @@ impl Permissions {
             }
         }
         atoms.extend(call.iter().map(|f| format!("call {f}")));
+        atoms.extend(egress.iter().map(|r| format!("egress {r}")));
         atoms.extend(invoke_from.iter().filter_map(|s| match s {
             InvokeSource::Tenant(t) => Some(format!("invoke from tenant:{t}")),
             InvokeSource::Public | InvokeSource::Function(_) | InvokeSource::Event(_) => None,
@@ -301,6 +306,24 @@ pub fn compile(tenant: &str, name: &str, permissions: &Permissions) -> String {
             id = lit(&format!("{tenant}/{name}/config")),
         );
     }
+    let mut egress_ids = BTreeSet::new();
+    for rule in &permissions.egress {
+        // Two entries whose URLs read the same once made an id get a
+        // numbered suffix, so a manifest never compiles to a repeated id.
+        let base = egress_policy_id(tenant, name, rule);
+        let mut id = base.clone();
+        let mut n = 1;
+        while !egress_ids.insert(id.clone()) {
+            n += 1;
+            id = format!("{base}/{n}");
+        }
+        let _ = writeln!(
+            out,
+            "@id({id})\npermit (principal == {me}, action == Zerofn::Action::\"http.outbound\", resource)\nwhen {{ {conditions} }};",
+            id = lit(&id),
+            conditions = egress_conditions(rule),
+        );
+    }
     for source in &permissions.invoke_from {
         let principal = match source {
             InvokeSource::Public => r#"principal == Zerofn::Caller::"public""#.to_owned(),
@@ -318,6 +341,73 @@ pub fn compile(tenant: &str, name: &str, permissions: &Permissions) -> String {
         );
     }
     out
+}
+
+/// The id of the policy an `[egress] allow` entry compiles to:
+/// `<tenant>/<fn>/egress/<url>`, the entry's canonical URL with `*` read as
+/// `_` and any other character policy ids do not allow dropped or read as
+/// `_`, at most 128 characters.
+pub fn egress_policy_id(tenant: &str, name: &str, rule: &EgressRule) -> String {
+    let url: String = rule
+        .url()
+        .chars()
+        .filter(|c| !matches!(c, '[' | ']'))
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut id = format!("{tenant}/{name}/egress/{url}");
+    id.truncate(120);
+    id
+}
+
+/// A Cedar `like` pattern matching `prefix` literally, then anything.
+fn like_prefix(prefix: &str) -> String {
+    let escaped = lit(prefix);
+    let inner = escaped
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or("")
+        .replace('*', "\\*");
+    format!("\"{inner}*\"")
+}
+
+/// The conditions of one egress entry on the request's `Host` resource
+/// (`name`, and `parent`: the name without its first label) and its
+/// context (`scheme`, `port`, `path`, `method`), as the host reads them.
+fn egress_conditions(rule: &EgressRule) -> String {
+    let mut c = vec![
+        format!("context.scheme == {}", lit(rule.scheme.as_str())),
+        format!("context.port == {}", rule.port),
+    ];
+    c.push(match &rule.host {
+        HostPattern::Exact(n) => format!("resource.name == {}", lit(n)),
+        HostPattern::Ip(_) => format!("resource.name == {}", lit(&rule.host.to_string())),
+        // One more label exactly: the host's parent is the suffix and it
+        // is not the suffix itself.
+        HostPattern::Wildcard(suffix) => format!(
+            "resource.parent == {s} && resource.name != {s}",
+            s = lit(suffix)
+        ),
+    });
+    match rule.path_prefix.as_deref() {
+        None => {}
+        Some(p) if p.ends_with('/') => c.push(format!("context.path like {}", like_prefix(p))),
+        Some(p) => c.push(format!(
+            "(context.path == {} || context.path like {})",
+            lit(p),
+            like_prefix(&format!("{p}/"))
+        )),
+    }
+    if !rule.methods.is_empty() {
+        let list: Vec<String> = rule.methods.iter().map(|m| lit(m)).collect();
+        c.push(format!("[{}].contains(context.method)", list.join(", ")));
+    }
+    c.join(" && ")
 }
 
 /// Parses the compiled text back, for callers that want to be sure the
@@ -344,6 +434,7 @@ mod tests {
                 .iter()
                 .map(|f| InvokeSource::parse(f).unwrap())
                 .collect(),
+            egress: Vec::new(),
         };
         let old = perms(&["orders:read-write"], &["billing"], &["public"]);
         assert!(perms(&["orders:read"], &[], &["public"])
@@ -429,6 +520,16 @@ mod tests {
                 InvokeSource::Event("orders".into()),
             ]
             .into(),
+            egress: vec![
+                EgressRule::parse("https://api.stripe.com", &[], &[]).unwrap(),
+                EgressRule::parse("https://*.s3.amazonaws.com:443", &[], &[]).unwrap(),
+                EgressRule::parse(
+                    "http://inventory.internal:8080/v1/",
+                    &["GET".into()],
+                    &["10.0.0.0/8".into()],
+                )
+                .unwrap(),
+            ],
         };
         let text = compile_checked("acme", "shop", &p).unwrap();
         let set = crate::PolicySet::parse(&text).unwrap();
@@ -441,6 +542,9 @@ mod tests {
                 "acme/shop/call/billing",
                 "acme/shop/identity",
                 "acme/shop/config",
+                "acme/shop/egress/https://api.stripe.com:443",
+                "acme/shop/egress/https://_.s3.amazonaws.com:443",
+                "acme/shop/egress/http://inventory.internal:8080/v1/",
                 "acme/shop/invoke/public",
                 "acme/shop/invoke/checkout",
                 "acme/shop/invoke/tenant:partner",
