@@ -56,4 +56,5 @@ pub use limits::{
 pub use output::{InvocationLogs, LogRetention, QUEUE_BYTES, QUEUE_INVOCATIONS};
 pub use policies::Policies;
 pub use routes::{PrefixTaken, RouteSpace, RouteTable, Routes};
+pub use zerofn_egress::{EgressClient, EgressConfig, EgressLimits};
 pub use zerofn_listener::PeerAddr;

@@ -487,7 +487,10 @@ fn resource_entity(r: &Resource) -> Result<Entity, PolicyError> {
         Resource::Host(h) => Entity::new(
             typed_uid(&types()?.host, h),
             HashMap::from([
-                ("name".to_owned(), RestrictedExpression::new_string(h.clone())),
+                (
+                    "name".to_owned(),
+                    RestrictedExpression::new_string(h.clone()),
+                ),
                 ("parent".to_owned(), s(host_parent(h))),
             ]),
             HashSet::new(),
@@ -679,7 +682,11 @@ mod tests {
                 url: url.into(),
                 scheme: scheme.into(),
                 port,
-                path: if path.is_empty() { "/".into() } else { path.into() },
+                path: if path.is_empty() {
+                    "/".into()
+                } else {
+                    path.into()
+                },
             },
         }
     }
@@ -700,9 +707,17 @@ mod tests {
         };
         let rt = policies(&[("acme", "shop", p)], &[]);
         let allowed = |m: &str, u: &str| rt.decide(&outbound("acme", "shop", m, u)).is_allowed();
-        let d = rt.decide(&outbound("acme", "shop", "POST", "https://api.stripe.com/v1/charges"));
+        let d = rt.decide(&outbound(
+            "acme",
+            "shop",
+            "POST",
+            "https://api.stripe.com/v1/charges",
+        ));
         assert!(d.is_allowed(), "{d:?}");
-        assert_eq!(d.determining(), ["acme/shop/egress/https://api.stripe.com:443"]);
+        assert_eq!(
+            d.determining(),
+            ["acme/shop/egress/https://api.stripe.com:443"]
+        );
         assert!(allowed("GET", "https://bucket.s3.amazonaws.com/k"));
         assert!(allowed("GET", "http://inventory.internal:8080/v1/items"));
         assert!(allowed("GET", "http://db.internal:5432/x"));
@@ -740,7 +755,12 @@ mod tests {
             .decide(&outbound("acme", "shop", "GET", "https://api.stripe.com/"))
             .is_allowed());
         assert!(!rt
-            .decide(&outbound("acme", "shop", "DELETE", "https://api.stripe.com/"))
+            .decide(&outbound(
+                "acme",
+                "shop",
+                "DELETE",
+                "https://api.stripe.com/"
+            ))
             .is_allowed());
     }
 

@@ -40,6 +40,9 @@ pub(crate) fn granted_units(p: &Permissions) -> BTreeSet<String> {
     for s in &p.invoke_from {
         out.insert(format!("invoke:{s}"));
     }
+    for r in &p.egress {
+        out.insert(format!("egress:{}", r.url()));
+    }
     out
 }
 
@@ -225,6 +228,7 @@ mod tests {
             call: ["billing".to_owned()].into(),
             config: false,
             invoke_from: [InvokeSource::Public].into(),
+            egress: Vec::new(),
         };
         let granted = granted_units(&p);
         assert_eq!(

@@ -11,6 +11,7 @@ mod attest;
 mod audit_log;
 mod capabilities;
 mod conformance;
+mod egress;
 mod gateway_hardening;
 mod golden;
 mod hardening_memory;
