@@ -52,6 +52,8 @@ pub struct GatewayConfig {
     /// Invocations one public request may cause in all through
     /// function-to-function calls, itself included.
     pub max_invocations_per_request: u32,
+    /// The egress gateway: DNS server, extra CA bundle, limits.
+    pub egress: zerofn_egress::EgressConfig,
 }
 
 impl GatewayConfig {
@@ -80,6 +82,7 @@ impl Default for GatewayConfig {
             max_connections_per_ip: 512,
             refusal_aggregation_interval: Duration::from_secs(10),
             max_invocations_per_request: crate::limits::MAX_TREE_INVOCATIONS,
+            egress: zerofn_egress::EgressConfig::default(),
         }
     }
 }
@@ -98,6 +101,19 @@ pub struct GatewayServices {
     pub limits: crate::InvokeLimits,
     /// The tenants' JWT issuers and API keys in force.
     pub authn: zerofn_authn::Authenticators,
+}
+
+/// The egress client of `config`. `zerofn up` checks the configuration
+/// (the CA bundle) before it gets here; should it fail anyway, there is no
+/// client and every outbound request is refused (fail closed).
+fn egress_client(config: &zerofn_egress::EgressConfig) -> Option<Arc<zerofn_egress::EgressClient>> {
+    match zerofn_egress::EgressClient::new(config) {
+        Ok(c) => Some(Arc::new(c)),
+        Err(error) => {
+            tracing::error!(%error, "egress is unavailable; every outbound request will be refused");
+            None
+        }
+    }
 }
 
 /// The public gateway.
@@ -140,6 +156,7 @@ impl Gateway {
             policies: services.policies,
             store: services.store,
             identity: services.identity,
+            egress: egress_client(&config.egress),
         });
         Arc::new(Gateway {
             routes,

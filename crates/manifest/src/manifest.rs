@@ -28,9 +28,17 @@
 //!
 //! [config]                    # optional: runtime configuration (wasi:config)
 //! greeting = "hello"
+//!
+//! [egress]                    # optional: outbound HTTP destinations (none by default)
+//! allow = [
+//!   "https://api.stripe.com",                   # scheme, host, port by scheme
+//!   "https://*.s3.amazonaws.com:443",           # `*.`: exactly one more label
+//!   { url = "http://inventory.internal:8080/v1/", methods = ["GET"] },
+//!   { url = "http://db.internal:5432", allow_ranges = ["10.0.0.0/8"] },
+//! ]
 //! ```
 //!
-//! `[permissions]` and `[invoke]` compile to Cedar policies
+//! `[permissions]`, `[invoke]` and `[egress]` compile to Cedar policies
 //! (`zerofn_policy::permissions`); declaring `[config]` lets the function
 //! read those values and nothing else.
 //!
@@ -48,6 +56,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use zerofn_egress::EgressRule;
 use zerofn_policy::{InvokeSource, KvGrant, Permissions};
 
 use crate::error::ManifestError;
@@ -93,19 +102,23 @@ pub const MAX_CONFIG_ENTRIES: usize = 64;
 pub const MAX_CONFIG_VALUE: usize = 4096;
 /// Most grants in one `[permissions]` or `[invoke]` list.
 pub const MAX_GRANTS: usize = 64;
+/// Most `[egress] allow` entries.
+pub const MAX_EGRESS_RULES: usize = zerofn_egress::MAX_RULES;
 
 fn serialize_permissions<S: serde::Serializer>(
     p: &Permissions,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeMap;
-    let mut map = serializer.serialize_map(Some(4))?;
+    let mut map = serializer.serialize_map(Some(5))?;
     let kv: Vec<String> = p.kv.iter().map(ToString::to_string).collect();
     map.serialize_entry("kv", &kv)?;
     map.serialize_entry("call", &p.call)?;
     map.serialize_entry("config", &p.config)?;
     let from: Vec<String> = p.invoke_from.iter().map(ToString::to_string).collect();
     map.serialize_entry("invoke_from", &from)?;
+    let egress: Vec<String> = p.egress.iter().map(ToString::to_string).collect();
+    map.serialize_entry("egress", &egress)?;
     map.end()
 }
 
@@ -198,7 +211,8 @@ impl Manifest {
             layers.insert(import, digest);
         }
         let config = check_config(raw.config.unwrap_or_default())?;
-        let permissions = check_permissions(raw.permissions, raw.invoke, !config.is_empty())?;
+        let mut permissions = check_permissions(raw.permissions, raw.invoke, !config.is_empty())?;
+        permissions.egress = check_egress(raw.egress)?;
         let version = raw.version.map(check_version).transpose()?;
         Ok(Manifest {
             name,
@@ -232,7 +246,88 @@ struct RawManifest {
     permissions: Option<RawPermissions>,
     invoke: Option<RawInvoke>,
     config: Option<BTreeMap<String, String>>,
+    egress: Option<RawEgress>,
     version: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEgress {
+    allow: Vec<toml::Value>,
+}
+
+/// Reads `[egress] allow`: each entry a URL string or a table with `url`
+/// and optional `methods` and `allow_ranges`; any other key is refused.
+fn check_egress(raw: Option<RawEgress>) -> Result<Vec<EgressRule>, ManifestError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let bad = |problem: String| ManifestError::Permission {
+        key: "egress.allow",
+        problem,
+    };
+    if raw.allow.len() > MAX_EGRESS_RULES {
+        return Err(bad(format!(
+            "{} entries, more than the {MAX_EGRESS_RULES} allowed",
+            raw.allow.len()
+        )));
+    }
+    let strings = |v: &toml::Value, key: &str| -> Result<Vec<String>, ManifestError> {
+        v.as_array()
+            .and_then(|a| a.iter().map(|x| x.as_str().map(str::to_owned)).collect())
+            .ok_or_else(|| bad(format!("`{key}` must be a list of strings")))
+    };
+    let mut rules: Vec<EgressRule> = Vec::new();
+    for entry in &raw.allow {
+        let (url, methods, ranges) = match entry {
+            toml::Value::String(url) => (url.clone(), Vec::new(), Vec::new()),
+            toml::Value::Table(t) => {
+                if let Some(k) = t
+                    .keys()
+                    .find(|k| !matches!(k.as_str(), "url" | "methods" | "allow_ranges"))
+                {
+                    return Err(bad(format!(
+                        "unknown key `{}` in an entry; expected `url`, `methods` or `allow_ranges`",
+                        excerpt(k)
+                    )));
+                }
+                let url = t
+                    .get("url")
+                    .and_then(toml::Value::as_str)
+                    .ok_or_else(|| bad("an entry table needs `url = \"...\"`".into()))?;
+                let methods = t
+                    .get("methods")
+                    .map(|v| strings(v, "methods"))
+                    .transpose()?;
+                let ranges = t
+                    .get("allow_ranges")
+                    .map(|v| strings(v, "allow_ranges"))
+                    .transpose()?;
+                (
+                    url.to_owned(),
+                    methods.unwrap_or_default(),
+                    ranges.unwrap_or_default(),
+                )
+            }
+            _ => {
+                return Err(bad(
+                    "each entry is a URL string or a table with `url`".into()
+                ))
+            }
+        };
+        if methods.len() > 16 || ranges.len() > 16 {
+            return Err(bad("an entry lists at most 16 methods and 16 ranges".into()));
+        }
+        let rule = EgressRule::parse(&url, &methods, &ranges).map_err(|e| bad(e.to_string()))?;
+        if rules.iter().any(|r| r.url() == rule.url()) {
+            return Err(bad(format!(
+                "`{}` is listed twice; merge its methods and ranges into one entry",
+                rule.url()
+            )));
+        }
+        rules.push(rule);
+    }
+    Ok(rules)
 }
 
 /// Checks a manifest or statement version: 1 to [`MAX_VERSION`].
@@ -1501,6 +1596,81 @@ max_body_kb = 0
             m.permissions.invoke_from.iter().collect::<Vec<_>>(),
             [&InvokeSource::Public]
         );
+    }
+
+    #[test]
+    fn egress_entries_are_parsed_and_compile() {
+        let m = Manifest::from_toml(&format!(
+            "{MINIMAL}\n[egress]\nallow = [\"https://api.stripe.com\", \"https://*.s3.amazonaws.com:443\", {{ url = \"http://inventory.internal:8080/v1/\", methods = [\"GET\"] }}, {{ url = \"http://db.internal:5432\", allow_ranges = [\"10.0.0.0/8\"] }}]\n"
+        ))
+        .unwrap();
+        let urls: Vec<String> = m.permissions.egress.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://api.stripe.com:443",
+                "https://*.s3.amazonaws.com:443",
+                "http://inventory.internal:8080/v1/ GET",
+                "http://db.internal:5432 +10.0.0.0/8"
+            ]
+        );
+        let text =
+            zerofn_policy::permissions::compile_checked("acme", "hello", &m.permissions).unwrap();
+        assert!(
+            text.contains("acme/hello/egress/https://api.stripe.com:443"),
+            "{text}"
+        );
+        // Signed, so a changed allowlist is a changed manifest.
+        let signed = m.signed_content().as_value().to_string();
+        assert!(
+            signed.contains("https://*.s3.amazonaws.com:443"),
+            "{signed}"
+        );
+        // No [egress]: the signed content is what it was before egress existed.
+        let plain = Manifest::from_toml(MINIMAL)
+            .unwrap()
+            .signed_content()
+            .as_value()
+            .to_string();
+        assert!(!plain.contains("egress"), "{plain}");
+    }
+
+    #[test]
+    fn bad_egress_entries_are_named() {
+        for (extra, needle) in [
+            ("[egress]\nallow = [\"api.stripe.com\"]", "no `://`"),
+            (
+                "[egress]\nallow = [\"ftp://x.com\"]",
+                "`egress.allow` is invalid",
+            ),
+            ("[egress]\nallow = [\"https://u@x.com\"]", "userinfo"),
+            ("[egress]\nallow = [\"https://*.com\"]", "wildcard"),
+            (
+                "[egress]\nallow = [{ url = \"https://x.com\", method = [\"GET\"] }]",
+                "unknown key `method`",
+            ),
+            (
+                "[egress]\nallow = [{ url = \"https://x.com\", methods = [\"BREW\"] }]",
+                "BREW",
+            ),
+            (
+                "[egress]\nallow = [{ url = \"https://x.com\", allow_ranges = [\"10/8\"] }]",
+                "CIDR",
+            ),
+            ("[egress]\nallow = [{ methods = [\"GET\"] }]", "needs `url"),
+            ("[egress]\nallow = [1]", "URL string or a table"),
+            (
+                "[egress]\nallow = [\"https://x.com\", \"https://X.com:443\"]",
+                "listed twice",
+            ),
+            (
+                "[egress]\ndeny = [\"https://x.com\"]",
+                "unknown field `deny`",
+            ),
+        ] {
+            let e = err(&format!("{MINIMAL}\n{extra}\n")).to_string();
+            assert!(e.contains(needle), "{extra}: {e}");
+        }
     }
 
     #[test]

@@ -132,6 +132,7 @@ impl Manifest {
             config: _,
             invoke_from,
             pass_authorization,
+            egress,
         } = permissions;
         let layers: Map<String, Value> = layers
             .iter()
@@ -163,6 +164,15 @@ impl Manifest {
             "routes": sorted_strings(routes.iter().map(|r| r.as_str().to_owned())),
             "tenant": tenant.as_str(),
         });
+        let mut content = content;
+        // Only when present, so manifests without `[egress]` sign exactly
+        // what they signed before egress existed.
+        if let (false, Some(obj)) = (egress.is_empty(), content.as_object_mut()) {
+            obj.insert(
+                "egress".into(),
+                serde_json::json!({"allow": sorted_strings(egress.iter().map(ToString::to_string))}),
+            );
+        }
         SignedContent(sorted(&content))
     }
 }

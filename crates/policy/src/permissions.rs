@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use crate::PolicyError;
+use zerofn_egress::{EgressRule, HostPattern};
 
 /// How a function may use one key-value bucket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -179,6 +180,8 @@ pub struct Permissions {
     /// Whether the function sees the caller's `Authorization` header (`[invoke]
     /// pass_authorization`); removed before it runs otherwise.
     pub pass_authorization: bool,
+    /// Outbound HTTP destinations (`[egress] allow`), in manifest order.
+    pub egress: Vec<EgressRule>,
 }
 
 impl Permissions {
@@ -197,6 +200,7 @@ impl Permissions {
             invoke_from,
             // Seeing the caller's own credential is no power over anything else.
             pass_authorization: _,
+            egress,
         } = self;
         let mut atoms = BTreeSet::new();
         for grant in kv {
@@ -208,6 +212,7 @@ impl Permissions {
             }
         }
         atoms.extend(call.iter().map(|f| format!("call {f}")));
+        atoms.extend(egress.iter().map(|r| format!("egress {r}")));
         atoms.extend(invoke_from.iter().filter_map(|s| match s {
             InvokeSource::Tenant(t) => Some(format!("invoke from tenant:{t}")),
             InvokeSource::Public
@@ -320,6 +325,24 @@ pub fn compile(tenant: &str, name: &str, permissions: &Permissions) -> String {
             id = lit(&format!("{tenant}/{name}/config")),
         );
     }
+    let mut egress_ids = BTreeSet::new();
+    for rule in &permissions.egress {
+        // Two entries whose URLs read the same once made an id get a
+        // numbered suffix, so a manifest never compiles to a repeated id.
+        let base = egress_policy_id(tenant, name, rule);
+        let mut id = base.clone();
+        let mut n = 1;
+        while !egress_ids.insert(id.clone()) {
+            n += 1;
+            id = format!("{base}/{n}");
+        }
+        let _ = writeln!(
+            out,
+            "@id({id})\npermit (principal == {me}, action == Zerofn::Action::\"http.outbound\", resource)\nwhen {{ {conditions} }};",
+            id = lit(&id),
+            conditions = egress_conditions(rule),
+        );
+    }
     for source in &permissions.invoke_from {
         let principal = match source {
             InvokeSource::Public => r#"principal == Zerofn::Caller::"public""#.to_owned(),
@@ -347,6 +370,73 @@ pub fn compile(tenant: &str, name: &str, permissions: &Permissions) -> String {
     out
 }
 
+/// The id of the policy an `[egress] allow` entry compiles to:
+/// `<tenant>/<fn>/egress/<url>`, the entry's canonical URL with `*` read as
+/// `_` and any other character policy ids do not allow dropped or read as
+/// `_`, at most 128 characters.
+pub fn egress_policy_id(tenant: &str, name: &str, rule: &EgressRule) -> String {
+    let url: String = rule
+        .url()
+        .chars()
+        .filter(|c| !matches!(c, '[' | ']'))
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut id = format!("{tenant}/{name}/egress/{url}");
+    id.truncate(120);
+    id
+}
+
+/// A Cedar `like` pattern matching `prefix` literally, then anything.
+fn like_prefix(prefix: &str) -> String {
+    let escaped = lit(prefix);
+    let inner = escaped
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or("")
+        .replace('*', "\\*");
+    format!("\"{inner}*\"")
+}
+
+/// The conditions of one egress entry on the request's `Host` resource
+/// (`name`, and `parent`: the name without its first label) and its
+/// context (`scheme`, `port`, `path`, `method`), as the host reads them.
+fn egress_conditions(rule: &EgressRule) -> String {
+    let mut c = vec![
+        format!("context.scheme == {}", lit(rule.scheme.as_str())),
+        format!("context.port == {}", rule.port),
+    ];
+    c.push(match &rule.host {
+        HostPattern::Exact(n) => format!("resource.name == {}", lit(n)),
+        HostPattern::Ip(_) => format!("resource.name == {}", lit(&rule.host.to_string())),
+        // One more label exactly: the host's parent is the suffix and it
+        // is not the suffix itself.
+        HostPattern::Wildcard(suffix) => format!(
+            "resource.parent == {s} && resource.name != {s}",
+            s = lit(suffix)
+        ),
+    });
+    match rule.path_prefix.as_deref() {
+        None => {}
+        Some(p) if p.ends_with('/') => c.push(format!("context.path like {}", like_prefix(p))),
+        Some(p) => c.push(format!(
+            "(context.path == {} || context.path like {})",
+            lit(p),
+            like_prefix(&format!("{p}/"))
+        )),
+    }
+    if !rule.methods.is_empty() {
+        let list: Vec<String> = rule.methods.iter().map(|m| lit(m)).collect();
+        c.push(format!("[{}].contains(context.method)", list.join(", ")));
+    }
+    c.join(" && ")
+}
+
 /// Parses the compiled text back, for callers that want to be sure the
 /// compilation validates (it always should: tests check every form).
 pub fn compile_checked(
@@ -372,6 +462,7 @@ mod tests {
                 .map(|f| InvokeSource::parse(f).unwrap())
                 .collect(),
             pass_authorization: false,
+            egress: Vec::new(),
         };
         let old = perms(&["orders:read-write"], &["billing"], &["public"]);
         assert!(perms(&["orders:read"], &[], &["public"])
@@ -460,6 +551,16 @@ mod tests {
             ]
             .into(),
             pass_authorization: false,
+            egress: vec![
+                EgressRule::parse("https://api.stripe.com", &[], &[]).unwrap(),
+                EgressRule::parse("https://*.s3.amazonaws.com:443", &[], &[]).unwrap(),
+                EgressRule::parse(
+                    "http://inventory.internal:8080/v1/",
+                    &["GET".into()],
+                    &["10.0.0.0/8".into()],
+                )
+                .unwrap(),
+            ],
         };
         let text = compile_checked("acme", "shop", &p).unwrap();
         let set = crate::PolicySet::parse(&text).unwrap();
@@ -472,6 +573,9 @@ mod tests {
                 "acme/shop/call/billing",
                 "acme/shop/identity",
                 "acme/shop/config",
+                "acme/shop/egress/https://api.stripe.com:443",
+                "acme/shop/egress/https://_.s3.amazonaws.com:443",
+                "acme/shop/egress/http://inventory.internal:8080/v1/",
                 "acme/shop/invoke/public",
                 "acme/shop/invoke/checkout",
                 "acme/shop/invoke/tenant:partner",

@@ -181,6 +181,11 @@ pub enum RequestContext {
     Outbound {
         method: String,
         url: String,
+        /// `http` or `https`, as the platform read the URL.
+        scheme: String,
+        port: u16,
+        /// The path without the query.
+        path: String,
     },
     Audience(String),
 }
@@ -558,14 +563,25 @@ fn resource_entity(r: &Resource) -> Result<Entity, PolicyError> {
         Resource::Bucket { tenant, name } => named_entity(&types()?.bucket, tenant, name),
         Resource::Host(h) => Entity::new(
             typed_uid(&types()?.host, h),
-            HashMap::from([(
-                "name".to_owned(),
-                RestrictedExpression::new_string(h.clone()),
-            )]),
+            HashMap::from([
+                (
+                    "name".to_owned(),
+                    RestrictedExpression::new_string(h.clone()),
+                ),
+                ("parent".to_owned(), s(host_parent(h))),
+            ]),
             HashSet::new(),
         )
         .map_err(|e| PolicyError::Request(e.to_string())),
     }
+}
+
+/// A host name without its first label; "" for one label or an address.
+fn host_parent(host: &str) -> &str {
+    if host.starts_with('[') || host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return "";
+    }
+    host.split_once('.').map_or("", |(_, parent)| parent)
 }
 
 fn resource_tenant(r: &Resource) -> Option<&str> {
@@ -661,9 +677,19 @@ fn context(c: &RequestContext) -> Result<Context, PolicyError> {
             ("path".to_owned(), s(path)),
         ],
         RequestContext::Audience(a) => vec![("audience".to_owned(), s(a))],
-        RequestContext::Outbound { method, url } => {
-            vec![("method".to_owned(), s(method)), ("url".to_owned(), s(url))]
-        }
+        RequestContext::Outbound {
+            method,
+            url,
+            scheme,
+            port,
+            path,
+        } => vec![
+            ("method".to_owned(), s(method)),
+            ("url".to_owned(), s(url)),
+            ("scheme".to_owned(), s(scheme)),
+            ("port".to_owned(), long(u64::from(*port))),
+            ("path".to_owned(), s(path)),
+        ],
     };
     Context::from_pairs(pairs).map_err(|e| PolicyError::Request(e.to_string()))
 }
@@ -723,6 +749,109 @@ mod tests {
             b.add(tenant, PolicySet::parse(text).unwrap());
         }
         b.build().unwrap()
+    }
+
+    fn outbound(tenant: &str, name: &str, method: &str, url: &str) -> RuntimeRequest {
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
+                (h.to_owned(), p.parse().unwrap())
+            }
+            _ => (
+                authority.to_owned(),
+                if scheme == "https" { 443 } else { 80 },
+            ),
+        };
+        RuntimeRequest {
+            principal: function(tenant, name),
+            action: RuntimeAction::HttpOutbound,
+            resource: Resource::Host(host),
+            context: RequestContext::Outbound {
+                method: method.into(),
+                url: url.into(),
+                scheme: scheme.into(),
+                port,
+                path: if path.is_empty() {
+                    "/".into()
+                } else {
+                    path.into()
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn egress_entries_compile_to_permits_on_hosts() {
+        use zerofn_egress::EgressRule;
+        let p = Permissions {
+            egress: vec![
+                EgressRule::parse("https://api.stripe.com", &[], &[]).unwrap(),
+                EgressRule::parse("https://*.s3.amazonaws.com:443", &[], &[]).unwrap(),
+                EgressRule::parse("http://inventory.internal:8080/v1/", &["GET".into()], &[])
+                    .unwrap(),
+                EgressRule::parse("http://db.internal:5432/x", &[], &["10.0.0.0/8".into()])
+                    .unwrap(),
+            ],
+            ..Permissions::default()
+        };
+        let rt = policies(&[("acme", "shop", p)], &[]);
+        let allowed = |m: &str, u: &str| rt.decide(&outbound("acme", "shop", m, u)).is_allowed();
+        let d = rt.decide(&outbound(
+            "acme",
+            "shop",
+            "POST",
+            "https://api.stripe.com/v1/charges",
+        ));
+        assert!(d.is_allowed(), "{d:?}");
+        assert_eq!(
+            d.determining(),
+            ["acme/shop/egress/https://api.stripe.com:443"]
+        );
+        assert!(allowed("GET", "https://bucket.s3.amazonaws.com/k"));
+        assert!(allowed("GET", "http://inventory.internal:8080/v1/items"));
+        assert!(allowed("GET", "http://db.internal:5432/x"));
+        assert!(allowed("GET", "http://db.internal:5432/x/y"));
+        for (m, u) in [
+            ("GET", "http://api.stripe.com/"),
+            ("GET", "https://api.stripe.com:8443/"),
+            ("GET", "https://stripe.com/"),
+            ("GET", "https://a.b.s3.amazonaws.com/k"),
+            ("GET", "https://s3.amazonaws.com/k"),
+            ("POST", "http://inventory.internal:8080/v1/items"),
+            ("GET", "http://inventory.internal:8080/v2/items"),
+            ("GET", "http://db.internal:5432/xy"),
+            ("GET", "https://example.com/"),
+        ] {
+            assert!(!allowed(m, u), "{m} {u}");
+        }
+        // Another function of the tenant is granted nothing.
+        assert!(!rt
+            .decide(&outbound("acme", "other", "GET", "https://api.stripe.com/"))
+            .is_allowed());
+        // A tenant policy can forbid what a manifest allows.
+        let p = Permissions {
+            egress: vec![EgressRule::parse("https://api.stripe.com", &[], &[]).unwrap()],
+            ..Permissions::default()
+        };
+        let rt = policies(
+            &[("acme", "shop", p)],
+            &[(
+                "acme",
+                r#"forbid (principal, action == Zerofn::Action::"http.outbound", resource) when { context.method == "DELETE" };"#,
+            )],
+        );
+        assert!(rt
+            .decide(&outbound("acme", "shop", "GET", "https://api.stripe.com/"))
+            .is_allowed());
+        assert!(!rt
+            .decide(&outbound(
+                "acme",
+                "shop",
+                "DELETE",
+                "https://api.stripe.com/"
+            ))
+            .is_allowed());
     }
 
     #[test]

@@ -129,6 +129,42 @@ pub enum OutboundError {
     /// The request was allowed but could not be completed.
     #[error("{0}")]
     Failed(String),
+    /// The request failed on the network (egress), with the wasi:http
+    /// error code the guest gets.
+    #[error("{message}")]
+    Transport {
+        /// Which wasi:http error code.
+        code: TransportError,
+        /// For the host's logs.
+        message: String,
+    },
+}
+
+/// The wasi:http error codes an egress failure maps to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportError {
+    /// `destination-ip-prohibited`: a special-purpose address.
+    DestinationIpProhibited,
+    /// `DNS-error`.
+    DnsError,
+    /// `DNS-timeout`.
+    DnsTimeout,
+    /// `connection-refused`.
+    ConnectionRefused,
+    /// `connection-timeout`.
+    ConnectionTimeout,
+    /// `connection-limit-reached`: the function's concurrent connections.
+    ConnectionLimitReached,
+    /// `TLS-certificate-error`.
+    TlsCertificateError,
+    /// `TLS-protocol-error`.
+    TlsProtocolError,
+    /// `HTTP-response-timeout`: first byte or total time.
+    HttpResponseTimeout,
+    /// `HTTP-response-body-size`.
+    HttpResponseBodySize,
+    /// `HTTP-protocol-error`.
+    HttpProtocolError,
 }
 
 /// A guest call the sandbox refused on its own, before the platform saw

@@ -181,6 +181,26 @@ fn outbound_error(error: OutboundError, authority: &str) -> HttpError {
             tracing::warn!(host = %authority.escape_debug(), error = %message.escape_debug(), "outbound request failed");
             HttpError::InternalError(Some(message))
         }
+        OutboundError::Transport { code, message } => {
+            tracing::info!(host = %authority.escape_debug(), error = %message.escape_debug(), "outbound request failed on the network");
+            use crate::host_interface::TransportError as T;
+            match code {
+                T::DestinationIpProhibited => HttpError::DestinationIpProhibited,
+                T::DnsError => HttpError::DnsError {
+                    rcode: None,
+                    info_code: None,
+                },
+                T::DnsTimeout => HttpError::DnsTimeout,
+                T::ConnectionRefused => HttpError::ConnectionRefused,
+                T::ConnectionTimeout => HttpError::ConnectionTimeout,
+                T::ConnectionLimitReached => HttpError::ConnectionLimitReached,
+                T::TlsCertificateError => HttpError::TlsCertificateError,
+                T::TlsProtocolError => HttpError::TlsProtocolError,
+                T::HttpResponseTimeout => HttpError::HttpResponseTimeout,
+                T::HttpResponseBodySize => HttpError::HttpResponseBodySize(None),
+                T::HttpProtocolError => HttpError::HttpProtocolError,
+            }
+        }
     }
 }
 

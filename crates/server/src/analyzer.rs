@@ -40,6 +40,9 @@ pub(crate) fn granted_units(p: &Permissions) -> BTreeSet<String> {
     for s in &p.invoke_from {
         out.insert(format!("invoke:{s}"));
     }
+    for r in &p.egress {
+        out.insert(format!("egress:{}", r.url()));
+    }
     out
 }
 
@@ -226,6 +229,7 @@ mod tests {
             config: false,
             invoke_from: [InvokeSource::Public].into(),
             pass_authorization: false,
+            egress: Vec::new(),
         };
         let granted = granted_units(&p);
         assert_eq!(

@@ -57,7 +57,7 @@ pub use error::ServerError;
 pub use identity::Identities;
 pub use tlog::{audit_log_verifier, AuditTree, AUDIT_KEY_FILE};
 pub use zerofn_audit::AuditDurability;
-pub use zerofn_gateway::{GatewayConfig, LogRetention};
+pub use zerofn_gateway::{EgressClient, EgressConfig, EgressLimits, GatewayConfig, LogRetention};
 pub use zerofn_identity::TrustDomain;
 pub use zerofn_listener::TlsFileError;
 pub use zerofn_store::DEFAULT_KEEP_VERSIONS;

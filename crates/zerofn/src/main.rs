@@ -206,6 +206,14 @@ struct UpArgs {
     /// function-to-function calls, itself included.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     max_invocations_per_request: u32,
+    /// DNS server the egress gateway asks for functions' outbound hosts
+    /// (IP:PORT); default: the first nameserver in /etc/resolv.conf.
+    #[arg(long, value_name = "IP:PORT")]
+    egress_dns: Option<SocketAddr>,
+    /// PEM file of CA certificates trusted for functions' outbound HTTPS,
+    /// beside Mozilla's roots.
+    #[arg(long, value_name = "FILE")]
+    egress_ca_bundle: Option<PathBuf>,
     /// SPIFFE trust domain of the functions' identities.
     #[arg(long, default_value = "zerofn.local")]
     trust_domain: String,
@@ -540,7 +548,7 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
         api_addr: args.api_addr,
         max_instances: args.max_instances,
         max_instances_per_tenant: args.max_instances_per_tenant,
-        gateway: zerofn_gateway_config(&args),
+        gateway: zerofn_gateway_config(&args)?,
         demo_dir: args.demo.then_some(args.demo_dir),
         trust_domain: zerofn_server::TrustDomain::new(&args.trust_domain)
             .context("invalid --trust-domain")?,
@@ -595,15 +603,30 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
     Ok(())
 }
 
-fn zerofn_gateway_config(args: &UpArgs) -> zerofn_server::GatewayConfig {
-    zerofn_server::GatewayConfig {
+fn zerofn_gateway_config(args: &UpArgs) -> Result<zerofn_server::GatewayConfig> {
+    let extra_roots_pem = match &args.egress_ca_bundle {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("reading --egress-ca-bundle {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let egress = zerofn_server::EgressConfig {
+        dns: args.egress_dns,
+        extra_roots_pem,
+        limits: zerofn_server::EgressLimits::default(),
+    };
+    // Refuse a bad bundle now, not at the first outbound request.
+    zerofn_server::EgressClient::new(&egress).context("invalid --egress-ca-bundle")?;
+    Ok(zerofn_server::GatewayConfig {
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
         max_connections_per_ip: usize::try_from(args.max_connections_per_ip).unwrap_or(usize::MAX),
         max_invocations_per_request: args.max_invocations_per_request,
         header_read_timeout: std::time::Duration::from_millis(args.header_read_timeout_ms),
         body_read_timeout: std::time::Duration::from_millis(args.body_read_timeout_ms),
+        egress,
         ..zerofn_server::GatewayConfig::default()
-    }
+    })
 }
 
 /// Installs the SIGTERM and SIGINT handlers now; the future ends at the

@@ -17,8 +17,9 @@ pub(crate) enum Destination {
     Identity,
     /// A function: `http://<name>.<tenant>.fn.internal/`.
     Function { tenant: String, name: String },
-    /// Any other host (lowercased; empty when the URI has none).
-    External { host: String },
+    /// Anything else: egress, whose gateway reads the URI itself with
+    /// its own strict parser (`zerofn_egress::Target`).
+    External,
 }
 
 impl Destination {
@@ -30,7 +31,7 @@ impl Destination {
         }
         match internal_target(&host) {
             Some((tenant, name)) => Destination::Function { tenant, name },
-            None => Destination::External { host },
+            None => Destination::External,
         }
     }
 }
@@ -76,17 +77,16 @@ mod tests {
                 name: "billing".into()
             }
         );
+        assert_eq!(of("https://example.com/"), Destination::External);
+        assert_eq!(of("/relative"), Destination::External);
+        // Only the exact internal names are internal: look-alikes are egress.
         assert_eq!(
-            of("https://example.com/"),
-            Destination::External {
-                host: "example.com".into()
-            }
+            of("http://identity.fn.internal.evil.com/"),
+            Destination::External
         );
         assert_eq!(
-            of("/relative"),
-            Destination::External {
-                host: String::new()
-            }
+            of("http://billing.acme.fn.internal.:80/"),
+            Destination::External
         );
     }
 }

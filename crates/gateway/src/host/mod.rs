@@ -81,6 +81,9 @@ pub(crate) struct HostServices {
     pub(crate) policies: Policies,
     pub(crate) store: Store,
     pub(crate) identity: Arc<dyn WorkloadIdentity>,
+    /// The egress gateway's client (resolution, range checks,
+    /// connections); `None` when it could not be built: egress refused.
+    pub(crate) egress: Option<Arc<zerofn_egress::EgressClient>>,
 }
 
 /// What a function call needs of the gateway, and nothing more: find the
@@ -286,6 +289,21 @@ impl InvocationHost {
         context: RequestContext,
         what: String,
     ) -> Result<Authorized, Refusal> {
+        self.authorize_as(action, resource, context, what, None)
+            .await
+    }
+
+    /// [`InvocationHost::authorize`], naming the grant the request needs
+    /// when the capability knows it better than [`Self::permission_of`]
+    /// (egress: the matching `[egress] allow` entry).
+    async fn authorize_as(
+        &self,
+        action: RuntimeAction,
+        resource: Resource,
+        context: RequestContext,
+        what: String,
+        permission: Option<String>,
+    ) -> Result<Authorized, Refusal> {
         let identity = self
             .services
             .identity
@@ -311,7 +329,7 @@ impl InvocationHost {
             }
             Err(why) => Decision::error(format!("the function's identity is refused: {why}")),
         };
-        let permission = self.permission_of(action, &resource);
+        let permission = permission.unwrap_or_else(|| self.permission_of(action, &resource));
         let mut detail = decision_json(action, &resource, &decision, &permission);
         if let (Some(obj), Ok(id)) = (detail.as_object_mut(), &identity) {
             obj.insert("principal".into(), id.to_string().into());
@@ -422,7 +440,7 @@ impl HostCapabilities for InvocationHost {
             match Destination::of(request.uri()) {
                 Destination::Identity => Ok(self.jwt_svid(&request).await),
                 Destination::Function { tenant, name } => self.call(request, tenant, name).await,
-                Destination::External { host } => self.egress(&request, host).await,
+                Destination::External => self.egress(request).await,
             }
         })
     }

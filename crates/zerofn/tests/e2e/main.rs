@@ -12,6 +12,7 @@ mod audit_log;
 mod authn;
 mod capabilities;
 mod conformance;
+mod egress;
 mod gateway_hardening;
 mod gateway_tls;
 mod golden;
