@@ -298,8 +298,12 @@ pub struct Permissions {
     pub call: Vec<String>,
     /// Whether it may read its own `[config]` values.
     pub config: bool,
-    /// Who may invoke it (`public`, a function name, `tenant:<name>`, `event:<source>`).
+    /// Who may invoke it (`public`, a function name, `tenant:<name>`, `event:<source>`,
+    /// `jwt:<issuer>`, `apikey`).
     pub invoke_from: Vec<String>,
+    /// Outbound HTTP destinations it may reach (`[egress] allow`, normalised URLs).
+    #[serde(default)]
+    pub egress: Vec<String>,
 }
 
 /// One function in an access analysis.

@@ -32,6 +32,7 @@ fn permissions_answer(p: &zerofn_policy::permissions::Permissions) -> zerofn_api
         call: p.call.iter().cloned().collect(),
         config: p.config,
         invoke_from: p.invoke_from.iter().map(ToString::to_string).collect(),
+        egress: p.egress.iter().map(ToString::to_string).collect(),
     }
 }
 

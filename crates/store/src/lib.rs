@@ -30,8 +30,8 @@ mod audit_rows;
 mod audit_tree;
 mod deployments;
 mod error;
-mod history;
 mod external_callers;
+mod history;
 mod invocation_logs;
 mod kv;
 mod layers;
@@ -53,8 +53,8 @@ pub use audit_rows::{AuditDurability, AuditFlusher, AuditRow, AuditWriter};
 pub use audit_tree::CheckpointRow;
 pub use deployments::{DeploymentRow, DeploymentSummary, VersionRecord};
 pub use error::StoreError;
-pub use history::{KeptVersion, NewVersion, VersionOrigin, VersionSummary, DEFAULT_KEEP_VERSIONS};
 pub use external_callers::{ApiKeyRow, JwtIssuerRow};
+pub use history::{KeptVersion, NewVersion, VersionOrigin, VersionSummary, DEFAULT_KEEP_VERSIONS};
 pub use invocation_logs::{
     log_timestamp, LogAppend, LogLineRow, LogPage, LogQuery, LogWriter, NewLogLine,
 };

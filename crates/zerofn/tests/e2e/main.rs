@@ -26,9 +26,9 @@ mod logs;
 mod operators;
 mod route_space;
 mod server;
-mod versions;
 mod telemetry;
 mod tlog_tiles;
+mod versions;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
