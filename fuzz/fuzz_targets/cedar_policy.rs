@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use zerofn_policy::{
-    PolicySet, Principal, RequestContext, Resource, RuntimeAction, RuntimePoliciesBuilder,
+    CallerAttributes, PolicySet, Principal, RequestContext, Resource, RuntimeAction, RuntimePoliciesBuilder,
     RuntimeRequest, Source,
 };
 
@@ -35,6 +35,7 @@ fuzz_target!(|data: &[u8]| {
                 path: "/".into(),
                 source: Source { kind: "gateway", ip: "127.0.0.1".parse().ok(), ..Source::default() },
                 depth: 0,
+                caller: CallerAttributes::None,
             },
         ),
     ] {
