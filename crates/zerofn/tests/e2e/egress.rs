@@ -356,6 +356,46 @@ fn egress_is_enforced_against_url_tricks_forbidden_ranges_and_rebinding() {
         tried += 1;
     }
     assert!(tried >= 60);
+
+    // The same through a guest that normalises the URL with the WHATWG parser
+    // first (`new URL`, as JavaScript's `fetch` does): what reaches the host is
+    // then the parser's reading, and the host still refuses every forbidden
+    // destination.
+    s.deploy("fetchjs", "fetch-js", &["/fetchjs"], ALLOW);
+    let fetch_js = |line: &str| {
+        http(
+            &s.platform.gateway,
+            "POST",
+            "/fetchjs",
+            &[],
+            line.as_bytes(),
+        )
+    };
+    let r = fetch_js("GET http://API.Public.Test:8000/hello");
+    assert_eq!((r.status, r.text().as_str()), (200, "public"));
+    // WHATWG leaves userinfo out of the host: the request goes to the listed
+    // name without it (fetch-c hands it on and is refused).
+    let r = fetch_js("GET http://user:pw@api.public.test:8000/hello");
+    assert_eq!((r.status, r.text().as_str()), (200, "public"));
+    for name in ["loop.public.test", "meta.public.test", "private.test"] {
+        let r = fetch_js(&format!("GET http://{name}:8000/"));
+        assert_eq!(
+            (r.status, r.text()),
+            (502, "destination-IP-prohibited".to_owned()),
+            "{name}"
+        );
+    }
+    let mut normalised = 0;
+    for line in corpus
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let r = fetch_js(&format!("GET {line}"));
+        assert_ne!(r.status, 200, "{line} (normalised): {}", r.text());
+        normalised += 1;
+    }
+    assert_eq!(normalised, tried);
     for (addr, listener) in &forbidden {
         assert_eq!(
             listener.connections.load(Ordering::SeqCst),
