@@ -18,6 +18,10 @@ use crate::{Store, StoreError};
 /// (`zerofn up --keep-versions`).
 pub const DEFAULT_KEEP_VERSIONS: u32 = 5;
 
+/// Most versions a listing returns (the newest): a function deployed without end
+/// keeps a row per deploy, and one answer must stay bounded.
+pub const MAX_LISTED_VERSIONS: u32 = 1000;
+
 /// How a version came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -187,8 +191,8 @@ pub(crate) fn migrate(conn: &rusqlite::Connection) -> Result<(), StoreError> {
 }
 
 impl Store {
-    /// The versions of `tenant/name`, newest first. Empty when the function was never
-    /// deployed.
+    /// The versions of `tenant/name`, newest first, at most [`MAX_LISTED_VERSIONS`].
+    /// Empty when the function was never deployed.
     pub async fn list_versions(
         &self,
         tenant: &TenantName,
@@ -208,9 +212,9 @@ impl Store {
                 .optional()?;
             let mut stmt = conn.prepare(
                 "SELECT number, kind, rollback_to, digest, signer, manifest_version, routes, deployed_at, deployed_by, component IS NOT NULL \
-                 FROM deployment_history WHERE tenant = ?1 AND name = ?2 ORDER BY number DESC",
+                 FROM deployment_history WHERE tenant = ?1 AND name = ?2 ORDER BY number DESC LIMIT ?3",
             )?;
-            let rows = stmt.query_map(params![tenant, name], |r| {
+            let rows = stmt.query_map(params![tenant, name, MAX_LISTED_VERSIONS], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,
@@ -427,6 +431,28 @@ mod tests {
         let v = store.list_versions(&t("acme"), &f("a")).await.unwrap();
         assert_eq!(v[0].origin, VersionOrigin::Rollback { to: 1 });
         assert!(v[0].current);
+    }
+
+    #[tokio::test]
+    async fn a_listing_returns_at_most_the_newest_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create_tenant(&t("acme"), "t").await.unwrap();
+        let extra = 3u64;
+        for _ in 0..u64::from(MAX_LISTED_VERSIONS) + extra {
+            store
+                .put_deployment(
+                    row("a", &["/a"]),
+                    eq(),
+                    new_version(VersionOrigin::Deploy, 1),
+                )
+                .await
+                .unwrap();
+        }
+        let listed = store.list_versions(&t("acme"), &f("a")).await.unwrap();
+        assert_eq!(listed.len(), MAX_LISTED_VERSIONS as usize);
+        assert_eq!(listed[0].number, u64::from(MAX_LISTED_VERSIONS) + extra);
+        assert_eq!(listed.last().unwrap().number, extra + 1);
     }
 
     #[tokio::test]
