@@ -7,9 +7,9 @@
 //! bespoke format.
 
 use sha2::{Digest as _, Sha256};
-use zerofn_store::{AuditRow, Store};
+use zerofn_store::{AuditRow, PruneBoundary, Store};
 
-use crate::AuditError;
+use crate::{Action, AuditError, Outcome};
 
 /// `prev_hash` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -109,24 +109,100 @@ pub(crate) fn check_link(prev: (i64, &str), r: &AuditRow) -> Result<(), AuditErr
     Ok(())
 }
 
-/// Walk the whole chain from the first record; the first broken link is an
-/// error naming its sequence number.
+/// Walk the whole chain from the first kept record (the genesis hash, or
+/// the boundary of a pruning); the first broken link is an error naming its
+/// sequence number.
 pub fn verify_chain(store: &Store) -> Result<ChainHead, AuditError> {
-    let mut prev: (i64, String) = (0, GENESIS_HASH.to_owned());
+    let mut walk = ChainWalk::start(store)?;
     loop {
-        let page = store.audit_page_blocking(prev.0, PAGE)?;
+        let page = store.audit_page_blocking(walk.prev.0, PAGE)?;
         if page.is_empty() {
             break;
         }
-        for r in page {
-            check_link((prev.0, &prev.1), &r)?;
-            prev = (r.seq, r.hash);
+        for r in &page {
+            walk.step(r)?;
         }
     }
-    Ok(ChainHead {
-        records: prev.0,
-        hash: prev.1,
-    })
+    let (records, hash) = walk.finish()?;
+    Ok(ChainHead { records, hash })
+}
+
+/// A walk along the chain from where the kept log starts: each record must
+/// continue it, and a pruned prefix must be announced by the `audit.prune`
+/// record the boundary names (so rows deleted behind the platform's back,
+/// with a boundary row written to match, do not verify).
+pub(crate) struct ChainWalk {
+    pub(crate) prev: (i64, String),
+    pub(crate) boundary: Option<PruneBoundary>,
+    attested: bool,
+}
+
+impl ChainWalk {
+    pub(crate) fn start(store: &Store) -> Result<ChainWalk, AuditError> {
+        let boundary = store.audit_prune_boundary_blocking()?;
+        let prev = match &boundary {
+            Some(b) => (b.through, b.hash.clone()),
+            None => (0, GENESIS_HASH.to_owned()),
+        };
+        Ok(ChainWalk {
+            prev,
+            boundary,
+            attested: false,
+        })
+    }
+
+    /// Check `r` continues the chain and move on to it.
+    pub(crate) fn step(&mut self, r: &AuditRow) -> Result<(), AuditError> {
+        check_link((self.prev.0, &self.prev.1), r)?;
+        if let Some(b) = &self.boundary {
+            if r.seq == b.record {
+                check_prune_record(r, b)?;
+                self.attested = true;
+            }
+        }
+        self.prev = (r.seq, r.hash.clone());
+        Ok(())
+    }
+
+    /// The chain head, once every record was stepped over.
+    pub(crate) fn finish(self) -> Result<(i64, String), AuditError> {
+        if let Some(b) = &self.boundary {
+            if !self.attested {
+                return Err(AuditError::ChainBroken {
+                    seq: b.through.saturating_add(1),
+                    problem: format!(
+                        "records 1..={} are gone and no `audit.prune` record in the log accounts for them (record {} should)",
+                        b.through, b.record
+                    ),
+                });
+            }
+        }
+        Ok(self.prev)
+    }
+}
+
+/// The `audit.prune` record `r` must name the boundary `b`.
+fn check_prune_record(r: &AuditRow, b: &PruneBoundary) -> Result<(), AuditError> {
+    let detail: Option<serde_json::Value> = r
+        .detail
+        .as_deref()
+        .and_then(|d| serde_json::from_str(d).ok());
+    let names = |k: &str| detail.as_ref().and_then(|d| d.get(k)).cloned();
+    let ok = r.action == Action::AuditPrune.as_str()
+        && r.decision == Outcome::Allow.as_str()
+        && names("through") == Some(serde_json::Value::from(b.through))
+        && names("hash") == Some(serde_json::Value::from(b.hash.as_str()));
+    if ok {
+        Ok(())
+    } else {
+        Err(AuditError::ChainBroken {
+            seq: r.seq,
+            problem: format!(
+                "the pruning boundary (records 1..={} removed) names this record, but it is not an `audit.prune` record for that boundary",
+                b.through
+            ),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -37,13 +37,15 @@
 //! was edited, deleted or cut from the end ([`tree::verify_log`]). The
 //! append path is unchanged: the tree is built when a checkpoint is made.
 //! Records appended after the latest checkpoint are covered by the chain
-//! only until the next one.
+//! only until the next one. Old records' bodies may be removed ([`prune`]);
+//! their leaf hashes stay, and verification starts at the boundary.
 
 mod aggregate;
 mod chain;
 pub mod jcs;
 pub mod merkle;
 pub mod note;
+pub mod prune;
 mod record;
 pub mod tiles;
 pub mod tree;
@@ -82,6 +84,8 @@ pub enum AuditError {
     NotCovered { seq: i64, size: u64 },
     #[error("no audit record {0}")]
     NoRecord(i64),
+    #[error("audit record {seq} was pruned (records 1..={through} were removed by `zerofn audit prune`; their leaf hashes stay in the tree, so checkpoints and other records' proofs still verify)")]
+    Pruned { seq: i64, through: i64 },
     #[error("{what} {value} is out of range for tree size {size}")]
     TreeRange {
         what: &'static str,

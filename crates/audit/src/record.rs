@@ -59,11 +59,14 @@ pub enum Action {
     /// A tenant's API key created or revoked (`zerofn apikey`); named, never shown.
     ApiKeyCreate,
     ApiKeyRevoke,
+    /// Old records' bodies removed from the log (`zerofn audit prune`); the
+    /// record names the new boundary.
+    AuditPrune,
 }
 
 impl Action {
     /// Every action, in the order they are declared.
-    pub const ALL: [Action; 28] = [
+    pub const ALL: [Action; 29] = [
         Action::Deploy,
         Action::Undeploy,
         Action::Invoke,
@@ -92,6 +95,7 @@ impl Action {
         Action::AuthIssuerRemove,
         Action::ApiKeyCreate,
         Action::ApiKeyRevoke,
+        Action::AuditPrune,
     ];
 
     /// The action named `name` as records spell it (`tenant.create`), if any.
@@ -129,6 +133,7 @@ impl Action {
             Action::AuthIssuerRemove => "auth.issuer.remove",
             Action::ApiKeyCreate => "apikey.create",
             Action::ApiKeyRevoke => "apikey.revoke",
+            Action::AuditPrune => "audit.prune",
         }
     }
 }

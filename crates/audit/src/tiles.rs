@@ -55,6 +55,8 @@ pub enum TileError {
     Malformed(String),
     #[error("the tree of the latest checkpoint (size {size}) has no tile `{path}`")]
     NotInTree { path: String, size: u64 },
+    #[error("entry bundle `{path}` holds records pruned from the log (records 1..={through}); its hash tiles still serve")]
+    Pruned { path: String, through: i64 },
 }
 
 impl TilePath {
@@ -196,6 +198,16 @@ pub fn hash_tile(store: &Store, size: u64, tile: &TilePath) -> Result<Vec<u8>, T
 /// big-endian uint16 length before it.
 pub fn entry_bundle(store: &Store, size: u64, tile: &TilePath) -> Result<Vec<u8>, TileOrAudit> {
     let (start, end) = covered(tile, size)?;
+    match crate::tree::refuse_pruned(store, i64::try_from(start + 1).unwrap_or(i64::MAX)) {
+        Err(AuditError::Pruned { through, .. }) => {
+            return Err(TileError::Pruned {
+                path: format!("entries/{}", tile.index),
+                through,
+            }
+            .into())
+        }
+        other => other?,
+    }
     let rows = store
         .audit_page_blocking(
             i64::try_from(start).unwrap_or(i64::MAX),

@@ -19,7 +19,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 use zerofn_store::{AuditRow, CheckpointRow, Store};
 
-use crate::chain::{check_link, GENESIS_HASH};
+use crate::chain::{check_link, ChainWalk, GENESIS_HASH};
 use crate::merkle::{self, CompactRange, Hash, HashSource};
 use crate::note::{Checkpoint, NoteSigner, NoteVerifier};
 use crate::{jcs, AuditError, CommittedFeed, StoredRecord};
@@ -461,7 +461,21 @@ fn checkpoint_for(
 fn record(store: &Store, seq: i64) -> Result<AuditRow, AuditError> {
     match store.audit_page_blocking(seq.saturating_sub(1), 1)?.pop() {
         Some(r) if r.seq == seq => Ok(r),
-        _ => Err(AuditError::NoRecord(seq)),
+        _ => {
+            refuse_pruned(store, seq)?;
+            Err(AuditError::NoRecord(seq))
+        }
+    }
+}
+
+/// A [`AuditError::Pruned`] when record `seq` was removed by a pruning.
+pub(crate) fn refuse_pruned(store: &Store, seq: i64) -> Result<(), AuditError> {
+    match store.audit_prune_boundary_blocking()? {
+        Some(b) if seq >= 1 && seq <= b.through => Err(AuditError::Pruned {
+            seq,
+            through: b.through,
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -542,6 +556,7 @@ pub fn prove_consistency(
 
 /// Records `from..=to` (sequence numbers) with their leaf bytes.
 pub fn export(store: &Store, from: i64, to: i64) -> Result<Vec<ExportedRecord>, AuditError> {
+    refuse_pruned(store, from)?;
     let mut out = Vec::new();
     let mut after = from.saturating_sub(1).max(0);
     while after < to {
@@ -580,17 +595,41 @@ pub fn verify_log(
     let size = cp.checkpoint.size;
     let stored_leaves = store.audit_tree_len_blocking(0)?;
     let mut range = CompactRange::new();
-    let mut prev: (i64, String) = (0, GENESIS_HASH.to_owned());
+    let mut walk = ChainWalk::start(store)?;
+    if let Some(b) = &walk.boundary {
+        // Pruned records: only their leaf hashes remain, and the signed root checks them.
+        let through = u64::try_from(b.through).unwrap_or(0);
+        if through >= size {
+            return Err(AuditError::TreeMismatch(format!(
+                "records 1..={through} were pruned, but the latest checkpoint covers only {size} (a pruning never goes past a checkpoint)"
+            )));
+        }
+        let mut at = 0u64;
+        while at < through {
+            let end = (at + u64::from(PAGE) * 32).min(through);
+            let hashes = read_level(store, 0, at, end)?;
+            if hashes.len() as u64 != end - at {
+                return Err(AuditError::TreeMismatch(format!(
+                    "the tree lacks leaf hashes of pruned records {}..={end}",
+                    at + 1
+                )));
+            }
+            for h in hashes {
+                range.push(h);
+            }
+            at = end;
+        }
+    }
     let mut stored: Vec<Hash> = Vec::new();
     let mut stored_from = 0u64;
     loop {
-        let page = store.audit_page_blocking(prev.0, PAGE)?;
+        let page = store.audit_page_blocking(walk.prev.0, PAGE)?;
         if page.is_empty() {
             break;
         }
         // The tree's own leaf hashes for this page, to name a record that
         // was rewritten along with every chain hash after it.
-        let first = u64::try_from(prev.0).unwrap_or(0);
+        let first = u64::try_from(walk.prev.0).unwrap_or(0);
         let end = (first + page.len() as u64).min(u64::try_from(stored_leaves).unwrap_or(0));
         if first < end {
             stored = read_level(store, 0, first, end)?;
@@ -599,7 +638,7 @@ pub fn verify_log(
             stored.clear();
         }
         for r in page {
-            check_link((prev.0, &prev.1), &r)?;
+            walk.step(&r)?;
             let index = u64::try_from(r.seq - 1).unwrap_or(0);
             let h = merkle::leaf_hash(&leaf_bytes(&r)?);
             let kept = usize::try_from(index.saturating_sub(stored_from))
@@ -619,9 +658,9 @@ pub fn verify_log(
                     )));
                 }
             }
-            prev = (r.seq, r.hash);
         }
     }
+    let prev = walk.finish()?;
     let records = u64::try_from(prev.0).unwrap_or(0);
     if records < size {
         return Err(AuditError::Truncated {

@@ -258,7 +258,7 @@ fn matches(q: &AuditQuery, row: &AuditRow, caller: &[Option<String>; 3]) -> bool
 /// The smallest `seq` whose time satisfies `pred`, which must be false and
 /// then true along the log (records are stamped in `seq` order). A time
 /// that does not parse counts as false. Gaps in `seq` are allowed.
-fn first_seq_where(
+pub(crate) fn first_seq_where(
     tx: &rusqlite::Transaction<'_>,
     pred: impl Fn(OffsetDateTime) -> bool,
 ) -> Result<Option<i64>, StoreError> {

@@ -69,6 +69,8 @@ pub enum StoreError {
     NoSuchApiKey { tenant: String, name: String },
     #[error("operator `{0}` does not exist; see `zerofn operator list`")]
     NoSuchOperator(String),
+    #[error("the audit log changed while it was being pruned; nothing was removed (try again)")]
+    PruneRaced,
     #[error("the database connection is unusable after an earlier panic")]
     Poisoned,
     #[error("a database task failed to complete")]

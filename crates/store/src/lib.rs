@@ -25,6 +25,7 @@
 //! output is not audit.
 
 mod admission_rules;
+mod audit_prune;
 mod audit_query;
 mod audit_rows;
 mod audit_tree;
@@ -48,6 +49,7 @@ use rusqlite::Connection;
 use zerofn_types::TenantName;
 
 pub use admission_rules::{AdmissionSettingsRow, TenantIdentityRow};
+pub use audit_prune::{PruneBoundary, PrunePlan};
 pub use audit_query::{AuditPage, AuditQuery, SCAN_LIMIT as AUDIT_QUERY_SCAN_LIMIT};
 pub use audit_rows::{AuditDurability, AuditFlusher, AuditRow, AuditWriter};
 pub use audit_tree::CheckpointRow;
@@ -231,6 +233,7 @@ impl Store {
         conn.execute_batch(operators::SCHEMA)?;
         conn.execute_batch(external_callers::SCHEMA)?;
         conn.execute_batch(audit_tree::SCHEMA)?;
+        conn.execute_batch(audit_prune::SCHEMA)?;
         conn.execute_batch(tenant_limits::SCHEMA)?;
         migrate(&conn)?;
         conn.execute_batch(audit_query::SCHEMA)?;
