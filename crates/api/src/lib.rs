@@ -587,6 +587,14 @@ pub struct OperatorRemoved {
     pub revoked: Vec<String>,
 }
 
+/// `POST /v1/audit/prune`: remove the records stamped before `before`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditPrune {
+    /// A duration back from now (`90d`, `24h`) or an RFC 3339 time.
+    pub before: String,
+}
+
 /// `PUT /v1/control-policy`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -45,12 +45,14 @@ pub enum ControlAction {
     DeployRollback,
     PolicyManage,
     AuditRead,
+    /// Removing old audit records (`zerofn audit prune`).
+    AuditManage,
     OperatorManage,
 }
 
 impl ControlAction {
     /// Every control action.
-    pub const ALL: [ControlAction; 8] = [
+    pub const ALL: [ControlAction; 9] = [
         ControlAction::TenantRead,
         ControlAction::TenantManage,
         ControlAction::Deploy,
@@ -58,6 +60,7 @@ impl ControlAction {
         ControlAction::DeployRollback,
         ControlAction::PolicyManage,
         ControlAction::AuditRead,
+        ControlAction::AuditManage,
         ControlAction::OperatorManage,
     ];
 
@@ -71,6 +74,7 @@ impl ControlAction {
             ControlAction::DeployRollback => "deploy.rollback",
             ControlAction::PolicyManage => "policy.manage",
             ControlAction::AuditRead => "audit.read",
+            ControlAction::AuditManage => "audit.manage",
             ControlAction::OperatorManage => "operator.manage",
         }
     }
@@ -267,8 +271,11 @@ mod tests {
         for action in ControlAction::ALL {
             for r in [ControlResource::Platform, acme()] {
                 // The schema's combinations only: deploy is on tenants, operator.manage
-                // on the platform.
-                if (action == ControlAction::OperatorManage && r != ControlResource::Platform)
+                // and audit.manage on the platform.
+                if (matches!(
+                    action,
+                    ControlAction::OperatorManage | ControlAction::AuditManage
+                ) && r != ControlResource::Platform)
                     || (matches!(
                         action,
                         ControlAction::Deploy

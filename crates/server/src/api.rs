@@ -683,6 +683,13 @@ impl Api {
         Ok((StatusCode::OK, serde_json::json!({ "records": records })))
     }
 
+    async fn audit_prune(&self, c: Call<'_>) -> Reply {
+        let req: zerofn_api::AuditPrune = parse_json(c.body)?;
+        let before = queries::instant("before", &req.before, time::OffsetDateTime::now_utc())?;
+        let report = self.audit_tree.prune(c.actor, before).await?;
+        Ok((StatusCode::OK, to_value(report)))
+    }
+
     /// The latest checkpoint as tlog-tiles serves it: the signed note, as text.
     async fn tlog_checkpoint(&self, _: Call<'_>) -> Result<Answer, ControlError> {
         let cp = self.audit_tree.latest().await?;
@@ -1257,7 +1264,8 @@ fn status_of(e: &ControlError) -> StatusCode {
             | StoreError::PrefixTaken { .. }
             | StoreError::LayerExists { .. }
             | StoreError::LayerPinned { .. }
-            | StoreError::VersionNotKept { .. },
+            | StoreError::VersionNotKept { .. }
+            | StoreError::PruneRaced,
         ) => StatusCode::CONFLICT,
         ControlError::Store(e) if e.is_not_found() => StatusCode::NOT_FOUND,
         ControlError::NoSuchName(_) => StatusCode::NOT_FOUND,

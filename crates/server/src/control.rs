@@ -115,6 +115,7 @@ impl ControlError {
             ControlError::Store(StoreError::RouteTaken { .. }) => "route_taken",
             ControlError::Store(StoreError::PrefixTaken { .. }) => "prefix_taken",
             ControlError::Store(StoreError::VersionNotKept { .. }) => "version_not_kept",
+            ControlError::Store(StoreError::PruneRaced) => "conflict",
             ControlError::Store(e) if e.is_not_found() => "not_found",
             ControlError::NoSuchName(_) => "not_found",
             ControlError::Store(_) => "store_error",

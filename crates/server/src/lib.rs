@@ -183,7 +183,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
     )?;
     // The tree continues from its last signed checkpoint; one that does not
     // match what was signed (or a broken chain after it) stops the start.
-    let audit_tree = AuditTree::open(&store, data.root(), audit.committed_feed())?;
+    let audit_tree = AuditTree::open(&store, data.root(), &audit)?;
     let mut sandbox_cfg = SandboxConfig::new(data.cache_dir());
     sandbox_cfg.max_instances = cfg.max_instances;
     sandbox_cfg.max_instances_per_tenant = cfg.max_instances_per_tenant;

@@ -16,10 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use zerofn_audit::prune::PruneReport;
 use zerofn_audit::tree::{self, LogReport};
 use zerofn_audit::{
-    AuditError, CommittedFeed, ConsistencyProof, ExportedRecord, InclusionProof, LogTree,
-    NoteSigner, NoteVerifier, SignedCheckpoint,
+    AuditError, AuditLog, ConsistencyProof, ExportedRecord, InclusionProof, LogTree, NoteSigner,
+    NoteVerifier, SignedCheckpoint,
 };
 use zerofn_store::Store;
 
@@ -76,6 +77,7 @@ pub fn audit_log_verifier(data_dir: &Path) -> Result<NoteVerifier, ServerError> 
 pub struct AuditTree {
     tree: Arc<LogTree>,
     store: Store,
+    log: AuditLog,
 }
 
 fn internal(e: tokio::task::JoinError) -> ControlError {
@@ -89,6 +91,7 @@ fn request_error(e: AuditError) -> ControlError {
         AuditError::NoRecord(_)
         | AuditError::NotCovered { .. }
         | AuditError::TreeRange { .. }
+        | AuditError::Pruned { .. }
         | AuditError::NoCheckpoint { size: Some(_) } => ControlError::InvalidRequest(e.to_string()),
         other => ControlError::Audit(other),
     }
@@ -99,14 +102,38 @@ impl AuditTree {
     pub(crate) fn open(
         store: &Store,
         data_dir: &Path,
-        feed: CommittedFeed,
+        log: &AuditLog,
     ) -> Result<AuditTree, ServerError> {
         let signer = signing_key(data_dir)?;
-        let tree = LogTree::open(store, signer)?.with_feed(feed);
+        let tree = LogTree::open(store, signer)?.with_feed(log.committed_feed());
         tree.checkpoint()?;
         Ok(AuditTree {
             tree: Arc::new(tree),
             store: store.clone(),
+            log: log.clone(),
+        })
+    }
+
+    /// Remove the records stamped before `before` (their leaf hashes stay in the tree),
+    /// recorded as an `audit.prune` record by `actor`.
+    pub async fn prune(
+        &self,
+        actor: &str,
+        before: time::OffsetDateTime,
+    ) -> Result<PruneReport, ControlError> {
+        zerofn_audit::prune::prune(
+            &self.log,
+            self.tree.clone(),
+            self.store.clone(),
+            actor,
+            before,
+        )
+        .await
+        .map_err(|e| match e {
+            AuditError::Store(raced @ zerofn_store::StoreError::PruneRaced) => {
+                ControlError::Store(raced)
+            }
+            other => ControlError::Audit(other),
         })
     }
 

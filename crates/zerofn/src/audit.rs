@@ -1,6 +1,6 @@
 //! `zerofn audit` commands over the log's Merkle tree: the verifier key,
 //! checkpoints, inclusion and consistency proofs, export with leaf bytes,
-//! and full verification.
+//! full verification, and pruning old records.
 //!
 //! Like `audit verify` always did, each asks the running platform's control
 //! API and reads the data directory itself only when no platform answers
@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use http::Method;
 use zerofn_api as api_types;
+use zerofn_audit::prune::PruneReport;
 use zerofn_audit::{ConsistencyProof, ExportedRecord, InclusionProof, NoteVerifier};
 use zerofn_server::tlog::{offline, MAX_EXPORT};
 
@@ -54,6 +55,16 @@ pub enum TreeCommand {
         #[arg(long)]
         to: i64,
         /// One JSON object a line (the only format).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the records stamped before TIME (a duration back from now such
+    /// as 90d, or an RFC 3339 time); their leaf hashes stay in the tree, so
+    /// checkpoints, other records' proofs and `audit verify` still hold. The
+    /// pruning is itself recorded. Needs a running platform and `audit.manage`.
+    Prune {
+        #[arg(long, value_name = "TIME")]
+        before: String,
         #[arg(long)]
         json: bool,
     },
@@ -157,6 +168,33 @@ pub async fn run(data_dir: &Path, cmd: TreeCommand) -> Result<()> {
                 }
                 println!("checkpoint:");
                 print!("{}", proof.checkpoint);
+            }
+        }
+        TreeCommand::Prune { before, json } => {
+            // A write: only through the platform, which decides and records it.
+            let api = ApiClient::discover(data_dir)?;
+            let report: PruneReport = api
+                .send(
+                    Method::POST,
+                    "/v1/audit/prune",
+                    &api_types::AuditPrune { before },
+                )
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else if report.removed == 0 {
+                println!(
+                    "nothing to prune before {} (recorded as audit record {})",
+                    report.before, report.record
+                );
+            } else {
+                println!(
+                    "pruned {} records before {}; records up to {} are gone, their leaf hashes stay in the tree (audit record {})",
+                    report.removed,
+                    report.before,
+                    report.through.unwrap_or_default(),
+                    report.record
+                );
             }
         }
         TreeCommand::Export { from, to, json: _ } => {

@@ -114,8 +114,8 @@ fn pairs(
     Ok(out)
 }
 
-/// `since`/`until`: a duration back from `now`, or an RFC 3339 time.
-fn instant(
+/// `since`/`until` (and `before`): a duration back from `now`, or an RFC 3339 time.
+pub(crate) fn instant(
     name: &'static str,
     value: &str,
     now: OffsetDateTime,

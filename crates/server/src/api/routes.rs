@@ -156,7 +156,7 @@ macro_rules! public {
 }
 
 /// Every route of the control API.
-pub(super) static ROUTES: [Route; 55] = [
+pub(super) static ROUTES: [Route; 56] = [
     public!(GET "/v1/health", health),
     // The trust bundle is public: peers need it before they can authenticate anything.
     public!(GET "/v1/identity/bundle", trust_bundle),
@@ -222,6 +222,8 @@ pub(super) static ROUTES: [Route; 55] = [
     operator!(GET "/v1/audit/proof", AuditRead on Platform, refusal ApiAuthorize, audit_proof),
     operator!(GET "/v1/audit/consistency", AuditRead on Platform, refusal ApiAuthorize, audit_consistency),
     operator!(GET "/v1/audit/export", AuditRead on Platform, refusal ApiAuthorize, audit_export),
+    // Removing old records is a grant of its own: reading the log does not imply it.
+    operator!(POST "/v1/audit/prune", AuditManage on Platform, refusal AuditPrune, audit_prune),
     // Prometheus metrics: counts derived from the audit records (which functions ran, how
     // often, how they were refused), so read with the platform-wide `audit.read`.
     // The log as a C2SP tlog-tiles log (checkpoint, hash tiles, entry bundles), for tlog
@@ -622,6 +624,7 @@ mod tests {
             ("GET", "/v1/audit/proof", AuditRead, Platform, None),
             ("GET", "/v1/audit/consistency", AuditRead, Platform, None),
             ("GET", "/v1/audit/export", AuditRead, Platform, None),
+            ("POST", "/v1/audit/prune", AuditManage, Platform, None),
             ("GET", "/metrics", AuditRead, Platform, None),
             (
                 "GET",

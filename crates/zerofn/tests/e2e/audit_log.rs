@@ -578,3 +578,71 @@ fn a_running_platform_signs_new_records_within_its_interval() {
     let err = fails(s.platform.cli(&["audit", "verify"]));
     assert!(err.contains("record 2"), "{err}");
 }
+
+/// `audit prune` removes old records' bodies, records itself, and leaves a log that still
+/// verifies (online, offline after a stop, and after a restart), with proofs of kept
+/// records that the independent verifier accepts; a pruned record is named as such.
+#[test]
+fn pruning_removes_old_records_and_the_log_still_verifies() {
+    let s = with_records();
+    let vkey = ok(s.platform.cli(&["audit", "public-key"]));
+    let vkey = vkey.trim().to_owned();
+    // Bad input changes nothing: the first record is still there.
+    let err = fails(s.platform.cli(&["audit", "prune", "--before", "yesterday"]));
+    assert!(err.contains("`before` `yesterday`"), "{err}");
+    ok(s.platform.cli(&["audit", "prove", "1"]));
+
+    let out = ok(s.platform.cli(&[
+        "audit",
+        "prune",
+        "--before",
+        "2099-01-01T00:00:00Z",
+        "--json",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let through = report["through"].as_i64().unwrap();
+    let record = report["record"].as_i64().unwrap();
+    assert!(through >= 10, "{report}");
+    assert_eq!(report["removed"].as_i64().unwrap(), through, "{report}");
+    assert!(record > through + 1, "{report}");
+
+    // The pruning is a record of its own, naming the boundary.
+    let prune = s
+        .audit(20)
+        .into_iter()
+        .find(|r| r["seq"] == record)
+        .expect("the prune record");
+    assert_eq!(prune["action"], "audit.prune");
+    assert_eq!(prune["decision"], "allow");
+    assert_eq!(prune["detail"]["through"], through);
+
+    let err = fails(s.platform.cli(&["audit", "prove", "1"]));
+    assert!(err.contains("was pruned"), "{err}");
+    let err = fails(
+        s.platform
+            .cli(&["audit", "export", "--from", "1", "--to", "3", "--json"]),
+    );
+    assert!(err.contains("was pruned"), "{err}");
+    let out = ok(s
+        .platform
+        .cli(&["audit", "prove", &record.to_string(), "--json"]));
+    let p: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(reference::proof_ok(&p, &vkey), "{out}");
+    let out = ok(s.platform.cli(&["audit", "verify"]));
+    assert!(out.contains("audit tree intact"), "{out}");
+
+    // A restart opens the pruned log; a stopped platform's log verifies offline.
+    let s = s.restart();
+    let out = ok(s.platform.cli(&["audit", "verify"]));
+    assert!(out.contains("audit tree intact"), "{out}");
+    let data = s.platform.data_dir.clone();
+    assert!(s.platform.stop().success());
+    let out = ok(cli(&data, &["audit", "verify"]));
+    assert!(out.contains("audit tree intact"), "{out}");
+    // Rows deleted behind the platform's back past the boundary are not a pruning.
+    open_db(&data)
+        .execute("DELETE FROM audit WHERE seq = ?1", [through + 1])
+        .unwrap();
+    let err = fails(cli(&data, &["audit", "verify"]));
+    assert!(err.contains(&format!("record {}", through + 2)), "{err}");
+}
