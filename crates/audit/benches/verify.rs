@@ -32,9 +32,13 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let log = AuditLog::open_with(&store, AuditDurability::Process {
-        flush_interval: Duration::from_millis(500),
-    }).unwrap();
+    let log = AuditLog::open_with(
+        &store,
+        AuditDurability::Process {
+            flush_interval: Duration::from_millis(500),
+        },
+    )
+    .unwrap();
     let started = Instant::now();
     rt.block_on(async {
         let mut next = 0;
@@ -57,7 +61,10 @@ fn bench(c: &mut Criterion) {
     let started = Instant::now();
     let cp = tree.checkpoint().unwrap();
     assert_eq!(cp.checkpoint.size, n);
-    eprintln!("first checkpoint over {n} records in {:.1?}", started.elapsed());
+    eprintln!(
+        "first checkpoint over {n} records in {:.1?}",
+        started.elapsed()
+    );
 
     let mut g = c.benchmark_group("audit");
     g.sample_size(10);

@@ -86,6 +86,16 @@ impl std::io::Write for HashWriter<'_> {
 
 /// Check one row against its predecessor's `(seq, hash)`.
 pub(crate) fn check_link(prev: (i64, &str), r: &AuditRow) -> Result<(), AuditError> {
+    check_link_hashed(prev, r, &row_hash(r))
+}
+
+/// [`check_link`] with the row's hash already computed (`hashed`, from
+/// [`row_hash`]), so callers can hash many rows in parallel.
+pub(crate) fn check_link_hashed(
+    prev: (i64, &str),
+    r: &AuditRow,
+    hashed: &str,
+) -> Result<(), AuditError> {
     let broken = |problem: String| AuditError::ChainBroken {
         seq: r.seq,
         problem,
@@ -101,7 +111,7 @@ pub(crate) fn check_link(prev: (i64, &str), r: &AuditRow) -> Result<(), AuditErr
             "its prev_hash does not match the previous record's hash".into(),
         ));
     }
-    if row_hash(r) != r.hash {
+    if hashed != r.hash {
         return Err(broken(
             "its contents do not match its hash (the record was modified)".into(),
         ));
@@ -153,7 +163,12 @@ impl ChainWalk {
 
     /// Check `r` continues the chain and move on to it.
     pub(crate) fn step(&mut self, r: &AuditRow) -> Result<(), AuditError> {
-        check_link((self.prev.0, &self.prev.1), r)?;
+        self.step_hashed(r, &row_hash(r))
+    }
+
+    /// [`ChainWalk::step`] with the row's hash already computed.
+    pub(crate) fn step_hashed(&mut self, r: &AuditRow, hashed: &str) -> Result<(), AuditError> {
+        check_link_hashed((self.prev.0, &self.prev.1), r, hashed)?;
         if let Some(b) = &self.boundary {
             if r.seq == b.record {
                 check_prune_record(r, b)?;
