@@ -1,6 +1,7 @@
 //! Name resolution by the host itself: a minimal DNS stub client (RFC 1035
-//! over UDP, `A` and `AAAA` questions) that asks one configured server,
-//! so the addresses the egress gateway checks are the ones it connects to.
+//! over UDP, `A` and `AAAA` questions; an answer marked truncated is asked
+//! again over TCP, RFC 7766) that asks one configured server, so the
+//! addresses the egress gateway checks are the ones it connects to.
 //!
 //! Why not the system resolver: `getaddrinfo` hides the answers behind a
 //! blocking call and may consult files and caches the platform does not
@@ -18,7 +19,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use rand_core::{OsRng, RngCore};
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
 
 /// Most addresses kept from one answer.
 pub const MAX_ADDRESSES: usize = 16;
@@ -38,6 +40,9 @@ pub enum ResolveError {
     NoSuchName(u8),
     #[error("the name has no addresses")]
     NoAddresses,
+    /// The UDP answer did not fit (TC bit): asked again over TCP.
+    #[error("the DNS answer was truncated")]
+    Truncated,
 }
 
 /// A resolver asking one DNS server.
@@ -108,9 +113,43 @@ impl Resolver {
             let packet = buf.get(..n).ok_or(ResolveError::Malformed)?;
             match decode_answer(packet, id, name, qtype) {
                 Err(ResolveError::Io(_)) => continue,
+                Err(ResolveError::Truncated) => {
+                    return tokio::time::timeout_at(deadline, query_tcp(server, name, qtype))
+                        .await
+                        .map_err(|_| ResolveError::Timeout)?
+                }
                 other => return other,
             }
         }
+    }
+}
+
+/// The question asked over TCP (RFC 7766: each message after its two-byte
+/// length), for an answer too large for a UDP datagram. The answer is read
+/// whole (at most 65,535 bytes, the most the length can say) and decoded like
+/// a datagram; the caller bounds the time.
+async fn query_tcp(
+    server: SocketAddr,
+    name: &str,
+    qtype: u16,
+) -> Result<Vec<IpAddr>, ResolveError> {
+    let io = |e: std::io::Error| ResolveError::Io(e.kind().to_string());
+    let mut stream = TcpStream::connect(server).await.map_err(io)?;
+    let id = u16::try_from(OsRng.next_u32() & 0xffff).unwrap_or(0);
+    let query = encode_query(id, name, qtype).ok_or(ResolveError::Malformed)?;
+    let len = u16::try_from(query.len()).map_err(|_| ResolveError::Malformed)?;
+    let mut framed = Vec::with_capacity(query.len() + 2);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(&query);
+    stream.write_all(&framed).await.map_err(io)?;
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await.map_err(io)?;
+    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut answer).await.map_err(io)?;
+    match decode_answer(&answer, id, name, qtype) {
+        // Over TCP the one message read must be the answer, and a truncated one is final.
+        Err(ResolveError::Io(_) | ResolveError::Truncated) => Err(ResolveError::Malformed),
+        other => other,
     }
 }
 
@@ -238,6 +277,11 @@ pub fn decode_answer(
     if qname != name.to_ascii_lowercase() || got_qtype != qtype {
         return Err(ResolveError::Io("answer to another question".into()));
     }
+    // TC: the server cut the answer to fit the datagram; what is there may
+    // be a part of the addresses, so none of it is used.
+    if flags & 0x0200 != 0 {
+        return Err(ResolveError::Truncated);
+    }
     let rcode = u8::try_from(flags & 0x000f).unwrap_or(0);
     if rcode != 0 {
         return Err(ResolveError::NoSuchName(rcode));
@@ -317,7 +361,7 @@ pub mod answer {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -358,6 +402,97 @@ mod tests {
             decode_answer(&p, 7, "x", TYPE_A),
             Err(ResolveError::Malformed)
         );
+    }
+
+    /// A server that answers every UDP question truncated (TC, no records) and
+    /// serves `tcp` on the same port: `tcp` gets the accepted stream.
+    async fn truncating_server<F, Fut>(tcp: F) -> (SocketAddr, tokio::task::JoinHandle<()>)
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        // The same port for both: a free TCP port whose UDP twin may be taken (by a
+        // parallel test), so try a few.
+        let mut bound = None;
+        for _ in 0..50 {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            if let Ok(udp) = UdpSocket::bind(addr).await {
+                bound = Some((listener, udp, addr));
+                break;
+            }
+        }
+        let (listener, udp, addr) = bound.expect("a port free for both TCP and UDP");
+        let task = tokio::spawn(async move {
+            let udp_side = async {
+                let mut buf = [0u8; 512];
+                for _ in 0..2 {
+                    let (n, peer) = udp.recv_from(&mut buf).await.unwrap();
+                    let mut a = answer::build(&buf[..n], &[]).unwrap();
+                    a[2] |= 0x02;
+                    udp.send_to(&a, peer).await.unwrap();
+                }
+            };
+            let tcp_side = async {
+                for _ in 0..2 {
+                    let (stream, _) = listener.accept().await.unwrap();
+                    tcp(stream).await;
+                }
+            };
+            tokio::join!(udp_side, tcp_side);
+        });
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn a_truncated_answer_is_asked_again_over_tcp() {
+        let (addr, task) = truncating_server(|mut s| async move {
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).await.unwrap();
+            let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            s.read_exact(&mut q).await.unwrap();
+            let ips: Vec<IpAddr> = (1..=20)
+                .map(|i| IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)))
+                .collect();
+            let a = answer::build(&q, &ips).unwrap();
+            s.write_all(&u16::try_from(a.len()).unwrap().to_be_bytes())
+                .await
+                .unwrap();
+            s.write_all(&a).await.unwrap();
+        })
+        .await;
+        let r = Resolver::new(Some(addr), Duration::from_secs(5));
+        let got = r.resolve("big.internal").await.unwrap();
+        // The whole answer, cut at the bound.
+        assert_eq!(got.len(), MAX_ADDRESSES);
+        assert_eq!(got[0], "10.0.0.1".parse::<IpAddr>().unwrap());
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_hostile_tcp_answer_fails_and_a_silent_one_times_out() {
+        // Announces more than it sends, then closes: an error, not a partial answer.
+        let (addr, task) = truncating_server(|mut s| async move {
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf).await;
+            s.write_all(&[0xff, 0xff, 1, 2, 3]).await.unwrap();
+        })
+        .await;
+        let r = Resolver::new(Some(addr), Duration::from_secs(5));
+        assert!(matches!(
+            r.resolve("big.internal").await,
+            Err(ResolveError::Io(_))
+        ));
+        task.await.unwrap();
+        // Accepts and never answers: the resolver's timeout ends it.
+        let (addr, task) = truncating_server(|s| async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            drop(s);
+        })
+        .await;
+        let r = Resolver::new(Some(addr), Duration::from_millis(300));
+        assert_eq!(r.resolve("big.internal").await, Err(ResolveError::Timeout));
+        task.abort();
     }
 
     #[tokio::test]
