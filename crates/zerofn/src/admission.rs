@@ -81,8 +81,7 @@ pub fn function_request(dir: &Path) -> Result<(Manifest, zerofn_api::Deploy)> {
     let manifest_path = dir.join("zerofn.toml");
     let manifest_text = std::fs::read_to_string(&manifest_path)
         .with_context(|| format!("cannot read manifest `{}`", manifest_path.display()))?;
-    let manifest = Manifest::from_toml(&manifest_text)
-        .with_context(|| format!("invalid manifest `{}`", manifest_path.display()))?;
+    let manifest = crate::diagnose::parse_manifest(&manifest_path, &manifest_text)?;
     let component = read_component(dir, &manifest)?;
     let bundle_name = manifest.bundle_file_name();
     let bundle_path = dir.join(&bundle_name);
