@@ -20,6 +20,8 @@ pub enum AdmissionCommand {
     /// table, without deploying.
     Explain {
         dir: PathBuf,
+        /// Print the platform's answer (`admitted`, `checks`, ...) as one JSON object and
+        /// nothing else; the exit status still says whether it would be admitted.
         #[arg(long)]
         json: bool,
     },
@@ -209,7 +211,10 @@ pub async fn run(data_dir: &Path, cmd: AdmissionCommand) -> Result<()> {
             if !explained.admitted {
                 bail!("{}/{} would be refused", explained.tenant, explained.name);
             }
-            println!("{}/{} would be admitted", explained.tenant, explained.name);
+            // With --json, standard output is the one JSON object and nothing else.
+            if !json {
+                println!("{}/{} would be admitted", explained.tenant, explained.name);
+            }
             Ok(())
         }
         AdmissionCommand::Show { tenant, json } => {

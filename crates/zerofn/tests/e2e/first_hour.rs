@@ -168,3 +168,33 @@ fn a_new_javascript_function_builds_and_deploys() {
     let platform = Platform::start(&tmp.path().join("data"));
     new_build_and_deploy(&platform, tmp.path(), "hello-js", "js");
 }
+
+/// `scripts/demo --check` (the CI mode of the demo): starts the platform with the C
+/// examples on free ports, runs every example line it prints and checks each status.
+/// Uses this build's `zerofn` and guests, so it builds nothing.
+#[test]
+fn the_demo_serves_every_example_it_prints() {
+    let scratch = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/demo");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("--check")
+        .env("ZEROFN_BIN", bin())
+        .env("ZEROFN_GUESTS_DIR", zerofn_testkit::guests_dir())
+        .env("CARGO_TARGET_DIR", scratch.path())
+        .env_remove("ZEROFN_DATA_DIR")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains("==> all 13 examples answered as expected"),
+        "{text}"
+    );
+    assert!(
+        text.contains("refused (expected): loop-c hits its time limit"),
+        "{text}"
+    );
+    assert!(text.contains("export ZEROFN_DATA_DIR="), "{text}");
+    assert!(!text.contains("FAILED"), "{text}");
+}
