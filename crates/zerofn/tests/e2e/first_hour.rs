@@ -198,3 +198,45 @@ fn the_demo_serves_every_example_it_prints() {
     assert!(text.contains("export ZEROFN_DATA_DIR="), "{text}");
     assert!(!text.contains("FAILED"), "{text}");
 }
+
+/// `zerofn dev` never widens an existing tenant's trust: a tenant that does not trust the
+/// development key is left as it was and the error says how to add the key. A manifest
+/// with its own `version` is refused (dev numbers versions itself). Neither deploys.
+#[test]
+fn dev_leaves_an_existing_tenant_alone_and_refuses_a_fixed_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let platform = Platform::start(&data);
+    let other = tmp.path().join("other.key");
+    ok(platform.cli(&["keygen", "--out", other.to_str().unwrap()]));
+    ok(platform.cli(&[
+        "tenant",
+        "create",
+        "dev",
+        "--signing-key",
+        &format!("{}.pub", other.display()),
+    ]));
+    let before = ok(platform.cli(&["tenant", "list", "--json"]));
+    let dir = tmp.path().join("hello");
+    ok(platform.cli(&["new", "hello", "--dir", dir.to_str().unwrap()]));
+
+    let err = fails(platform.cli(&["dev", dir.to_str().unwrap(), "--once"]));
+    assert!(err.contains("tenant `dev` does not trust the key"), "{err}");
+    assert!(err.contains("zerofn tenant add-key dev"), "{err}");
+    assert_eq!(ok(platform.cli(&["tenant", "list", "--json"])), before);
+    assert_eq!(platform.get("/dev/hello").status, 404);
+
+    let manifest = dir.join("zerofn.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, format!("version = 7\n{text}")).unwrap();
+    let err = fails(platform.cli(&[
+        "dev",
+        dir.to_str().unwrap(),
+        "--once",
+        "--key",
+        other.to_str().unwrap(),
+    ]));
+    assert!(err.contains("`version = 7`"), "{err}");
+    assert!(err.contains("remove the line while developing"), "{err}");
+    assert_eq!(platform.get("/dev/hello").status, 404);
+}
