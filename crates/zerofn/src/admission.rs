@@ -20,6 +20,8 @@ pub enum AdmissionCommand {
     /// table, without deploying.
     Explain {
         dir: PathBuf,
+        /// Print the platform's answer (`admitted`, `checks`, ...) as one JSON object and
+        /// nothing else; the exit status still says whether it would be admitted.
         #[arg(long)]
         json: bool,
     },
@@ -81,8 +83,7 @@ pub fn function_request(dir: &Path) -> Result<(Manifest, zerofn_api::Deploy)> {
     let manifest_path = dir.join("zerofn.toml");
     let manifest_text = std::fs::read_to_string(&manifest_path)
         .with_context(|| format!("cannot read manifest `{}`", manifest_path.display()))?;
-    let manifest = Manifest::from_toml(&manifest_text)
-        .with_context(|| format!("invalid manifest `{}`", manifest_path.display()))?;
+    let manifest = crate::diagnose::parse_manifest(&manifest_path, &manifest_text)?;
     let component = read_component(dir, &manifest)?;
     let bundle_name = manifest.bundle_file_name();
     let bundle_path = dir.join(&bundle_name);
@@ -210,7 +211,10 @@ pub async fn run(data_dir: &Path, cmd: AdmissionCommand) -> Result<()> {
             if !explained.admitted {
                 bail!("{}/{} would be refused", explained.tenant, explained.name);
             }
-            println!("{}/{} would be admitted", explained.tenant, explained.name);
+            // With --json, standard output is the one JSON object and nothing else.
+            if !json {
+                println!("{}/{} would be admitted", explained.tenant, explained.name);
+            }
             Ok(())
         }
         AdmissionCommand::Show { tenant, json } => {

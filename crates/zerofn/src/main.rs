@@ -8,10 +8,13 @@ mod attest;
 mod audit;
 mod callers;
 mod client;
+mod dev;
+mod diagnose;
 mod layer;
 mod logs;
 mod operator;
 mod policy;
+mod project;
 mod scan;
 mod verify;
 mod versions;
@@ -98,6 +101,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a new function directory (manifest, source, README) from a template.
+    New(project::NewArgs),
+    /// Build the component of a function directory (default: the current one).
+    Build(project::BuildArgs),
+    /// Build, sign with a development key, deploy, and redeploy on every change.
+    Dev(dev::DevArgs),
     /// Manage tenants and the keys allowed to sign for them.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -400,6 +409,8 @@ fn main() -> ExitCode {
             if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
                 // `zerofn up --log-format json`: every stderr line stays a JSON object.
                 tracing::error!(error = %one_line(&e), "zerofn up failed");
+            } else if let Some(rendered) = diagnose::render_for_terminal(&e) {
+                eprintln!("{rendered}");
             } else {
                 eprintln!("error: {}", one_line(&e));
             }
@@ -455,6 +466,9 @@ async fn run(cli: Cli) -> Result<()> {
             };
             signed.print(json)
         }
+        Command::New(args) => project::new(args),
+        Command::Build(args) => project::build(args),
+        Command::Dev(args) => dev::dev(&data_dir, args).await,
         Command::Tenant(cmd) => tenant(&data_dir, cmd).await,
         Command::Layer(cmd) => layer::run(&data_dir, cmd).await,
         Command::Deploy {
@@ -737,8 +751,7 @@ fn sign_dir(
             dir.display()
         )
     })?;
-    let manifest = zerofn_admission::Manifest::from_toml(&text)
-        .with_context(|| format!("invalid manifest `{}`", manifest_path.display()))?;
+    let manifest = diagnose::parse_manifest(&manifest_path, &text)?;
     let version = match (version, manifest.version) {
         (Some(flag), Some(written)) if flag != written => bail!(
             "`--version {flag}` differs from `version = {written}` in `{}`; sign the version the manifest says, or change it",

@@ -154,6 +154,13 @@ fn attestations_sbom_and_policy_decide_admission_and_refusals_show_every_check()
         .platform
         .cli(&["admission", "explain", f.dir.to_str().unwrap()]));
     assert!(out.contains("would be admitted"), "{out}");
+    // `--json`: standard output is exactly one JSON object.
+    let out = ok(s
+        .platform
+        .cli(&["admission", "explain", f.dir.to_str().unwrap(), "--json"]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["admitted"], true, "{v}");
+    assert!(v["checks"].as_array().is_some_and(|c| !c.is_empty()), "{v}");
     ok(s.platform.cli(&["deploy", f.dir.to_str().unwrap()]));
     assert_eq!(s.platform.get("/hello").status, 200);
     let last = s

@@ -29,6 +29,14 @@ fn cases() -> Vec<Case> {
             vec!["deploy", "$ROOT/f"],
         ),
         (
+            "deploy-misspelt-manifest-key",
+            vec![(
+                "f/zerofn.toml",
+                b"name = \"a\"\ntenant = \"acme\"\ncomponent = \"a.wasm\"\nrotues = [\"/a\"]\n",
+            )],
+            vec!["deploy", "$ROOT/f"],
+        ),
+        (
             "deploy-toml-syntax",
             vec![("f/zerofn.toml", b"name = \"a\nroutes = [")],
             vec!["deploy", "$ROOT/f"],
