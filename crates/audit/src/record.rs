@@ -59,11 +59,13 @@ pub enum Action {
     /// A tenant's API key created or revoked (`zerofn apikey`); named, never shown.
     ApiKeyCreate,
     ApiKeyRevoke,
+    /// A configuration directory applied (`zerofn apply`), or refused.
+    ConfigApply,
 }
 
 impl Action {
     /// Every action, in the order they are declared.
-    pub const ALL: [Action; 28] = [
+    pub const ALL: [Action; 29] = [
         Action::Deploy,
         Action::Undeploy,
         Action::Invoke,
@@ -92,6 +94,7 @@ impl Action {
         Action::AuthIssuerRemove,
         Action::ApiKeyCreate,
         Action::ApiKeyRevoke,
+        Action::ConfigApply,
     ];
 
     /// The action named `name` as records spell it (`tenant.create`), if any.
@@ -129,6 +132,7 @@ impl Action {
             Action::AuthIssuerRemove => "auth.issuer.remove",
             Action::ApiKeyCreate => "apikey.create",
             Action::ApiKeyRevoke => "apikey.revoke",
+            Action::ConfigApply => "config.apply",
         }
     }
 }

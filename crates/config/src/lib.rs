@@ -25,6 +25,7 @@ mod files;
 mod load;
 mod model;
 mod schema;
+mod wire;
 
 pub use diff::{diff, Change, ChangeKind};
 pub use export::{export, ExportedFunction};
@@ -32,6 +33,10 @@ pub use files::{ConfigFiles, MAX_COMPONENT_FILE, MAX_DEPTH, MAX_FILES, MAX_TEXT_
 pub use load::{function_files, load, FunctionFiles};
 pub use model::*;
 pub use schema::SCHEMA;
+pub use wire::{
+    ApplyRequest, ApplyResult, ConfigExport, ConfigState, ExportedFunctionWire, SavedPlan,
+    PLAN_FORMAT,
+};
 
 /// Why a directory cannot be loaded. Every variant names the file.
 #[derive(Debug, thiserror::Error)]

@@ -389,13 +389,22 @@ fn load_tenant(
     }
 
     for issuer in &file.jwt_issuers {
-        let (_, jwks) = referenced(files, l, &path, text, &issuer.jwks)?;
+        let (jwks_path, jwks) = referenced(files, l, &path, text, &issuer.jwks)?;
+        // The platform keeps the JWKS as compact JSON (it receives a JSON value): compare
+        // in that form, so a reformatted file is no change.
+        let jwks = serde_json::from_str::<serde_json::Value>(jwks)
+            .map_err(|e| ConfigError::Invalid {
+                file: jwks_path.clone(),
+                line: Some(e.line()),
+                problem: format!("is not JSON: {e}"),
+            })?
+            .to_string();
         let value = JwtIssuer {
             issuer: issuer.issuer.clone(),
             audience: issuer.audience.clone(),
             algorithms: issuer.algorithms.clone(),
             leeway_secs: issuer.leeway_secs,
-            jwks: jwks.to_owned(),
+            jwks,
         };
         if out.jwt_issuers.insert(issuer.name.clone(), value).is_some() {
             return Err(invalid(

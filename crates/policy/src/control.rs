@@ -46,11 +46,13 @@ pub enum ControlAction {
     PolicyManage,
     AuditRead,
     OperatorManage,
+    /// Applying a configuration directory (`zerofn apply`), platform-wide.
+    ConfigApply,
 }
 
 impl ControlAction {
     /// Every control action.
-    pub const ALL: [ControlAction; 8] = [
+    pub const ALL: [ControlAction; 9] = [
         ControlAction::TenantRead,
         ControlAction::TenantManage,
         ControlAction::Deploy,
@@ -59,6 +61,7 @@ impl ControlAction {
         ControlAction::PolicyManage,
         ControlAction::AuditRead,
         ControlAction::OperatorManage,
+        ControlAction::ConfigApply,
     ];
 
     /// The action's id in the schema (`Zerofn::Action::"<id>"`).
@@ -72,6 +75,7 @@ impl ControlAction {
             ControlAction::PolicyManage => "policy.manage",
             ControlAction::AuditRead => "audit.read",
             ControlAction::OperatorManage => "operator.manage",
+            ControlAction::ConfigApply => "config.apply",
         }
     }
 }
@@ -268,7 +272,10 @@ mod tests {
             for r in [ControlResource::Platform, acme()] {
                 // The schema's combinations only: deploy is on tenants, operator.manage
                 // on the platform.
-                if (action == ControlAction::OperatorManage && r != ControlResource::Platform)
+                if (matches!(
+                    action,
+                    ControlAction::OperatorManage | ControlAction::ConfigApply
+                ) && r != ControlResource::Platform)
                     || (matches!(
                         action,
                         ControlAction::Deploy
