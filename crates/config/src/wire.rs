@@ -40,6 +40,10 @@ pub struct ApplyResult {
     pub applied: Vec<Change>,
     /// Differences `apply` leaves to another command (each says which).
     pub not_applied: Vec<Change>,
+    /// Functions whose deploy or undeploy failed after the configuration was committed
+    /// (`tenant/name: reason`); apply the directory again once fixed.
+    #[serde(default)]
+    pub failed: Vec<String>,
 }
 
 /// The file `zerofn plan DIR --out PLAN` writes: the reviewed files themselves, so the

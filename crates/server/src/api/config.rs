@@ -82,16 +82,31 @@ impl Api {
 
     pub(super) async fn config_apply(&self, c: Call<'_>) -> Reply {
         let req: ApplyRequest = parse_json(c.body)?;
-        let result = self.apply_request(c.actor, req).await?;
+        let may = |action, tenant: &str| {
+            self.authz
+                .decide(&zerofn_policy::ControlQuery {
+                    operator: c.principal.name.clone(),
+                    authentication: c.principal.authentication,
+                    action,
+                    resource: zerofn_policy::ControlResource::Tenant(tenant.to_owned()),
+                })
+                .is_allowed()
+        };
+        let result = self.apply_request(c.actor, req, &may).await?;
         Ok((StatusCode::OK, to_value(result)))
     }
 
     /// Apply a directory sent as an [`ApplyRequest`] (also used at start-up for
     /// `zerofn up --config-dir`).
+    ///
+    /// `may` answers whether the applying operator is allowed a control action on a tenant:
+    /// a function change also needs `deploy` there (and `permissions.grant` to widen grants),
+    /// as `zerofn deploy` would.
     pub(crate) async fn apply_request(
         &self,
         actor: &str,
         req: ApplyRequest,
+        may: &(dyn Fn(zerofn_policy::ControlAction, &str) -> bool + Sync),
     ) -> Result<ApplyResult, ControlError> {
         let record = |outcome| AuditRecord::new(actor, Action::ConfigApply, outcome);
         let mut map = BTreeMap::new();
@@ -148,7 +163,17 @@ impl Api {
         let changes = diff(&state.config, &desired);
         let (applied, not_applied): (Vec<Change>, Vec<Change>) =
             changes.into_iter().partition(|c| c.manual.is_none());
-        let (applied, not_applied) = split_functions(applied, not_applied);
+        let functions = match self
+            .function_steps(&files, &state.config, &desired, &applied, may)
+            .await
+        {
+            Ok(f) => f,
+            Err(e) => {
+                return self
+                    .config_refused(record(Outcome::Deny).reason(origin.clone()), e)
+                    .await
+            }
+        };
         let ops = match self.ops_for(&state.config, &desired).await {
             Ok(ops) => ops,
             Err(e) => {
@@ -192,6 +217,39 @@ impl Api {
             }
         };
         self.put_in_force(&state.config, &desired).await?;
+        // Functions last, each through the normal deploy path (admission, audit, store,
+        // routes), with the tenant rules just put in force.
+        let mut failed = Vec::new();
+        let ran_functions = !functions.is_empty();
+        for step in functions {
+            let (id, result) = match step {
+                FunctionStep::Deploy { id, req, grant } => (
+                    id,
+                    self.control
+                        .deploy(
+                            actor,
+                            req,
+                            crate::control::DeployAuthority {
+                                grant,
+                                rollback: false,
+                            },
+                        )
+                        .await
+                        .map(drop),
+                ),
+                FunctionStep::Undeploy { id, tenant, name } => {
+                    (id, self.control.undeploy(actor, &tenant, &name).await)
+                }
+            };
+            if let Err(e) = result {
+                failed.push(format!("{id}: {e}"));
+            }
+        }
+        let serial_after = if ran_functions {
+            self.control.store().config_serial().await?
+        } else {
+            serial_after
+        };
         Ok(ApplyResult {
             serial_before: state.serial,
             serial_after,
@@ -199,7 +257,100 @@ impl Api {
             git_commit,
             applied,
             not_applied,
+            failed,
         })
+    }
+
+    /// What to do for each function change, decided and checked before anything changes:
+    /// the operator must be allowed `deploy` on the function's tenant; a new or changed
+    /// function whose tenant's signing and admission rules this apply leaves as they are is
+    /// run through admission now (nothing stored), so a function that would be refused
+    /// refuses the whole apply. When the rules change too, admission can only run after
+    /// them (its result is then in `failed`).
+    async fn function_steps(
+        &self,
+        files: &ConfigFiles,
+        current: &PlatformConfig,
+        desired: &PlatformConfig,
+        applied: &[Change],
+        may: &(dyn Fn(zerofn_policy::ControlAction, &str) -> bool + Sync),
+    ) -> Result<Vec<FunctionStep>, ControlError> {
+        use zerofn_policy::ControlAction;
+        let ids: Vec<(&str, ChangeKind)> = applied
+            .iter()
+            .filter_map(|c| Some((c.object.strip_prefix("function ")?, c.kind)))
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sources = zerofn_config::function_files(files)
+            .map_err(|e| ControlError::BadRequest(format!("invalid configuration: {e}")))?;
+        let mut steps = Vec::new();
+        for (id, kind) in ids {
+            let Some((tenant, name)) = id.split_once('/') else {
+                continue;
+            };
+            if !may(ControlAction::Deploy, tenant) {
+                return Err(ControlError::NotAllowed {
+                    action: "deploy",
+                    tenant: tenant.to_owned(),
+                    what: format!("applying function `{id}`"),
+                });
+            }
+            if kind == ChangeKind::Remove {
+                steps.push(FunctionStep::Undeploy {
+                    id: id.to_owned(),
+                    tenant: tenant_name(tenant)?,
+                    name: FunctionName::parse(name)
+                        .map_err(|e| ControlError::BadRequest(e.to_string()))?,
+                });
+                continue;
+            }
+            let Some(f) = sources.remove(&(tenant.to_owned(), name.to_owned())) else {
+                continue;
+            };
+            let deploy = zerofn_api::Deploy {
+                manifest: f.config.manifest,
+                component: base64::engine::general_purpose::STANDARD.encode(&f.component),
+                bundle: f.bundle,
+                attestations: f
+                    .attestations
+                    .into_iter()
+                    .map(|(name, content)| zerofn_api::AttestationFile { name, content })
+                    .collect(),
+                allow_rollback: None,
+            };
+            let rules_unchanged = match (current.tenants.get(tenant), desired.tenants.get(tenant)) {
+                (Some(c), Some(d)) => {
+                    c.keys == d.keys && c.identities == d.identities && c.admission == d.admission
+                }
+                _ => false,
+            };
+            if rules_unchanged {
+                let explained = self
+                    .control
+                    .explain(super::deploy_request(deploy.clone())?)
+                    .await?;
+                if !explained.admitted {
+                    let failed: Vec<String> = explained
+                        .checks
+                        .iter()
+                        .filter(|c| c.result == "fail")
+                        .map(|c| format!("{}: {}", c.check, c.detail))
+                        .collect();
+                    return Err(ControlError::BadRequest(format!(
+                        "function `{id}` would be refused by admission ({}); nothing was changed",
+                        failed.join("; ")
+                    )));
+                }
+            }
+            steps.push(FunctionStep::Deploy {
+                id: id.to_owned(),
+                req: super::deploy_request(deploy)?,
+                grant: may(ControlAction::PermissionsGrant, tenant),
+            });
+        }
+        Ok(steps)
     }
 
     async fn config_refused<T>(
@@ -506,32 +657,18 @@ impl Api {
     }
 }
 
-/// Function changes are reported but not made by this apply: a function is deployed
-/// through admission (`zerofn deploy`), whose checks depend on the tenant's rules this
-/// same apply may be changing.
-fn split_functions(
-    applied: Vec<Change>,
-    mut not_applied: Vec<Change>,
-) -> (Vec<Change>, Vec<Change>) {
-    let mut out = Vec::new();
-    for mut c in applied {
-        if let Some(id) = c.object.strip_prefix("function ") {
-            c.manual = Some(match c.kind {
-                ChangeKind::Remove => {
-                    format!("undeploy with `zerofn undeploy {}`", id.replace('/', " "))
-                }
-                _ => format!(
-                    "deploy through admission with `zerofn deploy tenants/{}/functions/{}`",
-                    id.split('/').next().unwrap_or_default(),
-                    id.split('/').nth(1).unwrap_or_default()
-                ),
-            });
-            not_applied.push(c);
-        } else {
-            out.push(c);
-        }
-    }
-    (out, not_applied)
+/// One function change of an apply.
+enum FunctionStep {
+    Deploy {
+        id: String,
+        req: crate::control::DeployRequest,
+        grant: bool,
+    },
+    Undeploy {
+        id: String,
+        tenant: TenantName,
+        name: FunctionName,
+    },
 }
 
 fn kind_word(kind: ChangeKind) -> &'static str {
@@ -553,8 +690,7 @@ fn tenant_of(object: &str) -> Option<&str> {
 /// Whether `--locked-config` refuses this operator route: every change of configuration
 /// except `apply` itself. Reads, audit checkpoints, admission explain (it changes nothing)
 /// and SVID revocation (an emergency response) stay open. Deploy, rollback and undeploy
-/// stay open too: `apply` does not deploy functions yet (they need admission), so a locked
-/// platform would otherwise have no way to deploy at all.
+/// are refused: `apply` deploys the directory's functions through admission itself.
 pub(super) fn locked_refuses(
     method: &http::Method,
     path: &str,
@@ -565,11 +701,16 @@ pub(super) fn locked_refuses(
         return false;
     }
     match action {
-        A::AuditRead | A::ConfigApply | A::Deploy | A::DeployRollback | A::PermissionsGrant => {
-            false
-        }
+        A::AuditRead | A::ConfigApply => false,
+        A::Deploy if path == "/v1/admission/explain" => false,
         A::TenantManage if path.ends_with("/svid/revoke") => false,
-        A::TenantRead | A::TenantManage | A::PolicyManage | A::OperatorManage => true,
+        A::TenantRead
+        | A::TenantManage
+        | A::PolicyManage
+        | A::OperatorManage
+        | A::Deploy
+        | A::DeployRollback
+        | A::PermissionsGrant => true,
     }
 }
 
@@ -591,7 +732,8 @@ pub(crate) async fn apply_config_dir(
         planned_serial: None,
         git_commit,
     };
-    let result = api.apply_request("platform", req).await?;
+    // The platform's own apply, as the demo's deploys are: every decision allowed.
+    let result = api.apply_request("platform", req, &|_, _| true).await?;
     Ok(result.applied.len())
 }
 
@@ -620,6 +762,15 @@ mod tests {
                 true,
             ),
             (Method::POST, "/v1/config/apply", A::ConfigApply, false),
+            (Method::POST, "/v1/deployments", A::Deploy, true),
+            (Method::DELETE, "/v1/functions/acme/f", A::Deploy, true),
+            (
+                Method::POST,
+                "/v1/functions/acme/f/rollback",
+                A::DeployRollback,
+                true,
+            ),
+            (Method::POST, "/v1/admission/explain", A::Deploy, false),
             (Method::GET, "/v1/config/state", A::PolicyManage, false),
             (Method::GET, "/v1/tenants", A::TenantRead, false),
             (Method::POST, "/v1/audit/checkpoint", A::AuditRead, false),
