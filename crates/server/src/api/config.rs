@@ -3,11 +3,13 @@
 //! directory (`POST /v1/config/apply`, `zerofn apply`).
 //!
 //! An apply validates the whole directory (the `zerofn-config` loader, then every value
-//! again with the checks of the route that would otherwise set it), records one audit
-//! record per change (operator, directory digest, Git commit) before anything changes,
-//! writes every change in one store transaction at the planned serial, and then puts the
-//! stored state in force (route space, runtime policies, limits, JWT issuers, control
-//! policy). A refusal at any step changes nothing.
+//! again with the checks of the route that would otherwise set it), checks its function
+//! changes (the operator's `deploy` grant, admission where it can run before), records one
+//! audit record per change (operator, directory digest, Git commit) before anything
+//! changes, writes every configuration change in one store transaction at the planned
+//! serial, puts the stored state in force (route space, runtime policies, limits, JWT
+//! issuers, control policy), and then deploys or undeploys each function through the normal
+//! deploy path. A refusal before the transaction changes nothing.
 //!
 //! # Trust
 //! Trusts nothing in the request: file paths and sizes are bounded by `ConfigFiles`, every
