@@ -298,3 +298,78 @@ fn the_schema_names_every_file_kind() {
         assert!(SCHEMA.contains(needle), "{needle}");
     }
 }
+
+#[test]
+fn jwt_issuers_load_normalised_and_duplicates_are_refused() {
+    let key = pem();
+    let issuer = |name: &str| {
+        format!(
+            "[[jwt_issuers]]\nname = \"{name}\"\nissuer = \"https://login.example.com\"\naudience = \"acme\"\nalgorithms = [\"ES256\"]\nleeway_secs = 60\njwks = \"jwks/corp.json\"\n"
+        )
+    };
+    let tenant = format!(
+        "routes = [\"/acme/\"]\nkeys = [\"keys/ci.pub\"]\n\n{}",
+        issuer("corp")
+    );
+    let mut m = base(&key);
+    m.insert(
+        "tenants/acme/tenant.toml".into(),
+        tenant.clone().into_bytes(),
+    );
+    m.insert(
+        "tenants/acme/jwks/corp.json".into(),
+        b"{\n  \"keys\": []\n}\n".to_vec(),
+    );
+    let a = load_map(m.clone()).unwrap();
+    // The same document formatted otherwise is the same configuration.
+    m.insert(
+        "tenants/acme/jwks/corp.json".into(),
+        b"{\"keys\":[]}".to_vec(),
+    );
+    let b = load_map(m.clone()).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.tenants["acme"].jwt_issuers["corp"].jwks, "{\"keys\":[]}");
+    // Two issuers of one name.
+    m.insert(
+        "tenants/acme/tenant.toml".into(),
+        format!("{tenant}\n{}", issuer("corp")).into_bytes(),
+    );
+    let e = load_map(m.clone()).unwrap_err().to_string();
+    assert!(
+        e.contains("tenants/acme/tenant.toml") && e.contains("listed twice"),
+        "{e}"
+    );
+    // A JWKS that is not JSON names its file and line.
+    m.insert("tenants/acme/tenant.toml".into(), tenant.into_bytes());
+    m.insert(
+        "tenants/acme/jwks/corp.json".into(),
+        b"{\n  \"keys\": [,]\n}".to_vec(),
+    );
+    let e = load_map(m).unwrap_err().to_string();
+    assert!(e.contains("tenants/acme/jwks/corp.json` line 2"), "{e}");
+    // Added to a platform without it: the plan says who may now authenticate.
+    let mut without = a.clone();
+    without.tenants.get_mut("acme").unwrap().jwt_issuers.clear();
+    let changes = diff(&without, &a);
+    assert_eq!(changes.len(), 1);
+    assert!(changes[0].effects[0].contains("may authenticate callers of `acme`'s functions"));
+}
+
+#[test]
+fn many_files_and_deep_trees_are_refused() {
+    let mut m = BTreeMap::new();
+    for i in 0..=MAX_FILES {
+        m.insert(format!("f{i}"), Vec::new());
+    }
+    assert!(matches!(
+        ConfigFiles::from_map(m),
+        Err(ConfigError::TooManyFiles { .. })
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let deep = (0..=MAX_DEPTH + 1).fold(dir.path().to_path_buf(), |p, i| p.join(format!("d{i}")));
+    std::fs::create_dir_all(&deep).unwrap();
+    assert!(matches!(
+        ConfigFiles::read(dir.path()),
+        Err(ConfigError::TooDeep { .. })
+    ));
+}
