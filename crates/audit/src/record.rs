@@ -62,11 +62,13 @@ pub enum Action {
     /// Old records' bodies removed from the log (`zerofn audit prune`); the
     /// record names the new boundary.
     AuditPrune,
+    /// A configuration directory applied (`zerofn apply`), or refused.
+    ConfigApply,
 }
 
 impl Action {
     /// Every action, in the order they are declared.
-    pub const ALL: [Action; 29] = [
+    pub const ALL: [Action; 30] = [
         Action::Deploy,
         Action::Undeploy,
         Action::Invoke,
@@ -96,6 +98,7 @@ impl Action {
         Action::ApiKeyCreate,
         Action::ApiKeyRevoke,
         Action::AuditPrune,
+        Action::ConfigApply,
     ];
 
     /// The action named `name` as records spell it (`tenant.create`), if any.
@@ -134,6 +137,7 @@ impl Action {
             Action::ApiKeyCreate => "apikey.create",
             Action::ApiKeyRevoke => "apikey.revoke",
             Action::AuditPrune => "audit.prune",
+            Action::ConfigApply => "config.apply",
         }
     }
 }

@@ -48,11 +48,13 @@ pub enum ControlAction {
     /// Removing old audit records (`zerofn audit prune`).
     AuditManage,
     OperatorManage,
+    /// Applying a configuration directory (`zerofn apply`), platform-wide.
+    ConfigApply,
 }
 
 impl ControlAction {
     /// Every control action.
-    pub const ALL: [ControlAction; 9] = [
+    pub const ALL: [ControlAction; 10] = [
         ControlAction::TenantRead,
         ControlAction::TenantManage,
         ControlAction::Deploy,
@@ -62,6 +64,7 @@ impl ControlAction {
         ControlAction::AuditRead,
         ControlAction::AuditManage,
         ControlAction::OperatorManage,
+        ControlAction::ConfigApply,
     ];
 
     /// The action's id in the schema (`Zerofn::Action::"<id>"`).
@@ -76,6 +79,7 @@ impl ControlAction {
             ControlAction::AuditRead => "audit.read",
             ControlAction::AuditManage => "audit.manage",
             ControlAction::OperatorManage => "operator.manage",
+            ControlAction::ConfigApply => "config.apply",
         }
     }
 }
@@ -271,10 +275,12 @@ mod tests {
         for action in ControlAction::ALL {
             for r in [ControlResource::Platform, acme()] {
                 // The schema's combinations only: deploy is on tenants, operator.manage
-                // and audit.manage on the platform.
+                // audit.manage and config.apply on the platform.
                 if (matches!(
                     action,
-                    ControlAction::OperatorManage | ControlAction::AuditManage
+                    ControlAction::OperatorManage
+                        | ControlAction::AuditManage
+                        | ControlAction::ConfigApply
                 ) && r != ControlResource::Platform)
                     || (matches!(
                         action,

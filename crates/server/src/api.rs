@@ -41,9 +41,11 @@ use crate::control::{ControlError, ControlPlane, DeployAuthority, DeployRequest}
 use crate::operators::{Operators, DEFAULT_OPERATOR_TTL};
 
 mod callers;
+mod config;
 mod queries;
 mod routes;
 
+pub(crate) use config::apply_config_dir;
 use routes::{Access, Answer, Call, Operation, Reply, Resource};
 
 /// Largest API request body (a base64 component of ~90 MiB).
@@ -81,6 +83,10 @@ pub(crate) struct Api {
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// External callers' JWT issuers and API keys.
     pub(crate) callers: crate::callers::Shared,
+    /// One configuration apply at a time (`POST /v1/config/apply`).
+    pub(crate) config_change: tokio::sync::Mutex<()>,
+    /// `zerofn up --locked-config`: imperative configuration changes are refused.
+    pub(crate) locked_config: bool,
 }
 
 /// Who a request authenticated as.
@@ -206,6 +212,13 @@ impl Api {
                     return denied;
                 }
             }
+        }
+        // `--locked-config`: configuration changes only through `zerofn apply`.
+        if self.locked_config && config::locked_refuses(&method, matched.route.path, action) {
+            let e = ControlError::ConfigLocked;
+            return self
+                .refuse(&principal, refusal, status_of(&e), e.kind(), &e.to_string())
+                .await;
         }
         let body = match read_body(req).await {
             Ok(b) => b,
@@ -1265,8 +1278,10 @@ fn status_of(e: &ControlError) -> StatusCode {
             | StoreError::LayerExists { .. }
             | StoreError::LayerPinned { .. }
             | StoreError::VersionNotKept { .. }
-            | StoreError::PruneRaced,
+            | StoreError::PruneRaced
+            | StoreError::StaleSerial { .. },
         ) => StatusCode::CONFLICT,
+        ControlError::ConfigLocked => StatusCode::CONFLICT,
         ControlError::Store(e) if e.is_not_found() => StatusCode::NOT_FOUND,
         ControlError::NoSuchName(_) => StatusCode::NOT_FOUND,
         ControlError::Store(_) | ControlError::Audit(_) | ControlError::Internal(_) => {

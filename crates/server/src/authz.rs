@@ -48,6 +48,22 @@ impl ControlAuthz {
         })
     }
 
+    /// Put the stored control policy (or, with none stored, the built-in one) in force,
+    /// after `apply` changed it in the store; the caller validated it before.
+    pub(crate) async fn reload(&self) -> Result<(), ControlError> {
+        let store = self.store.clone();
+        let row = tokio::task::spawn_blocking(move || store.control_policy_blocking())
+            .await
+            .map_err(|_| ControlError::Internal("control policy reload failed".into()))??;
+        let policy = match row {
+            Some(row) => ControlPolicy::parse(&row.policy),
+            None => ControlPolicy::builtin(),
+        }
+        .map_err(ControlError::Policy)?;
+        *self.policy.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(policy);
+        Ok(())
+    }
+
     fn current(&self) -> Arc<ControlPolicy> {
         self.policy
             .read()

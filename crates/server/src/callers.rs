@@ -179,7 +179,7 @@ impl ExternalCallers {
         Ok(row)
     }
 
-    fn check_issuer(
+    pub(crate) fn check_issuer(
         &self,
         tenant: &TenantName,
         req: AddJwtIssuer,

@@ -76,6 +76,9 @@ pub enum ControlError {
     NoSuchName(StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The platform runs with `--locked-config`: configuration changes only by `apply`.
+    #[error("the platform's configuration is locked (`zerofn up --locked-config`): change the configuration directory and run `zerofn apply DIR`")]
+    ConfigLocked,
 }
 
 impl From<LayerError> for ControlError {
@@ -116,6 +119,8 @@ impl ControlError {
             ControlError::Store(StoreError::PrefixTaken { .. }) => "prefix_taken",
             ControlError::Store(StoreError::VersionNotKept { .. }) => "version_not_kept",
             ControlError::Store(StoreError::PruneRaced) => "conflict",
+            ControlError::Store(StoreError::StaleSerial { .. }) => "stale_plan",
+            ControlError::ConfigLocked => "config_locked",
             ControlError::Store(e) if e.is_not_found() => "not_found",
             ControlError::NoSuchName(_) => "not_found",
             ControlError::Store(_) => "store_error",

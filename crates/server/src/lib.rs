@@ -97,6 +97,11 @@ pub struct PlatformConfig {
     /// Also serve `GET /metrics`, unauthenticated, on this address (the control API
     /// serves it to authorized operators either way).
     pub metrics_addr: Option<SocketAddr>,
+    /// Apply this configuration directory at start, before serving (`--config-dir`).
+    pub config_dir: Option<PathBuf>,
+    /// Refuse configuration changes through the control API other than `zerofn apply`
+    /// (`--locked-config`).
+    pub locked_config: bool,
 }
 
 /// The gateway's TLS files (`--gateway-tls-cert`, `--gateway-tls-key`).
@@ -315,7 +320,19 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         audit_tree: audit_tree.clone(),
         metrics: metrics.clone(),
         callers,
+        config_change: tokio::sync::Mutex::new(()),
+        locked_config: cfg.locked_config,
     });
+    if let Some(dir) = &cfg.config_dir {
+        // Applied before anything is served; a directory that does not apply stops the
+        // start (fail closed: the platform does not run a configuration it was not given).
+        let applied = api::apply_config_dir(&api, dir).await?;
+        tracing::info!(
+            dir = %dir.display(),
+            changes = applied,
+            "configuration directory applied"
+        );
+    }
     if let Some(listener) = metrics_listener {
         tasks.spawn(metrics::serve(
             metrics,

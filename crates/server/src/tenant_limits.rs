@@ -21,7 +21,7 @@ use crate::clock::now;
 use crate::control::{ControlError, ControlPlane};
 
 /// Refuses values out of the manifest's ranges, and a burst without a rate.
-fn check(req: &SetTenantLimits) -> Result<(), ControlError> {
+pub(crate) fn check(req: &SetTenantLimits) -> Result<(), ControlError> {
     let range = |key: &str, v: Option<u32>, max: u32| match v {
         Some(v) if v == 0 || v > max => Err(ControlError::BadRequest(format!(
             "`{key}` = {v} is out of range; use a value from 1 to {max}"

@@ -77,6 +77,12 @@ pub enum StoreError {
     TaskFailed,
     #[error("stored row is corrupt: {0}")]
     Corrupt(String),
+    /// A saved plan was made against another state than the platform's now.
+    #[error(
+        "the platform's configuration changed since the plan was made (serial {planned}, now \
+         {current}); make a new plan with `zerofn plan` and review it"
+    )]
+    StaleSerial { planned: u64, current: u64 },
 }
 
 impl StoreError {

@@ -29,6 +29,7 @@ mod audit_prune;
 mod audit_query;
 mod audit_rows;
 mod audit_tree;
+mod config_state;
 mod deployments;
 mod error;
 mod external_callers;
@@ -53,6 +54,7 @@ pub use audit_prune::{PruneBoundary, PrunePlan};
 pub use audit_query::{AuditPage, AuditQuery, SCAN_LIMIT as AUDIT_QUERY_SCAN_LIMIT};
 pub use audit_rows::{AuditDurability, AuditFlusher, AuditRow, AuditWriter};
 pub use audit_tree::CheckpointRow;
+pub use config_state::ConfigOp;
 pub use deployments::{DeploymentRow, DeploymentSummary, VersionRecord};
 pub use error::StoreError;
 pub use external_callers::{ApiKeyRow, JwtIssuerRow};
@@ -238,6 +240,7 @@ impl Store {
         migrate(&conn)?;
         conn.execute_batch(audit_query::SCHEMA)?;
         conn.execute_batch(invocation_logs::SCHEMA)?;
+        conn.execute_batch(&config_state::SCHEMA)?;
         Ok(Store {
             path,
             conn: Arc::new(Mutex::new(conn)),

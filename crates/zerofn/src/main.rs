@@ -8,6 +8,7 @@ mod attest;
 mod audit;
 mod callers;
 mod client;
+mod configdir;
 mod dev;
 mod diagnose;
 mod layer;
@@ -161,6 +162,20 @@ enum Command {
     Attest(attest::AttestArgs),
     /// Match a function's CycloneDX SBOM against the local OSV vulnerability database.
     Scan(scan::ScanArgs),
+    /// The configuration directory's layout (`zerofn config schema`).
+    #[command(subcommand)]
+    Config(configdir::ConfigCommand),
+    /// What applying a configuration directory would change, per object, with its effect;
+    /// exit 0 when nothing would change, 2 when something would, 1 on error.
+    Plan(configdir::PlanArgs),
+    /// Apply a configuration directory, or a plan saved with `zerofn plan --out`, in one
+    /// transaction (a saved plan only if the platform has not changed since).
+    Apply(configdir::ApplyArgs),
+    /// Every difference between a configuration directory and the running platform;
+    /// exit 0 when none, 2 when there is drift, 1 on error.
+    Drift(configdir::DriftArgs),
+    /// Write the running configuration as a configuration directory.
+    Export(configdir::ExportArgs),
     /// Manage the local OSV vulnerability database.
     #[command(subcommand)]
     Vulndb(scan::VulndbCommand),
@@ -280,6 +295,14 @@ struct UpArgs {
     /// `json` for log collectors (one JSON object per line).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Apply this configuration directory at start, before serving (see
+    /// docs/config-dir.md); a directory that does not apply stops the start.
+    #[arg(long, value_name = "DIR")]
+    config_dir: Option<PathBuf>,
+    /// Refuse configuration changes through the control API and the CLI other than
+    /// `zerofn apply` (GitOps): the directory is the only way in.
+    #[arg(long)]
+    locked_config: bool,
 }
 
 /// The format of the platform's own log lines.
@@ -405,6 +428,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // `plan` and `drift` found differences: their own exit status, nothing more to say.
+        Err(e) if e.downcast_ref::<configdir::Differences>().is_some() => ExitCode::from(2),
         Err(e) => {
             if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
                 // `zerofn up --log-format json`: every stderr line stays a JSON object.
@@ -470,6 +495,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Build(args) => project::build(args),
         Command::Dev(args) => dev::dev(&data_dir, args).await,
         Command::Tenant(cmd) => tenant(&data_dir, cmd).await,
+        Command::Config(cmd) => configdir::config(cmd),
+        Command::Plan(args) => configdir::plan(&data_dir, args).await,
+        Command::Apply(args) => configdir::apply(&data_dir, args).await,
+        Command::Drift(args) => configdir::drift(&data_dir, args).await,
+        Command::Export(args) => configdir::export(&data_dir, args).await,
         Command::Layer(cmd) => layer::run(&data_dir, cmd).await,
         Command::Deploy {
             dir,
@@ -588,6 +618,8 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
         },
         keep_versions: args.keep_versions,
         metrics_addr: args.metrics_addr,
+        config_dir: args.config_dir.clone(),
+        locked_config: args.locked_config,
     };
     // Handlers first: a supervisor may send SIGTERM as soon as it reads
     // the listening lines, and that must shut down cleanly, not kill.

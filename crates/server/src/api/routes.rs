@@ -156,7 +156,7 @@ macro_rules! public {
 }
 
 /// Every route of the control API.
-pub(super) static ROUTES: [Route; 56] = [
+pub(super) static ROUTES: [Route; 59] = [
     public!(GET "/v1/health", health),
     // The trust bundle is public: peers need it before they can authenticate anything.
     public!(GET "/v1/identity/bundle", trust_bundle),
@@ -238,6 +238,11 @@ pub(super) static ROUTES: [Route; 56] = [
     // strong as every action at once.
     operator!(GET "/v1/control-policy", PolicyManage on Platform, refusal ApiAuthorize, show_control_policy),
     operator!(PUT "/v1/control-policy", PolicyManage on Platform, refusal ControlPolicySet, set_control_policy),
+    // The whole configuration, the control policy in it: read with `policy.manage`, as the
+    // control policy is. Applying it changes every tenant at once: its own action.
+    operator!(GET "/v1/config/state", PolicyManage on Platform, refusal ApiAuthorize, config_state),
+    operator!(GET "/v1/config/export", PolicyManage on Platform, refusal ApiAuthorize, config_export),
+    operator!(POST "/v1/config/apply", ConfigApply on Platform, refusal ConfigApply, config_apply),
 ];
 
 /// The name ending of a template's last parameter that takes the rest of the path.
@@ -651,6 +656,9 @@ mod tests {
             ),
             ("GET", "/v1/control-policy", PolicyManage, Platform, None),
             ("PUT", "/v1/control-policy", PolicyManage, Platform, None),
+            ("GET", "/v1/config/state", PolicyManage, Platform, None),
+            ("GET", "/v1/config/export", PolicyManage, Platform, None),
+            ("POST", "/v1/config/apply", ConfigApply, Platform, None),
         ];
         let cases = table.len();
         for (method, path, action, resource, tenant) in table {

@@ -11,6 +11,7 @@ mod attest;
 mod audit_log;
 mod authn;
 mod capabilities;
+mod config_dir;
 mod conformance;
 mod egress;
 mod first_hour;

@@ -1,0 +1,110 @@
+//! The platform's security configuration as one value: what a directory declares and what
+//! a running platform holds have the same shape, so a plan is a comparison of two values.
+//!
+//! Every collection is a `BTreeMap` (or a sorted `Vec`), so two equal configurations
+//! serialize alike and a plan lists its changes in a stable order.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration, with the state serial of the platform it was read from
+/// (`0` for a directory).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformConfig {
+    pub tenants: BTreeMap<String, TenantConfig>,
+    /// The control policy (`control.cedar`); `None`: the platform's default.
+    pub control_policy: Option<String>,
+    /// Operators by name (`operators/<name>.toml`).
+    pub operators: BTreeMap<String, OperatorConfig>,
+}
+
+/// One tenant (`tenants/<name>/`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Trusted signing keys: key id (`sha256:…` of the public key) -> PEM.
+    pub keys: BTreeMap<String, String>,
+    /// Route prefixes the tenant owns, sorted.
+    pub routes: Vec<String>,
+    pub limits: Limits,
+    pub admission: Admission,
+    /// Keyless signers by id (derived from kind, identity and issuer, as the API does).
+    pub identities: BTreeMap<String, Identity>,
+    /// JWT issuers by name.
+    pub jwt_issuers: BTreeMap<String, JwtIssuer>,
+    /// The tenant's hand-written runtime policy (`policies/*.cedar`, in name order).
+    pub policy: Option<String>,
+    /// Deployed functions by name.
+    pub functions: BTreeMap<String, FunctionConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub rate_per_second: Option<u32>,
+    pub burst: Option<u32>,
+    pub max_concurrency: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admission {
+    /// Cedar admission policy text; `None`: the platform default (admit what verifies).
+    pub policy: Option<String>,
+    pub severity_threshold: Option<String>,
+    pub require_sbom: bool,
+}
+
+/// A keyless signer: a certificate identity, its OIDC issuer and the trusted root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// `exact` or `regexp`.
+    pub kind: String,
+    pub san: String,
+    pub issuer: String,
+    /// The Sigstore `trusted_root.json` text.
+    pub trusted_root: String,
+}
+
+/// A JWT issuer whose tokens may call the tenant's functions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtIssuer {
+    pub issuer: String,
+    pub audience: String,
+    /// JOSE algorithm names, in the order given.
+    pub algorithms: Vec<String>,
+    pub leeway_secs: u64,
+    /// The JWKS document (public keys only).
+    pub jwks: String,
+}
+
+/// A deployed function: its signed component (by digest) and manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionConfig {
+    /// `sha256:<hex>` of the component the deployer signed.
+    pub digest: String,
+    /// The manifest's TOML text.
+    pub manifest: String,
+}
+
+/// An operator who may hold a control-API certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorConfig {}
+
+/// Identity id as the control API derives it (`server/src/admission.rs`): the first 16 hex
+/// digits of SHA-256 over kind, SAN and issuer, each followed by a NUL.
+pub fn identity_id(kind: &str, san: &str, issuer: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    for part in [kind, san, issuer] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(h.finalize()).chars().take(16).collect()
+}

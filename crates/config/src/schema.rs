@@ -1,0 +1,51 @@
+//! What each file of the directory may contain, as `zerofn config schema` prints it.
+
+/// The layout and every file's keys. Kept beside the loader's types: a key added there is
+/// added here (the unit tests load the example below).
+pub const SCHEMA: &str = r#"zerofn configuration directory (see docs/config-dir.md)
+
+control.cedar                         the control policy (Cedar, the platform schema);
+                                      absent: the platform default (nothing but the token)
+operators/<name>.toml                 an operator who may hold a control-API certificate;
+                                      empty table (no keys yet); enrolled with
+                                      `zerofn operator add`, not by apply
+tenants/<tenant>/tenant.toml          the tenant:
+    routes = ["/acme/"]               route prefixes the tenant owns (required)
+    keys = ["keys/ci.pub"]            trusted signing keys: PEM files (paths relative
+                                      to tenant.toml, inside the directory)
+    [limits]                          all optional; absent = no limit
+    rate_per_second = 100
+    burst = 200
+    max_concurrency = 10
+    [admission]
+    policy = "admission.cedar"        Cedar admission policy file (absent: admit what
+                                      verifies)
+    severity_threshold = "high"       critical | high | medium | low | unknown
+    require_sbom = false
+    [[identities]]                    keyless signers (Sigstore)
+    certificate_identity = "..."      or certificate_identity_regexp = "..."
+    oidc_issuer = "https://..."
+    trusted_root = "roots/trusted_root.json"
+    [[jwt_issuers]]                   callers authenticated by JWT (`jwt:<name>`)
+    name = "corp"
+    issuer = "https://..."
+    audience = "..."
+    algorithms = ["ES256"]
+    leeway_secs = 60
+    jwks = "jwks/corp.json"           the JWKS document (public keys only)
+tenants/<tenant>/policies/*.cedar     the tenant's runtime policy, every file in name
+                                      order, as one policy set
+tenants/<tenant>/functions/<name>/    a function, as `zerofn deploy DIR` reads it:
+    zerofn.toml                       the manifest (tenant and name must match the path)
+    <component>.wasm                  the component the manifest names (its sha256 is the
+                                      function's digest)
+    <component>.wasm.sigstore.json    its signature bundle
+    *.sigstore.json, *.intoto.jsonl   attestations (the signed manifest among them)
+README.md                             anywhere; ignored
+
+Not in the layout: API keys (secrets: the platform keeps only a salted hash and shows a
+key once, so a directory would have to hold the key itself); trust zones (coming).
+Every TOML file refuses unknown keys; every file must be claimed by the layout or
+referenced by a file that is. Limits: 1 MiB per text file, 64 MiB per component,
+256 MiB and 10,000 files in all, 8 directories deep; no symbolic links.
+"#;

@@ -1,0 +1,375 @@
+//! Loading, diffing and exporting whole directories.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::collections::BTreeMap;
+
+use super::*;
+
+const RUNTIME: &str = r#"@id("public-invoke") permit (principal == Zerofn::Caller::"public", action == Zerofn::Action::"invoke", resource);"#;
+const CONTROL: &str =
+    r#"@id("readers") permit (principal, action == Zerofn::Action::"tenant.read", resource);"#;
+
+fn pem() -> String {
+    zerofn_sigstore::SigningKey::generate()
+        .public_key()
+        .to_pem()
+}
+
+fn base(key: &str) -> BTreeMap<String, Vec<u8>> {
+    let mut m = BTreeMap::new();
+    let mut put = |p: &str, s: &str| {
+        m.insert(p.to_owned(), s.as_bytes().to_vec());
+    };
+    put("control.cedar", CONTROL);
+    put("operators/alice.toml", "");
+    put(
+        "tenants/acme/tenant.toml",
+        "routes = [\"/acme/\"]\nkeys = [\"keys/ci.pub\"]\n\n[limits]\nrate_per_second = 100\n\n[admission]\nseverity_threshold = \"high\"\n",
+    );
+    put("tenants/acme/keys/ci.pub", key);
+    put("tenants/acme/policies/10-public.cedar", RUNTIME);
+    put("README.md", "notes");
+    m
+}
+
+fn load_map(m: BTreeMap<String, Vec<u8>>) -> Result<PlatformConfig, ConfigError> {
+    load(&ConfigFiles::from_map(m)?)
+}
+
+#[test]
+fn a_whole_directory_loads() {
+    let key = pem();
+    let c = load_map(base(&key)).unwrap();
+    assert_eq!(c.control_policy.as_deref(), Some(CONTROL));
+    assert!(c.operators.contains_key("alice"));
+    let t = &c.tenants["acme"];
+    assert_eq!(t.routes, vec!["/acme/".to_owned()]);
+    assert_eq!(t.keys.len(), 1);
+    assert_eq!(t.limits.rate_per_second, Some(100));
+    assert_eq!(t.admission.severity_threshold.as_deref(), Some("high"));
+    assert_eq!(t.policy.as_deref(), Some(RUNTIME));
+}
+
+#[test]
+fn errors_name_the_file_and_line() {
+    let key = pem();
+    for (path, text, line, problem) in [
+        (
+            "tenants/acme/tenant.toml",
+            "routes = [\"/acme/\"]\nkeys = []\ncolour = \"blue\"\n",
+            Some(3),
+            "unknown field `colour`",
+        ),
+        (
+            "tenants/acme/tenant.toml",
+            "routes = [\"/acme/\"]\nkeys = [\"../../etc/passwd\"]\n",
+            Some(2),
+            "`..`",
+        ),
+        (
+            "tenants/acme/tenant.toml",
+            "routes = [\"/acme/\"]\nkeys = [\"keys/ci.pub\", \"./keys/ci.pub\"]\n",
+            Some(2),
+            "listed twice",
+        ),
+        (
+            "tenants/acme/tenant.toml",
+            "routes = [\"/acme/\"]\nroutes = [\"/b/\"]\n",
+            Some(2),
+            "duplicate key",
+        ),
+        (
+            "tenants/acme/tenant.toml",
+            "routes = [\"/acme/\"]\n[admission]\nseverity_threshold = \"dire\"\n",
+            Some(3),
+            "severity_threshold",
+        ),
+        (
+            "tenants/acme/policies/10-public.cedar",
+            "permit (principal, action == Zerofn::Action::\"nosuch\", resource);",
+            None,
+            "",
+        ),
+        ("control.cedar", "permit (", None, "parse"),
+        (
+            "operators/alice.toml",
+            "admin = true\n",
+            Some(1),
+            "unknown field",
+        ),
+        (
+            "tenants/acme/notes.txt",
+            "x",
+            None,
+            "not part of the layout",
+        ),
+        ("stray.toml", "", None, "not part of the layout"),
+        (
+            "tenants/acme/keys/ci.pub",
+            "not a key",
+            None,
+            "not a public key",
+        ),
+    ] {
+        let mut m = base(&key);
+        m.insert(path.to_owned(), text.as_bytes().to_vec());
+        let e = load_map(m).unwrap_err();
+        match &e {
+            ConfigError::Invalid {
+                file,
+                line: l,
+                problem: p,
+            } => {
+                assert_eq!(file, path, "{e}");
+                if line.is_some() {
+                    assert_eq!(*l, line, "{e}");
+                }
+                assert!(p.contains(problem), "{e}");
+            }
+            other => panic!("{path}: {other}"),
+        }
+        assert!(e.to_string().contains(path), "{e}");
+    }
+}
+
+#[test]
+fn a_missing_reference_and_a_misplaced_function_are_refused() {
+    let key = pem();
+    let mut m = base(&key);
+    m.remove("tenants/acme/keys/ci.pub");
+    let e = load_map(m).unwrap_err().to_string();
+    assert!(
+        e.contains("tenants/acme/tenant.toml") && e.contains("keys/ci.pub"),
+        "{e}"
+    );
+    let mut m = base(&key);
+    m.insert("tenants/acme/functions/x.toml".into(), Vec::new());
+    let e = load_map(m).unwrap_err().to_string();
+    assert!(e.contains("functions/<name>/"), "{e}");
+    let mut m = base(&key);
+    m.insert(
+        "tenants/Bad_Name/tenant.toml".into(),
+        b"routes = []".to_vec(),
+    );
+    let e = load_map(m).unwrap_err().to_string();
+    assert!(e.contains("tenants/Bad_Name"), "{e}");
+}
+
+#[test]
+fn a_directory_read_from_disk_refuses_what_it_cannot_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    for (p, b) in base(&pem()) {
+        let path = dir.path().join(&p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b).unwrap();
+    }
+    let files = ConfigFiles::read(dir.path()).unwrap();
+    load(&files).unwrap();
+    // A key file that links out of the directory.
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(outside.path(), pem()).unwrap();
+    let key = dir.path().join("tenants/acme/keys/ci.pub");
+    std::fs::remove_file(&key).unwrap();
+    std::os::unix::fs::symlink(outside.path(), &key).unwrap();
+    let e = ConfigFiles::read(dir.path()).unwrap_err();
+    assert!(
+        matches!(e, ConfigError::Symlink(ref p) if p == "tenants/acme/keys/ci.pub"),
+        "{e}"
+    );
+}
+
+#[test]
+fn diff_lists_every_object_with_its_effect() {
+    let key = pem();
+    let desired = load_map(base(&key)).unwrap();
+    assert!(diff(&desired, &desired).is_empty());
+    let changes = diff(&PlatformConfig::default(), &desired);
+    let objects: Vec<&str> = changes.iter().map(|c| c.object.as_str()).collect();
+    assert!(objects.contains(&"tenant acme"), "{objects:?}");
+    assert!(objects.contains(&"control policy"), "{objects:?}");
+    assert!(
+        objects.contains(&"tenant acme runtime policy"),
+        "{objects:?}"
+    );
+    assert!(
+        objects
+            .iter()
+            .any(|o| o.starts_with("tenant acme key sha256:")),
+        "{objects:?}"
+    );
+    let operator = changes
+        .iter()
+        .find(|c| c.object == "operator alice")
+        .unwrap();
+    assert!(operator
+        .manual
+        .as_deref()
+        .unwrap()
+        .contains("zerofn operator add alice"));
+    let policy = changes
+        .iter()
+        .find(|c| c.object == "tenant acme runtime policy")
+        .unwrap();
+    assert_eq!(
+        policy.effects,
+        vec!["`acme`'s runtime policy gains policy `public-invoke`"]
+    );
+
+    // A platform change the directory does not have: limits raised through the API.
+    let mut running = desired.clone();
+    running
+        .tenants
+        .get_mut("acme")
+        .unwrap()
+        .limits
+        .rate_per_second = Some(5000);
+    let changes = diff(&running, &desired);
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].object, "tenant acme limits");
+    assert_eq!(
+        changes[0].effects,
+        vec!["`acme`'s rate per second limit goes from 5000 to 100"]
+    );
+    // A key removed from the directory.
+    let mut fewer = desired.clone();
+    fewer.tenants.get_mut("acme").unwrap().keys.clear();
+    let changes = diff(&desired, &fewer);
+    assert_eq!(changes[0].kind, ChangeKind::Remove);
+    assert!(changes[0].effects[0].contains("may no longer publish code into `acme`"));
+}
+
+#[test]
+fn egress_grants_are_named_in_the_plan() {
+    let manifest = |egress: &str| {
+        format!(
+            "name = \"checkout\"\ntenant = \"payments\"\ncomponent = \"checkout.wasm\"\nroutes = [\"/checkout\"]\n\n[egress]\nallow = [{egress}]\n"
+        )
+    };
+    let f = |egress: &str| FunctionConfig {
+        digest: "sha256:00".into(),
+        manifest: manifest(egress),
+    };
+    let mut a = PlatformConfig::default();
+    a.tenants.insert("payments".into(), TenantConfig::default());
+    let mut b = a.clone();
+    a.tenants
+        .get_mut("payments")
+        .unwrap()
+        .functions
+        .insert("checkout".into(), f(""));
+    b.tenants
+        .get_mut("payments")
+        .unwrap()
+        .functions
+        .insert("checkout".into(), f("\"https://api.stripe.com\""));
+    zerofn_manifest::Manifest::from_toml(&manifest("\"https://api.stripe.com\"")).unwrap();
+    let changes = diff(&a, &b);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(
+        changes[0]
+            .effects
+            .iter()
+            .any(|e| e.starts_with("`payments/checkout` gains egress to https://api.stripe.com")),
+        "{:?}",
+        changes[0].effects
+    );
+}
+
+#[test]
+fn an_export_loads_back_to_what_it_was_made_from() {
+    let key = pem();
+    let config = load_map(base(&key)).unwrap();
+    let files = export(&config, &BTreeMap::new()).unwrap();
+    let again = load_map(files).unwrap();
+    assert_eq!(again, config);
+    assert!(diff(&config, &again).is_empty());
+}
+
+#[test]
+fn the_schema_names_every_file_kind() {
+    for needle in [
+        "control.cedar",
+        "operators/",
+        "tenant.toml",
+        "policies/*.cedar",
+        "functions/<name>/",
+        "API keys",
+    ] {
+        assert!(SCHEMA.contains(needle), "{needle}");
+    }
+}
+
+#[test]
+fn jwt_issuers_load_normalised_and_duplicates_are_refused() {
+    let key = pem();
+    let issuer = |name: &str| {
+        format!(
+            "[[jwt_issuers]]\nname = \"{name}\"\nissuer = \"https://login.example.com\"\naudience = \"acme\"\nalgorithms = [\"ES256\"]\nleeway_secs = 60\njwks = \"jwks/corp.json\"\n"
+        )
+    };
+    let tenant = format!(
+        "routes = [\"/acme/\"]\nkeys = [\"keys/ci.pub\"]\n\n{}",
+        issuer("corp")
+    );
+    let mut m = base(&key);
+    m.insert(
+        "tenants/acme/tenant.toml".into(),
+        tenant.clone().into_bytes(),
+    );
+    m.insert(
+        "tenants/acme/jwks/corp.json".into(),
+        b"{\n  \"keys\": []\n}\n".to_vec(),
+    );
+    let a = load_map(m.clone()).unwrap();
+    // The same document formatted otherwise is the same configuration.
+    m.insert(
+        "tenants/acme/jwks/corp.json".into(),
+        b"{\"keys\":[]}".to_vec(),
+    );
+    let b = load_map(m.clone()).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.tenants["acme"].jwt_issuers["corp"].jwks, "{\"keys\":[]}");
+    // Two issuers of one name.
+    m.insert(
+        "tenants/acme/tenant.toml".into(),
+        format!("{tenant}\n{}", issuer("corp")).into_bytes(),
+    );
+    let e = load_map(m.clone()).unwrap_err().to_string();
+    assert!(
+        e.contains("tenants/acme/tenant.toml") && e.contains("listed twice"),
+        "{e}"
+    );
+    // A JWKS that is not JSON names its file and line.
+    m.insert("tenants/acme/tenant.toml".into(), tenant.into_bytes());
+    m.insert(
+        "tenants/acme/jwks/corp.json".into(),
+        b"{\n  \"keys\": [,]\n}".to_vec(),
+    );
+    let e = load_map(m).unwrap_err().to_string();
+    assert!(e.contains("tenants/acme/jwks/corp.json` line 2"), "{e}");
+    // Added to a platform without it: the plan says who may now authenticate.
+    let mut without = a.clone();
+    without.tenants.get_mut("acme").unwrap().jwt_issuers.clear();
+    let changes = diff(&without, &a);
+    assert_eq!(changes.len(), 1);
+    assert!(changes[0].effects[0].contains("may authenticate callers of `acme`'s functions"));
+}
+
+#[test]
+fn many_files_and_deep_trees_are_refused() {
+    let mut m = BTreeMap::new();
+    for i in 0..=MAX_FILES {
+        m.insert(format!("f{i}"), Vec::new());
+    }
+    assert!(matches!(
+        ConfigFiles::from_map(m),
+        Err(ConfigError::TooManyFiles { .. })
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let deep = (0..=MAX_DEPTH + 1).fold(dir.path().to_path_buf(), |p, i| p.join(format!("d{i}")));
+    std::fs::create_dir_all(&deep).unwrap();
+    assert!(matches!(
+        ConfigFiles::read(dir.path()),
+        Err(ConfigError::TooDeep { .. })
+    ));
+}
