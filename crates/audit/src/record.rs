@@ -59,11 +59,14 @@ pub enum Action {
     /// A tenant's API key created or revoked (`zerofn apikey`); named, never shown.
     ApiKeyCreate,
     ApiKeyRevoke,
+    /// A trust zone created or replaced (`zerofn zone set`), or deleted.
+    ZoneSet,
+    ZoneDelete,
 }
 
 impl Action {
     /// Every action, in the order they are declared.
-    pub const ALL: [Action; 28] = [
+    pub const ALL: [Action; 30] = [
         Action::Deploy,
         Action::Undeploy,
         Action::Invoke,
@@ -92,6 +95,8 @@ impl Action {
         Action::AuthIssuerRemove,
         Action::ApiKeyCreate,
         Action::ApiKeyRevoke,
+        Action::ZoneSet,
+        Action::ZoneDelete,
     ];
 
     /// The action named `name` as records spell it (`tenant.create`), if any.
@@ -129,6 +134,8 @@ impl Action {
             Action::AuthIssuerRemove => "auth.issuer.remove",
             Action::ApiKeyCreate => "apikey.create",
             Action::ApiKeyRevoke => "apikey.revoke",
+            Action::ZoneSet => "zone.set",
+            Action::ZoneDelete => "zone.delete",
         }
     }
 }

@@ -43,6 +43,7 @@ use crate::operators::{Operators, DEFAULT_OPERATOR_TTL};
 mod callers;
 mod queries;
 mod routes;
+mod zones;
 
 use routes::{Access, Answer, Call, Operation, Reply, Resource};
 
@@ -479,6 +480,7 @@ impl Api {
             to_value(TenantPolicy {
                 tenant: tenant.to_string(),
                 policy,
+                zone_policy: self.control.zone_policy_text(tenant.as_str()),
             }),
         ))
     }
@@ -1236,6 +1238,7 @@ fn status_of(e: &ControlError) -> StatusCode {
         | ControlError::Manifest(_)
         | ControlError::InvalidKey(_)
         | ControlError::Policy(_)
+        | ControlError::Zone(_)
         | ControlError::Admission(zerofn_admission::AdmissionError::BundleMalformed { .. }) => {
             StatusCode::BAD_REQUEST
         }
@@ -1247,7 +1250,9 @@ fn status_of(e: &ControlError) -> StatusCode {
         | ControlError::Layer(_)
         | ControlError::Refused { .. }
         | ControlError::RouteNotOwned { .. }
-        | ControlError::NotAllowed { .. } => StatusCode::FORBIDDEN,
+        | ControlError::NotAllowed { .. }
+        | ControlError::ZoneRefused { .. } => StatusCode::FORBIDDEN,
+        ControlError::ZoneConflict { .. } => StatusCode::CONFLICT,
         ControlError::Sandbox(_) => StatusCode::UNPROCESSABLE_ENTITY,
         ControlError::Store(
             StoreError::TenantExists(_)

@@ -69,6 +69,8 @@ pub enum StoreError {
     NoSuchApiKey { tenant: String, name: String },
     #[error("operator `{0}` does not exist; see `zerofn operator list`")]
     NoSuchOperator(String),
+    #[error("zone `{0}` does not exist; see `zerofn zone list`")]
+    NoSuchZone(String),
     #[error("the database connection is unusable after an earlier panic")]
     Poisoned,
     #[error("a database task failed to complete")]
@@ -90,6 +92,7 @@ impl StoreError {
                 | StoreError::NoSuchVersion { .. }
                 | StoreError::NoSuchLayer { .. }
                 | StoreError::NoSuchOperator(_)
+                | StoreError::NoSuchZone(_)
                 | StoreError::NoSuchIssuer { .. }
                 | StoreError::NoSuchApiKey { .. }
         )

@@ -29,6 +29,7 @@ mod server;
 mod telemetry;
 mod tlog_tiles;
 mod versions;
+mod zones;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
