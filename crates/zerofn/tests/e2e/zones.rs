@@ -211,7 +211,48 @@ fn zones_refuse_calls_across_them_until_both_sides_list_each_other() {
     );
     let err = fails(s.platform.cli(&["zone", "set", big.to_str().unwrap()]));
     assert!(err.contains("at most 65536 bytes"), "{err}");
-    // The platform checks what the CLI checks: the tenant in two zones, sent directly.
+    // The platform checks what the CLI checks: documents sent to the API directly.
+    let token = std::fs::read_to_string(s.platform.data_dir.join("operator-token")).unwrap();
+    let auth = format!("Bearer {}", token.trim());
+    let put = |zone: &str, body: serde_json::Value| {
+        http(
+            &s.platform.api,
+            "PUT",
+            &format!("/v1/zones/{zone}"),
+            &[("Authorization", &auth)],
+            body.to_string().as_bytes(),
+        )
+    };
+    for (zone, body, status, expected) in [
+        (
+            "other",
+            serde_json::json!({ "document": "name = \"other\"\ntenants = [\"alpha\"]\n" }),
+            400,
+            "tenant `alpha` is in zone",
+        ),
+        (
+            "big",
+            serde_json::json!({ "document": format!("name = \"big\"\n#{}\n", "x".repeat(70_000)) }),
+            400,
+            "over the limit of 65536 bytes",
+        ),
+        (
+            "front",
+            serde_json::json!({ "document": "name = \"back\"\n" }),
+            400,
+            "the document's `name` is `back`",
+        ),
+        (
+            "front",
+            serde_json::json!({ "document": "name = \"front\"\n", "extra": 1 }),
+            400,
+            "extra",
+        ),
+    ] {
+        let r = put(zone, body);
+        assert_eq!(r.status, status, "{zone}: {}", r.text());
+        assert!(r.text().contains(expected), "{zone}: {}", r.text());
+    }
     assert_eq!(zones(&s), before);
     find_record(&s, "a refused zone.set", |r| {
         r["action"] == "zone.set"
@@ -321,6 +362,34 @@ fn a_zone_egress_ceiling_refuses_deploys_and_changes_that_exceed_it() {
         "{err}"
     );
     assert_eq!(zones(&s), before);
+    // Signers: with a zone listing another key, acme's own key no longer publishes into it.
+    let signer = s.functions()[0]["signer"].as_str().unwrap().to_owned();
+    let other = format!("sha256:{}", "ab".repeat(32));
+    let with_signers = |list: &str| {
+        format!("name = \"sandbox\"\ntenants = [\"acme\"]\negress = [\"https://api.example.com/v1/\", {{ url = \"https://*.cdn.example.com\", methods = [\"GET\"] }}]\nsigners = [{list}]\n")
+    };
+    ok(set_zone(
+        &s,
+        "sandbox.toml",
+        &with_signers(&format!("\"{other}\"")),
+    ));
+    let err = fails(deploy_as(
+        &s, "acme", &s.key, "other", "hello-c", "/other", "",
+    ));
+    assert!(
+        err.contains(&format!(
+            "signer `{signer}` is not one of the zone's `signers`"
+        )),
+        "{err}"
+    );
+    ok(set_zone(
+        &s,
+        "sandbox.toml",
+        &with_signers(&format!("\"{other}\", \"{signer}\"")),
+    ));
+    ok(deploy_as(
+        &s, "acme", &s.key, "other", "hello-c", "/other", "",
+    ));
     // Without the zone the tenant is back to its functions' own grants.
     ok(s.platform.cli(&["zone", "delete", "sandbox"]));
     ok(deploy_as(
