@@ -317,9 +317,9 @@ impl ControlPlane {
         let mut outside = Vec::new();
         for f in table.functions() {
             let m = f.artifact().manifest();
-            if !set
+            if set
                 .zone_of(m.tenant.as_str())
-                .is_some_and(|z| z.name == zone.name)
+                .is_none_or(|z| z.name != zone.name)
             {
                 continue;
             }

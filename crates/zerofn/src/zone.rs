@@ -49,6 +49,11 @@ fn read_document(file: &Path) -> Result<String> {
     Ok(text)
 }
 
+/// A field of an answer; absent reads as null.
+fn field<'a>(v: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
+    v.get(key).unwrap_or(&serde_json::Value::Null)
+}
+
 fn list_text(items: &serde_json::Value) -> String {
     let items: Vec<&str> = items
         .as_array()
@@ -87,7 +92,7 @@ pub async fn run(data_dir: &Path, cmd: ZoneCommand) -> Result<()> {
         ZoneCommand::List { json } => {
             let api = ApiClient::discover(data_dir)?;
             let v = api.call(Method::GET, "/v1/zones", None).await?;
-            let zones = v["zones"].as_array().cloned().unwrap_or_default();
+            let zones = field(&v, "zones").as_array().cloned().unwrap_or_default();
             if json {
                 println!("{}", serde_json::to_string_pretty(&zones)?);
                 return Ok(());
@@ -98,11 +103,11 @@ pub async fn run(data_dir: &Path, cmd: ZoneCommand) -> Result<()> {
             for z in &zones {
                 println!(
                     "{}  tenants: {}  calls: {}  called_from: {}  egress: {}",
-                    z["name"].as_str().unwrap_or("?"),
-                    list_text(&z["tenants"]),
-                    list_text(&z["calls"]),
-                    list_text(&z["called_from"]),
-                    list_text(&z["egress"]),
+                    field(z, "name").as_str().unwrap_or("?"),
+                    list_text(field(z, "tenants")),
+                    list_text(field(z, "calls")),
+                    list_text(field(z, "called_from")),
+                    list_text(field(z, "egress")),
                 );
             }
             Ok(())
@@ -118,14 +123,14 @@ pub async fn run(data_dir: &Path, cmd: ZoneCommand) -> Result<()> {
             }
             println!(
                 "# zone {name}, set {}",
-                v["updated_at"].as_str().unwrap_or("?")
+                field(&v, "updated_at").as_str().unwrap_or("?")
             );
-            let document = v["document"].as_str().unwrap_or("");
+            let document = field(&v, "document").as_str().unwrap_or("");
             print!("{document}");
             if !document.ends_with('\n') {
                 println!();
             }
-            if let Some(policies) = v["policies"].as_object() {
+            if let Some(policies) = field(&v, "policies").as_object() {
                 for (tenant, text) in policies {
                     println!("\n// compiled for tenant {tenant}");
                     print!("{}", text.as_str().unwrap_or(""));
