@@ -18,7 +18,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use zerofn_admission::{Manifest, SignerIdentity};
 use zerofn_audit::{Action, AuditRecord, Outcome};
-use zerofn_manifest::zone::{Zone, ZoneName, ZoneSet};
+use zerofn_manifest::zone::{Zone, ZoneName, ZoneSet, MAX_ZONES};
 use zerofn_policy::PolicySet;
 use zerofn_store::StoreError;
 
@@ -121,90 +121,178 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Create or replace a zone from its TOML document. Checked whole first: the document,
-    /// the set it makes with the other zones, that its tenants exist, and that every
-    /// deployed function of its tenants keeps its `[egress]` within the new ceiling (the
-    /// change is refused naming each function and entry that would not). Audited as
-    /// `zone.set`, then stored and swapped in with the rebuilt policies.
+    /// Create or replace a zone from its TOML document, for the route naming it
+    /// (`expected`): see [`ControlPlane::set_zones`].
     pub async fn set_zone(
         &self,
         actor: &str,
         expected: &str,
         document: &str,
     ) -> Result<serde_json::Value, ControlError> {
-        let record = |outcome| {
-            AuditRecord::new(actor, Action::ZoneSet, outcome)
-                .detail(serde_json::json!({ "zone": zerofn_types::excerpt(expected) }))
-        };
-        let zone = match Zone::from_toml(document) {
-            Ok(z) => z,
-            Err(e) => return self.refused(record(Outcome::Deny), e.into()).await,
-        };
-        let name = zone.name.to_string();
-        if name != expected {
-            let e = ControlError::BadRequest(format!(
-                "the document's `name` is `{name}` but the request is for zone `{}`",
-                zerofn_types::excerpt(expected)
-            ));
-            return self.refused(record(Outcome::Deny), e).await;
+        if let Ok(zone) = Zone::from_toml(document) {
+            if zone.name.as_str() != expected {
+                let e = ControlError::BadRequest(format!(
+                    "the document's `name` is `{}` but the request is for zone `{}`",
+                    zone.name,
+                    zerofn_types::excerpt(expected)
+                ));
+                let record = AuditRecord::new(actor, Action::ZoneSet, Outcome::Deny)
+                    .detail(serde_json::json!({ "zone": zerofn_types::excerpt(expected) }));
+                return self.refused(record, e).await;
+            }
         }
+        let mut set = self.set_zones(actor, &[document.to_owned()], false).await?;
+        Ok(set.pop().unwrap_or_default())
+    }
+
+    /// Create or replace the zones `documents` describe, together (so two zones that name
+    /// each other can be made in one step), or with `replace_all` make them the whole set
+    /// (every other zone is deleted: a configuration directory's `zones/*.toml` applied
+    /// whole). All or nothing, checked whole first: each document, the set they make with
+    /// the zones kept, that their tenants exist, and that every deployed function of a
+    /// zoned tenant keeps its `[egress]` within its zone's new ceiling (refused naming each
+    /// function and entry that would not). Each zone set is audited as `zone.set` (each
+    /// deleted one as `zone.delete`), then all are stored in one transaction and swapped
+    /// in with the rebuilt policies.
+    pub async fn set_zones(
+        &self,
+        actor: &str,
+        documents: &[String],
+        replace_all: bool,
+    ) -> Result<Vec<serde_json::Value>, ControlError> {
+        let record = |outcome, zones: &[String]| {
+            AuditRecord::new(actor, Action::ZoneSet, outcome)
+                .detail(serde_json::json!({ "zones": zones }))
+        };
+        if documents.len() > MAX_ZONES {
+            let e = ControlError::BadRequest(format!(
+                "{} zone documents, more than the {MAX_ZONES} zones a platform may have",
+                documents.len()
+            ));
+            return self.refused(record(Outcome::Deny, &[]), e).await;
+        }
+        let mut zones = Vec::with_capacity(documents.len());
+        for (n, document) in documents.iter().enumerate() {
+            match Zone::from_toml(document) {
+                Ok(z) => zones.push(z),
+                Err(e) => {
+                    let e = if documents.len() > 1 {
+                        ControlError::BadRequest(format!(
+                            "invalid zone, nothing changed: document {}: {e}",
+                            n + 1
+                        ))
+                    } else {
+                        e.into()
+                    };
+                    return self.refused(record(Outcome::Deny, &[]), e).await;
+                }
+            }
+        }
+        let names: Vec<String> = zones.iter().map(|z| z.name.to_string()).collect();
+        let refuse = |zone: &Zone, problem: String| ControlError::ZoneConflict {
+            zone: zone.name.to_string(),
+            problem,
+        };
         let _change = self.policy_change().lock().await;
         let current = self.zones_in_force().current()?;
         let tenants = self.store().list_tenants().await?;
-        if let Some(unknown) = zone
-            .tenants
-            .iter()
-            .find(|t| !tenants.iter().any(|r| r.name == t.as_str()))
-        {
-            let e = ControlError::ZoneConflict {
-                zone: name.clone(),
-                problem: format!(
-                    "`tenants` names tenant `{unknown}`, which does not exist; create it first"
-                ),
-            };
-            return self.refused(record(Outcome::Deny), e).await;
+        for zone in &zones {
+            if let Some(unknown) = zone
+                .tenants
+                .iter()
+                .find(|t| !tenants.iter().any(|r| r.name == t.as_str()))
+            {
+                let e = refuse(
+                    zone,
+                    format!(
+                        "`tenants` names tenant `{unknown}`, which does not exist; create it first"
+                    ),
+                );
+                return self.refused(record(Outcome::Deny, &names), e).await;
+            }
         }
-        let others = current.set.zones().filter(|z| z.name != zone.name).cloned();
-        let set = match ZoneSet::new(others.chain([zone.clone()])) {
-            Ok(set) => set,
-            Err(e) => return self.refused(record(Outcome::Deny), e.into()).await,
+        let kept: Vec<Zone> = if replace_all {
+            Vec::new()
+        } else {
+            current
+                .set
+                .zones()
+                .filter(|z| !zones.iter().any(|n| n.name == z.name))
+                .cloned()
+                .collect()
         };
-        if let Some(problem) = self.egress_outside(&set, &zone) {
-            let e = ControlError::ZoneConflict {
-                zone: name.clone(),
-                problem,
-            };
-            return self.refused(record(Outcome::Deny), e).await;
+        let set = match ZoneSet::new(kept.into_iter().chain(zones.iter().cloned())) {
+            Ok(set) => set,
+            Err(e) => return self.refused(record(Outcome::Deny, &names), e.into()).await,
+        };
+        for zone in &zones {
+            if let Some(problem) = self.egress_outside(&set, zone) {
+                return self
+                    .refused(record(Outcome::Deny, &names), refuse(zone, problem))
+                    .await;
+            }
         }
         let now = crate::clock::now();
-        let mut documents = current.documents.clone();
-        documents.insert(name.clone(), (document.to_owned(), now.clone()));
-        let zones = Zones::build(set, documents)?;
-        let built = match self.build_policies_with_zones(None, None, None, &zones) {
-            Ok(b) => b,
-            Err(e) => return self.refused(record(Outcome::Deny), e).await,
+        let mut stored = if replace_all {
+            BTreeMap::new()
+        } else {
+            current.documents.clone()
         };
-        self.audit()
-            .append(record(Outcome::Allow).reason(format!(
-                "zone {name}: tenants [{}], calls [{}], called_from [{}], {} egress entries, {} signers",
-                join(zone.tenants.iter().map(|t| t.as_str())),
-                join(zone.calls.iter().map(ZoneName::as_str)),
-                join(zone.called_from.iter().map(ZoneName::as_str)),
-                zone.egress.len(),
-                zone.signers.len(),
-            )))
-            .await?;
-        self.store()
-            .set_zone(
-                &name,
-                document,
-                zone.tenants.iter().map(ToString::to_string).collect(),
-                &now,
-            )
-            .await?;
-        self.zones_in_force().replace(Ok(Arc::new(zones)));
+        for (zone, document) in zones.iter().zip(documents) {
+            stored.insert(zone.name.to_string(), (document.clone(), now.clone()));
+        }
+        let deleted: Vec<String> = current
+            .set
+            .zones()
+            .filter(|z| set.get(&z.name).is_none())
+            .map(|z| z.name.to_string())
+            .collect();
+        let built_zones = Zones::build(set, stored)?;
+        let built = match self.build_policies_with_zones(None, None, None, &built_zones) {
+            Ok(b) => b,
+            Err(e) => return self.refused(record(Outcome::Deny, &names), e).await,
+        };
+        for zone in &zones {
+            self.audit()
+                .append(
+                    AuditRecord::new(actor, Action::ZoneSet, Outcome::Allow)
+                        .detail(serde_json::json!({ "zone": zone.name.as_str() }))
+                        .reason(format!(
+                            "zone {}: tenants [{}], calls [{}], called_from [{}], {} egress entries, {} signers",
+                            zone.name,
+                            join(zone.tenants.iter().map(|t| t.as_str())),
+                            join(zone.calls.iter().map(ZoneName::as_str)),
+                            join(zone.called_from.iter().map(ZoneName::as_str)),
+                            zone.egress.len(),
+                            zone.signers.len(),
+                        )),
+                )
+                .await?;
+        }
+        for name in &deleted {
+            self.audit()
+                .append(
+                    AuditRecord::new(actor, Action::ZoneDelete, Outcome::Allow)
+                        .detail(serde_json::json!({ "zone": name }))
+                        .reason(format!("zone {name} deleted: not among the zones applied")),
+                )
+                .await?;
+        }
+        let rows = zones
+            .iter()
+            .zip(documents)
+            .map(|(z, d)| {
+                (
+                    z.name.to_string(),
+                    d.clone(),
+                    z.tenants.iter().map(ToString::to_string).collect(),
+                )
+            })
+            .collect();
+        self.store().set_zones(rows, deleted, &now).await?;
+        self.zones_in_force().replace(Ok(Arc::new(built_zones)));
         self.policies().replace(built);
-        Ok(zone.to_json())
+        Ok(zones.iter().map(Zone::to_json).collect())
     }
 
     /// Delete a zone: refused while another zone names it in `calls` or `called_from`.

@@ -59,20 +59,45 @@ impl Store {
         tenants: Vec<String>,
         now: &str,
     ) -> Result<(), StoreError> {
-        let (name, document, now) = (name.to_owned(), document.to_owned(), now.to_owned());
+        self.set_zones(
+            vec![(name.to_owned(), document.to_owned(), tenants)],
+            Vec::new(),
+            now,
+        )
+        .await
+    }
+
+    /// Creates or replaces each zone of `zones` (name, document, tenants) and deletes the
+    /// zones named in `delete`, in one transaction: all or nothing.
+    pub async fn set_zones(
+        &self,
+        zones: Vec<(String, String, Vec<String>)>,
+        delete: Vec<String>,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        let now = now.to_owned();
         self.with_conn(move |conn| {
             let tx = crate::write_tx(conn)?;
-            tx.execute(
-                "INSERT INTO zones (name, document, updated_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (name) DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at",
-                params![name, document, now],
-            )?;
-            tx.execute("DELETE FROM zone_tenants WHERE zone = ?1", params![name])?;
-            for tenant in tenants {
+            // Deletions and the tenants of replaced zones go first, so a tenant moving
+            // between zones in one change does not meet its old row.
+            for name in delete.iter().chain(zones.iter().map(|(n, _, _)| n)) {
+                tx.execute("DELETE FROM zone_tenants WHERE zone = ?1", params![name])?;
+            }
+            for name in &delete {
+                tx.execute("DELETE FROM zones WHERE name = ?1", params![name])?;
+            }
+            for (name, document, tenants) in zones {
                 tx.execute(
-                    "INSERT INTO zone_tenants (tenant, zone) VALUES (?1, ?2)",
-                    params![tenant, name],
+                    "INSERT INTO zones (name, document, updated_at) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (name) DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at",
+                    params![name, document, now],
                 )?;
+                for tenant in tenants {
+                    tx.execute(
+                        "INSERT INTO zone_tenants (tenant, zone) VALUES (?1, ?2)",
+                        params![tenant, name],
+                    )?;
+                }
             }
             tx.commit()?;
             Ok(())
@@ -127,6 +152,31 @@ mod tests {
             .unwrap();
         store
             .set_zone("b", "name = \"b\" # 2", vec!["shop".into()], "t3")
+            .await
+            .unwrap();
+        // A tenant moves from one zone to another in one change, and a zone goes.
+        store
+            .set_zones(
+                vec![
+                    ("a".into(), "name = \"a\" # 3".into(), vec!["shop".into()]),
+                    ("b".into(), "name = \"b\" # 3".into(), vec![]),
+                ],
+                Vec::new(),
+                "t3",
+            )
+            .await
+            .unwrap();
+        store
+            .set_zones(
+                vec![("b".into(), "name = \"b\" # 4".into(), vec!["shop".into()])],
+                vec!["a".into()],
+                "t3",
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.zones().await.unwrap().len(), 1);
+        store
+            .set_zone("a", "name = \"a\" # 5", vec![], "t3")
             .await
             .unwrap();
         store.delete_zone("a").await.unwrap();

@@ -14,8 +14,15 @@ use crate::client::ApiClient;
 
 #[derive(Subcommand)]
 pub enum ZoneCommand {
-    /// Create or replace the zone FILE describes (a `zones/<name>.toml` document).
-    Set { file: PathBuf },
+    /// Create or replace the zones the FILEs describe (`zones/<name>.toml` documents),
+    /// together: all or nothing, so two zones that name each other are set in one step.
+    Set {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The FILEs are every zone: delete the zones not among them.
+        #[arg(long)]
+        all: bool,
+    },
     /// List the zones.
     List {
         #[arg(long)]
@@ -68,25 +75,44 @@ fn list_text(items: &serde_json::Value) -> String {
 
 pub async fn run(data_dir: &Path, cmd: ZoneCommand) -> Result<()> {
     match cmd {
-        ZoneCommand::Set { file } => {
-            let document = read_document(&file)?;
-            let zone =
-                Zone::from_toml(&document).with_context(|| format!("`{}`", file.display()))?;
+        ZoneCommand::Set { files, all } => {
+            let mut documents = Vec::with_capacity(files.len());
+            let mut zones = Vec::with_capacity(files.len());
+            for file in &files {
+                let document = read_document(file)?;
+                let zone =
+                    Zone::from_toml(&document).with_context(|| format!("`{}`", file.display()))?;
+                documents.push(document);
+                zones.push(zone);
+            }
             let api = ApiClient::discover(data_dir)?;
-            let path = format!("/v1/zones/{}", zone.name);
-            api.call(
-                Method::PUT,
-                &path,
-                Some(serde_json::json!({ "document": document })),
-            )
-            .await
-            .with_context(|| format!("`{}`", file.display()))?;
-            println!(
-                "zone {} set: {} tenants, {} egress entries",
-                zone.name,
-                zone.tenants.len(),
-                zone.egress.len()
-            );
+            match (&files[..], &zones[..], &documents[..]) {
+                ([file], [zone], [document]) if !all => {
+                    api.call(
+                        Method::PUT,
+                        &format!("/v1/zones/{}", zone.name),
+                        Some(serde_json::json!({ "document": document })),
+                    )
+                    .await
+                    .with_context(|| format!("`{}`", file.display()))?;
+                }
+                _ => {
+                    api.call(
+                        Method::PUT,
+                        "/v1/zones",
+                        Some(serde_json::json!({ "documents": documents, "replace_all": all })),
+                    )
+                    .await?;
+                }
+            }
+            for zone in &zones {
+                println!(
+                    "zone {} set: {} tenants, {} egress entries",
+                    zone.name,
+                    zone.tenants.len(),
+                    zone.egress.len()
+                );
+            }
             Ok(())
         }
         ZoneCommand::List { json } => {

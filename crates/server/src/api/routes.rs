@@ -156,7 +156,7 @@ macro_rules! public {
 }
 
 /// Every route of the control API.
-pub(super) static ROUTES: [Route; 59] = [
+pub(super) static ROUTES: [Route; 60] = [
     public!(GET "/v1/health", health),
     // The trust bundle is public: peers need it before they can authenticate anything.
     public!(GET "/v1/identity/bundle", trust_bundle),
@@ -239,6 +239,7 @@ pub(super) static ROUTES: [Route; 59] = [
     // Trust zones span tenants: read with the platform-wide `tenant.read`, changed with the
     // platform-wide `policy.manage` (a zone is policy over every tenant it groups).
     operator!(GET "/v1/zones", TenantRead on Platform, refusal ApiAuthorize, list_zones),
+    operator!(PUT "/v1/zones", PolicyManage on Platform, refusal ZoneSet, set_zones),
     operator!(GET "/v1/zones/{zone}", TenantRead on Platform, refusal ApiAuthorize, show_zone),
     operator!(PUT "/v1/zones/{zone}", PolicyManage on Platform, refusal ZoneSet, set_zone),
     operator!(DELETE "/v1/zones/{zone}", PolicyManage on Platform, refusal ZoneDelete, delete_zone),
@@ -655,6 +656,7 @@ mod tests {
             ("GET", "/v1/control-policy", PolicyManage, Platform, None),
             ("PUT", "/v1/control-policy", PolicyManage, Platform, None),
             ("GET", "/v1/zones", TenantRead, Platform, None),
+            ("PUT", "/v1/zones", PolicyManage, Platform, None),
             ("GET", "/v1/zones/payments", TenantRead, Platform, None),
             ("PUT", "/v1/zones/payments", PolicyManage, Platform, None),
             ("DELETE", "/v1/zones/payments", PolicyManage, Platform, None),

@@ -15,7 +15,25 @@ struct SetZone {
     document: String,
 }
 
+/// `PUT /v1/zones`: several zones set together, or (`replace_all`) the whole set.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetZones {
+    documents: Vec<String>,
+    #[serde(default)]
+    replace_all: bool,
+}
+
 impl Api {
+    pub(super) async fn set_zones(&self, c: Call<'_>) -> Reply {
+        let req: SetZones = parse_json(c.body)?;
+        let zones = self
+            .control
+            .set_zones(c.actor, &req.documents, req.replace_all)
+            .await?;
+        Ok((StatusCode::OK, json!({ "zones": zones })))
+    }
+
     pub(super) async fn list_zones(&self, _: Call<'_>) -> Reply {
         let zones = self.control.list_zones().await?;
         Ok((StatusCode::OK, json!({ "zones": zones })))

@@ -290,6 +290,63 @@ fn zones_refuse_calls_across_them_until_both_sides_list_each_other() {
         .audit(50)
         .iter()
         .any(|r| r["action"] == "zone.delete" && r["decision"] == "allow"));
+
+    // Two zones that name each other, set together in one step.
+    let a = zone_file(
+        &s,
+        "ab-a.toml",
+        "name = \"front\"\ntenants = [\"alpha\"]\ncalls = [\"back\"]\ncalled_from = [\"back\"]\n",
+    );
+    let b = zone_file(
+        &s,
+        "ab-b.toml",
+        "name = \"back\"\ntenants = [\"beta\"]\ncalls = [\"front\"]\ncalled_from = [\"front\"]\n",
+    );
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    ok(s.platform.cli(&["zone", "set", a, b]));
+    assert_eq!(zones(&s).as_array().unwrap().len(), 2);
+    let r = s.platform.get("/caller/beta/hello/");
+    assert_eq!(r.status, 200, "{}", r.text());
+    // All or nothing: one document the platform refuses, and none is set.
+    let before = zones(&s);
+    let bad = zone_file(
+        &s,
+        "ab-bad.toml",
+        "name = \"side\"\ntenants = [\"alpha\"]\n",
+    );
+    let b2 = zone_file(
+        &s,
+        "ab-b2.toml",
+        "name = \"back\"\ntenants = [\"beta\"]\ncalls = [\"front\"]\n",
+    );
+    let err = fails(
+        s.platform
+            .cli(&["zone", "set", b2.to_str().unwrap(), bad.to_str().unwrap()]),
+    );
+    assert!(err.contains("tenant `alpha` is in zone"), "{err}");
+    assert_eq!(zones(&s), before);
+    // `--all`: the files are every zone; the others are deleted (and audited).
+    let solo = zone_file(&s, "solo.toml", "name = \"front\"\ntenants = [\"alpha\"]\n");
+    ok(s.platform
+        .cli(&["zone", "set", "--all", solo.to_str().unwrap()]));
+    let now = zones(&s);
+    assert_eq!(now.as_array().unwrap().len(), 1, "{now}");
+    assert_eq!(now[0]["name"], "front");
+    let r = s.platform.get("/caller/beta/hello/");
+    assert_eq!(
+        r.status,
+        403,
+        "a zone is closed to tenants in none: {}",
+        r.text()
+    );
+    find_record(&s, "back deleted by --all", |r| {
+        r["action"] == "zone.delete"
+            && r["decision"] == "allow"
+            && r["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("zone back deleted")
+    });
     ok(s.platform.cli(&["audit", "verify"]));
 }
 
