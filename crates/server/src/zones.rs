@@ -194,7 +194,13 @@ impl ControlPlane {
             problem,
         };
         let _change = self.policy_change().lock().await;
-        let current = self.zones_in_force().current()?;
+        // Stored zones that no longer load deny every runtime request; replacing the
+        // whole set is the way out, so it starts from nothing instead of refusing.
+        let current = match self.zones_in_force().current() {
+            Ok(current) => current,
+            Err(_) if replace_all => Arc::new(Zones::default()),
+            Err(e) => return Err(e),
+        };
         let tenants = self.store().list_tenants().await?;
         for zone in &zones {
             if let Some(unknown) = zone
@@ -241,11 +247,15 @@ impl ControlPlane {
         for (zone, document) in zones.iter().zip(documents) {
             stored.insert(zone.name.to_string(), (document.clone(), now.clone()));
         }
-        let deleted: Vec<String> = current
-            .set
+        // What is stored, not what loaded: with `replace_all` every stored zone not among
+        // the documents goes, including one that no longer parses.
+        let deleted: Vec<String> = self
+            .store()
             .zones()
-            .filter(|z| set.get(&z.name).is_none())
-            .map(|z| z.name.to_string())
+            .await?
+            .into_iter()
+            .map(|row| row.name)
+            .filter(|name| ZoneName::parse(name).map_or(true, |n| set.get(&n).is_none()))
             .collect();
         let built_zones = Zones::build(set, stored)?;
         let built = match self.build_policies_with_zones(None, None, None, &built_zones) {

@@ -348,6 +348,29 @@ fn zones_refuse_calls_across_them_until_both_sides_list_each_other() {
                 .contains("zone back deleted")
     });
     ok(s.platform.cli(&["audit", "verify"]));
+
+    // A stored zone that no longer loads (edited behind the platform's back) fails
+    // closed at start: every runtime request is denied, until `zone set --all` replaces
+    // the whole set.
+    let data = s.platform.data_dir.clone();
+    let Setup { tmp, platform, key } = s;
+    assert!(platform.stop().success());
+    open_db(&data)
+        .execute("UPDATE zones SET document = 'name = 1'", [])
+        .unwrap();
+    let s = Setup {
+        tmp,
+        platform: Platform::start(&data),
+        key,
+    };
+    let r = s.platform.get("/caller/beta/hello/");
+    assert_eq!(r.status, 403, "{}", r.text());
+    let err = fails(s.platform.cli(&["zone", "set", solo.to_str().unwrap()]));
+    assert!(err.contains("the stored zones do not load"), "{err}");
+    ok(s.platform.cli(&["zone", "set", "--all", a, b]));
+    let r = s.platform.get("/caller/beta/hello/");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(zones(&s).as_array().unwrap().len(), 2);
 }
 
 #[test]
