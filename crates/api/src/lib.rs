@@ -286,6 +286,9 @@ pub struct FunctionPolicy {
     pub compiled: String,
     /// The tenant's hand-written policy, if any.
     pub tenant_policy: Option<String>,
+    /// The `forbid` policies compiled from the tenant's trust zone, if it is in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_policy: Option<String>,
 }
 
 /// What a function's manifest grants and allows (`[permissions]`, `[invoke]`), each grant
@@ -378,6 +381,9 @@ pub struct SetPolicy {
 pub struct TenantPolicy {
     pub tenant: String,
     pub policy: Option<String>,
+    /// The `forbid` policies compiled from the tenant's trust zone, if it is in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_policy: Option<String>,
 }
 
 /// The answer to `PUT /v1/tenants/{tenant}/policy`: the ids of the policies in force

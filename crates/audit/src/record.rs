@@ -64,11 +64,14 @@ pub enum Action {
     AuditPrune,
     /// A configuration directory applied (`zerofn apply`), or refused.
     ConfigApply,
+    /// A trust zone created or replaced (`zerofn zone set`), or deleted.
+    ZoneSet,
+    ZoneDelete,
 }
 
 impl Action {
     /// Every action, in the order they are declared.
-    pub const ALL: [Action; 30] = [
+    pub const ALL: [Action; 32] = [
         Action::Deploy,
         Action::Undeploy,
         Action::Invoke,
@@ -99,6 +102,8 @@ impl Action {
         Action::ApiKeyRevoke,
         Action::AuditPrune,
         Action::ConfigApply,
+        Action::ZoneSet,
+        Action::ZoneDelete,
     ];
 
     /// The action named `name` as records spell it (`tenant.create`), if any.
@@ -138,6 +143,8 @@ impl Action {
             Action::ApiKeyRevoke => "apikey.revoke",
             Action::AuditPrune => "audit.prune",
             Action::ConfigApply => "config.apply",
+            Action::ZoneSet => "zone.set",
+            Action::ZoneDelete => "zone.delete",
         }
     }
 }

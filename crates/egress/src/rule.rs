@@ -171,6 +171,37 @@ impl EgressRule {
         }
     }
 
+    /// Whether every request this entry `other` allows is also allowed by
+    /// this one (a zone's egress ceiling covering a function's entry):
+    /// same scheme and port; a host this pattern matches (an exact name
+    /// under `*.suffix` one label deep, or the same pattern); a path prefix
+    /// at or below this one's; methods within this one's (an entry with no
+    /// methods allows all, so only a ceiling with none covers it); and
+    /// each special-purpose range inside one of this entry's ranges.
+    pub fn covers(&self, other: &EgressRule) -> bool {
+        let host = match (&self.host, &other.host) {
+            (a, b) if a == b => true,
+            (HostPattern::Wildcard(_), HostPattern::Exact(name)) => {
+                self.host_matches(&Host::Name(name.clone()))
+            }
+            _ => false,
+        };
+        let path = match (&self.path_prefix, &other.path_prefix) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            // Every path `theirs` matches starts with `theirs`, so `theirs` matching `mine`
+            // (as a path) is enough: `/v1/a` and `/v1/` are under `/v1`, `/v1x` is not.
+            (Some(_), Some(theirs)) => self.path_matches(theirs),
+        };
+        let methods = self.methods.is_empty()
+            || (!other.methods.is_empty() && other.methods.is_subset(&self.methods));
+        let ranges = other
+            .allow_ranges
+            .iter()
+            .all(|theirs| self.allow_ranges.iter().any(|mine| mine.contains(theirs)));
+        self.scheme == other.scheme && self.port == other.port && host && path && methods && ranges
+    }
+
     /// Whether this entry names a range holding `ip` in `allow_ranges`.
     pub fn allows_range(&self, ip: IpAddr) -> bool {
         let ip = crate::ranges::canonical(ip);
@@ -309,5 +340,64 @@ mod tests {
         assert!(r.allows_range("::ffff:10.1.2.3".parse().unwrap()));
         assert!(!r.allows_range("127.0.0.1".parse().unwrap()));
         assert_eq!(r.to_string(), "http://db.internal:5432 +10.0.0.0/8");
+    }
+
+    #[test]
+    fn a_ceiling_covers_only_entries_within_it() {
+        let rule = |url: &str, methods: &[&str], ranges: &[&str]| {
+            let m: Vec<String> = methods.iter().map(|s| (*s).to_owned()).collect();
+            let r: Vec<String> = ranges.iter().map(|s| (*s).to_owned()).collect();
+            EgressRule::parse(url, &m, &r).unwrap()
+        };
+        let wide = rule("https://*.example.com", &[], &[]);
+        let api = rule(
+            "https://api.example.com/v1",
+            &["GET", "POST"],
+            &["10.0.0.0/8"],
+        );
+        for (ceiling, entry, covered) in [
+            (&wide, rule("https://a.example.com", &[], &[]), true),
+            (&wide, rule("https://a.example.com/x/", &["GET"], &[]), true),
+            (&wide, rule("https://*.example.com", &[], &[]), true),
+            (&wide, rule("https://a.b.example.com", &[], &[]), false),
+            (&wide, rule("https://example.com", &[], &[]), false),
+            (&wide, rule("http://a.example.com", &[], &[]), false),
+            (&wide, rule("https://a.example.com:8443", &[], &[]), false),
+            (
+                &wide,
+                rule("https://a.example.com", &[], &["10.0.0.0/8"]),
+                false,
+            ),
+            (
+                &api,
+                rule("https://api.example.com/v1", &["GET"], &["10.1.0.0/16"]),
+                true,
+            ),
+            (
+                &api,
+                rule("https://api.example.com/v1/orders", &["POST"], &[]),
+                true,
+            ),
+            (&api, rule("https://api.example.com/v1", &[], &[]), false),
+            (
+                &api,
+                rule("https://api.example.com/v1x", &["GET"], &[]),
+                false,
+            ),
+            (&api, rule("https://api.example.com", &["GET"], &[]), false),
+            (
+                &api,
+                rule("https://api.example.com/v1", &["DELETE"], &[]),
+                false,
+            ),
+            (
+                &api,
+                rule("https://api.example.com/v1", &["GET"], &["11.0.0.0/8"]),
+                false,
+            ),
+            (&api, rule("https://*.example.com", &["GET"], &[]), false),
+        ] {
+            assert_eq!(ceiling.covers(&entry), covered, "{ceiling} covers {entry}");
+        }
     }
 }

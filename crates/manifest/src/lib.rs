@@ -21,6 +21,7 @@
 mod error;
 mod manifest;
 mod signed;
+pub mod zone;
 
 pub use error::ManifestError;
 pub use manifest::{

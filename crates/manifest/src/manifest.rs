@@ -262,14 +262,20 @@ fn check_egress(raw: Option<RawEgress>) -> Result<Vec<EgressRule>, ManifestError
     let Some(raw) = raw else {
         return Ok(Vec::new());
     };
-    let bad = |problem: String| ManifestError::Permission {
-        key: "egress.allow",
-        problem,
-    };
-    if raw.allow.len() > MAX_EGRESS_RULES {
+    parse_egress_entries(&raw.allow, "egress.allow")
+}
+
+/// Reads a list of egress entries (a manifest's `[egress] allow`, a zone's `egress`
+/// ceiling), refusing with `key` named: one syntax for both.
+pub(crate) fn parse_egress_entries(
+    entries: &[toml::Value],
+    key: &'static str,
+) -> Result<Vec<EgressRule>, ManifestError> {
+    let bad = |problem: String| ManifestError::Permission { key, problem };
+    if entries.len() > MAX_EGRESS_RULES {
         return Err(bad(format!(
             "{} entries, more than the {MAX_EGRESS_RULES} allowed",
-            raw.allow.len()
+            entries.len()
         )));
     }
     let strings = |v: &toml::Value, key: &str| -> Result<Vec<String>, ManifestError> {
@@ -278,7 +284,7 @@ fn check_egress(raw: Option<RawEgress>) -> Result<Vec<EgressRule>, ManifestError
             .ok_or_else(|| bad(format!("`{key}` must be a list of strings")))
     };
     let mut rules: Vec<EgressRule> = Vec::new();
-    for entry in &raw.allow {
+    for entry in entries {
         let (url, methods, ranges) = match entry {
             toml::Value::String(url) => (url.clone(), Vec::new(), Vec::new()),
             toml::Value::Table(t) => {

@@ -261,7 +261,7 @@ pub fn valid_bucket_name(name: &str) -> Result<(), &'static str> {
 
 /// The Cedar string literal for `s` (names are validated, but escape
 /// anyway so a future relaxation cannot inject policy text).
-fn lit(s: &str) -> String {
+pub fn lit(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -406,7 +406,7 @@ fn like_prefix(prefix: &str) -> String {
 /// The conditions of one egress entry on the request's `Host` resource
 /// (`name`, and `parent`: the name without its first label) and its
 /// context (`scheme`, `port`, `path`, `method`), as the host reads them.
-fn egress_conditions(rule: &EgressRule) -> String {
+pub fn egress_conditions(rule: &EgressRule) -> String {
     let mut c = vec![
         format!("context.scheme == {}", lit(rule.scheme.as_str())),
         format!("context.port == {}", rule.port),

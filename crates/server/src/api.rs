@@ -44,6 +44,7 @@ mod callers;
 mod config;
 mod queries;
 mod routes;
+mod zones;
 
 pub(crate) use config::apply_config_dir;
 use routes::{Access, Answer, Call, Operation, Reply, Resource};
@@ -492,6 +493,7 @@ impl Api {
             to_value(TenantPolicy {
                 tenant: tenant.to_string(),
                 policy,
+                zone_policy: self.control.zone_policy_text(tenant.as_str()),
             }),
         ))
     }
@@ -1256,6 +1258,7 @@ fn status_of(e: &ControlError) -> StatusCode {
         | ControlError::Manifest(_)
         | ControlError::InvalidKey(_)
         | ControlError::Policy(_)
+        | ControlError::Zone(_)
         | ControlError::Admission(zerofn_admission::AdmissionError::BundleMalformed { .. }) => {
             StatusCode::BAD_REQUEST
         }
@@ -1267,7 +1270,9 @@ fn status_of(e: &ControlError) -> StatusCode {
         | ControlError::Layer(_)
         | ControlError::Refused { .. }
         | ControlError::RouteNotOwned { .. }
-        | ControlError::NotAllowed { .. } => StatusCode::FORBIDDEN,
+        | ControlError::NotAllowed { .. }
+        | ControlError::ZoneRefused { .. } => StatusCode::FORBIDDEN,
+        ControlError::ZoneConflict { .. } => StatusCode::CONFLICT,
         ControlError::Sandbox(_) => StatusCode::UNPROCESSABLE_ENTITY,
         ControlError::Store(
             StoreError::TenantExists(_)

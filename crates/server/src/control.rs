@@ -74,6 +74,17 @@ pub enum ControlError {
     /// before the control plane sees it, and audited there.
     #[error(transparent)]
     NoSuchName(StoreError),
+    /// A zone document, or the set of zones it would make, is invalid.
+    #[error("invalid zone, nothing changed: {0}")]
+    Zone(#[from] zerofn_manifest::zone::ZoneError),
+    /// A zone change that the platform as it runs does not allow (a deployed function's
+    /// egress outside the new ceiling, a zone still named by another, an unknown tenant).
+    #[error("zone `{zone}` not changed: {problem}")]
+    ZoneConflict { zone: String, problem: String },
+    /// A deploy its tenant's zone refuses (egress outside the ceiling, a signer the zone
+    /// does not list).
+    #[error("zone `{zone}` refuses this deploy: {problem}")]
+    ZoneRefused { zone: String, problem: String },
     #[error("internal error: {0}")]
     Internal(String),
     /// The platform runs with `--locked-config`: configuration changes only by `apply`.
@@ -126,6 +137,9 @@ impl ControlError {
             ControlError::Store(_) => "store_error",
             ControlError::Audit(_) => "audit_unavailable",
             ControlError::NotAllowed { .. } => "forbidden",
+            ControlError::Zone(_) => "invalid_zone",
+            ControlError::ZoneConflict { .. } => "zone_conflict",
+            ControlError::ZoneRefused { .. } => "zone_denied",
             ControlError::Internal(_) => "internal",
         }
     }
@@ -176,6 +190,8 @@ pub struct ControlPlane {
     /// Tenants' rate and concurrency limits (shared with the gateway).
     invoke_limits: zerofn_gateway::InvokeLimits,
     tenant_sets: crate::policies::TenantSets,
+    /// The trust zones in force (`zerofn zone`).
+    zones: crate::zones::ZonesInForce,
     /// Held while the policies in force are rebuilt and the change they
     /// belong to (a route installed or removed, a tenant set replaced) is
     /// made visible, so two concurrent changes cannot each build from a
@@ -243,6 +259,7 @@ impl ControlPlane {
             policies: zerofn_gateway::Policies::default(),
             invoke_limits: zerofn_gateway::InvokeLimits::default(),
             tenant_sets: crate::policies::TenantSets::default(),
+            zones: crate::zones::ZonesInForce::default(),
             policy_change: tokio::sync::Mutex::new(()),
             function_locks: FunctionLocks::default(),
             keep_versions,
@@ -265,6 +282,10 @@ impl ControlPlane {
 
     pub(crate) fn tenant_sets(&self) -> &crate::policies::TenantSets {
         &self.tenant_sets
+    }
+
+    pub(crate) fn zones_in_force(&self) -> &crate::zones::ZonesInForce {
+        &self.zones
     }
 
     pub(crate) fn policy_change(&self) -> &tokio::sync::Mutex<()> {
@@ -601,6 +622,11 @@ impl ControlPlane {
             };
             return self.refused(record, e).await;
         }
+        // The tenant's zone is a ceiling over the manifest's grants: checked before the
+        // (costlier) admission, so an entry outside it is named at once.
+        if let Err(e) = self.check_zone_deploy(&manifest) {
+            return self.refused(record, e).await;
+        }
         let floor = self.version_floor(&manifest).await?;
         let manifest_text = req.manifest.clone();
         let bundle_bytes = req.bundle.clone();
@@ -623,6 +649,12 @@ impl ControlPlane {
             }
             Err(e) => return self.refused(record, e).await,
         };
+        if let Err(e) = self.check_zone_signer(
+            admitted.artifact.manifest().tenant.as_str(),
+            admitted.artifact.signer_identity(),
+        ) {
+            return self.refused(record, e).await;
+        }
         let admitted_by = admitted.permit.policies().to_vec();
         // Layers: composed only now that the function passed every check;
         // each pinned layer is verified again with the tenant's signers.
@@ -936,6 +968,7 @@ impl ControlPlane {
                 .map_err(|e| ControlError::Internal(e.to_string()))?;
         }
         self.routes.install_all(loaded);
+        self.load_zones().await?;
         self.load_tenant_policies().await?;
         if let Err(error) = self.refresh_policies(None, None) {
             // Fail closed without refusing to start: with no policies in

@@ -33,6 +33,7 @@ mod route_space;
 mod tenant_limits;
 pub mod tlog;
 mod tls;
+mod zones;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

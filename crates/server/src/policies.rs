@@ -51,7 +51,24 @@ impl ControlPlane {
         removing: Option<(&str, &str)>,
         tenant_set: Option<(&str, Option<&PolicySet>)>,
     ) -> Result<RuntimePolicies, ControlError> {
+        let zones = self.zones_in_force().current()?;
+        self.build_policies_with_zones(adding, removing, tenant_set, &zones)
+    }
+
+    /// [`ControlPlane::build_policies`] with `zones` in force instead of the current ones
+    /// (a zone change builds with the zones it would make): each zoned tenant's decisions
+    /// include its zone's compiled `forbid` policies.
+    pub(crate) fn build_policies_with_zones(
+        &self,
+        adding: Option<&Manifest>,
+        removing: Option<(&str, &str)>,
+        tenant_set: Option<(&str, Option<&PolicySet>)>,
+        zones: &crate::zones::Zones,
+    ) -> Result<RuntimePolicies, ControlError> {
         let mut b = RuntimePoliciesBuilder::new();
+        for (tenant, set) in &zones.compiled {
+            b.add(tenant, set.clone());
+        }
         let table = self.routes().snapshot();
         for f in table.functions() {
             let m = f.artifact().manifest();
@@ -216,6 +233,7 @@ impl ControlPlane {
             permissions: permissions_answer(&m.permissions),
             compiled: compile(tenant.as_str(), name.as_str(), &m.permissions),
             tenant_policy: self.tenant_policy(tenant).await?,
+            zone_policy: self.zone_policy_text(tenant.as_str()),
         })
     }
 }

@@ -71,6 +71,8 @@ pub enum StoreError {
     NoSuchOperator(String),
     #[error("the audit log changed while it was being pruned; nothing was removed (try again)")]
     PruneRaced,
+    #[error("zone `{0}` does not exist; see `zerofn zone list`")]
+    NoSuchZone(String),
     #[error("the database connection is unusable after an earlier panic")]
     Poisoned,
     #[error("a database task failed to complete")]
@@ -98,6 +100,7 @@ impl StoreError {
                 | StoreError::NoSuchVersion { .. }
                 | StoreError::NoSuchLayer { .. }
                 | StoreError::NoSuchOperator(_)
+                | StoreError::NoSuchZone(_)
                 | StoreError::NoSuchIssuer { .. }
                 | StoreError::NoSuchApiKey { .. }
         )

@@ -42,6 +42,7 @@ mod policies;
 mod route_prefixes;
 mod tenant_limits;
 mod tenants;
+mod zones;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -68,6 +69,7 @@ pub use operators::{ControlPolicyRow, OperatorCertRow};
 pub use policies::TenantPolicyRow;
 pub use tenant_limits::TenantLimitsRow;
 pub use tenants::{TenantKeyRow, TenantRow};
+pub use zones::ZoneRow;
 
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "zerofn.db";
@@ -237,6 +239,7 @@ impl Store {
         conn.execute_batch(audit_tree::SCHEMA)?;
         conn.execute_batch(audit_prune::SCHEMA)?;
         conn.execute_batch(tenant_limits::SCHEMA)?;
+        conn.execute_batch(zones::SCHEMA)?;
         migrate(&conn)?;
         conn.execute_batch(audit_query::SCHEMA)?;
         conn.execute_batch(invocation_logs::SCHEMA)?;

@@ -19,6 +19,7 @@ mod project;
 mod scan;
 mod verify;
 mod versions;
+mod zone;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
@@ -191,6 +192,10 @@ enum Command {
     /// Operators' client certificates and the control policy.
     #[command(subcommand)]
     Operator(operator::OperatorCommand),
+    /// Trust zones: groups of tenants with call, egress and signer ceilings
+    /// (`zone set|list|show|delete`; docs/zones.md).
+    #[command(subcommand)]
+    Zone(zone::ZoneCommand),
     /// External callers' JWT issuers (`auth jwt add|list|remove`).
     #[command(subcommand)]
     Auth(callers::AuthCommand),
@@ -557,6 +562,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Operator(cmd) => operator::run(&data_dir, cmd).await,
+        Command::Zone(cmd) => zone::run(&data_dir, cmd).await,
         Command::Auth(cmd) => callers::run_auth(&data_dir, cmd).await,
         Command::Apikey(cmd) => callers::run_apikey(&data_dir, cmd).await,
     }

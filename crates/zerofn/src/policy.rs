@@ -45,15 +45,19 @@ pub async fn run(data_dir: &Path, cmd: PolicyCommand) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(());
             }
-            let hand_written = if name.is_some() {
+            let (hand_written, zone_policy) = if name.is_some() {
                 let f: zerofn_api::FunctionPolicy = crate::client::typed(&path, v)?;
                 println!("// compiled from the manifest of {tenant}/{}", f.name);
                 print!("{}", f.compiled);
-                f.tenant_policy
+                (f.tenant_policy, f.zone_policy)
             } else {
                 let t: zerofn_api::TenantPolicy = crate::client::typed(&path, v)?;
-                t.policy
+                (t.policy, t.zone_policy)
             };
+            if let Some(text) = zone_policy {
+                println!("// compiled from the trust zone of tenant {tenant} (`zerofn zone show`)");
+                print!("{text}");
+            }
             match hand_written {
                 Some(text) => {
                     println!("// hand-written policy of tenant {tenant}");

@@ -156,7 +156,7 @@ macro_rules! public {
 }
 
 /// Every route of the control API.
-pub(super) static ROUTES: [Route; 59] = [
+pub(super) static ROUTES: [Route; 64] = [
     public!(GET "/v1/health", health),
     // The trust bundle is public: peers need it before they can authenticate anything.
     public!(GET "/v1/identity/bundle", trust_bundle),
@@ -243,6 +243,13 @@ pub(super) static ROUTES: [Route; 59] = [
     operator!(GET "/v1/config/state", PolicyManage on Platform, refusal ApiAuthorize, config_state),
     operator!(GET "/v1/config/export", PolicyManage on Platform, refusal ApiAuthorize, config_export),
     operator!(POST "/v1/config/apply", ConfigApply on Platform, refusal ConfigApply, config_apply),
+    // Trust zones span tenants: read with the platform-wide `tenant.read`, changed with the
+    // platform-wide `policy.manage` (a zone is policy over every tenant it groups).
+    operator!(GET "/v1/zones", TenantRead on Platform, refusal ApiAuthorize, list_zones),
+    operator!(PUT "/v1/zones", PolicyManage on Platform, refusal ZoneSet, set_zones),
+    operator!(GET "/v1/zones/{zone}", TenantRead on Platform, refusal ApiAuthorize, show_zone),
+    operator!(PUT "/v1/zones/{zone}", PolicyManage on Platform, refusal ZoneSet, set_zone),
+    operator!(DELETE "/v1/zones/{zone}", PolicyManage on Platform, refusal ZoneDelete, delete_zone),
 ];
 
 /// The name ending of a template's last parameter that takes the rest of the path.
@@ -659,6 +666,11 @@ mod tests {
             ("GET", "/v1/config/state", PolicyManage, Platform, None),
             ("GET", "/v1/config/export", PolicyManage, Platform, None),
             ("POST", "/v1/config/apply", ConfigApply, Platform, None),
+            ("GET", "/v1/zones", TenantRead, Platform, None),
+            ("PUT", "/v1/zones", PolicyManage, Platform, None),
+            ("GET", "/v1/zones/payments", TenantRead, Platform, None),
+            ("PUT", "/v1/zones/payments", PolicyManage, Platform, None),
+            ("DELETE", "/v1/zones/payments", PolicyManage, Platform, None),
         ];
         let cases = table.len();
         for (method, path, action, resource, tenant) in table {

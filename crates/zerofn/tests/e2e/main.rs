@@ -31,6 +31,7 @@ mod server;
 mod telemetry;
 mod tlog_tiles;
 mod versions;
+mod zones;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
