@@ -59,11 +59,22 @@ pub enum Action {
     /// A tenant's API key created or revoked (`zerofn apikey`); named, never shown.
     ApiKeyCreate,
     ApiKeyRevoke,
+    /// A tenant's durable queue created or deleted (`zerofn queue`).
+    QueueCreate,
+    QueueDelete,
+    /// Messages published to a queue (one record per publish request).
+    QueuePublish,
+    /// A dead-letter queue's messages moved back to their queues.
+    QueueRedrive,
+    /// Every message of a queue deleted.
+    QueuePurge,
+    /// A message moved to its dead-letter queue after its last attempt.
+    QueueDeadLetter,
 }
 
 impl Action {
     /// Every action, in the order they are declared.
-    pub const ALL: [Action; 28] = [
+    pub const ALL: [Action; 34] = [
         Action::Deploy,
         Action::Undeploy,
         Action::Invoke,
@@ -92,6 +103,12 @@ impl Action {
         Action::AuthIssuerRemove,
         Action::ApiKeyCreate,
         Action::ApiKeyRevoke,
+        Action::QueueCreate,
+        Action::QueueDelete,
+        Action::QueuePublish,
+        Action::QueueRedrive,
+        Action::QueuePurge,
+        Action::QueueDeadLetter,
     ];
 
     /// The action named `name` as records spell it (`tenant.create`), if any.
@@ -129,6 +146,12 @@ impl Action {
             Action::AuthIssuerRemove => "auth.issuer.remove",
             Action::ApiKeyCreate => "apikey.create",
             Action::ApiKeyRevoke => "apikey.revoke",
+            Action::QueueCreate => "queue.create",
+            Action::QueueDelete => "queue.delete",
+            Action::QueuePublish => "queue.publish",
+            Action::QueueRedrive => "queue.redrive",
+            Action::QueuePurge => "queue.purge",
+            Action::QueueDeadLetter => "queue.dead_letter",
         }
     }
 }
