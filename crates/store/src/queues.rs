@@ -549,8 +549,9 @@ fn publish_in(
         }
         .into());
     }
-    let mut exists =
-        tx.prepare_cached("SELECT 1 FROM queue_messages WHERE tenant = ?1 AND queue = ?2 AND id = ?3")?;
+    let mut exists = tx.prepare_cached(
+        "SELECT 1 FROM queue_messages WHERE tenant = ?1 AND queue = ?2 AND id = ?3",
+    )?;
     let mut insert = tx.prepare_cached(
         "INSERT INTO queue_messages (tenant, queue, id, type, content_type, grp, body, published_at_ms, visible_at_ms) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
@@ -582,7 +583,12 @@ fn publish_in(
     Ok(out)
 }
 
-fn counts(conn: &Connection, tenant: &str, queue: &str, now_ms: u64) -> Result<QueueCounts, QueueError> {
+fn counts(
+    conn: &Connection,
+    tenant: &str,
+    queue: &str,
+    now_ms: u64,
+) -> Result<QueueCounts, QueueError> {
     get_queue(conn, tenant, queue)?;
     let (visible, in_flight, oldest): (i64, i64, Option<i64>) = conn
         .prepare_cached(
@@ -616,6 +622,8 @@ pub struct LeaseBatch {
     pub dead_lettered: Vec<(String, String)>,
     /// Messages dropped for passing their retention.
     pub expired: usize,
+    /// The queue's visibility timeout (what a retry delay is capped at).
+    pub visibility_timeout_ms: u64,
 }
 
 /// The delivery loop's connection (see the module docs).
@@ -786,6 +794,7 @@ fn lease_in(
     let q = get_queue(tx, tenant, queue)?;
     let mut batch = LeaseBatch {
         expired: expire(tx, &q, now_ms)?,
+        visibility_timeout_ms: q.visibility_timeout_ms,
         ..LeaseBatch::default()
     };
     // A few more candidates than wanted: exhausted ones are moved aside.
@@ -870,46 +879,90 @@ mod tests {
         store.create_tenant(&acme, "t0").await.unwrap();
         // Unknown dead-letter queue: refused, nothing created.
         assert!(matches!(
-            store.queue_create(&acme, q("orders", false, Some("dlq")), 10, "t").await,
+            store
+                .queue_create(&acme, q("orders", false, Some("dlq")), 10, "t")
+                .await,
             Err(QueueError::Refused(QueueRefusal::NoSuchDeadLetter(_)))
         ));
         assert!(store.queue_list(&acme).await.unwrap().is_empty());
-        store.queue_create(&acme, q("dlq", false, None), 10, "t").await.unwrap();
-        store.queue_create(&acme, q("orders", false, Some("dlq")), 10, "t").await.unwrap();
+        store
+            .queue_create(&acme, q("dlq", false, None), 10, "t")
+            .await
+            .unwrap();
+        store
+            .queue_create(&acme, q("orders", false, Some("dlq")), 10, "t")
+            .await
+            .unwrap();
         assert!(matches!(
-            store.queue_create(&acme, q("orders", false, None), 10, "t").await,
+            store
+                .queue_create(&acme, q("orders", false, None), 10, "t")
+                .await,
             Err(QueueError::Refused(QueueRefusal::Exists(_)))
         ));
         assert!(matches!(
-            store.queue_create(&acme, q("third", false, None), 2, "t").await,
-            Err(QueueError::Refused(QueueRefusal::TooManyQueues { limit: 2 }))
+            store
+                .queue_create(&acme, q("third", false, None), 2, "t")
+                .await,
+            Err(QueueError::Refused(QueueRefusal::TooManyQueues {
+                limit: 2
+            }))
         ));
         let p = store
-            .queue_publish(&acme, "orders", vec![msg("a", None), msg("a", None)], 10, 100)
+            .queue_publish(
+                &acme,
+                "orders",
+                vec![msg("a", None), msg("a", None)],
+                10,
+                100,
+            )
             .await
             .unwrap();
-        assert_eq!(p.iter().map(|p| p.duplicate).collect::<Vec<_>>(), [false, true]);
+        assert_eq!(
+            p.iter().map(|p| p.duplicate).collect::<Vec<_>>(),
+            [false, true]
+        );
         // Depth limit: refused whole.
         assert!(matches!(
-            store.queue_publish(&acme, "orders", vec![msg("b", None), msg("c", None)], 10, 2).await,
+            store
+                .queue_publish(&acme, "orders", vec![msg("b", None), msg("c", None)], 10, 2)
+                .await,
             Err(QueueError::Refused(QueueRefusal::Full { .. }))
         ));
-        assert_eq!(store.queue_peek(&acme, "orders", 10).await.unwrap().len(), 1);
+        assert_eq!(
+            store.queue_peek(&acme, "orders", 10).await.unwrap().len(),
+            1
+        );
 
         let w = store.open_queue_worker().unwrap();
         let b = w.lease("acme", "orders", 20, 10, "L1").await.unwrap();
         assert_eq!(b.leased.len(), 1);
         assert_eq!(b.leased[0].message.attempts, 1);
         // Invisible while leased.
-        assert!(w.lease("acme", "orders", 500, 10, "L2").await.unwrap().leased.is_empty());
-        let r = w.release(b.leased[0].message.seq, "L1", 600, "500", 30).await.unwrap();
+        assert!(w
+            .lease("acme", "orders", 500, 10, "L2")
+            .await
+            .unwrap()
+            .leased
+            .is_empty());
+        let r = w
+            .release(b.leased[0].message.seq, "L1", 600, "500", 30)
+            .await
+            .unwrap();
         assert_eq!(r, Some(Released::Retry { at_ms: 600 }));
         let b = w.lease("acme", "orders", 600, 10, "L3").await.unwrap();
         assert_eq!(b.leased[0].message.attempts, 2);
         // A stale lease settles nothing.
         assert!(!w.acknowledge(b.leased[0].message.seq, "L1").await.unwrap());
-        let r = w.release(b.leased[0].message.seq, "L3", 700, "boom", 650).await.unwrap();
-        assert_eq!(r, Some(Released::DeadLettered { queue: "dlq".into() }));
+        let r = w
+            .release(b.leased[0].message.seq, "L3", 700, "boom", 650)
+            .await
+            .unwrap();
+        assert_eq!(
+            r,
+            Some(Released::DeadLettered {
+                queue: "dlq".into()
+            })
+        );
         let dead = store.queue_peek(&acme, "dlq", 10).await.unwrap();
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].last_error.as_deref(), Some("boom"));
@@ -918,11 +971,17 @@ mod tests {
             store.queue_delete(&acme, "dlq").await,
             Err(QueueError::Refused(QueueRefusal::InUse { .. }))
         ));
-        assert_eq!(store.queue_redrive(&acme, "dlq", 800, 100).await.unwrap(), 1);
+        assert_eq!(
+            store.queue_redrive(&acme, "dlq", 800, 100).await.unwrap(),
+            1
+        );
         let b = w.lease("acme", "orders", 800, 10, "L4").await.unwrap();
         assert_eq!(b.leased[0].message.attempts, 1);
         assert!(w.acknowledge(b.leased[0].message.seq, "L4").await.unwrap());
-        assert_eq!(store.queue_counts(&acme, "orders", 900).await.unwrap(), QueueCounts::default());
+        assert_eq!(
+            store.queue_counts(&acme, "orders", 900).await.unwrap(),
+            QueueCounts::default()
+        );
     }
 
     #[tokio::test]
@@ -931,16 +990,25 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let acme = t("acme");
         store.create_tenant(&acme, "t0").await.unwrap();
-        store.queue_create(&acme, q("f", true, None), 10, "t").await.unwrap();
+        store
+            .queue_create(&acme, q("f", true, None), 10, "t")
+            .await
+            .unwrap();
         assert!(matches!(
-            store.queue_publish(&acme, "f", vec![msg("x", None)], 1, 100).await,
+            store
+                .queue_publish(&acme, "f", vec![msg("x", None)], 1, 100)
+                .await,
             Err(QueueError::Refused(QueueRefusal::GroupRequired))
         ));
         store
             .queue_publish(
                 &acme,
                 "f",
-                vec![msg("a1", Some("a")), msg("b1", Some("b")), msg("a2", Some("a"))],
+                vec![
+                    msg("a1", Some("a")),
+                    msg("b1", Some("b")),
+                    msg("a2", Some("a")),
+                ],
                 1,
                 100,
             )
@@ -951,7 +1019,12 @@ mod tests {
         let ids: Vec<_> = b.leased.iter().map(|l| l.message.id.as_str()).collect();
         assert_eq!(ids, ["a1", "b1"]);
         // a2 waits for a1 even past a1's lease, until a1 is settled.
-        assert!(w.lease("acme", "f", 3, 10, "L").await.unwrap().leased.is_empty());
+        assert!(w
+            .lease("acme", "f", 3, 10, "L")
+            .await
+            .unwrap()
+            .leased
+            .is_empty());
         assert!(w.acknowledge(b.leased[0].message.seq, "L").await.unwrap());
         let b = w.lease("acme", "f", 4, 10, "M").await.unwrap();
         assert_eq!(b.leased[0].message.id, "a2");
