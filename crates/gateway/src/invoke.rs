@@ -296,6 +296,113 @@ impl Gateway {
         resp
     }
 
+    /// An event delivered in process by an event source (`zerofn-events`):
+    /// a new invocation of the tenant's function `name`, for `caller` (a
+    /// [`Caller::Event`]), decided by the function's invoke policy, held to
+    /// its rate, concurrency and body limits, run and recorded exactly as a
+    /// public request (no socket: the event never crosses the listener).
+    /// The record's caller names the source, the event id and the attempt.
+    pub async fn invoke_event(
+        self: &Arc<Self>,
+        tenant: &str,
+        name: &str,
+        caller: Caller,
+        mut request: Request<Bytes>,
+    ) -> Response<Bytes> {
+        let started = Instant::now();
+        let id = InvocationId::new();
+        let table = self.routes().snapshot();
+        let Some(function) = table.function(tenant, name).cloned() else {
+            // Undeployed since the binding was read: nothing ran, nothing to
+            // record; the event is delivered again later.
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "no_function",
+                "the function bound to this event source is not deployed",
+                Some(&id),
+            );
+        };
+        strip_platform_headers(request.headers_mut());
+        if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+            request.headers_mut().insert(INVOCATION_HEADER, v);
+        }
+        let mut unrecorded =
+            Unrecorded::new(self.audit().clone(), &function, &id, &caller, 0, started);
+        let (decision, invoke_decision) = self.decide(
+            &function,
+            &caller,
+            request.method().as_str(),
+            request.uri().path(),
+            0,
+        );
+        let permit = match decision {
+            Decision::Allow(permit) => permit,
+            Decision::Deny(reason) => {
+                unrecorded.disarm();
+                let (record, message) = self.invoke_denied(
+                    &function,
+                    &caller,
+                    0,
+                    &id,
+                    started,
+                    &Decision::Deny(reason),
+                    invoke_decision,
+                );
+                return self
+                    .refuse(
+                        None,
+                        record,
+                        &id,
+                        StatusCode::FORBIDDEN,
+                        "invoke_denied",
+                        &message,
+                    )
+                    .await;
+            }
+        };
+        let _admitted = match self.limits().admit(&function, &table) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                unrecorded.disarm();
+                return self
+                    .limit_refused(&function, &caller, &id, started, refusal, invoke_decision)
+                    .await;
+            }
+        };
+        if request.body().len() > max_body_bytes(&function) {
+            unrecorded.disarm();
+            let (status, kind, reason, message) =
+                BodyError::TooLarge.describe(max_body_bytes(&function));
+            let record = invoke_record(&function, &id, started, Outcome::Deny, status.as_u16())
+                .reason(reason)
+                .detail(serde_json::json!({
+                    "caller": caller.json(),
+                    "depth": 0,
+                    "decisions": [invoke_decision],
+                }));
+            return self.refuse(None, record, &id, status, kind, &message).await;
+        }
+        unrecorded.decided(invoke_decision);
+        let mut response = self
+            .run(
+                function,
+                request,
+                &caller,
+                0,
+                &id,
+                started,
+                CallTree::root(self.config().max_invocations_per_request),
+                None,
+                &mut unrecorded,
+                &permit,
+            )
+            .await;
+        if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+            response.headers_mut().insert(INVOCATION_HEADER, v);
+        }
+        response
+    }
+
     /// The invoke decision for `caller` on `function`, and its listing.
     fn decide(
         &self,

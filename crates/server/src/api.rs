@@ -42,6 +42,7 @@ use crate::operators::{Operators, DEFAULT_OPERATOR_TTL};
 
 mod callers;
 mod queries;
+mod queues;
 mod routes;
 
 use routes::{Access, Answer, Call, Operation, Reply, Resource};
@@ -81,6 +82,8 @@ pub(crate) struct Api {
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// External callers' JWT issuers and API keys.
     pub(crate) callers: crate::callers::Shared,
+    /// Tenants' durable queues (`api/queues.rs`).
+    pub(crate) queues: zerofn_events::Queues,
 }
 
 /// Who a request authenticated as.
@@ -1261,6 +1264,9 @@ fn status_of(e: &ControlError) -> StatusCode {
         ) => StatusCode::CONFLICT,
         ControlError::Store(e) if e.is_not_found() => StatusCode::NOT_FOUND,
         ControlError::NoSuchName(_) => StatusCode::NOT_FOUND,
+        ControlError::Events(e) => {
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        }
         ControlError::Store(_) | ControlError::Audit(_) | ControlError::Internal(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }

@@ -76,6 +76,9 @@ pub enum ControlError {
     NoSuchName(StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A queue operation refused or failed (`zerofn-events`).
+    #[error(transparent)]
+    Events(#[from] zerofn_events::EventsError),
 }
 
 impl From<LayerError> for ControlError {
@@ -121,6 +124,7 @@ impl ControlError {
             ControlError::Audit(_) => "audit_unavailable",
             ControlError::NotAllowed { .. } => "forbidden",
             ControlError::Internal(_) => "internal",
+            ControlError::Events(e) => e.kind(),
         }
     }
 }
