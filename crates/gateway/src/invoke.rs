@@ -323,6 +323,17 @@ impl Gateway {
             );
         };
         strip_platform_headers(request.headers_mut());
+        // The function learns which source delivers (`x-zerofn-caller:
+        // event:queue/<name>`), set after the platform's namespace was cleared.
+        crate::authn::present(&caller, request.headers_mut(), false);
+        // wasi:http wants an authority: the function's own internal name,
+        // as a call from another function would have it.
+        if request.uri().authority().is_none() && !request.headers().contains_key(header::HOST) {
+            let host = format!("{name}.{tenant}{}", crate::host::INTERNAL_SUFFIX);
+            if let Ok(v) = HeaderValue::from_str(&host) {
+                request.headers_mut().insert(header::HOST, v);
+            }
+        }
         if let Ok(v) = HeaderValue::from_str(id.as_str()) {
             request.headers_mut().insert(INVOCATION_HEADER, v);
         }

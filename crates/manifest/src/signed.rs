@@ -176,7 +176,7 @@ impl Manifest {
                     |t| serde_json::json!({"queue": t.queue, "max_concurrency": t.max_concurrency}),
                 )
                 .collect();
-            list.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+            list.sort_by_key(ToString::to_string);
             obj.insert("triggers".into(), Value::Array(list));
         }
         // Only when present, so manifests without `[egress]` sign exactly

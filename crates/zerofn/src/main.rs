@@ -12,6 +12,7 @@ mod layer;
 mod logs;
 mod operator;
 mod policy;
+mod queue;
 mod scan;
 mod verify;
 mod versions;
@@ -105,6 +106,10 @@ enum Command {
     /// pin by digest in their manifest's `[layers]`.
     #[command(subcommand)]
     Layer(layer::LayerCommand),
+    /// Durable queues of a tenant: create, publish, peek, stats, redrive, purge. Functions
+    /// bound with `[[triggers]] queue = "NAME"` receive the messages as CloudEvents.
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
     /// Deploy the function in DIR (zerofn.toml, component, bundle, and the
     /// attestations beside them: *.intoto.jsonl and other *.sigstore.json); DIR may
     /// also be the path of the function's zerofn.toml.
@@ -457,6 +462,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Tenant(cmd) => tenant(&data_dir, cmd).await,
         Command::Layer(cmd) => layer::run(&data_dir, cmd).await,
+        Command::Queue(cmd) => queue::run(&data_dir, cmd).await,
         Command::Deploy {
             dir,
             allow_rollback,

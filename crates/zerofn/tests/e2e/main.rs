@@ -13,6 +13,7 @@ mod authn;
 mod capabilities;
 mod conformance;
 mod egress;
+mod events;
 mod gateway_hardening;
 mod gateway_tls;
 mod golden;
