@@ -13,6 +13,8 @@
 //! `--profile dev` to reuse a test build (the workspace's dependencies,
 //! SQLite among them, are built at opt-level 2 in dev too).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
