@@ -856,3 +856,153 @@ mod tests {
         assert!(read_body(body, 100, &mut other).await.is_ok());
     }
 }
+
+/// Event deliveries through the in-process path: the trigger's source is
+/// allowed, any other source and a public call are refused by the invoke
+/// policy, and each is recorded with the source, event id and attempt.
+#[cfg(test)]
+mod event_tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use zerofn_admission::{admit, sign_artifact, Manifest, Route, SigningKey};
+    use zerofn_audit::AuditLog;
+    use zerofn_identity::{JwtSvid, SvidRefusal, VerifiedSpiffeId};
+    use zerofn_policy::permissions::compile;
+    use zerofn_policy::{PolicySet, RuntimePoliciesBuilder};
+    use zerofn_sandbox::{Sandbox, SandboxConfig};
+    use zerofn_store::Store;
+    use zerofn_types::{FunctionName, TenantName};
+
+    use crate::{
+        Caller, Gateway, GatewayConfig, GatewayServices, Policies, RouteSpace, Routes,
+        WorkloadIdentity,
+    };
+
+    struct NoIdentities;
+    impl WorkloadIdentity for NoIdentities {
+        fn verify(
+            &self,
+            t: &TenantName,
+            n: &FunctionName,
+        ) -> Result<VerifiedSpiffeId, SvidRefusal> {
+            Err(SvidRefusal::NotServed {
+                workload: format!("{t}/{n}"),
+            })
+        }
+        fn jwt_svid(
+            &self,
+            t: &TenantName,
+            n: &FunctionName,
+            _: &str,
+        ) -> Result<JwtSvid, SvidRefusal> {
+            Err(SvidRefusal::NotServed {
+                workload: format!("{t}/{n}"),
+            })
+        }
+    }
+
+    fn event(source: &str, id: &str) -> Caller {
+        Caller::Event {
+            tenant: "acme".into(),
+            source: source.into(),
+            event_id: id.into(),
+            attempt: 2,
+        }
+    }
+
+    fn request() -> http::Request<Bytes> {
+        let mut r = http::Request::new(Bytes::from_static(b"{}"));
+        *r.method_mut() = http::Method::POST;
+        *r.uri_mut() = http::Uri::from_static("/");
+        r
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_the_bound_source_may_deliver() {
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = Arc::new(Sandbox::new(SandboxConfig::new(dir.path().join("cache"))).unwrap());
+        let key = SigningKey::generate();
+        let component = zerofn_testkit::guest("hello-c");
+        let bundle = sign_artifact(&component, &key).unwrap();
+        let manifest = Manifest::from_toml(
+            "name = \"worker\"\ntenant = \"acme\"\ncomponent = \"w.wasm\"\nroutes = [\"/worker\"]\n[[triggers]]\nqueue = \"orders\"\n",
+        )
+        .unwrap();
+        let artifact = admit(manifest, component, bundle.as_bytes(), &[key.public_key()]).unwrap();
+        let function = sandbox.load(artifact, None).unwrap();
+        let routes = Routes::default();
+        routes.set_space(
+            RouteSpace::new([(Route::parse("/...").unwrap(), "acme".to_owned())]).unwrap(),
+        );
+        let mut builder = RuntimePoliciesBuilder::new();
+        let m = function.artifact().manifest();
+        builder.add(
+            "acme",
+            PolicySet::parse(&compile("acme", "worker", &m.permissions)).unwrap(),
+        );
+        let policies = Policies::default();
+        policies.replace(builder.build().unwrap());
+        routes.install_all(vec![function]);
+        let store = Store::open(dir.path()).unwrap();
+        let audit = AuditLog::open(&store).unwrap();
+        let gateway = Gateway::new(
+            routes,
+            sandbox,
+            audit,
+            GatewayConfig::default(),
+            GatewayServices {
+                authn: Default::default(),
+                policies,
+                store: store.clone(),
+                identity: Arc::new(NoIdentities),
+                logs: crate::InvocationLogs::start(
+                    &store,
+                    crate::LogRetention::default(),
+                    64 * 1024,
+                )
+                .unwrap(),
+                limits: Default::default(),
+            },
+        );
+
+        let ok = gateway
+            .invoke_event("acme", "worker", event("queue/orders", "e-1"), request())
+            .await;
+        assert_eq!(ok.status(), 200, "{:?}", ok.body());
+        for (source, why) in [("queue/other", "another queue"), ("orders", "a bare name")] {
+            let r = gateway
+                .invoke_event("acme", "worker", event(source, "e-2"), request())
+                .await;
+            assert_eq!(r.status(), 403, "{why}: {:?}", r.body());
+        }
+        let public = gateway
+            .handle(
+                http::Request::get("http://x/worker")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(public.status(), 403, "a direct HTTP call was allowed");
+        // An event for a function that is not deployed runs nothing.
+        let gone = gateway
+            .invoke_event("acme", "nobody", event("queue/orders", "e-3"), request())
+            .await;
+        assert_eq!(gone.status(), 404);
+
+        let rows = store.audit_tail(20).await.unwrap();
+        let invokes: Vec<_> = rows.iter().filter(|r| r.action == "invoke").collect();
+        let allowed = invokes
+            .iter()
+            .find(|r| r.decision == "allow")
+            .expect("the allowed delivery's record");
+        let detail: serde_json::Value =
+            serde_json::from_str(allowed.detail.as_deref().unwrap()).unwrap();
+        assert_eq!(detail["caller"]["kind"], "event", "{detail}");
+        assert_eq!(detail["caller"]["source"], "queue/orders", "{detail}");
+        assert_eq!(detail["caller"]["event_id"], "e-1", "{detail}");
+        assert_eq!(detail["caller"]["attempt"], 2, "{detail}");
+        assert_eq!(invokes.iter().filter(|r| r.decision == "deny").count(), 3);
+    }
+}

@@ -33,6 +33,22 @@ fn queue_answer(s: QueueStats) -> Queue {
     }
 }
 
+/// A stored message as the API shows it (data in base64).
+fn queued(m: zerofn_events::MessageRow) -> QueuedMessage {
+    QueuedMessage {
+        id: m.id,
+        event_type: m.event_type,
+        content_type: m.content_type,
+        group: m.group,
+        data: base64::engine::general_purpose::STANDARD.encode(&m.body),
+        published_at_ms: m.published_at_ms,
+        visible_at_ms: m.visible_at_ms,
+        attempts: m.attempts,
+        last_error: m.last_error,
+        source_queue: m.source_queue,
+    }
+}
+
 /// `limit=N` of a peek's query (1 to 100); anything else is refused.
 fn peek_limit(query: Option<&str>) -> Result<u32, ControlError> {
     let mut limit = DEFAULT_PEEK;
@@ -160,21 +176,7 @@ impl Api {
             StatusCode::OK,
             to_value(QueuedMessages {
                 queue: queue.to_owned(),
-                messages: rows
-                    .into_iter()
-                    .map(|m| QueuedMessage {
-                        id: m.id,
-                        event_type: m.event_type,
-                        content_type: m.content_type,
-                        group: m.group,
-                        data: base64::engine::general_purpose::STANDARD.encode(&m.body),
-                        published_at_ms: m.published_at_ms,
-                        visible_at_ms: m.visible_at_ms,
-                        attempts: m.attempts,
-                        last_error: m.last_error,
-                        source_queue: m.source_queue,
-                    })
-                    .collect(),
+                messages: rows.into_iter().map(queued).collect(),
             }),
         ))
     }

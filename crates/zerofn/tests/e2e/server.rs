@@ -172,6 +172,7 @@ fn body_routes() -> Vec<(String, String)> {
     let handlers = [
         include_str!("../../../server/src/api.rs"),
         include_str!("../../../server/src/api/callers.rs"),
+        include_str!("../../../server/src/api/queues.rs"),
     ]
     .concat();
     let mut routes: Vec<(String, String, String)> = Vec::new();
