@@ -50,7 +50,7 @@ pub use queue::{
     parse_duration_ms, OutgoingMessage, QueueName, QueueSettings, QueueStats, Queues,
     DEFAULT_CONTENT_TYPE, DEFAULT_EVENT_TYPE, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETENTION_MS,
     DEFAULT_VISIBILITY_MS, MAX_MESSAGE_BYTES, MAX_PEEK, MAX_PUBLISH_BATCH, MAX_PUBLISH_BYTES,
-    MAX_QUEUES_PER_TENANT, MAX_QUEUE_DEPTH,
+    MAX_QUEUES_PER_TENANT, MAX_QUEUE_DEPTH, MAX_TENANT_QUEUE_BYTES,
 };
 pub use zerofn_store::{MessageRow, Published, QueueRefusal, QueueRow};
 
@@ -96,7 +96,9 @@ impl EventsError {
             EventsError::Refused(QueueRefusal::Exists(_)) => "already_exists",
             EventsError::Refused(QueueRefusal::InUse { .. }) => "queue_in_use",
             EventsError::Refused(
-                QueueRefusal::TooManyQueues { .. } | QueueRefusal::Full { .. },
+                QueueRefusal::TooManyQueues { .. }
+                | QueueRefusal::Full { .. }
+                | QueueRefusal::TenantFull { .. },
             ) => "limit_reached",
             EventsError::Store(e) if e.is_not_found() => "not_found",
             EventsError::Store(_) => "store_error",

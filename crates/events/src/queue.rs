@@ -27,6 +27,8 @@ use crate::EventsError;
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Most messages one queue holds (visible, in flight and waiting together).
 pub const MAX_QUEUE_DEPTH: u64 = 100_000;
+/// Most bytes of message data all of one tenant's queues hold together.
+pub const MAX_TENANT_QUEUE_BYTES: u64 = 1024 * 1024 * 1024;
 /// Most queues one tenant has.
 pub const MAX_QUEUES_PER_TENANT: u32 = 100;
 /// Most messages in one publish request.
@@ -457,6 +459,7 @@ impl Queues {
                 checked,
                 self.clock.now_ms(),
                 MAX_QUEUE_DEPTH,
+                MAX_TENANT_QUEUE_BYTES,
             )
             .await
         {

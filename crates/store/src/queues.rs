@@ -58,6 +58,17 @@ CREATE TABLE IF NOT EXISTS queue_messages (
 CREATE INDEX IF NOT EXISTS queue_messages_visible ON queue_messages (tenant, queue, visible_at_ms, seq);
 CREATE INDEX IF NOT EXISTS queue_messages_id ON queue_messages (tenant, queue, id);
 CREATE INDEX IF NOT EXISTS queue_messages_group ON queue_messages (tenant, queue, grp, seq);
+-- Bytes of message data a tenant's queues hold: raised by each publish (in
+-- its transaction), lowered by every delete whatever its path (ack, purge,
+-- retention, queue delete) through the trigger. Moves between a tenant's
+-- queues (dead-lettering, redrive) do not change it.
+CREATE TABLE IF NOT EXISTS queue_usage (
+    tenant  TEXT PRIMARY KEY,
+    bytes   INTEGER NOT NULL
+) STRICT;
+CREATE TRIGGER IF NOT EXISTS queue_messages_deleted AFTER DELETE ON queue_messages BEGIN
+    UPDATE queue_usage SET bytes = max(0, bytes - length(OLD.body)) WHERE tenant = OLD.tenant;
+END;
 "#;
 
 /// A queue's settings as stored.
@@ -144,6 +155,8 @@ pub enum QueueRefusal {
     GroupRequired,
     #[error("only a FIFO queue's messages have a message group")]
     GroupNotFifo,
+    #[error("the tenant's queues hold {used} bytes of messages; {adding} more would pass the limit of {limit}; let them drain or purge some")]
+    TenantFull { used: u64, adding: u64, limit: u64 },
 }
 
 /// A queue failure: a refusal or a storage error.
@@ -370,7 +383,8 @@ impl Store {
     /// Publishes `messages` in one transaction: all of them or none. A
     /// message whose id the queue holds already is not added again
     /// (`duplicate`). Refused whole when the queue would hold more than
-    /// `max_depth` messages, or when group use does not match the queue.
+    /// `max_depth` messages or the tenant's queues more than
+    /// `max_tenant_bytes` of data, or when group use does not match the queue.
     /// `Ok` means committed with `synchronous=FULL`: durable.
     pub async fn queue_publish(
         &self,
@@ -379,11 +393,19 @@ impl Store {
         messages: Vec<NewMessage>,
         now_ms: u64,
         max_depth: u64,
+        max_tenant_bytes: u64,
     ) -> Result<Vec<Published>, QueueError> {
         let (tenant, queue) = (tenant.as_str().to_owned(), queue.to_owned());
         self.queue_op(move |conn| {
             let tx = write_tx(conn)?;
-            let result = publish_in(&tx, &tenant, &queue, &messages, now_ms, max_depth);
+            let result = publish_in(
+                &tx,
+                &tenant,
+                &queue,
+                &messages,
+                now_ms,
+                (max_depth, max_tenant_bytes),
+            );
             let published = result?;
             tx.commit()?;
             Ok(published)
@@ -527,7 +549,7 @@ fn publish_in(
     queue: &str,
     messages: &[NewMessage],
     now_ms: u64,
-    max_depth: u64,
+    (max_depth, max_tenant_bytes): (u64, u64),
 ) -> Result<Vec<Published>, QueueError> {
     let q = get_queue(tx, tenant, queue)?;
     for m in messages {
@@ -549,6 +571,23 @@ fn publish_in(
         }
         .into());
     }
+    let used: i64 = tx
+        .query_row(
+            "SELECT bytes FROM queue_usage WHERE tenant = ?1",
+            params![tenant],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    let bytes: u64 = messages.iter().map(|m| m.body.len() as u64).sum();
+    if to_u64(used).saturating_add(bytes) > max_tenant_bytes {
+        return Err(QueueRefusal::TenantFull {
+            used: to_u64(used),
+            adding: bytes,
+            limit: max_tenant_bytes,
+        }
+        .into());
+    }
     let mut exists = tx.prepare_cached(
         "SELECT 1 FROM queue_messages WHERE tenant = ?1 AND queue = ?2 AND id = ?3",
     )?;
@@ -557,6 +596,7 @@ fn publish_in(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
     )?;
     let mut out = Vec::with_capacity(messages.len());
+    let mut added = 0u64;
     for m in messages {
         if exists.exists(params![tenant, queue, m.id])? {
             out.push(Published {
@@ -575,11 +615,17 @@ fn publish_in(
             m.body,
             to_i64(now_ms)
         ])?;
+        added = added.saturating_add(m.body.len() as u64);
         out.push(Published {
             id: m.id.clone(),
             duplicate: false,
         });
     }
+    tx.prepare_cached(
+        "INSERT INTO queue_usage (tenant, bytes) VALUES (?1, ?2) \
+         ON CONFLICT (tenant) DO UPDATE SET bytes = bytes + excluded.bytes",
+    )?
+    .execute(params![tenant, to_i64(added)])?;
     Ok(out)
 }
 
@@ -914,6 +960,7 @@ mod tests {
                 vec![msg("a", None), msg("a", None)],
                 10,
                 100,
+                u64::MAX,
             )
             .await
             .unwrap();
@@ -924,7 +971,14 @@ mod tests {
         // Depth limit: refused whole.
         assert!(matches!(
             store
-                .queue_publish(&acme, "orders", vec![msg("b", None), msg("c", None)], 10, 2)
+                .queue_publish(
+                    &acme,
+                    "orders",
+                    vec![msg("b", None), msg("c", None)],
+                    10,
+                    2,
+                    u64::MAX
+                )
                 .await,
             Err(QueueError::Refused(QueueRefusal::Full { .. }))
         ));
@@ -985,6 +1039,68 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_tenants_queued_bytes_are_bounded_and_freed_by_every_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let acme = t("acme");
+        let other = t("other");
+        for tenant in [&acme, &other] {
+            store.create_tenant(tenant, "t0").await.unwrap();
+            store
+                .queue_create(tenant, q("a", false, None), 10, "t")
+                .await
+                .unwrap();
+        }
+        store
+            .queue_create(&acme, q("b", false, None), 10, "t")
+            .await
+            .unwrap();
+        // 1 + 2 = 3 bytes in two queues; a 4-byte limit refuses 2 more, whole.
+        store
+            .queue_publish(&acme, "a", vec![msg("1", None)], 1, 100, 4)
+            .await
+            .unwrap();
+        store
+            .queue_publish(&acme, "b", vec![msg("22", None)], 1, 100, 4)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .queue_publish(&acme, "a", vec![msg("33", None)], 1, 100, 4)
+                .await,
+            Err(QueueError::Refused(QueueRefusal::TenantFull {
+                used: 3,
+                adding: 2,
+                limit: 4
+            }))
+        ));
+        assert_eq!(store.queue_peek(&acme, "a", 10).await.unwrap().len(), 1);
+        // Another tenant has its own budget.
+        store
+            .queue_publish(&other, "a", vec![msg("4444", None)], 1, 100, 4)
+            .await
+            .unwrap();
+        // An acknowledgement frees its bytes; so do a purge and a delete.
+        let w = store.open_queue_worker().unwrap();
+        let b = w.lease("acme", "b", 2, 10, "L").await.unwrap();
+        assert!(w.acknowledge(b.leased[0].message.seq, "L").await.unwrap());
+        store
+            .queue_publish(&acme, "a", vec![msg("33", None)], 3, 100, 4)
+            .await
+            .unwrap();
+        assert_eq!(store.queue_purge(&acme, "a").await.unwrap(), 2);
+        store
+            .queue_publish(&acme, "b", vec![msg("4444", None)], 4, 100, 4)
+            .await
+            .unwrap();
+        store.queue_delete(&acme, "b").await.unwrap();
+        store
+            .queue_publish(&acme, "a", vec![msg("5555", None)], 5, 100, 4)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
     async fn fifo_offers_one_message_per_group_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
@@ -996,7 +1112,7 @@ mod tests {
             .unwrap();
         assert!(matches!(
             store
-                .queue_publish(&acme, "f", vec![msg("x", None)], 1, 100)
+                .queue_publish(&acme, "f", vec![msg("x", None)], 1, 100, u64::MAX)
                 .await,
             Err(QueueError::Refused(QueueRefusal::GroupRequired))
         ));
@@ -1011,6 +1127,7 @@ mod tests {
                 ],
                 1,
                 100,
+                u64::MAX,
             )
             .await
             .unwrap();
