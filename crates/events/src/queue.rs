@@ -341,9 +341,22 @@ impl Queues {
             Ok(new) => new,
             Err(e) => return self.refused(record(Outcome::Deny), e).await,
         };
+        // The refusals the store would make, checked first so that a refused
+        // create leaves one record (a deny), not an allow and a deny.
+        if self.store.queue_get(tenant, &new.name).await.is_ok() {
+            let e = EventsError::Refused(QueueRefusal::Exists(new.name.clone()));
+            return self.refused(record(Outcome::Deny), e).await;
+        }
+        if let Some(dlq) = &new.dead_letter {
+            if self.store.queue_get(tenant, dlq).await.is_err() {
+                let e = EventsError::Refused(QueueRefusal::NoSuchDeadLetter(dlq.clone()));
+                return self.refused(record(Outcome::Deny), e).await;
+            }
+        }
         let now = now_text(self.clock.now_ms());
         // Audit before effect: the record of the creation is durable first;
-        // a store refusal after it is recorded as its own denial.
+        // a store refusal after it (a race, the tenant's queue count) is
+        // recorded as its own denial.
         self.audit
             .append(record(Outcome::Allow).reason(format!(
                 "visibility_timeout {} max_attempts {} retention {} dead_letter {} fifo {}",
