@@ -680,6 +680,8 @@ fn manifest_context(manifest: &Manifest, version: u64) -> Value {
         permissions,
         config,
         version: _,
+        // Their invoke grants are in `permissions.invoke_from`.
+        triggers: _,
     } = manifest;
     let buckets = |write: bool| -> Vec<&str> {
         permissions

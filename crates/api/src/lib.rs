@@ -625,6 +625,121 @@ pub struct ControlPolicy {
     pub builtin: String,
 }
 
+/// `POST /v1/tenants/{tenant}/queues`: a new durable queue; unset settings take the
+/// defaults (visibility timeout `30s`, 5 attempts, retention `4d`, no dead-letter queue).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateQueue {
+    pub name: String,
+    /// A duration: `500ms`, `30s`, `5m`, `2h`, `4d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility_timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<String>,
+    #[serde(default)]
+    pub fifo: bool,
+}
+
+/// A queue and its counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queue {
+    pub tenant: String,
+    pub name: String,
+    pub visibility_timeout_ms: u64,
+    pub max_attempts: u32,
+    pub retention_ms: u64,
+    pub dead_letter: Option<String>,
+    pub fifo: bool,
+    pub created_at: String,
+    /// Messages ready for delivery now.
+    pub visible: u64,
+    /// Messages being delivered or waiting out a retry delay.
+    pub in_flight: u64,
+    pub oldest_age_ms: u64,
+}
+
+/// `GET /v1/tenants/{tenant}/queues`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueList {
+    pub queues: Vec<Queue>,
+}
+
+/// One message of `POST /v1/tenants/{tenant}/queues/{queue}/messages`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutgoingMessage {
+    /// The message data, base64 (standard alphabet, padded).
+    pub data: String,
+    /// The CloudEvents `id`; a UUID when absent. A queue keeps one message per id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The CloudEvents `type` (default `dev.zerofn.queue.message`).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// The message group (FIFO queues only, required there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// `POST /v1/tenants/{tenant}/queues/{queue}/messages`: published together or not at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishMessages {
+    pub messages: Vec<OutgoingMessage>,
+}
+
+/// One published message: its id, and whether the queue had it already.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedMessage {
+    pub id: String,
+    pub duplicate: bool,
+}
+
+/// The answer to a publish: durable once returned.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedMessages {
+    pub queue: String,
+    pub published: Vec<PublishedMessage>,
+}
+
+/// A stored message (`GET .../messages`, a peek that changes nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedMessage {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub content_type: String,
+    pub group: Option<String>,
+    /// base64
+    pub data: String,
+    pub published_at_ms: u64,
+    pub visible_at_ms: u64,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// For a message in a dead-letter queue: the queue it came from.
+    pub source_queue: Option<String>,
+}
+
+/// `GET /v1/tenants/{tenant}/queues/{queue}/messages`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedMessages {
+    pub queue: String,
+    pub messages: Vec<QueuedMessage>,
+}
+
+/// How many messages a redrive, purge or delete moved or removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueChanged {
+    pub queue: String,
+    pub messages: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

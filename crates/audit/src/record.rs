@@ -67,11 +67,22 @@ pub enum Action {
     /// A trust zone created or replaced (`zerofn zone set`), or deleted.
     ZoneSet,
     ZoneDelete,
+    /// A tenant's durable queue created or deleted (`zerofn queue`).
+    QueueCreate,
+    QueueDelete,
+    /// Messages published to a queue (one record per publish request).
+    QueuePublish,
+    /// A dead-letter queue's messages moved back to their queues.
+    QueueRedrive,
+    /// Every message of a queue deleted.
+    QueuePurge,
+    /// A message moved to its dead-letter queue after its last attempt.
+    QueueDeadLetter,
 }
 
 impl Action {
     /// Every action, in the order they are declared.
-    pub const ALL: [Action; 32] = [
+    pub const ALL: [Action; 38] = [
         Action::Deploy,
         Action::Undeploy,
         Action::Invoke,
@@ -104,6 +115,12 @@ impl Action {
         Action::ConfigApply,
         Action::ZoneSet,
         Action::ZoneDelete,
+        Action::QueueCreate,
+        Action::QueueDelete,
+        Action::QueuePublish,
+        Action::QueueRedrive,
+        Action::QueuePurge,
+        Action::QueueDeadLetter,
     ];
 
     /// The action named `name` as records spell it (`tenant.create`), if any.
@@ -145,6 +162,12 @@ impl Action {
             Action::ConfigApply => "config.apply",
             Action::ZoneSet => "zone.set",
             Action::ZoneDelete => "zone.delete",
+            Action::QueueCreate => "queue.create",
+            Action::QueueDelete => "queue.delete",
+            Action::QueuePublish => "queue.publish",
+            Action::QueueRedrive => "queue.redrive",
+            Action::QueuePurge => "queue.purge",
+            Action::QueueDeadLetter => "queue.dead_letter",
         }
     }
 }

@@ -193,6 +193,9 @@ pub(crate) fn present(caller: &Caller, headers: &mut HeaderMap, pass_authorizati
             Some(serde_json::Value::Object(claims.as_ref().clone()).to_string()),
         ),
         Caller::ApiKey { name, .. } => (format!("apikey:{name}"), None),
+        // The event source (`event:queue/orders`): the function can tell an
+        // event from an HTTP request without parsing `ce-*` headers.
+        Caller::Event { source, .. } => (format!("event:{source}"), None),
         Caller::Public { .. } | Caller::Function { .. } => return,
     };
     if let Ok(v) = HeaderValue::from_str(&value) {

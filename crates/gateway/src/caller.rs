@@ -1,6 +1,7 @@
 //! Who an invocation is for: a client of the public gateway (anonymous, or
-//! authenticated by a JWT or an API key, see `authn.rs`), or another
-//! function by its verified identity. The caller is what the invoke
+//! authenticated by a JWT or an API key, see `authn.rs`), another
+//! function by its verified identity, or an event source of the callee's
+//! tenant delivering one event (`zerofn-events`). The caller is what the invoke
 //! decision's principal and source context are made of, and what the
 //! invocation's audit record names.
 
@@ -39,6 +40,14 @@ pub enum Caller {
         spiffe_id: VerifiedSpiffeId,
         parent_invocation: InvocationId,
     },
+    /// An event source of `tenant` (`queue/orders`) delivering event
+    /// `event_id`, attempt `attempt` (1 for the first), in process.
+    Event {
+        tenant: String,
+        source: String,
+        event_id: String,
+        attempt: u32,
+    },
 }
 
 impl Caller {
@@ -63,6 +72,10 @@ impl Caller {
                 tenant: tenant.clone(),
                 name: name.clone(),
             },
+            Caller::Event { tenant, source, .. } => Principal::EventSource {
+                tenant: tenant.clone(),
+                name: source.clone(),
+            },
         }
     }
 
@@ -71,7 +84,9 @@ impl Caller {
         match self {
             Caller::Jwt { claims, .. } => CallerAttributes::Claims(claims.clone()),
             Caller::ApiKey { name, .. } => CallerAttributes::ApiKey(name.clone()),
-            Caller::Public { .. } | Caller::Function { .. } => CallerAttributes::None,
+            Caller::Public { .. } | Caller::Function { .. } | Caller::Event { .. } => {
+                CallerAttributes::None
+            }
         }
     }
 
@@ -94,6 +109,11 @@ impl Caller {
                 tenant: Some(tenant.clone()),
                 function: Some(name.clone()),
             },
+            Caller::Event { tenant, .. } => Source {
+                kind: "event",
+                tenant: Some(tenant.clone()),
+                ..Source::default()
+            },
         }
     }
 
@@ -107,6 +127,7 @@ impl Caller {
                 format!("invoke:{name}")
             }
             Caller::Function { tenant, .. } => format!("invoke:tenant:{tenant}"),
+            Caller::Event { source, .. } => format!("invoke:event:{source}"),
         }
     }
 
@@ -141,6 +162,17 @@ impl Caller {
                 "kind": "function",
                 "spiffe_id": spiffe_id.to_string(),
                 "parent_invocation": parent_invocation.as_str(),
+            }),
+            Caller::Event {
+                source,
+                event_id,
+                attempt,
+                ..
+            } => serde_json::json!({
+                "kind": "event",
+                "source": source,
+                "event_id": event_id,
+                "attempt": attempt,
             }),
         }
     }

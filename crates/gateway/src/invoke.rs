@@ -296,6 +296,124 @@ impl Gateway {
         resp
     }
 
+    /// An event delivered in process by an event source (`zerofn-events`):
+    /// a new invocation of the tenant's function `name`, for `caller` (a
+    /// [`Caller::Event`]), decided by the function's invoke policy, held to
+    /// its rate, concurrency and body limits, run and recorded exactly as a
+    /// public request (no socket: the event never crosses the listener).
+    /// The record's caller names the source, the event id and the attempt.
+    pub async fn invoke_event(
+        self: &Arc<Self>,
+        tenant: &str,
+        name: &str,
+        caller: Caller,
+        mut request: Request<Bytes>,
+    ) -> Response<Bytes> {
+        let started = Instant::now();
+        let id = InvocationId::new();
+        let table = self.routes().snapshot();
+        let Some(function) = table.function(tenant, name).cloned() else {
+            // Undeployed since the binding was read: nothing ran, nothing to
+            // record; the event is delivered again later.
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "no_function",
+                "the function bound to this event source is not deployed",
+                Some(&id),
+            );
+        };
+        strip_platform_headers(request.headers_mut());
+        // The function learns which source delivers (`x-zerofn-caller:
+        // event:queue/<name>`), set after the platform's namespace was cleared.
+        crate::authn::present(&caller, request.headers_mut(), false);
+        // wasi:http wants an authority: the function's own internal name,
+        // as a call from another function would have it.
+        if request.uri().authority().is_none() && !request.headers().contains_key(header::HOST) {
+            let host = format!("{name}.{tenant}{}", crate::host::INTERNAL_SUFFIX);
+            if let Ok(v) = HeaderValue::from_str(&host) {
+                request.headers_mut().insert(header::HOST, v);
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+            request.headers_mut().insert(INVOCATION_HEADER, v);
+        }
+        let mut unrecorded =
+            Unrecorded::new(self.audit().clone(), &function, &id, &caller, 0, started);
+        let (decision, invoke_decision) = self.decide(
+            &function,
+            &caller,
+            request.method().as_str(),
+            request.uri().path(),
+            0,
+        );
+        let permit = match decision {
+            Decision::Allow(permit) => permit,
+            Decision::Deny(reason) => {
+                unrecorded.disarm();
+                let (record, message) = self.invoke_denied(
+                    &function,
+                    &caller,
+                    0,
+                    &id,
+                    started,
+                    &Decision::Deny(reason),
+                    invoke_decision,
+                );
+                return self
+                    .refuse(
+                        None,
+                        record,
+                        &id,
+                        StatusCode::FORBIDDEN,
+                        "invoke_denied",
+                        &message,
+                    )
+                    .await;
+            }
+        };
+        let _admitted = match self.limits().admit(&function, &table) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                unrecorded.disarm();
+                return self
+                    .limit_refused(&function, &caller, &id, started, refusal, invoke_decision)
+                    .await;
+            }
+        };
+        if request.body().len() > max_body_bytes(&function) {
+            unrecorded.disarm();
+            let (status, kind, reason, message) =
+                BodyError::TooLarge.describe(max_body_bytes(&function));
+            let record = invoke_record(&function, &id, started, Outcome::Deny, status.as_u16())
+                .reason(reason)
+                .detail(serde_json::json!({
+                    "caller": caller.json(),
+                    "depth": 0,
+                    "decisions": [invoke_decision],
+                }));
+            return self.refuse(None, record, &id, status, kind, &message).await;
+        }
+        unrecorded.decided(invoke_decision);
+        let mut response = self
+            .run(
+                function,
+                request,
+                &caller,
+                0,
+                &id,
+                started,
+                CallTree::root(self.config().max_invocations_per_request),
+                None,
+                &mut unrecorded,
+                &permit,
+            )
+            .await;
+        if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+            response.headers_mut().insert(INVOCATION_HEADER, v);
+        }
+        response
+    }
+
     /// The invoke decision for `caller` on `function`, and its listing.
     fn decide(
         &self,
@@ -736,5 +854,155 @@ mod tests {
         drop(r);
         let body = Full::new(Bytes::from_static(b"123456"));
         assert!(read_body(body, 100, &mut other).await.is_ok());
+    }
+}
+
+/// Event deliveries through the in-process path: the trigger's source is
+/// allowed, any other source and a public call are refused by the invoke
+/// policy, and each is recorded with the source, event id and attempt.
+#[cfg(test)]
+mod event_tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use zerofn_admission::{admit, sign_artifact, Manifest, Route, SigningKey};
+    use zerofn_audit::AuditLog;
+    use zerofn_identity::{JwtSvid, SvidRefusal, VerifiedSpiffeId};
+    use zerofn_policy::permissions::compile;
+    use zerofn_policy::{PolicySet, RuntimePoliciesBuilder};
+    use zerofn_sandbox::{Sandbox, SandboxConfig};
+    use zerofn_store::Store;
+    use zerofn_types::{FunctionName, TenantName};
+
+    use crate::{
+        Caller, Gateway, GatewayConfig, GatewayServices, Policies, RouteSpace, Routes,
+        WorkloadIdentity,
+    };
+
+    struct NoIdentities;
+    impl WorkloadIdentity for NoIdentities {
+        fn verify(
+            &self,
+            t: &TenantName,
+            n: &FunctionName,
+        ) -> Result<VerifiedSpiffeId, SvidRefusal> {
+            Err(SvidRefusal::NotServed {
+                workload: format!("{t}/{n}"),
+            })
+        }
+        fn jwt_svid(
+            &self,
+            t: &TenantName,
+            n: &FunctionName,
+            _: &str,
+        ) -> Result<JwtSvid, SvidRefusal> {
+            Err(SvidRefusal::NotServed {
+                workload: format!("{t}/{n}"),
+            })
+        }
+    }
+
+    fn event(source: &str, id: &str) -> Caller {
+        Caller::Event {
+            tenant: "acme".into(),
+            source: source.into(),
+            event_id: id.into(),
+            attempt: 2,
+        }
+    }
+
+    fn request() -> http::Request<Bytes> {
+        let mut r = http::Request::new(Bytes::from_static(b"{}"));
+        *r.method_mut() = http::Method::POST;
+        *r.uri_mut() = http::Uri::from_static("/");
+        r
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_the_bound_source_may_deliver() {
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = Arc::new(Sandbox::new(SandboxConfig::new(dir.path().join("cache"))).unwrap());
+        let key = SigningKey::generate();
+        let component = zerofn_testkit::guest("hello-c");
+        let bundle = sign_artifact(&component, &key).unwrap();
+        let manifest = Manifest::from_toml(
+            "name = \"worker\"\ntenant = \"acme\"\ncomponent = \"w.wasm\"\nroutes = [\"/worker\"]\n[[triggers]]\nqueue = \"orders\"\n",
+        )
+        .unwrap();
+        let artifact = admit(manifest, component, bundle.as_bytes(), &[key.public_key()]).unwrap();
+        let function = sandbox.load(artifact, None).unwrap();
+        let routes = Routes::default();
+        routes.set_space(
+            RouteSpace::new([(Route::parse("/...").unwrap(), "acme".to_owned())]).unwrap(),
+        );
+        let mut builder = RuntimePoliciesBuilder::new();
+        let m = function.artifact().manifest();
+        builder.add(
+            "acme",
+            PolicySet::parse(&compile("acme", "worker", &m.permissions)).unwrap(),
+        );
+        let policies = Policies::default();
+        policies.replace(builder.build().unwrap());
+        routes.install_all(vec![function]);
+        let store = Store::open(dir.path()).unwrap();
+        let audit = AuditLog::open(&store).unwrap();
+        let gateway = Gateway::new(
+            routes,
+            sandbox,
+            audit,
+            GatewayConfig::default(),
+            GatewayServices {
+                authn: Default::default(),
+                policies,
+                store: store.clone(),
+                identity: Arc::new(NoIdentities),
+                logs: crate::InvocationLogs::start(
+                    &store,
+                    crate::LogRetention::default(),
+                    64 * 1024,
+                )
+                .unwrap(),
+                limits: Default::default(),
+            },
+        );
+
+        let ok = gateway
+            .invoke_event("acme", "worker", event("queue/orders", "e-1"), request())
+            .await;
+        assert_eq!(ok.status(), 200, "{:?}", ok.body());
+        for (source, why) in [("queue/other", "another queue"), ("orders", "a bare name")] {
+            let r = gateway
+                .invoke_event("acme", "worker", event(source, "e-2"), request())
+                .await;
+            assert_eq!(r.status(), 403, "{why}: {:?}", r.body());
+        }
+        let public = gateway
+            .handle(
+                http::Request::get("http://x/worker")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(public.status(), 403, "a direct HTTP call was allowed");
+        // An event for a function that is not deployed runs nothing.
+        let gone = gateway
+            .invoke_event("acme", "nobody", event("queue/orders", "e-3"), request())
+            .await;
+        assert_eq!(gone.status(), 404);
+
+        let rows = store.audit_tail(20).await.unwrap();
+        let invokes: Vec<_> = rows.iter().filter(|r| r.action == "invoke").collect();
+        let allowed = invokes
+            .iter()
+            .find(|r| r.decision == "allow")
+            .expect("the allowed delivery's record");
+        let detail: serde_json::Value =
+            serde_json::from_str(allowed.detail.as_deref().unwrap()).unwrap();
+        assert_eq!(detail["caller"]["kind"], "event", "{detail}");
+        assert_eq!(detail["caller"]["source"], "queue/orders", "{detail}");
+        assert_eq!(detail["caller"]["event_id"], "e-1", "{detail}");
+        assert_eq!(detail["caller"]["attempt"], 2, "{detail}");
+        assert_eq!(invokes.iter().filter(|r| r.decision == "deny").count(), 3);
     }
 }

@@ -25,7 +25,8 @@ pub mod zone;
 
 pub use error::ManifestError;
 pub use manifest::{
-    check_version, normalize_path, InterfaceName, Limits, Manifest, Route, MAX_CONCURRENCY,
-    MAX_LAYERS, MAX_RATE, MAX_VERSION,
+    check_version, normalize_path, InterfaceName, Limits, Manifest, Route, Trigger,
+    DEFAULT_TRIGGER_CONCURRENCY, MAX_CONCURRENCY, MAX_LAYERS, MAX_RATE, MAX_TRIGGERS,
+    MAX_TRIGGER_CONCURRENCY, MAX_VERSION,
 };
 pub use signed::{canonical_bytes, first_difference, Difference, SignedContent};

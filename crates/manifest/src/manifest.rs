@@ -29,6 +29,10 @@
 //! [config]                    # optional: runtime configuration (wasi:config)
 //! greeting = "hello"
 //!
+//! [[triggers]]                # optional: event sources that invoke the function
+//! queue = "orders"            # a durable queue of the tenant (`zerofn queue create`)
+//! max_concurrency = 4         # 1..=1000 deliveries in flight (default 4)
+//!
 //! [egress]                    # optional: outbound HTTP destinations (none by default)
 //! allow = [
 //!   "https://api.stripe.com",                   # scheme, host, port by scheme
@@ -37,6 +41,9 @@
 //!   { url = "http://db.internal:5432", allow_ranges = ["10.0.0.0/8"] },
 //! ]
 //! ```
+//!
+//! A trigger is also an invoke grant: it adds `event:queue/<name>` to `[invoke] from`.
+//! With triggers and no `[invoke]`, nobody else may invoke the function (no `public`).
 //!
 //! `[permissions]`, `[invoke]` and `[egress]` compile to Cedar policies
 //! (`zerofn_policy::permissions`); declaring `[config]` lets the function
@@ -90,7 +97,27 @@ pub struct Manifest {
     /// The version the signer gives this manifest (`version = N`), if written; the signed
     /// statement carries the version that counts (see [`crate::SignedContent`]).
     pub version: Option<u64>,
+    /// Event sources bound to the function (`[[triggers]]`), in the order written.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<Trigger>,
 }
+
+/// An event source bound to a function (`[[triggers]]`): its messages
+/// invoke the function, one per invocation.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Trigger {
+    /// The tenant's queue (a DNS label).
+    pub queue: String,
+    /// Most deliveries in flight at once.
+    pub max_concurrency: u32,
+}
+
+/// Most `[[triggers]]` of one function.
+pub const MAX_TRIGGERS: usize = 16;
+/// `max_concurrency` of a trigger that does not say.
+pub const DEFAULT_TRIGGER_CONCURRENCY: u32 = 4;
+/// Largest `max_concurrency` of a trigger.
+pub const MAX_TRIGGER_CONCURRENCY: u32 = 1_000;
 
 /// The largest manifest version: the largest integer every JSON reader holds exactly
 /// (2^53 - 1), since the version travels in a signed JSON statement.
@@ -211,7 +238,23 @@ impl Manifest {
             layers.insert(import, digest);
         }
         let config = check_config(raw.config.unwrap_or_default())?;
-        let mut permissions = check_permissions(raw.permissions, raw.invoke, !config.is_empty())?;
+        let triggers = check_triggers(raw.triggers.unwrap_or_default())?;
+        let mut permissions = check_permissions(
+            raw.permissions,
+            raw.invoke,
+            !config.is_empty(),
+            !triggers.is_empty(),
+        )?;
+        for trigger in &triggers {
+            // A trigger is an invoke grant for its source, and only for it.
+            let source = InvokeSource::parse(&format!("event:queue/{}", trigger.queue)).map_err(
+                |problem| ManifestError::Permission {
+                    key: "triggers",
+                    problem: problem.to_string(),
+                },
+            )?;
+            permissions.invoke_from.insert(source);
+        }
         permissions.egress = check_egress(raw.egress)?;
         let version = raw.version.map(check_version).transpose()?;
         Ok(Manifest {
@@ -224,6 +267,7 @@ impl Manifest {
             permissions,
             config,
             version,
+            triggers,
         })
     }
 
@@ -248,6 +292,65 @@ struct RawManifest {
     config: Option<BTreeMap<String, String>>,
     egress: Option<RawEgress>,
     version: Option<i64>,
+    triggers: Option<Vec<RawTrigger>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrigger {
+    queue: Option<String>,
+    max_concurrency: Option<i64>,
+}
+
+/// Reads `[[triggers]]`: each names a queue (a DNS label) once, with an
+/// optional `max_concurrency` in range.
+fn check_triggers(raw: Vec<RawTrigger>) -> Result<Vec<Trigger>, ManifestError> {
+    let bad = |problem: String| ManifestError::Permission {
+        key: "triggers",
+        problem,
+    };
+    if raw.len() > MAX_TRIGGERS {
+        return Err(bad(format!(
+            "{} entries, more than the {MAX_TRIGGERS} allowed",
+            raw.len()
+        )));
+    }
+    let mut out: Vec<Trigger> = Vec::with_capacity(raw.len());
+    for t in raw {
+        let queue = t.queue.ok_or_else(|| {
+            bad(
+                "each trigger needs `queue = \"<name>\"` (queues are the only event source so far)"
+                    .into(),
+            )
+        })?;
+        zerofn_policy::permissions::valid_bucket_name(&queue).map_err(|why| {
+            bad(format!(
+                "queue `{}` is not a valid name: it {why}",
+                excerpt(&queue)
+            ))
+        })?;
+        let max_concurrency = match t.max_concurrency {
+            None => DEFAULT_TRIGGER_CONCURRENCY,
+            Some(n) => u32::try_from(n)
+                .ok()
+                .filter(|n| (1..=MAX_TRIGGER_CONCURRENCY).contains(n))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "`max_concurrency` = {n} is out of range; use 1 to {MAX_TRIGGER_CONCURRENCY}"
+                    ))
+                })?,
+        };
+        if out.iter().any(|o| o.queue == queue) {
+            return Err(bad(format!(
+                "queue `{queue}` is bound twice; use one trigger"
+            )));
+        }
+        out.push(Trigger {
+            queue,
+            max_concurrency,
+        });
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize)]
@@ -378,6 +481,7 @@ fn check_permissions(
     raw: Option<RawPermissions>,
     invoke: Option<RawInvoke>,
     config: bool,
+    has_triggers: bool,
 ) -> Result<Permissions, ManifestError> {
     let raw = raw.unwrap_or_default();
     let mut p = Permissions {
@@ -416,6 +520,9 @@ fn check_permissions(
     }
     let (from, pass_authorization) = match invoke {
         Some(invoke) => (invoke.from, invoke.pass_authorization),
+        // A function bound to event sources is invoked by them; the
+        // public gets in only when `[invoke]` says so.
+        None if has_triggers => (Vec::new(), false),
         None => (public_only(), false),
     };
     p.pass_authorization = pass_authorization;
@@ -1132,6 +1239,82 @@ max_body_kb = 0
                 ..Limits::default()
             }
         );
+    }
+
+    #[test]
+    fn triggers_bind_queues_and_grant_only_their_source() {
+        let m = Manifest::from_toml(&format!(
+            "{MINIMAL}[[triggers]]\nqueue = \"orders\"\n[[triggers]]\nqueue = \"audit\"\nmax_concurrency = 1\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            m.triggers,
+            [
+                Trigger {
+                    queue: "orders".into(),
+                    max_concurrency: DEFAULT_TRIGGER_CONCURRENCY
+                },
+                Trigger {
+                    queue: "audit".into(),
+                    max_concurrency: 1
+                },
+            ]
+        );
+        // The triggers' sources, and no `public` without an `[invoke]` that says so.
+        let from: Vec<String> = m
+            .permissions
+            .invoke_from
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(from, ["event:queue/audit", "event:queue/orders"]);
+        let m = Manifest::from_toml(&format!(
+            "{MINIMAL}[invoke]\nfrom = [\"public\"]\n[[triggers]]\nqueue = \"orders\"\n"
+        ))
+        .unwrap();
+        assert!(m.permissions.invoke_from.contains(&InvokeSource::Public));
+        // Signed: a trigger changes the signed content; none leaves it as before.
+        let plain = Manifest::from_toml(MINIMAL).unwrap();
+        assert!(!plain
+            .signed_content()
+            .as_value()
+            .to_string()
+            .contains("triggers"));
+        assert!(m
+            .signed_content()
+            .as_value()
+            .to_string()
+            .contains("\"triggers\""));
+        for (extra, expected) in [
+            ("[[triggers]]\nqueue = \"Orders\"\n", "not a valid name"),
+            ("[[triggers]]\nqueue = \"a/b\"\n", "not a valid name"),
+            ("[[triggers]]\nmax_concurrency = 2\n", "needs `queue"),
+            (
+                "[[triggers]]\nqueue = \"q\"\nmax_concurrency = 0\n",
+                "out of range",
+            ),
+            (
+                "[[triggers]]\nqueue = \"q\"\nmax_concurrency = 1001\n",
+                "out of range",
+            ),
+            (
+                "[[triggers]]\nqueue = \"q\"\n[[triggers]]\nqueue = \"q\"\n",
+                "bound twice",
+            ),
+            (
+                "[[triggers]]\nqueue = \"q\"\nschedule = \"* * * * *\"\n",
+                "unknown field `schedule`",
+            ),
+        ] {
+            let message = err(&format!("{MINIMAL}{extra}")).to_string();
+            assert!(message.contains(expected), "{extra}: {message}");
+        }
+        let many: String = (0..=MAX_TRIGGERS)
+            .map(|i| format!("[[triggers]]\nqueue = \"q{i}\"\n"))
+            .collect();
+        assert!(err(&format!("{MINIMAL}{many}"))
+            .to_string()
+            .contains("more than the 16"));
     }
 
     #[test]

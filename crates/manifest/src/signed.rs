@@ -124,6 +124,7 @@ impl Manifest {
             config,
             // Carried beside the content, in the statement's `version`.
             version: _,
+            triggers,
         } = self;
         let zerofn_policy::Permissions {
             kv,
@@ -165,6 +166,19 @@ impl Manifest {
             "tenant": tenant.as_str(),
         });
         let mut content = content;
+        // Only when present, so manifests without `[[triggers]]` sign exactly
+        // what they signed before triggers existed. (Each trigger's invoke
+        // grant is in `invoke.from` as well.)
+        if let (false, Some(obj)) = (triggers.is_empty(), content.as_object_mut()) {
+            let mut list: Vec<Value> = triggers
+                .iter()
+                .map(
+                    |t| serde_json::json!({"queue": t.queue, "max_concurrency": t.max_concurrency}),
+                )
+                .collect();
+            list.sort_by_key(ToString::to_string);
+            obj.insert("triggers".into(), Value::Array(list));
+        }
         // Only when present, so manifests without `[egress]` sign exactly
         // what they signed before egress existed.
         if let (false, Some(obj)) = (egress.is_empty(), content.as_object_mut()) {

@@ -119,7 +119,8 @@ pub enum InvokeSource {
     Function(String),
     /// `"tenant:<t>"`: any function of tenant `t`.
     Tenant(String),
-    /// `"event:<name>"`: an event source of the same tenant.
+    /// `"event:<kind>/<name>"` (or `"event:<name>"`): an event source of the
+    /// same tenant, e.g. `event:queue/orders` (`[[triggers]]` add these).
     Event(String),
     /// `"jwt:<issuer>"`: a bearer of a verified JWT of the tenant's issuer `<issuer>`.
     Jwt(String),
@@ -143,7 +144,16 @@ impl InvokeSource {
         } else if let Some(t) = text.strip_prefix("tenant:") {
             named("tenant", t).map(InvokeSource::Tenant)
         } else if let Some(e) = text.strip_prefix("event:") {
-            named("event source", e).map(InvokeSource::Event)
+            // `event:<kind>/<name>` (`event:queue/orders`), or a bare
+            // `event:<name>`; each part a name, so no `/` beyond the one.
+            match e.split_once('/') {
+                Some((kind, name)) => {
+                    named("event source kind", kind)?;
+                    named("event source", name)?;
+                    Ok(InvokeSource::Event(e.to_owned()))
+                }
+                None => named("event source", e).map(InvokeSource::Event),
+            }
         } else if text.contains(':') {
             Err(GrantError::NotInvokeSource {
                 text: text.escape_debug().to_string(),

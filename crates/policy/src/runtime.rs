@@ -782,6 +782,46 @@ mod tests {
     }
 
     #[test]
+    fn a_queue_trigger_admits_its_source_only() {
+        let p = Permissions {
+            invoke_from: [crate::InvokeSource::parse("event:queue/orders").unwrap()].into(),
+            ..Permissions::default()
+        };
+        let rt = policies(&[("acme", "worker", p)], &[]);
+        let source = |tenant: &str, name: &str| Principal::EventSource {
+            tenant: tenant.into(),
+            name: name.into(),
+        };
+        let d = rt.decide(&invoke(source("acme", "queue/orders"), "acme", "worker"));
+        assert!(d.is_allowed(), "{d:?}");
+        assert_eq!(d.determining(), ["acme/worker/invoke/event:queue/orders"]);
+        for (principal, why) in [
+            (source("acme", "queue/other"), "another queue"),
+            (source("acme", "orders"), "a bare name"),
+            (source("evil", "queue/orders"), "another tenant's queue"),
+            (Principal::Public, "a direct HTTP call"),
+            (
+                function("acme", "orders"),
+                "a function named like the queue",
+            ),
+        ] {
+            assert!(
+                !rt.decide(&invoke(principal, "acme", "worker")).is_allowed(),
+                "{why} was allowed"
+            );
+        }
+        for bad in [
+            "event:",
+            "event:queue/",
+            "event:/orders",
+            "event:queue/a/b",
+            "event:Queue/x",
+        ] {
+            assert!(crate::InvokeSource::parse(bad).is_err(), "{bad} parsed");
+        }
+    }
+
+    #[test]
     fn egress_entries_compile_to_permits_on_hosts() {
         use zerofn_egress::EgressRule;
         let p = Permissions {

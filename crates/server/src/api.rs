@@ -43,6 +43,7 @@ use crate::operators::{Operators, DEFAULT_OPERATOR_TTL};
 mod callers;
 mod config;
 mod queries;
+mod queues;
 mod routes;
 mod zones;
 
@@ -88,6 +89,8 @@ pub(crate) struct Api {
     pub(crate) config_change: tokio::sync::Mutex<()>,
     /// `zerofn up --locked-config`: imperative configuration changes are refused.
     pub(crate) locked_config: bool,
+    /// Tenants' durable queues (`api/queues.rs`).
+    pub(crate) queues: zerofn_events::Queues,
 }
 
 /// Who a request authenticated as.
@@ -1289,6 +1292,9 @@ fn status_of(e: &ControlError) -> StatusCode {
         ControlError::ConfigLocked => StatusCode::CONFLICT,
         ControlError::Store(e) if e.is_not_found() => StatusCode::NOT_FOUND,
         ControlError::NoSuchName(_) => StatusCode::NOT_FOUND,
+        ControlError::Events(e) => {
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        }
         ControlError::Store(_) | ControlError::Audit(_) | ControlError::Internal(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }

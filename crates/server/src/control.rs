@@ -90,6 +90,9 @@ pub enum ControlError {
     /// The platform runs with `--locked-config`: configuration changes only by `apply`.
     #[error("the platform's configuration is locked (`zerofn up --locked-config`): change the configuration directory and run `zerofn apply DIR`")]
     ConfigLocked,
+    /// A queue operation refused or failed (`zerofn-events`).
+    #[error(transparent)]
+    Events(#[from] zerofn_events::EventsError),
 }
 
 impl From<LayerError> for ControlError {
@@ -141,6 +144,7 @@ impl ControlError {
             ControlError::ZoneConflict { .. } => "zone_conflict",
             ControlError::ZoneRefused { .. } => "zone_denied",
             ControlError::Internal(_) => "internal",
+            ControlError::Events(e) => e.kind(),
         }
     }
 }

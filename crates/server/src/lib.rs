@@ -24,6 +24,7 @@ mod control;
 mod datadir;
 mod demo;
 mod error;
+mod events;
 mod identity;
 mod layers;
 mod metrics;
@@ -201,6 +202,17 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
     )?;
     let routes = Routes::default();
     let (shutdown, shutdown_rx) = watch::channel(false);
+    // Durable queues: operations through the control API, delivery by the
+    // loop started below; a publish wakes the loop at once.
+    let events_clock: Arc<dyn zerofn_events::Clock> = Arc::new(zerofn_events::SystemClock);
+    let events_wake = Arc::new(tokio::sync::Notify::new());
+    let queues = zerofn_events::Queues::new(
+        store.clone(),
+        audit.clone(),
+        events_clock.clone(),
+        events_wake.clone(),
+    );
+    let queue_worker = store.open_queue_worker()?;
     let identities = Arc::new(Identities::open(
         &data.root().join("identity"),
         &cfg.trust_domain,
@@ -283,6 +295,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
     };
 
     let mut tasks = JoinSet::new();
+    let bindings = events::RouteBindings(routes.clone());
     let gateway = Gateway::new(
         routes,
         sandbox,
@@ -300,6 +313,15 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
     if let Some((certificates, interval)) = gateway_certificates {
         tasks.spawn(certificates.watch(interval, shutdown_rx.clone()));
     }
+    let delivery = zerofn_events::Delivery::new(
+        queue_worker,
+        events_clock,
+        Arc::new(bindings),
+        Arc::new(events::GatewayInvoker(gateway.clone())),
+        audit.clone(),
+        events_wake,
+    );
+    tasks.spawn(delivery.run(shutdown_rx.clone()));
     tasks.spawn(gateway.serve_with(gateway_listener, gateway_tls, shutdown_rx.clone()));
     tasks.spawn(
         audit_tree
@@ -323,6 +345,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         callers,
         config_change: tokio::sync::Mutex::new(()),
         locked_config: cfg.locked_config,
+        queues,
     });
     if let Some(dir) = &cfg.config_dir {
         // Applied before anything is served; a directory that does not apply stops the

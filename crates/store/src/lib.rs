@@ -2,7 +2,7 @@
 //! Embedded persistent state: tenants and their signing keys, deployments,
 //! published layers and which deployments pin them, the raw rows of the
 //! audit log (and the indexes its queries use), and the output of
-//! invocations, in one SQLite database.
+//! invocations, and tenants' durable message queues, in one SQLite database.
 //!
 //! # Trust
 //! This crate trusts the file system under the data directory and nothing
@@ -39,6 +39,7 @@ mod kv;
 mod layers;
 mod operators;
 mod policies;
+mod queues;
 mod route_prefixes;
 mod tenant_limits;
 mod tenants;
@@ -67,6 +68,10 @@ pub use kv::IncrementError;
 pub use layers::{LayerRow, LayerSummary};
 pub use operators::{ControlPolicyRow, OperatorCertRow};
 pub use policies::TenantPolicyRow;
+pub use queues::{
+    LeaseBatch, Leased, MessageRow, NewMessage, NewQueue, Published, QueueCounts, QueueError,
+    QueueRefusal, QueueRow, QueueWorker, Released,
+};
 pub use tenant_limits::TenantLimitsRow;
 pub use tenants::{TenantKeyRow, TenantRow};
 pub use zones::ZoneRow;
@@ -240,6 +245,7 @@ impl Store {
         conn.execute_batch(audit_prune::SCHEMA)?;
         conn.execute_batch(tenant_limits::SCHEMA)?;
         conn.execute_batch(zones::SCHEMA)?;
+        conn.execute_batch(queues::SCHEMA)?;
         migrate(&conn)?;
         conn.execute_batch(audit_query::SCHEMA)?;
         conn.execute_batch(invocation_logs::SCHEMA)?;

@@ -16,6 +16,7 @@ mod logs;
 mod operator;
 mod policy;
 mod project;
+mod queue;
 mod scan;
 mod verify;
 mod versions;
@@ -116,6 +117,10 @@ enum Command {
     /// pin by digest in their manifest's `[layers]`.
     #[command(subcommand)]
     Layer(layer::LayerCommand),
+    /// Durable queues of a tenant: create, publish, peek, stats, redrive, purge. Functions
+    /// bound with `[[triggers]] queue = "NAME"` receive the messages as CloudEvents.
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
     /// Deploy the function in DIR (zerofn.toml, component, bundle, and the
     /// attestations beside them: *.intoto.jsonl and other *.sigstore.json); DIR may
     /// also be the path of the function's zerofn.toml.
@@ -506,6 +511,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Drift(args) => configdir::drift(&data_dir, args).await,
         Command::Export(args) => configdir::export(&data_dir, args).await,
         Command::Layer(cmd) => layer::run(&data_dir, cmd).await,
+        Command::Queue(cmd) => queue::run(&data_dir, cmd).await,
         Command::Deploy {
             dir,
             allow_rollback,

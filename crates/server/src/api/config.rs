@@ -707,6 +707,14 @@ pub(super) fn locked_refuses(
         A::AuditRead | A::AuditManage | A::ConfigApply => false,
         A::Deploy if path == "/v1/admission/explain" => false,
         A::TenantManage if path.ends_with("/svid/revoke") => false,
+        // Queues and their messages are the tenants' data, not security configuration
+        // (a directory does not declare them); which function may consume them is in
+        // the functions' signed manifests.
+        A::TenantManage
+            if path.starts_with("/v1/tenants/") && path.split('/').nth(4) == Some("queues") =>
+        {
+            false
+        }
         A::TenantRead
         | A::TenantManage
         | A::PolicyManage
@@ -777,6 +785,20 @@ mod tests {
             (Method::GET, "/v1/config/state", A::PolicyManage, false),
             (Method::GET, "/v1/tenants", A::TenantRead, false),
             (Method::POST, "/v1/audit/checkpoint", A::AuditRead, false),
+            (Method::POST, "/v1/audit/prune", A::AuditManage, false),
+            (
+                Method::POST,
+                "/v1/tenants/{tenant}/queues/{queue}/messages",
+                A::TenantManage,
+                false,
+            ),
+            (
+                Method::POST,
+                "/v1/tenants/acme/queues/orders/purge",
+                A::TenantManage,
+                false,
+            ),
+            (Method::PUT, "/v1/zones/payments", A::PolicyManage, true),
             (
                 Method::POST,
                 "/v1/functions/acme/f/svid/revoke",

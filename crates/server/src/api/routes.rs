@@ -156,7 +156,7 @@ macro_rules! public {
 }
 
 /// Every route of the control API.
-pub(super) static ROUTES: [Route; 64] = [
+pub(super) static ROUTES: [Route; 72] = [
     public!(GET "/v1/health", health),
     // The trust bundle is public: peers need it before they can authenticate anything.
     public!(GET "/v1/identity/bundle", trust_bundle),
@@ -188,6 +188,17 @@ pub(super) static ROUTES: [Route; 64] = [
     operator!(GET "/v1/tenants/{tenant}/layers", TenantRead on PathTenant, refusal ApiAuthorize, list_layers),
     operator!(POST "/v1/tenants/{tenant}/layers", TenantManage on PathTenant, refusal LayerPublish, publish_layer),
     operator!(DELETE "/v1/tenants/{tenant}/layers/{digest}", TenantManage on PathTenant, refusal ApiAuthorize, delete_layer),
+    // Durable queues (`zerofn queue`): managing them, publishing, redriving and purging
+    // change the tenant's state (tenant.manage); peeking reads message data, which may hold
+    // what the tenant's functions handle, so it is `audit.read` on the tenant (as logs).
+    operator!(GET "/v1/tenants/{tenant}/queues", TenantRead on PathTenant, refusal ApiAuthorize, list_queues),
+    operator!(POST "/v1/tenants/{tenant}/queues", TenantManage on PathTenant, refusal QueueCreate, create_queue),
+    operator!(GET "/v1/tenants/{tenant}/queues/{queue}", TenantRead on PathTenant, refusal ApiAuthorize, queue_stats),
+    operator!(DELETE "/v1/tenants/{tenant}/queues/{queue}", TenantManage on PathTenant, refusal QueueDelete, delete_queue),
+    operator!(POST "/v1/tenants/{tenant}/queues/{queue}/messages", TenantManage on PathTenant, refusal QueuePublish, publish_messages),
+    operator!(GET "/v1/tenants/{tenant}/queues/{queue}/messages", AuditRead on PathTenant, refusal ApiAuthorize, peek_messages),
+    operator!(POST "/v1/tenants/{tenant}/queues/{queue}/redrive", TenantManage on PathTenant, refusal QueueRedrive, redrive_queue),
+    operator!(POST "/v1/tenants/{tenant}/queues/{queue}/purge", TenantManage on PathTenant, refusal QueuePurge, purge_queue),
     operator!(GET "/v1/tenants/{tenant}/admission", TenantRead on PathTenant, refusal ApiAuthorize, admission_view),
     operator!(PUT "/v1/tenants/{tenant}/admission", PolicyManage on PathTenant, refusal AdmissionSet, set_admission),
     // Runtime policies of a tenant and of one of its functions.
@@ -627,6 +638,63 @@ mod tests {
                 "GET",
                 "/v1/tenants/acme/logs",
                 AuditRead,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "GET",
+                "/v1/tenants/acme/queues",
+                TenantRead,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "POST",
+                "/v1/tenants/acme/queues",
+                TenantManage,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "GET",
+                "/v1/tenants/acme/queues/orders",
+                TenantRead,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "DELETE",
+                "/v1/tenants/acme/queues/orders",
+                TenantManage,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "POST",
+                "/v1/tenants/acme/queues/orders/messages",
+                TenantManage,
+                PathTenant,
+                t("acme"),
+            ),
+            // Peeking reads message data: `audit.read`, as logs.
+            (
+                "GET",
+                "/v1/tenants/acme/queues/orders/messages",
+                AuditRead,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "POST",
+                "/v1/tenants/acme/queues/dlq/redrive",
+                TenantManage,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "POST",
+                "/v1/tenants/acme/queues/orders/purge",
+                TenantManage,
                 PathTenant,
                 t("acme"),
             ),

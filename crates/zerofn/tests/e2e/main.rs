@@ -14,6 +14,7 @@ mod capabilities;
 mod config_dir;
 mod conformance;
 mod egress;
+mod events;
 mod first_hour;
 mod gateway_hardening;
 mod gateway_tls;

@@ -1,0 +1,119 @@
+#![forbid(unsafe_code)]
+//! Event sources and their delivery: tenants' durable queues (`queue.rs`),
+//! the delivery loop that hands their messages to the functions bound to
+//! them (`delivery.rs`), as CloudEvents 1.0 requests in binary content mode
+//! (`cloudevent.rs`), on a clock tests can replace (`clock.rs`).
+//!
+//! Each source is a principal of its own, `Zerofn::EventSource::"<tenant>/
+//! queue/<name>"`: a function bound to a queue with `[[triggers]] queue =
+//! "orders"` may be invoked by that source and no other (the trigger is an
+//! invoke grant compiled into the function's Cedar policies by the
+//! `manifest` crate).
+//!
+//! # Trust
+//! Trusts the store to keep what it committed, and the control API to have
+//! authorized the operator of every queue operation. Trusts nothing in a
+//! queue name, setting or message: each is parsed and bounded here (size,
+//! count, depth, queues per tenant) and a bad one refuses the whole request.
+//! Delivery trusts the gateway's invoke path (given as an [`Invoker`]) to
+//! decide, limit, sandbox and audit the invocation as for any other caller.
+//!
+//! # Guarantees
+//! - A publish answers only once its messages are committed with
+//!   `synchronous=FULL`; a kill or power loss after that loses none.
+//! - At least once: a message is deleted only after a 2xx answer; a failed,
+//!   trapped, timed-out, refused or interrupted delivery returns it.
+//! - No message is dropped for backpressure: it is leased only when its
+//!   binding has a free delivery slot.
+//! - FIFO queues: one in-flight message per group, in publish order.
+//!
+//! # Where it falls short
+//! - Functions cannot publish yet: `wasi:messaging` is a draft whose
+//!   interfaces (0.2.0-draft) wasmtime 48 does not ship bindings for; a
+//!   platform host under `*.fn.internal` is the planned route.
+//! - Events are not validated against a JSON Schema yet; the hook is the
+//!   [`Invoker`], which sees every event before the function does.
+//! - Schedules, object-storage and key-value change sources are not built.
+
+mod clock;
+mod cloudevent;
+mod delivery;
+mod queue;
+
+pub use clock::{Clock, FakeClock, SystemClock};
+pub use cloudevent::{request as cloudevent_request, source_uri, ATTEMPT_HEADER, SPEC_VERSION};
+pub use delivery::{
+    retry_delay_ms, Binding, Bindings, BoxFuture, Delivered, Delivery, EventInvocation, Invoker,
+    MAX_TRIGGER_CONCURRENCY, RETRY_BASE_MS,
+};
+pub use queue::{
+    parse_duration_ms, OutgoingMessage, QueueName, QueueSettings, QueueStats, Queues,
+    DEFAULT_CONTENT_TYPE, DEFAULT_EVENT_TYPE, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETENTION_MS,
+    DEFAULT_VISIBILITY_MS, MAX_MESSAGE_BYTES, MAX_PEEK, MAX_PUBLISH_BATCH, MAX_PUBLISH_BYTES,
+    MAX_QUEUES_PER_TENANT, MAX_QUEUE_DEPTH, MAX_TENANT_QUEUE_BYTES,
+};
+pub use zerofn_store::{MessageRow, Published, QueueRefusal, QueueRow};
+
+use zerofn_audit::AuditError;
+use zerofn_store::StoreError;
+
+/// Why a queue operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    #[error("queue name `{name}` is not valid: it {problem}")]
+    InvalidName { name: String, problem: String },
+    #[error("`{key}`: {problem}")]
+    InvalidSetting { key: &'static str, problem: String },
+    #[error("message `{key}`: {problem}")]
+    InvalidMessage { key: &'static str, problem: String },
+    #[error("message data of {size} bytes is larger than the limit of {limit} bytes")]
+    MessageTooLarge { size: usize, limit: usize },
+    #[error("{count} messages in one publish, more than the {limit} allowed; publish in smaller batches")]
+    TooManyMessages { count: usize, limit: usize },
+    #[error(transparent)]
+    Refused(QueueRefusal),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+impl EventsError {
+    /// Machine-readable kind for API error bodies.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventsError::InvalidName { .. }
+            | EventsError::InvalidSetting { .. }
+            | EventsError::InvalidMessage { .. }
+            | EventsError::TooManyMessages { .. }
+            | EventsError::Refused(QueueRefusal::GroupRequired | QueueRefusal::GroupNotFifo) => {
+                "bad_request"
+            }
+            EventsError::MessageTooLarge { .. } => "message_too_large",
+            EventsError::Refused(
+                QueueRefusal::NoSuchQueue(_) | QueueRefusal::NoSuchDeadLetter(_),
+            ) => "not_found",
+            EventsError::Refused(QueueRefusal::Exists(_)) => "already_exists",
+            EventsError::Refused(QueueRefusal::InUse { .. }) => "queue_in_use",
+            EventsError::Refused(
+                QueueRefusal::TooManyQueues { .. }
+                | QueueRefusal::Full { .. }
+                | QueueRefusal::TenantFull { .. },
+            ) => "limit_reached",
+            EventsError::Store(e) if e.is_not_found() => "not_found",
+            EventsError::Store(_) => "store_error",
+            EventsError::Audit(_) => "audit_unavailable",
+        }
+    }
+
+    /// The HTTP status of the error.
+    pub fn status(&self) -> u16 {
+        match self.kind() {
+            "bad_request" => 400,
+            "message_too_large" => 413,
+            "not_found" => 404,
+            "already_exists" | "queue_in_use" | "limit_reached" => 409,
+            _ => 500,
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Wiring of the event sources (`zerofn-events`) into the platform: the
+//! bindings come from the functions deployed now (their manifests'
+//! `[[triggers]]`), and deliveries enter the gateway's in-process invoke
+//! path with the event source as the caller. The control API's queue
+//! routes (`api/queues.rs`) call [`zerofn_events::Queues`].
+//!
+//! # Trust
+//! Trusts the route table to hold admitted functions only (their manifests
+//! are the signed, admitted ones). Decides nothing itself: the gateway's
+//! invoke path decides, limits, runs and records every delivery.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Response;
+use zerofn_events::{Binding, Bindings, BoxFuture, Delivered, EventInvocation, Invoker};
+use zerofn_gateway::{Caller, Gateway, Routes};
+
+/// Longest excerpt of a failed delivery's answer kept as the message's last error.
+const MAX_ERROR_EXCERPT: usize = 256;
+
+/// The bindings of the functions in the route table.
+pub(crate) struct RouteBindings(pub(crate) Routes);
+
+impl Bindings for RouteBindings {
+    fn bindings(&self) -> Vec<Binding> {
+        let table = self.0.snapshot();
+        let mut out = Vec::new();
+        for function in table.functions() {
+            let manifest = function.artifact().manifest();
+            for trigger in &manifest.triggers {
+                out.push(Binding {
+                    tenant: manifest.tenant.as_str().to_owned(),
+                    function: manifest.name.as_str().to_owned(),
+                    queue: trigger.queue.clone(),
+                    max_concurrency: trigger.max_concurrency,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Deliveries through the gateway's invoke path, in process.
+pub(crate) struct GatewayInvoker(pub(crate) Arc<Gateway>);
+
+impl Invoker for GatewayInvoker {
+    fn invoke(&self, invocation: EventInvocation) -> BoxFuture<Delivered> {
+        let gateway = self.0.clone();
+        Box::pin(async move {
+            let EventInvocation {
+                binding,
+                event_id,
+                attempt,
+                request,
+            } = invocation;
+            let caller = Caller::Event {
+                tenant: binding.tenant.clone(),
+                source: binding.source(),
+                event_id,
+                attempt,
+            };
+            let response = gateway
+                .invoke_event(&binding.tenant, &binding.function, caller, request)
+                .await;
+            delivered(&response)
+        })
+    }
+}
+
+/// The delivery's outcome; for a failure, the status and an excerpt of the
+/// answer (the platform's error JSON names the kind: `trap`, `timeout`,
+/// `invoke_denied`...; a function's own body is the tenant's own data).
+fn delivered(response: &Response<Bytes>) -> Delivered {
+    let status = response.status().as_u16();
+    if response.status().is_success() {
+        return Delivered {
+            status,
+            error: None,
+        };
+    }
+    let body = response.body();
+    let cut = body.len().min(MAX_ERROR_EXCERPT);
+    let text = String::from_utf8_lossy(body.get(..cut).unwrap_or_default());
+    let excerpt = zerofn_types::printable(text.trim());
+    Delivered {
+        status,
+        error: Some(if excerpt.is_empty() {
+            format!("the function answered {status}")
+        } else {
+            format!("the function answered {status}: {excerpt}")
+        }),
+    }
+}
