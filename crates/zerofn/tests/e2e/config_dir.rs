@@ -284,6 +284,13 @@ fn config_dir_at_start_and_locked_config_refuses_imperative_changes() {
 #[test]
 fn zones_in_the_directory_apply_drift_and_export() {
     let s = Setup::new();
+    // A function whose egress the zone's ceiling must keep covering.
+    s.deploy(
+        "fetch",
+        "hello-c",
+        &["/fetch"],
+        "[egress]\nallow = [\"https://api.stripe.com/v1/charges\"]\n",
+    );
     let dir = s.root().join("config");
     let d = dir.to_str().unwrap();
     ok(s.platform.cli(&["export", d]));
@@ -321,14 +328,14 @@ fn zones_in_the_directory_apply_drift_and_export() {
     let edited = s.root().join("payments.toml");
     std::fs::write(
         &edited,
-        "name = \"payments\"\ntenants = [\"acme\"]\ncalls = [\"platform\"]\negress = [\"https://api.example.com\"]\n",
+        "name = \"payments\"\ntenants = [\"acme\"]\ncalls = [\"platform\"]\negress = [\"https://api.stripe.com\", \"https://api.example.com\"]\n",
     )
     .unwrap();
     ok(s.platform.cli(&["zone", "set", edited.to_str().unwrap()]));
     let o = s.platform.cli(&["drift", d]);
     assert_eq!(code(&o), Some(2), "{}{}", stdout(&o), stderr(&o));
     assert!(
-        stdout(&o).contains("zone `payments` egress ceiling gains https://api.stripe.com"),
+        stdout(&o).contains("zone `payments` egress ceiling loses https://api.example.com"),
         "{}",
         stdout(&o)
     );
@@ -362,13 +369,35 @@ fn zones_in_the_directory_apply_drift_and_export() {
     let policy = ok(s.platform.cli(&["policy", "show", "acme"]));
     assert!(!policy.contains("acme-public"), "{policy}");
 
+    // A zone change the platform refuses (its ceiling would leave `fetch`'s egress
+    // outside) fails the apply with the reason; the zones stay as they were.
+    write(
+        &again,
+        "zones/platform.toml",
+        "name = \"platform\"\ncalled_from = [\"payments\"]\n",
+    );
+    write(
+        &again,
+        "zones/payments.toml",
+        "name = \"payments\"\ntenants = [\"acme\"]\ncalls = [\"platform\"]\negress = [\"https://api.example.com\"]\n",
+    );
+    let err = fails(s.platform.cli(&["apply", a]));
+    assert!(
+        err.contains("zone")
+            && err.contains("acme/fetch")
+            && err.contains("zones were not changed"),
+        "{err}"
+    );
+    let shown = ok(s.platform.cli(&["zone", "show", "payments"]));
+    assert!(shown.contains("api.stripe.com"), "{shown}");
+
     // Removing a zone file removes the zone on apply.
     std::fs::remove_file(again.join("zones/platform.toml")).unwrap();
     std::fs::remove_file(again.join("tenants/acme/policies/public.cedar")).unwrap();
     write(
         &again,
         "zones/payments.toml",
-        "name = \"payments\"\ntenants = [\"acme\"]\n",
+        "name = \"payments\"\ntenants = [\"acme\"]\negress = [\"https://api.stripe.com\"]\n",
     );
     let o = s.platform.cli(&["plan", a]);
     assert!(stdout(&o).contains("- zone platform"), "{}", stdout(&o));
