@@ -98,6 +98,7 @@ pub fn diff(current: &PlatformConfig, desired: &PlatformConfig) -> Vec<Change> {
         }
         out.push(change("control policy".into(), kind, effects));
     }
+    diff_zones(&current.zones, &desired.zones, &mut out);
     for (name, _) in desired.operators.iter() {
         if !current.operators.contains_key(name) {
             out.push(Change {
@@ -128,6 +129,123 @@ pub fn diff(current: &PlatformConfig, desired: &PlatformConfig) -> Vec<Change> {
         }
     }
     out
+}
+
+/// Zone changes, each with its effects. Zones are compared as parsed, so a document that
+/// only differs in layout or comments is no change. Calls are judged on the whole set
+/// (a call across zones needs `calls` on one side and `called_from` on the other).
+fn diff_zones(
+    current: &BTreeMap<String, String>,
+    desired: &BTreeMap<String, String>,
+    out: &mut Vec<Change>,
+) {
+    use zerofn_manifest::zone::{Zone, ZoneName, ZoneSet};
+    let parse = |docs: &BTreeMap<String, String>| -> BTreeMap<String, Option<Zone>> {
+        docs.iter()
+            .map(|(n, d)| (n.clone(), Zone::from_toml(d).ok()))
+            .collect()
+    };
+    let (cur, des) = (parse(current), parse(desired));
+    let set = |zones: &BTreeMap<String, Option<Zone>>| {
+        ZoneSet::new(zones.values().flatten().cloned()).unwrap_or_default()
+    };
+    let (cur_set, des_set) = (set(&cur), set(&des));
+    let names: BTreeSet<&String> = cur.keys().chain(des.keys()).collect();
+    for name in names {
+        let (c, d) = (cur.get(name), des.get(name));
+        let kind = match (c, d) {
+            (None, Some(_)) => ChangeKind::Create,
+            (Some(_), None) => ChangeKind::Remove,
+            (Some(Some(c)), Some(Some(d))) if c == d => continue,
+            _ => ChangeKind::Change,
+        };
+        let (c, d) = (c.and_then(Option::as_ref), d.and_then(Option::as_ref));
+        let mut effects = Vec::new();
+        match kind {
+            ChangeKind::Create => effects.push(format!("zone `{name}` is created")),
+            ChangeKind::Remove => effects.push(format!(
+                "zone `{name}` is removed; its tenants are in no zone"
+            )),
+            ChangeKind::Change if c.is_none() => effects.push(format!(
+                "the stored zone `{name}` does not load; it is replaced"
+            )),
+            ChangeKind::Change => {}
+        }
+        let tenants = |z: Option<&Zone>| -> BTreeSet<String> {
+            z.map(|z| z.tenants.iter().map(|t| t.to_string()).collect())
+                .unwrap_or_default()
+        };
+        let (ct, dt) = (tenants(c), tenants(d));
+        for t in dt.difference(&ct) {
+            effects.push(format!("tenant `{t}` joins zone `{name}`"));
+        }
+        for t in ct.difference(&dt) {
+            effects.push(format!("tenant `{t}` leaves zone `{name}`"));
+        }
+        let Ok(zone) = ZoneName::parse(name) else {
+            continue;
+        };
+        let links = |z: Option<&Zone>, calls: bool| -> BTreeSet<ZoneName> {
+            z.map(|z| {
+                if calls {
+                    z.calls.clone()
+                } else {
+                    z.called_from.clone()
+                }
+            })
+            .unwrap_or_default()
+        };
+        for calls in [true, false] {
+            let (cl, dl) = (links(c, calls), links(d, calls));
+            for other in dl.symmetric_difference(&cl) {
+                let (from, to) = if calls {
+                    (&zone, other)
+                } else {
+                    (other, &zone)
+                };
+                let (was, is) = (cur_set.may_call(from, to), des_set.may_call(from, to));
+                let key = if calls { "calls" } else { "called_from" };
+                effects.push(match (was, is) {
+                    (false, true) => format!("zone `{from}` may now call zone `{to}`"),
+                    (true, false) => format!("zone `{from}` may no longer call zone `{to}`"),
+                    _ if dl.contains(other) => format!(
+                        "zone `{name}` lists zone `{other}` in `{key}` (calls from `{from}` to \
+                         `{to}` also need the other zone's consent)"
+                    ),
+                    _ => format!("zone `{name}` no longer lists zone `{other}` in `{key}`"),
+                });
+            }
+        }
+        let egress = |z: Option<&Zone>| -> BTreeSet<String> {
+            z.map(|z| z.egress.iter().map(ToString::to_string).collect())
+                .unwrap_or_default()
+        };
+        let (ce, de) = (egress(c), egress(d));
+        for e in de.difference(&ce) {
+            effects.push(format!("zone `{name}` egress ceiling gains {e}"));
+        }
+        for e in ce.difference(&de) {
+            effects.push(format!("zone `{name}` egress ceiling loses {e}"));
+        }
+        let signers = |z: Option<&Zone>| z.map(|z| z.signers.clone()).unwrap_or_default();
+        let (cs, ds) = (signers(c), signers(d));
+        for s in ds.difference(&cs) {
+            effects.push(format!(
+                "code deployed into zone `{name}` may be signed by `{s}`"
+            ));
+        }
+        for s in cs.difference(&ds) {
+            effects.push(format!(
+                "code deployed into zone `{name}` may no longer be signed by `{s}`"
+            ));
+        }
+        if d.is_some_and(|d| d.signers.is_empty()) && !cs.is_empty() {
+            effects.push(format!(
+                "zone `{name}` no longer restricts signers (the tenants' own trust alone)"
+            ));
+        }
+        out.push(change(format!("zone {name}"), kind, effects));
+    }
 }
 
 fn list(items: &[String]) -> String {

@@ -93,6 +93,10 @@ pub fn export(
     if let Some(text) = &config.control_policy {
         put("control.cedar".into(), text.clone().into_bytes());
     }
+    // The stored document itself: loading it gives back the same zone, comments kept.
+    for (name, document) in &config.zones {
+        put(format!("zones/{name}.toml"), document.clone().into_bytes());
+    }
     for name in config.operators.keys() {
         put(format!("operators/{name}.toml"), Vec::new());
     }

@@ -20,10 +20,12 @@ use crate::ConfigError;
 /// Top-level entries and the module that reads them. `README.md` files are allowed
 /// anywhere and read by nobody.
 type KindLoader = fn(&ConfigFiles, &mut Loader) -> Result<(), ConfigError>;
-const KINDS: [(&str, KindLoader); 3] = [
+const KINDS: [(&str, KindLoader); 4] = [
     ("control.cedar", load_control),
     ("operators/", load_operators),
     ("tenants/", load_tenants),
+    // After the tenants: a zone may only group tenants the directory declares.
+    ("zones/", load_zones),
 ];
 
 /// Severity thresholds admission knows (`zerofn admission set --severity-threshold`).
@@ -147,6 +149,88 @@ fn load_operators(files: &ConfigFiles, l: &mut Loader) -> Result<(), ConfigError
             .insert(name.to_owned(), OperatorConfig {});
         l.used.insert(path);
     }
+    Ok(())
+}
+
+/// Every `zones/<name>.toml`, each parsed strictly by the zone parser the control API uses
+/// (`zerofn_manifest::zone`), then checked together as `ZoneSet::new` checks a platform's
+/// zones (a tenant in one zone; every zone `calls`/`called_from` names exists).
+fn load_zones(files: &ConfigFiles, l: &mut Loader) -> Result<(), ConfigError> {
+    use zerofn_manifest::zone::{Zone, ZoneError, ZoneSet};
+    let paths: Vec<String> = files
+        .paths()
+        .filter(|p| p.starts_with("zones/"))
+        .map(str::to_owned)
+        .collect();
+    let mut zones = Vec::new();
+    for path in paths {
+        let Some(stem) = path
+            .strip_prefix("zones/")
+            .and_then(|n| n.strip_suffix(".toml"))
+            .filter(|n| !n.contains('/'))
+        else {
+            continue; // not claimed: reported as not part of the layout
+        };
+        let text = files.text(&path)?;
+        let zone = Zone::from_toml(text).map_err(|e| match e {
+            ZoneError::Toml(t) => ConfigError::Invalid {
+                file: path.clone(),
+                line: t.span().map(|s| line_at(text, s.start)),
+                problem: t.message().trim().to_owned(),
+            },
+            other => ConfigError::Invalid {
+                file: path.clone(),
+                line: None,
+                problem: other.to_string(),
+            },
+        })?;
+        if zone.name.as_str() != stem {
+            return Err(invalid(
+                &path,
+                text,
+                "name",
+                format!(
+                    "declares zone `{}`; a zone's file is `zones/<name>.toml`",
+                    zone.name
+                ),
+            ));
+        }
+        if let Some(t) = zone
+            .tenants
+            .iter()
+            .find(|t| !l.config.tenants.contains_key(t.as_str()))
+        {
+            return Err(invalid(
+                &path,
+                text,
+                t.as_str(),
+                format!(
+                    "`tenants` names tenant `{t}`, which the directory does not declare                      (`tenants/{t}/tenant.toml`)"
+                ),
+            ));
+        }
+        l.used.insert(path.clone());
+        l.config.zones.insert(stem.to_owned(), text.to_owned());
+        zones.push((path, text, zone));
+    }
+    ZoneSet::new(zones.iter().map(|(_, _, z)| z.clone())).map_err(|e| {
+        // Place the error in the file of the zone it names, at the value at fault.
+        let (zone, needle) = match &e {
+            ZoneError::TenantInTwoZones { tenant, second, .. } => {
+                (second.as_str(), tenant.as_str())
+            }
+            ZoneError::UnknownZone { zone, unknown, .. } => (zone.as_str(), unknown.as_str()),
+            _ => ("", ""),
+        };
+        match zones.iter().find(|(_, _, z)| z.name.as_str() == zone) {
+            Some((path, text, _)) => invalid(path, text, &format!("\"{needle}\""), e.to_string()),
+            None => ConfigError::Invalid {
+                file: "zones/".into(),
+                line: None,
+                problem: e.to_string(),
+            },
+        }
+    })?;
     Ok(())
 }
 

@@ -18,6 +18,11 @@ pub struct PlatformConfig {
     pub control_policy: Option<String>,
     /// Operators by name (`operators/<name>.toml`).
     pub operators: BTreeMap<String, OperatorConfig>,
+    /// Trust zones by name (`zones/<name>.toml`): each zone's document as written (the
+    /// platform keeps it as submitted). Two documents that parse to the same zone are the
+    /// same configuration (see [`crate::diff`]).
+    #[serde(default)]
+    pub zones: BTreeMap<String, String>,
 }
 
 /// One tenant (`tenants/<name>/`).

@@ -41,10 +41,22 @@ tenants/<tenant>/functions/<name>/    a function, as `zerofn deploy DIR` reads i
                                       function's digest)
     <component>.wasm.sigstore.json    its signature bundle
     *.sigstore.json, *.intoto.jsonl   attestations (the signed manifest among them)
+zones/<name>.toml                     a trust zone (docs/zones.md); applied as the whole
+                                      set: a zone not in the directory is deleted
+    name = "payments"                 must match the file name (required)
+    tenants = ["acme"]                tenants it groups; each declared under tenants/
+                                      and in at most one zone
+    calls = ["platform"]              zones its functions may call (the callee's zone
+                                      must list this one in `called_from`)
+    called_from = ["edge"]            zones whose functions may call its functions
+    egress = ["https://api.stripe.com"]
+                                      the egress ceiling over its functions' grants
+    signers = ["sha256:<hex>"]        key ids or certificate SANs, one of which must
+                                      have signed code deployed into the zone
 README.md                             anywhere; ignored
 
 Not in the layout: API keys (secrets: the platform keeps only a salted hash and shows a
-key once, so a directory would have to hold the key itself); trust zones (coming).
+key once, so a directory would have to hold the key itself).
 Every TOML file refuses unknown keys; every file must be claimed by the layout or
 referenced by a file that is. Limits: 1 MiB per text file, 64 MiB per component,
 256 MiB and 10,000 files in all, 8 directories deep; no symbolic links.

@@ -293,6 +293,8 @@ fn the_schema_names_every_file_kind() {
         "tenant.toml",
         "policies/*.cedar",
         "functions/<name>/",
+        "zones/<name>.toml",
+        "called_from",
         "API keys",
     ] {
         assert!(SCHEMA.contains(needle), "{needle}");
@@ -372,4 +374,151 @@ fn many_files_and_deep_trees_are_refused() {
         ConfigFiles::read(dir.path()),
         Err(ConfigError::TooDeep { .. })
     ));
+}
+
+const PAYMENTS: &str = "# the payments zone\nname = \"payments\"\ntenants = [\"acme\"]\ncalls = [\"platform\"]\negress = [\"https://api.stripe.com\"]\n";
+const PLATFORM: &str = "name = \"platform\"\ncalled_from = [\"payments\"]\n";
+
+fn with_zones(key: &str) -> BTreeMap<String, Vec<u8>> {
+    let mut m = base(key);
+    m.insert("zones/payments.toml".into(), PAYMENTS.as_bytes().to_vec());
+    m.insert("zones/platform.toml".into(), PLATFORM.as_bytes().to_vec());
+    m
+}
+
+#[test]
+fn zones_load_diff_and_export() {
+    let key = pem();
+    let c = load_map(with_zones(&key)).unwrap();
+    assert_eq!(c.zones.len(), 2);
+    assert_eq!(c.zones["payments"], PAYMENTS);
+
+    // From no zones: both created, with their effects in words.
+    let mut before = c.clone();
+    before.zones.clear();
+    let changes = diff(&before, &c);
+    let zone_changes: Vec<&Change> = changes
+        .iter()
+        .filter(|ch| ch.object.starts_with("zone "))
+        .collect();
+    assert_eq!(zone_changes.len(), 2, "{changes:?}");
+    let effects: Vec<&String> = zone_changes.iter().flat_map(|c| &c.effects).collect();
+    for needle in [
+        "zone `payments` is created",
+        "tenant `acme` joins zone `payments`",
+        "zone `payments` may now call zone `platform`",
+        "zone `payments` egress ceiling gains https://api.stripe.com",
+    ] {
+        assert!(
+            effects.iter().any(|e| e.contains(needle)),
+            "{needle}: {effects:?}"
+        );
+    }
+    assert!(zone_changes.iter().all(|c| c.kind == ChangeKind::Create));
+
+    // A reformatted document is no change; a changed ceiling and a withdrawn call are.
+    let mut same = c.clone();
+    same.zones.insert(
+        "payments".into(),
+        "name = 'payments'\negress = ['https://api.stripe.com']\ncalls = ['platform']\ntenants = ['acme']\n".into(),
+    );
+    assert!(diff(&c, &same).is_empty(), "{:?}", diff(&c, &same));
+    let mut edited = c.clone();
+    edited.zones.insert(
+        "payments".into(),
+        "name = \"payments\"\ntenants = [\"acme\"]\negress = [\"https://api.example.com\"]\n"
+            .into(),
+    );
+    let changes = diff(&c, &edited);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].kind, ChangeKind::Change);
+    for needle in [
+        "egress ceiling gains https://api.example.com",
+        "egress ceiling loses https://api.stripe.com",
+        "zone `payments` may no longer call zone `platform`",
+    ] {
+        assert!(
+            changes[0].effects.iter().any(|e| e.contains(needle)),
+            "{needle}: {changes:?}"
+        );
+    }
+    // A removed zone.
+    let mut fewer = edited.clone();
+    fewer.zones.remove("payments");
+    let changes = diff(&edited, &fewer);
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].kind, ChangeKind::Remove);
+
+    // Export writes the documents as they are; loading the export is no change.
+    let files = export(&c, &BTreeMap::new()).unwrap();
+    assert_eq!(files["zones/payments.toml"], PAYMENTS.as_bytes());
+    let again = load_map(files).unwrap();
+    assert_eq!(again, c);
+}
+
+#[test]
+fn zone_errors_name_the_file_and_line() {
+    let key = pem();
+    for (path, text, line, problem) in [
+        (
+            "zones/payments.toml",
+            "name = \"payments\"\ncolour = \"blue\"\n",
+            Some(2),
+            "unknown field `colour`",
+        ),
+        (
+            "zones/payments.toml",
+            "name = \"billing\"\n",
+            Some(1),
+            "declares zone `billing`",
+        ),
+        (
+            "zones/payments.toml",
+            "name = \"payments\"\ncalls = [\"nowhere\"]\n",
+            Some(2),
+            "`nowhere`, which does not exist",
+        ),
+        (
+            "zones/payments.toml",
+            "name = \"payments\"\ntenants = [\"ghost\"]\n",
+            Some(2),
+            "does not declare",
+        ),
+        (
+            "zones/platform.toml",
+            "name = \"platform\"\ncalled_from = [\"payments\"]\ntenants = [\"acme\"]\n",
+            Some(3),
+            "in at most one zone",
+        ),
+        (
+            "zones/payments.toml",
+            "name = \"payments\"\negress = [\"ftp://x\"]\n",
+            None,
+            "egress",
+        ),
+        (
+            "zones/nested/x.toml",
+            "name = \"x\"\n",
+            None,
+            "not part of the layout",
+        ),
+    ] {
+        let mut m = with_zones(&key);
+        m.insert(path.to_owned(), text.as_bytes().to_vec());
+        let e = load_map(m).unwrap_err();
+        match &e {
+            ConfigError::Invalid {
+                file,
+                line: l,
+                problem: p,
+            } => {
+                assert_eq!(file, path, "{e}");
+                if line.is_some() {
+                    assert_eq!(*l, line, "{e}");
+                }
+                assert!(p.contains(problem), "{e}");
+            }
+            other => panic!("{path}: {other}"),
+        }
+    }
 }

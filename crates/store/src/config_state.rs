@@ -16,7 +16,7 @@ use crate::{JwtIssuerRow, Store, StoreError, TenantIdentityRow};
 
 /// Configuration tables and the columns whose change is a configuration change (`None`:
 /// every update).
-const WATCHED: [(&str, Option<&str>); 12] = [
+const WATCHED: [(&str, Option<&str>); 14] = [
     ("tenants", None),
     ("tenant_keys", None),
     ("tenant_identities", None),
@@ -28,6 +28,8 @@ const WATCHED: [(&str, Option<&str>); 12] = [
     ("api_keys", None),
     ("operators", None),
     ("control_policy", None),
+    ("zones", None),
+    ("zone_tenants", None),
     ("deployments", Some("digest, manifest, routes, version")),
 ];
 

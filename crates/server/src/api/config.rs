@@ -8,8 +8,11 @@
 //! audit record per change (operator, directory digest, Git commit) before anything
 //! changes, writes every configuration change in one store transaction at the planned
 //! serial, puts the stored state in force (route space, runtime policies, limits, JWT
-//! issuers, control policy), and then deploys or undeploys each function through the normal
-//! deploy path. A refusal before the transaction changes nothing.
+//! issuers, control policy), then sets the directory's trust zones as the whole set through
+//! [`crate::control::ControlPlane::set_zones`] (its own checks, audit and transaction, right
+//! after the configuration's: a refused zone set fails the apply with the reason, the
+//! configuration before it stays applied), and then deploys or undeploys each function
+//! through the normal deploy path. A refusal before the transaction changes nothing.
 //!
 //! # Trust
 //! Trusts nothing in the request: file paths and sizes are bounded by `ConfigFiles`, every
@@ -219,6 +222,32 @@ impl Api {
             }
         };
         self.put_in_force(&state.config, &desired).await?;
+        // Zones next, as the whole set, through the zone path (all its checks, its audit
+        // records, its own store transaction): after the configuration transaction, since
+        // a zone may group a tenant this apply creates. A refusal fails the apply, naming
+        // the reason; the configuration before it stays applied.
+        let ran_zones = applied.iter().any(|c| c.object.starts_with("zone "));
+        if ran_zones {
+            let documents: Vec<String> = desired.zones.values().cloned().collect();
+            if let Err(e) = self.control.set_zones(actor, &documents, true).await {
+                let applied_note = format!(
+                    "the zones were not changed; the rest of the directory was applied \
+                     (serial {serial_after})"
+                );
+                let e = match e {
+                    ControlError::ZoneConflict { zone, problem } => ControlError::ZoneConflict {
+                        zone,
+                        problem: format!("{problem}; {applied_note}"),
+                    },
+                    other => {
+                        ControlError::BadRequest(format!("zones refused: {other}; {applied_note}"))
+                    }
+                };
+                return self
+                    .config_refused(record(Outcome::Deny).reason(origin.clone()), e)
+                    .await;
+            }
+        }
         // Functions last, each through the normal deploy path (admission, audit, store,
         // routes), with the tenant rules just put in force.
         let mut failed = Vec::new();
@@ -247,7 +276,7 @@ impl Api {
                 failed.push(format!("{id}: {e}"));
             }
         }
-        let serial_after = if ran_functions {
+        let serial_after = if ran_functions || ran_zones {
             self.control.store().config_serial().await?
         } else {
             serial_after
@@ -457,6 +486,9 @@ impl Api {
             .await
             .map_err(|_| ControlError::Internal("reading the control policy failed".into()))??
             .map(|r| r.policy);
+        for row in store.zones().await? {
+            config.zones.insert(row.name, row.document);
+        }
         for op in store.list_operator_certs().await? {
             if op.revoked_at.is_none() {
                 config.operators.insert(op.name, Default::default());

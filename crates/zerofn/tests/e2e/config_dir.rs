@@ -280,3 +280,129 @@ fn config_dir_at_start_and_locked_config_refuses_imperative_changes() {
         assert!(audit.contains(refused), "{refused}: {audit}");
     }
 }
+
+#[test]
+fn zones_in_the_directory_apply_drift_and_export() {
+    let s = Setup::new();
+    // A function whose egress the zone's ceiling must keep covering.
+    s.deploy(
+        "fetch",
+        "hello-c",
+        &["/fetch"],
+        "[egress]\nallow = [\"https://api.stripe.com/v1/charges\"]\n",
+    );
+    let dir = s.root().join("config");
+    let d = dir.to_str().unwrap();
+    ok(s.platform.cli(&["export", d]));
+    write(
+        &dir,
+        "zones/payments.toml",
+        "# acme's payment functions\nname = \"payments\"\ntenants = [\"acme\"]\ncalls = [\"platform\"]\negress = [\"https://api.stripe.com\"]\n",
+    );
+    write(
+        &dir,
+        "zones/platform.toml",
+        "name = \"platform\"\ncalled_from = [\"payments\"]\n",
+    );
+    let o = s.platform.cli(&["plan", d]);
+    assert_eq!(code(&o), Some(2), "{}{}", stdout(&o), stderr(&o));
+    for needle in [
+        "+ zone payments",
+        "+ zone platform",
+        "tenant `acme` joins zone `payments`",
+        "zone `payments` may now call zone `platform`",
+        "zone `payments` egress ceiling gains https://api.stripe.com",
+    ] {
+        assert!(stdout(&o).contains(needle), "{needle}: {}", stdout(&o));
+    }
+    ok(s.platform.cli(&["apply", d]));
+    let zones = ok(s.platform.cli(&["zone", "list"]));
+    assert!(
+        zones.contains("payments") && zones.contains("platform"),
+        "{zones}"
+    );
+    let o = s.platform.cli(&["drift", d]);
+    assert_eq!(code(&o), Some(0), "{}{}", stdout(&o), stderr(&o));
+
+    // A zone edited through the API shows as drift, in words.
+    let edited = s.root().join("payments.toml");
+    std::fs::write(
+        &edited,
+        "name = \"payments\"\ntenants = [\"acme\"]\ncalls = [\"platform\"]\negress = [\"https://api.stripe.com\", \"https://api.example.com\"]\n",
+    )
+    .unwrap();
+    ok(s.platform.cli(&["zone", "set", edited.to_str().unwrap()]));
+    let o = s.platform.cli(&["drift", d]);
+    assert_eq!(code(&o), Some(2), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("zone `payments` egress ceiling loses https://api.example.com"),
+        "{}",
+        stdout(&o)
+    );
+
+    // Export, then plan against the export: no change.
+    let again = s.root().join("exported");
+    let a = again.to_str().unwrap();
+    ok(s.platform.cli(&["export", a]));
+    assert!(again.join("zones/payments.toml").is_file());
+    let o = s.platform.cli(&["plan", a]);
+    assert_eq!(code(&o), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("no changes"), "{}", stdout(&o));
+
+    // A zone file with an unknown key: the apply is refused naming the file and line,
+    // and nothing changes (the other change in the directory included).
+    let before = serial(&s, &dir);
+    write(&again, "tenants/acme/policies/public.cedar", RUNTIME);
+    write(
+        &again,
+        "zones/platform.toml",
+        "name = \"platform\"\ncalled_from = [\"payments\"]\ncolour = \"blue\"\n",
+    );
+    let err = fails(s.platform.cli(&["apply", a]));
+    assert!(
+        err.contains("zones/platform.toml` line 3") && err.contains("unknown field `colour`"),
+        "{err}"
+    );
+    assert_eq!(serial(&s, &dir), before);
+    let shown = ok(s.platform.cli(&["zone", "show", "payments"]));
+    assert!(shown.contains("api.example.com"), "{shown}");
+    let policy = ok(s.platform.cli(&["policy", "show", "acme"]));
+    assert!(!policy.contains("acme-public"), "{policy}");
+
+    // A zone change the platform refuses (its ceiling would leave `fetch`'s egress
+    // outside) fails the apply with the reason; the zones stay as they were.
+    write(
+        &again,
+        "zones/platform.toml",
+        "name = \"platform\"\ncalled_from = [\"payments\"]\n",
+    );
+    write(
+        &again,
+        "zones/payments.toml",
+        "name = \"payments\"\ntenants = [\"acme\"]\ncalls = [\"platform\"]\negress = [\"https://api.example.com\"]\n",
+    );
+    let err = fails(s.platform.cli(&["apply", a]));
+    assert!(
+        err.contains("zone")
+            && err.contains("acme/fetch")
+            && err.contains("zones were not changed"),
+        "{err}"
+    );
+    let shown = ok(s.platform.cli(&["zone", "show", "payments"]));
+    assert!(shown.contains("api.stripe.com"), "{shown}");
+
+    // Removing a zone file removes the zone on apply.
+    std::fs::remove_file(again.join("zones/platform.toml")).unwrap();
+    std::fs::remove_file(again.join("tenants/acme/policies/public.cedar")).unwrap();
+    write(
+        &again,
+        "zones/payments.toml",
+        "name = \"payments\"\ntenants = [\"acme\"]\negress = [\"https://api.stripe.com\"]\n",
+    );
+    let o = s.platform.cli(&["plan", a]);
+    assert!(stdout(&o).contains("- zone platform"), "{}", stdout(&o));
+    ok(s.platform.cli(&["apply", a]));
+    let zones = ok(s.platform.cli(&["zone", "list"]));
+    assert!(!zones.contains("platform"), "{zones}");
+    assert_eq!(code(&s.platform.cli(&["drift", a])), Some(0));
+}
