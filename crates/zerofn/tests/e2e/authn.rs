@@ -352,7 +352,8 @@ fn an_issuer_with_require_jti_refuses_a_replayed_token() {
         "--require-jti",
     ]));
     let listed = ok(s.platform.cli(&["auth", "jwt", "list", "acme", "--json"]));
-    assert!(listed.contains("\"require_jti\":true"), "{listed}");
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["issuers"][0]["require_jti"], true, "{listed}");
     s.deploy(
         "orders",
         "echo-c",
