@@ -199,15 +199,13 @@ impl Gateway {
                 let (f, b) = (function.clone(), body.clone());
                 tokio::task::spawn_blocking(move || crate::validation::validate_body(&f, &b))
                     .await
-                    .unwrap_or_else(|_| {
-                        // The validation task failed: treat the body as invalid (fail closed).
-                        Err(zerofn_validation::Invalid {
-                            part: zerofn_validation::RequestPart::Body,
-                            reason: zerofn_validation::InvalidReason::Malformed {
-                                detail: "could not be validated",
-                            },
-                        })
-                    })
+                    // The validation task failed: the body is invalid (fail closed).
+                    .unwrap_or(Err(zerofn_validation::Invalid {
+                        part: zerofn_validation::RequestPart::Body,
+                        reason: zerofn_validation::InvalidReason::Malformed {
+                            detail: "could not be validated",
+                        },
+                    }))
             } else {
                 crate::validation::validate_body(&function, &body)
             };

@@ -61,6 +61,7 @@ pub(crate) fn validate_body(function: &LoadedFunction, body: &[u8]) -> Result<()
 
 impl Gateway {
     /// Records a refused request and answers 400 `invalid_request`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn refuse_invalid(
         &self,
         ip: Option<IpAddr>,

@@ -158,11 +158,7 @@ fn hostile_schemas_are_refused_at_compile() {
             "{why}"
         );
     }
-    let deep = format!(
-        "{}{}",
-        r#"{"items":"#.repeat(40),
-        format!("true{}", "}".repeat(40))
-    );
+    let deep = format!("{}true{}", r#"{"items":"#.repeat(40), "}".repeat(40));
     assert_eq!(
         CompiledSchema::compile(&deep).unwrap_err(),
         SchemaError::TooDeep {
