@@ -679,6 +679,8 @@ fn manifest_context(manifest: &Manifest, version: u64) -> Value {
         layers,
         permissions,
         config,
+        // Committed to by digest in the signed form; not an admission fact (yet).
+        schema: _,
         version: _,
         // Their invoke grants are in `permissions.invoke_from`.
         triggers: _,

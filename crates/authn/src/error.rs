@@ -55,6 +55,12 @@ pub enum AuthnError {
     ApiKeyExpired,
     #[error("the API key is not valid for this function")]
     WrongFunction,
+    #[error("the token's `jti` was used before; this issuer accepts each token once")]
+    Replayed,
+    #[error("too many unexpired tokens are remembered to refuse replays; retry later")]
+    ReplayCacheFull,
+    #[error("the token expires more than {max_secs} seconds from now, longer than an issuer that requires `jti` allows")]
+    JtiLifetime { max_secs: i64 },
 }
 
 impl AuthnError {
@@ -85,6 +91,9 @@ impl AuthnError {
             AuthnError::UnknownApiKey => "unknown_api_key",
             AuthnError::WrongApiKey => "wrong_api_key",
             AuthnError::ApiKeyExpired => "api_key_expired",
+            AuthnError::Replayed => "replayed",
+            AuthnError::ReplayCacheFull => "replay_cache_full",
+            AuthnError::JtiLifetime { .. } => "jti_lifetime",
             AuthnError::WrongFunction => "wrong_function",
         }
     }

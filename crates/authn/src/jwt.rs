@@ -36,6 +36,8 @@ pub struct Issuer {
     pub algorithms: Vec<Algorithm>,
     pub leeway_secs: u64,
     pub jwks: Jwks,
+    /// Whether every token must carry a `jti`, accepted once (`--require-jti`).
+    pub require_jti: bool,
 }
 
 impl Issuer {
@@ -74,7 +76,15 @@ impl Issuer {
             algorithms,
             leeway_secs,
             jwks,
+            require_jti: false,
         })
+    }
+
+    /// Requires (or not) a `jti` in every token, each accepted once: tokens must then
+    /// expire within [`crate::MAX_JTI_LIFETIME_SECS`].
+    pub fn with_require_jti(mut self, require_jti: bool) -> Issuer {
+        self.require_jti = require_jti;
+        self
     }
 
     /// Verifies `token` at `now` (seconds since the Unix epoch).
@@ -142,6 +152,19 @@ impl Issuer {
                 return Err(AuthnError::IssuedInFuture);
             }
         }
+        // Read only for an issuer that requires it (others' tokens are unchanged).
+        let jti = match claims.get("jti") {
+            _ if !self.require_jti => None,
+            Some(Value::String(j)) if !j.is_empty() && j.len() <= crate::MAX_JTI_BYTES => {
+                Some(j.clone())
+            }
+            _ => return Err(AuthnError::BadClaim { claim: "jti" }),
+        };
+        if self.require_jti && exp.saturating_sub(now) > crate::MAX_JTI_LIFETIME_SECS {
+            return Err(AuthnError::JtiLifetime {
+                max_secs: crate::MAX_JTI_LIFETIME_SECS,
+            });
+        }
         let subject = match claims.get("sub") {
             Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_SUBJECT_BYTES => s.clone(),
             _ => return Err(AuthnError::BadClaim { claim: "sub" }),
@@ -150,6 +173,8 @@ impl Issuer {
             issuer_name: self.name.clone(),
             subject,
             claims,
+            jti,
+            remember_until: exp.saturating_add(leeway),
         })
     }
 }
@@ -219,4 +244,9 @@ pub struct VerifiedToken {
     pub subject: String,
     /// Every claim, as verified.
     pub claims: Map<String, Value>,
+    /// `jti`, if the token has one.
+    pub jti: Option<String>,
+    /// Until when the token is valid (`exp` plus the leeway): how long a `jti` must be
+    /// remembered.
+    pub remember_until: i64,
 }

@@ -22,6 +22,8 @@
 //! # Falls short
 //! - A JWKS is registered from a file; fetching `--jwks-url` (https, cached, refreshed on an
 //!   unknown `kid`) is not implemented yet: such a registration is refused.
+//! - The `jti` replay cache (`--require-jti`) is in memory: a restart forgets the tokens
+//!   seen, so a token used before a restart can be used once more until it expires.
 //! - ES512 (P-521) and HMAC algorithms are not supported (ring has no P-521; HMAC would
 //!   make the issuer's secret the platform's).
 
@@ -32,6 +34,7 @@ mod jwk;
 mod jwt;
 mod ratelimit;
 mod registry;
+mod replay;
 
 pub use apikey::{NewApiKey, PresentedKey, StoredKey, PREFIX as API_KEY_PREFIX};
 pub use error::{AuthnError, ConfigError};
@@ -43,6 +46,7 @@ pub use jwt::{
 };
 pub use ratelimit::FailureLimiter;
 pub use registry::{Accepts, ApiKeyEntry, Authenticators, Credential, Registry, VerifiedCaller};
+pub use replay::{ReplayCache, MAX_JTI_BYTES, MAX_JTI_LIFETIME_SECS, MAX_REPLAY_ENTRIES};
 
 #[cfg(test)]
 mod tests;

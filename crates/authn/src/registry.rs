@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::apikey::{PresentedKey, StoredKey, PREFIX};
 use crate::jwt::{unverified_issuer, Issuer};
+use crate::replay::ReplayCache;
 use crate::AuthnError;
 
 /// One stored API key of a tenant.
@@ -37,6 +38,8 @@ struct TenantCredentials {
 #[derive(Debug, Default)]
 pub struct Registry {
     tenants: HashMap<String, TenantCredentials>,
+    /// The `jti`s seen; kept across registry swaps by [`Authenticators::replace`].
+    replay: Arc<ReplayCache>,
 }
 
 impl Registry {
@@ -76,6 +79,15 @@ impl Registry {
                     .find(|i| i.issuer == iss && accepts.jwt.iter().any(|n| *n == i.name))
                     .ok_or(AuthnError::UnknownIssuer)?;
                 let token = issuer.verify(token, now)?;
+                // After every other check, so a forged token never takes a slot.
+                if issuer.require_jti {
+                    let jti = token
+                        .jti
+                        .as_deref()
+                        .ok_or(AuthnError::BadClaim { claim: "jti" })?;
+                    self.replay
+                        .record(tenant, &issuer.name, jti, token.remember_until, now)?;
+                }
                 Ok(VerifiedCaller::Jwt {
                     issuer: token.issuer_name,
                     subject: token.subject,
@@ -215,7 +227,11 @@ impl Authenticators {
             .clone()
     }
 
-    pub fn replace(&self, registry: Registry) {
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(registry);
+    /// Swaps in `registry`, keeping the `jti`s seen so far (a changed registration does
+    /// not reopen a replay window).
+    pub fn replace(&self, mut registry: Registry) {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        registry.replay = current.replay.clone();
+        *current = Arc::new(registry);
     }
 }

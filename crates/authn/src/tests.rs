@@ -728,3 +728,86 @@ fn wycheproof_jws_vectors() {
     );
     eprintln!("wycheproof: {accepted} valid accepted, {refused} invalid refused, {by_design} valid refused by design");
 }
+
+#[test]
+fn an_issuer_that_requires_jti_accepts_each_token_once() {
+    let keys = Keys::new();
+    let authenticators = Authenticators::default();
+    let build = |require: bool| {
+        let mut reg = Registry::default();
+        reg.add_issuer(
+            "acme",
+            issuer(&keys, &[Algorithm::ES256]).with_require_jti(require),
+        );
+        reg
+    };
+    authenticators.replace(build(true));
+    let accepts = Accepts {
+        jwt: vec!["idp".into()],
+        api_key: false,
+    };
+    let auth = |token: &str, now: i64| {
+        let cred = Credential::from_headers(&bearer(token))?.unwrap();
+        authenticators
+            .current()
+            .authenticate("acme", "orders", &accepts, &cred, now)
+    };
+    let header = json!({"alg": "ES256", "kid": "ec-1"});
+    let token = keys.token(header.clone(), with(claims(), "jti", json!("t-1")));
+    auth(&token, NOW).unwrap();
+    // The same token again: a replay, however soon or late before it expires.
+    assert_eq!(auth(&token, NOW).unwrap_err().reason(), "replayed");
+    assert_eq!(auth(&token, NOW + 599).unwrap_err().reason(), "replayed");
+    // A registry swap (an issuer added or removed) keeps what was seen.
+    authenticators.replace(build(true));
+    assert_eq!(auth(&token, NOW + 1).unwrap_err().reason(), "replayed");
+    // Another jti is another token.
+    auth(
+        &keys.token(header.clone(), with(claims(), "jti", json!("t-2"))),
+        NOW,
+    )
+    .unwrap();
+    // Without a jti, with an empty, oversized or non-string one: refused.
+    for jti in [
+        None,
+        Some(json!("")),
+        Some(json!("x".repeat(257))),
+        Some(json!(7)),
+    ] {
+        let c = match jti {
+            Some(j) => with(claims(), "jti", j),
+            None => claims(),
+        };
+        assert_eq!(
+            auth(&keys.token(header.clone(), c), NOW)
+                .unwrap_err()
+                .reason(),
+            "bad_claim"
+        );
+    }
+    // A token that would have to be remembered for more than a day: refused.
+    let long = with(
+        with(claims(), "jti", json!("t-3")),
+        "exp",
+        json!(NOW + MAX_JTI_LIFETIME_SECS + 1),
+    );
+    assert_eq!(
+        auth(&keys.token(header.clone(), long), NOW)
+            .unwrap_err()
+            .reason(),
+        "jti_lifetime"
+    );
+    // A forged token with a fresh jti takes no slot and is refused for its signature.
+    let other = Keys::new();
+    let forged = other.token(header.clone(), with(claims(), "jti", json!("t-4")));
+    assert_eq!(auth(&forged, NOW).unwrap_err().reason(), "bad_signature");
+    auth(
+        &keys.token(header.clone(), with(claims(), "jti", json!("t-4"))),
+        NOW,
+    )
+    .unwrap();
+    // An issuer that does not require jti accepts a token twice, with or without one.
+    authenticators.replace(build(false));
+    auth(&token, NOW).unwrap();
+    auth(&token, NOW).unwrap();
+}

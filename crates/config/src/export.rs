@@ -63,6 +63,8 @@ struct JwtOut {
     audience: String,
     algorithms: Vec<String>,
     leeway_secs: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    require_jti: bool,
     jwks: String,
 }
 
@@ -134,6 +136,7 @@ pub fn export(
                 audience: j.audience.clone(),
                 algorithms: j.algorithms.clone(),
                 leeway_secs: j.leeway_secs,
+                require_jti: j.require_jti,
                 jwks: rel,
             });
         }

@@ -276,6 +276,8 @@ struct JwtIssuerFile {
     audience: String,
     algorithms: Vec<String>,
     leeway_secs: u64,
+    #[serde(default)]
+    require_jti: bool,
     jwks: String,
 }
 
@@ -488,6 +490,7 @@ fn load_tenant(
             audience: issuer.audience.clone(),
             algorithms: issuer.algorithms.clone(),
             leeway_secs: issuer.leeway_secs,
+            require_jti: issuer.require_jti,
             jwks,
         };
         if out.jwt_issuers.insert(issuer.name.clone(), value).is_some() {

@@ -83,6 +83,10 @@ pub struct JwtIssuer {
     /// JOSE algorithm names, in the order given.
     pub algorithms: Vec<String>,
     pub leeway_secs: u64,
+    /// Each token's `jti` is accepted once (`--require-jti`). Written only
+    /// when set, so directories from before the option read the same.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub require_jti: bool,
     /// The JWKS document (public keys only).
     pub jwks: String,
 }
@@ -112,4 +116,9 @@ pub fn identity_id(kind: &str, san: &str, issuer: &str) -> String {
         h.update([0]);
     }
     hex::encode(h.finalize()).chars().take(16).collect()
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_false(b: &bool) -> bool {
+    !*b
 }

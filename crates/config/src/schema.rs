@@ -32,6 +32,7 @@ tenants/<tenant>/tenant.toml          the tenant:
     audience = "..."
     algorithms = ["ES256"]
     leeway_secs = 60
+    require_jti = true                optional: each token's `jti` accepted once
     jwks = "jwks/corp.json"           the JWKS document (public keys only)
 tenants/<tenant>/policies/*.cedar     the tenant's runtime policy, every file in name
                                       order, as one policy set

@@ -355,6 +355,21 @@ fn jwt_issuers_load_normalised_and_duplicates_are_refused() {
     let changes = diff(&without, &a);
     assert_eq!(changes.len(), 1);
     assert!(changes[0].effects[0].contains("may authenticate callers of `acme`'s functions"));
+    // Single-use tokens: off unless asked for, kept through export, and a change in the plan.
+    assert!(!a.tenants["acme"].jwt_issuers["corp"].require_jti);
+    let mut jti = a.clone();
+    if let Some(j) = jti
+        .tenants
+        .get_mut("acme")
+        .and_then(|t| t.jwt_issuers.get_mut("corp"))
+    {
+        j.require_jti = true;
+    }
+    assert_eq!(diff(&a, &jti).len(), 1);
+    let files = export(&jti, &BTreeMap::new()).unwrap();
+    let toml = String::from_utf8(files["tenants/acme/tenant.toml"].clone()).unwrap();
+    assert!(toml.contains("require_jti = true"), "{toml}");
+    assert_eq!(load_map(files).unwrap(), jti);
 }
 
 #[test]

@@ -139,6 +139,22 @@ impl Gateway {
                     .await;
             }
         };
+        // The head against the function's path, query and headers schemas,
+        // before a byte of the body is read.
+        if let Err(invalid) = crate::validation::validate_head(&function, &parts) {
+            unrecorded.disarm();
+            return self
+                .refuse_invalid(
+                    ip,
+                    &function,
+                    &caller,
+                    id,
+                    started,
+                    &invalid,
+                    invoke_decision,
+                )
+                .await;
+        }
         unrecorded.decided(invoke_decision);
 
         // Read the body within the function's size and time limits and
@@ -176,6 +192,30 @@ impl Gateway {
                 return self.refuse(ip, record, id, status, kind, &message).await;
             }
         };
+        // The body against the function's body schema, before the function
+        // runs. A large body is parsed off the async workers.
+        if function.artifact().manifest().schema.has_body() {
+            let checked = if body.len() > INLINE_VALIDATION_BYTES {
+                let (f, b) = (function.clone(), body.clone());
+                tokio::task::spawn_blocking(move || crate::validation::validate_body(&f, &b))
+                    .await
+                    // The validation task failed: the body is invalid (fail closed).
+                    .unwrap_or(Err(zerofn_validation::Invalid {
+                        part: zerofn_validation::RequestPart::Body,
+                        reason: zerofn_validation::InvalidReason::Malformed {
+                            detail: "could not be validated",
+                        },
+                    }))
+            } else {
+                crate::validation::validate_body(&function, &body)
+            };
+            if let Err(invalid) = checked {
+                let decision = unrecorded.disarm_decision().unwrap_or_default();
+                return self
+                    .refuse_invalid(ip, &function, &caller, id, started, &invalid, decision)
+                    .await;
+            }
+        }
         let mut request = Request::from_parts(parts, body);
         if let Ok(v) = HeaderValue::from_str(id.as_str()) {
             request.headers_mut().insert(INVOCATION_HEADER, v);
@@ -735,6 +775,10 @@ pub(crate) fn invoke_record(
         .status(status)
         .duration(started.elapsed())
 }
+
+/// Largest body validated on the async worker; a larger one is validated on the
+/// blocking pool (parsing and validating a MiB of JSON takes milliseconds).
+const INLINE_VALIDATION_BYTES: usize = 64 * 1024;
 
 /// The function's request body limit in bytes.
 fn max_body_bytes(function: &LoadedFunction) -> usize {

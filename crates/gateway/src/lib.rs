@@ -10,7 +10,8 @@
 //! route spaces), `limits.rs` (bounds across requests), `output.rs`
 //! (guests' stdout and stderr into the log store, off the invoke path),
 //! `policies.rs` (the runtime policies in force), `ratelimit.rs` (request
-//! rate and concurrency limits per function and per tenant). The accept loop itself is
+//! rate and concurrency limits per function and per tenant), `validation.rs` (requests
+//! against the function's `[schema]`, before it runs). The accept loop itself is
 //! `zerofn-listener`'s, shared with the control API.
 //!
 //! # Trust
@@ -47,6 +48,7 @@ mod output;
 mod policies;
 mod ratelimit;
 mod routes;
+mod validation;
 
 pub use authn::{CLAIMS_HEADER, EXTERNAL_CALLER_HEADER};
 pub use caller::Caller;

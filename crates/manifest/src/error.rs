@@ -19,6 +19,23 @@ pub enum ManifestError {
         limit: usize,
     },
 
+    /// A `[schema]` key is not a request part.
+    #[error("`schema.{key}` is not a request part; use `body`, `query`, `headers` or `path`")]
+    UnknownSchemaPart {
+        /// The key (escaped and shortened).
+        key: String,
+    },
+
+    /// A `[schema]` schema does not compile.
+    #[error("`schema.{part}` is invalid: {source}")]
+    InvalidSchema {
+        /// The request part.
+        part: &'static str,
+        /// Why.
+        #[source]
+        source: zerofn_validation::SchemaError,
+    },
+
     /// The TOML does not parse, or has unknown, missing or mistyped keys. The message carries
     /// the line and column and names the key.
     #[error("manifest is not valid: {0}")]

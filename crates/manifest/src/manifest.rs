@@ -33,6 +33,11 @@
 //! queue = "orders"            # a durable queue of the tenant (`zerofn queue create`)
 //! max_concurrency = 4         # 1..=1000 deliveries in flight (default 4)
 //!
+//! [schema]                    # optional: JSON Schemas (draft 2020-12) requests must match
+//! body = '''{"type": "object", "required": ["id"]}'''   # JSON text, or a TOML table:
+//! [schema.query]              # `[schema.<part>]` written as TOML (no `null` in TOML)
+//! type = "object"
+//!
 //! [egress]                    # optional: outbound HTTP destinations (none by default)
 //! allow = [
 //!   "https://api.stripe.com",                   # scheme, host, port by scheme
@@ -54,6 +59,11 @@
 //! published layer that exports it. Admission plugs the layer's export into that import;
 //! publishing another version of the layer changes nothing until the manifest pins it.
 //!
+//! `[schema]` keys are `body`, `query`, `headers` and `path`; each schema is compiled when
+//! the manifest is parsed (`zerofn_validation`), so a manifest with an invalid one is
+//! refused naming the key. Schemas are inline, part of the manifest, so the signed form
+//! commits to them (by digest, see [`crate::SignedContent`]).
+//!
 //! Unknown keys are refused (a misspelt `[limits]` key must not silently fall back to a
 //! default), and every value is parsed into a type that holds its rule.
 
@@ -65,6 +75,7 @@ use serde::Deserialize;
 
 use zerofn_egress::EgressRule;
 use zerofn_policy::{InvokeSource, KvGrant, Permissions};
+use zerofn_validation::{RequestPart, RequestSchemas};
 
 use crate::error::ManifestError;
 use zerofn_types::excerpt;
@@ -94,6 +105,10 @@ pub struct Manifest {
     /// Runtime configuration values (`[config]`), readable through
     /// `wasi:config` by this function only.
     pub config: BTreeMap<String, String>,
+    /// JSON Schemas requests must match before the function runs (`[schema]`; empty when
+    /// none), compiled.
+    #[serde(skip_serializing_if = "RequestSchemas::is_empty")]
+    pub schema: RequestSchemas,
     /// The version the signer gives this manifest (`version = N`), if written; the signed
     /// statement carries the version that counts (see [`crate::SignedContent`]).
     pub version: Option<u64>,
@@ -257,6 +272,7 @@ impl Manifest {
         }
         permissions.egress = check_egress(raw.egress)?;
         let version = raw.version.map(check_version).transpose()?;
+        let schema = check_schema(raw.schema)?;
         Ok(Manifest {
             name,
             tenant,
@@ -266,6 +282,7 @@ impl Manifest {
             layers,
             permissions,
             config,
+            schema,
             version,
             triggers,
         })
@@ -291,6 +308,7 @@ struct RawManifest {
     invoke: Option<RawInvoke>,
     config: Option<BTreeMap<String, String>>,
     egress: Option<RawEgress>,
+    schema: Option<BTreeMap<String, toml::Value>>,
     version: Option<i64>,
     triggers: Option<Vec<RawTrigger>>,
 }
@@ -351,6 +369,48 @@ fn check_triggers(raw: Vec<RawTrigger>) -> Result<Vec<Trigger>, ManifestError> {
         });
     }
     Ok(out)
+}
+
+/// Reads and compiles `[schema]`: each key a request part, each value the schema as JSON
+/// text or as a TOML table.
+fn check_schema(
+    raw: Option<BTreeMap<String, toml::Value>>,
+) -> Result<RequestSchemas, ManifestError> {
+    let Some(raw) = raw else {
+        return Ok(RequestSchemas::default());
+    };
+    let mut sources = Vec::with_capacity(raw.len());
+    for (key, value) in &raw {
+        let Some(part) = RequestPart::from_manifest_key(key) else {
+            return Err(ManifestError::UnknownSchemaPart { key: excerpt(key) });
+        };
+        let text = match value {
+            toml::Value::String(text) => text.clone(),
+            toml::Value::Table(_) => {
+                serde_json::to_string(value).map_err(|e| ManifestError::InvalidSchema {
+                    part: part.as_str(),
+                    source: zerofn_validation::SchemaError::NotJson {
+                        detail: e.to_string(),
+                    },
+                })?
+            }
+            _ => {
+                return Err(ManifestError::InvalidSchema {
+                    part: part.as_str(),
+                    source: zerofn_validation::SchemaError::NotJson {
+                        detail: "write the schema as a JSON string or a TOML table".to_owned(),
+                    },
+                })
+            }
+        };
+        sources.push((part, text));
+    }
+    RequestSchemas::compile(sources.iter().map(|(p, t)| (*p, t.as_str()))).map_err(
+        |(part, source)| ManifestError::InvalidSchema {
+            part: part.as_str(),
+            source,
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -1884,6 +1944,33 @@ max_body_kb = 0
         ] {
             let e = err(&format!("{MINIMAL}\n{extra}\n")).to_string();
             assert!(e.contains(needle), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn schemas_are_compiled_and_bad_ones_refused_naming_the_key() {
+        let m = Manifest::from_toml(&format!(
+            "{MINIMAL}[schema]\nbody = '{{\"type\":\"object\"}}'\npath = '{{\"pattern\":\"^/\"}}'\n[schema.query]\ntype = \"object\"\n"
+        ))
+        .unwrap();
+        assert!(m.schema.get(zerofn_validation::RequestPart::Body).is_some());
+        assert!(m
+            .schema
+            .get(zerofn_validation::RequestPart::Query)
+            .is_some());
+        assert!(m
+            .schema
+            .get(zerofn_validation::RequestPart::Headers)
+            .is_none());
+        for (extra, expected) in [
+            ("[schema]\ncookies = '{}'\n", "`schema.cookies` is not a request part; use `body`, `query`, `headers` or `path`"),
+            ("[schema]\nbody = '{\"type\":17}'\n", "`schema.body` is invalid: schema does not compile: "),
+            ("[schema]\nbody = '{\"$ref\":\"https://evil.example/s.json\"}'\n", "`schema.body` is invalid: `$ref` `https://evil.example/s.json` refers outside the schema; only references within it (`#...`) are allowed"),
+            ("[schema]\nheaders = 'not json'\n", "`schema.headers` is invalid: schema is not JSON: "),
+            ("[schema]\nbody = 7\n", "`schema.body` is invalid: schema is not JSON: write the schema as a JSON string or a TOML table"),
+        ] {
+            let e = Manifest::from_toml(&format!("{MINIMAL}{extra}")).unwrap_err();
+            assert!(e.to_string().starts_with(expected), "{extra}: {e}");
         }
     }
 }

@@ -122,6 +122,7 @@ impl Manifest {
             layers,
             permissions,
             config,
+            schema,
             // Carried beside the content, in the statement's `version`.
             version: _,
             triggers,
@@ -186,6 +187,17 @@ impl Manifest {
                 "egress".into(),
                 serde_json::json!({"allow": sorted_strings(egress.iter().map(ToString::to_string))}),
             );
+        }
+        // Each schema by the digest of its canonical JSON, only when there are any (so
+        // manifests without `[schema]` sign what they signed before). The schema text is
+        // in the manifest itself, so a deployer cannot swap it without changing the digest
+        // that admission compares with the signed one.
+        if let (false, Some(obj)) = (schema.is_empty(), content.as_object_mut()) {
+            let parts: Map<String, Value> = schema
+                .iter()
+                .map(|(part, s)| (part.as_str().to_owned(), s.digest().into()))
+                .collect();
+            obj.insert("schema".into(), Value::Object(parts));
         }
         SignedContent(sorted(&content))
     }
@@ -391,6 +403,38 @@ mod tests {
         let d =
             first_difference(a.signed_content().as_value(), b.signed_content().as_value()).unwrap();
         assert_eq!(d.field, "layers.\"zerofn:greet/greeter\"");
+    }
+
+    #[test]
+    fn schemas_are_signed_by_digest() {
+        let a = manifest("[schema]\nbody = '{\"type\":\"object\",\"required\":[\"id\"]}'\n");
+        // The same schema written as a TOML table, keys in another order: same meaning,
+        // same signed form.
+        let b = manifest("[schema.body]\nrequired = [\"id\"]\ntype = \"object\"\n");
+        assert_eq!(a.signed_content(), b.signed_content());
+        let digest = a.signed_content().as_value()["schema"]["body"].clone();
+        assert!(digest.as_str().unwrap().starts_with("sha256:"));
+        // A swapped schema is a difference naming the key.
+        let c = manifest("[schema]\nbody = '{\"type\":\"object\"}'\n");
+        let d =
+            first_difference(a.signed_content().as_value(), c.signed_content().as_value()).unwrap();
+        assert_eq!(d.field, "schema.body");
+        // Removing it is one too.
+        let d = first_difference(
+            a.signed_content().as_value(),
+            manifest("").signed_content().as_value(),
+        )
+        .unwrap();
+        assert_eq!(
+            (d.field.as_str(), d.submitted.as_str()),
+            ("schema", "(absent)")
+        );
+        // Without `[schema]`, nothing is added (older signatures still verify).
+        assert!(manifest("")
+            .signed_content()
+            .as_value()
+            .get("schema")
+            .is_none());
     }
 
     #[test]

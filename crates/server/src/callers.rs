@@ -41,6 +41,9 @@ pub(crate) struct AddJwtIssuer {
     pub jwks_url: Option<String>,
     pub algorithms: Option<Vec<String>>,
     pub leeway_secs: Option<u64>,
+    /// Every token must carry a `jti`, accepted once.
+    #[serde(default)]
+    pub require_jti: bool,
 }
 
 /// `POST /v1/tenants/{tenant}/apikeys`.
@@ -88,6 +91,7 @@ fn issuer_of(row: &JwtIssuerRow) -> Result<Issuer, String> {
         row.leeway_secs,
         jwks,
     )
+    .map(|i| i.with_require_jti(row.require_jti))
     .map_err(|e| e.to_string())
 }
 
@@ -229,6 +233,7 @@ impl ExternalCallers {
                 .collect::<Vec<_>>()
                 .join(","),
             leeway_secs: leeway,
+            require_jti: req.require_jti,
             jwks,
             added_at: now(),
         })

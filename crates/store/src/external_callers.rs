@@ -32,6 +32,19 @@ CREATE TABLE IF NOT EXISTS api_keys (
 ) STRICT;
 "#;
 
+/// Columns added after the tables were first created.
+pub(crate) fn migrate(conn: &rusqlite::Connection) -> Result<(), StoreError> {
+    let has_jti = conn
+        .prepare("SELECT 1 FROM pragma_table_info('jwt_issuers') WHERE name = 'require_jti'")?
+        .exists([])?;
+    if !has_jti {
+        conn.execute_batch(
+            "ALTER TABLE jwt_issuers ADD COLUMN require_jti INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
+    Ok(())
+}
+
 /// A registered JWT issuer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct JwtIssuerRow {
@@ -42,6 +55,9 @@ pub struct JwtIssuerRow {
     /// Comma-separated JOSE algorithm names.
     pub algorithms: String,
     pub leeway_secs: u64,
+    /// Whether tokens must carry a `jti`, each accepted once.
+    #[serde(default)]
+    pub require_jti: bool,
     /// The JWKS document (public keys only).
     #[serde(skip)]
     pub jwks: String,
@@ -74,6 +90,7 @@ fn issuer_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JwtIssuerRow> {
         leeway_secs: u64::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
         jwks: r.get(6)?,
         added_at: r.get(7)?,
+        require_jti: r.get::<_, i64>(8)? != 0,
     })
 }
 
@@ -94,7 +111,7 @@ fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(ApiKeyRow, String)> {
 }
 
 const ISSUER_COLUMNS: &str =
-    "tenant, name, issuer, audience, algorithms, leeway_secs, jwks, added_at";
+    "tenant, name, issuer, audience, algorithms, leeway_secs, jwks, added_at, require_jti";
 const KEY_COLUMNS: &str = "tenant, name, key_id, salt, hash, functions, expires_at, created_at";
 
 impl Store {
@@ -106,7 +123,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.in_tenant(tenant, move |tx, tenant| {
             let n = tx.execute(
-                &format!("INSERT OR IGNORE INTO jwt_issuers ({ISSUER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                &format!("INSERT OR IGNORE INTO jwt_issuers ({ISSUER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
                 params![
                     tenant,
                     row.name,
@@ -115,7 +132,8 @@ impl Store {
                     row.algorithms,
                     i64::try_from(row.leeway_secs).unwrap_or(0),
                     row.jwks,
-                    row.added_at
+                    row.added_at,
+                    i64::from(row.require_jti)
                 ],
             )?;
             if n == 0 {
@@ -265,6 +283,7 @@ mod tests {
             leeway_secs: 60,
             jwks: "{}".into(),
             added_at: "now".into(),
+            require_jti: true,
         };
         store.add_jwt_issuer(&acme, issuer.clone()).await.unwrap();
         assert!(matches!(

@@ -406,6 +406,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         )?;
     }
     route_prefixes::migrate(conn)?;
+    external_callers::migrate(conn)?;
     history::migrate(conn)?;
     Ok(())
 }

@@ -47,6 +47,10 @@ pub enum JwtCommand {
         /// Clock-skew leeway for exp/nbf/iat, 0 to 300 (default 60).
         #[arg(long)]
         leeway_secs: Option<u64>,
+        /// Every token must carry a `jti` and is accepted once (replays are refused);
+        /// tokens must then expire within 24 hours.
+        #[arg(long)]
+        require_jti: bool,
     },
     /// List TENANT's issuers.
     List {
@@ -117,6 +121,7 @@ pub async fn run_auth(data_dir: &Path, cmd: AuthCommand) -> Result<()> {
             jwks_url,
             algorithms,
             leeway_secs,
+            require_jti,
         } => {
             let jwks = match jwks {
                 Some(path) => {
@@ -132,6 +137,7 @@ pub async fn run_auth(data_dir: &Path, cmd: AuthCommand) -> Result<()> {
             let body = json!({
                 "name": name, "issuer": issuer, "audience": audience, "jwks": jwks,
                 "jwks_url": jwks_url, "algorithms": algorithms, "leeway_secs": leeway_secs,
+                "require_jti": require_jti,
             });
             let added: Value = api
                 .send(

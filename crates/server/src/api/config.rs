@@ -460,6 +460,7 @@ impl Api {
                             .map(str::to_owned)
                             .collect(),
                         leeway_secs: j.leeway_secs,
+                        require_jti: j.require_jti,
                         jwks: j.jwks,
                     },
                 );
@@ -616,6 +617,7 @@ impl Api {
                         jwks_url: None,
                         algorithms: Some(j.algorithms.clone()),
                         leeway_secs: Some(j.leeway_secs),
+                        require_jti: j.require_jti,
                     },
                 )?;
                 ops.push(ConfigOp::PutJwtIssuer { row });

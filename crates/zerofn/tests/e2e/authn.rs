@@ -328,3 +328,63 @@ fn repeated_authentication_failures_are_rate_limited() {
     );
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
 }
+
+#[test]
+fn an_issuer_with_require_jti_refuses_a_replayed_token() {
+    let s = Setup::new();
+    let idp = Idp::new(11);
+    let jwks = s.root().join("jwks.json");
+    std::fs::write(&jwks, idp.jwks().to_string()).unwrap();
+    ok(s.platform.cli(&[
+        "auth",
+        "jwt",
+        "add",
+        "acme",
+        "once",
+        "--issuer",
+        ISS,
+        "--audience",
+        "orders-api",
+        "--jwks",
+        jwks.to_str().unwrap(),
+        "--algorithms",
+        "ES256",
+        "--require-jti",
+    ]));
+    let listed = ok(s.platform.cli(&["auth", "jwt", "list", "acme", "--json"]));
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["issuers"][0]["require_jti"], true, "{listed}");
+    s.deploy(
+        "orders",
+        "echo-c",
+        &["/orders"],
+        "[invoke]\nfrom = [\"jwt:once\"]\n",
+    );
+    let mut c = claims("orders:read");
+    c["jti"] = json!("8f14e45f-ceea-467f-a0e6-bd7a1b2c3d4e");
+    let bearer = format!(
+        "Bearer {}",
+        idp.token(json!({"alg": "ES256", "kid": "k1"}), c.clone())
+    );
+    let r = get(&s, "/orders", &[("Authorization", &bearer)]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The same token again: 401, audited as a replay.
+    let r = get(&s, "/orders", &[("Authorization", &bearer)]);
+    assert_eq!(r.status, 401, "{}", r.text());
+    let id = r.header("x-zerofn-invocation-id").unwrap().to_owned();
+    let rec = s.audit(10);
+    assert!(
+        rec.iter().any(|r| r["reason"] == "authn: replayed"
+            || (r["invocation_id"] == id.as_str() && r["status"] == 401)),
+        "{rec:?}"
+    );
+    // A token without a jti is refused by this issuer.
+    let bearer = format!(
+        "Bearer {}",
+        idp.token(json!({"alg": "ES256", "kid": "k1"}), claims("x"))
+    );
+    assert_eq!(
+        get(&s, "/orders", &[("Authorization", &bearer)]).status,
+        401
+    );
+}

@@ -28,6 +28,7 @@ mod limits;
 mod logs;
 mod operators;
 mod route_space;
+mod schema;
 mod server;
 mod telemetry;
 mod tlog_tiles;
