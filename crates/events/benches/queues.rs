@@ -43,6 +43,7 @@ impl Invoker for Stub {
             Delivered {
                 status: 200,
                 error: None,
+                give_up: false,
             }
         })
     }

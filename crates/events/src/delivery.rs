@@ -83,6 +83,10 @@ pub struct Delivered {
     pub status: u16,
     /// What went wrong, when it did (kept with the message as its last error).
     pub error: Option<String>,
+    /// The event can never be delivered as it is (it does not match its
+    /// trigger's schema, so no code ran): it goes to the dead-letter queue
+    /// now instead of being retried.
+    pub give_up: bool,
 }
 
 impl Delivered {
@@ -181,7 +185,14 @@ impl Delivery {
                 {
                     Ok(batch) => {
                         for (id, error) in &batch.dead_lettered {
-                            self.record_dead_letter(&binding, id, error, None).await;
+                            self.record_dead_letter(
+                                &binding,
+                                id,
+                                "after its last attempt",
+                                error,
+                                None,
+                            )
+                            .await;
                         }
                         for leased in batch.leased {
                             let Ok(permit) = sem.clone().try_acquire_owned() else {
@@ -247,19 +258,24 @@ impl Delivery {
                 .unwrap_or_else(|| format!("the function answered {}", result.status));
             let delay =
                 retry_delay_ms(message.attempts, visibility_ms, rand_core::OsRng.next_u64());
-            match self
-                .worker
-                .release(
-                    message.seq,
-                    &leased.lease,
-                    now.saturating_add(delay),
-                    &error,
-                    now,
-                )
-                .await
-            {
+            let retry_at = now.saturating_add(delay);
+            let settled = if result.give_up {
+                self.worker
+                    .give_up(message.seq, &leased.lease, retry_at, &error, now)
+                    .await
+            } else {
+                self.worker
+                    .release(message.seq, &leased.lease, retry_at, &error, now)
+                    .await
+            };
+            match settled {
                 Ok(Some(Released::DeadLettered { queue })) => {
-                    self.record_dead_letter(&binding, &message.id, &error, Some(&queue))
+                    let why = if result.give_up {
+                        "without a retry, as it can never be delivered"
+                    } else {
+                        "after its last attempt"
+                    };
+                    self.record_dead_letter(&binding, &message.id, why, &error, Some(&queue))
                         .await;
                 }
                 Ok(_) => {}
@@ -276,15 +292,14 @@ impl Delivery {
         &self,
         binding: &Binding,
         id: &str,
+        why: &str,
         error: &str,
         dlq: Option<&str>,
     ) {
         let record = AuditRecord::new("events", Action::QueueDeadLetter, Outcome::Allow)
             .tenant(binding.tenant.as_str())
             .function(binding.function.as_str())
-            .reason(format!(
-                "moved to the dead-letter queue after its last attempt: {error}"
-            ))
+            .reason(format!("moved to the dead-letter queue {why}: {error}"))
             .detail(serde_json::json!({
                 "queue": binding.queue,
                 "dead_letter": dlq,
@@ -405,6 +420,8 @@ mod tests {
                 Delivered {
                     status,
                     error: (status >= 300).then(|| format!("status {status}")),
+                    // The tests' stand-in for an event its schema refuses.
+                    give_up: status == 422,
                 }
             })
         }
@@ -554,6 +571,55 @@ mod tests {
             .await
             .unwrap()
             .is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_event_that_can_never_be_delivered_is_dead_lettered_at_once() {
+        let f = fixture().await;
+        let settings = QueueSettings {
+            max_attempts: Some(5),
+            dead_letter: Some("dlq".into()),
+            ..Default::default()
+        };
+        for (name, s) in [("dlq", QueueSettings::default()), ("orders", settings)] {
+            f.queues.create("op", &f.tenant, name, &s).await.unwrap();
+        }
+        f.queues
+            .publish(
+                "op",
+                &f.tenant,
+                "orders",
+                vec![message("invalid", None), message("ok", None)],
+            )
+            .await
+            .unwrap();
+        let invoker = Scripted::new(|id, _| if id == "invalid" { 422 } else { 200 });
+        let d = delivery(&f, vec![bind("orders", 1)], invoker.clone());
+        assert_eq!(d.pump().await, 1);
+        assert_eq!(d.pump().await, 1);
+        // Well before any retry could happen, nothing is left to deliver.
+        f.clock.advance(60_000);
+        assert_eq!(d.pump().await, 0);
+        let attempts: Vec<_> = invoker
+            .seen()
+            .iter()
+            .map(|(id, a, _)| (id.clone(), *a))
+            .collect();
+        assert_eq!(attempts, [("invalid".to_owned(), 1), ("ok".to_owned(), 1)]);
+        let dead = f.queues.peek(&f.tenant, "dlq", 10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].id, "invalid");
+        assert_eq!(dead[0].last_error.as_deref(), Some("status 422"));
+        let records = f.store.audit_page(0, 1000).await.unwrap();
+        let reasons: Vec<String> = records
+            .iter()
+            .filter(|r| r.action == "queue.dead_letter")
+            .filter_map(|r| r.reason.clone())
+            .collect();
+        assert_eq!(
+            reasons,
+            ["moved to the dead-letter queue without a retry, as it can never be delivered: status 422"]
+        );
     }
 
     #[tokio::test]

@@ -26,13 +26,14 @@
 //! - No message is dropped for backpressure: it is leased only when its
 //!   binding has a free delivery slot.
 //! - FIFO queues: one in-flight message per group, in publish order.
+//! - An event the invoke path refuses as it is (its data does not match its
+//!   trigger's schema: [`Delivered::give_up`]) goes to the dead-letter queue
+//!   at once, with no code run and no retry.
 //!
 //! # Where it falls short
 //! - Functions cannot publish yet: `wasi:messaging` is a draft whose
 //!   interfaces (0.2.0-draft) wasmtime 48 does not ship bindings for; a
 //!   platform host under `*.fn.internal` is the planned route.
-//! - Events are not validated against a JSON Schema yet; the hook is the
-//!   [`Invoker`], which sees every event before the function does.
 //! - Schedules, object-storage and key-value change sources are not built.
 
 mod clock;

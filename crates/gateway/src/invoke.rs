@@ -433,6 +433,47 @@ impl Gateway {
                 }));
             return self.refuse(None, record, &id, status, kind, &message).await;
         }
+        // The event's data against its trigger's schema, exactly as a body
+        // against `[schema] body`: a mismatch is refused and recorded before
+        // the function runs, and marked so the source does not retry it.
+        if let Some(schema) = crate::validation::event_schema(&function, &caller) {
+            let checked = if request.body().len() > INLINE_VALIDATION_BYTES {
+                let body = request.body().clone();
+                tokio::task::spawn_blocking(move || {
+                    zerofn_validation::validate_event(&schema, &body)
+                })
+                .await
+                // The validation task failed: the event is invalid (fail closed).
+                .unwrap_or(Err(zerofn_validation::Invalid {
+                    part: zerofn_validation::RequestPart::Event,
+                    reason: zerofn_validation::InvalidReason::Malformed {
+                        detail: "could not be validated",
+                    },
+                }))
+            } else {
+                zerofn_validation::validate_event(&schema, request.body())
+            };
+            if let Err(invalid) = checked {
+                unrecorded.disarm();
+                let mut refused = self
+                    .refuse_invalid(
+                        None,
+                        &function,
+                        &caller,
+                        &id,
+                        started,
+                        &invalid,
+                        invoke_decision,
+                    )
+                    .await;
+                if refused.status().is_client_error() {
+                    refused
+                        .extensions_mut()
+                        .insert(crate::validation::EventRefused);
+                }
+                return refused;
+            }
+        }
         unrecorded.decided(invoke_decision);
         let mut response = self
             .run(

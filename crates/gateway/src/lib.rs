@@ -63,5 +63,6 @@ pub use output::{InvocationLogs, LogRetention, QUEUE_BYTES, QUEUE_INVOCATIONS};
 pub use policies::Policies;
 pub use ratelimit::{InvokeLimits, LimitSpec, Rate};
 pub use routes::{PrefixTaken, RouteSpace, RouteTable, Routes};
+pub use validation::EventRefused;
 pub use zerofn_egress::{EgressClient, EgressConfig, EgressLimits};
 pub use zerofn_listener::PeerAddr;

@@ -17,7 +17,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use zerofn_audit::Outcome;
 use zerofn_sandbox::LoadedFunction;
 use zerofn_types::InvocationId;
-use zerofn_validation::{Invalid, RequestPart};
+use zerofn_validation::{CompiledSchema, Invalid, RequestPart};
 
 use crate::caller::Caller;
 use crate::gateway::Gateway;
@@ -52,6 +52,28 @@ pub(crate) fn validate_head(
     } else {
         schemas.validate_head(&path, parts.uri.query(), &http::HeaderMap::new())
     }
+}
+
+/// Marks the answer to an event refused because its data does not match its
+/// trigger's schema: it can never be delivered as it is, so its source
+/// dead-letters it instead of retrying. Set only by the platform, in the
+/// response's extensions, which a function's answer cannot reach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventRefused;
+
+/// The schema of the trigger that delivers `caller`'s event, if it declares one.
+pub(crate) fn event_schema(function: &LoadedFunction, caller: &Caller) -> Option<CompiledSchema> {
+    let Caller::Event { source, .. } = caller else {
+        return None;
+    };
+    let queue = source.strip_prefix("queue/")?;
+    function
+        .artifact()
+        .manifest()
+        .triggers
+        .iter()
+        .find(|t| t.queue == queue)
+        .and_then(|t| t.schema.clone())
 }
 
 /// Validates a request body against the function's body schema, if it has one.

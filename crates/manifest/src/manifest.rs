@@ -32,6 +32,8 @@
 //! [[triggers]]                # optional: event sources that invoke the function
 //! queue = "orders"            # a durable queue of the tenant (`zerofn queue create`)
 //! max_concurrency = 4         # 1..=1000 deliveries in flight (default 4)
+//! schema = '''{"type": "object", "required": ["id"]}'''  # optional: what each event's
+//!                             # data must match; an event that does not is dead-lettered
 //!
 //! [schema]                    # optional: JSON Schemas (draft 2020-12) requests must match
 //! body = '''{"type": "object", "required": ["id"]}'''   # JSON text, or a TOML table:
@@ -75,7 +77,7 @@ use serde::Deserialize;
 
 use zerofn_egress::EgressRule;
 use zerofn_policy::{InvokeSource, KvGrant, Permissions};
-use zerofn_validation::{RequestPart, RequestSchemas};
+use zerofn_validation::{CompiledSchema, RequestPart, RequestSchemas, SchemaError};
 
 use crate::error::ManifestError;
 use zerofn_types::excerpt;
@@ -125,6 +127,11 @@ pub struct Trigger {
     pub queue: String,
     /// Most deliveries in flight at once.
     pub max_concurrency: u32,
+    /// The JSON Schema every event's data must match (`schema` in the
+    /// trigger); an event that does not is dead-lettered without running
+    /// code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<CompiledSchema>,
 }
 
 /// Most `[[triggers]]` of one function.
@@ -318,6 +325,7 @@ struct RawManifest {
 struct RawTrigger {
     queue: Option<String>,
     max_concurrency: Option<i64>,
+    schema: Option<toml::Value>,
 }
 
 /// Reads `[[triggers]]`: each names a queue (a DNS label) once, with an
@@ -363,12 +371,32 @@ fn check_triggers(raw: Vec<RawTrigger>) -> Result<Vec<Trigger>, ManifestError> {
                 "queue `{queue}` is bound twice; use one trigger"
             )));
         }
+        let schema = t
+            .schema
+            .as_ref()
+            .map(|value| schema_text(value).and_then(|text| CompiledSchema::compile(&text)))
+            .transpose()
+            .map_err(|e| bad(format!("the schema of queue `{queue}` is invalid: {e}")))?;
         out.push(Trigger {
             queue,
             max_concurrency,
+            schema,
         });
     }
     Ok(out)
+}
+
+/// A schema's JSON text, written either as a JSON string or as a TOML table.
+fn schema_text(value: &toml::Value) -> Result<String, SchemaError> {
+    match value {
+        toml::Value::String(text) => Ok(text.clone()),
+        toml::Value::Table(_) => serde_json::to_string(value).map_err(|e| SchemaError::NotJson {
+            detail: e.to_string(),
+        }),
+        _ => Err(SchemaError::NotJson {
+            detail: "write the schema as a JSON string or a TOML table".to_owned(),
+        }),
+    }
 }
 
 /// Reads and compiles `[schema]`: each key a request part, each value the schema as JSON
@@ -384,25 +412,10 @@ fn check_schema(
         let Some(part) = RequestPart::from_manifest_key(key) else {
             return Err(ManifestError::UnknownSchemaPart { key: excerpt(key) });
         };
-        let text = match value {
-            toml::Value::String(text) => text.clone(),
-            toml::Value::Table(_) => {
-                serde_json::to_string(value).map_err(|e| ManifestError::InvalidSchema {
-                    part: part.as_str(),
-                    source: zerofn_validation::SchemaError::NotJson {
-                        detail: e.to_string(),
-                    },
-                })?
-            }
-            _ => {
-                return Err(ManifestError::InvalidSchema {
-                    part: part.as_str(),
-                    source: zerofn_validation::SchemaError::NotJson {
-                        detail: "write the schema as a JSON string or a TOML table".to_owned(),
-                    },
-                })
-            }
-        };
+        let text = schema_text(value).map_err(|source| ManifestError::InvalidSchema {
+            part: part.as_str(),
+            source,
+        })?;
         sources.push((part, text));
     }
     RequestSchemas::compile(sources.iter().map(|(p, t)| (*p, t.as_str()))).map_err(
@@ -1312,11 +1325,13 @@ max_body_kb = 0
             [
                 Trigger {
                     queue: "orders".into(),
-                    max_concurrency: DEFAULT_TRIGGER_CONCURRENCY
+                    max_concurrency: DEFAULT_TRIGGER_CONCURRENCY,
+                    schema: None,
                 },
                 Trigger {
                     queue: "audit".into(),
-                    max_concurrency: 1
+                    max_concurrency: 1,
+                    schema: None,
                 },
             ]
         );
@@ -1375,6 +1390,44 @@ max_body_kb = 0
         assert!(err(&format!("{MINIMAL}{many}"))
             .to_string()
             .contains("more than the 16"));
+    }
+
+    #[test]
+    fn a_trigger_schema_is_compiled_signed_by_digest_and_refused_when_invalid() {
+        let text = |schema: &str| format!("{MINIMAL}[[triggers]]\nqueue = \"orders\"\n{schema}");
+        let json = Manifest::from_toml(&text(
+            "schema = '{\"type\": \"object\", \"required\": [\"id\"]}'\n",
+        ))
+        .unwrap();
+        let table = Manifest::from_toml(&format!(
+            "{MINIMAL}[[triggers]]\nqueue = \"orders\"\n[triggers.schema]\nrequired = [\"id\"]\ntype = \"object\"\n"
+        ))
+        .unwrap();
+        let schema = json.triggers[0].schema.as_ref().unwrap();
+        assert_eq!(json.triggers[0].schema, table.triggers[0].schema);
+        assert!(zerofn_validation::validate_event(schema, br#"{"id": 1}"#).is_ok());
+        assert!(zerofn_validation::validate_event(schema, br#"{"name": 1}"#).is_err());
+        // The signed form carries the schema's digest, so the schema is signed.
+        let signed = json.signed_content().as_value().to_string();
+        assert!(signed.contains(schema.digest()), "{signed}");
+        let plain = Manifest::from_toml(&text("")).unwrap();
+        assert!(!plain
+            .signed_content()
+            .as_value()
+            .to_string()
+            .contains("schema"));
+        assert_ne!(plain.signed_content(), json.signed_content());
+        for (schema, expected) in [
+            ("schema = '{'\n", "the schema of queue `orders` is invalid"),
+            ("schema = 5\n", "JSON string or a TOML table"),
+            (
+                "schema = '{\"$ref\": \"https://example.com/s.json\"}'\n",
+                "the schema of queue `orders` is invalid",
+            ),
+        ] {
+            let message = err(&text(schema)).to_string();
+            assert!(message.contains(expected), "{schema}: {message}");
+        }
     }
 
     #[test]

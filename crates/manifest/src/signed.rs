@@ -173,9 +173,16 @@ impl Manifest {
         if let (false, Some(obj)) = (triggers.is_empty(), content.as_object_mut()) {
             let mut list: Vec<Value> = triggers
                 .iter()
-                .map(
-                    |t| serde_json::json!({"queue": t.queue, "max_concurrency": t.max_concurrency}),
-                )
+                .map(|t| {
+                    let mut v =
+                        serde_json::json!({"queue": t.queue, "max_concurrency": t.max_concurrency});
+                    // The schema by digest, only when there is one (triggers
+                    // signed before trigger schemas existed keep their form).
+                    if let (Some(schema), Some(o)) = (&t.schema, v.as_object_mut()) {
+                        o.insert("schema".into(), schema.digest().into());
+                    }
+                    v
+                })
                 .collect();
             list.sort_by_key(ToString::to_string);
             obj.insert("triggers".into(), Value::Array(list));

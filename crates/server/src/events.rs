@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::Response;
 use zerofn_events::{Binding, Bindings, BoxFuture, Delivered, EventInvocation, Invoker};
-use zerofn_gateway::{Caller, Gateway, Routes};
+use zerofn_gateway::{Caller, EventRefused, Gateway, Routes};
 
 /// Longest excerpt of a failed delivery's answer kept as the message's last error.
 const MAX_ERROR_EXCERPT: usize = 256;
@@ -77,9 +77,27 @@ fn delivered(response: &Response<Bytes>) -> Delivered {
         return Delivered {
             status,
             error: None,
+            give_up: false,
         };
     }
+    // Only the platform marks an event its trigger's schema refused.
+    let refused = response.extensions().get::<EventRefused>().is_some();
     let body = response.body();
+    if refused {
+        // The platform's own error JSON: the failing path and keyword, never a value.
+        let message = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.pointer("/error/message")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "does not match".to_owned());
+        return Delivered {
+            status,
+            error: Some(format!(
+                "refused before the function ran: the event does not match its trigger's schema: {}",
+                zerofn_types::printable(&message.chars().take(MAX_ERROR_EXCERPT * 2).collect::<String>())
+            )),
+            give_up: true,
+        };
+    }
     let cut = body.len().min(MAX_ERROR_EXCERPT);
     let text = String::from_utf8_lossy(body.get(..cut).unwrap_or_default());
     let excerpt = zerofn_types::printable(text.trim());
@@ -90,5 +108,6 @@ fn delivered(response: &Response<Bytes>) -> Delivered {
         } else {
             format!("the function answered {status}: {excerpt}")
         }),
+        give_up: false,
     }
 }

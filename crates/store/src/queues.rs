@@ -753,6 +753,36 @@ impl QueueWorker {
         error: &str,
         now_ms: u64,
     ) -> Result<Option<Released>, QueueError> {
+        self.settle_failure(seq, lease, retry_at_ms, error, now_ms, false)
+            .await
+    }
+
+    /// Settles a delivery that can never succeed (the event does not match
+    /// its trigger's schema): it moves to the dead-letter queue at once,
+    /// whatever attempts it has left. Without a dead-letter queue it is
+    /// released like any failure, to be retried until its retention ends
+    /// (nothing is deleted unseen).
+    pub async fn give_up(
+        &self,
+        seq: i64,
+        lease: &str,
+        retry_at_ms: u64,
+        error: &str,
+        now_ms: u64,
+    ) -> Result<Option<Released>, QueueError> {
+        self.settle_failure(seq, lease, retry_at_ms, error, now_ms, true)
+            .await
+    }
+
+    async fn settle_failure(
+        &self,
+        seq: i64,
+        lease: &str,
+        retry_at_ms: u64,
+        error: &str,
+        now_ms: u64,
+        give_up: bool,
+    ) -> Result<Option<Released>, QueueError> {
         let (lease, error) = (lease.to_owned(), error.to_owned());
         self.with_conn(move |conn| {
             let tx = write_tx(conn)?;
@@ -768,7 +798,7 @@ impl QueueWorker {
             };
             let q = get_queue(&tx, &tenant, &queue)?;
             let out = match &q.dead_letter {
-                Some(dlq) if to_u64(attempts) >= u64::from(q.max_attempts) => {
+                Some(dlq) if give_up || to_u64(attempts) >= u64::from(q.max_attempts) => {
                     dead_letter(&tx, seq, &queue, dlq, &error, now_ms)?;
                     Released::DeadLettered {
                         queue: dlq.clone(),
@@ -1036,6 +1066,25 @@ mod tests {
             store.queue_counts(&acme, "orders", 900).await.unwrap(),
             QueueCounts::default()
         );
+        // A delivery that can never succeed goes to the dead-letter queue on
+        // its first attempt.
+        store
+            .queue_publish(&acme, "orders", vec![msg("bad", None)], 1000, 100, u64::MAX)
+            .await
+            .unwrap();
+        let b = w.lease("acme", "orders", 1000, 10, "L5").await.unwrap();
+        assert_eq!(b.leased[0].message.attempts, 1);
+        let r = w
+            .give_up(b.leased[0].message.seq, "L5", 1100, "schema: event", 1000)
+            .await
+            .unwrap();
+        assert_eq!(
+            r,
+            Some(Released::DeadLettered {
+                queue: "dlq".into()
+            })
+        );
+        assert_eq!(store.queue_peek(&acme, "dlq", 10).await.unwrap().len(), 1);
     }
 
     #[tokio::test]

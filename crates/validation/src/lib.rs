@@ -88,6 +88,13 @@ impl PartialEq for CompiledSchema {
 }
 impl Eq for CompiledSchema {}
 
+/// Serialised as the schema as written.
+impl serde::Serialize for CompiledSchema {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.source.serialize(serializer)
+    }
+}
+
 impl CompiledSchema {
     /// Parses, checks and compiles a schema's JSON text (see the crate documentation for
     /// what is refused). Compiling costs tens of microseconds for a typical schema; do it

@@ -392,3 +392,67 @@ fn hostile_queue_input_is_refused_naming_the_problem_and_changes_nothing() {
         serde_json::from_str(&ok(s.platform.cli(&["queue", "list", "acme", "--json"]))).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 100);
 }
+
+#[test]
+fn an_event_its_trigger_schema_refuses_is_dead_lettered_without_running_code() {
+    let s = Setup::new();
+    create_queues(&s);
+    s.deploy(
+        "strict",
+        "event-c",
+        &["/strict"],
+        "[[triggers]]\nqueue = \"orders\"\n[triggers.schema]\ntype = \"object\"\nrequired = [\"id\"]\nproperties.id = { type = \"string\", pattern = \"^o-[0-9]+$\" }\n",
+    );
+    for (data, id) in [
+        ("not json", "bad-json"),
+        (r#"{"id": "secret-value-123"}"#, "bad-id"),
+        (r#"{"id": "o-1"}"#, "good"),
+    ] {
+        ok(s.platform.cli(&[
+            "queue", "publish", "acme", "orders", "--data", data, "--id", id,
+        ]));
+    }
+    wait_until("both invalid events in the dead-letter queue", || {
+        peek(&s, "dlq").len() == 2
+    });
+    let events = wait_events(&s, "strict", 1);
+    // Only the valid event ran code, once.
+    let ids: Vec<&str> = events.iter().map(|e| field(e, "id")).collect();
+    assert_eq!(ids, ["good"], "{events:?}");
+    let dead = peek(&s, "dlq");
+    for id in ["bad-json", "bad-id"] {
+        let m = dead.iter().find(|m| m["id"] == id).unwrap();
+        let error = m["last_error"].as_str().unwrap();
+        assert!(
+            error.contains("does not match its trigger's schema"),
+            "{id}: {error}"
+        );
+        // The data's value is never echoed.
+        assert!(!error.contains("secret-value-123"), "{error}");
+    }
+    let bad_id = dead.iter().find(|m| m["id"] == "bad-id").unwrap();
+    assert!(
+        bad_id["last_error"].as_str().unwrap().contains("/id"),
+        "{bad_id}"
+    );
+    // Each refusal is one invoke record, denied, naming the schema problem:
+    // one attempt each, not the queue's three.
+    let audit = s.audit(300);
+    let refused: Vec<&Value> = audit
+        .iter()
+        .filter(|r| {
+            r["action"] == "invoke"
+                && r["decision"] == "deny"
+                && r["reason"]
+                    .as_str()
+                    .is_some_and(|x| x.starts_with("schema: "))
+                && r["detail"]["schema"]["part"] == "event"
+        })
+        .collect();
+    assert_eq!(refused.len(), 2, "{audit:?}");
+    assert!(audit.iter().any(|r| r["action"] == "queue.dead_letter"
+        && r["detail"]["event_id"] == "bad-id"
+        && r["reason"]
+            .as_str()
+            .is_some_and(|x| x.contains("without a retry"))));
+}
