@@ -1,7 +1,11 @@
 //! `zerofn dev [DIR]`: build, sign with a development key, deploy to the
 //! platform of the data directory, then watch DIR and do it again on every
-//! change, printing each step with its time. Ctrl-C stops the loop (the
-//! function stays deployed).
+//! change, printing each step with its time. While it watches, it prints
+//! every request to the function (status, time taken, caller, invocation
+//! id; a refusal with its reason) and every line the function writes to
+//! stdout and stderr, read from the audit log and the invocation logs
+//! through the control API. Ctrl-C stops the loop (the function stays
+//! deployed).
 //!
 //! Trust: the development key is an ordinary signing key (default
 //! `DATA_DIR/dev/signing-key.pem`, made on first use, mode 0600). A tenant
@@ -26,6 +30,13 @@ use zerofn_guest_build::project::{is_project_input, Project};
 
 use crate::client::ApiClient;
 
+/// How often requests and output are read while watching.
+const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+/// Requests read per poll; more in one interval are summarised.
+const FOLLOW_REQUESTS: u32 = 100;
+/// Output lines read per poll.
+const FOLLOW_LINES: u32 = 1000;
+
 /// How long the directory must be quiet after a change before a rebuild:
 /// editors write a file in several steps (temporary file, rename, chmod).
 const DEBOUNCE: Duration = Duration::from_millis(300);
@@ -49,6 +60,8 @@ pub struct DevArgs {
 
 /// The state of one development session.
 struct Session {
+    /// Requests and output since the session started.
+    follower: Follower,
     dir: PathBuf,
     key: SigningKey,
     api: ApiClient,
@@ -82,7 +95,9 @@ pub async fn dev(data_dir: &Path, args: DevArgs) -> Result<()> {
         .ok()
         .and_then(|text| serde_json::from_str::<zerofn_server::ApiEndpoint>(&text).ok())
         .map(|endpoint| endpoint.gateway_url);
+    let follower = Follower::start(&api, manifest.tenant.as_str(), manifest.name.as_str()).await;
     let mut session = Session {
+        follower,
         dir,
         key,
         api,
@@ -194,11 +209,15 @@ impl Session {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if let Ok(event) = event {
-                    for path in event.paths {
-                        // The receiver is gone only when the loop has ended.
-                        let _ = tx.send(path);
-                    }
+                // Opening or reading a file is not a change: the build itself
+                // reads every source, which would otherwise start the next build.
+                let Ok(event) = event else { return };
+                if !is_change(&event.kind) {
+                    return;
+                }
+                for path in event.paths {
+                    // The receiver is gone only when the loop has ended.
+                    let _ = tx.send(path);
                 }
             })
             .context("cannot start watching files")?;
@@ -207,9 +226,15 @@ impl Session {
             .with_context(|| format!("cannot watch `{}`", self.dir.display()))?;
         let dir = std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
         step("watch", &format!("{} (Ctrl-C stops)", self.dir.display()));
+        let mut follow = tokio::time::interval(FOLLOW_INTERVAL);
+        follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let changed = tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
+                _ = follow.tick() => {
+                    self.follower.poll(&self.api).await;
+                    continue;
+                }
                 path = rx.recv() => match path {
                     Some(path) => path,
                     None => bail!("the file watcher stopped"),
@@ -239,6 +264,178 @@ impl Session {
             }
         }
         stopped()
+    }
+}
+
+/// Reads the function's requests (its `invoke` audit records) and output
+/// (its invocation logs) that are newer than what was printed.
+struct Follower {
+    tenant: String,
+    function: String,
+    /// The newest invoke record printed (audit sequence number).
+    last_request: i64,
+    /// The invocation logs' cursor (`after`).
+    log_cursor: i64,
+    /// Whether the last poll failed (a failure is reported once, not every second).
+    failing: bool,
+}
+
+fn encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+impl Follower {
+    /// Starts after everything already recorded: only what happens from now on is printed.
+    async fn start(api: &ApiClient, tenant: &str, function: &str) -> Follower {
+        let mut follower = Follower {
+            tenant: tenant.to_owned(),
+            function: function.to_owned(),
+            last_request: 0,
+            log_cursor: 0,
+            failing: false,
+        };
+        if let Ok(page) = follower.requests(api, 1).await {
+            follower.last_request = page.records.first().map_or(0, |r| r.seq);
+        }
+        if let Ok(page) = follower.lines(api, None).await {
+            follower.log_cursor = page.next;
+        }
+        follower
+    }
+
+    async fn requests(
+        &self,
+        api: &ApiClient,
+        limit: u32,
+    ) -> Result<api_types::AuditQueryPage<zerofn_audit::StoredRecord>> {
+        let path = format!(
+            "/v1/audit/query?tenant={}&function={}&action=invoke&limit={limit}",
+            encode(&self.tenant),
+            encode(&self.function)
+        );
+        api.fetch(Method::GET, &path).await
+    }
+
+    async fn lines(&self, api: &ApiClient, after: Option<i64>) -> Result<api_types::LogPage> {
+        let mut path = format!(
+            "/v1/tenants/{}/logs?function={}",
+            encode(&self.tenant),
+            encode(&self.function)
+        );
+        match after {
+            Some(after) => path.push_str(&format!("&after={after}&limit={FOLLOW_LINES}")),
+            None => path.push_str("&limit=1"),
+        }
+        api.fetch(Method::GET, &path).await
+    }
+
+    /// Prints what is new; a failure to read is printed once until reading works again.
+    async fn poll(&mut self, api: &ApiClient) {
+        let read = async {
+            let requests = self.requests(api, FOLLOW_REQUESTS).await?;
+            let lines = self.lines(api, Some(self.log_cursor)).await?;
+            anyhow::Ok((requests, lines))
+        };
+        let (requests, lines) = match read.await {
+            Ok(read) => read,
+            Err(e) => {
+                if !self.failing {
+                    step("error", &format!("cannot read requests and output: {e:#}"));
+                }
+                self.failing = true;
+                return;
+            }
+        };
+        self.failing = false;
+        let mut new: Vec<&zerofn_audit::StoredRecord> = requests
+            .records
+            .iter()
+            .filter(|r| r.seq > self.last_request)
+            .collect();
+        new.sort_by_key(|r| r.seq);
+        if new.len() >= FOLLOW_REQUESTS as usize && requests.next.is_some() {
+            step("request", "(more requests than shown since the last line)");
+        }
+        for record in &new {
+            step("request", &describe_request(record));
+        }
+        if let Some(last) = new.last() {
+            self.last_request = last.seq;
+        }
+        for line in &lines.lines {
+            step(
+                "log",
+                &format!(
+                    "{} {}",
+                    zerofn_types::printable(&line.stream),
+                    zerofn_types::printable(&line.line)
+                ),
+            );
+        }
+        self.log_cursor = lines.next;
+    }
+}
+
+/// One request as `dev` prints it: status, time taken, who called, and why
+/// it was refused if it was; the invocation id finds its output later
+/// (`zerofn logs T NAME --invocation ID`).
+fn describe_request(r: &zerofn_audit::StoredRecord) -> String {
+    let status = r.status.map_or_else(|| "-".to_owned(), |s| s.to_string());
+    let took = r.duration_us.map_or_else(String::new, |us| {
+        format!(" in {:.1} ms", us as f64 / 1000.0)
+    });
+    let caller = describe_caller(r.detail.as_ref().and_then(|d| d.get("caller")));
+    let id = r.invocation_id.as_deref().unwrap_or("-");
+    let mut text = format!(
+        "{status}{took} from {caller} (invocation {})",
+        zerofn_types::printable(id)
+    );
+    if r.decision != "allow" {
+        if let Some(reason) = &r.reason {
+            text.push_str(&format!(": {}", zerofn_types::printable(reason)));
+        }
+    }
+    text
+}
+
+/// Who called, from an invoke record's `detail.caller` (written by the gateway).
+fn describe_caller(caller: Option<&serde_json::Value>) -> String {
+    let field = |name: &str| {
+        caller
+            .and_then(|c| c.get(name))
+            .and_then(|v| match v {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    let text = match field("kind").as_str() {
+        "gateway" => format!("public {}", field("ip")),
+        "jwt" => format!("jwt {} {}", field("issuer"), field("subject")),
+        "apikey" => format!("apikey {}", field("name")),
+        "function" => field("spiffe_id"),
+        "event" => format!(
+            "event {} {} attempt {}",
+            field("source"),
+            field("event_id"),
+            field("attempt")
+        ),
+        "" => "an unknown caller".to_owned(),
+        other => other.to_owned(),
+    };
+    zerofn_types::printable(text.trim())
+}
+
+/// Whether a watcher event can change a file's content or presence:
+/// creating, writing, renaming, removing, or closing a file opened for
+/// writing; not opening or reading one.
+fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
     }
 }
 

@@ -81,15 +81,24 @@ fn a_new_c_function_builds_deploys_and_redeploys_on_change() {
             }
         }
     });
-    let mut seen = Vec::new();
-    let mut wait_for = |needle: &str| loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(120))
-            .unwrap_or_else(|_| panic!("no `{needle}` from zerofn dev; saw:\n{}", seen.join("\n")));
-        seen.push(line.clone());
-        if line.contains(needle) {
-            return line;
+    let seen = std::cell::RefCell::new(Vec::<String>::new());
+    // Bounded: 120 s without a line, or 2,000 lines without the one wanted.
+    let wait_for = |needle: &str| {
+        for _ in 0..2_000 {
+            let line = rx
+                .recv_timeout(Duration::from_secs(120))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "no `{needle}` from zerofn dev; saw:\n{}",
+                        seen.borrow().join("\n")
+                    )
+                });
+            seen.borrow_mut().push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
         }
+        panic!("no `{needle}` from zerofn dev in 2,000 lines")
     };
     // Started, it deploys what is there (the next version), then watches.
     let line = wait_for(" deploy ");
@@ -98,7 +107,19 @@ fn a_new_c_function_builds_deploys_and_redeploys_on_change() {
 
     let source = dir.join("main.c");
     let text = std::fs::read_to_string(&source).unwrap();
-    std::fs::write(&source, text.replace("hello from hello", "hello again")).unwrap();
+    // The edit also writes a line to stderr for each request, which `dev` prints.
+    let edited = text
+        .replace("hello from hello", "hello again")
+        .replace(
+            "#include \"zerofn_http.h\"",
+            "#include \"zerofn_http.h\"\n#include <stdio.h>",
+        )
+        .replace(
+            "    wasi_http_types_incoming_request_drop_own(request);",
+            "    fputs(\"serving a request\\n\", stderr);\n    wasi_http_types_incoming_request_drop_own(request);",
+        );
+    assert_ne!(edited, text);
+    std::fs::write(&source, edited).unwrap();
     let line = wait_for(" change ");
     assert!(line.contains("main.c"), "{line}");
     let line = wait_for(" deploy ");
@@ -107,6 +128,27 @@ fn a_new_c_function_builds_deploys_and_redeploys_on_change() {
     let r = platform.get("/dev/hello");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text(), "hello again\n");
+    // While watching, dev prints each request and what the function wrote;
+    // its own build reading the sources is not a change (no rebuild loop).
+    let line = wait_for(" request ");
+    assert!(
+        !seen
+            .borrow()
+            .iter()
+            .rev()
+            .take_while(|l| !l.contains(" done "))
+            .any(|l| l.contains(" change ")),
+        "a rebuild without an edit: {:?}",
+        seen.borrow()
+    );
+    assert!(
+        line.contains("200 in ") && line.contains("from public 127.0.0.1"),
+        "{line}"
+    );
+    let invocation = r.header("x-zerofn-invocation-id").unwrap();
+    assert!(line.contains(invocation), "{line}");
+    let line = wait_for(" log ");
+    assert!(line.contains("stderr serving a request"), "{line}");
 
     // The signed manifest version rose with the deploy number.
     let versions: serde_json::Value =
