@@ -682,6 +682,8 @@ fn manifest_context(manifest: &Manifest, version: u64) -> Value {
         // Committed to by digest in the signed form; not an admission fact (yet).
         schema: _,
         version: _,
+        // Only lower the platform's limits; signed, not an admission fact.
+        egress_limits: _,
         // Their invoke grants are in `permissions.invoke_from`.
         triggers: _,
     } = manifest;

@@ -51,6 +51,44 @@ pub struct EgressLimits {
     pub concurrent_per_function: usize,
 }
 
+/// A function's own egress limits (`[egress]` in its manifest), each one
+/// only ever lower than the platform's: the platform's limits are ceilings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FunctionEgressLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_byte: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrent: Option<usize>,
+}
+
+impl FunctionEgressLimits {
+    pub fn is_empty(&self) -> bool {
+        *self == FunctionEgressLimits::default()
+    }
+}
+
+impl EgressLimits {
+    /// These limits lowered by a function's own: each the smaller of the two.
+    pub fn narrowed(self, function: &FunctionEgressLimits) -> EgressLimits {
+        fn min<T: Ord + Copy>(platform: T, function: Option<T>) -> T {
+            function.map_or(platform, |f| f.min(platform))
+        }
+        EgressLimits {
+            connect: min(self.connect, function.connect),
+            first_byte: min(self.first_byte, function.first_byte),
+            total: min(self.total, function.total),
+            response_bytes: min(self.response_bytes, function.response_bytes),
+            concurrent_per_function: min(self.concurrent_per_function, function.concurrent),
+        }
+    }
+}
+
 impl Default for EgressLimits {
     fn default() -> Self {
         EgressLimits {
@@ -235,7 +273,10 @@ impl EgressClient {
         self.limits
     }
 
-    fn slot(&self, function: &str) -> Result<OwnedSemaphorePermit, FlowError> {
+    /// One of the function's connection slots. The semaphore has the
+    /// platform's size; a function whose own limit is lower is refused once
+    /// that many of its connections are open.
+    fn slot(&self, function: &str, max: usize) -> Result<OwnedSemaphorePermit, FlowError> {
         let semaphore = {
             let mut map = self
                 .per_function
@@ -250,26 +291,38 @@ impl EgressClient {
                 .or_insert_with(|| Arc::new(Semaphore::new(self.limits.concurrent_per_function)))
                 .clone()
         };
-        semaphore
+        let permit = semaphore
+            .clone()
             .try_acquire_owned()
-            .map_err(|_| FlowError::TooManyConnections(self.limits.concurrent_per_function))
+            .map_err(|_| FlowError::TooManyConnections(max))?;
+        let open = self
+            .limits
+            .concurrent_per_function
+            .saturating_sub(semaphore.available_permits());
+        if open > max {
+            return Err(FlowError::TooManyConnections(max));
+        }
+        Ok(permit)
     }
 
     /// Send `request` to `target` for `function` (`tenant/name`), allowed
-    /// by `rule` (whose `allow_ranges` exempt special-purpose addresses).
+    /// by `rule` (whose `allow_ranges` exempt special-purpose addresses),
+    /// within the platform's limits lowered by the function's own.
     /// `flow` records how far it got, success or not.
     pub async fn send(
         &self,
         function: &str,
+        own_limits: &FunctionEgressLimits,
         target: &Target,
         rule: Option<&EgressRule>,
         request: http::Request<Bytes>,
         flow: &mut Flow,
     ) -> Result<http::Response<Bytes>, FlowError> {
         let started = Instant::now();
+        let limits = self.limits.narrowed(own_limits);
         let result = tokio::time::timeout(
-            self.limits.total,
-            self.exchange(function, target, rule, request, flow),
+            limits.total,
+            self.exchange(function, &limits, target, rule, request, flow),
         )
         .await
         .unwrap_or(Err(FlowError::TotalTimeout));
@@ -280,13 +333,14 @@ impl EgressClient {
     async fn exchange(
         &self,
         function: &str,
+        limits: &EgressLimits,
         target: &Target,
         rule: Option<&EgressRule>,
         request: http::Request<Bytes>,
         flow: &mut Flow,
     ) -> Result<http::Response<Bytes>, FlowError> {
-        let _slot = self.slot(function)?;
-        let connect_deadline = tokio::time::Instant::now() + self.limits.connect;
+        let _slot = self.slot(function, limits.concurrent_per_function)?;
+        let connect_deadline = tokio::time::Instant::now() + limits.connect;
         let addresses = match &target.host {
             Host::Ip(ip) => vec![*ip],
             Host::Name(name) => {
@@ -330,7 +384,7 @@ impl EgressClient {
         let _ = stream.set_nodelay(true);
         let request = self.outgoing(target, request, flow);
         match target.scheme {
-            Scheme::Http => self.http1(stream, request, flow).await,
+            Scheme::Http => self.http1(stream, request, limits, flow).await,
             Scheme::Https => {
                 let name = match &target.host {
                     Host::Name(n) => ServerName::try_from(n.clone())
@@ -341,7 +395,7 @@ impl EgressClient {
                     .await
                     .map_err(|_| FlowError::ConnectTimeout)?
                     .map_err(tls_error)?;
-                self.http1(tls, request, flow).await
+                self.http1(tls, request, limits, flow).await
             }
         }
     }
@@ -376,6 +430,7 @@ impl EgressClient {
         &self,
         stream: S,
         request: http::Request<Full<Bytes>>,
+        limits: &EgressLimits,
         flow: &mut Flow,
     ) -> Result<http::Response<Bytes>, FlowError>
     where
@@ -387,13 +442,13 @@ impl EgressClient {
         let _connection = AbortOnDrop(tokio::spawn(async move {
             let _ = connection.await;
         }));
-        let response = tokio::time::timeout(self.limits.first_byte, sender.send_request(request))
+        let response = tokio::time::timeout(limits.first_byte, sender.send_request(request))
             .await
             .map_err(|_| FlowError::FirstByteTimeout)?
             .map_err(|e| FlowError::Protocol(e.to_string()))?;
         flow.status = Some(response.status().as_u16());
         let (mut parts, body) = response.into_parts();
-        let limit = self.limits.response_bytes;
+        let limit = limits.response_bytes;
         let body = Limited::new(body, limit)
             .collect()
             .await

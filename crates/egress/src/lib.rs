@@ -24,7 +24,7 @@ pub mod resolve;
 pub mod rule;
 pub mod target;
 
-pub use client::{EgressClient, EgressConfig, EgressLimits, Flow, FlowError};
+pub use client::{EgressClient, EgressConfig, EgressLimits, Flow, FlowError, FunctionEgressLimits};
 pub use ranges::{special_range, SpecialRange};
 pub use rule::{first_match, EgressRule, HostPattern, RuleError, MAX_RULES};
 pub use target::{Host, Scheme, Target};

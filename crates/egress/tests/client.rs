@@ -21,7 +21,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use zerofn_egress::resolve::answer;
 use zerofn_egress::{
-    EgressClient, EgressConfig, EgressLimits, EgressRule, Flow, FlowError, Target,
+    EgressClient, EgressConfig, EgressLimits, EgressRule, Flow, FlowError, FunctionEgressLimits,
+    Target,
 };
 
 /// A DNS server answering the n-th question for a name with `answers[n]`
@@ -161,6 +162,16 @@ async fn get(
     url: &str,
     rule: Option<&EgressRule>,
 ) -> (Result<http::Response<Bytes>, FlowError>, Flow) {
+    get_within(client, url, rule, &FunctionEgressLimits::default()).await
+}
+
+/// `get` for a function with its own egress limits.
+async fn get_within(
+    client: &EgressClient,
+    url: &str,
+    rule: Option<&EgressRule>,
+    own: &FunctionEgressLimits,
+) -> (Result<http::Response<Bytes>, FlowError>, Flow) {
     let target = Target::parse(url).unwrap();
     let request = http::Request::builder()
         .uri(url)
@@ -172,7 +183,7 @@ async fn get(
         .unwrap();
     let mut flow = Flow::default();
     let result = client
-        .send("acme/shop", &target, rule, request, &mut flow)
+        .send("acme/shop", own, &target, rule, request, &mut flow)
         .await;
     (result, flow)
 }
@@ -377,6 +388,81 @@ async fn limits_are_errors_not_hangs() {
     }
     assert_eq!(accepted.load(Ordering::SeqCst), before + 1);
     let (r, flow) = get(&c, &format!("http://api.test:{port}/"), Some(&rule)).await;
+    assert_eq!(r.unwrap_err(), FlowError::TooManyConnections(1));
+    assert_eq!(flow.connected, None);
+    first.abort();
+    hold.abort();
+}
+
+#[tokio::test]
+async fn a_functions_own_limits_only_lower_the_platforms() {
+    let dns = dns(vec![vec!["127.0.0.1".parse().unwrap()]]).await;
+    let big = upstream("HTTP/1.1 200 OK\r\ncontent-length: 100\r\nconnection: close\r\n\r\n0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789", None).await;
+    let rule = loopback_rule(&format!("http://api.test:{}", big.port));
+    let url = format!("http://api.test:{}/", big.port);
+    // The platform allows the 100 bytes; the function allows 10.
+    let platform = client(&dns, None, EgressLimits::default());
+    let own = FunctionEgressLimits {
+        response_bytes: Some(10),
+        ..FunctionEgressLimits::default()
+    };
+    let (result, _) = get_within(&platform, &url, Some(&rule), &own).await;
+    assert_eq!(result.unwrap_err(), FlowError::ResponseTooLarge(10));
+    let (result, _) = get(&platform, &url, Some(&rule)).await;
+    assert_eq!(result.unwrap().body().len(), 100);
+    // A function cannot raise the platform's limit.
+    let strict = client(
+        &dns,
+        None,
+        EgressLimits {
+            response_bytes: 10,
+            ..EgressLimits::default()
+        },
+    );
+    let generous = FunctionEgressLimits {
+        response_bytes: Some(1000),
+        ..FunctionEgressLimits::default()
+    };
+    let (result, _) = get_within(&strict, &url, Some(&rule), &generous).await;
+    assert_eq!(result.unwrap_err(), FlowError::ResponseTooLarge(10));
+
+    // Its own first-byte timeout, and its own connection count, against a
+    // server that accepts and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let seen = accepted.clone();
+    let hold = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            kept.push(s);
+        }
+    });
+    let rule = loopback_rule(&format!("http://api.test:{port}"));
+    let url = format!("http://api.test:{port}/");
+    let quick = FunctionEgressLimits {
+        first_byte: Some(Duration::from_millis(200)),
+        ..FunctionEgressLimits::default()
+    };
+    let (result, _) = get_within(&platform, &url, Some(&rule), &quick).await;
+    assert_eq!(result.unwrap_err(), FlowError::FirstByteTimeout);
+    let one = FunctionEgressLimits {
+        concurrent: Some(1),
+        ..FunctionEgressLimits::default()
+    };
+    let before = accepted.load(Ordering::SeqCst);
+    let c = Arc::new(client(&dns, None, EgressLimits::default()));
+    let (c2, rule2, url2) = (c.clone(), rule.clone(), url.clone());
+    let first = tokio::spawn(async move { get_within(&c2, &url2, Some(&rule2), &one).await.0 });
+    for _ in 0..250 {
+        if accepted.load(Ordering::SeqCst) > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), before + 1);
+    let (r, flow) = get_within(&c, &url, Some(&rule), &one).await;
     assert_eq!(r.unwrap_err(), FlowError::TooManyConnections(1));
     assert_eq!(flow.connected, None);
     first.abort();

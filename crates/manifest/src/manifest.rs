@@ -41,6 +41,9 @@
 //! type = "object"
 //!
 //! [egress]                    # optional: outbound HTTP destinations (none by default)
+//! timeout_ms = 10000          # optional own limits, each only lowering the platform's:
+//! max_response_bytes = 1048576 #  connect_timeout_ms, first_byte_timeout_ms, timeout_ms,
+//! max_connections = 4         #   max_response_bytes, max_connections
 //! allow = [
 //!   "https://api.stripe.com",                   # scheme, host, port by scheme
 //!   "https://*.s3.amazonaws.com:443",           # `*.`: exactly one more label
@@ -72,10 +75,11 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use zerofn_egress::EgressRule;
+use zerofn_egress::{EgressRule, FunctionEgressLimits};
 use zerofn_policy::{InvokeSource, KvGrant, Permissions};
 use zerofn_validation::{CompiledSchema, RequestPart, RequestSchemas, SchemaError};
 
@@ -114,6 +118,11 @@ pub struct Manifest {
     /// The version the signer gives this manifest (`version = N`), if written; the signed
     /// statement carries the version that counts (see [`crate::SignedContent`]).
     pub version: Option<u64>,
+    /// The function's own outbound limits (`[egress]` `connect_timeout_ms`,
+    /// `first_byte_timeout_ms`, `timeout_ms`, `max_response_bytes`,
+    /// `max_connections`); each only lowers the platform's.
+    #[serde(skip_serializing_if = "FunctionEgressLimits::is_empty")]
+    pub egress_limits: FunctionEgressLimits,
     /// Event sources bound to the function (`[[triggers]]`), in the order written.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub triggers: Vec<Trigger>,
@@ -277,6 +286,7 @@ impl Manifest {
             )?;
             permissions.invoke_from.insert(source);
         }
+        let egress_limits = check_egress_limits(raw.egress.as_ref())?;
         permissions.egress = check_egress(raw.egress)?;
         let version = raw.version.map(check_version).transpose()?;
         let schema = check_schema(raw.schema)?;
@@ -291,6 +301,7 @@ impl Manifest {
             config,
             schema,
             version,
+            egress_limits,
             triggers,
         })
     }
@@ -429,7 +440,61 @@ fn check_schema(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEgress {
+    #[serde(default)]
     allow: Vec<toml::Value>,
+    connect_timeout_ms: Option<i64>,
+    first_byte_timeout_ms: Option<i64>,
+    timeout_ms: Option<i64>,
+    max_response_bytes: Option<i64>,
+    max_connections: Option<i64>,
+}
+
+/// Longest egress timeout a manifest may set (5 minutes).
+pub const MAX_EGRESS_TIMEOUT_MS: u64 = 300_000;
+/// Largest egress response a manifest may allow (1 GiB).
+pub const MAX_EGRESS_RESPONSE_BYTES: u64 = 1 << 30;
+/// Most concurrent outbound connections a manifest may allow.
+pub const MAX_EGRESS_CONNECTIONS: u64 = 1024;
+
+/// Reads the function's own egress limits from `[egress]`: each in range,
+/// each only lowering the platform's limit at run time.
+fn check_egress_limits(raw: Option<&RawEgress>) -> Result<FunctionEgressLimits, ManifestError> {
+    let Some(raw) = raw else {
+        return Ok(FunctionEgressLimits::default());
+    };
+    let ranged = |key: &'static str, value: Option<i64>, max: u64| {
+        value
+            .map(|v| {
+                u64::try_from(v)
+                    .ok()
+                    .filter(|v| (1..=max).contains(v))
+                    .ok_or_else(|| ManifestError::Permission {
+                        key: "egress",
+                        problem: format!("`{key}` = {v} is out of range; use 1 to {max}"),
+                    })
+            })
+            .transpose()
+    };
+    let ms = |key, value| {
+        ranged(key, value, MAX_EGRESS_TIMEOUT_MS).map(|v| v.map(Duration::from_millis))
+    };
+    let count =
+        |key, value, max| ranged(key, value, max).map(|v| v.and_then(|v| usize::try_from(v).ok()));
+    Ok(FunctionEgressLimits {
+        connect: ms("connect_timeout_ms", raw.connect_timeout_ms)?,
+        first_byte: ms("first_byte_timeout_ms", raw.first_byte_timeout_ms)?,
+        total: ms("timeout_ms", raw.timeout_ms)?,
+        response_bytes: count(
+            "max_response_bytes",
+            raw.max_response_bytes,
+            MAX_EGRESS_RESPONSE_BYTES,
+        )?,
+        concurrent: count(
+            "max_connections",
+            raw.max_connections,
+            MAX_EGRESS_CONNECTIONS,
+        )?,
+    })
 }
 
 /// Reads `[egress] allow`: each entry a URL string or a table with `url`
@@ -1427,6 +1492,63 @@ max_body_kb = 0
         ] {
             let message = err(&text(schema)).to_string();
             assert!(message.contains(expected), "{schema}: {message}");
+        }
+    }
+
+    #[test]
+    fn egress_limits_are_read_in_range_and_signed_only_when_set() {
+        let m = Manifest::from_toml(&format!(
+            "{MINIMAL}[egress]\nallow = [\"https://api.example.com\"]\ntimeout_ms = 2000\nmax_response_bytes = 4096\nmax_connections = 2\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            m.egress_limits,
+            FunctionEgressLimits {
+                total: Some(Duration::from_millis(2000)),
+                response_bytes: Some(4096),
+                concurrent: Some(2),
+                ..FunctionEgressLimits::default()
+            }
+        );
+        let signed = m.signed_content().as_value().to_string();
+        assert!(
+            signed.contains(
+                r#""limits":{"max_connections":2,"max_response_bytes":4096,"timeout_ms":2000}"#
+            ),
+            "{signed}"
+        );
+        // Limits alone (no destinations) are a section of their own.
+        let alone =
+            Manifest::from_toml(&format!("{MINIMAL}[egress]\nconnect_timeout_ms = 100\n")).unwrap();
+        assert!(alone.permissions.egress.is_empty());
+        assert!(alone
+            .signed_content()
+            .as_value()
+            .to_string()
+            .contains("connect_timeout_ms"));
+        // Without limits the signed form is as before.
+        let plain = Manifest::from_toml(&format!(
+            "{MINIMAL}[egress]\nallow = [\"https://api.example.com\"]\n"
+        ))
+        .unwrap();
+        let content = plain.signed_content();
+        assert_eq!(
+            content.as_value().get("egress"),
+            Some(&serde_json::json!({"allow": ["https://api.example.com:443"]}))
+        );
+        assert!(plain.egress_limits.is_empty());
+        for (extra, expected) in [
+            (
+                "timeout_ms = 0\n",
+                "`timeout_ms` = 0 is out of range; use 1 to 300000",
+            ),
+            ("first_byte_timeout_ms = 300001\n", "out of range"),
+            ("max_connections = 1025\n", "use 1 to 1024"),
+            ("max_response_bytes = -1\n", "out of range"),
+            ("max_redirects = 1\n", "unknown field `max_redirects`"),
+        ] {
+            let message = err(&format!("{MINIMAL}[egress]\n{extra}")).to_string();
+            assert!(message.contains(expected), "{extra}: {message}");
         }
     }
 

@@ -125,6 +125,7 @@ impl Manifest {
             schema,
             // Carried beside the content, in the statement's `version`.
             version: _,
+            egress_limits,
             triggers,
         } = self;
         let zerofn_policy::Permissions {
@@ -189,11 +190,38 @@ impl Manifest {
         }
         // Only when present, so manifests without `[egress]` sign exactly
         // what they signed before egress existed.
-        if let (false, Some(obj)) = (egress.is_empty(), content.as_object_mut()) {
-            obj.insert(
-                "egress".into(),
-                serde_json::json!({"allow": sorted_strings(egress.iter().map(ToString::to_string))}),
-            );
+        if let (false, Some(obj)) = (
+            egress.is_empty() && egress_limits.is_empty(),
+            content.as_object_mut(),
+        ) {
+            let mut section = serde_json::json!({"allow": sorted_strings(egress.iter().map(ToString::to_string))});
+            // The function's own egress limits, only when it sets any (in
+            // milliseconds and bytes, as written).
+            if let (false, Some(s)) = (egress_limits.is_empty(), section.as_object_mut()) {
+                let ms = |d: Option<std::time::Duration>| {
+                    d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                };
+                let mut limits = serde_json::Map::new();
+                for (key, value) in [
+                    ("connect_timeout_ms", ms(egress_limits.connect)),
+                    ("first_byte_timeout_ms", ms(egress_limits.first_byte)),
+                    ("timeout_ms", ms(egress_limits.total)),
+                    (
+                        "max_response_bytes",
+                        egress_limits.response_bytes.map(|b| b as u64),
+                    ),
+                    (
+                        "max_connections",
+                        egress_limits.concurrent.map(|c| c as u64),
+                    ),
+                ] {
+                    if let Some(v) = value {
+                        limits.insert(key.into(), v.into());
+                    }
+                }
+                s.insert("limits".into(), Value::Object(limits));
+            }
+            obj.insert("egress".into(), section);
         }
         // Each schema by the digest of its canonical JSON, only when there are any (so
         // manifests without `[schema]` sign what they signed before). The schema text is

@@ -142,7 +142,14 @@ impl InvocationHost {
             ));
         };
         let result = client
-            .send(&function, &target, rule.as_ref(), request, &mut flow)
+            .send(
+                &function,
+                &self.manifest().egress_limits,
+                &target,
+                rule.as_ref(),
+                request,
+                &mut flow,
+            )
             .await;
         let (allowed, reason) = match &result {
             Ok(_) => (true, "allowed".to_owned()),
