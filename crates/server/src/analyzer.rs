@@ -7,6 +7,12 @@
 //! two units `kv:cache:read` and `kv:cache:write`, so a function that only
 //! reads is told to drop the write half. What "used" means comes from the
 //! `permission` field the gateway writes into every decision.
+//!
+//! Egress destinations are units too (`egress:<scheme>://<host>:<port>[path]`,
+//! as the manifest's `[egress] allow` entry reads): used when a request was
+//! allowed by the entry, denied when the policy refused it or when its flow
+//! was refused after the decision (a name resolving into a forbidden range,
+//! an unreadable URL), from the flow records the egress gateway writes.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -46,10 +52,16 @@ pub(crate) fn granted_units(p: &Permissions) -> BTreeSet<String> {
     out
 }
 
-/// The manifest tables that grant exactly `units`.
-pub(crate) fn suggest(units: &BTreeSet<String>, granted_config: bool) -> String {
+/// The manifest tables that grant exactly `units`; `granted_egress` says
+/// whether the manifest has an `[egress]` allowlist to narrow.
+pub(crate) fn suggest(
+    units: &BTreeSet<String>,
+    granted_config: bool,
+    granted_egress: bool,
+) -> String {
     let mut kv: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
     let mut call = Vec::new();
+    let mut egress = Vec::new();
     let mut from = Vec::new();
     let mut config = false;
     for u in units {
@@ -65,6 +77,8 @@ pub(crate) fn suggest(units: &BTreeSet<String>, granted_config: bool) -> String 
             call.push(c.to_owned());
         } else if let Some(f) = u.strip_prefix("invoke:") {
             from.push(f.to_owned());
+        } else if let Some(e) = u.strip_prefix("egress:") {
+            egress.push(e.to_owned());
         } else if u == "config" {
             config = true;
         }
@@ -91,6 +105,11 @@ pub(crate) fn suggest(units: &BTreeSet<String>, granted_config: bool) -> String 
     out.push_str(&format!("kv = [{}]\n", quote(kv)));
     out.push_str(&format!("call = [{}]\n", quote(call)));
     out.push_str(&format!("\n[invoke]\nfrom = [{}]\n", quote(from)));
+    if !egress.is_empty() {
+        out.push_str(&format!("\n[egress]\nallow = [{}]\n", quote(egress)));
+    } else if granted_egress {
+        out.push_str("\n# [egress] is never used: drop it\n");
+    }
     if config {
         out.push_str("\n# [config] is read: keep it\n");
     } else if granted_config {
@@ -122,6 +141,20 @@ impl ControlPlane {
             let Ok(detail) = serde_json::from_str::<serde_json::Value>(detail) else {
                 continue;
             };
+            // An egress flow record: its allowed flows have a decision record
+            // of their own; a refused one may not (refused before or after the
+            // decision), so it is a denied destination here.
+            if detail.get("kind").and_then(|k| k.as_str()) == Some("egress") {
+                if detail.get("allowed").and_then(|a| a.as_bool()) == Some(false) {
+                    if let Some(unit) = refused_destination(&detail) {
+                        denied
+                            .entry((t.clone(), f.clone()))
+                            .or_default()
+                            .insert(unit);
+                    }
+                }
+                continue;
+            }
             // A capability record is one decision; an invocation record
             // lists its decisions, the first being the invoke decision
             // (the capability decisions have records of their own).
@@ -168,7 +201,11 @@ impl ControlPlane {
                     .unwrap_or_default()
                     .into_iter()
                     .collect(),
-                suggested: suggest(&used_units, m.permissions.config),
+                suggested: suggest(
+                    &used_units,
+                    m.permissions.config,
+                    !m.permissions.egress.is_empty(),
+                ),
             });
         }
         functions.sort_by(|a, b| (&a.tenant, &a.name).cmp(&(&b.tenant, &b.name)));
@@ -187,6 +224,25 @@ impl ControlPlane {
             truncated,
             functions,
         })
+    }
+}
+
+/// The destination of a refused egress flow, as its decision would name it:
+/// `egress:<scheme>://<host>:<port>` when the URL was read, else the URL as
+/// recorded (userinfo replaced, query reduced to its length) with the reason.
+fn refused_destination(flow: &serde_json::Value) -> Option<String> {
+    let text = |key: &str| flow.get(key).and_then(|v| v.as_str());
+    match (
+        text("scheme"),
+        text("host"),
+        flow.get("port").and_then(|p| p.as_u64()),
+    ) {
+        (Some(scheme), Some(host), Some(port)) => Some(format!("egress:{scheme}://{host}:{port}")),
+        _ => Some(format!(
+            "egress:{} ({})",
+            text("url")?,
+            text("reason").unwrap_or("refused")
+        )),
     }
 }
 
@@ -246,12 +302,42 @@ mod tests {
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
-        let s = suggest(&used, true);
+        let s = suggest(&used, true, false);
         assert!(s.contains("kv = [\"cache:read\"]"), "{s}");
         assert!(s.contains("call = []"), "{s}");
         assert!(s.contains("from = [\"public\"]"), "{s}");
         assert!(s.contains("[config] is never read"), "{s}");
-        assert!(!suggest(&used, false).contains("[config]"));
+        assert!(!suggest(&used, false, false).contains("[config]"));
+        assert!(!s.contains("[egress]"), "{s}");
+        // Egress: the destinations used, or a note to drop an unused allowlist.
+        assert!(suggest(&used, false, true).contains("# [egress] is never used: drop it"));
+        let mut with_egress = used.clone();
+        with_egress.insert("egress:https://api.stripe.com:443".to_owned());
+        let s = suggest(&with_egress, false, true);
+        assert!(
+            s.contains("[egress]\nallow = [\"https://api.stripe.com:443\"]"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn refused_flows_name_their_destination() {
+        let read = serde_json::json!({
+            "kind": "egress", "allowed": false, "scheme": "http", "host": "meta.test",
+            "port": 8000, "url": "http://meta.test:8000/x", "reason": "forbidden_range 169.254.169.254",
+        });
+        assert_eq!(
+            refused_destination(&read).as_deref(),
+            Some("egress:http://meta.test:8000")
+        );
+        let unread = serde_json::json!({
+            "kind": "egress", "allowed": false, "host": null, "scheme": null, "port": null,
+            "url": "http://<userinfo>@x.test/", "reason": "userinfo",
+        });
+        assert_eq!(
+            refused_destination(&unread).as_deref(),
+            Some("egress:http://<userinfo>@x.test/ (userinfo)")
+        );
     }
 
     #[test]

@@ -437,5 +437,48 @@ fn egress_is_enforced_against_url_tricks_forbidden_ranges_and_rebinding() {
     find("http://other.test:8000/", "not_allowed");
     find("http://0xa9fea9fe/", "not_allowed");
     assert!(flows.len() >= 20, "{} flow records", flows.len());
+
+    // The access analyzer: destinations used, unused and denied, and the
+    // allowlist that would have sufficed.
+    let report: serde_json::Value = serde_json::from_str(&ok(s.platform.cli(&[
+        "access-analyzer",
+        "acme",
+        "fetch",
+        "--since",
+        "1h",
+        "--json",
+    ])))
+    .unwrap();
+    let f = &report["functions"][0];
+    let strings = |k: &str| -> Vec<String> {
+        f[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(
+        strings("used").contains(&"egress:http://api.public.test:8000".to_owned()),
+        "{f}"
+    );
+    assert!(
+        strings("unused").contains(&"egress:http://*.wild.test:8000".to_owned())
+            || strings("used").contains(&"egress:http://*.wild.test:8000".to_owned()),
+        "{f}"
+    );
+    let denied = strings("denied");
+    assert!(
+        denied.contains(&"egress:http://other.test:8000".to_owned()),
+        "{denied:?}"
+    );
+    assert!(
+        denied.contains(&"egress:http://meta.public.test:8000".to_owned()),
+        "{denied:?}"
+    );
+    let suggested = f["suggested"].as_str().unwrap();
+    assert!(
+        suggested.contains("[egress]") && suggested.contains("\"http://api.public.test:8000\""),
+        "{suggested}"
+    );
     stop.store(true, Ordering::SeqCst);
 }
