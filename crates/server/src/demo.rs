@@ -78,7 +78,8 @@ pub(crate) async fn deploy_examples(
     })?;
     let mut dirs: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
     dirs.sort();
-    let mut deployed = Vec::new();
+    // The examples to deploy first, so progress can say "3/11".
+    let mut todo = Vec::new();
     for fn_dir in dirs {
         let Ok(manifest_text) = std::fs::read_to_string(fn_dir.join("zerofn.toml")) else {
             continue;
@@ -88,8 +89,18 @@ pub(crate) async fn deploy_examples(
         if manifest.tenant.as_str() != DEMO_TENANT {
             continue;
         }
-        let Ok(component) = std::fs::read(fn_dir.join(&manifest.component)) else {
+        if !fn_dir.join(&manifest.component).is_file() {
             tracing::warn!(dir = %fn_dir.display(), "example not built; skipping");
+            continue;
+        }
+        todo.push((fn_dir, manifest_text, manifest));
+    }
+    let total = todo.len();
+    let mut deployed = Vec::new();
+    for (done_count, (fn_dir, manifest_text, manifest)) in todo.into_iter().enumerate() {
+        let started = std::time::Instant::now();
+        let Ok(component) = std::fs::read(fn_dir.join(&manifest.component)) else {
+            tracing::warn!(dir = %fn_dir.display(), "example not readable; skipping");
             continue;
         };
         let bundle =
@@ -120,6 +131,14 @@ pub(crate) async fn deploy_examples(
                 allow_rollback: None,
             })
             .await?;
+        // Admission and compiling a component take from milliseconds (C) to
+        // seconds (Python, JavaScript): say where the start is.
+        tracing::info!(
+            "deployed example {}/{total}: {} ({} ms)",
+            done_count + 1,
+            manifest.name,
+            started.elapsed().as_millis()
+        );
         deployed.push(done);
     }
     Ok(deployed)
