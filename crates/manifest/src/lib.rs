@@ -20,13 +20,17 @@
 
 mod error;
 mod manifest;
+mod schedule;
 mod signed;
 pub mod zone;
 
 pub use error::ManifestError;
 pub use manifest::{
-    check_version, normalize_path, InterfaceName, Limits, Manifest, Route, Trigger,
-    DEFAULT_TRIGGER_CONCURRENCY, MAX_CONCURRENCY, MAX_LAYERS, MAX_RATE, MAX_TRIGGERS,
-    MAX_TRIGGER_CONCURRENCY, MAX_VERSION,
+    check_version, normalize_path, InterfaceName, Limits, Manifest, QueueTrigger, Route,
+    ScheduleTrigger, Trigger, DEFAULT_TRIGGER_CONCURRENCY, MAX_CONCURRENCY, MAX_LAYERS, MAX_RATE,
+    MAX_TRIGGERS, MAX_TRIGGER_CONCURRENCY, MAX_VERSION,
+};
+pub use schedule::{
+    Missed, Schedule, ScheduleError, DEFAULT_TIMEZONE, MIN_INTERVAL_MS as MIN_SCHEDULE_INTERVAL_MS,
 };
 pub use signed::{canonical_bytes, first_difference, Difference, SignedContent};

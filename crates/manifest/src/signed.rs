@@ -173,9 +173,18 @@ impl Manifest {
         if let (false, Some(obj)) = (triggers.is_empty(), content.as_object_mut()) {
             let mut list: Vec<Value> = triggers
                 .iter()
-                .map(
-                    |t| serde_json::json!({"queue": t.queue, "max_concurrency": t.max_concurrency}),
-                )
+                .map(|t| match t {
+                    crate::Trigger::Queue(q) => {
+                        serde_json::json!({"queue": q.queue, "max_concurrency": q.max_concurrency})
+                    }
+                    // A schedule's keys are new: queue triggers keep their form.
+                    crate::Trigger::Schedule(s) => serde_json::json!({
+                        "name": s.name,
+                        "schedule": s.schedule.expression(),
+                        "timezone": s.schedule.timezone(),
+                        "missed": s.missed.as_str(),
+                    }),
+                })
                 .collect();
             list.sort_by_key(ToString::to_string);
             obj.insert("triggers".into(), Value::Array(list));

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http::Response;
 use zerofn_events::{Binding, Bindings, BoxFuture, Delivered, EventInvocation, Invoker};
 use zerofn_gateway::{Caller, Gateway, Routes};
+use zerofn_manifest::Trigger;
 
 /// Longest excerpt of a failed delivery's answer kept as the message's last error.
 const MAX_ERROR_EXCERPT: usize = 256;
@@ -29,12 +30,14 @@ impl Bindings for RouteBindings {
         for function in table.functions() {
             let manifest = function.artifact().manifest();
             for trigger in &manifest.triggers {
-                out.push(Binding {
-                    tenant: manifest.tenant.as_str().to_owned(),
-                    function: manifest.name.as_str().to_owned(),
-                    queue: trigger.queue.clone(),
-                    max_concurrency: trigger.max_concurrency,
-                });
+                if let Trigger::Queue(q) = trigger {
+                    out.push(Binding {
+                        tenant: manifest.tenant.as_str().to_owned(),
+                        function: manifest.name.as_str().to_owned(),
+                        queue: q.queue.clone(),
+                        max_concurrency: q.max_concurrency,
+                    });
+                }
             }
         }
         out
