@@ -39,9 +39,12 @@ mod clock;
 mod cloudevent;
 mod delivery;
 mod queue;
+mod schedule;
 
 pub use clock::{Clock, FakeClock, SystemClock};
-pub use cloudevent::{request as cloudevent_request, source_uri, ATTEMPT_HEADER, SPEC_VERSION};
+pub use cloudevent::{
+    request as cloudevent_request, schedule_source_uri, source_uri, ATTEMPT_HEADER, SPEC_VERSION,
+};
 pub use delivery::{
     retry_delay_ms, Binding, Bindings, BoxFuture, Delivered, Delivery, EventInvocation, Invoker,
     MAX_TRIGGER_CONCURRENCY, RETRY_BASE_MS,
@@ -52,6 +55,7 @@ pub use queue::{
     DEFAULT_VISIBILITY_MS, MAX_MESSAGE_BYTES, MAX_PEEK, MAX_PUBLISH_BATCH, MAX_PUBLISH_BYTES,
     MAX_QUEUES_PER_TENANT, MAX_QUEUE_DEPTH, MAX_TENANT_QUEUE_BYTES,
 };
+pub use schedule::{ScheduleBinding, Scheduler, SCHEDULE_EVENT_TYPE};
 pub use zerofn_store::{MessageRow, Published, QueueRefusal, QueueRow};
 
 use zerofn_audit::AuditError;
