@@ -1,14 +1,17 @@
 #![forbid(unsafe_code)]
 //! Event sources and their delivery: tenants' durable queues (`queue.rs`),
 //! the delivery loop that hands their messages to the functions bound to
-//! them (`delivery.rs`), as CloudEvents 1.0 requests in binary content mode
-//! (`cloudevent.rs`), on a clock tests can replace (`clock.rs`).
+//! them (`delivery.rs`), the scheduler that invokes functions bound to
+//! schedules at their fire times (`schedule.rs`), as CloudEvents 1.0
+//! requests in binary content mode (`cloudevent.rs`), on a clock tests can
+//! replace (`clock.rs`).
 //!
 //! Each source is a principal of its own, `Zerofn::EventSource::"<tenant>/
 //! queue/<name>"`: a function bound to a queue with `[[triggers]] queue =
 //! "orders"` may be invoked by that source and no other (the trigger is an
 //! invoke grant compiled into the function's Cedar policies by the
-//! `manifest` crate).
+//! `manifest` crate). A schedule is `Zerofn::EventSource::"<tenant>/
+//! schedule/<function>-<name>"`.
 //!
 //! # Trust
 //! Trusts the store to keep what it committed, and the control API to have
@@ -26,6 +29,8 @@
 //! - No message is dropped for backpressure: it is leased only when its
 //!   binding has a free delivery slot.
 //! - FIFO queues: one in-flight message per group, in publish order.
+//! - Schedules: at most once per fire time (recorded before the run), one
+//!   run in flight per schedule, missed runs per `missed` (`schedule.rs`).
 //!
 //! # Where it falls short
 //! - Functions cannot publish yet: `wasi:messaging` is a draft whose
@@ -33,7 +38,9 @@
 //!   platform host under `*.fn.internal` is the planned route.
 //! - Events are not validated against a JSON Schema yet; the hook is the
 //!   [`Invoker`], which sees every event before the function does.
-//! - Schedules, object-storage and key-value change sources are not built.
+//! - Object-storage and key-value change sources are not built.
+//! - Schedules assume one platform process per store (two would both fire),
+//!   and their skipped counts live in memory only.
 
 mod clock;
 mod cloudevent;
