@@ -332,6 +332,30 @@ mod tests {
     }
 
     #[test]
+    fn queue_triggers_sign_as_before_schedules_existed() {
+        // Pinned text: schedules added a trigger kind, queue triggers keep their
+        // signed form (and so the digest of every manifest signed before).
+        let m = manifest("[[triggers]]\nqueue = \"orders\"\n[[triggers]]\nqueue = \"audit\"\nmax_concurrency = 1\n");
+        assert_eq!(
+            String::from_utf8(m.signed_content().canonical_bytes()).unwrap(),
+            r#"{"component":"hello.wasm","config":{},"invoke":{"from":["event:queue/audit","event:queue/orders"]},"layers":{},"limits":{"max_body_kb":1024,"memory_mb":64,"timeout_ms":1000},"name":"hello","permissions":{"call":[],"kv":[]},"routes":["/a","/b"],"tenant":"acme","triggers":[{"max_concurrency":1,"queue":"audit"},{"max_concurrency":4,"queue":"orders"}]}"#
+        );
+        // A schedule signs its expression, zone and `missed`, and its grant.
+        let m = manifest("[[triggers]]\nname = \"tick\"\nschedule = \"*/5 * * * *\"\n");
+        let v = m.signed_content();
+        assert_eq!(
+            v.as_value()["triggers"],
+            serde_json::json!([{"missed": "skip", "name": "tick", "schedule": "*/5 * * * *", "timezone": "UTC"}])
+        );
+        assert_eq!(
+            v.as_value()["invoke"]["from"],
+            serde_json::json!(["event:schedule/hello-tick"])
+        );
+        let other = manifest("[[triggers]]\nname = \"tick\"\nschedule = \"*/5 * * * *\"\ntimezone = \"Europe/Berlin\"\n");
+        assert_ne!(other.signed_content(), v, "the zone is signed");
+    }
+
+    #[test]
     fn every_grant_is_in_the_signed_form() {
         let m = manifest(
             "[permissions]\nkv = [\"orders:read\", \"cache:read-write\"]\ncall = [\"billing\"]\n[invoke]\nfrom = [\"tenant:partner\", \"checkout\"]\n[config]\ngreeting = \"hi\"\n",
