@@ -209,6 +209,39 @@ impl Missed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn parse_never_panics(expression in ".{0,80}", zone in ".{0,40}") {
+            let _ = Schedule::parse(&expression, &zone);
+        }
+
+        /// Cron-like text in real zones: whatever parses gives strictly
+        /// increasing fire times at least a second apart, on whole seconds.
+        #[test]
+        fn fire_times_increase_by_at_least_the_minimum(
+            fields in proptest::collection::vec("(\\*|[0-9]{1,2}|\\*/[1-9]|[0-9]-[0-9]{1,2}|[0-9],[0-9]{1,2})", 5..=6),
+            zone in prop::sample::select(vec!["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"]),
+            start in 0u64..4_102_444_800_000,
+        ) {
+            let expression = fields.join(" ");
+            if let Ok(s) = Schedule::parse(&expression, zone) {
+                let mut at = start;
+                for _ in 0..3 {
+                    let Some(next) = s.next_after(at) else { break };
+                    prop_assert!(next > at, "{expression} in {zone}: {next} after {at}");
+                    prop_assert_eq!(next % 1_000, 0);
+                    if at % 1_000 == 0 && at != start {
+                        prop_assert!(next - at >= MIN_INTERVAL_MS);
+                    }
+                    at = next;
+                }
+            }
+        }
+    }
 
     /// Unix ms of an RFC 3339 time.
     fn ms(text: &str) -> u64 {
