@@ -1,7 +1,8 @@
 #![forbid(unsafe_code)]
 //! The function manifest, `zerofn.toml` ([`Manifest`]): the function's and tenant's names,
 //! its component file, its [`Route`]s, [`Limits`], the layers it pins by digest (keyed by
-//! [`InterfaceName`]) and the permissions it asks for. [`normalize_path`] is the one path
+//! [`InterfaceName`]), the permissions it asks for and the event sources bound to it
+//! ([`Trigger`]: queues, and schedules as a parsed [`Schedule`]). [`normalize_path`] is the one path
 //! normalisation that routes and the gateway share. [`Manifest::signed_content`] is the
 //! manifest's signed form, which admission compares with the signed one
 //! ([`first_difference`]).
