@@ -9,7 +9,8 @@
 //!
 //! Schedules: a function with `[[triggers]] schedule` is invoked every
 //! second by the platform with the schedule as its principal, audited, and
-//! refuses direct HTTP calls.
+//! refuses direct HTTP calls; after a `kill -9` and restart, `missed =
+//! "run-once"` runs one catch-up and `missed = "skip"` none.
 //!
 //! Guest: `event-c` (logs each event's attributes to stdout; answers 500 to
 //! the body `fail`, traps on `trap`, 200 otherwise).
@@ -468,4 +469,54 @@ fn a_schedule_fires_every_second_as_its_own_source_and_nothing_else_may_invoke()
     let r = s.platform.get("/ticker");
     assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(r.json()["error"]["kind"], "invoke_denied");
+}
+
+#[test]
+fn missed_runs_after_a_kill_9_are_skipped_or_run_once() {
+    let s = Setup::new();
+    for (name, missed) in [("catcher", "run-once"), ("skipper", "skip")] {
+        s.deploy(
+            name,
+            "event-c",
+            &[&format!("/{name}")],
+            &format!(
+                "[[triggers]]\nname = \"tick\"\nschedule = \"* * * * * *\"\nmissed = \"{missed}\"\n"
+            ),
+        );
+    }
+    for name in ["catcher", "skipper"] {
+        let events = wait_events_within(&s, name, 1, Duration::from_secs(10));
+        assert!(!events.is_empty(), "{name} never ran");
+    }
+    let catch_up =
+        |e: &String| serde_json::from_str::<Value>(field(e, "body")).unwrap()["catch_up"] == true;
+    let Setup { tmp, platform, key } = s;
+    let data = platform.data_dir.clone();
+    platform.kill9();
+    // Down for a few fire times.
+    std::thread::sleep(Duration::from_secs(3));
+    let s = Setup {
+        tmp,
+        platform: Platform::start(&data),
+        key,
+    };
+    // run-once: one catch-up run, for a fire time while the platform was down.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let catcher = loop {
+        let events = wait_events_within(&s, "catcher", 1, Duration::from_secs(1));
+        if events.iter().any(catch_up) || Instant::now() > deadline {
+            break events;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let catch_ups: Vec<_> = catcher.iter().filter(|e| catch_up(e)).collect();
+    assert_eq!(catch_ups.len(), 1, "{catcher:?}");
+    // skip: runs again after the restart, never as a catch-up.
+    let before = wait_events_within(&s, "skipper", 1, Duration::from_secs(1)).len();
+    let skipper = wait_events_within(&s, "skipper", before + 1, Duration::from_secs(10));
+    assert!(
+        skipper.len() > before,
+        "skipper did not resume: {skipper:?}"
+    );
+    assert!(!skipper.iter().any(catch_up), "{skipper:?}");
 }
