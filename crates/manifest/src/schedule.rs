@@ -346,6 +346,17 @@ mod tests {
             let e = Schedule::parse(expression, zone).unwrap_err().to_string();
             assert!(e.contains(expected), "{expression:?} in {zone:?}: {e}");
         }
+        // The documented extensions parse.
+        for expression in [
+            "0 0 12 L * *",
+            "0 0 12 * * FRI#2",
+            "0 0 12 15W * *",
+            "0 0 9-17/2 * JAN-MAR MON-FRI",
+            "@daily",
+            "@hourly",
+        ] {
+            assert!(Schedule::parse(expression, "UTC").is_ok(), "{expression}");
+        }
         let long = "*".repeat(MAX_EXPRESSION_BYTES + 1);
         assert!(Schedule::parse(&long, "UTC").is_err());
         assert_eq!(Missed::parse("run-once"), Some(Missed::RunOnce));
