@@ -62,7 +62,7 @@ pub use slsa::{
 // The moved items, re-exported so that `zerofn_admission::…` paths keep working.
 pub use zerofn_manifest::{
     canonical_bytes, first_difference, normalize_path, Difference, InterfaceName, Limits, Manifest,
-    ManifestError, Route, SignedContent, MAX_CONCURRENCY, MAX_LAYERS, MAX_RATE,
+    ManifestError, Route, SignedContent, Trigger, MAX_CONCURRENCY, MAX_LAYERS, MAX_RATE,
 };
 pub use zerofn_policy::{Decision, PolicyError, PolicySet, SCHEMA_TEXT as POLICY_SCHEMA};
 pub use zerofn_sigstore::{

@@ -12,6 +12,7 @@ use http::{HeaderName, HeaderValue, Method, Request};
 use zerofn_store::MessageRow;
 
 use crate::queue::now_text;
+use crate::schedule::{ScheduleBinding, SCHEDULE_EVENT_TYPE};
 
 /// `ce-specversion`.
 pub const SPEC_VERSION: &str = "1.0";
@@ -51,6 +52,54 @@ pub fn request(tenant: &str, queue: &str, message: &MessageRow) -> Request<Bytes
     req
 }
 
+/// `ce-source` of a schedule: `/zerofn/tenants/<tenant>/schedules/<function>-<name>`.
+pub fn schedule_source_uri(tenant: &str, function: &str, name: &str) -> String {
+    format!("/zerofn/tenants/{tenant}/schedules/{function}-{name}")
+}
+
+/// The request of `binding`'s fire at `at_ms` (its scheduled time, which is
+/// `ce-time`), as event `event_id`: `ce-type` [`SCHEDULE_EVENT_TYPE`],
+/// `ce-subject` the schedule's name, and a JSON body with the scheduled
+/// time, the expression, its time zone and whether it catches up missed runs.
+pub fn schedule_request(
+    binding: &ScheduleBinding,
+    event_id: &str,
+    at_ms: u64,
+    catch_up: bool,
+) -> Request<Bytes> {
+    let body = serde_json::json!({
+        "scheduled_time": now_text(at_ms),
+        "schedule": binding.schedule.expression(),
+        "timezone": binding.schedule.timezone(),
+        "catch_up": catch_up,
+    });
+    let mut req = Request::new(Bytes::from(body.to_string()));
+    *req.method_mut() = Method::POST;
+    *req.uri_mut() = http::Uri::from_static("/");
+    let headers = [
+        ("ce-specversion", SPEC_VERSION.to_owned()),
+        ("ce-id", event_id.to_owned()),
+        (
+            "ce-source",
+            schedule_source_uri(&binding.tenant, &binding.function, &binding.name),
+        ),
+        ("ce-type", SCHEDULE_EVENT_TYPE.to_owned()),
+        ("ce-time", now_text(at_ms)),
+        ("ce-subject", binding.name.clone()),
+        (ATTEMPT_HEADER, "1".to_owned()),
+        ("content-type", "application/json".to_owned()),
+    ];
+    for (name, value) in headers {
+        // Names come from an admitted manifest (DNS labels); a value that
+        // still fails to be a header value is left out rather than altered.
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            req.headers_mut()
+                .insert(HeaderName::from_static(name), value);
+        }
+    }
+    req
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +131,40 @@ mod tests {
         assert_eq!(h("ce-zerofnattempt"), "2");
         assert_eq!(h("content-type"), "application/json");
         assert_eq!(r.body().as_ref(), b"{}");
+    }
+
+    #[test]
+    fn schedule_fires_are_binary_mode_events_with_the_scheduled_time() {
+        let b = ScheduleBinding {
+            tenant: "acme".into(),
+            function: "report".into(),
+            name: "nightly".into(),
+            source: "schedule/report-nightly".into(),
+            schedule: zerofn_manifest::Schedule::parse("0 30 2 * * *", "Europe/Berlin").unwrap(),
+            missed: zerofn_manifest::Missed::Skip,
+        };
+        let r = schedule_request(&b, &b.event_id(1_700_000_000_000), 1_700_000_000_000, true);
+        let h = |n: &str| r.headers().get(n).unwrap().to_str().unwrap().to_owned();
+        assert_eq!(h("ce-specversion"), "1.0");
+        assert_eq!(h("ce-id"), "report-nightly-1700000000000");
+        assert_eq!(
+            h("ce-source"),
+            "/zerofn/tenants/acme/schedules/report-nightly"
+        );
+        assert_eq!(h("ce-type"), "dev.zerofn.schedule.fired");
+        assert_eq!(h("ce-time"), "2023-11-14T22:13:20Z");
+        assert_eq!(h("ce-subject"), "nightly");
+        assert_eq!(h("ce-zerofnattempt"), "1");
+        assert_eq!(h("content-type"), "application/json");
+        let body: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "scheduled_time": "2023-11-14T22:13:20Z",
+                "schedule": "0 30 2 * * *",
+                "timezone": "Europe/Berlin",
+                "catch_up": true,
+            })
+        );
     }
 }

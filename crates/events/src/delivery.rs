@@ -64,13 +64,24 @@ impl Binding {
 
 /// Where the bindings come from (the functions deployed now).
 pub trait Bindings: Send + Sync + 'static {
+    /// The queue bindings.
     fn bindings(&self) -> Vec<Binding>;
+    /// The schedule bindings (none unless said).
+    fn schedules(&self) -> Vec<crate::schedule::ScheduleBinding> {
+        Vec::new()
+    }
 }
 
 /// One delivery to run.
 #[derive(Debug)]
 pub struct EventInvocation {
-    pub binding: Binding,
+    pub tenant: String,
+    /// The function bound to the source.
+    pub function: String,
+    /// The event source's name in its tenant, `<kind>/<name>` (`queue/orders`,
+    /// `schedule/report-nightly`): the principal
+    /// `Zerofn::EventSource::"<tenant>/<kind>/<name>"`.
+    pub source: String,
     pub event_id: String,
     /// 1 for the first delivery of the message.
     pub attempt: u32,
@@ -239,7 +250,9 @@ impl Delivery {
         let result = self
             .invoker
             .invoke(EventInvocation {
-                binding: binding.clone(),
+                tenant: binding.tenant.clone(),
+                function: binding.function.clone(),
+                source: binding.source(),
                 event_id: message.id.clone(),
                 attempt: message.attempts,
                 request,

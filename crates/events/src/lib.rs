@@ -1,14 +1,17 @@
 #![forbid(unsafe_code)]
 //! Event sources and their delivery: tenants' durable queues (`queue.rs`),
 //! the delivery loop that hands their messages to the functions bound to
-//! them (`delivery.rs`), as CloudEvents 1.0 requests in binary content mode
-//! (`cloudevent.rs`), on a clock tests can replace (`clock.rs`).
+//! them (`delivery.rs`), the scheduler that invokes functions bound to
+//! schedules at their fire times (`schedule.rs`), as CloudEvents 1.0
+//! requests in binary content mode (`cloudevent.rs`), on a clock tests can
+//! replace (`clock.rs`).
 //!
 //! Each source is a principal of its own, `Zerofn::EventSource::"<tenant>/
 //! queue/<name>"`: a function bound to a queue with `[[triggers]] queue =
 //! "orders"` may be invoked by that source and no other (the trigger is an
 //! invoke grant compiled into the function's Cedar policies by the
-//! `manifest` crate).
+//! `manifest` crate). A schedule is `Zerofn::EventSource::"<tenant>/
+//! schedule/<function>-<name>"`.
 //!
 //! # Trust
 //! Trusts the store to keep what it committed, and the control API to have
@@ -29,20 +32,27 @@
 //! - An event the invoke path refuses as it is (its data does not match its
 //!   trigger's schema: [`Delivered::give_up`]) goes to the dead-letter queue
 //!   at once, with no code run and no retry.
+//! - Schedules: at most once per fire time (recorded before the run), one
+//!   run in flight per schedule, missed runs per `missed` (`schedule.rs`).
 //!
 //! # Where it falls short
 //! - Functions cannot publish yet: `wasi:messaging` is a draft whose
 //!   interfaces (0.2.0-draft) wasmtime 48 does not ship bindings for; a
 //!   platform host under `*.fn.internal` is the planned route.
-//! - Schedules, object-storage and key-value change sources are not built.
+//! - Object-storage and key-value change sources are not built.
+//! - Schedules assume one platform process per store (two would both fire),
+//!   and their skipped counts live in memory only.
 
 mod clock;
 mod cloudevent;
 mod delivery;
 mod queue;
+mod schedule;
 
 pub use clock::{Clock, FakeClock, SystemClock};
-pub use cloudevent::{request as cloudevent_request, source_uri, ATTEMPT_HEADER, SPEC_VERSION};
+pub use cloudevent::{
+    request as cloudevent_request, schedule_source_uri, source_uri, ATTEMPT_HEADER, SPEC_VERSION,
+};
 pub use delivery::{
     retry_delay_ms, Binding, Bindings, BoxFuture, Delivered, Delivery, EventInvocation, Invoker,
     MAX_TRIGGER_CONCURRENCY, RETRY_BASE_MS,
@@ -53,6 +63,7 @@ pub use queue::{
     DEFAULT_VISIBILITY_MS, MAX_MESSAGE_BYTES, MAX_PEEK, MAX_PUBLISH_BATCH, MAX_PUBLISH_BYTES,
     MAX_QUEUES_PER_TENANT, MAX_QUEUE_DEPTH, MAX_TENANT_QUEUE_BYTES,
 };
+pub use schedule::{ScheduleBinding, Scheduler, SCHEDULE_EVENT_TYPE};
 pub use zerofn_store::{MessageRow, Published, QueueRefusal, QueueRow};
 
 use zerofn_audit::AuditError;

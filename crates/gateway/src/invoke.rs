@@ -1056,7 +1056,11 @@ mod event_tests {
             .invoke_event("acme", "worker", event("queue/orders", "e-1"), request())
             .await;
         assert_eq!(ok.status(), 200, "{:?}", ok.body());
-        for (source, why) in [("queue/other", "another queue"), ("orders", "a bare name")] {
+        for (source, why) in [
+            ("queue/other", "another queue"),
+            ("orders", "a bare name"),
+            ("schedule/worker-orders", "a schedule it is not bound to"),
+        ] {
             let r = gateway
                 .invoke_event("acme", "worker", event(source, "e-2"), request())
                 .await;
@@ -1088,6 +1092,6 @@ mod event_tests {
         assert_eq!(detail["caller"]["source"], "queue/orders", "{detail}");
         assert_eq!(detail["caller"]["event_id"], "e-1", "{detail}");
         assert_eq!(detail["caller"]["attempt"], 2, "{detail}");
-        assert_eq!(invokes.iter().filter(|r| r.decision == "deny").count(), 3);
+        assert_eq!(invokes.iter().filter(|r| r.decision == "deny").count(), 4);
     }
 }

@@ -72,8 +72,11 @@ pub(crate) fn event_schema(function: &LoadedFunction, caller: &Caller) -> Option
         .manifest()
         .triggers
         .iter()
-        .find(|t| t.queue == queue)
-        .and_then(|t| t.schema.clone())
+        .find_map(|t| match t {
+            zerofn_admission::Trigger::Queue(q) if q.queue == queue => Some(q.schema.clone()),
+            _ => None,
+        })
+        .flatten()
 }
 
 /// Validates a request body against the function's body schema, if it has one.

@@ -1,7 +1,8 @@
 #![forbid(unsafe_code)]
 //! The function manifest, `zerofn.toml` ([`Manifest`]): the function's and tenant's names,
 //! its component file, its [`Route`]s, [`Limits`], the layers it pins by digest (keyed by
-//! [`InterfaceName`]) and the permissions it asks for. [`normalize_path`] is the one path
+//! [`InterfaceName`]), the permissions it asks for and the event sources bound to it
+//! ([`Trigger`]: queues, and schedules as a parsed [`Schedule`]). [`normalize_path`] is the one path
 //! normalisation that routes and the gateway share. [`Manifest::signed_content`] is the
 //! manifest's signed form, which admission compares with the signed one
 //! ([`first_difference`]).
@@ -20,13 +21,17 @@
 
 mod error;
 mod manifest;
+mod schedule;
 mod signed;
 pub mod zone;
 
 pub use error::ManifestError;
 pub use manifest::{
-    check_version, normalize_path, InterfaceName, Limits, Manifest, Route, Trigger,
-    DEFAULT_TRIGGER_CONCURRENCY, MAX_CONCURRENCY, MAX_LAYERS, MAX_RATE, MAX_TRIGGERS,
-    MAX_TRIGGER_CONCURRENCY, MAX_VERSION,
+    check_version, normalize_path, InterfaceName, Limits, Manifest, QueueTrigger, Route,
+    ScheduleTrigger, Trigger, DEFAULT_TRIGGER_CONCURRENCY, MAX_CONCURRENCY, MAX_LAYERS, MAX_RATE,
+    MAX_TRIGGERS, MAX_TRIGGER_CONCURRENCY, MAX_VERSION,
+};
+pub use schedule::{
+    Missed, Schedule, ScheduleError, DEFAULT_TIMEZONE, MIN_INTERVAL_MS as MIN_SCHEDULE_INTERVAL_MS,
 };
 pub use signed::{canonical_bytes, first_difference, Difference, SignedContent};

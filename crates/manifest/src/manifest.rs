@@ -35,6 +35,12 @@
 //! schema = '''{"type": "object", "required": ["id"]}'''  # optional: what each event's
 //!                             # data must match; an event that does not is dead-lettered
 //!
+//! [[triggers]]                # or a schedule (exactly one of `queue`, `schedule`)
+//! name = "nightly"            # a DNS label, unique among the function's schedules
+//! schedule = "0 30 2 * * *"   # cron: 6 fields (seconds first) or 5 (at second 0)
+//! timezone = "Europe/Berlin"  # optional: an IANA time zone (default "UTC")
+//! missed = "skip"             # optional: "skip" (default) or "run-once" after downtime
+//!
 //! [schema]                    # optional: JSON Schemas (draft 2020-12) requests must match
 //! body = '''{"type": "object", "required": ["id"]}'''   # JSON text, or a TOML table:
 //! [schema.query]              # `[schema.<part>]` written as TOML (no `null` in TOML)
@@ -52,8 +58,15 @@
 //! ]
 //! ```
 //!
-//! A trigger is also an invoke grant: it adds `event:queue/<name>` to `[invoke] from`.
-//! With triggers and no `[invoke]`, nobody else may invoke the function (no `public`).
+//! A trigger is also an invoke grant: it adds `event:queue/<name>` to `[invoke] from`, or
+//! for a schedule `event:schedule/<function>-<name>` (the principal
+//! `Zerofn::EventSource::"<tenant>/schedule/<function>-<name>"`; `<function>-<name>` must
+//! be at most 63 characters). With triggers and no `[invoke]`, nobody else may invoke the
+//! function (no `public`).
+//!
+//! A schedule's expression and time zone are parsed with the manifest ([`Schedule`]): an
+//! invalid expression, an unknown zone, one that never fires or fires more often than once
+//! a second ([`crate::MIN_SCHEDULE_INTERVAL_MS`]) is refused naming the trigger.
 //!
 //! `[permissions]`, `[invoke]` and `[egress]` compile to Cedar policies
 //! (`zerofn_policy::permissions`); declaring `[config]` lets the function
@@ -84,6 +97,7 @@ use zerofn_policy::{InvokeSource, KvGrant, Permissions};
 use zerofn_validation::{CompiledSchema, RequestPart, RequestSchemas, SchemaError};
 
 use crate::error::ManifestError;
+use crate::schedule::{Missed, Schedule, DEFAULT_TIMEZONE};
 use zerofn_types::excerpt;
 use zerofn_types::{Digest, FunctionName, TenantName};
 
@@ -128,10 +142,20 @@ pub struct Manifest {
     pub triggers: Vec<Trigger>,
 }
 
-/// An event source bound to a function (`[[triggers]]`): its messages
-/// invoke the function, one per invocation.
+/// An event source bound to a function (`[[triggers]]`): each of its events
+/// invokes the function, one per invocation.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Trigger {
+#[serde(untagged)]
+pub enum Trigger {
+    /// `queue = "..."`: the messages of a durable queue of the tenant.
+    Queue(QueueTrigger),
+    /// `schedule = "..."`: the fire times of a cron expression.
+    Schedule(ScheduleTrigger),
+}
+
+/// A queue bound to a function.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct QueueTrigger {
     /// The tenant's queue (a DNS label).
     pub queue: String,
     /// Most deliveries in flight at once.
@@ -141,6 +165,41 @@ pub struct Trigger {
     /// code.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schema: Option<CompiledSchema>,
+}
+
+/// A schedule bound to a function.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleTrigger {
+    /// The schedule's name (a DNS label), unique among the function's schedules.
+    pub name: String,
+    /// The cron expression in its time zone.
+    pub schedule: Schedule,
+    /// What happens to fire times missed while the platform was down.
+    pub missed: Missed,
+}
+
+impl serde::Serialize for ScheduleTrigger {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(4))?;
+        map.serialize_entry("name", &self.name)?;
+        map.serialize_entry("schedule", self.schedule.expression())?;
+        map.serialize_entry("timezone", self.schedule.timezone())?;
+        map.serialize_entry("missed", self.missed.as_str())?;
+        map.end()
+    }
+}
+
+impl Trigger {
+    /// The event source's name in its tenant (`<kind>/<name>`), the one the trigger's
+    /// invoke grant names: `queue/<queue>`, or `schedule/<function>-<name>` (a tenant's
+    /// functions may each have a schedule called `nightly`).
+    pub fn source(&self, function: &str) -> String {
+        match self {
+            Trigger::Queue(q) => format!("queue/{}", q.queue),
+            Trigger::Schedule(s) => format!("schedule/{function}-{}", s.name),
+        }
+    }
 }
 
 /// Most `[[triggers]]` of one function.
@@ -269,7 +328,7 @@ impl Manifest {
             layers.insert(import, digest);
         }
         let config = check_config(raw.config.unwrap_or_default())?;
-        let triggers = check_triggers(raw.triggers.unwrap_or_default())?;
+        let triggers = check_triggers(raw.triggers.unwrap_or_default(), name.as_str())?;
         let mut permissions = check_permissions(
             raw.permissions,
             raw.invoke,
@@ -278,12 +337,11 @@ impl Manifest {
         )?;
         for trigger in &triggers {
             // A trigger is an invoke grant for its source, and only for it.
-            let source = InvokeSource::parse(&format!("event:queue/{}", trigger.queue)).map_err(
-                |problem| ManifestError::Permission {
-                    key: "triggers",
-                    problem: problem.to_string(),
-                },
-            )?;
+            let source = InvokeSource::parse(&format!("event:{}", trigger.source(name.as_str())))
+                .map_err(|problem| ManifestError::Permission {
+                key: "triggers",
+                problem: problem.to_string(),
+            })?;
             permissions.invoke_from.insert(source);
         }
         let egress_limits = check_egress_limits(raw.egress.as_ref())?;
@@ -337,11 +395,16 @@ struct RawTrigger {
     queue: Option<String>,
     max_concurrency: Option<i64>,
     schema: Option<toml::Value>,
+    schedule: Option<String>,
+    name: Option<String>,
+    timezone: Option<String>,
+    missed: Option<String>,
 }
 
 /// Reads `[[triggers]]`: each names a queue (a DNS label) once, with an
-/// optional `max_concurrency` in range.
-fn check_triggers(raw: Vec<RawTrigger>) -> Result<Vec<Trigger>, ManifestError> {
+/// optional `max_concurrency` in range, or is a named schedule
+/// ([`check_schedule`]).
+fn check_triggers(raw: Vec<RawTrigger>, function: &str) -> Result<Vec<Trigger>, ManifestError> {
     let bad = |problem: String| ManifestError::Permission {
         key: "triggers",
         problem,
@@ -354,11 +417,39 @@ fn check_triggers(raw: Vec<RawTrigger>) -> Result<Vec<Trigger>, ManifestError> {
     }
     let mut out: Vec<Trigger> = Vec::with_capacity(raw.len());
     for t in raw {
+        if t.schedule.is_some() {
+            if let Some(queue) = &t.queue {
+                return Err(bad(format!(
+                    "the trigger of queue `{}` also has a `schedule`; a trigger is either `queue` or `schedule`, write two triggers",
+                    excerpt(queue)
+                )));
+            }
+            let schedule = check_schedule(t, function)?;
+            if out
+                .iter()
+                .any(|o| matches!(o, Trigger::Schedule(s) if s.name == schedule.name))
+            {
+                return Err(bad(format!(
+                    "schedule `{}` is named twice; give each schedule its own `name`",
+                    schedule.name
+                )));
+            }
+            out.push(Trigger::Schedule(schedule));
+            continue;
+        }
+        for (key, given) in [
+            ("name", t.name.is_some()),
+            ("timezone", t.timezone.is_some()),
+            ("missed", t.missed.is_some()),
+        ] {
+            if given {
+                return Err(bad(format!(
+                    "`{key}` belongs to a schedule trigger; add `schedule = \"<cron>\"` or remove it"
+                )));
+            }
+        }
         let queue = t.queue.ok_or_else(|| {
-            bad(
-                "each trigger needs `queue = \"<name>\"` (queues are the only event source so far)"
-                    .into(),
-            )
+            bad("each trigger needs `queue = \"<name>\"` or `schedule = \"<cron>\"`".into())
         })?;
         zerofn_policy::permissions::valid_bucket_name(&queue).map_err(|why| {
             bad(format!(
@@ -377,7 +468,10 @@ fn check_triggers(raw: Vec<RawTrigger>) -> Result<Vec<Trigger>, ManifestError> {
                     ))
                 })?,
         };
-        if out.iter().any(|o| o.queue == queue) {
+        if out
+            .iter()
+            .any(|o| matches!(o, Trigger::Queue(q) if q.queue == queue))
+        {
             return Err(bad(format!(
                 "queue `{queue}` is bound twice; use one trigger"
             )));
@@ -388,11 +482,11 @@ fn check_triggers(raw: Vec<RawTrigger>) -> Result<Vec<Trigger>, ManifestError> {
             .map(|value| schema_text(value).and_then(|text| CompiledSchema::compile(&text)))
             .transpose()
             .map_err(|e| bad(format!("the schema of queue `{queue}` is invalid: {e}")))?;
-        out.push(Trigger {
+        out.push(Trigger::Queue(QueueTrigger {
             queue,
             max_concurrency,
             schema,
-        });
+        }));
     }
     Ok(out)
 }
@@ -408,6 +502,62 @@ fn schema_text(value: &toml::Value) -> Result<String, SchemaError> {
             detail: "write the schema as a JSON string or a TOML table".to_owned(),
         }),
     }
+}
+
+/// Reads a schedule trigger: a `name` (a DNS label that, after `<function>-`, still is
+/// one), the cron expression in its time zone ([`Schedule::parse`]) and `missed`.
+/// Errors name the trigger.
+fn check_schedule(t: RawTrigger, function: &str) -> Result<ScheduleTrigger, ManifestError> {
+    let bad = |problem: String| ManifestError::Permission {
+        key: "triggers",
+        problem,
+    };
+    let expression = t.schedule.unwrap_or_default();
+    let Some(name) = t.name else {
+        return Err(bad(format!(
+            "the schedule `{}` needs a `name` (a DNS label, such as `nightly`)",
+            excerpt(&expression)
+        )));
+    };
+    zerofn_policy::permissions::valid_bucket_name(&name).map_err(|why| {
+        bad(format!(
+            "schedule name `{}` is not a valid name: it {why}",
+            excerpt(&name)
+        ))
+    })?;
+    let source = format!("{function}-{name}");
+    if source.len() > 63 {
+        return Err(bad(format!(
+            "schedule `{name}`: its source name `{source}` (`<function>-<name>`) is longer than 63 characters; use a shorter name"
+        )));
+    }
+    if t.schema.is_some() {
+        return Err(bad(format!(
+            "schedule `{name}`: `schema` is for queue triggers; a schedule's events are the platform's own"
+        )));
+    }
+    if t.max_concurrency.is_some() {
+        return Err(bad(format!(
+            "schedule `{name}`: `max_concurrency` is for queues; a schedule runs one at a time"
+        )));
+    }
+    let zone = t.timezone.as_deref().unwrap_or(DEFAULT_TIMEZONE);
+    let schedule =
+        Schedule::parse(&expression, zone).map_err(|e| bad(format!("schedule `{name}`: {e}")))?;
+    let missed = match t.missed.as_deref() {
+        None => Missed::default(),
+        Some(text) => Missed::parse(text).ok_or_else(|| {
+            bad(format!(
+                "schedule `{name}`: `missed` = `{}` is not known; use \"skip\" or \"run-once\"",
+                excerpt(text)
+            ))
+        })?,
+    };
+    Ok(ScheduleTrigger {
+        name,
+        schedule,
+        missed,
+    })
 }
 
 /// Reads and compiles `[schema]`: each key a request part, each value the schema as JSON
@@ -1388,16 +1538,16 @@ max_body_kb = 0
         assert_eq!(
             m.triggers,
             [
-                Trigger {
+                Trigger::Queue(QueueTrigger {
                     queue: "orders".into(),
                     max_concurrency: DEFAULT_TRIGGER_CONCURRENCY,
                     schema: None,
-                },
-                Trigger {
+                }),
+                Trigger::Queue(QueueTrigger {
                     queue: "audit".into(),
                     max_concurrency: 1,
                     schema: None,
-                },
+                }),
             ]
         );
         // The triggers' sources, and no `public` without an `[invoke]` that says so.
@@ -1443,8 +1593,13 @@ max_body_kb = 0
             ),
             (
                 "[[triggers]]\nqueue = \"q\"\nschedule = \"* * * * *\"\n",
-                "unknown field `schedule`",
+                "either `queue` or `schedule`",
             ),
+            (
+                "[[triggers]]\nqueue = \"q\"\ntimezone = \"UTC\"\n",
+                "belongs to a schedule",
+            ),
+            ("[[triggers]]\nsubject = \"q\"\n", "unknown field `subject`"),
         ] {
             let message = err(&format!("{MINIMAL}{extra}")).to_string();
             assert!(message.contains(expected), "{extra}: {message}");
@@ -1468,8 +1623,13 @@ max_body_kb = 0
             "{MINIMAL}[[triggers]]\nqueue = \"orders\"\n[triggers.schema]\nrequired = [\"id\"]\ntype = \"object\"\n"
         ))
         .unwrap();
-        let schema = json.triggers[0].schema.as_ref().unwrap();
-        assert_eq!(json.triggers[0].schema, table.triggers[0].schema);
+        let schema_of = |m: &Manifest| match m.triggers.first() {
+            Some(Trigger::Queue(q)) => q.schema.clone(),
+            other => panic!("not a queue trigger: {other:?}"),
+        };
+        let compiled = schema_of(&json);
+        let schema = compiled.as_ref().unwrap();
+        assert_eq!(compiled, schema_of(&table));
         assert!(zerofn_validation::validate_event(schema, br#"{"id": 1}"#).is_ok());
         assert!(zerofn_validation::validate_event(schema, br#"{"name": 1}"#).is_err());
         // The signed form carries the schema's digest, so the schema is signed.
@@ -1549,6 +1709,70 @@ max_body_kb = 0
         ] {
             let message = err(&format!("{MINIMAL}[egress]\n{extra}")).to_string();
             assert!(message.contains(expected), "{extra}: {message}");
+        }
+    }
+
+    #[test]
+    fn schedules_bind_with_their_own_source_and_refuse_bad_ones() {
+        let m = Manifest::from_toml(&format!(
+            "{MINIMAL}[[triggers]]\nname = \"nightly\"\nschedule = \"0 30 2 * * *\"\ntimezone = \"Europe/Berlin\"\nmissed = \"run-once\"\n[[triggers]]\nname = \"tick\"\nschedule = \"*/5 * * * *\"\n[[triggers]]\nqueue = \"orders\"\n"
+        ))
+        .unwrap();
+        let [Trigger::Schedule(nightly), Trigger::Schedule(tick), Trigger::Queue(q)] =
+            m.triggers.as_slice()
+        else {
+            panic!("{:?}", m.triggers)
+        };
+        assert_eq!(nightly.name, "nightly");
+        assert_eq!(nightly.schedule.expression(), "0 30 2 * * *");
+        assert_eq!(nightly.schedule.timezone(), "Europe/Berlin");
+        assert_eq!(nightly.missed, Missed::RunOnce);
+        assert_eq!(
+            (tick.schedule.timezone(), tick.missed),
+            ("UTC", Missed::Skip)
+        );
+        assert_eq!(q.queue, "orders");
+        let from: Vec<String> = m
+            .permissions
+            .invoke_from
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            from,
+            [
+                "event:queue/orders",
+                "event:schedule/hello-nightly",
+                "event:schedule/hello-tick"
+            ]
+        );
+        // The signed form names each schedule; the queue trigger keeps its form.
+        let signed = m.signed_content().as_value().to_string();
+        assert!(
+            signed.contains(r#"{"max_concurrency":4,"queue":"orders"}"#),
+            "{signed}"
+        );
+        assert!(
+            signed.contains(r#"{"missed":"run-once","name":"nightly","schedule":"0 30 2 * * *","timezone":"Europe/Berlin"}"#),
+            "{signed}"
+        );
+        let schedule = |body: &str| format!("{MINIMAL}[[triggers]]\n{body}");
+        for (extra, expected) in [
+            ("name = \"t\"\nschedule = \"61 * * * * *\"\n", "schedule `t`: cron expression `61 * * * * *` is not valid"),
+            ("name = \"t\"\nschedule = \"every minute\"\n", "schedule `t`: cron expression"),
+            ("name = \"t\"\nschedule = \"* * * * *\"\ntimezone = \"Europe/Atlantis\"\n", "schedule `t`: time zone `Europe/Atlantis` is not an IANA time zone"),
+            ("name = \"t\"\nschedule = \"0 0 31 2 *\"\n", "schedule `t`: cron expression `0 0 31 2 *` never fires"),
+            ("schedule = \"* * * * *\"\n", "needs a `name`"),
+            ("name = \"Nightly\"\nschedule = \"* * * * *\"\n", "schedule name `Nightly` is not a valid name"),
+            ("name = \"t\"\nschedule = \"* * * * *\"\nmissed = \"all\"\n", "schedule `t`: `missed` = `all` is not known"),
+            ("name = \"t\"\nschedule = \"* * * * *\"\nmax_concurrency = 2\n", "schedule `t`: `max_concurrency` is for queues"),
+            ("name = \"t\"\nschedule = \"* * * * *\"\nschema = '{}'\n", "schedule `t`: `schema` is for queue triggers"),
+            ("name = \"t\"\nschedule = \"* * * * *\"\n[[triggers]]\nname = \"t\"\nschedule = \"0 * * * *\"\n", "schedule `t` is named twice"),
+            (&format!("name = \"{}\"\nschedule = \"* * * * *\"\n", "n".repeat(60)), "longer than 63 characters"),
+        ] {
+            let message = err(&schedule(extra)).to_string();
+            assert!(message.contains(expected), "{extra}: {message}");
+            assert!(message.starts_with("`triggers` is invalid"), "{message}");
         }
     }
 

@@ -174,15 +174,23 @@ impl Manifest {
         if let (false, Some(obj)) = (triggers.is_empty(), content.as_object_mut()) {
             let mut list: Vec<Value> = triggers
                 .iter()
-                .map(|t| {
-                    let mut v =
-                        serde_json::json!({"queue": t.queue, "max_concurrency": t.max_concurrency});
-                    // The schema by digest, only when there is one (triggers
-                    // signed before trigger schemas existed keep their form).
-                    if let (Some(schema), Some(o)) = (&t.schema, v.as_object_mut()) {
-                        o.insert("schema".into(), schema.digest().into());
+                .map(|t| match t {
+                    crate::Trigger::Queue(q) => {
+                        let mut v = serde_json::json!({"queue": q.queue, "max_concurrency": q.max_concurrency});
+                        // The schema by digest, only when there is one (triggers
+                        // signed before trigger schemas existed keep their form).
+                        if let (Some(schema), Some(o)) = (&q.schema, v.as_object_mut()) {
+                            o.insert("schema".into(), schema.digest().into());
+                        }
+                        v
                     }
-                    v
+                    // A schedule's keys are new: queue triggers keep their form.
+                    crate::Trigger::Schedule(s) => serde_json::json!({
+                        "name": s.name,
+                        "schedule": s.schedule.expression(),
+                        "timezone": s.schedule.timezone(),
+                        "missed": s.missed.as_str(),
+                    }),
                 })
                 .collect();
             list.sort_by_key(ToString::to_string);
@@ -355,6 +363,30 @@ mod tests {
         assert_eq!(explicit.signed_content(), content);
         // The version is carried beside the content, not in it.
         assert_eq!(manifest("version = 7\n").signed_content(), content);
+    }
+
+    #[test]
+    fn queue_triggers_sign_as_before_schedules_existed() {
+        // Pinned text: schedules added a trigger kind, queue triggers keep their
+        // signed form (and so the digest of every manifest signed before).
+        let m = manifest("[[triggers]]\nqueue = \"orders\"\n[[triggers]]\nqueue = \"audit\"\nmax_concurrency = 1\n");
+        assert_eq!(
+            String::from_utf8(m.signed_content().canonical_bytes()).unwrap(),
+            r#"{"component":"hello.wasm","config":{},"invoke":{"from":["event:queue/audit","event:queue/orders"]},"layers":{},"limits":{"max_body_kb":1024,"memory_mb":64,"timeout_ms":1000},"name":"hello","permissions":{"call":[],"kv":[]},"routes":["/a","/b"],"tenant":"acme","triggers":[{"max_concurrency":1,"queue":"audit"},{"max_concurrency":4,"queue":"orders"}]}"#
+        );
+        // A schedule signs its expression, zone and `missed`, and its grant.
+        let m = manifest("[[triggers]]\nname = \"tick\"\nschedule = \"*/5 * * * *\"\n");
+        let v = m.signed_content();
+        assert_eq!(
+            v.as_value()["triggers"],
+            serde_json::json!([{"missed": "skip", "name": "tick", "schedule": "*/5 * * * *", "timezone": "UTC"}])
+        );
+        assert_eq!(
+            v.as_value()["invoke"]["from"],
+            serde_json::json!(["event:schedule/hello-tick"])
+        );
+        let other = manifest("[[triggers]]\nname = \"tick\"\nschedule = \"*/5 * * * *\"\ntimezone = \"Europe/Berlin\"\n");
+        assert_ne!(other.signed_content(), v, "the zone is signed");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Wiring of the event sources (`zerofn-events`) into the platform: the
-//! bindings come from the functions deployed now (their manifests'
-//! `[[triggers]]`), and deliveries enter the gateway's in-process invoke
+//! bindings (queues and schedules) come from the functions deployed now
+//! (their manifests' `[[triggers]]`), and deliveries and scheduled runs enter the gateway's in-process invoke
 //! path with the event source as the caller. The control API's queue
 //! routes (`api/queues.rs`) call [`zerofn_events::Queues`].
 //!
@@ -13,8 +13,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Response;
-use zerofn_events::{Binding, Bindings, BoxFuture, Delivered, EventInvocation, Invoker};
+use zerofn_events::{
+    Binding, Bindings, BoxFuture, Delivered, EventInvocation, Invoker, ScheduleBinding,
+};
 use zerofn_gateway::{Caller, EventRefused, Gateway, Routes};
+use zerofn_manifest::Trigger;
 
 /// Longest excerpt of a failed delivery's answer kept as the message's last error.
 const MAX_ERROR_EXCERPT: usize = 256;
@@ -29,12 +32,36 @@ impl Bindings for RouteBindings {
         for function in table.functions() {
             let manifest = function.artifact().manifest();
             for trigger in &manifest.triggers {
-                out.push(Binding {
-                    tenant: manifest.tenant.as_str().to_owned(),
-                    function: manifest.name.as_str().to_owned(),
-                    queue: trigger.queue.clone(),
-                    max_concurrency: trigger.max_concurrency,
-                });
+                if let Trigger::Queue(q) = trigger {
+                    out.push(Binding {
+                        tenant: manifest.tenant.as_str().to_owned(),
+                        function: manifest.name.as_str().to_owned(),
+                        queue: q.queue.clone(),
+                        max_concurrency: q.max_concurrency,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn schedules(&self) -> Vec<ScheduleBinding> {
+        let table = self.0.snapshot();
+        let mut out = Vec::new();
+        for function in table.functions() {
+            let manifest = function.artifact().manifest();
+            for trigger in &manifest.triggers {
+                if let Trigger::Schedule(s) = trigger {
+                    out.push(ScheduleBinding {
+                        tenant: manifest.tenant.as_str().to_owned(),
+                        function: manifest.name.as_str().to_owned(),
+                        name: s.name.clone(),
+                        // The same text as the trigger's invoke grant.
+                        source: trigger.source(manifest.name.as_str()),
+                        schedule: s.schedule.clone(),
+                        missed: s.missed,
+                    });
+                }
             }
         }
         out
@@ -49,19 +76,21 @@ impl Invoker for GatewayInvoker {
         let gateway = self.0.clone();
         Box::pin(async move {
             let EventInvocation {
-                binding,
+                tenant,
+                function,
+                source,
                 event_id,
                 attempt,
                 request,
             } = invocation;
             let caller = Caller::Event {
-                tenant: binding.tenant.clone(),
-                source: binding.source(),
+                tenant: tenant.clone(),
+                source,
                 event_id,
                 attempt,
             };
             let response = gateway
-                .invoke_event(&binding.tenant, &binding.function, caller, request)
+                .invoke_event(&tenant, &function, caller, request)
                 .await;
             delivered(&response)
         })

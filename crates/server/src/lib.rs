@@ -313,15 +313,25 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
     if let Some((certificates, interval)) = gateway_certificates {
         tasks.spawn(certificates.watch(interval, shutdown_rx.clone()));
     }
+    let bindings: Arc<dyn zerofn_events::Bindings> = Arc::new(bindings);
+    let invoker: Arc<dyn zerofn_events::Invoker> =
+        Arc::new(events::GatewayInvoker(gateway.clone()));
+    let scheduler = zerofn_events::Scheduler::new(
+        store.clone(),
+        events_clock.clone(),
+        bindings.clone(),
+        invoker.clone(),
+    );
     let delivery = zerofn_events::Delivery::new(
         queue_worker,
         events_clock,
-        Arc::new(bindings),
-        Arc::new(events::GatewayInvoker(gateway.clone())),
+        bindings,
+        invoker,
         audit.clone(),
         events_wake,
     );
     tasks.spawn(delivery.run(shutdown_rx.clone()));
+    tasks.spawn(scheduler.run_until(shutdown_rx.clone()));
     tasks.spawn(gateway.serve_with(gateway_listener, gateway_tls, shutdown_rx.clone()));
     tasks.spawn(
         audit_tree

@@ -2,7 +2,8 @@
 //! Embedded persistent state: tenants and their signing keys, deployments,
 //! published layers and which deployments pin them, the raw rows of the
 //! audit log (and the indexes its queries use), and the output of
-//! invocations, and tenants' durable message queues, in one SQLite database.
+//! invocations, tenants' durable message queues and the last run of each
+//! schedule, in one SQLite database.
 //!
 //! # Trust
 //! This crate trusts the file system under the data directory and nothing
@@ -41,6 +42,7 @@ mod operators;
 mod policies;
 mod queues;
 mod route_prefixes;
+mod schedule_runs;
 mod tenant_limits;
 mod tenants;
 mod zones;
@@ -246,6 +248,7 @@ impl Store {
         conn.execute_batch(tenant_limits::SCHEMA)?;
         conn.execute_batch(zones::SCHEMA)?;
         conn.execute_batch(queues::SCHEMA)?;
+        conn.execute_batch(schedule_runs::SCHEMA)?;
         migrate(&conn)?;
         conn.execute_batch(audit_query::SCHEMA)?;
         conn.execute_batch(invocation_logs::SCHEMA)?;

@@ -7,6 +7,11 @@
 //! `kill -9`; the bound function refuses direct HTTP calls and never sees
 //! another queue's messages; hostile input is refused and changes nothing.
 //!
+//! Schedules: a function with `[[triggers]] schedule` is invoked every
+//! second by the platform with the schedule as its principal, audited, and
+//! refuses direct HTTP calls; after a `kill -9` and restart, `missed =
+//! "run-once"` runs one catch-up and `missed = "skip"` none.
+//!
 //! Guest: `event-c` (logs each event's attributes to stdout; answers 500 to
 //! the body `fail`, traps on `trap`, 200 otherwise).
 
@@ -20,7 +25,12 @@ use crate::Setup;
 /// The event lines `event-c` logged for `function` (polled until at least
 /// `n`, bounded).
 fn wait_events(s: &Setup, function: &str, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    wait_events_within(s, function, n, Duration::from_secs(60))
+}
+
+/// As [`wait_events`], giving up after `within`.
+fn wait_events_within(s: &Setup, function: &str, n: usize, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
     loop {
         let out = ok(s.platform.cli(&["logs", "acme", function, "--json"]));
         let lines: Vec<String> = out
@@ -455,4 +465,122 @@ fn an_event_its_trigger_schema_refuses_is_dead_lettered_without_running_code() {
         && r["reason"]
             .as_str()
             .is_some_and(|x| x.contains("without a retry"))));
+}
+
+#[test]
+fn a_schedule_fires_every_second_as_its_own_source_and_nothing_else_may_invoke() {
+    let s = Setup::new();
+    s.deploy(
+        "ticker",
+        "event-c",
+        &["/ticker"],
+        "[[triggers]]\nname = \"tick\"\nschedule = \"* * * * * *\"\n",
+    );
+    // The scheduler reads the bindings at least every second and fires at
+    // whole seconds: two runs within ten seconds of the deploy.
+    let events = wait_events_within(&s, "ticker", 2, Duration::from_secs(10));
+    assert!(events.len() >= 2, "fewer than 2 runs in 10 s: {events:?}");
+    let mut ids = Vec::new();
+    for e in &events {
+        assert_eq!(field(e, "type"), "dev.zerofn.schedule.fired", "{e}");
+        assert_eq!(
+            field(e, "source"),
+            "/zerofn/tenants/acme/schedules/ticker-tick",
+            "{e}"
+        );
+        assert_eq!(field(e, "subject"), "tick", "{e}");
+        assert_eq!(field(e, "spec"), "1.0", "{e}");
+        assert_eq!(field(e, "attempt"), "1", "{e}");
+        assert_eq!(field(e, "caller"), "event:schedule/ticker-tick", "{e}");
+        assert_eq!(field(e, "content-type"), "application/json", "{e}");
+        let time = field(e, "time");
+        assert!(time.ends_with('Z'), "{e}");
+        let body: Value = serde_json::from_str(field(e, "body")).unwrap();
+        assert_eq!(body["scheduled_time"], time, "{e}");
+        assert_eq!(body["schedule"], "* * * * * *", "{e}");
+        assert_eq!(body["timezone"], "UTC", "{e}");
+        assert!(field(e, "id").starts_with("ticker-tick-"), "{e}");
+        ids.push(field(e, "id").to_owned());
+    }
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "one event per fire time: {ids:?}");
+
+    // Each run is an invocation whose audit record names the source, the
+    // event id and the attempt, allowed by the trigger's grant.
+    let records = s.audit(300);
+    let record = records
+        .iter()
+        .find(|r| r["action"] == "invoke" && r["detail"]["caller"]["event_id"] == ids[0].as_str())
+        .unwrap_or_else(|| panic!("an invoke record for {}", ids[0]));
+    assert_eq!(record["function"], "ticker", "{record}");
+    assert_eq!(record["status"], 200, "{record}");
+    assert_eq!(record["decision"], "allow", "{record}");
+    assert_eq!(record["detail"]["caller"]["kind"], "event", "{record}");
+    assert_eq!(
+        record["detail"]["caller"]["source"], "schedule/ticker-tick",
+        "{record}"
+    );
+    assert_eq!(record["detail"]["caller"]["attempt"], 1, "{record}");
+    assert_eq!(
+        record["detail"]["decisions"][0]["policies"][0],
+        "acme/ticker/invoke/event:schedule/ticker-tick",
+        "{record}"
+    );
+
+    // The schedule is an invoke grant for itself only: no direct HTTP call.
+    let r = s.platform.get("/ticker");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["error"]["kind"], "invoke_denied");
+}
+
+#[test]
+fn missed_runs_after_a_kill_9_are_skipped_or_run_once() {
+    let s = Setup::new();
+    for (name, missed) in [("catcher", "run-once"), ("skipper", "skip")] {
+        s.deploy(
+            name,
+            "event-c",
+            &[&format!("/{name}")],
+            &format!(
+                "[[triggers]]\nname = \"tick\"\nschedule = \"* * * * * *\"\nmissed = \"{missed}\"\n"
+            ),
+        );
+    }
+    for name in ["catcher", "skipper"] {
+        let events = wait_events_within(&s, name, 1, Duration::from_secs(10));
+        assert!(!events.is_empty(), "{name} never ran");
+    }
+    let catch_up =
+        |e: &String| serde_json::from_str::<Value>(field(e, "body")).unwrap()["catch_up"] == true;
+    let Setup { tmp, platform, key } = s;
+    let data = platform.data_dir.clone();
+    platform.kill9();
+    // Down for a few fire times.
+    std::thread::sleep(Duration::from_secs(3));
+    let s = Setup {
+        tmp,
+        platform: Platform::start(&data),
+        key,
+    };
+    // run-once: one catch-up run, for a fire time while the platform was down.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let catcher = loop {
+        let events = wait_events_within(&s, "catcher", 1, Duration::from_secs(1));
+        if events.iter().any(catch_up) || Instant::now() > deadline {
+            break events;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let catch_ups: Vec<_> = catcher.iter().filter(|e| catch_up(e)).collect();
+    assert_eq!(catch_ups.len(), 1, "{catcher:?}");
+    // skip: runs again after the restart, never as a catch-up.
+    let before = wait_events_within(&s, "skipper", 1, Duration::from_secs(1)).len();
+    let skipper = wait_events_within(&s, "skipper", before + 1, Duration::from_secs(10));
+    assert!(
+        skipper.len() > before,
+        "skipper did not resume: {skipper:?}"
+    );
+    assert!(!skipper.iter().any(catch_up), "{skipper:?}");
 }
