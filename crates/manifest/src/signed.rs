@@ -56,21 +56,7 @@ pub fn canonical_bytes(value: &Value) -> Vec<u8> {
 }
 
 fn sorted(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            let mut out = Map::new();
-            for key in keys {
-                if let Some(v) = map.get(key) {
-                    out.insert(key.clone(), sorted(v));
-                }
-            }
-            Value::Object(out)
-        }
-        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
-        other => other.clone(),
-    }
+    zerofn_validation::sorted_keys(value)
 }
 
 fn sorted_strings<I: IntoIterator<Item = String>>(items: I) -> Value {

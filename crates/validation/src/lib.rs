@@ -178,27 +178,30 @@ impl CompiledSchema {
     }
 }
 
-/// The schema's source without key order: `serde_json`'s map is sorted unless its
-/// `preserve_order` feature is on somewhere in the build, so sort here.
+/// The schema's source without key order.
 fn canonical_bytes(value: &Value) -> Vec<u8> {
-    fn sorted(value: &Value) -> Value {
-        match value {
-            Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                let mut out = Map::new();
-                for key in keys {
-                    if let Some(v) = map.get(key) {
-                        out.insert(key.clone(), sorted(v));
-                    }
+    serde_json::to_vec(&sorted_keys(value)).unwrap_or_default()
+}
+
+/// `value` with every object's keys in sorted order: `serde_json`'s map is sorted
+/// unless its `preserve_order` feature is on somewhere in the build, so sort here.
+/// Shared with the manifest's signed form, which needs the same canonical order.
+pub fn sorted_keys(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let mut out = Map::new();
+            for key in keys {
+                if let Some(v) = map.get(key) {
+                    out.insert(key.clone(), sorted_keys(v));
                 }
-                Value::Object(out)
             }
-            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
-            other => other.clone(),
+            Value::Object(out)
         }
+        Value::Array(items) => Value::Array(items.iter().map(sorted_keys).collect()),
+        other => other.clone(),
     }
-    serde_json::to_vec(&sorted(value)).unwrap_or_default()
 }
 
 /// Depth and references of a schema, before the compiler sees it. Any string-valued
