@@ -36,6 +36,12 @@ const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 const FOLLOW_REQUESTS: u32 = 100;
 /// Output lines read per poll.
 const FOLLOW_LINES: u32 = 1000;
+/// Polls an output line waits for its request's line before it is printed
+/// anyway: output is stored before the request's audit record is committed,
+/// so it often arrives first.
+const HOLD_POLLS: u8 = 3;
+/// Invocations remembered as printed, so their output follows at once.
+const RECENT_REQUESTS: usize = 1024;
 
 /// How long the directory must be quiet after a change before a rebuild:
 /// editors write a file in several steps (temporary file, rename, chmod).
@@ -278,6 +284,10 @@ struct Follower {
     log_cursor: i64,
     /// Whether the last poll failed (a failure is reported once, not every second).
     failing: bool,
+    /// Invocation ids whose request line was printed (the newest, bounded).
+    printed: std::collections::VecDeque<String>,
+    /// Output lines waiting for their request's line, with the polls waited.
+    held: Vec<(api_types::LogLine, u8)>,
 }
 
 fn encode(text: &str) -> String {
@@ -293,6 +303,8 @@ impl Follower {
             last_request: 0,
             log_cursor: 0,
             failing: false,
+            printed: std::collections::VecDeque::new(),
+            held: Vec::new(),
         };
         if let Ok(page) = follower.requests(api, 1).await {
             follower.last_request = page.records.first().map_or(0, |r| r.seq);
@@ -358,19 +370,37 @@ impl Follower {
         }
         for record in &new {
             step("request", &describe_request(record));
+            if let Some(id) = &record.invocation_id {
+                if self.printed.len() >= RECENT_REQUESTS {
+                    self.printed.pop_front();
+                }
+                self.printed.push_back(id.clone());
+            }
         }
         if let Some(last) = new.last() {
             self.last_request = last.seq;
         }
-        for line in &lines.lines {
-            step(
-                "log",
-                &format!(
-                    "{} {}",
-                    zerofn_types::printable(&line.stream),
-                    zerofn_types::printable(&line.line)
-                ),
-            );
+        // Output after its request's line when that comes within a few polls;
+        // in order of arrival either way.
+        let mut waiting = std::mem::take(&mut self.held);
+        waiting.extend(lines.lines.into_iter().map(|l| (l, 0)));
+        let overflow = waiting.len().saturating_sub(FOLLOW_LINES as usize);
+        for (i, (line, polls)) in waiting.into_iter().enumerate() {
+            let ready =
+                i < overflow || polls >= HOLD_POLLS || self.printed.contains(&line.invocation_id);
+            // Order is kept: once a line waits, the lines after it wait too.
+            if ready && self.held.is_empty() {
+                step(
+                    "log",
+                    &format!(
+                        "{} {}",
+                        zerofn_types::printable(&line.stream),
+                        zerofn_types::printable(&line.line)
+                    ),
+                );
+            } else {
+                self.held.push((line, polls.saturating_add(1)));
+            }
         }
         self.log_cursor = lines.next;
     }
