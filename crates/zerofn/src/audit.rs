@@ -259,6 +259,7 @@ pub async fn verify(data_dir: &Path, args: VerifyArgs) -> Result<()> {
         .map(NoteVerifier::parse)
         .transpose()
         .context("--public-key")?;
+    let spinner = crate::progress::Spinner::start("verifying the audit log");
     let answer = if pinned.is_some() {
         None
     } else {
@@ -284,6 +285,7 @@ pub async fn verify(data_dir: &Path, args: VerifyArgs) -> Result<()> {
             Err(e) => return Err(e.into()),
         },
     };
+    drop(spinner);
     match verified {
         api_types::AuditVerify::Intact {
             ok: true,

@@ -15,6 +15,7 @@ mod layer;
 mod logs;
 mod operator;
 mod policy;
+mod progress;
 mod project;
 mod queue;
 mod scan;
@@ -1027,8 +1028,15 @@ async fn deploy(
     let (_, mut body) = admission::function_request(dir)?;
     body.allow_rollback = allow_rollback;
     let api = ApiClient::discover(data_dir)?;
+    let spinner = progress::Spinner::start(format!(
+        "deploying {} ({:.1} MiB: upload, admission, compiling)",
+        dir.display(),
+        body.component.len() as f64 * 0.75 / (1024.0 * 1024.0)
+    ));
     let body = serde_json::to_value(&body)?;
-    let v = match api.call(Method::POST, "/v1/deployments", Some(body)).await {
+    let answer = api.call(Method::POST, "/v1/deployments", Some(body)).await;
+    drop(spinner);
+    let v = match answer {
         Ok(v) => v,
         Err(e) => {
             admission::print_refusal_checks(&e);

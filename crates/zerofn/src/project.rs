@@ -169,7 +169,10 @@ pub fn read_manifest(dir: &Path) -> Result<(PathBuf, Manifest)> {
 pub fn build(args: BuildArgs) -> Result<()> {
     let (dir, manifest) = read_manifest(&args.dir)?;
     let project = Project::open(&dir, &manifest.component, args.wit.as_deref())?;
-    let built = project.build(args.force)?;
+    let spinner = crate::progress::Spinner::start(format!("building {}", dir.display()));
+    let built = project.build(args.force);
+    drop(spinner);
+    let built = built?;
     if args.json {
         println!(
             "{}",
