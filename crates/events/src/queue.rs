@@ -383,23 +383,8 @@ impl Queues {
         tenant: &TenantName,
         name: &str,
     ) -> Result<u64, EventsError> {
-        let record = |o| {
-            AuditRecord::new(actor, Action::QueueDelete, o)
-                .tenant(tenant.as_str())
-                .detail(serde_json::json!({ "queue": zerofn_types::excerpt(name).to_string() }))
-        };
-        let name = match QueueName::parse(name) {
-            Ok(n) => n,
-            Err(e) => return self.refused(record(Outcome::Deny), e).await,
-        };
-        if let Err(e) = self.store.queue_get(tenant, name.as_str()).await {
-            return self.refused(record(Outcome::Deny), e.into()).await;
-        }
-        self.audit.append(record(Outcome::Allow)).await?;
-        match self.store.queue_delete(tenant, name.as_str()).await {
-            Ok(n) => Ok(n),
-            Err(e) => self.refused(record(Outcome::Deny), e.into()).await,
-        }
+        self.empty_or_remove(actor, tenant, name, Removal::Delete)
+            .await
     }
 
     /// Publishes a batch: every message checked first (one bad message
@@ -559,8 +544,26 @@ impl Queues {
         tenant: &TenantName,
         name: &str,
     ) -> Result<u64, EventsError> {
+        self.empty_or_remove(actor, tenant, name, Removal::Purge)
+            .await
+    }
+
+    /// Deletes a queue or purges its messages: the name checked, the queue
+    /// required to exist, the operation audited (a refusal as a deny record
+    /// with the reason), then done in the store. Answers the messages removed.
+    async fn empty_or_remove(
+        &self,
+        actor: &str,
+        tenant: &TenantName,
+        name: &str,
+        removal: Removal,
+    ) -> Result<u64, EventsError> {
+        let action = match removal {
+            Removal::Delete => Action::QueueDelete,
+            Removal::Purge => Action::QueuePurge,
+        };
         let record = |o| {
-            AuditRecord::new(actor, Action::QueuePurge, o)
+            AuditRecord::new(actor, action, o)
                 .tenant(tenant.as_str())
                 .detail(serde_json::json!({ "queue": zerofn_types::excerpt(name).to_string() }))
         };
@@ -572,11 +575,22 @@ impl Queues {
             return self.refused(record(Outcome::Deny), e.into()).await;
         }
         self.audit.append(record(Outcome::Allow)).await?;
-        match self.store.queue_purge(tenant, name.as_str()).await {
+        let done = match removal {
+            Removal::Delete => self.store.queue_delete(tenant, name.as_str()).await,
+            Removal::Purge => self.store.queue_purge(tenant, name.as_str()).await,
+        };
+        match done {
             Ok(n) => Ok(n),
             Err(e) => self.refused(record(Outcome::Deny), e.into()).await,
         }
     }
+}
+
+/// What [`Queues::empty_or_remove`] does to a queue.
+#[derive(Clone, Copy)]
+enum Removal {
+    Delete,
+    Purge,
 }
 
 /// RFC 3339 text of a time in milliseconds.
