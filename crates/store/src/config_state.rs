@@ -112,6 +112,22 @@ pub enum ConfigOp {
     SetControlPolicy {
         policy: Option<String>,
     },
+    /// Zones `(name, document, tenants)` created or replaced, and zones deleted.
+    SetZones {
+        zones: Vec<(String, String, Vec<String>)>,
+        delete: Vec<String>,
+    },
+    /// A function admitted, compiled and checked by the server, as its next version.
+    PutDeployment {
+        row: Box<crate::DeploymentRow>,
+        version: crate::NewVersion,
+        /// Route overlap, as the server defines it (see [`crate::RouteOverlap`]).
+        overlaps: fn(&str, &str) -> bool,
+    },
+    DeleteDeployment {
+        tenant: String,
+        name: String,
+    },
 }
 
 fn serial_of(conn: &rusqlite::Connection) -> Result<u64, StoreError> {
@@ -255,7 +271,7 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: ConfigOp, now: &str) -> Result<(
                 params![row.tenant, row.name],
             )?;
             tx.execute(
-                "INSERT INTO jwt_issuers (tenant, name, issuer, audience, algorithms, leeway_secs, jwks, added_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO jwt_issuers (tenant, name, issuer, audience, algorithms, leeway_secs, jwks, added_at, require_jti) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     row.tenant,
                     row.name,
@@ -264,7 +280,8 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: ConfigOp, now: &str) -> Result<(
                     row.algorithms,
                     i64::try_from(row.leeway_secs).unwrap_or(i64::MAX),
                     row.jwks,
-                    now
+                    now,
+                    i64::from(row.require_jti)
                 ],
             )?;
         }
@@ -284,6 +301,20 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: ConfigOp, now: &str) -> Result<(
                 )?,
                 None => tx.execute("DELETE FROM tenant_policies WHERE tenant = ?1", [&tenant])?,
             };
+        }
+        ConfigOp::SetZones { zones, delete } => {
+            crate::zones::set_zones_tx(tx, zones, &delete, now)?;
+        }
+        ConfigOp::PutDeployment {
+            row,
+            version,
+            overlaps,
+        } => {
+            require_tenant(tx, &row.tenant)?;
+            crate::deployments::put_deployment_tx(tx, &row, &overlaps, &version)?;
+        }
+        ConfigOp::DeleteDeployment { tenant, name } => {
+            crate::deployments::delete_deployment_tx(tx, &tenant, &name)?;
         }
         ConfigOp::SetControlPolicy { policy } => {
             match policy {
@@ -394,5 +425,86 @@ mod tests {
             store.control_policy_blocking().unwrap().unwrap().policy,
             "p"
         );
+    }
+
+    #[tokio::test]
+    async fn zones_and_deployments_join_the_one_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create_tenant(&t("acme"), "t0").await.unwrap();
+        let s = store.config_serial().await.unwrap();
+        let eq: fn(&str, &str) -> bool = |a, b| a == b;
+        let put = |name: &str, route: &str| ConfigOp::PutDeployment {
+            row: Box::new(crate::deployments::tests::row(name, &[route])),
+            version: crate::deployments::tests::v(),
+            overlaps: eq,
+        };
+        let zone = ConfigOp::SetZones {
+            zones: vec![("pay".into(), "name = \"pay\"".into(), vec!["acme".into()])],
+            delete: Vec::new(),
+        };
+        let jwt = ConfigOp::PutJwtIssuer {
+            row: JwtIssuerRow {
+                tenant: "acme".into(),
+                name: "idp".into(),
+                issuer: "https://idp.example".into(),
+                audience: "api".into(),
+                algorithms: "ES256".into(),
+                leeway_secs: 30,
+                jwks: "{}".into(),
+                added_at: String::new(),
+                require_jti: true,
+            },
+        };
+        // The last function's route is the first's: the whole change rolls back,
+        // the zone, the issuer and the first function with it.
+        let e = store
+            .apply_config(
+                Some(s),
+                vec![zone.clone(), jwt.clone(), put("a", "/x"), put("b", "/x")],
+                "t1",
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::RouteTaken { .. }), "{e}");
+        assert!(store.zones().await.unwrap().is_empty());
+        assert!(store.jwt_issuers(None).await.unwrap().is_empty());
+        assert!(store.list_deployments().await.unwrap().is_empty());
+        assert_eq!(store.config_serial().await.unwrap(), s);
+        // Without the clash everything lands together, `require_jti` included.
+        let after = store
+            .apply_config(
+                Some(s),
+                vec![zone, jwt, put("a", "/x"), put("b", "/y")],
+                "t2",
+            )
+            .await
+            .unwrap();
+        assert!(after > s);
+        assert_eq!(store.zones().await.unwrap().len(), 1);
+        let issuers = store.jwt_issuers(None).await.unwrap();
+        assert!(issuers.len() == 1 && issuers[0].require_jti);
+        assert_eq!(store.list_deployments().await.unwrap().len(), 2);
+        // And a removal in one transaction with a failing step stays.
+        let s = store.config_serial().await.unwrap();
+        let e = store
+            .apply_config(
+                Some(s),
+                vec![
+                    ConfigOp::DeleteDeployment {
+                        tenant: "acme".into(),
+                        name: "a".into(),
+                    },
+                    ConfigOp::DeleteDeployment {
+                        tenant: "acme".into(),
+                        name: "nosuch".into(),
+                    },
+                ],
+                "t3",
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::NoSuchDeployment { .. }), "{e}");
+        assert_eq!(store.list_deployments().await.unwrap().len(), 2);
     }
 }

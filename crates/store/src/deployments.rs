@@ -92,61 +92,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         self.with_conn(move |conn| {
             let tx = crate::write_tx(conn)?;
-            {
-                let mut stmt = tx.prepare(
-                    "SELECT tenant, name, routes FROM deployments WHERE tenant = ?1 AND name != ?2",
-                )?;
-                let others = stmt.query_map(params![row.tenant, row.name], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
-                })?;
-                for other in others {
-                    let (tenant, name, routes) = other?;
-                    for theirs in decode_routes(&routes)? {
-                        if let Some(ours) = row.routes.iter().find(|ours| overlaps(ours, &theirs)) {
-                            return Err(StoreError::RouteTaken {
-                                route: ours.clone(),
-                                owner: format!("{tenant}/{name}"),
-                            });
-                        }
-                    }
-                }
-            }
-            let routes = encode_routes(&row.routes)?;
-            crate::layers::pin_layers(&tx, &row.tenant, &row.name, &row.layers)?;
-            let version = i64::try_from(row.version).map_err(|_| {
-                StoreError::Corrupt(format!("version {} does not fit the store", row.version))
-            })?;
-            // Rollback protection outlives the deployment: only ever raised (an allowed
-            // rollback deploys a lower version without lowering the highest).
-            tx.execute(
-                "INSERT INTO function_versions (tenant, name, highest, content_digest, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) \
-                 ON CONFLICT (tenant, name) DO UPDATE SET \
-                   highest = excluded.highest, content_digest = excluded.content_digest, updated_at = excluded.updated_at \
-                 WHERE excluded.highest >= function_versions.highest",
-                params![row.tenant, row.name, version, row.content_digest, row.deployed_at],
-            )?;
-            tx.execute(
-                "INSERT OR REPLACE INTO deployments \
-                 (tenant, name, digest, signer, manifest, routes, component, bundle, precompiled_sha256, deployed_at, composed_digest, version, manifest_bundle, content_digest) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9, ?10, ?11, ?12, ?13)",
-                params![
-                    row.tenant,
-                    row.name,
-                    row.digest,
-                    row.signer,
-                    row.manifest,
-                    routes,
-                    row.component,
-                    row.bundle,
-                    row.deployed_at,
-                    row.composed_digest,
-                    version,
-                    row.manifest_bundle,
-                    row.content_digest
-                ],
-            )?;
-            let number = crate::history::record_version(&tx, &row, &routes, &new_version)?;
+            let number = put_deployment_tx(&tx, &row, &*overlaps, &new_version)?;
             tx.commit()?;
             Ok(number)
         })
@@ -186,17 +132,7 @@ impl Store {
         let (tenant, name) = (tenant.to_string(), name.to_string());
         self.with_conn(move |conn| {
             let tx = crate::write_tx(conn)?;
-            let n = tx.execute(
-                "DELETE FROM deployments WHERE tenant = ?1 AND name = ?2",
-                params![tenant, name],
-            )?;
-            if n == 0 {
-                return Err(StoreError::NoSuchDeployment { tenant, name });
-            }
-            tx.execute(
-                "DELETE FROM deployment_layers WHERE tenant = ?1 AND name = ?2",
-                params![tenant, name],
-            )?;
+            delete_deployment_tx(&tx, &tenant, &name)?;
             tx.commit()?;
             Ok(())
         })
@@ -392,6 +328,105 @@ pub(crate) fn decode_routes(text: &str) -> Result<Vec<String>, StoreError> {
         return Ok(Vec::new());
     }
     Ok(text.split('\n').map(str::to_owned).collect())
+}
+
+/// [`Store::put_deployment`] inside a caller's transaction (also a step of
+/// [`Store::apply_config`]).
+pub(crate) fn put_deployment_tx(
+    tx: &rusqlite::Transaction<'_>,
+    row: &DeploymentRow,
+    overlaps: &dyn Fn(&str, &str) -> bool,
+    new_version: &crate::NewVersion,
+) -> Result<u64, StoreError> {
+    {
+        let mut stmt = tx.prepare(
+            "SELECT tenant, name, routes FROM deployments WHERE tenant = ?1 AND name != ?2",
+        )?;
+        let others = stmt.query_map(params![row.tenant, row.name], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        for other in others {
+            let (tenant, name, routes) = other?;
+            for theirs in decode_routes(&routes)? {
+                if let Some(ours) = row.routes.iter().find(|ours| overlaps(ours, &theirs)) {
+                    return Err(StoreError::RouteTaken {
+                        route: ours.clone(),
+                        owner: format!("{tenant}/{name}"),
+                    });
+                }
+            }
+        }
+    }
+    let routes = encode_routes(&row.routes)?;
+    crate::layers::pin_layers(tx, &row.tenant, &row.name, &row.layers)?;
+    let version = i64::try_from(row.version).map_err(|_| {
+        StoreError::Corrupt(format!("version {} does not fit the store", row.version))
+    })?;
+    // Rollback protection outlives the deployment: only ever raised (an allowed
+    // rollback deploys a lower version without lowering the highest).
+    tx.execute(
+            "INSERT INTO function_versions (tenant, name, highest, content_digest, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (tenant, name) DO UPDATE SET \
+               highest = excluded.highest, content_digest = excluded.content_digest, updated_at = excluded.updated_at \
+             WHERE excluded.highest >= function_versions.highest",
+            params![row.tenant, row.name, version, row.content_digest, row.deployed_at],
+        )?;
+    tx.execute(
+            "INSERT OR REPLACE INTO deployments \
+             (tenant, name, digest, signer, manifest, routes, component, bundle, precompiled_sha256, deployed_at, composed_digest, version, manifest_bundle, content_digest) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9, ?10, ?11, ?12, ?13)",
+            params![
+                row.tenant,
+                row.name,
+                row.digest,
+                row.signer,
+                row.manifest,
+                routes,
+                row.component,
+                row.bundle,
+                row.deployed_at,
+                row.composed_digest,
+                version,
+                row.manifest_bundle,
+                row.content_digest
+            ],
+        )?;
+    crate::history::record_version(tx, row, &routes, new_version)
+}
+
+/// [`Store::delete_deployment`] inside a caller's transaction (also a step of
+/// [`Store::apply_config`]).
+pub(crate) fn delete_deployment_tx(
+    tx: &rusqlite::Transaction<'_>,
+    tenant: &str,
+    name: &str,
+) -> Result<(), StoreError> {
+    let n = tx.execute(
+        "DELETE FROM deployments WHERE tenant = ?1 AND name = ?2",
+        params![tenant, name],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NoSuchDeployment {
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
+        });
+    }
+    tx.execute(
+        "DELETE FROM deployment_layers WHERE tenant = ?1 AND name = ?2",
+        params![tenant, name],
+    )?;
+    // A function deployed again later starts its schedules afresh: a `missed =
+    // "run-once"` must not catch up on runs from before it was removed.
+    tx.execute(
+        "DELETE FROM schedule_runs WHERE tenant = ?1 AND function = ?2",
+        params![tenant, name],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -78,27 +78,7 @@ impl Store {
         let now = now.to_owned();
         self.with_conn(move |conn| {
             let tx = crate::write_tx(conn)?;
-            // Deletions and the tenants of replaced zones go first, so a tenant moving
-            // between zones in one change does not meet its old row.
-            for name in delete.iter().chain(zones.iter().map(|(n, _, _)| n)) {
-                tx.execute("DELETE FROM zone_tenants WHERE zone = ?1", params![name])?;
-            }
-            for name in &delete {
-                tx.execute("DELETE FROM zones WHERE name = ?1", params![name])?;
-            }
-            for (name, document, tenants) in zones {
-                tx.execute(
-                    "INSERT INTO zones (name, document, updated_at) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (name) DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at",
-                    params![name, document, now],
-                )?;
-                for tenant in tenants {
-                    tx.execute(
-                        "INSERT INTO zone_tenants (tenant, zone) VALUES (?1, ?2)",
-                        params![tenant, name],
-                    )?;
-                }
-            }
+            set_zones_tx(&tx, zones, &delete, &now)?;
             tx.commit()?;
             Ok(())
         })
@@ -120,6 +100,38 @@ impl Store {
         })
         .await
     }
+}
+
+/// [`Store::set_zones`] inside a caller's transaction (also a step of
+/// [`Store::apply_config`]).
+pub(crate) fn set_zones_tx(
+    tx: &rusqlite::Transaction<'_>,
+    zones: Vec<(String, String, Vec<String>)>,
+    delete: &[String],
+    now: &str,
+) -> Result<(), StoreError> {
+    // Deletions and the tenants of replaced zones go first, so a tenant moving
+    // between zones in one change does not meet its old row.
+    for name in delete.iter().chain(zones.iter().map(|(n, _, _)| n)) {
+        tx.execute("DELETE FROM zone_tenants WHERE zone = ?1", params![name])?;
+    }
+    for name in delete {
+        tx.execute("DELETE FROM zones WHERE name = ?1", params![name])?;
+    }
+    for (name, document, tenants) in zones {
+        tx.execute(
+            "INSERT INTO zones (name, document, updated_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at",
+            params![name, document, now],
+        )?;
+        for tenant in tenants {
+            tx.execute(
+                "INSERT INTO zone_tenants (tenant, zone) VALUES (?1, ?2)",
+                params![tenant, name],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
