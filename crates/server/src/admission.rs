@@ -84,6 +84,53 @@ fn identity_id(kind: &str, san: &str, issuer: &str) -> String {
     hex::encode(h.finalize()).chars().take(16).collect()
 }
 
+/// Signers from their stored (or, for an apply, their desired) form.
+pub(crate) fn signers_of(
+    keys: &[String],
+    identities: &[TenantIdentityRow],
+) -> Result<TrustedSigners, ControlError> {
+    let keys = keys
+        .iter()
+        .map(|pem| PublicKey::from_pem(pem).map_err(ControlError::InvalidKey))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut keyless = Vec::new();
+    for row in identities {
+        let trusted_root = TrustedRoot::from_json(row.trusted_root.as_bytes())
+            .map_err(|e| ControlError::Internal(format!("stored trusted root: {e}")))?;
+        keyless.push(KeylessSigner {
+            identity: identity_of(row),
+            trusted_root: Arc::new(trusted_root),
+        });
+    }
+    Ok(TrustedSigners { keys, keyless })
+}
+
+/// Admission rules from their stored (or desired) parts.
+pub(crate) fn rules_of(
+    signers: TrustedSigners,
+    policy: Option<&str>,
+    severity_threshold: Option<&str>,
+    require_sbom: bool,
+) -> Result<AdmissionRules, ControlError> {
+    let policy = match policy {
+        Some(text) => PolicySet::parse(text),
+        None => PolicySet::default_admission(),
+    }
+    .map_err(|e| ControlError::Internal(format!("stored admission policy: {e}")))?;
+    let severity_threshold = match severity_threshold {
+        Some(name) => Some(parse_severity(name).ok_or_else(|| {
+            ControlError::Internal(format!("stored severity threshold `{name}`"))
+        })?),
+        None => None,
+    };
+    Ok(AdmissionRules {
+        signers,
+        policy,
+        severity_threshold,
+        require_sbom,
+    })
+}
+
 fn identity_of(row: &TenantIdentityRow) -> Identity {
     if row.kind == "regexp" {
         Identity::Regex {
@@ -104,46 +151,27 @@ impl ControlPlane {
         &self,
         tenant: &TenantName,
     ) -> Result<TrustedSigners, ControlError> {
-        let keys = self
+        let keys: Vec<String> = self
             .store()
             .tenant_keys(tenant)
             .await?
-            .iter()
-            .map(|k| PublicKey::from_pem(&k.public_key_pem).map_err(ControlError::InvalidKey))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut keyless = Vec::new();
-        for row in self.store().tenant_identities(tenant).await? {
-            let trusted_root = TrustedRoot::from_json(row.trusted_root.as_bytes())
-                .map_err(|e| ControlError::Internal(format!("stored trusted root: {e}")))?;
-            keyless.push(KeylessSigner {
-                identity: identity_of(&row),
-                trusted_root: Arc::new(trusted_root),
-            });
-        }
-        Ok(TrustedSigners { keys, keyless })
+            .into_iter()
+            .map(|k| k.public_key_pem)
+            .collect();
+        let identities = self.store().tenant_identities(tenant).await?;
+        signers_of(&keys, &identities)
     }
 
     /// The tenant's complete admission rules, parsed from the store.
     pub(crate) async fn rules(&self, tenant: &TenantName) -> Result<AdmissionRules, ControlError> {
         let signers = self.signers(tenant).await?;
         let settings = self.store().admission_settings(tenant).await?;
-        let policy = match settings.policy.as_deref() {
-            Some(text) => PolicySet::parse(text),
-            None => PolicySet::default_admission(),
-        }
-        .map_err(|e| ControlError::Internal(format!("stored admission policy: {e}")))?;
-        let severity_threshold = match settings.severity_threshold.as_deref() {
-            Some(name) => Some(parse_severity(name).ok_or_else(|| {
-                ControlError::Internal(format!("stored severity threshold `{name}`"))
-            })?),
-            None => None,
-        };
-        Ok(AdmissionRules {
+        rules_of(
             signers,
-            policy,
-            severity_threshold,
-            require_sbom: settings.require_sbom,
-        })
+            settings.policy.as_deref(),
+            settings.severity_threshold.as_deref(),
+            settings.require_sbom,
+        )
     }
 
     /// Runs the whole admission pipeline for `req` under its tenant's
@@ -153,10 +181,14 @@ impl ControlPlane {
         manifest: Manifest,
         req: DeployRequest,
         floor: Option<zerofn_admission::VersionFloor>,
+        rules: Option<AdmissionRules>,
     ) -> Result<Result<zerofn_admission::Admitted, zerofn_admission::Refused>, ControlError> {
         // A bundle that is not a bundle is a bad request, not a refusal.
         zerofn_admission::Bundle::from_json(&req.bundle)?;
-        let rules = self.rules(&manifest.tenant).await?;
+        let rules = match rules {
+            Some(rules) => rules,
+            None => self.rules(&manifest.tenant).await?,
+        };
         let vulndb = self.vulndb().current()?;
         let submission = Submission {
             manifest,
@@ -182,7 +214,7 @@ impl ControlPlane {
             manifest.name.as_str().to_owned(),
         );
         let floor = self.version_floor(&manifest).await?;
-        let (admitted, report) = match self.run_admission(manifest, req, floor).await? {
+        let (admitted, report) = match self.run_admission(manifest, req, floor, None).await? {
             Ok(admitted) if admitted.artifact.manifest().layers.is_empty() => {
                 (true, admitted.report)
             }
@@ -190,7 +222,7 @@ impl ControlPlane {
                 // Layers are composed, as at deploy, only once the function
                 // passed every other check.
                 let mut report = admitted.report;
-                let (passed, check) = match self.compose_layers(admitted.artifact).await {
+                let (passed, check) = match self.compose_layers(admitted.artifact, None).await {
                     Ok(composed) => (
                         true,
                         zerofn_admission::Check {

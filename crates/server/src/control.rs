@@ -23,6 +23,35 @@ use crate::clock::now;
 use crate::identity::Identities;
 use crate::layers::{compose_with_layers, describe_layers};
 
+/// What a deploy is checked against when it is not the platform in force: the state a
+/// configuration apply is about to make, so every function of an apply is admitted and
+/// checked before anything of the apply is stored. `None` fields mean "as in force".
+#[derive(Default)]
+pub(crate) struct DeployBasis {
+    /// The tenant's admission rules (signers, policy, thresholds).
+    pub(crate) rules: Option<zerofn_admission::AdmissionRules>,
+    /// The trust zones.
+    pub(crate) zones: Option<Arc<crate::zones::Zones>>,
+    /// Every tenant's route prefixes, `(prefix, tenant)`.
+    pub(crate) route_space: Option<Vec<(String, String)>>,
+    /// Every function, `(tenant, name, routes)`.
+    pub(crate) functions: Option<Vec<(String, String, Vec<String>)>>,
+}
+
+/// A deploy that passed every check, compiled, with nothing stored: its audit record,
+/// its row and version, and the function to put in force. Holds the function's lock,
+/// so no other change of the function runs between the checks and the effect.
+pub(crate) struct PreparedDeploy {
+    _lock: tokio::sync::OwnedMutexGuard<()>,
+    actor: String,
+    action: Action,
+    pub(crate) allowed: AuditRecord,
+    pub(crate) row: DeploymentRow,
+    pub(crate) version: NewVersion,
+    pub(crate) loaded: LoadedFunction,
+    response: DeployResponse,
+}
+
 /// What went wrong with a control-plane request. Mapped to HTTP statuses
 /// in one place (`api::status_of`).
 #[derive(Debug, thiserror::Error)]
@@ -570,7 +599,7 @@ impl ControlPlane {
             .await
     }
 
-    /// A deploy, recorded as `origin`.
+    /// A deploy, recorded as `origin`: every check, then the effect.
     async fn deploy_as(
         &self,
         actor: &str,
@@ -578,6 +607,24 @@ impl ControlPlane {
         authority: DeployAuthority,
         origin: VersionOrigin,
     ) -> Result<DeployResponse, ControlError> {
+        let prepared = self
+            .prepare_deploy(actor, req, authority, origin, &DeployBasis::default())
+            .await?;
+        self.commit_deploy(prepared).await
+    }
+
+    /// Every check of a deploy and the compiled function, with nothing stored and nothing
+    /// in force: admission, the zone, routes, policies, compilation. Refusals are audited
+    /// here. Checked against the platform in force, or against `basis` (the state a
+    /// configuration apply is about to make).
+    pub(crate) async fn prepare_deploy(
+        &self,
+        actor: &str,
+        req: DeployRequest,
+        authority: DeployAuthority,
+        origin: VersionOrigin,
+        basis: &DeployBasis,
+    ) -> Result<PreparedDeploy, ControlError> {
         let digest = Digest::of(&req.component);
         let action = match origin {
             VersionOrigin::Deploy => Action::Deploy,
@@ -593,7 +640,7 @@ impl ControlPlane {
             .function(manifest.name.as_str());
         // Held to the end: an undeploy of this function waits for the
         // deploy to be fully in place (row, SVID, route), or runs first.
-        let _function = self
+        let function_lock = self
             .function_locks
             .lock(&manifest.tenant, &manifest.name)
             .await;
@@ -628,7 +675,7 @@ impl ControlPlane {
         }
         // The tenant's zone is a ceiling over the manifest's grants: checked before the
         // (costlier) admission, so an entry outside it is named at once.
-        if let Err(e) = self.check_zone_deploy(&manifest) {
+        if let Err(e) = self.check_zone_deploy(&manifest, basis.zones.as_deref()) {
             return self.refused(record, e).await;
         }
         let floor = self.version_floor(&manifest).await?;
@@ -642,7 +689,10 @@ impl ControlPlane {
             .iter()
             .map(|a| (a.name.clone(), a.bytes.clone()))
             .collect();
-        let admitted = match self.run_admission(manifest, req, floor.clone()).await {
+        let admitted = match self
+            .run_admission(manifest, req, floor.clone(), basis.rules.clone())
+            .await
+        {
             Ok(Ok(admitted)) => admitted,
             Ok(Err(refused)) => {
                 let e = ControlError::Refused {
@@ -656,17 +706,19 @@ impl ControlPlane {
         if let Err(e) = self.check_zone_signer(
             admitted.artifact.manifest().tenant.as_str(),
             admitted.artifact.signer_identity(),
+            basis.zones.as_deref(),
         ) {
             return self.refused(record, e).await;
         }
         let admitted_by = admitted.permit.policies().to_vec();
         // Layers: composed only now that the function passed every check;
         // each pinned layer is verified again with the tenant's signers.
-        let artifact = match self.compose_layers(admitted.artifact).await {
+        let signers = basis.rules.as_ref().map(|r| r.signers.clone());
+        let artifact = match self.compose_layers(admitted.artifact, signers).await {
             Ok(artifact) => artifact,
             Err(e) => return self.refused(record, e).await,
         };
-        if let Err(e) = self.check_routes(artifact.manifest()).await {
+        if let Err(e) = self.check_routes(artifact.manifest(), basis).await {
             return self.refused(record, e).await;
         }
         // The function's compiled policies must join its tenant's set (a
@@ -737,15 +789,11 @@ impl ControlPlane {
         if let VersionOrigin::Rollback { to } = origin {
             reason = format!("rollback to version {to}; {reason}");
         }
-        self.audit
-            .append(
-                AuditRecord::new(actor, action, Outcome::Allow)
-                    .tenant(&tenant)
-                    .function(&name)
-                    .digest(signed_digest.clone())
-                    .reason(reason),
-            )
-            .await?;
+        let allowed = AuditRecord::new(actor, action, Outcome::Allow)
+            .tenant(&tenant)
+            .function(&name)
+            .digest(signed_digest.clone())
+            .reason(reason);
         let row = DeploymentRow {
             tenant: tenant.to_string(),
             name: name.to_string(),
@@ -762,13 +810,55 @@ impl ControlPlane {
             manifest_bundle: intent.bundle.clone(),
             content_digest: intent.content_digest.to_string(),
         };
-        let routes = row.routes.clone();
         let version = NewVersion {
             origin,
             actor: actor.to_owned(),
             attestations,
             keep: self.keep_versions,
         };
+        let response = DeployResponse {
+            spiffe_id: String::new(),
+            tenant: tenant.to_string(),
+            name: name.to_string(),
+            digest: signed_digest,
+            signer: signer_text(artifact.signer_identity()),
+            routes: row.routes.clone(),
+            admitted_by,
+            layers,
+            composed_digest,
+            version: intent.version,
+            number: 0,
+        };
+        Ok(PreparedDeploy {
+            _lock: function_lock,
+            actor: actor.to_owned(),
+            action,
+            allowed,
+            row,
+            version,
+            loaded,
+            response,
+        })
+    }
+
+    /// The effect of a prepared deploy: its audit record, the stored version, then the
+    /// function in force (identity, policies, route).
+    async fn commit_deploy(
+        &self,
+        prepared: PreparedDeploy,
+    ) -> Result<DeployResponse, ControlError> {
+        let PreparedDeploy {
+            _lock,
+            actor,
+            action,
+            allowed,
+            row,
+            version,
+            loaded,
+            mut response,
+        } = prepared;
+        self.audit.append(allowed).await?;
+        let (tenant, name, digest) = (row.tenant.clone(), row.name.clone(), row.digest.clone());
         let number = match self
             .store
             .put_deployment(row, Box::new(routes_overlap), version)
@@ -776,15 +866,30 @@ impl ControlPlane {
         {
             Ok(number) => number,
             Err(e) => {
-                let failed = AuditRecord::new(actor, action, Outcome::Error)
+                let failed = AuditRecord::new(&actor, action, Outcome::Error)
                     .tenant(&tenant)
                     .function(&name)
-                    .digest(signed_digest.clone())
+                    .digest(digest)
                     .reason(e.to_string());
                 self.audit.append(failed).await?;
                 return Err(e.into());
             }
         };
+        response.number = number;
+        response.spiffe_id = self.put_function_in_force(loaded).await?;
+        Ok(response)
+    }
+
+    /// A stored function's precompiled hash, identity, policies and route, in that order:
+    /// the function is invokable the moment its route is, so its invoke policy must
+    /// already be in force. Returns its SPIFFE ID.
+    pub(crate) async fn put_function_in_force(
+        &self,
+        loaded: LoadedFunction,
+    ) -> Result<String, ControlError> {
+        let m = loaded.artifact().manifest();
+        let (tenant, name) = (m.tenant.clone(), m.name.clone());
+        let signed_digest = loaded.artifact().signed_digest().to_string();
         self.store
             .set_precompiled_hash(&tenant, &name, &signed_digest, loaded.precompiled_sha256())
             .await?;
@@ -792,26 +897,12 @@ impl ControlPlane {
             .identities
             .ensure(&tenant, &name)
             .map_err(|e| ControlError::Internal(e.to_string()))?;
-        // Policies first: the function is invokable the moment its route
-        // is, so its invoke policy must already be in force.
         {
             let _change = self.policy_change.lock().await;
             self.refresh_policies(Some(loaded.artifact().manifest()), None)?;
             self.routes.install(loaded);
         }
-        Ok(DeployResponse {
-            spiffe_id: spiffe_id.to_string(),
-            tenant: tenant.to_string(),
-            name: name.to_string(),
-            digest: signed_digest,
-            signer: signer_text(artifact.signer_identity()),
-            routes,
-            admitted_by,
-            layers,
-            composed_digest,
-            version: intent.version,
-            number,
-        })
+        Ok(spiffe_id.to_string())
     }
 
     /// The highest signed manifest version recorded for the manifest's function.
@@ -838,15 +929,20 @@ impl ControlPlane {
 
     /// Composes an admitted function with the layers its manifest pins,
     /// each verified again with the tenant's signers (on the blocking pool).
+    /// `signers` are the tenant's stored ones unless given.
     pub(crate) async fn compose_layers(
         &self,
         artifact: AdmittedArtifact,
+        signers: Option<TrustedSigners>,
     ) -> Result<AdmittedArtifact, ControlError> {
         if artifact.manifest().layers.is_empty() {
             return Ok(artifact);
         }
         let rows = self.pinned_layer_rows(&artifact).await?;
-        let signers = self.signers(&artifact.manifest().tenant).await?;
+        let signers = match signers {
+            Some(signers) => signers,
+            None => self.signers(&artifact.manifest().tenant).await?,
+        };
         tokio::task::spawn_blocking(move || compose_with_layers(artifact, rows, &signers))
             .await
             .map_err(|e| ControlError::Internal(e.to_string()))?
@@ -882,6 +978,17 @@ impl ControlPlane {
                     .digest(digest),
             )
             .await?;
+        self.take_function_out_of_force(tenant, name).await?;
+        self.store.delete_deployment(tenant, name).await?;
+        Ok(())
+    }
+
+    /// A function's route, policies and identity out of force (its certificate revoked).
+    pub(crate) async fn take_function_out_of_force(
+        &self,
+        tenant: &TenantName,
+        name: &FunctionName,
+    ) -> Result<(), ControlError> {
         {
             let _change = self.policy_change.lock().await;
             self.routes.remove(tenant.as_str(), name.as_str());
@@ -892,8 +999,16 @@ impl ControlPlane {
                 .add_revoked_serial(&serial, not_after, &crate::clock::now())
                 .await?;
         }
-        self.store.delete_deployment(tenant, name).await?;
         Ok(())
+    }
+
+    /// Holds `tenant/name` against any other change of it (deploy, undeploy, rollback).
+    pub(crate) async fn lock_function(
+        &self,
+        tenant: &TenantName,
+        name: &FunctionName,
+    ) -> tokio::sync::OwnedMutexGuard<()> {
+        self.function_locks.lock(tenant, name).await
     }
 
     pub async fn list_functions(&self) -> Result<Vec<DeploymentSummary>, ControlError> {
@@ -988,13 +1103,28 @@ impl ControlPlane {
     /// The routes must lie in the tenant's route space and not overlap
     /// another function of the same tenant (other tenants' routes may
     /// overlap: each serves only its own space).
-    async fn check_routes(&self, manifest: &Manifest) -> Result<(), ControlError> {
-        self.check_route_ownership(manifest).await?;
-        for other in self.store.list_deployments().await? {
-            if other.tenant != manifest.tenant.as_str() || other.name == manifest.name.as_str() {
+    async fn check_routes(
+        &self,
+        manifest: &Manifest,
+        basis: &DeployBasis,
+    ) -> Result<(), ControlError> {
+        self.check_route_ownership(manifest, basis.route_space.clone())
+            .await?;
+        let others: Vec<(String, String, Vec<String>)> = match &basis.functions {
+            Some(functions) => functions.clone(),
+            None => self
+                .store
+                .list_deployments()
+                .await?
+                .into_iter()
+                .map(|d| (d.tenant, d.name, d.routes))
+                .collect(),
+        };
+        for (tenant, name, routes) in others {
+            if tenant != manifest.tenant.as_str() || name == manifest.name.as_str() {
                 continue;
             }
-            for theirs in &other.routes {
+            for theirs in &routes {
                 if let Some(ours) = manifest
                     .routes
                     .iter()
@@ -1002,7 +1132,7 @@ impl ControlPlane {
                 {
                     return Err(StoreError::RouteTaken {
                         route: ours.as_str().to_owned(),
-                        owner: format!("{}/{}", other.tenant, other.name),
+                        owner: format!("{tenant}/{name}"),
                     }
                     .into());
                 }
@@ -1108,7 +1238,7 @@ pub(crate) fn signer_text(identity: &zerofn_admission::SignerIdentity) -> String
 }
 
 /// Whether two route patterns can match the same path.
-fn routes_overlap(a: &str, b: &str) -> bool {
+pub(crate) fn routes_overlap(a: &str, b: &str) -> bool {
     match (Route::parse(a), Route::parse(b)) {
         (Ok(a), Ok(b)) => {
             // A prefix route `P/...` covers `P` itself, so comparing each

@@ -160,11 +160,17 @@ impl ControlPlane {
     /// Every route of the manifest must lie in its tenant's space: an exact
     /// route's path, a prefix route's base, owned by the tenant (longest
     /// assigned prefix).
+    /// `rows` are the stored prefixes `(prefix, tenant)` unless given.
     pub(crate) async fn check_route_ownership(
         &self,
         manifest: &Manifest,
+        rows: Option<Vec<(String, String)>>,
     ) -> Result<(), ControlError> {
-        let space = space_of(self.store().all_tenant_routes().await?);
+        let rows = match rows {
+            Some(rows) => rows,
+            None => self.store().all_tenant_routes().await?,
+        };
+        let space = space_of(rows);
         let tenant = manifest.tenant.as_str();
         for route in &manifest.routes {
             let owner = space.owner_of_route(route);

@@ -79,8 +79,38 @@ impl ZonesInForce {
             .map_err(|e| ControlError::Internal(format!("the stored zones do not load: {e}")))
     }
 
-    fn replace(&self, zones: Result<Arc<Zones>, String>) {
+    pub(crate) fn replace(&self, zones: Result<Arc<Zones>, String>) {
         *self.0.write().unwrap_or_else(PoisonError::into_inner) = zones;
+    }
+}
+
+/// What a zone change is checked against when it is not the platform in force: the
+/// tenants and functions a configuration apply is about to make.
+pub(crate) struct ZoneBasis {
+    pub(crate) tenants: Vec<String>,
+    pub(crate) manifests: Vec<Manifest>,
+}
+
+/// A zone change that passed every check, with nothing stored: the zones and policies
+/// to put in force, the rows to store, and the audit records of the change.
+pub(crate) struct PreparedZones {
+    pub(crate) built: Arc<Zones>,
+    pub(crate) policies: zerofn_policy::RuntimePolicies,
+    pub(crate) rows: Vec<(String, String, Vec<String>)>,
+    pub(crate) deleted: Vec<String>,
+    pub(crate) records: Vec<AuditRecord>,
+}
+
+impl PreparedZones {
+    /// The zones set, as the API shows them.
+    fn answer(&self) -> Vec<serde_json::Value> {
+        self.rows
+            .iter()
+            .filter_map(|(name, _, _)| {
+                let name = ZoneName::parse(name).ok()?;
+                self.built.set.get(&name).map(Zone::to_json)
+            })
+            .collect()
     }
 }
 
@@ -160,6 +190,40 @@ impl ControlPlane {
         documents: &[String],
         replace_all: bool,
     ) -> Result<Vec<serde_json::Value>, ControlError> {
+        let _change = self.policy_change().lock().await;
+        let prepared = self
+            .prepare_zones(actor, documents, replace_all, None)
+            .await?;
+        let answer = prepared.answer();
+        let PreparedZones {
+            built,
+            policies,
+            rows,
+            deleted,
+            records,
+        } = prepared;
+        for record in records {
+            self.audit().append(record).await?;
+        }
+        self.store()
+            .set_zones(rows, deleted, &crate::clock::now())
+            .await?;
+        self.zones_in_force().replace(Ok(built));
+        self.policies().replace(policies);
+        Ok(answer)
+    }
+
+    /// Every check of [`ControlPlane::set_zones`], with nothing stored: the zones to store
+    /// and put in force, and their audit records. Refusals are audited here. Checked
+    /// against the platform in force, or against `basis` (the tenants and functions a
+    /// configuration apply is about to make).
+    pub(crate) async fn prepare_zones(
+        &self,
+        actor: &str,
+        documents: &[String],
+        replace_all: bool,
+        basis: Option<&ZoneBasis>,
+    ) -> Result<PreparedZones, ControlError> {
         let record = |outcome, zones: &[String]| {
             AuditRecord::new(actor, Action::ZoneSet, outcome)
                 .detail(serde_json::json!({ "zones": zones }))
@@ -193,7 +257,6 @@ impl ControlPlane {
             zone: zone.name.to_string(),
             problem,
         };
-        let _change = self.policy_change().lock().await;
         // Stored zones that no longer load deny every runtime request; replacing the
         // whole set is the way out, so it starts from nothing instead of refusing.
         let current = match self.zones_in_force().current() {
@@ -201,12 +264,21 @@ impl ControlPlane {
             Err(_) if replace_all => Arc::new(Zones::default()),
             Err(e) => return Err(e),
         };
-        let tenants = self.store().list_tenants().await?;
+        let tenants: Vec<String> = match basis {
+            Some(b) => b.tenants.clone(),
+            None => self
+                .store()
+                .list_tenants()
+                .await?
+                .into_iter()
+                .map(|r| r.name)
+                .collect(),
+        };
         for zone in &zones {
             if let Some(unknown) = zone
                 .tenants
                 .iter()
-                .find(|t| !tenants.iter().any(|r| r.name == t.as_str()))
+                .find(|t| !tenants.iter().any(|r| r == t.as_str()))
             {
                 let e = refuse(
                     zone,
@@ -232,7 +304,7 @@ impl ControlPlane {
             Err(e) => return self.refused(record(Outcome::Deny, &names), e.into()).await,
         };
         for zone in &zones {
-            if let Some(problem) = self.egress_outside(&set, zone) {
+            if let Some(problem) = self.egress_outside(&set, zone, basis) {
                 return self
                     .refused(record(Outcome::Deny, &names), refuse(zone, problem))
                     .await;
@@ -262,9 +334,9 @@ impl ControlPlane {
             Ok(b) => b,
             Err(e) => return self.refused(record(Outcome::Deny, &names), e).await,
         };
+        let mut records = Vec::new();
         for zone in &zones {
-            self.audit()
-                .append(
+            records.push(
                     AuditRecord::new(actor, Action::ZoneSet, Outcome::Allow)
                         .detail(serde_json::json!({ "zone": zone.name.as_str() }))
                         .reason(format!(
@@ -276,17 +348,14 @@ impl ControlPlane {
                             zone.egress.len(),
                             zone.signers.len(),
                         )),
-                )
-                .await?;
+            );
         }
         for name in &deleted {
-            self.audit()
-                .append(
-                    AuditRecord::new(actor, Action::ZoneDelete, Outcome::Allow)
-                        .detail(serde_json::json!({ "zone": name }))
-                        .reason(format!("zone {name} deleted: not among the zones applied")),
-                )
-                .await?;
+            records.push(
+                AuditRecord::new(actor, Action::ZoneDelete, Outcome::Allow)
+                    .detail(serde_json::json!({ "zone": name }))
+                    .reason(format!("zone {name} deleted: not among the zones applied")),
+            );
         }
         let rows = zones
             .iter()
@@ -299,10 +368,13 @@ impl ControlPlane {
                 )
             })
             .collect();
-        self.store().set_zones(rows, deleted, &now).await?;
-        self.zones_in_force().replace(Ok(Arc::new(built_zones)));
-        self.policies().replace(built);
-        Ok(zones.iter().map(Zone::to_json).collect())
+        Ok(PreparedZones {
+            built: Arc::new(built_zones),
+            policies: built,
+            rows,
+            deleted,
+            records,
+        })
     }
 
     /// Delete a zone: refused while another zone names it in `calls` or `called_from`.
@@ -410,11 +482,19 @@ impl ControlPlane {
 
     /// The served functions of `zone`'s tenants whose `[egress]` entries `zone`'s
     /// ceiling in `set` does not cover, as one message; `None` when all fit.
-    fn egress_outside(&self, set: &ZoneSet, zone: &Zone) -> Option<String> {
+    fn egress_outside(
+        &self,
+        set: &ZoneSet,
+        zone: &Zone,
+        basis: Option<&ZoneBasis>,
+    ) -> Option<String> {
         let table = self.routes().snapshot();
+        let manifests: Vec<&Manifest> = match basis {
+            Some(b) => b.manifests.iter().collect(),
+            None => table.functions().map(|f| f.artifact().manifest()).collect(),
+        };
         let mut outside = Vec::new();
-        for f in table.functions() {
-            let m = f.artifact().manifest();
+        for m in manifests {
             if set
                 .zone_of(m.tenant.as_str())
                 .is_none_or(|z| z.name != zone.name)
@@ -435,8 +515,20 @@ impl ControlPlane {
     }
 
     /// A deploy's `[egress]` entries must lie within its tenant's zone's ceiling.
-    pub(crate) fn check_zone_deploy(&self, manifest: &Manifest) -> Result<(), ControlError> {
-        let current = self.zones_in_force().current()?;
+    /// Against `zones` when given (an apply's), else the zones in force.
+    pub(crate) fn check_zone_deploy(
+        &self,
+        manifest: &Manifest,
+        zones: Option<&Zones>,
+    ) -> Result<(), ControlError> {
+        let in_force;
+        let current = match zones {
+            Some(z) => z,
+            None => {
+                in_force = self.zones_in_force().current()?;
+                &*in_force
+            }
+        };
         let Some(zone) = current.set.zone_of(manifest.tenant.as_str()) else {
             return Ok(());
         };
@@ -462,8 +554,16 @@ impl ControlPlane {
         &self,
         tenant: &str,
         identity: &SignerIdentity,
+        zones: Option<&Zones>,
     ) -> Result<(), ControlError> {
-        let current = self.zones_in_force().current()?;
+        let in_force;
+        let current = match zones {
+            Some(z) => z,
+            None => {
+                in_force = self.zones_in_force().current()?;
+                &*in_force
+            }
+        };
         let Some(zone) = current.set.zone_of(tenant) else {
             return Ok(());
         };

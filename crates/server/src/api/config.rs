@@ -3,16 +3,15 @@
 //! directory (`POST /v1/config/apply`, `zerofn apply`).
 //!
 //! An apply validates the whole directory (the `zerofn-config` loader, then every value
-//! again with the checks of the route that would otherwise set it), checks its function
-//! changes (the operator's `deploy` grant, admission where it can run before), records one
-//! audit record per change (operator, directory digest, Git commit) before anything
-//! changes, writes every configuration change in one store transaction at the planned
-//! serial, puts the stored state in force (route space, runtime policies, limits, JWT
-//! issuers, control policy), then sets the directory's trust zones as the whole set through
-//! [`crate::control::ControlPlane::set_zones`] (its own checks, audit and transaction, right
-//! after the configuration's: a refused zone set fails the apply with the reason, the
-//! configuration before it stays applied), and then deploys or undeploys each function
-//! through the normal deploy path. A refusal before the transaction changes nothing.
+//! again with the checks of the route that would otherwise set it), checks the zones
+//! ([`crate::control::ControlPlane::prepare_zones`]) and every function change
+//! ([`crate::control::ControlPlane::prepare_deploy`]: the operator's grants, admission,
+//! zone, routes, policies, compilation) against the state the apply makes, records the
+//! audit records (one `config.apply` per change with operator, directory digest and Git
+//! commit; each zone's and function's own) before anything changes, writes everything
+//! (configuration, zones, deployments) in one store transaction at the planned serial, and
+//! then puts the stored state in force. Any refusal before the transaction, and any error
+//! in it, changes nothing.
 //!
 //! # Trust
 //! Trusts nothing in the request: file paths and sizes are bounded by `ConfigFiles`, every
@@ -168,8 +167,63 @@ impl Api {
         let changes = diff(&state.config, &desired);
         let (applied, not_applied): (Vec<Change>, Vec<Change>) =
             changes.into_iter().partition(|c| c.manual.is_none());
+        let ops = match self.ops_for(&state.config, &desired).await {
+            Ok(ops) => ops,
+            Err(e) => {
+                return self
+                    .config_refused(record(Outcome::Deny).reason(origin.clone()), e)
+                    .await
+            }
+        };
+        // Zones and functions are checked against the state this apply makes (its
+        // tenants, rules, routes, zones and functions), before anything is stored.
+        let ran_zones = applied.iter().any(|c| c.object.starts_with("zone "));
+        let zones = if ran_zones {
+            let documents: Vec<String> = desired.zones.values().cloned().collect();
+            let basis = match zone_basis(&state.config, &desired) {
+                Ok(b) => b,
+                Err(e) => {
+                    return self
+                        .config_refused(record(Outcome::Deny).reason(origin.clone()), e)
+                        .await
+                }
+            };
+            match self
+                .control
+                .prepare_zones(actor, &documents, true, Some(&basis))
+                .await
+            {
+                Ok(z) => Some(z),
+                Err(e) => {
+                    let e = match e {
+                        ControlError::ZoneConflict { zone, problem } => {
+                            ControlError::ZoneConflict {
+                                zone,
+                                problem: format!("{problem}; nothing was changed"),
+                            }
+                        }
+                        other => ControlError::BadRequest(format!(
+                            "zones refused: {other}; nothing was changed"
+                        )),
+                    };
+                    return self
+                        .config_refused(record(Outcome::Deny).reason(origin.clone()), e)
+                        .await;
+                }
+            }
+        } else {
+            None
+        };
         let functions = match self
-            .function_steps(&files, &state.config, &desired, &applied, may)
+            .prepare_functions(
+                actor,
+                &files,
+                &state.config,
+                &desired,
+                &applied,
+                may,
+                zones.as_ref().map(|z| z.built.clone()),
+            )
             .await
         {
             Ok(f) => f,
@@ -179,15 +233,8 @@ impl Api {
                     .await
             }
         };
-        let ops = match self.ops_for(&state.config, &desired).await {
-            Ok(ops) => ops,
-            Err(e) => {
-                return self
-                    .config_refused(record(Outcome::Deny).reason(origin.clone()), e)
-                    .await
-            }
-        };
-        // Audit before effect: one record per change, then the transaction.
+        // Audit before effect: one record per change (and the zone and function records
+        // of their own paths), then the one transaction.
         for change in &applied {
             let mut r = record(Outcome::Allow).reason(format!(
                 "{} {}: {}; {origin}; serial {}",
@@ -200,6 +247,62 @@ impl Api {
                 r = r.tenant(t);
             }
             self.audit.append(r).await?;
+        }
+        let mut ops = ops;
+        let mut zones_in_force = None;
+        if let Some(z) = zones {
+            let crate::zones::PreparedZones {
+                built,
+                policies: _,
+                rows,
+                deleted,
+                records,
+            } = z;
+            for r in records {
+                self.audit.append(r).await?;
+            }
+            ops.push(ConfigOp::SetZones {
+                zones: rows,
+                delete: deleted,
+            });
+            zones_in_force = Some(built);
+        }
+        let mut to_serve = Vec::new();
+        let mut to_remove = Vec::new();
+        for step in functions {
+            match step {
+                FunctionStep::Undeploy {
+                    tenant,
+                    name,
+                    digest,
+                    lock,
+                } => {
+                    self.audit
+                        .append(
+                            AuditRecord::new(actor, Action::Undeploy, Outcome::Allow)
+                                .tenant(&tenant)
+                                .function(&name)
+                                .digest(digest)
+                                .reason(origin.clone()),
+                        )
+                        .await?;
+                    ops.push(ConfigOp::DeleteDeployment {
+                        tenant: tenant.to_string(),
+                        name: name.to_string(),
+                    });
+                    to_remove.push((tenant, name, lock));
+                }
+                FunctionStep::Deploy(prepared) => {
+                    let prepared = *prepared;
+                    self.audit.append(prepared.allowed.clone()).await?;
+                    ops.push(ConfigOp::PutDeployment {
+                        row: Box::new(prepared.row.clone()),
+                        version: prepared.version.clone(),
+                        overlaps: crate::control::routes_overlap,
+                    });
+                    to_serve.push(prepared);
+                }
+            }
         }
         let serial_after = if ops.is_empty() {
             state.serial
@@ -214,73 +317,41 @@ impl Api {
                 Err(e) => {
                     return self
                         .config_refused(
-                            record(Outcome::Deny).reason(format!("{origin}; nothing was changed")),
+                            record(Outcome::Error).reason(format!("{origin}; nothing was changed")),
                             e.into(),
                         )
                         .await
                 }
             }
         };
-        self.put_in_force(&state.config, &desired).await?;
-        // Zones next, as the whole set, through the zone path (all its checks, its audit
-        // records, its own store transaction): after the configuration transaction, since
-        // a zone may group a tenant this apply creates. A refusal fails the apply, naming
-        // the reason; the configuration before it stays applied.
-        let ran_zones = applied.iter().any(|c| c.object.starts_with("zone "));
-        if ran_zones {
-            let documents: Vec<String> = desired.zones.values().cloned().collect();
-            if let Err(e) = self.control.set_zones(actor, &documents, true).await {
-                let applied_note = format!(
-                    "the zones were not changed; the rest of the directory was applied \
-                     (serial {serial_after})"
-                );
-                let e = match e {
-                    ControlError::ZoneConflict { zone, problem } => ControlError::ZoneConflict {
-                        zone,
-                        problem: format!("{problem}; {applied_note}"),
-                    },
-                    other => {
-                        ControlError::BadRequest(format!("zones refused: {other}; {applied_note}"))
-                    }
-                };
-                return self
-                    .config_refused(record(Outcome::Deny).reason(origin.clone()), e)
-                    .await;
-            }
-        }
-        // Functions last, each through the normal deploy path (admission, audit, store,
-        // routes), with the tenant rules just put in force.
+        // In force, in the order the pieces depend on each other: the zones (policies are
+        // built with them), the tenants' rules and policies, functions taken out, then
+        // functions served. A step that fails here is reported in `failed`; the stored
+        // state is complete and is what the next start serves.
         let mut failed = Vec::new();
-        let ran_functions = !functions.is_empty();
-        for step in functions {
-            let (id, result) = match step {
-                FunctionStep::Deploy { id, req, grant } => (
-                    id,
-                    self.control
-                        .deploy(
-                            actor,
-                            req,
-                            crate::control::DeployAuthority {
-                                grant,
-                                rollback: false,
-                            },
-                        )
-                        .await
-                        .map(drop),
-                ),
-                FunctionStep::Undeploy { id, tenant, name } => {
-                    (id, self.control.undeploy(actor, &tenant, &name).await)
-                }
-            };
-            if let Err(e) = result {
-                failed.push(format!("{id}: {e}"));
+        if let Some(built) = zones_in_force {
+            self.control.zones_in_force().replace(Ok(built));
+        }
+        self.put_in_force(&state.config, &desired).await?;
+        for (tenant, name, _lock) in to_remove {
+            if let Err(e) = self
+                .control
+                .take_function_out_of_force(&tenant, &name)
+                .await
+            {
+                failed.push(format!("function {tenant}/{name}: {e}"));
             }
         }
-        let serial_after = if ran_functions || ran_zones {
-            self.control.store().config_serial().await?
-        } else {
-            serial_after
-        };
+        for prepared in to_serve {
+            let id = format!("{}/{}", prepared.row.tenant, prepared.row.name);
+            if let Err(e) = self.control.put_function_in_force(prepared.loaded).await {
+                failed.push(format!("function {id}: {e}"));
+            }
+        }
+        {
+            let _change = self.control.policy_change().lock().await;
+            self.control.refresh_policies(None, None)?;
+        }
         Ok(ApplyResult {
             serial_before: state.serial,
             serial_after,
@@ -292,19 +363,22 @@ impl Api {
         })
     }
 
-    /// What to do for each function change, decided and checked before anything changes:
-    /// the operator must be allowed `deploy` on the function's tenant; a new or changed
-    /// function whose tenant's signing and admission rules this apply leaves as they are is
-    /// run through admission now (nothing stored), so a function that would be refused
-    /// refuses the whole apply. When the rules change too, admission can only run after
-    /// them (its result is then in `failed`).
-    async fn function_steps(
+    /// Every function change of the apply, checked and prepared before anything changes:
+    /// the operator must be allowed `deploy` on the function's tenant (and
+    /// `permissions.grant` to widen its grants, as `zerofn deploy` would); each new or
+    /// changed function goes through the whole deploy path (admission under the tenant's
+    /// rules as the directory sets them, zone, routes, policies, compilation) with nothing
+    /// stored. Any refusal refuses the whole apply.
+    #[allow(clippy::too_many_arguments)]
+    async fn prepare_functions(
         &self,
+        actor: &str,
         files: &ConfigFiles,
         current: &PlatformConfig,
         desired: &PlatformConfig,
         applied: &[Change],
         may: &(dyn Fn(zerofn_policy::ControlAction, &str) -> bool + Sync),
+        zones: Option<std::sync::Arc<crate::zones::Zones>>,
     ) -> Result<Vec<FunctionStep>, ControlError> {
         use zerofn_policy::ControlAction;
         let ids: Vec<(&str, ChangeKind)> = applied
@@ -316,6 +390,17 @@ impl Api {
         }
         let mut sources = zerofn_config::function_files(files)
             .map_err(|e| ControlError::BadRequest(format!("invalid configuration: {e}")))?;
+        let route_space = route_space_after(current, desired)?;
+        let functions: Vec<(String, String, Vec<String>)> = manifests_after(current, desired)?
+            .into_iter()
+            .map(|m| {
+                (
+                    m.tenant.to_string(),
+                    m.name.to_string(),
+                    m.routes.iter().map(|r| r.as_str().to_owned()).collect(),
+                )
+            })
+            .collect();
         let mut steps = Vec::new();
         for (id, kind) in ids {
             let Some((tenant, name)) = id.split_once('/') else {
@@ -328,12 +413,21 @@ impl Api {
                     what: format!("applying function `{id}`"),
                 });
             }
+            let tn = tenant_name(tenant)?;
+            let fname = FunctionName::parse(name)
+                .map_err(|e| ControlError::BadRequest(format!("function `{id}`: {e}")))?;
             if kind == ChangeKind::Remove {
+                let lock = self.control.lock_function(&tn, &fname).await;
+                let Some(digest) = self.control.store().deployed_digest(&tn, &fname).await? else {
+                    return Err(ControlError::BadRequest(format!(
+                        "function `{id}` is no longer deployed; plan again; nothing was changed"
+                    )));
+                };
                 steps.push(FunctionStep::Undeploy {
-                    id: id.to_owned(),
-                    tenant: tenant_name(tenant)?,
-                    name: FunctionName::parse(name)
-                        .map_err(|e| ControlError::BadRequest(e.to_string()))?,
+                    tenant: tn,
+                    name: fname,
+                    digest,
+                    lock,
                 });
                 continue;
             }
@@ -351,35 +445,35 @@ impl Api {
                     .collect(),
                 allow_rollback: None,
             };
-            let rules_unchanged = match (current.tenants.get(tenant), desired.tenants.get(tenant)) {
-                (Some(c), Some(d)) => {
-                    c.keys == d.keys && c.identities == d.identities && c.admission == d.admission
-                }
-                _ => false,
+            let rules = match desired.tenants.get(tenant) {
+                Some(t) => Some(rules_from_config(t)?),
+                None => None,
             };
-            if rules_unchanged {
-                let explained = self
-                    .control
-                    .explain(super::deploy_request(deploy.clone())?)
-                    .await?;
-                if !explained.admitted {
-                    let failed: Vec<String> = explained
-                        .checks
-                        .iter()
-                        .filter(|c| c.result == "fail")
-                        .map(|c| format!("{}: {}", c.check, c.detail))
-                        .collect();
-                    return Err(ControlError::BadRequest(format!(
-                        "function `{id}` would be refused by admission ({}); nothing was changed",
-                        failed.join("; ")
-                    )));
-                }
-            }
-            steps.push(FunctionStep::Deploy {
-                id: id.to_owned(),
-                req: super::deploy_request(deploy)?,
-                grant: may(ControlAction::PermissionsGrant, tenant),
-            });
+            let basis = crate::control::DeployBasis {
+                rules,
+                zones: zones.clone(),
+                route_space: Some(route_space.clone()),
+                functions: Some(functions.clone()),
+            };
+            let prepared = self
+                .control
+                .prepare_deploy(
+                    actor,
+                    super::deploy_request(deploy)?,
+                    crate::control::DeployAuthority {
+                        grant: may(ControlAction::PermissionsGrant, tenant),
+                        rollback: false,
+                    },
+                    zerofn_store::VersionOrigin::Deploy,
+                    &basis,
+                )
+                .await
+                .map_err(|e| {
+                    ControlError::BadRequest(format!(
+                        "function `{id}` would be refused: {e}; nothing was changed"
+                    ))
+                })?;
+            steps.push(FunctionStep::Deploy(Box::new(prepared)));
         }
         Ok(steps)
     }
@@ -693,18 +787,98 @@ impl Api {
     }
 }
 
-/// One function change of an apply.
+/// One function change of an apply, checked and ready.
 enum FunctionStep {
-    Deploy {
-        id: String,
-        req: crate::control::DeployRequest,
-        grant: bool,
-    },
+    Deploy(Box<crate::control::PreparedDeploy>),
     Undeploy {
-        id: String,
         tenant: TenantName,
         name: FunctionName,
+        digest: String,
+        /// Held until the function is out of force.
+        lock: tokio::sync::OwnedMutexGuard<()>,
     },
+}
+
+/// A tenant's admission rules as the directory sets them.
+fn rules_from_config(t: &TenantConfig) -> Result<zerofn_admission::AdmissionRules, ControlError> {
+    let keys: Vec<String> = t.keys.values().cloned().collect();
+    let identities: Vec<TenantIdentityRow> = t
+        .identities
+        .iter()
+        .map(|(id, i)| TenantIdentityRow {
+            id: id.clone(),
+            kind: i.kind.clone(),
+            san: i.san.clone(),
+            issuer: i.issuer.clone(),
+            trusted_root: i.trusted_root.clone(),
+            added_at: String::new(),
+        })
+        .collect();
+    let signers = crate::admission::signers_of(&keys, &identities)?;
+    crate::admission::rules_of(
+        signers,
+        t.admission.policy.as_deref(),
+        t.admission.severity_threshold.as_deref(),
+        t.admission.require_sbom,
+    )
+}
+
+/// The tenants after the apply: the directory's, and the platform's it does not name
+/// (`apply` does not delete tenants).
+fn tenants_after<'a>(
+    current: &'a PlatformConfig,
+    desired: &'a PlatformConfig,
+) -> impl Iterator<Item = (&'a String, &'a TenantConfig)> {
+    desired.tenants.iter().chain(
+        current
+            .tenants
+            .iter()
+            .filter(|(name, _)| !desired.tenants.contains_key(*name)),
+    )
+}
+
+/// Every tenant's route prefixes after the apply, `(prefix, tenant)`.
+fn route_space_after(
+    current: &PlatformConfig,
+    desired: &PlatformConfig,
+) -> Result<Vec<(String, String)>, ControlError> {
+    let mut rows = Vec::new();
+    for (name, t) in tenants_after(current, desired) {
+        for prefix in crate::route_space::parse_prefixes(&t.routes)? {
+            rows.push((prefix, name.clone()));
+        }
+    }
+    Ok(rows)
+}
+
+/// Every function's manifest after the apply.
+fn manifests_after(
+    current: &PlatformConfig,
+    desired: &PlatformConfig,
+) -> Result<Vec<zerofn_admission::Manifest>, ControlError> {
+    let mut out = Vec::new();
+    for (tenant, t) in tenants_after(current, desired) {
+        for (name, f) in &t.functions {
+            let m = zerofn_admission::Manifest::from_toml(&f.manifest).map_err(|e| {
+                ControlError::BadRequest(format!("function `{tenant}/{name}`: {e}"))
+            })?;
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
+/// What the apply's zones are checked against: its tenants and functions.
+fn zone_basis(
+    current: &PlatformConfig,
+    desired: &PlatformConfig,
+) -> Result<crate::zones::ZoneBasis, ControlError> {
+    Ok(crate::zones::ZoneBasis {
+        tenants: tenants_after(current, desired)
+            .map(|(n, _)| n.clone())
+            .collect(),
+        manifests: manifests_after(current, desired)?,
+    })
 }
 
 fn kind_word(kind: ChangeKind) -> &'static str {

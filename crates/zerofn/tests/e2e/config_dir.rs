@@ -370,7 +370,9 @@ fn zones_in_the_directory_apply_drift_and_export() {
     assert!(!policy.contains("acme-public"), "{policy}");
 
     // A zone change the platform refuses (its ceiling would leave `fetch`'s egress
-    // outside) fails the apply with the reason; the zones stay as they were.
+    // outside) fails the apply with the reason; nothing of the apply changes, the
+    // runtime policy beside it included (one transaction).
+    write(&again, "tenants/acme/policies/public.cedar", RUNTIME);
     write(
         &again,
         "zones/platform.toml",
@@ -383,13 +385,13 @@ fn zones_in_the_directory_apply_drift_and_export() {
     );
     let err = fails(s.platform.cli(&["apply", a]));
     assert!(
-        err.contains("zone")
-            && err.contains("acme/fetch")
-            && err.contains("zones were not changed"),
+        err.contains("zone") && err.contains("acme/fetch") && err.contains("nothing was changed"),
         "{err}"
     );
     let shown = ok(s.platform.cli(&["zone", "show", "payments"]));
     assert!(shown.contains("api.stripe.com"), "{shown}");
+    let policy = ok(s.platform.cli(&["policy", "show", "acme"]));
+    assert!(!policy.contains("acme-public"), "{policy}");
 
     // Removing a zone file removes the zone on apply.
     std::fs::remove_file(again.join("zones/platform.toml")).unwrap();
@@ -405,4 +407,64 @@ fn zones_in_the_directory_apply_drift_and_export() {
     let zones = ok(s.platform.cli(&["zone", "list"]));
     assert!(!zones.contains("platform"), "{zones}");
     assert_eq!(code(&s.platform.cli(&["drift", a])), Some(0));
+}
+
+#[test]
+fn a_function_and_the_zone_that_bounds_it_apply_together_or_not_at_all() {
+    let s = Setup::new();
+    s.deploy(
+        "fetch",
+        "hello-c",
+        &["/fetch"],
+        "[egress]\nallow = [\"https://api.stripe.com/v1/charges\"]\n",
+    );
+    let dir = s.root().join("config");
+    let d = dir.to_str().unwrap();
+    ok(s.platform.cli(&["export", d]));
+    ok(s.platform.cli(&["undeploy", "acme", "fetch"]));
+    assert_eq!(s.platform.get("/fetch").status, 404);
+    // The directory brings the function back, a zone whose ceiling does not cover its
+    // egress, and a runtime policy: refused whole, naming the function.
+    write(
+        &dir,
+        "zones/payments.toml",
+        "name = \"payments\"\ntenants = [\"acme\"]\negress = [\"https://api.example.com\"]\n",
+    );
+    write(&dir, "tenants/acme/policies/public.cedar", RUNTIME);
+    let before = serial(&s, &dir);
+    let err = fails(s.platform.cli(&["apply", d]));
+    assert!(
+        err.contains("acme/fetch") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(serial(&s, &dir), before);
+    assert_eq!(s.platform.get("/fetch").status, 404);
+    let zones = ok(s.platform.cli(&["zone", "list"]));
+    assert!(!zones.contains("payments"), "{zones}");
+    let policy = ok(s.platform.cli(&["policy", "show", "acme"]));
+    assert!(!policy.contains("acme-public"), "{policy}");
+    // With the ceiling covering it, the zone, the policy and the function land in one
+    // transaction (one serial step per stored row, one apply), and nothing drifts.
+    write(
+        &dir,
+        "zones/payments.toml",
+        "name = \"payments\"\ntenants = [\"acme\"]\negress = [\"https://api.stripe.com\"]\n",
+    );
+    ok(s.platform.cli(&["apply", d]));
+    assert_eq!(s.platform.get("/fetch").status, 200);
+    let zones = ok(s.platform.cli(&["zone", "list"]));
+    assert!(zones.contains("payments"), "{zones}");
+    let policy = ok(s.platform.cli(&["policy", "show", "acme"]));
+    assert!(policy.contains("acme-public"), "{policy}");
+    assert_eq!(code(&s.platform.cli(&["drift", d])), Some(0));
+    let applied: Vec<serde_json::Value> = s
+        .audit(300)
+        .into_iter()
+        .filter(|r| r["action"] == "deploy" && r["decision"] == "allow" && r["function"] == "fetch")
+        .collect();
+    assert_eq!(
+        applied.len(),
+        2,
+        "the first deploy and the apply's: {applied:?}"
+    );
 }
