@@ -99,36 +99,67 @@ pub fn diff(current: &PlatformConfig, desired: &PlatformConfig) -> Vec<Change> {
         out.push(change("control policy".into(), kind, effects));
     }
     diff_zones(&current.zones, &desired.zones, &mut out);
-    for (name, _) in desired.operators.iter() {
-        if !current.operators.contains_key(name) {
-            out.push(Change {
+    diff_operators(current, desired, &mut out);
+    out
+}
+
+/// The `sha256:…` id of a normalised PEM key, for effects (the PEM itself when it does
+/// not read, which the loader has already refused).
+fn key_name(pem: &str) -> String {
+    zerofn_sigstore::PublicKey::from_pem(pem)
+        .map(|k| k.key_id().to_string())
+        .unwrap_or_else(|_| "an unreadable key".to_owned())
+}
+
+/// Operator changes. An operator declared with a public key is enrolled by `apply` (a
+/// certificate for that key), and re-enrolled when the directory names another key or the
+/// operator holds no valid certificate; one declared without a key is enrolled by hand.
+/// An operator the directory does not declare has every certificate revoked.
+fn diff_operators(current: &PlatformConfig, desired: &PlatformConfig, out: &mut Vec<Change>) {
+    for (name, d) in &desired.operators {
+        let c = current.operators.get(name);
+        match (c, &d.public_key) {
+            (None, Some(key)) => out.push(change(
+                format!("operator {name}"),
+                ChangeKind::Create,
+                vec![format!(
+                    "operator `{name}` is issued a control-API certificate for key {}",
+                    key_name(key)
+                )],
+            )),
+            (None, None) => out.push(Change {
                 object: format!("operator {name}"),
                 kind: ChangeKind::Create,
                 effects: vec![format!(
                     "operator `{name}` may hold a control-API certificate"
                 )],
                 manual: Some(format!(
-                    "an operator's certificate is a credential handed to that person: \
-                     enrol with `zerofn operator add {name} --public-key FILE`"
+                    "the directory names no key for `{name}`: add `public_key = \"FILE\"` to \
+                     `operators/{name}.toml`, or enrol with `zerofn operator add {name} --public-key FILE`"
                 )),
-            });
+            }),
+            (Some(c), Some(key)) if c.public_key.as_ref() != Some(key) => out.push(change(
+                format!("operator {name}"),
+                ChangeKind::Change,
+                vec![format!(
+                    "operator `{name}`'s certificates are revoked and one is issued for key {}",
+                    key_name(key)
+                )],
+            )),
+            _ => {}
         }
     }
     for name in current.operators.keys() {
         if !desired.operators.contains_key(name) {
-            out.push(Change {
-                object: format!("operator {name}"),
-                kind: ChangeKind::Remove,
-                effects: vec![format!(
-                    "operator `{name}` holds a certificate the directory does not declare"
+            out.push(change(
+                format!("operator {name}"),
+                ChangeKind::Remove,
+                vec![format!(
+                    "operator `{name}` is not declared: every certificate of theirs is revoked"
                 )],
-                manual: Some(format!(
-                    "declare `operators/{name}.toml`, or revoke with `zerofn operator remove {name}`"
-                )),
-            });
+            ));
         }
     }
-    out
 }
 
 /// Zone changes, each with its effects. Zones are compared as parsed, so a document that

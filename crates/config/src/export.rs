@@ -99,8 +99,17 @@ pub fn export(
     for (name, document) in &config.zones {
         put(format!("zones/{name}.toml"), document.clone().into_bytes());
     }
-    for name in config.operators.keys() {
-        put(format!("operators/{name}.toml"), Vec::new());
+    for (name, operator) in &config.operators {
+        match &operator.public_key {
+            Some(pem) => {
+                put(format!("operators/{name}.pem"), pem.clone().into_bytes());
+                put(
+                    format!("operators/{name}.toml"),
+                    format!("public_key = \"{name}.pem\"\n").into_bytes(),
+                );
+            }
+            None => put(format!("operators/{name}.toml"), Vec::new()),
+        }
     }
     for (name, t) in &config.tenants {
         let dir = format!("tenants/{name}");

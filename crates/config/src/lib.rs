@@ -15,8 +15,8 @@
 //!
 //! Where it falls short: API keys are not part of the layout (they are secrets: only their
 //! salted hash is stored, the key is shown once at creation, so a directory could only hold
-//! the key itself); operators are declared but not enrolled by `apply` (enrolment issues a
-//! credential to a person); a Cedar error names its file but not its line (the policy crate
+//! the key itself); an operator's certificate is issued by `apply` only for a public key
+//! the directory names (the private key never leaves the operator); a Cedar error names its file but not its line (the policy crate
 //! reports no position).
 
 mod diff;
@@ -30,12 +30,12 @@ mod wire;
 pub use diff::{diff, Change, ChangeKind};
 pub use export::{export, ExportedFunction};
 pub use files::{ConfigFiles, MAX_COMPONENT_FILE, MAX_DEPTH, MAX_FILES, MAX_TEXT_FILE, MAX_TOTAL};
-pub use load::{function_files, load, FunctionFiles};
+pub use load::{function_files, load, operator_key, FunctionFiles};
 pub use model::*;
 pub use schema::SCHEMA;
 pub use wire::{
-    ApplyRequest, ApplyResult, ConfigExport, ConfigState, ExportedFunctionWire, SavedPlan,
-    PLAN_FORMAT,
+    ApplyRequest, ApplyResult, ConfigExport, ConfigState, ExportedFunctionWire,
+    OperatorCertificate, SavedPlan, PLAN_FORMAT,
 };
 
 /// Why a directory cannot be loaded. Every variant names the file.

@@ -119,7 +119,11 @@ fn load_control(files: &ConfigFiles, l: &mut Loader) -> Result<(), ConfigError> 
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct OperatorFile {}
+struct OperatorFile {
+    /// A PEM file beside the TOML file (or elsewhere in the directory).
+    #[serde(default)]
+    public_key: Option<String>,
+}
 
 fn load_operators(files: &ConfigFiles, l: &mut Loader) -> Result<(), ConfigError> {
     let paths: Vec<String> = files
@@ -143,10 +147,17 @@ fn load_operators(files: &ConfigFiles, l: &mut Loader) -> Result<(), ConfigError
             });
         }
         let text = files.text(&path)?;
-        let OperatorFile {} = parse_toml(&path, text)?;
+        let file: OperatorFile = parse_toml(&path, text)?;
+        let public_key = match &file.public_key {
+            Some(reference) => {
+                let (key_path, pem) = referenced(files, l, &path, text, reference)?;
+                Some(operator_key(&key_path, pem)?)
+            }
+            None => None,
+        };
         l.config
             .operators
-            .insert(name.to_owned(), OperatorConfig {});
+            .insert(name.to_owned(), OperatorConfig { public_key });
         l.used.insert(path);
     }
     Ok(())
@@ -305,6 +316,20 @@ fn load_tenants(files: &ConfigFiles, l: &mut Loader) -> Result<(), ConfigError> 
         l.config.tenants.insert(name, config);
     }
     Ok(())
+}
+
+/// An operator's public key in the one form the state compares: a P-256 key (the only kind
+/// the platform issues operator certificates for), as normalised PEM.
+pub fn operator_key(file: &str, pem: &str) -> Result<String, ConfigError> {
+    let invalid = |problem: String| ConfigError::Invalid {
+        file: file.to_owned(),
+        line: None,
+        problem,
+    };
+    // `PublicKey` reads P-256 keys only, naming any other algorithm.
+    let key = zerofn_sigstore::PublicKey::from_pem(pem)
+        .map_err(|e| invalid(format!("is not an operator's public key: {e}")))?;
+    Ok(key.to_pem())
 }
 
 /// Read a file `from` references, marking it used.

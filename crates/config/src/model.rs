@@ -104,7 +104,14 @@ pub struct FunctionConfig {
 /// An operator who may hold a control-API certificate.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OperatorConfig {}
+pub struct OperatorConfig {
+    /// The operator's P-256 public key (PEM, normalised). In the directory: `apply` issues
+    /// the operator a certificate for it when they hold none valid, or hold one for another
+    /// key. In the platform's state: the key of the operator's newest valid certificate.
+    /// `None`: declared only (enrolled with `zerofn operator add`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+}
 
 /// Identity id as the control API derives it (`server/src/admission.rs`): the first 16 hex
 /// digits of SHA-256 over kind, SAN and issuer, each followed by a NUL.

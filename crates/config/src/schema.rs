@@ -6,9 +6,12 @@ pub const SCHEMA: &str = r#"zerofn configuration directory (see docs/config-dir.
 
 control.cedar                         the control policy (Cedar, the platform schema);
                                       absent: the platform default (nothing but the token)
-operators/<name>.toml                 an operator who may hold a control-API certificate;
-                                      empty table (no keys yet); enrolled with
-                                      `zerofn operator add`, not by apply
+operators/<name>.toml                 an operator who may hold a control-API certificate:
+    public_key = "alice.pem"          optional: their P-256 public key (PEM, path relative
+                                      to the file); apply issues them a certificate for it
+                                      when they hold none valid (or one for another key);
+                                      without it, enrol with `zerofn operator add`; an
+                                      operator not declared has their certificates revoked
 tenants/<tenant>/tenant.toml          the tenant:
     routes = ["/acme/"]               route prefixes the tenant owns (required)
     keys = ["keys/ci.pub"]            trusted signing keys: PEM files (paths relative

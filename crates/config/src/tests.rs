@@ -537,3 +537,67 @@ fn zone_errors_name_the_file_and_line() {
         }
     }
 }
+
+#[test]
+fn operators_with_keys_are_enrolled_rekeyed_and_revoked_by_apply() {
+    let key = pem();
+    let other = pem();
+    let mut m = base(&key);
+    m.insert(
+        "operators/bob.toml".into(),
+        b"public_key = \"keys/bob.pem\"\n".to_vec(),
+    );
+    m.insert("operators/keys/bob.pem".into(), key.clone().into_bytes());
+    let desired = load_map(m.clone()).unwrap();
+    assert_eq!(
+        desired.operators["bob"].public_key.as_deref(),
+        Some(key.as_str())
+    );
+    assert_eq!(desired.operators["alice"].public_key, None);
+    // Not enrolled yet: bob is issued a certificate by apply, alice stays manual.
+    let mut current = desired.clone();
+    current.operators.clear();
+    let changes = diff(&current, &desired);
+    let bob = changes.iter().find(|c| c.object == "operator bob").unwrap();
+    assert_eq!(bob.kind, ChangeKind::Create);
+    assert!(bob.manual.is_none(), "{bob:?}");
+    assert!(bob.effects[0].contains("sha256:"), "{bob:?}");
+    let alice = changes
+        .iter()
+        .find(|c| c.object == "operator alice")
+        .unwrap();
+    assert!(alice.manual.is_some());
+    // Enrolled with another key: re-keyed (revoked and issued again).
+    current.operators = desired.operators.clone();
+    if let Some(b) = current.operators.get_mut("bob") {
+        b.public_key = Some(other.clone());
+    }
+    let changes = diff(&current, &desired);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].kind, ChangeKind::Change);
+    assert!(changes[0].manual.is_none());
+    // An operator the platform has but the directory does not declare: revoked by apply.
+    current.operators = desired.operators.clone();
+    current
+        .operators
+        .insert("carol".into(), OperatorConfig::default());
+    let changes = diff(&current, &desired);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].object, "operator carol");
+    assert_eq!(changes[0].kind, ChangeKind::Remove);
+    assert!(changes[0].manual.is_none());
+    // A declared operator whose key the platform matches: no change. Export writes the
+    // key beside the file, and the export loads back to the same operators.
+    current.operators = desired.operators.clone();
+    assert!(diff(&current, &desired).is_empty());
+    let files = export(&desired, &BTreeMap::new()).unwrap();
+    assert!(files.contains_key("operators/bob.pem"));
+    let mut again = files.clone();
+    again.retain(|p, _| p.starts_with("operators/") || p == "control.cedar");
+    let back = load_map(again).unwrap();
+    assert_eq!(back.operators, desired.operators);
+    // A key that is not a P-256 public key is refused, naming the key file.
+    m.insert("operators/keys/bob.pem".into(), b"not a key".to_vec());
+    let e = load_map(m).unwrap_err().to_string();
+    assert!(e.contains("operators/keys/bob.pem"), "{e}");
+}

@@ -44,6 +44,23 @@ pub struct ApplyResult {
     /// (`tenant/name: reason`); apply the directory again once fixed.
     #[serde(default)]
     pub failed: Vec<String>,
+    /// Certificates the apply issued to operators the directory enrols (public: the
+    /// private keys stay with the operators).
+    #[serde(default)]
+    pub operators: Vec<OperatorCertificate>,
+}
+
+/// A control-API certificate issued to an operator by an apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorCertificate {
+    pub name: String,
+    pub spiffe_id: String,
+    pub serial: String,
+    pub not_after: String,
+    /// The certificate, PEM.
+    pub certificate: String,
+    /// The platform CA (PEM) the control API's certificate chains to.
+    pub ca: String,
 }
 
 /// The file `zerofn plan DIR --out PLAN` writes: the reviewed files themselves, so the

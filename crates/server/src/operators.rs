@@ -62,6 +62,22 @@ impl Operators {
         public_key_pem: &str,
         ttl: Duration,
     ) -> Result<IssuedOperator, ControlError> {
+        let (issued, row) = self.issue(name, public_key_pem, ttl)?;
+        self.audit
+            .append(Self::added_record(actor, &issued))
+            .await?;
+        self.store.add_operator_cert(row).await?;
+        Ok(issued)
+    }
+
+    /// A certificate for operator `name` and the row that records it, with nothing stored
+    /// (a configuration apply stores the row in its own transaction).
+    pub(crate) fn issue(
+        &self,
+        name: &str,
+        public_key_pem: &str,
+        ttl: Duration,
+    ) -> Result<(IssuedOperator, OperatorCertRow), ControlError> {
         let name =
             OperatorName::parse(name).map_err(|e| ControlError::BadRequest(e.to_string()))?;
         // `root` is the token's principal: a certificate must never pass for it.
@@ -84,31 +100,50 @@ impl Operators {
             .not_after()
             .format(&Rfc3339)
             .map_err(|e| ControlError::Internal(e.to_string()))?;
-        self.audit
-            .append(
-                AuditRecord::new(actor, Action::OperatorAdd, Outcome::Allow).reason(format!(
-                    "operator `{name}` certificate {} until {not_after}",
-                    cert.serial()
-                )),
-            )
-            .await?;
-        self.store
-            .add_operator_cert(OperatorCertRow {
-                name: name.to_string(),
-                serial: cert.serial().to_string(),
-                not_after: not_after.clone(),
-                created_at: now(),
-                revoked_at: None,
-            })
-            .await?;
-        Ok(IssuedOperator {
+        let row = OperatorCertRow {
+            name: name.to_string(),
+            serial: cert.serial().to_string(),
+            not_after: not_after.clone(),
+            created_at: now(),
+            revoked_at: None,
+            public_key_pem: public_key_pem.to_owned(),
+        };
+        let issued = IssuedOperator {
             name: name.to_string(),
             spiffe_id: cert.spiffe_id().to_string(),
             serial: cert.serial().to_string(),
             not_after,
             certificate: cert.cert_pem().to_owned(),
             ca: self.ca.trust_bundle_pem().to_owned(),
-        })
+        };
+        Ok((issued, row))
+    }
+
+    /// The audit record of a certificate issued.
+    pub(crate) fn added_record(actor: &str, issued: &IssuedOperator) -> AuditRecord {
+        AuditRecord::new(actor, Action::OperatorAdd, Outcome::Allow).reason(format!(
+            "operator `{}` certificate {} until {}",
+            issued.name, issued.serial, issued.not_after
+        ))
+    }
+
+    /// The audit record of an operator removed.
+    pub(crate) fn removed_record(actor: &str, name: &str) -> AuditRecord {
+        AuditRecord::new(actor, Action::OperatorRemove, Outcome::Allow).reason(format!(
+            "operator `{name}` removed; its certificates revoked"
+        ))
+    }
+
+    /// Put revocations stored by a configuration apply in force (the next request with
+    /// one of these certificates is refused, on open connections too).
+    pub(crate) fn revoked(&self, serials: &[String]) -> Result<(), ControlError> {
+        for serial in serials {
+            let s = SerialNumber::parse(serial).map_err(|_| {
+                ControlError::Internal("a stored operator serial is not hex".to_owned())
+            })?;
+            self.ca.revocations().revoke(s);
+        }
+        Ok(())
     }
 
     pub(crate) async fn list(&self) -> Result<Vec<OperatorCertRow>, ControlError> {
@@ -124,25 +159,10 @@ impl Operators {
         let name =
             OperatorName::parse(name).map_err(|e| ControlError::BadRequest(e.to_string()))?;
         self.audit
-            .append(
-                AuditRecord::new(actor, Action::OperatorRemove, Outcome::Allow).reason(format!(
-                    "operator `{name}` removed; its certificates revoked"
-                )),
-            )
+            .append(Self::removed_record(actor, name.as_str()))
             .await?;
         let serials = self.store.revoke_operator(name.as_str(), &now()).await?;
-        for serial in &serials {
-            match SerialNumber::parse(serial) {
-                Ok(s) => {
-                    self.ca.revocations().revoke(s);
-                }
-                Err(_) => {
-                    return Err(ControlError::Internal(
-                        "a stored operator serial is not hex".to_owned(),
-                    ))
-                }
-            }
-        }
+        self.revoked(&serials)?;
         Ok(serials)
     }
 

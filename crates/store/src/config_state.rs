@@ -128,6 +128,14 @@ pub enum ConfigOp {
         tenant: String,
         name: String,
     },
+    /// A certificate the server issued to an operator.
+    AddOperatorCert {
+        row: crate::OperatorCertRow,
+    },
+    /// Every certificate of the operator revoked.
+    RevokeOperator {
+        name: String,
+    },
 }
 
 fn serial_of(conn: &rusqlite::Connection) -> Result<u64, StoreError> {
@@ -315,6 +323,12 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: ConfigOp, now: &str) -> Result<(
         }
         ConfigOp::DeleteDeployment { tenant, name } => {
             crate::deployments::delete_deployment_tx(tx, &tenant, &name)?;
+        }
+        ConfigOp::AddOperatorCert { row } => {
+            crate::operators::add_operator_cert_tx(tx, &row)?;
+        }
+        ConfigOp::RevokeOperator { name } => {
+            crate::operators::revoke_operator_tx(tx, &name, now)?;
         }
         ConfigOp::SetControlPolicy { policy } => {
             match policy {

@@ -411,6 +411,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     route_prefixes::migrate(conn)?;
     external_callers::migrate(conn)?;
     history::migrate(conn)?;
+    operators::migrate(conn)?;
     Ok(())
 }
 

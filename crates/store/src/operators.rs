@@ -37,6 +37,65 @@ pub struct OperatorCertRow {
     pub created_at: String,
     /// When it was revoked (`zerofn operator remove`); `None` while in force.
     pub revoked_at: Option<String>,
+    /// The operator's public key (PEM) the certificate is for; empty for a certificate
+    /// issued before keys were kept.
+    #[serde(skip)]
+    pub public_key_pem: String,
+}
+
+/// Columns added after the table was first created.
+pub(crate) fn migrate(conn: &rusqlite::Connection) -> Result<(), StoreError> {
+    let has_key = conn
+        .prepare("SELECT 1 FROM pragma_table_info('operators') WHERE name = 'public_key_pem'")?
+        .exists([])?;
+    if !has_key {
+        conn.execute_batch(
+            "ALTER TABLE operators ADD COLUMN public_key_pem TEXT NOT NULL DEFAULT ''",
+        )?;
+    }
+    Ok(())
+}
+
+/// Record a certificate issued to an operator, inside a caller's transaction.
+pub(crate) fn add_operator_cert_tx(
+    conn: &rusqlite::Connection,
+    row: &OperatorCertRow,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO operators (serial, name, not_after, created_at, revoked_at, public_key_pem) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![row.serial, row.name, row.not_after, row.created_at, row.revoked_at, row.public_key_pem],
+    )?;
+    Ok(())
+}
+
+/// Revoke every certificate of operator `name` not yet revoked, inside a caller's
+/// transaction; returns their serials. An operator with no certificate at all is
+/// [`StoreError::NoSuchOperator`].
+pub(crate) fn revoke_operator_tx(
+    tx: &rusqlite::Transaction<'_>,
+    name: &str,
+    now: &str,
+) -> Result<Vec<String>, StoreError> {
+    let known: bool = tx
+        .prepare("SELECT 1 FROM operators WHERE name = ?1")?
+        .exists([name])?;
+    if !known {
+        return Err(StoreError::NoSuchOperator(name.to_owned()));
+    }
+    let serials = {
+        let mut stmt = tx.prepare(
+            "SELECT serial FROM operators WHERE name = ?1 AND revoked_at IS NULL ORDER BY serial",
+        )?;
+        let rows = stmt
+            .query_map([name], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows
+    };
+    tx.execute(
+        "UPDATE operators SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+        params![name, now],
+    )?;
+    Ok(serials)
 }
 
 /// The stored control policy.
@@ -49,21 +108,15 @@ pub struct ControlPolicyRow {
 impl Store {
     /// Record a certificate issued to an operator.
     pub async fn add_operator_cert(&self, row: OperatorCertRow) -> Result<(), StoreError> {
-        self.with_conn(move |conn| {
-            conn.execute(
-                "INSERT INTO operators (serial, name, not_after, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![row.serial, row.name, row.not_after, row.created_at, row.revoked_at],
-            )?;
-            Ok(())
-        })
-        .await
+        self.with_conn(move |conn| add_operator_cert_tx(conn, &row))
+            .await
     }
 
     /// Every operator certificate, by name then issue time.
     pub async fn list_operator_certs(&self) -> Result<Vec<OperatorCertRow>, StoreError> {
         self.with_conn(|conn| {
             let mut stmt = conn.prepare(
-                "SELECT name, serial, not_after, created_at, revoked_at FROM operators ORDER BY name, created_at, serial",
+                "SELECT name, serial, not_after, created_at, revoked_at, public_key_pem FROM operators ORDER BY name, created_at, serial",
             )?;
             let rows = stmt
                 .query_map([], row_of)?
@@ -79,7 +132,7 @@ impl Store {
         self.with_conn(move |conn| {
             Ok(conn
                 .query_row(
-                    "SELECT name, serial, not_after, created_at, revoked_at FROM operators WHERE serial = ?1",
+                    "SELECT name, serial, not_after, created_at, revoked_at, public_key_pem FROM operators WHERE serial = ?1",
                     [&serial],
                     row_of,
                 )
@@ -94,25 +147,7 @@ impl Store {
         let (name, now) = (name.to_owned(), now.to_owned());
         self.with_conn(move |conn| {
             let tx = crate::write_tx(conn)?;
-            let known: bool = tx
-                .prepare("SELECT 1 FROM operators WHERE name = ?1")?
-                .exists([&name])?;
-            if !known {
-                return Err(StoreError::NoSuchOperator(name));
-            }
-            let serials = {
-                let mut stmt = tx.prepare(
-                    "SELECT serial FROM operators WHERE name = ?1 AND revoked_at IS NULL ORDER BY serial",
-                )?;
-                let rows = stmt
-                    .query_map([&name], |r| r.get::<_, String>(0))?
-                    .collect::<Result<Vec<_>, _>>()?;
-                rows
-            };
-            tx.execute(
-                "UPDATE operators SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
-                params![name, now],
-            )?;
+            let serials = revoke_operator_tx(&tx, &name, &now)?;
             tx.commit()?;
             Ok(serials)
         })
@@ -173,6 +208,7 @@ fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<OperatorCertRow> {
         not_after: r.get(2)?,
         created_at: r.get(3)?,
         revoked_at: r.get(4)?,
+        public_key_pem: r.get(5)?,
     })
 }
 
@@ -187,6 +223,7 @@ mod tests {
             not_after: "2030-01-01T00:00:00Z".into(),
             created_at: "2026-01-01T00:00:00Z".into(),
             revoked_at: None,
+            public_key_pem: format!("key of {name}"),
         }
     }
 

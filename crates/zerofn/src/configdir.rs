@@ -57,6 +57,10 @@ pub struct PlanArgs {
 pub struct ApplyArgs {
     /// A configuration directory, or a plan file saved by `zerofn plan --out`.
     source: PathBuf,
+    /// Write the certificates the apply issues to operators (`<name>.crt`, and the
+    /// platform CA as `ca.pem`) into this directory instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    certificates_out: Option<PathBuf>,
     /// Print the platform's answer as JSON.
     #[arg(long)]
     json: bool,
@@ -218,9 +222,12 @@ pub async fn apply(data_dir: &Path, args: ApplyArgs) -> Result<()> {
     };
     let api = ApiClient::discover(data_dir)?;
     let result: ApplyResult = api.send(Method::POST, "/v1/config/apply", &req).await?;
+    if let Some(dir) = &args.certificates_out {
+        write_certificates(dir, &result.operators)?;
+    }
     if args.json {
         println!("{}", serde_json::to_value(&result)?);
-        return Ok(());
+        return finished(&result);
     }
     print_changes(&result.applied);
     print_changes(&result.not_applied);
@@ -241,6 +248,61 @@ pub async fn apply(data_dir: &Path, args: ApplyArgs) -> Result<()> {
             "{} difference(s) left for other commands (see above)",
             result.not_applied.len()
         );
+    }
+    for cert in &result.operators {
+        println!(
+            "operator `{}`: certificate {} until {} ({})",
+            cert.name, cert.serial, cert.not_after, cert.spiffe_id
+        );
+        match &args.certificates_out {
+            Some(dir) => println!(
+                "  written to {}",
+                dir.join(format!("{}.crt", cert.name)).display()
+            ),
+            None => print!("{}", cert.certificate),
+        }
+    }
+    finished(&result)
+}
+
+/// An apply whose stored changes could not all be put in force fails the command, naming
+/// each: the platform serves them from its next start, or after the directory is applied
+/// again.
+fn finished(result: &ApplyResult) -> Result<()> {
+    if result.failed.is_empty() {
+        return Ok(());
+    }
+    for f in &result.failed {
+        eprintln!("not in force: {f}");
+    }
+    bail!(
+        "{} change(s) were stored but could not be put in force (listed above)",
+        result.failed.len()
+    )
+}
+
+/// The certificates an apply issued, as `<dir>/<name>.crt` and the CA as `<dir>/ca.pem`.
+fn write_certificates(dir: &Path, certs: &[zerofn_config::OperatorCertificate]) -> Result<()> {
+    if certs.is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    for cert in certs {
+        // The name becomes a file name: only an operator name (a DNS label) is written.
+        if cert.name.is_empty()
+            || !cert
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            bail!("the platform answered with an operator name that is not a DNS label");
+        }
+        let path = dir.join(format!("{}.crt", cert.name));
+        std::fs::write(&path, &cert.certificate)
+            .with_context(|| format!("cannot write `{}`", path.display()))?;
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, &cert.ca)
+            .with_context(|| format!("cannot write `{}`", ca.display()))?;
     }
     Ok(())
 }

@@ -233,8 +233,19 @@ impl Api {
                     .await
             }
         };
-        // Audit before effect: one record per change (and the zone and function records
-        // of their own paths), then the one transaction.
+        let operators = match self
+            .operator_steps(actor, &state.config, &desired, &applied)
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                return self
+                    .config_refused(record(Outcome::Deny).reason(origin.clone()), e)
+                    .await
+            }
+        };
+        // Audit before effect: one record per change (and the zone, function and operator
+        // records of their own paths), then the one transaction.
         for change in &applied {
             let mut r = record(Outcome::Allow).reason(format!(
                 "{} {}: {}; {origin}; serial {}",
@@ -266,6 +277,34 @@ impl Api {
                 delete: deleted,
             });
             zones_in_force = Some(built);
+        }
+        let mut issued = Vec::new();
+        let mut revoking = Vec::new();
+        for step in operators {
+            match step {
+                OperatorStep::Revoke { name, serials } => {
+                    self.audit
+                        .append(crate::operators::Operators::removed_record(actor, &name))
+                        .await?;
+                    ops.push(ConfigOp::RevokeOperator { name });
+                    revoking.extend(serials);
+                }
+                OperatorStep::Issue { issued: cert, row } => {
+                    let cert = *cert;
+                    self.audit
+                        .append(crate::operators::Operators::added_record(actor, &cert))
+                        .await?;
+                    ops.push(ConfigOp::AddOperatorCert { row });
+                    issued.push(zerofn_config::OperatorCertificate {
+                        name: cert.name,
+                        spiffe_id: cert.spiffe_id,
+                        serial: cert.serial,
+                        not_after: cert.not_after,
+                        certificate: cert.certificate,
+                        ca: cert.ca,
+                    });
+                }
+            }
         }
         let mut to_serve = Vec::new();
         let mut to_remove = Vec::new();
@@ -333,6 +372,9 @@ impl Api {
             self.control.zones_in_force().replace(Ok(built));
         }
         self.put_in_force(&state.config, &desired).await?;
+        if let Err(e) = self.operators.revoked(&revoking) {
+            failed.push(format!("operator revocations: {e}"));
+        }
         for (tenant, name, _lock) in to_remove {
             if let Err(e) = self
                 .control
@@ -360,7 +402,72 @@ impl Api {
             applied,
             not_applied,
             failed,
+            operators: issued,
         })
+    }
+
+    /// The operator changes of the apply: a certificate issued (nothing stored yet) for
+    /// each operator the directory enrols with a key, every certificate revoked for each
+    /// one it re-keys or no longer declares. Refuses an apply that would revoke the
+    /// applying operator's own certificate (they would lock themselves out half-way).
+    async fn operator_steps(
+        &self,
+        actor: &str,
+        current: &PlatformConfig,
+        desired: &PlatformConfig,
+        applied: &[Change],
+    ) -> Result<Vec<OperatorStep>, ControlError> {
+        let mut steps = Vec::new();
+        for change in applied {
+            let Some(name) = change.object.strip_prefix("operator ") else {
+                continue;
+            };
+            let revokes = matches!(change.kind, ChangeKind::Change | ChangeKind::Remove);
+            if revokes && actor == format!("operator:{name}") {
+                return Err(ControlError::BadRequest(format!(
+                    "the directory would revoke the certificate of `{name}`, who is applying it; \
+                     apply with another operator's certificate or the operator token; nothing \
+                     was changed"
+                )));
+            }
+            if revokes && current.operators.contains_key(name) {
+                // The store's revocation is what every request checks; these serials
+                // also go into the CA's in-memory list once the transaction commits.
+                let serials = self
+                    .operators
+                    .list()
+                    .await?
+                    .into_iter()
+                    .filter(|c| c.name == name && c.revoked_at.is_none())
+                    .map(|c| c.serial)
+                    .collect();
+                steps.push(OperatorStep::Revoke {
+                    name: name.to_owned(),
+                    serials,
+                });
+            }
+            if change.kind == ChangeKind::Remove {
+                continue;
+            }
+            let Some(key) = desired
+                .operators
+                .get(name)
+                .and_then(|o| o.public_key.as_deref())
+            else {
+                continue;
+            };
+            let (issued, row) = self
+                .operators
+                .issue(name, key, crate::operators::DEFAULT_OPERATOR_TTL)
+                .map_err(|e| {
+                    ControlError::BadRequest(format!("operator `{name}`: {e}; nothing was changed"))
+                })?;
+            steps.push(OperatorStep::Issue {
+                issued: Box::new(issued),
+                row,
+            });
+        }
+        Ok(steps)
     }
 
     /// Every function change of the apply, checked and prepared before anything changes:
@@ -584,10 +691,25 @@ impl Api {
         for row in store.zones().await? {
             config.zones.insert(row.name, row.document);
         }
+        // An operator is in the state while they hold a certificate that is neither revoked
+        // nor expired; their key is the newest such certificate's (listed oldest first).
+        let now = time::OffsetDateTime::now_utc();
         for op in store.list_operator_certs().await? {
-            if op.revoked_at.is_none() {
-                config.operators.insert(op.name, Default::default());
+            let valid = op.revoked_at.is_none()
+                && time::OffsetDateTime::parse(
+                    &op.not_after,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .is_ok_and(|t| t > now);
+            if !valid {
+                continue;
             }
+            let public_key = (!op.public_key_pem.is_empty())
+                .then(|| zerofn_config::operator_key("operators", &op.public_key_pem).ok())
+                .flatten();
+            config
+                .operators
+                .insert(op.name, zerofn_config::OperatorConfig { public_key });
         }
         Ok(config)
     }
@@ -787,6 +909,16 @@ impl Api {
     }
 }
 
+/// One operator change of an apply.
+enum OperatorStep {
+    /// Every certificate of `name` revoked (`serials`: those not revoked yet).
+    Revoke { name: String, serials: Vec<String> },
+    Issue {
+        issued: Box<zerofn_api::IssuedOperator>,
+        row: zerofn_store::OperatorCertRow,
+    },
+}
+
 /// One function change of an apply, checked and ready.
 enum FunctionStep {
     Deploy(Box<crate::control::PreparedDeploy>),
@@ -915,6 +1047,10 @@ pub(super) fn locked_refuses(
         A::AuditRead | A::AuditManage | A::ConfigApply => false,
         A::Deploy if path == "/v1/admission/explain" => false,
         A::TenantManage if path.ends_with("/svid/revoke") => false,
+        // Revoking an operator is an emergency action that must not wait for a review
+        // (it shows as drift; remove the operator from the directory too, or the next
+        // apply enrols them again).
+        A::OperatorManage if method == http::Method::DELETE => false,
         // Queues and their messages are the tenants' data, not security configuration
         // (a directory does not declare them); which function may consume them is in
         // the functions' signed manifests.

@@ -267,6 +267,15 @@ fn config_dir_at_start_and_locked_config_refuses_imperative_changes() {
         let err = fails(platform.cli(&args));
         assert!(err.contains("zerofn apply"), "{args:?}: {err}");
     }
+    let certs = tmp.path().join("certs");
+    let err = fails(platform.cli(&["operator", "add", "bob", "--out", certs.to_str().unwrap()]));
+    assert!(err.contains("zerofn apply"), "{err}");
+    // Revoking an operator is an emergency: never held up by the lock.
+    let err = fails(platform.cli(&["operator", "remove", "nobody"]));
+    assert!(
+        !err.contains("config_locked") && err.contains("nobody"),
+        "{err}"
+    );
     assert_eq!(code(&platform.cli(&["drift", d])), Some(0));
     // The directory is the way in.
     write(&dir, "tenants/acme/policies/public.cedar", RUNTIME);
@@ -467,4 +476,60 @@ fn a_function_and_the_zone_that_bounds_it_apply_together_or_not_at_all() {
         2,
         "the first deploy and the apply's: {applied:?}"
     );
+}
+
+#[test]
+fn operators_declared_with_keys_are_enrolled_and_revoked_by_apply() {
+    let s = Setup::with_args(&["--control-tls"]);
+    let dir = s.root().join("config");
+    let d = dir.to_str().unwrap();
+    ok(s.platform.cli(&["export", d]));
+    // alice's key pair is hers: only the public key goes into the directory.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let private = s.root().join("alice.key");
+    std::fs::write(&private, key.serialize_pem()).unwrap();
+    write(&dir, "operators/alice.pem", &key.public_key_pem());
+    write(&dir, "operators/alice.toml", "public_key = \"alice.pem\"\n");
+    write(
+        &dir,
+        "control.cedar",
+        &format!(
+            "{CONTROL}\n@id(\"alice-applies\") permit (principal == Zerofn::Operator::\"alice\", action == Zerofn::Action::\"config.apply\", resource);\n"
+        ),
+    );
+    let o = s.platform.cli(&["plan", d]);
+    assert_eq!(code(&o), Some(2), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("operator `alice` is issued a control-API certificate"),
+        "{}",
+        stdout(&o)
+    );
+    let certs = s.root().join("certs");
+    let out = ok(s
+        .platform
+        .cli(&["apply", d, "--certificates-out", certs.to_str().unwrap()]));
+    assert!(
+        out.contains("spiffe://zerofn.local/operator/alice"),
+        "{out}"
+    );
+    let (cert, ca) = (certs.join("alice.crt"), certs.join("ca.pem"));
+    let alice = |args: &[&str]| crate::operators::as_operator(&s, &cert, &private, &ca, args);
+    // The certificate authenticates her, and the directory's control policy decides.
+    assert!(ok(alice(&["tenant", "list"])).contains("acme"));
+    assert_eq!(code(&s.platform.cli(&["drift", d])), Some(0));
+    let listed = ok(s.platform.cli(&["operator", "list"]));
+    assert!(listed.contains("alice"), "{listed}");
+    // She cannot apply a directory that revokes her own certificate.
+    std::fs::remove_file(dir.join("operators/alice.toml")).unwrap();
+    std::fs::remove_file(dir.join("operators/alice.pem")).unwrap();
+    let err = fails(alice(&["apply", d]));
+    assert!(err.contains("revoke the certificate of `alice`"), "{err}");
+    assert!(ok(alice(&["tenant", "list"])).contains("acme"));
+    // Not declared any more: the operator token's apply revokes her certificate.
+    let o = s.platform.cli(&["plan", d]);
+    assert!(stdout(&o).contains("- operator alice"), "{}", stdout(&o));
+    ok(s.platform.cli(&["apply", d]));
+    let err = fails(alice(&["tenant", "list"]));
+    assert!(err.contains("revoked"), "{err}");
+    assert_eq!(code(&s.platform.cli(&["drift", d])), Some(0));
 }

@@ -28,7 +28,7 @@ fn err_free_policy(p: &Platform) -> bool {
 }
 
 /// Run the CLI as the operator whose certificate and key are `cert`/`key`.
-fn as_operator(s: &Setup, cert: &Path, key: &Path, ca: &Path, args: &[&str]) -> Output {
+pub(crate) fn as_operator(s: &Setup, cert: &Path, key: &Path, ca: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
         .arg("--data-dir")
         .arg(&s.platform.data_dir)
