@@ -307,6 +307,9 @@ pub struct Permissions {
     /// Outbound HTTP destinations it may reach (`[egress] allow`, normalised URLs).
     #[serde(default)]
     pub egress: Vec<String>,
+    /// Queues of its tenant it may publish to (`[permissions] publish`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<String>,
 }
 
 /// One function in an access analysis.

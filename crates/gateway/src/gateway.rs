@@ -101,6 +101,8 @@ pub struct GatewayServices {
     pub limits: crate::InvokeLimits,
     /// The tenants' JWT issuers and API keys in force.
     pub authn: zerofn_authn::Authenticators,
+    /// The platform's queues, for functions that publish; `None`: publishing refused.
+    pub publisher: Option<Arc<dyn crate::host::QueuePublisher>>,
 }
 
 /// The egress client of `config`. `zerofn up` checks the configuration
@@ -157,6 +159,7 @@ impl Gateway {
             store: services.store,
             identity: services.identity,
             egress: egress_client(&config.egress),
+            publisher: services.publisher,
         });
         Arc::new(Gateway {
             routes,

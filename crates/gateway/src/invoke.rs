@@ -1039,6 +1039,7 @@ mod event_tests {
             GatewayConfig::default(),
             GatewayServices {
                 authn: Default::default(),
+                publisher: None,
                 policies,
                 store: store.clone(),
                 identity: Arc::new(NoIdentities),

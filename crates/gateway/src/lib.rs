@@ -54,7 +54,10 @@ pub use authn::{CLAIMS_HEADER, EXTERNAL_CALLER_HEADER};
 pub use caller::Caller;
 pub use errors::error_response;
 pub use gateway::{Gateway, GatewayConfig, GatewayServices, INVOCATION_HEADER};
-pub use host::{InvocationHost, WorkloadIdentity, CALLER_HEADER, IDENTITY_HOST, INTERNAL_SUFFIX};
+pub use host::{
+    InvocationHost, OutgoingEvent, PublishRefused, QueuePublisher, WorkloadIdentity, CALLER_HEADER,
+    IDENTITY_HOST, INTERNAL_SUFFIX, MAX_PUBLISH_BODY, QUEUES_HOST,
+};
 pub use invoke::{CLIENT_GONE, CLIENT_GONE_STATUS};
 pub use limits::{
     is_platform_header, strip_platform_headers, MAX_TREE_INVOCATIONS, PLATFORM_HEADER_PREFIX,

@@ -227,7 +227,7 @@ fn serialize_permissions<S: serde::Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeMap;
-    let mut map = serializer.serialize_map(Some(5))?;
+    let mut map = serializer.serialize_map(Some(if p.publish.is_empty() { 5 } else { 6 }))?;
     let kv: Vec<String> = p.kv.iter().map(ToString::to_string).collect();
     map.serialize_entry("kv", &kv)?;
     map.serialize_entry("call", &p.call)?;
@@ -236,6 +236,9 @@ fn serialize_permissions<S: serde::Serializer>(
     map.serialize_entry("invoke_from", &from)?;
     let egress: Vec<String> = p.egress.iter().map(ToString::to_string).collect();
     map.serialize_entry("egress", &egress)?;
+    if !p.publish.is_empty() {
+        map.serialize_entry("publish", &p.publish)?;
+    }
     map.end()
 }
 
@@ -740,6 +743,8 @@ pub fn check_version(version: i64) -> Result<u64, ManifestError> {
 struct RawPermissions {
     kv: Option<Vec<String>>,
     call: Option<Vec<String>>,
+    /// Queues of the tenant the function may publish to.
+    publish: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -805,6 +810,22 @@ fn check_permissions(
             ),
         })?;
         p.call.insert(callee.as_str().to_owned());
+    }
+    let publish = raw.publish.unwrap_or_default();
+    too_many("permissions.publish", publish.len())?;
+    for name in &publish {
+        zerofn_policy::permissions::valid_queue_name(name).map_err(|why| {
+            ManifestError::Permission {
+                key: "permissions.publish",
+                problem: format!("queue `{}` {why}", excerpt(name)),
+            }
+        })?;
+        if !p.publish.insert(name.clone()) {
+            return Err(ManifestError::Permission {
+                key: "permissions.publish",
+                problem: format!("queue `{}` is listed twice", excerpt(name)),
+            });
+        }
     }
     let (from, pass_authorization) = match invoke {
         Some(invoke) => (invoke.from, invoke.pass_authorization),

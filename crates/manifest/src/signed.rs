@@ -122,6 +122,7 @@ impl Manifest {
             invoke_from,
             pass_authorization,
             egress,
+            publish,
         } = permissions;
         let layers: Map<String, Value> = layers
             .iter()
@@ -154,6 +155,16 @@ impl Manifest {
             "tenant": tenant.as_str(),
         });
         let mut content = content;
+        // Only when present, so manifests that publish nothing sign exactly what they
+        // signed before publishing existed.
+        if let (false, Some(p)) = (
+            publish.is_empty(),
+            content
+                .get_mut("permissions")
+                .and_then(Value::as_object_mut),
+        ) {
+            p.insert("publish".into(), sorted_strings(publish.iter().cloned()));
+        }
         // Only when present, so manifests without `[[triggers]]` sign exactly
         // what they signed before triggers existed. (Each trigger's invoke
         // grant is in `invoke.from` as well.)

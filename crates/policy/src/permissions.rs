@@ -192,6 +192,8 @@ pub struct Permissions {
     pub pass_authorization: bool,
     /// Outbound HTTP destinations (`[egress] allow`), in manifest order.
     pub egress: Vec<EgressRule>,
+    /// Queues of the same tenant the function may publish to (`[permissions] publish`).
+    pub publish: BTreeSet<String>,
 }
 
 impl Permissions {
@@ -211,6 +213,7 @@ impl Permissions {
             // Seeing the caller's own credential is no power over anything else.
             pass_authorization: _,
             egress,
+            publish,
         } = self;
         let mut atoms = BTreeSet::new();
         for grant in kv {
@@ -222,6 +225,7 @@ impl Permissions {
             }
         }
         atoms.extend(call.iter().map(|f| format!("call {f}")));
+        atoms.extend(publish.iter().map(|q| format!("publish {q}")));
         atoms.extend(egress.iter().map(|r| format!("egress {r}")));
         atoms.extend(invoke_from.iter().filter_map(|s| match s {
             InvokeSource::Tenant(t) => Some(format!("invoke from tenant:{t}")),
@@ -266,6 +270,11 @@ fn valid_name(name: &str) -> Result<(), &'static str> {
 
 /// Checks a bucket name a guest passes at run time (same rule as grants).
 pub fn valid_bucket_name(name: &str) -> Result<(), &'static str> {
+    valid_name(name)
+}
+
+/// Checks a queue name in a grant or passed by a guest (the events crate's rule).
+pub fn valid_queue_name(name: &str) -> Result<(), &'static str> {
     valid_name(name)
 }
 
@@ -319,6 +328,14 @@ pub fn compile(tenant: &str, name: &str, permissions: &Permissions) -> String {
             "@id({id})\npermit (principal == {me}, action == Zerofn::Action::\"call\", resource == {callee_uid});",
             id = lit(&format!("{tenant}/{name}/call/{callee}")),
             callee_uid = function_uid(tenant, callee),
+        );
+    }
+    for queue in &permissions.publish {
+        let _ = writeln!(
+            out,
+            "@id({id})\npermit (principal == {me}, action == Zerofn::Action::\"queue.publish\", resource == Zerofn::Queue::{queue_uid});",
+            id = lit(&format!("{tenant}/{name}/publish/{queue}")),
+            queue_uid = lit(&format!("{tenant}/{queue}")),
         );
     }
     // Every function may obtain JWT-SVIDs for its own identity, as the
@@ -473,6 +490,7 @@ mod tests {
                 .collect(),
             pass_authorization: false,
             egress: Vec::new(),
+            publish: BTreeSet::new(),
         };
         let old = perms(&["orders:read-write"], &["billing"], &["public"]);
         assert!(perms(&["orders:read"], &[], &["public"])
@@ -571,6 +589,7 @@ mod tests {
                 )
                 .unwrap(),
             ],
+            publish: ["orders".to_owned()].into(),
         };
         let text = compile_checked("acme", "shop", &p).unwrap();
         let set = crate::PolicySet::parse(&text).unwrap();
@@ -581,6 +600,7 @@ mod tests {
                 "acme/shop/kv/log:write",
                 "acme/shop/kv/orders:read",
                 "acme/shop/call/billing",
+                "acme/shop/publish/orders",
                 "acme/shop/identity",
                 "acme/shop/config",
                 "acme/shop/egress/https://api.stripe.com:443",
@@ -597,6 +617,11 @@ mod tests {
         assert!(text.contains(r#"principal in Zerofn::Issuer::"acme/corp""#));
         assert!(text.contains(r#"principal is Zerofn::ApiKey in Zerofn::Tenant::"acme""#));
         assert!(text.contains(r#"resource == Zerofn::Bucket::"acme/orders""#));
+        assert!(text.contains(
+            r#"action == Zerofn::Action::"queue.publish", resource == Zerofn::Queue::"acme/orders""#
+        ));
+        // Publishing is a power over the queue: deploying it is a grant.
+        assert!(p.grant_atoms().contains("publish orders"));
     }
 
     #[test]

@@ -86,8 +86,19 @@ impl Principal {
 /// What is acted on.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Resource {
-    Function { tenant: String, name: String },
-    Bucket { tenant: String, name: String },
+    Function {
+        tenant: String,
+        name: String,
+    },
+    Bucket {
+        tenant: String,
+        name: String,
+    },
+    /// A queue of a tenant (`[permissions] publish`).
+    Queue {
+        tenant: String,
+        name: String,
+    },
     Host(String),
 }
 
@@ -98,6 +109,7 @@ impl Resource {
                 format!(r#"Zerofn::Function::"{tenant}/{name}""#)
             }
             Resource::Bucket { tenant, name } => format!(r#"Zerofn::Bucket::"{tenant}/{name}""#),
+            Resource::Queue { tenant, name } => format!(r#"Zerofn::Queue::"{tenant}/{name}""#),
             Resource::Host(h) => format!(r#"Zerofn::Host::"{}""#, h.escape_debug()),
         }
     }
@@ -115,6 +127,7 @@ pub enum RuntimeAction {
     HttpOutbound,
     ConfigRead,
     SvidJwt,
+    QueuePublish,
 }
 
 impl RuntimeAction {
@@ -129,6 +142,7 @@ impl RuntimeAction {
             RuntimeAction::HttpOutbound => "http.outbound",
             RuntimeAction::ConfigRead => "config.read",
             RuntimeAction::SvidJwt => "svid.jwt",
+            RuntimeAction::QueuePublish => "queue.publish",
         }
     }
 
@@ -188,6 +202,10 @@ pub enum RequestContext {
         path: String,
     },
     Audience(String),
+    /// A publish: the message's size in bytes.
+    Publish {
+        bytes: u64,
+    },
 }
 
 /// One runtime authorization request.
@@ -427,6 +445,7 @@ struct Types {
     tenant: EntityTypeName,
     function: EntityTypeName,
     bucket: EntityTypeName,
+    queue: EntityTypeName,
     host: EntityTypeName,
     caller: EntityTypeName,
     event_source: EntityTypeName,
@@ -445,6 +464,7 @@ fn types() -> Result<&'static Types, PolicyError> {
                 tenant: t("Zerofn::Tenant")?,
                 function: t("Zerofn::Function")?,
                 bucket: t("Zerofn::Bucket")?,
+                queue: t("Zerofn::Queue")?,
                 host: t("Zerofn::Host")?,
                 caller: t("Zerofn::Caller")?,
                 event_source: t("Zerofn::EventSource")?,
@@ -522,6 +542,7 @@ fn uid_of_resource(r: &Resource) -> Result<EntityUid, PolicyError> {
     Ok(match r {
         Resource::Function { tenant, name } => typed_uid(&t.function, &format!("{tenant}/{name}")),
         Resource::Bucket { tenant, name } => typed_uid(&t.bucket, &format!("{tenant}/{name}")),
+        Resource::Queue { tenant, name } => typed_uid(&t.queue, &format!("{tenant}/{name}")),
         Resource::Host(h) => typed_uid(&t.host, h),
     })
 }
@@ -561,6 +582,7 @@ fn resource_entity(r: &Resource) -> Result<Entity, PolicyError> {
     match r {
         Resource::Function { tenant, name } => named_entity(&types()?.function, tenant, name),
         Resource::Bucket { tenant, name } => named_entity(&types()?.bucket, tenant, name),
+        Resource::Queue { tenant, name } => named_entity(&types()?.queue, tenant, name),
         Resource::Host(h) => Entity::new(
             typed_uid(&types()?.host, h),
             HashMap::from([
@@ -586,7 +608,9 @@ fn host_parent(host: &str) -> &str {
 
 fn resource_tenant(r: &Resource) -> Option<&str> {
     match r {
-        Resource::Function { tenant, .. } | Resource::Bucket { tenant, .. } => Some(tenant),
+        Resource::Function { tenant, .. }
+        | Resource::Bucket { tenant, .. }
+        | Resource::Queue { tenant, .. } => Some(tenant),
         Resource::Host(_) => None,
     }
 }
@@ -677,6 +701,7 @@ fn context(c: &RequestContext) -> Result<Context, PolicyError> {
             ("path".to_owned(), s(path)),
         ],
         RequestContext::Audience(a) => vec![("audience".to_owned(), s(a))],
+        RequestContext::Publish { bytes } => vec![("bytes".to_owned(), long(*bytes))],
         RequestContext::Outbound {
             method,
             url,
@@ -891,6 +916,40 @@ mod tests {
                 "DELETE",
                 "https://api.stripe.com/"
             ))
+            .is_allowed());
+    }
+
+    #[test]
+    fn a_publish_grant_allows_that_queue_of_the_own_tenant_only() {
+        let p = Permissions {
+            publish: ["orders".to_owned()].into(),
+            ..Permissions::default()
+        };
+        let rt = policies(&[("acme", "shop", p.clone()), ("evil", "shop", p)], &[]);
+        let publish = |tenant: &str, name: &str, queue_tenant: &str, queue: &str| RuntimeRequest {
+            principal: function(tenant, name),
+            action: RuntimeAction::QueuePublish,
+            resource: Resource::Queue {
+                tenant: queue_tenant.into(),
+                name: queue.into(),
+            },
+            context: RequestContext::Publish { bytes: 5 },
+        };
+        let ok = rt.decide(&publish("acme", "shop", "acme", "orders"));
+        assert!(ok.is_allowed(), "{ok:?}");
+        assert_eq!(ok.determining(), ["acme/shop/publish/orders"]);
+        assert!(!rt
+            .decide(&publish("acme", "shop", "acme", "audit"))
+            .is_allowed());
+        assert!(!rt
+            .decide(&publish("acme", "other", "acme", "orders"))
+            .is_allowed());
+        // The same grant in another tenant's manifest reaches only that tenant's queue.
+        assert!(!rt
+            .decide(&publish("evil", "shop", "acme", "orders"))
+            .is_allowed());
+        assert!(rt
+            .decide(&publish("evil", "shop", "evil", "orders"))
             .is_allowed());
     }
 

@@ -49,6 +49,9 @@ pub(crate) fn granted_units(p: &Permissions) -> BTreeSet<String> {
     for r in &p.egress {
         out.insert(format!("egress:{}", r.url()));
     }
+    for q in &p.publish {
+        out.insert(format!("publish:{q}"));
+    }
     out
 }
 
@@ -61,6 +64,7 @@ pub(crate) fn suggest(
 ) -> String {
     let mut kv: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
     let mut call = Vec::new();
+    let mut publish = Vec::new();
     let mut egress = Vec::new();
     let mut from = Vec::new();
     let mut config = false;
@@ -75,6 +79,8 @@ pub(crate) fn suggest(
             }
         } else if let Some(c) = u.strip_prefix("call:") {
             call.push(c.to_owned());
+        } else if let Some(q) = u.strip_prefix("publish:") {
+            publish.push(q.to_owned());
         } else if let Some(f) = u.strip_prefix("invoke:") {
             from.push(f.to_owned());
         } else if let Some(e) = u.strip_prefix("egress:") {
@@ -104,6 +110,9 @@ pub(crate) fn suggest(
     let mut out = String::from("[permissions]\n");
     out.push_str(&format!("kv = [{}]\n", quote(kv)));
     out.push_str(&format!("call = [{}]\n", quote(call)));
+    if !publish.is_empty() {
+        out.push_str(&format!("publish = [{}]\n", quote(publish)));
+    }
     out.push_str(&format!("\n[invoke]\nfrom = [{}]\n", quote(from)));
     if !egress.is_empty() {
         out.push_str(&format!("\n[egress]\nallow = [{}]\n", quote(egress)));
@@ -286,6 +295,7 @@ mod tests {
             invoke_from: [InvokeSource::Public].into(),
             pass_authorization: false,
             egress: Vec::new(),
+            publish: Default::default(),
         };
         let granted = granted_units(&p);
         assert_eq!(
@@ -318,6 +328,17 @@ mod tests {
             s.contains("[egress]\nallow = [\"https://api.stripe.com:443\"]"),
             "{s}"
         );
+        // Publishing: a unit per queue, kept in the suggestion only when used.
+        let publishing = Permissions {
+            publish: ["orders".to_owned(), "audit".to_owned()].into(),
+            ..Permissions::default()
+        };
+        assert!(granted_units(&publishing).contains("publish:audit"));
+        let mut published = used.clone();
+        published.insert("publish:orders".to_owned());
+        let s = suggest(&published, false, false);
+        assert!(s.contains("publish = [\"orders\"]"), "{s}");
+        assert!(!suggest(&used, false, false).contains("publish"));
     }
 
     #[test]

@@ -140,3 +140,48 @@ fn delivered(response: &Response<Bytes>) -> Delivered {
         give_up: false,
     }
 }
+
+/// Functions publishing to their tenant's queues (`[permissions] publish`): the gateway
+/// decided and recorded the capability; the queues check, record and commit the message
+/// as every publish.
+pub(crate) struct FunctionPublisher(pub(crate) zerofn_events::Queues);
+
+impl zerofn_gateway::QueuePublisher for FunctionPublisher {
+    fn publish<'a>(
+        &'a self,
+        actor: &'a str,
+        tenant: &'a zerofn_types::TenantName,
+        queue: &'a str,
+        event: zerofn_gateway::OutgoingEvent,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<String, zerofn_gateway::PublishRefused>>
+                + Send
+                + 'a,
+        >,
+    > {
+        Box::pin(async move {
+            let message = zerofn_events::OutgoingMessage {
+                id: event.id,
+                event_type: event.event_type,
+                content_type: event.content_type,
+                group: event.group,
+                data: event.data.to_vec(),
+            };
+            match self.0.publish(actor, tenant, queue, vec![message]).await {
+                Ok(published) => published.into_iter().next().map(|p| p.id).ok_or_else(|| {
+                    zerofn_gateway::PublishRefused {
+                        status: 500,
+                        kind: "store_error",
+                        message: "the queue answered no message id".into(),
+                    }
+                }),
+                Err(e) => Err(zerofn_gateway::PublishRefused {
+                    status: e.status(),
+                    kind: e.kind(),
+                    message: e.to_string(),
+                }),
+            }
+        })
+    }
+}

@@ -308,6 +308,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
             logs,
             limits: control.invoke_limits().clone(),
             authn: callers.authenticators().clone(),
+            publisher: Some(Arc::new(events::FunctionPublisher(queues.clone()))),
         },
     );
     if let Some((certificates, interval)) = gateway_certificates {

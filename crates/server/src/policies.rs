@@ -33,6 +33,7 @@ fn permissions_answer(p: &zerofn_policy::permissions::Permissions) -> zerofn_api
         config: p.config,
         invoke_from: p.invoke_from.iter().map(ToString::to_string).collect(),
         egress: p.egress.iter().map(ToString::to_string).collect(),
+        publish: p.publish.iter().cloned().collect(),
     }
 }
 

@@ -15,6 +15,8 @@ pub const IDENTITY_HOST: &str = "identity.fn.internal";
 pub(crate) enum Destination {
     /// The identity endpoint ([`IDENTITY_HOST`]).
     Identity,
+    /// The tenant's queues ([`super::QUEUES_HOST`]).
+    Queues,
     /// A function: `http://<name>.<tenant>.fn.internal/`.
     Function { tenant: String, name: String },
     /// Anything else: egress, whose gateway reads the URI itself with
@@ -28,6 +30,9 @@ impl Destination {
         let host = uri.host().map(str::to_ascii_lowercase).unwrap_or_default();
         if host == IDENTITY_HOST {
             return Destination::Identity;
+        }
+        if host == super::QUEUES_HOST {
+            return Destination::Queues;
         }
         match internal_target(&host) {
             Some((tenant, name)) => Destination::Function { tenant, name },
@@ -78,6 +83,7 @@ mod tests {
             }
         );
         assert_eq!(of("https://example.com/"), Destination::External);
+        assert_eq!(of("http://Queues.fn.internal/orders"), Destination::Queues);
         assert_eq!(of("/relative"), Destination::External);
         // Only the exact internal names are internal: look-alikes are egress.
         assert_eq!(

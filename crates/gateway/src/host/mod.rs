@@ -31,6 +31,7 @@ mod destination;
 mod egress;
 mod identity;
 mod kv;
+mod publish;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -60,6 +61,7 @@ use crate::policies::Policies;
 
 pub use destination::{IDENTITY_HOST, INTERNAL_SUFFIX};
 pub use identity::WorkloadIdentity;
+pub use publish::{OutgoingEvent, PublishRefused, QueuePublisher, MAX_PUBLISH_BODY, QUEUES_HOST};
 
 use destination::Destination;
 
@@ -84,6 +86,8 @@ pub(crate) struct HostServices {
     /// The egress gateway's client (resolution, range checks,
     /// connections); `None` when it could not be built: egress refused.
     pub(crate) egress: Option<Arc<zerofn_egress::EgressClient>>,
+    /// The platform's queues (`[permissions] publish`); `None`: publishing refused.
+    pub(crate) publisher: Option<Arc<dyn QueuePublisher>>,
 }
 
 /// What a function call needs of the gateway, and nothing more: find the
@@ -387,6 +391,7 @@ impl InvocationHost {
             (RuntimeAction::ConfigRead, _) => "config".to_owned(),
             (RuntimeAction::SvidJwt, _) => "identity".to_owned(),
             (_, Resource::Host(h)) => format!("http:{h}"),
+            (_, Resource::Queue { name, .. }) => format!("publish:{name}"),
             (_, Resource::Function { tenant, name }) => {
                 format!("{}:{tenant}/{name}", action.as_str())
             }
@@ -439,6 +444,7 @@ impl HostCapabilities for InvocationHost {
         Box::pin(async move {
             match Destination::of(request.uri()) {
                 Destination::Identity => Ok(self.jwt_svid(&request).await),
+                Destination::Queues => Ok(self.publish(request).await),
                 Destination::Function { tenant, name } => self.call(request, tenant, name).await,
                 Destination::External => self.egress(request).await,
             }

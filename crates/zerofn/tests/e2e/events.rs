@@ -584,3 +584,84 @@ fn missed_runs_after_a_kill_9_are_skipped_or_run_once() {
     );
     assert!(!skipper.iter().any(catch_up), "{skipper:?}");
 }
+
+/// Functions publish to queues of their tenant they are granted (`[permissions]
+/// publish`) with `POST http://queues.fn.internal/<queue>`: decided, recorded, durable,
+/// delivered like any publish. `relay-c` is the publisher: it relays its body as a POST
+/// to the platform service its path names, forging `x-zerofn-*` headers on the way.
+#[test]
+fn a_function_publishes_to_the_queues_it_is_granted_and_no_other() {
+    let s = Setup::new();
+    create_queues(&s);
+    deploy_worker(&s, "worker", "orders");
+    s.deploy(
+        "publisher",
+        "relay-c",
+        &["/relay/..."],
+        "[permissions]\npublish = [\"orders\"]\n",
+    );
+    let r = s
+        .platform
+        .post("/relay/-/queues/orders", b"from a function");
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["id"].as_str().expect("a message id").to_owned();
+    assert_eq!(r.json()["queue"], "orders");
+    let events = wait_events(&s, "worker", 1);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(field(&events[0], "id"), id, "{events:?}");
+    assert_eq!(field(&events[0], "body"), "from a function", "{events:?}");
+    // The capability decision, and the queue's own record naming the function.
+    let records = s.audit(300);
+    let decided = records
+        .iter()
+        .find(|r| {
+            r["action"] == "capability"
+                && r["function"] == "publisher"
+                && r["detail"]["action"] == "queue.publish"
+        })
+        .expect("a queue.publish capability record");
+    assert_eq!(decided["decision"], "allow", "{decided}");
+    assert_eq!(
+        decided["detail"]["policies"][0], "acme/publisher/publish/orders",
+        "{decided}"
+    );
+    let published = records
+        .iter()
+        .find(|r| r["action"] == "queue.publish" && r["detail"]["ids"][0] == id.as_str())
+        .expect("the queue's publish record");
+    assert!(
+        published["actor"]
+            .as_str()
+            .is_some_and(|a| a.ends_with("/fn/publisher")),
+        "{published}"
+    );
+
+    // A queue it is not granted: refused before the queue is touched, and recorded.
+    let before = stats(&s, "other");
+    let r = s.platform.post("/relay/-/queues/other", b"not granted");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("publish:other"), "{}", r.text());
+    assert_eq!(stats(&s, "other"), before);
+    assert!(s.audit(300).iter().any(|r| r["action"] == "capability"
+        && r["function"] == "publisher"
+        && r["decision"] == "deny"
+        && r["detail"]["action"] == "queue.publish"));
+    // Not a queue name, or not a POST: not the queues endpoint at all.
+    let r = s.platform.post("/relay/-/queues/Bad_Name", b"x");
+    assert_eq!(r.status, 404, "{}", r.text());
+    // A message larger than a queue takes is refused without reaching it.
+    let big = vec![b'x'; 256 * 1024 + 1];
+    let r = s.platform.post("/relay/-/queues/orders", &big);
+    assert!(
+        r.status == 413 || r.status == 400,
+        "{} {}",
+        r.status,
+        r.text()
+    );
+    let st = stats(&s, "orders");
+    assert_eq!(
+        st["visible"].as_u64().unwrap_or(0) + st["in_flight"].as_u64().unwrap_or(0),
+        0,
+        "{st}"
+    );
+}
