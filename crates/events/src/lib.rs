@@ -36,9 +36,10 @@
 //!   run in flight per schedule, missed runs per `missed` (`schedule.rs`).
 //!
 //! # Where it falls short
-//! - Functions cannot publish yet: `wasi:messaging` is a draft whose
-//!   interfaces (0.2.0-draft) wasmtime 48 does not ship bindings for; a
-//!   platform host under `*.fn.internal` is the planned route.
+//! - Functions publish through the gateway's platform host
+//!   (`queues.fn.internal`, [`Queues::publish`] with the function as actor):
+//!   `wasi:messaging` is a draft (0.2.0-draft) wasmtime 48 ships no bindings
+//!   for.
 //! - Object-storage and key-value change sources are not built.
 //! - Schedules assume one platform process per store (two would both fire),
 //!   and their skipped counts live in memory only.
