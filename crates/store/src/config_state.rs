@@ -255,7 +255,7 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: ConfigOp, now: &str) -> Result<(
                 params![row.tenant, row.name],
             )?;
             tx.execute(
-                "INSERT INTO jwt_issuers (tenant, name, issuer, audience, algorithms, leeway_secs, jwks, added_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO jwt_issuers (tenant, name, issuer, audience, algorithms, leeway_secs, jwks, added_at, require_jti, jwks_url, jwks_fetched_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     row.tenant,
                     row.name,
@@ -264,7 +264,10 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: ConfigOp, now: &str) -> Result<(
                     row.algorithms,
                     i64::try_from(row.leeway_secs).unwrap_or(i64::MAX),
                     row.jwks,
-                    now
+                    now,
+                    i64::from(row.require_jti),
+                    row.jwks_url,
+                    row.jwks_fetched_at
                 ],
             )?;
         }

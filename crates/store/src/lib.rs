@@ -34,6 +34,7 @@ mod config_state;
 mod deployments;
 mod error;
 mod external_callers;
+mod jwks_fetches;
 mod history;
 mod invocation_logs;
 mod kv;
