@@ -179,7 +179,9 @@ impl JwksIssuers {
         let fetched = self.fetcher.fetch(url).await.map_err(refused)?;
         zerofn_authn::parse_fetched(&fetched).map_err(refused)?;
         let document = String::from_utf8(fetched.body).map_err(|_| {
-            ControlError::BadRequest("the JWKS URL was not registered: the document is not UTF-8".into())
+            ControlError::BadRequest(
+                "the JWKS URL was not registered: the document is not UTF-8".into(),
+            )
         })?;
         Ok(RegisteredJwks {
             document,

@@ -18,9 +18,7 @@ pub(crate) fn migrate(conn: &rusqlite::Connection) -> Result<(), StoreError> {
             .prepare("SELECT 1 FROM pragma_table_info('jwt_issuers') WHERE name = ?1")?
             .exists([column])?;
         if !exists {
-            conn.execute_batch(&format!(
-                "ALTER TABLE jwt_issuers ADD COLUMN {column} {ty}"
-            ))?;
+            conn.execute_batch(&format!("ALTER TABLE jwt_issuers ADD COLUMN {column} {ty}"))?;
         }
     }
     Ok(())

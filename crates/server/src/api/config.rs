@@ -613,9 +613,10 @@ impl Api {
                 }
                 let jwks = match &j.jwks_url {
                     Some(_) => None,
-                    None => Some(serde_json::from_str(&j.jwks).map_err(|e| {
-                        ControlError::BadRequest(format!("JWKS of `{n}`: {e}"))
-                    })?),
+                    None => Some(
+                        serde_json::from_str(&j.jwks)
+                            .map_err(|e| ControlError::BadRequest(format!("JWKS of `{n}`: {e}")))?,
+                    ),
                 };
                 let req = crate::callers::AddJwtIssuer {
                     name: n.clone(),
@@ -635,8 +636,7 @@ impl Api {
                     .await
                     .map_err(|e| ControlError::BadRequest(format!("JWT issuer `{n}`: {e}")))?;
                 let row: JwtIssuerRow =
-                    self.callers
-                        .check_issuer(&tenant, req, fetched.as_ref())?;
+                    self.callers.check_issuer(&tenant, req, fetched.as_ref())?;
                 ops.push(ConfigOp::PutJwtIssuer { row });
             }
             for n in c
