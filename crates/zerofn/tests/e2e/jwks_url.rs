@@ -400,6 +400,50 @@ fn issuer_keys_come_from_a_checked_https_url_follow_rotation_and_survive_the_ser
     assert_eq!(changed["tenant"], "acme");
     assert!(changed["reason"].as_str().unwrap().contains("jwt:idp"));
 
+    // The configuration directory: exported as the URL (no document file), planned as no
+    // change; a URL resolving to a forbidden address refuses the plan; another issuer with
+    // a URL applies, and nothing drifts after.
+    let dir = s.root().join("config");
+    let d = dir.to_str().unwrap();
+    ok(s.platform.cli(&["export", d]));
+    let tenant_toml = dir.join("tenants/acme/tenant.toml");
+    let toml = std::fs::read_to_string(&tenant_toml).unwrap();
+    assert!(toml.contains(&format!("jwks_url = \"{URL}\"")), "{toml}");
+    assert!(!dir.join("tenants/acme/jwks/idp.json").exists());
+    let o = s.platform.cli(&["plan", d]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    std::fs::write(
+        &tenant_toml,
+        toml.replace(URL, "https://meta.public.test:8443/jwks"),
+    )
+    .unwrap();
+    // Planned as a change (plans compare, they do not fetch); the apply fetches, and is
+    // refused with the reason, changing nothing.
+    let o = s.platform.cli(&["plan", d]);
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("jwt issuer idp"), "{}", stdout(&o));
+    let e = fails(s.platform.cli(&["apply", d]));
+    assert!(
+        e.contains("`169.254.169.254` is in the special-purpose range"),
+        "{e}"
+    );
+    assert_eq!(issuers(&s)[0]["jwks_url"], URL);
+    let second = format!(
+        "{toml}\n[[jwt_issuers]]\nname = \"idp2\"\nissuer = \"{ISS}\"\naudience = \"other\"\n\
+         algorithms = [\"ES256\"]\nleeway_secs = 0\njwks_url = \"{URL}\"\n"
+    );
+    std::fs::write(&tenant_toml, &second).unwrap();
+    ok(s.platform.cli(&["apply", d]));
+    let listed = issuers(&s);
+    assert_eq!(listed[1]["name"], "idp2");
+    assert_eq!(listed[1]["jwks_url"], URL);
+    assert!(listed[1]["jwks_fetched_at"].as_i64().is_some());
+    let o = s.platform.cli(&["drift", d]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    for (addr, server) in &forbidden {
+        assert_eq!(server.requests(), 0, "a request reached {addr}");
+    }
+
     // The server goes down: the keys in force still verify, and after a restart too (the
     // last good document is stored).
     idp.down.store(true, Ordering::SeqCst);
