@@ -27,8 +27,9 @@
 //!   JWKS is fetched, so the client retries.
 //! - The `jti` replay cache (`--require-jti`) is in memory: a restart forgets the tokens
 //!   seen, so a token used before a restart can be used once more until it expires.
-//! - ES512 (P-521) and HMAC algorithms are not supported (ring has no P-521; HMAC would
-//!   make the issuer's secret the platform's).
+//! - HMAC algorithms are not supported (HMAC would make the issuer's secret the
+//!   platform's). ES512 (P-521) is verified with RustCrypto's `p521`, not ring (which has
+//!   no P-521): a second signature backend for that one algorithm.
 
 mod apikey;
 mod error;
