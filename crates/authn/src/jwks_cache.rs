@@ -307,12 +307,21 @@ impl JwksCache {
         if !self.begin_refresh(now()) {
             return None;
         }
-        // Dropped mid-fetch (shutdown, a cancelled task), the guard clears the in-flight
-        // mark, so the cache is never stuck refusing every later refresh.
+        Some(self.run_refresh(fetcher, now).await)
+    }
+
+    /// Fetches and applies the refresh a `true` from [`JwksCache::begin_refresh`] started.
+    pub async fn run_refresh(
+        &self,
+        fetcher: &dyn JwksFetcher,
+        now: &(dyn Fn() -> i64 + Sync),
+    ) -> RefreshOutcome {
+        // Dropped mid-fetch (shutdown, a cancelled or failed task), the guard clears the
+        // in-flight mark, so the cache is never stuck refusing every later refresh.
         let guard = InFlight(self);
         let result = fetcher.fetch(&self.url).await;
         std::mem::forget(guard);
-        Some(self.finish_refresh(result, now()))
+        self.finish_refresh(result, now())
     }
 }
 

@@ -191,7 +191,10 @@ impl ExternalCallers {
             .append(
                 AuditRecord::new(actor, Action::AuthIssuerAdd, Outcome::Allow)
                     .tenant(tenant)
-                    .reason(format!("jwt:{} ({})", row.name, row.issuer)),
+                    .reason(match &row.jwks_url {
+                        None => format!("jwt:{} ({})", row.name, row.issuer),
+                        Some(url) => format!("jwt:{} ({}), keys from {url}", row.name, row.issuer),
+                    }),
             )
             .await?;
         self.store.add_jwt_issuer(tenant, row.clone()).await?;
@@ -444,7 +447,17 @@ impl ExternalCallers {
         req: &AddJwtIssuer,
     ) -> Result<Option<RegisteredJwks>, ControlError> {
         match (&req.jwks, &req.jwks_url) {
-            (None, Some(url)) => self.jwks.fetch_for_registration(url).await.map(Some),
+            (None, Some(url)) => {
+                // The cheap refusals first: a registration refused anyway makes no
+                // outbound request.
+                check_name("issuer", &req.name)?;
+                if let Some(names) = &req.algorithms {
+                    for n in names {
+                        Algorithm::parse(n.trim()).map_err(|e| bad(e.to_string()))?;
+                    }
+                }
+                self.jwks.fetch_for_registration(url).await.map(Some)
+            }
             // Both, or neither: `check_issuer` refuses it without a fetch.
             _ => Ok(None),
         }

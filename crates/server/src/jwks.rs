@@ -269,11 +269,14 @@ pub(crate) async fn refresh(
             let fetcher = issuers.fetcher.clone();
             let (store, audit) = (store.clone(), audit.clone());
             tokio::spawn(async move {
-                let result = fetcher.fetch(cache.url()).await;
-                let outcome = cache.finish_refresh(result, unix_now());
+                let outcome = cache.run_refresh(fetcher.as_ref(), &unix_now).await;
                 record(&store, &audit, &tenant, &name, cache.url(), outcome).await;
             });
         }
+        // # Cancel safety
+        // All three are cancel-safe: a `notify_one` before `notified()` exists is kept as
+        // a permit (no wake-up is lost), the sleep is only a timer, and `changed` loses
+        // nothing (the value is read after).
         tokio::select! {
             _ = issuers.wake.notified() => {}
             _ = tokio::time::sleep(TICK) => {}

@@ -358,10 +358,45 @@ fn issuer_keys_come_from_a_checked_https_url_follow_rotation_and_survive_the_ser
         .any(|r| r["reason"].as_str().unwrap().contains("169.254.169.254")));
     // The redirect and the private document were fetched (and refused); no other request.
     assert_eq!(idp.requests(), 2);
+    // A registration refused for its name or algorithms makes no request at all.
+    for (name, algorithms, why) in [
+        ("Bad_Name", "ES256", "issuer name `Bad_Name`"),
+        ("idp", "HS256", "`HS256` is not supported"),
+    ] {
+        let e = fails(s.platform.cli(&[
+            "auth",
+            "jwt",
+            "add",
+            "acme",
+            name,
+            "--issuer",
+            ISS,
+            "--audience",
+            "orders-api",
+            "--jwks-url",
+            URL,
+            "--algorithms",
+            algorithms,
+        ]));
+        assert!(e.contains(why), "{e}");
+    }
+    assert_eq!(idp.requests(), 2);
 
     // Registered: fetched once, and listed with the URL and the time of the fetch.
     ok(add(URL));
     assert_eq!(idp.requests(), 3);
+    let added = s
+        .audit(5)
+        .into_iter()
+        .find(|r| r["action"] == "auth.issuer.add" && r["decision"] == "allow")
+        .expect("the registration is audited");
+    assert!(
+        added["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("keys from {URL}")),
+        "{added}"
+    );
     let listed = issuers(&s);
     assert_eq!(listed[0]["jwks_url"], URL);
     assert!(listed[0]["jwks_fetched_at"].as_i64().unwrap() > now() - 600);
