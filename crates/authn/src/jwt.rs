@@ -11,9 +11,9 @@
 //! # Trust
 //! Trusts the issuer's registered keys and configuration; nothing in the token.
 
-use serde_json::{Map, Value};
-
 use std::sync::Arc;
+
+use serde_json::{Map, Value};
 
 use crate::jose::{object, parse_compact, strict_value};
 use crate::jwk::{Algorithm, Jwks};

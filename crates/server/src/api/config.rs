@@ -628,7 +628,7 @@ impl Api {
                     leeway_secs: Some(j.leeway_secs),
                     require_jti: j.require_jti,
                 };
-                // A URL is fetched and validated here, as `auth jwt add` does: a plan
+                // A URL is fetched and validated here, as `auth jwt add` does: an apply
                 // whose URL does not serve a valid JWKS is refused with the reason.
                 let fetched = self
                     .callers
