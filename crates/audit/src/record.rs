@@ -56,6 +56,9 @@ pub enum Action {
     /// A tenant's JWT issuer registered or removed (`zerofn auth jwt`).
     AuthIssuerAdd,
     AuthIssuerRemove,
+    /// The platform's refresh of a JWKS URL issuer's keys: a changed key set (`allow`) or a
+    /// failed fetch whose keys in force were kept (`error`).
+    AuthJwksRefresh,
     /// A tenant's API key created or revoked (`zerofn apikey`); named, never shown.
     ApiKeyCreate,
     ApiKeyRevoke,
@@ -82,7 +85,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order they are declared.
-    pub const ALL: [Action; 38] = [
+    pub const ALL: [Action; 39] = [
         Action::Deploy,
         Action::Undeploy,
         Action::Invoke,
@@ -109,6 +112,7 @@ impl Action {
         Action::Rollback,
         Action::AuthIssuerAdd,
         Action::AuthIssuerRemove,
+        Action::AuthJwksRefresh,
         Action::ApiKeyCreate,
         Action::ApiKeyRevoke,
         Action::AuditPrune,
@@ -156,6 +160,7 @@ impl Action {
             Action::Rollback => "rollback",
             Action::AuthIssuerAdd => "auth.issuer.add",
             Action::AuthIssuerRemove => "auth.issuer.remove",
+            Action::AuthJwksRefresh => "auth.jwks.refresh",
             Action::ApiKeyCreate => "apikey.create",
             Action::ApiKeyRevoke => "apikey.revoke",
             Action::AuditPrune => "audit.prune",

@@ -113,7 +113,7 @@ pub enum ConfigError {
     DuplicateKid { kid: String },
     #[error("the JWKS has no key usable for verifying signatures")]
     NoUsableKey,
-    #[error("algorithm `{alg}` is not supported; use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA")]
+    #[error("algorithm `{alg}` is not supported; use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512 or EdDSA")]
     UnsupportedAlgorithm { alg: String },
     #[error("no algorithm allowed; name at least one")]
     NoAlgorithms,

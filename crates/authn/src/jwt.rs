@@ -11,10 +11,13 @@
 //! # Trust
 //! Trusts the issuer's registered keys and configuration; nothing in the token.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use crate::jose::{object, parse_compact, strict_value};
 use crate::jwk::{Algorithm, Jwks};
+use crate::jwks_cache::JwksCache;
 use crate::{AuthnError, ConfigError};
 
 /// Largest clock-skew leeway an issuer may have.
@@ -38,6 +41,9 @@ pub struct Issuer {
     pub jwks: Jwks,
     /// Whether every token must carry a `jti`, accepted once (`--require-jti`).
     pub require_jti: bool,
+    /// For an issuer registered with a JWKS URL: the fetched keys, used instead of
+    /// `jwks` (which is then the document the cache started from).
+    pub cache: Option<Arc<JwksCache>>,
 }
 
 impl Issuer {
@@ -77,6 +83,7 @@ impl Issuer {
             leeway_secs,
             jwks,
             require_jti: false,
+            cache: None,
         })
     }
 
@@ -87,15 +94,27 @@ impl Issuer {
         self
     }
 
+    /// Takes its keys from `cache` (an issuer registered with `--jwks-url`).
+    pub fn with_jwks_cache(mut self, cache: Arc<JwksCache>) -> Issuer {
+        self.cache = Some(cache);
+        self
+    }
+
     /// Verifies `token` at `now` (seconds since the Unix epoch).
     pub fn verify(&self, token: &str, now: i64) -> Result<VerifiedToken, AuthnError> {
-        let payload = self.verify_jws(token)?;
+        let payload = self.verify_jws_at(token, Some(now))?;
         let claims = object(&payload)?;
         self.check_claims(claims, now)
     }
 
     /// The JWS layer alone: header checks and signature; returns the payload.
     pub fn verify_jws(&self, token: &str) -> Result<Vec<u8>, AuthnError> {
+        self.verify_jws_at(token, None)
+    }
+
+    /// The JWS layer; with `now`, a `kid` the fetched keys lack asks the cache for a
+    /// refresh (rate-limited there; this token is refused either way).
+    fn verify_jws_at(&self, token: &str, now: Option<i64>) -> Result<Vec<u8>, AuthnError> {
         let jws = parse_compact(token)?;
         let alg_name = check_header(&jws.header)?;
         let alg = Algorithm::parse(alg_name)
@@ -114,8 +133,21 @@ impl Issuer {
             Some(Value::String(k)) => Some(k.as_str()),
             Some(_) => return Err(AuthnError::Malformed),
         };
-        self.jwks
-            .verify(kid, alg, jws.signing_input, &jws.signature)?;
+        match &self.cache {
+            None => self
+                .jwks
+                .verify(kid, alg, jws.signing_input, &jws.signature)?,
+            Some(cache) => {
+                let keys = cache.keys();
+                if let (Some(kid), Some(now)) = (kid, now) {
+                    if !keys.has_kid(kid) {
+                        cache.note_unknown_kid(now);
+                        return Err(AuthnError::UnknownKey);
+                    }
+                }
+                keys.verify(kid, alg, jws.signing_input, &jws.signature)?
+            }
+        }
         Ok(jws.payload)
     }
 

@@ -7,7 +7,9 @@
 //! before any body is read; the [`VerifiedCaller`] it gets back becomes the Cedar principal
 //! of the invoke decision. Modules: `jose.rs` (strict compact JWS and JSON parsing),
 //! `jwk.rs` (algorithms, an issuer's public keys, the signature check), `jwt.rs` (issuer
-//! registration and claim checks), `apikey.rs` (key creation, salted hashes, constant-time
+//! registration and claim checks), `jwks_cache.rs` (the keys of an issuer registered with a
+//! JWKS URL: cached, refreshed in the background and on an unknown `kid`, kept when a fetch
+//! fails), `apikey.rs` (key creation, salted hashes, constant-time
 //! comparison), `registry.rs` (every tenant's issuers and keys, the credential of a request),
 //! `ratelimit.rs` (failures cost the caller).
 //!
@@ -20,17 +22,20 @@
 //! record: errors name only what failed.
 //!
 //! # Falls short
-//! - A JWKS is registered from a file; fetching `--jwks-url` (https, cached, refreshed on an
-//!   unknown `kid`) is not implemented yet: such a registration is refused.
+//! - A token naming a freshly rotated `kid` is refused (401) until the refresh it asked for
+//!   is in (at most once a minute per issuer): the request is not held while the issuer's
+//!   JWKS is fetched, so the client retries.
 //! - The `jti` replay cache (`--require-jti`) is in memory: a restart forgets the tokens
 //!   seen, so a token used before a restart can be used once more until it expires.
-//! - ES512 (P-521) and HMAC algorithms are not supported (ring has no P-521; HMAC would
-//!   make the issuer's secret the platform's).
+//! - HMAC algorithms are not supported (HMAC would make the issuer's secret the
+//!   platform's). ES512 (P-521) is verified with RustCrypto's `p521`, not ring (which has
+//!   no P-521): a second signature backend for that one algorithm.
 
 mod apikey;
 mod error;
 mod jose;
 mod jwk;
+mod jwks_cache;
 mod jwt;
 mod ratelimit;
 mod registry;
@@ -40,6 +45,11 @@ pub use apikey::{NewApiKey, PresentedKey, StoredKey, PREFIX as API_KEY_PREFIX};
 pub use error::{AuthnError, ConfigError};
 pub use jose::MAX_TOKEN_BYTES;
 pub use jwk::{Algorithm, Jwks, MAX_KEYS};
+pub use jwks_cache::{
+    max_age, parse_fetched, FetchError, FetchedJwks, JwksCache, JwksFetcher, JwksStatus,
+    RefreshOutcome, DEFAULT_MAX_AGE_SECS, MAX_JWKS_BYTES, MAX_MAX_AGE_SECS, MIN_MAX_AGE_SECS,
+    MIN_REFRESH_INTERVAL_SECS, RETRY_AFTER_FAILURE_SECS,
+};
 pub use jwt::{
     unverified_issuer, Issuer, VerifiedToken, DEFAULT_LEEWAY_SECS, MAX_LEEWAY_SECS,
     MAX_SUBJECT_BYTES,

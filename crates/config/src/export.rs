@@ -65,7 +65,10 @@ struct JwtOut {
     leeway_secs: u64,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     require_jti: bool,
-    jwks: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwks: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwks_url: Option<String>,
 }
 
 /// A file-name-safe form of an id (`sha256:ab…` -> `sha256-ab…`).
@@ -137,8 +140,15 @@ pub fn export(
         }
         let mut jwt_issuers = Vec::new();
         for (n, j) in &t.jwt_issuers {
-            let rel = format!("jwks/{}.json", file_safe(n));
-            put(format!("{dir}/{rel}"), j.jwks.clone().into_bytes());
+            // An issuer with a URL is exported as the URL: the platform fetches its keys.
+            let jwks = match &j.jwks_url {
+                Some(_) => None,
+                None => {
+                    let rel = format!("jwks/{}.json", file_safe(n));
+                    put(format!("{dir}/{rel}"), j.jwks.clone().into_bytes());
+                    Some(rel)
+                }
+            };
             jwt_issuers.push(JwtOut {
                 name: n.clone(),
                 issuer: j.issuer.clone(),
@@ -146,7 +156,8 @@ pub fn export(
                 algorithms: j.algorithms.clone(),
                 leeway_secs: j.leeway_secs,
                 require_jti: j.require_jti,
-                jwks: rel,
+                jwks,
+                jwks_url: j.jwks_url.clone(),
             });
         }
         let out = TenantOut {

@@ -289,7 +289,9 @@ struct JwtIssuerFile {
     leeway_secs: u64,
     #[serde(default)]
     require_jti: bool,
-    jwks: String,
+    /// Exactly one of `jwks` (a file beside) and `jwks_url`.
+    jwks: Option<String>,
+    jwks_url: Option<String>,
 }
 
 fn load_tenants(files: &ConfigFiles, l: &mut Loader) -> Result<(), ConfigError> {
@@ -500,16 +502,45 @@ fn load_tenant(
     }
 
     for issuer in &file.jwt_issuers {
-        let (jwks_path, jwks) = referenced(files, l, &path, text, &issuer.jwks)?;
-        // The platform keeps the JWKS as compact JSON (it receives a JSON value): compare
-        // in that form, so a reformatted file is no change.
-        let jwks = serde_json::from_str::<serde_json::Value>(jwks)
-            .map_err(|e| ConfigError::Invalid {
-                file: jwks_path.clone(),
-                line: Some(e.line()),
-                problem: format!("is not JSON: {e}"),
-            })?
-            .to_string();
+        let jwks = match (&issuer.jwks, &issuer.jwks_url) {
+            (Some(file), None) => {
+                let (jwks_path, jwks) = referenced(files, l, &path, text, file)?;
+                // The platform keeps the JWKS as compact JSON (it receives a JSON value):
+                // compare in that form, so a reformatted file is no change.
+                serde_json::from_str::<serde_json::Value>(jwks)
+                    .map_err(|e| ConfigError::Invalid {
+                        file: jwks_path.clone(),
+                        line: Some(e.line()),
+                        problem: format!("is not JSON: {e}"),
+                    })?
+                    .to_string()
+            }
+            // Fetched by the platform when applied (https only, checked there); the
+            // document is not part of the configuration.
+            (None, Some(url)) if url.starts_with("https://") => String::new(),
+            (None, Some(url)) => {
+                return Err(invalid(
+                    &path,
+                    text,
+                    url,
+                    format!(
+                        "JWT issuer `{}`: `jwks_url` must be an `https://` URL",
+                        issuer.name
+                    ),
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    &path,
+                    text,
+                    &issuer.name,
+                    format!(
+                        "JWT issuer `{}` needs exactly one of `jwks` (a file) and `jwks_url`",
+                        issuer.name
+                    ),
+                ))
+            }
+        };
         let value = JwtIssuer {
             issuer: issuer.issuer.clone(),
             audience: issuer.audience.clone(),
@@ -517,6 +548,7 @@ fn load_tenant(
             leeway_secs: issuer.leeway_secs,
             require_jti: issuer.require_jti,
             jwks,
+            jwks_url: issuer.jwks_url.clone(),
         };
         if out.jwt_issuers.insert(issuer.name.clone(), value).is_some() {
             return Err(invalid(

@@ -87,8 +87,12 @@ pub struct JwtIssuer {
     /// when set, so directories from before the option read the same.
     #[serde(default, skip_serializing_if = "is_false")]
     pub require_jti: bool,
-    /// The JWKS document (public keys only).
+    /// The JWKS document (public keys only); empty for an issuer whose keys are fetched
+    /// from `jwks_url` (the fetched document is the platform's state, not configuration).
     pub jwks: String,
+    /// Where the platform fetches the keys (`https://` only). Written only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
 }
 
 /// A deployed function: its signed component (by digest) and manifest.

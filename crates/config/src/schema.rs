@@ -36,7 +36,8 @@ tenants/<tenant>/tenant.toml          the tenant:
     algorithms = ["ES256"]
     leeway_secs = 60
     require_jti = true                optional: each token's `jti` accepted once
-    jwks = "jwks/corp.json"           the JWKS document (public keys only)
+    jwks = "jwks/corp.json"           the JWKS document (public keys only), or:
+    jwks_url = "https://..."          where the platform fetches it (exactly one of the two)
 tenants/<tenant>/policies/*.cedar     the tenant's runtime policy, every file in name
                                       order, as one policy set
 tenants/<tenant>/functions/<name>/    a function, as `zerofn deploy DIR` reads it:

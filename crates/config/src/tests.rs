@@ -373,6 +373,76 @@ fn jwt_issuers_load_normalised_and_duplicates_are_refused() {
 }
 
 #[test]
+fn jwt_issuers_with_a_jwks_url_load_export_and_need_exactly_one_source() {
+    let key = pem();
+    let issuer = |source: &str| {
+        format!(
+            "routes = [\"/acme/\"]\nkeys = [\"keys/ci.pub\"]\n\n[[jwt_issuers]]\nname = \"corp\"\nissuer = \"https://login.example.com\"\naudience = \"acme\"\nalgorithms = [\"ES256\"]\nleeway_secs = 60\n{source}"
+        )
+    };
+    let mut m = base(&key);
+    m.insert(
+        "tenants/acme/jwks/corp.json".into(),
+        b"{\"keys\":[]}".to_vec(),
+    );
+    m.insert(
+        "tenants/acme/tenant.toml".into(),
+        issuer("jwks_url = \"https://login.example.com/jwks\"\n").into_bytes(),
+    );
+    let mut url_only = m.clone();
+    url_only.remove("tenants/acme/jwks/corp.json");
+    let a = load_map(url_only).unwrap();
+    let corp = &a.tenants["acme"].jwt_issuers["corp"];
+    assert_eq!(
+        corp.jwks_url.as_deref(),
+        Some("https://login.example.com/jwks")
+    );
+    // The fetched document is the platform's state, not configuration.
+    assert_eq!(corp.jwks, "");
+    // Exported as the URL, with no document file; it loads back the same.
+    let files = export(&a, &BTreeMap::new()).unwrap();
+    let toml = String::from_utf8(files["tenants/acme/tenant.toml"].clone()).unwrap();
+    assert!(
+        toml.contains("jwks_url = \"https://login.example.com/jwks\"") && !toml.contains("jwks ="),
+        "{toml}"
+    );
+    assert!(!files.keys().any(|k| k.contains("/jwks/")), "{files:?}");
+    assert_eq!(load_map(files).unwrap(), a);
+    // A file issuer becoming a URL issuer is a change in the plan.
+    let mut from_file = m.clone();
+    from_file.insert(
+        "tenants/acme/tenant.toml".into(),
+        issuer("jwks = \"jwks/corp.json\"\n").into_bytes(),
+    );
+    let b = load_map(from_file).unwrap();
+    assert_eq!(b.tenants["acme"].jwt_issuers["corp"].jwks_url, None);
+    assert_eq!(diff(&b, &a).len(), 1);
+    // Both, neither, or a URL that is not https: refused, naming the file.
+    for (source, why) in [
+        (
+            "jwks = \"jwks/corp.json\"\njwks_url = \"https://login.example.com/jwks\"\n",
+            "exactly one of `jwks` (a file) and `jwks_url`",
+        ),
+        ("", "exactly one of `jwks` (a file) and `jwks_url`"),
+        (
+            "jwks_url = \"http://login.example.com/jwks\"\n",
+            "`jwks_url` must be an `https://` URL",
+        ),
+    ] {
+        let mut bad = m.clone();
+        bad.insert(
+            "tenants/acme/tenant.toml".into(),
+            issuer(source).into_bytes(),
+        );
+        let e = load_map(bad).unwrap_err().to_string();
+        assert!(
+            e.contains("tenants/acme/tenant.toml") && e.contains(why),
+            "{source}: {e}"
+        );
+    }
+}
+
+#[test]
 fn many_files_and_deep_trees_are_refused() {
     let mut m = BTreeMap::new();
     for i in 0..=MAX_FILES {

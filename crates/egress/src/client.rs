@@ -330,6 +330,32 @@ impl EgressClient {
         result
     }
 
+    /// A request the platform itself makes on a tenant's say-so (fetching the JWKS of an
+    /// issuer registered with `--jwks-url`), not a function's: the same path as a
+    /// function's request (resolution by the platform's resolver, every address
+    /// range-checked with no range exempt, connection to a checked address, certificates
+    /// against the configured roots, no redirect followed), within the platform's limits
+    /// lowered by `limits`. `purpose` names its connection slots (`platform:<purpose>`,
+    /// which no function name can be).
+    pub async fn send_for_platform(
+        &self,
+        purpose: &str,
+        limits: &FunctionEgressLimits,
+        target: &Target,
+        request: http::Request<Bytes>,
+        flow: &mut Flow,
+    ) -> Result<http::Response<Bytes>, FlowError> {
+        self.send(
+            &format!("platform:{purpose}"),
+            limits,
+            target,
+            None,
+            request,
+            flow,
+        )
+        .await
+    }
+
     async fn exchange(
         &self,
         function: &str,

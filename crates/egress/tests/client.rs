@@ -256,6 +256,34 @@ async fn a_listed_name_resolving_to_a_forbidden_range_is_refused_without_a_conne
 }
 
 #[tokio::test]
+async fn a_platform_request_is_range_checked_with_no_range_exempt_and_bounded() {
+    for (answer, range) in [
+        ("127.0.0.1", "127.0.0.1"),
+        ("169.254.169.254", "169.254.169.254"),
+        ("10.1.2.3", "10.1.2.3"),
+    ] {
+        let dns = dns(vec![vec![answer.parse().unwrap()]]).await;
+        let up = upstream(OK, None).await;
+        let client = client(&dns, None, EgressLimits::default());
+        let target = Target::parse(&format!("http://idp.test:{}/jwks", up.port)).unwrap();
+        let mut flow = Flow::default();
+        let err = client
+            .send_for_platform(
+                "jwks",
+                &FunctionEgressLimits::default(),
+                &target,
+                http::Request::new(Bytes::new()),
+                &mut flow,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), format!("forbidden_range {range}"), "{answer}");
+        assert_eq!(flow.connected, None);
+        assert_eq!(up.connections.load(Ordering::SeqCst), 0);
+    }
+}
+
+#[tokio::test]
 async fn one_forbidden_answer_among_public_ones_refuses_the_name() {
     let dns = dns(vec![vec![
         "8.8.8.8".parse().unwrap(),

@@ -20,6 +20,7 @@ use zerofn_types::{FunctionName, TenantName};
 
 use crate::clock::now;
 use crate::control::ControlError;
+use crate::jwks::{JwksIssuers, RegisteredJwks};
 
 /// Algorithms allowed when a registration names none.
 const DEFAULT_ALGORITHMS: [Algorithm; 2] = [Algorithm::RS256, Algorithm::ES256];
@@ -37,7 +38,7 @@ pub(crate) struct AddJwtIssuer {
     pub audience: String,
     /// The JWKS document.
     pub jwks: Option<serde_json::Value>,
-    /// Not supported yet: refused.
+    /// Where to fetch the JWKS from instead (`https://` only; see `jwks.rs`).
     pub jwks_url: Option<String>,
     pub algorithms: Option<Vec<String>>,
     pub leeway_secs: Option<u64>,
@@ -59,6 +60,8 @@ pub(crate) struct ExternalCallers {
     store: Store,
     audit: AuditLog,
     authn: Authenticators,
+    /// The caches and fetcher of issuers registered with a JWKS URL.
+    jwks: Arc<JwksIssuers>,
 }
 
 fn bad(message: impl Into<String>) -> ControlError {
@@ -96,11 +99,12 @@ fn issuer_of(row: &JwtIssuerRow) -> Result<Issuer, String> {
 }
 
 impl ExternalCallers {
-    pub(crate) fn new(store: Store, audit: AuditLog) -> ExternalCallers {
+    pub(crate) fn new(store: Store, audit: AuditLog, jwks: Arc<JwksIssuers>) -> ExternalCallers {
         ExternalCallers {
             store,
             audit,
             authn: Authenticators::default(),
+            jwks,
         }
     }
 
@@ -113,8 +117,16 @@ impl ExternalCallers {
     /// left out (its callers are refused) and logged: fail closed.
     pub(crate) async fn reload(&self) -> Result<(), ControlError> {
         let mut registry = Registry::default();
-        for row in self.store.jwt_issuers(None).await? {
-            match issuer_of(&row) {
+        let rows = self.store.jwt_issuers(None).await?;
+        self.jwks.retain(
+            &rows
+                .iter()
+                .filter(|r| r.jwks_url.is_some())
+                .map(|r| (r.tenant.clone(), r.name.clone()))
+                .collect(),
+        );
+        for row in rows {
+            match issuer_of(&row).and_then(|i| self.with_fetched_keys(&row, i)) {
                 Ok(issuer) => registry.add_issuer(&row.tenant, issuer),
                 Err(error) => {
                     tracing::error!(tenant = %row.tenant, issuer = %row.name, %error, "stored JWT issuer does not parse; its tokens are refused");
@@ -156,7 +168,11 @@ impl ExternalCallers {
         req: AddJwtIssuer,
     ) -> Result<JwtIssuerRow, ControlError> {
         let record = AuditRecord::new(actor, Action::AuthIssuerAdd, Outcome::Deny).tenant(tenant);
-        let row = match self.check_issuer(tenant, req) {
+        let fetched = match self.fetch_registered_jwks(&req).await {
+            Ok(f) => f,
+            Err(e) => return self.refused(record, e).await,
+        };
+        let row = match self.check_issuer(tenant, req, fetched.as_ref()) {
             Ok(row) => row,
             Err(e) => return self.refused(record, e).await,
         };
@@ -175,29 +191,30 @@ impl ExternalCallers {
             .append(
                 AuditRecord::new(actor, Action::AuthIssuerAdd, Outcome::Allow)
                     .tenant(tenant)
-                    .reason(format!("jwt:{} ({})", row.name, row.issuer)),
+                    .reason(match &row.jwks_url {
+                        None => format!("jwt:{} ({})", row.name, row.issuer),
+                        Some(url) => format!("jwt:{} ({}), keys from {url}", row.name, row.issuer),
+                    }),
             )
             .await?;
         self.store.add_jwt_issuer(tenant, row.clone()).await?;
+        if let Some(fetched) = &fetched {
+            self.jwks.start(&row, fetched);
+        }
         self.reload().await?;
         Ok(row)
     }
 
+    /// Checks a registration; `fetched` is the document fetched from its `jwks_url`
+    /// ([`ExternalCallers::fetch_registered_jwks`]).
     pub(crate) fn check_issuer(
         &self,
         tenant: &TenantName,
         req: AddJwtIssuer,
+        fetched: Option<&RegisteredJwks>,
     ) -> Result<JwtIssuerRow, ControlError> {
         check_name("issuer", &req.name)?;
-        if req.jwks_url.is_some() {
-            return Err(bad(
-                "`jwks_url` is not supported yet; register the JWKS document (`--jwks FILE`)",
-            ));
-        }
-        let jwks = req
-            .jwks
-            .ok_or_else(|| bad("a JWKS is required (`--jwks FILE`)"))?
-            .to_string();
+        let (jwks, jwks_url, jwks_fetched_at) = jwks_source(req.jwks, req.jwks_url, fetched)?;
         if jwks.len() > MAX_JWKS_BYTES {
             return Err(bad(format!(
                 "the JWKS is larger than {MAX_JWKS_BYTES} bytes"
@@ -236,6 +253,9 @@ impl ExternalCallers {
             require_jti: req.require_jti,
             jwks,
             added_at: now(),
+            jwks_url,
+            jwks_fetched_at,
+            jwks_error: None,
         })
     }
 
@@ -391,6 +411,69 @@ impl ExternalCallers {
 
     pub(crate) async fn keys(&self, tenant: &TenantName) -> Result<Vec<ApiKeyRow>, ControlError> {
         Ok(self.store.api_keys(Some(tenant)).await?)
+    }
+}
+
+/// The JWKS of a registration, exactly one of a document and a URL (whose document
+/// `fetched` is): the document kept, the URL, when the document was fetched.
+type JwksSource = (String, Option<String>, Option<i64>);
+
+fn jwks_source(
+    jwks: Option<serde_json::Value>,
+    url: Option<String>,
+    fetched: Option<&RegisteredJwks>,
+) -> Result<JwksSource, ControlError> {
+    match (jwks, url, fetched) {
+        (Some(doc), None, _) => Ok((doc.to_string(), None, None)),
+        (None, Some(url), Some(f)) => Ok((f.document.clone(), Some(url), Some(f.fetched_at))),
+        (Some(_), Some(_), _) => Err(bad(
+            "give the JWKS either as a document (`--jwks FILE`) or as a URL (`--jwks-url URL`), not both",
+        )),
+        (None, Some(_), None) => Err(ControlError::Internal(
+            "a JWKS URL was not fetched before the registration was checked".into(),
+        )),
+        (None, None, _) => Err(bad(
+            "a JWKS is required (`--jwks FILE` or `--jwks-url URL`)",
+        )),
+    }
+}
+
+impl ExternalCallers {
+    /// For a registration with a `jwks_url`: fetches it once through the egress gateway
+    /// and validates the document (`jwks.rs`); `None` for a registration with a document.
+    /// Nothing is stored here: a failure refuses the registration with the reason.
+    pub(crate) async fn fetch_registered_jwks(
+        &self,
+        req: &AddJwtIssuer,
+    ) -> Result<Option<RegisteredJwks>, ControlError> {
+        match (&req.jwks, &req.jwks_url) {
+            (None, Some(url)) => {
+                // The cheap refusals first: a registration refused anyway makes no
+                // outbound request.
+                check_name("issuer", &req.name)?;
+                if let Some(names) = &req.algorithms {
+                    for n in names {
+                        Algorithm::parse(n.trim()).map_err(|e| bad(e.to_string()))?;
+                    }
+                }
+                self.jwks.fetch_for_registration(url).await.map(Some)
+            }
+            // Both, or neither: `check_issuer` refuses it without a fetch.
+            _ => Ok(None),
+        }
+    }
+
+    /// An issuer with a `jwks_url` takes its keys from its cache.
+    fn with_fetched_keys(&self, row: &JwtIssuerRow, issuer: Issuer) -> Result<Issuer, String> {
+        if row.jwks_url.is_none() {
+            return Ok(issuer);
+        }
+        Ok(issuer.with_jwks_cache(self.jwks.cache_for(row)?))
+    }
+
+    /// The refresher's share of the callers: caches, store, audit.
+    pub(crate) fn jwks_issuers(&self) -> &Arc<JwksIssuers> {
+        &self.jwks
     }
 }
 

@@ -26,6 +26,7 @@ mod demo;
 mod error;
 mod events;
 mod identity;
+mod jwks;
 mod layers;
 mod metrics;
 mod operators;
@@ -241,7 +242,13 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         store.clone(),
         audit.clone(),
     )?);
-    let callers = Arc::new(callers::ExternalCallers::new(store.clone(), audit.clone()));
+    let jwks_fetcher: Arc<dyn zerofn_authn::JwksFetcher> =
+        Arc::new(jwks::EgressJwksFetcher::new(&cfg.gateway.egress));
+    let callers = Arc::new(callers::ExternalCallers::new(
+        store.clone(),
+        audit.clone(),
+        Arc::new(jwks::JwksIssuers::new(jwks_fetcher)),
+    ));
     callers.reload().await?;
     let served = control.restore().await?;
     tracing::info!(functions = served, "restored deployments");
@@ -332,6 +339,12 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         events_wake,
     );
     tasks.spawn(delivery.run(shutdown_rx.clone()));
+    tasks.spawn(jwks::refresh(
+        callers.jwks_issuers().clone(),
+        store.clone(),
+        audit.clone(),
+        shutdown_rx.clone(),
+    ));
     tasks.spawn(scheduler.run_until(shutdown_rx.clone()));
     tasks.spawn(gateway.serve_with(gateway_listener, gateway_tls, shutdown_rx.clone()));
     tasks.spawn(

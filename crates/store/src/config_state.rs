@@ -279,7 +279,7 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: ConfigOp, now: &str) -> Result<(
                 params![row.tenant, row.name],
             )?;
             tx.execute(
-                "INSERT INTO jwt_issuers (tenant, name, issuer, audience, algorithms, leeway_secs, jwks, added_at, require_jti) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO jwt_issuers (tenant, name, issuer, audience, algorithms, leeway_secs, jwks, added_at, require_jti, jwks_url, jwks_fetched_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     row.tenant,
                     row.name,
@@ -289,7 +289,9 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: ConfigOp, now: &str) -> Result<(
                     i64::try_from(row.leeway_secs).unwrap_or(i64::MAX),
                     row.jwks,
                     now,
-                    i64::from(row.require_jti)
+                    i64::from(row.require_jti),
+                    row.jwks_url,
+                    row.jwks_fetched_at
                 ],
             )?;
         }
@@ -468,6 +470,9 @@ mod tests {
                 jwks: "{}".into(),
                 added_at: String::new(),
                 require_jti: true,
+                jwks_url: None,
+                jwks_fetched_at: None,
+                jwks_error: None,
             },
         };
         // The last function's route is the first's: the whole change rolls back,

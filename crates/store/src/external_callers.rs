@@ -42,6 +42,7 @@ pub(crate) fn migrate(conn: &rusqlite::Connection) -> Result<(), StoreError> {
             "ALTER TABLE jwt_issuers ADD COLUMN require_jti INTEGER NOT NULL DEFAULT 0",
         )?;
     }
+    crate::jwks_fetches::migrate(conn)?;
     Ok(())
 }
 
@@ -58,10 +59,20 @@ pub struct JwtIssuerRow {
     /// Whether tokens must carry a `jti`, each accepted once.
     #[serde(default)]
     pub require_jti: bool,
-    /// The JWKS document (public keys only).
+    /// The JWKS document (public keys only): as registered, or for an issuer with a
+    /// `jwks_url`, the last good one fetched.
     #[serde(skip)]
     pub jwks: String,
     pub added_at: String,
+    /// Where the keys are fetched from (`--jwks-url`); `None`: registered as a document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    /// Seconds since the Unix epoch of the last good fetch of `jwks_url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_fetched_at: Option<i64>,
+    /// Why the last fetch of `jwks_url` failed (cleared by a good one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_error: Option<String>,
 }
 
 /// A stored API key: never the key itself.
@@ -91,6 +102,9 @@ fn issuer_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JwtIssuerRow> {
         jwks: r.get(6)?,
         added_at: r.get(7)?,
         require_jti: r.get::<_, i64>(8)? != 0,
+        jwks_url: r.get(9)?,
+        jwks_fetched_at: r.get(10)?,
+        jwks_error: r.get(11)?,
     })
 }
 
@@ -111,7 +125,8 @@ fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(ApiKeyRow, String)> {
 }
 
 const ISSUER_COLUMNS: &str =
-    "tenant, name, issuer, audience, algorithms, leeway_secs, jwks, added_at, require_jti";
+    "tenant, name, issuer, audience, algorithms, leeway_secs, jwks, added_at, require_jti, \
+     jwks_url, jwks_fetched_at, jwks_error";
 const KEY_COLUMNS: &str = "tenant, name, key_id, salt, hash, functions, expires_at, created_at";
 
 impl Store {
@@ -123,7 +138,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.in_tenant(tenant, move |tx, tenant| {
             let n = tx.execute(
-                &format!("INSERT OR IGNORE INTO jwt_issuers ({ISSUER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                &format!("INSERT OR IGNORE INTO jwt_issuers ({ISSUER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
                 params![
                     tenant,
                     row.name,
@@ -133,7 +148,10 @@ impl Store {
                     i64::try_from(row.leeway_secs).unwrap_or(0),
                     row.jwks,
                     row.added_at,
-                    i64::from(row.require_jti)
+                    i64::from(row.require_jti),
+                    row.jwks_url,
+                    row.jwks_fetched_at,
+                    row.jwks_error
                 ],
             )?;
             if n == 0 {
@@ -284,6 +302,9 @@ mod tests {
             jwks: "{}".into(),
             added_at: "now".into(),
             require_jti: true,
+            jwks_url: None,
+            jwks_fetched_at: None,
+            jwks_error: None,
         };
         store.add_jwt_issuer(&acme, issuer.clone()).await.unwrap();
         assert!(matches!(

@@ -36,6 +36,7 @@ mod error;
 mod external_callers;
 mod history;
 mod invocation_logs;
+mod jwks_fetches;
 mod kv;
 mod layers;
 mod operators;

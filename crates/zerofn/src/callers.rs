@@ -38,7 +38,8 @@ pub enum JwtCommand {
             required_unless_present = "jwks_url"
         )]
         jwks: Option<PathBuf>,
-        /// Fetch the JWKS from this https URL (not supported yet).
+        /// Fetch the JWKS from this https URL instead: fetched once now (a URL that does
+        /// not serve a valid JWKS is refused), then refreshed by the platform.
         #[arg(long)]
         jwks_url: Option<String>,
         /// Allowed algorithms, comma-separated (default RS256,ES256).
@@ -108,6 +109,28 @@ fn duration_secs(text: &str) -> Result<u64> {
         .with_context(|| format!("`{text}` is out of range"))
 }
 
+/// For an issuer registered with `--jwks-url`: the URL, the time of the last good fetch
+/// and the last error, if any (escaped: the error may quote what a remote server sent).
+fn jwks_url_columns(issuer: &Value) -> String {
+    let Some(url) = issuer.get("jwks_url").and_then(Value::as_str) else {
+        return String::new();
+    };
+    let fetched = issuer
+        .get("jwks_fetched_at")
+        .and_then(Value::as_i64)
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "never".into());
+    let mut out = format!("\tjwks_url={}\tfetched={fetched}", url.escape_debug());
+    if let Some(error) = issuer.get("jwks_error").and_then(Value::as_str) {
+        out.push_str(&format!("\tlast_error={}", error.escape_debug()));
+    }
+    out
+}
+
 pub async fn run_auth(data_dir: &Path, cmd: AuthCommand) -> Result<()> {
     let AuthCommand::Jwt(cmd) = cmd;
     let api = ApiClient::discover(data_dir)?;
@@ -162,12 +185,13 @@ pub async fn run_auth(data_dir: &Path, cmd: AuthCommand) -> Result<()> {
             } else {
                 for i in field(&v, "issuers").as_array().into_iter().flatten() {
                     println!(
-                        "{}\t{}\taud={}\t{}\tleeway={}s",
+                        "{}\t{}\taud={}\t{}\tleeway={}s{}",
                         field(i, "name").as_str().unwrap_or(""),
                         field(i, "issuer").as_str().unwrap_or(""),
                         field(i, "audience").as_str().unwrap_or(""),
                         field(i, "algorithms").as_str().unwrap_or(""),
-                        field(i, "leeway_secs")
+                        field(i, "leeway_secs"),
+                        jwks_url_columns(i)
                     );
                 }
             }

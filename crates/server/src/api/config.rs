@@ -662,7 +662,13 @@ impl Api {
                             .collect(),
                         leeway_secs: j.leeway_secs,
                         require_jti: j.require_jti,
-                        jwks: j.jwks,
+                        // The fetched document of a URL issuer is state, not configuration.
+                        jwks: if j.jwks_url.is_some() {
+                            String::new()
+                        } else {
+                            j.jwks
+                        },
+                        jwks_url: j.jwks_url,
                     },
                 );
             }
@@ -821,21 +827,32 @@ impl Api {
                 if c.jwt_issuers.get(n) == Some(j) {
                     continue;
                 }
-                let jwks = serde_json::from_str(&j.jwks)
-                    .map_err(|e| ControlError::BadRequest(format!("JWKS of `{n}`: {e}")))?;
-                let row: JwtIssuerRow = self.callers.check_issuer(
-                    &tenant,
-                    crate::callers::AddJwtIssuer {
-                        name: n.clone(),
-                        issuer: j.issuer.clone(),
-                        audience: j.audience.clone(),
-                        jwks: Some(jwks),
-                        jwks_url: None,
-                        algorithms: Some(j.algorithms.clone()),
-                        leeway_secs: Some(j.leeway_secs),
-                        require_jti: j.require_jti,
-                    },
-                )?;
+                let jwks = match &j.jwks_url {
+                    Some(_) => None,
+                    None => Some(
+                        serde_json::from_str(&j.jwks)
+                            .map_err(|e| ControlError::BadRequest(format!("JWKS of `{n}`: {e}")))?,
+                    ),
+                };
+                let req = crate::callers::AddJwtIssuer {
+                    name: n.clone(),
+                    issuer: j.issuer.clone(),
+                    audience: j.audience.clone(),
+                    jwks,
+                    jwks_url: j.jwks_url.clone(),
+                    algorithms: Some(j.algorithms.clone()),
+                    leeway_secs: Some(j.leeway_secs),
+                    require_jti: j.require_jti,
+                };
+                // A URL is fetched and validated here, as `auth jwt add` does: an apply
+                // whose URL does not serve a valid JWKS is refused with the reason.
+                let fetched = self
+                    .callers
+                    .fetch_registered_jwks(&req)
+                    .await
+                    .map_err(|e| ControlError::BadRequest(format!("JWT issuer `{n}`: {e}")))?;
+                let row: JwtIssuerRow =
+                    self.callers.check_issuer(&tenant, req, fetched.as_ref())?;
                 ops.push(ConfigOp::PutJwtIssuer { row });
             }
             for n in c

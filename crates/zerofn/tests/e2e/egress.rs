@@ -78,9 +78,35 @@ fn upstream(
     Upstream { connections, heads }
 }
 
-/// The test's DNS server: `answers(name, n)` for the n-th question about
+/// The test's DNS server: the answer for the `round`-th question about
 /// `name` (A and AAAA each count).
 fn dns(addr: SocketAddr, stop: Arc<AtomicBool>) {
+    dns_answering(addr, stop, |name, round| {
+        let ip = |s: &str| -> Vec<IpAddr> { vec![s.parse().unwrap()] };
+        match name {
+            "api.public.test" | "shop.public.test" | "a.wild.test" | "a.b.wild.test"
+            | "wild.test" | "other.test" => ip("93.184.216.34"),
+            "db.internal" => ip("10.1.2.3"),
+            "private.test" => ip("10.9.9.9"),
+            "loop.public.test" => ip("127.0.0.1"),
+            "meta.public.test" => ip("169.254.169.254"),
+            "mapped.public.test" => ip("::ffff:127.0.0.1"),
+            // First public, then loopback, TTL 0 (every answer is).
+            "rebind.test" if round == 0 => ip("93.184.216.34"),
+            "rebind.test" => ip("127.0.0.1"),
+            _ => Vec::new(),
+        }
+    });
+}
+
+/// A DNS server on `addr` answering `answers(name, n)` for the n-th
+/// question about `name` (counted by its A question), until `stop`. Shared
+/// with the other tests that run in a network namespace (`jwks_url.rs`).
+pub(crate) fn dns_answering(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    answers: impl Fn(&str, usize) -> Vec<IpAddr> + Send + 'static,
+) {
     let socket = UdpSocket::bind(addr).unwrap();
     socket
         .set_read_timeout(Some(Duration::from_millis(50)))
@@ -102,20 +128,7 @@ fn dns(addr: SocketAddr, stop: Arc<AtomicBool>) {
             if qtype == 1 {
                 *count += 1;
             }
-            let ip = |s: &str| -> Vec<IpAddr> { vec![s.parse().unwrap()] };
-            let ips = match name.as_str() {
-                "api.public.test" | "shop.public.test" | "a.wild.test" | "a.b.wild.test"
-                | "wild.test" | "other.test" => ip("93.184.216.34"),
-                "db.internal" => ip("10.1.2.3"),
-                "private.test" => ip("10.9.9.9"),
-                "loop.public.test" => ip("127.0.0.1"),
-                "meta.public.test" => ip("169.254.169.254"),
-                "mapped.public.test" => ip("::ffff:127.0.0.1"),
-                // First public, then loopback, TTL 0 (every answer is).
-                "rebind.test" if round == 0 => ip("93.184.216.34"),
-                "rebind.test" => ip("127.0.0.1"),
-                _ => Vec::new(),
-            };
+            let ips = answers(&name, round);
             if let Some(reply) = zerofn_egress_answer::build(&buf[..n], &ips) {
                 let _ = socket.send_to(&reply, peer);
             }
@@ -177,7 +190,7 @@ mod zerofn_egress_answer {
     }
 }
 
-fn sh(cmd: &str) {
+pub(crate) fn sh(cmd: &str) {
     let status = Command::new("sh").args(["-c", cmd]).status().unwrap();
     assert!(status.success(), "{cmd}");
 }

@@ -23,6 +23,7 @@ mod hardening_memory;
 mod harness;
 mod intent;
 mod js;
+mod jwks_url;
 mod layers;
 mod limits;
 mod logs;
