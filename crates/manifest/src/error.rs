@@ -134,3 +134,49 @@ pub enum ManifestError {
         limit: usize,
     },
 }
+
+impl ManifestError {
+    /// The key the error is about, dotted (`limits.memory_mb`, `routes`), when it is about
+    /// one; a TOML error names its key in its message instead.
+    pub fn key_path(&self) -> Option<String> {
+        let key = match self {
+            Self::TooLarge { .. } | Self::Toml(_) => return None,
+            Self::UnknownSchemaPart { key } => return Some(format!("schema.{key}")),
+            Self::InvalidSchema { part, .. } => return Some(format!("schema.{part}")),
+            Self::Name(NameError::InvalidFunctionName { .. }) => "name",
+            Self::Name(NameError::InvalidTenantName { .. }) => "tenant",
+            Self::InvalidComponent { .. } => "component",
+            Self::NoRoutes | Self::InvalidRoute { .. } | Self::DuplicateRoute { .. } => "routes",
+            Self::VersionOutOfRange { .. } => "version",
+            Self::BurstWithoutRate => "limits.burst",
+            Self::LimitOutOfRange { key, .. } | Self::Permission { key, .. } => key,
+            Self::InvalidLayerImport { .. } | Self::TooManyLayers { .. } => "layers",
+            Self::InvalidLayerDigest { import, .. } => return Some(format!("layers.{import}")),
+        };
+        Some(key.to_owned())
+    }
+
+    /// The byte range in `text`, the manifest this error came from, of the key or value at
+    /// fault, when it can be found (see [`crate::span`]).
+    pub fn span_in(&self, text: &str) -> Option<std::ops::Range<usize>> {
+        if let Self::Toml(e) = self {
+            return e.span();
+        }
+        let key_path = self.key_path()?;
+        // The entry the message names: a route, a layer import, a permission's entry.
+        let entry = match self {
+            Self::InvalidRoute { route, .. } | Self::DuplicateRoute { route } => {
+                Some(route.as_str())
+            }
+            Self::InvalidLayerImport { import, .. } => Some(import.as_str()),
+            Self::Permission { problem, .. } => crate::span::first_quoted(problem),
+            _ => None,
+        };
+        if let Self::DuplicateRoute { route } = self {
+            // The second time it is written is the one to remove.
+            return crate::span::locate_last(text, &key_path, route)
+                .or_else(|| crate::span::locate(text, &key_path, None));
+        }
+        crate::span::locate(text, &key_path, entry)
+    }
+}
