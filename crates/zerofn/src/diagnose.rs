@@ -27,8 +27,6 @@ use zerofn_manifest::zone::{Zone, ZoneError};
 const MAX_QUOTED_LINE_CHARS: usize = 240;
 /// Longest message of the TOML parser kept (it may quote the file).
 const MAX_MESSAGE_CHARS: usize = 400;
-/// Width the header and help are wrapped at.
-const WIDTH: usize = 100;
 
 /// Reads `text` (the manifest at `path`) as a manifest; a refusal is a [`FileDiagnostic`]
 /// pointing into the file.
@@ -165,6 +163,14 @@ impl FileDiagnostic {
             self.label = Some("unknown key");
         } else if let Some(rest) = message.strip_prefix("missing field ") {
             self.problem = format!("missing key {rest}");
+        } else if let Some((found, expected)) = message
+            .strip_prefix("invalid type: ")
+            .and_then(|m| m.split_once(", expected "))
+        {
+            // serde names Rust types (`expected u32`); the file has TOML's.
+            let expected = toml_type(expected);
+            self.problem = format!("wrong type: found {found}, expected {expected}");
+            self.label = Some("wrong type");
         }
     }
 
@@ -265,8 +271,9 @@ pub fn render(d: &FileDiagnostic, colour: bool) -> String {
         GraphicalTheme::none()
     };
     theme.characters.error = "error:".to_owned();
+    // Not wrapped: a line per header and help, whatever the file's path, for grep.
     let handler = GraphicalReportHandler::new_themed(theme)
-        .with_width(WIDTH)
+        .with_wrap_lines(false)
         .with_links(false);
     let mut out = String::new();
     if handler.render_report(&mut out, d).is_err() {
@@ -346,10 +353,28 @@ fn closest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&
     let key_lower = key.to_lowercase();
     let allowed = (key.chars().count() / 3).max(1);
     candidates
-        .map(|c| (strsim::damerau_levenshtein(&key_lower, &c.to_lowercase()), c))
+        .map(|c| {
+            (
+                strsim::damerau_levenshtein(&key_lower, &c.to_lowercase()),
+                c,
+            )
+        })
         .filter(|(distance, c)| *distance <= allowed && *distance < c.chars().count())
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, c)| c)
+}
+
+/// A type serde names as TOML calls it (`u32` is an integer); others as serde says.
+fn toml_type(serde_type: &str) -> &str {
+    match serde_type {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" | "i8" | "i16" | "i32" | "i64" | "i128"
+        | "isize" => "an integer",
+        "f32" | "f64" => "a number",
+        "a boolean" | "bool" => "a boolean (`true` or `false`)",
+        "a sequence" => "an array",
+        "a map" => "a table",
+        other => other,
+    }
 }
 
 /// "problem; advice" split at the first `; ` outside backticks (the style of the
@@ -473,12 +498,27 @@ mod tests {
     }
 
     #[test]
+    fn a_type_error_names_the_toml_type_expected() {
+        let text = format!("{HEAD}routes = [\"/a\"]\n[limits]\nmemory_mb = \"lots\"\n");
+        let d = diagnose(&text);
+        assert_eq!(
+            d.problem,
+            "wrong type: found string \"lots\", expected an integer"
+        );
+        assert_eq!(&text[d.span.clone().unwrap()], "\"lots\"");
+        assert_eq!(toml_type("a string"), "a string");
+    }
+
+    #[test]
     fn advice_after_a_semicolon_outside_backticks_is_help() {
         assert_eq!(
             split_advice("`a` = 0 is out of range; use a value from 1 to 9"),
             ("`a` = 0 is out of range", Some("use a value from 1 to 9"))
         );
-        assert_eq!(split_advice("route `/a; b` is bad"), ("route `/a; b` is bad", None));
+        assert_eq!(
+            split_advice("route `/a; b` is bad"),
+            ("route `/a; b` is bad", None)
+        );
         assert_eq!(split_advice("no advice"), ("no advice", None));
     }
 
@@ -499,7 +539,10 @@ mod tests {
         );
         assert!(rendered.contains("[f/zerofn.toml:4:1]"), "{rendered}");
         assert!(rendered.contains(" 4 | rotues = [\"/a\"]\n"), "{rendered}");
-        assert!(rendered.contains("help: did you mean `routes`?"), "{rendered}");
+        assert!(
+            rendered.contains("help: did you mean `routes`?"),
+            "{rendered}"
+        );
         assert!(!rendered.contains('\x1b'), "{rendered}");
     }
 
