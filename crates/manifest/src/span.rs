@@ -99,7 +99,7 @@ mod tests {
     const TEXT: &str = "name = \"a\"\nroutes = [\"/a\", \"/b/*\"]\n[limits]\nmemory_mb = 0\n\
                         [egress]\nallow = [{ url = \"https://x.test\" }, \"http://*.com\"]\n";
 
-    fn at<'a>(text: &'a str, span: Option<Range<usize>>) -> Option<&'a str> {
+    fn at(text: &str, span: Option<Range<usize>>) -> Option<&str> {
         span.and_then(|s| text.get(s))
     }
 
