@@ -512,6 +512,41 @@ mod tests {
     }
 
     #[test]
+    fn refusals_point_at_the_entry_at_fault() {
+        for (text, key, at) in [
+            ("name = \"Bad_Zone\"\n", "name", "\"Bad_Zone\""),
+            (
+                "name = \"z\"\ntenants = [\"a\", \"b\", \"a\"]\n",
+                "tenants",
+                "\"a\"",
+            ),
+            (
+                "name = \"z\"\ncalls = [\"ok\", \"Not_A\"]\n",
+                "calls",
+                "\"Not_A\"",
+            ),
+            (
+                "name = \"z\"\nsigners = [\"nobody\"]\n",
+                "signers",
+                "\"nobody\"",
+            ),
+            (
+                "name = \"z\"\negress = [\"https://ok.test\", \"https://*.com\"]\n",
+                "egress",
+                "\"https://*.com\"",
+            ),
+        ] {
+            let e = Zone::from_toml(text).unwrap_err();
+            assert_eq!(e.key_path(), Some(key), "{e}");
+            let span = e.span_in(text).unwrap_or_else(|| panic!("no span: {e}"));
+            assert_eq!(&text[span.clone()], at, "{e}");
+            if key == "tenants" {
+                assert_eq!(span.start, text.rfind("\"a\"").unwrap(), "the second `a`");
+            }
+        }
+    }
+
+    #[test]
     fn a_full_document_parses() {
         let z = zone(
             r#"
