@@ -66,6 +66,12 @@ fn cases() -> Vec<Case> {
             vec!["deploy", "$ROOT/f"],
         ),
         ("deploy-no-directory", vec![], vec!["deploy", "$ROOT/nothere"]),
+        // Any error of a command given `--json` is JSON; one without a file has no place.
+        (
+            "deploy-no-directory-json",
+            vec![],
+            vec!["deploy", "$ROOT/nothere", "--json"],
+        ),
         (
             "sign-missing-key",
             vec![("a.wasm", b"\0asm\x0d\0\x01\0")],
