@@ -115,6 +115,7 @@ impl ConfigFiles {
         std::str::from_utf8(bytes).map_err(|_| ConfigError::Invalid {
             file: path.to_owned(),
             line: None,
+            span: None,
             problem: "is not UTF-8 text".into(),
         })
     }
@@ -127,6 +128,7 @@ pub(crate) fn resolve(from: &str, reference: &str) -> Result<String, ConfigError
     let bad = |why: &str| ConfigError::Invalid {
         file: from.to_owned(),
         line: None,
+        span: None,
         problem: format!("reference `{}` {why}", reference.escape_debug()),
     };
     if reference.starts_with('/') {
@@ -160,6 +162,7 @@ fn check_relative(path: &str) -> Result<(), ConfigError> {
         Err(ConfigError::Invalid {
             file: path.escape_debug().to_string(),
             line: None,
+            span: None,
             problem: "is not a plain relative path".into(),
         })
     }
@@ -212,6 +215,7 @@ fn walk(
             .map_err(|n| ConfigError::Invalid {
                 file: format!("{prefix}{}", n.to_string_lossy()),
                 line: None,
+                span: None,
                 problem: "has a name that is not UTF-8".into(),
             })?;
         let rel = format!("{prefix}{name}");
@@ -244,6 +248,7 @@ fn walk(
             return Err(ConfigError::Invalid {
                 file: rel,
                 line: None,
+                span: None,
                 problem: "is neither a file nor a directory".into(),
             });
         }

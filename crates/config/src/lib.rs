@@ -44,7 +44,11 @@ pub enum ConfigError {
     #[error("`{file}`{}: {problem}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
     Invalid {
         file: String,
+        /// The 1-based line of the problem, when known.
         line: Option<usize>,
+        /// The byte range in the file of the key or value at fault, when known (the CLI
+        /// underlines it; the message, with the line, stays whole without it).
+        span: Option<std::ops::Range<usize>>,
         problem: String,
     },
     #[error("`{file}` is missing{}", referenced_from.as_ref().map(|r| format!(" (needed by `{r}`)")).unwrap_or_default())]

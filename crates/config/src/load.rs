@@ -53,6 +53,7 @@ pub fn load(files: &ConfigFiles) -> Result<PlatformConfig, ConfigError> {
             return Err(ConfigError::Invalid {
                 file: path.to_owned(),
                 line: None,
+                span: None,
                 problem: format!(
                     "is not part of the layout ({known}) and no file references it; \
                      see `zerofn config schema`"
@@ -75,10 +76,18 @@ fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.find(needle).map(|at| line_at(text, at))
 }
 
+/// The byte range of the first `needle` in `text` (what [`line_of`] found), for the CLI to
+/// underline. A text search, not a parse: a hint, as the line is.
+fn span_of(text: &str, needle: &str) -> Option<std::ops::Range<usize>> {
+    let start = text.find(needle)?;
+    Some(start..start.saturating_add(needle.len()))
+}
+
 fn parse_toml<T: for<'de> Deserialize<'de>>(path: &str, text: &str) -> Result<T, ConfigError> {
     toml::from_str(text).map_err(|e| ConfigError::Invalid {
         file: path.to_owned(),
         line: e.span().map(|s| line_at(text, s.start)),
+        span: e.span(),
         problem: e.message().trim().to_owned(),
     })
 }
@@ -87,6 +96,7 @@ fn invalid(path: &str, text: &str, needle: &str, problem: impl Into<String>) -> 
     ConfigError::Invalid {
         file: path.to_owned(),
         line: line_of(text, needle),
+        span: span_of(text, needle),
         problem: problem.into(),
     }
 }
@@ -97,6 +107,7 @@ fn cedar(path: &str, text: &str) -> Result<(), ConfigError> {
         .map_err(|e| ConfigError::Invalid {
             file: path.to_owned(),
             line: None,
+            span: None,
             problem: e.to_string(),
         })
 }
@@ -110,6 +121,7 @@ fn load_control(files: &ConfigFiles, l: &mut Loader) -> Result<(), ConfigError> 
     zerofn_policy::ControlPolicy::parse(text).map_err(|e| ConfigError::Invalid {
         file: path.to_owned(),
         line: None,
+        span: None,
         problem: e.to_string(),
     })?;
     l.used.insert(path.to_owned());
@@ -143,6 +155,7 @@ fn load_operators(files: &ConfigFiles, l: &mut Loader) -> Result<(), ConfigError
             return Err(ConfigError::Invalid {
                 file: path.clone(),
                 line: None,
+                span: None,
                 problem: format!("`{name}` is not an operator name (a DNS label)"),
             });
         }
@@ -187,11 +200,13 @@ fn load_zones(files: &ConfigFiles, l: &mut Loader) -> Result<(), ConfigError> {
             ZoneError::Toml(t) => ConfigError::Invalid {
                 file: path.clone(),
                 line: t.span().map(|s| line_at(text, s.start)),
+                span: t.span(),
                 problem: t.message().trim().to_owned(),
             },
             other => ConfigError::Invalid {
                 file: path.clone(),
                 line: None,
+                span: other.span_in(text),
                 problem: other.to_string(),
             },
         })?;
@@ -238,6 +253,7 @@ fn load_zones(files: &ConfigFiles, l: &mut Loader) -> Result<(), ConfigError> {
             None => ConfigError::Invalid {
                 file: "zones/".into(),
                 line: None,
+                span: None,
                 problem: e.to_string(),
             },
         }
@@ -302,6 +318,7 @@ fn load_tenants(files: &ConfigFiles, l: &mut Loader) -> Result<(), ConfigError> 
             return Err(ConfigError::Invalid {
                 file: path.to_owned(),
                 line: None,
+                span: None,
                 problem: "belongs in a tenant's directory, `tenants/<tenant>/`".into(),
             });
         };
@@ -312,6 +329,7 @@ fn load_tenants(files: &ConfigFiles, l: &mut Loader) -> Result<(), ConfigError> 
         let tenant = TenantName::parse(&name).map_err(|e| ConfigError::Invalid {
             file: dir.clone(),
             line: None,
+            span: None,
             problem: format!("`{name}` is not a tenant name: {e}"),
         })?;
         let config = load_tenant(files, l, &tenant, &dir)?;
@@ -326,6 +344,7 @@ pub fn operator_key(file: &str, pem: &str) -> Result<String, ConfigError> {
     let invalid = |problem: String| ConfigError::Invalid {
         file: file.to_owned(),
         line: None,
+        span: None,
         problem,
     };
     // `PublicKey` reads P-256 keys only, naming any other algorithm.
@@ -346,6 +365,7 @@ fn referenced<'f>(
         ConfigError::Invalid { file, problem, .. } => ConfigError::Invalid {
             file,
             line: line_of(from_text, reference),
+            span: span_of(from_text, reference),
             problem,
         },
         other => other,
@@ -354,6 +374,7 @@ fn referenced<'f>(
         return Err(ConfigError::Invalid {
             file: from.to_owned(),
             line: line_of(from_text, reference),
+            span: span_of(from_text, reference),
             problem: format!("references `{reference}`, but `{path}` is not in the directory"),
         });
     }
@@ -407,6 +428,7 @@ fn load_tenant(
         let key = zerofn_sigstore::PublicKey::from_pem(pem).map_err(|e| ConfigError::Invalid {
             file: key_path.clone(),
             line: None,
+            span: None,
             problem: format!("is not a public key: {e}"),
         })?;
         let id = key.key_id().to_string();
@@ -478,6 +500,7 @@ fn load_tenant(
             ConfigError::Invalid {
                 file: root_path.clone(),
                 line: None,
+                span: None,
                 problem: format!("is not a Sigstore trusted root: {e}"),
             }
         })?;
@@ -511,6 +534,7 @@ fn load_tenant(
                     .map_err(|e| ConfigError::Invalid {
                         file: jwks_path.clone(),
                         line: Some(e.line()),
+                        span: None,
                         problem: format!("is not JSON: {e}"),
                     })?
                     .to_string()
@@ -615,6 +639,7 @@ fn load_functions(
                 return Err(ConfigError::Invalid {
                     file: p.to_owned(),
                     line: None,
+                    span: None,
                     problem: "belongs in a function's directory, `functions/<name>/`".into(),
                 })
             }
@@ -625,6 +650,7 @@ fn load_functions(
         let fname = FunctionName::parse(&name).map_err(|e| ConfigError::Invalid {
             file: fdir.clone(),
             line: None,
+            span: None,
             problem: format!("`{name}` is not a function name: {e}"),
         })?;
         let function = load_function(files, l, tenant, &fname, &fdir)?;
@@ -657,6 +683,7 @@ pub fn load_function(
         zerofn_manifest::Manifest::from_toml(text).map_err(|e| ConfigError::Invalid {
             file: path.clone(),
             line: None,
+            span: e.span_in(text),
             problem: e.to_string(),
         })?;
     if manifest.tenant != *tenant || manifest.name != *name {
@@ -754,11 +781,13 @@ pub fn function_files(
             let tn = TenantName::parse(tenant).map_err(|e| ConfigError::Invalid {
                 file: format!("tenants/{tenant}"),
                 line: None,
+                span: None,
                 problem: e.to_string(),
             })?;
             let fname = FunctionName::parse(name).map_err(|e| ConfigError::Invalid {
                 file: format!("tenants/{tenant}/functions/{name}"),
                 line: None,
+                span: None,
                 problem: e.to_string(),
             })?;
             let fdir = format!("tenants/{tenant}/functions/{name}");

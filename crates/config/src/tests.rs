@@ -119,10 +119,15 @@ fn errors_name_the_file_and_line() {
                 file,
                 line: l,
                 problem: p,
+                span,
             } => {
                 assert_eq!(file, path, "{e}");
                 if line.is_some() {
                     assert_eq!(*l, line, "{e}");
+                    // The span the CLI underlines is on that line.
+                    let start = span.clone().expect("a span where the line is known").start;
+                    let line_of_span = text[..start].matches('\n').count() + 1;
+                    assert_eq!(Some(line_of_span), line, "{e}: {span:?}");
                 }
                 assert!(p.contains(problem), "{e}");
             }
@@ -596,10 +601,15 @@ fn zone_errors_name_the_file_and_line() {
                 file,
                 line: l,
                 problem: p,
+                span,
             } => {
                 assert_eq!(file, path, "{e}");
                 if line.is_some() {
                     assert_eq!(*l, line, "{e}");
+                    // The span the CLI underlines is on that line.
+                    let start = span.clone().expect("a span where the line is known").start;
+                    let line_of_span = text[..start].matches('\n').count() + 1;
+                    assert_eq!(Some(line_of_span), line, "{e}: {span:?}");
                 }
                 assert!(p.contains(problem), "{e}");
             }

@@ -134,3 +134,122 @@ pub enum ManifestError {
         limit: usize,
     },
 }
+
+impl ManifestError {
+    /// The key the error is about, dotted (`limits.memory_mb`, `routes`), when it is about
+    /// one; a TOML error names its key in its message instead.
+    pub fn key_path(&self) -> Option<String> {
+        let key = match self {
+            Self::TooLarge { .. } | Self::Toml(_) => return None,
+            Self::UnknownSchemaPart { key } => return Some(format!("schema.{key}")),
+            Self::InvalidSchema { part, .. } => return Some(format!("schema.{part}")),
+            Self::Name(NameError::InvalidFunctionName { .. }) => "name",
+            Self::Name(NameError::InvalidTenantName { .. }) => "tenant",
+            Self::InvalidComponent { .. } => "component",
+            Self::NoRoutes | Self::InvalidRoute { .. } | Self::DuplicateRoute { .. } => "routes",
+            Self::VersionOutOfRange { .. } => "version",
+            Self::BurstWithoutRate => "limits.burst",
+            Self::LimitOutOfRange { key, .. } | Self::Permission { key, .. } => key,
+            Self::InvalidLayerImport { .. } | Self::TooManyLayers { .. } => "layers",
+            Self::InvalidLayerDigest { import, .. } => return Some(format!("layers.{import}")),
+        };
+        Some(key.to_owned())
+    }
+
+    /// The byte range in `text`, the manifest this error came from, of the key or value at
+    /// fault, when it can be found (see [`crate::span`]).
+    pub fn span_in(&self, text: &str) -> Option<std::ops::Range<usize>> {
+        if let Self::Toml(e) = self {
+            return e.span();
+        }
+        let key_path = self.key_path()?;
+        // The entry the message names: a route, a layer import, a permission's entry.
+        let entry = match self {
+            Self::InvalidRoute { route, .. } | Self::DuplicateRoute { route } => {
+                Some(route.as_str())
+            }
+            Self::InvalidLayerImport { import, .. } => Some(import.as_str()),
+            Self::Permission { problem, .. } => crate::span::first_quoted(problem),
+            _ => None,
+        };
+        if let Self::InvalidLayerDigest { digest, .. } = self {
+            // The import may hold dots (`@0.2.0`): found as the value, not as a key path.
+            return crate::span::locate(text, "layers", Some(digest));
+        }
+        if let Self::DuplicateRoute { route } = self {
+            // The second time it is written is the one to remove.
+            return crate::span::locate_last(text, &key_path, route)
+                .or_else(|| crate::span::locate(text, &key_path, None));
+        }
+        crate::span::locate(text, &key_path, entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Manifest;
+
+    const HEAD: &str = "tenant = \"acme\"\ncomponent = \"a.wasm\"\n";
+
+    /// Each refusal found after deserialising points at the value (or entry) at fault.
+    #[test]
+    fn refusals_after_parsing_point_at_the_value_at_fault() {
+        for (body, key, at) in [
+            ("name = \"Hello\"\nroutes = [\"/a\"]\n", "name", "\"Hello\""),
+            (
+                "name = \"a\"\nroutes = [\"/a\", \"/b/*\"]\n",
+                "routes",
+                "\"/b/*\"",
+            ),
+            (
+                "name = \"a\"\nroutes = [\"/a\", \"/b\", \"/a\"]\n",
+                "routes",
+                "\"/a\"",
+            ),
+            ("name = \"a\"\nroutes = []\n", "routes", "[]"),
+            (
+                "name = \"a\"\nroutes = [\"/a\"]\n[limits]\nmemory_mb = 0\n",
+                "limits.memory_mb",
+                "0",
+            ),
+            (
+                "name = \"a\"\nroutes = [\"/a\"]\n[limits]\nburst = 3\n",
+                "limits.burst",
+                "3",
+            ),
+            (
+                "name = \"a\"\nroutes = [\"/a\"]\nversion = 0\n",
+                "version",
+                "0",
+            ),
+            (
+                "name = \"a\"\nroutes = [\"/a\"]\n[layers]\n\"zerofn:greet/greeter\" = \"sha256:00\"\n",
+                "layers.zerofn:greet/greeter",
+                "\"sha256:00\"",
+            ),
+            (
+                "name = \"a\"\nroutes = [\"/a\"]\n[egress]\nallow = [\"https://ok.test\", \"ftp://x.test\"]\n",
+                "egress.allow",
+                "\"ftp://x.test\"",
+            ),
+        ] {
+            let text = format!("{HEAD}{body}");
+            let e = Manifest::from_toml(&text).expect_err(&text);
+            assert_eq!(e.key_path().as_deref(), Some(key), "{e}");
+            let span = e.span_in(&text).unwrap_or_else(|| panic!("no span: {e}"));
+            assert_eq!(&text[span.clone()], at, "{e}");
+            if body.contains("\"/b\", \"/a\"") {
+                // A duplicate: the second one written.
+                assert!(span.start > text.find("\"/a\"").unwrap_or(0), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn toml_errors_keep_their_own_span_and_no_key() {
+        let text = format!("{HEAD}name = \"a\"\nroutes = [\"/a\"]\ncolour = 1\n");
+        let e = Manifest::from_toml(&text).unwrap_err();
+        assert_eq!(e.key_path(), None);
+        assert_eq!(e.span_in(&text).map(|s| &text[s]), Some("colour"));
+    }
+}

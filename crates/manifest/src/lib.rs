@@ -5,7 +5,8 @@
 //! ([`Trigger`]: queues, and schedules as a parsed [`Schedule`]). [`normalize_path`] is the one path
 //! normalisation that routes and the gateway share. [`Manifest::signed_content`] is the
 //! manifest's signed form, which admission compares with the signed one
-//! ([`first_difference`]).
+//! ([`first_difference`]). [`ManifestError::span_in`] finds the key or value an error is
+//! about in the manifest's text ([`span`]), for messages that point at it.
 //!
 //! # Trust
 //! * Trusts nothing in a manifest: it is parsed into types that hold their rules
@@ -23,6 +24,7 @@ mod error;
 mod manifest;
 mod schedule;
 mod signed;
+pub mod span;
 pub mod zone;
 
 pub use error::ManifestError;

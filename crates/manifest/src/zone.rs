@@ -118,6 +118,46 @@ pub enum ZoneError {
     TooManyZones { count: usize, limit: usize },
 }
 
+impl ZoneError {
+    /// The key of the zone document the error is about, when it is about one.
+    pub fn key_path(&self) -> Option<&'static str> {
+        match self {
+            Self::Name { key, .. }
+            | Self::Duplicate { key, .. }
+            | Self::TooMany { key, .. }
+            | Self::UnknownZone { key, .. } => Some(key),
+            Self::Signer { .. } => Some("signers"),
+            Self::Egress(_) => Some("egress"),
+            Self::TenantInTwoZones { .. } => Some("tenants"),
+            Self::TooLarge { .. } | Self::Toml(_) | Self::TooManyZones { .. } => None,
+        }
+    }
+
+    /// The byte range in `text`, the zone document this error came from, of the key or
+    /// value at fault, when it can be found (see [`crate::span`]).
+    pub fn span_in(&self, text: &str) -> Option<std::ops::Range<usize>> {
+        if let Self::Toml(e) = self {
+            return e.span();
+        }
+        let key = self.key_path()?;
+        match self {
+            Self::Duplicate { key, value } => crate::span::locate_last(text, key, value),
+            Self::Name { name: entry, .. }
+            | Self::Signer { signer: entry, .. }
+            | Self::UnknownZone { unknown: entry, .. }
+            | Self::TenantInTwoZones { tenant: entry, .. } => {
+                crate::span::locate(text, key, Some(entry))
+            }
+            Self::Egress(problem) => {
+                // The message is "`egress`: ...", the entry is the next quoted part.
+                let rest = problem.strip_prefix("`egress`").unwrap_or(problem);
+                crate::span::locate(text, key, crate::span::first_quoted(rest))
+            }
+            _ => crate::span::locate(text, key, None),
+        }
+    }
+}
+
 /// One zone, parsed and checked on its own.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Zone {
@@ -469,6 +509,41 @@ mod tests {
 
     fn err(text: &str) -> String {
         Zone::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn refusals_point_at_the_entry_at_fault() {
+        for (text, key, at) in [
+            ("name = \"Bad_Zone\"\n", "name", "\"Bad_Zone\""),
+            (
+                "name = \"z\"\ntenants = [\"a\", \"b\", \"a\"]\n",
+                "tenants",
+                "\"a\"",
+            ),
+            (
+                "name = \"z\"\ncalls = [\"ok\", \"Not_A\"]\n",
+                "calls",
+                "\"Not_A\"",
+            ),
+            (
+                "name = \"z\"\nsigners = [\"nobody\"]\n",
+                "signers",
+                "\"nobody\"",
+            ),
+            (
+                "name = \"z\"\negress = [\"https://ok.test\", \"https://*.com\"]\n",
+                "egress",
+                "\"https://*.com\"",
+            ),
+        ] {
+            let e = Zone::from_toml(text).unwrap_err();
+            assert_eq!(e.key_path(), Some(key), "{e}");
+            let span = e.span_in(text).unwrap_or_else(|| panic!("no span: {e}"));
+            assert_eq!(&text[span.clone()], at, "{e}");
+            if key == "tenants" {
+                assert_eq!(span.start, text.rfind("\"a\"").unwrap(), "the second `a`");
+            }
+        }
     }
 
     #[test]

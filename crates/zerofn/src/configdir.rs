@@ -93,7 +93,15 @@ pub fn config(cmd: ConfigCommand) -> Result<()> {
 /// Read and validate the directory; its errors name the file and line.
 fn read_dir(dir: &Path) -> Result<(ConfigFiles, zerofn_config::PlatformConfig)> {
     let files = ConfigFiles::read(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let config = zerofn_config::load(&files).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config =
+        zerofn_config::load(&files).map_err(|e| {
+            match crate::diagnose::config_diagnostic(dir, &e, |file| {
+                files.get(file).and_then(|b| std::str::from_utf8(b).ok())
+            }) {
+                Some(d) => anyhow::Error::new(d),
+                None => anyhow::anyhow!("{e}"),
+            }
+        })?;
     Ok((files, config))
 }
 

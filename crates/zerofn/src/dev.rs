@@ -117,7 +117,7 @@ pub async fn dev(data_dir: &Path, args: DevArgs) -> Result<()> {
         return first;
     }
     if let Err(e) = first {
-        step("error", &format!("{e:#}"));
+        report_error(&e);
     }
     session.watch().await
 }
@@ -266,7 +266,7 @@ impl Session {
             changes.dedup();
             step("change", &changes.join(", "));
             if let Err(e) = self.cycle().await {
-                step("error", &format!("{e:#}"));
+                report_error(&e);
             }
         }
         stopped()
@@ -501,6 +501,19 @@ fn note_change(canonical: &Path, dir: &Path, path: PathBuf, changes: &mut Vec<St
 }
 
 /// Prints one step: the time of day, a label, what happened.
+/// A failed cycle: one step line, and for a problem in the manifest the quoted line and
+/// help under it (the session goes on; the user fixes the file).
+fn report_error(e: &anyhow::Error) {
+    match e.downcast_ref::<crate::diagnose::FileDiagnostic>() {
+        Some(d) => {
+            let rendered = crate::diagnose::render(d, false);
+            let rendered = rendered.strip_prefix("error: ").unwrap_or(&rendered);
+            step("error", rendered);
+        }
+        None => step("error", &format!("{e:#}")),
+    }
+}
+
 fn step(label: &str, text: &str) {
     let now = time_of_day();
     println!("{now} {label:<9} {text}");

@@ -419,7 +419,13 @@ enum AuditCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let matches = Cli::command().get_matches();
+    let json = wants_json(&matches);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     if !matches!(cli.command, Command::Up(_)) {
         // Client commands print and exit: `zerofn audit tail | head` should
         // end quietly when the reader goes away, as Unix tools do, instead
@@ -445,13 +451,40 @@ fn main() -> ExitCode {
             if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
                 // `zerofn up --log-format json`: every stderr line stays a JSON object.
                 tracing::error!(error = %one_line(&e), "zerofn up failed");
-            } else if let Some(rendered) = diagnose::render_for_terminal(&e) {
-                eprintln!("{rendered}");
             } else {
-                eprintln!("error: {}", one_line(&e));
+                eprintln!("{}", error_text(&e, json));
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Whether the command run was given `--json` (whichever subcommand defines it): its
+/// errors are then JSON too.
+fn wants_json(matches: &clap::ArgMatches) -> bool {
+    let mut m = matches;
+    loop {
+        if let Ok(Some(true)) = m.try_get_one::<bool>("json") {
+            return true;
+        }
+        match m.subcommand() {
+            Some((_, sub)) => m = sub,
+            None => return false,
+        }
+    }
+}
+
+/// How a failed command reports `e` on standard error. A problem in a file the CLI read
+/// is drawn as rustc does (the line, the place, help); any other error is one line. With
+/// `--json`, one JSON object in the control API's error shape (`{"error": {"message"}}`),
+/// with the file, line and column of a file's problem.
+fn error_text(e: &anyhow::Error, json: bool) -> String {
+    let file = e.downcast_ref::<diagnose::FileDiagnostic>();
+    match (file, json) {
+        (Some(d), true) => d.to_json().to_string(),
+        (Some(d), false) => diagnose::render(d, diagnose::stderr_wants_colour()),
+        (None, true) => serde_json::json!({ "error": { "message": one_line(e) } }).to_string(),
+        (None, false) => format!("error: {}", one_line(e)),
     }
 }
 

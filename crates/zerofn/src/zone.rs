@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use http::Method;
-use zerofn_manifest::zone::{Zone, MAX_ZONE_BYTES};
+use zerofn_manifest::zone::MAX_ZONE_BYTES;
 
 use crate::client::ApiClient;
 
@@ -80,8 +80,7 @@ pub async fn run(data_dir: &Path, cmd: ZoneCommand) -> Result<()> {
             let mut zones = Vec::with_capacity(files.len());
             for file in &files {
                 let document = read_document(file)?;
-                let zone =
-                    Zone::from_toml(&document).with_context(|| format!("`{}`", file.display()))?;
+                let zone = crate::diagnose::parse_zone(file, &document)?;
                 documents.push(document);
                 zones.push(zone);
             }

@@ -66,6 +66,12 @@ fn cases() -> Vec<Case> {
             vec!["deploy", "$ROOT/f"],
         ),
         ("deploy-no-directory", vec![], vec!["deploy", "$ROOT/nothere"]),
+        // Any error of a command given `--json` is JSON; one without a file has no place.
+        (
+            "deploy-no-directory-json",
+            vec![],
+            vec!["deploy", "$ROOT/nothere", "--json"],
+        ),
         (
             "sign-missing-key",
             vec![("a.wasm", b"\0asm\x0d\0\x01\0")],
@@ -77,6 +83,46 @@ fn cases() -> Vec<Case> {
             vec!["tenant", "create", "Bad_Name"],
         ),
         ("unknown-command", vec![], vec!["frobnicate"]),
+        (
+            "deploy-manifest-type-error",
+            vec![(
+                "f/zerofn.toml",
+                b"name = \"a\"\ntenant = \"acme\"\ncomponent = \"a.wasm\"\nroutes = [\"/a\"]\n[limits]\nmemory_mb = \"lots\"\n",
+            )],
+            vec!["deploy", "$ROOT/f"],
+        ),
+        (
+            "deploy-bad-route",
+            vec![(
+                "f/zerofn.toml",
+                b"name = \"a\"\ntenant = \"acme\"\ncomponent = \"a.wasm\"\nroutes = [\"/a\", \"/api/*\"]\n",
+            )],
+            vec!["deploy", "$ROOT/f"],
+        ),
+        (
+            "deploy-misspelt-manifest-key-json",
+            vec![(
+                "f/zerofn.toml",
+                b"name = \"a\"\ntenant = \"acme\"\ncomponent = \"a.wasm\"\nrotues = [\"/a\"]\n",
+            )],
+            vec!["deploy", "$ROOT/f", "--json"],
+        ),
+        (
+            "plan-tenant-file-unknown-key",
+            vec![(
+                "config/tenants/x/tenant.toml",
+                b"routes = [\"/x/\"]\n\n[limits]\nrate_per_secnd = 5\n",
+            )],
+            vec!["plan", "$ROOT/config"],
+        ),
+        (
+            "zone-set-unknown-key",
+            vec![(
+                "payments.toml",
+                b"name = \"payments\"\ntenants = [\"acme\"]\ncalled_frm = [\"shop\"]\n",
+            )],
+            vec!["zone", "set", "$ROOT/payments.toml"],
+        ),
         (
             "deploy-bad-limit",
             vec![(

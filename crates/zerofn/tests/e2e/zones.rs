@@ -177,7 +177,7 @@ fn zones_refuse_calls_across_them_until_both_sides_list_each_other() {
         (
             "unknown.toml",
             "name = \"front\"\ntenants = [\"alpha\"]\nnosuch = 1\n",
-            "unknown field `nosuch`",
+            "unknown key `nosuch`",
         ),
         (
             "two.toml",
