@@ -9,7 +9,8 @@
 //! `jwk.rs` (algorithms, an issuer's public keys, the signature check), `jwt.rs` (issuer
 //! registration and claim checks), `apikey.rs` (key creation, salted hashes, constant-time
 //! comparison), `registry.rs` (every tenant's issuers and keys, the credential of a request),
-//! `ratelimit.rs` (failures cost the caller).
+//! `ratelimit.rs` (failures cost the caller), `mtls.rs` (client certificates: a tenant's
+//! registered CAs and the platform bundle, `mtls:<name>` and `mtls:spiffe`).
 //!
 //! # Trust
 //! Trusts the issuers and keys a tenant registered through the control plane (admitted by
@@ -32,6 +33,7 @@ mod error;
 mod jose;
 mod jwk;
 mod jwt;
+mod mtls;
 mod ratelimit;
 mod registry;
 mod replay;
@@ -43,6 +45,11 @@ pub use jwk::{Algorithm, Jwks, MAX_KEYS};
 pub use jwt::{
     unverified_issuer, Issuer, VerifiedToken, DEFAULT_LEEWAY_SECS, MAX_LEEWAY_SECS,
     MAX_SUBJECT_BYTES,
+};
+pub use mtls::{
+    rfc4514, CaCertificate, CaError, CertificateRefusal, MtlsAuthorities, MtlsRegistry,
+    PlatformSvids, PlatformTrust, TrustedCa, VerifiedCertificate, MAX_CA_CERTS,
+    MAX_CA_PEM_BYTES, MAX_CHAIN_LEN, PLATFORM_CA,
 };
 pub use ratelimit::FailureLimiter;
 pub use registry::{Accepts, ApiKeyEntry, Authenticators, Credential, Registry, VerifiedCaller};
