@@ -48,12 +48,14 @@ pub use jwt::{
 };
 pub use mtls::{
     rfc4514, CaCertificate, CaError, CertificateRefusal, MtlsAuthorities, MtlsRegistry,
-    PlatformSvids, PlatformTrust, TrustedCa, VerifiedCertificate, MAX_CA_CERTS,
-    MAX_CA_PEM_BYTES, MAX_CHAIN_LEN, PLATFORM_CA,
+    PlatformSvids, PlatformTrust, TrustedCa, VerifiedCertificate, MAX_CA_CERTS, MAX_CA_PEM_BYTES,
+    MAX_CHAIN_LEN, PLATFORM_CA,
 };
 pub use ratelimit::FailureLimiter;
 pub use registry::{Accepts, ApiKeyEntry, Authenticators, Credential, Registry, VerifiedCaller};
 pub use replay::{ReplayCache, MAX_JTI_BYTES, MAX_JTI_LIFETIME_SECS, MAX_REPLAY_ENTRIES};
+/// The time a chain is verified at.
+pub use rustls::pki_types::UnixTime;
 
 #[cfg(test)]
 mod tests;

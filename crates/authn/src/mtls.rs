@@ -63,7 +63,9 @@ pub enum CaError {
     TooMany { count: usize, max: usize },
     #[error("certificate {index} is not an X.509 certificate ({detail})")]
     BadCertificate { index: usize, detail: String },
-    #[error("certificate {index} (`{subject}`) is not a CA: its basic constraints do not say `CA:TRUE`")]
+    #[error(
+        "certificate {index} (`{subject}`) is not a CA: its basic constraints do not say `CA:TRUE`"
+    )]
     NotCa { index: usize, subject: String },
     #[error("certificate {index} (`{subject}`) may not sign certificates: its key usage lacks `keyCertSign`")]
     NoCertSign { index: usize, subject: String },
@@ -153,6 +155,16 @@ impl TrustedCa {
     /// each a CA by basic constraints (and by key usage when it has one), within its
     /// validity, and usable as a webpki trust anchor.
     pub fn parse(name: &str, pem: &[u8], now: i64) -> Result<TrustedCa, CaError> {
+        TrustedCa::parse_at(name, pem, Some(now))
+    }
+
+    /// What the certificates of a stored registration say, whatever the time (a CA that
+    /// expired since it was registered is listed, though it verifies no one).
+    pub fn describe(pem: &[u8]) -> Result<Vec<CaCertificate>, CaError> {
+        TrustedCa::parse_at("listed", pem, None).map(|ca| ca.certificates)
+    }
+
+    fn parse_at(name: &str, pem: &[u8], now: Option<i64>) -> Result<TrustedCa, CaError> {
         if name == PLATFORM_CA {
             return Err(CaError::ReservedName);
         }
@@ -248,7 +260,7 @@ fn pem_of(der: &[u8]) -> String {
     out
 }
 
-fn check_ca(index: usize, der: &[u8], now: i64) -> Result<CaCertificate, CaError> {
+fn check_ca(index: usize, der: &[u8], now: Option<i64>) -> Result<CaCertificate, CaError> {
     let bad = |detail: String| CaError::BadCertificate { index, detail };
     let (rest, cert) = X509Certificate::from_der(der).map_err(|e| bad(e.to_string()))?;
     if !rest.is_empty() {
@@ -269,14 +281,14 @@ fn check_ca(index: usize, der: &[u8], now: i64) -> Result<CaCertificate, CaError
     }
     let not_before = cert.validity().not_before.timestamp();
     let not_after = cert.validity().not_after.timestamp();
-    if now > not_after {
+    if now.is_some_and(|now| now > not_after) {
         return Err(CaError::Expired {
             index,
             subject,
             not_after,
         });
     }
-    if now < not_before {
+    if now.is_some_and(|now| now < not_before) {
         return Err(CaError::NotYetValid {
             index,
             subject,
@@ -470,8 +482,7 @@ impl MtlsRegistry {
         for name in accepted {
             let checked = if name == PLATFORM_CA {
                 match &self.platform {
-                    Some(p) => match check_chain(&*p.verifier, leaf, intermediates, now, &facts)
-                    {
+                    Some(p) => match check_chain(&*p.verifier, leaf, intermediates, now, &facts) {
                         // The chain is the bundle's: now the SVID rules (one SPIFFE ID of a
                         // workload, not revoked), which the identity CA owns.
                         Checked::Verified => match p.svids.verify(leaf.as_ref()) {
@@ -485,11 +496,7 @@ impl MtlsRegistry {
                     None => Checked::NotOurs,
                 }
             } else {
-                match tenant_cas
-                    .into_iter()
-                    .flatten()
-                    .find(|ca| ca.name == *name)
-                {
+                match tenant_cas.into_iter().flatten().find(|ca| ca.name == *name) {
                     Some(ca) => check_chain(&*ca.verifier, leaf, intermediates, now, &facts),
                     None => Checked::NotOurs,
                 }
@@ -637,11 +644,19 @@ mod tests {
     }
 
     /// A client certificate of `ca`, valid from `from` to `to` (years).
-    fn leaf(ca: &Ca, cn: &str, spiffe: Option<&str>, from: i32, to: i32) -> CertificateDer<'static> {
+    fn leaf(
+        ca: &Ca,
+        cn: &str,
+        spiffe: Option<&str>,
+        from: i32,
+        to: i32,
+    ) -> CertificateDer<'static> {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
-        params.distinguished_name.push(DnType::OrganizationName, "Partner, Inc");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Partner, Inc");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         if let Some(id) = spiffe {
             params.subject_alt_names = vec![SanType::URI(id.try_into().unwrap())];
@@ -658,7 +673,10 @@ mod tests {
     fn registry(cas: &[(&str, &str, &Ca)]) -> MtlsRegistry {
         let mut r = MtlsRegistry::default();
         for (tenant, name, ca) in cas {
-            r.add_ca(tenant, TrustedCa::parse(name, ca.pem.as_bytes(), now()).unwrap());
+            r.add_ca(
+                tenant,
+                TrustedCa::parse(name, ca.pem.as_bytes(), now()).unwrap(),
+            );
         }
         r
     }
@@ -671,12 +689,21 @@ mod tests {
     fn a_good_chain_verifies_and_names_its_ca_subject_and_spiffe_id() {
         let partners = ca("Partners CA");
         let r = registry(&[("acme", "partners", &partners)]);
-        let cert = leaf(&partners, "billing", Some("spiffe://partner.test/billing"), 2020, 2090);
+        let cert = leaf(
+            &partners,
+            "billing",
+            Some("spiffe://partner.test/billing"),
+            2020,
+            2090,
+        );
         let v = r
             .authenticate("acme", &names(&["partners"]), &[cert], UnixTime::now())
             .unwrap();
         assert_eq!(v.ca, "partners");
-        assert_eq!(v.spiffe_id.as_deref(), Some("spiffe://partner.test/billing"));
+        assert_eq!(
+            v.spiffe_id.as_deref(),
+            Some("spiffe://partner.test/billing")
+        );
         assert_eq!(v.subject, r"O=Partner\, Inc,CN=billing");
         assert_eq!(v.id(), "spiffe://partner.test/billing");
         assert!(!v.serial.is_empty());
@@ -687,19 +714,57 @@ mod tests {
         let partners = ca("Partners CA");
         let foreign = ca("Partners CA"); // same name, another key
         let other = ca("Other tenant CA");
-        let r = registry(&[("acme", "partners", &partners), ("beta", "partners", &other)]);
+        let r = registry(&[
+            ("acme", "partners", &partners),
+            ("beta", "partners", &other),
+        ]);
         let now = UnixTime::now();
         let accepted = names(&["partners"]);
         for (chain, tenant, expected, why) in [
-            (leaf(&foreign, "x", None, 2020, 2090), "acme", CertificateRefusal::Untrusted, "foreign CA with the same name"),
-            (leaf(&partners, "x", None, 2020, 2021), "acme", CertificateRefusal::Expired, "expired, from the accepted CA"),
-            (leaf(&partners, "x", None, 2080, 2090), "acme", CertificateRefusal::NotYetValid, "not yet valid"),
-            (leaf(&foreign, "x", None, 2020, 2021), "acme", CertificateRefusal::Untrusted, "expired and foreign: untrusted, not expired"),
+            (
+                leaf(&foreign, "x", None, 2020, 2090),
+                "acme",
+                CertificateRefusal::Untrusted,
+                "foreign CA with the same name",
+            ),
+            (
+                leaf(&partners, "x", None, 2020, 2021),
+                "acme",
+                CertificateRefusal::Expired,
+                "expired, from the accepted CA",
+            ),
+            (
+                leaf(&partners, "x", None, 2080, 2090),
+                "acme",
+                CertificateRefusal::NotYetValid,
+                "not yet valid",
+            ),
+            (
+                leaf(&foreign, "x", None, 2020, 2021),
+                "acme",
+                CertificateRefusal::Untrusted,
+                "expired and foreign: untrusted, not expired",
+            ),
             // Tenant beta's CA, also named `partners`, never satisfies acme's `mtls:partners`.
-            (leaf(&other, "x", None, 2020, 2090), "acme", CertificateRefusal::Untrusted, "another tenant's CA"),
+            (
+                leaf(&other, "x", None, 2020, 2090),
+                "acme",
+                CertificateRefusal::Untrusted,
+                "another tenant's CA",
+            ),
             // And acme's never satisfies beta's.
-            (leaf(&partners, "x", None, 2020, 2090), "beta", CertificateRefusal::Untrusted, "acme's CA for beta"),
-            (leaf(&partners, "x", None, 2020, 2090), "nobody", CertificateRefusal::Untrusted, "a tenant without CAs"),
+            (
+                leaf(&partners, "x", None, 2020, 2090),
+                "beta",
+                CertificateRefusal::Untrusted,
+                "acme's CA for beta",
+            ),
+            (
+                leaf(&partners, "x", None, 2020, 2090),
+                "nobody",
+                CertificateRefusal::Untrusted,
+                "a tenant without CAs",
+            ),
         ] {
             assert_eq!(
                 r.authenticate(tenant, &accepted, &[chain], now),
@@ -723,7 +788,12 @@ mod tests {
             Err(CertificateRefusal::Malformed)
         );
         assert_eq!(
-            r.authenticate("acme", &accepted, &[CertificateDer::from(vec![1, 2, 3])], now),
+            r.authenticate(
+                "acme",
+                &accepted,
+                &[CertificateDer::from(vec![1, 2, 3])],
+                now
+            ),
             Err(CertificateRefusal::Malformed)
         );
     }
@@ -733,7 +803,9 @@ mod tests {
         let root = ca("Root");
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "Intermediate");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Intermediate");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let inter_der = params.signed_by(&key, &root.issuer).unwrap().der().clone();
         let inter = Ca {
@@ -769,9 +841,16 @@ mod tests {
         let svid = leaf(&platform, "", Some(id), 2020, 2090);
         let accepted = names(&["spiffe"]);
         let mut r = MtlsRegistry::default();
-        r.set_platform(PlatformTrust::new(bundle.clone(), Arc::new(Svids(Ok(id.to_owned())))).unwrap());
-        let v = r.authenticate("acme", &accepted, &[svid.clone()], UnixTime::now()).unwrap();
-        assert_eq!((v.ca.as_str(), v.spiffe_id.as_deref()), ("spiffe", Some(id)));
+        r.set_platform(
+            PlatformTrust::new(bundle.clone(), Arc::new(Svids(Ok(id.to_owned())))).unwrap(),
+        );
+        let v = r
+            .authenticate("acme", &accepted, &[svid.clone()], UnixTime::now())
+            .unwrap();
+        assert_eq!(
+            (v.ca.as_str(), v.spiffe_id.as_deref()),
+            ("spiffe", Some(id))
+        );
         // The identity CA's rules refuse (revoked): refused, with that reason.
         let mut r = MtlsRegistry::default();
         r.set_platform(
@@ -837,9 +916,13 @@ mod tests {
             assert!(e.contains(expected), "expected `{expected}` in: {e}");
         }
         // The key's PEM body never appears in the message.
-        let e = TrustedCa::parse("partners", format!("{}{key_pem}", good.pem).as_bytes(), now())
-            .unwrap_err()
-            .to_string();
+        let e = TrustedCa::parse(
+            "partners",
+            format!("{}{key_pem}", good.pem).as_bytes(),
+            now(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(!e.contains("MI"), "{e}");
     }
 

@@ -171,6 +171,7 @@ fn bench(c: &mut Criterion) {
         GatewayConfig::default(),
         GatewayServices {
             authn: Default::default(),
+            mtls: Default::default(),
             policies,
             store: store.clone(),
             identity: Arc::new(identities),

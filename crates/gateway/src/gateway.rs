@@ -101,6 +101,8 @@ pub struct GatewayServices {
     pub limits: crate::InvokeLimits,
     /// The tenants' JWT issuers and API keys in force.
     pub authn: zerofn_authn::Authenticators,
+    /// The tenants' CAs and the platform bundle in force, for mTLS callers.
+    pub mtls: zerofn_authn::MtlsAuthorities,
 }
 
 /// The egress client of `config`. `zerofn up` checks the configuration
@@ -134,6 +136,8 @@ pub struct Gateway {
     limits: crate::InvokeLimits,
     /// The tenants' JWT issuers and API keys in force.
     authn: zerofn_authn::Authenticators,
+    /// The tenants' CAs and the platform bundle in force.
+    mtls: zerofn_authn::MtlsAuthorities,
     /// Failed authentications per client address.
     auth_failures: zerofn_authn::FailureLimiter,
 }
@@ -151,6 +155,7 @@ impl Gateway {
         let logs = services.logs;
         let limits = services.limits;
         let authn = services.authn;
+        let mtls = services.mtls;
         let host = Arc::new(HostServices {
             audit: audit.clone(),
             policies: services.policies,
@@ -169,6 +174,7 @@ impl Gateway {
             logs,
             limits,
             authn,
+            mtls,
             auth_failures: zerofn_authn::FailureLimiter::new(),
         })
     }
@@ -212,6 +218,10 @@ impl Gateway {
 
     pub(crate) fn authenticators(&self) -> &zerofn_authn::Authenticators {
         &self.authn
+    }
+
+    pub(crate) fn mtls_authorities(&self) -> &zerofn_authn::MtlsAuthorities {
+        &self.mtls
     }
 
     pub(crate) fn auth_failures(&self) -> &zerofn_authn::FailureLimiter {

@@ -28,6 +28,7 @@ mod events;
 mod identity;
 mod layers;
 mod metrics;
+mod mtls_callers;
 mod operators;
 mod policies;
 mod route_space;
@@ -243,6 +244,12 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
     )?);
     let callers = Arc::new(callers::ExternalCallers::new(store.clone(), audit.clone()));
     callers.reload().await?;
+    let mtls = Arc::new(mtls_callers::MtlsCallers::new(
+        store.clone(),
+        audit.clone(),
+        ca.clone(),
+    ));
+    mtls.reload().await?;
     let served = control.restore().await?;
     tracing::info!(functions = served, "restored deployments");
     let limited = control.load_tenant_limits().await?;
@@ -308,6 +315,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
             logs,
             limits: control.invoke_limits().clone(),
             authn: callers.authenticators().clone(),
+            mtls: mtls.authorities().clone(),
         },
     );
     if let Some((certificates, interval)) = gateway_certificates {
@@ -353,6 +361,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         audit_tree: audit_tree.clone(),
         metrics: metrics.clone(),
         callers,
+        mtls,
         config_change: tokio::sync::Mutex::new(()),
         locked_config: cfg.locked_config,
         queues,

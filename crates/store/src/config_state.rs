@@ -16,7 +16,7 @@ use crate::{JwtIssuerRow, Store, StoreError, TenantIdentityRow};
 
 /// Configuration tables and the columns whose change is a configuration change (`None`:
 /// every update).
-const WATCHED: [(&str, Option<&str>); 14] = [
+const WATCHED: [(&str, Option<&str>); 15] = [
     ("tenants", None),
     ("tenant_keys", None),
     ("tenant_identities", None),
@@ -26,6 +26,7 @@ const WATCHED: [(&str, Option<&str>); 14] = [
     ("tenant_routes", None),
     ("jwt_issuers", None),
     ("api_keys", None),
+    ("mtls_cas", None),
     ("operators", None),
     ("control_policy", None),
     ("zones", None),
