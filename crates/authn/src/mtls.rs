@@ -775,7 +775,12 @@ mod tests {
         // A CA the function does not accept is not consulted, even of its own tenant.
         let cert = leaf(&partners, "x", None, 2020, 2090);
         assert_eq!(
-            r.authenticate("acme", &names(&["suppliers"]), &[cert.clone()], now),
+            r.authenticate(
+                "acme",
+                &names(&["suppliers"]),
+                std::slice::from_ref(&cert),
+                now
+            ),
             Err(CertificateRefusal::Untrusted)
         );
         // `spiffe` without a platform bundle verifies nothing.
@@ -816,7 +821,12 @@ mod tests {
         let cert = leaf(&inter, "svc", None, 2020, 2090);
         let accepted = names(&["partners"]);
         assert_eq!(
-            r.authenticate("acme", &accepted, &[cert.clone()], UnixTime::now()),
+            r.authenticate(
+                "acme",
+                &accepted,
+                std::slice::from_ref(&cert),
+                UnixTime::now()
+            ),
             Err(CertificateRefusal::Untrusted),
             "without its intermediate"
         );
@@ -845,7 +855,12 @@ mod tests {
             PlatformTrust::new(bundle.clone(), Arc::new(Svids(Ok(id.to_owned())))).unwrap(),
         );
         let v = r
-            .authenticate("acme", &accepted, &[svid.clone()], UnixTime::now())
+            .authenticate(
+                "acme",
+                &accepted,
+                std::slice::from_ref(&svid),
+                UnixTime::now(),
+            )
             .unwrap();
         assert_eq!(
             (v.ca.as_str(), v.spiffe_id.as_deref()),
