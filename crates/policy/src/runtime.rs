@@ -1231,7 +1231,7 @@ mod tests {
                 forbid (principal in Zerofn::MtlsCa::"acme/spiffe", action == Zerofn::Action::"invoke", resource)
                 unless { context.certificate.spiffe_id like "spiffe://zerofn.local/tenant/acme/*" };
                 @id("no-test-partner")
-                forbid (principal, action, resource) when { context.certificate.subject like "*CN=test*" };"#,
+                forbid (principal, action == Zerofn::Action::"invoke", resource) when { context.certificate.subject like "*CN=test*" };"#,
             )],
         );
         let mtls = |tenant: &str, ca: &str, spiffe_id: &str, subject: &str| {

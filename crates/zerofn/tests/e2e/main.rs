@@ -26,6 +26,7 @@ mod js;
 mod layers;
 mod limits;
 mod logs;
+mod mtls;
 mod operators;
 mod route_space;
 mod schema;
