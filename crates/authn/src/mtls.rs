@@ -218,10 +218,13 @@ impl TrustedCa {
         .map_err(|e| CaError::Anchor {
             detail: e.to_string(),
         })?;
-        let mut text = String::new();
-        for der in &ders {
-            text.push_str(&pem_of(der));
-        }
+        // Kept as given (certificates only, checked above): a configuration directory holds
+        // the same file, so `drift` compares the text.
+        let text = std::str::from_utf8(pem)
+            .map_err(|_| CaError::NotPem {
+                detail: "not UTF-8 text".to_owned(),
+            })?
+            .to_owned();
         Ok(TrustedCa {
             name: name.to_owned(),
             certificates,
@@ -239,25 +242,10 @@ impl TrustedCa {
         &self.certificates
     }
 
-    /// The certificates alone, re-encoded as PEM (what is stored).
+    /// The PEM text as registered (certificates only; what is stored).
     pub fn pem(&self) -> &str {
         &self.pem
     }
-}
-
-fn pem_of(der: &[u8]) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    let mut rest = b64.as_str();
-    while !rest.is_empty() {
-        let (line, tail) = rest.split_at(rest.len().min(64));
-        out.push_str(line);
-        out.push('\n');
-        rest = tail;
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
 }
 
 fn check_ca(index: usize, der: &[u8], now: Option<i64>) -> Result<CaCertificate, CaError> {
@@ -889,8 +877,7 @@ mod tests {
         let parsed = TrustedCa::parse("partners", good.pem.as_bytes(), now()).unwrap();
         assert_eq!(parsed.certificates().len(), 1);
         assert_eq!(parsed.certificates()[0].subject, "CN=Good");
-        assert!(parsed.pem().starts_with("-----BEGIN CERTIFICATE-----\n"));
-        // Re-encoded PEM parses to the same registration.
+        assert_eq!(parsed.pem(), good.pem);
         let again = TrustedCa::parse("partners", parsed.pem().as_bytes(), now()).unwrap();
         assert_eq!(again.certificates(), parsed.certificates());
 

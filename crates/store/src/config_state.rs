@@ -106,6 +106,13 @@ pub enum ConfigOp {
         tenant: String,
         name: String,
     },
+    PutMtlsCa {
+        row: crate::MtlsCaRow,
+    },
+    RemoveMtlsCa {
+        tenant: String,
+        name: String,
+    },
     SetTenantPolicy {
         tenant: String,
         policy: Option<String>,
@@ -272,6 +279,23 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: ConfigOp, now: &str) -> Result<(
         ConfigOp::RemoveJwtIssuer { tenant, name } => {
             tx.execute(
                 "DELETE FROM jwt_issuers WHERE tenant = ?1 AND name = ?2",
+                params![tenant, name],
+            )?;
+        }
+        ConfigOp::PutMtlsCa { row } => {
+            require_tenant(tx, &row.tenant)?;
+            tx.execute(
+                "DELETE FROM mtls_cas WHERE tenant = ?1 AND name = ?2",
+                params![row.tenant, row.name],
+            )?;
+            tx.execute(
+                "INSERT INTO mtls_cas (tenant, name, pem, added_at) VALUES (?1, ?2, ?3, ?4)",
+                params![row.tenant, row.name, row.pem, now],
+            )?;
+        }
+        ConfigOp::RemoveMtlsCa { tenant, name } => {
+            tx.execute(
+                "DELETE FROM mtls_cas WHERE tenant = ?1 AND name = ?2",
                 params![tenant, name],
             )?;
         }

@@ -399,10 +399,29 @@ fn mtls_callers_are_verified_per_tenant_and_refused_with_reasons() {
         403
     );
 
-    // Removing the CA takes effect at once.
+    // The configuration directory carries the CA: exported beside tenant.toml, no drift.
+    let config = dir.path().join("config");
+    let c = config.to_str().unwrap();
+    ok(s.platform.cli(&["export", c]));
+    assert_eq!(
+        std::fs::read_to_string(config.join("tenants/acme/cas/partners.pem")).unwrap(),
+        partners.pem
+    );
+    let toml = std::fs::read_to_string(config.join("tenants/acme/tenant.toml")).unwrap();
+    assert!(toml.contains("[[mtls_cas]]"), "{toml}");
+    let o = s.platform.cli(&["drift", c]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+
+    // Removing the CA takes effect at once, and is drift.
     ok(s.platform
         .cli(&["auth", "mtls", "remove", "acme", "partners"]));
     assert_eq!(get(&addr, &server_ca, Some(&partner), "/orders").0, 403);
+    let o = s.platform.cli(&["drift", c]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stdout(&o).contains("mtls:partners"), "{}", stdout(&o));
+    // Applying the directory puts it back in force.
+    ok(s.platform.cli(&["apply", c]));
+    assert_eq!(get(&addr, &server_ca, Some(&partner), "/orders").0, 200);
     // No record holds key material.
     let all = ok(s.platform.cli(&["audit", "tail", "-n", "200", "--json"]));
     assert!(!all.contains("PRIVATE KEY"));
