@@ -237,6 +237,12 @@ impl TrustedCa {
         &self.name
     }
 
+    /// Whether any of its certificates is past its end at `now`.
+    pub fn has_expired(&self, now: UnixTime) -> bool {
+        let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        self.certificates.iter().any(|c| now > c.not_after)
+    }
+
     /// The certificates, as listed.
     pub fn certificates(&self) -> &[CaCertificate] {
         &self.certificates
@@ -485,6 +491,9 @@ impl MtlsRegistry {
                 }
             } else {
                 match tenant_cas.into_iter().flatten().find(|ca| ca.name == *name) {
+                    // webpki's trust anchors carry no validity: a registration with a CA
+                    // certificate past its end verifies no one (fail closed).
+                    Some(ca) if ca.has_expired(now) => Checked::NotOurs,
                     Some(ca) => check_chain(&*ca.verifier, leaf, intermediates, now, &facts),
                     None => Checked::NotOurs,
                 }
@@ -788,6 +797,32 @@ mod tests {
                 now
             ),
             Err(CertificateRefusal::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_registered_ca_that_has_expired_since_verifies_no_one() {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "Old CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        let old = Ca {
+            pem: params.self_signed(&key).unwrap().pem(),
+            issuer: Issuer::new(params, key),
+        };
+        // Registered while it was valid (mid-2000).
+        let mut r = MtlsRegistry::default();
+        r.add_ca(
+            "acme",
+            TrustedCa::parse("old", old.pem.as_bytes(), 962_000_000).unwrap(),
+        );
+        // A leaf it signed that is itself still valid.
+        let cert = leaf(&old, "svc", None, 2000, 2090);
+        assert_eq!(
+            r.authenticate("acme", &names(&["old"]), &[cert], UnixTime::now()),
+            Err(CertificateRefusal::Untrusted)
         );
     }
 
