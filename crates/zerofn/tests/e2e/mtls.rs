@@ -426,3 +426,40 @@ fn mtls_callers_are_verified_per_tenant_and_refused_with_reasons() {
     let all = ok(s.platform.cli(&["audit", "tail", "-n", "200", "--json"]));
     assert!(!all.contains("PRIVATE KEY"));
 }
+
+#[test]
+fn over_plain_http_an_mtls_function_deploys_and_no_request_matches_it() {
+    let s = Setup::new();
+    s.deploy(
+        "orders",
+        "echo-c",
+        &["/orders"],
+        "[invoke]\nfrom = [\"mtls:spiffe\"]\n",
+    );
+    s.deploy(
+        "open",
+        "echo-c",
+        &["/open"],
+        "[invoke]\nfrom = [\"mtls:spiffe\", \"public\"]\n",
+    );
+    // A forged caller header is no certificate.
+    let r = http(
+        &s.platform.gateway,
+        "GET",
+        "/orders",
+        &[(
+            "x-zerofn-caller",
+            "mtls:spiffe/spiffe://zerofn.local/tenant/acme/fn/x",
+        )],
+        b"",
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = http(&s.platform.gateway, "GET", "/open", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        !seen_headers(&r.text())
+            .iter()
+            .any(|(n, _)| n == "x-zerofn-caller"),
+        "a public caller was named"
+    );
+}
