@@ -18,7 +18,9 @@
 //! bounded to 64 KiB before decoding, parsed strictly, verified only with registered keys
 //! and allowlisted algorithms (never `none`, never HMAC), and their claims checked with a
 //! bounded leeway. No token, key or secret is held in an error, a `Debug` output or a
-//! record: errors name only what failed.
+//! record: errors name only what failed. For mTLS callers (`mtls.rs`) it trusts the CA
+//! certificates a tenant registered (checked at registration) and the platform bundle;
+//! a presented chain is validated per request against the callee tenant's CAs only.
 //!
 //! # Falls short
 //! - A JWKS is registered from a file; fetching `--jwks-url` (https, cached, refreshed on an
