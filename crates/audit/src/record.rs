@@ -81,11 +81,14 @@ pub enum Action {
     QueuePurge,
     /// A message moved to its dead-letter queue after its last attempt.
     QueueDeadLetter,
+    /// A tenant's CA for mTLS callers registered or removed (`zerofn auth mtls`).
+    AuthMtlsAdd,
+    AuthMtlsRemove,
 }
 
 impl Action {
     /// Every action, in the order they are declared.
-    pub const ALL: [Action; 39] = [
+    pub const ALL: [Action; 41] = [
         Action::Deploy,
         Action::Undeploy,
         Action::Invoke,
@@ -125,6 +128,8 @@ impl Action {
         Action::QueueRedrive,
         Action::QueuePurge,
         Action::QueueDeadLetter,
+        Action::AuthMtlsAdd,
+        Action::AuthMtlsRemove,
     ];
 
     /// The action named `name` as records spell it (`tenant.create`), if any.
@@ -173,6 +178,8 @@ impl Action {
             Action::QueueRedrive => "queue.redrive",
             Action::QueuePurge => "queue.purge",
             Action::QueueDeadLetter => "queue.dead_letter",
+            Action::AuthMtlsAdd => "auth.mtls.add",
+            Action::AuthMtlsRemove => "auth.mtls.remove",
         }
     }
 }

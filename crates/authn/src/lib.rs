@@ -11,7 +11,8 @@
 //! JWKS URL: cached, refreshed in the background and on an unknown `kid`, kept when a fetch
 //! fails), `apikey.rs` (key creation, salted hashes, constant-time
 //! comparison), `registry.rs` (every tenant's issuers and keys, the credential of a request),
-//! `ratelimit.rs` (failures cost the caller).
+//! `ratelimit.rs` (failures cost the caller), `mtls.rs` (client certificates: a tenant's
+//! registered CAs and the platform bundle, `mtls:<name>` and `mtls:spiffe`).
 //!
 //! # Trust
 //! Trusts the issuers and keys a tenant registered through the control plane (admitted by
@@ -19,7 +20,9 @@
 //! bounded to 64 KiB before decoding, parsed strictly, verified only with registered keys
 //! and allowlisted algorithms (never `none`, never HMAC), and their claims checked with a
 //! bounded leeway. No token, key or secret is held in an error, a `Debug` output or a
-//! record: errors name only what failed.
+//! record: errors name only what failed. For mTLS callers (`mtls.rs`) it trusts the CA
+//! certificates a tenant registered (checked at registration) and the platform bundle;
+//! a presented chain is validated per request against the callee tenant's CAs only.
 //!
 //! # Falls short
 //! - A token naming a freshly rotated `kid` is refused (401) until the refresh it asked for
@@ -37,6 +40,7 @@ mod jose;
 mod jwk;
 mod jwks_cache;
 mod jwt;
+mod mtls;
 mod ratelimit;
 mod registry;
 mod replay;
@@ -54,9 +58,16 @@ pub use jwt::{
     unverified_issuer, Issuer, VerifiedToken, DEFAULT_LEEWAY_SECS, MAX_LEEWAY_SECS,
     MAX_SUBJECT_BYTES,
 };
+pub use mtls::{
+    rfc4514, CaCertificate, CaError, CertificateRefusal, MtlsAuthorities, MtlsRegistry,
+    PlatformSvids, PlatformTrust, TrustedCa, VerifiedCertificate, MAX_CA_CERTS, MAX_CA_PEM_BYTES,
+    MAX_CHAIN_LEN, PLATFORM_CA,
+};
 pub use ratelimit::FailureLimiter;
 pub use registry::{Accepts, ApiKeyEntry, Authenticators, Credential, Registry, VerifiedCaller};
 pub use replay::{ReplayCache, MAX_JTI_BYTES, MAX_JTI_LIFETIME_SECS, MAX_REPLAY_ENTRIES};
+/// The time a chain is verified at.
+pub use rustls::pki_types::UnixTime;
 
 #[cfg(test)]
 mod tests;

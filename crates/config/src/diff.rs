@@ -463,6 +463,24 @@ fn diff_tenant(
         },
         out,
     );
+    // CAs of mTLS callers.
+    diff_map(
+        &c.mtls_cas,
+        &d.mtls_cas,
+        |n| obj(&format!("mtls ca {n}")),
+        |n, _, kind| match kind {
+            ChangeKind::Create => format!(
+                "client certificates issued by CA `{n}` may authenticate callers of \
+                 `{name}`'s functions (`mtls:{n}`)"
+            ),
+            ChangeKind::Change => format!("CA `{n}` of `{name}` changes its certificates"),
+            ChangeKind::Remove => format!(
+                "client certificates issued by CA `{n}` no longer authenticate callers of \
+                 `{name}`'s functions"
+            ),
+        },
+        out,
+    );
     // Runtime policy.
     if c.policy != d.policy {
         let kind = match (&c.policy, &d.policy) {

@@ -25,6 +25,14 @@ struct TenantOut {
     identities: Vec<IdentityOut>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     jwt_issuers: Vec<JwtOut>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    mtls_cas: Vec<MtlsCaOut>,
+}
+
+#[derive(Serialize)]
+struct MtlsCaOut {
+    name: String,
+    ca: String,
 }
 
 #[derive(Serialize)]
@@ -160,6 +168,15 @@ pub fn export(
                 jwks_url: j.jwks_url.clone(),
             });
         }
+        let mut mtls_cas = Vec::new();
+        for (n, pem) in &t.mtls_cas {
+            let rel = format!("cas/{}.pem", file_safe(n));
+            put(format!("{dir}/{rel}"), pem.clone().into_bytes());
+            mtls_cas.push(MtlsCaOut {
+                name: n.clone(),
+                ca: rel,
+            });
+        }
         let out = TenantOut {
             routes: t.routes.clone(),
             keys,
@@ -175,6 +192,7 @@ pub fn export(
             },
             identities,
             jwt_issuers,
+            mtls_cas,
         };
         put(
             format!("{dir}/tenant.toml"),

@@ -275,6 +275,16 @@ struct TenantFile {
     identities: Vec<IdentityFile>,
     #[serde(default)]
     jwt_issuers: Vec<JwtIssuerFile>,
+    #[serde(default)]
+    mtls_cas: Vec<MtlsCaFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MtlsCaFile {
+    name: String,
+    /// The PEM file of its CA certificates, relative to tenant.toml.
+    ca: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -580,6 +590,22 @@ fn load_tenant(
                 text,
                 &issuer.name,
                 format!("JWT issuer `{}` is listed twice", issuer.name),
+            ));
+        }
+    }
+
+    for ca in &file.mtls_cas {
+        let (_, pem) = referenced(files, l, &path, text, &ca.ca)?;
+        if out
+            .mtls_cas
+            .insert(ca.name.clone(), pem.to_owned())
+            .is_some()
+        {
+            return Err(invalid(
+                &path,
+                text,
+                &ca.name,
+                format!("mTLS CA `{}` is listed twice", ca.name),
             ));
         }
     }

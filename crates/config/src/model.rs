@@ -39,6 +39,10 @@ pub struct TenantConfig {
     pub identities: BTreeMap<String, Identity>,
     /// JWT issuers by name.
     pub jwt_issuers: BTreeMap<String, JwtIssuer>,
+    /// CAs of mTLS callers (`mtls:<name>`) by name: their PEM CA certificates, as
+    /// registered. Written only when there are some, so older states read the same.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mtls_cas: BTreeMap<String, String>,
     /// The tenant's hand-written runtime policy (`policies/*.cedar`, in name order).
     pub policy: Option<String>,
     /// Deployed functions by name.

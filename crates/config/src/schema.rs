@@ -38,6 +38,9 @@ tenants/<tenant>/tenant.toml          the tenant:
     require_jti = true                optional: each token's `jti` accepted once
     jwks = "jwks/corp.json"           the JWKS document (public keys only), or:
     jwks_url = "https://..."          where the platform fetches it (exactly one of the two)
+    [[mtls_cas]]                      callers authenticated by client certificate
+    name = "partners"                 (`mtls:<name>`; not `spiffe`, the platform bundle)
+    ca = "cas/partners.pem"           its CA certificates, PEM (never a key)
 tenants/<tenant>/policies/*.cedar     the tenant's runtime policy, every file in name
                                       order, as one policy set
 tenants/<tenant>/functions/<name>/    a function, as `zerofn deploy DIR` reads it:

@@ -300,6 +300,7 @@ fn the_schema_names_every_file_kind() {
         "functions/<name>/",
         "zones/<name>.toml",
         "called_from",
+        "mtls_cas",
         "API keys",
     ] {
         assert!(SCHEMA.contains(needle), "{needle}");
@@ -680,4 +681,53 @@ fn operators_with_keys_are_enrolled_rekeyed_and_revoked_by_apply() {
     m.insert("operators/keys/bob.pem".into(), b"not a key".to_vec());
     let e = load_map(m).unwrap_err().to_string();
     assert!(e.contains("operators/keys/bob.pem"), "{e}");
+}
+
+#[test]
+fn mtls_cas_load_export_and_diff() {
+    let key = pem();
+    let ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let tenant = "routes = [\"/acme/\"]\nkeys = [\"keys/ci.pub\"]\n\n[[mtls_cas]]\nname = \"partners\"\nca = \"cas/partners.pem\"\n";
+    let mut m = base(&key);
+    m.insert(
+        "tenants/acme/tenant.toml".into(),
+        tenant.as_bytes().to_vec(),
+    );
+    m.insert(
+        "tenants/acme/cas/partners.pem".into(),
+        ca.as_bytes().to_vec(),
+    );
+    let a = load_map(m.clone()).unwrap();
+    assert_eq!(a.tenants["acme"].mtls_cas["partners"], ca);
+    // Export writes the file beside tenant.toml and loads back the same.
+    let files = export(&a, &BTreeMap::new()).unwrap();
+    assert_eq!(files["tenants/acme/cas/partners.pem"], ca.as_bytes());
+    let again = load_map(files).unwrap();
+    assert_eq!(again, a);
+    // A CA added to a platform without it: the plan says who may now authenticate.
+    let mut without = a.clone();
+    without.tenants.get_mut("acme").unwrap().mtls_cas.clear();
+    let changes = diff(&without, &a);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(
+        changes[0].effects[0].contains("`mtls:partners`"),
+        "{changes:?}"
+    );
+    assert_eq!(diff(&a, &without).len(), 1);
+    // Twice under one name; a file that is not in the directory.
+    m.insert(
+        "tenants/acme/tenant.toml".into(),
+        format!("{tenant}\n[[mtls_cas]]\nname = \"partners\"\nca = \"cas/partners.pem\"\n")
+            .into_bytes(),
+    );
+    let e = load_map(m.clone()).unwrap_err().to_string();
+    assert!(e.contains("listed twice"), "{e}");
+    m.insert(
+        "tenants/acme/tenant.toml".into(),
+        tenant
+            .replace("cas/partners.pem", "cas/missing.pem")
+            .into_bytes(),
+    );
+    let e = load_map(m).unwrap_err().to_string();
+    assert!(e.contains("cas/missing.pem"), "{e}");
 }

@@ -3,12 +3,23 @@
 //! then learns about its caller.
 //!
 //! Which callers a function accepts is its `[invoke] from` (`jwt:<issuer>`, `apikey`,
-//! `public`); whether a credential is valid is `zerofn-authn`'s to say, with the callee
-//! tenant's issuers and keys only. A function that accepts no authenticated caller is
-//! invoked by public callers, whatever they send. One that does refuses a bad credential
-//! with 401 even if it also accepts `public`: a wrong credential never falls back to
-//! anonymous. Every refusal is audited with `authn: <reason>` and costs the client address
-//! one attempt of its failure budget; an address without attempts left gets 429.
+//! `mtls:<ca>`, `public`); whether a credential is valid is `zerofn-authn`'s to say, with
+//! the callee tenant's issuers, keys and CAs only. A function that accepts no authenticated
+//! caller is invoked by public callers, whatever they send. One that does refuses a bad
+//! credential with 401 even if it also accepts `public`: a wrong credential never falls
+//! back to anonymous. Every refusal is audited with `authn: <reason>` and costs the client
+//! address one attempt of its failure budget; an address without attempts left gets 429.
+//!
+//! A TLS client certificate is tried first, when the function accepts `mtls:` callers: one
+//! an accepted CA verifies is the caller; one an accepted CA issued but that is expired,
+//! not yet valid or revoked is a wrong credential (401). One that no accepted CA issued is
+//! no credential of this function at all (certificates are requested from every client,
+//! and a browser may send one for another site): the request goes on as if it had sent
+//! none, so a bearer credential may still authenticate it, and otherwise the invoke
+//! decision refuses it as `public` (403), its record naming the certificate's refusal. A
+//! function that accepts only `mtls:` callers decides a request without a certificate the
+//! same way: as `public`.
+//! Over plain HTTP there is no certificate and no `mtls:` caller.
 //!
 //! # Trust
 //! Trusts `zerofn-authn` to verify; trusts nothing in the request. The function sees
@@ -22,7 +33,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use zerofn_audit::Outcome;
-use zerofn_authn::{Accepts, AuthnError, Credential, VerifiedCaller};
+use zerofn_authn::{Accepts, AuthnError, CertificateRefusal, Credential, VerifiedCaller};
+use zerofn_listener::PeerCertificateChain;
 use zerofn_policy::InvokeSource;
 use zerofn_sandbox::LoadedFunction;
 use zerofn_types::InvocationId;
@@ -32,24 +44,28 @@ use crate::gateway::Gateway;
 use crate::invoke::invoke_record;
 
 /// The kind and id of an authenticated external caller, as the function sees it:
-/// `jwt:<issuer>/<sub>` or `apikey:<name>`.
+/// `jwt:<issuer>/<sub>`, `apikey:<name>` or `mtls:<ca>/<SPIFFE ID or subject>`.
 pub const EXTERNAL_CALLER_HEADER: &str = "x-zerofn-caller";
-/// The verified claims of a JWT caller, as JSON.
+/// The verified claims of a JWT caller, or the verified certificate facts of an mTLS
+/// caller (`spiffe_id`, `subject`, `ca`, `serial`, `not_after`), as JSON.
 pub const CLAIMS_HEADER: &str = "x-zerofn-claims";
 
-/// The authenticated callers `function` accepts, and whether it accepts `public`.
-fn accepted(function: &LoadedFunction) -> (Accepts, bool) {
+/// The authenticated callers `function` accepts, whether it accepts `public`, and the CA
+/// names of its `mtls:` callers.
+fn accepted(function: &LoadedFunction) -> (Accepts, bool, Vec<String>) {
     let mut accepts = Accepts::default();
     let mut public = false;
+    let mut mtls = Vec::new();
     for source in &function.artifact().manifest().permissions.invoke_from {
         match source {
             InvokeSource::Jwt(issuer) => accepts.jwt.push(issuer.clone()),
             InvokeSource::ApiKey => accepts.api_key = true,
+            InvokeSource::Mtls(ca) => mtls.push(ca.clone()),
             InvokeSource::Public => public = true,
             InvokeSource::Function(_) | InvokeSource::Tenant(_) | InvokeSource::Event(_) => {}
         }
     }
-    (accepts, public)
+    (accepts, public, mtls)
 }
 
 fn now_unix() -> i64 {
@@ -66,12 +82,13 @@ impl Gateway {
         &self,
         function: &LoadedFunction,
         headers: &HeaderMap,
+        chain: Option<&PeerCertificateChain>,
         ip: Option<IpAddr>,
         id: &InvocationId,
         started: Instant,
     ) -> Result<Caller, Response<Bytes>> {
-        let (accepts, public) = accepted(function);
-        if !accepts.any() {
+        let (accepts, public, mtls) = accepted(function);
+        if !accepts.any() && mtls.is_empty() {
             return Ok(Caller::Public { ip });
         }
         if let Some(ip) = ip {
@@ -95,9 +112,41 @@ impl Gateway {
                 return Err(resp);
             }
         }
+        let mut untrusted = None;
+        if let (false, Some(chain)) = (mtls.is_empty(), chain) {
+            let tenant = function.artifact().manifest().tenant.as_str();
+            let verified = self.mtls_authorities().current().authenticate(
+                tenant,
+                &mtls,
+                &chain.0,
+                zerofn_authn::UnixTime::now(),
+            );
+            match verified {
+                Ok(certificate) => {
+                    return Ok(Caller::Mtls {
+                        ip,
+                        tenant: tenant.to_owned(),
+                        certificate: std::sync::Arc::new(certificate),
+                    })
+                }
+                Err(refusal @ CertificateRefusal::Untrusted) => untrusted = Some(refusal),
+                Err(refusal) => {
+                    return Err(self
+                        .certificate_refused(function, ip, id, started, &refusal)
+                        .await)
+                }
+            }
+        }
         let credential = match Credential::from_headers(headers) {
             Ok(Some(c)) => Ok(c),
             Ok(None) if public => return Ok(Caller::Public { ip }),
+            // Not a credential of this function: anonymous, decided as `public`.
+            Ok(None) if untrusted.is_some() || !accepts.any() => {
+                return Ok(match untrusted {
+                    Some(refusal) => Caller::UntrustedCertificate { ip, refusal },
+                    None => Caller::Public { ip },
+                })
+            }
             Ok(None) => Err(AuthnError::NoCredentials),
             Err(e) => Err(e),
         };
@@ -175,6 +224,39 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// The 401 for a client certificate an accepted CA issued but that is not valid
+    /// (expired, not yet valid, revoked, not an SVID), recorded with its reason; it costs
+    /// the client address an attempt, as a wrong token does.
+    async fn certificate_refused(
+        &self,
+        function: &LoadedFunction,
+        ip: Option<IpAddr>,
+        id: &InvocationId,
+        started: Instant,
+        refusal: &CertificateRefusal,
+    ) -> Response<Bytes> {
+        if let Some(ip) = ip {
+            self.auth_failures().failed(ip, Instant::now());
+        }
+        let record = invoke_record(function, id, started, Outcome::Deny, 401)
+            .reason(format!("authn: {}", refusal.reason()))
+            .detail(serde_json::json!({
+                "caller": Caller::Public { ip }.json(),
+                "credential": "certificate",
+            }));
+        self.refuse(
+            ip,
+            record,
+            id,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            &refusal.to_string(),
+        )
+        .await
+    }
+}
+
 /// Sets what the function learns about an authenticated caller, and removes its
 /// credential unless the function asked for it. `headers` were stripped of the platform's
 /// namespace before.
@@ -193,10 +275,25 @@ pub(crate) fn present(caller: &Caller, headers: &mut HeaderMap, pass_authorizati
             Some(serde_json::Value::Object(claims.as_ref().clone()).to_string()),
         ),
         Caller::ApiKey { name, .. } => (format!("apikey:{name}"), None),
+        Caller::Mtls { certificate, .. } => (
+            format!("mtls:{}/{}", certificate.ca, header_safe(certificate.id())),
+            Some(
+                serde_json::json!({
+                    "spiffe_id": certificate.spiffe_id,
+                    "subject": certificate.subject,
+                    "ca": certificate.ca,
+                    "serial": certificate.serial,
+                    "not_after": certificate.not_after,
+                })
+                .to_string(),
+            ),
+        ),
         // The event source (`event:queue/orders`): the function can tell an
         // event from an HTTP request without parsing `ce-*` headers.
         Caller::Event { source, .. } => (format!("event:{source}"), None),
-        Caller::Public { .. } | Caller::Function { .. } => return,
+        Caller::Public { .. } | Caller::UntrustedCertificate { .. } | Caller::Function { .. } => {
+            return
+        }
     };
     if let Ok(v) = HeaderValue::from_str(&value) {
         headers.insert(EXTERNAL_CALLER_HEADER, v);

@@ -1,5 +1,6 @@
 //! Who an invocation is for: a client of the public gateway (anonymous, or
-//! authenticated by a JWT or an API key, see `authn.rs`), another
+//! authenticated by a JWT, an API key or a client certificate, see
+//! `authn.rs`), another
 //! function by its verified identity, or an event source of the callee's
 //! tenant delivering one event (`zerofn-events`). The caller is what the invoke
 //! decision's principal and source context are made of, and what the
@@ -7,8 +8,11 @@
 
 use std::net::IpAddr;
 
+use std::sync::Arc;
 use zerofn_identity::VerifiedSpiffeId;
-use zerofn_policy::{CallerAttributes, Principal, Source};
+
+use zerofn_authn::{CertificateRefusal, VerifiedCertificate};
+use zerofn_policy::{CallerAttributes, CertificateAttributes, Principal, Source};
 use zerofn_types::InvocationId;
 
 /// Who an invocation is for.
@@ -33,6 +37,21 @@ pub enum Caller {
         name: String,
         id: String,
     },
+    /// A client of the public gateway whose TLS client certificate the
+    /// callee tenant's CA `certificate.ca` (`spiffe`: the platform bundle)
+    /// verified.
+    Mtls {
+        ip: Option<IpAddr>,
+        tenant: String,
+        certificate: Arc<VerifiedCertificate>,
+    },
+    /// A client of the public gateway that sent a TLS client certificate
+    /// none of the function's CAs issued: anonymous (decided as `public`),
+    /// with the refusal kept for the record.
+    UntrustedCertificate {
+        ip: Option<IpAddr>,
+        refusal: CertificateRefusal,
+    },
     /// Another function, by its verified identity.
     Function {
         tenant: String,
@@ -53,7 +72,16 @@ pub enum Caller {
 impl Caller {
     pub(crate) fn principal(&self) -> Principal {
         match self {
-            Caller::Public { .. } => Principal::Public,
+            Caller::Public { .. } | Caller::UntrustedCertificate { .. } => Principal::Public,
+            Caller::Mtls {
+                tenant,
+                certificate,
+                ..
+            } => Principal::Mtls {
+                tenant: tenant.clone(),
+                ca: certificate.ca.clone(),
+                id: certificate.id().to_owned(),
+            },
             Caller::Jwt {
                 tenant,
                 issuer,
@@ -84,15 +112,28 @@ impl Caller {
         match self {
             Caller::Jwt { claims, .. } => CallerAttributes::Claims(claims.clone()),
             Caller::ApiKey { name, .. } => CallerAttributes::ApiKey(name.clone()),
-            Caller::Public { .. } | Caller::Function { .. } | Caller::Event { .. } => {
-                CallerAttributes::None
+            Caller::Mtls { certificate, .. } => {
+                CallerAttributes::Certificate(Arc::new(CertificateAttributes {
+                    spiffe_id: certificate.spiffe_id.clone().unwrap_or_default(),
+                    subject: certificate.subject.clone(),
+                    ca: certificate.ca.clone(),
+                    serial: certificate.serial.clone(),
+                }))
             }
+            Caller::Public { .. }
+            | Caller::UntrustedCertificate { .. }
+            | Caller::Function { .. }
+            | Caller::Event { .. } => CallerAttributes::None,
         }
     }
 
     pub(crate) fn source(&self) -> Source {
         match self {
-            Caller::Public { ip } | Caller::Jwt { ip, .. } | Caller::ApiKey { ip, .. } => Source {
+            Caller::Public { ip }
+            | Caller::Jwt { ip, .. }
+            | Caller::ApiKey { ip, .. }
+            | Caller::Mtls { ip, .. }
+            | Caller::UntrustedCertificate { ip, .. } => Source {
                 kind: "gateway",
                 ip: *ip,
                 ..Source::default()
@@ -120,7 +161,10 @@ impl Caller {
     /// The `[invoke] from` entry this caller needs, in manifest terms.
     pub(crate) fn invoke_permission(&self, callee_tenant: &str) -> String {
         match self {
-            Caller::Public { .. } => "invoke:public".to_owned(),
+            Caller::Public { .. } | Caller::UntrustedCertificate { .. } => {
+                "invoke:public".to_owned()
+            }
+            Caller::Mtls { certificate, .. } => format!("invoke:mtls:{}", certificate.ca),
             Caller::Jwt { issuer, .. } => format!("invoke:jwt:{issuer}"),
             Caller::ApiKey { .. } => "invoke:apikey".to_owned(),
             Caller::Function { tenant, name, .. } if tenant == callee_tenant => {
@@ -147,6 +191,21 @@ impl Caller {
                 "ip": ip.map(|ip| ip.to_string()),
                 "issuer": issuer,
                 "subject": subject,
+            }),
+            Caller::Mtls {
+                ip, certificate, ..
+            } => serde_json::json!({
+                "kind": "mtls",
+                "ip": ip.map(|ip| ip.to_string()),
+                "ca": certificate.ca,
+                "spiffe_id": certificate.spiffe_id,
+                "subject": certificate.subject,
+                "serial": certificate.serial,
+            }),
+            Caller::UntrustedCertificate { ip, refusal } => serde_json::json!({
+                "kind": "gateway",
+                "ip": ip.map(|ip| ip.to_string()),
+                "certificate": refusal.reason(),
             }),
             Caller::ApiKey { ip, name, id, .. } => serde_json::json!({
                 "kind": "apikey",

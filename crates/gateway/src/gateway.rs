@@ -103,6 +103,8 @@ pub struct GatewayServices {
     pub authn: zerofn_authn::Authenticators,
     /// The platform's queues, for functions that publish; `None`: publishing refused.
     pub publisher: Option<Arc<dyn crate::host::QueuePublisher>>,
+    /// The tenants' CAs and the platform bundle in force, for mTLS callers.
+    pub mtls: zerofn_authn::MtlsAuthorities,
 }
 
 /// The egress client of `config`. `zerofn up` checks the configuration
@@ -136,6 +138,8 @@ pub struct Gateway {
     limits: crate::InvokeLimits,
     /// The tenants' JWT issuers and API keys in force.
     authn: zerofn_authn::Authenticators,
+    /// The tenants' CAs and the platform bundle in force.
+    mtls: zerofn_authn::MtlsAuthorities,
     /// Failed authentications per client address.
     auth_failures: zerofn_authn::FailureLimiter,
 }
@@ -153,6 +157,7 @@ impl Gateway {
         let logs = services.logs;
         let limits = services.limits;
         let authn = services.authn;
+        let mtls = services.mtls;
         let host = Arc::new(HostServices {
             audit: audit.clone(),
             policies: services.policies,
@@ -172,6 +177,7 @@ impl Gateway {
             logs,
             limits,
             authn,
+            mtls,
             auth_failures: zerofn_authn::FailureLimiter::new(),
         })
     }
@@ -215,6 +221,10 @@ impl Gateway {
 
     pub(crate) fn authenticators(&self) -> &zerofn_authn::Authenticators {
         &self.authn
+    }
+
+    pub(crate) fn mtls_authorities(&self) -> &zerofn_authn::MtlsAuthorities {
+        &self.mtls
     }
 
     pub(crate) fn auth_failures(&self) -> &zerofn_authn::FailureLimiter {

@@ -20,7 +20,7 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 
 use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome};
-use zerofn_listener::PeerAddr;
+use zerofn_listener::{PeerAddr, PeerCertificateChain};
 use zerofn_policy::{Decision, Permit, RequestContext, Resource, RuntimeAction, RuntimeRequest};
 use zerofn_sandbox::{InvokeOptions, LoadedFunction};
 
@@ -69,12 +69,13 @@ impl Gateway {
                 .await;
         };
         let (mut parts, body) = req.into_parts();
+        let chain = parts.extensions.remove::<PeerCertificateChain>();
         // Only the platform speaks in its header namespace, in any
         // spelling; it says who called and which invocation this is.
         strip_platform_headers(&mut parts.headers);
         // Who is calling, proved from the head (`authn.rs`).
         let caller = match self
-            .authenticate(&function, &parts.headers, ip, id, started)
+            .authenticate(&function, &parts.headers, chain.as_ref(), ip, id, started)
             .await
         {
             Ok(caller) => caller,
@@ -557,8 +558,15 @@ impl Gateway {
             .describe(),
             decision.explain()
         );
+        // A client certificate no accepted CA issued made the caller anonymous: say so.
+        let reason = match caller {
+            Caller::UntrustedCertificate { refusal, .. } => {
+                format!("{}; authn: {}", decision.explain(), refusal.reason())
+            }
+            _ => decision.explain(),
+        };
         let record = invoke_record(function, id, started, Outcome::Deny, 403)
-            .reason(decision.explain())
+            .reason(reason)
             .detail(serde_json::json!({
                 "caller": caller.json(),
                 "depth": depth,
@@ -1040,6 +1048,7 @@ mod event_tests {
             GatewayServices {
                 authn: Default::default(),
                 publisher: None,
+                mtls: Default::default(),
                 policies,
                 store: store.clone(),
                 identity: Arc::new(NoIdentities),

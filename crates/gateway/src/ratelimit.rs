@@ -429,7 +429,7 @@ impl Gateway {
                 "decisions": [invoke_decision],
             }));
         let ip = match caller {
-            Caller::Public { ip } => *ip,
+            Caller::Public { ip } | Caller::UntrustedCertificate { ip, .. } => *ip,
             _ => None,
         };
         let mut resp = self.refuse(ip, record, id, status, kind, &message).await;

@@ -5,7 +5,8 @@
 //!
 //! Modules: `serve.rs` (the accept loop and the HTTP settings), `limits.rs`
 //! (connection caps), `head_timeout.rs` (the 408 for a late request head),
-//! `tls_reload.rs` (a certificate from files, reloaded when they change).
+//! `tls_reload.rs` (a certificate from files, reloaded when they change),
+//! `client_auth.rs` (client certificates requested, proved by possession).
 //!
 //! [`serve`] accepts connections, holds each to the connection caps (in
 //! total and per client address, [`ConnectionLimits`]), completes the TLS
@@ -27,15 +28,17 @@
 //! [`RefusalAggregator`] of the listener, when it has one, as refusals of
 //! an unauthenticated client.
 
+mod client_auth;
 mod head_timeout;
 mod limits;
 mod serve;
 mod tls_reload;
 
+pub use client_auth::{PossessionVerifier, MAX_CHAIN_LEN};
 pub use limits::{ConnectionLimits, ConnectionPermit, ConnectionRefusal};
 pub use serve::{
-    drain, http1_builder, http2_builder, serve, ListenerConfig, PeerAddr, PeerCertificate, Tls,
-    H2_MAX_CONCURRENT_STREAMS, MAX_HEADERS,
+    drain, http1_builder, http2_builder, serve, ListenerConfig, PeerAddr, PeerCertificate,
+    PeerCertificateChain, Tls, H2_MAX_CONCURRENT_STREAMS, MAX_HEADERS,
 };
 pub use tls_reload::{
     load_certified_key, server_config, CertificateFiles, TlsFileError, ALPN_H2, ALPN_HTTP11,

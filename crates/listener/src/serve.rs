@@ -47,6 +47,13 @@ impl PeerAddr {
 #[derive(Clone, Debug)]
 pub struct PeerCertificate(pub Arc<rustls::pki_types::CertificateDer<'static>>);
 
+/// The whole chain (end-entity first, then the intermediates, as sent) a TLS client
+/// presented, put in each request's extensions by [`serve`] beside [`PeerCertificate`].
+/// The gateway's handshake checked only that the client holds the end-entity's key
+/// (`client_auth.rs`); which roots the chain must reach is the handler's to decide.
+#[derive(Clone, Debug)]
+pub struct PeerCertificateChain(pub Arc<[rustls::pki_types::CertificateDer<'static>]>);
+
 /// The limits of a listener.
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
@@ -123,7 +130,7 @@ pub async fn serve<H, F>(
                 let refusals = refusals.clone();
                 match acceptor.clone() {
                     None => {
-                        let conn = Connection { peer, certificate: None, builder, refusals };
+                        let conn = Connection { peer, certificate: None, chain: None, builder, refusals };
                         tokio::spawn(async move {
                             let _permit = permit;
                             conn.serve(stream, handler, watcher).await;
@@ -156,13 +163,14 @@ pub async fn serve<H, F>(
                                 }
                             };
                             let h2 = tls.get_ref().1.alpn_protocol() == Some(crate::tls_reload::ALPN_H2);
-                            let certificate = tls
-                                .get_ref()
-                                .1
-                                .peer_certificates()
+                            let presented = tls.get_ref().1.peer_certificates();
+                            let certificate = presented
                                 .and_then(|chain| chain.first())
                                 .map(|c| PeerCertificate(Arc::new(c.clone().into_owned())));
-                            let conn = Connection { peer, certificate, builder, refusals };
+                            let chain = presented.filter(|c| !c.is_empty()).map(|c| {
+                                PeerCertificateChain(c.iter().map(|c| c.clone().into_owned()).collect())
+                            });
+                            let conn = Connection { peer, certificate, chain, builder, refusals };
                             if h2 {
                                 conn.serve_h2(tls, handler, watcher, &h2_config).await;
                             } else {
@@ -187,6 +195,7 @@ pub async fn serve<H, F>(
 struct Connection {
     peer: PeerAddr,
     certificate: Option<PeerCertificate>,
+    chain: Option<PeerCertificateChain>,
     builder: http1::Builder,
     refusals: Option<RefusalAggregator>,
 }
@@ -203,6 +212,7 @@ impl Connection {
         let Connection {
             peer,
             certificate,
+            chain,
             builder,
             refusals,
         } = self;
@@ -211,6 +221,9 @@ impl Connection {
             req.extensions_mut().insert(peer);
             if let Some(certificate) = &certificate {
                 req.extensions_mut().insert(certificate.clone());
+            }
+            if let Some(chain) = &chain {
+                req.extensions_mut().insert(chain.clone());
             }
             async move { Ok::<_, Infallible>(handler(req).await) }
         });
@@ -250,13 +263,19 @@ impl Connection {
         F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
     {
         let Connection {
-            peer, certificate, ..
+            peer,
+            certificate,
+            chain,
+            ..
         } = self;
         let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let handler = handler.clone();
             req.extensions_mut().insert(peer);
             if let Some(certificate) = &certificate {
                 req.extensions_mut().insert(certificate.clone());
+            }
+            if let Some(chain) = &chain {
+                req.extensions_mut().insert(chain.clone());
             }
             async move { Ok::<_, Infallible>(handler(req).await) }
         });

@@ -16,8 +16,9 @@
 //! # Trust
 //! Trusts the files (the operator's) and rustls for parsing and the
 //! handshake. The private key is never logged or put in an error.
-//! Client certificates are not requested yet: mTLS callers of the gateway
-//! are a later step (the control API's listener asks for them).
+//! Client certificates are requested, never required; the handshake only
+//! checks that a client holds the key of the certificate it sends
+//! (`client_auth.rs`), the chain is validated per request.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -230,15 +231,18 @@ impl ResolvesServerCert for CertificateFiles {
 }
 
 /// The rustls configuration of a listener serving `certificates`: TLS 1.2
-/// and 1.3 (`ring`), no client certificates, ALPN `h2` and `http/1.1`.
+/// and 1.3 (`ring`), client certificates requested but not required (and
+/// only proved to be the client's, [`PossessionVerifier`](crate::PossessionVerifier)), ALPN `h2` and
+/// `http/1.1`.
 pub fn server_config(
     certificates: Arc<CertificateFiles>,
 ) -> Result<rustls::ServerConfig, TlsFileError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let clients = crate::client_auth::PossessionVerifier::new(&provider);
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsFileError::Config(e.to_string()))?
-        .with_no_client_auth()
+        .with_client_cert_verifier(clients)
         .with_cert_resolver(certificates);
     config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
     Ok(config)

@@ -23,7 +23,7 @@
 //! call = ["billing"]          # functions of the same tenant it may call
 //!
 //! [invoke]                    # optional: who may invoke it (default: ["public"])
-//! from = ["public", "checkout", "tenant:partner", "event:orders", "jwt:corp", "apikey"]
+//! from = ["public", "checkout", "tenant:partner", "event:orders", "jwt:corp", "mtls:partners", "apikey"]
 //! pass_authorization = false  # optional: whether the function sees `Authorization`
 //!
 //! [config]                    # optional: runtime configuration (wasi:config)

@@ -41,8 +41,8 @@ pub use decision::{Decision, Permit, Reason};
 pub use error::PolicyError;
 pub use permissions::{GrantError, InvokeSource, KvGrant, KvMode, Permissions};
 pub use runtime::{
-    CallerAttributes, Principal, RequestContext, Resource, RuntimeAction, RuntimePolicies,
-    RuntimePoliciesBuilder, RuntimeRequest, Source,
+    CallerAttributes, CertificateAttributes, Principal, RequestContext, Resource, RuntimeAction,
+    RuntimePolicies, RuntimePoliciesBuilder, RuntimeRequest, Source,
 };
 
 /// The schema text, for `zerofn policy schema` and documentation.

@@ -58,7 +58,7 @@ pub enum GrantError {
         why: &'static str,
     },
     /// An invoke source of none of the forms.
-    #[error("`{text}` is not `public`, a function name, `tenant:<name>`, `event:<name>`, `jwt:<issuer>` or `apikey`")]
+    #[error("`{text}` is not `public`, a function name, `tenant:<name>`, `event:<name>`, `jwt:<issuer>`, `mtls:<ca>` or `apikey`")]
     NotInvokeSource { text: String },
 }
 
@@ -126,6 +126,9 @@ pub enum InvokeSource {
     Jwt(String),
     /// `"apikey"`: a holder of one of the tenant's API keys scoped to the function.
     ApiKey,
+    /// `"mtls:<ca>"`: a client certificate verified against the tenant's CA `<ca>`
+    /// (`zerofn auth mtls add`), or `"mtls:spiffe"`: against the platform's trust bundle.
+    Mtls(String),
 }
 
 impl InvokeSource {
@@ -141,6 +144,8 @@ impl InvokeSource {
             Ok(InvokeSource::ApiKey)
         } else if let Some(i) = text.strip_prefix("jwt:") {
             named("issuer", i).map(InvokeSource::Jwt)
+        } else if let Some(ca) = text.strip_prefix("mtls:") {
+            named("certificate authority", ca).map(InvokeSource::Mtls)
         } else if let Some(t) = text.strip_prefix("tenant:") {
             named("tenant", t).map(InvokeSource::Tenant)
         } else if let Some(e) = text.strip_prefix("event:") {
@@ -173,6 +178,7 @@ impl std::fmt::Display for InvokeSource {
             InvokeSource::Event(e) => write!(f, "event:{e}"),
             InvokeSource::Jwt(i) => write!(f, "jwt:{i}"),
             InvokeSource::ApiKey => f.write_str("apikey"),
+            InvokeSource::Mtls(ca) => write!(f, "mtls:{ca}"),
         }
     }
 }
@@ -233,6 +239,7 @@ impl Permissions {
             | InvokeSource::Function(_)
             | InvokeSource::Event(_)
             | InvokeSource::Jwt(_)
+            | InvokeSource::Mtls(_)
             | InvokeSource::ApiKey => None,
         }));
         atoms
@@ -386,6 +393,12 @@ pub fn compile(tenant: &str, name: &str, permissions: &Permissions) -> String {
             InvokeSource::ApiKey => format!(
                 "principal is Zerofn::ApiKey in Zerofn::Tenant::{}",
                 lit(tenant)
+            ),
+            // The CA entity is the callee tenant's (`spiffe` too): a certificate verified
+            // for another tenant's function is another tenant's caller.
+            InvokeSource::Mtls(ca) => format!(
+                "principal is Zerofn::MtlsCaller in Zerofn::MtlsCa::{}",
+                lit(&format!("{tenant}/{ca}"))
             ),
         };
         let _ = writeln!(
@@ -556,6 +569,16 @@ mod tests {
             InvokeSource::Event("orders".into())
         );
         assert!(InvokeSource::parse("role:admin").is_err());
+        assert_eq!(
+            InvokeSource::parse("mtls:partners").unwrap(),
+            InvokeSource::Mtls("partners".into())
+        );
+        assert_eq!(
+            InvokeSource::parse("mtls:partners").unwrap().to_string(),
+            "mtls:partners"
+        );
+        assert!(InvokeSource::parse("mtls:").is_err());
+        assert!(InvokeSource::parse("mtls:a/b").is_err());
     }
 
     #[test]
@@ -576,6 +599,7 @@ mod tests {
                 InvokeSource::Event("orders".into()),
                 InvokeSource::Jwt("corp".into()),
                 InvokeSource::ApiKey,
+                InvokeSource::Mtls("partners".into()),
             ]
             .into(),
             pass_authorization: false,
@@ -612,7 +636,11 @@ mod tests {
                 "acme/shop/invoke/event:orders",
                 "acme/shop/invoke/jwt:corp",
                 "acme/shop/invoke/apikey",
+                "acme/shop/invoke/mtls:partners",
             ]
+        );
+        assert!(
+            text.contains(r#"principal is Zerofn::MtlsCaller in Zerofn::MtlsCa::"acme/partners""#)
         );
         assert!(text.contains(r#"principal in Zerofn::Issuer::"acme/corp""#));
         assert!(text.contains(r#"principal is Zerofn::ApiKey in Zerofn::Tenant::"acme""#));

@@ -44,6 +44,13 @@ pub enum Principal {
     },
     /// An external caller with the tenant's API key `name`.
     ApiKey { tenant: String, name: String },
+    /// An external caller with a client certificate verified against the tenant's CA `ca`
+    /// (`spiffe`: the platform bundle); `id` is its SPIFFE ID, or its subject without one.
+    Mtls {
+        tenant: String,
+        ca: String,
+        id: String,
+    },
 }
 
 impl Principal {
@@ -54,7 +61,8 @@ impl Principal {
             Principal::Function { tenant, .. }
             | Principal::EventSource { tenant, .. }
             | Principal::Jwt { tenant, .. }
-            | Principal::ApiKey { tenant, .. } => Some(tenant),
+            | Principal::ApiKey { tenant, .. }
+            | Principal::Mtls { tenant, .. } => Some(tenant),
         }
     }
 
@@ -79,6 +87,10 @@ impl Principal {
             Principal::ApiKey { tenant, name } => {
                 format!(r#"Zerofn::ApiKey::"{tenant}/{name}""#)
             }
+            Principal::Mtls { tenant, ca, id } => format!(
+                r#"Zerofn::MtlsCaller::"{tenant}/{ca}/{}""#,
+                id.escape_debug()
+            ),
         }
     }
 }
@@ -173,6 +185,21 @@ pub enum CallerAttributes {
     Claims(Arc<serde_json::Map<String, serde_json::Value>>),
     /// An API key caller (`context.apiKey`, its name).
     ApiKey(String),
+    /// An mTLS caller's verified certificate (`context.certificate`).
+    Certificate(Arc<CertificateAttributes>),
+}
+
+/// What `context.certificate` says about an mTLS caller; empty strings for other callers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CertificateAttributes {
+    /// The SPIFFE ID of its URI SAN, or empty.
+    pub spiffe_id: String,
+    /// RFC 4514.
+    pub subject: String,
+    /// The CA name that verified it (`spiffe` for the platform bundle).
+    pub ca: String,
+    /// Lowercase hex.
+    pub serial: String,
 }
 
 /// The context of one request, typed per action.
@@ -288,6 +315,18 @@ impl TenantSet {
             }
         }
         let mut entities = vec![principal_entity, resource_entity];
+        if let Principal::Mtls { tenant, ca, .. } = principal {
+            // The CA entity, so `principal in Zerofn::MtlsCa::"<tenant>/<ca>"` holds.
+            let t = types()?;
+            entities.push(
+                Entity::new(
+                    typed_uid(&t.mtls_ca, &format!("{tenant}/{ca}")),
+                    HashMap::new(),
+                    HashSet::from([typed_uid(&t.tenant, tenant)]),
+                )
+                .map_err(|e| PolicyError::Request(e.to_string()))?,
+            );
+        }
         if let Principal::Jwt { tenant, issuer, .. } = principal {
             // The issuer entity, so `principal in Zerofn::Issuer::"<tenant>/<issuer>"` holds.
             let t = types()?;
@@ -453,6 +492,8 @@ struct Types {
     jwt_caller: EntityTypeName,
     issuer: EntityTypeName,
     api_key: EntityTypeName,
+    mtls_caller: EntityTypeName,
+    mtls_ca: EntityTypeName,
 }
 
 fn types() -> Result<&'static Types, PolicyError> {
@@ -472,6 +513,8 @@ fn types() -> Result<&'static Types, PolicyError> {
                 jwt_caller: t("Zerofn::JwtCaller")?,
                 issuer: t("Zerofn::Issuer")?,
                 api_key: t("Zerofn::ApiKey")?,
+                mtls_caller: t("Zerofn::MtlsCaller")?,
+                mtls_ca: t("Zerofn::MtlsCa")?,
             })
         })
         .as_ref()
@@ -534,6 +577,9 @@ fn uid_of_principal(p: &Principal) -> Result<EntityUid, PolicyError> {
             subject,
         } => typed_uid(&t.jwt_caller, &format!("{tenant}/{issuer}/{subject}")),
         Principal::ApiKey { tenant, name } => typed_uid(&t.api_key, &format!("{tenant}/{name}")),
+        Principal::Mtls { tenant, ca, id } => {
+            typed_uid(&t.mtls_caller, &format!("{tenant}/{ca}/{id}"))
+        }
     })
 }
 
@@ -575,6 +621,19 @@ fn principal_entity(p: &Principal) -> Result<Entity, PolicyError> {
             .map_err(|e| PolicyError::Request(e.to_string()))
         }
         Principal::ApiKey { tenant, name } => named_entity(&types()?.api_key, tenant, name),
+        Principal::Mtls { tenant, ca, id } => {
+            let t = types()?;
+            Entity::new(
+                typed_uid(&t.mtls_caller, &format!("{tenant}/{ca}/{id}")),
+                HashMap::from([
+                    ("tenant".to_owned(), s(tenant)),
+                    ("ca".to_owned(), s(ca)),
+                    ("id".to_owned(), s(id)),
+                ]),
+                HashSet::from([typed_uid(&t.mtls_ca, &format!("{tenant}/{ca}"))]),
+            )
+            .map_err(|e| PolicyError::Request(e.to_string()))
+        }
     }
 }
 
@@ -652,6 +711,24 @@ fn ip_expression(ip: std::net::IpAddr) -> RestrictedExpression {
     })
 }
 
+/// `context.certificate`: always present (empty strings for callers without a
+/// certificate), so `context.certificate.spiffe_id like "..."` needs no `has` and a forbid
+/// on it never errs for another kind of caller.
+fn certificate_record(caller: &CallerAttributes) -> Result<RestrictedExpression, PolicyError> {
+    let empty = CertificateAttributes::default();
+    let c = match caller {
+        CallerAttributes::Certificate(c) => c.as_ref(),
+        _ => &empty,
+    };
+    RestrictedExpression::new_record([
+        ("spiffe_id".to_owned(), s(&c.spiffe_id)),
+        ("subject".to_owned(), s(&c.subject)),
+        ("ca".to_owned(), s(&c.ca)),
+        ("serial".to_owned(), s(&c.serial)),
+    ])
+    .map_err(|e| PolicyError::Request(e.to_string()))
+}
+
 fn context(c: &RequestContext) -> Result<Context, PolicyError> {
     let pairs: Vec<(String, RestrictedExpression)> = match c {
         RequestContext::Invoke {
@@ -691,7 +768,11 @@ fn context(c: &RequestContext) -> Result<Context, PolicyError> {
                     pairs.push(("claims".to_owned(), crate::claims::empty()));
                     pairs.push(("apiKey".to_owned(), s(name)));
                 }
+                CallerAttributes::Certificate(_) => {
+                    pairs.push(("claims".to_owned(), crate::claims::empty()));
+                }
             }
+            pairs.push(("certificate".to_owned(), certificate_record(caller)?));
             pairs
         }
         RequestContext::Key(key) => vec![("key".to_owned(), s(key))],
@@ -1189,5 +1270,82 @@ mod tests {
             PolicySet::parse(r#"@id("x") forbid (principal, action, resource);"#).unwrap(),
         );
         assert!(matches!(b.build(), Err(PolicyError::DuplicateId { .. })));
+    }
+
+    #[test]
+    fn mtls_callers_are_principals_of_their_tenants_ca_with_the_certificate_in_the_context() {
+        let p = Permissions {
+            invoke_from: [
+                InvokeSource::Mtls("partners".into()),
+                InvokeSource::Mtls("spiffe".into()),
+            ]
+            .into(),
+            ..Permissions::default()
+        };
+        let rt = policies(
+            &[("acme", "orders", p)],
+            &[(
+                "acme",
+                r#"@id("own-workloads-only")
+                forbid (principal in Zerofn::MtlsCa::"acme/spiffe", action == Zerofn::Action::"invoke", resource)
+                unless { context.certificate.spiffe_id like "spiffe://zerofn.local/tenant/acme/*" };
+                @id("no-test-partner")
+                forbid (principal, action == Zerofn::Action::"invoke", resource) when { context.certificate.subject like "*CN=test*" };"#,
+            )],
+        );
+        let mtls = |tenant: &str, ca: &str, spiffe_id: &str, subject: &str| {
+            let id = if spiffe_id.is_empty() {
+                subject
+            } else {
+                spiffe_id
+            };
+            let mut r = invoke(
+                Principal::Mtls {
+                    tenant: tenant.into(),
+                    ca: ca.into(),
+                    id: id.into(),
+                },
+                "acme",
+                "orders",
+            );
+            if let RequestContext::Invoke { caller, .. } = &mut r.context {
+                *caller = CallerAttributes::Certificate(Arc::new(CertificateAttributes {
+                    spiffe_id: spiffe_id.into(),
+                    subject: subject.into(),
+                    ca: ca.into(),
+                    serial: "01".into(),
+                }));
+            }
+            r
+        };
+        let d = rt.decide(&mtls("acme", "partners", "", "CN=billing,O=Partner"));
+        assert!(d.is_allowed(), "{d:?}");
+        let d = rt.decide(&mtls(
+            "acme",
+            "spiffe",
+            "spiffe://zerofn.local/tenant/acme/fn/client",
+            "",
+        ));
+        assert!(d.is_allowed(), "{d:?}");
+        // The platform bundle, but another tenant's workload: the tenant's forbid.
+        let d = rt.decide(&mtls(
+            "acme",
+            "spiffe",
+            "spiffe://zerofn.local/tenant/evil/fn/x",
+            "",
+        ));
+        assert_eq!(d.determining(), ["own-workloads-only"]);
+        let d = rt.decide(&mtls("acme", "partners", "", "CN=test-client"));
+        assert_eq!(d.determining(), ["no-test-partner"]);
+        // The same CA name of another tenant, and a CA the function does not name: no permit.
+        assert!(!rt
+            .decide(&mtls("evil", "partners", "", "CN=x"))
+            .is_allowed());
+        assert!(!rt
+            .decide(&mtls("acme", "suppliers", "", "CN=x"))
+            .is_allowed());
+        // Callers without a certificate: the forbids on it do not err, nothing permits.
+        let d = rt.decide(&invoke(Principal::Public, "acme", "orders"));
+        assert!(!d.is_allowed() && d.determining().is_empty(), "{d:?}");
     }
 }

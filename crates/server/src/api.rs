@@ -42,6 +42,7 @@ use crate::operators::{Operators, DEFAULT_OPERATOR_TTL};
 
 mod callers;
 mod config;
+mod mtls;
 mod queries;
 mod queues;
 mod routes;
@@ -85,6 +86,8 @@ pub(crate) struct Api {
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// External callers' JWT issuers and API keys.
     pub(crate) callers: crate::callers::Shared,
+    /// Tenants' CAs for mTLS callers.
+    pub(crate) mtls: Arc<crate::mtls_callers::MtlsCallers>,
     /// One configuration apply at a time (`POST /v1/config/apply`).
     pub(crate) config_change: tokio::sync::Mutex<()>,
     /// `zerofn up --locked-config`: imperative configuration changes are refused.
@@ -1284,6 +1287,7 @@ fn status_of(e: &ControlError) -> StatusCode {
             | StoreError::RouteTaken { .. }
             | StoreError::PrefixTaken { .. }
             | StoreError::LayerExists { .. }
+            | StoreError::MtlsCaExists { .. }
             | StoreError::LayerPinned { .. }
             | StoreError::VersionNotKept { .. }
             | StoreError::PruneRaced

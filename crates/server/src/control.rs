@@ -155,6 +155,7 @@ impl ControlError {
                 StoreError::TenantExists(_)
                 | StoreError::KeyExists { .. }
                 | StoreError::IdentityExists { .. }
+                | StoreError::MtlsCaExists { .. }
                 | StoreError::LayerExists { .. },
             ) => "already_exists",
             ControlError::Store(StoreError::LayerPinned { .. }) => "layer_pinned",

@@ -29,6 +29,7 @@ mod identity;
 mod jwks;
 mod layers;
 mod metrics;
+mod mtls_callers;
 mod operators;
 mod policies;
 mod route_space;
@@ -250,6 +251,12 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         Arc::new(jwks::JwksIssuers::new(jwks_fetcher)),
     ));
     callers.reload().await?;
+    let mtls = Arc::new(mtls_callers::MtlsCallers::new(
+        store.clone(),
+        audit.clone(),
+        ca.clone(),
+    ));
+    mtls.reload().await?;
     let served = control.restore().await?;
     tracing::info!(functions = served, "restored deployments");
     let limited = control.load_tenant_limits().await?;
@@ -316,6 +323,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
             limits: control.invoke_limits().clone(),
             authn: callers.authenticators().clone(),
             publisher: Some(Arc::new(events::FunctionPublisher(queues.clone()))),
+            mtls: mtls.authorities().clone(),
         },
     );
     if let Some((certificates, interval)) = gateway_certificates {
@@ -367,6 +375,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         audit_tree: audit_tree.clone(),
         metrics: metrics.clone(),
         callers,
+        mtls,
         config_change: tokio::sync::Mutex::new(()),
         locked_config: cfg.locked_config,
         queues,

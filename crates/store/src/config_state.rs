@@ -16,7 +16,7 @@ use crate::{JwtIssuerRow, Store, StoreError, TenantIdentityRow};
 
 /// Configuration tables and the columns whose change is a configuration change (`None`:
 /// every update).
-const WATCHED: [(&str, Option<&str>); 14] = [
+const WATCHED: [(&str, Option<&str>); 15] = [
     ("tenants", None),
     ("tenant_keys", None),
     ("tenant_identities", None),
@@ -26,6 +26,7 @@ const WATCHED: [(&str, Option<&str>); 14] = [
     ("tenant_routes", None),
     ("jwt_issuers", None),
     ("api_keys", None),
+    ("mtls_cas", None),
     ("operators", None),
     ("control_policy", None),
     ("zones", None),
@@ -102,6 +103,13 @@ pub enum ConfigOp {
         row: JwtIssuerRow,
     },
     RemoveJwtIssuer {
+        tenant: String,
+        name: String,
+    },
+    PutMtlsCa {
+        row: crate::MtlsCaRow,
+    },
+    RemoveMtlsCa {
         tenant: String,
         name: String,
     },
@@ -298,6 +306,23 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: ConfigOp, now: &str) -> Result<(
         ConfigOp::RemoveJwtIssuer { tenant, name } => {
             tx.execute(
                 "DELETE FROM jwt_issuers WHERE tenant = ?1 AND name = ?2",
+                params![tenant, name],
+            )?;
+        }
+        ConfigOp::PutMtlsCa { row } => {
+            require_tenant(tx, &row.tenant)?;
+            tx.execute(
+                "DELETE FROM mtls_cas WHERE tenant = ?1 AND name = ?2",
+                params![row.tenant, row.name],
+            )?;
+            tx.execute(
+                "INSERT INTO mtls_cas (tenant, name, pem, added_at) VALUES (?1, ?2, ?3, ?4)",
+                params![row.tenant, row.name, row.pem, now],
+            )?;
+        }
+        ConfigOp::RemoveMtlsCa { tenant, name } => {
+            tx.execute(
+                "DELETE FROM mtls_cas WHERE tenant = ?1 AND name = ?2",
                 params![tenant, name],
             )?;
         }

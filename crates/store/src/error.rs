@@ -67,6 +67,12 @@ pub enum StoreError {
     ApiKeyExists { tenant: String, name: String },
     #[error("API key `{name}` does not exist for tenant `{tenant}`; see `zerofn apikey list`")]
     NoSuchApiKey { tenant: String, name: String },
+    #[error(
+        "CA `{name}` is already registered for tenant `{tenant}`; remove it first to change it"
+    )]
+    MtlsCaExists { tenant: String, name: String },
+    #[error("CA `{name}` is not registered for tenant `{tenant}`; see `zerofn auth mtls list`")]
+    NoSuchMtlsCa { tenant: String, name: String },
     #[error("operator `{0}` does not exist; see `zerofn operator list`")]
     NoSuchOperator(String),
     #[error("the audit log changed while it was being pruned; nothing was removed (try again)")]
@@ -103,6 +109,7 @@ impl StoreError {
                 | StoreError::NoSuchZone(_)
                 | StoreError::NoSuchIssuer { .. }
                 | StoreError::NoSuchApiKey { .. }
+                | StoreError::NoSuchMtlsCa { .. }
         )
     }
 }

@@ -39,6 +39,7 @@ mod invocation_logs;
 mod jwks_fetches;
 mod kv;
 mod layers;
+mod mtls_cas;
 mod operators;
 mod policies;
 mod queues;
@@ -69,6 +70,7 @@ pub use invocation_logs::{
 };
 pub use kv::IncrementError;
 pub use layers::{LayerRow, LayerSummary};
+pub use mtls_cas::MtlsCaRow;
 pub use operators::{ControlPolicyRow, OperatorCertRow};
 pub use policies::TenantPolicyRow;
 pub use queues::{
@@ -244,6 +246,7 @@ impl Store {
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(operators::SCHEMA)?;
         conn.execute_batch(external_callers::SCHEMA)?;
+        conn.execute_batch(mtls_cas::SCHEMA)?;
         conn.execute_batch(audit_tree::SCHEMA)?;
         conn.execute_batch(audit_prune::SCHEMA)?;
         conn.execute_batch(tenant_limits::SCHEMA)?;

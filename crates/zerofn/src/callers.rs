@@ -17,6 +17,9 @@ pub enum AuthCommand {
     /// JWT issuers whose tokens authenticate callers (`[invoke] from = ["jwt:NAME"]`).
     #[command(subcommand)]
     Jwt(JwtCommand),
+    /// CAs whose client certificates authenticate callers (`[invoke] from = ["mtls:NAME"]`).
+    #[command(subcommand)]
+    Mtls(crate::mtls::MtlsCommand),
 }
 
 #[derive(Subcommand)]
@@ -132,7 +135,10 @@ fn jwks_url_columns(issuer: &Value) -> String {
 }
 
 pub async fn run_auth(data_dir: &Path, cmd: AuthCommand) -> Result<()> {
-    let AuthCommand::Jwt(cmd) = cmd;
+    let cmd = match cmd {
+        AuthCommand::Jwt(cmd) => cmd,
+        AuthCommand::Mtls(cmd) => return crate::mtls::run(data_dir, cmd).await,
+    };
     let api = ApiClient::discover(data_dir)?;
     match cmd {
         JwtCommand::Add {

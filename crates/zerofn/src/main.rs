@@ -13,6 +13,7 @@ mod dev;
 mod diagnose;
 mod layer;
 mod logs;
+mod mtls;
 mod operator;
 mod policy;
 mod progress;
@@ -202,7 +203,7 @@ enum Command {
     /// (`zone set|list|show|delete`; docs/zones.md).
     #[command(subcommand)]
     Zone(zone::ZoneCommand),
-    /// External callers' JWT issuers (`auth jwt add|list|remove`).
+    /// External callers' JWT issuers and mTLS CAs (`auth jwt|mtls add|list|remove`).
     #[command(subcommand)]
     Auth(callers::AuthCommand),
     /// API keys for external callers (`apikey create|list|revoke`).

@@ -672,6 +672,9 @@ impl Api {
                     },
                 );
             }
+            for ca in store.mtls_cas(Some(&tenant)).await? {
+                t.mtls_cas.insert(ca.name, ca.pem);
+            }
             t.policy = store.tenant_policy(&tenant).await?.map(|p| p.policy);
             for d in deployments.iter().filter(|d| d.tenant == row.name) {
                 let Ok(name) = FunctionName::parse(&d.name) else {
@@ -865,6 +868,30 @@ impl Api {
                     name: n.clone(),
                 });
             }
+            for (n, pem) in &d.mtls_cas {
+                if c.mtls_cas.get(n) == Some(pem) {
+                    continue;
+                }
+                let ca = crate::mtls_callers::check(&crate::mtls_callers::AddMtlsCa {
+                    name: n.clone(),
+                    ca_pem: pem.clone(),
+                })
+                .map_err(|e| ControlError::BadRequest(format!("mTLS CA `{n}`: {e}")))?;
+                ops.push(ConfigOp::PutMtlsCa {
+                    row: zerofn_store::MtlsCaRow {
+                        tenant: name.clone(),
+                        name: n.clone(),
+                        pem: ca.pem().to_owned(),
+                        added_at: crate::clock::now(),
+                    },
+                });
+            }
+            for n in c.mtls_cas.keys().filter(|n| !d.mtls_cas.contains_key(*n)) {
+                ops.push(ConfigOp::RemoveMtlsCa {
+                    tenant: name.clone(),
+                    name: n.clone(),
+                });
+            }
             if c.policy != d.policy {
                 let set = d
                     .policy
@@ -921,6 +948,7 @@ impl Api {
             );
         }
         self.callers.reload().await?;
+        self.mtls.reload().await?;
         self.authz.reload().await?;
         Ok(())
     }

@@ -156,7 +156,7 @@ macro_rules! public {
 }
 
 /// Every route of the control API.
-pub(super) static ROUTES: [Route; 72] = [
+pub(super) static ROUTES: [Route; 75] = [
     public!(GET "/v1/health", health),
     // The trust bundle is public: peers need it before they can authenticate anything.
     public!(GET "/v1/identity/bundle", trust_bundle),
@@ -182,6 +182,10 @@ pub(super) static ROUTES: [Route; 72] = [
     operator!(GET "/v1/tenants/{tenant}/auth/jwt", TenantRead on PathTenant, refusal ApiAuthorize, list_jwt_issuers),
     operator!(POST "/v1/tenants/{tenant}/auth/jwt", TenantManage on PathTenant, refusal AuthIssuerAdd, add_jwt_issuer),
     operator!(DELETE "/v1/tenants/{tenant}/auth/jwt/{name}", TenantManage on PathTenant, refusal ApiAuthorize, remove_jwt_issuer),
+    // CAs whose client certificates authenticate `mtls:<name>` callers: as the JWT issuers.
+    operator!(GET "/v1/tenants/{tenant}/auth/mtls", TenantRead on PathTenant, refusal ApiAuthorize, list_mtls_cas),
+    operator!(POST "/v1/tenants/{tenant}/auth/mtls", TenantManage on PathTenant, refusal AuthMtlsAdd, add_mtls_ca),
+    operator!(DELETE "/v1/tenants/{tenant}/auth/mtls/{name}", TenantManage on PathTenant, refusal ApiAuthorize, remove_mtls_ca),
     operator!(GET "/v1/tenants/{tenant}/apikeys", TenantRead on PathTenant, refusal ApiAuthorize, list_api_keys),
     operator!(POST "/v1/tenants/{tenant}/apikeys", TenantManage on PathTenant, refusal ApiKeyCreate, create_api_key),
     operator!(DELETE "/v1/tenants/{tenant}/apikeys/{name}", TenantManage on PathTenant, refusal ApiAuthorize, revoke_api_key),
@@ -505,6 +509,27 @@ mod tests {
             (
                 "DELETE",
                 "/v1/tenants/acme/auth/jwt/corp",
+                TenantManage,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "GET",
+                "/v1/tenants/acme/auth/mtls",
+                TenantRead,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "POST",
+                "/v1/tenants/acme/auth/mtls",
+                TenantManage,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "DELETE",
+                "/v1/tenants/acme/auth/mtls/partners",
                 TenantManage,
                 PathTenant,
                 t("acme"),

@@ -27,6 +27,7 @@ mod jwks_url;
 mod layers;
 mod limits;
 mod logs;
+mod mtls;
 mod operators;
 mod route_space;
 mod schema;
