@@ -34,8 +34,8 @@ pub use load::{function_files, load, operator_key, FunctionFiles};
 pub use model::*;
 pub use schema::SCHEMA;
 pub use wire::{
-    ApplyRequest, ApplyResult, ConfigExport, ConfigState, ExportedFunctionWire,
-    OperatorCertificate, SavedPlan, PLAN_FORMAT,
+    ApplyRequest, ApplyResult, ConfigExport, ConfigState, ExportedFunctionWire, SavedPlan,
+    PLAN_FORMAT,
 };
 
 /// Why a directory cannot be loaded. Every variant names the file.

@@ -47,20 +47,7 @@ pub struct ApplyResult {
     /// Certificates the apply issued to operators the directory enrols (public: the
     /// private keys stay with the operators).
     #[serde(default)]
-    pub operators: Vec<OperatorCertificate>,
-}
-
-/// A control-API certificate issued to an operator by an apply.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OperatorCertificate {
-    pub name: String,
-    pub spiffe_id: String,
-    pub serial: String,
-    pub not_after: String,
-    /// The certificate, PEM.
-    pub certificate: String,
-    /// The platform CA (PEM) the control API's certificate chains to.
-    pub ca: String,
+    pub operators: Vec<zerofn_api::IssuedOperator>,
 }
 
 /// The file `zerofn plan DIR --out PLAN` writes: the reviewed files themselves, so the

@@ -157,8 +157,7 @@ impl ExternalCallers {
         record: AuditRecord,
         error: ControlError,
     ) -> Result<T, ControlError> {
-        self.audit.append(record.reason(error.to_string())).await?;
-        Err(error)
+        crate::control::audit_refusal(&self.audit, record, error).await
     }
 
     pub(crate) async fn add_issuer(

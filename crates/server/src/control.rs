@@ -676,7 +676,14 @@ impl ControlPlane {
         }
         // The tenant's zone is a ceiling over the manifest's grants: checked before the
         // (costlier) admission, so an entry outside it is named at once.
-        if let Err(e) = self.check_zone_deploy(&manifest, basis.zones.as_deref()) {
+        let zones = match basis.zones.clone() {
+            Some(zones) => zones,
+            None => match self.zones_in_force().current() {
+                Ok(zones) => zones,
+                Err(e) => return self.refused(record, e).await,
+            },
+        };
+        if let Err(e) = self.check_zone_deploy(&manifest, &zones) {
             return self.refused(record, e).await;
         }
         let floor = self.version_floor(&manifest).await?;
@@ -707,7 +714,7 @@ impl ControlPlane {
         if let Err(e) = self.check_zone_signer(
             admitted.artifact.manifest().tenant.as_str(),
             admitted.artifact.signer_identity(),
-            basis.zones.as_deref(),
+            &zones,
         ) {
             return self.refused(record, e).await;
         }
@@ -1149,8 +1156,7 @@ impl ControlPlane {
         record: AuditRecord,
         error: ControlError,
     ) -> Result<T, ControlError> {
-        self.audit.append(record.reason(error.to_string())).await?;
-        Err(error)
+        crate::control::audit_refusal(&self.audit, record, error).await
     }
 
     /// Deploy without the API (demo start-up).
@@ -1160,6 +1166,17 @@ impl ControlPlane {
     ) -> Result<DeployResponse, ControlError> {
         self.deploy("demo", req, DeployAuthority::PLATFORM).await
     }
+}
+
+/// Append `record` with `error` as its reason, then return the error. If even the
+/// refusal cannot be recorded, that failure is what the caller sees.
+pub(crate) async fn audit_refusal<T>(
+    audit: &AuditLog,
+    record: AuditRecord,
+    error: ControlError,
+) -> Result<T, ControlError> {
+    audit.append(record.reason(error.to_string())).await?;
+    Err(error)
 }
 
 /// Admits a stored deployment again: the function's own signature, then,

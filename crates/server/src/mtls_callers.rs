@@ -126,8 +126,7 @@ impl MtlsCallers {
         record: AuditRecord,
         error: ControlError,
     ) -> Result<T, ControlError> {
-        self.audit.append(record.reason(error.to_string())).await?;
-        Err(error)
+        crate::control::audit_refusal(&self.audit, record, error).await
     }
 
     pub(crate) async fn add(

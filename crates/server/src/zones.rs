@@ -515,20 +515,12 @@ impl ControlPlane {
     }
 
     /// A deploy's `[egress]` entries must lie within its tenant's zone's ceiling.
-    /// Against `zones` when given (an apply's), else the zones in force.
+    /// Against `current`: the zones in force, or an apply's.
     pub(crate) fn check_zone_deploy(
         &self,
         manifest: &Manifest,
-        zones: Option<&Zones>,
+        current: &Zones,
     ) -> Result<(), ControlError> {
-        let in_force;
-        let current = match zones {
-            Some(z) => z,
-            None => {
-                in_force = self.zones_in_force().current()?;
-                &*in_force
-            }
-        };
         let Some(zone) = current.set.zone_of(manifest.tenant.as_str()) else {
             return Ok(());
         };
@@ -554,16 +546,8 @@ impl ControlPlane {
         &self,
         tenant: &str,
         identity: &SignerIdentity,
-        zones: Option<&Zones>,
+        current: &Zones,
     ) -> Result<(), ControlError> {
-        let in_force;
-        let current = match zones {
-            Some(z) => z,
-            None => {
-                in_force = self.zones_in_force().current()?;
-                &*in_force
-            }
-        };
         let Some(zone) = current.set.zone_of(tenant) else {
             return Ok(());
         };

@@ -290,7 +290,7 @@ fn finished(result: &ApplyResult) -> Result<()> {
 }
 
 /// The certificates an apply issued, as `<dir>/<name>.crt` and the CA as `<dir>/ca.pem`.
-fn write_certificates(dir: &Path, certs: &[zerofn_config::OperatorCertificate]) -> Result<()> {
+fn write_certificates(dir: &Path, certs: &[zerofn_api::IssuedOperator]) -> Result<()> {
     if certs.is_empty() {
         return Ok(());
     }

@@ -290,19 +290,11 @@ impl Api {
                     revoking.extend(serials);
                 }
                 OperatorStep::Issue { issued: cert, row } => {
-                    let cert = *cert;
                     self.audit
                         .append(crate::operators::Operators::added_record(actor, &cert))
                         .await?;
                     ops.push(ConfigOp::AddOperatorCert { row });
-                    issued.push(zerofn_config::OperatorCertificate {
-                        name: cert.name,
-                        spiffe_id: cert.spiffe_id,
-                        serial: cert.serial,
-                        not_after: cert.not_after,
-                        certificate: cert.certificate,
-                        ca: cert.ca,
-                    });
+                    issued.push(*cert);
                 }
             }
         }
@@ -590,8 +582,7 @@ impl Api {
         record: AuditRecord,
         error: ControlError,
     ) -> Result<T, ControlError> {
-        self.audit.append(record.reason(error.to_string())).await?;
-        Err(error)
+        crate::control::audit_refusal(&self.audit, record, error).await
     }
 
     /// The running configuration, read between two equal serials (so no change landed
