@@ -665,6 +665,33 @@ pub struct Queue {
     pub oldest_age_ms: u64,
 }
 
+/// `GET /v1/tenants/{tenant}/schedules`: the schedules of the tenant's functions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleList {
+    pub schedules: Vec<ScheduleView>,
+}
+
+/// One `[[triggers]] schedule` of a deployed function.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleView {
+    pub function: String,
+    /// The trigger's `name`.
+    pub name: String,
+    /// The cron expression.
+    pub schedule: String,
+    pub timezone: String,
+    /// `skip` or `run-once`.
+    pub missed: String,
+    /// The scheduled time of the last handled fire (RFC 3339, UTC).
+    pub last_run: Option<String>,
+    /// The next fire time (RFC 3339, UTC); absent when it never fires again.
+    pub next_run: Option<String>,
+    /// Fire times skipped since the platform started because a run was still going.
+    pub skipped: u64,
+    /// Whether a run is going now.
+    pub running: bool,
+}
+
 /// `GET /v1/tenants/{tenant}/queues`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueList {

@@ -64,7 +64,7 @@ pub use queue::{
     DEFAULT_VISIBILITY_MS, MAX_MESSAGE_BYTES, MAX_PEEK, MAX_PUBLISH_BATCH, MAX_PUBLISH_BYTES,
     MAX_QUEUES_PER_TENANT, MAX_QUEUE_DEPTH, MAX_TENANT_QUEUE_BYTES,
 };
-pub use schedule::{ScheduleBinding, Scheduler, SCHEDULE_EVENT_TYPE};
+pub use schedule::{ScheduleBinding, ScheduleStatus, Scheduler, SCHEDULE_EVENT_TYPE};
 pub use zerofn_store::{MessageRow, Published, QueueRefusal, QueueRow};
 
 use zerofn_audit::AuditError;

@@ -39,7 +39,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use zerofn_manifest::{Missed, Schedule};
-use zerofn_store::Store;
+use zerofn_store::{Store, StoreError};
 
 use crate::clock::Clock;
 use crate::delivery::{Bindings, EventInvocation, Invoker};
@@ -48,6 +48,24 @@ use crate::delivery::{Bindings, EventInvocation, Invoker};
 pub const SCHEDULE_EVENT_TYPE: &str = "dev.zerofn.schedule.fired";
 /// The longest the loop sleeps without re-reading the bindings.
 const POLL: Duration = Duration::from_secs(1);
+
+/// One schedule as `zerofn schedule list` shows it ([`Scheduler::status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleStatus {
+    pub function: String,
+    pub name: String,
+    pub schedule: String,
+    pub timezone: String,
+    pub missed: &'static str,
+    /// The scheduled time of the last handled fire.
+    pub last_run_ms: Option<u64>,
+    /// The next fire time; `None` when the schedule never fires again.
+    pub next_run_ms: Option<u64>,
+    /// Fire times skipped since the platform started (a run was still going).
+    pub skipped: u64,
+    /// Whether a run is going now.
+    pub running: bool,
+}
 
 /// A function bound to a schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +125,45 @@ impl Scheduler {
             invoker,
             slots: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Every schedule of `tenant`'s functions with its last handled and next fire time
+    /// (milliseconds since the epoch), the fire times skipped since the platform started
+    /// because a run was still going, and whether one is going now; by function and name.
+    pub async fn status(&self, tenant: &str) -> Result<Vec<ScheduleStatus>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut bindings: Vec<ScheduleBinding> = self
+            .bindings
+            .schedules()
+            .into_iter()
+            .filter(|b| b.tenant == tenant)
+            .collect();
+        bindings.sort_by(|a, b| (&a.function, &a.name).cmp(&(&b.function, &b.name)));
+        let mut out = Vec::with_capacity(bindings.len());
+        for b in bindings {
+            let last_run_ms = self
+                .store
+                .schedule_last_run(&b.tenant, &b.function, &b.name)
+                .await?;
+            let key = (b.tenant.clone(), b.function.clone(), b.name.clone());
+            let (next_run_ms, skipped, running) = match self.slots.lock().await.get(&key) {
+                Some(s) => (s.next_ms, s.skipped, s.running.available_permits() == 0),
+                // Deployed since the loop's last pass: as the loop will see it.
+                None => (b.schedule.next_after(now), 0, false),
+            };
+            out.push(ScheduleStatus {
+                function: b.function,
+                name: b.name,
+                schedule: b.schedule.expression().to_owned(),
+                timezone: b.schedule.timezone().to_owned(),
+                missed: b.missed.as_str(),
+                last_run_ms,
+                next_run_ms,
+                skipped,
+                running,
+            });
+        }
+        Ok(out)
     }
 
     /// Fire times of the schedule skipped because its previous run was
@@ -513,6 +570,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[tokio::test]
+    async fn status_shows_last_and_next_runs_per_schedule_of_the_tenant() {
+        let f = fixture("2026-03-01T11:00:30Z");
+        let r = Arc::new(Recorder::default());
+        let s = scheduler(
+            &f,
+            vec![bind("0 */5 * * * *", "Europe/Berlin", Missed::Skip)],
+            r.clone(),
+        );
+        // Before the loop ran: never run, the next fire time as the loop will see it.
+        let before = s.status("acme").await.unwrap();
+        assert_eq!(before.len(), 1);
+        assert_eq!(before[0].last_run_ms, None);
+        assert_eq!(before[0].next_run_ms, Some(ms("2026-03-01T11:05:00Z")));
+        assert_eq!(before[0].timezone, "Europe/Berlin");
+        assert_eq!(before[0].missed, "skip");
+        assert!(s.status("other").await.unwrap().is_empty());
+        s.pump().await;
+        f.clock.advance(270_000);
+        assert_eq!(s.pump().await, 1);
+        let after = s.status("acme").await.unwrap();
+        assert_eq!(after[0].last_run_ms, Some(ms("2026-03-01T11:05:00Z")));
+        assert_eq!(after[0].next_run_ms, Some(ms("2026-03-01T11:10:00Z")));
+        assert_eq!(after[0].skipped, 0);
     }
 
     #[tokio::test]

@@ -94,6 +94,8 @@ pub(crate) struct Api {
     pub(crate) locked_config: bool,
     /// Tenants' durable queues (`api/queues.rs`).
     pub(crate) queues: zerofn_events::Queues,
+    /// The schedules' loop, for `zerofn schedule list`.
+    pub(crate) scheduler: Arc<zerofn_events::Scheduler>,
 }
 
 /// Who a request authenticated as.

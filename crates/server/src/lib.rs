@@ -353,7 +353,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         audit.clone(),
         shutdown_rx.clone(),
     ));
-    tasks.spawn(scheduler.run_until(shutdown_rx.clone()));
+    tasks.spawn(scheduler.clone().run_until(shutdown_rx.clone()));
     tasks.spawn(gateway.serve_with(gateway_listener, gateway_tls, shutdown_rx.clone()));
     tasks.spawn(
         audit_tree
@@ -379,6 +379,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         config_change: tokio::sync::Mutex::new(()),
         locked_config: cfg.locked_config,
         queues,
+        scheduler,
     });
     if let Some(dir) = &cfg.config_dir {
         // Applied before anything is served; a directory that does not apply stops the

@@ -123,6 +123,10 @@ enum Command {
     /// bound with `[[triggers]] queue = "NAME"` receive the messages as CloudEvents.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
+    /// The schedules of a tenant's functions (`[[triggers]] schedule`) with their last and
+    /// next runs.
+    #[command(subcommand)]
+    Schedule(queue::ScheduleCommand),
     /// Deploy the function in DIR (zerofn.toml, component, bundle, and the
     /// attestations beside them: *.intoto.jsonl and other *.sigstore.json); DIR may
     /// also be the path of the function's zerofn.toml.
@@ -547,6 +551,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Export(args) => configdir::export(&data_dir, args).await,
         Command::Layer(cmd) => layer::run(&data_dir, cmd).await,
         Command::Queue(cmd) => queue::run(&data_dir, cmd).await,
+        Command::Schedule(cmd) => queue::schedules(&data_dir, cmd).await,
         Command::Deploy {
             dir,
             allow_rollback,

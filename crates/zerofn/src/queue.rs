@@ -1,5 +1,6 @@
 //! `zerofn queue`: a tenant's durable queues (create, list, stats, publish,
-//! peek, redrive, purge, delete) over the control API.
+//! peek, redrive, purge, delete) over the control API; `zerofn schedule list`:
+//! the schedules of its functions.
 
 use std::path::Path;
 
@@ -9,6 +10,54 @@ use clap::Subcommand;
 use http::Method;
 
 use crate::client::ApiClient;
+
+#[derive(Subcommand)]
+pub enum ScheduleCommand {
+    /// The schedules of a tenant's functions (`[[triggers]] schedule`): expression, time
+    /// zone, last and next run, fire times skipped while a run was still going.
+    List {
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `zerofn schedule ...`.
+pub async fn schedules(data_dir: &Path, cmd: ScheduleCommand) -> Result<()> {
+    let api = ApiClient::discover(data_dir)?;
+    match cmd {
+        ScheduleCommand::List { tenant, json } => {
+            let list: zerofn_api::ScheduleList = api
+                .fetch(
+                    Method::GET,
+                    &format!("/v1/tenants/{}/schedules", seg(&tenant)),
+                )
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string(&list.schedules)?);
+                return Ok(());
+            }
+            if list.schedules.is_empty() {
+                println!("no schedules in tenant {tenant}");
+            }
+            for s in &list.schedules {
+                println!(
+                    "{}/{} `{}` {} missed={} last={} next={} skipped={}{}",
+                    s.function,
+                    s.name,
+                    s.schedule,
+                    s.timezone,
+                    s.missed,
+                    s.last_run.as_deref().unwrap_or("never"),
+                    s.next_run.as_deref().unwrap_or("never"),
+                    s.skipped,
+                    if s.running { " (running)" } else { "" }
+                );
+            }
+        }
+    }
+    Ok(())
+}
 
 #[derive(Subcommand)]
 pub enum QueueCommand {

@@ -84,6 +84,41 @@ fn peek_limit(query: Option<&str>) -> Result<u32, ControlError> {
 }
 
 impl Api {
+    pub(super) async fn list_schedules(&self, c: Call<'_>) -> Reply {
+        let tenant = c.tenant()?;
+        let rfc3339 = |ms: u64| {
+            let nanos = i128::from(ms).saturating_mul(1_000_000);
+            time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+        };
+        let schedules = self
+            .scheduler
+            .status(tenant.as_str())
+            .await
+            .map_err(crate::control::ControlError::Store)?
+            .into_iter()
+            .map(|s| zerofn_api::ScheduleView {
+                function: s.function,
+                name: s.name,
+                schedule: s.schedule,
+                timezone: s.timezone,
+                missed: s.missed.to_owned(),
+                last_run: s.last_run_ms.and_then(rfc3339),
+                next_run: s.next_run_ms.and_then(rfc3339),
+                skipped: s.skipped,
+                running: s.running,
+            })
+            .collect();
+        Ok((
+            StatusCode::OK,
+            to_value(zerofn_api::ScheduleList { schedules }),
+        ))
+    }
+
     pub(super) async fn list_queues(&self, c: Call<'_>) -> Reply {
         let queues = self.queues.list(&c.tenant()?).await?;
         Ok((

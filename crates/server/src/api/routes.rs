@@ -156,7 +156,7 @@ macro_rules! public {
 }
 
 /// Every route of the control API.
-pub(super) static ROUTES: [Route; 75] = [
+pub(super) static ROUTES: [Route; 76] = [
     public!(GET "/v1/health", health),
     // The trust bundle is public: peers need it before they can authenticate anything.
     public!(GET "/v1/identity/bundle", trust_bundle),
@@ -196,6 +196,8 @@ pub(super) static ROUTES: [Route; 75] = [
     // change the tenant's state (tenant.manage); peeking reads message data, which may hold
     // what the tenant's functions handle, so it is `audit.read` on the tenant (as logs).
     operator!(GET "/v1/tenants/{tenant}/queues", TenantRead on PathTenant, refusal ApiAuthorize, list_queues),
+    // Schedules of the tenant's functions (`zerofn schedule list`): last and next runs.
+    operator!(GET "/v1/tenants/{tenant}/schedules", TenantRead on PathTenant, refusal ApiAuthorize, list_schedules),
     operator!(POST "/v1/tenants/{tenant}/queues", TenantManage on PathTenant, refusal QueueCreate, create_queue),
     operator!(GET "/v1/tenants/{tenant}/queues/{queue}", TenantRead on PathTenant, refusal ApiAuthorize, queue_stats),
     operator!(DELETE "/v1/tenants/{tenant}/queues/{queue}", TenantManage on PathTenant, refusal QueueDelete, delete_queue),
@@ -669,6 +671,13 @@ mod tests {
             (
                 "GET",
                 "/v1/tenants/acme/queues",
+                TenantRead,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "GET",
+                "/v1/tenants/acme/schedules",
                 TenantRead,
                 PathTenant,
                 t("acme"),

@@ -529,6 +529,20 @@ fn a_schedule_fires_every_second_as_its_own_source_and_nothing_else_may_invoke()
         "{record}"
     );
 
+    // `schedule list` shows it with its last and next runs.
+    let listed: Value =
+        serde_json::from_str(&ok(s.platform.cli(&["schedule", "list", "acme", "--json"]))).unwrap();
+    let listed = &listed[0];
+    assert_eq!(listed["function"], "ticker", "{listed}");
+    assert_eq!(listed["name"], "tick", "{listed}");
+    assert_eq!(listed["schedule"], "* * * * * *", "{listed}");
+    assert_eq!(listed["missed"], "skip", "{listed}");
+    let last = listed["last_run"].as_str().expect("a last run");
+    let next = listed["next_run"].as_str().expect("a next run");
+    assert!(next > last, "{listed}");
+    let text = ok(s.platform.cli(&["schedule", "list", "acme"]));
+    assert!(text.starts_with("ticker/tick `* * * * * *` UTC"), "{text}");
+
     // The schedule is an invoke grant for itself only: no direct HTTP call.
     let r = s.platform.get("/ticker");
     assert_eq!(r.status, 403, "{}", r.text());
