@@ -58,7 +58,7 @@ pub use record::{Action, AuditRecord, Outcome, StoredRecord, MAX_DETAIL, MAX_TEX
 pub use tree::{
     ConsistencyProof, ExportedRecord, InclusionProof, LogReport, LogTree, SignedCheckpoint,
 };
-pub use writer::{AuditLog, AuditObserver, CommittedFeed};
+pub use writer::{AuditLog, AuditObserver, CommittedFeed, QueuedAppend};
 pub use zerofn_store::{AuditDurability, AuditQuery};
 
 /// Everything that can go wrong while appending or verifying.

@@ -109,6 +109,21 @@ pub trait AuditObserver: Send + Sync + 'static {
     fn committed(&self, records: usize);
 }
 
+/// A record queued by [`AuditLog::append_queued`]; dropping it changes nothing.
+#[must_use = "await `durable` to learn whether the record was committed, or drop it"]
+pub struct QueuedAppend(oneshot::Receiver<Result<i64, ()>>);
+
+impl QueuedAppend {
+    /// The record's sequence number once it is committed, or why it is not in the log.
+    pub async fn durable(self) -> Result<i64, AuditError> {
+        match self.0.await {
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(())) => Err(AuditError::AppendFailed),
+            Err(_) => Err(AuditError::WriterStopped),
+        }
+    }
+}
+
 /// Handle to the audit log. Cheap to clone.
 #[derive(Clone)]
 pub struct AuditLog {
@@ -189,6 +204,22 @@ impl AuditLog {
     pub async fn append(&self, record: AuditRecord) -> Result<i64, AuditError> {
         self.observe(&record, 1);
         self.append_unobserved(record).await
+    }
+
+    /// Queue one record without waiting for it to be durable: for records of what has
+    /// already happened, whose durability changes nothing for the caller. The writer
+    /// commits records in the order they are queued, so a record appended (and awaited)
+    /// after this one is durable only once this one's batch is committed; only a failed
+    /// commit of this one's batch (which the returned [`QueuedAppend`] reports, and the
+    /// writer logs) breaks that. Waits only for room in the writer's queue (backpressure).
+    pub async fn append_queued(&self, record: AuditRecord) -> Result<QueuedAppend, AuditError> {
+        self.observe(&record, 1);
+        let (ack, done) = oneshot::channel();
+        self.jobs
+            .send(Job { record, ack })
+            .await
+            .map_err(|_| AuditError::WriterStopped)?;
+        Ok(QueuedAppend(done))
     }
 
     /// Tell the observer of `record` standing for `count` events, without appending it.
@@ -482,6 +513,39 @@ mod tests {
         let by = log.by_invocation("inv-7").await.unwrap();
         assert_eq!(by.len(), 1);
         assert_eq!(by[0].status, Some(200));
+    }
+
+    /// A queued record is committed before any record appended after it, so awaiting
+    /// the later one is enough to know both are durable.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_queued_record_is_committed_before_the_records_appended_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let log = AuditLog::open(&store).unwrap();
+        let mut queued = Vec::new();
+        for i in 0..50 {
+            queued.push(
+                log.append_queued(
+                    AuditRecord::new("t", Action::Capability, Outcome::Allow)
+                        .invocation_id(format!("flow-{i}")),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        let last = log
+            .append(AuditRecord::new("t", Action::Invoke, Outcome::Allow).status(200))
+            .await
+            .unwrap();
+        assert_eq!(last, 51);
+        // Everything queued before it is in the log already, in order.
+        assert_eq!(verify_chain(&store).unwrap().records, 51);
+        assert_eq!(log.by_invocation("flow-0").await.unwrap().len(), 1);
+        let mut seqs = Vec::new();
+        for q in queued {
+            seqs.push(q.durable().await.unwrap());
+        }
+        assert_eq!(seqs, (1..=50).collect::<Vec<i64>>());
     }
 
     /// A second connection appends to the chain behind the writer's back

@@ -222,7 +222,23 @@ impl InvocationHost {
             .invocation_id(&self.invocation_id)
             .reason(format!("egress {method} {url}: {reason}"))
             .detail(detail);
-        self.record_refusal(record, "an egress flow").await;
+        // Recorded after the fact: whether it is durable changes nothing for the guest,
+        // which does not wait for it. The writer commits in order, so the invocation's
+        // own record, awaited before the response leaves, is durable only after this
+        // one (unless this one's commit fails, which is logged here).
+        match self.services.audit.append_queued(record).await {
+            Ok(queued) => {
+                let id = self.invocation_id.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = queued.durable().await {
+                        tracing::error!(invocation_id = %id, %error, "audit of an egress flow failed");
+                    }
+                });
+            }
+            Err(error) => {
+                tracing::error!(invocation_id = %self.invocation_id, %error, "audit of an egress flow failed");
+            }
+        }
     }
 }
 
