@@ -21,6 +21,7 @@ mod claims;
 mod control;
 mod decision;
 mod error;
+mod memo;
 pub mod permissions;
 mod runtime;
 

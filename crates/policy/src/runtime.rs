@@ -379,6 +379,9 @@ fn scope_key(policy: &cedar_policy::Policy) -> ScopeKey {
 #[derive(Clone, Default)]
 pub struct RuntimePolicies {
     tenants: HashMap<String, Arc<TenantSet>>,
+    /// Decisions already made with exactly these policies (`memo.rs`);
+    /// clones share it, as they share the policies.
+    memo: Arc<crate::memo::Memo>,
 }
 
 impl std::fmt::Debug for RuntimePolicies {
@@ -437,7 +440,10 @@ impl RuntimePoliciesBuilder {
                 }),
             );
         }
-        Ok(RuntimePolicies { tenants })
+        Ok(RuntimePolicies {
+            tenants,
+            memo: Arc::default(),
+        })
     }
 }
 
@@ -452,8 +458,24 @@ impl RuntimePolicies {
     }
 
     /// Decides `request`. Never fails open: a request that cannot be built
-    /// or evaluated is a denial with the reason in `errors`.
+    /// or evaluated is a denial with the reason in `errors`. The same request
+    /// decided again gets the remembered answer (see `memo.rs` for why that
+    /// answer cannot differ).
     pub fn decide(&self, request: &RuntimeRequest) -> Decision {
+        let key = crate::memo::key(request);
+        if let Some(decision) = key.as_deref().and_then(|k| self.memo.get(k)) {
+            return decision;
+        }
+        let decision = self.decide_afresh(request);
+        if let Some(key) = key {
+            self.memo.put(key, &decision);
+        }
+        decision
+    }
+
+    /// Decides `request` with Cedar, without the memo: what [`Self::decide`]
+    /// does on a miss (for benchmarks, and to check the memo against).
+    pub fn decide_afresh(&self, request: &RuntimeRequest) -> Decision {
         match self.try_decide(request) {
             Ok(d) => d,
             Err(e) => Decision::error(e.to_string()),
@@ -885,6 +907,169 @@ mod tests {
                 },
             },
         }
+    }
+
+    /// Every field of an invoke request a policy can read, each one deciding
+    /// on its own: the memo must never answer one of these variants with the
+    /// base request's remembered permit.
+    #[test]
+    fn a_remembered_decision_is_never_another_requests() {
+        let p = Permissions {
+            invoke_from: [crate::InvokeSource::Public].into(),
+            ..Permissions::default()
+        };
+        let rt = policies(
+            &[("acme", "hello", p)],
+            &[(
+                "acme",
+                r#"@id("picky") forbid (principal, action == Zerofn::Action::"invoke", resource)
+                when { context.path == "/secret" || context.method == "DELETE" || context.depth > 0 ||
+                       (context.source has ip && context.source.ip == ip("10.0.0.1")) ||
+                       (context has apiKey && context.apiKey == "old") ||
+                       context.certificate.serial == "01" };"#,
+            )],
+        );
+        let base = invoke(Principal::Public, "acme", "hello");
+        let with = |f: &dyn Fn(&mut RequestContext)| {
+            let mut r = base.clone();
+            f(&mut r.context);
+            r
+        };
+        #[allow(clippy::type_complexity)]
+        fn invoke_fields(
+            c: &mut RequestContext,
+        ) -> (
+            &mut String,
+            &mut String,
+            &mut Source,
+            &mut u32,
+            &mut CallerAttributes,
+        ) {
+            match c {
+                RequestContext::Invoke {
+                    method,
+                    path,
+                    source,
+                    depth,
+                    caller,
+                } => (method, path, source, depth, caller),
+                _ => unreachable!(),
+            }
+        }
+        let variants = [
+            with(&|c| *invoke_fields(c).1 = "/secret".into()),
+            with(&|c| *invoke_fields(c).0 = "DELETE".into()),
+            with(&|c| *invoke_fields(c).3 = 1),
+            with(&|c| invoke_fields(c).2.ip = Some("10.0.0.1".parse().unwrap())),
+            with(&|c| *invoke_fields(c).4 = CallerAttributes::ApiKey("old".into())),
+            with(&|c| {
+                *invoke_fields(c).4 =
+                    CallerAttributes::Certificate(Arc::new(crate::CertificateAttributes {
+                        serial: "01".into(),
+                        ..Default::default()
+                    }))
+            }),
+        ];
+        for _ in 0..2 {
+            assert!(rt.decide(&base).is_allowed());
+            for v in &variants {
+                let d = rt.decide(v);
+                assert!(!d.is_allowed(), "{v:?} was allowed");
+                assert_eq!(d, rt.decide_afresh(v));
+            }
+        }
+        // The base and the six variants, each remembered once.
+        assert_eq!(rt.memo.len(), 7);
+        // And the other way round: a denial remembered first does not
+        // deny the base.
+        let rt = policies(&[("acme", "hello", p_public())], &[]);
+        let denied = invoke(function("evil", "x"), "acme", "hello");
+        assert!(!rt.decide(&denied).is_allowed());
+        assert!(rt.decide(&base).is_allowed());
+        assert!(!rt.decide(&denied).is_allowed());
+    }
+
+    fn p_public() -> Permissions {
+        Permissions {
+            invoke_from: [crate::InvokeSource::Public].into(),
+            ..Permissions::default()
+        }
+    }
+
+    #[test]
+    fn new_policies_decide_afresh() {
+        let allowing = policies(&[("acme", "hello", p_public())], &[]);
+        let request = invoke(Principal::Public, "acme", "hello");
+        assert!(allowing.decide(&request).is_allowed());
+        let clone = allowing.clone();
+        assert!(clone.decide(&request).is_allowed());
+        let forbidding = policies(
+            &[("acme", "hello", p_public())],
+            &[(
+                "acme",
+                r#"@id("closed") forbid (principal, action, resource);"#,
+            )],
+        );
+        let d = forbidding.decide(&request);
+        assert!(!d.is_allowed(), "{d:?}");
+        assert_eq!(d.determining(), ["closed"]);
+    }
+
+    #[test]
+    fn the_memo_is_bounded_and_skips_claims_and_long_requests() {
+        let rt = policies(&[("acme", "hello", p_public())], &[]);
+        let at = |path: String| {
+            let mut r = invoke(Principal::Public, "acme", "hello");
+            if let RequestContext::Invoke { path: p, .. } = &mut r.context {
+                *p = path;
+            }
+            r
+        };
+        for i in 0..crate::memo::ENTRIES + 10 {
+            assert!(rt.decide(&at(format!("/{i}"))).is_allowed());
+            assert!(rt.memo.len() <= crate::memo::ENTRIES);
+        }
+        let before = rt.memo.len();
+        assert!(rt
+            .decide(&at("/".repeat(crate::memo::KEY_MAX)))
+            .is_allowed());
+        assert_eq!(rt.memo.len(), before, "a long request was remembered");
+        let mut jwt = invoke(Principal::Public, "acme", "hello");
+        if let RequestContext::Invoke { caller, .. } = &mut jwt.context {
+            *caller = CallerAttributes::Claims(Arc::new(serde_json::Map::new()));
+        }
+        rt.decide(&jwt);
+        assert_eq!(
+            rt.memo.len(),
+            before,
+            "a JWT caller's request was remembered"
+        );
+    }
+
+    #[test]
+    fn memo_keys_do_not_run_fields_together() {
+        let call = |method: &str, path: &str| RuntimeRequest {
+            principal: function("acme", "a"),
+            action: RuntimeAction::Call,
+            resource: Resource::Function {
+                tenant: "acme".into(),
+                name: "b".into(),
+            },
+            context: RequestContext::Call {
+                method: method.into(),
+                path: path.into(),
+            },
+        };
+        assert_ne!(
+            crate::memo::key(&call("a", "bc")),
+            crate::memo::key(&call("ab", "c"))
+        );
+        let one = |tenant: &str, name: &str| invoke(function(tenant, name), "acme", "hello");
+        assert_ne!(
+            crate::memo::key(&one("ac", "me")),
+            crate::memo::key(&one("a", "cme"))
+        );
+        assert!(crate::memo::key(&call("a", "bc")).is_some());
     }
 
     #[test]
