@@ -1,6 +1,7 @@
 //! Invocation output into the log store: what each guest wrote to stdout
-//! and stderr, split into lines and stored with its invocation id, tenant,
-//! function, time and stream (`zerofn logs`).
+//! and stderr, split into lines, and the records it logged through
+//! `wasi:logging` (stream `log`, with level and context), stored with its
+//! invocation id, tenant, function, time and stream (`zerofn logs`).
 //!
 //! The invoke path only hands the captured bytes to a bounded queue
 //! ([`InvocationLogs::submit`] never waits and never fails the request); one
@@ -10,14 +11,16 @@
 //! next batch stores a `platform` marker line in that function's log saying
 //! how many invocations' output is missing.
 //!
-//! `wasi:logging` is not part of the platform's world today, so stdout and
-//! stderr are the only sources.
+//! An invocation's lines are stored stdout's first, then stderr's, then its
+//! `wasi:logging` records in call order: the sandbox captures the three
+//! apart, so their interleaving is not known.
 //!
 //! # Trust
 //! Guest bytes are untrusted. They are stored as text with invalid UTF-8
 //! replaced (U+FFFD) and are never interpreted; whoever prints them to a
 //! terminal escapes them (`zerofn logs` uses `zerofn_types::printable`).
-//! Every byte held is bounded: each stream by the sandbox's capture limit,
+//! Every byte held is bounded: each stream (and the `wasi:logging` records)
+//! by the sandbox's capture limit,
 //! the queue by [`QUEUE_INVOCATIONS`] and [`QUEUE_BYTES`], what is stored by
 //! the per-function byte and age limits of [`LogRetention`]. Output is not
 //! audit: the writer commits without syncing, and a crash may cost the last
@@ -30,7 +33,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use zerofn_sandbox::GuestOutput;
+use zerofn_sandbox::{logging, GuestOutput};
 use zerofn_store::{log_timestamp, LogWriter, NewLogLine, Store, StoreError};
 
 /// Invocations whose output may wait for the writer.
@@ -79,6 +82,7 @@ impl Captured {
             .stdout
             .len()
             .saturating_add(self.output.stderr.len())
+            .saturating_add(self.output.log.bytes())
     }
 }
 
@@ -134,7 +138,7 @@ impl InvocationLogs {
     /// Queue one invocation's output for storage; never waits. Output that
     /// does not fit in the queue is dropped and counted.
     pub fn submit(&self, tenant: &str, function: &str, invocation_id: &str, output: GuestOutput) {
-        if output.stdout.is_empty() && output.stderr.is_empty() {
+        if output.stdout.is_empty() && output.stderr.is_empty() && output.log.is_empty() {
             return;
         }
         let captured = Captured {
@@ -235,6 +239,8 @@ impl Writer {
                 line: format!(
                     "[zerofn] the output of {count} invocation(s), the last `{last}`, was not stored: the log writer was behind"
                 ),
+                level: None,
+                context: None,
             });
         }
         for c in batch.drain(..) {
@@ -267,18 +273,22 @@ impl Writer {
 
 /// One invocation's output as stored lines: stdout's, then stderr's, each
 /// split at `\n` (a `\r` before it is dropped), invalid UTF-8 replaced, and
-/// a marker after a stream that reached the capture limit.
+/// a marker after a stream that reached the capture limit; then the
+/// `wasi:logging` records, one line each (a message keeps its newlines: the
+/// printer escapes them), and a marker if any was cut or dropped.
 fn to_lines(c: &Captured, capture_limit: usize) -> Vec<NewLogLine> {
     let mut out = Vec::new();
+    let line = |stream: &str, line: String| NewLogLine {
+        tenant: c.tenant.clone(),
+        function: c.function.clone(),
+        invocation_id: c.invocation_id.clone(),
+        time: c.time.clone(),
+        stream: stream.to_owned(),
+        line,
+        level: None,
+        context: None,
+    };
     for (stream, bytes) in [("stdout", &c.output.stdout), ("stderr", &c.output.stderr)] {
-        let line = |stream: &str, line: String| NewLogLine {
-            tenant: c.tenant.clone(),
-            function: c.function.clone(),
-            invocation_id: c.invocation_id.clone(),
-            time: c.time.clone(),
-            stream: stream.to_owned(),
-            line,
-        };
         for text in split_lines(bytes) {
             out.push(line(stream, text));
         }
@@ -290,6 +300,28 @@ fn to_lines(c: &Captured, capture_limit: usize) -> Vec<NewLogLine> {
                 ),
             ));
         }
+    }
+    let log = &c.output.log;
+    for r in log.records() {
+        out.push(NewLogLine {
+            level: Some(r.level.as_str().to_owned()),
+            context: Some(r.context.clone()),
+            ..line("log", r.message.clone())
+        });
+    }
+    if log.cut() > 0 || log.dropped() > 0 {
+        out.push(line(
+            "platform",
+            format!(
+                "[zerofn] wasi:logging: {} record(s) cut at {} bytes of message or {} of context (marked `…`); {} call(s) not kept: over the limit of {} records or {} bytes",
+                log.cut(),
+                logging::MAX_MESSAGE_BYTES,
+                logging::MAX_CONTEXT_BYTES,
+                log.dropped(),
+                logging::MAX_RECORDS,
+                log.limit_bytes()
+            ),
+        ));
     }
     out
 }
@@ -321,7 +353,80 @@ mod tests {
         GuestOutput {
             stdout: Bytes::copy_from_slice(stdout),
             stderr: Bytes::copy_from_slice(stderr),
+            log: logging::GuestLog::new(1024),
         }
+    }
+
+    fn captured(output: GuestOutput) -> Captured {
+        Captured {
+            tenant: "acme".into(),
+            function: "f".into(),
+            invocation_id: "i".into(),
+            time: "t".into(),
+            output,
+        }
+    }
+
+    /// `wasi:logging` records follow stdout and stderr, one line each with
+    /// level and context; what the sandbox cut or dropped is said once.
+    #[test]
+    fn log_records_become_log_lines_with_a_marker_for_what_was_lost() {
+        let mut out = output(b"out\n", b"err\n");
+        out.log = logging::GuestLog::new(2 * (logging::RECORD_OVERHEAD + 32));
+        out.log
+            .record(logging::LogLevel::Warn, "db", "two\nlines \u{1b}[2J");
+        out.log.record(
+            logging::LogLevel::Critical,
+            "",
+            &"x".repeat(logging::MAX_MESSAGE_BYTES + 1),
+        );
+        out.log.record(logging::LogLevel::Info, "c", "third");
+        let lines = to_lines(&captured(out), 1024);
+        let shown: Vec<(&str, Option<&str>, Option<&str>, &str)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l.stream.as_str(),
+                    l.level.as_deref(),
+                    l.context.as_deref(),
+                    l.line.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(shown.len(), 5, "{shown:?}");
+        assert_eq!(shown[0], ("stdout", None, None, "out"));
+        assert_eq!(shown[1], ("stderr", None, None, "err"));
+        // Kept as the guest wrote it: escaping is the printer's job.
+        assert_eq!(
+            shown[2],
+            ("log", Some("warn"), Some("db"), "two\nlines \u{1b}[2J")
+        );
+        // The huge record did not fit the byte limit; the small one after it did.
+        assert_eq!(shown[3], ("log", Some("info"), Some("c"), "third"));
+        assert_eq!(shown[4].0, "platform");
+        assert!(
+            shown[4].3.contains("0 record(s) cut") && shown[4].3.contains("1 call(s) not kept"),
+            "{}",
+            shown[4].3
+        );
+
+        // A message over the per-record cap is cut, marked, and counted.
+        let mut out = output(b"", b"");
+        out.log = logging::GuestLog::new(64 * 1024);
+        out.log.record(
+            logging::LogLevel::Error,
+            "c",
+            &"y".repeat(logging::MAX_MESSAGE_BYTES * 4),
+        );
+        let lines = to_lines(&captured(out), 1024);
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].line.len() <= logging::MAX_MESSAGE_BYTES);
+        assert!(lines[0].line.ends_with('…'));
+        assert!(
+            lines[1].line.contains("1 record(s) cut"),
+            "{}",
+            lines[1].line
+        );
     }
 
     #[test]
