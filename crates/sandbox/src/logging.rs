@@ -241,16 +241,20 @@ fn log_call<T>(
     context: &WasmStr,
     message: &WasmStr,
 ) -> wasmtime::Result<()> {
-    let capture = view(cx.data_mut()).clone();
-    if capture.with(|log| {
+    // Once the log is full, a call costs one lock and a counter: its
+    // strings are neither validated nor copied.
+    let full = view(cx.data_mut()).with(|log| {
         let full = log.is_full();
         if full {
             log.dropped = log.dropped.saturating_add(1);
         }
         full
-    }) {
+    });
+    if full {
         return Ok(());
     }
+    // Held apart from the store while the strings are read from it.
+    let capture = view(cx.data_mut()).clone();
     // A string that is not valid in the guest's encoding is a canonical
     // ABI violation: wasmtime's error traps the guest.
     let (context, context_cut) = bounded(&context.to_str(cx.as_context())?, MAX_CONTEXT_BYTES);

@@ -102,7 +102,7 @@ impl LogsArgs {
 
 /// A line's text for a terminal, escaped: a `wasi:logging` record as
 /// `LEVEL [CONTEXT] MESSAGE` (`LEVEL MESSAGE` without a context).
-fn text(l: &api_types::LogLine) -> String {
+pub(crate) fn text(l: &api_types::LogLine) -> String {
     match (&l.level, &l.context) {
         (Some(level), Some(context)) if !context.is_empty() => format!(
             "{} [{}] {}",
