@@ -72,8 +72,8 @@ impl InvocationState {
     }
 
     /// Where `wasi:logging` appends.
-    pub(crate) fn log(&mut self) -> &LogCapture {
-        &self.log
+    pub(crate) fn log(&mut self) -> &mut LogCapture {
+        &mut self.log
     }
 }
 
@@ -159,7 +159,8 @@ pub struct Invocation {
 /// What a guest wrote to stdout and stderr, each cut at the sandbox's
 /// capture limit ([`crate::SandboxConfig::stdio_capture_bytes`]): guest
 /// bytes, not necessarily text; and what it logged through `wasi:logging`,
-/// within the same byte limit ([`crate::logging`]).
+/// within the same byte limit, each record with how much of stdout and
+/// stderr had been written when it was made ([`crate::logging`]).
 #[derive(Debug, Clone, Default)]
 pub struct GuestOutput {
     pub stdout: Bytes,
@@ -231,7 +232,11 @@ impl Sandbox {
 
         let stdout = MemoryOutputPipe::new(self.config.stdio_capture_bytes);
         let stderr = MemoryOutputPipe::new(self.config.stdio_capture_bytes);
-        let log = LogCapture::new(self.config.stdio_capture_bytes);
+        let log = LogCapture::new(
+            self.config.stdio_capture_bytes,
+            stdout.clone(),
+            stderr.clone(),
+        );
         let exceeded = Arc::new(AtomicBool::new(false));
         let state = InvocationState {
             wasi: crate::wasi::deny_by_default(stdout.clone(), stderr.clone()),

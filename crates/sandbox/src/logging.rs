@@ -10,8 +10,10 @@
 //! may call it, and a guest that does not import it is unaffected.
 //!
 //! A call is cheap and never waits: no await, no storage, no audit record.
-//! It takes one uncontended lock and copies at most the bounded prefix of
-//! each string out of the guest's memory.
+//! It takes three uncontended locks (the log, and stdout's and stderr's
+//! pipes to read how much the guest had written, which places the record
+//! among the stream's lines) and copies at most the bounded prefix of each
+//! string out of the guest's memory.
 //!
 //! # Trust
 //! Trusts nothing from the guest. What the host holds is bounded whatever
@@ -37,6 +39,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use wasmtime::component::{Linker, WasmStr};
 use wasmtime::{AsContext, StoreContextMut};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::p2::OutputStream as _;
 
 use crate::kv_config_bindings::generated::wasi::logging::logging::Level;
 
@@ -93,12 +97,23 @@ impl From<Level> for LogLevel {
     }
 }
 
-/// One `log` call as kept: the guest's text, bounded.
+/// Where a record falls among the invocation's stdout and stderr: the
+/// bytes of each the guest had written when it made the call (the bytes
+/// captured, so at most the capture limit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamPosition {
+    pub stdout: usize,
+    pub stderr: usize,
+}
+
+/// One `log` call as kept: the guest's text, bounded, and when it came
+/// relative to stdout and stderr.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogRecord {
     pub level: LogLevel,
     pub context: String,
     pub message: String,
+    pub at: StreamPosition,
 }
 
 /// An invocation's `wasi:logging` records, in call order, within its
@@ -161,22 +176,31 @@ impl GuestLog {
             || self.bytes.saturating_add(RECORD_OVERHEAD) > self.limit_bytes
     }
 
-    /// Keep one call, cutting `context` and `message` to their caps, or
-    /// count it as dropped when it does not fit.
-    pub fn record(&mut self, level: LogLevel, context: &str, message: &str) {
+    /// Keep one call made at `at`, cutting `context` and `message` to their
+    /// caps, or count it as dropped when it does not fit.
+    pub fn record(&mut self, level: LogLevel, context: &str, message: &str, at: StreamPosition) {
         if self.is_full() {
             self.dropped = self.dropped.saturating_add(1);
             return;
         }
         let (context, context_cut) = bounded(context, MAX_CONTEXT_BYTES);
         let (message, message_cut) = bounded(message, MAX_MESSAGE_BYTES);
-        self.keep(level, context, message, context_cut || message_cut);
+        self.keep(
+            LogRecord {
+                level,
+                context,
+                message,
+                at,
+            },
+            context_cut || message_cut,
+        );
     }
 
-    fn keep(&mut self, level: LogLevel, context: String, message: String, cut: bool) {
-        let cost = context
+    fn keep(&mut self, record: LogRecord, cut: bool) {
+        let cost = record
+            .context
             .len()
-            .saturating_add(message.len())
+            .saturating_add(record.message.len())
             .saturating_add(RECORD_OVERHEAD);
         let total = self.bytes.saturating_add(cost);
         if self.records.len() >= MAX_RECORDS || total > self.limit_bytes {
@@ -187,11 +211,7 @@ impl GuestLog {
         if cut {
             self.cut = self.cut.saturating_add(1);
         }
-        self.records.push(LogRecord {
-            level,
-            context,
-            message,
-        });
+        self.records.push(record);
     }
 }
 
@@ -211,19 +231,51 @@ fn bounded(text: &str, max: usize) -> (String, bool) {
 
 /// The invocation's log, shared between the guest's store (which appends)
 /// and the invocation (which reads it once the guest stopped, whether it
-/// returned, trapped or was aborted).
+/// returned, trapped or was aborted); with the invocation's stdout and
+/// stderr pipes, to read how much of each the guest had written.
 #[derive(Clone, Debug)]
-pub(crate) struct LogCapture(Arc<Mutex<GuestLog>>);
+pub(crate) struct LogCapture {
+    log: Arc<Mutex<GuestLog>>,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    /// The pipes' capacity.
+    capture_limit: usize,
+}
 
 impl LogCapture {
-    pub(crate) fn new(limit_bytes: usize) -> LogCapture {
-        LogCapture(Arc::new(Mutex::new(GuestLog::new(limit_bytes))))
+    /// A log of at most `capture_limit` bytes for an invocation writing to
+    /// `stdout` and `stderr`, each of that capacity.
+    pub(crate) fn new(
+        capture_limit: usize,
+        stdout: MemoryOutputPipe,
+        stderr: MemoryOutputPipe,
+    ) -> LogCapture {
+        LogCapture {
+            log: Arc::new(Mutex::new(GuestLog::new(capture_limit))),
+            stdout,
+            stderr,
+            capture_limit,
+        }
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut GuestLog) -> R) -> R {
         // A panic while holding the lock leaves a consistent log (every
         // update is a push or a counter): keep using it.
-        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+        f(&mut self.log.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// How much the guest has written to stdout and stderr so far: the
+    /// pipe's capacity less the room it has left (full once it refuses).
+    fn position(&mut self) -> StreamPosition {
+        let limit = self.capture_limit;
+        let written = |pipe: &mut MemoryOutputPipe| match pipe.check_write() {
+            Ok(room) => limit.saturating_sub(room),
+            Err(_) => limit,
+        };
+        StreamPosition {
+            stdout: written(&mut self.stdout),
+            stderr: written(&mut self.stderr),
+        }
     }
 
     /// The records so far.
@@ -236,7 +288,7 @@ impl LogCapture {
 /// and copied only up to their caps.
 fn log_call<T>(
     mut cx: StoreContextMut<'_, T>,
-    view: fn(&mut T) -> &LogCapture,
+    view: fn(&mut T) -> &mut LogCapture,
     level: Level,
     context: &WasmStr,
     message: &WasmStr,
@@ -253,13 +305,20 @@ fn log_call<T>(
     if full {
         return Ok(());
     }
+    let at = view(cx.data_mut()).position();
     // Held apart from the store while the strings are read from it.
     let capture = view(cx.data_mut()).clone();
     // A string that is not valid in the guest's encoding is a canonical
     // ABI violation: wasmtime's error traps the guest.
     let (context, context_cut) = bounded(&context.to_str(cx.as_context())?, MAX_CONTEXT_BYTES);
     let (message, message_cut) = bounded(&message.to_str(cx.as_context())?, MAX_MESSAGE_BYTES);
-    capture.with(|log| log.keep(level.into(), context, message, context_cut || message_cut));
+    let record = LogRecord {
+        level: level.into(),
+        context,
+        message,
+        at,
+    };
+    capture.with(|log| log.keep(record, context_cut || message_cut));
     Ok(())
 }
 
@@ -267,7 +326,7 @@ fn log_call<T>(
 /// do not import it are unaffected.
 pub(crate) fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
-    view: fn(&mut T) -> &LogCapture,
+    view: fn(&mut T) -> &mut LogCapture,
 ) -> wasmtime::Result<()> {
     linker.instance(INTERFACE)?.func_wrap(
         "log",
@@ -296,19 +355,24 @@ mod tests {
 
     #[test]
     fn records_are_kept_within_the_byte_and_line_limits() {
+        let at = StreamPosition {
+            stdout: 3,
+            stderr: 4,
+        };
         // Each record counts 3 + 8 bytes of text and the overhead: room for three.
         let mut log = GuestLog::new(3 * (RECORD_OVERHEAD + 11));
         for i in 0..5 {
-            log.record(LogLevel::Info, "ctx", &format!("line {i:03}"));
+            log.record(LogLevel::Info, "ctx", &format!("line {i:03}"), at);
         }
         assert_eq!(log.records().len(), 3);
         assert_eq!(log.dropped(), 2);
         assert_eq!(log.records()[2].message, "line 002");
+        assert_eq!(log.records()[2].at, at);
         assert!(log.bytes() <= log.limit_bytes());
 
         let mut log = GuestLog::new(usize::MAX);
         for _ in 0..MAX_RECORDS + 7 {
-            log.record(LogLevel::Trace, "", "");
+            log.record(LogLevel::Trace, "", "", at);
         }
         assert_eq!(log.records().len(), MAX_RECORDS);
         assert_eq!(log.dropped(), 7);
@@ -319,7 +383,12 @@ mod tests {
         let mut log = GuestLog::new(64 * 1024);
         let huge = "x".repeat(10 * MAX_MESSAGE_BYTES);
         let context = "c".repeat(MAX_CONTEXT_BYTES + 1);
-        log.record(LogLevel::Critical, &context, &huge);
+        log.record(
+            LogLevel::Critical,
+            &context,
+            &huge,
+            StreamPosition::default(),
+        );
         let r = &log.records()[0];
         assert_eq!(r.level, LogLevel::Critical);
         assert!(r.message.len() <= MAX_MESSAGE_BYTES && r.message.ends_with('…'));

@@ -470,6 +470,11 @@ async fn logging_records_come_back_with_level_and_context() {
         ]
     );
     assert_eq!((out.log.cut(), out.log.dropped()), (0, 0));
+    // Each record knows where it fell: after "before logging\n" on stdout,
+    // before anything on stderr.
+    for r in out.log.records() {
+        assert_eq!((r.at.stdout, r.at.stderr), (15, 0), "{r:?}");
+    }
 }
 
 /// A guest that logs far more than its limits: one 8 MiB message with a

@@ -170,8 +170,9 @@ fn shown_with_level(lines: &[Value]) -> Vec<(String, Option<String>, Option<Stri
 }
 
 /// A guest that logs through `wasi:logging` (no permission asked for): its records are
-/// read back by invocation id after its stdout and stderr lines, with level and context;
-/// `--grep` finds them by message or context; the terminal sees them escaped.
+/// read back by invocation id with level and context, in order among its stdout and
+/// stderr lines; `--grep` finds them by message or context; the terminal sees them
+/// escaped.
 #[test]
 fn wasi_logging_records_are_read_back_with_level_and_context() {
     let s = Setup::new();
@@ -196,8 +197,6 @@ fn wasi_logging_records_are_read_back_with_level_and_context() {
         shown_with_level(&lines),
         [
             plain("stdout", "before logging"),
-            plain("stdout", "after logging"),
-            plain("stderr", "stderr line"),
             log("trace", "logging-c", "trace message"),
             log("debug", "logging-c", "debug message"),
             log("info", "request", "GET /logging-c?n=1"),
@@ -208,6 +207,8 @@ fn wasi_logging_records_are_read_back_with_level_and_context() {
             ),
             log("error", "", "error without context"),
             log("critical", "logging-c", "critical message"),
+            plain("stdout", "after logging"),
+            plain("stderr", "stderr line"),
         ]
     );
     // The JSON carries the keys even when null, so scripts need not guess.
@@ -229,12 +230,12 @@ fn wasi_logging_records_are_read_back_with_level_and_context() {
     );
     let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
     assert_eq!(rows.len(), 9, "{text}");
-    assert_eq!(rows[3][3..], ["log", "trace [logging-c] trace message"]);
+    assert_eq!(rows[1][3..], ["log", "trace [logging-c] trace message"]);
     assert_eq!(
-        rows[6][4],
+        rows[4][4],
         "warn [logging-c] colour \\u{1b}[31mred\\u{1b}[0m\\nsecond line"
     );
-    assert_eq!(rows[7][4], "error error without context");
+    assert_eq!(rows[5][4], "error error without context");
 
     // --grep matches a record's message, and its context.
     let grep = wait_logs(&s, &["acme", "logging", "--grep", "critical message"], 1);
@@ -266,12 +267,13 @@ fn a_guest_logging_far_too_much_is_held_to_the_limits() {
     assert_eq!(r.text(), "done 1000000\n");
     let id = r.header("x-zerofn-invocation-id").unwrap().to_owned();
     let lines = wait_logs(&s, &["acme", "bomb", "--invocation", &id], 3);
-    let (first, rest) = lines.split_first().unwrap();
+    // The records, then "done" (written after the last call), then the platform's marker.
+    let (marker, rest) = lines.split_last().unwrap();
+    let (done, records) = rest.split_last().unwrap();
     assert_eq!(
-        (first["stream"].as_str(), first["line"].as_str()),
+        (done["stream"].as_str(), done["line"].as_str()),
         (Some("stdout"), Some("done"))
     );
-    let (marker, records) = rest.split_last().unwrap();
     assert!(
         !records.is_empty() && records.len() <= 1024,
         "{} records",
@@ -302,9 +304,10 @@ fn a_guest_logging_far_too_much_is_held_to_the_limits() {
     let id = r.header("x-zerofn-invocation-id").unwrap().to_owned();
     let lines = wait_logs(&s, &["acme", "bomb", "--invocation", &id], 3);
     assert_eq!(lines.len(), 3, "{lines:?}");
-    let message = lines[1]["line"].as_str().unwrap();
-    let context = lines[1]["context"].as_str().unwrap();
-    assert_eq!(lines[1]["level"], "critical");
+    assert_eq!(lines[1]["line"], "done");
+    let message = lines[0]["line"].as_str().unwrap();
+    let context = lines[0]["context"].as_str().unwrap();
+    assert_eq!(lines[0]["level"], "critical");
     assert!(
         message.len() <= 8 * 1024 && message.ends_with('…'),
         "{}",
