@@ -171,3 +171,46 @@ pub async fn run(data_dir: &Path, args: LogsArgs) -> Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(
+        stream: &str,
+        level: Option<&str>,
+        context: Option<&str>,
+        text: &str,
+    ) -> api_types::LogLine {
+        api_types::LogLine {
+            stream: stream.into(),
+            level: level.map(str::to_owned),
+            context: context.map(str::to_owned),
+            line: text.into(),
+            ..api_types::LogLine::default()
+        }
+    }
+
+    /// A record's level, context and message are each escaped: a guest cannot reach the
+    /// terminal through any of them, nor end the row early with a tab or newline.
+    #[test]
+    fn log_records_print_level_context_and_message_escaped() {
+        for (l, shown) in [
+            (line("stdout", None, None, "plain\ttext"), "plain\\ttext"),
+            (
+                line("log", Some("warn"), Some("db"), "slow\nquery"),
+                "warn [db] slow\\nquery",
+            ),
+            (
+                line("log", Some("info"), Some(""), "no context"),
+                "info no context",
+            ),
+            (
+                line("log", Some("error"), Some("a\u{202e}b\u{1b}[2J"), "m"),
+                "error [a\\u{202e}b\\u{1b}[2J] m",
+            ),
+        ] {
+            assert_eq!(text(&l), shown, "{l:?}");
+        }
+    }
+}
