@@ -522,8 +522,9 @@ pub struct AuditQueryPage<R> {
     pub next: Option<i64>,
 }
 
-/// One line a function wrote to stdout or stderr (or a `platform` marker), as stored: the
-/// text is the guest's, with invalid UTF-8 replaced; it is not escaped.
+/// One line a function wrote to stdout or stderr, one record it logged through
+/// `wasi:logging` (stream `log`), or a `platform` marker, as stored: the text is the
+/// guest's, with invalid UTF-8 replaced; it is not escaped.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
     /// Position in the log; later lines have larger ids.
@@ -533,9 +534,17 @@ pub struct LogLine {
     pub invocation_id: String,
     /// RFC 3339 UTC time the output was captured.
     pub time: String,
-    /// `stdout`, `stderr` or `platform`.
+    /// `stdout`, `stderr`, `log` or `platform`.
     pub stream: String,
+    /// The text; for a `log` record, its message.
     pub line: String,
+    /// A `log` record's level (`trace`, `debug`, `info`, `warn`, `error`, `critical`);
+    /// `null` for other streams.
+    #[serde(default)]
+    pub level: Option<String>,
+    /// A `log` record's context (the guest's, unescaped); `null` for other streams.
+    #[serde(default)]
+    pub context: Option<String>,
 }
 
 /// `GET /v1/tenants/{tenant}/logs`: lines, oldest first, and the `after` of the next read.

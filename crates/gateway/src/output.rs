@@ -1,6 +1,7 @@
 //! Invocation output into the log store: what each guest wrote to stdout
-//! and stderr, split into lines and stored with its invocation id, tenant,
-//! function, time and stream (`zerofn logs`).
+//! and stderr, split into lines, and the records it logged through
+//! `wasi:logging` (stream `log`, with level and context), stored with its
+//! invocation id, tenant, function, time and stream (`zerofn logs`).
 //!
 //! The invoke path only hands the captured bytes to a bounded queue
 //! ([`InvocationLogs::submit`] never waits and never fails the request); one
@@ -10,14 +11,19 @@
 //! next batch stores a `platform` marker line in that function's log saying
 //! how many invocations' output is missing.
 //!
-//! `wasi:logging` is not part of the platform's world today, so stdout and
-//! stderr are the only sources.
+//! An invocation's lines are stored in the order the guest wrote them as far
+//! as the sandbox can tell: each `wasi:logging` record knows how much of
+//! stdout and stderr had been written when it was made, so it follows the
+//! stdout and stderr lines completed before it and precedes the rest.
+//! Between two records (or without any), stdout's lines come before
+//! stderr's: the two pipes are captured apart.
 //!
 //! # Trust
 //! Guest bytes are untrusted. They are stored as text with invalid UTF-8
 //! replaced (U+FFFD) and are never interpreted; whoever prints them to a
 //! terminal escapes them (`zerofn logs` uses `zerofn_types::printable`).
-//! Every byte held is bounded: each stream by the sandbox's capture limit,
+//! Every byte held is bounded: each stream (and the `wasi:logging` records)
+//! by the sandbox's capture limit,
 //! the queue by [`QUEUE_INVOCATIONS`] and [`QUEUE_BYTES`], what is stored by
 //! the per-function byte and age limits of [`LogRetention`]. Output is not
 //! audit: the writer commits without syncing, and a crash may cost the last
@@ -30,7 +36,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use zerofn_sandbox::GuestOutput;
+use zerofn_sandbox::{logging, GuestOutput};
 use zerofn_store::{log_timestamp, LogWriter, NewLogLine, Store, StoreError};
 
 /// Invocations whose output may wait for the writer.
@@ -79,6 +85,7 @@ impl Captured {
             .stdout
             .len()
             .saturating_add(self.output.stderr.len())
+            .saturating_add(self.output.log.bytes())
     }
 }
 
@@ -134,7 +141,7 @@ impl InvocationLogs {
     /// Queue one invocation's output for storage; never waits. Output that
     /// does not fit in the queue is dropped and counted.
     pub fn submit(&self, tenant: &str, function: &str, invocation_id: &str, output: GuestOutput) {
-        if output.stdout.is_empty() && output.stderr.is_empty() {
+        if output.stdout.is_empty() && output.stderr.is_empty() && output.log.is_empty() {
             return;
         }
         let captured = Captured {
@@ -235,6 +242,8 @@ impl Writer {
                 line: format!(
                     "[zerofn] the output of {count} invocation(s), the last `{last}`, was not stored: the log writer was behind"
                 ),
+                level: None,
+                context: None,
             });
         }
         for c in batch.drain(..) {
@@ -265,21 +274,51 @@ impl Writer {
     }
 }
 
-/// One invocation's output as stored lines: stdout's, then stderr's, each
+/// One invocation's output as stored lines: stdout's and stderr's, each
 /// split at `\n` (a `\r` before it is dropped), invalid UTF-8 replaced, and
-/// a marker after a stream that reached the capture limit.
+/// the `wasi:logging` records, one line each (a message keeps its newlines:
+/// the printer escapes them). Each record comes after the stdout and stderr
+/// lines that were complete when it was made (a line counts as written when
+/// its `\n` is, or at the end of the output for a last line without one);
+/// the lines after the last record follow, then the markers: for a stream
+/// that reached the capture limit, and for records cut or dropped.
 fn to_lines(c: &Captured, capture_limit: usize) -> Vec<NewLogLine> {
     let mut out = Vec::new();
-    for (stream, bytes) in [("stdout", &c.output.stdout), ("stderr", &c.output.stderr)] {
-        let line = |stream: &str, line: String| NewLogLine {
-            tenant: c.tenant.clone(),
-            function: c.function.clone(),
-            invocation_id: c.invocation_id.clone(),
-            time: c.time.clone(),
-            stream: stream.to_owned(),
-            line,
-        };
-        for text in split_lines(bytes) {
+    let line = |stream: &str, line: String| NewLogLine {
+        tenant: c.tenant.clone(),
+        function: c.function.clone(),
+        invocation_id: c.invocation_id.clone(),
+        time: c.time.clone(),
+        stream: stream.to_owned(),
+        line,
+        level: None,
+        context: None,
+    };
+    let mut stdout = split_lines_with_ends(&c.output.stdout)
+        .into_iter()
+        .peekable();
+    let mut stderr = split_lines_with_ends(&c.output.stderr)
+        .into_iter()
+        .peekable();
+    let log = &c.output.log;
+    for r in log.records() {
+        while let Some((_, text)) = stdout.next_if(|(end, _)| *end <= r.at.stdout) {
+            out.push(line("stdout", text));
+        }
+        while let Some((_, text)) = stderr.next_if(|(end, _)| *end <= r.at.stderr) {
+            out.push(line("stderr", text));
+        }
+        out.push(NewLogLine {
+            level: Some(r.level.as_str().to_owned()),
+            context: Some(r.context.clone()),
+            ..line("log", r.message.clone())
+        });
+    }
+    for (stream, rest, bytes) in [
+        ("stdout", stdout, &c.output.stdout),
+        ("stderr", stderr, &c.output.stderr),
+    ] {
+        for (_, text) in rest {
             out.push(line(stream, text));
         }
         if capture_limit > 0 && bytes.len() >= capture_limit {
@@ -291,23 +330,49 @@ fn to_lines(c: &Captured, capture_limit: usize) -> Vec<NewLogLine> {
             ));
         }
     }
+    if log.cut() > 0 || log.dropped() > 0 {
+        out.push(line(
+            "platform",
+            format!(
+                "[zerofn] wasi:logging: {} record(s) cut at {} bytes of message or {} of context (marked `…`); {} call(s) not kept: over the limit of {} records or {} bytes",
+                log.cut(),
+                logging::MAX_MESSAGE_BYTES,
+                logging::MAX_CONTEXT_BYTES,
+                log.dropped(),
+                logging::MAX_RECORDS,
+                log.limit_bytes()
+            ),
+        ));
+    }
     out
 }
 
 /// Lines of guest output as text: split at `\n`, without a final empty line
 /// after a trailing newline, a `\r` before the `\n` dropped, invalid UTF-8
 /// replaced.
+#[cfg(test)]
 fn split_lines(bytes: &Bytes) -> Vec<String> {
-    if bytes.is_empty() {
-        return Vec::new();
-    }
-    let text = String::from_utf8_lossy(bytes);
-    let mut lines: Vec<String> = text
-        .split('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l).to_owned())
-        .collect();
-    if text.ends_with('\n') {
-        lines.pop();
+    split_lines_with_ends(bytes)
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect()
+}
+
+/// Lines of guest output as text (split at `\n`, without a final empty line
+/// after a trailing newline, a `\r` before the `\n` dropped, invalid UTF-8
+/// replaced), each with the offset in `bytes` just past its end
+/// (its `\n`, or the end of `bytes` for a last line without one). Splitting
+/// the bytes before replacing invalid UTF-8 gives the same lines as the
+/// other way round: `\n` is never part of a multi-byte sequence.
+fn split_lines_with_ends(bytes: &Bytes) -> Vec<(usize, String)> {
+    let mut lines = Vec::new();
+    let mut start = 0usize;
+    for piece in bytes.split_inclusive(|&b| b == b'\n') {
+        let end = start.saturating_add(piece.len());
+        let text = piece.strip_suffix(b"\n").unwrap_or(piece);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        lines.push((end, String::from_utf8_lossy(text).into_owned()));
+        start = end;
     }
     lines
 }
@@ -321,7 +386,144 @@ mod tests {
         GuestOutput {
             stdout: Bytes::copy_from_slice(stdout),
             stderr: Bytes::copy_from_slice(stderr),
+            log: logging::GuestLog::new(1024),
         }
+    }
+
+    fn captured(output: GuestOutput) -> Captured {
+        Captured {
+            tenant: "acme".into(),
+            function: "f".into(),
+            invocation_id: "i".into(),
+            time: "t".into(),
+            output,
+        }
+    }
+
+    /// Where a record was made: after `stdout` bytes of stdout and `stderr`
+    /// of stderr.
+    fn at(stdout: usize, stderr: usize) -> logging::StreamPosition {
+        logging::StreamPosition { stdout, stderr }
+    }
+
+    /// (stream, level, context, text) of each line.
+    fn shown(lines: &[NewLogLine]) -> Vec<(&str, Option<&str>, Option<&str>, &str)> {
+        lines
+            .iter()
+            .map(|l| {
+                (
+                    l.stream.as_str(),
+                    l.level.as_deref(),
+                    l.context.as_deref(),
+                    l.line.as_str(),
+                )
+            })
+            .collect()
+    }
+
+    /// `wasi:logging` records become one line each with level and context,
+    /// placed after the stdout and stderr lines complete when they were
+    /// made; a line still open at a record comes after it.
+    #[test]
+    fn log_records_are_placed_among_stdout_and_stderr_lines() {
+        let mut out = output(b"one\ntwo\nthree", b"err1\nerr2\n");
+        out.log = logging::GuestLog::new(64 * 1024);
+        // Before anything was written.
+        out.log
+            .record(logging::LogLevel::Trace, "c", "first", at(0, 0));
+        // After "one\n" and "t" of "two": only "one" is complete.
+        out.log.record(
+            logging::LogLevel::Warn,
+            "db",
+            "two\nlines \u{1b}[2J",
+            at(5, 0),
+        );
+        // After "two\n" and "err1\n".
+        out.log
+            .record(logging::LogLevel::Info, "", "third", at(8, 5));
+        let lines = to_lines(&captured(out), 1024);
+        assert_eq!(
+            shown(&lines),
+            [
+                ("log", Some("trace"), Some("c"), "first"),
+                ("stdout", None, None, "one"),
+                // Kept as the guest wrote it: escaping is the printer's job.
+                ("log", Some("warn"), Some("db"), "two\nlines \u{1b}[2J"),
+                ("stdout", None, None, "two"),
+                ("stderr", None, None, "err1"),
+                ("log", Some("info"), Some(""), "third"),
+                ("stdout", None, None, "three"),
+                ("stderr", None, None, "err2"),
+            ]
+        );
+    }
+
+    /// What the sandbox cut or dropped is said once, after the lines.
+    #[test]
+    fn cut_and_dropped_records_get_one_marker() {
+        let mut out = output(b"out\n", b"err\n");
+        out.log = logging::GuestLog::new(2 * (logging::RECORD_OVERHEAD + 32));
+        out.log
+            .record(logging::LogLevel::Warn, "db", "fits", at(4, 4));
+        // Too big for what is left of the byte limit: dropped.
+        out.log.record(
+            logging::LogLevel::Critical,
+            "",
+            &"x".repeat(logging::MAX_MESSAGE_BYTES + 1),
+            at(4, 4),
+        );
+        // Small enough: kept.
+        out.log
+            .record(logging::LogLevel::Info, "c", "third", at(4, 4));
+        let lines = to_lines(&captured(out), 1024);
+        let shown = shown(&lines);
+        assert_eq!(shown.len(), 5, "{shown:?}");
+        assert_eq!(
+            shown[..4],
+            [
+                ("stdout", None, None, "out"),
+                ("stderr", None, None, "err"),
+                ("log", Some("warn"), Some("db"), "fits"),
+                ("log", Some("info"), Some("c"), "third"),
+            ]
+        );
+        assert_eq!(shown[4].0, "platform");
+        assert!(
+            shown[4].3.contains("0 record(s) cut") && shown[4].3.contains("1 call(s) not kept"),
+            "{}",
+            shown[4].3
+        );
+
+        // A message over the per-record cap is cut, marked, and counted.
+        let mut out = output(b"", b"");
+        out.log = logging::GuestLog::new(64 * 1024);
+        out.log.record(
+            logging::LogLevel::Error,
+            "c",
+            &"y".repeat(logging::MAX_MESSAGE_BYTES * 4),
+            at(0, 0),
+        );
+        let lines = to_lines(&captured(out), 1024);
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].line.len() <= logging::MAX_MESSAGE_BYTES);
+        assert!(lines[0].line.ends_with('…'));
+        assert!(
+            lines[1].line.contains("1 record(s) cut"),
+            "{}",
+            lines[1].line
+        );
+    }
+
+    #[test]
+    fn line_ends_are_offsets_past_each_newline() {
+        assert_eq!(
+            split_lines_with_ends(&Bytes::from_static(b"ab\r\n\ncd")),
+            [
+                (4, "ab".to_owned()),
+                (5, String::new()),
+                (7, "cd".to_owned())
+            ]
+        );
     }
 
     #[test]

@@ -34,7 +34,8 @@ pub struct SandboxConfig {
     pub max_host_bytes: usize,
     /// Upper bound of any function's memory limit, in MiB.
     pub max_memory_mb: u32,
-    /// Bytes of stdout and of stderr kept per invocation.
+    /// Bytes of stdout, of stderr and of `wasi:logging` records kept per
+    /// invocation.
     pub stdio_capture_bytes: usize,
     /// Bytes of response body accepted from a guest.
     pub max_response_bytes: usize,
@@ -135,6 +136,7 @@ impl Sandbox {
             .and_then(|()| {
                 crate::kv_config_bindings::add_to_linker(&mut linker, InvocationState::capabilities)
             })
+            .and_then(|()| crate::logging::add_to_linker(&mut linker, InvocationState::log))
             .map_err(|e| SandboxError::Config(format!("{e:#}")))?;
         let engine_key = engine_key(&engine);
         let ticker_stop = Arc::new(AtomicBool::new(false));

@@ -27,6 +27,7 @@ use crate::budget::{self, HostBudget};
 use crate::engine::EPOCH_TICK;
 use crate::host_interface::{HostCapabilities, NoCapabilities};
 use crate::kv_config_bindings::HostCapsView;
+use crate::logging::{GuestLog, LogCapture};
 use crate::outbound::PlatformOutbound;
 use crate::{InvokeError, LoadedFunction, Sandbox};
 
@@ -50,6 +51,8 @@ pub struct InvocationState {
     open_buckets: usize,
     /// Host memory held on the guest's behalf.
     budget: HostBudget,
+    /// The guest's `wasi:logging` records.
+    log: LogCapture,
 }
 
 impl InvocationState {
@@ -66,6 +69,11 @@ impl InvocationState {
     /// The invocation's host memory budget.
     pub(crate) fn budget(&self) -> &HostBudget {
         &self.budget
+    }
+
+    /// Where `wasi:logging` appends.
+    pub(crate) fn log(&mut self) -> &mut LogCapture {
+        &mut self.log
     }
 }
 
@@ -143,16 +151,21 @@ pub struct Invocation {
     pub response: http::Response<Bytes>,
     pub stdout: Bytes,
     pub stderr: Bytes,
+    /// What the guest logged through `wasi:logging`.
+    pub log: GuestLog,
     pub duration: Duration,
 }
 
 /// What a guest wrote to stdout and stderr, each cut at the sandbox's
 /// capture limit ([`crate::SandboxConfig::stdio_capture_bytes`]): guest
-/// bytes, not necessarily text.
+/// bytes, not necessarily text; and what it logged through `wasi:logging`,
+/// within the same byte limit, each record with how much of stdout and
+/// stderr had been written when it was made ([`crate::logging`]).
 #[derive(Debug, Clone, Default)]
 pub struct GuestOutput {
     pub stdout: Bytes,
     pub stderr: Bytes,
+    pub log: GuestLog,
 }
 
 /// A new store for one instance, with its limits and deadline set.
@@ -167,6 +180,7 @@ struct Watch {
     budget: HostBudget,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
+    log: LogCapture,
     exceeded: Arc<AtomicBool>,
     deadline: Instant,
     timeout: Duration,
@@ -196,14 +210,16 @@ impl Sandbox {
             self.host_bytes.clone(),
             host.clone(),
         );
-        // The captured output and the resource table's entries are held
-        // for the whole invocation: reserve them up front. Only the global
-        // budget can refuse this (the per-invocation floor covers it), when
-        // the host already holds its maximum for other guests: busy.
+        // The captured output (stdout, stderr and the `wasi:logging`
+        // records, each at most the capture limit) and the resource table's
+        // entries are held for the whole invocation: reserve them up front.
+        // Only the global budget can refuse this (the per-invocation floor
+        // covers it), when the host already holds its maximum for other
+        // guests: busy.
         let fixed = self
             .config
             .stdio_capture_bytes
-            .saturating_mul(2)
+            .saturating_mul(3)
             .saturating_add(budget::MAX_TABLE_ENTRIES.saturating_mul(budget::TABLE_ENTRY_BYTES));
         budget
             .charge("sandbox", "captured output and resource table", fixed)
@@ -216,6 +232,11 @@ impl Sandbox {
 
         let stdout = MemoryOutputPipe::new(self.config.stdio_capture_bytes);
         let stderr = MemoryOutputPipe::new(self.config.stdio_capture_bytes);
+        let log = LogCapture::new(
+            self.config.stdio_capture_bytes,
+            stdout.clone(),
+            stderr.clone(),
+        );
         let exceeded = Arc::new(AtomicBool::new(false));
         let state = InvocationState {
             wasi: crate::wasi::deny_by_default(stdout.clone(), stderr.clone()),
@@ -230,6 +251,7 @@ impl Sandbox {
             host,
             open_buckets: 0,
             budget: budget.clone(),
+            log: log.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -249,6 +271,7 @@ impl Sandbox {
                 budget,
                 stdout,
                 stderr,
+                log,
                 exceeded,
                 deadline,
                 timeout,
@@ -316,7 +339,8 @@ impl Sandbox {
     }
 
     /// [`Sandbox::invoke_with`], also handing back what the guest wrote to
-    /// stdout and stderr (each cut at the capture limit) whether or not the
+    /// stdout and stderr (each cut at the capture limit) and logged through
+    /// `wasi:logging` (within the same limit) whether or not the
     /// invocation succeeded: the output of a guest that trapped or timed out
     /// is what explains it. Empty if the guest never started.
     pub async fn invoke_capturing(
@@ -351,11 +375,13 @@ impl Sandbox {
         let output = GuestOutput {
             stdout: watch.stdout.contents(),
             stderr: watch.stderr.contents(),
+            log: watch.log.contents(),
         };
         let result = result.map(|response| Invocation {
             response,
             stdout: output.stdout.clone(),
             stderr: output.stderr.clone(),
+            log: output.log.clone(),
             duration: started.elapsed(),
         });
         (result, output)

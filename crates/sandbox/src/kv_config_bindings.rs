@@ -43,9 +43,9 @@ use crate::host_interface::{limits, CapabilityError, HostCapabilities, KvOp, KvO
 /// The interface named in refusal records.
 const KV: &str = "wasi:keyvalue";
 
-mod generated {
+pub(crate) mod generated {
     wasmtime::component::bindgen!({
-        path: ["wit/keyvalue", "wit/config", "wit/host"],
+        path: ["wit/keyvalue", "wit/config", "wit/logging", "wit/host"],
         world: "zerofn:sandbox/host",
         imports: { default: async | trappable },
         with: {

@@ -27,7 +27,10 @@
 //!   wall-clock time by epoch interruption: every 10 ms tick the guest
 //!   yields to the scheduler and traps once its deadline has passed, so a
 //!   spinning guest holds a core for at most one tick past it.
-//! - stdout/stderr are captured per invocation with a size cap.
+//! - stdout/stderr are captured per invocation with a size cap, and so
+//!   are `wasi:logging` records ([`logging`]): always allowed (a guest
+//!   writes only to its own invocation's log), never audited per line,
+//!   bounded per line, in lines and in bytes.
 //! - What a guest makes the host hold outside its linear memory (header
 //!   fields, key-value results, outbound bodies, captured output, the
 //!   response body, resource-table entries) is charged to a per-invocation
@@ -51,6 +54,7 @@ mod headers;
 pub mod host_interface;
 mod invoke;
 mod kv_config_bindings;
+pub mod logging;
 pub mod outbound;
 mod slots;
 pub mod wasi;

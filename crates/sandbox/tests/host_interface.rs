@@ -420,3 +420,104 @@ async fn dropping_an_invocation_stops_the_guest_and_frees_the_slot() {
     .unwrap();
     assert_eq!(out.response.status(), 200);
 }
+
+/// Run `path` of `guest` to completion and hand back the invocation.
+async fn invoke(guest: &Guest, path: &str) -> zerofn_sandbox::Invocation {
+    let request = http::Request::get(format!("http://test{path}"))
+        .body(Bytes::new())
+        .unwrap();
+    guest
+        .sandbox
+        .invoke(&guest.function, request, Arc::new(NoCapabilities))
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: invocation failed: {e} ({e:?})"))
+}
+
+/// `wasi:logging` needs no capability: the records come back with the
+/// invocation, in call order, with level and context, beside stdout and
+/// stderr, and with `NoCapabilities` behind the guest.
+#[tokio::test(flavor = "multi_thread")]
+async fn logging_records_come_back_with_level_and_context() {
+    use zerofn_sandbox::logging::LogLevel;
+    let guest = load("logging-c");
+    let out = invoke(&guest, "/logging-c/x?y=1").await;
+    assert_eq!(out.response.status().as_u16(), 200);
+    assert_eq!(out.response.body().as_ref(), b"logged 6\n");
+    assert_eq!(
+        out.stdout.as_ref(),
+        b"before logging\nafter logging\n".as_slice()
+    );
+    assert_eq!(out.stderr.as_ref(), b"stderr line\n".as_slice());
+    let records: Vec<(LogLevel, &str, &str)> = out
+        .log
+        .records()
+        .iter()
+        .map(|r| (r.level, r.context.as_str(), r.message.as_str()))
+        .collect();
+    assert_eq!(
+        records,
+        [
+            (LogLevel::Trace, "logging-c", "trace message"),
+            (LogLevel::Debug, "logging-c", "debug message"),
+            (LogLevel::Info, "request", "GET /logging-c/x?y=1"),
+            (
+                LogLevel::Warn,
+                "logging-c",
+                "colour \u{1b}[31mred\u{1b}[0m\nsecond line"
+            ),
+            (LogLevel::Error, "", "error without context"),
+            (LogLevel::Critical, "logging-c", "critical message"),
+        ]
+    );
+    assert_eq!((out.log.cut(), out.log.dropped()), (0, 0));
+    // Each record knows where it fell: after "before logging\n" on stdout,
+    // before anything on stderr.
+    for r in out.log.records() {
+        assert_eq!((r.at.stdout, r.at.stderr), (15, 0), "{r:?}");
+    }
+}
+
+/// A guest that logs far more than its limits: one 8 MiB message with a
+/// 1 MiB context, or a million records. The host keeps at most the caps
+/// (per record, in records and in bytes), counts the rest, and the
+/// invocation still finishes with the guest's answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_bomb_is_held_to_the_limits_and_the_invocation_finishes() {
+    use zerofn_sandbox::logging::{MAX_CONTEXT_BYTES, MAX_MESSAGE_BYTES, MAX_RECORDS};
+    let guest = load_with("log-bomb-c", "memory_mb = 16\ntimeout_ms = 60000\n", 2);
+    let limit = SandboxConfig::new(std::path::PathBuf::new()).stdio_capture_bytes;
+
+    let huge = invoke(&guest, "/log-bomb/huge").await;
+    assert_eq!(huge.response.body().as_ref(), b"done 1\n");
+    assert_eq!(huge.stdout.as_ref(), b"done\n".as_slice());
+    let [record] = huge.log.records() else {
+        panic!("expected one record, got {:?}", huge.log.records().len());
+    };
+    assert!(record.message.len() <= MAX_MESSAGE_BYTES);
+    assert!(record.message.starts_with("mmmm") && record.message.ends_with('…'));
+    assert!(record.context.len() <= MAX_CONTEXT_BYTES);
+    assert!(record.context.starts_with("cccc") && record.context.ends_with('…'));
+    assert_eq!((huge.log.cut(), huge.log.dropped()), (1, 0));
+
+    let lines = invoke(&guest, "/log-bomb/lines").await;
+    assert_eq!(lines.response.body().as_ref(), b"done 1000000\n");
+    let kept = lines.log.records();
+    assert!(
+        !kept.is_empty() && kept.len() <= MAX_RECORDS,
+        "{}",
+        kept.len()
+    );
+    assert!(
+        lines.log.bytes() <= limit,
+        "{} > {limit}",
+        lines.log.bytes()
+    );
+    assert_eq!(lines.log.limit_bytes(), limit);
+    // The first calls are the ones kept, in order; every later one is counted.
+    assert_eq!(kept[0].message, "line 0");
+    assert_eq!(
+        kept[kept.len() - 1].message,
+        format!("line {}", kept.len() - 1)
+    );
+    assert_eq!(lines.log.dropped(), 1_000_000 - kept.len() as u64);
+}

@@ -622,6 +622,8 @@ impl Api {
                 time: l.time,
                 stream: l.stream,
                 line: l.line,
+                level: l.level,
+                context: l.context,
             })
             .collect();
         Ok((

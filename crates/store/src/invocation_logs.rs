@@ -1,6 +1,7 @@
-//! Output of invocations: the lines a guest wrote to stdout and stderr, keyed
-//! by invocation id, tenant, function, time and stream, and bounded per
-//! function by total bytes and by age.
+//! Output of invocations: the lines a guest wrote to stdout and stderr and
+//! the records it logged through `wasi:logging` (stream `log`, with their
+//! level and context), keyed by invocation id, tenant, function, time and
+//! stream, and bounded per function by total bytes and by age.
 //!
 //! Lines are written by one [`LogWriter`] (its own connection, owned by the
 //! gateway's log thread, off the invoke path) and read through [`Store`].
@@ -9,7 +10,7 @@
 //! retention deletes them.
 //!
 //! Retention: the writer keeps each function's stored bytes (the sum of its
-//! lines' UTF-8 lengths) in `invocation_log_usage`, updated in the
+//! lines' and contexts' UTF-8 lengths) in `invocation_log_usage`, updated in the
 //! transaction that adds or deletes lines, and after each batch deletes the
 //! oldest lines of every function over its budget. [`LogWriter::prune_older_than`]
 //! deletes lines older than the age limit, oldest first.
@@ -21,7 +22,8 @@
 //! # Trust
 //! The lines are a guest's output: untrusted text, already valid UTF-8 when
 //! it arrives (the gateway replaced what was not). They are stored and
-//! returned as they are, bound as SQL parameters, compared only with `instr`
+//! returned as they are (a `log` record's level and context too), bound as
+//! SQL parameters, compared only with `instr`
 //! (no pattern syntax) and never interpreted; escaping for a terminal is the
 //! printer's job. Queries name their tenant: a read never returns another
 //! tenant's lines. Every write is one transaction with the usage it changes.
@@ -41,7 +43,9 @@ CREATE TABLE IF NOT EXISTS invocation_logs (
     time           TEXT NOT NULL,
     stream         TEXT NOT NULL,
     line           TEXT NOT NULL,
-    bytes          INTEGER NOT NULL
+    bytes          INTEGER NOT NULL,
+    level          TEXT,
+    context        TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS invocation_logs_by_tenant ON invocation_logs (tenant, id);
 CREATE INDEX IF NOT EXISTS invocation_logs_by_function ON invocation_logs (tenant, function, id);
@@ -53,6 +57,22 @@ CREATE TABLE IF NOT EXISTS invocation_log_usage (
     PRIMARY KEY (tenant, function)
 ) STRICT, WITHOUT ROWID;
 "#;
+
+/// Adds the `wasi:logging` columns to a table created before them; lines
+/// stored earlier have neither (they are stdout, stderr or platform lines).
+pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    for column in ["level", "context"] {
+        let present = conn
+            .prepare("SELECT 1 FROM pragma_table_info('invocation_logs') WHERE name = ?1")?
+            .exists([column])?;
+        if !present {
+            conn.execute_batch(&format!(
+                "ALTER TABLE invocation_logs ADD COLUMN {column} TEXT"
+            ))?;
+        }
+    }
+    Ok(())
+}
 
 /// Most lines one age-pruning transaction deletes; the writer repeats until
 /// nothing old is left.
@@ -78,10 +98,16 @@ pub struct NewLogLine {
     pub invocation_id: String,
     /// RFC 3339 UTC time the output was captured.
     pub time: String,
-    /// `stdout`, `stderr` or `platform` (a marker the platform wrote).
+    /// `stdout`, `stderr`, `log` (a `wasi:logging` record) or `platform`
+    /// (a marker the platform wrote).
     pub stream: String,
-    /// The text, without its line end (already valid UTF-8).
+    /// The text, without its line end (already valid UTF-8); for a `log`
+    /// record, its message.
     pub line: String,
+    /// A `log` record's level (`trace` ... `critical`); `None` otherwise.
+    pub level: Option<String>,
+    /// A `log` record's context; `None` otherwise.
+    pub context: Option<String>,
 }
 
 /// A stored line.
@@ -95,6 +121,10 @@ pub struct LogLineRow {
     pub time: String,
     pub stream: String,
     pub line: String,
+    /// A `log` record's level; `None` for other streams.
+    pub level: Option<String>,
+    /// A `log` record's context; `None` for other streams.
+    pub context: Option<String>,
 }
 
 /// Which lines to read, all conditions together.
@@ -105,7 +135,8 @@ pub struct LogQuery {
     pub invocation_id: Option<String>,
     /// RFC 3339 UTC; lines captured at or after it.
     pub since: Option<String>,
-    /// Lines containing this text (exact, case-sensitive).
+    /// Lines whose text, or whose context for a `log` record, contains this
+    /// text (exact, case-sensitive).
     pub grep: Option<String>,
     /// `Some(id)`: the lines after `id`, oldest first (paging forward,
     /// following). `None`: the newest `limit` lines, oldest first.
@@ -165,11 +196,17 @@ impl LogWriter {
         let mut added: BTreeMap<(&str, &str), i64> = BTreeMap::new();
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO invocation_logs (tenant, function, invocation_id, time, stream, line, bytes) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO invocation_logs (tenant, function, invocation_id, time, stream, line, bytes, level, context) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             for l in lines {
-                let bytes = i64::try_from(l.line.len()).unwrap_or(i64::MAX);
+                // A context counts against the budget like the text: a
+                // guest chooses both.
+                let size = l
+                    .line
+                    .len()
+                    .saturating_add(l.context.as_ref().map_or(0, String::len));
+                let bytes = i64::try_from(size).unwrap_or(i64::MAX);
                 insert.execute(params![
                     l.tenant,
                     l.function,
@@ -177,7 +214,9 @@ impl LogWriter {
                     l.time,
                     l.stream,
                     l.line,
-                    bytes
+                    bytes,
+                    l.level,
+                    l.context
                 ])?;
                 let total = added
                     .entry((l.tenant.as_str(), l.function.as_str()))
@@ -319,7 +358,8 @@ fn release(
     Ok(())
 }
 
-const LINE_COLUMNS: &str = "id, tenant, function, invocation_id, time, stream, line";
+const LINE_COLUMNS: &str =
+    "id, tenant, function, invocation_id, time, stream, line, level, context";
 
 fn read_line(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogLineRow> {
     Ok(LogLineRow {
@@ -330,6 +370,8 @@ fn read_line(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogLineRow> {
         time: r.get(4)?,
         stream: r.get(5)?,
         line: r.get(6)?,
+        level: r.get(7)?,
+        context: r.get(8)?,
     })
 }
 
@@ -355,7 +397,8 @@ fn read_logs(conn: &mut Connection, q: &LogQuery) -> Result<LogPage, StoreError>
     let sql = format!(
         "SELECT {LINE_COLUMNS} FROM invocation_logs INDEXED BY {index} \
          WHERE tenant = ?1 AND (?2 IS NULL OR function = ?2) AND (?3 IS NULL OR invocation_id = ?3) \
-         AND (?4 IS NULL OR time >= ?4) AND (?5 IS NULL OR instr(line, ?5) > 0) AND id > ?6 \
+         AND (?4 IS NULL OR time >= ?4) \
+         AND (?5 IS NULL OR instr(line, ?5) > 0 OR instr(coalesce(context, ''), ?5) > 0) AND id > ?6 \
          ORDER BY id {order} LIMIT ?7"
     );
     let mut lines = {
@@ -418,7 +461,98 @@ mod tests {
             time: time.into(),
             stream: stream.into(),
             line: text.into(),
+            level: None,
+            context: None,
         }
+    }
+
+    fn record(inv: &str, level: &str, context: &str, message: &str) -> NewLogLine {
+        NewLogLine {
+            level: Some(level.into()),
+            context: Some(context.into()),
+            ..line("a", inv, "2026-01-01T00:00:05Z", "log", message)
+        }
+    }
+
+    #[tokio::test]
+    async fn log_records_keep_level_and_context_and_grep_reads_the_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut w = store.open_log_writer().unwrap();
+        w.append(
+            &[
+                line("a", "i1", "2026-01-01T00:00:05Z", "stdout", "plain"),
+                record("i1", "warn", "db", "slow query"),
+                record("i1", "error", "http", "upstream failed"),
+            ],
+            1 << 20,
+        )
+        .unwrap();
+        let all = store.invocation_logs(query(Some(0), 100)).await.unwrap();
+        let shown: Vec<(&str, Option<&str>, Option<&str>, &str)> = all
+            .lines
+            .iter()
+            .map(|l| {
+                (
+                    l.stream.as_str(),
+                    l.level.as_deref(),
+                    l.context.as_deref(),
+                    l.line.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("stdout", None, None, "plain"),
+                ("log", Some("warn"), Some("db"), "slow query"),
+                ("log", Some("error"), Some("http"), "upstream failed"),
+            ]
+        );
+        // The message and the context are searched; the level is not text.
+        for (grep, expect) in [
+            ("slow", vec!["slow query"]),
+            ("http", vec!["upstream failed"]),
+            ("error", vec![]),
+        ] {
+            let page = store
+                .invocation_logs(LogQuery {
+                    grep: Some(grep.into()),
+                    ..query(Some(0), 100)
+                })
+                .await
+                .unwrap();
+            assert_eq!(texts(&page), expect, "grep {grep}");
+        }
+        // The context counts against the function's byte budget.
+        assert_eq!(w.usage("acme", "a").unwrap(), Some(5 + 2 + 10 + 4 + 15));
+    }
+
+    /// A database made before `wasi:logging` gains the columns at the next
+    /// open and keeps its lines.
+    #[tokio::test]
+    async fn an_older_table_gains_the_log_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = crate::open_connection(&dir.path().join(crate::DATABASE_FILE)).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE invocation_logs (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL,
+                    function TEXT NOT NULL, invocation_id TEXT NOT NULL, time TEXT NOT NULL,
+                    stream TEXT NOT NULL, line TEXT NOT NULL, bytes INTEGER NOT NULL) STRICT;
+                 INSERT INTO invocation_logs (tenant, function, invocation_id, time, stream, line, bytes)
+                    VALUES ('acme', 'a', 'i0', '2026-01-01T00:00:00Z', 'stdout', 'before', 6);",
+            )
+            .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let mut w = store.open_log_writer().unwrap();
+        w.append(&[record("i1", "info", "c", "after")], 1 << 20)
+            .unwrap();
+        let all = store.invocation_logs(query(Some(0), 100)).await.unwrap();
+        assert_eq!(texts(&all), ["before", "after"]);
+        assert_eq!(all.lines[0].level, None);
+        assert_eq!(all.lines[1].level.as_deref(), Some("info"));
     }
 
     fn query(after: Option<i64>, limit: u32) -> LogQuery {

@@ -256,6 +256,7 @@ impl Store {
         migrate(&conn)?;
         conn.execute_batch(audit_query::SCHEMA)?;
         conn.execute_batch(invocation_logs::SCHEMA)?;
+        invocation_logs::migrate(&conn)?;
         conn.execute_batch(&config_state::SCHEMA)?;
         Ok(Store {
             path,

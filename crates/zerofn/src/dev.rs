@@ -3,7 +3,7 @@
 //! change, printing each step with its time. While it watches, it prints
 //! every request to the function (status, time taken, caller, invocation
 //! id; a refusal with its reason) and every line the function writes to
-//! stdout and stderr, read from the audit log and the invocation logs
+//! stdout and stderr or logs through `wasi:logging`, read from the audit log and the invocation logs
 //! through the control API. Ctrl-C stops the loop (the function stays
 //! deployed).
 //!
@@ -395,7 +395,7 @@ impl Follower {
                     &format!(
                         "{} {}",
                         zerofn_types::printable(&line.stream),
-                        zerofn_types::printable(&line.line)
+                        crate::logs::text(&line)
                     ),
                 );
             } else {

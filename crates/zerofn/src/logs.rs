@@ -1,5 +1,5 @@
-//! `zerofn logs TENANT [NAME]`: what a tenant's functions wrote to stdout and stderr, from
-//! the control API (`GET /v1/tenants/{tenant}/logs`), and `--follow` to keep printing new
+//! `zerofn logs TENANT [NAME]`: what a tenant's functions wrote to stdout and stderr and
+//! logged through `wasi:logging`, from the control API (`GET /v1/tenants/{tenant}/logs`), and `--follow` to keep printing new
 //! lines until Ctrl-C.
 //!
 //! Guest text is printed through `zerofn_types::printable`: control, zero-width and
@@ -37,14 +37,16 @@ pub struct LogsArgs {
     /// RFC 3339 time. Without it (and without --invocation), the newest 1000 lines.
     #[arg(long, value_name = "WHEN")]
     since: Option<String>,
-    /// Only lines containing TEXT (exact, case-sensitive).
+    /// Only lines containing TEXT (exact, case-sensitive); a wasi:logging record matches
+    /// on its message or its context.
     #[arg(long, value_name = "TEXT")]
     grep: Option<String>,
     /// Only the lines of one invocation (the gateway's `x-zerofn-invocation-id`).
     #[arg(long, value_name = "ID")]
     invocation: Option<InvocationId>,
     /// One JSON object a line: {"id", "tenant", "function", "invocation_id", "time",
-    /// "stream", "line"}, the text unescaped.
+    /// "stream", "line", "level", "context"}, the text unescaped (level and context are
+    /// null except for stream "log").
     #[arg(long)]
     json: bool,
 }
@@ -90,11 +92,26 @@ impl LogsArgs {
                     printable(&l.function),
                     printable(&l.invocation_id),
                     printable(&l.stream),
-                    printable(&l.line)
+                    text(l)
                 );
             }
         }
         Ok(())
+    }
+}
+
+/// A line's text for a terminal, escaped: a `wasi:logging` record as
+/// `LEVEL [CONTEXT] MESSAGE` (`LEVEL MESSAGE` without a context).
+pub(crate) fn text(l: &api_types::LogLine) -> String {
+    match (&l.level, &l.context) {
+        (Some(level), Some(context)) if !context.is_empty() => format!(
+            "{} [{}] {}",
+            printable(level),
+            printable(context),
+            printable(&l.line)
+        ),
+        (Some(level), _) => format!("{} {}", printable(level), printable(&l.line)),
+        _ => printable(&l.line),
     }
 }
 
@@ -151,6 +168,49 @@ pub async fn run(data_dir: &Path, args: LogsArgs) -> Result<()> {
                 }
                 () = tokio::time::sleep(FOLLOW_INTERVAL) => {}
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(
+        stream: &str,
+        level: Option<&str>,
+        context: Option<&str>,
+        text: &str,
+    ) -> api_types::LogLine {
+        api_types::LogLine {
+            stream: stream.into(),
+            level: level.map(str::to_owned),
+            context: context.map(str::to_owned),
+            line: text.into(),
+            ..api_types::LogLine::default()
+        }
+    }
+
+    /// A record's level, context and message are each escaped: a guest cannot reach the
+    /// terminal through any of them, nor end the row early with a tab or newline.
+    #[test]
+    fn log_records_print_level_context_and_message_escaped() {
+        for (l, shown) in [
+            (line("stdout", None, None, "plain\ttext"), "plain\\ttext"),
+            (
+                line("log", Some("warn"), Some("db"), "slow\nquery"),
+                "warn [db] slow\\nquery",
+            ),
+            (
+                line("log", Some("info"), Some(""), "no context"),
+                "info no context",
+            ),
+            (
+                line("log", Some("error"), Some("a\u{202e}b\u{1b}[2J"), "m"),
+                "error [a\\u{202e}b\\u{1b}[2J] m",
+            ),
+        ] {
+            assert_eq!(text(&l), shown, "{l:?}");
         }
     }
 }

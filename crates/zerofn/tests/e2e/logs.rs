@@ -1,6 +1,7 @@
 //! Invocation logs and audit queries through the real binary: a guest's stdout and stderr
 //! read back by invocation id (escaped on the terminal, exact in JSON), filtered, kept for
-//! a trapped guest and followed until Ctrl-C; `audit query` filters returning exactly the
+//! a trapped guest and followed until Ctrl-C; `wasi:logging` records read back with their
+//! level and context, and a guest logging far too much held to the limits; `audit query` filters returning exactly the
 //! expected records; bad input refused with a 400 that names it and changes nothing.
 
 use std::io::{BufRead, BufReader};
@@ -151,6 +152,182 @@ fn a_guests_output_is_read_back_by_its_invocation_id() {
     let trapped = r.header("x-zerofn-invocation-id").unwrap().to_owned();
     let lines = wait_logs(&s, &["acme", "logger", "--invocation", &trapped], 3);
     assert_eq!(lines[0]["line"], "request GET /log-c?trap=1");
+}
+
+/// (stream, level, context, text) of each JSON line; level and context `None` when null.
+fn shown_with_level(lines: &[Value]) -> Vec<(String, Option<String>, Option<String>, String)> {
+    lines
+        .iter()
+        .map(|l| {
+            (
+                l["stream"].as_str().unwrap().to_owned(),
+                l["level"].as_str().map(str::to_owned),
+                l["context"].as_str().map(str::to_owned),
+                l["line"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A guest that logs through `wasi:logging` (no permission asked for): its records are
+/// read back by invocation id with level and context, in order among its stdout and
+/// stderr lines; `--grep` finds them by message or context; the terminal sees them
+/// escaped.
+#[test]
+fn wasi_logging_records_are_read_back_with_level_and_context() {
+    let s = Setup::new();
+    s.deploy("logging", "logging-c", &["/logging-c"], "");
+    let r = s.platform.get("/logging-c?n=1");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "logged 6\n");
+    let id = r.header("x-zerofn-invocation-id").unwrap().to_owned();
+
+    let lines = wait_logs(&s, &["acme", "logging", "--invocation", &id], 9);
+    let some = |t: &str| Some(t.to_owned());
+    let log = |level: &str, context: &str, text: &str| {
+        (
+            "log".to_owned(),
+            some(level),
+            some(context),
+            text.to_owned(),
+        )
+    };
+    let plain = |stream: &str, text: &str| (stream.to_owned(), None, None, text.to_owned());
+    assert_eq!(
+        shown_with_level(&lines),
+        [
+            plain("stdout", "before logging"),
+            log("trace", "logging-c", "trace message"),
+            log("debug", "logging-c", "debug message"),
+            log("info", "request", "GET /logging-c?n=1"),
+            log(
+                "warn",
+                "logging-c",
+                "colour \u{1b}[31mred\u{1b}[0m\nsecond line"
+            ),
+            log("error", "", "error without context"),
+            log("critical", "logging-c", "critical message"),
+            plain("stdout", "after logging"),
+            plain("stderr", "stderr line"),
+        ]
+    );
+    // The JSON carries the keys even when null, so scripts need not guess.
+    assert!(lines[0].as_object().unwrap().contains_key("level"));
+    assert!(lines[0].as_object().unwrap().contains_key("context"));
+    for l in &lines {
+        assert_eq!(l["invocation_id"], id.as_str());
+        assert_eq!(l["function"], "logging");
+    }
+
+    // On the terminal: one row a record, `LEVEL [CONTEXT] MESSAGE`, the escape sequence
+    // and the newline inside the message escaped.
+    let text = ok(s
+        .platform
+        .cli(&["logs", "acme", "logging", "--invocation", &id]));
+    assert!(
+        !text.contains('\u{1b}'),
+        "raw escape reached the terminal: {text:?}"
+    );
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 9, "{text}");
+    assert_eq!(rows[1][3..], ["log", "trace [logging-c] trace message"]);
+    assert_eq!(
+        rows[4][4],
+        "warn [logging-c] colour \\u{1b}[31mred\\u{1b}[0m\\nsecond line"
+    );
+    assert_eq!(rows[5][4], "error error without context");
+
+    // --grep matches a record's message, and its context.
+    let grep = wait_logs(&s, &["acme", "logging", "--grep", "critical message"], 1);
+    assert_eq!(
+        shown_with_level(&grep),
+        [log("critical", "logging-c", "critical message")]
+    );
+    let grep = wait_logs(&s, &["acme", "logging", "--grep", "request"], 1);
+    assert_eq!(
+        shown_with_level(&grep),
+        [log("info", "request", "GET /logging-c?n=1")]
+    );
+}
+
+/// A guest that logs one 8 MiB message, or a million records: the invocation finishes with
+/// its answer, the platform keeps at most the per-record caps and the per-invocation
+/// record and byte limits, and says what it did not keep.
+#[test]
+fn a_guest_logging_far_too_much_is_held_to_the_limits() {
+    let s = Setup::new();
+    s.deploy(
+        "bomb",
+        "log-bomb-c",
+        &["/bomb/..."],
+        "[limits]\nmemory_mb = 16\ntimeout_ms = 20000\n",
+    );
+    let r = s.platform.get("/bomb/lines");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "done 1000000\n");
+    let id = r.header("x-zerofn-invocation-id").unwrap().to_owned();
+    let lines = wait_logs(&s, &["acme", "bomb", "--invocation", &id], 3);
+    // The records, then "done" (written after the last call), then the platform's marker.
+    let (marker, rest) = lines.split_last().unwrap();
+    let (done, records) = rest.split_last().unwrap();
+    assert_eq!(
+        (done["stream"].as_str(), done["line"].as_str()),
+        (Some("stdout"), Some("done"))
+    );
+    assert!(
+        !records.is_empty() && records.len() <= 1024,
+        "{} records",
+        records.len()
+    );
+    assert!(records
+        .iter()
+        .all(|l| l["stream"] == "log" && l["context"] == "bomb"));
+    assert_eq!(records[0]["line"], "line 0");
+    let bytes: usize = records
+        .iter()
+        .map(|l| l["line"].as_str().unwrap().len() + 4 + 64)
+        .sum();
+    assert!(bytes <= 64 * 1024, "{bytes} bytes kept");
+    assert_eq!(marker["stream"], "platform");
+    let dropped = 1_000_000 - records.len();
+    assert!(
+        marker["line"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{dropped} call(s) not kept")),
+        "{marker}"
+    );
+
+    let r = s.platform.get("/bomb/huge");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "done 1\n");
+    let id = r.header("x-zerofn-invocation-id").unwrap().to_owned();
+    let lines = wait_logs(&s, &["acme", "bomb", "--invocation", &id], 3);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[1]["line"], "done");
+    let message = lines[0]["line"].as_str().unwrap();
+    let context = lines[0]["context"].as_str().unwrap();
+    assert_eq!(lines[0]["level"], "critical");
+    assert!(
+        message.len() <= 8 * 1024 && message.ends_with('…'),
+        "{}",
+        message.len()
+    );
+    assert!(
+        context.len() <= 256 && context.ends_with('…'),
+        "{}",
+        context.len()
+    );
+    assert!(
+        lines[2]["line"]
+            .as_str()
+            .unwrap()
+            .contains("1 record(s) cut"),
+        "{}",
+        lines[2]
+    );
+    // The platform still serves.
+    assert_eq!(s.platform.get("/bomb/huge").status, 200);
 }
 
 #[test]
