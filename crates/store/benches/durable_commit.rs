@@ -120,6 +120,7 @@ fn main() {
     let segment_path = full_dir.path().join("segment.log");
     let mut segment = std::fs::OpenOptions::new()
         .create(true)
+        .truncate(true)
         .read(true)
         .write(true)
         .open(&segment_path)
