@@ -18,11 +18,7 @@
 //! connections).
 //!
 //! Durability: WAL journal with `synchronous=FULL`, so a transaction that
-//! returned `Ok` survives a process kill and a power loss. SQLite syncs
-//! with `fdatasync` (the build defines HAVE_FDATASYNC, see the workspace's
-//! `.cargo/config.toml`): the data and the file size, which is what reading
-//! a commit back needs, without writing the changed modification time
-//! through the file system's journal on every commit. The audit
+//! returned `Ok` survives a process kill and a power loss. The audit
 //! writer's connection may instead run with [`AuditDurability::Process`]
 //! (`synchronous=NORMAL`): a commit is in the WAL file, and so survives the
 //! process being killed, but reaches the disk only at the next flush. The
@@ -493,22 +489,6 @@ pub(crate) mod test_names {
 mod tests {
     use super::*;
     use crate::test_names::t;
-
-    /// The bundled SQLite syncs a commit with `fdatasync` only when its build
-    /// defines HAVE_FDATASYNC; `.cargo/config.toml` passes it to the build
-    /// (and so to this crate's compilation too). Without it every durable
-    /// commit, the audit log's above all, is a full `fsync` again.
-    #[test]
-    fn the_bundled_sqlite_is_built_to_sync_with_fdatasync() {
-        let flags = option_env!("LIBSQLITE3_FLAGS").unwrap_or("");
-        assert!(
-            flags
-                .split_whitespace()
-                .any(|flag| flag == "-DHAVE_FDATASYNC=1"),
-            "LIBSQLITE3_FLAGS is `{flags}`: build from the workspace root, whose \
-             .cargo/config.toml sets -DHAVE_FDATASYNC=1"
-        );
-    }
 
     /// The database and the WAL and shared-memory files SQLite makes beside
     /// it are the owner's alone, whatever the umask.
