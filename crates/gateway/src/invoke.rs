@@ -20,7 +20,7 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 
 use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome};
-use zerofn_listener::{PeerAddr, PeerCertificateChain};
+use zerofn_listener::{PeerAddr, PeerCertificateChain, RefusalStreak};
 use zerofn_policy::{Decision, Permit, RequestContext, Resource, RuntimeAction, RuntimeRequest};
 use zerofn_sandbox::{InvokeOptions, LoadedFunction};
 
@@ -70,6 +70,7 @@ impl Gateway {
         };
         let (mut parts, body) = req.into_parts();
         let chain = parts.extensions.remove::<PeerCertificateChain>();
+        let streak = parts.extensions.remove::<RefusalStreak>();
         // Only the platform speaks in its header namespace, in any
         // spelling; it says who called and which invocation this is.
         strip_platform_headers(&mut parts.headers);
@@ -132,12 +133,26 @@ impl Gateway {
         // budget) and before the body is read. The slots live until the
         // invocation is over.
         let _admitted = match self.limits().admit(&function, &table) {
-            Ok(admitted) => admitted,
+            Ok(admitted) => {
+                if let Some(streak) = &streak {
+                    streak.admitted();
+                }
+                admitted
+            }
             Err(refusal) => {
                 unrecorded.disarm();
-                return self
+                let resp = self
                     .limit_refused(&function, &caller, id, started, refusal, invoke_decision)
                     .await;
+                // Recorded already; a client that hangs up during the
+                // pause loses only the answer.
+                if let Some(pause) = streak
+                    .as_ref()
+                    .and_then(|s| crate::ratelimit::refusal_pause(s.refused()))
+                {
+                    tokio::time::sleep(pause).await;
+                }
+                return resp;
             }
         };
         // The head against the function's path, query and headers schemas,

@@ -210,6 +210,25 @@ pub(crate) enum LimitRefusal {
     },
 }
 
+/// Limit refusals in a row one connection hears at once.
+pub(crate) const PROMPT_REFUSALS: u32 = 3;
+/// The pause before each further one.
+pub(crate) const REFUSAL_PAUSE: Duration = Duration::from_millis(100);
+
+/// How long to wait before answering the `streak`-th limit refusal in a row
+/// on one connection. A client that overshoots a limit hears at once and
+/// is told `Retry-After` (at least a second); one that keeps sending on the
+/// same connection regardless is answered after [`REFUSAL_PAUSE`], which
+/// bounds what it makes the platform do to ten refusals a second per
+/// connection (connections are bounded per address and in all by the
+/// listener), instead of as many as one core can answer, the work that
+/// delayed other tenants' requests behind it (BENCHMARKS.md, noisy
+/// tenant). The pause holds no slot and no body: only the connection's
+/// task, sleeping.
+pub(crate) fn refusal_pause(streak: u32) -> Option<Duration> {
+    (streak > PROMPT_REFUSALS).then_some(REFUSAL_PAUSE)
+}
+
 impl LimitRefusal {
     /// Whole seconds for `Retry-After` (RFC 9110 §10.2.3), at least 1.
     pub(crate) fn retry_after_secs(&self) -> u64 {
@@ -445,6 +464,16 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_that_keeps_being_refused_is_answered_after_a_pause() {
+        for streak in 0..=PROMPT_REFUSALS {
+            assert_eq!(refusal_pause(streak), None, "refusal {streak} in a row");
+        }
+        for streak in [PROMPT_REFUSALS + 1, 100, u32::MAX] {
+            assert_eq!(refusal_pause(streak), Some(REFUSAL_PAUSE));
+        }
+    }
 
     #[test]
     fn a_bucket_allows_its_burst_then_its_rate() {

@@ -38,7 +38,7 @@ pub use client_auth::{PossessionVerifier, MAX_CHAIN_LEN};
 pub use limits::{ConnectionLimits, ConnectionPermit, ConnectionRefusal};
 pub use serve::{
     drain, http1_builder, http2_builder, serve, ListenerConfig, PeerAddr, PeerCertificate,
-    PeerCertificateChain, Tls, H2_MAX_CONCURRENT_STREAMS, MAX_HEADERS,
+    PeerCertificateChain, RefusalStreak, Tls, H2_MAX_CONCURRENT_STREAMS, MAX_HEADERS,
 };
 pub use tls_reload::{
     load_certified_key, server_config, CertificateFiles, TlsFileError, ALPN_H2, ALPN_HTTP11,

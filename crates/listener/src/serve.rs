@@ -54,6 +54,28 @@ pub struct PeerCertificate(pub Arc<rustls::pki_types::CertificateDer<'static>>);
 #[derive(Clone, Debug)]
 pub struct PeerCertificateChain(pub Arc<[rustls::pki_types::CertificateDer<'static>]>);
 
+/// How many requests in a row on one connection were refused for a limit,
+/// put in each request's extensions by [`serve`] (one counter per
+/// connection, shared by its requests). The gateway answers a connection
+/// that keeps sending over-limit requests after a pause, so one client
+/// ignoring `Retry-After` cannot keep the platform busy refusing it.
+#[derive(Clone, Debug, Default)]
+pub struct RefusalStreak(Arc<std::sync::atomic::AtomicU32>);
+
+impl RefusalStreak {
+    /// One more refusal on the connection; the streak's length with it.
+    pub fn refused(&self) -> u32 {
+        self.0
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .saturating_add(1)
+    }
+
+    /// A request on the connection was admitted: the streak ends.
+    pub fn admitted(&self) {
+        self.0.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// The limits of a listener.
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
@@ -216,9 +238,11 @@ impl Connection {
             builder,
             refusals,
         } = self;
+        let streak = RefusalStreak::default();
         let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let handler = handler.clone();
             req.extensions_mut().insert(peer);
+            req.extensions_mut().insert(streak.clone());
             if let Some(certificate) = &certificate {
                 req.extensions_mut().insert(certificate.clone());
             }
@@ -268,9 +292,11 @@ impl Connection {
             chain,
             ..
         } = self;
+        let streak = RefusalStreak::default();
         let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let handler = handler.clone();
             req.extensions_mut().insert(peer);
+            req.extensions_mut().insert(streak.clone());
             if let Some(certificate) = &certificate {
                 req.extensions_mut().insert(certificate.clone());
             }

@@ -294,3 +294,75 @@ fn late_heads_and_bodies_are_408() {
         r["action"] == "invoke" && r["status"] == 408
     });
 }
+
+/// One request on an open keep-alive connection: the status and the
+/// `Retry-After` header of the answer (the body read by its length).
+fn keep_alive_get(c: &mut TcpStream, path: &str) -> (u16, Option<u64>) {
+    write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        c.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let status = head[9..12].parse().unwrap();
+    let field = |name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().parse::<u64>().unwrap())
+    };
+    let mut body = vec![0u8; field("content-length:").unwrap() as usize];
+    c.read_exact(&mut body).unwrap();
+    (status, field("retry-after:"))
+}
+
+/// A client that ignores `Retry-After` and keeps sending over-limit requests
+/// on one connection gets its first refusals at once and each further one
+/// after a pause, so it cannot make the platform refuse it as fast as a core
+/// can; a new connection, or an admitted request, starts afresh.
+#[test]
+fn a_connection_that_keeps_sending_over_its_limit_is_answered_after_a_pause() {
+    let s = Setup::new();
+    s.deploy(
+        "limited",
+        "hello-c",
+        &["/limited"],
+        "[limits]\nrate_per_second = 1\nburst = 1\n",
+    );
+    let mut c = TcpStream::connect(&s.platform.gateway).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    // Spend the burst (a token may come back while the test runs: count
+    // only the refusals).
+    let mut refused = Vec::new();
+    for _ in 0..30 {
+        let started = Instant::now();
+        let (status, retry) = keep_alive_get(&mut c, "/limited");
+        if status == 429 {
+            assert!(retry.unwrap() >= 1, "a refusal without Retry-After");
+            refused.push(started.elapsed());
+        } else {
+            assert_eq!(status, 200);
+        }
+        if refused.len() == 8 {
+            break;
+        }
+    }
+    assert_eq!(refused.len(), 8, "the limit refused too few: {refused:?}");
+    // Refusals 4 to 8 in a row were each held for the pause (a sleep never
+    // ends early, so this lower bound holds on any machine). The first three
+    // are not asserted fast: no timing upper bounds in tests.
+    let paused = &refused[3..];
+    assert!(
+        paused.iter().all(|d| *d >= Duration::from_millis(100)),
+        "a refusal after three in a row came without the pause: {refused:?}"
+    );
+    // Another connection is not paused for this one's streak, and the
+    // gateway still serves: the other function of the platform answers.
+    s.deploy("free", "hello-c", &["/free"], "");
+    let mut other = TcpStream::connect(&s.platform.gateway).unwrap();
+    other
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(keep_alive_get(&mut other, "/free").0, 200);
+}
