@@ -297,18 +297,15 @@ impl KvStreams {
         match self.worker.expire_parked(before).await {
             Ok(expired) => {
                 for (sub, count) in expired {
-                    let record = AuditRecord::new(
-                        "events",
-                        Action::KvChangesDropped,
-                        Outcome::Allow,
-                    )
-                    .tenant(sub.tenant.as_str())
-                    .function(sub.function.as_str())
-                    .reason(format!(
+                    let record =
+                        AuditRecord::new("events", Action::KvChangesDropped, Outcome::Allow)
+                            .tenant(sub.tenant.as_str())
+                            .function(sub.function.as_str())
+                            .reason(format!(
                         "{count} parked changes of bucket `{}` removed after their retention",
                         sub.bucket
                     ))
-                    .detail(serde_json::json!({ "bucket": sub.bucket, "count": count }));
+                            .detail(serde_json::json!({ "bucket": sub.bucket, "count": count }));
                     if let Err(error) = self.audit.append(record).await {
                         tracing::error!(%error, "cannot record expired key-value changes");
                     }
