@@ -435,7 +435,7 @@ fn check_triggers(raw: Vec<RawTrigger>, function: &str) -> Result<Vec<Trigger>, 
         if t.schedule.is_some() {
             if let Some(queue) = &t.queue {
                 return Err(bad(format!(
-                    "the trigger of queue `{}` also has a `schedule`; a trigger is either `queue` or `schedule`, write two triggers",
+                    "the trigger of queue `{}` also has a `schedule`; a trigger is one of `queue`, `kv` or `schedule`, write two triggers",
                     excerpt(queue)
                 )));
             }
@@ -464,7 +464,7 @@ fn check_triggers(raw: Vec<RawTrigger>, function: &str) -> Result<Vec<Trigger>, 
             }
         }
         let queue = t.queue.ok_or_else(|| {
-            bad("each trigger needs `queue = \"<name>\"` or `schedule = \"<cron>\"`".into())
+            bad("each trigger needs `queue = \"<name>\"`, `kv = \"<bucket>\"` or `schedule = \"<cron>\"`".into())
         })?;
         zerofn_policy::permissions::valid_bucket_name(&queue).map_err(|why| {
             bad(format!(
