@@ -1642,7 +1642,7 @@ max_body_kb = 0
             ),
             (
                 "[[triggers]]\nqueue = \"q\"\nschedule = \"* * * * *\"\n",
-                "either `queue` or `schedule`",
+                "one of `queue`, `kv` or `schedule`",
             ),
             (
                 "[[triggers]]\nqueue = \"q\"\ntimezone = \"UTC\"\n",
