@@ -2,8 +2,10 @@
 //! Embedded persistent state: tenants and their signing keys, deployments,
 //! published layers and which deployments pin them, the raw rows of the
 //! audit log (and the indexes its queries use), and the output of
-//! invocations, tenants' durable message queues and the last run of each
-//! schedule, in one SQLite database.
+//! invocations, tenants' durable message queues, the last run of each
+//! schedule, and the outbox of changes of key-value buckets a function
+//! subscribes to (written in the same transaction as each change), in one
+//! SQLite database.
 //!
 //! # Trust
 //! This crate trusts the file system under the data directory and nothing
