@@ -81,6 +81,11 @@ pub enum Action {
     QueuePurge,
     /// A message moved to its dead-letter queue after its last attempt.
     QueueDeadLetter,
+    /// A key-value change parked after its last delivery attempt, with its error.
+    KvChangeParked,
+    /// Key-value changes removed undelivered: parked past their retention, or
+    /// pending for a subscription whose function is no longer deployed.
+    KvChangesDropped,
     /// A tenant's CA for mTLS callers registered or removed (`zerofn auth mtls`).
     AuthMtlsAdd,
     AuthMtlsRemove,
@@ -88,7 +93,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order they are declared.
-    pub const ALL: [Action; 41] = [
+    pub const ALL: [Action; 43] = [
         Action::Deploy,
         Action::Undeploy,
         Action::Invoke,
@@ -128,6 +133,8 @@ impl Action {
         Action::QueueRedrive,
         Action::QueuePurge,
         Action::QueueDeadLetter,
+        Action::KvChangeParked,
+        Action::KvChangesDropped,
         Action::AuthMtlsAdd,
         Action::AuthMtlsRemove,
     ];
@@ -178,6 +185,8 @@ impl Action {
             Action::QueueRedrive => "queue.redrive",
             Action::QueuePurge => "queue.purge",
             Action::QueueDeadLetter => "queue.dead_letter",
+            Action::KvChangeParked => "kv.change_parked",
+            Action::KvChangesDropped => "kv.changes_dropped",
             Action::AuthMtlsAdd => "auth.mtls.add",
             Action::AuthMtlsRemove => "auth.mtls.remove",
         }

@@ -70,6 +70,10 @@ pub trait Bindings: Send + Sync + 'static {
     fn schedules(&self) -> Vec<crate::schedule::ScheduleBinding> {
         Vec::new()
     }
+    /// The key-value change-stream bindings (none unless said).
+    fn kv_streams(&self) -> Vec<crate::kv_stream::KvBinding> {
+        Vec::new()
+    }
 }
 
 /// One delivery to run.

@@ -4,7 +4,10 @@
 //! them (`delivery.rs`), the scheduler that invokes functions bound to
 //! schedules at their fire times (`schedule.rs`), as CloudEvents 1.0
 //! requests in binary content mode (`cloudevent.rs`), on a clock tests can
-//! replace (`clock.rs`).
+//! replace (`clock.rs`), and the change streams of tenants' key-value
+//! buckets (`kv_stream.rs`: a function bound with `[[triggers]] kv =
+//! "orders"` receives each change of that bucket, ordered per key, with its
+//! old and new value, as `Zerofn::EventSource::"<tenant>/kv/<bucket>"`).
 //!
 //! Each source is a principal of its own, `Zerofn::EventSource::"<tenant>/
 //! queue/<name>"`: a function bound to a queue with `[[triggers]] queue =
@@ -32,6 +35,9 @@
 //! - An event the invoke path refuses as it is (its data does not match its
 //!   trigger's schema: [`Delivered::give_up`]) goes to the dead-letter queue
 //!   at once, with no code run and no retry.
+//! - Key-value changes: recorded in the write's transaction, delivered at
+//!   least once, one at a time per key in sequence order, parked after
+//!   their last attempt (never dropped unrecorded), bounded per subscriber.
 //! - Schedules: at most once per fire time (recorded before the run), one
 //!   run in flight per schedule, missed runs per `missed` (`schedule.rs`).
 //!
@@ -40,13 +46,16 @@
 //!   (`queues.fn.internal`, [`Queues::publish`] with the function as actor):
 //!   `wasi:messaging` is a draft (0.2.0-draft) wasmtime 48 ships no bindings
 //!   for.
-//! - Object-storage and key-value change sources are not built.
+//! - Object-storage sources are not built.
+//! - A kv subscriber that writes to its own bucket receives its own changes:
+//!   no hop count cuts such a loop (`kv_stream.rs` logs a warning once).
 //! - Schedules assume one platform process per store (two would both fire),
 //!   and their skipped counts live in memory only.
 
 mod clock;
 mod cloudevent;
 mod delivery;
+mod kv_stream;
 mod queue;
 mod schedule;
 
@@ -57,6 +66,11 @@ pub use cloudevent::{
 pub use delivery::{
     retry_delay_ms, Binding, Bindings, BoxFuture, Delivered, Delivery, EventInvocation, Invoker,
     MAX_TRIGGER_CONCURRENCY, RETRY_BASE_MS,
+};
+pub use kv_stream::{
+    kv_change_request, kv_event_id, kv_source_uri, percent_encode_header, KvBinding, KvStreams,
+    KV_CHANGE_EVENT_TYPE, KV_LEASE_MARGIN_MS, KV_MAX_ATTEMPTS, KV_PARKED_RETENTION_MS,
+    KV_RETRY_CAP_MS,
 };
 pub use queue::{
     parse_duration_ms, OutgoingMessage, QueueName, QueueSettings, QueueStats, Queues,

@@ -190,6 +190,7 @@ fn bench(c: &mut Criterion) {
         "notes",
         "a",
         b"value".to_vec(),
+        "function:bench",
     ))
     .unwrap();
     c.bench_function(

@@ -1085,6 +1085,7 @@ mod event_tests {
             ("queue/other", "another queue"),
             ("orders", "a bare name"),
             ("schedule/worker-orders", "a schedule it is not bound to"),
+            ("kv/orders", "a kv bucket named like its queue"),
         ] {
             let r = gateway
                 .invoke_event("acme", "worker", event(source, "e-2"), request())
@@ -1117,6 +1118,6 @@ mod event_tests {
         assert_eq!(detail["caller"]["source"], "queue/orders", "{detail}");
         assert_eq!(detail["caller"]["event_id"], "e-1", "{detail}");
         assert_eq!(detail["caller"]["attempt"], 2, "{detail}");
-        assert_eq!(invokes.iter().filter(|r| r.decision == "deny").count(), 4);
+        assert_eq!(invokes.iter().filter(|r| r.decision == "deny").count(), 5);
     }
 }

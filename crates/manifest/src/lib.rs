@@ -2,7 +2,7 @@
 //! The function manifest, `zerofn.toml` ([`Manifest`]): the function's and tenant's names,
 //! its component file, its [`Route`]s, [`Limits`], the layers it pins by digest (keyed by
 //! [`InterfaceName`]), the permissions it asks for and the event sources bound to it
-//! ([`Trigger`]: queues, and schedules as a parsed [`Schedule`]). [`normalize_path`] is the one path
+//! ([`Trigger`]: queues, key-value buckets' changes, and schedules as a parsed [`Schedule`]). [`normalize_path`] is the one path
 //! normalisation that routes and the gateway share. [`Manifest::signed_content`] is the
 //! manifest's signed form, which admission compares with the signed one
 //! ([`first_difference`]). [`ManifestError::span_in`] finds the key or value an error is
@@ -21,6 +21,7 @@
 //! * Never panics on input.
 
 mod error;
+mod kv_trigger;
 mod manifest;
 mod schedule;
 mod signed;
@@ -28,6 +29,7 @@ pub mod span;
 pub mod zone;
 
 pub use error::ManifestError;
+pub use kv_trigger::KvTrigger;
 pub use manifest::{
     check_version, normalize_path, InterfaceName, Limits, Manifest, QueueTrigger, Route,
     ScheduleTrigger, Trigger, DEFAULT_TRIGGER_CONCURRENCY, MAX_CONCURRENCY, MAX_LAYERS, MAX_RATE,

@@ -35,7 +35,10 @@
 //! schema = '''{"type": "object", "required": ["id"]}'''  # optional: what each event's
 //!                             # data must match; an event that does not is dead-lettered
 //!
-//! [[triggers]]                # or a schedule (exactly one of `queue`, `schedule`)
+//! [[triggers]]                # or a key-value bucket's changes (`kv-streams.md`)
+//! kv = "carts"                # a bucket of the tenant; max_concurrency as for queues
+//!
+//! [[triggers]]                # or a schedule (exactly one of `queue`, `kv`, `schedule`)
 //! name = "nightly"            # a DNS label, unique among the function's schedules
 //! schedule = "0 30 2 * * *"   # cron: 6 fields (seconds first) or 5 (at second 0)
 //! timezone = "Europe/Berlin"  # optional: an IANA time zone (default "UTC")
@@ -58,8 +61,8 @@
 //! ]
 //! ```
 //!
-//! A trigger is also an invoke grant: it adds `event:queue/<name>` to `[invoke] from`, or
-//! for a schedule `event:schedule/<function>-<name>` (the principal
+//! A trigger is also an invoke grant: it adds `event:queue/<name>` to `[invoke] from`
+//! (`event:kv/<bucket>` for a kv trigger), or for a schedule `event:schedule/<function>-<name>` (the principal
 //! `Zerofn::EventSource::"<tenant>/schedule/<function>-<name>"`; `<function>-<name>` must
 //! be at most 63 characters). With triggers and no `[invoke]`, nobody else may invoke the
 //! function (no `public`).
@@ -151,6 +154,8 @@ pub enum Trigger {
     Queue(QueueTrigger),
     /// `schedule = "..."`: the fire times of a cron expression.
     Schedule(ScheduleTrigger),
+    /// `kv = "..."`: the changes of a key-value bucket of the tenant (`kv_trigger.rs`).
+    Kv(crate::kv_trigger::KvTrigger),
 }
 
 /// A queue bound to a function.
@@ -198,6 +203,7 @@ impl Trigger {
         match self {
             Trigger::Queue(q) => format!("queue/{}", q.queue),
             Trigger::Schedule(s) => format!("schedule/{function}-{}", s.name),
+            Trigger::Kv(k) => format!("kv/{}", k.bucket),
         }
     }
 }
@@ -394,14 +400,15 @@ struct RawManifest {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawTrigger {
-    queue: Option<String>,
-    max_concurrency: Option<i64>,
-    schema: Option<toml::Value>,
-    schedule: Option<String>,
-    name: Option<String>,
-    timezone: Option<String>,
-    missed: Option<String>,
+pub(crate) struct RawTrigger {
+    pub(crate) kv: Option<String>,
+    pub(crate) queue: Option<String>,
+    pub(crate) max_concurrency: Option<i64>,
+    pub(crate) schema: Option<toml::Value>,
+    pub(crate) schedule: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) timezone: Option<String>,
+    pub(crate) missed: Option<String>,
 }
 
 /// Reads `[[triggers]]`: each names a queue (a DNS label) once, with an
@@ -420,10 +427,15 @@ fn check_triggers(raw: Vec<RawTrigger>, function: &str) -> Result<Vec<Trigger>, 
     }
     let mut out: Vec<Trigger> = Vec::with_capacity(raw.len());
     for t in raw {
+        if t.kv.is_some() {
+            let kv = crate::kv_trigger::check_kv_trigger(t, &out)?;
+            out.push(Trigger::Kv(kv));
+            continue;
+        }
         if t.schedule.is_some() {
             if let Some(queue) = &t.queue {
                 return Err(bad(format!(
-                    "the trigger of queue `{}` also has a `schedule`; a trigger is either `queue` or `schedule`, write two triggers",
+                    "the trigger of queue `{}` also has a `schedule`; a trigger is one of `queue`, `kv` or `schedule`, write two triggers",
                     excerpt(queue)
                 )));
             }
@@ -452,7 +464,7 @@ fn check_triggers(raw: Vec<RawTrigger>, function: &str) -> Result<Vec<Trigger>, 
             }
         }
         let queue = t.queue.ok_or_else(|| {
-            bad("each trigger needs `queue = \"<name>\"` or `schedule = \"<cron>\"`".into())
+            bad("each trigger needs `queue = \"<name>\"`, `kv = \"<bucket>\"` or `schedule = \"<cron>\"`".into())
         })?;
         zerofn_policy::permissions::valid_bucket_name(&queue).map_err(|why| {
             bad(format!(
@@ -504,6 +516,22 @@ fn schema_text(value: &toml::Value) -> Result<String, SchemaError> {
         _ => Err(SchemaError::NotJson {
             detail: "write the schema as a JSON string or a TOML table".to_owned(),
         }),
+    }
+}
+
+/// `max_concurrency` of a trigger: in range, or the default.
+pub(crate) fn trigger_concurrency(n: Option<i64>) -> Result<u32, ManifestError> {
+    match n {
+        None => Ok(DEFAULT_TRIGGER_CONCURRENCY),
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| (1..=MAX_TRIGGER_CONCURRENCY).contains(n))
+            .ok_or_else(|| ManifestError::Permission {
+                key: "triggers",
+                problem: format!(
+                    "`max_concurrency` = {n} is out of range; use 1 to {MAX_TRIGGER_CONCURRENCY}"
+                ),
+            }),
     }
 }
 
@@ -1614,7 +1642,7 @@ max_body_kb = 0
             ),
             (
                 "[[triggers]]\nqueue = \"q\"\nschedule = \"* * * * *\"\n",
-                "either `queue` or `schedule`",
+                "one of `queue`, `kv` or `schedule`",
             ),
             (
                 "[[triggers]]\nqueue = \"q\"\ntimezone = \"UTC\"\n",

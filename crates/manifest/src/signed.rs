@@ -188,6 +188,10 @@ impl Manifest {
                         "timezone": s.schedule.timezone(),
                         "missed": s.missed.as_str(),
                     }),
+                    crate::Trigger::Kv(k) => serde_json::json!({
+                        "kv": k.bucket,
+                        "max_concurrency": k.max_concurrency,
+                    }),
                 })
                 .collect();
             list.sort_by_key(ToString::to_string);

@@ -1113,6 +1113,33 @@ mod tests {
     }
 
     #[test]
+    fn a_kv_trigger_admits_its_bucket_only() {
+        let p = Permissions {
+            invoke_from: [crate::InvokeSource::parse("event:kv/orders").unwrap()].into(),
+            ..Permissions::default()
+        };
+        let rt = policies(&[("acme", "sub", p)], &[]);
+        let source = |tenant: &str, name: &str| Principal::EventSource {
+            tenant: tenant.into(),
+            name: name.into(),
+        };
+        let d = rt.decide(&invoke(source("acme", "kv/orders"), "acme", "sub"));
+        assert!(d.is_allowed(), "{d:?}");
+        assert_eq!(d.determining(), ["acme/sub/invoke/event:kv/orders"]);
+        for (principal, why) in [
+            (source("acme", "kv/other"), "another bucket"),
+            (source("evil", "kv/orders"), "another tenant's bucket"),
+            (source("acme", "queue/orders"), "a queue of the same name"),
+            (Principal::Public, "a direct HTTP call"),
+        ] {
+            assert!(
+                !rt.decide(&invoke(principal, "acme", "sub")).is_allowed(),
+                "{why} was allowed"
+            );
+        }
+    }
+
+    #[test]
     fn egress_entries_compile_to_permits_on_hosts() {
         use zerofn_egress::EgressRule;
         let p = Permissions {

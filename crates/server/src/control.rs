@@ -905,11 +905,16 @@ impl ControlPlane {
             .identities
             .ensure(&tenant, &name)
             .map_err(|e| ControlError::Internal(e.to_string()))?;
+        let kv_buckets = crate::events::kv_subscriptions(loaded.artifact().manifest());
         {
             let _change = self.policy_change.lock().await;
             self.refresh_policies(Some(loaded.artifact().manifest()), None)?;
             self.routes.install(loaded);
         }
+        // After the function is in force (the change-stream loop never removes a
+        // subscription made after it looked at what is bound): from the deploy's
+        // answer on, the function's kv buckets record their changes.
+        crate::events::subscribe(&self.store, &kv_buckets).await;
         Ok(spiffe_id.to_string())
     }
 

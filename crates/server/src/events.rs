@@ -1,5 +1,5 @@
 //! Wiring of the event sources (`zerofn-events`) into the platform: the
-//! bindings (queues and schedules) come from the functions deployed now
+//! bindings (queues, key-value buckets and schedules) come from the functions deployed now
 //! (their manifests' `[[triggers]]`), and deliveries and scheduled runs enter the gateway's in-process invoke
 //! path with the event source as the caller. The control API's queue
 //! routes (`api/queues.rs`) call [`zerofn_events::Queues`].
@@ -14,10 +14,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::Response;
 use zerofn_events::{
-    Binding, Bindings, BoxFuture, Delivered, EventInvocation, Invoker, ScheduleBinding,
+    Binding, Bindings, BoxFuture, Delivered, EventInvocation, Invoker, KvBinding, ScheduleBinding,
 };
 use zerofn_gateway::{Caller, EventRefused, Gateway, Routes};
-use zerofn_manifest::Trigger;
+use zerofn_manifest::{Manifest, Trigger};
+use zerofn_store::{KvSubscription, Store};
 
 /// Longest excerpt of a failed delivery's answer kept as the message's last error.
 const MAX_ERROR_EXCERPT: usize = 256;
@@ -45,6 +46,29 @@ impl Bindings for RouteBindings {
         out
     }
 
+    fn kv_streams(&self) -> Vec<KvBinding> {
+        let table = self.0.snapshot();
+        let mut out = Vec::new();
+        for function in table.functions() {
+            let manifest = function.artifact().manifest();
+            for trigger in &manifest.triggers {
+                if let Trigger::Kv(k) = trigger {
+                    out.push(KvBinding {
+                        tenant: manifest.tenant.as_str().to_owned(),
+                        function: manifest.name.as_str().to_owned(),
+                        bucket: k.bucket.clone(),
+                        max_concurrency: k.max_concurrency,
+                        // Longer than the function may run, so a delivery in
+                        // flight is never offered a second time beside it.
+                        lease_ms: u64::from(manifest.limits.timeout_ms)
+                            .saturating_add(zerofn_events::KV_LEASE_MARGIN_MS),
+                    });
+                }
+            }
+        }
+        out
+    }
+
     fn schedules(&self) -> Vec<ScheduleBinding> {
         let table = self.0.snapshot();
         let mut out = Vec::new();
@@ -65,6 +89,34 @@ impl Bindings for RouteBindings {
             }
         }
         out
+    }
+}
+
+/// The key-value buckets `manifest` subscribes to (`[[triggers]] kv`).
+pub(crate) fn kv_subscriptions(manifest: &Manifest) -> Vec<KvSubscription> {
+    manifest
+        .triggers
+        .iter()
+        .filter_map(|t| match t {
+            Trigger::Kv(k) => Some(KvSubscription {
+                tenant: manifest.tenant.as_str().to_owned(),
+                bucket: k.bucket.clone(),
+                function: manifest.name.as_str().to_owned(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Subscribes at deploy, so the bucket records its changes from the deploy's
+/// answer on. A failure is logged, not fatal: the function is in force, and
+/// the change-stream loop subscribes it at its next pass (within a second).
+pub(crate) async fn subscribe(store: &Store, subs: &[KvSubscription]) {
+    let now = zerofn_events::Clock::now_ms(&zerofn_events::SystemClock);
+    for sub in subs {
+        if let Err(error) = store.kv_subscribe(sub, now).await {
+            tracing::warn!(%error, tenant = %sub.tenant, bucket = %sub.bucket, "cannot subscribe a function to its bucket's changes");
+        }
     }
 }
 

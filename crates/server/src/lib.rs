@@ -341,12 +341,22 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
     let delivery = zerofn_events::Delivery::new(
         queue_worker,
         events_clock,
-        bindings,
-        invoker,
+        bindings.clone(),
+        invoker.clone(),
         audit.clone(),
         events_wake,
     );
     tasks.spawn(delivery.run(shutdown_rx.clone()));
+    // Key-value change streams: the store's outbox, delivered through the
+    // same invoke path (`zerofn_events::KvStreams`).
+    let kv_streams = zerofn_events::KvStreams::new(
+        store.clone(),
+        Arc::new(zerofn_events::SystemClock),
+        bindings.clone(),
+        invoker.clone(),
+        audit.clone(),
+    )?;
+    tasks.spawn(kv_streams.run(shutdown_rx.clone()));
     tasks.spawn(jwks::refresh(
         callers.jwks_issuers().clone(),
         store.clone(),

@@ -398,7 +398,7 @@ mod tests {
         assert!(s3 > s2);
         // Key-value data is not configuration.
         store
-            .kv_set(&t("acme"), "b", "k", b"v".to_vec())
+            .kv_set(&t("acme"), "b", "k", b"v".to_vec(), "function:f")
             .await
             .unwrap();
         assert_eq!(store.config_serial().await.unwrap(), s3);

@@ -79,6 +79,15 @@ pub enum StoreError {
     PruneRaced,
     #[error("zone `{0}` does not exist; see `zerofn zone list`")]
     NoSuchZone(String),
+    /// A write to a watched key-value bucket would pass a subscriber's bound
+    /// of undelivered changes; nothing was written.
+    #[error("bucket `{bucket}` has {pending} undelivered changes for its subscriber `{function}`, the most it may hold ({limit}); the write was refused: let the subscriber catch up or fix it")]
+    KvStreamBacklog {
+        bucket: String,
+        function: String,
+        pending: u64,
+        limit: u64,
+    },
     #[error("the database connection is unusable after an earlier panic")]
     Poisoned,
     #[error("a database task failed to complete")]

@@ -6,11 +6,46 @@
 //! opaque data, so no key (whatever its bytes or encoding) can reach a row
 //! of another bucket or tenant. The caller supplies the tenant from the
 //! function's verified identity, never from the guest.
+//!
+//! Every write to a bucket a function subscribes to records its change in
+//! the same transaction (`kv_changes.rs`); the writer is named by the
+//! caller (`function:<name>`).
+
+use std::sync::Arc;
 
 use rusqlite::{params, OptionalExtension};
 use zerofn_types::TenantName;
 
-use crate::{Store, StoreError};
+use crate::kv_changes::{self, Change, KvOp};
+use crate::{Store, StoreError, MAX_KV_STREAM_BACKLOG};
+
+/// The value of `key`, read inside the caller's transaction.
+fn get(
+    conn: &rusqlite::Connection,
+    tenant: &str,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key = ?3")?
+        .query_row(params![tenant, bucket, key], |r| r.get(0))
+        .optional()?)
+}
+
+impl Store {
+    /// Wakes the change-stream loop after a write that recorded a change.
+    fn changed(&self, recorded: bool) {
+        if recorded {
+            self.kv_changed.notify_one();
+        }
+    }
+
+    /// Notified after each committed write that recorded a change (the
+    /// change-stream loop delivers at once instead of at its next poll).
+    pub fn kv_changes_notify(&self) -> Arc<tokio::sync::Notify> {
+        self.kv_changed.clone()
+    }
+}
 
 /// Why an increment failed, besides storage errors.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,40 +76,107 @@ impl Store {
         .await
     }
 
-    /// Stores `value` under `key`.
+    /// Stores `value` under `key`, as `writer` (`function:<name>`): when the
+    /// bucket is watched, the change is recorded in the same transaction
+    /// (`kv_changes.rs`), or the write is refused whole.
     pub async fn kv_set(
         &self,
         tenant: &TenantName,
         bucket: &str,
         key: &str,
         value: Vec<u8>,
+        writer: &str,
     ) -> Result<(), StoreError> {
         let (tenant, bucket, key) = (tenant.to_string(), bucket.to_owned(), key.to_owned());
-        self.with_conn(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO kv (tenant, bucket, key, value) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (tenant, bucket, key) DO UPDATE SET value = excluded.value",
-            )?
-            .execute(params![tenant, bucket, key, value])?;
-            Ok(())
-        })
-        .await
+        let writer = writer.to_owned();
+        let watched = self
+            .with_conn(move |conn| {
+                let tx = crate::write_tx(conn)?;
+                let subs = kv_changes::subscribers(&tx, &tenant, &bucket)?;
+                let old = if subs.is_empty() {
+                    None
+                } else {
+                    get(&tx, &tenant, &bucket, &key)?
+                };
+                tx.prepare_cached(
+                    "INSERT INTO kv (tenant, bucket, key, value) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (tenant, bucket, key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute(params![tenant, bucket, key, value])?;
+                if !subs.is_empty() {
+                    let change = Change {
+                        op: KvOp::Set,
+                        old: old.as_deref(),
+                        new: Some(&value),
+                        writer: &writer,
+                    };
+                    kv_changes::record(
+                        &tx,
+                        &tenant,
+                        &bucket,
+                        &key,
+                        &subs,
+                        &change,
+                        MAX_KV_STREAM_BACKLOG,
+                    )?;
+                }
+                tx.commit()?;
+                Ok(!subs.is_empty())
+            })
+            .await?;
+        self.changed(watched);
+        Ok(())
     }
 
-    /// Deletes `key`; deleting an absent key is not an error.
+    /// Deletes `key`; deleting an absent key is not an error (and, changing
+    /// nothing, records no change).
     pub async fn kv_delete(
         &self,
         tenant: &TenantName,
         bucket: &str,
         key: &str,
+        writer: &str,
     ) -> Result<(), StoreError> {
         let (tenant, bucket, key) = (tenant.to_string(), bucket.to_owned(), key.to_owned());
-        self.with_conn(move |conn| {
-            conn.prepare_cached("DELETE FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key = ?3")?
-                .execute(params![tenant, bucket, key])?;
-            Ok(())
-        })
-        .await
+        let writer = writer.to_owned();
+        let watched = self
+            .with_conn(move |conn| {
+                let tx = crate::write_tx(conn)?;
+                let subs = kv_changes::subscribers(&tx, &tenant, &bucket)?;
+                let old = if subs.is_empty() {
+                    None
+                } else {
+                    get(&tx, &tenant, &bucket, &key)?
+                };
+                tx.prepare_cached("DELETE FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key = ?3")?
+                    .execute(params![tenant, bucket, key])?;
+                let recorded = match &old {
+                    Some(old) if !subs.is_empty() => {
+                        let change = Change {
+                            op: KvOp::Delete,
+                            old: Some(old),
+                            new: None,
+                            writer: &writer,
+                        };
+                        kv_changes::record(
+                            &tx,
+                            &tenant,
+                            &bucket,
+                            &key,
+                            &subs,
+                            &change,
+                            MAX_KV_STREAM_BACKLOG,
+                        )?;
+                        true
+                    }
+                    _ => false,
+                };
+                tx.commit()?;
+                Ok(recorded)
+            })
+            .await?;
+        self.changed(watched);
+        Ok(())
     }
 
     /// Whether `key` exists.
@@ -127,45 +229,70 @@ impl Store {
     }
 
     /// Adds `delta` to the decimal u64 stored under `key` (absent = 0) in
-    /// one transaction and returns the new value.
+    /// one transaction (with its change record, when the bucket is watched)
+    /// and returns the new value.
     pub async fn kv_increment(
         &self,
         tenant: &TenantName,
         bucket: &str,
         key: &str,
         delta: u64,
+        writer: &str,
     ) -> Result<Result<u64, IncrementError>, StoreError> {
         let (tenant, bucket, key) = (tenant.to_string(), bucket.to_owned(), key.to_owned());
-        self.with_conn(move |conn| {
-            let tx = crate::write_tx(conn)?;
-            let current: Option<Vec<u8>> = tx
-                .prepare_cached(
-                    "SELECT value FROM kv WHERE tenant = ?1 AND bucket = ?2 AND key = ?3",
-                )?
-                .query_row(params![tenant, bucket, key], |r| r.get(0))
-                .optional()?;
-            let current = match current {
-                None => 0,
-                Some(bytes) => match std::str::from_utf8(&bytes)
-                    .ok()
-                    .and_then(|s| s.parse::<u64>().ok())
-                {
-                    Some(n) => n,
-                    None => return Ok(Err(IncrementError::NotANumber)),
-                },
-            };
-            let Some(next) = current.checked_add(delta) else {
-                return Ok(Err(IncrementError::Overflow));
-            };
-            tx.prepare_cached(
-                "INSERT INTO kv (tenant, bucket, key, value) VALUES (?1, ?2, ?3, ?4) \
+        let writer = writer.to_owned();
+        let out = self
+            .with_conn(move |conn| {
+                let tx = crate::write_tx(conn)?;
+                let old = get(&tx, &tenant, &bucket, &key)?;
+                let current = match &old {
+                    None => 0,
+                    Some(bytes) => match std::str::from_utf8(bytes)
+                        .ok()
+                        .and_then(|s| s.parse::<u64>().ok())
+                    {
+                        Some(n) => n,
+                        None => return Ok((Err(IncrementError::NotANumber), false)),
+                    },
+                };
+                let Some(next) = current.checked_add(delta) else {
+                    return Ok((Err(IncrementError::Overflow), false));
+                };
+                let new = next.to_string().into_bytes();
+                tx.prepare_cached(
+                    "INSERT INTO kv (tenant, bucket, key, value) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT (tenant, bucket, key) DO UPDATE SET value = excluded.value",
-            )?
-            .execute(params![tenant, bucket, key, next.to_string().into_bytes()])?;
-            tx.commit()?;
-            Ok(Ok(next))
-        })
-        .await
+                )?
+                .execute(params![tenant, bucket, key, new])?;
+                let subs = kv_changes::subscribers(&tx, &tenant, &bucket)?;
+                if !subs.is_empty() {
+                    let change = Change {
+                        op: KvOp::Increment,
+                        old: old.as_deref(),
+                        new: Some(&new),
+                        writer: &writer,
+                    };
+                    kv_changes::record(
+                        &tx,
+                        &tenant,
+                        &bucket,
+                        &key,
+                        &subs,
+                        &change,
+                        MAX_KV_STREAM_BACKLOG,
+                    )?;
+                }
+                tx.commit()?;
+                Ok((Ok(next), !subs.is_empty()))
+            })
+            .await;
+        match out? {
+            (Ok(n), watched) => {
+                self.changed(watched);
+                Ok(Ok(n))
+            }
+            (Err(e), _) => Ok(Err(e)),
+        }
     }
 }
 
@@ -179,7 +306,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store
-            .kv_set(&t("a"), "b", "k", b"a-value".to_vec())
+            .kv_set(&t("a"), "b", "k", b"a-value".to_vec(), "function:f")
             .await
             .unwrap();
         // Same key in another bucket and another tenant, and keys that try
@@ -203,7 +330,10 @@ mod tests {
             store.kv_list(&t("b"), "b", 0, 10).await.unwrap(),
             (vec![], None)
         );
-        store.kv_delete(&t("b"), "b", "k").await.unwrap();
+        store
+            .kv_delete(&t("b"), "b", "k", "function:f")
+            .await
+            .unwrap();
         assert_eq!(
             store.kv_get(&t("a"), "b", "k").await.unwrap(),
             Some(b"a-value".to_vec())
@@ -215,7 +345,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         for k in ["c", "a", "b"] {
-            store.kv_set(&t("t"), "b", k, vec![]).await.unwrap();
+            store
+                .kv_set(&t("t"), "b", k, vec![], "function:f")
+                .await
+                .unwrap();
         }
         let (first, next) = store.kv_list(&t("t"), "b", 0, 2).await.unwrap();
         assert_eq!(first, ["a", "b"]);
@@ -225,11 +358,17 @@ mod tests {
             (vec!["c".to_owned()], None)
         );
         assert_eq!(
-            store.kv_increment(&t("t"), "n", "c", 5).await.unwrap(),
+            store
+                .kv_increment(&t("t"), "n", "c", 5, "function:f")
+                .await
+                .unwrap(),
             Ok(5)
         );
         assert_eq!(
-            store.kv_increment(&t("t"), "n", "c", 2).await.unwrap(),
+            store
+                .kv_increment(&t("t"), "n", "c", 2, "function:f")
+                .await
+                .unwrap(),
             Ok(7)
         );
         assert_eq!(
@@ -237,15 +376,27 @@ mod tests {
             Some(b"7".to_vec())
         );
         assert_eq!(
-            store.kv_increment(&t("t"), "b", "a", 1).await.unwrap(),
+            store
+                .kv_increment(&t("t"), "b", "a", 1, "function:f")
+                .await
+                .unwrap(),
             Err(super::IncrementError::NotANumber)
         );
         store
-            .kv_set(&t("t"), "n", "max", u64::MAX.to_string().into_bytes())
+            .kv_set(
+                &t("t"),
+                "n",
+                "max",
+                u64::MAX.to_string().into_bytes(),
+                "function:f",
+            )
             .await
             .unwrap();
         assert_eq!(
-            store.kv_increment(&t("t"), "n", "max", 1).await.unwrap(),
+            store
+                .kv_increment(&t("t"), "n", "max", 1, "function:f")
+                .await
+                .unwrap(),
             Err(super::IncrementError::Overflow)
         );
     }

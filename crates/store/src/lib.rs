@@ -2,8 +2,10 @@
 //! Embedded persistent state: tenants and their signing keys, deployments,
 //! published layers and which deployments pin them, the raw rows of the
 //! audit log (and the indexes its queries use), and the output of
-//! invocations, tenants' durable message queues and the last run of each
-//! schedule, in one SQLite database.
+//! invocations, tenants' durable message queues, the last run of each
+//! schedule, and the outbox of changes of key-value buckets a function
+//! subscribes to (written in the same transaction as each change), in one
+//! SQLite database.
 //!
 //! # Trust
 //! This crate trusts the file system under the data directory and nothing
@@ -38,6 +40,7 @@ mod history;
 mod invocation_logs;
 mod jwks_fetches;
 mod kv;
+mod kv_changes;
 mod layers;
 mod mtls_cas;
 mod operators;
@@ -69,6 +72,10 @@ pub use invocation_logs::{
     log_timestamp, LogAppend, LogLineRow, LogPage, LogQuery, LogWriter, NewLogLine,
 };
 pub use kv::IncrementError;
+pub use kv_changes::{
+    KvChangeRow, KvChangeWorker, KvLeaseBatch, KvLeased, KvOp, KvReleased, KvStreamCounts,
+    KvSubscription,
+};
 pub use layers::{LayerRow, LayerSummary};
 pub use mtls_cas::MtlsCaRow;
 pub use operators::{ControlPolicyRow, OperatorCertRow};
@@ -80,6 +87,11 @@ pub use queues::{
 pub use tenant_limits::TenantLimitsRow;
 pub use tenants::{TenantKeyRow, TenantRow};
 pub use zones::ZoneRow;
+
+/// Most changes (undelivered and parked) one subscriber of a key-value
+/// bucket holds; a write that would record one more is refused
+/// ([`StoreError::KvStreamBacklog`]).
+pub const MAX_KV_STREAM_BACKLOG: u64 = 10_000;
 
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "zerofn.db";
@@ -225,6 +237,8 @@ CREATE TABLE IF NOT EXISTS revoked_serials (
 pub struct Store {
     path: PathBuf,
     conn: Arc<Mutex<Connection>>,
+    /// Poked after a write that recorded a key-value change (`kv.rs`).
+    kv_changed: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Store {
@@ -253,6 +267,7 @@ impl Store {
         conn.execute_batch(zones::SCHEMA)?;
         conn.execute_batch(queues::SCHEMA)?;
         conn.execute_batch(schedule_runs::SCHEMA)?;
+        conn.execute_batch(kv_changes::SCHEMA)?;
         migrate(&conn)?;
         conn.execute_batch(audit_query::SCHEMA)?;
         conn.execute_batch(invocation_logs::SCHEMA)?;
@@ -261,6 +276,7 @@ impl Store {
         Ok(Store {
             path,
             conn: Arc::new(Mutex::new(conn)),
+            kv_changed: Arc::default(),
         })
     }
 
@@ -296,6 +312,7 @@ impl Store {
         Ok(Store {
             path,
             conn: Arc::new(Mutex::new(conn)),
+            kv_changed: Arc::default(),
         })
     }
 

@@ -74,7 +74,14 @@ impl InvocationHost {
     ) -> Result<KvOutcome, CapabilityError> {
         let store = &self.services.store;
         let tenant = &self.manifest().tenant;
+        // Who wrote a change, as its change-stream records name it.
+        let writer = format!("function:{}", self.name());
         let failed = |e: zerofn_store::StoreError| {
+            if let zerofn_store::StoreError::KvStreamBacklog { .. } = e {
+                // The tenant's own subscriber is behind: the guest learns why
+                // its write was refused (bucket and function names only).
+                return CapabilityError::Failed(e.to_string());
+            }
             tracing::error!(invocation_id = %self.invocation_id, error = %e, "key-value store failed");
             CapabilityError::Failed("the key-value store failed".into())
         };
@@ -94,14 +101,14 @@ impl InvocationHost {
             ),
             KvOp::Set { key, value } => {
                 store
-                    .kv_set(tenant, bucket, &key, value.to_vec())
+                    .kv_set(tenant, bucket, &key, value.to_vec(), &writer)
                     .await
                     .map_err(failed)?;
                 KvOutcome::Done
             }
             KvOp::Delete { key } => {
                 store
-                    .kv_delete(tenant, bucket, &key)
+                    .kv_delete(tenant, bucket, &key, &writer)
                     .await
                     .map_err(failed)?;
                 KvOutcome::Done
@@ -115,7 +122,7 @@ impl InvocationHost {
             }
             KvOp::Increment { key, delta } => {
                 match store
-                    .kv_increment(tenant, bucket, &key, delta)
+                    .kv_increment(tenant, bucket, &key, delta, &writer)
                     .await
                     .map_err(failed)?
                 {

@@ -24,6 +24,7 @@ mod harness;
 mod intent;
 mod js;
 mod jwks_url;
+mod kv_streams;
 mod layers;
 mod limits;
 mod logs;
