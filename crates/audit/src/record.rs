@@ -480,7 +480,10 @@ mod tests {
         );
         let bare = AuditRecord::new("gateway", Action::Invoke, Outcome::Allow)
             .detail_field("trace_id", "abc".into());
-        assert_eq!(bare.detail_value(), Some(&serde_json::json!({"trace_id": "abc"})));
+        assert_eq!(
+            bare.detail_value(),
+            Some(&serde_json::json!({"trace_id": "abc"}))
+        );
         let list = AuditRecord::new("gateway", Action::Invoke, Outcome::Allow)
             .detail(serde_json::json!([1]))
             .detail_field("trace_id", "abc".into());

@@ -945,14 +945,14 @@ impl Drop for Unrecorded {
                 Outcome::Error,
                 CLIENT_GONE_STATUS,
             )
-        .reason(format!(
-            "{CLIENT_GONE}: the caller went away before the invocation finished"
-        ))
-        .detail(serde_json::json!({
-            "caller": p.caller,
-            "depth": p.depth,
-            "decisions": p.decision.into_iter().collect::<Vec<_>>(),
-        })),
+            .reason(format!(
+                "{CLIENT_GONE}: the caller went away before the invocation finished"
+            ))
+            .detail(serde_json::json!({
+                "caller": p.caller,
+                "depth": p.depth,
+                "decisions": p.decision.into_iter().collect::<Vec<_>>(),
+            })),
             p.trace,
         );
         let audit = self.audit.clone();

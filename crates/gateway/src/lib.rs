@@ -70,6 +70,6 @@ pub use ratelimit::{InvokeLimits, LimitSpec, Rate};
 pub use routes::{PrefixTaken, RouteSpace, RouteTable, Routes};
 pub use trace::TRACE_ID_FIELD;
 pub use validation::EventRefused;
-pub use zerofn_telemetry::Tracer;
 pub use zerofn_egress::{EgressClient, EgressConfig, EgressLimits};
 pub use zerofn_listener::PeerAddr;
+pub use zerofn_telemetry::Tracer;

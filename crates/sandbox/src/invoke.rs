@@ -377,7 +377,14 @@ impl Sandbox {
             Err(e) => return (Err(e), GuestOutput::default()),
         };
         let result = self
-            .run_instance(function, request, slot, store, &watch, options.phases.clone())
+            .run_instance(
+                function,
+                request,
+                slot,
+                store,
+                &watch,
+                options.phases.clone(),
+            )
             .await;
         if let Some(p) = &options.phases {
             let _ = p.ended.set(Instant::now());

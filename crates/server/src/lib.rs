@@ -61,11 +61,11 @@ pub use error::ServerError;
 pub use identity::Identities;
 pub use tlog::{audit_log_verifier, AuditTree, AUDIT_KEY_FILE};
 pub use zerofn_audit::AuditDurability;
-pub use zerofn_telemetry::OtlpConfig;
 pub use zerofn_gateway::{EgressClient, EgressConfig, EgressLimits, GatewayConfig, LogRetention};
 pub use zerofn_identity::TrustDomain;
 pub use zerofn_listener::TlsFileError;
 pub use zerofn_store::DEFAULT_KEEP_VERSIONS;
+pub use zerofn_telemetry::OtlpConfig;
 
 /// Everything `zerofn up` needs.
 #[derive(Debug, Clone)]

@@ -230,36 +230,91 @@ mod tests {
         assert!(!unsampled.is_sampled());
         // A later version is read as version 00, extra fields behind a `-` ignored.
         let future = format!("cc{}-what-comes-next", &VALID[2..]);
-        assert_eq!(
-            TraceParent::parse(&future).unwrap().trace_id,
-            p.trace_id
-        );
+        assert_eq!(TraceParent::parse(&future).unwrap().trace_id, p.trace_id);
     }
 
     #[test]
     fn invalid_traceparents_are_ignored() {
         for (value, why) in [
             ("", "empty"),
-            ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "version ff"),
-            ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", "all-zero trace id"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", "all-zero parent id"),
-            ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", "uppercase trace id"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01", "uppercase parent id"),
-            ("0A-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "uppercase version"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0F", "uppercase flags"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01", "short trace id"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e47366-00f067aa0ba902b7-01", "long trace id"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b-01", "short parent id"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1", "short flags"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-", "version 00 with more"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x", "trailing junk"),
-            ("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x", "later version, no dash"),
-            ("00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01", "wrong separators"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g", "non-hex flags"),
-            (" 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "leading space"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-é1", "non-ASCII"),
+            (
+                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "version ff",
+            ),
+            (
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                "all-zero trace id",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                "all-zero parent id",
+            ),
+            (
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                "uppercase trace id",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",
+                "uppercase parent id",
+            ),
+            (
+                "0A-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "uppercase version",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0F",
+                "uppercase flags",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+                "short trace id",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e47366-00f067aa0ba902b7-01",
+                "long trace id",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b-01",
+                "short parent id",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+                "short flags",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+                "version 00 with more",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+                "trailing junk",
+            ),
+            (
+                "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+                "later version, no dash",
+            ),
+            (
+                "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+                "wrong separators",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+                "non-hex flags",
+            ),
+            (
+                " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "leading space",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-é1",
+                "non-ASCII",
+            ),
         ] {
-            assert_eq!(TraceParent::parse(value), None, "{why}: {value:?} was accepted");
+            assert_eq!(
+                TraceParent::parse(value),
+                None,
+                "{why}: {value:?} was accepted"
+            );
         }
     }
 
@@ -272,7 +327,11 @@ mod tests {
         let p = TraceParent::from_headers(&h).unwrap();
         assert_eq!(p.state.as_deref(), Some("a=1,b=2"));
         h.append(TRACEPARENT, VALID.parse().unwrap());
-        assert_eq!(TraceParent::from_headers(&h), None, "two traceparent headers");
+        assert_eq!(
+            TraceParent::from_headers(&h),
+            None,
+            "two traceparent headers"
+        );
         let mut long = http::HeaderMap::new();
         long.insert(TRACEPARENT, VALID.parse().unwrap());
         long.insert(TRACESTATE, "k=".repeat(300).parse().unwrap());

@@ -85,7 +85,9 @@ impl OtlpConfig {
             .build()
             .map_err(|_| bad("not a URL"))?;
         if !(0.0..=1.0).contains(&sample_ratio) {
-            return Err(TelemetryError::SampleRatio { ratio: sample_ratio });
+            return Err(TelemetryError::SampleRatio {
+                ratio: sample_ratio,
+            });
         }
         Ok(OtlpConfig {
             endpoint: endpoint_uri,
@@ -340,7 +342,10 @@ struct Client {
     endpoint: Uri,
     host: String,
     port: u16,
-    tls: Option<(tokio_rustls::TlsConnector, rustls::pki_types::ServerName<'static>)>,
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
 }
 
 impl Client {

@@ -75,10 +75,16 @@ mod tests {
         for (given, url) in [
             ("http://127.0.0.1:4318", "http://127.0.0.1:4318/v1/traces"),
             ("http://collector:4318/", "http://collector:4318/v1/traces"),
-            ("https://otel.example/v1/traces", "https://otel.example/v1/traces"),
+            (
+                "https://otel.example/v1/traces",
+                "https://otel.example/v1/traces",
+            ),
             ("http://c/base", "http://c/base/v1/traces"),
         ] {
-            assert_eq!(OtlpConfig::new(given, 1.0).unwrap().endpoint().to_string(), url);
+            assert_eq!(
+                OtlpConfig::new(given, 1.0).unwrap().endpoint().to_string(),
+                url
+            );
         }
         for (given, why) in [
             ("ftp://c/", "scheme"),
@@ -87,7 +93,10 @@ mod tests {
             ("http://c/?a=b", "query"),
             ("not a url", "garbage"),
         ] {
-            assert!(OtlpConfig::new(given, 1.0).is_err(), "{why}: {given} accepted");
+            assert!(
+                OtlpConfig::new(given, 1.0).is_err(),
+                "{why}: {given} accepted"
+            );
         }
         for ratio in [-0.1, 1.5, f64::NAN] {
             assert!(matches!(
@@ -115,7 +124,9 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for _ in 0..answers {
-                let Ok((mut s, _)) = listener.accept() else { return };
+                let Ok((mut s, _)) = listener.accept() else {
+                    return;
+                };
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 let (head, body) = loop {
@@ -125,7 +136,11 @@ mod tests {
                         let head = String::from_utf8_lossy(&buf[..end]).to_string();
                         let len: usize = head
                             .lines()
-                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
                             .unwrap();
                         while buf.len() < end + 4 + len {
                             let n = s.read(&mut chunk).unwrap();
@@ -134,7 +149,8 @@ mod tests {
                         break (head, buf[end + 4..end + 4 + len].to_vec());
                     }
                 };
-                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").unwrap();
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .unwrap();
                 tx.send((head, body)).unwrap();
             }
         });
@@ -160,9 +176,15 @@ mod tests {
         // Shutdown flushes what is queued.
         stop.send(true).unwrap();
         task.await.unwrap();
-        let (head, body) = bodies.recv_timeout(std::time::Duration::from_secs(30)).unwrap();
+        let (head, body) = bodies
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap();
         assert!(head.starts_with("POST /v1/traces HTTP/1.1"), "{head}");
-        assert!(head.to_ascii_lowercase().contains("content-type: application/x-protobuf"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/x-protobuf"),
+            "{head}"
+        );
         let req = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
         let rs = &req.resource_spans[0];
         let service = &rs.resource.as_ref().unwrap().attributes[0];
@@ -173,13 +195,23 @@ mod tests {
         let server = spans.iter().find(|s| s.name == "GET /x").unwrap();
         assert_eq!(server.kind, 2, "SERVER");
         assert_eq!(guest.kind, 1, "INTERNAL");
-        assert_eq!(hex::encode(&server.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(server.parent_span_id, hex::decode("00f067aa0ba902b7").unwrap());
+        assert_eq!(
+            hex::encode(&server.trace_id),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(
+            server.parent_span_id,
+            hex::decode("00f067aa0ba902b7").unwrap()
+        );
         assert_eq!(guest.parent_span_id, root_id.to_vec());
         assert_eq!(guest.trace_id, server.trace_id);
         assert_eq!(guest.status.as_ref().unwrap().code, 2, "ERROR");
         assert!(server.end_time_unix_nano >= server.start_time_unix_nano);
-        let status = server.attributes.iter().find(|a| a.key == "http.response.status_code").unwrap();
+        let status = server
+            .attributes
+            .iter()
+            .find(|a| a.key == "http.response.status_code")
+            .unwrap();
         assert_eq!(
             status.value.as_ref().unwrap().value,
             Some(opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(200))
@@ -191,8 +223,11 @@ mod tests {
     async fn a_full_queue_drops_and_counts_and_an_unsampled_trace_records_nothing() {
         let (_stop, shutdown) = tokio::sync::watch::channel(false);
         // Nothing drains the queue: the exporter is never run.
-        let (tracer, _exporter) =
-            Tracer::start(OtlpConfig::new("http://127.0.0.1:9", 1.0).unwrap(), shutdown).unwrap();
+        let (tracer, _exporter) = Tracer::start(
+            OtlpConfig::new("http://127.0.0.1:9", 1.0).unwrap(),
+            shutdown,
+        )
+        .unwrap();
         let root = tracer.server_span("r", None);
         for _ in 0..QUEUE_SPANS + 10 {
             drop(root.child("c", SpanKind::Internal));
@@ -200,8 +235,11 @@ mod tests {
         assert_eq!(tracer.stats().unwrap().dropped(), 10);
 
         let (_stop, shutdown) = tokio::sync::watch::channel(false);
-        let (never, _exporter) =
-            Tracer::start(OtlpConfig::new("http://127.0.0.1:9", 0.0).unwrap(), shutdown).unwrap();
+        let (never, _exporter) = Tracer::start(
+            OtlpConfig::new("http://127.0.0.1:9", 0.0).unwrap(),
+            shutdown,
+        )
+        .unwrap();
         let span = never.server_span("r", None);
         assert!(!span.is_recording());
         let ctx = span.context().unwrap();
@@ -215,7 +253,11 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_collector_fails_the_batch_once() {
         // A port nothing listens on: bound, then closed.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let (tracer, exporter) = Tracer::start(
             OtlpConfig::new(&format!("http://127.0.0.1:{port}"), 1.0).unwrap(),

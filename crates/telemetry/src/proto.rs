@@ -105,7 +105,9 @@ pub struct AnyValue {
     pub value: Option<any_value::Value>,
 }
 
-/// The `AnyValue.value` oneof (the kinds the platform sets).
+/// The `AnyValue.value` oneof (the kinds the platform sets), named as in
+/// the proto file.
+#[allow(clippy::enum_variant_names)]
 pub mod any_value {
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Value {

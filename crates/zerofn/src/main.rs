@@ -65,7 +65,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the platform: public gateway and control API.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Print a completion script for SHELL, e.g. `zerofn completions bash >
     /// ~/.local/share/bash-completion/completions/zerofn`.
     Completions {
@@ -327,7 +327,12 @@ struct UpArgs {
     otlp_endpoint: Option<String>,
     /// With --otlp-endpoint: the share of new traces recorded, from 0 to 1. A request
     /// carrying a valid W3C `traceparent` follows its caller's sampled flag.
-    #[arg(long, default_value_t = 1.0, requires = "otlp_endpoint", value_name = "RATIO")]
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        requires = "otlp_endpoint",
+        value_name = "RATIO"
+    )]
     otlp_sample_ratio: f64,
 }
 
@@ -519,7 +524,7 @@ async fn run(cli: Cli) -> Result<()> {
         ca_bundle: cli.ca_bundle,
     });
     match cli.command {
-        Command::Up(args) => up(data_dir, args).await,
+        Command::Up(args) => up(data_dir, *args).await,
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             clap_complete::generate(shell, &mut Cli::command(), "zerofn", &mut std::io::stdout());

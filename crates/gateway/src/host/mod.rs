@@ -203,6 +203,7 @@ pub struct InvocationHost {
 }
 
 impl InvocationHost {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         services: Arc<HostServices>,
         invocations: Arc<dyn Invocations>,

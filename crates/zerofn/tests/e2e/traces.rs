@@ -97,7 +97,8 @@ fn receiver() -> Receiver {
                 }
             }
             seen.lock().unwrap().push(head);
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
         }
     });
     Receiver {
@@ -156,7 +157,12 @@ fn children<'a>(spans: &'a [Span], parent: &Span) -> Vec<&'a Span> {
 #[test]
 fn a_callers_trace_runs_through_gateway_guest_and_call_and_into_the_audit_records() {
     let otlp = receiver();
-    let s = Setup::with_args(&["--otlp-endpoint", &otlp.url]);
+    let s = Setup::with_args(&[
+        "--otlp-endpoint",
+        &otlp.url,
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ]);
     s.deploy(
         "hello",
         "hello-c",
@@ -203,7 +209,10 @@ fn a_callers_trace_runs_through_gateway_guest_and_call_and_into_the_audit_record
     assert_eq!(text(root, "faas.trigger"), "http");
     assert_eq!(text(root, "http.request.method"), "GET");
     assert_eq!(text(root, "url.path"), "/caller/acme/hello/");
-    assert_eq!(attr(root, "http.response.status_code"), Some(Value::IntValue(200)));
+    assert_eq!(
+        attr(root, "http.response.status_code"),
+        Some(Value::IntValue(200))
+    );
     assert_eq!(
         text(root, "zerofn.spiffe_id"),
         "spiffe://zerofn.local/tenant/acme/fn/caller"
@@ -213,16 +222,30 @@ fn a_callers_trace_runs_through_gateway_guest_and_call_and_into_the_audit_record
     assert!(!text(root, "zerofn.policy_ids").is_empty());
 
     // Under the gateway's span: authentication, the decision, instantiation, the guest.
-    let under_root: Vec<&str> = children(spans, root).iter().map(|s| s.name.as_str()).collect();
-    for name in ["zerofn.authenticate", "zerofn.decide", "zerofn.instantiate", "zerofn.guest"] {
-        assert!(under_root.contains(&name), "{name} not under the root: {under_root:?}");
+    let under_root: Vec<&str> = children(spans, root)
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    for name in [
+        "zerofn.authenticate",
+        "zerofn.decide",
+        "zerofn.instantiate",
+        "zerofn.guest",
+    ] {
+        assert!(
+            under_root.contains(&name),
+            "{name} not under the root: {under_root:?}"
+        );
     }
     let decide = children(spans, root)
         .into_iter()
         .find(|s| s.name == "zerofn.decide")
         .unwrap();
     assert_eq!(text(decide, "zerofn.decision"), "allow");
-    assert_eq!(text(decide, "zerofn.policy_ids"), text(root, "zerofn.policy_ids"));
+    assert_eq!(
+        text(decide, "zerofn.policy_ids"),
+        text(root, "zerofn.policy_ids")
+    );
     let guest = children(spans, root)
         .into_iter()
         .find(|s| s.name == "zerofn.guest")
@@ -237,7 +260,10 @@ fn a_callers_trace_runs_through_gateway_guest_and_call_and_into_the_audit_record
     let callee = named(spans, "invoke acme/hello")[0];
     assert_eq!(callee.parent_span_id, call.span_id);
     assert_eq!(callee.kind, 2, "SERVER");
-    assert_eq!(text(callee, "zerofn.caller"), "Zerofn::Function::\"acme/caller\"");
+    assert_eq!(
+        text(callee, "zerofn.caller"),
+        "Zerofn::Function::\"acme/caller\""
+    );
     assert_eq!(
         text(callee, "zerofn.caller.spiffe_id"),
         "spiffe://zerofn.local/tenant/acme/fn/caller"
@@ -247,9 +273,15 @@ fn a_callers_trace_runs_through_gateway_guest_and_call_and_into_the_audit_record
         "spiffe://zerofn.local/tenant/acme/fn/hello"
     );
     assert_eq!(text(callee, "zerofn.decision"), "allow");
-    assert!(children(spans, callee).iter().any(|s| s.name == "zerofn.guest"));
+    assert!(children(spans, callee)
+        .iter()
+        .any(|s| s.name == "zerofn.guest"));
     for span in spans {
-        assert!(span.end_time_unix_nano >= span.start_time_unix_nano, "{}", span.name);
+        assert!(
+            span.end_time_unix_nano >= span.start_time_unix_nano,
+            "{}",
+            span.name
+        );
     }
 
     // The audit records of both invocations name the trace.
@@ -258,13 +290,19 @@ fn a_callers_trace_runs_through_gateway_guest_and_call_and_into_the_audit_record
         .iter()
         .find(|r| r["action"] == "invoke" && r["invocation_id"] == invocation.as_str())
         .expect("the caller's invoke record");
-    assert_eq!(caller_record["detail"]["trace_id"], TRACE, "{caller_record}");
+    assert_eq!(
+        caller_record["detail"]["trace_id"], TRACE,
+        "{caller_record}"
+    );
     let callee_invocation = text(callee, "faas.invocation_id");
     let callee_record = records
         .iter()
         .find(|r| r["action"] == "invoke" && r["invocation_id"] == callee_invocation.as_str())
         .expect("the callee's invoke record");
-    assert_eq!(callee_record["detail"]["trace_id"], TRACE, "{callee_record}");
+    assert_eq!(
+        callee_record["detail"]["trace_id"], TRACE,
+        "{callee_record}"
+    );
 
     // A malformed traceparent starts a new trace: no error, no parent.
     let before = otlp.spans.lock().unwrap().len();
@@ -292,7 +330,10 @@ fn a_callers_trace_runs_through_gateway_guest_and_call_and_into_the_audit_record
                 && s.name == "invoke acme/caller"
         })
         .unwrap();
-    assert!(fresh.parent_span_id.is_empty(), "a new trace's root has no parent");
+    assert!(
+        fresh.parent_span_id.is_empty(),
+        "a new trace's root has no parent"
+    );
     assert_ne!(hex::encode(&fresh.trace_id), TRACE);
     let record = s
         .audit(50)
@@ -305,16 +346,33 @@ fn a_callers_trace_runs_through_gateway_guest_and_call_and_into_the_audit_record
     for head in otlp.heads.lock().unwrap().iter() {
         assert!(head.starts_with("POST /v1/traces HTTP/1.1"), "{head}");
         assert!(
-            head.to_ascii_lowercase().contains("content-type: application/x-protobuf"),
+            head.to_ascii_lowercase()
+                .contains("content-type: application/x-protobuf"),
             "{head}"
         );
     }
-    // The export's own counts are on /metrics.
-    let metrics = ok(s.platform.cli(&["metrics"]));
-    assert!(
-        metrics.contains("zerofn_trace_spans_total{outcome=\"exported\"}"),
-        "{metrics}"
-    );
+    // The export's own counts are on /metrics (counted once the receiver answered).
+    let metrics_addr = s.platform.metrics.clone().expect("metrics listening line");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = http(&metrics_addr, "GET", "/metrics", &[], b"").text();
+        let exported = text
+            .lines()
+            .find_map(|l| l.strip_prefix("zerofn_trace_spans_total{outcome=\"exported\"} "))
+            .map(|v| v.trim().parse::<f64>().unwrap());
+        if exported.is_some_and(|n| n > 0.0) {
+            assert!(
+                text.contains("zerofn_trace_spans_total{outcome=\"dropped\"} 0"),
+                "{text}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exported spans counted: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -331,7 +389,8 @@ fn an_outbound_request_carries_the_platforms_traceparent_in_the_callers_trace() 
             if let Some((head, _)) = read_request(&mut s) {
                 seen.lock().unwrap().push(head);
             }
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nup");
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nup");
         }
     });
     let s = Setup::with_args(&["--otlp-endpoint", &format!("{}/v1/traces", otlp.url)]);
@@ -352,17 +411,28 @@ fn an_outbound_request_carries_the_platforms_traceparent_in_the_callers_trace() 
         format!("GET http://127.0.0.1:{port}/x").as_bytes(),
     );
     assert_eq!((r.status, r.text().as_str()), (200, "up"));
-    let head = heads.lock().unwrap().last().cloned().expect("the upstream saw the request");
+    let head = heads
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .expect("the upstream saw the request");
     let sent: HashMap<String, String> = head
         .lines()
         .skip(1)
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    let outbound = sent.get("traceparent").expect("a traceparent on the outbound request");
+    let outbound = sent
+        .get("traceparent")
+        .expect("a traceparent on the outbound request");
     let parts: Vec<&str> = outbound.split('-').collect();
     assert_eq!(parts.len(), 4, "{outbound}");
-    assert_eq!((parts[0], parts[1], parts[3]), ("00", TRACE, "01"), "{outbound}");
+    assert_eq!(
+        (parts[0], parts[1], parts[3]),
+        ("00", TRACE, "01"),
+        "{outbound}"
+    );
     // Its parent id is the platform's CLIENT span of the request, under the guest's span.
     let span_id = parts[2].to_owned();
     let spans = otlp.wait("the outbound request's span", |spans| {
@@ -375,8 +445,14 @@ fn an_outbound_request_carries_the_platforms_traceparent_in_the_callers_trace() 
     assert_eq!(client.kind, 3, "CLIENT");
     assert_eq!(client.name, "GET");
     assert_eq!(text(client, "server.address"), "127.0.0.1");
-    assert_eq!(attr(client, "server.port"), Some(Value::IntValue(i64::from(port))));
-    assert_eq!(attr(client, "http.response.status_code"), Some(Value::IntValue(200)));
+    assert_eq!(
+        attr(client, "server.port"),
+        Some(Value::IntValue(i64::from(port)))
+    );
+    assert_eq!(
+        attr(client, "http.response.status_code"),
+        Some(Value::IntValue(200))
+    );
     assert_eq!(hex::encode(&client.trace_id), TRACE);
     let guest = spans
         .iter()
