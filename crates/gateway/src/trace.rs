@@ -175,3 +175,62 @@ pub(crate) fn status(span: &mut Span, status: http::StatusCode) {
         span.fail(status.as_str());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zerofn_audit::{Action, Outcome};
+    use zerofn_telemetry::{OtlpConfig, Tracer};
+
+    const GUEST_SAYS: &str = "00-11111111111111111111111111111111-2222222222222222-01";
+
+    fn guest_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(TRACEPARENT, GUEST_SAYS.parse().unwrap());
+        h.insert(TRACESTATE, "forged=1".parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn the_platform_replaces_a_guests_trace_context_and_leaves_it_alone_when_off() {
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let (tracer, _exporter) = Tracer::start(
+            OtlpConfig::new("http://127.0.0.1:9", 1.0).unwrap(),
+            shutdown,
+        )
+        .unwrap();
+        let span = tracer.server_span("r", None);
+        let mut h = guest_headers();
+        propagate(span.context(), &mut h);
+        let ctx = span.context().unwrap();
+        assert_eq!(h.get(TRACEPARENT).unwrap(), ctx.traceparent().as_str());
+        assert_ne!(h.get(TRACEPARENT).unwrap(), GUEST_SAYS);
+        assert!(
+            h.get(TRACESTATE).is_none(),
+            "the guest's tracestate is not passed on"
+        );
+        assert_eq!(h.get_all(TRACEPARENT).iter().count(), 1);
+
+        let mut off = guest_headers();
+        propagate(Span::none().context(), &mut off);
+        assert_eq!(
+            off,
+            guest_headers(),
+            "tracing off leaves the headers as they were"
+        );
+    }
+
+    #[tokio::test]
+    async fn records_made_inside_a_traced_invocation_name_its_trace() {
+        let record = || AuditRecord::new("gateway", Action::Invoke, Outcome::Deny);
+        let id = zerofn_telemetry::TraceParent::parse(GUEST_SAYS)
+            .unwrap()
+            .trace_id;
+        let inside = scoped(Some(id), async { annotate(record()) }).await;
+        let expected = record().detail_field(TRACE_ID_FIELD, id.to_hex().into());
+        assert_eq!(inside, expected);
+        // Outside a traced invocation (or with tracing off) nothing is added.
+        assert_eq!(annotate(record()), record());
+        assert_eq!(scoped(None, async { annotate(record()) }).await, record());
+    }
+}
