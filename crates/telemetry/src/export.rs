@@ -260,7 +260,7 @@ impl Exporter {
             tokio::select! {
                 // Cancel safety: `recv_many`, `tick` and `changed` lose nothing when
                 // another branch wins.
-                got = self.spans.recv_many(&mut batch, MAX_BATCH) => {
+                got = self.spans.recv_many(&mut batch, MAX_BATCH.saturating_sub(batch.len()).max(1)) => {
                     if got == 0 {
                         break;
                     }
@@ -277,25 +277,34 @@ impl Exporter {
                 }
             }
             if !batch.is_empty() {
-                self.send(&mut batch, &mut warned).await;
+                let deadline = tokio::time::Instant::now() + EXPORT_TIMEOUT;
+                self.send(&mut batch, &mut warned, deadline).await;
             }
         }
-        // What ended before the platform stopped is sent once, not lost.
+        // What ended before the platform stopped is sent once, not lost; all
+        // of it within one export timeout, so a dead collector cannot hold
+        // the shutdown for longer than that.
+        let deadline = tokio::time::Instant::now() + EXPORT_TIMEOUT;
         while let Ok(span) = self.spans.try_recv() {
             batch.push(span);
             if batch.len() >= MAX_BATCH {
-                self.send(&mut batch, &mut warned).await;
+                self.send(&mut batch, &mut warned, deadline).await;
             }
         }
         if !batch.is_empty() {
-            self.send(&mut batch, &mut warned).await;
+            self.send(&mut batch, &mut warned, deadline).await;
         }
     }
 
-    async fn send(&self, batch: &mut Vec<FinishedSpan>, warned: &mut Option<Instant>) {
+    async fn send(
+        &self,
+        batch: &mut Vec<FinishedSpan>,
+        warned: &mut Option<Instant>,
+        deadline: tokio::time::Instant,
+    ) {
         let count = u64::try_from(batch.len()).unwrap_or(u64::MAX);
         let body = encode(&self.resource, batch.drain(..));
-        match tokio::time::timeout(EXPORT_TIMEOUT, self.client.post(body)).await {
+        match tokio::time::timeout_at(deadline, self.client.post(body)).await {
             Ok(Ok(())) => {
                 self.stats.exported.fetch_add(count, Ordering::Relaxed);
             }
