@@ -257,10 +257,11 @@ impl Exporter {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut warned: Option<Instant> = None;
         loop {
+            let room = MAX_BATCH.saturating_sub(batch.len()).max(1);
             tokio::select! {
                 // Cancel safety: `recv_many`, `tick` and `changed` lose nothing when
                 // another branch wins.
-                got = self.spans.recv_many(&mut batch, MAX_BATCH.saturating_sub(batch.len()).max(1)) => {
+                got = self.spans.recv_many(&mut batch, room) => {
                     if got == 0 {
                         break;
                     }
