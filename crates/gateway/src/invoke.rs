@@ -289,9 +289,16 @@ impl Gateway {
                 None,
             );
         }
-        let trace_id = trace.context().map(|c| c.trace_id);
-        let resp =
-            crate::trace::scoped(trace_id, self.invoke_function_traced(call, &mut trace)).await;
+        let resp = match trace.context().map(|c| c.trace_id) {
+            Some(trace_id) => {
+                Box::pin(crate::trace::scoped(
+                    trace_id,
+                    self.invoke_function_traced(call, &mut trace),
+                ))
+                .await
+            }
+            None => self.invoke_function_traced(call, &mut trace).await,
+        };
         crate::trace::status(&mut trace, resp.status());
         resp
     }
@@ -421,12 +428,19 @@ impl Gateway {
         // An event starts a trace of its own (its SERVER span: the
         // platform's delivery is the request).
         let mut trace = self.tracer().server_span("invoke", None);
-        let trace_id = trace.context().map(|c| c.trace_id);
-        let resp = crate::trace::scoped(
-            trace_id,
-            self.invoke_event_traced(tenant, name, caller, request, &mut trace),
-        )
-        .await;
+        let resp = match trace.context().map(|c| c.trace_id) {
+            Some(trace_id) => {
+                Box::pin(crate::trace::scoped(
+                    trace_id,
+                    self.invoke_event_traced(tenant, name, caller, request, &mut trace),
+                ))
+                .await
+            }
+            None => {
+                self.invoke_event_traced(tenant, name, caller, request, &mut trace)
+                    .await
+            }
+        };
         crate::trace::status(&mut trace, resp.status());
         resp
     }
