@@ -302,6 +302,26 @@ impl AuditRecord {
         self
     }
 
+    /// Add one field to the detail object (making one if there is none),
+    /// for what a record learns after its detail was built (the trace id of
+    /// a traced invocation). A detail that is not an object, or was
+    /// truncated, is left as it is. The value is bounded like the rest.
+    pub fn detail_field(mut self, key: &str, mut value: serde_json::Value) -> Self {
+        bound_value(&mut value, 1);
+        match &mut self.detail {
+            None => {
+                let mut map = serde_json::Map::new();
+                map.insert(key.to_owned(), value);
+                self.detail = Some(serde_json::Value::Object(map));
+            }
+            Some(serde_json::Value::Object(map)) if !map.contains_key("truncated") => {
+                map.insert(key.to_owned(), value);
+            }
+            Some(_) => {}
+        }
+        self
+    }
+
     /// The action recorded.
     pub fn action(&self) -> Action {
         self.action
@@ -457,6 +477,27 @@ impl From<AuditRow> for StoredRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_detail_field_is_added_to_the_object_or_makes_one() {
+        let r = AuditRecord::new("gateway", Action::Invoke, Outcome::Allow)
+            .detail(serde_json::json!({"caller": "x"}))
+            .detail_field("trace_id", "abc".into());
+        assert_eq!(
+            r.detail_value(),
+            Some(&serde_json::json!({"caller": "x", "trace_id": "abc"}))
+        );
+        let bare = AuditRecord::new("gateway", Action::Invoke, Outcome::Allow)
+            .detail_field("trace_id", "abc".into());
+        assert_eq!(
+            bare.detail_value(),
+            Some(&serde_json::json!({"trace_id": "abc"}))
+        );
+        let list = AuditRecord::new("gateway", Action::Invoke, Outcome::Allow)
+            .detail(serde_json::json!([1]))
+            .detail_field("trace_id", "abc".into());
+        assert_eq!(list.detail_value(), Some(&serde_json::json!([1])));
+    }
 
     #[test]
     fn every_action_and_outcome_parses_from_its_name_and_nothing_else_does() {

@@ -173,6 +173,7 @@ fn bench(c: &mut Criterion) {
             authn: Default::default(),
             publisher: None,
             mtls: Default::default(),
+            tracer: Default::default(),
             policies,
             store: store.clone(),
             identity: Arc::new(identities),

@@ -17,6 +17,7 @@ use zerofn_listener::ListenerConfig;
 use zerofn_sandbox::{LoadedFunction, Sandbox};
 use zerofn_store::Store;
 
+use zerofn_listener::PeerAddr;
 use zerofn_types::InvocationId;
 
 use crate::host::{BoxFuture, HostServices, Invocations, NestedCall, WorkloadIdentity};
@@ -105,6 +106,8 @@ pub struct GatewayServices {
     pub publisher: Option<Arc<dyn crate::host::QueuePublisher>>,
     /// The tenants' CAs and the platform bundle in force, for mTLS callers.
     pub mtls: zerofn_authn::MtlsAuthorities,
+    /// Where the invocations' spans go (`Tracer::disabled()`: nowhere).
+    pub tracer: zerofn_telemetry::Tracer,
 }
 
 /// The egress client of `config`. `zerofn up` checks the configuration
@@ -142,6 +145,8 @@ pub struct Gateway {
     mtls: zerofn_authn::MtlsAuthorities,
     /// Failed authentications per client address.
     auth_failures: zerofn_authn::FailureLimiter,
+    /// Where the invocations' spans go.
+    tracer: zerofn_telemetry::Tracer,
 }
 
 impl Gateway {
@@ -158,6 +163,7 @@ impl Gateway {
         let limits = services.limits;
         let authn = services.authn;
         let mtls = services.mtls;
+        let tracer = services.tracer;
         let host = Arc::new(HostServices {
             audit: audit.clone(),
             policies: services.policies,
@@ -179,6 +185,7 @@ impl Gateway {
             authn,
             mtls,
             auth_failures: zerofn_authn::FailureLimiter::new(),
+            tracer,
         })
     }
 
@@ -227,6 +234,10 @@ impl Gateway {
         &self.mtls
     }
 
+    pub(crate) fn tracer(&self) -> &zerofn_telemetry::Tracer {
+        &self.tracer
+    }
+
     pub(crate) fn auth_failures(&self) -> &zerofn_authn::FailureLimiter {
         &self.auth_failures
     }
@@ -272,8 +283,34 @@ impl Gateway {
     {
         let invocation_id = InvocationId::new();
         let span = tracing::info_span!("invoke", invocation_id = %invocation_id);
-        let mut resp =
-            tracing::Instrument::instrument(self.invoke(req, &invocation_id), span).await;
+        // The SERVER span of the request, in the caller's trace when it sent
+        // a valid `traceparent` (read only with tracing on).
+        let mut trace = if self.tracer.is_enabled() {
+            let parent = zerofn_telemetry::TraceParent::from_headers(req.headers());
+            let ip = req.extensions().get::<PeerAddr>().map(PeerAddr::ip);
+            let mut trace = self.tracer.server_span(req.method().to_string(), parent);
+            crate::trace::http_request(&mut trace, req.method(), req.uri(), req.headers(), ip);
+            trace
+        } else {
+            zerofn_telemetry::Span::none()
+        };
+        // Only a traced invocation is wrapped in its trace's scope, and on
+        // the heap: the wrapper would otherwise make this future (which the
+        // connection moves) larger for every request, traced or not.
+        let mut resp = match trace.context().map(|c| c.trace_id) {
+            Some(trace_id) => {
+                Box::pin(tracing::Instrument::instrument(
+                    crate::trace::scoped(trace_id, self.invoke(req, &invocation_id, &mut trace)),
+                    span,
+                ))
+                .await
+            }
+            None => {
+                tracing::Instrument::instrument(self.invoke(req, &invocation_id, &mut trace), span)
+                    .await
+            }
+        };
+        crate::trace::status(&mut trace, resp.status());
         if let Ok(v) = HeaderValue::from_str(invocation_id.as_str()) {
             resp.headers_mut().insert(INVOCATION_HEADER, v);
         }

@@ -22,7 +22,8 @@ use hyper::body::Body;
 use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome};
 use zerofn_listener::{PeerAddr, PeerCertificateChain, RefusalStreak};
 use zerofn_policy::{Decision, Permit, RequestContext, Resource, RuntimeAction, RuntimeRequest};
-use zerofn_sandbox::{InvokeOptions, LoadedFunction};
+use zerofn_sandbox::{InvokeOptions, LoadedFunction, Phases};
+use zerofn_telemetry::{Span, SpanKind};
 
 use zerofn_types::InvocationId;
 
@@ -39,6 +40,7 @@ impl Gateway {
         self: &Arc<Self>,
         req: Request<B>,
         id: &InvocationId,
+        trace: &mut Span,
     ) -> Response<Bytes>
     where
         B: Body<Data = Bytes>,
@@ -68,6 +70,13 @@ impl Gateway {
                 )
                 .await;
         };
+        crate::trace::routed(
+            trace,
+            &function,
+            self.host_services().identity.as_ref(),
+            id,
+            "http",
+        );
         let (mut parts, body) = req.into_parts();
         let chain = parts.extensions.remove::<PeerCertificateChain>();
         let streak = parts.extensions.remove::<RefusalStreak>();
@@ -75,13 +84,20 @@ impl Gateway {
         // spelling; it says who called and which invocation this is.
         strip_platform_headers(&mut parts.headers);
         // Who is calling, proved from the head (`authn.rs`).
+        let mut authn_span = trace.child("zerofn.authenticate", SpanKind::Internal);
         let caller = match self
             .authenticate(&function, &parts.headers, chain.as_ref(), ip, id, started)
             .await
         {
             Ok(caller) => caller,
-            Err(refusal) => return refusal,
+            Err(refusal) => {
+                authn_span.fail("refused");
+                return refusal;
+            }
         };
+        crate::trace::caller(&mut authn_span, &caller);
+        drop(authn_span);
+        crate::trace::caller(trace, &caller);
         crate::authn::present(
             &caller,
             &mut parts.headers,
@@ -96,7 +112,8 @@ impl Gateway {
 
         // Decide from the head: an unauthorised caller is refused before
         // a byte of its body is read.
-        let (decision, invoke_decision) = self.decide(
+        let (decision, invoke_decision) = self.decide_traced(
+            trace,
             &function,
             &caller,
             parts.method.as_str(),
@@ -157,7 +174,14 @@ impl Gateway {
         };
         // The head against the function's path, query and headers schemas,
         // before a byte of the body is read.
-        if let Err(invalid) = crate::validation::validate_head(&function, &parts) {
+        let mut head_span = trace.child("zerofn.validate", SpanKind::Internal);
+        head_span.set("zerofn.validate.part", "head");
+        let head_checked = crate::validation::validate_head(&function, &parts);
+        if head_checked.is_err() {
+            head_span.fail("invalid_request");
+        }
+        drop(head_span);
+        if let Err(invalid) = head_checked {
             unrecorded.disarm();
             return self
                 .refuse_invalid(
@@ -211,6 +235,8 @@ impl Gateway {
         // The body against the function's body schema, before the function
         // runs. A large body is parsed off the async workers.
         if function.artifact().manifest().schema.has_body() {
+            let mut body_span = trace.child("zerofn.validate", SpanKind::Internal);
+            body_span.set("zerofn.validate.part", "body");
             let checked = if body.len() > INLINE_VALIDATION_BYTES {
                 let (f, b) = (function.clone(), body.clone());
                 tokio::task::spawn_blocking(move || crate::validation::validate_body(&f, &b))
@@ -225,6 +251,10 @@ impl Gateway {
             } else {
                 crate::validation::validate_body(&function, &body)
             };
+            if checked.is_err() {
+                body_span.fail("invalid_request");
+            }
+            drop(body_span);
             if let Err(invalid) = checked {
                 let decision = unrecorded.disarm_decision().unwrap_or_default();
                 return self
@@ -248,6 +278,7 @@ impl Gateway {
                 None,
                 &mut unrecorded,
                 &permit,
+                trace,
             )
             .await;
         drop(reservation);
@@ -258,7 +289,40 @@ impl Gateway {
     /// a new invocation of `function`, decided by its invoke policy and
     /// held to every limit of the callee, within the caller's deadline
     /// and its call tree's budget.
-    pub(crate) async fn invoke_function(self: Arc<Self>, call: NestedCall) -> Response<Bytes> {
+    pub(crate) async fn invoke_function(self: Arc<Self>, mut call: NestedCall) -> Response<Bytes> {
+        // The callee's SERVER span is a child of the caller's CLIENT span.
+        let mut trace = match call.trace.take() {
+            Some(parent) => parent.child("invoke", SpanKind::Server),
+            None => Span::none(),
+        };
+        if trace.is_recording() {
+            crate::trace::http_request(
+                &mut trace,
+                call.request.method(),
+                call.request.uri(),
+                call.request.headers(),
+                None,
+            );
+        }
+        let resp = match trace.context().map(|c| c.trace_id) {
+            Some(trace_id) => {
+                Box::pin(crate::trace::scoped(
+                    trace_id,
+                    self.invoke_function_traced(call, &mut trace),
+                ))
+                .await
+            }
+            None => self.invoke_function_traced(call, &mut trace).await,
+        };
+        crate::trace::status(&mut trace, resp.status());
+        resp
+    }
+
+    async fn invoke_function_traced(
+        self: Arc<Self>,
+        call: NestedCall,
+        trace: &mut Span,
+    ) -> Response<Bytes> {
         let NestedCall {
             function,
             mut request,
@@ -266,9 +330,18 @@ impl Gateway {
             depth,
             tree,
             deadline,
+            trace: _,
         } = call;
         let started = Instant::now();
         let id = InvocationId::new();
+        crate::trace::routed(
+            trace,
+            &function,
+            self.host_services().identity.as_ref(),
+            &id,
+            "http",
+        );
+        crate::trace::caller(trace, &caller);
         strip_platform_headers(request.headers_mut());
         if let Caller::Function { spiffe_id, .. } = &caller {
             if let Ok(v) = HeaderValue::from_str(&spiffe_id.to_string()) {
@@ -286,7 +359,8 @@ impl Gateway {
             depth,
             started,
         );
-        let (decision, invoke_decision) = self.decide(
+        let (decision, invoke_decision) = self.decide_traced(
+            trace,
             &function,
             &caller,
             request.method().as_str(),
@@ -339,6 +413,7 @@ impl Gateway {
                 Some(deadline),
                 &mut unrecorded,
                 permit,
+                trace,
             )
             .await
         } else {
@@ -363,7 +438,35 @@ impl Gateway {
         tenant: &str,
         name: &str,
         caller: Caller,
+        request: Request<Bytes>,
+    ) -> Response<Bytes> {
+        // An event starts a trace of its own (its SERVER span: the
+        // platform's delivery is the request).
+        let mut trace = self.tracer().server_span("invoke", None);
+        let resp = match trace.context().map(|c| c.trace_id) {
+            Some(trace_id) => {
+                Box::pin(crate::trace::scoped(
+                    trace_id,
+                    self.invoke_event_traced(tenant, name, caller, request, &mut trace),
+                ))
+                .await
+            }
+            None => {
+                self.invoke_event_traced(tenant, name, caller, request, &mut trace)
+                    .await
+            }
+        };
+        crate::trace::status(&mut trace, resp.status());
+        resp
+    }
+
+    async fn invoke_event_traced(
+        self: &Arc<Self>,
+        tenant: &str,
+        name: &str,
+        caller: Caller,
         mut request: Request<Bytes>,
+        trace: &mut Span,
     ) -> Response<Bytes> {
         let started = Instant::now();
         let id = InvocationId::new();
@@ -378,6 +481,18 @@ impl Gateway {
                 Some(&id),
             );
         };
+        let trigger = match &caller {
+            Caller::Event { source, .. } if source.starts_with("schedule/") => "timer",
+            _ => "pubsub",
+        };
+        crate::trace::routed(
+            trace,
+            &function,
+            self.host_services().identity.as_ref(),
+            &id,
+            trigger,
+        );
+        crate::trace::caller(trace, &caller);
         strip_platform_headers(request.headers_mut());
         // The function learns which source delivers (`x-zerofn-caller:
         // event:queue/<name>`), set after the platform's namespace was cleared.
@@ -395,7 +510,8 @@ impl Gateway {
         }
         let mut unrecorded =
             Unrecorded::new(self.audit().clone(), &function, &id, &caller, 0, started);
-        let (decision, invoke_decision) = self.decide(
+        let (decision, invoke_decision) = self.decide_traced(
+            trace,
             &function,
             &caller,
             request.method().as_str(),
@@ -503,12 +619,34 @@ impl Gateway {
                 None,
                 &mut unrecorded,
                 &permit,
+                trace,
             )
             .await;
         if let Ok(v) = HeaderValue::from_str(id.as_str()) {
             response.headers_mut().insert(INVOCATION_HEADER, v);
         }
         response
+    }
+
+    /// [`Gateway::decide`] in a `zerofn.decide` span under `trace`, the
+    /// decision on both.
+    fn decide_traced(
+        &self,
+        trace: &mut Span,
+        function: &LoadedFunction,
+        caller: &Caller,
+        method: &str,
+        path: &str,
+        depth: u32,
+    ) -> (Decision, serde_json::Value) {
+        let mut span = trace.child("zerofn.decide", SpanKind::Internal);
+        let decided = self.decide(function, caller, method, path, depth);
+        if span.is_recording() {
+            span.set("zerofn.action", "invoke");
+            crate::trace::decision(&mut span, &decided.0);
+            crate::trace::decision(trace, &decided.0);
+        }
+        decided
     }
 
     /// The invoke decision for `caller` on `function`, and its listing.
@@ -596,7 +734,7 @@ impl Gateway {
     async fn run(
         self: &Arc<Self>,
         function: Arc<LoadedFunction>,
-        request: Request<Bytes>,
+        mut request: Request<Bytes>,
         caller: &Caller,
         depth: u32,
         id: &InvocationId,
@@ -605,6 +743,7 @@ impl Gateway {
         deadline: Option<Instant>,
         unrecorded: &mut Unrecorded,
         permit: &Permit,
+        trace: &Span,
     ) -> Response<Bytes> {
         // The deadline this invocation's own calls are held to: its own
         // timeout from now, within its caller's. (The sandbox starts the
@@ -613,6 +752,11 @@ impl Gateway {
         let own =
             Duration::from_millis(u64::from(function.artifact().manifest().limits.timeout_ms));
         let host_deadline = earlier(deadline, Instant::now() + own);
+        // The guest's span: its host calls are its children, and the guest
+        // gets its context as `traceparent`, to continue the trace itself.
+        let mut guest = trace.child("zerofn.guest", SpanKind::Internal);
+        crate::trace::propagate(guest.context(), request.headers_mut());
+        let phases = guest.is_recording().then(|| Arc::new(Phases::default()));
         let host = Arc::new(InvocationHost::new(
             self.host_services().clone(),
             self.clone(),
@@ -621,11 +765,35 @@ impl Gateway {
             depth,
             tree,
             host_deadline,
+            guest.handle(),
         ));
         let (result, output) = self
             .sandbox()
-            .invoke_capturing(&function, request, host.clone(), InvokeOptions { deadline })
+            .invoke_capturing(
+                &function,
+                request,
+                host.clone(),
+                InvokeOptions {
+                    deadline,
+                    phases: phases.clone(),
+                },
+            )
             .await;
+        if let Some(phases) = &phases {
+            if let (Some(slot), Some(ready)) = (phases.slot(), phases.instantiated()) {
+                let mut instantiate = trace.child("zerofn.instantiate", SpanKind::Internal);
+                instantiate.start_at(slot);
+                instantiate.end_at(ready);
+                guest.start_at(ready);
+            }
+            if let Err(error) = &result {
+                guest.fail(error.kind());
+            }
+            if let Some(ended) = phases.ended() {
+                guest.end_at(ended);
+            }
+        }
+        let trace_id = trace.context().map(|c| c.trace_id);
         // Off the request's path: queued for the log writer, never waited for.
         {
             let manifest = function.artifact().manifest();
@@ -639,13 +807,16 @@ impl Gateway {
         let mut decisions = unrecorded.disarm_decision().into_iter().collect::<Vec<_>>();
         decisions.extend(host.decisions());
         let record = |outcome: Outcome, status: u16| {
-            invoke_record(&function, id, started, outcome, status)
-                .reason(permit.explain())
-                .detail(serde_json::json!({
-                    "caller": caller.json(),
-                    "depth": depth,
-                    "decisions": decisions,
-                }))
+            crate::trace::with_trace(
+                invoke_record(&function, id, started, outcome, status)
+                    .reason(permit.explain())
+                    .detail(serde_json::json!({
+                        "caller": caller.json(),
+                        "depth": depth,
+                        "decisions": decisions,
+                    })),
+                trace_id,
+            )
         };
         match result {
             Ok(invocation) => {
@@ -694,6 +865,7 @@ impl Gateway {
         kind: &str,
         message: &str,
     ) -> Response<Bytes> {
+        let record = crate::trace::annotate(record);
         let appended = match ip {
             None => self.audit().append(record).await.map(drop),
             Some(ip) => self.refusals().refuse(ip, record).await,
@@ -745,6 +917,7 @@ struct Pending {
     depth: u32,
     started: Instant,
     decision: Option<serde_json::Value>,
+    trace: Option<zerofn_telemetry::TraceId>,
 }
 
 impl Unrecorded {
@@ -765,6 +938,7 @@ impl Unrecorded {
                 depth,
                 started,
                 decision: None,
+                trace: crate::trace::current(),
             }),
         }
     }
@@ -792,21 +966,24 @@ impl Drop for Unrecorded {
         let Some(p) = self.pending.take() else {
             return;
         };
-        let record = invoke_record(
-            &p.function,
-            &p.id,
-            p.started,
-            Outcome::Error,
-            CLIENT_GONE_STATUS,
-        )
-        .reason(format!(
-            "{CLIENT_GONE}: the caller went away before the invocation finished"
-        ))
-        .detail(serde_json::json!({
-            "caller": p.caller,
-            "depth": p.depth,
-            "decisions": p.decision.into_iter().collect::<Vec<_>>(),
-        }));
+        let record = crate::trace::with_trace(
+            invoke_record(
+                &p.function,
+                &p.id,
+                p.started,
+                Outcome::Error,
+                CLIENT_GONE_STATUS,
+            )
+            .reason(format!(
+                "{CLIENT_GONE}: the caller went away before the invocation finished"
+            ))
+            .detail(serde_json::json!({
+                "caller": p.caller,
+                "depth": p.depth,
+                "decisions": p.decision.into_iter().collect::<Vec<_>>(),
+            })),
+            p.trace,
+        );
         let audit = self.audit.clone();
         let id = p.id;
         // Dropped in a runtime (hyper's or the caller's task); outside one
@@ -1064,6 +1241,7 @@ mod event_tests {
                 authn: Default::default(),
                 publisher: None,
                 mtls: Default::default(),
+                tracer: Default::default(),
                 policies,
                 store: store.clone(),
                 identity: Arc::new(NoIdentities),

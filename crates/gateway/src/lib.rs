@@ -11,7 +11,8 @@
 //! (guests' stdout and stderr into the log store, off the invoke path),
 //! `policies.rs` (the runtime policies in force), `ratelimit.rs` (request
 //! rate and concurrency limits per function and per tenant), `validation.rs` (requests
-//! against the function's `[schema]`, before it runs). The accept loop itself is
+//! against the function's `[schema]`, before it runs), `trace.rs` (the
+//! invocation's OpenTelemetry spans and the `traceparent` it passes on). The accept loop itself is
 //! `zerofn-listener`'s, shared with the control API.
 //!
 //! # Trust
@@ -48,6 +49,7 @@ mod output;
 mod policies;
 mod ratelimit;
 mod routes;
+mod trace;
 mod validation;
 
 pub use authn::{CLAIMS_HEADER, EXTERNAL_CALLER_HEADER};
@@ -66,6 +68,8 @@ pub use output::{InvocationLogs, LogRetention, QUEUE_BYTES, QUEUE_INVOCATIONS};
 pub use policies::Policies;
 pub use ratelimit::{InvokeLimits, LimitSpec, Rate};
 pub use routes::{PrefixTaken, RouteSpace, RouteTable, Routes};
+pub use trace::TRACE_ID_FIELD;
 pub use validation::EventRefused;
 pub use zerofn_egress::{EgressClient, EgressConfig, EgressLimits};
 pub use zerofn_listener::PeerAddr;
+pub use zerofn_telemetry::Tracer;

@@ -143,6 +143,34 @@ pub struct InvokeOptions {
     /// remaining time of a calling function. The function's own timeout
     /// still applies; the earlier of the two wins.
     pub deadline: Option<Instant>,
+    /// Where to note when the phases of the invocation happen (tracing);
+    /// `None` notes nothing.
+    pub phases: Option<Arc<Phases>>,
+}
+
+/// When an invocation's phases happened, noted by the sandbox as it goes:
+/// an instance slot obtained, the instance created, the guest finished.
+/// Read by the gateway for the spans of a traced invocation.
+#[derive(Debug, Default)]
+pub struct Phases {
+    slot: std::sync::OnceLock<Instant>,
+    instantiated: std::sync::OnceLock<Instant>,
+    ended: std::sync::OnceLock<Instant>,
+}
+
+impl Phases {
+    /// When the invocation got its instance slot.
+    pub fn slot(&self) -> Option<Instant> {
+        self.slot.get().copied()
+    }
+    /// When the instance was created and the guest's handler was called.
+    pub fn instantiated(&self) -> Option<Instant> {
+        self.instantiated.get().copied()
+    }
+    /// When the guest's response (or failure) was complete.
+    pub fn ended(&self) -> Option<Instant> {
+        self.ended.get().copied()
+    }
 }
 
 /// What a completed invocation produced.
@@ -365,13 +393,26 @@ impl Sandbox {
             }
         };
         let started = Instant::now();
+        if let Some(p) = &options.phases {
+            let _ = p.slot.set(started);
+        }
         let Fresh { store, watch } = match self.fresh_store(function, started, host, &options) {
             Ok(fresh) => fresh,
             Err(e) => return (Err(e), GuestOutput::default()),
         };
         let result = self
-            .run_instance(function, request, slot, store, &watch)
+            .run_instance(
+                function,
+                request,
+                slot,
+                store,
+                &watch,
+                options.phases.clone(),
+            )
             .await;
+        if let Some(p) = &options.phases {
+            let _ = p.ended.set(Instant::now());
+        }
         let output = GuestOutput {
             stdout: watch.stdout.contents(),
             stderr: watch.stderr.contents(),
@@ -396,6 +437,7 @@ impl Sandbox {
         slot: crate::slots::SlotPermit,
         mut store: Store<InvocationState>,
         watch: &Watch,
+        phases: Option<Arc<Phases>>,
     ) -> Result<http::Response<Bytes>, InvokeError> {
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let request = request.map(|b| {
@@ -429,6 +471,9 @@ impl Sandbox {
                 let _slot = slot;
                 let mut store = store;
                 let proxy = pre.instantiate_async(&mut store).await?;
+                if let Some(p) = &phases {
+                    let _ = p.instantiated.set(Instant::now());
+                }
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)

@@ -62,4 +62,4 @@ pub mod wasi;
 pub use compile::LoadedFunction;
 pub use engine::{Sandbox, SandboxConfig};
 pub use error::{InvokeError, SandboxError};
-pub use invoke::{GuestOutput, Invocation, InvokeOptions};
+pub use invoke::{GuestOutput, Invocation, InvokeOptions, Phases};

@@ -42,4 +42,6 @@ pub enum ServerError {
     GatewayTls(#[from] zerofn_listener::TlsFileError),
     #[error("demo: {0}")]
     Demo(String),
+    #[error(transparent)]
+    Telemetry(#[from] zerofn_telemetry::TelemetryError),
 }

@@ -195,4 +195,9 @@ impl zerofn_gateway::WorkloadIdentity for Identities {
         let ttl = self.ttl.min(Duration::from_secs(300));
         Ok(self.ca.issue_jwt_svid(verified.id(), &[audience], ttl)?)
     }
+
+    fn spiffe_id(&self, tenant: &TenantName, name: &FunctionName) -> Option<String> {
+        self.current(tenant, name)
+            .map(|svid| svid.spiffe_id().to_string())
+    }
 }

@@ -65,6 +65,7 @@ pub use zerofn_gateway::{EgressClient, EgressConfig, EgressLimits, GatewayConfig
 pub use zerofn_identity::TrustDomain;
 pub use zerofn_listener::TlsFileError;
 pub use zerofn_store::DEFAULT_KEEP_VERSIONS;
+pub use zerofn_telemetry::OtlpConfig;
 
 /// Everything `zerofn up` needs.
 #[derive(Debug, Clone)]
@@ -106,6 +107,8 @@ pub struct PlatformConfig {
     /// Refuse configuration changes through the control API other than `zerofn apply`
     /// (`--locked-config`).
     pub locked_config: bool,
+    /// Export traces to this OTLP/HTTP collector (`--otlp-endpoint`); `None`: off.
+    pub otlp: Option<OtlpConfig>,
 }
 
 /// The gateway's TLS files (`--gateway-tls-cert`, `--gateway-tls-key`).
@@ -309,6 +312,19 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
     };
 
     let mut tasks = JoinSet::new();
+    // Traces: the exporter runs as a task of its own and flushes what is
+    // queued when the platform stops.
+    let tracer = match cfg.otlp.clone() {
+        Some(otlp) => {
+            let endpoint = otlp.endpoint().to_string();
+            let (tracer, exporter) = zerofn_telemetry::Tracer::start(otlp, shutdown_rx.clone())?;
+            tasks.spawn(exporter.run());
+            tracing::info!(%endpoint, "exporting traces over OTLP/HTTP");
+            tracer
+        }
+        None => zerofn_telemetry::Tracer::disabled(),
+    };
+    metrics.attach_tracer(&tracer);
     let bindings = events::RouteBindings(routes.clone());
     let gateway = Gateway::new(
         routes,
@@ -324,6 +340,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
             authn: callers.authenticators().clone(),
             publisher: Some(Arc::new(events::FunctionPublisher(queues.clone()))),
             mtls: mtls.authorities().clone(),
+            tracer,
         },
     );
     if let Some((certificates, interval)) = gateway_certificates {

@@ -76,6 +76,12 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SpanLabels {
+    /// `exported`, `dropped` (the queue was full) or `failed` (the batch was not accepted).
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CertificateLabels {
     kind: &'static str,
 }
@@ -102,6 +108,10 @@ pub(crate) struct Metrics {
     instances_in_use: Gauge,
     certificate_expiry: Family<CertificateLabels, Gauge>,
     svid_expiry: Family<FunctionLabels, Gauge>,
+    /// Ended trace spans by what became of them (`--otlp-endpoint`).
+    trace_spans: Family<SpanLabels, Counter>,
+    /// The exporter's counts, read at scrape time.
+    trace_stats: OnceLock<Arc<zerofn_telemetry::ExportStats>>,
     /// Functions with series of their own, by tenant (looked up without allocating).
     known: RwLock<HashMap<String, HashSet<String>>>,
     /// How many pairs `known` holds.
@@ -186,7 +196,15 @@ impl Metrics {
             "When each served function's current X.509-SVID expires (Unix time)",
             svid_expiry.clone(),
         );
+        let trace_spans = Family::<SpanLabels, Counter>::default();
+        registry.register(
+            "trace_spans",
+            "Ended trace spans by outcome: exported, dropped (export queue full) or failed (batch not accepted); with --otlp-endpoint",
+            trace_spans.clone(),
+        );
         Metrics {
+            trace_spans,
+            trace_stats: OnceLock::new(),
             registry,
             invocations,
             invocation_seconds,
@@ -214,9 +232,27 @@ impl Metrics {
         });
     }
 
+    /// Read the trace exporter's counts at scrape time (tracing on).
+    pub(crate) fn attach_tracer(&self, tracer: &zerofn_telemetry::Tracer) {
+        if let Some(stats) = tracer.stats() {
+            let _ = self.trace_stats.set(stats);
+        }
+    }
+
     /// The exposition: OpenMetrics text, ending in `# EOF`.
     pub(crate) fn render(&self) -> Result<String, std::fmt::Error> {
         let _one = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(stats) = self.trace_stats.get() {
+            // The exporter counts; the counters catch up to it (one scrape at a time).
+            for (outcome, total) in [
+                ("exported", stats.exported()),
+                ("dropped", stats.dropped()),
+                ("failed", stats.failed()),
+            ] {
+                let counter = self.trace_spans.get_or_create(&SpanLabels { outcome });
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
+        }
         if let Some(live) = self.live.get() {
             self.instances_in_use
                 .set(i64::try_from(live.sandbox.instances_in_use()).unwrap_or(i64::MAX));

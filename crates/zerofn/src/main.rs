@@ -65,7 +65,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the platform: public gateway and control API.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Print a completion script for SHELL, e.g. `zerofn completions bash >
     /// ~/.local/share/bash-completion/completions/zerofn`.
     Completions {
@@ -319,6 +319,21 @@ struct UpArgs {
     /// `zerofn apply` (GitOps): the directory is the only way in.
     #[arg(long)]
     locked_config: bool,
+    /// Export OpenTelemetry traces of every request (OTLP/HTTP, protobuf) to this
+    /// collector, e.g. http://127.0.0.1:4318: spans are posted to URL/v1/traces (or to
+    /// URL itself when it ends in /v1/traces). Off by default. Export runs in the
+    /// background and never slows or fails a request (see docs/tracing.md).
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
+    /// With --otlp-endpoint: the share of new traces recorded, from 0 to 1. A request
+    /// carrying a valid W3C `traceparent` follows its caller's sampled flag.
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        requires = "otlp_endpoint",
+        value_name = "RATIO"
+    )]
+    otlp_sample_ratio: f64,
 }
 
 /// The format of the platform's own log lines.
@@ -509,7 +524,7 @@ async fn run(cli: Cli) -> Result<()> {
         ca_bundle: cli.ca_bundle,
     });
     match cli.command {
-        Command::Up(args) => up(data_dir, args).await,
+        Command::Up(args) => up(data_dir, *args).await,
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             clap_complete::generate(shell, &mut Cli::command(), "zerofn", &mut std::io::stdout());
@@ -672,6 +687,15 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
         metrics_addr: args.metrics_addr,
         config_dir: args.config_dir.clone(),
         locked_config: args.locked_config,
+        otlp: match &args.otlp_endpoint {
+            Some(url) => {
+                let mut otlp = zerofn_server::OtlpConfig::new(url, args.otlp_sample_ratio)
+                    .context("invalid --otlp-endpoint or --otlp-sample-ratio")?;
+                otlp.service_version = env!("CARGO_PKG_VERSION").to_owned();
+                Some(otlp)
+            }
+            None => None,
+        },
     };
     // Handlers first: a supervisor may send SIGTERM as soon as it reads
     // the listening lines, and that must shut down cleanly, not kill.

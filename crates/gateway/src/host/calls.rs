@@ -13,6 +13,7 @@ use serde_json::json;
 use zerofn_audit::Outcome;
 use zerofn_policy::{RequestContext, Resource, RuntimeAction};
 use zerofn_sandbox::host_interface::OutboundError;
+use zerofn_telemetry::TraceHandle;
 
 use super::destination::INTERNAL_SUFFIX;
 use super::{Authorized, InvocationHost, NestedCall};
@@ -50,6 +51,7 @@ impl InvocationHost {
         request: Request<Bytes>,
         tenant: String,
         name: String,
+        trace: Option<TraceHandle>,
     ) -> Result<Response<Bytes>, OutboundError> {
         let callee = Resource::Function {
             tenant: tenant.clone(),
@@ -83,11 +85,12 @@ impl InvocationHost {
                 ))
             }
         };
-        self.call_authorized(authorized, request, callee, path, tenant, name)
+        self.call_authorized(authorized, request, callee, path, tenant, name, trace)
             .await
     }
 
     /// Make an authorized call, unless the platform's own bounds refuse it.
+    #[allow(clippy::too_many_arguments)]
     async fn call_authorized(
         &self,
         authorized: Authorized,
@@ -96,6 +99,7 @@ impl InvocationHost {
         path: String,
         tenant: String,
         name: String,
+        trace: Option<TraceHandle>,
     ) -> Result<Response<Bytes>, OutboundError> {
         let callee_ref = &callee;
         let refused = |status: StatusCode, kind: &'static str, message: String| async move {
@@ -166,6 +170,7 @@ impl InvocationHost {
                 depth: self.depth + 1,
                 tree: self.tree.clone(),
                 deadline: self.deadline,
+                trace,
             })
             .await;
         Ok(response)

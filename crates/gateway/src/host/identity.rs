@@ -33,6 +33,12 @@ pub trait WorkloadIdentity: Send + Sync + 'static {
         name: &FunctionName,
         audience: &str,
     ) -> Result<JwtSvid, SvidRefusal>;
+
+    /// The SPIFFE ID `tenant/name` runs as now, unverified: a label for
+    /// telemetry (the `zerofn.spiffe_id` span attribute), never a proof.
+    fn spiffe_id(&self, _tenant: &TenantName, _name: &FunctionName) -> Option<String> {
+        None
+    }
 }
 
 impl InvocationHost {

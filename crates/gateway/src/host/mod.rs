@@ -33,6 +33,7 @@ mod identity;
 mod kv;
 mod publish;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -52,6 +53,7 @@ use zerofn_sandbox::host_interface::{
 };
 use zerofn_sandbox::LoadedFunction;
 use zerofn_store::Store;
+use zerofn_telemetry::{Span, SpanKind, TraceHandle};
 
 use zerofn_types::InvocationId;
 
@@ -109,6 +111,9 @@ pub(crate) struct NestedCall {
     pub(crate) depth: u32,
     pub(crate) tree: Arc<CallTree>,
     pub(crate) deadline: Instant,
+    /// The caller's CLIENT span of the call, the parent of the callee's
+    /// SERVER span (`None`: tracing off).
+    pub(crate) trace: Option<TraceHandle>,
 }
 
 /// Proof that a capability call was allowed and recorded: the policy
@@ -193,9 +198,12 @@ pub struct InvocationHost {
     /// When this invocation must be over; its callees get no later one.
     deadline: Instant,
     decisions: Mutex<Vec<Value>>,
+    /// The guest's span: each host call is a span under it.
+    trace: Option<TraceHandle>,
 }
 
 impl InvocationHost {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         services: Arc<HostServices>,
         invocations: Arc<dyn Invocations>,
@@ -204,6 +212,7 @@ impl InvocationHost {
         depth: u32,
         tree: Arc<CallTree>,
         deadline: Instant,
+        trace: Option<TraceHandle>,
     ) -> InvocationHost {
         InvocationHost {
             services,
@@ -214,6 +223,15 @@ impl InvocationHost {
             tree,
             deadline,
             decisions: Mutex::new(Vec::new()),
+            trace,
+        }
+    }
+
+    /// A span of one host call under the guest's span (none with tracing off).
+    fn span(&self, name: impl Into<Cow<'static, str>>, kind: SpanKind) -> Span {
+        match &self.trace {
+            Some(guest) => guest.child(name, kind),
+            None => Span::none(),
         }
     }
 
@@ -412,7 +430,15 @@ impl HostCapabilities for InvocationHost {
         bucket: &'a str,
         op: KvOp,
     ) -> zerofn_sandbox::host_interface::BoxFuture<'a, Result<KvOutcome, CapabilityError>> {
-        Box::pin(self.kv_op(bucket, op))
+        Box::pin(async move {
+            let mut span = self.span("zerofn.kv", SpanKind::Internal);
+            span.set("zerofn.kv.bucket", bucket);
+            let result = self.kv_op(bucket, op).await;
+            if result.is_err() {
+                span.fail("refused");
+            }
+            result
+        })
     }
 
     fn config_get<'a>(
@@ -421,12 +447,12 @@ impl HostCapabilities for InvocationHost {
     ) -> zerofn_sandbox::host_interface::BoxFuture<'a, Result<Option<String>, CapabilityError>>
     {
         Box::pin(async move {
-            Ok(self
-                .config(Some(key))
-                .await?
-                .into_iter()
-                .next()
-                .map(|(_, v)| v))
+            let mut span = self.span("zerofn.config", SpanKind::Internal);
+            let result = self.config(Some(key)).await;
+            if result.is_err() {
+                span.fail("refused");
+            }
+            Ok(result?.into_iter().next().map(|(_, v)| v))
         })
     }
 
@@ -434,7 +460,14 @@ impl HostCapabilities for InvocationHost {
         &self,
     ) -> zerofn_sandbox::host_interface::BoxFuture<'_, Result<Vec<(String, String)>, CapabilityError>>
     {
-        Box::pin(self.config(None))
+        Box::pin(async move {
+            let mut span = self.span("zerofn.config", SpanKind::Internal);
+            let result = self.config(None).await;
+            if result.is_err() {
+                span.fail("refused");
+            }
+            result
+        })
     }
 
     fn outbound(
@@ -442,12 +475,63 @@ impl HostCapabilities for InvocationHost {
         request: Request<Bytes>,
     ) -> zerofn_sandbox::host_interface::BoxFuture<'_, Result<Response<Bytes>, OutboundError>> {
         Box::pin(async move {
-            match Destination::of(request.uri()) {
-                Destination::Identity => Ok(self.jwt_svid(&request).await),
-                Destination::Queues => Ok(self.publish(request).await),
-                Destination::Function { tenant, name } => self.call(request, tenant, name).await,
-                Destination::External => self.egress(request).await,
+            let mut request = request;
+            let (mut span, result) = match Destination::of(request.uri()) {
+                Destination::Identity => {
+                    let span = self.span("zerofn.identity.jwt_svid", SpanKind::Internal);
+                    (span, Ok(self.jwt_svid(&request).await))
+                }
+                Destination::Queues => {
+                    let mut span = self.span("zerofn.queue.publish", SpanKind::Producer);
+                    if span.is_recording() {
+                        span.set("messaging.system", "zerofn");
+                        span.set("messaging.destination.name", request.uri().path());
+                    }
+                    (span, Ok(self.publish(request).await))
+                }
+                Destination::Function { tenant, name } => {
+                    // A CLIENT span; the callee's SERVER span is its child.
+                    let mut span = self.span("zerofn.call", SpanKind::Client);
+                    if span.is_recording() {
+                        span.set("faas.invoked_name", name.as_str());
+                        span.set("faas.invoked_provider", "zerofn");
+                        span.set("zerofn.callee", format!("{tenant}/{name}"));
+                        span.set("http.request.method", request.method().as_str());
+                    }
+                    crate::trace::propagate(span.context(), request.headers_mut());
+                    let handle = span.handle();
+                    (span, self.call(request, tenant, name, handle).await)
+                }
+                Destination::External => {
+                    let mut span = self.span(request.method().to_string(), SpanKind::Client);
+                    if span.is_recording() {
+                        span.set("http.request.method", request.method().as_str());
+                        if let Some(host) = request.uri().host() {
+                            span.set("server.address", host);
+                        }
+                        if let Some(port) = request.uri().port_u16() {
+                            span.set("server.port", port);
+                        }
+                        if let Some(scheme) = request.uri().scheme_str() {
+                            span.set("url.scheme", scheme);
+                        }
+                    }
+                    // The platform sets the trace context of what leaves it;
+                    // a guest's own is replaced (see `trace.rs`).
+                    crate::trace::propagate(span.context(), request.headers_mut());
+                    (span, self.egress(request).await)
+                }
+            };
+            match &result {
+                Ok(response) => {
+                    span.set("http.response.status_code", response.status().as_u16());
+                    if response.status().is_server_error() {
+                        span.fail(response.status().as_str());
+                    }
+                }
+                Err(_) => span.fail("refused"),
             }
+            result
         })
     }
 

@@ -35,6 +35,7 @@ mod schema;
 mod server;
 mod telemetry;
 mod tlog_tiles;
+mod traces;
 mod versions;
 mod zones;
 

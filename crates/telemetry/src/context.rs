@@ -1,0 +1,359 @@
+//! W3C Trace Context (<https://www.w3.org/TR/trace-context/>, Level 1):
+//! the `traceparent` and `tracestate` request headers, read strictly.
+//!
+//! A header that does not follow §3.2 exactly (lowercase hex only, the
+//! lengths, version `ff` refused, all-zero ids refused) is not an error:
+//! the request simply starts a new trace (§3.2.2.3 "the vendor MUST ignore
+//! the traceparent"), and `tracestate` goes with it (§3.3.1.1). Nothing
+//! here panics on any input.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rand_core::{OsRng, RngCore};
+
+/// The request header carrying the caller's trace and span.
+pub const TRACEPARENT: &str = "traceparent";
+/// The request header carrying vendors' trace state.
+pub const TRACESTATE: &str = "tracestate";
+
+/// Longest `tracestate` passed on (§3.3.1.5: at least 512 characters
+/// SHOULD be propagated; a longer one is dropped whole here).
+pub const MAX_TRACESTATE: usize = 512;
+
+/// A 16-byte trace id, never all zero.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceId([u8; 16]);
+
+/// An 8-byte span id, never all zero.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SpanId([u8; 8]);
+
+impl TraceId {
+    /// A random trace id (W3C §3.2.2.3 asks for random ids).
+    pub fn random() -> TraceId {
+        let mut b = [0u8; 16];
+        loop {
+            OsRng.fill_bytes(&mut b);
+            if b != [0; 16] {
+                return TraceId(b);
+            }
+        }
+    }
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+    /// Its 32 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+    /// The low 8 bytes as a number: what ratio sampling compares (the
+    /// random part of the id under W3C Level 2's random flag).
+    pub(crate) fn sample_key(&self) -> u64 {
+        let [_, _, _, _, _, _, _, _, a, b, c, d, e, f, g, h] = self.0;
+        u64::from_be_bytes([a, b, c, d, e, f, g, h])
+    }
+}
+
+impl SpanId {
+    /// A random span id.
+    pub fn random() -> SpanId {
+        let mut b = [0u8; 8];
+        loop {
+            OsRng.fill_bytes(&mut b);
+            if b != [0; 8] {
+                return SpanId(b);
+            }
+        }
+    }
+    pub fn as_bytes(&self) -> &[u8; 8] {
+        &self.0
+    }
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+impl fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TraceId({})", self.to_hex())
+    }
+}
+impl fmt::Display for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+impl fmt::Debug for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SpanId({})", self.to_hex())
+    }
+}
+
+/// A caller's valid `traceparent` (and the `tracestate` that came with it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: TraceId,
+    /// The caller's span: the parent of the platform's first span.
+    pub parent_id: SpanId,
+    /// `trace-flags`; bit 0 is `sampled`.
+    pub flags: u8,
+    /// The caller's `tracestate`, if it was well formed.
+    pub state: Option<Arc<str>>,
+}
+
+impl TraceParent {
+    /// Whether the caller sampled its span (flag bit 0).
+    pub fn is_sampled(&self) -> bool {
+        self.flags & 1 == 1
+    }
+
+    /// The caller's trace context from the request headers, or `None` when
+    /// there is none or it is not valid (a new trace starts then). More than
+    /// one `traceparent` header is invalid (§3.2: it is a single value).
+    pub fn from_headers(headers: &http::HeaderMap) -> Option<TraceParent> {
+        let mut values = headers.get_all(TRACEPARENT).iter();
+        let first = values.next()?;
+        if values.next().is_some() {
+            return None;
+        }
+        let mut parent = TraceParent::parse(first.to_str().ok()?)?;
+        parent.state = tracestate(headers);
+        Some(parent)
+    }
+
+    /// Parse one `traceparent` value (§3.2.2). Versions other than `00` are
+    /// read as §3.2.4 asks of a version-00 reader: the first 55 characters
+    /// as version 00, and anything after them only behind a `-`.
+    pub fn parse(value: &str) -> Option<TraceParent> {
+        let b = value.as_bytes();
+        let (head, rest) = (b.get(..55)?, b.get(55..)?);
+        let version = hex_byte(head.get(0..2)?)?;
+        if version == 0xff {
+            return None;
+        }
+        if version == 0 && !rest.is_empty() {
+            return None;
+        }
+        if version != 0 && !rest.is_empty() && rest.first() != Some(&b'-') {
+            return None;
+        }
+        if head.get(2) != Some(&b'-') || head.get(35) != Some(&b'-') || head.get(52) != Some(&b'-')
+        {
+            return None;
+        }
+        let mut trace = [0u8; 16];
+        fill_hex(head.get(3..35)?, &mut trace)?;
+        let mut span = [0u8; 8];
+        fill_hex(head.get(36..52)?, &mut span)?;
+        let flags = hex_byte(head.get(53..55)?)?;
+        if trace == [0; 16] || span == [0; 8] {
+            return None;
+        }
+        Some(TraceParent {
+            trace_id: TraceId(trace),
+            parent_id: SpanId(span),
+            flags,
+            state: None,
+        })
+    }
+}
+
+/// The `tracestate` headers joined (§3.3.1: several headers are one list),
+/// if the result is printable ASCII, at most [`MAX_TRACESTATE`] characters
+/// and at most 32 members; otherwise none (the platform passes on what it
+/// can carry whole, and never a value that could split a header).
+fn tracestate(headers: &http::HeaderMap) -> Option<Arc<str>> {
+    let mut joined = String::new();
+    for v in headers.get_all(TRACESTATE) {
+        let s = v.to_str().ok()?;
+        if !joined.is_empty() {
+            joined.push(',');
+        }
+        joined.push_str(s);
+        if joined.len() > MAX_TRACESTATE {
+            return None;
+        }
+    }
+    let trimmed = joined.trim();
+    if trimmed.is_empty()
+        || !trimmed.bytes().all(|c| (0x20..0x7f).contains(&c))
+        || trimmed.split(',').count() > 32
+    {
+        return None;
+    }
+    Some(Arc::from(trimmed))
+}
+
+/// One lowercase hex digit's value (§3.2.2: `HEXDIGLC`; uppercase is invalid).
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+fn hex_byte(two: &[u8]) -> Option<u8> {
+    let [hi, lo] = two else { return None };
+    Some(hex_digit(*hi)? << 4 | hex_digit(*lo)?)
+}
+
+fn fill_hex(text: &[u8], out: &mut [u8]) -> Option<()> {
+    if text.len() != out.len() * 2 {
+        return None;
+    }
+    for (pair, byte) in text.chunks_exact(2).zip(out.iter_mut()) {
+        *byte = hex_byte(pair)?;
+    }
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn a_valid_traceparent_is_read() {
+        let p = TraceParent::parse(VALID).unwrap();
+        assert_eq!(p.trace_id.to_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(p.parent_id.to_hex(), "00f067aa0ba902b7");
+        assert!(p.is_sampled());
+        let unsampled = TraceParent::parse(&VALID.replace("-01", "-00")).unwrap();
+        assert!(!unsampled.is_sampled());
+        // A later version is read as version 00, extra fields behind a `-` ignored.
+        let future = format!("cc{}-what-comes-next", &VALID[2..]);
+        assert_eq!(TraceParent::parse(&future).unwrap().trace_id, p.trace_id);
+    }
+
+    #[test]
+    fn invalid_traceparents_are_ignored() {
+        for (value, why) in [
+            ("", "empty"),
+            (
+                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "version ff",
+            ),
+            (
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                "all-zero trace id",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                "all-zero parent id",
+            ),
+            (
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                "uppercase trace id",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",
+                "uppercase parent id",
+            ),
+            (
+                "0A-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "uppercase version",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0F",
+                "uppercase flags",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+                "short trace id",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e47366-00f067aa0ba902b7-01",
+                "long trace id",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b-01",
+                "short parent id",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+                "short flags",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+                "version 00 with more",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+                "trailing junk",
+            ),
+            (
+                "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+                "later version, no dash",
+            ),
+            (
+                "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+                "wrong separators",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+                "non-hex flags",
+            ),
+            (
+                " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "leading space",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-é1",
+                "non-ASCII",
+            ),
+        ] {
+            assert_eq!(
+                TraceParent::parse(value),
+                None,
+                "{why}: {value:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn headers_give_one_parent_and_its_state() {
+        let mut h = http::HeaderMap::new();
+        h.insert(TRACEPARENT, VALID.parse().unwrap());
+        h.append(TRACESTATE, "a=1".parse().unwrap());
+        h.append(TRACESTATE, "b=2".parse().unwrap());
+        let p = TraceParent::from_headers(&h).unwrap();
+        assert_eq!(p.state.as_deref(), Some("a=1,b=2"));
+        h.append(TRACEPARENT, VALID.parse().unwrap());
+        assert_eq!(
+            TraceParent::from_headers(&h),
+            None,
+            "two traceparent headers"
+        );
+        let mut long = http::HeaderMap::new();
+        long.insert(TRACEPARENT, VALID.parse().unwrap());
+        long.insert(TRACESTATE, "k=".repeat(300).parse().unwrap());
+        assert_eq!(TraceParent::from_headers(&long).unwrap().state, None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_input_panics_and_what_parses_prints_back(s in "\\PC{0,80}") {
+            if let Some(p) = TraceParent::parse(&s) {
+                let printed = format!("{:02x}-{}-{}-{:02x}", hex_byte(s.as_bytes().get(0..2).unwrap()).unwrap(), p.trace_id, p.parent_id, p.flags);
+                proptest::prop_assert_eq!(printed.as_str(), s.get(..55).unwrap());
+            }
+        }
+
+        #[test]
+        fn well_formed_values_round_trip(t in proptest::array::uniform16(1u8..), s in proptest::array::uniform8(1u8..), f: u8) {
+            let v = format!("00-{}-{}-{:02x}", hex::encode(t), hex::encode(s), f);
+            let p = TraceParent::parse(&v).unwrap();
+            proptest::prop_assert_eq!(p.trace_id.as_bytes(), &t);
+            proptest::prop_assert_eq!(p.parent_id.as_bytes(), &s);
+            proptest::prop_assert_eq!(p.flags, f);
+        }
+    }
+}

@@ -1,0 +1,274 @@
+#![forbid(unsafe_code)]
+//! OpenTelemetry traces of the platform's requests: the W3C trace context
+//! a caller sends (`context.rs`), the spans of an invocation (`span.rs`),
+//! and their export over OTLP/HTTP with protobuf (`export.rs`, the
+//! messages in `proto.rs`).
+//!
+//! Why not the OpenTelemetry SDK and `opentelemetry-otlp`: they would add
+//! their own batch processor runtime, HTTP client choice and (for HTTPS) a
+//! TLS stack choice to every build for what is here one bounded queue and
+//! one background task over the `hyper` client and `rustls` the platform
+//! already builds. The wire format is not hand-written: `prost` encodes
+//! it, and the tests decode the result with the upstream
+//! `opentelemetry-proto` definitions.
+//!
+//! # Trust
+//! Trusts nothing in a caller's `traceparent`/`tracestate`: they are read
+//! strictly and an invalid one starts a new trace (never an error, never a
+//! panic). Trusts the operator's endpoint to be the collector they meant:
+//! it is reached directly (not through the egress gateway, whose rules are
+//! for functions), over TLS verified against the webpki roots for `https`.
+//!
+//! # Guarantees
+//! - Export never slows or fails a request: ended spans are queued with
+//!   `try_send` into a bounded queue ([`QUEUE_SPANS`]); a full queue drops
+//!   the span and counts it ([`ExportStats::dropped`]).
+//! - One export request at a time, each within [`EXPORT_TIMEOUT`], never
+//!   retried: a failed batch is dropped and counted.
+//! - With tracing off ([`Tracer::disabled`]) a span is an empty value: no
+//!   clock read, id drawn or allocation.
+//! - Spans carry ids, names and the attributes the gateway sets (ids,
+//!   decisions, the caller's verified identity, method, path, status):
+//!   never bodies, header values, tokens or secrets.
+//!
+//! # Shortcomings
+//! Only traces; no span events or links. A trace continued from a caller
+//! follows the caller's sampled flag (parent-based sampling), so a caller
+//! can ask for every one of its requests to be traced: the queue bound is
+//! what limits the cost of that.
+
+mod context;
+mod export;
+mod proto;
+mod span;
+
+pub use context::{SpanId, TraceId, TraceParent, MAX_TRACESTATE, TRACEPARENT, TRACESTATE};
+pub use export::{
+    ExportStats, Exporter, OtlpConfig, Tracer, BATCH_INTERVAL, EXPORT_TIMEOUT, MAX_BATCH,
+    QUEUE_SPANS,
+};
+pub use span::{Span, SpanContext, SpanKind, TraceHandle, Value};
+
+/// Why tracing could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("OTLP endpoint `{endpoint}` is not usable: {reason}")]
+    Endpoint {
+        endpoint: String,
+        reason: &'static str,
+    },
+    #[error("OTLP sample ratio `{ratio}` is not between 0 and 1")]
+    SampleRatio { ratio: f64 },
+    #[error("cannot set up TLS for the OTLP endpoint: {0}")]
+    Tls(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    use std::io::{Read, Write};
+
+    #[test]
+    fn endpoints_are_checked_and_completed() {
+        for (given, url) in [
+            ("http://127.0.0.1:4318", "http://127.0.0.1:4318/v1/traces"),
+            ("http://collector:4318/", "http://collector:4318/v1/traces"),
+            (
+                "https://otel.example/v1/traces",
+                "https://otel.example/v1/traces",
+            ),
+            ("http://c/base", "http://c/base/v1/traces"),
+        ] {
+            assert_eq!(
+                OtlpConfig::new(given, 1.0).unwrap().endpoint().to_string(),
+                url
+            );
+        }
+        for (given, why) in [
+            ("ftp://c/", "scheme"),
+            ("/v1/traces", "no host"),
+            ("http://user:pw@c/", "credentials"),
+            ("http://c/?a=b", "query"),
+            ("not a url", "garbage"),
+        ] {
+            assert!(
+                OtlpConfig::new(given, 1.0).is_err(),
+                "{why}: {given} accepted"
+            );
+        }
+        for ratio in [-0.1, 1.5, f64::NAN] {
+            assert!(matches!(
+                OtlpConfig::new("http://c", ratio),
+                Err(TelemetryError::SampleRatio { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn a_disabled_tracer_records_nothing() {
+        let tracer = Tracer::disabled();
+        let mut span = tracer.server_span("GET", None);
+        span.set("k", "v");
+        assert!(span.context().is_none());
+        assert!(!span.is_recording());
+        assert!(span.child("c", SpanKind::Internal).context().is_none());
+        assert!(tracer.stats().is_none());
+    }
+
+    /// A one-shot collector on a loopback port: the body of each POST.
+    fn collector(answers: usize) -> (String, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for _ in 0..answers {
+                let Ok((mut s, _)) = listener.accept() else {
+                    return;
+                };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head, body) = loop {
+                    let n = s.read(&mut chunk).unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap();
+                        while buf.len() < end + 4 + len {
+                            let n = s.read(&mut chunk).unwrap();
+                            buf.extend_from_slice(&chunk[..n]);
+                        }
+                        break (head, buf[end + 4..end + 4 + len].to_vec());
+                    }
+                };
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .unwrap();
+                tx.send((head, body)).unwrap();
+            }
+        });
+        (url, rx)
+    }
+
+    #[tokio::test]
+    async fn spans_reach_the_collector_decodable_by_the_upstream_definitions() {
+        let (url, bodies) = collector(1);
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let (tracer, exporter) =
+            Tracer::start(OtlpConfig::new(&url, 1.0).unwrap(), shutdown).unwrap();
+        let task = tokio::spawn(exporter.run());
+        let parent = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let mut root = tracer.server_span("GET /x", parent);
+        root.set("http.response.status_code", 200u16);
+        root.set("zerofn.caller", "public");
+        let root_id = *root.context().unwrap().span_id.as_bytes();
+        let mut child = root.child("zerofn.guest", SpanKind::Internal);
+        child.fail("trap");
+        drop(child);
+        drop(root);
+        // Shutdown flushes what is queued.
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        let (head, body) = bodies
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap();
+        assert!(head.starts_with("POST /v1/traces HTTP/1.1"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/x-protobuf"),
+            "{head}"
+        );
+        let req = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+        let rs = &req.resource_spans[0];
+        let service = &rs.resource.as_ref().unwrap().attributes[0];
+        assert_eq!(service.key, "service.name");
+        let spans = &rs.scope_spans[0].spans;
+        assert_eq!(spans.len(), 2);
+        let guest = spans.iter().find(|s| s.name == "zerofn.guest").unwrap();
+        let server = spans.iter().find(|s| s.name == "GET /x").unwrap();
+        assert_eq!(server.kind, 2, "SERVER");
+        assert_eq!(guest.kind, 1, "INTERNAL");
+        assert_eq!(
+            hex::encode(&server.trace_id),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(
+            server.parent_span_id,
+            hex::decode("00f067aa0ba902b7").unwrap()
+        );
+        assert_eq!(guest.parent_span_id, root_id.to_vec());
+        assert_eq!(guest.trace_id, server.trace_id);
+        assert_eq!(guest.status.as_ref().unwrap().code, 2, "ERROR");
+        assert!(server.end_time_unix_nano >= server.start_time_unix_nano);
+        let status = server
+            .attributes
+            .iter()
+            .find(|a| a.key == "http.response.status_code")
+            .unwrap();
+        assert_eq!(
+            status.value.as_ref().unwrap().value,
+            Some(opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(200))
+        );
+        assert_eq!(tracer.stats().unwrap().exported(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_and_an_unsampled_trace_records_nothing() {
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        // Nothing drains the queue: the exporter is never run.
+        let (tracer, _exporter) = Tracer::start(
+            OtlpConfig::new("http://127.0.0.1:9", 1.0).unwrap(),
+            shutdown,
+        )
+        .unwrap();
+        let root = tracer.server_span("r", None);
+        for _ in 0..QUEUE_SPANS + 10 {
+            drop(root.child("c", SpanKind::Internal));
+        }
+        assert_eq!(tracer.stats().unwrap().dropped(), 10);
+
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let (never, _exporter) = Tracer::start(
+            OtlpConfig::new("http://127.0.0.1:9", 0.0).unwrap(),
+            shutdown,
+        )
+        .unwrap();
+        let span = never.server_span("r", None);
+        assert!(!span.is_recording());
+        let ctx = span.context().unwrap();
+        assert!(!ctx.sampled);
+        assert!(ctx.traceparent().ends_with("-00"));
+        // A caller's sampled flag wins over the ratio.
+        let sampled = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert!(never.server_span("r", sampled).is_recording());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_collector_fails_the_batch_once() {
+        // A port nothing listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let (tracer, exporter) = Tracer::start(
+            OtlpConfig::new(&format!("http://127.0.0.1:{port}"), 1.0).unwrap(),
+            shutdown,
+        )
+        .unwrap();
+        let task = tokio::spawn(exporter.run());
+        drop(tracer.server_span("r", None));
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        let stats = tracer.stats().unwrap();
+        assert_eq!((stats.exported(), stats.failed()), (0, 1));
+    }
+}

@@ -1,0 +1,462 @@
+//! OpenTelemetry traces through the real binary: `zerofn up --otlp-endpoint` pointed at
+//! an OTLP/HTTP receiver inside the test (a loopback listener that decodes each
+//! `ExportTraceServiceRequest` with the upstream `opentelemetry-proto` definitions, not
+//! the platform's), a caller's W3C `traceparent` continued through the gateway, the
+//! guest and a function-to-function call, the trace id in the audit records, and the
+//! `traceparent` the platform sets on an outbound request.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+
+use crate::harness::*;
+use crate::Setup;
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT: &str = "00f067aa0ba902b7";
+
+/// Read one HTTP/1.1 request (head and a `content-length` body) from `s`.
+fn read_request(s: &mut std::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    let l = l.to_ascii_lowercase();
+                    l.strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            while buf.len() < end + 4 + len {
+                let n = s.read(&mut chunk).ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return Some((head, buf[end + 4..end + 4 + len].to_vec()));
+        }
+        let n = s.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The test's OTLP/HTTP receiver: every span of every export it is sent, and the
+/// request heads. Stops accepting when dropped.
+struct Receiver {
+    url: String,
+    spans: Arc<Mutex<Vec<Span>>>,
+    heads: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn receiver() -> Receiver {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (got, seen, stopped) = (spans.clone(), heads.clone(), stop.clone());
+    std::thread::spawn(move || {
+        while !stopped.load(Ordering::SeqCst) {
+            let Ok((mut s, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            let _ = s.set_nonblocking(false);
+            let Some((head, body)) = read_request(&mut s) else {
+                continue;
+            };
+            let decoded = ExportTraceServiceRequest::decode(body.as_slice())
+                .expect("the export decodes as an ExportTraceServiceRequest");
+            for rs in decoded.resource_spans {
+                for ss in rs.scope_spans {
+                    got.lock().unwrap().extend(ss.spans);
+                }
+            }
+            seen.lock().unwrap().push(head);
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    Receiver {
+        url,
+        spans,
+        heads,
+        stop,
+    }
+}
+
+impl Receiver {
+    /// The spans received once `done` holds of them (30 s at most).
+    fn wait(&self, what: &str, done: impl Fn(&[Span]) -> bool) -> Vec<Span> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let spans = self.spans.lock().unwrap().clone();
+            if done(&spans) {
+                return spans;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not received; got {:?}",
+                spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn attr(span: &Span, key: &str) -> Option<Value> {
+    span.attributes
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| a.value.clone())
+        .and_then(|v| v.value)
+}
+
+fn text(span: &Span, key: &str) -> String {
+    match attr(span, key) {
+        Some(Value::StringValue(s)) => s,
+        other => panic!("`{key}` of `{}` is {other:?}", span.name),
+    }
+}
+
+fn named<'a>(spans: &'a [Span], name: &str) -> Vec<&'a Span> {
+    spans.iter().filter(|s| s.name == name).collect()
+}
+
+fn children<'a>(spans: &'a [Span], parent: &Span) -> Vec<&'a Span> {
+    spans
+        .iter()
+        .filter(|s| s.parent_span_id == parent.span_id)
+        .collect()
+}
+
+#[test]
+fn a_callers_trace_runs_through_gateway_guest_and_call_and_into_the_audit_records() {
+    let otlp = receiver();
+    let s = Setup::with_args(&[
+        "--otlp-endpoint",
+        &otlp.url,
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ]);
+    s.deploy(
+        "hello",
+        "hello-c",
+        &["/hello"],
+        "[invoke]\nfrom = [\"caller\"]\n",
+    );
+    s.deploy(
+        "caller",
+        "call-c",
+        &["/caller/..."],
+        "[permissions]\ncall = [\"hello\"]\n",
+    );
+    let traceparent = format!("00-{TRACE}-{PARENT}-01");
+    let r = http(
+        &s.platform.gateway,
+        "GET",
+        "/caller/acme/hello/",
+        &[("traceparent", &traceparent), ("tracestate", "vendor=1")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let invocation = r.header("x-zerofn-invocation-id").unwrap().to_owned();
+
+    let spans = otlp.wait("the caller's and the callee's spans", |spans| {
+        ["invoke acme/caller", "invoke acme/hello"]
+            .iter()
+            .all(|n| spans.iter().any(|s| s.name == *n))
+            && named(spans, "zerofn.guest").len() == 2
+            && !named(spans, "zerofn.call").is_empty()
+    });
+    let in_trace: Vec<Span> = spans
+        .iter()
+        .filter(|s| hex::encode(&s.trace_id) == TRACE)
+        .cloned()
+        .collect();
+    let spans = &in_trace[..];
+    let root = named(spans, "invoke acme/caller")[0];
+    // The gateway's span is the caller's span's child, in the caller's trace.
+    assert_eq!(root.kind, 2, "SERVER");
+    assert_eq!(hex::encode(&root.parent_span_id), PARENT);
+    assert_eq!(root.trace_state, "vendor=1");
+    assert_eq!(text(root, "faas.invocation_id"), invocation);
+    assert_eq!(text(root, "faas.name"), "caller");
+    assert_eq!(text(root, "faas.trigger"), "http");
+    assert_eq!(text(root, "http.request.method"), "GET");
+    assert_eq!(text(root, "url.path"), "/caller/acme/hello/");
+    assert_eq!(
+        attr(root, "http.response.status_code"),
+        Some(Value::IntValue(200))
+    );
+    assert_eq!(
+        text(root, "zerofn.spiffe_id"),
+        "spiffe://zerofn.local/tenant/acme/fn/caller"
+    );
+    assert_eq!(text(root, "zerofn.caller"), "Zerofn::Caller::\"public\"");
+    assert_eq!(text(root, "zerofn.decision"), "allow");
+    assert!(!text(root, "zerofn.policy_ids").is_empty());
+
+    // Under the gateway's span: authentication, the decision, instantiation, the guest.
+    let under_root: Vec<&str> = children(spans, root)
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    for name in [
+        "zerofn.authenticate",
+        "zerofn.decide",
+        "zerofn.instantiate",
+        "zerofn.guest",
+    ] {
+        assert!(
+            under_root.contains(&name),
+            "{name} not under the root: {under_root:?}"
+        );
+    }
+    let decide = children(spans, root)
+        .into_iter()
+        .find(|s| s.name == "zerofn.decide")
+        .unwrap();
+    assert_eq!(text(decide, "zerofn.decision"), "allow");
+    assert_eq!(
+        text(decide, "zerofn.policy_ids"),
+        text(root, "zerofn.policy_ids")
+    );
+    let guest = children(spans, root)
+        .into_iter()
+        .find(|s| s.name == "zerofn.guest")
+        .unwrap();
+    // The call is the guest's CLIENT span; the callee's gateway span is its child.
+    let call = children(spans, guest)
+        .into_iter()
+        .find(|s| s.name == "zerofn.call")
+        .expect("the call under the caller's guest span");
+    assert_eq!(call.kind, 3, "CLIENT");
+    assert_eq!(text(call, "zerofn.callee"), "acme/hello");
+    let callee = named(spans, "invoke acme/hello")[0];
+    assert_eq!(callee.parent_span_id, call.span_id);
+    assert_eq!(callee.kind, 2, "SERVER");
+    assert_eq!(
+        text(callee, "zerofn.caller"),
+        "Zerofn::Function::\"acme/caller\""
+    );
+    assert_eq!(
+        text(callee, "zerofn.caller.spiffe_id"),
+        "spiffe://zerofn.local/tenant/acme/fn/caller"
+    );
+    assert_eq!(
+        text(callee, "zerofn.spiffe_id"),
+        "spiffe://zerofn.local/tenant/acme/fn/hello"
+    );
+    assert_eq!(text(callee, "zerofn.decision"), "allow");
+    assert!(children(spans, callee)
+        .iter()
+        .any(|s| s.name == "zerofn.guest"));
+    for span in spans {
+        assert!(
+            span.end_time_unix_nano >= span.start_time_unix_nano,
+            "{}",
+            span.name
+        );
+    }
+
+    // The audit records of both invocations name the trace.
+    let records = s.audit(50);
+    let caller_record = records
+        .iter()
+        .find(|r| r["action"] == "invoke" && r["invocation_id"] == invocation.as_str())
+        .expect("the caller's invoke record");
+    assert_eq!(
+        caller_record["detail"]["trace_id"], TRACE,
+        "{caller_record}"
+    );
+    let callee_invocation = text(callee, "faas.invocation_id");
+    let callee_record = records
+        .iter()
+        .find(|r| r["action"] == "invoke" && r["invocation_id"] == callee_invocation.as_str())
+        .expect("the callee's invoke record");
+    assert_eq!(
+        callee_record["detail"]["trace_id"], TRACE,
+        "{callee_record}"
+    );
+
+    // A malformed traceparent starts a new trace: no error, no parent.
+    let before = otlp.spans.lock().unwrap().len();
+    let upper = format!("00-{}-{PARENT}-01", TRACE.to_uppercase());
+    let r = http(
+        &s.platform.gateway,
+        "GET",
+        "/caller/acme/hello/",
+        &[("traceparent", &upper)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let fresh_invocation = r.header("x-zerofn-invocation-id").unwrap().to_owned();
+    let spans = otlp.wait("the spans of the request with a bad traceparent", |spans| {
+        spans[before.min(spans.len())..].iter().any(|s| {
+            s.name == "invoke acme/caller"
+                && attr(s, "faas.invocation_id")
+                    == Some(Value::StringValue(fresh_invocation.clone()))
+        })
+    });
+    let fresh = spans
+        .iter()
+        .find(|s| {
+            attr(s, "faas.invocation_id") == Some(Value::StringValue(fresh_invocation.clone()))
+                && s.name == "invoke acme/caller"
+        })
+        .unwrap();
+    assert!(
+        fresh.parent_span_id.is_empty(),
+        "a new trace's root has no parent"
+    );
+    assert_ne!(hex::encode(&fresh.trace_id), TRACE);
+    let record = s
+        .audit(50)
+        .into_iter()
+        .find(|r| r["action"] == "invoke" && r["invocation_id"] == fresh_invocation.as_str())
+        .unwrap();
+    assert_eq!(record["detail"]["trace_id"], hex::encode(&fresh.trace_id));
+
+    // Every export was a protobuf POST to /v1/traces.
+    for head in otlp.heads.lock().unwrap().iter() {
+        assert!(head.starts_with("POST /v1/traces HTTP/1.1"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/x-protobuf"),
+            "{head}"
+        );
+    }
+    // The export's own counts are on /metrics (counted once the receiver answered).
+    let metrics_addr = s.platform.metrics.clone().expect("metrics listening line");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = http(&metrics_addr, "GET", "/metrics", &[], b"").text();
+        let exported = text
+            .lines()
+            .find_map(|l| l.strip_prefix("zerofn_trace_spans_total{outcome=\"exported\"} "))
+            .map(|v| v.trim().parse::<f64>().unwrap());
+        if exported.is_some_and(|n| n > 0.0) {
+            assert!(
+                text.contains("zerofn_trace_spans_total{outcome=\"dropped\"} 0"),
+                "{text}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exported spans counted: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_outbound_request_carries_the_platforms_traceparent_in_the_callers_trace() {
+    let otlp = receiver();
+    // The upstream the function fetches from: it keeps each request head.
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = upstream.local_addr().unwrap().port();
+    let heads: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = heads.clone();
+    std::thread::spawn(move || {
+        for conn in upstream.incoming().take(4) {
+            let Ok(mut s) = conn else { continue };
+            if let Some((head, _)) = read_request(&mut s) {
+                seen.lock().unwrap().push(head);
+            }
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nup");
+        }
+    });
+    let s = Setup::with_args(&["--otlp-endpoint", &format!("{}/v1/traces", otlp.url)]);
+    s.deploy(
+        "fetch",
+        "fetch-c",
+        &["/fetch"],
+        &format!(
+            "[egress]\nallow = [{{ url = \"http://127.0.0.1:{port}\", allow_ranges = [\"127.0.0.0/8\"] }}]\n"
+        ),
+    );
+    let traceparent = format!("00-{TRACE}-{PARENT}-01");
+    let r = http(
+        &s.platform.gateway,
+        "POST",
+        "/fetch",
+        &[("traceparent", &traceparent)],
+        format!("GET http://127.0.0.1:{port}/x").as_bytes(),
+    );
+    assert_eq!((r.status, r.text().as_str()), (200, "up"));
+    let head = heads
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .expect("the upstream saw the request");
+    let sent: HashMap<String, String> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let outbound = sent
+        .get("traceparent")
+        .expect("a traceparent on the outbound request");
+    let parts: Vec<&str> = outbound.split('-').collect();
+    assert_eq!(parts.len(), 4, "{outbound}");
+    assert_eq!(
+        (parts[0], parts[1], parts[3]),
+        ("00", TRACE, "01"),
+        "{outbound}"
+    );
+    // Its parent id is the platform's CLIENT span of the request, under the guest's span.
+    let span_id = parts[2].to_owned();
+    let spans = otlp.wait("the outbound request's span", |spans| {
+        spans.iter().any(|s| hex::encode(&s.span_id) == span_id)
+    });
+    let client = spans
+        .iter()
+        .find(|s| hex::encode(&s.span_id) == span_id)
+        .unwrap();
+    assert_eq!(client.kind, 3, "CLIENT");
+    assert_eq!(client.name, "GET");
+    assert_eq!(text(client, "server.address"), "127.0.0.1");
+    assert_eq!(
+        attr(client, "server.port"),
+        Some(Value::IntValue(i64::from(port)))
+    );
+    assert_eq!(
+        attr(client, "http.response.status_code"),
+        Some(Value::IntValue(200))
+    );
+    assert_eq!(hex::encode(&client.trace_id), TRACE);
+    let guest = spans
+        .iter()
+        .find(|s| s.span_id == client.parent_span_id)
+        .expect("the client span's parent");
+    assert_eq!(guest.name, "zerofn.guest");
+}
