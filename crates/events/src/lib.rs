@@ -4,7 +4,8 @@
 //! them (`delivery.rs`), the scheduler that invokes functions bound to
 //! schedules at their fire times (`schedule.rs`), as CloudEvents 1.0
 //! requests in binary content mode (`cloudevent.rs`), on a clock tests can
-//! replace (`clock.rs`).
+//! replace (`clock.rs`); tenants' object storage and its bucket events
+//! (`objects.rs`), delivered through the queues' loop.
 //!
 //! Each source is a principal of its own, `Zerofn::EventSource::"<tenant>/
 //! queue/<name>"`: a function bound to a queue with `[[triggers]] queue =
@@ -40,13 +41,14 @@
 //!   (`queues.fn.internal`, [`Queues::publish`] with the function as actor):
 //!   `wasi:messaging` is a draft (0.2.0-draft) wasmtime 48 ships no bindings
 //!   for.
-//! - Object-storage and key-value change sources are not built.
+//! - Key-value change sources are not built.
 //! - Schedules assume one platform process per store (two would both fire),
 //!   and their skipped counts live in memory only.
 
 mod clock;
 mod cloudevent;
 mod delivery;
+mod objects;
 mod queue;
 mod schedule;
 
@@ -58,6 +60,12 @@ pub use delivery::{
     retry_delay_ms, Binding, Bindings, BoxFuture, Delivered, Delivery, EventInvocation, Invoker,
     MAX_TRIGGER_CONCURRENCY, RETRY_BASE_MS,
 };
+pub use objects::{
+    bucket_source_uri, check_bucket, check_key, event_queue, BucketBinding, BucketBindings,
+    ObjectEventKind, Objects, ObjectsError, DEFAULT_OBJECT_CONTENT_TYPE, MAX_BUCKETS_PER_TENANT,
+    MAX_EVENT_DEPTH, MAX_KEY_BYTES, MAX_LIST, MAX_OBJECTS_PER_TENANT, MAX_OBJECT_BYTES,
+    MAX_TENANT_OBJECT_BYTES, OBJECT_CREATED_TYPE, OBJECT_DELETED_TYPE,
+};
 pub use queue::{
     parse_duration_ms, OutgoingMessage, QueueName, QueueSettings, QueueStats, Queues,
     DEFAULT_CONTENT_TYPE, DEFAULT_EVENT_TYPE, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETENTION_MS,
@@ -65,7 +73,9 @@ pub use queue::{
     MAX_QUEUES_PER_TENANT, MAX_QUEUE_DEPTH, MAX_TENANT_QUEUE_BYTES,
 };
 pub use schedule::{ScheduleBinding, ScheduleStatus, Scheduler, SCHEDULE_EVENT_TYPE};
-pub use zerofn_store::{MessageRow, Published, QueueRefusal, QueueRow};
+pub use zerofn_store::{
+    BucketRow, MessageRow, ObjectLimits, ObjectRefusal, ObjectRow, Published, QueueRefusal, QueueRow,
+};
 
 use zerofn_audit::AuditError;
 use zerofn_store::StoreError;

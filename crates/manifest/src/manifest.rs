@@ -41,6 +41,11 @@
 //! timezone = "Europe/Berlin"  # optional: an IANA time zone (default "UTC")
 //! missed = "skip"             # optional: "skip" (default) or "run-once" after downtime
 //!
+//! [[triggers]]                # or a bucket's object events (`bucket_trigger.rs`)
+//! bucket = "uploads"          # a bucket of the tenant (`zerofn object put`)
+//! events = ["created"]        # optional: "created", "deleted" (default both)
+//! prefix = "incoming/"        # optional: only keys starting (`suffix`: ending) with this
+//!
 //! [schema]                    # optional: JSON Schemas (draft 2020-12) requests must match
 //! body = '''{"type": "object", "required": ["id"]}'''   # JSON text, or a TOML table:
 //! [schema.query]              # `[schema.<part>]` written as TOML (no `null` in TOML)
@@ -58,7 +63,7 @@
 //! ]
 //! ```
 //!
-//! A trigger is also an invoke grant: it adds `event:queue/<name>` to `[invoke] from`, or
+//! A trigger is also an invoke grant: it adds `event:queue/<name>` (a bucket's: `event:bucket/<name>`) to `[invoke] from`, or
 //! for a schedule `event:schedule/<function>-<name>` (the principal
 //! `Zerofn::EventSource::"<tenant>/schedule/<function>-<name>"`; `<function>-<name>` must
 //! be at most 63 characters). With triggers and no `[invoke]`, nobody else may invoke the
@@ -96,6 +101,7 @@ use zerofn_egress::{EgressRule, FunctionEgressLimits};
 use zerofn_policy::{InvokeSource, KvGrant, Permissions};
 use zerofn_validation::{CompiledSchema, RequestPart, RequestSchemas, SchemaError};
 
+use crate::bucket_trigger::BucketTrigger;
 use crate::error::ManifestError;
 use crate::schedule::{Missed, Schedule, DEFAULT_TIMEZONE};
 use zerofn_types::excerpt;
@@ -151,6 +157,8 @@ pub enum Trigger {
     Queue(QueueTrigger),
     /// `schedule = "..."`: the fire times of a cron expression.
     Schedule(ScheduleTrigger),
+    /// `bucket = "..."`: the object events of a bucket of the tenant.
+    Bucket(BucketTrigger),
 }
 
 /// A queue bound to a function.
@@ -198,6 +206,7 @@ impl Trigger {
         match self {
             Trigger::Queue(q) => format!("queue/{}", q.queue),
             Trigger::Schedule(s) => format!("schedule/{function}-{}", s.name),
+            Trigger::Bucket(b) => format!("bucket/{}", b.bucket),
         }
     }
 }
@@ -396,6 +405,12 @@ struct RawManifest {
 #[serde(deny_unknown_fields)]
 struct RawTrigger {
     queue: Option<String>,
+    bucket: Option<String>,
+    events: Option<Vec<String>>,
+    prefix: Option<String>,
+    suffix: Option<String>,
+    max_attempts: Option<i64>,
+    dead_letter: Option<String>,
     max_concurrency: Option<i64>,
     schema: Option<toml::Value>,
     schedule: Option<String>,
@@ -419,7 +434,34 @@ fn check_triggers(raw: Vec<RawTrigger>, function: &str) -> Result<Vec<Trigger>, 
         )));
     }
     let mut out: Vec<Trigger> = Vec::with_capacity(raw.len());
-    for t in raw {
+    for mut t in raw {
+        if let Some(bucket) = t.bucket.take() {
+            let trigger = check_bucket_trigger(bucket, t)?;
+            if out
+                .iter()
+                .any(|o| matches!(o, Trigger::Bucket(b) if b.bucket == trigger.bucket))
+            {
+                return Err(bad(format!(
+                    "bucket `{}` is bound twice; use one trigger (its `events` can list both kinds)",
+                    trigger.bucket
+                )));
+            }
+            out.push(Trigger::Bucket(trigger));
+            continue;
+        }
+        for (key, given) in [
+            ("events", t.events.is_some()),
+            ("prefix", t.prefix.is_some()),
+            ("suffix", t.suffix.is_some()),
+            ("max_attempts", t.max_attempts.is_some()),
+            ("dead_letter", t.dead_letter.is_some()),
+        ] {
+            if given {
+                return Err(bad(format!(
+                    "`{key}` belongs to a bucket trigger; add `bucket = \"<name>\"` or remove it"
+                )));
+            }
+        }
         if t.schedule.is_some() {
             if let Some(queue) = &t.queue {
                 return Err(bad(format!(
@@ -492,6 +534,75 @@ fn check_triggers(raw: Vec<RawTrigger>, function: &str) -> Result<Vec<Trigger>, 
         }));
     }
     Ok(out)
+}
+
+/// Reads a bucket trigger: the bucket (a DNS label), its own keys
+/// ([`crate::bucket_trigger`]), `max_concurrency` and `schema` as a queue
+/// trigger's. Errors name the bucket.
+fn check_bucket_trigger(bucket: String, t: RawTrigger) -> Result<BucketTrigger, ManifestError> {
+    let bad = |problem: String| ManifestError::Permission {
+        key: "triggers",
+        problem,
+    };
+    zerofn_policy::permissions::valid_bucket_name(&bucket).map_err(|why| {
+        bad(format!(
+            "bucket `{}` is not a valid name: it {why}",
+            excerpt(&bucket)
+        ))
+    })?;
+    for (key, given) in [
+        ("queue", t.queue.is_some()),
+        ("schedule", t.schedule.is_some()),
+        ("name", t.name.is_some()),
+        ("timezone", t.timezone.is_some()),
+        ("missed", t.missed.is_some()),
+    ] {
+        if given {
+            return Err(bad(format!(
+                "the trigger of bucket `{bucket}` also has `{key}`; a trigger is one of `queue`, `schedule` or `bucket`, write two triggers"
+            )));
+        }
+    }
+    let (created, deleted, prefix, suffix, max_attempts, dead_letter) =
+        crate::bucket_trigger::check_bucket_keys(
+            &bucket,
+            crate::bucket_trigger::RawBucketKeys {
+                events: t.events,
+                prefix: t.prefix,
+                suffix: t.suffix,
+                max_attempts: t.max_attempts,
+                dead_letter: t.dead_letter,
+            },
+        )
+        .map_err(bad)?;
+    let max_concurrency = match t.max_concurrency {
+        None => DEFAULT_TRIGGER_CONCURRENCY,
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| (1..=MAX_TRIGGER_CONCURRENCY).contains(n))
+            .ok_or_else(|| {
+                bad(format!(
+                    "bucket `{bucket}`: `max_concurrency` = {n} is out of range; use 1 to {MAX_TRIGGER_CONCURRENCY}"
+                ))
+            })?,
+    };
+    let schema = t
+        .schema
+        .as_ref()
+        .map(|value| schema_text(value).and_then(|text| CompiledSchema::compile(&text)))
+        .transpose()
+        .map_err(|e| bad(format!("the schema of bucket `{bucket}` is invalid: {e}")))?;
+    Ok(BucketTrigger {
+        bucket,
+        created,
+        deleted,
+        prefix,
+        suffix,
+        max_concurrency,
+        max_attempts,
+        dead_letter,
+        schema,
+    })
 }
 
 /// A schema's JSON text, written either as a JSON string or as a TOML table.

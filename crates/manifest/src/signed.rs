@@ -188,6 +188,7 @@ impl Manifest {
                         "timezone": s.schedule.timezone(),
                         "missed": s.missed.as_str(),
                     }),
+                    crate::Trigger::Bucket(b) => b.signed(),
                 })
                 .collect();
             list.sort_by_key(ToString::to_string);

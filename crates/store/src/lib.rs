@@ -2,8 +2,9 @@
 //! Embedded persistent state: tenants and their signing keys, deployments,
 //! published layers and which deployments pin them, the raw rows of the
 //! audit log (and the indexes its queries use), and the output of
-//! invocations, tenants' durable message queues and the last run of each
-//! schedule, in one SQLite database.
+//! invocations, tenants' durable message queues, the last run of each
+//! schedule and the metadata of tenants' objects, in one SQLite database;
+//! the objects' bytes are files named by digest beside it (`objects.rs`).
 //!
 //! # Trust
 //! This crate trusts the file system under the data directory and nothing
@@ -40,6 +41,7 @@ mod jwks_fetches;
 mod kv;
 mod layers;
 mod mtls_cas;
+mod objects;
 mod operators;
 mod policies;
 mod queues;
@@ -71,6 +73,10 @@ pub use invocation_logs::{
 pub use kv::IncrementError;
 pub use layers::{LayerRow, LayerSummary};
 pub use mtls_cas::MtlsCaRow;
+pub use objects::{
+    blob_digest, BucketRow, NewObject, ObjectError, ObjectEventRow, ObjectLimits, ObjectRefusal,
+    ObjectRow, StoredBlob, OBJECTS_DIR,
+};
 pub use operators::{ControlPolicyRow, OperatorCertRow};
 pub use policies::TenantPolicyRow;
 pub use queues::{
@@ -253,6 +259,7 @@ impl Store {
         conn.execute_batch(zones::SCHEMA)?;
         conn.execute_batch(queues::SCHEMA)?;
         conn.execute_batch(schedule_runs::SCHEMA)?;
+        conn.execute_batch(objects::SCHEMA)?;
         migrate(&conn)?;
         conn.execute_batch(audit_query::SCHEMA)?;
         conn.execute_batch(invocation_logs::SCHEMA)?;
