@@ -772,7 +772,7 @@ mod tests {
 
     const LIMITS: ObjectLimits = ObjectLimits {
         max_buckets: 2,
-        max_objects: 3,
+        max_objects: 4,
         max_bytes: 100,
         max_event_depth: 2,
     };
@@ -909,22 +909,23 @@ mod tests {
             ObjectError::Refused(ObjectRefusal::TooManyBuckets { limit: 2 })
         ));
         put(&store, &tenant, "b1", "b", b"3").await.unwrap();
-        let e = put(&store, &tenant, "b1", "c", b"4").await.unwrap_err();
+        put(&store, &tenant, "b1", "c", b"4").await.unwrap();
+        let e = put(&store, &tenant, "b1", "d", b"5").await.unwrap_err();
         assert!(matches!(
             e,
-            ObjectError::Refused(ObjectRefusal::TooManyObjects { count: 3, limit: 3 })
+            ObjectError::Refused(ObjectRefusal::TooManyObjects { count: 4, limit: 4 })
         ));
         // Overwriting an object is not a new one; passing the bytes is refused.
         let e = put(&store, &tenant, "b1", "a", &[0u8; 99]).await.unwrap_err();
         assert!(matches!(
             e,
-            ObjectError::Refused(ObjectRefusal::TenantFull { used: 3, adding: 99, limit: 100 })
+            ObjectError::Refused(ObjectRefusal::TenantFull { used: 4, adding: 99, limit: 100 })
         ));
         let row = store.object_get(&tenant, "b1", "a").await.unwrap();
         assert_eq!((row.size, row.version), (1, 1));
         let buckets = store.bucket_list(&tenant).await.unwrap();
         let summary: Vec<_> = buckets.iter().map(|b| (b.name.as_str(), b.objects, b.bytes)).collect();
-        assert_eq!(summary, [("b1", 2, 2), ("b2", 1, 1)]);
+        assert_eq!(summary, [("b1", 3, 3), ("b2", 1, 1)]);
         assert!(matches!(
             store.bucket_delete(&tenant, "b2").await,
             Err(ObjectError::Refused(ObjectRefusal::BucketNotEmpty { objects: 1, .. }))

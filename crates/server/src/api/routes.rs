@@ -740,6 +740,13 @@ mod tests {
                 PathTenant,
                 t("acme"),
             ),
+            ("GET", "/v1/tenants/acme/buckets", TenantRead, PathTenant, t("acme")),
+            ("DELETE", "/v1/tenants/acme/buckets/up", TenantManage, PathTenant, t("acme")),
+            ("GET", "/v1/tenants/acme/buckets/up/objects", TenantRead, PathTenant, t("acme")),
+            ("PUT", "/v1/tenants/acme/buckets/up/objects/in/a.json", TenantManage, PathTenant, t("acme")),
+            // Reading an object's bytes is reading the tenant's data.
+            ("GET", "/v1/tenants/acme/buckets/up/objects/in/a.json", AuditRead, PathTenant, t("acme")),
+            ("DELETE", "/v1/tenants/acme/buckets/up/objects/a", TenantManage, PathTenant, t("acme")),
             ("GET", "/v1/audit/public-key", AuditRead, Platform, None),
             ("GET", "/v1/audit/checkpoint", AuditRead, Platform, None),
             ("POST", "/v1/audit/checkpoint", AuditRead, Platform, None),
