@@ -281,7 +281,9 @@ fn an_acknowledged_put_survives_kill_9_with_its_event() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(dead.len(), 1, "{dead:?}");
-    assert_eq!(dead[0]["event_type"], "dev.zerofn.object.created");
+    assert_eq!(dead[0]["type"], "dev.zerofn.object.created", "{}", dead[0]);
+    // Redrive sends it back to the trigger's own event queue.
+    assert_eq!(dead[0]["source_queue"], "@bucket/uploads/strict", "{}", dead[0]);
     assert!(
         dead[0]["last_error"].as_str().unwrap().contains("schema"),
         "{}",
