@@ -74,7 +74,8 @@ pub use queue::{
 };
 pub use schedule::{ScheduleBinding, ScheduleStatus, Scheduler, SCHEDULE_EVENT_TYPE};
 pub use zerofn_store::{
-    BucketRow, MessageRow, ObjectLimits, ObjectRefusal, ObjectRow, Published, QueueRefusal, QueueRow,
+    BucketRow, MessageRow, ObjectLimits, ObjectRefusal, ObjectRow, Published, QueueRefusal,
+    QueueRow,
 };
 
 use zerofn_audit::AuditError;

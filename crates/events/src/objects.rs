@@ -686,7 +686,15 @@ mod tests {
 
     #[test]
     fn keys_are_names_not_paths() {
-        for ok in ["a", "incoming/x.json", "a/b/c", "dir/", "x=1,y+2@h:~(1)!*'", "..a", "a..b"] {
+        for ok in [
+            "a",
+            "incoming/x.json",
+            "a/b/c",
+            "dir/",
+            "x=1,y+2@h:~(1)!*'",
+            "..a",
+            "a..b",
+        ] {
             check_key(ok).unwrap_or_else(|e| panic!("`{ok}` refused: {e}"));
         }
         let long = "k".repeat(MAX_KEY_BYTES + 1);
@@ -738,7 +746,10 @@ mod tests {
             ("acme", "uploads", Created, "outgoing/a.json"),
             ("acme", "uploads", Created, "incoming/a.txt"),
         ] {
-            assert!(!b.matches(tenant, bucket, kind, key), "{tenant} {bucket} {kind:?} {key}");
+            assert!(
+                !b.matches(tenant, bucket, kind, key),
+                "{tenant} {bucket} {kind:?} {key}"
+            );
         }
         assert_eq!(b.event_queue(), "@bucket/uploads/f");
         assert_eq!(bucket_of_event_queue("@bucket/uploads/f"), Some("uploads"));
@@ -783,15 +794,28 @@ mod tests {
             Arc::new(Notify::new()),
         );
         let row = objects
-            .put("op", &tenant, "bucket-a", "in/x", b"data".to_vec(), Some("text/plain"))
+            .put(
+                "op",
+                &tenant,
+                "bucket-a",
+                "in/x",
+                b"data".to_vec(),
+                Some("text/plain"),
+            )
             .await
             .unwrap();
         objects
             .put("op", &tenant, "bucket-a", "out/x", b"data".to_vec(), None)
             .await
             .unwrap();
-        objects.delete("op", &tenant, "bucket-a", "in/x").await.unwrap();
-        let queued = store.queue_peek(&tenant, "@bucket/bucket-a/a", 10).await.unwrap();
+        objects
+            .delete("op", &tenant, "bucket-a", "in/x")
+            .await
+            .unwrap();
+        let queued = store
+            .queue_peek(&tenant, "@bucket/bucket-a/a", 10)
+            .await
+            .unwrap();
         let kinds: Vec<_> = queued.iter().map(|m| m.event_type.as_str()).collect();
         assert_eq!(kinds, [OBJECT_CREATED_TYPE, OBJECT_DELETED_TYPE]);
         let body: serde_json::Value = serde_json::from_slice(&queued[0].body).unwrap();
@@ -800,7 +824,10 @@ mod tests {
         assert_eq!(body["digest"], row.digest.as_str());
         assert_eq!(body["content_type"], "text/plain");
         assert!(
-            store.queue_get(&tenant, "@bucket/bucket-b/b").await.is_err(),
+            store
+                .queue_get(&tenant, "@bucket/bucket-b/b")
+                .await
+                .is_err(),
             "bucket b's binding got an event of bucket a"
         );
         let req = request("acme", "bucket-a", &queued[0]);
@@ -811,10 +838,16 @@ mod tests {
         assert_eq!(h("content-type"), "application/json");
         // Audited with digest and size, never the bytes.
         let records = store.audit_page(0, 1000).await.unwrap();
-        let puts: Vec<_> = records.iter().filter(|r| r.action == "object.put").collect();
+        let puts: Vec<_> = records
+            .iter()
+            .filter(|r| r.action == "object.put")
+            .collect();
         assert_eq!(puts.len(), 2);
         let detail = puts[0].detail.as_deref().unwrap();
-        assert!(detail.contains(&row.digest) && detail.contains("\"size\":4"), "{detail}");
+        assert!(
+            detail.contains(&row.digest) && detail.contains("\"size\":4"),
+            "{detail}"
+        );
         assert!(!detail.contains("data"), "{detail}");
         assert!(records.iter().any(|r| r.action == "object.delete"));
         // A bad key is refused, audited and stores nothing.
@@ -823,6 +856,11 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.status(), 400);
-        assert!(objects.list(&tenant, "bucket-a", "", None, 10).await.unwrap().iter().all(|r| r.key == "out/x"));
+        assert!(objects
+            .list(&tenant, "bucket-a", "", None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.key == "out/x"));
     }
 }

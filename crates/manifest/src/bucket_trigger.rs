@@ -99,11 +99,18 @@ pub(crate) struct RawBucketKeys {
     pub dead_letter: Option<String>,
 }
 
+/// The bucket trigger's own keys, checked.
+pub(crate) struct BucketKeys {
+    pub created: bool,
+    pub deleted: bool,
+    pub prefix: Option<String>,
+    pub suffix: Option<String>,
+    pub max_attempts: u32,
+    pub dead_letter: Option<String>,
+}
+
 /// Checks the keys only a bucket trigger has; `problem` texts name the bucket.
-pub(crate) fn check_bucket_keys(
-    bucket: &str,
-    raw: RawBucketKeys,
-) -> Result<(bool, bool, Option<String>, Option<String>, u32, Option<String>), String> {
+pub(crate) fn check_bucket_keys(bucket: &str, raw: RawBucketKeys) -> Result<BucketKeys, String> {
     let (mut created, mut deleted) = (true, true);
     if let Some(events) = raw.events {
         if events.is_empty() {
@@ -118,19 +125,16 @@ pub(crate) fn check_bucket_keys(
                 "deleted" => deleted = true,
                 other => {
                     return Err(format!(
-                        "bucket `{bucket}`: event `{}` is not known; use \"created\" or \"deleted\"",
-                        zerofn_types::excerpt(other)
-                    ))
+                    "bucket `{bucket}`: event `{}` is not known; use \"created\" or \"deleted\"",
+                    zerofn_types::excerpt(other)
+                ))
                 }
             }
         }
     }
     for (key, value) in [("prefix", &raw.prefix), ("suffix", &raw.suffix)] {
         if let Some(v) = value {
-            if v.is_empty()
-                || v.len() > MAX_FILTER_BYTES
-                || v.chars().any(|c| c.is_control())
-            {
+            if v.is_empty() || v.len() > MAX_FILTER_BYTES || v.chars().any(|c| c.is_control()) {
                 return Err(format!(
                     "bucket `{bucket}`: `{key}` must be 1 to {MAX_FILTER_BYTES} bytes without control characters"
                 ));
@@ -156,12 +160,110 @@ pub(crate) fn check_bucket_keys(
             )
         })?;
     }
-    Ok((
+    Ok(BucketKeys {
         created,
         deleted,
-        raw.prefix,
-        raw.suffix,
+        prefix: raw.prefix,
+        suffix: raw.suffix,
         max_attempts,
-        raw.dead_letter,
-    ))
+        dead_letter: raw.dead_letter,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Manifest, Trigger};
+
+    const MINIMAL: &str =
+        "name = \"thumbs\"\ntenant = \"acme\"\ncomponent = \"t.wasm\"\nroutes = [\"/t\"]\n";
+
+    fn parse(extra: &str) -> Result<Manifest, String> {
+        Manifest::from_toml(&format!("{MINIMAL}{extra}")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_bucket_trigger_filters_and_grants_only_its_bucket() {
+        let m = parse(
+            "[[triggers]]\nbucket = \"uploads\"\nevents = [\"created\"]\nprefix = \"incoming/\"\nsuffix = \".json\"\nmax_attempts = 3\ndead_letter = \"failed\"\n[[triggers]]\nbucket = \"archive\"\n",
+        )
+        .unwrap();
+        let [Trigger::Bucket(up), Trigger::Bucket(ar)] = m.triggers.as_slice() else {
+            panic!("{:?}", m.triggers)
+        };
+        assert_eq!((up.created, up.deleted), (true, false));
+        assert_eq!(up.prefix.as_deref(), Some("incoming/"));
+        assert_eq!(up.suffix.as_deref(), Some(".json"));
+        assert_eq!((up.max_attempts, up.max_concurrency), (3, 4));
+        assert_eq!(up.dead_letter.as_deref(), Some("failed"));
+        // Defaults: both events, no filters, five attempts.
+        assert_eq!((ar.created, ar.deleted, ar.max_attempts), (true, true, 5));
+        assert_eq!((ar.prefix.as_deref(), ar.suffix.as_deref()), (None, None));
+        let from: Vec<String> = m
+            .permissions
+            .invoke_from
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(from, ["event:bucket/archive", "event:bucket/uploads"]);
+        // Signed: every filter is part of the signed content.
+        let signed = m.signed_content().as_value().to_string();
+        for part in [
+            "\"bucket\":\"uploads\"",
+            "\"prefix\":\"incoming/\"",
+            "\"suffix\":\".json\"",
+            "\"events\":[\"created\"]",
+            "\"dead_letter\":\"failed\"",
+        ] {
+            assert!(signed.contains(part), "{part} not in {signed}");
+        }
+    }
+
+    #[test]
+    fn bad_bucket_triggers_are_refused_naming_the_problem() {
+        for (extra, expected) in [
+            (
+                "bucket = \"Uploads\"\n",
+                "bucket `Uploads` is not a valid name",
+            ),
+            ("bucket = \"u\"\nevents = []\n", "`events` is empty"),
+            (
+                "bucket = \"u\"\nevents = [\"updated\"]\n",
+                "event `updated` is not known",
+            ),
+            (
+                "bucket = \"u\"\nprefix = \"\"\n",
+                "`prefix` must be 1 to 1024 bytes",
+            ),
+            ("bucket = \"u\"\nsuffix = \"a\\nb\"\n", "`suffix` must be"),
+            (
+                "bucket = \"u\"\nmax_attempts = 0\n",
+                "`max_attempts` = 0 is out of range",
+            ),
+            ("bucket = \"u\"\nmax_concurrency = 1001\n", "out of range"),
+            (
+                "bucket = \"u\"\ndead_letter = \"A\"\n",
+                "dead-letter queue `A` is not a valid name",
+            ),
+            ("bucket = \"u\"\nqueue = \"q\"\n", "also has `queue`"),
+            (
+                "bucket = \"u\"\nschedule = \"* * * * *\"\n",
+                "also has `schedule`",
+            ),
+            (
+                "bucket = \"u\"\n[[triggers]]\nbucket = \"u\"\n",
+                "bucket `u` is bound twice",
+            ),
+            (
+                "queue = \"q\"\nprefix = \"a\"\n",
+                "`prefix` belongs to a bucket trigger",
+            ),
+            (
+                "bucket = \"u\"\nschema = '''{\"type\": 3}'''\n",
+                "the schema of bucket `u` is invalid",
+            ),
+        ] {
+            let e = parse(&format!("[[triggers]]\n{extra}")).unwrap_err();
+            assert!(e.contains(expected), "{extra}: {e}");
+        }
+    }
 }

@@ -563,18 +563,17 @@ fn check_bucket_trigger(bucket: String, t: RawTrigger) -> Result<BucketTrigger, 
             )));
         }
     }
-    let (created, deleted, prefix, suffix, max_attempts, dead_letter) =
-        crate::bucket_trigger::check_bucket_keys(
-            &bucket,
-            crate::bucket_trigger::RawBucketKeys {
-                events: t.events,
-                prefix: t.prefix,
-                suffix: t.suffix,
-                max_attempts: t.max_attempts,
-                dead_letter: t.dead_letter,
-            },
-        )
-        .map_err(bad)?;
+    let keys = crate::bucket_trigger::check_bucket_keys(
+        &bucket,
+        crate::bucket_trigger::RawBucketKeys {
+            events: t.events,
+            prefix: t.prefix,
+            suffix: t.suffix,
+            max_attempts: t.max_attempts,
+            dead_letter: t.dead_letter,
+        },
+    )
+    .map_err(bad)?;
     let max_concurrency = match t.max_concurrency {
         None => DEFAULT_TRIGGER_CONCURRENCY,
         Some(n) => u32::try_from(n)
@@ -594,13 +593,13 @@ fn check_bucket_trigger(bucket: String, t: RawTrigger) -> Result<BucketTrigger, 
         .map_err(|e| bad(format!("the schema of bucket `{bucket}` is invalid: {e}")))?;
     Ok(BucketTrigger {
         bucket,
-        created,
-        deleted,
-        prefix,
-        suffix,
+        created: keys.created,
+        deleted: keys.deleted,
+        prefix: keys.prefix,
+        suffix: keys.suffix,
         max_concurrency,
-        max_attempts,
-        dead_letter,
+        max_attempts: keys.max_attempts,
+        dead_letter: keys.dead_letter,
         schema,
     })
 }

@@ -302,8 +302,11 @@ pub fn blob_digest(data: &[u8]) -> String {
 /// hex digits): nothing else becomes a path.
 fn digest_hex(digest: &str) -> Option<&str> {
     let hex = digest.strip_prefix("sha256:")?;
-    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-        .then_some(hex)
+    (hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    .then_some(hex)
 }
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ObjectError {
@@ -605,6 +608,7 @@ impl Store {
     /// Deletes an object's metadata and commits its events, in one
     /// transaction. Answers the deleted row (whose blob may now be
     /// unreferenced).
+    #[allow(clippy::too_many_arguments)]
     pub async fn object_delete(
         &self,
         tenant: &TenantName,
@@ -651,7 +655,11 @@ impl Store {
         bucket: &str,
         key: &str,
     ) -> Result<ObjectRow, ObjectError> {
-        let (tenant, bucket, key) = (tenant.as_str().to_owned(), bucket.to_owned(), key.to_owned());
+        let (tenant, bucket, key) = (
+            tenant.as_str().to_owned(),
+            bucket.to_owned(),
+            key.to_owned(),
+        );
         self.object_op(move |conn| {
             crate::tenants::require_tenant(conn, &tenant)?;
             if !bucket_exists(conn, &tenant, &bucket)? {
@@ -673,8 +681,11 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<ObjectRow>, ObjectError> {
-        let (tenant, bucket, prefix) =
-            (tenant.as_str().to_owned(), bucket.to_owned(), prefix.to_owned());
+        let (tenant, bucket, prefix) = (
+            tenant.as_str().to_owned(),
+            bucket.to_owned(),
+            prefix.to_owned(),
+        );
         let after = after.unwrap_or_default().to_owned();
         self.object_op(move |conn| {
             crate::tenants::require_tenant(conn, &tenant)?;
@@ -725,7 +736,11 @@ impl Store {
     }
 
     /// Deletes an empty bucket.
-    pub async fn bucket_delete(&self, tenant: &TenantName, bucket: &str) -> Result<(), ObjectError> {
+    pub async fn bucket_delete(
+        &self,
+        tenant: &TenantName,
+        bucket: &str,
+    ) -> Result<(), ObjectError> {
         let (tenant, bucket) = (tenant.as_str().to_owned(), bucket.to_owned());
         self.object_op(move |conn| {
             let tx = write_tx(conn)?;
@@ -822,7 +837,9 @@ mod tests {
     #[tokio::test]
     async fn blobs_are_written_whole_named_by_digest_and_shared() {
         let (dir, store, tenant) = fixture().await;
-        let (a, old) = put(&store, &tenant, "uploads", "a.txt", b"hello").await.unwrap();
+        let (a, old) = put(&store, &tenant, "uploads", "a.txt", b"hello")
+            .await
+            .unwrap();
         assert!(old.is_none());
         assert_eq!(
             a.digest,
@@ -831,14 +848,18 @@ mod tests {
         assert_eq!((a.size, a.version), (5, 1));
         let blob = store.object_blob_write(b"hello".to_vec()).await.unwrap();
         assert!(blob.shared, "the same bytes were written twice");
-        put(&store, &tenant, "other", "b.txt", b"hello").await.unwrap();
+        put(&store, &tenant, "other", "b.txt", b"hello")
+            .await
+            .unwrap();
         assert_eq!(
             blob_files(dir.path()),
             ["2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"]
         );
         // No temporary file is left behind.
         assert_eq!(
-            std::fs::read_dir(dir.path().join("objects/tmp")).unwrap().count(),
+            std::fs::read_dir(dir.path().join("objects/tmp"))
+                .unwrap()
+                .count(),
             0
         );
         assert_eq!(store.object_blob_read(&a.digest).await.unwrap(), b"hello");
@@ -869,7 +890,9 @@ mod tests {
     #[tokio::test]
     async fn the_sweep_removes_what_a_crash_left_and_nothing_named() {
         let (dir, store, tenant) = fixture().await;
-        put(&store, &tenant, "uploads", "kept", b"kept").await.unwrap();
+        put(&store, &tenant, "uploads", "kept", b"kept")
+            .await
+            .unwrap();
         // A blob written but never committed, a temporary file, and a stranger.
         store.object_blob_write(b"orphan".to_vec()).await.unwrap();
         std::fs::write(dir.path().join("objects/tmp/x.tmp"), b"half").unwrap();
@@ -886,7 +909,9 @@ mod tests {
     #[tokio::test]
     async fn a_changed_blob_is_refused_not_served() {
         let (dir, store, tenant) = fixture().await;
-        let (row, _) = put(&store, &tenant, "uploads", "a", b"original").await.unwrap();
+        let (row, _) = put(&store, &tenant, "uploads", "a", b"original")
+            .await
+            .unwrap();
         let path = dir
             .path()
             .join("objects/blobs")
@@ -916,19 +941,31 @@ mod tests {
             ObjectError::Refused(ObjectRefusal::TooManyObjects { count: 4, limit: 4 })
         ));
         // Overwriting an object is not a new one; passing the bytes is refused.
-        let e = put(&store, &tenant, "b1", "a", &[0u8; 99]).await.unwrap_err();
+        let e = put(&store, &tenant, "b1", "a", &[0u8; 99])
+            .await
+            .unwrap_err();
         assert!(matches!(
             e,
-            ObjectError::Refused(ObjectRefusal::TenantFull { used: 4, adding: 99, limit: 100 })
+            ObjectError::Refused(ObjectRefusal::TenantFull {
+                used: 4,
+                adding: 99,
+                limit: 100
+            })
         ));
         let row = store.object_get(&tenant, "b1", "a").await.unwrap();
         assert_eq!((row.size, row.version), (1, 1));
         let buckets = store.bucket_list(&tenant).await.unwrap();
-        let summary: Vec<_> = buckets.iter().map(|b| (b.name.as_str(), b.objects, b.bytes)).collect();
+        let summary: Vec<_> = buckets
+            .iter()
+            .map(|b| (b.name.as_str(), b.objects, b.bytes))
+            .collect();
         assert_eq!(summary, [("b1", 3, 3), ("b2", 1, 1)]);
         assert!(matches!(
             store.bucket_delete(&tenant, "b2").await,
-            Err(ObjectError::Refused(ObjectRefusal::BucketNotEmpty { objects: 1, .. }))
+            Err(ObjectError::Refused(ObjectRefusal::BucketNotEmpty {
+                objects: 1,
+                ..
+            }))
         ));
     }
 
@@ -936,20 +973,37 @@ mod tests {
     async fn list_by_prefix_is_literal() {
         let (_dir, store, tenant) = fixture().await;
         for key in ["in/a", "in/b", "in_x", "out/a"] {
-            put(&store, &tenant, "b", key, key.as_bytes()).await.unwrap();
+            put(&store, &tenant, "b", key, key.as_bytes())
+                .await
+                .unwrap();
         }
         let keys = |rows: Vec<ObjectRow>| rows.into_iter().map(|r| r.key).collect::<Vec<_>>();
         assert_eq!(
-            keys(store.object_list(&tenant, "b", "in/", None, 10).await.unwrap()),
+            keys(
+                store
+                    .object_list(&tenant, "b", "in/", None, 10)
+                    .await
+                    .unwrap()
+            ),
             ["in/a", "in/b"]
         );
         // `_` is not a wildcard.
         assert_eq!(
-            keys(store.object_list(&tenant, "b", "in_", None, 10).await.unwrap()),
+            keys(
+                store
+                    .object_list(&tenant, "b", "in_", None, 10)
+                    .await
+                    .unwrap()
+            ),
             ["in_x"]
         );
         assert_eq!(
-            keys(store.object_list(&tenant, "b", "", Some("in/b"), 2).await.unwrap()),
+            keys(
+                store
+                    .object_list(&tenant, "b", "", Some("in/b"), 2)
+                    .await
+                    .unwrap()
+            ),
             ["in_x", "out/a"]
         );
         assert!(matches!(
@@ -980,13 +1034,23 @@ mod tests {
         };
         for (i, key) in ["k1", "k2"].iter().enumerate() {
             store
-                .object_put(&tenant, new(key), vec![event(&format!("e{i}"))], LIMITS, 5, "t")
+                .object_put(
+                    &tenant,
+                    new(key),
+                    vec![event(&format!("e{i}"))],
+                    LIMITS,
+                    5,
+                    "t",
+                )
                 .await
                 .unwrap();
         }
         let q = store.queue_get(&tenant, "@bucket/b/f").await.unwrap();
         assert_eq!(q.max_attempts, 3);
-        assert_eq!(q.dead_letter, None, "a missing dead-letter queue is not named");
+        assert_eq!(
+            q.dead_letter, None,
+            "a missing dead-letter queue is not named"
+        );
         let ids: Vec<_> = store
             .queue_peek(&tenant, "@bucket/b/f", 10)
             .await
@@ -1000,7 +1064,10 @@ mod tests {
             .object_put(&tenant, new("k3"), vec![event("e2")], LIMITS, 5, "t")
             .await
             .unwrap_err();
-        assert!(matches!(e, ObjectError::Refused(ObjectRefusal::EventsFull { depth: 2, .. })));
+        assert!(matches!(
+            e,
+            ObjectError::Refused(ObjectRefusal::EventsFull { depth: 2, .. })
+        ));
         assert!(matches!(
             store.object_get(&tenant, "b", "k3").await,
             Err(ObjectError::Refused(ObjectRefusal::NoSuchObject { .. }))

@@ -203,13 +203,19 @@ pub async fn run(data_dir: &Path, cmd: ObjectCommand) -> Result<()> {
         }
         ObjectCommand::Bucket(BucketCommand::List { tenant, json }) => {
             let list: zerofn_api::BucketList = api
-                .fetch(Method::GET, &format!("/v1/tenants/{}/buckets", seg(&tenant)))
+                .fetch(
+                    Method::GET,
+                    &format!("/v1/tenants/{}/buckets", seg(&tenant)),
+                )
                 .await?;
             if json {
                 println!("{}", serde_json::to_string(&list.buckets)?);
             } else {
                 for b in &list.buckets {
-                    println!("{}\t{} objects\t{} bytes\t{}", b.name, b.objects, b.bytes, b.created_at);
+                    println!(
+                        "{}\t{} objects\t{} bytes\t{}",
+                        b.name, b.objects, b.bytes, b.created_at
+                    );
                 }
             }
         }

@@ -134,7 +134,9 @@ impl Api {
         let req: PutObject = parse_json(c.body)?;
         let data = base64::engine::general_purpose::STANDARD
             .decode(req.data.as_bytes())
-            .map_err(|e| ControlError::InvalidRequest(format!("`data` is not valid base64: {e}")))?;
+            .map_err(|e| {
+                ControlError::InvalidRequest(format!("`data` is not valid base64: {e}"))
+            })?;
         let row = self
             .objects
             .put(

@@ -89,7 +89,11 @@ fn a_put_reaches_only_the_functions_bound_to_its_bucket_whose_filters_match() {
 
     let events = wait_events(&s, "thumbs", 2);
     let subjects: Vec<&str> = events.iter().map(|e| field(e, "subject")).collect();
-    assert_eq!(subjects, ["incoming/a.json", "incoming/z.json"], "{events:?}");
+    assert_eq!(
+        subjects,
+        ["incoming/a.json", "incoming/z.json"],
+        "{events:?}"
+    );
     let e = &events[0];
     assert_eq!(field(e, "type"), "dev.zerofn.object.created", "{e}");
     assert_eq!(
@@ -121,8 +125,7 @@ fn a_put_reaches_only_the_functions_bound_to_its_bucket_whose_filters_match() {
         .platform
         .cli(&["object", "delete", "acme", "archive", "incoming/d.json"]));
     assert!(out.contains("deleted archive/incoming/d.json"), "{out}");
-    ok(s
-        .platform
+    ok(s.platform
         .cli(&["object", "delete", "acme", "uploads", "incoming/a.json"]));
     let archived = wait_events(&s, "archiver", 2);
     assert_eq!(field(&archived[1], "type"), "dev.zerofn.object.deleted");
@@ -137,7 +140,10 @@ fn a_put_reaches_only_the_functions_bound_to_its_bucket_whose_filters_match() {
         .into_iter()
         .find(|r| r["action"] == "invoke" && r["function"] == "thumbs")
         .expect("an invoke record of thumbs");
-    assert_eq!(record["detail"]["caller"]["source"], "bucket/uploads", "{record}");
+    assert_eq!(
+        record["detail"]["caller"]["source"], "bucket/uploads",
+        "{record}"
+    );
     assert_eq!(
         record["detail"]["decisions"][0]["policies"][0], "acme/thumbs/invoke/event:bucket/uploads",
         "{record}"
@@ -173,7 +179,8 @@ fn objects_are_read_listed_and_audited_and_bad_input_changes_nothing() {
     ]));
     assert_eq!(std::fs::read(&out).unwrap(), bytes);
     assert_eq!(
-        ok(s.platform.cli(&["object", "get", "acme", "media", "in/note.txt"])),
+        ok(s.platform
+            .cli(&["object", "get", "acme", "media", "in/note.txt"])),
         "hello"
     );
 
@@ -190,7 +197,11 @@ fn objects_are_read_listed_and_audited_and_bad_input_changes_nothing() {
     assert_eq!(keys, ["in/note.txt", "in/photo.bin"]);
 
     // Identical bodies share one blob.
-    let blobs = || std::fs::read_dir(s.platform.data_dir.join("objects/blobs")).unwrap().count();
+    let blobs = || {
+        std::fs::read_dir(s.platform.data_dir.join("objects/blobs"))
+            .unwrap()
+            .count()
+    };
     assert_eq!(blobs(), 2);
 
     // Audited with digest and size, never the bytes.
@@ -205,7 +216,15 @@ fn objects_are_read_listed_and_audited_and_bad_input_changes_nothing() {
 
     for (args, expected) in [
         (
-            vec!["object", "put", "acme", "media", "../etc/passwd", "--data", "x"],
+            vec![
+                "object",
+                "put",
+                "acme",
+                "media",
+                "../etc/passwd",
+                "--data",
+                "x",
+            ],
             "has an empty, `.` or `..` segment",
         ),
         (
@@ -240,7 +259,8 @@ fn objects_are_read_listed_and_audited_and_bad_input_changes_nothing() {
     assert_eq!(buckets[0]["objects"], 3, "{buckets}");
 
     // Deleting the last object naming a blob removes the blob.
-    ok(s.platform.cli(&["object", "delete", "acme", "media", "in/photo.bin"]));
+    ok(s.platform
+        .cli(&["object", "delete", "acme", "media", "in/photo.bin"]));
     assert_eq!(blobs(), 1);
 }
 
@@ -265,7 +285,8 @@ fn an_acknowledged_put_survives_kill_9_with_its_event() {
         key,
     };
     assert_eq!(
-        ok(s.platform.cli(&["object", "get", "acme", "uploads", "kept.json"])),
+        ok(s.platform
+            .cli(&["object", "get", "acme", "uploads", "kept.json"])),
         "kept"
     );
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -283,7 +304,11 @@ fn an_acknowledged_put_survives_kill_9_with_its_event() {
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0]["type"], "dev.zerofn.object.created", "{}", dead[0]);
     // Redrive sends it back to the trigger's own event queue.
-    assert_eq!(dead[0]["source_queue"], "@bucket/uploads/strict", "{}", dead[0]);
+    assert_eq!(
+        dead[0]["source_queue"], "@bucket/uploads/strict",
+        "{}",
+        dead[0]
+    );
     assert!(
         dead[0]["last_error"].as_str().unwrap().contains("schema"),
         "{}",
