@@ -1048,6 +1048,7 @@ mod event_tests {
             GatewayServices {
                 authn: Default::default(),
                 publisher: None,
+                objects: None,
                 mtls: Default::default(),
                 policies,
                 store: store.clone(),

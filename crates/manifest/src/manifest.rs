@@ -20,6 +20,7 @@
 //!
 //! [permissions]               # optional: what the function may do (nothing by default)
 //! kv = ["orders:read", "cache:read-write"]     # key-value buckets of its tenant
+//! buckets = ["uploads:read-write"]            # object storage buckets of its tenant
 //! call = ["billing"]          # functions of the same tenant it may call
 //!
 //! [invoke]                    # optional: who may invoke it (default: ["public"])
@@ -236,7 +237,8 @@ fn serialize_permissions<S: serde::Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeMap;
-    let mut map = serializer.serialize_map(Some(if p.publish.is_empty() { 5 } else { 6 }))?;
+    let entries = 5 + usize::from(!p.publish.is_empty()) + usize::from(!p.buckets.is_empty());
+    let mut map = serializer.serialize_map(Some(entries))?;
     let kv: Vec<String> = p.kv.iter().map(ToString::to_string).collect();
     map.serialize_entry("kv", &kv)?;
     map.serialize_entry("call", &p.call)?;
@@ -247,6 +249,10 @@ fn serialize_permissions<S: serde::Serializer>(
     map.serialize_entry("egress", &egress)?;
     if !p.publish.is_empty() {
         map.serialize_entry("publish", &p.publish)?;
+    }
+    if !p.buckets.is_empty() {
+        let buckets: Vec<String> = p.buckets.iter().map(ToString::to_string).collect();
+        map.serialize_entry("buckets", &buckets)?;
     }
     map.end()
 }
@@ -855,6 +861,8 @@ struct RawPermissions {
     call: Option<Vec<String>>,
     /// Queues of the tenant the function may publish to.
     publish: Option<Vec<String>>,
+    /// Object storage buckets of the tenant it may read or write (`name:mode`).
+    buckets: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -936,6 +944,24 @@ fn check_permissions(
                 problem: format!("queue `{}` is listed twice", excerpt(name)),
             });
         }
+    }
+    let buckets = raw.buckets.unwrap_or_default();
+    too_many("permissions.buckets", buckets.len())?;
+    for text in &buckets {
+        let grant = KvGrant::parse(text).map_err(|problem| ManifestError::Permission {
+            key: "permissions.buckets",
+            problem: problem.to_string(),
+        })?;
+        if p.buckets.iter().any(|g| g.bucket == grant.bucket) {
+            return Err(ManifestError::Permission {
+                key: "permissions.buckets",
+                problem: format!(
+                    "bucket `{}` is listed twice; use one entry with read-write",
+                    grant.bucket
+                ),
+            });
+        }
+        p.buckets.insert(grant);
     }
     let (from, pass_authorization) = match invoke {
         Some(invoke) => (invoke.from, invoke.pass_authorization),

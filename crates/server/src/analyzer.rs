@@ -52,6 +52,14 @@ pub(crate) fn granted_units(p: &Permissions) -> BTreeSet<String> {
     for q in &p.publish {
         out.insert(format!("publish:{q}"));
     }
+    for g in &p.buckets {
+        if g.mode.covers(false) {
+            out.insert(format!("buckets:{}:read", g.bucket));
+        }
+        if g.mode.covers(true) {
+            out.insert(format!("buckets:{}:write", g.bucket));
+        }
+    }
     out
 }
 
@@ -296,6 +304,7 @@ mod tests {
             pass_authorization: false,
             egress: Vec::new(),
             publish: Default::default(),
+            buckets: Default::default(),
         };
         let granted = granted_units(&p);
         assert_eq!(

@@ -338,6 +338,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
             limits: control.invoke_limits().clone(),
             authn: callers.authenticators().clone(),
             publisher: Some(Arc::new(events::FunctionPublisher(queues.clone()))),
+            objects: Some(Arc::new(objects::FunctionObjects(objects.clone()))),
             mtls: mtls.authorities().clone(),
         },
     );

@@ -46,3 +46,80 @@ impl BucketBindings for RouteBindings {
         bucket_bindings(&self.0)
     }
 }
+
+/// Functions reading and writing their tenant's objects (`[permissions]
+/// buckets`): the gateway decided and recorded the capability; the objects
+/// check, record and commit each change as every change.
+pub(crate) struct FunctionObjects(pub(crate) zerofn_events::Objects);
+
+fn refused(e: zerofn_events::ObjectsError) -> zerofn_gateway::ObjectRefused {
+    zerofn_gateway::ObjectRefused {
+        status: e.status(),
+        kind: e.kind(),
+        message: e.to_string(),
+    }
+}
+
+type ObjectFuture<'a, T> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<T, zerofn_gateway::ObjectRefused>> + Send + 'a>,
+>;
+
+impl zerofn_gateway::ObjectHost for FunctionObjects {
+    fn get<'a>(
+        &'a self,
+        tenant: &'a zerofn_types::TenantName,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> ObjectFuture<'a, zerofn_gateway::FunctionObject> {
+        Box::pin(async move {
+            let (row, data) = self.0.get(tenant, bucket, key).await.map_err(refused)?;
+            Ok(zerofn_gateway::FunctionObject {
+                content_type: row.content_type,
+                digest: row.digest,
+                data: bytes::Bytes::from(data),
+            })
+        })
+    }
+
+    fn put<'a>(
+        &'a self,
+        actor: &'a str,
+        tenant: &'a zerofn_types::TenantName,
+        bucket: &'a str,
+        key: &'a str,
+        content_type: Option<String>,
+        data: bytes::Bytes,
+    ) -> ObjectFuture<'a, String> {
+        Box::pin(async move {
+            let row = self
+                .0
+                .put(
+                    actor,
+                    tenant,
+                    bucket,
+                    key,
+                    data.to_vec(),
+                    content_type.as_deref(),
+                )
+                .await
+                .map_err(refused)?;
+            Ok(row.digest)
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        actor: &'a str,
+        tenant: &'a zerofn_types::TenantName,
+        bucket: &'a str,
+        key: &'a str,
+    ) -> ObjectFuture<'a, ()> {
+        Box::pin(async move {
+            self.0
+                .delete(actor, tenant, bucket, key)
+                .await
+                .map(|_| ())
+                .map_err(refused)
+        })
+    }
+}

@@ -327,3 +327,116 @@ fn wait_events_now(s: &Setup, function: &str) -> Vec<String> {
         .filter(|l| l.starts_with("event "))
         .collect()
 }
+
+/// Functions read and write the buckets they are granted through
+/// `objects.fn.internal` (`fetch-c` sends GET, POST and DELETE; POST writes as PUT), decided (`object.read`, `object.write`) and
+/// recorded; a function's put is a `created` event like any other.
+#[test]
+fn functions_read_and_write_only_the_buckets_they_are_granted() {
+    let s = Setup::new();
+    deploy_bound(
+        &s,
+        "thumbs",
+        "bucket = \"uploads\"\nprefix = \"incoming/\"\n",
+    );
+    s.deploy(
+        "reader",
+        "fetch-c",
+        &["/reader"],
+        "[permissions]\nbuckets = [\"uploads:read\"]\n",
+    );
+    s.deploy(
+        "writer",
+        "fetch-c",
+        &["/writer"],
+        "[permissions]\nbuckets = [\"uploads:read-write\"]\n",
+    );
+    put(&s, "uploads", "a.txt", "hello");
+    put(&s, "private", "secret.txt", "no");
+
+    let r = s
+        .platform
+        .post("/reader", b"GET http://objects.fn.internal/uploads/a.txt");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "hello");
+    for (function, request, why) in [
+        (
+            "reader",
+            "POST http://objects.fn.internal/uploads/b.txt",
+            "read-only grant",
+        ),
+        (
+            "reader",
+            "DELETE http://objects.fn.internal/uploads/a.txt",
+            "read-only grant",
+        ),
+        (
+            "reader",
+            "GET http://objects.fn.internal/private/secret.txt",
+            "bucket not granted",
+        ),
+        (
+            "writer",
+            "GET http://objects.fn.internal/private/secret.txt",
+            "bucket not granted",
+        ),
+    ] {
+        let r = s.platform.post(&format!("/{function}"), request.as_bytes());
+        assert_eq!(r.status, 403, "{why}: {request}: {}", r.text());
+    }
+    // The writer's put is stored, recorded with its identity, and triggers `thumbs`.
+    let r = s.platform.post(
+        "/writer",
+        b"POST http://objects.fn.internal/uploads/incoming/new.json",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let events = wait_events(&s, "thumbs", 1);
+    assert_eq!(
+        field(&events[0], "subject"),
+        "incoming/new.json",
+        "{events:?}"
+    );
+    let r = s.platform.post(
+        "/writer",
+        b"DELETE http://objects.fn.internal/uploads/a.txt",
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    let err = fails(
+        s.platform
+            .cli(&["object", "get", "acme", "uploads", "a.txt"]),
+    );
+    assert!(err.contains("does not exist"), "{err}");
+    // Untouched by the refused attempts.
+    assert_eq!(
+        ok(s.platform
+            .cli(&["object", "get", "acme", "private", "secret.txt"])),
+        "no"
+    );
+
+    let records = s.audit(400);
+    let decided = records
+        .iter()
+        .find(|r| {
+            r["action"] == "capability"
+                && r["function"] == "writer"
+                && r["detail"]["action"] == "object.write"
+                && r["decision"] == "allow"
+        })
+        .expect("an object.write capability record");
+    assert_eq!(
+        decided["detail"]["policies"][0], "acme/writer/buckets/uploads:read-write",
+        "{decided}"
+    );
+    assert!(records.iter().any(|r| r["action"] == "capability"
+        && r["function"] == "reader"
+        && r["detail"]["action"] == "object.write"
+        && r["decision"] == "deny"));
+    let deleted = records
+        .iter()
+        .find(|r| r["action"] == "object.delete" && r["detail"]["key"] == "a.txt")
+        .expect("the delete's record");
+    assert!(
+        deleted["actor"].as_str().unwrap().starts_with("spiffe://"),
+        "{deleted}"
+    );
+}
