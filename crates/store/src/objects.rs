@@ -265,6 +265,15 @@ fn enqueue_events(
             dead_letter,
             now
         ])?;
+        // Events older than the retention go first, as a publish expires a queue's.
+        tx.prepare_cached(
+            "DELETE FROM queue_messages WHERE tenant = ?1 AND queue = ?2 AND published_at_ms < ?3",
+        )?
+        .execute(params![
+            tenant,
+            e.queue,
+            to_i64(now_ms).saturating_sub(to_i64(e.retention_ms))
+        ])?;
         let depth: i64 = tx
             .prepare_cached("SELECT count(*) FROM queue_messages WHERE tenant = ?1 AND queue = ?2")?
             .query_row(params![tenant, e.queue], |r| r.get(0))?;

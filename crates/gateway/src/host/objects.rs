@@ -202,7 +202,15 @@ impl InvocationHost {
             }),
         };
         match result {
-            Ok(built) => built.unwrap_or_else(|_| Response::new(Bytes::new())),
+            // Stored content types are header values (checked at put); should
+            // one still not build, the guest gets an error, not an empty 200.
+            Ok(built) => built.unwrap_or_else(|_| {
+                answer(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the object's answer could not be built",
+                )
+            }),
             Err(refused) => answer(
                 StatusCode::from_u16(refused.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 refused.kind,
