@@ -42,6 +42,12 @@
 //!   `wasi:messaging` is a draft (0.2.0-draft) wasmtime 48 ships no bindings
 //!   for.
 //! - Key-value change sources are not built.
+//! - Functions reach objects through the gateway's platform host
+//!   (`objects.fn.internal`, [`Objects`] with the function as actor), not
+//!   `wasi:blobstore` (a draft on `wasi:io` streams wasmtime 48 has no host
+//!   for). Bucket events go to the functions bound when the change commits;
+//!   the event queue of a binding since removed keeps its undelivered events
+//!   until the function is bound again (they are not expired without one).
 //! - Schedules assume one platform process per store (two would both fire),
 //!   and their skipped counts live in memory only.
 
