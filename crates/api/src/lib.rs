@@ -13,6 +13,11 @@
 
 use std::collections::BTreeMap;
 
+mod objects;
+pub use objects::{
+    BucketDeleted, BucketInfo, BucketList, ObjectData, ObjectInfo, ObjectList, PutObject,
+};
+
 use serde::{Deserialize, Serialize};
 
 /// `POST /v1/tenants`.

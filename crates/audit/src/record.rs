@@ -89,11 +89,16 @@ pub enum Action {
     /// A tenant's CA for mTLS callers registered or removed (`zerofn auth mtls`).
     AuthMtlsAdd,
     AuthMtlsRemove,
+    /// An object stored (`zerofn object put`, or a function): with its digest and size,
+    /// never its bytes.
+    ObjectPut,
+    /// An object (or an empty bucket) deleted: with the digest and size it had.
+    ObjectDelete,
 }
 
 impl Action {
     /// Every action, in the order they are declared.
-    pub const ALL: [Action; 43] = [
+    pub const ALL: [Action; 45] = [
         Action::Deploy,
         Action::Undeploy,
         Action::Invoke,
@@ -137,6 +142,8 @@ impl Action {
         Action::KvChangesDropped,
         Action::AuthMtlsAdd,
         Action::AuthMtlsRemove,
+        Action::ObjectPut,
+        Action::ObjectDelete,
     ];
 
     /// The action named `name` as records spell it (`tenant.create`), if any.
@@ -189,6 +196,8 @@ impl Action {
             Action::KvChangesDropped => "kv.changes_dropped",
             Action::AuthMtlsAdd => "auth.mtls.add",
             Action::AuthMtlsRemove => "auth.mtls.remove",
+            Action::ObjectPut => "object.put",
+            Action::ObjectDelete => "object.delete",
         }
     }
 }

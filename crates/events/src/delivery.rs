@@ -57,8 +57,12 @@ pub struct Binding {
 impl Binding {
     /// The event source's name in its tenant, `queue/<name>`: the
     /// principal `Zerofn::EventSource::"<tenant>/queue/<name>"`.
+    /// A bucket trigger's binding (its event queue) is `bucket/<bucket>`.
     pub fn source(&self) -> String {
-        format!("queue/{}", self.queue)
+        match crate::objects::bucket_of_event_queue(&self.queue) {
+            Some(bucket) => format!("bucket/{bucket}"),
+            None => format!("queue/{}", self.queue),
+        }
     }
 }
 
@@ -250,7 +254,10 @@ impl Delivery {
         visibility_ms: u64,
     ) {
         let message = &leased.message;
-        let request = crate::cloudevent::request(&binding.tenant, &binding.queue, message);
+        let request = match crate::objects::bucket_of_event_queue(&binding.queue) {
+            Some(bucket) => crate::objects::request(&binding.tenant, bucket, message),
+            None => crate::cloudevent::request(&binding.tenant, &binding.queue, message),
+        };
         let result = self
             .invoker
             .invoke(EventInvocation {

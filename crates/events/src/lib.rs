@@ -4,10 +4,12 @@
 //! them (`delivery.rs`), the scheduler that invokes functions bound to
 //! schedules at their fire times (`schedule.rs`), as CloudEvents 1.0
 //! requests in binary content mode (`cloudevent.rs`), on a clock tests can
-//! replace (`clock.rs`), and the change streams of tenants' key-value
+//! replace (`clock.rs`); the change streams of tenants' key-value
 //! buckets (`kv_stream.rs`: a function bound with `[[triggers]] kv =
 //! "orders"` receives each change of that bucket, ordered per key, with its
-//! old and new value, as `Zerofn::EventSource::"<tenant>/kv/<bucket>"`).
+//! old and new value, as `Zerofn::EventSource::"<tenant>/kv/<bucket>"`);
+//! tenants' object storage and its bucket events (`objects.rs`), delivered
+//! through the queues' loop.
 //!
 //! Each source is a principal of its own, `Zerofn::EventSource::"<tenant>/
 //! queue/<name>"`: a function bound to a queue with `[[triggers]] queue =
@@ -46,9 +48,14 @@
 //!   (`queues.fn.internal`, [`Queues::publish`] with the function as actor):
 //!   `wasi:messaging` is a draft (0.2.0-draft) wasmtime 48 ships no bindings
 //!   for.
-//! - Object-storage sources are not built.
 //! - A kv subscriber that writes to its own bucket receives its own changes:
 //!   no hop count cuts such a loop (`kv_stream.rs` logs a warning once).
+//! - Functions reach objects through the gateway's platform host
+//!   (`objects.fn.internal`, [`Objects`] with the function as actor), not
+//!   `wasi:blobstore` (a draft on `wasi:io` streams wasmtime 48 has no host
+//!   for). Bucket events go to the functions bound when the change commits;
+//!   the event queue of a binding since removed keeps its undelivered events
+//!   until the function is bound again (they are not expired without one).
 //! - Schedules assume one platform process per store (two would both fire),
 //!   and their skipped counts live in memory only.
 
@@ -56,6 +63,7 @@ mod clock;
 mod cloudevent;
 mod delivery;
 mod kv_stream;
+mod objects;
 mod queue;
 mod schedule;
 
@@ -72,6 +80,12 @@ pub use kv_stream::{
     KV_CHANGE_EVENT_TYPE, KV_LEASE_MARGIN_MS, KV_MAX_ATTEMPTS, KV_PARKED_RETENTION_MS,
     KV_RETRY_CAP_MS,
 };
+pub use objects::{
+    bucket_source_uri, check_bucket, check_key, event_queue, BucketBinding, BucketBindings,
+    ObjectEventKind, Objects, ObjectsError, DEFAULT_OBJECT_CONTENT_TYPE, MAX_BUCKETS_PER_TENANT,
+    MAX_EVENT_DEPTH, MAX_KEY_BYTES, MAX_LIST, MAX_OBJECTS_PER_TENANT, MAX_OBJECT_BYTES,
+    MAX_TENANT_OBJECT_BYTES, OBJECT_CREATED_TYPE, OBJECT_DELETED_TYPE,
+};
 pub use queue::{
     parse_duration_ms, OutgoingMessage, QueueName, QueueSettings, QueueStats, Queues,
     DEFAULT_CONTENT_TYPE, DEFAULT_EVENT_TYPE, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETENTION_MS,
@@ -79,7 +93,10 @@ pub use queue::{
     MAX_QUEUES_PER_TENANT, MAX_QUEUE_DEPTH, MAX_TENANT_QUEUE_BYTES,
 };
 pub use schedule::{ScheduleBinding, ScheduleStatus, Scheduler, SCHEDULE_EVENT_TYPE};
-pub use zerofn_store::{MessageRow, Published, QueueRefusal, QueueRow};
+pub use zerofn_store::{
+    BucketRow, MessageRow, ObjectLimits, ObjectRefusal, ObjectRow, Published, QueueRefusal,
+    QueueRow,
+};
 
 use zerofn_audit::AuditError;
 use zerofn_store::StoreError;

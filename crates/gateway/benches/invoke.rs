@@ -172,6 +172,7 @@ fn bench(c: &mut Criterion) {
         GatewayServices {
             authn: Default::default(),
             publisher: None,
+            objects: None,
             mtls: Default::default(),
             tracer: Default::default(),
             policies,

@@ -104,6 +104,8 @@ pub struct GatewayServices {
     pub authn: zerofn_authn::Authenticators,
     /// The platform's queues, for functions that publish; `None`: publishing refused.
     pub publisher: Option<Arc<dyn crate::host::QueuePublisher>>,
+    /// The platform's object storage, for functions granted buckets; `None`: refused.
+    pub objects: Option<Arc<dyn crate::host::ObjectHost>>,
     /// The tenants' CAs and the platform bundle in force, for mTLS callers.
     pub mtls: zerofn_authn::MtlsAuthorities,
     /// Where the invocations' spans go (`Tracer::disabled()`: nowhere).
@@ -171,6 +173,7 @@ impl Gateway {
             identity: services.identity,
             egress: egress_client(&config.egress),
             publisher: services.publisher,
+            objects: services.objects,
         });
         Arc::new(Gateway {
             routes,

@@ -1240,6 +1240,7 @@ mod event_tests {
             GatewayServices {
                 authn: Default::default(),
                 publisher: None,
+                objects: None,
                 mtls: Default::default(),
                 tracer: Default::default(),
                 policies,

@@ -57,6 +57,9 @@ pub use caller::Caller;
 pub use errors::error_response;
 pub use gateway::{Gateway, GatewayConfig, GatewayServices, INVOCATION_HEADER};
 pub use host::{
+    FunctionObject, ObjectHost, ObjectRefused, MAX_FUNCTION_OBJECT_BYTES, OBJECTS_HOST,
+};
+pub use host::{
     InvocationHost, OutgoingEvent, PublishRefused, QueuePublisher, WorkloadIdentity, CALLER_HEADER,
     IDENTITY_HOST, INTERNAL_SUFFIX, MAX_PUBLISH_BODY, QUEUES_HOST,
 };

@@ -66,14 +66,19 @@ pub(crate) fn event_schema(function: &LoadedFunction, caller: &Caller) -> Option
     let Caller::Event { source, .. } = caller else {
         return None;
     };
-    let queue = source.strip_prefix("queue/")?;
+    let (kind, name) = source.split_once('/')?;
     function
         .artifact()
         .manifest()
         .triggers
         .iter()
         .find_map(|t| match t {
-            zerofn_admission::Trigger::Queue(q) if q.queue == queue => Some(q.schema.clone()),
+            zerofn_admission::Trigger::Queue(q) if kind == "queue" && q.queue == name => {
+                Some(q.schema.clone())
+            }
+            zerofn_admission::Trigger::Bucket(b) if kind == "bucket" && b.bucket == name => {
+                Some(b.schema.clone())
+            }
             _ => None,
         })
         .flatten()

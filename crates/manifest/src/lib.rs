@@ -2,7 +2,7 @@
 //! The function manifest, `zerofn.toml` ([`Manifest`]): the function's and tenant's names,
 //! its component file, its [`Route`]s, [`Limits`], the layers it pins by digest (keyed by
 //! [`InterfaceName`]), the permissions it asks for and the event sources bound to it
-//! ([`Trigger`]: queues, key-value buckets' changes, and schedules as a parsed [`Schedule`]). [`normalize_path`] is the one path
+//! ([`Trigger`]: queues, key-value buckets' changes, schedules as a parsed [`Schedule`], and buckets' object events). [`normalize_path`] is the one path
 //! normalisation that routes and the gateway share. [`Manifest::signed_content`] is the
 //! manifest's signed form, which admission compares with the signed one
 //! ([`first_difference`]). [`ManifestError::span_in`] finds the key or value an error is
@@ -20,6 +20,7 @@
 //!   component (that is `zerofn-sigstore`'s and `zerofn-admission`'s job).
 //! * Never panics on input.
 
+mod bucket_trigger;
 mod error;
 mod kv_trigger;
 mod manifest;
@@ -28,6 +29,7 @@ mod signed;
 pub mod span;
 pub mod zone;
 
+pub use bucket_trigger::{BucketTrigger, DEFAULT_BUCKET_ATTEMPTS, MAX_BUCKET_ATTEMPTS};
 pub use error::ManifestError;
 pub use kv_trigger::KvTrigger;
 pub use manifest::{

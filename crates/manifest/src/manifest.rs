@@ -20,6 +20,7 @@
 //!
 //! [permissions]               # optional: what the function may do (nothing by default)
 //! kv = ["orders:read", "cache:read-write"]     # key-value buckets of its tenant
+//! buckets = ["uploads:read-write"]            # object storage buckets of its tenant
 //! call = ["billing"]          # functions of the same tenant it may call
 //!
 //! [invoke]                    # optional: who may invoke it (default: ["public"])
@@ -44,6 +45,11 @@
 //! timezone = "Europe/Berlin"  # optional: an IANA time zone (default "UTC")
 //! missed = "skip"             # optional: "skip" (default) or "run-once" after downtime
 //!
+//! [[triggers]]                # or a bucket's object events (`bucket_trigger.rs`)
+//! bucket = "uploads"          # a bucket of the tenant (`zerofn object put`)
+//! events = ["created"]        # optional: "created", "deleted" (default both)
+//! prefix = "incoming/"        # optional: only keys starting (`suffix`: ending) with this
+//!
 //! [schema]                    # optional: JSON Schemas (draft 2020-12) requests must match
 //! body = '''{"type": "object", "required": ["id"]}'''   # JSON text, or a TOML table:
 //! [schema.query]              # `[schema.<part>]` written as TOML (no `null` in TOML)
@@ -62,7 +68,7 @@
 //! ```
 //!
 //! A trigger is also an invoke grant: it adds `event:queue/<name>` to `[invoke] from`
-//! (`event:kv/<bucket>` for a kv trigger), or for a schedule `event:schedule/<function>-<name>` (the principal
+//! (`event:kv/<bucket>` for a kv trigger, `event:bucket/<name>` for a bucket's), or for a schedule `event:schedule/<function>-<name>` (the principal
 //! `Zerofn::EventSource::"<tenant>/schedule/<function>-<name>"`; `<function>-<name>` must
 //! be at most 63 characters). With triggers and no `[invoke]`, nobody else may invoke the
 //! function (no `public`).
@@ -99,6 +105,7 @@ use zerofn_egress::{EgressRule, FunctionEgressLimits};
 use zerofn_policy::{InvokeSource, KvGrant, Permissions};
 use zerofn_validation::{CompiledSchema, RequestPart, RequestSchemas, SchemaError};
 
+use crate::bucket_trigger::BucketTrigger;
 use crate::error::ManifestError;
 use crate::schedule::{Missed, Schedule, DEFAULT_TIMEZONE};
 use zerofn_types::excerpt;
@@ -156,6 +163,8 @@ pub enum Trigger {
     Schedule(ScheduleTrigger),
     /// `kv = "..."`: the changes of a key-value bucket of the tenant (`kv_trigger.rs`).
     Kv(crate::kv_trigger::KvTrigger),
+    /// `bucket = "..."`: the object events of a bucket of the tenant.
+    Bucket(BucketTrigger),
 }
 
 /// A queue bound to a function.
@@ -204,6 +213,7 @@ impl Trigger {
             Trigger::Queue(q) => format!("queue/{}", q.queue),
             Trigger::Schedule(s) => format!("schedule/{function}-{}", s.name),
             Trigger::Kv(k) => format!("kv/{}", k.bucket),
+            Trigger::Bucket(b) => format!("bucket/{}", b.bucket),
         }
     }
 }
@@ -233,7 +243,8 @@ fn serialize_permissions<S: serde::Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeMap;
-    let mut map = serializer.serialize_map(Some(if p.publish.is_empty() { 5 } else { 6 }))?;
+    let entries = 5 + usize::from(!p.publish.is_empty()) + usize::from(!p.buckets.is_empty());
+    let mut map = serializer.serialize_map(Some(entries))?;
     let kv: Vec<String> = p.kv.iter().map(ToString::to_string).collect();
     map.serialize_entry("kv", &kv)?;
     map.serialize_entry("call", &p.call)?;
@@ -244,6 +255,10 @@ fn serialize_permissions<S: serde::Serializer>(
     map.serialize_entry("egress", &egress)?;
     if !p.publish.is_empty() {
         map.serialize_entry("publish", &p.publish)?;
+    }
+    if !p.buckets.is_empty() {
+        let buckets: Vec<String> = p.buckets.iter().map(ToString::to_string).collect();
+        map.serialize_entry("buckets", &buckets)?;
     }
     map.end()
 }
@@ -403,6 +418,12 @@ struct RawManifest {
 pub(crate) struct RawTrigger {
     pub(crate) kv: Option<String>,
     pub(crate) queue: Option<String>,
+    pub(crate) bucket: Option<String>,
+    pub(crate) events: Option<Vec<String>>,
+    pub(crate) prefix: Option<String>,
+    pub(crate) suffix: Option<String>,
+    pub(crate) max_attempts: Option<i64>,
+    pub(crate) dead_letter: Option<String>,
     pub(crate) max_concurrency: Option<i64>,
     pub(crate) schema: Option<toml::Value>,
     pub(crate) schedule: Option<String>,
@@ -426,7 +447,41 @@ fn check_triggers(raw: Vec<RawTrigger>, function: &str) -> Result<Vec<Trigger>, 
         )));
     }
     let mut out: Vec<Trigger> = Vec::with_capacity(raw.len());
-    for t in raw {
+    for mut t in raw {
+        if let (Some(kv), Some(bucket)) = (&t.kv, &t.bucket) {
+            return Err(bad(format!(
+                "one trigger has both `kv = \"{}\"` and `bucket = \"{}\"`; a trigger is one of `queue`, `kv`, `bucket` or `schedule`, write one trigger each",
+                excerpt(kv),
+                excerpt(bucket)
+            )));
+        }
+        if let Some(bucket) = t.bucket.take() {
+            let trigger = check_bucket_trigger(bucket, t)?;
+            if out
+                .iter()
+                .any(|o| matches!(o, Trigger::Bucket(b) if b.bucket == trigger.bucket))
+            {
+                return Err(bad(format!(
+                    "bucket `{}` is bound twice; use one trigger (its `events` can list both kinds)",
+                    trigger.bucket
+                )));
+            }
+            out.push(Trigger::Bucket(trigger));
+            continue;
+        }
+        for (key, given) in [
+            ("events", t.events.is_some()),
+            ("prefix", t.prefix.is_some()),
+            ("suffix", t.suffix.is_some()),
+            ("max_attempts", t.max_attempts.is_some()),
+            ("dead_letter", t.dead_letter.is_some()),
+        ] {
+            if given {
+                return Err(bad(format!(
+                    "`{key}` belongs to a bucket trigger; add `bucket = \"<name>\"` or remove it"
+                )));
+            }
+        }
         if t.kv.is_some() {
             let kv = crate::kv_trigger::check_kv_trigger(t, &out)?;
             out.push(Trigger::Kv(kv));
@@ -504,6 +559,74 @@ fn check_triggers(raw: Vec<RawTrigger>, function: &str) -> Result<Vec<Trigger>, 
         }));
     }
     Ok(out)
+}
+
+/// Reads a bucket trigger: the bucket (a DNS label), its own keys
+/// ([`crate::bucket_trigger`]), `max_concurrency` and `schema` as a queue
+/// trigger's. Errors name the bucket.
+fn check_bucket_trigger(bucket: String, t: RawTrigger) -> Result<BucketTrigger, ManifestError> {
+    let bad = |problem: String| ManifestError::Permission {
+        key: "triggers",
+        problem,
+    };
+    zerofn_policy::permissions::valid_bucket_name(&bucket).map_err(|why| {
+        bad(format!(
+            "bucket `{}` is not a valid name: it {why}",
+            excerpt(&bucket)
+        ))
+    })?;
+    for (key, given) in [
+        ("queue", t.queue.is_some()),
+        ("schedule", t.schedule.is_some()),
+        ("name", t.name.is_some()),
+        ("timezone", t.timezone.is_some()),
+        ("missed", t.missed.is_some()),
+    ] {
+        if given {
+            return Err(bad(format!(
+                "the trigger of bucket `{bucket}` also has `{key}`; a trigger is one of `queue`, `schedule` or `bucket`, write two triggers"
+            )));
+        }
+    }
+    let keys = crate::bucket_trigger::check_bucket_keys(
+        &bucket,
+        crate::bucket_trigger::RawBucketKeys {
+            events: t.events,
+            prefix: t.prefix,
+            suffix: t.suffix,
+            max_attempts: t.max_attempts,
+            dead_letter: t.dead_letter,
+        },
+    )
+    .map_err(bad)?;
+    let max_concurrency = match t.max_concurrency {
+        None => DEFAULT_TRIGGER_CONCURRENCY,
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| (1..=MAX_TRIGGER_CONCURRENCY).contains(n))
+            .ok_or_else(|| {
+                bad(format!(
+                    "bucket `{bucket}`: `max_concurrency` = {n} is out of range; use 1 to {MAX_TRIGGER_CONCURRENCY}"
+                ))
+            })?,
+    };
+    let schema = t
+        .schema
+        .as_ref()
+        .map(|value| schema_text(value).and_then(|text| CompiledSchema::compile(&text)))
+        .transpose()
+        .map_err(|e| bad(format!("the schema of bucket `{bucket}` is invalid: {e}")))?;
+    Ok(BucketTrigger {
+        bucket,
+        created: keys.created,
+        deleted: keys.deleted,
+        prefix: keys.prefix,
+        suffix: keys.suffix,
+        max_concurrency,
+        max_attempts: keys.max_attempts,
+        dead_letter: keys.dead_letter,
+        schema,
+    })
 }
 
 /// A schema's JSON text, written either as a JSON string or as a TOML table.
@@ -773,6 +896,8 @@ struct RawPermissions {
     call: Option<Vec<String>>,
     /// Queues of the tenant the function may publish to.
     publish: Option<Vec<String>>,
+    /// Object storage buckets of the tenant it may read or write (`name:mode`).
+    buckets: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -854,6 +979,24 @@ fn check_permissions(
                 problem: format!("queue `{}` is listed twice", excerpt(name)),
             });
         }
+    }
+    let buckets = raw.buckets.unwrap_or_default();
+    too_many("permissions.buckets", buckets.len())?;
+    for text in &buckets {
+        let grant = KvGrant::parse(text).map_err(|problem| ManifestError::Permission {
+            key: "permissions.buckets",
+            problem: problem.to_string(),
+        })?;
+        if p.buckets.iter().any(|g| g.bucket == grant.bucket) {
+            return Err(ManifestError::Permission {
+                key: "permissions.buckets",
+                problem: format!(
+                    "bucket `{}` is listed twice; use one entry with read-write",
+                    grant.bucket
+                ),
+            });
+        }
+        p.buckets.insert(grant);
     }
     let (from, pass_authorization) = match invoke {
         Some(invoke) => (invoke.from, invoke.pass_authorization),

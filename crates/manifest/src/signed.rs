@@ -123,6 +123,7 @@ impl Manifest {
             pass_authorization,
             egress,
             publish,
+            buckets,
         } = permissions;
         let layers: Map<String, Value> = layers
             .iter()
@@ -155,6 +156,18 @@ impl Manifest {
             "tenant": tenant.as_str(),
         });
         let mut content = content;
+        // Only when present, as `publish`.
+        if let (false, Some(p)) = (
+            buckets.is_empty(),
+            content
+                .get_mut("permissions")
+                .and_then(Value::as_object_mut),
+        ) {
+            p.insert(
+                "buckets".into(),
+                sorted_strings(buckets.iter().map(ToString::to_string)),
+            );
+        }
         // Only when present, so manifests that publish nothing sign exactly what they
         // signed before publishing existed.
         if let (false, Some(p)) = (
@@ -192,6 +205,7 @@ impl Manifest {
                         "kv": k.bucket,
                         "max_concurrency": k.max_concurrency,
                     }),
+                    crate::Trigger::Bucket(b) => b.signed(),
                 })
                 .collect();
             list.sort_by_key(ToString::to_string);

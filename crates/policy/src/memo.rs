@@ -176,6 +176,11 @@ fn resource_key(k: &mut Key, r: &Resource) {
             k.tag(3);
             k.str(h);
         }
+        Resource::ObjectBucket { tenant, name } => {
+            k.tag(4);
+            k.str(tenant);
+            k.str(name);
+        }
     }
 }
 
@@ -273,6 +278,11 @@ fn context_key(k: &mut Key, c: &RequestContext) -> Option<()> {
         }
         RequestContext::Publish { bytes } => {
             k.tag(6);
+            k.u64(*bytes);
+        }
+        RequestContext::Object { key, bytes } => {
+            k.tag(7);
+            k.str(key);
             k.u64(*bytes);
         }
     }

@@ -200,6 +200,9 @@ pub struct Permissions {
     pub egress: Vec<EgressRule>,
     /// Queues of the same tenant the function may publish to (`[permissions] publish`).
     pub publish: BTreeSet<String>,
+    /// Object storage buckets of the same tenant it may read or write
+    /// (`[permissions] buckets`, written as kv grants are: `name:mode`).
+    pub buckets: BTreeSet<KvGrant>,
 }
 
 impl Permissions {
@@ -220,6 +223,7 @@ impl Permissions {
             pass_authorization: _,
             egress,
             publish,
+            buckets,
         } = self;
         let mut atoms = BTreeSet::new();
         for grant in kv {
@@ -228,6 +232,14 @@ impl Permissions {
             }
             if grant.mode.covers(true) {
                 atoms.insert(format!("kv.write {}", grant.bucket));
+            }
+        }
+        for grant in buckets {
+            if grant.mode.covers(false) {
+                atoms.insert(format!("object.read {}", grant.bucket));
+            }
+            if grant.mode.covers(true) {
+                atoms.insert(format!("object.write {}", grant.bucket));
             }
         }
         atoms.extend(call.iter().map(|f| format!("call {f}")));
@@ -335,6 +347,21 @@ pub fn compile(tenant: &str, name: &str, permissions: &Permissions) -> String {
             "@id({id})\npermit (principal == {me}, action == Zerofn::Action::\"call\", resource == {callee_uid});",
             id = lit(&format!("{tenant}/{name}/call/{callee}")),
             callee_uid = function_uid(tenant, callee),
+        );
+    }
+    for grant in &permissions.buckets {
+        let actions = match grant.mode {
+            KvMode::Read => r#"action == Zerofn::Action::"object.read""#,
+            KvMode::Write => r#"action == Zerofn::Action::"object.write""#,
+            KvMode::ReadWrite => {
+                r#"action in [Zerofn::Action::"object.read", Zerofn::Action::"object.write"]"#
+            }
+        };
+        let _ = writeln!(
+            out,
+            "@id({id})\npermit (principal == {me}, {actions}, resource == Zerofn::ObjectBucket::{bucket});",
+            id = lit(&format!("{tenant}/{name}/buckets/{grant}")),
+            bucket = lit(&format!("{tenant}/{}", grant.bucket)),
         );
     }
     for queue in &permissions.publish {
@@ -504,6 +531,7 @@ mod tests {
             pass_authorization: false,
             egress: Vec::new(),
             publish: BTreeSet::new(),
+            buckets: BTreeSet::new(),
         };
         let old = perms(&["orders:read-write"], &["billing"], &["public"]);
         assert!(perms(&["orders:read"], &[], &["public"])
@@ -614,6 +642,11 @@ mod tests {
                 .unwrap(),
             ],
             publish: ["orders".to_owned()].into(),
+            buckets: [
+                KvGrant::parse("uploads:read-write").unwrap(),
+                KvGrant::parse("media:read").unwrap(),
+            ]
+            .into(),
         };
         let text = compile_checked("acme", "shop", &p).unwrap();
         let set = crate::PolicySet::parse(&text).unwrap();
@@ -624,6 +657,8 @@ mod tests {
                 "acme/shop/kv/log:write",
                 "acme/shop/kv/orders:read",
                 "acme/shop/call/billing",
+                "acme/shop/buckets/media:read",
+                "acme/shop/buckets/uploads:read-write",
                 "acme/shop/publish/orders",
                 "acme/shop/identity",
                 "acme/shop/config",

@@ -111,6 +111,11 @@ pub enum Resource {
         tenant: String,
         name: String,
     },
+    /// A bucket of a tenant's object storage (`[permissions] buckets`).
+    ObjectBucket {
+        tenant: String,
+        name: String,
+    },
     Host(String),
 }
 
@@ -122,6 +127,9 @@ impl Resource {
             }
             Resource::Bucket { tenant, name } => format!(r#"Zerofn::Bucket::"{tenant}/{name}""#),
             Resource::Queue { tenant, name } => format!(r#"Zerofn::Queue::"{tenant}/{name}""#),
+            Resource::ObjectBucket { tenant, name } => {
+                format!(r#"Zerofn::ObjectBucket::"{tenant}/{name}""#)
+            }
             Resource::Host(h) => format!(r#"Zerofn::Host::"{}""#, h.escape_debug()),
         }
     }
@@ -140,6 +148,8 @@ pub enum RuntimeAction {
     ConfigRead,
     SvidJwt,
     QueuePublish,
+    ObjectRead,
+    ObjectWrite,
 }
 
 impl RuntimeAction {
@@ -155,6 +165,8 @@ impl RuntimeAction {
             RuntimeAction::ConfigRead => "config.read",
             RuntimeAction::SvidJwt => "svid.jwt",
             RuntimeAction::QueuePublish => "queue.publish",
+            RuntimeAction::ObjectRead => "object.read",
+            RuntimeAction::ObjectWrite => "object.write",
         }
     }
 
@@ -231,6 +243,11 @@ pub enum RequestContext {
     Audience(String),
     /// A publish: the message's size in bytes.
     Publish {
+        bytes: u64,
+    },
+    /// An object read, write or delete: its key and the bytes written.
+    Object {
+        key: String,
         bytes: u64,
     },
 }
@@ -507,6 +524,7 @@ struct Types {
     function: EntityTypeName,
     bucket: EntityTypeName,
     queue: EntityTypeName,
+    object_bucket: EntityTypeName,
     host: EntityTypeName,
     caller: EntityTypeName,
     event_source: EntityTypeName,
@@ -528,6 +546,7 @@ fn types() -> Result<&'static Types, PolicyError> {
                 function: t("Zerofn::Function")?,
                 bucket: t("Zerofn::Bucket")?,
                 queue: t("Zerofn::Queue")?,
+                object_bucket: t("Zerofn::ObjectBucket")?,
                 host: t("Zerofn::Host")?,
                 caller: t("Zerofn::Caller")?,
                 event_source: t("Zerofn::EventSource")?,
@@ -611,6 +630,9 @@ fn uid_of_resource(r: &Resource) -> Result<EntityUid, PolicyError> {
         Resource::Function { tenant, name } => typed_uid(&t.function, &format!("{tenant}/{name}")),
         Resource::Bucket { tenant, name } => typed_uid(&t.bucket, &format!("{tenant}/{name}")),
         Resource::Queue { tenant, name } => typed_uid(&t.queue, &format!("{tenant}/{name}")),
+        Resource::ObjectBucket { tenant, name } => {
+            typed_uid(&t.object_bucket, &format!("{tenant}/{name}"))
+        }
         Resource::Host(h) => typed_uid(&t.host, h),
     })
 }
@@ -664,6 +686,9 @@ fn resource_entity(r: &Resource) -> Result<Entity, PolicyError> {
         Resource::Function { tenant, name } => named_entity(&types()?.function, tenant, name),
         Resource::Bucket { tenant, name } => named_entity(&types()?.bucket, tenant, name),
         Resource::Queue { tenant, name } => named_entity(&types()?.queue, tenant, name),
+        Resource::ObjectBucket { tenant, name } => {
+            named_entity(&types()?.object_bucket, tenant, name)
+        }
         Resource::Host(h) => Entity::new(
             typed_uid(&types()?.host, h),
             HashMap::from([
@@ -691,7 +716,8 @@ fn resource_tenant(r: &Resource) -> Option<&str> {
     match r {
         Resource::Function { tenant, .. }
         | Resource::Bucket { tenant, .. }
-        | Resource::Queue { tenant, .. } => Some(tenant),
+        | Resource::Queue { tenant, .. }
+        | Resource::ObjectBucket { tenant, .. } => Some(tenant),
         Resource::Host(_) => None,
     }
 }
@@ -805,6 +831,10 @@ fn context(c: &RequestContext) -> Result<Context, PolicyError> {
         ],
         RequestContext::Audience(a) => vec![("audience".to_owned(), s(a))],
         RequestContext::Publish { bytes } => vec![("bytes".to_owned(), long(*bytes))],
+        RequestContext::Object { key, bytes } => vec![
+            ("key".to_owned(), s(key)),
+            ("bytes".to_owned(), long(*bytes)),
+        ],
         RequestContext::Outbound {
             method,
             url,

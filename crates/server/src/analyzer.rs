@@ -52,6 +52,14 @@ pub(crate) fn granted_units(p: &Permissions) -> BTreeSet<String> {
     for q in &p.publish {
         out.insert(format!("publish:{q}"));
     }
+    for g in &p.buckets {
+        if g.mode.covers(false) {
+            out.insert(format!("buckets:{}:read", g.bucket));
+        }
+        if g.mode.covers(true) {
+            out.insert(format!("buckets:{}:write", g.bucket));
+        }
+    }
     out
 }
 
@@ -63,6 +71,7 @@ pub(crate) fn suggest(
     granted_egress: bool,
 ) -> String {
     let mut kv: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
+    let mut buckets: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
     let mut call = Vec::new();
     let mut publish = Vec::new();
     let mut egress = Vec::new();
@@ -72,6 +81,14 @@ pub(crate) fn suggest(
         if let Some(rest) = u.strip_prefix("kv:") {
             if let Some((bucket, mode)) = rest.rsplit_once(':') {
                 let e = kv.entry(bucket).or_default();
+                match mode {
+                    "read" => e.0 = true,
+                    _ => e.1 = true,
+                }
+            }
+        } else if let Some(rest) = u.strip_prefix("buckets:") {
+            if let Some((bucket, mode)) = rest.rsplit_once(':') {
+                let e = buckets.entry(bucket).or_default();
                 match mode {
                     "read" => e.0 = true,
                     _ => e.1 = true,
@@ -96,22 +113,28 @@ pub(crate) fn suggest(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let kv: Vec<String> = kv
-        .into_iter()
-        .map(|(bucket, (r, w))| {
-            let mode = match (r, w) {
-                (true, true) => KvMode::ReadWrite,
-                (false, true) => KvMode::Write,
-                _ => KvMode::Read,
-            };
-            format!("{bucket}:{}", mode.as_str())
-        })
-        .collect();
+    let grants = |m: BTreeMap<&str, (bool, bool)>| -> Vec<String> {
+        m.into_iter()
+            .map(|(bucket, (r, w))| {
+                let mode = match (r, w) {
+                    (true, true) => KvMode::ReadWrite,
+                    (false, true) => KvMode::Write,
+                    _ => KvMode::Read,
+                };
+                format!("{bucket}:{}", mode.as_str())
+            })
+            .collect()
+    };
+    let kv = grants(kv);
+    let buckets = grants(buckets);
     let mut out = String::from("[permissions]\n");
     out.push_str(&format!("kv = [{}]\n", quote(kv)));
     out.push_str(&format!("call = [{}]\n", quote(call)));
     if !publish.is_empty() {
         out.push_str(&format!("publish = [{}]\n", quote(publish)));
+    }
+    if !buckets.is_empty() {
+        out.push_str(&format!("buckets = [{}]\n", quote(buckets)));
     }
     out.push_str(&format!("\n[invoke]\nfrom = [{}]\n", quote(from)));
     if !egress.is_empty() {
@@ -296,6 +319,7 @@ mod tests {
             pass_authorization: false,
             egress: Vec::new(),
             publish: Default::default(),
+            buckets: Default::default(),
         };
         let granted = granted_units(&p);
         assert_eq!(
@@ -339,6 +363,20 @@ mod tests {
         let s = suggest(&published, false, false);
         assert!(s.contains("publish = [\"orders\"]"), "{s}");
         assert!(!suggest(&used, false, false).contains("publish"));
+        // Object buckets: granted read-write, used for reading only.
+        let objects = Permissions {
+            buckets: [zerofn_policy::KvGrant::parse("uploads:read-write").unwrap()].into(),
+            ..Permissions::default()
+        };
+        let granted = granted_units(&objects);
+        assert!(
+            granted.contains("buckets:uploads:read") && granted.contains("buckets:uploads:write")
+        );
+        let mut read_only = used.clone();
+        read_only.insert("buckets:uploads:read".to_owned());
+        let s = suggest(&read_only, false, false);
+        assert!(s.contains("buckets = [\"uploads:read\"]"), "{s}");
+        assert!(!suggest(&used, false, false).contains("buckets"));
     }
 
     #[test]

@@ -43,6 +43,7 @@ use crate::operators::{Operators, DEFAULT_OPERATOR_TTL};
 mod callers;
 mod config;
 mod mtls;
+mod objects;
 mod queries;
 mod queues;
 mod routes;
@@ -94,6 +95,8 @@ pub(crate) struct Api {
     pub(crate) locked_config: bool,
     /// Tenants' durable queues (`api/queues.rs`).
     pub(crate) queues: zerofn_events::Queues,
+    /// Tenants' object storage (`api/objects.rs`).
+    pub(crate) objects: zerofn_events::Objects,
     /// The schedules' loop, for `zerofn schedule list`.
     pub(crate) scheduler: Arc<zerofn_events::Scheduler>,
 }
@@ -1301,6 +1304,9 @@ fn status_of(e: &ControlError) -> StatusCode {
         ControlError::Store(e) if e.is_not_found() => StatusCode::NOT_FOUND,
         ControlError::NoSuchName(_) => StatusCode::NOT_FOUND,
         ControlError::Events(e) => {
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+        ControlError::Objects(e) => {
             StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
         }
         ControlError::Store(_) | ControlError::Audit(_) | ControlError::Internal(_) => {

@@ -122,6 +122,9 @@ pub enum ControlError {
     /// A queue operation refused or failed (`zerofn-events`).
     #[error(transparent)]
     Events(#[from] zerofn_events::EventsError),
+    /// An object operation refused or failed (`zerofn-events`).
+    #[error(transparent)]
+    Objects(#[from] zerofn_events::ObjectsError),
 }
 
 impl From<LayerError> for ControlError {
@@ -175,6 +178,7 @@ impl ControlError {
             ControlError::ZoneRefused { .. } => "zone_denied",
             ControlError::Internal(_) => "internal",
             ControlError::Events(e) => e.kind(),
+            ControlError::Objects(e) => e.kind(),
         }
     }
 }

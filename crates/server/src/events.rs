@@ -43,6 +43,12 @@ impl Bindings for RouteBindings {
                 }
             }
         }
+        // Bucket triggers: their event queues (`objects.rs`).
+        out.extend(
+            crate::objects::bucket_bindings(&self.0)
+                .iter()
+                .map(zerofn_events::BucketBinding::delivery_binding),
+        );
         out
     }
 

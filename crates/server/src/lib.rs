@@ -30,6 +30,7 @@ mod jwks;
 mod layers;
 mod metrics;
 mod mtls_callers;
+mod objects;
 mod operators;
 mod policies;
 mod route_space;
@@ -218,6 +219,20 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         events_wake.clone(),
     );
     let queue_worker = store.open_queue_worker()?;
+    // Object storage: its events go to the same loop; blobs a crash left
+    // unreferenced are removed before anything is served.
+    let objects = zerofn_events::Objects::new(
+        store.clone(),
+        audit.clone(),
+        events_clock.clone(),
+        Arc::new(events::RouteBindings(routes.clone())),
+        events_wake.clone(),
+    );
+    let swept = objects
+        .sweep()
+        .await
+        .map_err(|e| ServerError::Control(control::ControlError::Objects(e)))?;
+    tracing::debug!(files = swept, "unreferenced blobs removed");
     let identities = Arc::new(Identities::open(
         &data.root().join("identity"),
         &cfg.trust_domain,
@@ -339,6 +354,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
             limits: control.invoke_limits().clone(),
             authn: callers.authenticators().clone(),
             publisher: Some(Arc::new(events::FunctionPublisher(queues.clone()))),
+            objects: Some(Arc::new(objects::FunctionObjects(objects.clone()))),
             mtls: mtls.authorities().clone(),
             tracer,
         },
@@ -407,6 +423,7 @@ pub async fn up(cfg: PlatformConfig) -> Result<Running, ServerError> {
         locked_config: cfg.locked_config,
         queues,
         scheduler,
+        objects,
     });
     if let Some(dir) = &cfg.config_dir {
         // Applied before anything is served; a directory that does not apply stops the

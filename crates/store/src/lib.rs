@@ -3,9 +3,10 @@
 //! published layers and which deployments pin them, the raw rows of the
 //! audit log (and the indexes its queries use), and the output of
 //! invocations, tenants' durable message queues, the last run of each
-//! schedule, and the outbox of changes of key-value buckets a function
-//! subscribes to (written in the same transaction as each change), in one
-//! SQLite database.
+//! schedule, the outbox of changes of key-value buckets a function
+//! subscribes to (written in the same transaction as each change), and the
+//! metadata of tenants' objects, in one SQLite database; the objects' bytes
+//! are files named by digest beside it (`objects.rs`).
 //!
 //! # Trust
 //! This crate trusts the file system under the data directory and nothing
@@ -43,6 +44,7 @@ mod kv;
 mod kv_changes;
 mod layers;
 mod mtls_cas;
+mod objects;
 mod operators;
 mod policies;
 mod queues;
@@ -78,6 +80,10 @@ pub use kv_changes::{
 };
 pub use layers::{LayerRow, LayerSummary};
 pub use mtls_cas::MtlsCaRow;
+pub use objects::{
+    blob_digest, BucketRow, NewObject, ObjectError, ObjectEventRow, ObjectLimits, ObjectRefusal,
+    ObjectRow, StoredBlob, OBJECTS_DIR,
+};
 pub use operators::{ControlPolicyRow, OperatorCertRow};
 pub use policies::TenantPolicyRow;
 pub use queues::{
@@ -268,6 +274,7 @@ impl Store {
         conn.execute_batch(queues::SCHEMA)?;
         conn.execute_batch(schedule_runs::SCHEMA)?;
         conn.execute_batch(kv_changes::SCHEMA)?;
+        conn.execute_batch(objects::SCHEMA)?;
         migrate(&conn)?;
         conn.execute_batch(audit_query::SCHEMA)?;
         conn.execute_batch(invocation_logs::SCHEMA)?;

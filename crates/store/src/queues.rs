@@ -269,8 +269,9 @@ impl Store {
             let tx = write_tx(conn)?;
             crate::tenants::require_tenant(&tx, &tenant)?;
             let result = (|| -> Result<_, QueueError> {
+                // Bucket triggers' event queues (`@...`, `objects.rs`) are the platform's.
                 let count: i64 = tx.query_row(
-                    "SELECT count(*) FROM queues WHERE tenant = ?1",
+                    "SELECT count(*) FROM queues WHERE tenant = ?1 AND name NOT LIKE '@%'",
                     params![tenant],
                     |r| r.get(0),
                 )?;
@@ -322,7 +323,7 @@ impl Store {
             crate::tenants::require_tenant(conn, &tenant)?;
             let rows = conn
                 .prepare_cached(&format!(
-                    "SELECT {QUEUE_COLUMNS} FROM queues WHERE tenant = ?1 ORDER BY name"
+                    "SELECT {QUEUE_COLUMNS} FROM queues WHERE tenant = ?1 AND name NOT LIKE '@%' ORDER BY name"
                 ))?
                 .query_map(params![tenant], queue_row)?
                 .collect::<Result<Vec<_>, _>>()?;

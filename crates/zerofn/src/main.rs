@@ -14,6 +14,7 @@ mod diagnose;
 mod layer;
 mod logs;
 mod mtls;
+mod object;
 mod operator;
 mod policy;
 mod progress;
@@ -127,6 +128,10 @@ enum Command {
     /// next runs.
     #[command(subcommand)]
     Schedule(queue::ScheduleCommand),
+    /// Object storage of a tenant: put, get, delete, list objects in buckets. Functions
+    /// bound with `[[triggers]] bucket = "NAME"` receive its object events as CloudEvents.
+    #[command(subcommand)]
+    Object(object::ObjectCommand),
     /// Deploy the function in DIR (zerofn.toml, component, bundle, and the
     /// attestations beside them: *.intoto.jsonl and other *.sigstore.json); DIR may
     /// also be the path of the function's zerofn.toml.
@@ -567,6 +572,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Layer(cmd) => layer::run(&data_dir, cmd).await,
         Command::Queue(cmd) => queue::run(&data_dir, cmd).await,
         Command::Schedule(cmd) => queue::schedules(&data_dir, cmd).await,
+        Command::Object(cmd) => object::run(&data_dir, cmd).await,
         Command::Deploy {
             dir,
             allow_rollback,

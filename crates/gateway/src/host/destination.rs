@@ -17,6 +17,8 @@ pub(crate) enum Destination {
     Identity,
     /// The tenant's queues ([`super::QUEUES_HOST`]).
     Queues,
+    /// The tenant's object storage ([`super::OBJECTS_HOST`]).
+    Objects,
     /// A function: `http://<name>.<tenant>.fn.internal/`.
     Function { tenant: String, name: String },
     /// Anything else: egress, whose gateway reads the URI itself with
@@ -33,6 +35,9 @@ impl Destination {
         }
         if host == super::QUEUES_HOST {
             return Destination::Queues;
+        }
+        if host == super::OBJECTS_HOST {
+            return Destination::Objects;
         }
         match internal_target(&host) {
             Some((tenant, name)) => Destination::Function { tenant, name },
@@ -84,6 +89,11 @@ mod tests {
         );
         assert_eq!(of("https://example.com/"), Destination::External);
         assert_eq!(of("http://Queues.fn.internal/orders"), Destination::Queues);
+        assert_eq!(of("http://objects.fn.internal/up/k"), Destination::Objects);
+        assert_eq!(
+            of("http://objects.fn.internal.evil/up/k"),
+            Destination::External
+        );
         assert_eq!(of("/relative"), Destination::External);
         // Only the exact internal names are internal: look-alikes are egress.
         assert_eq!(

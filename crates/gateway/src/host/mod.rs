@@ -31,6 +31,7 @@ mod destination;
 mod egress;
 mod identity;
 mod kv;
+mod objects;
 mod publish;
 
 use std::borrow::Cow;
@@ -63,6 +64,9 @@ use crate::policies::Policies;
 
 pub use destination::{IDENTITY_HOST, INTERNAL_SUFFIX};
 pub use identity::WorkloadIdentity;
+pub use objects::{
+    FunctionObject, ObjectHost, ObjectRefused, MAX_FUNCTION_OBJECT_BYTES, OBJECTS_HOST,
+};
 pub use publish::{OutgoingEvent, PublishRefused, QueuePublisher, MAX_PUBLISH_BODY, QUEUES_HOST};
 
 use destination::Destination;
@@ -90,6 +94,8 @@ pub(crate) struct HostServices {
     pub(crate) egress: Option<Arc<zerofn_egress::EgressClient>>,
     /// The platform's queues (`[permissions] publish`); `None`: publishing refused.
     pub(crate) publisher: Option<Arc<dyn QueuePublisher>>,
+    /// The platform's object storage (`[permissions] buckets`); `None`: refused.
+    pub(crate) objects: Option<Arc<dyn ObjectHost>>,
 }
 
 /// What a function call needs of the gateway, and nothing more: find the
@@ -410,6 +416,10 @@ impl InvocationHost {
             (RuntimeAction::SvidJwt, _) => "identity".to_owned(),
             (_, Resource::Host(h)) => format!("http:{h}"),
             (_, Resource::Queue { name, .. }) => format!("publish:{name}"),
+            (RuntimeAction::ObjectWrite, Resource::ObjectBucket { name, .. }) => {
+                format!("buckets:{name}:write")
+            }
+            (_, Resource::ObjectBucket { name, .. }) => format!("buckets:{name}:read"),
             (_, Resource::Function { tenant, name }) => {
                 format!("{}:{tenant}/{name}", action.as_str())
             }
@@ -488,6 +498,13 @@ impl HostCapabilities for InvocationHost {
                         span.set("messaging.destination.name", request.uri().path());
                     }
                     (span, Ok(self.publish(request).await))
+                }
+                Destination::Objects => {
+                    let mut span = self.span("zerofn.object", SpanKind::Internal);
+                    if span.is_recording() {
+                        span.set("http.request.method", request.method().as_str());
+                    }
+                    (span, Ok(self.object(request).await))
                 }
                 Destination::Function { tenant, name } => {
                     // A CLIENT span; the callee's SERVER span is its child.

@@ -156,7 +156,7 @@ macro_rules! public {
 }
 
 /// Every route of the control API.
-pub(super) static ROUTES: [Route; 76] = [
+pub(super) static ROUTES: [Route; 82] = [
     public!(GET "/v1/health", health),
     // The trust bundle is public: peers need it before they can authenticate anything.
     public!(GET "/v1/identity/bundle", trust_bundle),
@@ -205,6 +205,14 @@ pub(super) static ROUTES: [Route; 76] = [
     operator!(GET "/v1/tenants/{tenant}/queues/{queue}/messages", AuditRead on PathTenant, refusal ApiAuthorize, peek_messages),
     operator!(POST "/v1/tenants/{tenant}/queues/{queue}/redrive", TenantManage on PathTenant, refusal QueueRedrive, redrive_queue),
     operator!(POST "/v1/tenants/{tenant}/queues/{queue}/purge", TenantManage on PathTenant, refusal QueuePurge, purge_queue),
+    // Object storage (`zerofn object`): as the queues, changing is `tenant.manage`, reading
+    // an object's bytes (tenant data) the tenant's `audit.read`, listing `tenant.read`.
+    operator!(GET "/v1/tenants/{tenant}/buckets", TenantRead on PathTenant, refusal ApiAuthorize, list_buckets),
+    operator!(DELETE "/v1/tenants/{tenant}/buckets/{bucket}", TenantManage on PathTenant, refusal ObjectDelete, delete_bucket),
+    operator!(GET "/v1/tenants/{tenant}/buckets/{bucket}/objects", TenantRead on PathTenant, refusal ApiAuthorize, list_objects),
+    operator!(PUT "/v1/tenants/{tenant}/buckets/{bucket}/objects/{key_path}", TenantManage on PathTenant, refusal ObjectPut, put_object),
+    operator!(GET "/v1/tenants/{tenant}/buckets/{bucket}/objects/{key_path}", AuditRead on PathTenant, refusal ApiAuthorize, get_object),
+    operator!(DELETE "/v1/tenants/{tenant}/buckets/{bucket}/objects/{key_path}", TenantManage on PathTenant, refusal ObjectDelete, delete_object),
     operator!(GET "/v1/tenants/{tenant}/admission", TenantRead on PathTenant, refusal ApiAuthorize, admission_view),
     operator!(PUT "/v1/tenants/{tenant}/admission", PolicyManage on PathTenant, refusal AdmissionSet, set_admission),
     // Runtime policies of a tenant and of one of its functions.
@@ -728,6 +736,49 @@ mod tests {
             (
                 "POST",
                 "/v1/tenants/acme/queues/orders/purge",
+                TenantManage,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "GET",
+                "/v1/tenants/acme/buckets",
+                TenantRead,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "DELETE",
+                "/v1/tenants/acme/buckets/up",
+                TenantManage,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "GET",
+                "/v1/tenants/acme/buckets/up/objects",
+                TenantRead,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "PUT",
+                "/v1/tenants/acme/buckets/up/objects/in/a.json",
+                TenantManage,
+                PathTenant,
+                t("acme"),
+            ),
+            // Reading an object's bytes is reading the tenant's data.
+            (
+                "GET",
+                "/v1/tenants/acme/buckets/up/objects/in/a.json",
+                AuditRead,
+                PathTenant,
+                t("acme"),
+            ),
+            (
+                "DELETE",
+                "/v1/tenants/acme/buckets/up/objects/a",
                 TenantManage,
                 PathTenant,
                 t("acme"),

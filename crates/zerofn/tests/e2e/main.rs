@@ -29,6 +29,7 @@ mod layers;
 mod limits;
 mod logs;
 mod mtls;
+mod objects;
 mod operators;
 mod route_space;
 mod schema;

@@ -175,6 +175,7 @@ fn body_routes() -> Vec<(String, String)> {
         include_str!("../../../server/src/api/config.rs"),
         include_str!("../../../server/src/api/zones.rs"),
         include_str!("../../../server/src/api/queues.rs"),
+        include_str!("../../../server/src/api/objects.rs"),
         include_str!("../../../server/src/api/mtls.rs"),
     ]
     .concat();
