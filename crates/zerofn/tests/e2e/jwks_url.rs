@@ -426,11 +426,18 @@ fn issuer_keys_come_from_a_checked_https_url_follow_rotation_and_survive_the_ser
     // One fetch for the rotation: k1's unknown kid just after asked for none (at most
     // one refresh a minute per issuer).
     assert_eq!(idp.requests(), 4);
-    let changed = s
-        .audit(30)
-        .into_iter()
-        .find(|r| r["action"] == "auth.jwks.refresh")
-        .expect("the key change is audited");
+    // The refresh's record is queued beside the key swap, not before it:
+    // wait (bounded) for it rather than read the tail once.
+    let refresh = || {
+        s.audit(200)
+            .into_iter()
+            .find(|r| r["action"] == "auth.jwks.refresh")
+    };
+    assert!(
+        eventually(|| refresh().is_some()),
+        "the key change is audited"
+    );
+    let changed = refresh().expect("the key change is audited");
     assert_eq!(changed["decision"], "allow");
     assert_eq!(changed["tenant"], "acme");
     assert!(changed["reason"].as_str().unwrap().contains("jwt:idp"));
