@@ -98,28 +98,13 @@ impl Store {
                 } else {
                     get(&tx, &tenant, &bucket, &key)?
                 };
-                tx.prepare_cached(
-                    "INSERT INTO kv (tenant, bucket, key, value) VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT (tenant, bucket, key) DO UPDATE SET value = excluded.value",
-                )?
-                .execute(params![tenant, bucket, key, value])?;
-                if !subs.is_empty() {
-                    let change = Change {
-                        op: KvOp::Set,
-                        old: old.as_deref(),
-                        new: Some(&value),
-                        writer: &writer,
-                    };
-                    kv_changes::record(
-                        &tx,
-                        &tenant,
-                        &bucket,
-                        &key,
-                        &subs,
-                        &change,
-                        MAX_KV_STREAM_BACKLOG,
-                    )?;
-                }
+                let change = Change {
+                    op: KvOp::Set,
+                    old: old.as_deref(),
+                    new: Some(&value),
+                    writer: &writer,
+                };
+                put_recorded(&tx, &tenant, &bucket, &key, &subs, &change)?;
                 tx.commit()?;
                 Ok(!subs.is_empty())
             })
@@ -259,29 +244,14 @@ impl Store {
                     return Ok((Err(IncrementError::Overflow), false));
                 };
                 let new = next.to_string().into_bytes();
-                tx.prepare_cached(
-                    "INSERT INTO kv (tenant, bucket, key, value) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (tenant, bucket, key) DO UPDATE SET value = excluded.value",
-                )?
-                .execute(params![tenant, bucket, key, new])?;
                 let subs = kv_changes::subscribers(&tx, &tenant, &bucket)?;
-                if !subs.is_empty() {
-                    let change = Change {
-                        op: KvOp::Increment,
-                        old: old.as_deref(),
-                        new: Some(&new),
-                        writer: &writer,
-                    };
-                    kv_changes::record(
-                        &tx,
-                        &tenant,
-                        &bucket,
-                        &key,
-                        &subs,
-                        &change,
-                        MAX_KV_STREAM_BACKLOG,
-                    )?;
-                }
+                let change = Change {
+                    op: KvOp::Increment,
+                    old: old.as_deref(),
+                    new: Some(&new),
+                    writer: &writer,
+                };
+                put_recorded(&tx, &tenant, &bucket, &key, &subs, &change)?;
                 tx.commit()?;
                 Ok((Ok(next), !subs.is_empty()))
             })
@@ -294,6 +264,28 @@ impl Store {
             (Err(e), _) => Ok(Err(e)),
         }
     }
+}
+
+/// Stores the change's new value under the key and, when the bucket has
+/// subscribers, records the change for each in the same transaction (or
+/// refuses the whole write at a subscriber's bound).
+fn put_recorded(
+    tx: &rusqlite::Transaction<'_>,
+    tenant: &str,
+    bucket: &str,
+    key: &str,
+    subs: &[(String, u64)],
+    change: &Change<'_>,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO kv (tenant, bucket, key, value) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (tenant, bucket, key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![tenant, bucket, key, change.new])?;
+    if !subs.is_empty() {
+        kv_changes::record(tx, tenant, bucket, key, subs, change, MAX_KV_STREAM_BACKLOG)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
