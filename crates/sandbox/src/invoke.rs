@@ -285,6 +285,7 @@ impl Sandbox {
     /// handling a request: the per-request instantiation cost on its own,
     /// for benchmarks. The instance gets [`NoCapabilities`].
     pub async fn instantiate_only(&self, function: &LoadedFunction) -> Result<(), InvokeError> {
+        self.reset.check()?;
         let _slot = self
             .slots
             .acquire(function.artifact.manifest().tenant.as_str())
@@ -350,6 +351,9 @@ impl Sandbox {
         host: Arc<dyn HostCapabilities>,
         options: InvokeOptions,
     ) -> (Result<Invocation, InvokeError>, GuestOutput) {
+        if let Err(refused) = self.reset.check() {
+            return (Err(refused), GuestOutput::default());
+        }
         let tenant = function.artifact.manifest().tenant.as_str();
         let slot = match tokio::time::timeout(SLOT_WAIT, self.slots.acquire(tenant)).await {
             Ok(Some(slot)) => slot,
