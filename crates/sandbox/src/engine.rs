@@ -202,7 +202,7 @@ fn spawn_ticker(
                 std::thread::sleep(EPOCH_TICK);
                 engine.increment_epoch();
                 ticks = ticks.wrapping_add(1);
-                if ticks % RESET_RECHECK_TICKS == 0 {
+                if ticks.is_multiple_of(RESET_RECHECK_TICKS) {
                     reset.recheck();
                 }
             }
