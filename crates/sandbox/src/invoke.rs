@@ -285,7 +285,6 @@ impl Sandbox {
     /// handling a request: the per-request instantiation cost on its own,
     /// for benchmarks. The instance gets [`NoCapabilities`].
     pub async fn instantiate_only(&self, function: &LoadedFunction) -> Result<(), InvokeError> {
-        self.reset.check()?;
         let _slot = self
             .slots
             .acquire(function.artifact.manifest().tenant.as_str())
@@ -293,6 +292,7 @@ impl Sandbox {
             .ok_or_else(|| InvokeError::Internal {
                 detail: "sandbox slots closed".into(),
             })?;
+        self.reset.check()?;
         let mut fresh = self.fresh_store(
             function,
             Instant::now(),
@@ -351,9 +351,6 @@ impl Sandbox {
         host: Arc<dyn HostCapabilities>,
         options: InvokeOptions,
     ) -> (Result<Invocation, InvokeError>, GuestOutput) {
-        if let Err(refused) = self.reset.check() {
-            return (Err(refused), GuestOutput::default());
-        }
         let tenant = function.artifact.manifest().tenant.as_str();
         let slot = match tokio::time::timeout(SLOT_WAIT, self.slots.acquire(tenant)).await {
             Ok(Some(slot)) => slot,
@@ -368,6 +365,11 @@ impl Sandbox {
                 return (Err(busy), GuestOutput::default());
             }
         };
+        // Checked once the slot is held, just before the instance is
+        // made: the wait for a slot may be long.
+        if let Err(refused) = self.reset.check() {
+            return (Err(refused), GuestOutput::default());
+        }
         let started = Instant::now();
         let Fresh { store, watch } = match self.fresh_store(function, started, host, &options) {
             Ok(fresh) => fresh,
