@@ -10,6 +10,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllo
 
 use crate::budget::GlobalBudget;
 use crate::invoke::InvocationState;
+use crate::memory_reset::{MemoryReset, ResetGuard};
 use crate::slots::Slots;
 use crate::SandboxError;
 
@@ -39,6 +40,10 @@ pub struct SandboxConfig {
     pub stdio_capture_bytes: usize,
     /// Bytes of response body accepted from a guest.
     pub max_response_bytes: usize,
+    /// Reset instance slots in place between invocations when the host
+    /// allows it safely ([`crate::memory_reset`]); `false` always hands
+    /// touched pages back to the kernel.
+    pub reset_memory_in_place: bool,
 }
 
 impl SandboxConfig {
@@ -51,6 +56,7 @@ impl SandboxConfig {
             max_memory_mb: 1024,
             stdio_capture_bytes: 64 * 1024,
             max_response_bytes: 16 * 1024 * 1024,
+            reset_memory_in_place: true,
         }
     }
 
@@ -71,6 +77,7 @@ pub struct Sandbox {
     pub(crate) slots: Slots,
     pub(crate) host_bytes: Arc<GlobalBudget>,
     pub(crate) engine_key: String,
+    pub(crate) reset: Arc<ResetGuard>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -122,6 +129,8 @@ impl Sandbox {
             // Keep a few freed slots warm: reuse is what makes per-request
             // instantiation cheap.
             .max_unused_warm_slots(n.min(64));
+        let reset = Arc::new(ResetGuard::choose(config.reset_memory_in_place));
+        reset.configure(&mut pool);
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
             .epoch_interruption(true)
@@ -140,7 +149,7 @@ impl Sandbox {
             .map_err(|e| SandboxError::Config(format!("{e:#}")))?;
         let engine_key = engine_key(&engine);
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_ticker(engine.clone(), ticker_stop.clone())?;
+        spawn_ticker(engine.clone(), reset.clone(), ticker_stop.clone())?;
         Ok(Sandbox {
             engine,
             linker,
@@ -148,6 +157,7 @@ impl Sandbox {
             host_bytes: GlobalBudget::new(config.max_host_bytes),
             config,
             engine_key,
+            reset,
             ticker_stop,
         })
     }
@@ -162,6 +172,11 @@ impl Sandbox {
     pub fn config(&self) -> &SandboxConfig {
         &self.config
     }
+
+    /// How instance slots are reset between invocations, chosen at start.
+    pub fn memory_reset(&self) -> MemoryReset {
+        self.reset.mode()
+    }
 }
 
 impl Drop for Sandbox {
@@ -170,13 +185,26 @@ impl Drop for Sandbox {
     }
 }
 
-fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) -> Result<(), SandboxError> {
+/// Ticks between two checks that in-place memory reset is still safe
+/// (about a second).
+const RESET_RECHECK_TICKS: u32 = 100;
+
+fn spawn_ticker(
+    engine: Engine,
+    reset: Arc<ResetGuard>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), SandboxError> {
     std::thread::Builder::new()
         .name("zerofn-epoch".into())
         .spawn(move || {
+            let mut ticks = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(EPOCH_TICK);
                 engine.increment_epoch();
+                ticks = ticks.wrapping_add(1);
+                if ticks.is_multiple_of(RESET_RECHECK_TICKS) {
+                    reset.recheck();
+                }
             }
         })
         .map(|_| ())

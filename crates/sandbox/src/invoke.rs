@@ -320,6 +320,7 @@ impl Sandbox {
             .ok_or_else(|| InvokeError::Internal {
                 detail: "sandbox slots closed".into(),
             })?;
+        self.reset.check()?;
         let mut fresh = self.fresh_store(
             function,
             Instant::now(),
@@ -392,6 +393,11 @@ impl Sandbox {
                 return (Err(busy), GuestOutput::default());
             }
         };
+        // Checked once the slot is held, just before the instance is
+        // made: the wait for a slot may be long.
+        if let Err(refused) = self.reset.check() {
+            return (Err(refused), GuestOutput::default());
+        }
         let started = Instant::now();
         if let Some(p) = &options.phases {
             let _ = p.slot.set(started);

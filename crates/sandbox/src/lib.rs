@@ -14,7 +14,9 @@
 //!
 //! # Guarantees
 //! - Every request gets a new `Store` and instance: no state survives
-//!   between requests or crosses tenants.
+//!   between requests or crosses tenants. A reused instance slot starts
+//!   with its component's original memory and tables, reset in place only
+//!   while no swap area is active ([`memory_reset`]).
 //! - A guest sees no preopened directories, no environment, no arguments,
 //!   no sockets and no name lookup; the filesystem, sockets and cli
 //!   interfaces that componentize-py and jco guests import are linked but
@@ -55,6 +57,7 @@ pub mod host_interface;
 mod invoke;
 mod kv_config_bindings;
 pub mod logging;
+pub mod memory_reset;
 pub mod outbound;
 mod slots;
 pub mod wasi;
@@ -63,3 +66,4 @@ pub use compile::LoadedFunction;
 pub use engine::{Sandbox, SandboxConfig};
 pub use error::{InvokeError, SandboxError};
 pub use invoke::{GuestOutput, Invocation, InvokeOptions, Phases};
+pub use memory_reset::MemoryReset;
