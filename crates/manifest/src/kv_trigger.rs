@@ -49,7 +49,8 @@ pub(crate) fn check_kv_trigger(
     ] {
         if given {
             return Err(bad(format!(
-                "the trigger of kv bucket `{bucket}` also has `{key}`; a trigger is one of `queue`, `kv` or `schedule`, write one trigger each"
+                "the trigger of kv bucket `{bucket}` also has `{key}`; {}",
+                crate::manifest::ONE_SOURCE
             )));
         }
     }

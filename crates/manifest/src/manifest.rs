@@ -39,7 +39,7 @@
 //! [[triggers]]                # or a key-value bucket's changes (`kv-streams.md`)
 //! kv = "carts"                # a bucket of the tenant; max_concurrency as for queues
 //!
-//! [[triggers]]                # or a schedule (exactly one of `queue`, `kv`, `schedule`)
+//! [[triggers]]                # or a schedule (exactly one of `queue`, `kv`, `bucket`, `schedule`)
 //! name = "nightly"            # a DNS label, unique among the function's schedules
 //! schedule = "0 30 2 * * *"   # cron: 6 fields (seconds first) or 5 (at second 0)
 //! timezone = "Europe/Berlin"  # optional: an IANA time zone (default "UTC")
@@ -413,6 +413,10 @@ struct RawManifest {
     triggers: Option<Vec<RawTrigger>>,
 }
 
+/// What every refusal of a trigger naming two sources says.
+pub(crate) const ONE_SOURCE: &str =
+    "a trigger binds one of `queue`, `kv`, `bucket` or `schedule`: write one trigger each";
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTrigger {
@@ -450,7 +454,7 @@ fn check_triggers(raw: Vec<RawTrigger>, function: &str) -> Result<Vec<Trigger>, 
     for mut t in raw {
         if let (Some(kv), Some(bucket)) = (&t.kv, &t.bucket) {
             return Err(bad(format!(
-                "one trigger has both `kv = \"{}\"` and `bucket = \"{}\"`; a trigger is one of `queue`, `kv`, `bucket` or `schedule`, write one trigger each",
+                "one trigger has both `kv = \"{}\"` and `bucket = \"{}\"`; {ONE_SOURCE}",
                 excerpt(kv),
                 excerpt(bucket)
             )));
@@ -490,7 +494,7 @@ fn check_triggers(raw: Vec<RawTrigger>, function: &str) -> Result<Vec<Trigger>, 
         if t.schedule.is_some() {
             if let Some(queue) = &t.queue {
                 return Err(bad(format!(
-                    "the trigger of queue `{}` also has a `schedule`; a trigger is one of `queue`, `kv` or `schedule`, write two triggers",
+                    "the trigger of queue `{}` also has a `schedule`; {ONE_SOURCE}",
                     excerpt(queue)
                 )));
             }
@@ -584,7 +588,7 @@ fn check_bucket_trigger(bucket: String, t: RawTrigger) -> Result<BucketTrigger, 
     ] {
         if given {
             return Err(bad(format!(
-                "the trigger of bucket `{bucket}` also has `{key}`; a trigger is one of `queue`, `schedule` or `bucket`, write two triggers"
+                "the trigger of bucket `{bucket}` also has `{key}`; {ONE_SOURCE}"
             )));
         }
     }
@@ -1785,7 +1789,7 @@ max_body_kb = 0
             ),
             (
                 "[[triggers]]\nqueue = \"q\"\nschedule = \"* * * * *\"\n",
-                "one of `queue`, `kv` or `schedule`",
+                "one of `queue`, `kv`, `bucket` or `schedule`",
             ),
             (
                 "[[triggers]]\nqueue = \"q\"\ntimezone = \"UTC\"\n",
