@@ -1795,6 +1795,14 @@ max_body_kb = 0
                 "[[triggers]]\nqueue = \"q\"\ntimezone = \"UTC\"\n",
                 "belongs to a schedule",
             ),
+            (
+                "[[triggers]]\nkv = \"orders\"\nbucket = \"uploads\"\n",
+                "both `kv = \"orders\"` and `bucket = \"uploads\"`",
+            ),
+            (
+                "[[triggers]]\nkv = \"orders\"\nprefix = \"in/\"\n",
+                "belongs to a bucket trigger",
+            ),
             ("[[triggers]]\nsubject = \"q\"\n", "unknown field `subject`"),
         ] {
             let message = err(&format!("{MINIMAL}{extra}")).to_string();
