@@ -36,6 +36,15 @@ use http::Method;
 use zerofn_admission::{sign_artifact, PublicKey, SigningKey};
 
 use crate::client::ApiClient;
+
+/// The process allocator. A request allocates and frees many small buffers on
+/// the gateway's worker threads and the audit writer's (headers, the audit
+/// record, its JSON and hashes); glibc malloc spent about 15% of the platform's
+/// CPU on them at 16 connections (perf, BENCHMARKS.md "The allocator"), much of
+/// it in `malloc_consolidate` and arena locking across threads. mimalloc's
+/// per-thread free lists cost a fraction of that.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use zerofn_api as api_types;
 
 #[derive(Parser)]
