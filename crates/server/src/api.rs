@@ -1295,6 +1295,8 @@ fn status_of(e: &ControlError) -> StatusCode {
             | StoreError::PrefixTaken { .. }
             | StoreError::LayerExists { .. }
             | StoreError::MtlsCaExists { .. }
+            | StoreError::IssuerExists { .. }
+            | StoreError::ApiKeyExists { .. }
             | StoreError::LayerPinned { .. }
             | StoreError::VersionNotKept { .. }
             | StoreError::PruneRaced

@@ -100,6 +100,26 @@ fn jwt_and_api_key_callers_are_verified_and_become_the_principal() {
     ]));
     let listed = ok(s.platform.cli(&["auth", "jwt", "list", "acme"]));
     assert!(listed.contains("corp") && listed.contains(ISS), "{listed}");
+    // The same name again is a conflict that names the issuer, not an internal error.
+    let again = fails(s.platform.cli(&[
+        "auth",
+        "jwt",
+        "add",
+        "acme",
+        "corp",
+        "--issuer",
+        ISS,
+        "--audience",
+        "orders-api",
+        "--jwks",
+        jwks.to_str().unwrap(),
+        "--algorithms",
+        "ES256",
+    ]));
+    assert!(
+        again.contains("already registered") && again.contains("409"),
+        "{again}"
+    );
 
     s.deploy(
         "orders",
@@ -260,6 +280,14 @@ unless { context.claims.scope like "*orders:write*" };"#,
     ]);
     let key = ok(out).trim().to_owned();
     assert!(key.starts_with("zfk_"), "{key}");
+    let again = fails(
+        s.platform
+            .cli(&["apikey", "create", "acme", "ci", "--functions", "orders"]),
+    );
+    assert!(
+        again.contains("already exists") && again.contains("409"),
+        "{again}"
+    );
     let auth = format!("Bearer {key}");
     let r = get(&s, "/orders/2", &[("Authorization", &auth)]);
     assert_eq!(r.status, 200, "{}", r.text());
