@@ -4,7 +4,8 @@
  *
  *   event id=<ce-id> type=<ce-type> source=<ce-source> spec=<ce-specversion>
  *         subject=<ce-subject> attempt=<ce-zerofnattempt> time=<ce-time>
- *         caller=<x-zerofn-caller> content-type=<content-type> body=<body>
+ *         caller=<x-zerofn-caller> traceparent=<ce-traceparent>
+ *         http-traceparent=<traceparent> content-type=<content-type> body=<body>
  *
  * (one line; a header that is absent prints as `-`), then answers by the
  * body: "fail" -> 500, "trap" -> a trap (no answer), anything else -> 200
@@ -18,9 +19,11 @@
 
 static const char *NAMES[] = {"ce-id",      "ce-type",          "ce-source",
                               "ce-specversion", "ce-subject",   "ce-zerofnattempt",
-                              "ce-time",    "x-zerofn-caller",  "content-type"};
+                              "ce-time",    "x-zerofn-caller",  "ce-traceparent",
+                              "traceparent", "content-type"};
 static const char *LABELS[] = {"id", "type", "source", "spec", "subject",
-                               "attempt", "time", "caller", "content-type"};
+                               "attempt", "time", "caller", "traceparent",
+                               "http-traceparent", "content-type"};
 #define FIELDS (sizeof NAMES / sizeof NAMES[0])
 
 void exports_wasi_http_incoming_handler_handle(zf_request_t request,

@@ -729,6 +729,13 @@ pub struct OutgoingMessage {
     /// The message group (FIFO queues only, required there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// The producer's W3C trace context (the CloudEvents distributed-tracing
+    /// extension attributes; default: the request's `traceparent` header). The
+    /// delivery continues that trace; an invalid value is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
 }
 
 /// `POST /v1/tenants/{tenant}/queues/{queue}/messages`: published together or not at all.

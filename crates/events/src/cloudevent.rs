@@ -18,6 +18,10 @@ use crate::schedule::{ScheduleBinding, SCHEDULE_EVENT_TYPE};
 pub const SPEC_VERSION: &str = "1.0";
 /// The extension attribute carrying the delivery attempt (1 for the first).
 pub const ATTEMPT_HEADER: &str = "ce-zerofnattempt";
+/// The CloudEvents distributed-tracing extension's attributes in binary
+/// mode: the producer's W3C trace context.
+pub const TRACEPARENT_ATTRIBUTE: &str = "ce-traceparent";
+pub const TRACESTATE_ATTRIBUTE: &str = "ce-tracestate";
 
 /// `ce-source` of a tenant's queue: a URI reference naming it.
 pub fn source_uri(tenant: &str, queue: &str) -> String {
@@ -41,7 +45,19 @@ pub fn request(tenant: &str, queue: &str, message: &MessageRow) -> Request<Bytes
         (ATTEMPT_HEADER, message.attempts.to_string()),
         ("content-type", message.content_type.clone()),
     ];
-    for (name, value) in headers {
+    // The producer's trace context as the CloudEvents distributed-tracing
+    // extension's attributes (`ce-traceparent`, `ce-tracestate` in binary
+    // mode): the gateway starts the delivery's span as its child, and the
+    // function sees the event's origin. The HTTP `traceparent` of the
+    // delivery itself is the gateway's to set.
+    let trace = [
+        (TRACEPARENT_ATTRIBUTE, message.traceparent.as_deref()),
+        (TRACESTATE_ATTRIBUTE, message.tracestate.as_deref()),
+    ];
+    let trace = trace
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?.to_owned())));
+    for (name, value) in headers.into_iter().chain(trace) {
         // Every value was checked at publish; one that still fails to be a
         // header value is left out rather than sent altered.
         if let Ok(value) = HeaderValue::from_str(&value) {
@@ -119,6 +135,8 @@ mod tests {
             attempts: 2,
             last_error: None,
             source_queue: None,
+            traceparent: None,
+            tracestate: None,
         };
         let r = request("acme", "orders", &m);
         let h = |n: &str| r.headers().get(n).unwrap().to_str().unwrap().to_owned();
@@ -131,6 +149,26 @@ mod tests {
         assert_eq!(h("ce-zerofnattempt"), "2");
         assert_eq!(h("content-type"), "application/json");
         assert_eq!(r.body().as_ref(), b"{}");
+        assert!(r.headers().get(TRACEPARENT_ATTRIBUTE).is_none());
+
+        // A producer's trace context rides along as the distributed-tracing
+        // extension's attributes.
+        let traced = MessageRow {
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            tracestate: Some("vendor=1".into()),
+            ..m
+        };
+        let r = request("acme", "orders", &traced);
+        let h = |n: &str| r.headers().get(n).unwrap().to_str().unwrap().to_owned();
+        assert_eq!(
+            h("ce-traceparent"),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        assert_eq!(h("ce-tracestate"), "vendor=1");
+        assert!(
+            r.headers().get("traceparent").is_none(),
+            "the gateway sets it"
+        );
     }
 
     #[test]

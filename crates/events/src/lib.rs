@@ -70,6 +70,7 @@ mod schedule;
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use cloudevent::{
     request as cloudevent_request, schedule_source_uri, source_uri, ATTEMPT_HEADER, SPEC_VERSION,
+    TRACEPARENT_ATTRIBUTE, TRACESTATE_ATTRIBUTE,
 };
 pub use delivery::{
     retry_delay_ms, Binding, Bindings, BoxFuture, Delivered, Delivery, EventInvocation, Invoker,

@@ -216,6 +216,12 @@ pub struct OutgoingMessage {
     pub content_type: Option<String>,
     pub group: Option<String>,
     pub data: Vec<u8>,
+    /// The producer's W3C trace context (an HTTP publisher's `traceparent`
+    /// header, or a CloudEvent's distributed-tracing extension attributes):
+    /// the delivery continues that trace. An invalid value is ignored (the
+    /// delivery starts a new trace), never a refusal.
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
 }
 
 /// Checks a token that ends up in a CloudEvents header (`ce-id`, `ce-type`,
@@ -275,12 +281,20 @@ impl OutgoingMessage {
             .group
             .map(|g| token("group", &g, 128, &[]))
             .transpose()?;
+        // Read as strictly as a request's headers, and stored in the form
+        // the platform writes (version 00), so what a delivery sends is a
+        // value this check produced.
+        let trace = self.traceparent.as_deref().and_then(|tp| {
+            zerofn_telemetry::TraceParent::from_values(tp, self.tracestate.as_deref())
+        });
         Ok(NewMessage {
             id,
             event_type,
             content_type,
             group,
             body: self.data,
+            traceparent: trace.as_ref().map(zerofn_telemetry::TraceParent::to_header),
+            tracestate: trace.and_then(|t| t.state).map(|s| s.to_string()),
         })
     }
 }
@@ -713,5 +727,52 @@ mod tests {
         .unwrap();
         assert_eq!(ok.event_type, DEFAULT_EVENT_TYPE);
         assert_eq!(ok.id.len(), 36);
+        assert_eq!((ok.traceparent, ok.tracestate), (None, None));
+    }
+
+    #[test]
+    fn a_producers_trace_context_is_kept_when_valid_and_ignored_when_not() {
+        const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let with = |tp: &str, ts: Option<&str>| {
+            OutgoingMessage {
+                traceparent: Some(tp.into()),
+                tracestate: ts.map(Into::into),
+                ..Default::default()
+            }
+            .check()
+            .expect("a bad trace context never refuses a message")
+        };
+        let ok = with(TP, Some("vendor=1"));
+        assert_eq!(ok.traceparent.as_deref(), Some(TP));
+        assert_eq!(ok.tracestate.as_deref(), Some("vendor=1"));
+        for (bad, why) in [
+            (
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                "uppercase",
+            ),
+            (
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                "zero trace id",
+            ),
+            (
+                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "version ff",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nx: y",
+                "injection",
+            ),
+            ("", "empty"),
+        ] {
+            let m = with(bad, Some("vendor=1"));
+            assert_eq!(
+                (m.traceparent, m.tracestate),
+                (None, None),
+                "{why}: {bad:?} was kept"
+            );
+        }
+        // A bad tracestate is dropped, the traceparent kept.
+        let m = with(TP, Some("a=\u{1}"));
+        assert_eq!((m.traceparent.as_deref(), m.tracestate), (Some(TP), None));
     }
 }

@@ -291,7 +291,9 @@ impl Gateway {
         let mut trace = if self.tracer.is_enabled() {
             let parent = zerofn_telemetry::TraceParent::from_headers(req.headers());
             let ip = req.extensions().get::<PeerAddr>().map(PeerAddr::ip);
-            let mut trace = self.tracer.server_span(req.method().to_string(), parent);
+            let mut trace = self
+                .tracer
+                .server_span(crate::trace::method_name(req.method()), parent);
             crate::trace::http_request(&mut trace, req.method(), req.uri(), req.headers(), ip);
             trace
         } else {

@@ -440,9 +440,15 @@ impl Gateway {
         caller: Caller,
         request: Request<Bytes>,
     ) -> Response<Bytes> {
-        // An event starts a trace of its own (its SERVER span: the
-        // platform's delivery is the request).
-        let mut trace = self.tracer().server_span("invoke", None);
+        // The delivery's SERVER span (the platform's delivery is the
+        // request): in the producer's trace when the event carries one,
+        // else the root of a trace of its own.
+        let parent = if self.tracer().is_enabled() {
+            crate::trace::event_parent(request.headers())
+        } else {
+            None
+        };
+        let mut trace = self.tracer().server_span("invoke", parent);
         let resp = match trace.context().map(|c| c.trace_id) {
             Some(trace_id) => {
                 Box::pin(crate::trace::scoped(

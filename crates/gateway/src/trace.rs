@@ -18,13 +18,14 @@
 //! With tracing off no span exists: [`Span`] is empty, each helper returns
 //! at its first check, and headers are left as the guest wrote them.
 
+use std::borrow::Cow;
 use std::future::Future;
 
 use http::{HeaderMap, HeaderValue};
 use zerofn_audit::AuditRecord;
 use zerofn_policy::Decision;
 use zerofn_sandbox::LoadedFunction;
-use zerofn_telemetry::{Span, SpanContext, TraceId, TRACEPARENT, TRACESTATE};
+use zerofn_telemetry::{Span, SpanContext, TraceId, TraceParent, TRACEPARENT, TRACESTATE};
 use zerofn_types::InvocationId;
 
 use crate::caller::Caller;
@@ -67,6 +68,21 @@ pub(crate) fn current() -> Option<TraceId> {
     INVOCATION_TRACE.try_with(|t| *t).ok().flatten()
 }
 
+/// The CloudEvents distributed-tracing extension's attributes in binary
+/// mode, as `zerofn-events` writes them on a delivery.
+pub const EVENT_TRACEPARENT: &str = "ce-traceparent";
+pub const EVENT_TRACESTATE: &str = "ce-tracestate";
+
+/// The producer's trace context a delivered event carries
+/// ([`EVENT_TRACEPARENT`], [`EVENT_TRACESTATE`]: what the queue stored at
+/// publish), read as strictly as a caller's `traceparent`: the delivery
+/// continues that trace, following its sampled flag; an invalid one starts
+/// a new trace.
+pub(crate) fn event_parent(headers: &HeaderMap) -> Option<TraceParent> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    TraceParent::from_values(text(EVENT_TRACEPARENT)?, text(EVENT_TRACESTATE))
+}
+
 /// Set `ctx` as the `traceparent` (and its `tracestate`) of a request the
 /// platform passes on, replacing whatever was there.
 pub(crate) fn propagate(ctx: Option<&SpanContext>, headers: &mut HeaderMap) {
@@ -81,6 +97,25 @@ pub(crate) fn propagate(ctx: Option<&SpanContext>, headers: &mut HeaderMap) {
             headers.insert(TRACESTATE, v);
         }
     }
+}
+
+/// A method's name for a span's name or attribute: the standard methods
+/// as static text (no allocation per span), any other copied.
+pub(crate) fn method_name(method: &http::Method) -> Cow<'static, str> {
+    use http::Method;
+    let name = match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => return Cow::Owned(method.as_str().to_owned()),
+    };
+    Cow::Borrowed(name)
 }
 
 /// The routed function on the invocation's SERVER span: its name, the FaaS
@@ -101,10 +136,10 @@ pub(crate) fn routed(
         manifest.tenant.as_str(),
         manifest.name.as_str()
     ));
-    span.set("faas.invocation_id", id.as_str());
-    span.set("faas.name", manifest.name.as_str());
+    span.set("faas.invocation_id", id.as_str().to_owned());
+    span.set("faas.name", manifest.name.as_str().to_owned());
     span.set("faas.trigger", trigger);
-    span.set("zerofn.tenant", manifest.tenant.as_str());
+    span.set("zerofn.tenant", manifest.tenant.as_str().to_owned());
     span.set("zerofn.digest", function.artifact().digest().to_string());
     if let Some(spiffe_id) = identity.spiffe_id(&manifest.tenant, &manifest.name) {
         span.set("zerofn.spiffe_id", spiffe_id);
@@ -122,8 +157,8 @@ pub(crate) fn http_request(
     if !span.is_recording() {
         return;
     }
-    span.set("http.request.method", method.as_str());
-    span.set("url.path", uri.path());
+    span.set("http.request.method", method_name(method));
+    span.set("url.path", uri.path().to_owned());
     let host = uri.host().map(str::to_owned).or_else(|| {
         headers
             .get(http::header::HOST)

@@ -232,6 +232,16 @@ impl Api {
                 .refuse(&principal, refusal, status_of(&e), e.kind(), &e.to_string())
                 .await;
         }
+        let header_text = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (traceparent, tracestate) = (
+            header_text(zerofn_telemetry::TRACEPARENT),
+            header_text(zerofn_telemetry::TRACESTATE),
+        );
         let body = match read_body(req).await {
             Ok(b) => b,
             Err((status, kind, message)) => {
@@ -274,6 +284,8 @@ impl Api {
             params: &params,
             query: query.as_deref(),
             body: &body,
+            traceparent: traceparent.as_deref(),
+            tracestate: tracestate.as_deref(),
         };
         match handler(self, &permit, call).await {
             Ok(Answer::Json(status, value)) => json(status, &value),

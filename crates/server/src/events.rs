@@ -225,6 +225,8 @@ impl zerofn_gateway::QueuePublisher for FunctionPublisher {
                 content_type: event.content_type,
                 group: event.group,
                 data: event.data.to_vec(),
+                traceparent: event.traceparent,
+                tracestate: event.tracestate,
             };
             match self.0.publish(actor, tenant, queue, vec![message]).await {
                 Ok(published) => published.into_iter().next().map(|p| p.id).ok_or_else(|| {

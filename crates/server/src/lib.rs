@@ -66,7 +66,7 @@ pub use zerofn_gateway::{EgressClient, EgressConfig, EgressLimits, GatewayConfig
 pub use zerofn_identity::TrustDomain;
 pub use zerofn_listener::TlsFileError;
 pub use zerofn_store::DEFAULT_KEEP_VERSIONS;
-pub use zerofn_telemetry::OtlpConfig;
+pub use zerofn_telemetry::{OtlpConfig, DEFAULT_SAMPLE_MIN_PER_SECOND, DEFAULT_SAMPLE_RATIO};
 
 /// Everything `zerofn up` needs.
 #[derive(Debug, Clone)]

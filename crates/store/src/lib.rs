@@ -441,6 +441,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     external_callers::migrate(conn)?;
     history::migrate(conn)?;
     operators::migrate(conn)?;
+    queues::migrate(conn)?;
     Ok(())
 }
 

@@ -53,7 +53,9 @@ CREATE TABLE IF NOT EXISTS queue_messages (
     attempts         INTEGER NOT NULL DEFAULT 0,
     lease            TEXT,
     last_error       TEXT,
-    source_queue     TEXT
+    source_queue     TEXT,
+    traceparent      TEXT,
+    tracestate       TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS queue_messages_visible ON queue_messages (tenant, queue, visible_at_ms, seq);
 CREATE INDEX IF NOT EXISTS queue_messages_id ON queue_messages (tenant, queue, id);
@@ -70,6 +72,23 @@ CREATE TRIGGER IF NOT EXISTS queue_messages_deleted AFTER DELETE ON queue_messag
     UPDATE queue_usage SET bytes = max(0, bytes - length(OLD.body)) WHERE tenant = OLD.tenant;
 END;
 "#;
+
+/// Adds the trace context columns to a `queue_messages` table created
+/// before them; messages stored earlier have none (their deliveries start
+/// new traces).
+pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    for column in ["traceparent", "tracestate"] {
+        let present = conn
+            .prepare("SELECT 1 FROM pragma_table_info('queue_messages') WHERE name = ?1")?
+            .exists([column])?;
+        if !present {
+            conn.execute_batch(&format!(
+                "ALTER TABLE queue_messages ADD COLUMN {column} TEXT"
+            ))?;
+        }
+    }
+    Ok(())
+}
 
 /// A queue's settings as stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -92,6 +111,10 @@ pub struct NewMessage {
     pub content_type: String,
     pub group: Option<String>,
     pub body: Vec<u8>,
+    /// The producer's W3C trace context (checked by the caller), continued
+    /// by the message's delivery.
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
 }
 
 /// What a publish of one message did.
@@ -118,6 +141,9 @@ pub struct MessageRow {
     pub attempts: u32,
     pub last_error: Option<String>,
     pub source_queue: Option<String>,
+    /// The producer's trace context, as checked at publish.
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
 }
 
 /// Counts of a queue's messages at one instant.
@@ -196,7 +222,7 @@ fn queue_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueRow> {
 }
 
 const QUEUE_COLUMNS: &str = "tenant, name, visibility_timeout_ms, max_attempts, retention_ms, dead_letter, fifo, created_at";
-const MESSAGE_COLUMNS: &str = "seq, queue, id, type, content_type, grp, body, published_at_ms, visible_at_ms, attempts, last_error, source_queue";
+const MESSAGE_COLUMNS: &str = "seq, queue, id, type, content_type, grp, body, published_at_ms, visible_at_ms, attempts, last_error, source_queue, traceparent, tracestate";
 
 fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {
@@ -212,6 +238,8 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
         attempts: u32::try_from(r.get::<_, i64>(9)?).unwrap_or(u32::MAX),
         last_error: r.get(10)?,
         source_queue: r.get(11)?,
+        traceparent: r.get(12)?,
+        tracestate: r.get(13)?,
     })
 }
 
@@ -593,8 +621,8 @@ fn publish_in(
         "SELECT 1 FROM queue_messages WHERE tenant = ?1 AND queue = ?2 AND id = ?3",
     )?;
     let mut insert = tx.prepare_cached(
-        "INSERT INTO queue_messages (tenant, queue, id, type, content_type, grp, body, published_at_ms, visible_at_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+        "INSERT INTO queue_messages (tenant, queue, id, type, content_type, grp, body, published_at_ms, visible_at_ms, traceparent, tracestate) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10)",
     )?;
     let mut out = Vec::with_capacity(messages.len());
     let mut added = 0u64;
@@ -614,7 +642,9 @@ fn publish_in(
             m.content_type,
             m.group,
             m.body,
-            to_i64(now_ms)
+            to_i64(now_ms),
+            m.traceparent,
+            m.tracestate
         ])?;
         added = added.saturating_add(m.body.len() as u64);
         out.push(Published {
@@ -945,6 +975,8 @@ mod tests {
             content_type: "text/plain".into(),
             group: group.map(Into::into),
             body: id.as_bytes().to_vec(),
+            traceparent: None,
+            tracestate: None,
         }
     }
 

@@ -45,7 +45,9 @@ impl TraceId {
     }
     /// Its 32 lowercase hex digits.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        let mut out = String::with_capacity(32);
+        push_hex(&mut out, &self.0);
+        out
     }
     /// The low 8 bytes as a number: what ratio sampling compares (the
     /// random part of the id under W3C Level 2's random flag).
@@ -56,11 +58,10 @@ impl TraceId {
 }
 
 impl SpanId {
-    /// A random span id.
+    /// A random span id, from this thread's generator (see [`next_span_key`]).
     pub fn random() -> SpanId {
-        let mut b = [0u8; 8];
         loop {
-            OsRng.fill_bytes(&mut b);
+            let b = next_span_key().to_be_bytes();
             if b != [0; 8] {
                 return SpanId(b);
             }
@@ -70,8 +71,49 @@ impl SpanId {
         &self.0
     }
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        let mut out = String::with_capacity(16);
+        push_hex(&mut out, &self.0);
+        out
     }
+}
+
+/// Append `bytes` as lowercase hex: what every id's text is made of, on
+/// the request's path (a `traceparent` per request) without the
+/// formatting machinery or an intermediate string.
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+    for b in bytes {
+        for nibble in [b >> 4, b & 0x0f] {
+            out.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's span id generator state, seeded once from the OS.
+    static SPAN_KEYS: std::cell::Cell<u64> = std::cell::Cell::new(OsRng.next_u64());
+}
+
+/// The next span id of this thread: wyrand (Wang Yi's generator, the one
+/// `fastrand` uses) over a per-thread state seeded from the OS.
+///
+/// Why not the OS for every span: a request makes eight to ten spans, and
+/// each id from the OS is a system call on the request's path. Span ids
+/// only have to be unique within their trace (W3C Trace Context §3.2.2.4
+/// asks nothing more of `parent-id`); what must be unpredictable is the
+/// trace id, which still comes from the OS for every new trace
+/// ([`TraceId::random`]), and which the span ids do not reveal: the state
+/// is seeded independently per thread and wyrand's output mixes it
+/// through a 128-bit multiply.
+fn next_span_key() -> u64 {
+    SPAN_KEYS.with(|state| {
+        let s = state.get().wrapping_add(0xa076_1d64_78bd_642f);
+        state.set(s);
+        let t = u128::from(s).wrapping_mul(u128::from(s ^ 0xe703_7ed1_a0b4_28db));
+        // The high and low halves of the product, folded.
+        #[allow(clippy::cast_possible_truncation)]
+        let (hi, lo) = ((t >> 64) as u64, t as u64);
+        hi ^ lo
+    })
 }
 
 impl fmt::Display for TraceId {
@@ -127,6 +169,24 @@ impl TraceParent {
         Some(parent)
     }
 
+    /// A trace context carried as two values rather than headers: the
+    /// CloudEvents distributed-tracing extension's `traceparent` and
+    /// `tracestate` attributes, or what a queue stored with a message. The
+    /// same strict reading as [`TraceParent::from_headers`]: an invalid
+    /// `traceparent` gives `None` (a new trace), an invalid `tracestate` is
+    /// dropped.
+    pub fn from_values(traceparent: &str, tracestate: Option<&str>) -> Option<TraceParent> {
+        let mut parent = TraceParent::parse(traceparent)?;
+        parent.state = tracestate.and_then(checked_tracestate);
+        Some(parent)
+    }
+
+    /// This context as a version-00 `traceparent` value (what a queue
+    /// stores: a later version's extra fields are not kept).
+    pub fn to_header(&self) -> String {
+        format!("00-{}-{}-{:02x}", self.trace_id, self.parent_id, self.flags)
+    }
+
     /// Parse one `traceparent` value (§3.2.2). Versions other than `00` are
     /// read as §3.2.4 asks of a version-00 reader: the first 55 characters
     /// as version 00, and anything after them only behind a `-`.
@@ -180,7 +240,16 @@ fn tracestate(headers: &http::HeaderMap) -> Option<Arc<str>> {
             return None;
         }
     }
-    let trimmed = joined.trim();
+    checked_tracestate(&joined)
+}
+
+/// `value` as a `tracestate` the platform passes on: printable ASCII, at
+/// most [`MAX_TRACESTATE`] characters and 32 members; otherwise none.
+fn checked_tracestate(value: &str) -> Option<Arc<str>> {
+    if value.len() > MAX_TRACESTATE {
+        return None;
+    }
+    let trimmed = value.trim();
     if trimmed.is_empty()
         || !trimmed.bytes().all(|c| (0x20..0x7f).contains(&c))
         || trimmed.split(',').count() > 32
@@ -336,6 +405,27 @@ mod tests {
         long.insert(TRACEPARENT, VALID.parse().unwrap());
         long.insert(TRACESTATE, "k=".repeat(300).parse().unwrap());
         assert_eq!(TraceParent::from_headers(&long).unwrap().state, None);
+    }
+
+    #[test]
+    fn values_carried_outside_headers_are_read_as_strictly() {
+        let p = TraceParent::from_values(VALID, Some("a=1,b=2")).unwrap();
+        assert_eq!(p.to_header(), VALID);
+        assert_eq!(p.state.as_deref(), Some("a=1,b=2"));
+        let no_state = TraceParent::from_values(VALID, Some("bad\u{7f}state")).unwrap();
+        assert_eq!(no_state.state, None, "an invalid tracestate is dropped");
+        let long = "k=".repeat(300);
+        assert_eq!(
+            TraceParent::from_values(VALID, Some(&long)).unwrap().state,
+            None
+        );
+        assert_eq!(TraceParent::from_values("00-zz", Some("a=1")), None);
+        // A later version is stored as version 00, without its extra fields.
+        let future = format!("cc{}-more", &VALID[2..]);
+        assert_eq!(
+            TraceParent::from_values(&future, None).unwrap().to_header(),
+            VALID
+        );
     }
 
     proptest::proptest! {

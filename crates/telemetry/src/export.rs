@@ -8,15 +8,15 @@
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use prost::Message;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{watch, Notify};
 
 use crate::context::{TraceId, TraceParent};
 use crate::proto;
@@ -43,6 +43,8 @@ pub struct OtlpConfig {
     /// Share of new traces sampled, in [0, 1]; traces continued from a
     /// caller follow the caller's `sampled` flag.
     sample_ratio: f64,
+    /// New traces sampled each second beyond the ratio (0: none).
+    sample_min_per_second: u32,
     /// `service.name` of the exported resource.
     pub service_name: String,
     /// `service.version` of the exported resource.
@@ -52,7 +54,8 @@ pub struct OtlpConfig {
 impl OtlpConfig {
     /// Check an endpoint and a ratio. `URL/v1/traces` is appended unless
     /// the URL already ends in it (the OTLP/HTTP exporter convention for a
-    /// base endpoint).
+    /// base endpoint). No reservoir: [`OtlpConfig::with_min_per_second`]
+    /// adds one.
     pub fn new(endpoint: &str, sample_ratio: f64) -> Result<OtlpConfig, TelemetryError> {
         let bad = |reason: &'static str| TelemetryError::Endpoint {
             endpoint: endpoint.to_owned(),
@@ -92,9 +95,17 @@ impl OtlpConfig {
         Ok(OtlpConfig {
             endpoint: endpoint_uri,
             sample_ratio,
+            sample_min_per_second: 0,
             service_name: "zerofn".to_owned(),
             service_version: String::new(),
         })
+    }
+
+    /// Sample the first `n` new traces of every second whatever the ratio
+    /// decides (0: only the ratio decides).
+    pub fn with_min_per_second(mut self, n: u32) -> OtlpConfig {
+        self.sample_min_per_second = n;
+        self
     }
 
     /// The URL spans are posted to.
@@ -126,42 +137,156 @@ impl ExportStats {
     }
 }
 
-/// Ratio sampling on the trace id (as OpenTelemetry's `TraceIdRatioBased`).
-#[derive(Debug, Clone, Copy)]
+/// The share of new traces sampled by default (`--otlp-sample-ratio`).
+///
+/// Why 5%: the platform's spans cost a sampled request about a fifth of
+/// its throughput on a small machine (eight to ten spans, exported on the
+/// same cores; BENCHMARKS.md, "Tracing on and off"), so a ratio of r costs
+/// about r/5 of the throughput plus the little an unsampled request pays
+/// (its ids and `traceparent`): 5% keeps that near 1%, well under the 5%
+/// the issue allows, while a function serving 20 requests a second still
+/// gets a trace a second from the ratio alone. Istio's default is 1%;
+/// X-Ray's is 5% beyond its reservoir, which [`DEFAULT_SAMPLE_MIN_PER_SECOND`]
+/// follows.
+pub const DEFAULT_SAMPLE_RATIO: f64 = 0.05;
+
+/// New traces sampled each second whatever the ratio decides
+/// (`--otlp-sample-min-per-second`; 0: none), as X-Ray's reservoir: a
+/// platform serving a request a minute is still traced, and a busy one
+/// pays for one more trace a second, nothing.
+pub const DEFAULT_SAMPLE_MIN_PER_SECOND: u32 = 1;
+
+/// Which new traces are recorded: every one the ratio picks on the trace
+/// id (as OpenTelemetry's `TraceIdRatioBased`), and beyond those the first
+/// `min_per_second` of each second (the reservoir). Traces continued from
+/// a caller never come here: they follow the caller's sampled flag
+/// (parent-based, as OpenTelemetry's default `ParentBased` sampler).
+#[derive(Debug)]
 pub(crate) struct Sampler {
     /// Keys below this are sampled; `None`: all.
     below: Option<u64>,
+    min_per_second: u32,
+    /// The reservoir in one atomic, so taking from it never locks: the
+    /// second (since `epoch`) it counts in the high half, the traces taken
+    /// in that second in the low half.
+    reservoir: AtomicU64,
+    epoch: Instant,
 }
 
 impl Sampler {
-    fn new(ratio: f64) -> Sampler {
-        if ratio >= 1.0 {
-            return Sampler { below: None };
+    fn new(ratio: f64, min_per_second: u32) -> Sampler {
+        let below = if ratio >= 1.0 {
+            None
+        } else {
+            // In [0, 2^64): the float-to-int cast saturates and NaN was refused.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let below = (ratio * 18_446_744_073_709_551_616.0) as u64;
+            Some(below)
+        };
+        Sampler {
+            below,
+            min_per_second,
+            reservoir: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
-        // In [0, 2^64): the float-to-int cast saturates and NaN was refused.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let below = (ratio * 18_446_744_073_709_551_616.0) as u64;
-        Sampler { below: Some(below) }
     }
 
+    /// Whether the new trace `id` is recorded.
     pub(crate) fn samples(&self, id: &TraceId) -> bool {
-        self.below.is_none_or(|b| id.sample_key() < b)
+        // The ratio first: what it samples costs no clock read or atomic.
+        if self.below.is_none_or(|b| id.sample_key() < b) {
+            return true;
+        }
+        if self.min_per_second == 0 {
+            return false;
+        }
+        self.take_reservoir(self.epoch.elapsed().as_secs())
+    }
+
+    /// Take one trace from the reservoir of `second` (since `epoch`), if
+    /// any is left.
+    fn take_reservoir(&self, second: u64) -> bool {
+        // 2^32 seconds is 136 years of uptime; saturating keeps it monotonic.
+        let second = u32::try_from(second).unwrap_or(u32::MAX);
+        let mut current = self.reservoir.load(Ordering::Relaxed);
+        loop {
+            let (counted, taken) = split_reservoir(current);
+            let next = if second > counted {
+                join_reservoir(second, 1)
+            } else if taken < self.min_per_second {
+                // A thread that read the clock just before another moved the
+                // reservoir to the next second counts in that next second.
+                join_reservoir(counted, taken + 1)
+            } else {
+                return false;
+            };
+            match self.reservoir.compare_exchange_weak(
+                current,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(seen) => current = seen,
+            }
+        }
     }
 }
 
+fn split_reservoir(v: u64) -> (u32, u32) {
+    let [a, b, c, d, e, f, g, h] = v.to_be_bytes();
+    (
+        u32::from_be_bytes([a, b, c, d]),
+        u32::from_be_bytes([e, f, g, h]),
+    )
+}
+
+fn join_reservoir(second: u32, taken: u32) -> u64 {
+    u64::from(second) << 32 | u64::from(taken)
+}
+
 /// What every span of a tracer shares: the queue and the counts.
+///
+/// The queue is a vector behind a mutex, not a channel: a span's end is a
+/// lock, a push and an unlock, and the export task is woken only when a
+/// batch is full (else its interval picks the spans up), where a channel
+/// send woke it for every span (eight to ten times a request, each a task
+/// scheduled and a `select!` polled, for nothing to do until the batch
+/// fills). Bounded like the channel was: beyond [`QUEUE_SPANS`] a span is
+/// dropped and counted.
 pub(crate) struct Shared {
-    queue: mpsc::Sender<FinishedSpan>,
+    queue: Mutex<Vec<FinishedSpan>>,
+    /// Woken when the queue holds a full batch.
+    batch_full: Notify,
     pub(crate) sampler: Sampler,
     stats: Arc<ExportStats>,
 }
 
 impl Shared {
-    /// Queue an ended span, never waiting.
+    /// Queue an ended span, never waiting (beyond the push of another
+    /// span's end, or the export task's swap of the vector).
     pub(crate) fn submit(&self, span: FinishedSpan) {
-        if self.queue.try_send(span).is_err() {
+        // A panic while the lock was held cannot leave the vector invalid
+        // (a push either happened or not): a poisoned lock is used as is.
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        if queue.len() >= QUEUE_SPANS {
+            drop(queue);
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
         }
+        queue.push(span);
+        let full = queue.len() == MAX_BATCH;
+        drop(queue);
+        if full {
+            self.batch_full.notify_one();
+        }
+    }
+
+    /// Move what is queued into `into` (empty), leaving `into`'s former
+    /// allocation as the queue's, so neither side allocates again.
+    fn take(&self, into: &mut Vec<FinishedSpan>) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::swap(&mut *queue, into);
     }
 }
 
@@ -192,22 +317,22 @@ impl Tracer {
         config: OtlpConfig,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(Tracer, Exporter), TelemetryError> {
-        let (queue, spans) = mpsc::channel(QUEUE_SPANS);
         let stats = Arc::new(ExportStats::default());
-        let sampler = Sampler::new(config.sample_ratio);
+        let sampler = Sampler::new(config.sample_ratio, config.sample_min_per_second);
         let client = Client::new(&config)?;
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Vec::with_capacity(MAX_BATCH)),
+            batch_full: Notify::new(),
+            sampler,
+            stats: stats.clone(),
+        });
         let exporter = Exporter {
-            spans,
+            shared: shared.clone(),
             client,
             resource: resource(&config),
-            stats: stats.clone(),
+            stats,
             shutdown,
         };
-        let shared = Arc::new(Shared {
-            queue,
-            sampler,
-            stats,
-        });
         Ok((
             Tracer {
                 shared: Some(shared),
@@ -241,7 +366,7 @@ impl Tracer {
 
 /// The export task: batches, encodes and posts spans.
 pub struct Exporter {
-    spans: mpsc::Receiver<FinishedSpan>,
+    shared: Arc<Shared>,
     client: Client,
     resource: proto::Resource,
     stats: Arc<ExportStats>,
@@ -257,18 +382,11 @@ impl Exporter {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut warned: Option<Instant> = None;
         loop {
-            let room = MAX_BATCH.saturating_sub(batch.len()).max(1);
             tokio::select! {
-                // Cancel safety: `recv_many`, `tick` and `changed` lose nothing when
-                // another branch wins.
-                got = self.spans.recv_many(&mut batch, room) => {
-                    if got == 0 {
-                        break;
-                    }
-                    if batch.len() < MAX_BATCH {
-                        continue;
-                    }
-                }
+                // Cancel safety: a `notified` that loses keeps its permit
+                // (tokio passes it on), `tick` and `changed` lose nothing;
+                // and the queue itself is read below whichever branch won.
+                _ = self.shared.batch_full.notified() => {}
                 _ = tick.tick() => {}
                 changed = self.shutdown.changed() => {
                     if changed.is_err() || *self.shutdown.borrow() {
@@ -277,34 +395,43 @@ impl Exporter {
                     continue;
                 }
             }
+            self.shared.take(&mut batch);
             if !batch.is_empty() {
                 let deadline = tokio::time::Instant::now() + EXPORT_TIMEOUT;
-                self.send(&mut batch, &mut warned, deadline).await;
+                self.send_all(&mut batch, &mut warned, deadline).await;
             }
         }
         // What ended before the platform stopped is sent once, not lost; all
         // of it within one export timeout, so a dead collector cannot hold
         // the shutdown for longer than that.
         let deadline = tokio::time::Instant::now() + EXPORT_TIMEOUT;
-        while let Ok(span) = self.spans.try_recv() {
-            batch.push(span);
-            if batch.len() >= MAX_BATCH {
-                self.send(&mut batch, &mut warned, deadline).await;
-            }
-        }
-        if !batch.is_empty() {
-            self.send(&mut batch, &mut warned, deadline).await;
-        }
+        self.shared.take(&mut batch);
+        self.send_all(&mut batch, &mut warned, deadline).await;
     }
 
-    async fn send(
+    /// Send `spans` in requests of at most [`MAX_BATCH`], leaving it empty.
+    async fn send_all(
         &self,
-        batch: &mut Vec<FinishedSpan>,
+        spans: &mut Vec<FinishedSpan>,
         warned: &mut Option<Instant>,
         deadline: tokio::time::Instant,
     ) {
-        let count = u64::try_from(batch.len()).unwrap_or(u64::MAX);
-        let body = encode(&self.resource, batch.drain(..));
+        while !spans.is_empty() {
+            let n = spans.len().min(MAX_BATCH);
+            self.send(spans, n, warned, deadline).await;
+        }
+    }
+
+    /// Send the first `n` of `spans` in one request, removing them.
+    async fn send(
+        &self,
+        spans: &mut Vec<FinishedSpan>,
+        n: usize,
+        warned: &mut Option<Instant>,
+        deadline: tokio::time::Instant,
+    ) {
+        let count = u64::try_from(n).unwrap_or(u64::MAX);
+        let body = encode(&self.resource, spans.drain(..n));
         match tokio::time::timeout_at(deadline, self.client.post(body)).await {
             Ok(Ok(())) => {
                 self.stats.exported.fetch_add(count, Ordering::Relaxed);
@@ -465,12 +592,9 @@ impl Client {
 
 /// The resource every span is exported with.
 fn resource(config: &OtlpConfig) -> proto::Resource {
-    let mut attributes = vec![kv("service.name", Value::Str(config.service_name.clone()))];
+    let mut attributes = vec![kv("service.name", config.service_name.clone().into())];
     if !config.service_version.is_empty() {
-        attributes.push(kv(
-            "service.version",
-            Value::Str(config.service_version.clone()),
-        ));
+        attributes.push(kv("service.version", config.service_version.clone().into()));
     }
     proto::Resource { attributes }
 }
@@ -481,18 +605,12 @@ fn kv(key: &str, value: Value) -> proto::KeyValue {
         key: key.to_owned(),
         value: Some(proto::AnyValue {
             value: Some(match value {
-                Value::Str(s) => V::StringValue(s),
+                Value::Str(s) => V::StringValue(s.into_owned()),
                 Value::Int(i) => V::IntValue(i),
                 Value::Bool(b) => V::BoolValue(b),
             }),
         }),
     }
-}
-
-fn unix_nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// One `ExportTraceServiceRequest` of `spans`, protobuf-encoded.
@@ -508,8 +626,8 @@ pub(crate) fn encode(
             parent_span_id: s.parent.map(|p| p.as_bytes().to_vec()).unwrap_or_default(),
             name: s.name.into_owned(),
             kind: s.kind as i32,
-            start_time_unix_nano: unix_nanos(s.start),
-            end_time_unix_nano: unix_nanos(s.end),
+            start_time_unix_nano: s.start,
+            end_time_unix_nano: s.end,
             attributes: s.attrs.into_iter().map(|(k, v)| kv(k, v)).collect(),
             status: s.error.map(|message| proto::Status { message, code: 2 }),
             // Only sampled spans are recorded: the sampled flag is set.
@@ -540,5 +658,110 @@ impl SpanKind {
             SpanKind::Client => "client",
             SpanKind::Producer => "producer",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::TraceParent;
+
+    /// Trace ids whose sample key (the low eight bytes) is `key`.
+    fn id_with_key(key: u64) -> TraceId {
+        let mut text = String::from("00-0000000000000001");
+        text.push_str(&format!("{key:016x}"));
+        text.push_str("-0000000000000001-01");
+        TraceParent::parse(&text).unwrap().trace_id
+    }
+
+    #[test]
+    fn the_ratio_samples_its_share_of_trace_ids() {
+        for (ratio, expected) in [(0.0, 0), (0.05, 5_000), (0.5, 50_000), (1.0, 100_000)] {
+            let sampler = Sampler::new(ratio, 0);
+            let sampled = (0..100_000u64)
+                .filter(|_| sampler.samples(&TraceId::random()))
+                .count();
+            // Binomial: within five standard deviations (at most 790 here).
+            let spread = 800;
+            assert!(
+                sampled + spread >= expected && sampled <= expected + spread,
+                "ratio {ratio}: {sampled} of 100000 sampled"
+            );
+        }
+        // The decision is the id's, not a coin's: the same id, the same answer.
+        let sampler = Sampler::new(0.25, 0);
+        assert!(sampler.samples(&id_with_key(0)));
+        assert!(sampler.samples(&id_with_key(u64::MAX / 4 - 1)));
+        assert!(!sampler.samples(&id_with_key(u64::MAX / 4 + 1)));
+        assert!(!sampler.samples(&id_with_key(u64::MAX)));
+    }
+
+    #[test]
+    fn the_reservoir_gives_each_second_its_minimum() {
+        let sampler = Sampler::new(0.0, 3);
+        let taken = |second| (0..10).filter(|_| sampler.take_reservoir(second)).count();
+        assert_eq!(taken(0), 3, "the first three of second 0");
+        assert_eq!(taken(0), 0, "second 0 is spent");
+        assert_eq!(taken(1), 3, "a new second refills it");
+        // A thread that read the clock late counts in the newer second.
+        assert_eq!(taken(0), 0);
+        assert_eq!(taken(7), 3, "after a quiet spell");
+        // Zero: only the ratio decides.
+        let none = Sampler::new(0.0, 0);
+        assert!(!(0..100).any(|_| none.samples(&TraceId::random())));
+        // Through `samples`: beyond what the ratio picks (none here), one a second.
+        let one = Sampler::new(0.0, 1);
+        let sampled = (0..100).filter(|_| one.samples(&TraceId::random())).count();
+        assert!(
+            (1..=2).contains(&sampled),
+            "{sampled} sampled: one per second the test runs in"
+        );
+    }
+
+    #[test]
+    fn the_reservoir_is_shared_between_threads_without_overdrawing() {
+        let sampler = Arc::new(Sampler::new(0.0, 100));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let sampler = sampler.clone();
+                std::thread::spawn(move || (0..1_000).filter(|_| sampler.take_reservoir(5)).count())
+            })
+            .collect();
+        let taken: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(taken, 100);
+    }
+
+    #[tokio::test]
+    async fn a_callers_sampled_flag_wins_over_ratio_and_reservoir() {
+        const SAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let start = |ratio, min| {
+            Tracer::start(
+                OtlpConfig::new("http://127.0.0.1:9", ratio)
+                    .unwrap()
+                    .with_min_per_second(min),
+                shutdown.clone(),
+            )
+            .unwrap()
+            .0
+        };
+        let never = start(0.0, 0);
+        assert!(never
+            .server_span("r", TraceParent::parse(SAMPLED))
+            .is_recording());
+        assert!(!never.server_span("r", None).is_recording());
+        let always = start(1.0, 5);
+        let unsampled = TraceParent::parse(&SAMPLED.replace("-01", "-00"));
+        let span = always.server_span("r", unsampled);
+        assert!(!span.is_recording(), "the caller did not sample");
+        assert!(!span.context().unwrap().sampled);
+        assert!(!span.child("c", crate::SpanKind::Internal).is_recording());
+        // A reservoir of five: five new traces recorded in this second at most,
+        // at ratio 0 (the test runs within two seconds: ten at most).
+        let reserved = start(0.0, 5);
+        let recorded = (0..50)
+            .filter(|_| reserved.server_span("r", None).is_recording())
+            .count();
+        assert!((5..=10).contains(&recorded), "{recorded} recorded");
     }
 }

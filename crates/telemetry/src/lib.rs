@@ -20,9 +20,14 @@
 //! for functions), over TLS verified against the webpki roots for `https`.
 //!
 //! # Guarantees
-//! - Export never slows or fails a request: ended spans are queued with
-//!   `try_send` into a bounded queue ([`QUEUE_SPANS`]); a full queue drops
-//!   the span and counts it ([`ExportStats::dropped`]).
+//! - Export never slows or fails a request: an ended span is pushed into a
+//!   bounded queue ([`QUEUE_SPANS`]) and encoded only on the export task; a
+//!   full queue drops the span and counts it ([`ExportStats::dropped`]).
+//! - Sampling: a trace continued from a caller follows the caller's sampled
+//!   flag; a new trace is recorded when the ratio picks its id or while the
+//!   second's reservoir lasts ([`DEFAULT_SAMPLE_RATIO`],
+//!   [`DEFAULT_SAMPLE_MIN_PER_SECOND`]). An unsampled trace still has ids
+//!   (propagated, and named in audit records) but records no span.
 //! - One export request at a time, each within [`EXPORT_TIMEOUT`], never
 //!   retried: a failed batch is dropped and counted.
 //! - With tracing off ([`Tracer::disabled`]) a span is an empty value: no
@@ -44,8 +49,8 @@ mod span;
 
 pub use context::{SpanId, TraceId, TraceParent, MAX_TRACESTATE, TRACEPARENT, TRACESTATE};
 pub use export::{
-    ExportStats, Exporter, OtlpConfig, Tracer, BATCH_INTERVAL, EXPORT_TIMEOUT, MAX_BATCH,
-    QUEUE_SPANS,
+    ExportStats, Exporter, OtlpConfig, Tracer, BATCH_INTERVAL, DEFAULT_SAMPLE_MIN_PER_SECOND,
+    DEFAULT_SAMPLE_RATIO, EXPORT_TIMEOUT, MAX_BATCH, QUEUE_SPANS,
 };
 pub use span::{Span, SpanContext, SpanKind, TraceHandle, Value};
 

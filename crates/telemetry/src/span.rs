@@ -8,9 +8,9 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::context::{SpanId, TraceId, TraceParent};
+use crate::context::{push_hex, SpanId, TraceId, TraceParent};
 use crate::export::Shared;
 
 /// What a span is to the trace (`Span.SpanKind` in OTLP).
@@ -25,22 +25,29 @@ pub enum SpanKind {
     Producer = 4,
 }
 
-/// An attribute value.
+/// An attribute value. Keys are `&'static str` and so are most text
+/// values (kinds, decisions, method names): those are borrowed, never
+/// copied; only values made per request (ids, names, addresses) own text.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
-    Str(String),
+    Str(Cow<'static, str>),
     Int(i64),
     Bool(bool),
 }
 
 impl From<String> for Value {
     fn from(v: String) -> Value {
-        Value::Str(v)
+        Value::Str(Cow::Owned(v))
     }
 }
-impl From<&str> for Value {
-    fn from(v: &str) -> Value {
-        Value::Str(v.to_owned())
+impl From<&'static str> for Value {
+    fn from(v: &'static str) -> Value {
+        Value::Str(Cow::Borrowed(v))
+    }
+}
+impl From<Cow<'static, str>> for Value {
+    fn from(v: Cow<'static, str>) -> Value {
+        Value::Str(v)
     }
 }
 impl From<i64> for Value {
@@ -77,21 +84,63 @@ pub struct SpanContext {
 impl SpanContext {
     /// This context as a W3C `traceparent` value (version 00).
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{}-{}-{}",
-            self.trace_id,
-            self.span_id,
-            if self.sampled { "01" } else { "00" }
-        )
+        let mut out = String::with_capacity(55);
+        out.push_str("00-");
+        push_hex(&mut out, self.trace_id.as_bytes());
+        out.push('-');
+        push_hex(&mut out, self.span_id.as_bytes());
+        out.push_str(if self.sampled { "-01" } else { "-00" });
+        out
     }
 }
 
 /// A handle on a span that others may start children of: the span's
-/// context and, when its trace is sampled, the exporter.
+/// context and, when its trace is sampled, where its spans go.
 #[derive(Clone)]
 pub struct TraceHandle {
     ctx: SpanContext,
-    shared: Option<Arc<Shared>>,
+    recorder: Option<Recorder>,
+}
+
+/// What the spans of one sampled trace share: the exporter's queue and
+/// the trace's clock.
+#[derive(Clone)]
+struct Recorder {
+    shared: Arc<Shared>,
+    clock: TraceClock,
+}
+
+/// The wall-clock time of one instant of the monotonic clock, read once
+/// when the platform's first span of a trace starts: every later time of
+/// the trace is that plus a monotonic distance, so a span costs one
+/// monotonic clock read at its start and one at its end (none at all when
+/// the gateway already measured the instant), and the spans of a trace
+/// stay ordered even if the wall clock is stepped meanwhile.
+#[derive(Clone, Copy)]
+struct TraceClock {
+    at: Instant,
+    unix_nanos: u64,
+}
+
+impl TraceClock {
+    fn now() -> TraceClock {
+        let at = Instant::now();
+        let unix_nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        TraceClock { at, unix_nanos }
+    }
+
+    /// `t` in nanoseconds since the Unix epoch.
+    fn unix_nanos(&self, t: Instant) -> u64 {
+        let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        if t >= self.at {
+            self.unix_nanos.saturating_add(nanos(t - self.at))
+        } else {
+            self.unix_nanos.saturating_sub(nanos(self.at - t))
+        }
+    }
 }
 
 impl TraceHandle {
@@ -107,26 +156,31 @@ impl TraceHandle {
             sampled: self.ctx.sampled,
             state: self.ctx.state.clone(),
         };
-        let rec = self.shared.as_ref().map(|shared| {
+        let rec = self.recorder.as_ref().map(|_| {
             Box::new(Recording {
-                shared: shared.clone(),
                 parent: Some(self.ctx.span_id),
                 name: name.into(),
                 kind,
-                start: SystemTime::now(),
-                attrs: Vec::new(),
+                start: Instant::now(),
+                attrs: Vec::with_capacity(CHILD_ATTRIBUTES),
                 error: None,
             })
         });
         Span {
             handle: Some(TraceHandle {
                 ctx,
-                shared: self.shared.clone(),
+                recorder: self.recorder.clone(),
             }),
             rec,
         }
     }
 }
+
+/// Room for the attributes of a span inside a request (the gateway sets at
+/// most four on them) and of a SERVER span (up to sixteen): one allocation
+/// per span, not one per growth.
+const CHILD_ATTRIBUTES: usize = 4;
+const SERVER_ATTRIBUTES: usize = 16;
 
 /// One span, ended (and queued for export) when dropped or by [`Span::end_at`].
 #[derive(Default)]
@@ -135,18 +189,18 @@ pub struct Span {
     rec: Option<Box<Recording>>,
 }
 
-/// A sampled span's data until it ends.
-pub(crate) struct Recording {
-    shared: Arc<Shared>,
+/// A sampled span's data until it ends (where it goes is in its handle).
+struct Recording {
     parent: Option<SpanId>,
     name: Cow<'static, str>,
     kind: SpanKind,
-    start: SystemTime,
+    start: Instant,
     attrs: Vec<(&'static str, Value)>,
     error: Option<String>,
 }
 
-/// An ended span, as queued for export.
+/// An ended span, as queued for export: encoded to protobuf only on the
+/// export task, off the request's path.
 #[derive(Debug, Clone)]
 pub(crate) struct FinishedSpan {
     pub(crate) trace_id: TraceId,
@@ -155,8 +209,9 @@ pub(crate) struct FinishedSpan {
     pub(crate) state: Option<Arc<str>>,
     pub(crate) name: Cow<'static, str>,
     pub(crate) kind: SpanKind,
-    pub(crate) start: SystemTime,
-    pub(crate) end: SystemTime,
+    /// Nanoseconds since the Unix epoch.
+    pub(crate) start: u64,
+    pub(crate) end: u64,
     pub(crate) attrs: Vec<(&'static str, Value)>,
     pub(crate) error: Option<String>,
 }
@@ -170,7 +225,7 @@ impl Span {
     /// The first span of a request arriving at the platform: a child of the
     /// caller's span when `parent` is its valid context (in the caller's
     /// trace, sampled as the caller decided), else the root of a new trace
-    /// sampled by the tracer's ratio.
+    /// sampled by the tracer's sampler.
     pub(crate) fn server(
         shared: &Arc<Shared>,
         name: Cow<'static, str>,
@@ -189,22 +244,23 @@ impl Span {
             sampled,
             state,
         };
-        let rec = sampled.then(|| {
+        // An unsampled trace reads no clock and allocates nothing here.
+        let recorder = sampled.then(|| Recorder {
+            shared: shared.clone(),
+            clock: TraceClock::now(),
+        });
+        let rec = recorder.as_ref().map(|r| {
             Box::new(Recording {
-                shared: shared.clone(),
                 parent: parent_id,
                 name,
                 kind: SpanKind::Server,
-                start: SystemTime::now(),
-                attrs: Vec::new(),
+                start: r.clock.at,
+                attrs: Vec::with_capacity(SERVER_ATTRIBUTES),
                 error: None,
             })
         });
         Span {
-            handle: Some(TraceHandle {
-                ctx,
-                shared: sampled.then(|| shared.clone()),
-            }),
+            handle: Some(TraceHandle { ctx, recorder }),
             rec,
         }
     }
@@ -262,21 +318,25 @@ impl Span {
     /// Move the span's start to `at` (a phase measured elsewhere).
     pub fn start_at(&mut self, at: Instant) {
         if let Some(rec) = &mut self.rec {
-            rec.start = system_time(at);
+            rec.start = at;
         }
     }
 
     /// End the span at `at` instead of now.
     pub fn end_at(mut self, at: Instant) {
-        self.finish(system_time(at));
+        self.finish(at);
     }
 
-    fn finish(&mut self, end: SystemTime) {
-        let (Some(rec), Some(handle)) = (self.rec.take(), &self.handle) else {
+    fn finish(&mut self, end: Instant) {
+        let Some(rec) = self.rec.take() else { return };
+        let Some(TraceHandle {
+            ctx,
+            recorder: Some(recorder),
+        }) = &self.handle
+        else {
             return;
         };
         let Recording {
-            shared,
             parent,
             name,
             kind,
@@ -284,15 +344,15 @@ impl Span {
             attrs,
             error,
         } = *rec;
-        shared.submit(FinishedSpan {
-            trace_id: handle.ctx.trace_id,
-            span_id: handle.ctx.span_id,
+        recorder.shared.submit(FinishedSpan {
+            trace_id: ctx.trace_id,
+            span_id: ctx.span_id,
             parent,
-            state: handle.ctx.state.clone(),
+            state: ctx.state.clone(),
             name,
             kind,
-            start,
-            end: end.max(start),
+            start: recorder.clock.unix_nanos(start),
+            end: recorder.clock.unix_nanos(end.max(start)),
             attrs,
             error,
         });
@@ -302,18 +362,7 @@ impl Span {
 impl Drop for Span {
     fn drop(&mut self) {
         if self.rec.is_some() {
-            self.finish(SystemTime::now());
+            self.finish(Instant::now());
         }
-    }
-}
-
-/// The wall-clock time of `at`, from the monotonic clock's distance to now.
-fn system_time(at: Instant) -> SystemTime {
-    let now = Instant::now();
-    let wall = SystemTime::now();
-    if at <= now {
-        wall.checked_sub(now.duration_since(at)).unwrap_or(wall)
-    } else {
-        wall.checked_add(at.duration_since(now)).unwrap_or(wall)
     }
 }

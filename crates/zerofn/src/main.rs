@@ -339,15 +339,26 @@ struct UpArgs {
     /// background and never slows or fails a request (see docs/tracing.md).
     #[arg(long, value_name = "URL")]
     otlp_endpoint: Option<String>,
-    /// With --otlp-endpoint: the share of new traces recorded, from 0 to 1. A request
-    /// carrying a valid W3C `traceparent` follows its caller's sampled flag.
+    /// With --otlp-endpoint: the share of new traces recorded, from 0 to 1 (default
+    /// 0.05). A request carrying a valid W3C `traceparent` follows its caller's
+    /// sampled flag.
     #[arg(
         long,
-        default_value_t = 1.0,
+        default_value_t = zerofn_server::DEFAULT_SAMPLE_RATIO,
         requires = "otlp_endpoint",
         value_name = "RATIO"
     )]
     otlp_sample_ratio: f64,
+    /// With --otlp-endpoint: new traces recorded each second whatever the ratio
+    /// decides (the first of each second), so a function with little traffic is
+    /// still traced; 0 leaves it to the ratio.
+    #[arg(
+        long,
+        default_value_t = zerofn_server::DEFAULT_SAMPLE_MIN_PER_SECOND,
+        requires = "otlp_endpoint",
+        value_name = "N"
+    )]
+    otlp_sample_min_per_second: u32,
 }
 
 /// The format of the platform's own log lines.
@@ -705,7 +716,8 @@ async fn up(data_dir: PathBuf, args: UpArgs) -> Result<()> {
         otlp: match &args.otlp_endpoint {
             Some(url) => {
                 let mut otlp = zerofn_server::OtlpConfig::new(url, args.otlp_sample_ratio)
-                    .context("invalid --otlp-endpoint or --otlp-sample-ratio")?;
+                    .context("invalid --otlp-endpoint or --otlp-sample-ratio")?
+                    .with_min_per_second(args.otlp_sample_min_per_second);
                 otlp.service_version = env!("CARGO_PKG_VERSION").to_owned();
                 Some(otlp)
             }

@@ -116,6 +116,11 @@ pub enum QueueCommand {
         /// application/octet-stream for @FILE).
         #[arg(long)]
         content_type: Option<String>,
+        /// The producer's W3C trace context (CloudEvents distributed-tracing
+        /// extension): the delivery continues this trace. An invalid value is
+        /// ignored (the delivery starts a new trace).
+        #[arg(long, value_name = "TRACEPARENT")]
+        traceparent: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -221,6 +226,7 @@ pub async fn run(data_dir: &Path, cmd: QueueCommand) -> Result<()> {
             id,
             group,
             content_type,
+            traceparent,
             json,
         } => {
             let (bytes, default_type) = match data.strip_prefix('@') {
@@ -237,6 +243,8 @@ pub async fn run(data_dir: &Path, cmd: QueueCommand) -> Result<()> {
                     event_type,
                     content_type: Some(content_type.unwrap_or_else(|| default_type.to_owned())),
                     group,
+                    traceparent,
+                    tracestate: None,
                 }],
             };
             let answer: zerofn_api::PublishedMessages = api

@@ -442,7 +442,9 @@ impl HostCapabilities for InvocationHost {
     ) -> zerofn_sandbox::host_interface::BoxFuture<'a, Result<KvOutcome, CapabilityError>> {
         Box::pin(async move {
             let mut span = self.span("zerofn.kv", SpanKind::Internal);
-            span.set("zerofn.kv.bucket", bucket);
+            if span.is_recording() {
+                span.set("zerofn.kv.bucket", bucket.to_owned());
+            }
             let result = self.kv_op(bucket, op).await;
             if result.is_err() {
                 span.fail("refused");
@@ -495,14 +497,23 @@ impl HostCapabilities for InvocationHost {
                     let mut span = self.span("zerofn.queue.publish", SpanKind::Producer);
                     if span.is_recording() {
                         span.set("messaging.system", "zerofn");
-                        span.set("messaging.destination.name", request.uri().path());
+                        span.set(
+                            "messaging.destination.name",
+                            request.uri().path().to_owned(),
+                        );
                     }
+                    // The message carries the PRODUCER span's context: its
+                    // delivery is a child of the publish (`trace.rs`).
+                    crate::trace::propagate(span.context(), request.headers_mut());
                     (span, Ok(self.publish(request).await))
                 }
                 Destination::Objects => {
                     let mut span = self.span("zerofn.object", SpanKind::Internal);
                     if span.is_recording() {
-                        span.set("http.request.method", request.method().as_str());
+                        span.set(
+                            "http.request.method",
+                            crate::trace::method_name(request.method()),
+                        );
                     }
                     (span, Ok(self.object(request).await))
                 }
@@ -510,27 +521,31 @@ impl HostCapabilities for InvocationHost {
                     // A CLIENT span; the callee's SERVER span is its child.
                     let mut span = self.span("zerofn.call", SpanKind::Client);
                     if span.is_recording() {
-                        span.set("faas.invoked_name", name.as_str());
+                        span.set("faas.invoked_name", name.as_str().to_owned());
                         span.set("faas.invoked_provider", "zerofn");
                         span.set("zerofn.callee", format!("{tenant}/{name}"));
-                        span.set("http.request.method", request.method().as_str());
+                        span.set(
+                            "http.request.method",
+                            crate::trace::method_name(request.method()),
+                        );
                     }
                     crate::trace::propagate(span.context(), request.headers_mut());
                     let handle = span.handle();
                     (span, self.call(request, tenant, name, handle).await)
                 }
                 Destination::External => {
-                    let mut span = self.span(request.method().to_string(), SpanKind::Client);
+                    let method = crate::trace::method_name(request.method());
+                    let mut span = self.span(method.clone(), SpanKind::Client);
                     if span.is_recording() {
-                        span.set("http.request.method", request.method().as_str());
+                        span.set("http.request.method", method);
                         if let Some(host) = request.uri().host() {
-                            span.set("server.address", host);
+                            span.set("server.address", host.to_owned());
                         }
                         if let Some(port) = request.uri().port_u16() {
                             span.set("server.port", port);
                         }
                         if let Some(scheme) = request.uri().scheme_str() {
-                            span.set("url.scheme", scheme);
+                            span.set("url.scheme", scheme.to_owned());
                         }
                     }
                     // The platform sets the trace context of what leaves it;

@@ -43,6 +43,12 @@ pub struct OutgoingEvent {
     /// `x-zerofn-message-group`, for FIFO queues.
     pub group: Option<String>,
     pub data: Bytes,
+    /// `traceparent` and `tracestate`: with tracing on, the platform's
+    /// PRODUCER span of the publish (the guest's own are replaced, as on
+    /// every request that leaves a guest); the delivery continues it.
+    /// Unchecked here: the queue reads them strictly and ignores bad ones.
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
 }
 
 /// Why the queues refused a publish: the status and kind the guest gets.
@@ -112,6 +118,13 @@ impl InvocationHost {
                 content_type: header(&request, "content-type")?,
                 group: header(&request, "x-zerofn-message-group")?,
                 data: request.body().clone(),
+                // Never a refusal: a trace context that is not text is no context.
+                traceparent: header(&request, zerofn_telemetry::TRACEPARENT)
+                    .ok()
+                    .flatten(),
+                tracestate: header(&request, zerofn_telemetry::TRACESTATE)
+                    .ok()
+                    .flatten(),
             })
         })();
         let event = match headers {

@@ -176,12 +176,23 @@ impl Api {
                         "message {i}: `data` is not valid base64: {e}"
                     ))
                 })?;
+            // A message's own trace context (CloudEvents attributes) wins;
+            // else the request's `traceparent` header, the publisher's span.
+            let (traceparent, tracestate) = match m.traceparent {
+                Some(tp) => (Some(tp), m.tracestate),
+                None => (
+                    c.traceparent.map(str::to_owned),
+                    c.tracestate.map(str::to_owned),
+                ),
+            };
             messages.push(OutgoingMessage {
                 id: m.id,
                 event_type: m.event_type,
                 content_type: m.content_type,
                 group: m.group,
                 data,
+                traceparent,
+                tracestate,
             });
         }
         let published = self

@@ -157,9 +157,13 @@ fn children<'a>(spans: &'a [Span], parent: &Span) -> Vec<&'a Span> {
 #[test]
 fn a_callers_trace_runs_through_gateway_guest_and_call_and_into_the_audit_records() {
     let otlp = receiver();
+    // Every new trace recorded (the default samples 5% and one a second):
+    // the malformed-traceparent request below must start a recorded trace.
     let s = Setup::with_args(&[
         "--otlp-endpoint",
         &otlp.url,
+        "--otlp-sample-ratio",
+        "1",
         "--metrics-addr",
         "127.0.0.1:0",
     ]);
@@ -459,4 +463,115 @@ fn an_outbound_request_carries_the_platforms_traceparent_in_the_callers_trace() 
         .find(|s| s.span_id == client.parent_span_id)
         .expect("the client span's parent");
     assert_eq!(guest.name, "zerofn.guest");
+}
+
+/// The value of `name=` in an `event-c` line (values hold no spaces).
+fn event_field<'a>(line: &'a str, name: &str) -> &'a str {
+    let key = format!(" {name}=");
+    let start = line
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+        + key.len();
+    let rest = &line[start..];
+    &rest[..rest.find(' ').unwrap_or(rest.len())]
+}
+
+#[test]
+fn a_queue_delivery_continues_the_trace_of_the_messages_producer() {
+    let otlp = receiver();
+    // No new trace is sampled: only the producer's sampled flag records the delivery.
+    let s = Setup::with_args(&[
+        "--otlp-endpoint",
+        &otlp.url,
+        "--otlp-sample-ratio",
+        "0",
+        "--otlp-sample-min-per-second",
+        "0",
+    ]);
+    ok(s.platform.cli(&["queue", "create", "acme", "orders"]));
+    s.deploy(
+        "worker",
+        "event-c",
+        &["/worker"],
+        "[[triggers]]\nqueue = \"orders\"\n",
+    );
+    let traceparent = format!("00-{TRACE}-{PARENT}-01");
+    for (id, tp) in [
+        ("traced-1", traceparent.as_str()),
+        ("bad-1", "00-NOT-A-TRACE-01"),
+    ] {
+        let out = ok(s.platform.cli(&[
+            "queue",
+            "publish",
+            "acme",
+            "orders",
+            "--data",
+            "hi",
+            "--id",
+            id,
+            "--traceparent",
+            tp,
+        ]));
+        assert!(
+            out.contains(&format!("published {id}")),
+            "an invalid context is no error: {out}"
+        );
+    }
+    let spans = otlp.wait("the delivery's span", |spans| {
+        spans.iter().any(|s| s.name == "invoke acme/worker")
+    });
+    let delivery = named(&spans, "invoke acme/worker");
+    assert_eq!(
+        delivery.len(),
+        1,
+        "only the traced message's delivery is recorded"
+    );
+    let delivery = delivery[0];
+    assert_eq!(hex::encode(&delivery.trace_id), TRACE);
+    assert_eq!(hex::encode(&delivery.parent_span_id), PARENT);
+    assert_eq!(text(delivery, "faas.trigger"), "pubsub");
+    let guest = children(&spans, delivery)
+        .into_iter()
+        .find(|s| s.name == "zerofn.guest")
+        .expect("the guest span under the delivery");
+
+    // The function gets the event's origin as the CloudEvents attribute and
+    // its own span as the HTTP `traceparent`, both in the producer's trace.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let lines = loop {
+        let out = ok(s.platform.cli(&["logs", "acme", "worker", "--json"]));
+        let lines: Vec<String> = out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["line"].as_str().map(str::to_owned))
+            .filter(|l| l.starts_with("event "))
+            .collect();
+        if lines.len() >= 2 || Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let traced = lines
+        .iter()
+        .find(|l| event_field(l, "id") == "traced-1")
+        .expect("the traced message was delivered");
+    assert_eq!(event_field(traced, "traceparent"), traceparent);
+    assert_eq!(
+        event_field(traced, "http-traceparent"),
+        format!("00-{TRACE}-{}-01", hex::encode(&guest.span_id))
+    );
+    let bad = lines
+        .iter()
+        .find(|l| event_field(l, "id") == "bad-1")
+        .expect("the message with an invalid traceparent was delivered");
+    assert_eq!(
+        event_field(bad, "traceparent"),
+        "-",
+        "an invalid value is not passed on"
+    );
+    let fresh = event_field(bad, "http-traceparent");
+    assert!(
+        fresh.starts_with("00-") && !fresh.contains(TRACE) && fresh.ends_with("-00"),
+        "a new, unsampled trace: {fresh}"
+    );
 }
