@@ -64,58 +64,35 @@ fn jwt_and_api_key_callers_are_verified_and_become_the_principal() {
     let idp = Idp::new(7);
     let jwks = s.root().join("jwks.json");
     std::fs::write(&jwks, idp.jwks().to_string()).unwrap();
+    // `auth jwt add acme corp ...` with these algorithms and flags.
+    let register = |algorithms: &str, extra: &[&str]| {
+        let jwks = jwks.to_str().unwrap();
+        let mut args = vec![
+            "auth",
+            "jwt",
+            "add",
+            "acme",
+            "corp",
+            "--issuer",
+            ISS,
+            "--audience",
+            "orders-api",
+            "--jwks",
+            jwks,
+            "--algorithms",
+            algorithms,
+        ];
+        args.extend_from_slice(extra);
+        s.platform.cli(&args)
+    };
     // Registration refuses what must never be configured.
-    let refused = fails(s.platform.cli(&[
-        "auth",
-        "jwt",
-        "add",
-        "acme",
-        "corp",
-        "--issuer",
-        ISS,
-        "--audience",
-        "orders-api",
-        "--jwks",
-        jwks.to_str().unwrap(),
-        "--algorithms",
-        "HS256",
-    ]));
+    let refused = fails(register("HS256", &[]));
     assert!(refused.contains("HS256"), "{refused}");
-    ok(s.platform.cli(&[
-        "auth",
-        "jwt",
-        "add",
-        "acme",
-        "corp",
-        "--issuer",
-        ISS,
-        "--audience",
-        "orders-api",
-        "--jwks",
-        jwks.to_str().unwrap(),
-        "--algorithms",
-        "ES256",
-        "--leeway-secs",
-        "30",
-    ]));
+    ok(register("ES256", &["--leeway-secs", "30"]));
     let listed = ok(s.platform.cli(&["auth", "jwt", "list", "acme"]));
     assert!(listed.contains("corp") && listed.contains(ISS), "{listed}");
     // The same name again is a conflict that names the issuer, not an internal error.
-    let again = fails(s.platform.cli(&[
-        "auth",
-        "jwt",
-        "add",
-        "acme",
-        "corp",
-        "--issuer",
-        ISS,
-        "--audience",
-        "orders-api",
-        "--jwks",
-        jwks.to_str().unwrap(),
-        "--algorithms",
-        "ES256",
-    ]));
+    let again = fails(register("ES256", &[]));
     assert!(
         again.contains("already registered") && again.contains("409"),
         "{again}"
