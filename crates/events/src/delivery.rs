@@ -26,7 +26,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use rand_core::RngCore;
@@ -41,9 +40,6 @@ use crate::clock::Clock;
 pub const MAX_TRIGGER_CONCURRENCY: u32 = 1_000;
 /// The first retry's delay; each further one doubles, up to the visibility timeout.
 pub const RETRY_BASE_MS: u64 = 100;
-/// The longest the loop sleeps without looking (a safety net: publishes and
-/// finished deliveries wake it at once).
-const POLL: Duration = Duration::from_secs(1);
 
 /// A function bound to a queue.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -338,37 +334,31 @@ impl Delivery {
     /// finished delivery wakes it, when a waiting message becomes visible,
     /// and at least every second. Deliveries in flight at shutdown are
     /// stopped; their messages return after their visibility timeout.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut tasks = JoinSet::new();
-        loop {
-            if *shutdown.borrow() {
-                break;
-            }
-            let next = self.pass(&mut tasks).await;
-            let now = self.clock.now_ms();
-            let sleep = next
-                .map(|at| Duration::from_millis(at.saturating_sub(now)))
-                .map_or(POLL, |d| d.min(POLL));
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(sleep) => {}
-                _ = shutdown.changed() => {}
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            }
-            // Reap what finished without waiting.
-            while tasks.try_join_next().is_some() {}
-        }
-        tasks.shutdown().await;
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        crate::passes::run(self, shutdown).await;
     }
 
     /// One pass whose deliveries are awaited (tests): answers how many
     /// deliveries ran.
     pub async fn pump(self: &Arc<Self>) -> usize {
-        let mut tasks = JoinSet::new();
-        self.pass(&mut tasks).await;
-        let n = tasks.len();
-        while tasks.join_next().await.is_some() {}
-        n
+        crate::passes::pump(self).await
+    }
+}
+
+impl crate::passes::Passes for Delivery {
+    fn next_pass(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<()>,
+    ) -> impl std::future::Future<Output = Option<u64>> + Send {
+        self.pass(tasks)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    fn wake(&self) -> Option<&Notify> {
+        Some(&self.wake)
     }
 }
 

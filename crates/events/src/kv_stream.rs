@@ -36,7 +36,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -65,8 +64,6 @@ pub const KV_PARKED_RETENTION_MS: u64 = 7 * 86_400_000;
 /// Added to the function's timeout for a delivery's lease: an invocation
 /// may wait for an instance before it starts.
 pub const KV_LEASE_MARGIN_MS: u64 = 30_000;
-/// The longest the loop sleeps without looking.
-const POLL: Duration = Duration::from_secs(1);
 /// How often parked changes past their retention are looked for.
 const EXPIRE_EVERY_MS: u64 = 60_000;
 
@@ -476,35 +473,30 @@ impl KvStreams {
     /// settled delivery wakes it, when a waiting change becomes visible,
     /// and at least every second. Deliveries in flight at shutdown are
     /// stopped; their changes are offered again when their leases run out.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut tasks = JoinSet::new();
-        loop {
-            if *shutdown.borrow() {
-                break;
-            }
-            let next = self.pass(&mut tasks).await;
-            let now = self.clock.now_ms();
-            let sleep = next
-                .map(|at| Duration::from_millis(at.saturating_sub(now)))
-                .map_or(POLL, |d| d.min(POLL));
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(sleep) => {}
-                _ = shutdown.changed() => {}
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            }
-            while tasks.try_join_next().is_some() {}
-        }
-        tasks.shutdown().await;
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        crate::passes::run(self, shutdown).await;
     }
 
     /// One pass whose deliveries are awaited (tests): answers how many ran.
     pub async fn pump(self: &Arc<Self>) -> usize {
-        let mut tasks = JoinSet::new();
-        self.pass(&mut tasks).await;
-        let n = tasks.len();
-        while tasks.join_next().await.is_some() {}
-        n
+        crate::passes::pump(self).await
+    }
+}
+
+impl crate::passes::Passes for KvStreams {
+    fn next_pass(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<()>,
+    ) -> impl std::future::Future<Output = Option<u64>> + Send {
+        self.pass(tasks)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    fn wake(&self) -> Option<&Notify> {
+        Some(&self.wake)
     }
 }
 

@@ -64,6 +64,7 @@ mod cloudevent;
 mod delivery;
 mod kv_stream;
 mod objects;
+mod passes;
 mod queue;
 mod schedule;
 

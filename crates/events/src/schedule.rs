@@ -34,7 +34,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{watch, Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -46,8 +45,6 @@ use crate::delivery::{Bindings, EventInvocation, Invoker};
 
 /// `ce-type` of a schedule's events.
 pub const SCHEDULE_EVENT_TYPE: &str = "dev.zerofn.schedule.fired";
-/// The longest the loop sleeps without re-reading the bindings.
-const POLL: Duration = Duration::from_secs(1);
 
 /// One schedule as `zerofn schedule list` shows it ([`Scheduler::status`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,34 +318,13 @@ impl Scheduler {
     /// Runs until `shutdown`: a pass at each fire time and at least every
     /// second. Runs in flight at shutdown are stopped (their fire times are
     /// recorded: not run again).
-    pub async fn run_until(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut tasks = JoinSet::new();
-        loop {
-            if *shutdown.borrow() {
-                break;
-            }
-            let next = self.pass(&mut tasks).await;
-            let now = self.clock.now_ms();
-            let sleep = next
-                .map(|at| Duration::from_millis(at.saturating_sub(now)))
-                .map_or(POLL, |d| d.min(POLL));
-            tokio::select! {
-                _ = tokio::time::sleep(sleep) => {}
-                _ = shutdown.changed() => {}
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            }
-            while tasks.try_join_next().is_some() {}
-        }
-        tasks.shutdown().await;
+    pub async fn run_until(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        crate::passes::run(self, shutdown).await;
     }
 
     /// One pass whose runs are awaited (tests): answers how many ran.
     pub async fn pump(self: &Arc<Self>) -> usize {
-        let mut tasks = JoinSet::new();
-        self.pass(&mut tasks).await;
-        let n = tasks.len();
-        while tasks.join_next().await.is_some() {}
-        n
+        crate::passes::pump(self).await
     }
 
     /// One pass whose runs are handed back unawaited (tests of overlap).
@@ -357,8 +333,27 @@ impl Scheduler {
     }
 }
 
+impl crate::passes::Passes for Scheduler {
+    fn next_pass(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<()>,
+    ) -> impl std::future::Future<Output = Option<u64>> + Send {
+        self.pass(tasks)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    fn wake(&self) -> Option<&tokio::sync::Notify> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::clock::FakeClock;
     use crate::delivery::{Binding, BoxFuture, Delivered};
