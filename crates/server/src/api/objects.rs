@@ -146,6 +146,7 @@ impl Api {
                 c.param("key_path")?,
                 data,
                 req.content_type.as_deref(),
+                trace(&c).as_ref(),
             )
             .await?;
         Ok((StatusCode::OK, to_value(info(row))))
@@ -173,8 +174,17 @@ impl Api {
                 &c.tenant()?,
                 c.param("bucket")?,
                 c.param("key_path")?,
+                trace(&c).as_ref(),
             )
             .await?;
         Ok((StatusCode::OK, to_value(info(row))))
     }
+}
+
+/// The caller's trace context (its `traceparent` and `tracestate`
+/// headers, read strictly): the change's events continue the caller's
+/// trace. An invalid one is no context (the events start new traces),
+/// never a refusal.
+fn trace(c: &Call<'_>) -> Option<zerofn_telemetry::TraceParent> {
+    zerofn_telemetry::TraceParent::from_values(c.traceparent?, c.tracestate)
 }
