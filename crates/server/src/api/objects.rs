@@ -3,7 +3,9 @@
 //! which checks, bounds and audits every operation. Authorization is the
 //! route table's: listing is `tenant.read`, reading an object's bytes is the
 //! tenant's `audit.read` (tenant data, as a queue peek), changing is
-//! `tenant.manage` (as a queue publish).
+//! `tenant.manage` (as a queue publish). A change's events keep the
+//! caller's valid `traceparent` (their deliveries continue its trace); an
+//! invalid one is ignored, never a refusal.
 
 use base64::Engine as _;
 use http::StatusCode;
