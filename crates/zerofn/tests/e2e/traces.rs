@@ -22,6 +22,8 @@ use crate::Setup;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
+/// Another caller's trace.
+const API_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 
 /// Read one HTTP/1.1 request (head and a `content-length` body) from `s`.
 fn read_request(s: &mut std::net::TcpStream) -> Option<(String, Vec<u8>)> {
@@ -581,9 +583,10 @@ fn a_queue_delivery_continues_the_trace_of_the_messages_producer() {
 /// object (`fetch-c` through `objects.fn.internal`) and one to a function that
 /// writes a key (`kv-c`): each bound function's delivery span is in the caller's
 /// trace, the child of the writer's `zerofn.object` / `zerofn.kv` span, and the
-/// function gets that span as `ce-traceparent`. A put through the control API
-/// without a `traceparent` is outside any trace: its event carries none, and with
-/// new traces not sampled its delivery records no span.
+/// function gets that span as `ce-traceparent`. A control API put with a
+/// `traceparent` continues the caller's span; one without is outside any trace:
+/// its event carries none, and with new traces not sampled its delivery records
+/// no span.
 #[test]
 fn object_and_kv_change_deliveries_continue_the_trace_of_the_write() {
     let otlp = receiver();
@@ -645,12 +648,40 @@ fn object_and_kv_change_deliveries_continue_the_trace_of_the_write() {
         "--data",
         "x",
     ]));
+    // A control API put in a caller's trace: its event continues the caller's span.
+    let api_parent = format!("00-{API_TRACE}-{PARENT}-01");
+    let token = std::fs::read_to_string(s.platform.data_dir.join("operator-token")).unwrap();
+    let auth = format!("Bearer {}", token.trim());
+    let r = http(
+        &s.platform.api,
+        "PUT",
+        "/v1/tenants/acme/buckets/uploads/objects/api.txt",
+        &[("Authorization", &auth), ("traceparent", &api_parent)],
+        br#"{"data":"eA=="}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
 
+    let in_trace = |spans: &[Span], name: &str, trace: &str| -> Vec<Span> {
+        spans
+            .iter()
+            .filter(|s| s.name == name && hex::encode(&s.trace_id) == trace)
+            .cloned()
+            .collect()
+    };
     let spans = otlp.wait("the deliveries' spans", |spans| {
         ["invoke acme/on-object", "invoke acme/on-kv"]
             .iter()
-            .all(|n| spans.iter().any(|s| s.name == *n))
+            .all(|n| !in_trace(spans, n, TRACE).is_empty())
+            && !in_trace(spans, "invoke acme/on-object", API_TRACE).is_empty()
     });
+    let api_delivery = in_trace(&spans, "invoke acme/on-object", API_TRACE);
+    assert_eq!(api_delivery.len(), 1);
+    assert_eq!(hex::encode(&api_delivery[0].parent_span_id), PARENT);
+    assert_eq!(
+        named(&spans, "invoke acme/on-object").len(),
+        2,
+        "the untraced put's delivery (a new trace, not sampled) is not recorded"
+    );
     for (delivery, writer, writer_span) in [
         (
             "invoke acme/on-object",
@@ -659,13 +690,13 @@ fn object_and_kv_change_deliveries_continue_the_trace_of_the_write() {
         ),
         ("invoke acme/on-kv", "invoke acme/kvwriter", "zerofn.kv"),
     ] {
-        let deliveries = named(&spans, delivery);
+        let deliveries = in_trace(&spans, delivery, TRACE);
         assert_eq!(
             deliveries.len(),
             1,
             "only the traced write's delivery is recorded: {delivery}"
         );
-        let delivery_span = deliveries[0];
+        let delivery_span = &deliveries[0];
         assert_eq!(hex::encode(&delivery_span.trace_id), TRACE, "{delivery}");
         let parent = spans
             .iter()
@@ -711,7 +742,12 @@ fn object_and_kv_change_deliveries_continue_the_trace_of_the_write() {
         let span = named(&spans, name)[0];
         format!("00-{TRACE}-{}-01", hex::encode(&span.span_id))
     };
-    let objects = wait_lines("on-object", 2);
+    let objects = wait_lines("on-object", 3);
+    let api = objects
+        .iter()
+        .find(|l| event_field(l, "subject") == "api.txt")
+        .expect("the control API put's event was delivered");
+    assert_eq!(event_field(api, "traceparent"), api_parent);
     let traced = objects
         .iter()
         .find(|l| event_field(l, "subject") == "traced.txt")
