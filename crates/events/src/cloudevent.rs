@@ -45,18 +45,10 @@ pub fn request(tenant: &str, queue: &str, message: &MessageRow) -> Request<Bytes
         (ATTEMPT_HEADER, message.attempts.to_string()),
         ("content-type", message.content_type.clone()),
     ];
-    // The producer's trace context as the CloudEvents distributed-tracing
-    // extension's attributes (`ce-traceparent`, `ce-tracestate` in binary
-    // mode): the gateway starts the delivery's span as its child, and the
-    // function sees the event's origin. The HTTP `traceparent` of the
-    // delivery itself is the gateway's to set.
-    let trace = [
-        (TRACEPARENT_ATTRIBUTE, message.traceparent.as_deref()),
-        (TRACESTATE_ATTRIBUTE, message.tracestate.as_deref()),
-    ];
-    let trace = trace
-        .into_iter()
-        .filter_map(|(name, value)| Some((name, value?.to_owned())));
+    let trace = trace_attributes(
+        message.traceparent.as_deref(),
+        message.tracestate.as_deref(),
+    );
     for (name, value) in headers.into_iter().chain(trace) {
         // Every value was checked at publish; one that still fails to be a
         // header value is left out rather than sent altered.
@@ -66,6 +58,25 @@ pub fn request(tenant: &str, queue: &str, message: &MessageRow) -> Request<Bytes
         }
     }
     req
+}
+
+/// The trace context an event stored (its producer's, or that of the
+/// request whose write made it) as the CloudEvents distributed-tracing
+/// extension's attributes (`ce-traceparent`, `ce-tracestate` in binary
+/// mode): the gateway starts the delivery's span as its child, and the
+/// function sees the event's origin. The HTTP `traceparent` of the
+/// delivery itself is the gateway's to set. Nothing when none was stored.
+pub(crate) fn trace_attributes<'a>(
+    traceparent: Option<&'a str>,
+    tracestate: Option<&'a str>,
+) -> impl Iterator<Item = (&'static str, String)> + 'a {
+    let state = traceparent.and(tracestate);
+    [
+        (TRACEPARENT_ATTRIBUTE, traceparent),
+        (TRACESTATE_ATTRIBUTE, state),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name, value?.to_owned())))
 }
 
 /// `ce-source` of a schedule: `/zerofn/tenants/<tenant>/schedules/<function>-<name>`.

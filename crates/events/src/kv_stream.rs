@@ -44,10 +44,12 @@ use rand_core::RngCore;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome};
-use zerofn_store::{KvChangeRow, KvChangeWorker, KvLeased, KvReleased, KvSubscription, Store};
+use zerofn_store::{
+    KvChangeRow, KvChangeWorker, KvLeased, KvReleased, KvSubscription, Store, TraceContext,
+};
 
 use crate::clock::Clock;
-use crate::cloudevent::{ATTEMPT_HEADER, SPEC_VERSION};
+use crate::cloudevent::{trace_attributes, ATTEMPT_HEADER, SPEC_VERSION};
 use crate::delivery::{
     retry_delay_ms, Bindings, EventInvocation, Invoker, MAX_TRIGGER_CONCURRENCY,
 };
@@ -163,7 +165,14 @@ pub fn kv_change_request(tenant: &str, change: &KvChangeRow) -> Request<Bytes> {
         (ATTEMPT_HEADER, change.attempts.to_string()),
         ("content-type", "application/json".to_owned()),
     ];
-    for (name, value) in headers {
+    // The trace of the request whose write made the change, if it was
+    // traced: the delivery continues it (as a queue message's does).
+    let trace = change.trace.as_ref();
+    let trace = trace_attributes(
+        trace.map(TraceContext::traceparent),
+        trace.and_then(TraceContext::tracestate),
+    );
+    for (name, value) in headers.into_iter().chain(trace) {
         // Every value is a checked name, a number or percent-encoded; one
         // that still fails to be a header value is left out, not altered.
         if let Ok(value) = HeaderValue::from_str(&value) {
@@ -810,6 +819,56 @@ mod tests {
             .await
             .unwrap()
             .is_empty());
+    }
+
+    /// A change made inside a traced request carries that request's
+    /// context as the CloudEvents distributed-tracing attributes (what the
+    /// gateway continues); one made outside any carries none.
+    #[test]
+    fn a_changes_request_carries_the_trace_context_of_its_write() {
+        const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut change = KvChangeRow {
+            id: 1,
+            bucket: "orders".into(),
+            key: "a".into(),
+            seq: 7,
+            op: zerofn_store::KvOp::Set,
+            old: None,
+            new: Some(b"1".to_vec()),
+            at_ms: 1_000,
+            writer: "function:writer".into(),
+            attempts: 1,
+            last_error: None,
+            trace: None,
+        };
+        let untraced = kv_change_request("acme", &change);
+        assert!(untraced.headers().get("ce-traceparent").is_none());
+        assert!(untraced.headers().get("ce-tracestate").is_none());
+        change.trace = TraceContext::new(TP, Some("vendor=1"));
+        let traced = kv_change_request("acme", &change);
+        let h = |n: &str| {
+            traced
+                .headers()
+                .get(n)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(h("ce-traceparent"), TP);
+        assert_eq!(h("ce-tracestate"), "vendor=1");
+        assert!(
+            traced.headers().get("traceparent").is_none(),
+            "the HTTP traceparent is the gateway's to set"
+        );
+        // The gateway reads it as strictly as a caller's header.
+        let parent =
+            zerofn_telemetry::TraceParent::from_values(&h("ce-traceparent"), None).unwrap();
+        assert_eq!(
+            parent.trace_id.to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert!(parent.is_sampled());
     }
 
     #[test]

@@ -31,12 +31,13 @@ use tokio::sync::{Notify, RwLock};
 use zerofn_audit::{Action, AuditError, AuditLog, AuditRecord, Outcome};
 use zerofn_store::{
     BucketRow, MessageRow, NewObject, ObjectError, ObjectEventRow, ObjectLimits, ObjectRefusal,
-    ObjectRow, Store,
+    ObjectRow, Store, TraceContext,
 };
+use zerofn_telemetry::TraceParent;
 use zerofn_types::TenantName;
 
 use crate::clock::Clock;
-use crate::cloudevent::{ATTEMPT_HEADER, SPEC_VERSION};
+use crate::cloudevent::{trace_attributes, ATTEMPT_HEADER, SPEC_VERSION};
 use crate::queue::now_text;
 
 /// Largest object (a bigger one is refused before it is stored).
@@ -339,6 +340,12 @@ pub(crate) fn request(tenant: &str, bucket: &str, message: &MessageRow) -> Reque
     if let Some(key) = key {
         headers.push(("ce-subject", key));
     }
+    // The trace of the request whose put or delete made the event, if it
+    // was traced: the delivery continues it (as a queue message's does).
+    headers.extend(trace_attributes(
+        message.traceparent.as_deref(),
+        message.tracestate.as_deref(),
+    ));
     for (name, value) in headers {
         // Keys are checked to be header-safe at put; anything that still is
         // not a header value is left out rather than sent altered.
@@ -348,6 +355,14 @@ pub(crate) fn request(tenant: &str, bucket: &str, message: &MessageRow) -> Reque
         }
     }
     req
+}
+
+/// A request's trace context as an event stores it: version 00 (what the
+/// platform writes, so a delivery sends a value this crate produced), its
+/// sampled flag and `tracestate` kept.
+pub(crate) fn stored_trace(trace: Option<&TraceParent>) -> Option<TraceContext> {
+    let t = trace?;
+    TraceContext::new(&t.to_header(), t.state.as_deref())
 }
 
 /// The object operations.
@@ -410,8 +425,10 @@ impl Objects {
         bucket: &str,
         kind: ObjectEventKind,
         row: &ObjectRow,
+        trace: Option<&TraceParent>,
     ) -> Vec<ObjectEventRow> {
         let body = event_body(kind, bucket, row);
+        let trace = stored_trace(trace);
         self.bindings
             .bucket_bindings()
             .into_iter()
@@ -425,6 +442,7 @@ impl Objects {
                 id: uuid::Uuid::new_v4().to_string(),
                 event_type: kind.event_type().to_owned(),
                 body: body.clone(),
+                trace: trace.clone(),
             })
             .collect()
     }
@@ -437,7 +455,10 @@ impl Objects {
     /// Stores `data` under `key` in `bucket` (made if new), replacing what
     /// was there, and emits `created` to the bindings that want it. Audited
     /// (`object.put`) with digest and size before the metadata commits; a
-    /// refusal is audited as a denial and changes nothing.
+    /// refusal is audited as a denial and changes nothing. `trace` is the
+    /// context of the request making the put (the span that made it), if
+    /// traced: its events' deliveries continue that trace.
+    #[allow(clippy::too_many_arguments)]
     pub async fn put(
         &self,
         actor: &str,
@@ -446,6 +467,7 @@ impl Objects {
         key: &str,
         data: Vec<u8>,
         content_type: Option<&str>,
+        trace: Option<&TraceParent>,
     ) -> Result<ObjectRow, ObjectsError> {
         let detail = serde_json::json!({
             "bucket": zerofn_types::excerpt(bucket).to_string(),
@@ -497,7 +519,13 @@ impl Objects {
                 created_at: String::new(),
                 version: 0,
             };
-            let events = self.events(tenant, bucket, ObjectEventKind::Created, &provisional);
+            let events = self.events(
+                tenant,
+                bucket,
+                ObjectEventKind::Created,
+                &provisional,
+                trace,
+            );
             let has_events = !events.is_empty();
             let now_ms = self.clock.now_ms();
             let result = self
@@ -568,13 +596,15 @@ impl Objects {
     }
 
     /// Deletes an object and emits `deleted` to the bindings that want it.
-    /// Audited (`object.delete`) with the digest and size it had.
+    /// Audited (`object.delete`) with the digest and size it had. `trace`
+    /// as for [`Objects::put`].
     pub async fn delete(
         &self,
         actor: &str,
         tenant: &TenantName,
         bucket: &str,
         key: &str,
+        trace: Option<&TraceParent>,
     ) -> Result<ObjectRow, ObjectsError> {
         let record = |o, extra: Option<&ObjectRow>| {
             let mut d = serde_json::json!({
@@ -599,7 +629,7 @@ impl Objects {
         self.audit
             .append(record(Outcome::Allow, Some(&current)))
             .await?;
-        let events = self.events(tenant, bucket, ObjectEventKind::Deleted, &current);
+        let events = self.events(tenant, bucket, ObjectEventKind::Deleted, &current, trace);
         let has_events = !events.is_empty();
         let now_ms = self.clock.now_ms();
         let row = match self
@@ -801,15 +831,24 @@ mod tests {
                 "in/x",
                 b"data".to_vec(),
                 Some("text/plain"),
+                None,
             )
             .await
             .unwrap();
         objects
-            .put("op", &tenant, "bucket-a", "out/x", b"data".to_vec(), None)
+            .put(
+                "op",
+                &tenant,
+                "bucket-a",
+                "out/x",
+                b"data".to_vec(),
+                None,
+                None,
+            )
             .await
             .unwrap();
         objects
-            .delete("op", &tenant, "bucket-a", "in/x")
+            .delete("op", &tenant, "bucket-a", "in/x", None)
             .await
             .unwrap();
         let queued = store
@@ -852,7 +891,7 @@ mod tests {
         assert!(records.iter().any(|r| r.action == "object.delete"));
         // A bad key is refused, audited and stores nothing.
         let e = objects
-            .put("op", &tenant, "bucket-a", "../x", b"x".to_vec(), None)
+            .put("op", &tenant, "bucket-a", "../x", b"x".to_vec(), None, None)
             .await
             .unwrap_err();
         assert_eq!(e.status(), 400);
@@ -862,5 +901,91 @@ mod tests {
             .unwrap()
             .iter()
             .all(|r| r.key == "out/x"));
+    }
+
+    /// A put or delete made inside a traced request: each event keeps the
+    /// request's context (version 00, its sampled flag and `tracestate`)
+    /// and its delivery carries it as `ce-traceparent`/`ce-tracestate`; a
+    /// change outside any trace carries none.
+    #[tokio::test]
+    async fn events_carry_the_trace_context_of_the_change() {
+        const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let audit = AuditLog::open(&store).unwrap();
+        let tenant = TenantName::parse("acme").unwrap();
+        store.create_tenant(&tenant, "t0").await.unwrap();
+        let bindings = Arc::new(Fixed(Mutex::new(vec![BucketBinding {
+            tenant: "acme".into(),
+            function: "a".into(),
+            bucket: "bucket-a".into(),
+            created: true,
+            deleted: true,
+            prefix: None,
+            suffix: None,
+            max_concurrency: 1,
+            max_attempts: 2,
+            dead_letter: None,
+        }])));
+        let objects = Objects::new(
+            store.clone(),
+            audit,
+            Arc::new(FakeClock::new(1_000)),
+            Arc::new(bindings),
+            Arc::new(Notify::new()),
+        );
+        let sampled = TraceParent::from_values(TP, Some("vendor=1")).unwrap();
+        let unsampled_tp = TP.replace("-01", "-00");
+        let unsampled = TraceParent::from_values(&unsampled_tp, None).unwrap();
+        objects
+            .put(
+                "op",
+                &tenant,
+                "bucket-a",
+                "k",
+                b"1".to_vec(),
+                None,
+                Some(&sampled),
+            )
+            .await
+            .unwrap();
+        objects
+            .put(
+                "op",
+                &tenant,
+                "bucket-a",
+                "plain",
+                b"2".to_vec(),
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        objects
+            .delete("op", &tenant, "bucket-a", "k", Some(&unsampled))
+            .await
+            .unwrap();
+        let queued = store
+            .queue_peek(&tenant, "@bucket/bucket-a/a", 10)
+            .await
+            .unwrap();
+        let attr = |m: &MessageRow, n: &str| {
+            request("acme", "bucket-a", m)
+                .headers()
+                .get(n)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let got: Vec<_> = queued
+            .iter()
+            .map(|m| (attr(m, "ce-traceparent"), attr(m, "ce-tracestate")))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some(TP.to_owned()), Some("vendor=1".to_owned())),
+                (None, None),
+                (Some(unsampled_tp), None),
+            ]
+        );
     }
 }

@@ -89,6 +89,7 @@ impl zerofn_gateway::ObjectHost for FunctionObjects {
         key: &'a str,
         content_type: Option<String>,
         data: bytes::Bytes,
+        trace: Option<&'a zerofn_telemetry::TraceParent>,
     ) -> ObjectFuture<'a, String> {
         Box::pin(async move {
             let row = self
@@ -100,6 +101,7 @@ impl zerofn_gateway::ObjectHost for FunctionObjects {
                     key,
                     data.to_vec(),
                     content_type.as_deref(),
+                    trace,
                 )
                 .await
                 .map_err(refused)?;
@@ -113,10 +115,11 @@ impl zerofn_gateway::ObjectHost for FunctionObjects {
         tenant: &'a zerofn_types::TenantName,
         bucket: &'a str,
         key: &'a str,
+        trace: Option<&'a zerofn_telemetry::TraceParent>,
     ) -> ObjectFuture<'a, ()> {
         Box::pin(async move {
             self.0
-                .delete(actor, tenant, bucket, key)
+                .delete(actor, tenant, bucket, key, trace)
                 .await
                 .map(|_| ())
                 .map_err(refused)

@@ -9,14 +9,15 @@
 //!
 //! Every write to a bucket a function subscribes to records its change in
 //! the same transaction (`kv_changes.rs`); the writer is named by the
-//! caller (`function:<name>`).
+//! caller (`function:<name>`), with the trace context of the request that
+//! made the write when it was traced ([`KvWriter`]).
 
 use std::sync::Arc;
 
 use rusqlite::{params, OptionalExtension};
 use zerofn_types::TenantName;
 
-use crate::kv_changes::{self, Change, KvOp};
+use crate::kv_changes::{self, Change, KvOp, KvWriter};
 use crate::{Store, StoreError, MAX_KV_STREAM_BACKLOG};
 
 /// The value of `key`, read inside the caller's transaction.
@@ -76,7 +77,8 @@ impl Store {
         .await
     }
 
-    /// Stores `value` under `key`, as `writer` (`function:<name>`): when the
+    /// Stores `value` under `key`, as `writer` (`function:<name>`, a plain
+    /// name converts, and its trace context if traced): when the
     /// bucket is watched, the change is recorded in the same transaction
     /// (`kv_changes.rs`), or the write is refused whole.
     pub async fn kv_set(
@@ -85,10 +87,10 @@ impl Store {
         bucket: &str,
         key: &str,
         value: Vec<u8>,
-        writer: &str,
+        writer: impl Into<KvWriter>,
     ) -> Result<(), StoreError> {
         let (tenant, bucket, key) = (tenant.to_string(), bucket.to_owned(), key.to_owned());
-        let writer = writer.to_owned();
+        let writer = writer.into();
         let watched = self
             .with_conn(move |conn| {
                 let tx = crate::write_tx(conn)?;
@@ -120,10 +122,10 @@ impl Store {
         tenant: &TenantName,
         bucket: &str,
         key: &str,
-        writer: &str,
+        writer: impl Into<KvWriter>,
     ) -> Result<(), StoreError> {
         let (tenant, bucket, key) = (tenant.to_string(), bucket.to_owned(), key.to_owned());
-        let writer = writer.to_owned();
+        let writer = writer.into();
         let watched = self
             .with_conn(move |conn| {
                 let tx = crate::write_tx(conn)?;
@@ -222,10 +224,10 @@ impl Store {
         bucket: &str,
         key: &str,
         delta: u64,
-        writer: &str,
+        writer: impl Into<KvWriter>,
     ) -> Result<Result<u64, IncrementError>, StoreError> {
         let (tenant, bucket, key) = (tenant.to_string(), bucket.to_owned(), key.to_owned());
-        let writer = writer.to_owned();
+        let writer = writer.into();
         let out = self
             .with_conn(move |conn| {
                 let tx = crate::write_tx(conn)?;

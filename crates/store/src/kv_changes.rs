@@ -37,6 +37,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::trace_context::TraceContext;
 use crate::{write_tx, Store, StoreError};
 
 pub(crate) const SCHEMA: &str = r#"
@@ -70,7 +71,9 @@ CREATE TABLE IF NOT EXISTS kv_changes (
     attempts       INTEGER NOT NULL DEFAULT 0,
     lease          TEXT,
     last_error     TEXT,
-    parked_at_ms   INTEGER
+    parked_at_ms   INTEGER,
+    traceparent    TEXT,
+    tracestate     TEXT
 ) STRICT;
 CREATE INDEX IF NOT EXISTS kv_changes_key ON kv_changes (tenant, bucket, function, key, seq);
 CREATE INDEX IF NOT EXISTS kv_changes_visible ON kv_changes (tenant, bucket, function, visible_at_ms);
@@ -82,6 +85,61 @@ CREATE TRIGGER IF NOT EXISTS kv_changes_deleted AFTER DELETE ON kv_changes BEGIN
      WHERE tenant = OLD.tenant AND bucket = OLD.bucket AND function = OLD.function;
 END;
 "#;
+
+/// Adds the trace context columns to a `kv_changes` table created before
+/// them; changes recorded earlier have none (their deliveries start new
+/// traces, as before).
+pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    for column in ["traceparent", "tracestate"] {
+        let present = conn
+            .prepare("SELECT 1 FROM pragma_table_info('kv_changes') WHERE name = ?1")?
+            .exists([column])?;
+        if !present {
+            conn.execute_batch(&format!("ALTER TABLE kv_changes ADD COLUMN {column} TEXT"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Who made a key-value write: the name its change records carry
+/// (`function:<name>`) and, when the write was made inside a traced
+/// request, that request's trace context (the span that made the write),
+/// which the change's deliveries continue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvWriter {
+    name: String,
+    trace: Option<TraceContext>,
+}
+
+impl KvWriter {
+    /// A writer outside any trace.
+    pub fn new(name: &str) -> KvWriter {
+        KvWriter {
+            name: name.to_owned(),
+            trace: None,
+        }
+    }
+
+    /// This writer inside the trace `trace` (none: outside any).
+    pub fn traced(mut self, trace: Option<TraceContext>) -> KvWriter {
+        self.trace = trace;
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn trace(&self) -> Option<&TraceContext> {
+        self.trace.as_ref()
+    }
+}
+
+impl From<&str> for KvWriter {
+    fn from(name: &str) -> KvWriter {
+        KvWriter::new(name)
+    }
+}
 
 /// What a write did to a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +190,9 @@ pub struct KvChangeRow {
     /// Deliveries started so far (this one included, for a leased change).
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// The trace context of the request that made the write, if it was
+    /// traced: the change's deliveries continue that trace.
+    pub trace: Option<TraceContext>,
 }
 
 /// A function subscribed to a bucket of its tenant.
@@ -182,7 +243,7 @@ pub(crate) struct Change<'a> {
     pub(crate) op: KvOp,
     pub(crate) old: Option<&'a [u8]>,
     pub(crate) new: Option<&'a [u8]>,
-    pub(crate) writer: &'a str,
+    pub(crate) writer: &'a KvWriter,
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -244,13 +305,14 @@ pub(crate) fn record(
         .query_row(params![tenant, bucket], |r| r.get(0))?;
     let at = to_i64(system_now_ms());
     let mut insert = conn.prepare_cached(
-        "INSERT INTO kv_changes (tenant, bucket, function, key, seq, op, old, new, at_ms, writer) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO kv_changes (tenant, bucket, function, key, seq, op, old, new, at_ms, writer, traceparent, tracestate) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?;
     let mut count = conn.prepare_cached(
         "UPDATE kv_subscriptions SET pending = pending + 1 \
          WHERE tenant = ?1 AND bucket = ?2 AND function = ?3",
     )?;
+    let trace = change.writer.trace();
     for (function, _) in subs {
         insert.execute(params![
             tenant,
@@ -262,7 +324,9 @@ pub(crate) fn record(
             change.old,
             change.new,
             at,
-            change.writer
+            change.writer.name(),
+            trace.map(TraceContext::traceparent),
+            trace.and_then(TraceContext::tracestate)
         ])?;
         count.execute(params![tenant, bucket, function])?;
     }
@@ -270,7 +334,7 @@ pub(crate) fn record(
 }
 
 const CHANGE_COLUMNS: &str =
-    "id, bucket, key, seq, op, old, new, at_ms, writer, attempts, last_error";
+    "id, bucket, key, seq, op, old, new, at_ms, writer, attempts, last_error, traceparent, tracestate";
 
 fn change_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KvChangeRow> {
     let op: String = r.get(4)?;
@@ -288,6 +352,7 @@ fn change_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KvChangeRow> {
         writer: r.get(8)?,
         attempts: u32::try_from(r.get::<_, i64>(9)?).unwrap_or(u32::MAX),
         last_error: r.get(10)?,
+        trace: TraceContext::from_columns(r.get(11)?, r.get(12)?),
     })
 }
 
@@ -954,5 +1019,135 @@ mod tests {
             .unwrap();
         store.kv_subscribe(&sub("s"), 200).await.unwrap();
         assert!(store.kv_changes(&sub("s"), 10).await.unwrap().is_empty());
+    }
+
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    /// A traced write's change keeps the writer's trace context for every
+    /// subscriber (set, increment and delete alike); an untraced write's
+    /// has none; a value changed in the database is not read back.
+    #[tokio::test]
+    async fn a_change_keeps_the_trace_context_of_its_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let acme = t("acme");
+        store.create_tenant(&acme, "t0").await.unwrap();
+        store.kv_subscribe(&sub("s"), 1).await.unwrap();
+        store.kv_subscribe(&sub("s2"), 1).await.unwrap();
+        let traced = KvWriter::new("function:w").traced(TraceContext::new(TP, Some("vendor=1")));
+        store
+            .kv_set(&acme, "orders", "a", b"1".to_vec(), traced.clone())
+            .await
+            .unwrap();
+        store
+            .kv_increment(&acme, "orders", "n", 1, traced.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .kv_set(&acme, "orders", "b", b"1".to_vec(), "function:w")
+            .await
+            .unwrap();
+        let unsampled = TP.replace("-01", "-00");
+        store
+            .kv_delete(
+                &acme,
+                "orders",
+                "a",
+                KvWriter::new("function:w").traced(TraceContext::new(&unsampled, None)),
+            )
+            .await
+            .unwrap();
+        for s in ["s", "s2"] {
+            let rows = store.kv_changes(&sub(s), 100).await.unwrap();
+            let seen: Vec<_> = rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.key.as_str(),
+                        r.writer.as_str(),
+                        r.trace.as_ref().map(TraceContext::traceparent),
+                        r.trace.as_ref().and_then(TraceContext::tracestate),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                seen,
+                [
+                    ("a", "function:w", Some(TP), Some("vendor=1")),
+                    ("n", "function:w", Some(TP), Some("vendor=1")),
+                    ("b", "function:w", None, None),
+                    ("a", "function:w", Some(unsampled.as_str()), None),
+                ],
+                "{s}"
+            );
+        }
+        // What reaches the table is bounded, whatever is written there
+        // behind the platform's back: a value that is not a version-00
+        // `traceparent` reads as none.
+        let conn = rusqlite::Connection::open(store.path()).unwrap();
+        conn.execute(
+            "UPDATE kv_changes SET traceparent = ?1, tracestate = 'x=1' WHERE key = 'n'",
+            [TP.to_uppercase()],
+        )
+        .unwrap();
+        let rows = store.kv_changes(&sub("s"), 100).await.unwrap();
+        let n = rows.iter().find(|r| r.key == "n").unwrap();
+        assert_eq!(n.trace, None);
+        assert_eq!(
+            n.new.as_deref(),
+            Some(&b"1"[..]),
+            "the change itself is kept"
+        );
+    }
+
+    /// A database made before trace contexts gains the columns at the next
+    /// open: its changes read back without one, new ones keep theirs.
+    #[tokio::test]
+    async fn an_older_table_gains_the_trace_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.create_tenant(&t("acme"), "t0").await.unwrap();
+            store.kv_subscribe(&sub("s"), 1).await.unwrap();
+            // As an older version left it: the table without the columns,
+            // holding one change.
+            let conn = rusqlite::Connection::open(store.path()).unwrap();
+            conn.execute_batch(
+                "DROP TABLE kv_changes;
+                 CREATE TABLE kv_changes (
+                    id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, bucket TEXT NOT NULL,
+                    function TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,
+                    op TEXT NOT NULL, old BLOB, new BLOB, at_ms INTEGER NOT NULL,
+                    writer TEXT NOT NULL, visible_at_ms INTEGER NOT NULL DEFAULT 0,
+                    attempts INTEGER NOT NULL DEFAULT 0, lease TEXT, last_error TEXT,
+                    parked_at_ms INTEGER) STRICT;
+                 INSERT INTO kv_changes (tenant, bucket, function, key, seq, op, new, at_ms, writer)
+                    VALUES ('acme', 'orders', 's', 'old', 1, 'set', x'31', 1, 'function:w');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .kv_set(
+                &t("acme"),
+                "orders",
+                "new",
+                b"2".to_vec(),
+                KvWriter::new("function:w").traced(TraceContext::new(TP, None)),
+            )
+            .await
+            .unwrap();
+        let rows = store.kv_changes(&sub("s"), 100).await.unwrap();
+        let seen: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.key.as_str(),
+                    r.trace.as_ref().map(TraceContext::traceparent),
+                )
+            })
+            .collect();
+        assert_eq!(seen, [("old", None), ("new", Some(TP))]);
     }
 }

@@ -18,7 +18,9 @@
 //! one transaction (a failed write changes nothing) and that every method
 //! runs its SQL on the blocking thread pool, never on an async worker (the
 //! audit and log writers run on their own threads with their own
-//! connections).
+//! connections). The trace context kept with an object event or a
+//! key-value change is bounded here (`trace_context.rs`): only a version-00
+//! `traceparent` is stored, whatever a caller passes.
 //!
 //! Durability: WAL journal with `synchronous=FULL`, so a transaction that
 //! returned `Ok` survives a process kill and a power loss. The audit
@@ -52,6 +54,7 @@ mod route_prefixes;
 mod schedule_runs;
 mod tenant_limits;
 mod tenants;
+mod trace_context;
 mod zones;
 
 use std::path::{Path, PathBuf};
@@ -76,7 +79,7 @@ pub use invocation_logs::{
 pub use kv::IncrementError;
 pub use kv_changes::{
     KvChangeRow, KvChangeWorker, KvLeaseBatch, KvLeased, KvOp, KvReleased, KvStreamCounts,
-    KvSubscription,
+    KvSubscription, KvWriter,
 };
 pub use layers::{LayerRow, LayerSummary};
 pub use mtls_cas::MtlsCaRow;
@@ -92,6 +95,7 @@ pub use queues::{
 };
 pub use tenant_limits::TenantLimitsRow;
 pub use tenants::{TenantKeyRow, TenantRow};
+pub use trace_context::{TraceContext, MAX_STORED_TRACESTATE};
 pub use zones::ZoneRow;
 
 /// Most changes (undelivered and parked) one subscriber of a key-value
@@ -442,6 +446,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     history::migrate(conn)?;
     operators::migrate(conn)?;
     queues::migrate(conn)?;
+    kv_changes::migrate(conn)?;
     Ok(())
 }
 

@@ -23,7 +23,10 @@
 //! event queue (an internal queue in `queue_messages`, named by the
 //! `events` crate so that no tenant queue name can collide with it). The
 //! queue delivery loop delivers them: a committed change always has its
-//! events, and a change refused changes nothing and emits none.
+//! events, and a change refused changes nothing and emits none. An event
+//! keeps the trace context of the request that made its change (checked,
+//! see `trace_context.rs`) in the message's `traceparent`/`tracestate`
+//! columns, as a published message keeps its producer's.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -33,6 +36,7 @@ use sha2::{Digest as _, Sha256};
 use zerofn_types::TenantName;
 
 use crate::queues::QueueError;
+use crate::trace_context::TraceContext;
 use crate::{write_tx, Store, StoreError};
 
 pub(crate) const SCHEMA: &str = r#"
@@ -121,6 +125,10 @@ pub struct ObjectEventRow {
     pub id: String,
     pub event_type: String,
     pub body: Vec<u8>,
+    /// The trace context of the request that made the change, if it was
+    /// traced: stored with the event (the queue message's `traceparent`
+    /// and `tracestate`), so that its delivery continues that trace.
+    pub trace: Option<TraceContext>,
 }
 
 /// A put of metadata.
@@ -285,10 +293,19 @@ fn enqueue_events(
             .into());
         }
         tx.prepare_cached(
-            "INSERT INTO queue_messages (tenant, queue, id, type, content_type, grp, body, published_at_ms, visible_at_ms) \
-             VALUES (?1, ?2, ?3, ?4, 'application/json', NULL, ?5, ?6, ?6)",
+            "INSERT INTO queue_messages (tenant, queue, id, type, content_type, grp, body, published_at_ms, visible_at_ms, traceparent, tracestate) \
+             VALUES (?1, ?2, ?3, ?4, 'application/json', NULL, ?5, ?6, ?6, ?7, ?8)",
         )?
-        .execute(params![tenant, e.queue, e.id, e.event_type, e.body, to_i64(now_ms)])?;
+        .execute(params![
+            tenant,
+            e.queue,
+            e.id,
+            e.event_type,
+            e.body,
+            to_i64(now_ms),
+            e.trace.as_ref().map(TraceContext::traceparent),
+            e.trace.as_ref().and_then(TraceContext::tracestate)
+        ])?;
         added = added.saturating_add(e.body.len() as u64);
     }
     if added > 0 {
@@ -1033,6 +1050,7 @@ mod tests {
             id: id.into(),
             event_type: "dev.zerofn.object.created".into(),
             body: b"{}".to_vec(),
+            trace: None,
         };
         let blob = store.object_blob_write(b"x".to_vec()).await.unwrap();
         let new = |key: &str| NewObject {
@@ -1081,5 +1099,91 @@ mod tests {
             store.object_get(&tenant, "b", "k3").await,
             Err(ObjectError::Refused(ObjectRefusal::NoSuchObject { .. }))
         ));
+    }
+
+    /// An event keeps the trace context of the change that made it (the
+    /// message's columns), on a put and on a delete; an event of an
+    /// untraced change has none.
+    #[tokio::test]
+    async fn an_event_keeps_the_trace_context_of_its_change() {
+        const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let (_dir, store, tenant) = fixture().await;
+        let limits = ObjectLimits {
+            max_event_depth: 10,
+            ..LIMITS
+        };
+        let event = |id: &str, trace: Option<TraceContext>| ObjectEventRow {
+            queue: "@bucket/b/f".into(),
+            dead_letter: None,
+            visibility_timeout_ms: 30_000,
+            max_attempts: 3,
+            retention_ms: 86_400_000,
+            id: id.into(),
+            event_type: "dev.zerofn.object.created".into(),
+            body: b"{}".to_vec(),
+            trace,
+        };
+        let blob = store.object_blob_write(b"x".to_vec()).await.unwrap();
+        let new = |key: &str| NewObject {
+            bucket: "b".into(),
+            key: key.into(),
+            blob: blob.clone(),
+            content_type: "text/plain".into(),
+        };
+        let traced = TraceContext::new(TP, Some("vendor=1"));
+        store
+            .object_put(
+                &tenant,
+                new("k"),
+                vec![event("put", traced.clone())],
+                limits,
+                5,
+                "t",
+            )
+            .await
+            .unwrap();
+        store
+            .object_put(
+                &tenant,
+                new("u"),
+                vec![event("untraced", None)],
+                limits,
+                5,
+                "t",
+            )
+            .await
+            .unwrap();
+        let unsampled = TraceContext::new(&TP.replace("-01", "-00"), None);
+        store
+            .object_delete(
+                &tenant,
+                "b",
+                "k",
+                vec![event("delete", unsampled)],
+                10,
+                6,
+                "t",
+            )
+            .await
+            .unwrap();
+        let got: Vec<_> = store
+            .queue_peek(&tenant, "@bucket/b/f", 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.id, m.traceparent, m.tracestate))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "put".to_owned(),
+                    Some(TP.to_owned()),
+                    Some("vendor=1".to_owned())
+                ),
+                ("untraced".to_owned(), None, None),
+                ("delete".to_owned(), Some(TP.replace("-01", "-00")), None),
+            ]
+        );
     }
 }

@@ -92,6 +92,18 @@ impl SpanContext {
         out.push_str(if self.sampled { "-01" } else { "-00" });
         out
     }
+
+    /// This span as the parent of work it causes later, elsewhere (an
+    /// event a write emits): what a delivery reading the stored value back
+    /// continues, sampled as this span is.
+    pub fn as_parent(&self) -> TraceParent {
+        TraceParent {
+            trace_id: self.trace_id,
+            parent_id: self.span_id,
+            flags: u8::from(self.sampled),
+            state: self.state.clone(),
+        }
+    }
 }
 
 /// A handle on a span that others may start children of: the span's

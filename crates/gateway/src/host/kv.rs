@@ -1,10 +1,15 @@
 //! Key-value storage (`wasi:keyvalue`): data addressed as (caller's
 //! tenant, bucket, key). The tenant never comes from the guest, so no
-//! bucket name or key reaches another tenant's data.
+//! bucket name or key reaches another tenant's data. A write's change
+//! records keep the trace context of the platform's `zerofn.kv` span (never
+//! one the guest names), so a change stream's delivery continues the trace
+//! of the request that made the write.
 
 use bytes::Bytes;
 use zerofn_policy::{Permit, RequestContext, Resource, RuntimeAction};
 use zerofn_sandbox::host_interface::{limits, CapabilityError, KvOp, KvOutcome};
+use zerofn_store::{KvWriter, TraceContext};
+use zerofn_telemetry::SpanContext;
 
 use super::InvocationHost;
 
@@ -22,7 +27,14 @@ impl InvocationHost {
     }
 
     /// Decide, record, then perform one key-value operation.
-    pub(super) async fn kv_op(&self, bucket: &str, op: KvOp) -> Result<KvOutcome, CapabilityError> {
+    /// `trace`: the context of the `zerofn.kv` span making the call (none
+    /// with tracing off), kept with a write's change records.
+    pub(super) async fn kv_op(
+        &self,
+        bucket: &str,
+        op: KvOp,
+        trace: Option<&SpanContext>,
+    ) -> Result<KvOutcome, CapabilityError> {
         let resource = self.bucket(bucket)?;
         let (action, context, verb) = match &op {
             KvOp::Get { key } => (
@@ -61,7 +73,7 @@ impl InvocationHost {
             .authorize(action, resource, context, what)
             .await
             .map_err(|why| CapabilityError::Denied(why.to_string()))?;
-        self.kv_act(&authorized.permit, bucket, op).await
+        self.kv_act(&authorized.permit, bucket, op, trace).await
     }
 
     /// Perform an authorized key-value operation on the caller's tenant's
@@ -71,11 +83,17 @@ impl InvocationHost {
         _permit: &Permit,
         bucket: &str,
         op: KvOp,
+        trace: Option<&SpanContext>,
     ) -> Result<KvOutcome, CapabilityError> {
         let store = &self.services.store;
         let tenant = &self.manifest().tenant;
-        // Who wrote a change, as its change-stream records name it.
-        let writer = format!("function:{}", self.name());
+        // Who wrote a change, as its change-stream records name it, and the
+        // span that wrote it: the change's deliveries continue this trace
+        // (made only for writes; reads record nothing).
+        let writer = || {
+            KvWriter::new(&format!("function:{}", self.name()))
+                .traced(trace.and_then(|c| TraceContext::new(&c.traceparent(), c.state.as_deref())))
+        };
         let failed = |e: zerofn_store::StoreError| {
             if let zerofn_store::StoreError::KvStreamBacklog { .. } = e {
                 // The tenant's own subscriber is behind: the guest learns why
@@ -101,14 +119,14 @@ impl InvocationHost {
             ),
             KvOp::Set { key, value } => {
                 store
-                    .kv_set(tenant, bucket, &key, value.to_vec(), &writer)
+                    .kv_set(tenant, bucket, &key, value.to_vec(), writer())
                     .await
                     .map_err(failed)?;
                 KvOutcome::Done
             }
             KvOp::Delete { key } => {
                 store
-                    .kv_delete(tenant, bucket, &key, &writer)
+                    .kv_delete(tenant, bucket, &key, writer())
                     .await
                     .map_err(failed)?;
                 KvOutcome::Done
@@ -122,7 +140,7 @@ impl InvocationHost {
             }
             KvOp::Increment { key, delta } => {
                 match store
-                    .kv_increment(tenant, bucket, &key, delta, &writer)
+                    .kv_increment(tenant, bucket, &key, delta, writer())
                     .await
                     .map_err(failed)?
                 {

@@ -54,7 +54,7 @@ use zerofn_sandbox::host_interface::{
 };
 use zerofn_sandbox::LoadedFunction;
 use zerofn_store::Store;
-use zerofn_telemetry::{Span, SpanKind, TraceHandle};
+use zerofn_telemetry::{Span, SpanContext, SpanKind, TraceHandle};
 
 use zerofn_types::InvocationId;
 
@@ -445,7 +445,9 @@ impl HostCapabilities for InvocationHost {
             if span.is_recording() {
                 span.set("zerofn.kv.bucket", bucket.to_owned());
             }
-            let result = self.kv_op(bucket, op).await;
+            // A write's change records carry this span's context: their
+            // deliveries are its children (`kv.rs`).
+            let result = self.kv_op(bucket, op, span.context()).await;
             if result.is_err() {
                 span.fail("refused");
             }
@@ -515,7 +517,10 @@ impl HostCapabilities for InvocationHost {
                             crate::trace::method_name(request.method()),
                         );
                     }
-                    (span, Ok(self.object(request).await))
+                    // A change's events carry this span's context: their
+                    // deliveries are its children (`objects.rs`).
+                    let trace = span.context().map(SpanContext::as_parent);
+                    (span, Ok(self.object(request, trace.as_ref()).await))
                 }
                 Destination::Function { tenant, name } => {
                     // A CLIENT span; the callee's SERVER span is its child.

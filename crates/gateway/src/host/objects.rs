@@ -16,6 +16,8 @@
 //! capability, then handed to the platform's object storage
 //! ([`ObjectHost`]), which checks the key and size, records the change and
 //! commits it durably (emitting its bucket events) before the guest's answer.
+//! The events keep the trace context of the platform's `zerofn.object` span
+//! of the call, so their deliveries continue the request's trace.
 //!
 //! # Trust
 //! Trusts nothing in the request: the path is split once here, the bucket
@@ -26,6 +28,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use serde_json::json;
 use zerofn_policy::{RequestContext, Resource, RuntimeAction};
+use zerofn_telemetry::TraceParent;
 use zerofn_types::TenantName;
 
 use super::InvocationHost;
@@ -64,7 +67,10 @@ pub trait ObjectHost: Send + Sync + 'static {
         bucket: &'a str,
         key: &'a str,
     ) -> ObjectFuture<'a, FunctionObject>;
-    /// Stores the object; answers its digest once durable.
+    /// Stores the object; answers its digest once durable. `trace` is the
+    /// context of the platform's span of the call (none with tracing off):
+    /// the change's events continue it.
+    #[allow(clippy::too_many_arguments)]
     fn put<'a>(
         &'a self,
         actor: &'a str,
@@ -73,6 +79,7 @@ pub trait ObjectHost: Send + Sync + 'static {
         key: &'a str,
         content_type: Option<String>,
         data: Bytes,
+        trace: Option<&'a TraceParent>,
     ) -> ObjectFuture<'a, String>;
     fn delete<'a>(
         &'a self,
@@ -80,12 +87,19 @@ pub trait ObjectHost: Send + Sync + 'static {
         tenant: &'a TenantName,
         bucket: &'a str,
         key: &'a str,
+        trace: Option<&'a TraceParent>,
     ) -> ObjectFuture<'a, ()>;
 }
 
 impl InvocationHost {
     /// `GET|PUT|DELETE /<bucket>/<key>` on the objects host: decide, record, act.
-    pub(super) async fn object(&self, request: Request<Bytes>) -> Response<Bytes> {
+    /// `trace`: the context of the `zerofn.object` span of the call (never
+    /// a `traceparent` the guest sent), kept with the change's events.
+    pub(super) async fn object(
+        &self,
+        request: Request<Bytes>,
+        trace: Option<&TraceParent>,
+    ) -> Response<Bytes> {
         let answer = |status: StatusCode, kind: &str, message: &str| {
             crate::errors::error_response(status, kind, message, Some(&self.invocation_id))
         };
@@ -185,6 +199,7 @@ impl InvocationHost {
                     key,
                     content_type,
                     request.body().clone(),
+                    trace,
                 )
                 .await
                 .map(|digest| {
@@ -195,11 +210,14 @@ impl InvocationHost {
                             json!({"bucket": bucket, "key": key, "digest": digest}).to_string(),
                         ))
                 }),
-            _ => objects.delete(&actor, tenant, bucket, key).await.map(|()| {
-                Response::builder()
-                    .status(StatusCode::NO_CONTENT)
-                    .body(Bytes::new())
-            }),
+            _ => objects
+                .delete(&actor, tenant, bucket, key, trace)
+                .await
+                .map(|()| {
+                    Response::builder()
+                        .status(StatusCode::NO_CONTENT)
+                        .body(Bytes::new())
+                }),
         };
         match result {
             // Stored content types are header values (checked at put); should

@@ -3,7 +3,9 @@
 //! which checks, bounds and audits every operation. Authorization is the
 //! route table's: listing is `tenant.read`, reading an object's bytes is the
 //! tenant's `audit.read` (tenant data, as a queue peek), changing is
-//! `tenant.manage` (as a queue publish).
+//! `tenant.manage` (as a queue publish). A change's events keep the
+//! caller's valid `traceparent` (their deliveries continue its trace); an
+//! invalid one is ignored, never a refusal.
 
 use base64::Engine as _;
 use http::StatusCode;
@@ -146,6 +148,7 @@ impl Api {
                 c.param("key_path")?,
                 data,
                 req.content_type.as_deref(),
+                trace(&c).as_ref(),
             )
             .await?;
         Ok((StatusCode::OK, to_value(info(row))))
@@ -173,8 +176,17 @@ impl Api {
                 &c.tenant()?,
                 c.param("bucket")?,
                 c.param("key_path")?,
+                trace(&c).as_ref(),
             )
             .await?;
         Ok((StatusCode::OK, to_value(info(row))))
     }
+}
+
+/// The caller's trace context (its `traceparent` and `tracestate`
+/// headers, read strictly): the change's events continue the caller's
+/// trace. An invalid one is no context (the events start new traces),
+/// never a refusal.
+fn trace(c: &Call<'_>) -> Option<zerofn_telemetry::TraceParent> {
+    zerofn_telemetry::TraceParent::from_values(c.traceparent?, c.tracestate)
 }

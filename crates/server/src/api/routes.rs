@@ -59,7 +59,8 @@ pub(super) struct Call<'a> {
     pub(super) query: Option<&'a str>,
     pub(super) body: &'a [u8],
     /// The request's `traceparent` and `tracestate` headers as text, unchecked
-    /// (a queue publish stores the publisher's context after its own check).
+    /// (a queue publish stores the publisher's context, an object change its
+    /// events' context, each after its own check).
     pub(super) traceparent: Option<&'a str>,
     pub(super) tracestate: Option<&'a str>,
 }

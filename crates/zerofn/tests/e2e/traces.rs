@@ -22,6 +22,8 @@ use crate::Setup;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
+/// Another caller's trace.
+const API_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 
 /// Read one HTTP/1.1 request (head and a `content-length` body) from `s`.
 fn read_request(s: &mut std::net::TcpStream) -> Option<(String, Vec<u8>)> {
@@ -573,5 +575,201 @@ fn a_queue_delivery_continues_the_trace_of_the_messages_producer() {
     assert!(
         fresh.starts_with("00-") && !fresh.contains(TRACE) && fresh.ends_with("-00"),
         "a new, unsampled trace: {fresh}"
+    );
+}
+
+/// Issue 18: an object event and a key-value change continue the trace of the
+/// request whose write made them. A traced request to a function that writes an
+/// object (`fetch-c` through `objects.fn.internal`) and one to a function that
+/// writes a key (`kv-c`): each bound function's delivery span is in the caller's
+/// trace, the child of the writer's `zerofn.object` / `zerofn.kv` span, and the
+/// function gets that span as `ce-traceparent`. A control API put with a
+/// `traceparent` continues the caller's span; one without is outside any trace:
+/// its event carries none, and with new traces not sampled its delivery records
+/// no span.
+#[test]
+fn object_and_kv_change_deliveries_continue_the_trace_of_the_write() {
+    let otlp = receiver();
+    let s = Setup::with_args(&[
+        "--otlp-endpoint",
+        &otlp.url,
+        "--otlp-sample-ratio",
+        "0",
+        "--otlp-sample-min-per-second",
+        "0",
+    ]);
+    s.deploy(
+        "objwriter",
+        "fetch-c",
+        &["/objwriter"],
+        "[permissions]\nbuckets = [\"uploads:read-write\"]\n",
+    );
+    s.deploy(
+        "kvwriter",
+        "kv-c",
+        &["/kvwriter/..."],
+        "[permissions]\nkv = [\"orders:read-write\"]\n",
+    );
+    s.deploy(
+        "on-object",
+        "event-c",
+        &["/on-object"],
+        "[[triggers]]\nbucket = \"uploads\"\n",
+    );
+    s.deploy(
+        "on-kv",
+        "event-c",
+        &["/on-kv"],
+        "[[triggers]]\nkv = \"orders\"\n",
+    );
+    let traceparent = format!("00-{TRACE}-{PARENT}-01");
+    let r = http(
+        &s.platform.gateway,
+        "POST",
+        "/objwriter",
+        &[("traceparent", &traceparent)],
+        b"POST http://objects.fn.internal/uploads/traced.txt",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = http(
+        &s.platform.gateway,
+        "PUT",
+        "/kvwriter/orders/cart",
+        &[("traceparent", &traceparent)],
+        b"one",
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    ok(s.platform.cli(&[
+        "object",
+        "put",
+        "acme",
+        "uploads",
+        "plain.txt",
+        "--data",
+        "x",
+    ]));
+    // A control API put in a caller's trace: its event continues the caller's span.
+    let api_parent = format!("00-{API_TRACE}-{PARENT}-01");
+    let token = std::fs::read_to_string(s.platform.data_dir.join("operator-token")).unwrap();
+    let auth = format!("Bearer {}", token.trim());
+    let r = http(
+        &s.platform.api,
+        "PUT",
+        "/v1/tenants/acme/buckets/uploads/objects/api.txt",
+        &[("Authorization", &auth), ("traceparent", &api_parent)],
+        br#"{"data":"eA=="}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let in_trace = |spans: &[Span], name: &str, trace: &str| -> Vec<Span> {
+        spans
+            .iter()
+            .filter(|s| s.name == name && hex::encode(&s.trace_id) == trace)
+            .cloned()
+            .collect()
+    };
+    let spans = otlp.wait("the deliveries' spans", |spans| {
+        ["invoke acme/on-object", "invoke acme/on-kv"]
+            .iter()
+            .all(|n| !in_trace(spans, n, TRACE).is_empty())
+            && !in_trace(spans, "invoke acme/on-object", API_TRACE).is_empty()
+    });
+    let api_delivery = in_trace(&spans, "invoke acme/on-object", API_TRACE);
+    assert_eq!(api_delivery.len(), 1);
+    assert_eq!(hex::encode(&api_delivery[0].parent_span_id), PARENT);
+    assert_eq!(
+        named(&spans, "invoke acme/on-object").len(),
+        2,
+        "the untraced put's delivery (a new trace, not sampled) is not recorded"
+    );
+    for (delivery, writer, writer_span) in [
+        (
+            "invoke acme/on-object",
+            "invoke acme/objwriter",
+            "zerofn.object",
+        ),
+        ("invoke acme/on-kv", "invoke acme/kvwriter", "zerofn.kv"),
+    ] {
+        let deliveries = in_trace(&spans, delivery, TRACE);
+        assert_eq!(
+            deliveries.len(),
+            1,
+            "only the traced write's delivery is recorded: {delivery}"
+        );
+        let delivery_span = &deliveries[0];
+        assert_eq!(hex::encode(&delivery_span.trace_id), TRACE, "{delivery}");
+        let parent = spans
+            .iter()
+            .find(|s| s.span_id == delivery_span.parent_span_id)
+            .unwrap_or_else(|| panic!("the parent of {delivery}"));
+        assert_eq!(parent.name, writer_span, "{delivery}");
+        assert_eq!(hex::encode(&parent.trace_id), TRACE);
+        // The writer's span is the platform's, under the writer's guest span,
+        // under the caller's span.
+        let guest = spans
+            .iter()
+            .find(|s| s.span_id == parent.parent_span_id)
+            .expect("the writer span's parent");
+        assert_eq!(guest.name, "zerofn.guest");
+        let server = spans
+            .iter()
+            .find(|s| s.span_id == guest.parent_span_id)
+            .expect("the guest span's parent");
+        assert_eq!(server.name, writer);
+        assert_eq!(hex::encode(&server.parent_span_id), PARENT);
+        assert_eq!(text(delivery_span, "faas.trigger"), "pubsub");
+    }
+
+    // The functions get the writer's span as the CloudEvents attribute; the
+    // untraced put's event carries none.
+    let wait_lines = |function: &str, n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = ok(s.platform.cli(&["logs", "acme", function, "--json"]));
+            let lines: Vec<String> = out
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter_map(|v| v["line"].as_str().map(str::to_owned))
+                .filter(|l| l.starts_with("event "))
+                .collect();
+            if lines.len() >= n || Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let writer_span = |name: &str| {
+        let span = named(&spans, name)[0];
+        format!("00-{TRACE}-{}-01", hex::encode(&span.span_id))
+    };
+    let objects = wait_lines("on-object", 3);
+    let api = objects
+        .iter()
+        .find(|l| event_field(l, "subject") == "api.txt")
+        .expect("the control API put's event was delivered");
+    assert_eq!(event_field(api, "traceparent"), api_parent);
+    let traced = objects
+        .iter()
+        .find(|l| event_field(l, "subject") == "traced.txt")
+        .expect("the traced put's event was delivered");
+    assert_eq!(
+        event_field(traced, "traceparent"),
+        writer_span("zerofn.object")
+    );
+    let plain = objects
+        .iter()
+        .find(|l| event_field(l, "subject") == "plain.txt")
+        .expect("the untraced put's event was delivered");
+    assert_eq!(event_field(plain, "traceparent"), "-", "{plain}");
+    let fresh = event_field(plain, "http-traceparent");
+    assert!(
+        fresh.starts_with("00-") && !fresh.contains(TRACE) && fresh.ends_with("-00"),
+        "a new, unsampled trace: {fresh}"
+    );
+    let changes = wait_lines("on-kv", 1);
+    assert_eq!(
+        event_field(&changes[0], "traceparent"),
+        writer_span("zerofn.kv"),
+        "{changes:?}"
     );
 }
