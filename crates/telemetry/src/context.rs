@@ -33,7 +33,7 @@ pub struct SpanId([u8; 8]);
 
 impl TraceId {
     /// A random trace id (W3C §3.2.2.3 asks for random ids), from this
-    /// thread's CSPRNG (see [`TRACE_IDS`]); never all zero.
+    /// thread's ChaCha20 CSPRNG keyed from the OS (`TRACE_IDS`); never all zero.
     pub fn random() -> TraceId {
         let mut b = [0u8; 16];
         loop {
