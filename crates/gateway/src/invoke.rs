@@ -1259,10 +1259,13 @@ mod event_tests {
         r
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn only_the_bound_source_may_deliver() {
-        let dir = tempfile::tempdir().unwrap();
-        let sandbox = Arc::new(Sandbox::new(SandboxConfig::new(dir.path().join("cache"))).unwrap());
+    /// A gateway serving `acme/worker` (hello-c, bound to queue `orders`),
+    /// with `tracer`, and its store.
+    fn worker_gateway(
+        dir: &std::path::Path,
+        tracer: zerofn_telemetry::Tracer,
+    ) -> (Arc<Gateway>, Store) {
+        let sandbox = Arc::new(Sandbox::new(SandboxConfig::new(dir.join("cache"))).unwrap());
         let key = SigningKey::generate();
         let component = zerofn_testkit::guest("hello-c");
         let bundle = sign_artifact(&component, &key).unwrap();
@@ -1285,7 +1288,7 @@ mod event_tests {
         let policies = Policies::default();
         policies.replace(builder.build().unwrap());
         routes.install_all(vec![function]);
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir).unwrap();
         let audit = AuditLog::open(&store).unwrap();
         let gateway = Gateway::new(
             routes,
@@ -1297,7 +1300,7 @@ mod event_tests {
                 publisher: None,
                 objects: None,
                 mtls: Default::default(),
-                tracer: Default::default(),
+                tracer,
                 policies,
                 store: store.clone(),
                 identity: Arc::new(NoIdentities),
@@ -1311,6 +1314,13 @@ mod event_tests {
             },
         );
 
+        (gateway, store)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_the_bound_source_may_deliver() {
+        let dir = tempfile::tempdir().unwrap();
+        let (gateway, store) = worker_gateway(dir.path(), Default::default());
         let ok = gateway
             .invoke_event("acme", "worker", event("queue/orders", "e-1"), request())
             .await;
@@ -1353,5 +1363,74 @@ mod event_tests {
         assert_eq!(detail["caller"]["event_id"], "e-1", "{detail}");
         assert_eq!(detail["caller"]["attempt"], 2, "{detail}");
         assert_eq!(invokes.iter().filter(|r| r.decision == "deny").count(), 5);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_record_of_an_unsampled_trace_names_its_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        // Nothing is sampled: what is checked is the unrecorded path.
+        let (tracer, _exporter) = zerofn_telemetry::Tracer::start(
+            zerofn_telemetry::OtlpConfig::new("http://127.0.0.1:9", 0.0)
+                .unwrap()
+                .with_min_per_second(0),
+            shutdown,
+        )
+        .unwrap();
+        let (gateway, store) = worker_gateway(dir.path(), tracer);
+        const PRODUCER: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let mut traced = request();
+        traced.headers_mut().insert(
+            crate::trace::EVENT_TRACEPARENT,
+            format!("00-{PRODUCER}-00f067aa0ba902b7-00")
+                .parse()
+                .unwrap(),
+        );
+        let ok = gateway
+            .invoke_event("acme", "worker", event("queue/orders", "e-1"), traced)
+            .await;
+        assert_eq!(ok.status(), 200, "{:?}", ok.body());
+        // Refusals: by policy (a source it is not bound to) and on the
+        // public path (the worker takes no HTTP callers).
+        let denied = gateway
+            .invoke_event("acme", "worker", event("queue/other", "e-2"), request())
+            .await;
+        assert_eq!(denied.status(), 403);
+        let public = gateway
+            .handle(
+                http::Request::get("http://x/worker")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(public.status(), 403);
+
+        let rows = store.audit_tail(20).await.unwrap();
+        let invokes: Vec<_> = rows.iter().filter(|r| r.action == "invoke").collect();
+        assert_eq!(invokes.len(), 3, "{invokes:?}");
+        let mut ids = std::collections::HashSet::new();
+        for r in &invokes {
+            let detail: serde_json::Value =
+                serde_json::from_str(r.detail.as_deref().unwrap()).unwrap();
+            let id = detail[crate::trace::TRACE_ID_FIELD]
+                .as_str()
+                .unwrap_or_default();
+            assert_eq!(
+                id.len(),
+                32,
+                "{} record without a trace id: {detail}",
+                r.decision
+            );
+            assert!(
+                id.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
+                "{id}"
+            );
+            assert_ne!(id, "0".repeat(32));
+            ids.insert(id.to_owned());
+            if r.decision == "allow" {
+                assert_eq!(id, PRODUCER, "the delivery continues the producer's trace");
+            }
+        }
+        assert_eq!(ids.len(), 3, "each new trace has its own id");
     }
 }
