@@ -37,6 +37,7 @@ use zerofn_authn::{Accepts, AuthnError, CertificateRefusal, Credential, Verified
 use zerofn_listener::PeerCertificateChain;
 use zerofn_policy::InvokeSource;
 use zerofn_sandbox::LoadedFunction;
+use zerofn_telemetry::TraceId;
 use zerofn_types::InvocationId;
 
 use crate::caller::Caller;
@@ -77,7 +78,8 @@ fn now_unix() -> i64 {
 
 impl Gateway {
     /// Who is calling `function`: a verified caller, a public one, or the (recorded)
-    /// refusal to answer with.
+    /// refusal to answer with (its record names `trace_id`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn authenticate(
         &self,
         function: &LoadedFunction,
@@ -85,6 +87,7 @@ impl Gateway {
         chain: Option<&PeerCertificateChain>,
         ip: Option<IpAddr>,
         id: &InvocationId,
+        trace_id: Option<TraceId>,
         started: Instant,
     ) -> Result<Caller, Response<Bytes>> {
         let (accepts, public, mtls) = accepted(function);
@@ -101,6 +104,7 @@ impl Gateway {
                         Some(ip),
                         record,
                         id,
+                        trace_id,
                         StatusCode::TOO_MANY_REQUESTS,
                         "rate_limited",
                         "too many failed authentications from this address; retry later",
@@ -132,7 +136,7 @@ impl Gateway {
                 Err(refusal @ CertificateRefusal::Untrusted) => untrusted = Some(refusal),
                 Err(refusal) => {
                     return Err(self
-                        .certificate_refused(function, ip, id, started, &refusal)
+                        .certificate_refused(function, ip, id, trace_id, started, &refusal)
                         .await)
                 }
             }
@@ -203,6 +207,7 @@ impl Gateway {
                         ip,
                         record,
                         id,
+                        trace_id,
                         StatusCode::UNAUTHORIZED,
                         "unauthenticated",
                         &error.to_string(),
@@ -233,6 +238,7 @@ impl Gateway {
         function: &LoadedFunction,
         ip: Option<IpAddr>,
         id: &InvocationId,
+        trace_id: Option<TraceId>,
         started: Instant,
         refusal: &CertificateRefusal,
     ) -> Response<Bytes> {
@@ -249,6 +255,7 @@ impl Gateway {
             ip,
             record,
             id,
+            trace_id,
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
             &refusal.to_string(),

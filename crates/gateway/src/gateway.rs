@@ -299,22 +299,12 @@ impl Gateway {
         } else {
             zerofn_telemetry::Span::none()
         };
-        // Only a traced invocation is wrapped in its trace's scope, and on
-        // the heap: the wrapper would otherwise make this future (which the
-        // connection moves) larger for every request, traced or not.
-        let mut resp = match trace.context().map(|c| c.trace_id) {
-            Some(trace_id) => {
-                Box::pin(tracing::Instrument::instrument(
-                    crate::trace::scoped(trace_id, self.invoke(req, &invocation_id, &mut trace)),
-                    span,
-                ))
-                .await
-            }
-            None => {
-                tracing::Instrument::instrument(self.invoke(req, &invocation_id, &mut trace), span)
-                    .await
-            }
-        };
+        // The trace id reaches the invocation's audit records through
+        // `trace` itself (`crate::trace::trace_id`), so a request, sampled
+        // or not, runs the same future as with tracing off.
+        let mut resp =
+            tracing::Instrument::instrument(self.invoke(req, &invocation_id, &mut trace), span)
+                .await;
         crate::trace::status(&mut trace, resp.status());
         if let Ok(v) = HeaderValue::from_str(invocation_id.as_str()) {
             resp.headers_mut().insert(INVOCATION_HEADER, v);

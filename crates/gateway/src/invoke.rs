@@ -23,7 +23,7 @@ use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome};
 use zerofn_listener::{PeerAddr, PeerCertificateChain, RefusalStreak};
 use zerofn_policy::{Decision, Permit, RequestContext, Resource, RuntimeAction, RuntimeRequest};
 use zerofn_sandbox::{InvokeOptions, LoadedFunction, Phases};
-use zerofn_telemetry::{Span, SpanKind};
+use zerofn_telemetry::{Span, SpanKind, TraceId};
 
 use zerofn_types::InvocationId;
 
@@ -47,6 +47,7 @@ impl Gateway {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let started = Instant::now();
+        let trace_id = crate::trace::trace_id(trace);
         let ip = req.extensions().get::<PeerAddr>().map(PeerAddr::ip);
         let table = self.routes().snapshot();
         let Some(function) = table.lookup(req.uri().path()).cloned() else {
@@ -64,6 +65,7 @@ impl Gateway {
                     ip,
                     record,
                     id,
+                    trace_id,
                     StatusCode::NOT_FOUND,
                     "no_route",
                     "no function is deployed on this path",
@@ -86,7 +88,15 @@ impl Gateway {
         // Who is calling, proved from the head (`authn.rs`).
         let mut authn_span = trace.child("zerofn.authenticate", SpanKind::Internal);
         let caller = match self
-            .authenticate(&function, &parts.headers, chain.as_ref(), ip, id, started)
+            .authenticate(
+                &function,
+                &parts.headers,
+                chain.as_ref(),
+                ip,
+                id,
+                trace_id,
+                started,
+            )
             .await
         {
             Ok(caller) => caller,
@@ -107,8 +117,15 @@ impl Gateway {
                 .permissions
                 .pass_authorization,
         );
-        let mut unrecorded =
-            Unrecorded::new(self.audit().clone(), &function, id, &caller, 0, started);
+        let mut unrecorded = Unrecorded::new(
+            self.audit().clone(),
+            &function,
+            id,
+            trace_id,
+            &caller,
+            0,
+            started,
+        );
 
         // Decide from the head: an unauthorised caller is refused before
         // a byte of its body is read.
@@ -138,6 +155,7 @@ impl Gateway {
                         ip,
                         record,
                         id,
+                        trace_id,
                         StatusCode::FORBIDDEN,
                         "invoke_denied",
                         &message,
@@ -159,7 +177,15 @@ impl Gateway {
             Err(refusal) => {
                 unrecorded.disarm();
                 let resp = self
-                    .limit_refused(&function, &caller, id, started, refusal, invoke_decision)
+                    .limit_refused(
+                        &function,
+                        &caller,
+                        id,
+                        trace_id,
+                        started,
+                        refusal,
+                        invoke_decision,
+                    )
                     .await;
                 // Recorded already; a client that hangs up during the
                 // pause loses only the answer.
@@ -189,6 +215,7 @@ impl Gateway {
                     &function,
                     &caller,
                     id,
+                    trace_id,
                     started,
                     &invalid,
                     invoke_decision,
@@ -229,7 +256,9 @@ impl Gateway {
                 let (status, kind, reason, message) = error.describe(max_body);
                 let record = invoke_record(&function, id, started, Outcome::Deny, status.as_u16())
                     .reason(reason);
-                return self.refuse(ip, record, id, status, kind, &message).await;
+                return self
+                    .refuse(ip, record, id, trace_id, status, kind, &message)
+                    .await;
             }
         };
         // The body against the function's body schema, before the function
@@ -258,7 +287,9 @@ impl Gateway {
             if let Err(invalid) = checked {
                 let decision = unrecorded.disarm_decision().unwrap_or_default();
                 return self
-                    .refuse_invalid(ip, &function, &caller, id, started, &invalid, decision)
+                    .refuse_invalid(
+                        ip, &function, &caller, id, trace_id, started, &invalid, decision,
+                    )
                     .await;
             }
         }
@@ -304,16 +335,7 @@ impl Gateway {
                 None,
             );
         }
-        let resp = match trace.context().map(|c| c.trace_id) {
-            Some(trace_id) => {
-                Box::pin(crate::trace::scoped(
-                    trace_id,
-                    self.invoke_function_traced(call, &mut trace),
-                ))
-                .await
-            }
-            None => self.invoke_function_traced(call, &mut trace).await,
-        };
+        let resp = self.invoke_function_traced(call, &mut trace).await;
         crate::trace::status(&mut trace, resp.status());
         resp
     }
@@ -334,6 +356,7 @@ impl Gateway {
         } = call;
         let started = Instant::now();
         let id = InvocationId::new();
+        let trace_id = crate::trace::trace_id(trace);
         crate::trace::routed(
             trace,
             &function,
@@ -355,6 +378,7 @@ impl Gateway {
             self.audit().clone(),
             &function,
             &id,
+            trace_id,
             &caller,
             depth,
             started,
@@ -382,6 +406,7 @@ impl Gateway {
                 None,
                 record,
                 &id,
+                trace_id,
                 StatusCode::FORBIDDEN,
                 "invoke_denied",
                 &message,
@@ -399,7 +424,8 @@ impl Gateway {
                     "depth": depth,
                     "decisions": [invoke_decision],
                 }));
-            self.refuse(None, record, &id, status, kind, &message).await
+            self.refuse(None, record, &id, trace_id, status, kind, &message)
+                .await
         } else if let Decision::Allow(permit) = &decision {
             unrecorded.decided(invoke_decision);
             self.run(
@@ -449,19 +475,9 @@ impl Gateway {
             None
         };
         let mut trace = self.tracer().server_span("invoke", parent);
-        let resp = match trace.context().map(|c| c.trace_id) {
-            Some(trace_id) => {
-                Box::pin(crate::trace::scoped(
-                    trace_id,
-                    self.invoke_event_traced(tenant, name, caller, request, &mut trace),
-                ))
-                .await
-            }
-            None => {
-                self.invoke_event_traced(tenant, name, caller, request, &mut trace)
-                    .await
-            }
-        };
+        let resp = self
+            .invoke_event_traced(tenant, name, caller, request, &mut trace)
+            .await;
         crate::trace::status(&mut trace, resp.status());
         resp
     }
@@ -476,6 +492,7 @@ impl Gateway {
     ) -> Response<Bytes> {
         let started = Instant::now();
         let id = InvocationId::new();
+        let trace_id = crate::trace::trace_id(trace);
         let table = self.routes().snapshot();
         let Some(function) = table.function(tenant, name).cloned() else {
             // Undeployed since the binding was read: nothing ran, nothing to
@@ -514,8 +531,15 @@ impl Gateway {
         if let Ok(v) = HeaderValue::from_str(id.as_str()) {
             request.headers_mut().insert(INVOCATION_HEADER, v);
         }
-        let mut unrecorded =
-            Unrecorded::new(self.audit().clone(), &function, &id, &caller, 0, started);
+        let mut unrecorded = Unrecorded::new(
+            self.audit().clone(),
+            &function,
+            &id,
+            trace_id,
+            &caller,
+            0,
+            started,
+        );
         let (decision, invoke_decision) = self.decide_traced(
             trace,
             &function,
@@ -542,6 +566,7 @@ impl Gateway {
                         None,
                         record,
                         &id,
+                        trace_id,
                         StatusCode::FORBIDDEN,
                         "invoke_denied",
                         &message,
@@ -554,7 +579,15 @@ impl Gateway {
             Err(refusal) => {
                 unrecorded.disarm();
                 return self
-                    .limit_refused(&function, &caller, &id, started, refusal, invoke_decision)
+                    .limit_refused(
+                        &function,
+                        &caller,
+                        &id,
+                        trace_id,
+                        started,
+                        refusal,
+                        invoke_decision,
+                    )
                     .await;
             }
         };
@@ -569,7 +602,9 @@ impl Gateway {
                     "depth": 0,
                     "decisions": [invoke_decision],
                 }));
-            return self.refuse(None, record, &id, status, kind, &message).await;
+            return self
+                .refuse(None, record, &id, trace_id, status, kind, &message)
+                .await;
         }
         // The event's data against its trigger's schema, exactly as a body
         // against `[schema] body`: a mismatch is refused and recorded before
@@ -599,6 +634,7 @@ impl Gateway {
                         &function,
                         &caller,
                         &id,
+                        trace_id,
                         started,
                         &invalid,
                         invoke_decision,
@@ -799,7 +835,7 @@ impl Gateway {
                 guest.end_at(ended);
             }
         }
-        let trace_id = trace.context().map(|c| c.trace_id);
+        let trace_id = crate::trace::trace_id(trace);
         // Off the request's path: queued for the log writer, never waited for.
         {
             let manifest = function.artifact().manifest();
@@ -850,8 +886,16 @@ impl Gateway {
                 let record = record(Outcome::Error, status.as_u16());
                 // Keep the kind first: it is what the record is about.
                 let record = record.reason(error.kind());
-                self.refuse(None, record, id, status, error.kind(), &error.to_string())
-                    .await
+                self.refuse(
+                    None,
+                    record,
+                    id,
+                    trace_id,
+                    status,
+                    error.kind(),
+                    &error.to_string(),
+                )
+                .await
             }
         }
     }
@@ -861,17 +905,21 @@ impl Gateway {
     /// (`ip`): identical ones from one address are counted into one
     /// record per interval. Without an address (in process, or any other
     /// caller) there is nothing to aggregate by, and the record is
-    /// appended as it is.
+    /// appended as it is. With tracing on the record names the
+    /// invocation's trace (`trace_id`, sampled or not): every refusal
+    /// passes here, so none is left without it.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn refuse(
         &self,
         ip: Option<IpAddr>,
         record: AuditRecord,
         id: &InvocationId,
+        trace_id: Option<TraceId>,
         status: StatusCode,
         kind: &str,
         message: &str,
     ) -> Response<Bytes> {
-        let record = crate::trace::annotate(record);
+        let record = crate::trace::with_trace(record, trace_id);
         let appended = match ip {
             None => self.audit().append(record).await.map(drop),
             Some(ip) => self.refusals().refuse(ip, record).await,
@@ -923,7 +971,7 @@ struct Pending {
     depth: u32,
     started: Instant,
     decision: Option<serde_json::Value>,
-    trace: Option<zerofn_telemetry::TraceId>,
+    trace: Option<TraceId>,
 }
 
 impl Unrecorded {
@@ -931,6 +979,7 @@ impl Unrecorded {
         audit: AuditLog,
         function: &Arc<LoadedFunction>,
         id: &InvocationId,
+        trace: Option<TraceId>,
         caller: &Caller,
         depth: u32,
         started: Instant,
@@ -944,7 +993,7 @@ impl Unrecorded {
                 depth,
                 started,
                 decision: None,
-                trace: crate::trace::current(),
+                trace,
             }),
         }
     }
@@ -1210,10 +1259,13 @@ mod event_tests {
         r
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn only_the_bound_source_may_deliver() {
-        let dir = tempfile::tempdir().unwrap();
-        let sandbox = Arc::new(Sandbox::new(SandboxConfig::new(dir.path().join("cache"))).unwrap());
+    /// A gateway serving `acme/worker` (hello-c, bound to queue `orders`),
+    /// with `tracer`, and its store.
+    fn worker_gateway(
+        dir: &std::path::Path,
+        tracer: zerofn_telemetry::Tracer,
+    ) -> (Arc<Gateway>, Store) {
+        let sandbox = Arc::new(Sandbox::new(SandboxConfig::new(dir.join("cache"))).unwrap());
         let key = SigningKey::generate();
         let component = zerofn_testkit::guest("hello-c");
         let bundle = sign_artifact(&component, &key).unwrap();
@@ -1236,7 +1288,7 @@ mod event_tests {
         let policies = Policies::default();
         policies.replace(builder.build().unwrap());
         routes.install_all(vec![function]);
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir).unwrap();
         let audit = AuditLog::open(&store).unwrap();
         let gateway = Gateway::new(
             routes,
@@ -1248,7 +1300,7 @@ mod event_tests {
                 publisher: None,
                 objects: None,
                 mtls: Default::default(),
-                tracer: Default::default(),
+                tracer,
                 policies,
                 store: store.clone(),
                 identity: Arc::new(NoIdentities),
@@ -1262,6 +1314,13 @@ mod event_tests {
             },
         );
 
+        (gateway, store)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_the_bound_source_may_deliver() {
+        let dir = tempfile::tempdir().unwrap();
+        let (gateway, store) = worker_gateway(dir.path(), Default::default());
         let ok = gateway
             .invoke_event("acme", "worker", event("queue/orders", "e-1"), request())
             .await;
@@ -1304,5 +1363,74 @@ mod event_tests {
         assert_eq!(detail["caller"]["event_id"], "e-1", "{detail}");
         assert_eq!(detail["caller"]["attempt"], 2, "{detail}");
         assert_eq!(invokes.iter().filter(|r| r.decision == "deny").count(), 5);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_record_of_an_unsampled_trace_names_its_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        // Nothing is sampled: what is checked is the unrecorded path.
+        let (tracer, _exporter) = zerofn_telemetry::Tracer::start(
+            zerofn_telemetry::OtlpConfig::new("http://127.0.0.1:9", 0.0)
+                .unwrap()
+                .with_min_per_second(0),
+            shutdown,
+        )
+        .unwrap();
+        let (gateway, store) = worker_gateway(dir.path(), tracer);
+        const PRODUCER: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let mut traced = request();
+        traced.headers_mut().insert(
+            crate::trace::EVENT_TRACEPARENT,
+            format!("00-{PRODUCER}-00f067aa0ba902b7-00")
+                .parse()
+                .unwrap(),
+        );
+        let ok = gateway
+            .invoke_event("acme", "worker", event("queue/orders", "e-1"), traced)
+            .await;
+        assert_eq!(ok.status(), 200, "{:?}", ok.body());
+        // Refusals: by policy (a source it is not bound to) and on the
+        // public path (the worker takes no HTTP callers).
+        let denied = gateway
+            .invoke_event("acme", "worker", event("queue/other", "e-2"), request())
+            .await;
+        assert_eq!(denied.status(), 403);
+        let public = gateway
+            .handle(
+                http::Request::get("http://x/worker")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(public.status(), 403);
+
+        let rows = store.audit_tail(20).await.unwrap();
+        let invokes: Vec<_> = rows.iter().filter(|r| r.action == "invoke").collect();
+        assert_eq!(invokes.len(), 3, "{invokes:?}");
+        let mut ids = std::collections::HashSet::new();
+        for r in &invokes {
+            let detail: serde_json::Value =
+                serde_json::from_str(r.detail.as_deref().unwrap()).unwrap();
+            let id = detail[crate::trace::TRACE_ID_FIELD]
+                .as_str()
+                .unwrap_or_default();
+            assert_eq!(
+                id.len(),
+                32,
+                "{} record without a trace id: {detail}",
+                r.decision
+            );
+            assert!(
+                id.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
+                "{id}"
+            );
+            assert_ne!(id, "0".repeat(32));
+            ids.insert(id.to_owned());
+            if r.decision == "allow" {
+                assert_eq!(id, PRODUCER, "the delivery continues the producer's trace");
+            }
+        }
+        assert_eq!(ids.len(), 3, "each new trace has its own id");
     }
 }

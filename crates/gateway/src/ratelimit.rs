@@ -32,6 +32,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use zerofn_audit::Outcome;
 use zerofn_sandbox::LoadedFunction;
+use zerofn_telemetry::TraceId;
 use zerofn_types::InvocationId;
 
 use crate::caller::Caller;
@@ -409,11 +410,13 @@ impl Gateway {
     /// limit), then answer 429 or 503 with `Retry-After`. A public caller's
     /// identical refusals are counted into one record per interval by the
     /// refusal aggregator, so a flood cannot turn into as many audit writes.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn limit_refused(
         &self,
         function: &LoadedFunction,
         caller: &Caller,
         id: &InvocationId,
+        trace_id: Option<TraceId>,
         started: Instant,
         refusal: LimitRefusal,
         invoke_decision: serde_json::Value,
@@ -451,7 +454,9 @@ impl Gateway {
             Caller::Public { ip } | Caller::UntrustedCertificate { ip, .. } => *ip,
             _ => None,
         };
-        let mut resp = self.refuse(ip, record, id, status, kind, &message).await;
+        let mut resp = self
+            .refuse(ip, record, id, trace_id, status, kind, &message)
+            .await;
         if resp.status() == status {
             if let Ok(v) = HeaderValue::from_str(&refusal.retry_after_secs().to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);

@@ -19,9 +19,8 @@
 //! at its first check, and headers are left as the guest wrote them.
 
 use std::borrow::Cow;
-use std::future::Future;
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use zerofn_audit::AuditRecord;
 use zerofn_policy::Decision;
 use zerofn_sandbox::LoadedFunction;
@@ -30,28 +29,21 @@ use zerofn_types::InvocationId;
 
 use crate::caller::Caller;
 
-tokio::task_local! {
-    /// The trace of the invocation this task serves, so every audit record
-    /// of it (refusals included, wherever they are made on the invoke path)
-    /// names the trace without the id threaded through each refusal.
-    static INVOCATION_TRACE: Option<TraceId>;
-}
-
-/// Run `fut` as part of the invocation of `trace` (for its records). Only
-/// traced invocations are run in a scope (outside one, nothing is added).
-pub(crate) async fn scoped<F: Future>(trace: TraceId, fut: F) -> F::Output {
-    INVOCATION_TRACE.scope(Some(trace), fut).await
-}
-
 /// The key of the trace id in an invocation record's detail.
 pub const TRACE_ID_FIELD: &str = "trace_id";
 
-/// `record` with the trace id of the invocation this task serves, if traced.
-pub(crate) fn annotate(record: AuditRecord) -> AuditRecord {
-    match INVOCATION_TRACE.try_with(|t| *t).ok().flatten() {
-        Some(id) => with_trace(record, Some(id)),
-        None => record,
-    }
+/// The trace id of `span`'s trace, if tracing is on (sampled or not): what
+/// the invoke path passes to every place that writes one of the
+/// invocation's audit records.
+///
+/// Why passed, not a task-local: the invocation future would have to run
+/// inside the task-local's scope, and with tracing on every request has a
+/// trace id, so every request paid for a boxed scope around its whole
+/// invocation future (the future moved to the heap, and moved again on
+/// each wrapping) even when nothing was recorded: most of an unrecorded
+/// request's cost (BENCHMARKS.md, "Tracing on and off").
+pub(crate) fn trace_id(span: &Span) -> Option<TraceId> {
+    span.context().map(|c| c.trace_id)
 }
 
 /// `record` with `trace`'s id in its detail.
@@ -60,12 +52,6 @@ pub(crate) fn with_trace(record: AuditRecord, trace: Option<TraceId>) -> AuditRe
         Some(id) => record.detail_field(TRACE_ID_FIELD, id.to_hex().into()),
         None => record,
     }
-}
-
-/// The trace id of the invocation this task serves, if any (for the
-/// record of an invocation dropped before it was recorded).
-pub(crate) fn current() -> Option<TraceId> {
-    INVOCATION_TRACE.try_with(|t| *t).ok().flatten()
 }
 
 /// The CloudEvents distributed-tracing extension's attributes in binary
@@ -83,18 +69,36 @@ pub(crate) fn event_parent(headers: &HeaderMap) -> Option<TraceParent> {
     TraceParent::from_values(text(EVENT_TRACEPARENT)?, text(EVENT_TRACESTATE))
 }
 
+/// The W3C headers as names built once (a `&str` name is parsed on every
+/// use).
+const TRACEPARENT_HEADER: HeaderName = HeaderName::from_static(TRACEPARENT);
+const TRACESTATE_HEADER: HeaderName = HeaderName::from_static(TRACESTATE);
+
 /// Set `ctx` as the `traceparent` (and its `tracestate`) of a request the
-/// platform passes on, replacing whatever was there.
+/// platform passes on, replacing whatever was there. `insert` replaces
+/// every value of the header; the value is printed on the stack.
 pub(crate) fn propagate(ctx: Option<&SpanContext>, headers: &mut HeaderMap) {
     let Some(ctx) = ctx else { return };
-    headers.remove(TRACEPARENT);
-    headers.remove(TRACESTATE);
-    if let Ok(v) = HeaderValue::from_str(&ctx.traceparent()) {
-        headers.insert(TRACEPARENT, v);
+    match HeaderValue::from_bytes(&ctx.traceparent_bytes()) {
+        Ok(v) => {
+            headers.insert(TRACEPARENT_HEADER, v);
+        }
+        // Hex digits and dashes are always a valid value; were it not, no
+        // `traceparent` is better than the guest's.
+        Err(_) => {
+            headers.remove(TRACEPARENT_HEADER);
+        }
     }
-    if let Some(state) = ctx.state.as_deref() {
-        if let Ok(v) = HeaderValue::from_str(state) {
-            headers.insert(TRACESTATE, v);
+    match ctx
+        .state
+        .as_deref()
+        .and_then(|state| HeaderValue::from_str(state).ok())
+    {
+        Some(v) => {
+            headers.insert(TRACESTATE_HEADER, v);
+        }
+        None => {
+            headers.remove(TRACESTATE_HEADER);
         }
     }
 }
@@ -256,16 +260,31 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn records_made_inside_a_traced_invocation_name_its_trace() {
+    #[test]
+    fn records_of_a_traced_invocation_name_its_trace_and_others_do_not() {
         let record = || AuditRecord::new("gateway", Action::Invoke, Outcome::Deny);
         let id = zerofn_telemetry::TraceParent::parse(GUEST_SAYS)
             .unwrap()
             .trace_id;
-        let inside = scoped(id, async { annotate(record()) }).await;
-        let expected = record().detail_field(TRACE_ID_FIELD, id.to_hex().into());
-        assert_eq!(inside, expected);
-        // Outside a traced invocation (or with tracing off) nothing is added.
-        assert_eq!(annotate(record()), record());
+        let traced = with_trace(record(), Some(id));
+        assert_eq!(
+            traced.detail_value().unwrap()[TRACE_ID_FIELD],
+            "11111111111111111111111111111111"
+        );
+        // Untraced (or tracing off): nothing is added.
+        assert_eq!(with_trace(record(), None), record());
+        // An unsampled span still names its trace.
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let (never, _exporter) = Tracer::start(
+            OtlpConfig::new("http://127.0.0.1:9", 0.0)
+                .unwrap()
+                .with_min_per_second(0),
+            shutdown,
+        )
+        .unwrap();
+        let span = never.server_span("r", None);
+        assert!(!span.is_recording());
+        assert_eq!(trace_id(&span), Some(span.context().unwrap().trace_id));
+        assert_eq!(trace_id(&Span::none()), None);
     }
 }

@@ -16,6 +16,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use zerofn_audit::Outcome;
 use zerofn_sandbox::LoadedFunction;
+use zerofn_telemetry::TraceId;
 use zerofn_types::InvocationId;
 use zerofn_validation::{CompiledSchema, Invalid, RequestPart};
 
@@ -98,6 +99,7 @@ impl Gateway {
         function: &LoadedFunction,
         caller: &Caller,
         id: &InvocationId,
+        trace_id: Option<TraceId>,
         started: Instant,
         invalid: &Invalid,
         invoke_decision: serde_json::Value,
@@ -119,6 +121,7 @@ impl Gateway {
                 ip,
                 record,
                 id,
+                trace_id,
                 status,
                 "invalid_request",
                 &invalid.to_string(),

@@ -7,10 +7,12 @@
 //! the traceparent"), and `tracestate` goes with it (§3.3.1.1). Nothing
 //! here panics on any input.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
-use rand_core::{OsRng, RngCore};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{OsRng, RngCore, SeedableRng};
 
 /// The request header carrying the caller's trace and span.
 pub const TRACEPARENT: &str = "traceparent";
@@ -30,11 +32,12 @@ pub struct TraceId([u8; 16]);
 pub struct SpanId([u8; 8]);
 
 impl TraceId {
-    /// A random trace id (W3C §3.2.2.3 asks for random ids).
+    /// A random trace id (W3C §3.2.2.3 asks for random ids), from this
+    /// thread's ChaCha20 CSPRNG keyed from the OS (`TRACE_IDS`); never all zero.
     pub fn random() -> TraceId {
         let mut b = [0u8; 16];
         loop {
-            OsRng.fill_bytes(&mut b);
+            fill_trace_id(&mut b);
             if b != [0; 16] {
                 return TraceId(b);
             }
@@ -45,9 +48,16 @@ impl TraceId {
     }
     /// Its 32 lowercase hex digits.
     pub fn to_hex(&self) -> String {
-        let mut out = String::with_capacity(32);
-        push_hex(&mut out, &self.0);
-        out
+        let mut text = [0u8; 32];
+        encode_hex(&self.0, &mut text);
+        ascii_string(&text)
+    }
+
+    /// Its 32 lowercase hex digits, on the stack.
+    pub(crate) fn hex_bytes(&self) -> [u8; 32] {
+        let mut text = [0u8; 32];
+        encode_hex(&self.0, &mut text);
+        text
     }
     /// The low 8 bytes as a number: what ratio sampling compares (the
     /// random part of the id under W3C Level 2's random flag).
@@ -71,21 +81,81 @@ impl SpanId {
         &self.0
     }
     pub fn to_hex(&self) -> String {
-        let mut out = String::with_capacity(16);
-        push_hex(&mut out, &self.0);
-        out
+        ascii_string(&self.hex_bytes())
+    }
+
+    /// Its 16 lowercase hex digits, on the stack.
+    pub(crate) fn hex_bytes(&self) -> [u8; 16] {
+        let mut text = [0u8; 16];
+        encode_hex(&self.0, &mut text);
+        text
     }
 }
 
-/// Append `bytes` as lowercase hex: what every id's text is made of, on
-/// the request's path (a `traceparent` per request) without the
-/// formatting machinery or an intermediate string.
-pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
-    for b in bytes {
-        for nibble in [b >> 4, b & 0x0f] {
-            out.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
+/// Write `bytes` as lowercase hex into `out` (twice their length; a
+/// shorter `out` gets the digits of the bytes that fit): what every id's
+/// text is made of, on the request's path (a trace id per audit record, a
+/// `traceparent` per request) without the formatting machinery, a `char`
+/// conversion per digit or a growing string.
+pub(crate) fn encode_hex(bytes: &[u8], out: &mut [u8]) {
+    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        if let [hi, lo] = pair {
+            *hi = hex_char(b >> 4);
+            *lo = hex_char(b & 0x0f);
         }
     }
+}
+
+/// The lowercase hex digit of a nibble (`n` < 16).
+fn hex_char(n: u8) -> u8 {
+    if n < 10 {
+        b'0' + n
+    } else {
+        b'a' + (n - 10)
+    }
+}
+
+/// ASCII bytes (hex digits) as a `String`; they are always valid UTF-8.
+pub(crate) fn ascii_string(ascii: &[u8]) -> String {
+    std::str::from_utf8(ascii).map_or_else(|_| String::new(), str::to_owned)
+}
+
+thread_local! {
+    /// This thread's trace id generator: ChaCha20 keyed once per thread
+    /// with 256 bits from the OS.
+    ///
+    /// Why not the OS for every trace id: with tracing on every request
+    /// gets a trace id, sampled or not (it is propagated and named in the
+    /// invocation's audit record), and a `getrandom` system call per
+    /// request was most of what an unrecorded request cost. W3C Trace
+    /// Context §3.2.2.3 and §8.1 ask for random, unique and (since the
+    /// id travels to other parties) unpredictable trace ids: ChaCha20 is
+    /// a CSPRNG, so knowing any number of ids tells nothing about the
+    /// next or the key; each thread has its own key, so two threads never
+    /// share a stream. No reseeding: the ids are public once sent, and
+    /// there is nothing secret a later key would protect. The platform
+    /// does not `fork` (child processes are spawned with `exec`), so no
+    /// two processes continue one stream.
+    static TRACE_IDS: RefCell<ChaCha20Rng> = RefCell::new(seeded_trace_ids());
+}
+
+/// A ChaCha20 generator keyed with 256 bits from the OS (`OsRng` fails
+/// only when getrandom(2) does, as it would for the span id generator's
+/// seed and every key the platform makes).
+fn seeded_trace_ids() -> ChaCha20Rng {
+    let mut key = [0u8; 32];
+    OsRng.fill_bytes(&mut key);
+    ChaCha20Rng::from_seed(key)
+}
+
+/// Fill `b` from this thread's trace id generator.
+fn fill_trace_id(b: &mut [u8; 16]) {
+    TRACE_IDS.with(|rng| match rng.try_borrow_mut() {
+        Ok(mut rng) => rng.fill_bytes(b),
+        // Only reachable if filling re-entered itself, which it does not;
+        // the OS is then asked directly rather than panicking.
+        Err(_) => OsRng.fill_bytes(b),
+    });
 }
 
 thread_local! {
@@ -100,7 +170,7 @@ thread_local! {
 /// each id from the OS is a system call on the request's path. Span ids
 /// only have to be unique within their trace (W3C Trace Context §3.2.2.4
 /// asks nothing more of `parent-id`); what must be unpredictable is the
-/// trace id, which still comes from the OS for every new trace
+/// trace id, which comes from a per-thread CSPRNG for every new trace
 /// ([`TraceId::random`]), and which the span ids do not reveal: the state
 /// is seeded independently per thread and wyrand's output mixes it
 /// through a 128-bit multiply.
@@ -288,6 +358,59 @@ mod tests {
     use super::*;
 
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn trace_ids_differ_are_never_zero_and_print_as_lowercase_hex() {
+        let ids: Vec<TraceId> = (0..2000).map(|_| TraceId::random()).collect();
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len(), "a trace id repeated");
+        for id in &ids {
+            assert_ne!(id.as_bytes(), &[0u8; 16]);
+            let text = id.to_hex();
+            assert_eq!(text.len(), 32);
+            assert!(
+                text.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
+                "{text}"
+            );
+            assert_eq!(text, hex::encode(id.as_bytes()));
+            // What prints is what a caller's header would parse back to.
+            let header = format!("00-{text}-00f067aa0ba902b7-01");
+            assert_eq!(TraceParent::parse(&header).unwrap().trace_id, *id);
+        }
+        // Every bit position takes both values: the bytes are not stuck.
+        let or = ids.iter().fold([0u8; 16], |mut acc, id| {
+            acc.iter_mut().zip(id.as_bytes()).for_each(|(a, b)| *a |= b);
+            acc
+        });
+        let and = ids.iter().fold([0xffu8; 16], |mut acc, id| {
+            acc.iter_mut().zip(id.as_bytes()).for_each(|(a, b)| *a &= b);
+            acc
+        });
+        assert_eq!((or, and), ([0xff; 16], [0; 16]));
+    }
+
+    #[test]
+    fn threads_draw_different_trace_ids() {
+        let here: std::collections::HashSet<TraceId> =
+            (0..100).map(|_| TraceId::random()).collect();
+        let there: Vec<TraceId> =
+            std::thread::spawn(|| (0..100).map(|_| TraceId::random()).collect())
+                .join()
+                .unwrap();
+        assert!(
+            there.iter().all(|id| !here.contains(id)),
+            "two threads share a stream"
+        );
+    }
+
+    #[test]
+    fn span_ids_print_as_lowercase_hex() {
+        for _ in 0..100 {
+            let id = SpanId::random();
+            assert_ne!(id.as_bytes(), &[0u8; 8]);
+            assert_eq!(id.to_hex(), hex::encode(id.as_bytes()));
+        }
+    }
 
     #[test]
     fn a_valid_traceparent_is_read() {

@@ -52,7 +52,7 @@ pub use export::{
     ExportStats, Exporter, OtlpConfig, Tracer, BATCH_INTERVAL, DEFAULT_SAMPLE_MIN_PER_SECOND,
     DEFAULT_SAMPLE_RATIO, EXPORT_TIMEOUT, MAX_BATCH, QUEUE_SPANS,
 };
-pub use span::{Span, SpanContext, SpanKind, TraceHandle, Value};
+pub use span::{Span, SpanContext, SpanKind, TraceHandle, Value, TRACEPARENT_LEN};
 
 /// Why tracing could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -250,6 +250,19 @@ mod tests {
         let ctx = span.context().unwrap();
         assert!(!ctx.sampled);
         assert!(ctx.traceparent().ends_with("-00"));
+        // The unsampled trace still has ids, printed as a valid header.
+        let printed = ctx.traceparent();
+        assert_eq!(
+            printed,
+            format!("00-{}-{}-00", ctx.trace_id.to_hex(), ctx.span_id.to_hex())
+        );
+        assert_eq!(printed.as_bytes(), ctx.traceparent_bytes().as_slice());
+        let parsed = TraceParent::parse(&printed).unwrap();
+        assert_eq!(
+            (parsed.trace_id, parsed.parent_id),
+            (ctx.trace_id, ctx.span_id)
+        );
+        assert!(!parsed.is_sampled());
         // A caller's sampled flag wins over the ratio.
         let sampled = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
         assert!(never.server_span("r", sampled).is_recording());

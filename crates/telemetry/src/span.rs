@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::context::{push_hex, SpanId, TraceId, TraceParent};
+use crate::context::{ascii_string, SpanId, TraceId, TraceParent};
 use crate::export::Shared;
 
 /// What a span is to the trace (`Span.SpanKind` in OTLP).
@@ -84,12 +84,22 @@ pub struct SpanContext {
 impl SpanContext {
     /// This context as a W3C `traceparent` value (version 00).
     pub fn traceparent(&self) -> String {
-        let mut out = String::with_capacity(55);
-        out.push_str("00-");
-        push_hex(&mut out, self.trace_id.as_bytes());
-        out.push('-');
-        push_hex(&mut out, self.span_id.as_bytes());
-        out.push_str(if self.sampled { "-01" } else { "-00" });
+        ascii_string(&self.traceparent_bytes())
+    }
+
+    /// The same value as ASCII bytes on the stack: what the gateway sets on
+    /// the guest's request and on each request it passes on, sampled or not,
+    /// without a string built and checked for each.
+    pub fn traceparent_bytes(&self) -> [u8; TRACEPARENT_LEN] {
+        let mut out = [0u8; TRACEPARENT_LEN];
+        let flags: &[u8; 2] = if self.sampled { b"01" } else { b"00" };
+        // version "00" - 32 hex trace-id - 16 hex parent-id - flags (§3.2.2)
+        put(&mut out, 0, b"00-");
+        put(&mut out, 3, &self.trace_id.hex_bytes());
+        put(&mut out, 35, b"-");
+        put(&mut out, 36, &self.span_id.hex_bytes());
+        put(&mut out, 52, b"-");
+        put(&mut out, 53, flags);
         out
     }
 
@@ -103,6 +113,20 @@ impl SpanContext {
             flags: u8::from(self.sampled),
             state: self.state.clone(),
         }
+    }
+}
+
+/// Length of a version-00 `traceparent` value.
+pub const TRACEPARENT_LEN: usize = 55;
+
+/// Copy `src` into `out` at `at`; the callers' constant offsets always fit
+/// (nothing is written otherwise, never a panic).
+fn put(out: &mut [u8], at: usize, src: &[u8]) {
+    if let Some(dst) = at
+        .checked_add(src.len())
+        .and_then(|end| out.get_mut(at..end))
+    {
+        dst.copy_from_slice(src);
     }
 }
 
