@@ -467,6 +467,19 @@ fn an_outbound_request_carries_the_platforms_traceparent_in_the_callers_trace() 
     assert_eq!(guest.name, "zerofn.guest");
 }
 
+/// A platform exporting to `otlp` that samples no new trace: only a sampled
+/// parent (a caller's, or one an event carries) records spans.
+fn unsampled_platform(otlp: &Receiver) -> Setup {
+    Setup::with_args(&[
+        "--otlp-endpoint",
+        &otlp.url,
+        "--otlp-sample-ratio",
+        "0",
+        "--otlp-sample-min-per-second",
+        "0",
+    ])
+}
+
 /// The value of `name=` in an `event-c` line (values hold no spaces).
 fn event_field<'a>(line: &'a str, name: &str) -> &'a str {
     let key = format!(" {name}=");
@@ -482,14 +495,7 @@ fn event_field<'a>(line: &'a str, name: &str) -> &'a str {
 fn a_queue_delivery_continues_the_trace_of_the_messages_producer() {
     let otlp = receiver();
     // No new trace is sampled: only the producer's sampled flag records the delivery.
-    let s = Setup::with_args(&[
-        "--otlp-endpoint",
-        &otlp.url,
-        "--otlp-sample-ratio",
-        "0",
-        "--otlp-sample-min-per-second",
-        "0",
-    ]);
+    let s = unsampled_platform(&otlp);
     ok(s.platform.cli(&["queue", "create", "acme", "orders"]));
     s.deploy(
         "worker",
@@ -590,14 +596,7 @@ fn a_queue_delivery_continues_the_trace_of_the_messages_producer() {
 #[test]
 fn object_and_kv_change_deliveries_continue_the_trace_of_the_write() {
     let otlp = receiver();
-    let s = Setup::with_args(&[
-        "--otlp-endpoint",
-        &otlp.url,
-        "--otlp-sample-ratio",
-        "0",
-        "--otlp-sample-min-per-second",
-        "0",
-    ]);
+    let s = unsampled_platform(&otlp);
     s.deploy(
         "objwriter",
         "fetch-c",
