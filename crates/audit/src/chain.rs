@@ -12,7 +12,7 @@ use zerofn_store::{AuditRow, PruneBoundary, Store};
 use crate::{Action, AuditError, Outcome};
 
 /// `prev_hash` of the first record.
-pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub const GENESIS_HASH: &str = zerofn_store::AUDIT_GENESIS_HASH;
 
 const PAGE: u32 = 2048;
 

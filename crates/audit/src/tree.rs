@@ -811,11 +811,17 @@ mod tests {
             let report = verify_log(&store, &fed.verifier(), false).unwrap();
             assert_eq!(report.checkpoint_size, appended as u64);
         }
-        // Another writer on the same database: rows the feed never had.
+        // The journal admits one writer at a time.
+        assert!(matches!(
+            AuditLog::open(&store),
+            Err(AuditError::Store(zerofn_store::StoreError::JournalInUse(_)))
+        ));
+        // Another writer after this one closed: rows the feed never had.
+        log.close();
         let other = AuditLog::open(&store).unwrap();
         append_to(&other, appended, 20).await;
         appended += 20;
-        append_to(&log, appended, 5).await;
+        append_to(&other, appended, 5).await;
         appended += 5;
         let cp = fed.checkpoint().unwrap().checkpoint;
         assert_eq!(cp.size, appended as u64);

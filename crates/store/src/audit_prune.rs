@@ -89,7 +89,7 @@ fn read_boundary(conn: &Connection) -> Result<Option<PruneBoundary>, StoreError>
 impl Store {
     /// Where the kept log starts, if it was ever pruned.
     pub fn audit_prune_boundary_blocking(&self) -> Result<Option<PruneBoundary>, StoreError> {
-        self.with_conn_blocking(|conn| read_boundary(conn))
+        self.with_audit_conn_blocking(|conn| read_boundary(conn))
     }
 
     /// The records stamped before `before`, up to record `cap` at most, that
@@ -99,7 +99,7 @@ impl Store {
         before: OffsetDateTime,
         cap: i64,
     ) -> Result<Option<PrunePlan>, StoreError> {
-        self.with_conn_blocking(|conn| {
+        self.with_audit_conn_blocking(|conn| {
             let tx = conn.transaction()?;
             let from = read_boundary(&tx)?.map_or(1, |b| b.through.saturating_add(1));
             // The first record stamped at or after `before`; everything before it is old.
@@ -134,7 +134,7 @@ impl Store {
         record: i64,
         pruned_at: &str,
     ) -> Result<i64, StoreError> {
-        self.with_conn_blocking(|conn| {
+        self.with_audit_conn_blocking(|conn| {
             let tx = crate::write_tx(conn)?;
             let before = read_boundary(&tx)?;
             let start = before.as_ref().map_or(1, |b| b.through.saturating_add(1));

@@ -100,7 +100,7 @@ pub struct AuditPage {
 impl Store {
     /// One page of the records matching `query`.
     pub async fn audit_query(&self, query: AuditQuery) -> Result<AuditPage, StoreError> {
-        self.with_conn(move |conn| audit_query_sync(conn, &query, SCAN_LIMIT))
+        self.with_audit_conn(move |conn| audit_query_sync(conn, &query, SCAN_LIMIT))
             .await
     }
 }

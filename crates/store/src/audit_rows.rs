@@ -5,8 +5,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{Store, StoreError};
 
-/// One audit record exactly as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The previous hash of the first record.
+pub const AUDIT_GENESIS_HASH: &str =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One audit record exactly as stored (and as the journal holds it, JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditRow {
     pub seq: i64,
     pub time: String,
@@ -77,20 +81,35 @@ impl AuditDurability {
 /// A connection whose only job is to sync committed audit rows to disk.
 pub struct AuditFlusher {
     conn: Connection,
+    /// The database file; its WAL is this with `-wal`.
+    path: std::path::PathBuf,
 }
 
 impl AuditFlusher {
-    pub(crate) fn new(conn: Connection) -> AuditFlusher {
-        AuditFlusher { conn }
+    pub(crate) fn new(conn: Connection, path: std::path::PathBuf) -> AuditFlusher {
+        AuditFlusher { conn, path }
     }
 
     /// Sync the WAL (and checkpoint what it can without blocking writers):
     /// after `Ok`, every row committed before the call is on disk.
     pub fn flush(&mut self) -> Result<(), StoreError> {
-        // PASSIVE never waits for readers or the writer; the WAL is synced
-        // before any page is copied, which is the guarantee needed here.
+        // PASSIVE never waits for readers or the writer. It syncs the WAL only when it
+        // has frames to copy, which a reader holding a snapshot can prevent, and syncs
+        // the database file after copying: so both files are synced here as well, which
+        // is what makes "every committed row" hold whatever the checkpoint managed.
         self.conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0))?;
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        for file in [std::path::PathBuf::from(wal), self.path.clone()] {
+            let synced = std::fs::File::open(&file).and_then(|f| f.sync_data());
+            match synced {
+                // No WAL: every committed page is in the database file.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(StoreError::Sync { path: file, source }),
+                Ok(()) => {}
+            }
+        }
         Ok(())
     }
 }
@@ -121,7 +140,13 @@ impl AuditWriter {
     /// Append rows in one durable transaction: all of them or none.
     pub fn append_batch(&mut self, rows: &[AuditRow]) -> Result<(), StoreError> {
         let tx = crate::write_tx(&mut self.conn)?;
-        {
+        insert_rows(&tx, rows)?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+pub(crate) fn insert_rows(tx: &rusqlite::Transaction<'_>, rows: &[AuditRow]) -> Result<(), StoreError> {
             let mut stmt = tx.prepare_cached(&format!(
                 "INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
             ))?;
@@ -144,34 +169,31 @@ impl AuditWriter {
                     r.detail
                 ])?;
             }
-        }
-        tx.commit()?;
-        Ok(())
-    }
+    Ok(())
 }
 
 impl Store {
     /// Up to `limit` rows with `seq > after`, oldest first.
     pub async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
-        self.with_conn(move |conn| audit_page_sync(conn, after, limit))
+        self.with_audit_conn(move |conn| audit_page_sync(conn, after, limit))
             .await
     }
 
     /// Blocking variant, for offline verification.
     pub fn audit_page_blocking(&self, after: i64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
-        self.with_conn_blocking(|conn| audit_page_sync(conn, after, limit))
+        self.with_audit_conn_blocking(|conn| audit_page_sync(conn, after, limit))
     }
 
     /// The largest sequence number (0 for an empty log).
     pub fn audit_last_seq_blocking(&self) -> Result<i64, StoreError> {
-        self.with_conn_blocking(|conn| {
+        self.with_audit_conn_blocking(|conn| {
             Ok(conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit", [], |r| r.get(0))?)
         })
     }
 
     /// The newest `n` rows, oldest first.
     pub async fn audit_tail(&self, n: u32) -> Result<Vec<AuditRow>, StoreError> {
-        self.with_conn(move |conn| {
+        self.with_audit_conn(move |conn| {
             let mut stmt = conn.prepare(&format!(
                 "SELECT {COLUMNS} FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT ?1) ORDER BY seq"
             ))?;
@@ -194,7 +216,7 @@ impl Store {
         let since = since.to_owned();
         let actions: Vec<String> = actions.iter().map(|a| (*a).to_owned()).collect();
         let tenant = tenant.map(str::to_owned);
-        self.with_conn(move |conn| {
+        self.with_audit_conn(move |conn| {
             let mut out = Vec::new();
             for action in actions {
                 let mut stmt = conn.prepare_cached(&format!(
@@ -216,7 +238,7 @@ impl Store {
     /// Rows of one invocation.
     pub async fn audit_by_invocation(&self, id: &str) -> Result<Vec<AuditRow>, StoreError> {
         let id = id.to_owned();
-        self.with_conn(move |conn| {
+        self.with_audit_conn(move |conn| {
             let mut stmt = conn.prepare(&format!(
                 "SELECT {COLUMNS} FROM audit WHERE invocation_id = ?1 ORDER BY seq"
             ))?;

@@ -49,7 +49,7 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
-        self.with_conn_blocking(|conn| {
+        self.with_audit_conn_blocking(|conn| {
             if !has_tree(conn)? {
                 return Ok(Vec::new());
             }
@@ -63,7 +63,7 @@ impl Store {
 
     /// How many hashes one level holds (one past its largest index).
     pub fn audit_tree_len_blocking(&self, level: u32) -> Result<i64, StoreError> {
-        self.with_conn_blocking(|conn| {
+        self.with_audit_conn_blocking(|conn| {
             if !has_tree(conn)? {
                 return Ok(0);
             }
@@ -82,7 +82,7 @@ impl Store {
         hashes: &[(u32, i64, [u8; 32])],
         checkpoint: &CheckpointRow,
     ) -> Result<(), StoreError> {
-        self.with_conn_blocking(|conn| {
+        self.with_audit_conn_blocking(|conn| {
             let tx = crate::write_tx(conn)?;
             {
                 let mut stmt = tx.prepare_cached(
@@ -103,7 +103,7 @@ impl Store {
 
     /// The checkpoint of the largest tree, if any.
     pub fn audit_checkpoint_latest_blocking(&self) -> Result<Option<CheckpointRow>, StoreError> {
-        self.with_conn_blocking(|conn| {
+        self.with_audit_conn_blocking(|conn| {
             if !has_tree(conn)? {
                 return Ok(None);
             }
@@ -122,7 +122,7 @@ impl Store {
         &self,
         size: i64,
     ) -> Result<Option<CheckpointRow>, StoreError> {
-        self.with_conn_blocking(|conn| {
+        self.with_audit_conn_blocking(|conn| {
             if !has_tree(conn)? {
                 return Ok(None);
             }

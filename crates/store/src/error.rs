@@ -13,6 +13,30 @@ pub enum StoreError {
     NoDatabase(PathBuf),
     #[error("database error")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("cannot write or read the audit journal `{path}`")]
+    Journal {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot sync `{path}` to disk")]
+    Sync {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the audit journal `{0}` is held by another writer: another zerofn process (or audit log) uses this data directory; stop it first")]
+    JournalInUse(std::path::PathBuf),
+    #[error("the database fell behind the audit journal for {0:?}; the record is refused")]
+    JournalFull(std::time::Duration),
+    #[error("an audit journal block of {0} bytes is larger than the journal allows")]
+    JournalBlockTooLarge(u64),
+    #[error("audit rows could not be encoded for the journal")]
+    JournalEncode,
+    #[error("the audit journal `{path}` holds record {journal} but the database ends at record {database} with a different chain: acknowledged records would be lost or misplaced. Keep a copy of the journal and the database for investigation; to start anyway, move the journal aside (`zerofn audit verify` then reports what the database holds)")]
+    JournalGap {
+        path: std::path::PathBuf,
+        database: i64,
+        journal: i64,
+    },
     #[error("tenant `{0}` already exists")]
     TenantExists(String),
     #[error("tenant `{0}` does not exist; create it with `zerofn tenant create`")]

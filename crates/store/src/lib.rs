@@ -31,6 +31,7 @@
 //! output is not audit.
 
 mod admission_rules;
+mod audit_journal;
 mod audit_prune;
 mod audit_query;
 mod audit_rows;
@@ -64,9 +65,10 @@ use rusqlite::Connection;
 use zerofn_types::TenantName;
 
 pub use admission_rules::{AdmissionSettingsRow, TenantIdentityRow};
+pub use audit_journal::{AuditJournal, JournalProgress, DEFAULT_MAX_BYTES as AUDIT_JOURNAL_MAX_BYTES, JOURNAL_FILE as AUDIT_JOURNAL_FILE, MAX_PAYLOAD as AUDIT_JOURNAL_MAX_PAYLOAD};
 pub use audit_prune::{PruneBoundary, PrunePlan};
 pub use audit_query::{AuditPage, AuditQuery, SCAN_LIMIT as AUDIT_QUERY_SCAN_LIMIT};
-pub use audit_rows::{AuditDurability, AuditFlusher, AuditRow, AuditWriter};
+pub use audit_rows::{AuditDurability, AuditFlusher, AuditRow, AuditWriter, AUDIT_GENESIS_HASH};
 pub use audit_tree::CheckpointRow;
 pub use config_state::ConfigOp;
 pub use deployments::{DeploymentRow, DeploymentSummary, VersionRecord};
@@ -249,6 +251,9 @@ pub struct Store {
     conn: Arc<Mutex<Connection>>,
     /// Poked after a write that recorded a key-value change (`kv.rs`).
     kv_changed: Arc<tokio::sync::Notify>,
+    /// How far the database has caught up with the audit journal; audit reads wait on
+    /// it so that a record acknowledged before a read is in what the read returns.
+    audit_progress: Arc<JournalProgress>,
 }
 
 impl std::fmt::Debug for Store {
@@ -284,10 +289,15 @@ impl Store {
         conn.execute_batch(invocation_logs::SCHEMA)?;
         invocation_logs::migrate(&conn)?;
         conn.execute_batch(&config_state::SCHEMA)?;
+        let mut conn = conn;
+        // Rows a crashed writer left in the journal belong in the database before anyone
+        // reads it; a running writer holds the journal and recovers it itself.
+        audit_journal::recover_if_unlocked(&mut conn, data_dir)?;
         Ok(Store {
             path,
             conn: Arc::new(Mutex::new(conn)),
             kv_changed: Arc::default(),
+            audit_progress: Arc::default(),
         })
     }
 
@@ -324,6 +334,7 @@ impl Store {
             path,
             conn: Arc::new(Mutex::new(conn)),
             kv_changed: Arc::default(),
+            audit_progress: Arc::default(),
         })
     }
 
@@ -367,7 +378,35 @@ impl Store {
         // NORMAL on this connection: a checkpoint syncs the WAL before
         // copying it and the database file after.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        Ok(AuditFlusher::new(conn))
+        Ok(AuditFlusher::new(conn, self.path.clone()))
+    }
+
+    /// The audit journal of this data directory, locked for the caller, after the rows a
+    /// previous writer left in it are in the database and on disk. Its
+    /// [`JournalProgress`] is this store's, so audit reads wait for what it acknowledges.
+    /// Fails with [`StoreError::JournalInUse`] while another writer holds it.
+    pub fn open_audit_journal(&self, max_bytes: u64) -> Result<AuditJournal, StoreError> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let path = dir.join(audit_journal::JOURNAL_FILE);
+        let file =
+            audit_journal::open_locked(&path)?.ok_or_else(|| StoreError::JournalInUse(path.clone()))?;
+        let head = self.with_conn_blocking(|conn| audit_journal::recover(conn, &file, &path))?;
+        self.audit_progress.start_at(head);
+        AuditJournal::new(file, path, max_bytes, self.audit_progress.clone())
+    }
+
+    /// A connection for the thread that copies journaled rows into the database: its
+    /// commits are not synced (the journal holds the rows; the flusher syncs).
+    pub fn open_audit_indexer(&self) -> Result<AuditWriter, StoreError> {
+        let conn = open_connection(&self.path)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        Ok(AuditWriter::new(conn))
+    }
+
+    /// How far the database has caught up with the audit journal.
+    pub fn audit_progress(&self) -> Arc<JournalProgress> {
+        self.audit_progress.clone()
     }
 
     /// Run `f` with the shared connection on the blocking pool.
@@ -403,6 +442,34 @@ impl Store {
         .await
     }
 
+    /// [`Store::with_conn`] for a read of the audit log: first waits (a bounded time)
+    /// for the database to hold every record the journal has acknowledged.
+    async fn with_audit_conn<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        let progress = self.audit_progress.clone();
+        tokio::task::spawn_blocking(move || {
+            progress.wait_indexed(AUDIT_READ_CATCH_UP);
+            let mut guard = conn.lock().map_err(|_| StoreError::Poisoned)?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|_| StoreError::TaskFailed)?
+    }
+
+    /// [`Store::with_conn_blocking`] for a read of the audit log (see
+    /// [`Store::with_audit_conn`]).
+    fn with_audit_conn_blocking<R>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.audit_progress.wait_indexed(AUDIT_READ_CATCH_UP);
+        self.with_conn_blocking(f)
+    }
+
     /// Synchronous access for callers that are already off the async
     /// runtime (start-up, offline tools).
     fn with_conn_blocking<R>(
@@ -413,6 +480,10 @@ impl Store {
         f(&mut guard)
     }
 }
+
+/// Longest an audit read waits for acknowledged records to reach the database; past it
+/// (the database is stuck) the read returns what the database has.
+const AUDIT_READ_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Columns added after a table was first created (`CREATE TABLE IF NOT
 /// EXISTS` leaves an older table as it was).

@@ -1,0 +1,659 @@
+//! The audit journal: in `disk` durability, the durable record of every acknowledged
+//! audit row until the database holds it on disk.
+//!
+//! Responsible for: making a batch of rows durable with one positioned write and one
+//! `fdatasync` of a file whose blocks are already allocated (no metadata to sync, no
+//! database pages to write), so that acknowledging a record costs one cache flush;
+//! reclaiming the space of rows once the database has them synced; giving those rows
+//! back after a crash; and being the lock that makes one process the log's only writer.
+//!
+//! Trusts: the file system to keep what `fdatasync` returned for. Nothing else in the
+//! file: a block whose checksum fails is ignored (a write the crash tore, never
+//! acknowledged), and rows that do not continue the database's chain stop recovery with
+//! an error instead of being inserted.
+//!
+//! # Format
+//!
+//! The file (`audit.journal` beside the database) is a ring of blocks, each starting
+//! at a multiple of [`BLOCK`] bytes and padded to one:
+//!
+//! | bytes | field |
+//! | --- | --- |
+//! | 0..4 | magic `ZFAJ` |
+//! | 4..8 | payload length, u32 little-endian |
+//! | 8..12 | rows in the block, u32 LE |
+//! | 12..20 | sequence number of the first row, i64 LE |
+//! | 20..24 | CRC-32 (IEEE) of bytes 0..20 and the payload |
+//! | 24..32 | zero |
+//! | 32.. | payload: the rows as a JSON array of [`AuditRow`] |
+//!
+//! Blocks are written in sequence order from the start of the file, and the file grows
+//! in [`GROW`] steps (zero-filled and synced, so later writes overwrite allocated blocks)
+//! up to its maximum; then writing continues at the start, over blocks whose rows the
+//! database has synced. Recovery reads every block boundary, keeps the rows whose
+//! sequence numbers are above the database's newest, and inserts them if they continue
+//! its chain (sequence and previous hash) without a gap.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::{AuditRow, StoreError};
+
+/// The journal's file name in the data directory.
+pub const JOURNAL_FILE: &str = "audit.journal";
+/// Blocks start at multiples of this: a page, so a commit never rewrites a page an
+/// earlier commit wrote in the same lap.
+pub const BLOCK: u64 = 4096;
+const HEADER: usize = 32;
+const MAGIC: &[u8; 4] = b"ZFAJ";
+/// Growth step: zero-filled and synced at once, so the sync is paid once per step and
+/// not by the commit that first touches a block.
+pub const GROW: u64 = 1 << 20;
+/// The journal's largest size by default: what the database may fall behind by
+/// before appends wait for it.
+pub const DEFAULT_MAX_BYTES: u64 = 32 << 20;
+/// Largest payload of one block; callers split larger batches ([`AuditJournal::append`]).
+pub const MAX_PAYLOAD: usize = 4 << 20;
+/// How long an append waits for the database to catch up before it is refused.
+const ROOM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the database's copy of the journaled rows stands: shared by the journal's
+/// writer (which waits for room), the indexer (which reports rows committed to the
+/// database) and the flusher (which reports them synced).
+#[derive(Debug, Default)]
+pub struct JournalProgress {
+    state: Mutex<ProgressState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct ProgressState {
+    /// Newest row that is durable in the journal (acknowledged).
+    journaled: i64,
+    /// Newest row committed to the database (visible to its readers).
+    indexed: i64,
+    /// Newest row the database holds on disk (its space in the journal is free).
+    synced: i64,
+    /// Someone waits for `synced` to move: the flusher should not wait its interval.
+    wanted: bool,
+}
+
+impl JournalProgress {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ProgressState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every mark at `seq`: the rows up to it are already in the database, on disk.
+    pub fn start_at(&self, seq: i64) {
+        let mut s = self.lock();
+        *s = ProgressState {
+            journaled: seq,
+            indexed: seq,
+            synced: seq,
+            wanted: false,
+        };
+        self.changed.notify_all();
+    }
+
+    /// Rows up to `seq` are durable in the journal.
+    pub fn journaled(&self, seq: i64) {
+        self.lock().journaled = seq;
+    }
+
+    /// Rows up to `seq` are committed to the database.
+    pub fn indexed(&self, seq: i64) {
+        self.lock().indexed = seq;
+        self.changed.notify_all();
+    }
+
+    /// The newest row committed to the database.
+    pub fn indexed_seq(&self) -> i64 {
+        self.lock().indexed
+    }
+
+    /// Rows up to `seq` are on disk in the database.
+    pub fn synced(&self, seq: i64) {
+        let mut s = self.lock();
+        s.synced = s.synced.max(seq);
+        s.wanted = false;
+        self.changed.notify_all();
+    }
+
+    /// Wait until the database holds every row journaled when this was called, or
+    /// `timeout` passes (then the caller reads what the database has).
+    pub fn wait_indexed(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.lock();
+        let target = s.journaled;
+        while s.indexed < target {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            s = self
+                .changed
+                .wait_timeout(s, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Wait up to `timeout` for a flush to be asked for; true when one was.
+    pub fn wait_for_flush_request(&self, timeout: Duration) -> bool {
+        let s = self.lock();
+        let (s, _) = self
+            .changed
+            .wait_timeout_while(s, timeout, |s| !s.wanted)
+            .unwrap_or_else(PoisonError::into_inner);
+        s.wanted
+    }
+
+    /// Ask the flusher for a flush now and wait up to `timeout` for `synced` to pass
+    /// `seq`; true when it has.
+    fn wait_synced(&self, seq: i64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.lock();
+        while s.synced < seq {
+            s.wanted = true;
+            self.changed.notify_all();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            s = self
+                .changed
+                .wait_timeout(s, left.min(Duration::from_millis(50)))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
+    fn synced_seq(&self) -> i64 {
+        self.lock().synced
+    }
+
+    fn want_flush(&self) {
+        let mut s = self.lock();
+        if !s.wanted {
+            s.wanted = true;
+            self.changed.notify_all();
+        }
+    }
+}
+
+/// A block written but whose rows the database may not have on disk yet.
+#[derive(Debug, Clone, Copy)]
+struct Live {
+    start: u64,
+    last_seq: i64,
+}
+
+/// The open journal, locked for this writer. Owned by the audit writer thread.
+pub struct AuditJournal {
+    file: File,
+    path: PathBuf,
+    len: u64,
+    max_len: u64,
+    pos: u64,
+    live: VecDeque<Live>,
+    progress: Arc<JournalProgress>,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for AuditJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditJournal")
+            .field("path", &self.path)
+            .field("len", &self.len)
+            .field("pos", &self.pos)
+            .finish()
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Journal {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Open (creating) the journal file and take its lock; `Ok(None)` when another open
+/// journal holds it.
+pub(crate) fn open_locked(path: &Path) -> Result<Option<File>, StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(source)) => Err(io(path)(source)),
+    }
+}
+
+impl AuditJournal {
+    /// Take over a locked journal whose rows the database already holds on disk
+    /// (after [`recover`]): writing starts at its beginning.
+    pub(crate) fn new(
+        file: File,
+        path: PathBuf,
+        max_len: u64,
+        progress: Arc<JournalProgress>,
+    ) -> Result<AuditJournal, StoreError> {
+        let len = file.metadata().map_err(io(&path))?.len();
+        // A journal from a larger maximum keeps its size; a partial last block is not used.
+        let len = len - len % BLOCK;
+        Ok(AuditJournal {
+            file,
+            path,
+            len,
+            max_len: max_len.max(GROW).max(len),
+            pos: 0,
+            live: VecDeque::new(),
+            progress,
+            buf: Vec::new(),
+        })
+    }
+
+    /// The marks this journal's writer, indexer and flusher share.
+    pub fn progress(&self) -> Arc<JournalProgress> {
+        self.progress.clone()
+    }
+
+    /// Make `rows` (consecutive, already chained) durable: one block, one write, one
+    /// `fdatasync`. Waits (up to 10 s) while the database is too far behind for the
+    /// block to fit. The caller keeps a block under [`MAX_PAYLOAD`] and hands the rows
+    /// of every earlier call to the database before this one (else this waits for rows
+    /// no one will sync). After an error the journal must not be written again: the
+    /// block may or may not be on disk.
+    pub fn append(&mut self, rows: &[AuditRow]) -> Result<(), StoreError> {
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+            return Ok(());
+        };
+        encode_block(&mut self.buf, first.seq, rows)?;
+        let size = self.buf.len() as u64;
+        let at = self.room_for(size)?;
+        self.file
+            .write_all_at(&self.buf, at)
+            .map_err(io(&self.path))?;
+        self.file.sync_data().map_err(io(&self.path))?;
+        self.pos = at + size;
+        self.live.push_back(Live {
+            start: at,
+            last_seq: last.seq,
+        });
+        self.progress.journaled(last.seq);
+        // Start syncing the database early, so the ring never has to wait for it.
+        if self.live_bytes() > self.max_len / 4 {
+            self.progress.want_flush();
+        }
+        Ok(())
+    }
+
+    fn live_bytes(&self) -> u64 {
+        match self.live.front() {
+            None => 0,
+            Some(tail) if tail.start < self.pos => self.pos - tail.start,
+            Some(tail) => self.len - tail.start + self.pos,
+        }
+    }
+
+    /// Where a block of `size` bytes goes: after the last one, after growing the file,
+    /// or at the start once the blocks there are synced into the database.
+    fn room_for(&mut self, size: u64) -> Result<u64, StoreError> {
+        if size > self.max_len / 2 {
+            return Err(StoreError::JournalBlockTooLarge(size));
+        }
+        let deadline = Instant::now() + ROOM_TIMEOUT;
+        loop {
+            let synced = self.progress.synced_seq();
+            while self.live.front().is_some_and(|b| b.last_seq <= synced) {
+                self.live.pop_front();
+            }
+            let tail = self.live.front().map(|b| b.start);
+            let wrapped = tail.is_some_and(|t| t >= self.pos);
+            if wrapped {
+                if let Some(t) = tail {
+                    if self.pos + size <= t {
+                        return Ok(self.pos);
+                    }
+                }
+            } else {
+                if self.pos + size <= self.len {
+                    return Ok(self.pos);
+                }
+                if self.len < self.max_len {
+                    self.grow(self.pos + size)?;
+                    continue;
+                }
+                // From the start, up to the oldest unsynced block (or the whole file).
+                if size <= tail.unwrap_or(self.len) {
+                    self.pos = 0;
+                    return Ok(0);
+                }
+            }
+            let oldest = self.live.front().map_or(synced, |b| b.last_seq);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || !self.progress.wait_synced(oldest, left) {
+                return Err(StoreError::JournalFull(ROOM_TIMEOUT));
+            }
+        }
+    }
+
+    /// Extend the file to cover `need` bytes (in [`GROW`] steps, at most to the
+    /// maximum), zero-filled and synced with its new size.
+    fn grow(&mut self, need: u64) -> Result<(), StoreError> {
+        let target = need.div_ceil(GROW).saturating_mul(GROW).min(self.max_len);
+        let zeros = vec![0u8; GROW as usize];
+        let mut at = self.len;
+        while at < target {
+            let n = (target - at).min(GROW);
+            self.file
+                .write_all_at(zeros.get(..n as usize).unwrap_or(&zeros), at)
+                .map_err(io(&self.path))?;
+            at += n;
+        }
+        self.file.sync_all().map_err(io(&self.path))?;
+        self.len = target;
+        Ok(())
+    }
+}
+
+fn encode_block(buf: &mut Vec<u8>, first_seq: i64, rows: &[AuditRow]) -> Result<(), StoreError> {
+    buf.clear();
+    buf.resize(HEADER, 0);
+    serde_json::to_writer(&mut *buf, rows).map_err(|_| StoreError::JournalEncode)?;
+    let payload = buf.len() - HEADER;
+    if payload > MAX_PAYLOAD {
+        return Err(StoreError::JournalBlockTooLarge(payload as u64));
+    }
+    let count = u32::try_from(rows.len()).map_err(|_| StoreError::JournalEncode)?;
+    let mut head = [0u8; HEADER];
+    head[0..4].copy_from_slice(MAGIC);
+    head[4..8].copy_from_slice(&(payload as u32).to_le_bytes());
+    head[8..12].copy_from_slice(&count.to_le_bytes());
+    head[12..20].copy_from_slice(&first_seq.to_le_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&head[0..20]);
+    crc.update(&buf[HEADER..]);
+    head[20..24].copy_from_slice(&crc.finalize().to_le_bytes());
+    buf[..HEADER].copy_from_slice(&head);
+    let padded = (buf.len() as u64).div_ceil(BLOCK) * BLOCK;
+    buf.resize(padded as usize, 0);
+    Ok(())
+}
+
+/// The rows of the block at the start of `bytes`, if one is there and checks out.
+fn decode_block(bytes: &[u8]) -> Option<Vec<AuditRow>> {
+    let head = bytes.get(..HEADER)?;
+    if head.get(0..4)? != MAGIC {
+        return None;
+    }
+    let u32_at = |r: std::ops::Range<usize>| -> Option<u32> {
+        Some(u32::from_le_bytes(head.get(r)?.try_into().ok()?))
+    };
+    let payload_len = usize::try_from(u32_at(4..8)?).ok()?;
+    let count = usize::try_from(u32_at(8..12)?).ok()?;
+    let first_seq = i64::from_le_bytes(head.get(12..20)?.try_into().ok()?);
+    let crc = u32_at(20..24)?;
+    if head.get(24..HEADER)?.iter().any(|b| *b != 0) {
+        return None;
+    }
+    let payload = bytes.get(HEADER..HEADER.checked_add(payload_len)?)?;
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(head.get(0..20)?);
+    hasher.update(payload);
+    if hasher.finalize() != crc {
+        return None;
+    }
+    let rows: Vec<AuditRow> = serde_json::from_slice(payload).ok()?;
+    let consecutive = rows
+        .iter()
+        .zip(first_seq..)
+        .all(|(row, seq)| row.seq == seq);
+    (rows.len() == count && consecutive).then_some(rows)
+}
+
+/// Every row in the journal's valid blocks with a sequence number above `after`,
+/// in sequence order.
+fn rows_after(bytes: &[u8], after: i64) -> Vec<AuditRow> {
+    let mut rows: Vec<AuditRow> = (0..bytes.len())
+        .step_by(BLOCK as usize)
+        .filter_map(|at| bytes.get(at..))
+        .filter_map(decode_block)
+        .flatten()
+        .filter(|row| row.seq > after)
+        .collect();
+    rows.sort_by_key(|row| row.seq);
+    rows
+}
+
+/// Insert into the database the journal's rows it does not hold, and sync it: after
+/// `Ok`, the journal holds nothing the database does not have on disk. Fails, changing
+/// nothing, when those rows do not continue the database's chain.
+pub(crate) fn recover(conn: &mut Connection, file: &File, path: &Path) -> Result<i64, StoreError> {
+    let head: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (mut seq, mut hash) = head.unwrap_or((0, crate::AUDIT_GENESIS_HASH.to_owned()));
+    let len = file.metadata().map_err(io(path))?.len();
+    if len == 0 {
+        return Ok(seq);
+    }
+    let mut bytes = vec![0u8; usize::try_from(len).map_err(|_| StoreError::JournalEncode)?];
+    file.read_exact_at(&mut bytes, 0).map_err(io(path))?;
+    let rows = rows_after(&bytes, seq);
+    for row in &rows {
+        if row.seq != seq + 1 || row.prev_hash != hash {
+            return Err(StoreError::JournalGap {
+                path: path.to_path_buf(),
+                database: seq,
+                journal: row.seq,
+            });
+        }
+        seq = row.seq;
+        hash.clone_from(&row.hash);
+    }
+    if !rows.is_empty() {
+        // FULL on this connection: the commit syncs the WAL before the journal's
+        // blocks may be overwritten.
+        let tx = crate::write_tx(conn)?;
+        crate::audit_rows::insert_rows(&tx, &rows)?;
+        tx.commit()?;
+    }
+    Ok(seq)
+}
+
+/// Recover and release the journal in `data_dir`, if there is one and no process
+/// holds it (one that does recovers it itself when it opens).
+pub(crate) fn recover_if_unlocked(conn: &mut Connection, data_dir: &Path) -> Result<(), StoreError> {
+    let path = data_dir.join(JOURNAL_FILE);
+    if !path.exists() {
+        return Ok(());
+    }
+    if let Some(file) = open_locked(&path)? {
+        recover(conn, &file, &path)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(seq: i64, prev: &str) -> AuditRow {
+        AuditRow {
+            seq,
+            time: "2026-12-05T00:00:00Z".into(),
+            actor: "test".into(),
+            action: "invoke".into(),
+            tenant: Some("acme".into()),
+            function: None,
+            digest: None,
+            decision: "allow".into(),
+            reason: None,
+            duration_us: Some(7),
+            status: Some(200),
+            invocation_id: Some(format!("inv-{seq}")),
+            detail: None,
+            prev_hash: prev.into(),
+            hash: format!("h{seq}"),
+        }
+    }
+
+    fn chain(from: i64, n: i64) -> Vec<AuditRow> {
+        (from..from + n)
+            .map(|s| {
+                let prev = if s == 1 {
+                    crate::AUDIT_GENESIS_HASH.to_owned()
+                } else {
+                    format!("h{}", s - 1)
+                };
+                row(s, &prev)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_block_round_trips_and_any_flipped_byte_is_rejected() {
+        let rows = chain(1, 3);
+        let mut buf = Vec::new();
+        encode_block(&mut buf, 1, &rows).unwrap();
+        assert_eq!(buf.len() as u64 % BLOCK, 0);
+        assert_eq!(decode_block(&buf).unwrap(), rows);
+        let payload_end = HEADER + u32::from_le_bytes(buf[4..8].try_into().unwrap()) as usize;
+        for i in 0..payload_end {
+            let mut bad = buf.clone();
+            bad[i] ^= 0x01;
+            assert!(decode_block(&bad).is_none(), "flipped byte {i} accepted");
+        }
+        // A torn write: the block cut short.
+        assert!(decode_block(&buf[..payload_end - 1]).is_none());
+    }
+
+    fn journal(dir: &Path, max: u64) -> (AuditJournal, Arc<JournalProgress>) {
+        let path = dir.join(JOURNAL_FILE);
+        let file = open_locked(&path).unwrap().unwrap();
+        let progress = Arc::new(JournalProgress::default());
+        (
+            AuditJournal::new(file, path, max, progress.clone()).unwrap(),
+            progress,
+        )
+    }
+
+    #[test]
+    fn a_second_opener_is_refused_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_held, _) = journal(dir.path(), GROW);
+        assert!(open_locked(&dir.path().join(JOURNAL_FILE)).unwrap().is_none());
+    }
+
+    /// Writing wraps to the start only over blocks the database has synced, and what the
+    /// file holds after many laps gives back exactly the rows not yet synced.
+    #[test]
+    fn the_ring_reuses_only_synced_space_and_recovery_finds_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, progress) = journal(dir.path(), GROW);
+        let per_block = 40; // about 8 KiB of JSON: two pages a block
+        let mut next = 1;
+        for _ in 0..400 {
+            j.append(&chain(next, per_block)).unwrap();
+            next += per_block;
+            // The database keeps up to 10 blocks behind.
+            progress.synced((next - 1 - 10 * per_block).max(0));
+        }
+        assert_eq!(j.len, GROW, "grew past its maximum");
+        let bytes = std::fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
+        let synced = progress.synced_seq();
+        let back = rows_after(&bytes, synced);
+        let expected: Vec<i64> = (synced + 1..next).collect();
+        assert_eq!(back.iter().map(|r| r.seq).collect::<Vec<_>>(), expected);
+    }
+
+    /// A full ring asks for a sync and waits for it rather than overwrite a block the
+    /// database may not have; with no sync coming, the append is refused.
+    #[test]
+    fn a_full_ring_waits_for_a_sync_and_never_overwrites_an_unsynced_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, progress) = journal(dir.path(), GROW);
+        let mut buf = Vec::new();
+        encode_block(&mut buf, 1, &chain(1, 40)).unwrap();
+        let block = buf.len() as u64;
+        let fit = GROW / block;
+        let mut next = 1;
+        for _ in 0..fit {
+            j.append(&chain(next, 40)).unwrap();
+            next += 40;
+        }
+        // The flusher is asked for a sync; it covers the first half of the blocks.
+        let helper = progress.clone();
+        let half = fit / 2;
+        let waiter = std::thread::spawn(move || {
+            assert!(helper.wait_for_flush_request(Duration::from_secs(5)));
+            helper.synced(40 * half as i64);
+        });
+        j.append(&chain(next, 40)).unwrap();
+        next += 40;
+        waiter.join().unwrap();
+        assert_eq!(j.live.front().unwrap().start, half * block);
+        assert_eq!(j.pos, block, "written at the start, over a synced block");
+        // Everything after the synced half comes back from the file, in order.
+        let bytes = std::fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
+        let back: Vec<i64> = rows_after(&bytes, 40 * half as i64).iter().map(|r| r.seq).collect();
+        assert_eq!(back, (40 * half as i64 + 1..next).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn recovery_inserts_the_missing_rows_and_refuses_a_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(dir.path()).unwrap();
+        let (mut j, _) = journal(dir.path(), GROW);
+        j.append(&chain(1, 5)).unwrap();
+        j.append(&chain(6, 5)).unwrap();
+        drop(j);
+        store
+            .with_conn_blocking(|conn| {
+                let path = dir.path().join(JOURNAL_FILE);
+                let file = open_locked(&path).unwrap().unwrap();
+                assert_eq!(recover(conn, &file, &path).unwrap(), 10);
+                // Again: nothing left to insert.
+                assert_eq!(recover(conn, &file, &path).unwrap(), 10);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(store.audit_last_seq_blocking().unwrap(), 10);
+
+        // Rows that skip one the database does not have: refused, nothing inserted.
+        let (mut j, _) = journal(dir.path(), GROW);
+        j.append(&chain(12, 3)).unwrap();
+        drop(j);
+        let err = store
+            .with_conn_blocking(|conn| {
+                let path = dir.path().join(JOURNAL_FILE);
+                let file = open_locked(&path).unwrap().unwrap();
+                recover(conn, &file, &path)
+            })
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::JournalGap { database: 10, journal: 12, .. }),
+            "{err}"
+        );
+        assert_eq!(store.audit_last_seq_blocking().unwrap(), 10);
+    }
+}
