@@ -1,5 +1,6 @@
 //! The single writer: sequence numbers, hashes and group commit.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -23,9 +24,9 @@ const DISK_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 /// Rows per journal block, about, in bytes ([`row_bytes`]): a block stays well under the
 /// journal's [`zerofn_store::AUDIT_JOURNAL_MAX_PAYLOAD`] even with every detail escaped.
 const BLOCK_BUDGET: usize = 1 << 20;
-/// How long the indexer retries a database that refuses the journaled rows before it
-/// stops (the writer then refuses appends; the rows stay in the journal for the next start).
-const INDEX_RETRIES: u32 = 40;
+/// While the database refuses journaled rows, the indexer retries (every second at
+/// most) and logs every this many tries.
+const INDEX_LOG_EVERY: u32 = 30;
 /// How long an audit read (or the tree) waits for acknowledged rows to reach the database.
 const CATCH_UP: Duration = Duration::from_secs(5);
 
@@ -201,12 +202,19 @@ impl AuditLog {
                 let fed = feed.clone();
                 let marks = progress.clone();
                 let held = alive.clone();
+                let refusing = Arc::new(AtomicBool::new(false));
+                let failing = refusing.clone();
                 let indexing = thread::Builder::new()
                     .name("zerofn-audit-index".into())
-                    .spawn(move || run_indexer(indexer, rows, fed, marks, held))
+                    .spawn(move || run_indexer(indexer, rows, fed, marks, failing, held))
                     .map_err(|_| AuditError::WriterStopped)?;
                 let watcher = observer.clone();
-                let run = move || run_journal_writer(journal, head, rx, index, indexing, watcher);
+                let indexer = Indexer {
+                    rows: index,
+                    thread: indexing,
+                    refusing,
+                };
+                let run = move || run_journal_writer(journal, head, rx, indexer, watcher);
                 (DISK_CHECKPOINT_INTERVAL, Box::new(run))
             }
             AuditDurability::Process { flush_interval } => {
@@ -256,9 +264,7 @@ impl AuditLog {
         let AuditLog { jobs, writer, .. } = self;
         drop(jobs);
         if let Ok(writer) = Arc::try_unwrap(writer) {
-            let handle = writer
-                .into_inner()
-                .unwrap_or_else(PoisonError::into_inner);
+            let handle = writer.into_inner().unwrap_or_else(PoisonError::into_inner);
             if let Some(handle) = handle {
                 let _ = handle.join();
             }
@@ -417,16 +423,28 @@ fn now_rfc3339() -> String {
         .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
 }
 
+/// The writer's end of the indexer thread.
+struct Indexer {
+    rows: std::sync::mpsc::Sender<Vec<AuditRow>>,
+    thread: thread::JoinHandle<()>,
+    /// Set while the database refuses the rows it is given.
+    refusing: Arc<AtomicBool>,
+}
+
 /// `disk` mode: each batch becomes journal blocks, acknowledged once a block's
 /// `fdatasync` returns; the indexer copies them into the database behind.
 fn run_journal_writer(
     mut journal: AuditJournal,
     mut head: (i64, String),
     mut rx: mpsc::Receiver<Job>,
-    index: std::sync::mpsc::Sender<Vec<AuditRow>>,
-    indexing: thread::JoinHandle<()>,
+    indexer: Indexer,
     observer: Option<Arc<dyn AuditObserver>>,
 ) {
+    let Indexer {
+        rows: index,
+        thread: indexing,
+        refusing,
+    } = indexer;
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut rows: Vec<AuditRow> = Vec::with_capacity(MAX_BATCH);
     // After a failed journal write the block may or may not be on disk, and an indexer
@@ -434,7 +452,9 @@ fn run_journal_writer(
     // until a restart recovers the journal.
     let mut broken = false;
     while next_batch(&mut rx, &mut batch) {
-        if broken {
+        // A database that refuses records is an audit log that cannot be written, even
+        // with room left in the journal: refuse (fail closed) until it takes them again.
+        if broken || refusing.load(Ordering::Acquire) {
             for job in batch.drain(..) {
                 let _ = job.ack.send(Err(()));
             }
@@ -446,7 +466,9 @@ fn run_journal_writer(
         while rest.peek().is_some() {
             let mut block = Vec::new();
             let mut bytes = 0usize;
-            while let Some(row) = rest.next_if(|r| block.is_empty() || bytes + row_bytes(r) <= BLOCK_BUDGET) {
+            while let Some(row) =
+                rest.next_if(|r| block.is_empty() || bytes + row_bytes(r) <= BLOCK_BUDGET)
+            {
                 bytes += row_bytes(&row);
                 block.push(row);
             }
@@ -467,7 +489,9 @@ fn run_journal_writer(
             }
             let seqs: Vec<i64> = block.iter().map(|r| r.seq).collect();
             if index.send(block).is_err() {
-                tracing::error!("the audit indexer has stopped; refusing every later action until a restart");
+                tracing::error!(
+                    "the audit indexer has stopped; refusing every later action until a restart"
+                );
                 broken = true;
             }
             // Durable in the journal either way: acknowledged.
@@ -492,6 +516,7 @@ fn run_indexer(
     incoming: std::sync::mpsc::Receiver<Vec<AuditRow>>,
     feed: CommittedFeed,
     progress: Arc<JournalProgress>,
+    refusing: Arc<AtomicBool>,
     _alive: Arc<()>,
 ) {
     while let Ok(mut rows) = incoming.recv() {
@@ -502,17 +527,23 @@ fn run_indexer(
             }
         }
         let mut pause = Duration::from_millis(10);
-        let mut tries = 0;
+        let mut tries = 0u32;
         while let Err(error) = writer.append_batch(&rows) {
-            tries += 1;
-            if tries >= INDEX_RETRIES {
-                tracing::error!(%error, records = rows.len(), "the database refuses journaled audit records; stopping (they stay in the journal and are recovered at the next start)");
+            refusing.store(true, Ordering::Release);
+            // The writer gone (the log closed) and nothing to recover but through the
+            // journal: stop; the next start copies the rows.
+            if Arc::strong_count(&refusing) < 2 {
+                tracing::error!(%error, records = rows.len(), "the database refuses journaled audit records; they stay in the journal for the next start");
                 return;
             }
-            tracing::warn!(%error, records = rows.len(), "cannot copy journaled audit records into the database; retrying");
+            if tries % INDEX_LOG_EVERY == 0 {
+                tracing::error!(%error, records = rows.len(), "the database refuses journaled audit records; refusing every action until it takes them (retrying)");
+            }
+            tries = tries.wrapping_add(1);
             thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_secs(1));
         }
+        refusing.store(false, Ordering::Release);
         let last = rows.last().map(|r| r.seq);
         // The feed first: a tree woken by the mark finds the rows there.
         feed.push(&mut rows);

@@ -482,7 +482,10 @@ pub(crate) fn recover(conn: &mut Connection, file: &File, path: &Path) -> Result
 
 /// Recover and release the journal in `data_dir`, if there is one and no process
 /// holds it (one that does recovers it itself when it opens).
-pub(crate) fn recover_if_unlocked(conn: &mut Connection, data_dir: &Path) -> Result<(), StoreError> {
+pub(crate) fn recover_if_unlocked(
+    conn: &mut Connection,
+    data_dir: &Path,
+) -> Result<(), StoreError> {
     let path = data_dir.join(JOURNAL_FILE);
     if !path.exists() {
         return Ok(());
@@ -561,7 +564,9 @@ mod tests {
     fn a_second_opener_is_refused_the_lock() {
         let dir = tempfile::tempdir().unwrap();
         let (_held, _) = journal(dir.path(), GROW);
-        assert!(open_locked(&dir.path().join(JOURNAL_FILE)).unwrap().is_none());
+        assert!(open_locked(&dir.path().join(JOURNAL_FILE))
+            .unwrap()
+            .is_none());
     }
 
     /// Writing wraps to the start only over blocks the database has synced, and what the
@@ -615,7 +620,10 @@ mod tests {
         assert_eq!(j.pos, block, "written at the start, over a synced block");
         // Everything after the synced half comes back from the file, in order.
         let bytes = std::fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
-        let back: Vec<i64> = rows_after(&bytes, 40 * half as i64).iter().map(|r| r.seq).collect();
+        let back: Vec<i64> = rows_after(&bytes, 40 * half as i64)
+            .iter()
+            .map(|r| r.seq)
+            .collect();
         assert_eq!(back, (40 * half as i64 + 1..next).collect::<Vec<_>>());
     }
 
@@ -651,7 +659,14 @@ mod tests {
             })
             .unwrap_err();
         assert!(
-            matches!(err, StoreError::JournalGap { database: 10, journal: 12, .. }),
+            matches!(
+                err,
+                StoreError::JournalGap {
+                    database: 10,
+                    journal: 12,
+                    ..
+                }
+            ),
             "{err}"
         );
         assert_eq!(store.audit_last_seq_blocking().unwrap(), 10);

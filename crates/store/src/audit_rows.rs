@@ -146,29 +146,32 @@ impl AuditWriter {
     }
 }
 
-pub(crate) fn insert_rows(tx: &rusqlite::Transaction<'_>, rows: &[AuditRow]) -> Result<(), StoreError> {
-            let mut stmt = tx.prepare_cached(&format!(
+pub(crate) fn insert_rows(
+    tx: &rusqlite::Transaction<'_>,
+    rows: &[AuditRow],
+) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(&format!(
                 "INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
             ))?;
-            for r in rows {
-                stmt.execute(params![
-                    r.seq,
-                    r.time,
-                    r.actor,
-                    r.action,
-                    r.tenant,
-                    r.function,
-                    r.digest,
-                    r.decision,
-                    r.reason,
-                    r.duration_us,
-                    r.status,
-                    r.invocation_id,
-                    r.prev_hash,
-                    r.hash,
-                    r.detail
-                ])?;
-            }
+    for r in rows {
+        stmt.execute(params![
+            r.seq,
+            r.time,
+            r.actor,
+            r.action,
+            r.tenant,
+            r.function,
+            r.digest,
+            r.decision,
+            r.reason,
+            r.duration_us,
+            r.status,
+            r.invocation_id,
+            r.prev_hash,
+            r.hash,
+            r.detail
+        ])?;
+    }
     Ok(())
 }
 

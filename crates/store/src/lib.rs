@@ -65,7 +65,10 @@ use rusqlite::Connection;
 use zerofn_types::TenantName;
 
 pub use admission_rules::{AdmissionSettingsRow, TenantIdentityRow};
-pub use audit_journal::{AuditJournal, JournalProgress, DEFAULT_MAX_BYTES as AUDIT_JOURNAL_MAX_BYTES, JOURNAL_FILE as AUDIT_JOURNAL_FILE, MAX_PAYLOAD as AUDIT_JOURNAL_MAX_PAYLOAD};
+pub use audit_journal::{
+    AuditJournal, JournalProgress, DEFAULT_MAX_BYTES as AUDIT_JOURNAL_MAX_BYTES,
+    JOURNAL_FILE as AUDIT_JOURNAL_FILE, MAX_PAYLOAD as AUDIT_JOURNAL_MAX_PAYLOAD,
+};
 pub use audit_prune::{PruneBoundary, PrunePlan};
 pub use audit_query::{AuditPage, AuditQuery, SCAN_LIMIT as AUDIT_QUERY_SCAN_LIMIT};
 pub use audit_rows::{AuditDurability, AuditFlusher, AuditRow, AuditWriter, AUDIT_GENESIS_HASH};
@@ -388,8 +391,8 @@ impl Store {
     pub fn open_audit_journal(&self, max_bytes: u64) -> Result<AuditJournal, StoreError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let path = dir.join(audit_journal::JOURNAL_FILE);
-        let file =
-            audit_journal::open_locked(&path)?.ok_or_else(|| StoreError::JournalInUse(path.clone()))?;
+        let file = audit_journal::open_locked(&path)?
+            .ok_or_else(|| StoreError::JournalInUse(path.clone()))?;
         let head = self.with_conn_blocking(|conn| audit_journal::recover(conn, &file, &path))?;
         self.audit_progress.start_at(head);
         AuditJournal::new(file, path, max_bytes, self.audit_progress.clone())

@@ -955,10 +955,22 @@ fn a_failing_audit_log_fails_actions_closed() {
     )
     .unwrap();
 
-    let r = s.platform.get("/hello");
+    // The first invocation's record may already be durable in the journal (it is then
+    // acknowledged, and the response goes out); from the database's first refusal on,
+    // every action is refused.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = s.platform.get("/hello");
+        if r.status != 200 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(r.status, 500, "{}", r.text());
     assert_eq!(r.json()["error"]["kind"], "audit_unavailable");
     assert!(!r.text().contains("hello from zerofn"));
+    let r = s.platform.get("/hello");
+    assert_eq!(r.status, 500, "{}", r.text());
 
     let f = function_dir(
         s.root(),
@@ -978,7 +990,15 @@ fn a_failing_audit_log_fails_actions_closed() {
 
     // Once the log is writable again, everything works and the chain holds.
     db.execute_batch("DROP TRIGGER refuse_audit;").unwrap();
-    assert_eq!(s.platform.get("/hello").status, 200);
+    // The journaled records reach the database at the indexer's next try (within a second).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.platform.get("/hello").status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the log never became writable again"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     ok(s.platform.cli(&["deploy", f.dir.to_str().unwrap()]));
     ok(s.platform.cli(&["audit", "verify"]));
 }
