@@ -23,6 +23,38 @@ pub struct ChainHead {
     pub hash: String,
 }
 
+/// Acknowledged records still only in the audit journal (see
+/// [`zerofn_store::AuditJournal`]), checked to continue the database's chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRecords {
+    pub first: i64,
+    pub last: i64,
+    pub count: usize,
+}
+
+/// Check the journal's records the database does not hold yet (a platform stopped
+/// abnormally and not restarted) against the chain ending at `head`: each must link and
+/// hash like a stored record. `None` when there are none.
+pub fn verify_pending(
+    store: &Store,
+    head: (i64, &str),
+) -> Result<Option<PendingRecords>, AuditError> {
+    let rows = store.audit_journal_pending_blocking()?;
+    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        return Ok(None);
+    };
+    let mut prev = (head.0, head.1.to_owned());
+    for row in &rows {
+        check_link((prev.0, &prev.1), row)?;
+        prev = (row.seq, row.hash.clone());
+    }
+    Ok(Some(PendingRecords {
+        first: first.seq,
+        last: last.seq,
+        count: rows.len(),
+    }))
+}
+
 pub(crate) fn row_hash(r: &AuditRow) -> String {
     // A tuple serializes as a JSON array, with the same bytes as the
     // `json!([...])` of these fields but without building a `Value`.
@@ -244,6 +276,47 @@ mod tests {
         };
         r.hash = row_hash(&r);
         r
+    }
+
+    /// Records only in the journal (a writer killed before copying them) are checked to
+    /// continue the database's chain and hash like stored ones; an edited one fails.
+    #[test]
+    fn journaled_records_the_database_lacks_are_checked_against_its_chain() {
+        let mut rows = vec![row(1, GENESIS_HASH)];
+        for seq in 2..=5 {
+            let prev = rows.last().unwrap().hash.clone();
+            rows.push(row(seq, &prev));
+        }
+        let pending = |journaled: &[AuditRow]| {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .open_audit_writer(zerofn_store::AuditDurability::Disk)
+                .unwrap()
+                .append_batch(&rows[..2])
+                .unwrap();
+            let head = verify_chain(&store).unwrap();
+            let mut journal = store.open_audit_journal(1 << 20).unwrap();
+            journal.append(journaled).unwrap();
+            // Read beside the journal's holder, as `audit verify` reads a stopped platform.
+            let reader = Store::open_read_only(dir.path()).unwrap();
+            verify_pending(&reader, (2, &head.hash))
+        };
+        assert_eq!(
+            pending(&rows[2..]).unwrap(),
+            Some(PendingRecords {
+                first: 3,
+                last: 5,
+                count: 3
+            })
+        );
+        let mut edited = rows[2..].to_vec();
+        edited[1].status = Some(500);
+        let err = pending(&edited).unwrap_err();
+        assert!(
+            matches!(err, AuditError::ChainBroken { seq: 4, .. }),
+            "{err}"
+        );
     }
 
     #[test]

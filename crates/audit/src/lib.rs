@@ -52,7 +52,7 @@ pub mod tree;
 mod writer;
 
 pub use aggregate::{RefusalAggregator, DEFAULT_MAX_KEYS};
-pub use chain::{verify_chain, ChainHead, GENESIS_HASH};
+pub use chain::{verify_chain, verify_pending, ChainHead, PendingRecords, GENESIS_HASH};
 pub use note::{Checkpoint, NoteError, NoteSigner, NoteVerifier};
 pub use record::{Action, AuditRecord, Outcome, StoredRecord, MAX_DETAIL, MAX_TEXT, TRUNCATED};
 pub use tree::{

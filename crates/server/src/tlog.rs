@@ -351,4 +351,15 @@ pub mod offline {
         let verifier = key(data_dir, pinned)?;
         Ok(tree::verify_log(&store, &verifier, false)?)
     }
+
+    /// Records a platform acknowledged (in its journal) but did not copy into the
+    /// database before it stopped, checked to continue the verified chain `report` ends.
+    pub fn pending(
+        data_dir: &Path,
+        report: &LogReport,
+    ) -> Result<Option<zerofn_audit::PendingRecords>, ServerError> {
+        let store = open(data_dir)?;
+        let head = store.audit_last_seq_blocking()?;
+        Ok(zerofn_audit::verify_pending(&store, (head, &report.head))?)
+    }
 }

@@ -268,13 +268,24 @@ pub async fn verify(data_dir: &Path, args: VerifyArgs) -> Result<()> {
     let verified = match answer {
         Some(v) => client::typed::<api_types::AuditVerify>("/v1/audit/verify", v)?,
         // No platform running (or a pinned key): verify the data directory.
-        None => match offline::verify(data_dir, pinned.as_ref()) {
-            Ok(r) => api_types::AuditVerify::intact_with_checkpoint(
-                r.records,
-                r.head,
-                r.checkpoint_size,
-                r.root,
-            ),
+        None => match offline::verify(data_dir, pinned.as_ref()).and_then(|r| {
+            let pending = offline::pending(data_dir, &r)?;
+            Ok((r, pending))
+        }) {
+            Ok((r, pending)) => {
+                if let Some(p) = pending {
+                    println!(
+                        "audit journal: {} acknowledged records ({}..={}) continue the chain; the platform copies them into the database when it starts",
+                        p.count, p.first, p.last
+                    );
+                }
+                api_types::AuditVerify::intact_with_checkpoint(
+                    r.records,
+                    r.head,
+                    r.checkpoint_size,
+                    r.root,
+                )
+            }
             Err(zerofn_server::ServerError::Audit(e)) if e.record().is_some() => {
                 let (at, problem) = match e {
                     zerofn_audit::AuditError::ChainBroken { seq, problem } => (seq, problem),
