@@ -15,7 +15,8 @@
 //! # Format
 //!
 //! The file (`audit.journal` beside the database) is a ring of blocks, each starting
-//! at a multiple of [`BLOCK`] bytes and padded to one:
+//! at a multiple of [`BLOCK`] bytes (the rest of a block's last page is left as it was:
+//! no block starts there):
 //!
 //! | bytes | field |
 //! | --- | --- |
@@ -25,7 +26,7 @@
 //! | 12..20 | sequence number of the first row, i64 LE |
 //! | 20..24 | CRC-32 (IEEE) of bytes 0..20 and the payload |
 //! | 24..32 | zero |
-//! | 32.. | payload: the rows as a JSON array of [`AuditRow`] |
+//! | 32.. | payload: the rows, each as [`encode_row`] writes it |
 //!
 //! Blocks are written in sequence order from the start of the file, and the file grows
 //! in [`GROW`] steps (zero-filled and synced, so later writes overwrite allocated blocks)
@@ -283,7 +284,9 @@ impl AuditJournal {
             return Ok(());
         };
         encode_block(&mut self.buf, first.seq, rows)?;
-        let size = self.buf.len() as u64;
+        // The block's span, to the next page: the rest of its last page is not written
+        // (no block can start inside it, so what is there does not matter).
+        let size = (self.buf.len() as u64).div_ceil(BLOCK) * BLOCK;
         let at = self.room_for(size)?;
         self.file
             .write_all_at(&self.buf, at)
@@ -373,8 +376,10 @@ impl AuditJournal {
 
 fn encode_block(buf: &mut Vec<u8>, first_seq: i64, rows: &[AuditRow]) -> Result<(), StoreError> {
     buf.clear();
-    buf.resize(HEADER, 0);
-    serde_json::to_writer(&mut *buf, rows).map_err(|_| StoreError::JournalEncode)?;
+    buf.extend_from_slice(&[0; HEADER]);
+    for row in rows {
+        encode_row(buf, row)?;
+    }
     let payload = buf.len() - HEADER;
     if payload > MAX_PAYLOAD {
         return Err(StoreError::JournalBlockTooLarge(payload as u64));
@@ -393,9 +398,114 @@ fn encode_block(buf: &mut Vec<u8>, first_seq: i64, rows: &[AuditRow]) -> Result<
     crc.update(payload);
     head[20..24].copy_from_slice(&crc.finalize().to_le_bytes());
     header.copy_from_slice(&head);
-    let padded = (buf.len() as u64).div_ceil(BLOCK) * BLOCK;
-    buf.resize(padded as usize, 0);
     Ok(())
+}
+
+/// Marks an absent optional text or number.
+const ABSENT: u32 = u32::MAX;
+
+/// A row's columns in table order, without escaping (a JSON encoding of the detail, a
+/// JSON text itself, cost more than the rest of the append): `seq` as i64 LE; each
+/// text as a u32 LE length and its UTF-8 bytes, [`ABSENT`] for a missing optional one;
+/// each optional number as a u8 (0 absent, 1 present) and an i64 LE.
+fn encode_row(buf: &mut Vec<u8>, r: &AuditRow) -> Result<(), StoreError> {
+    fn text(buf: &mut Vec<u8>, t: Option<&str>) -> Result<(), StoreError> {
+        match t {
+            None => buf.extend_from_slice(&ABSENT.to_le_bytes()),
+            Some(t) => {
+                let len = u32::try_from(t.len())
+                    .ok()
+                    .filter(|l| *l != ABSENT)
+                    .ok_or(StoreError::JournalEncode)?;
+                buf.extend_from_slice(&len.to_le_bytes());
+                buf.extend_from_slice(t.as_bytes());
+            }
+        }
+        Ok(())
+    }
+    fn number(buf: &mut Vec<u8>, n: Option<i64>) {
+        match n {
+            None => buf.push(0),
+            Some(n) => {
+                buf.push(1);
+                buf.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+    }
+    buf.extend_from_slice(&r.seq.to_le_bytes());
+    text(buf, Some(&r.time))?;
+    text(buf, Some(&r.actor))?;
+    text(buf, Some(&r.action))?;
+    text(buf, r.tenant.as_deref())?;
+    text(buf, r.function.as_deref())?;
+    text(buf, r.digest.as_deref())?;
+    text(buf, Some(&r.decision))?;
+    text(buf, r.reason.as_deref())?;
+    number(buf, r.duration_us);
+    number(buf, r.status);
+    text(buf, r.invocation_id.as_deref())?;
+    text(buf, r.detail.as_deref())?;
+    text(buf, Some(&r.prev_hash))?;
+    text(buf, Some(&r.hash))?;
+    Ok(())
+}
+
+/// Reads what [`encode_row`] wrote; `None` on anything short, malformed or not UTF-8.
+struct RowReader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> RowReader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = self.rest.split_at_checked(n)?;
+        self.rest = rest;
+        Some(head)
+    }
+
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    fn optional_text(&mut self) -> Option<Option<String>> {
+        let len = u32::from_le_bytes(self.take(4)?.try_into().ok()?);
+        if len == ABSENT {
+            return Some(None);
+        }
+        let bytes = self.take(usize::try_from(len).ok()?)?;
+        Some(Some(std::str::from_utf8(bytes).ok()?.to_owned()))
+    }
+
+    fn text(&mut self) -> Option<String> {
+        self.optional_text()?
+    }
+
+    fn optional_number(&mut self) -> Option<Option<i64>> {
+        match self.take(1)? {
+            [0] => Some(None),
+            [1] => Some(Some(self.i64()?)),
+            _ => None,
+        }
+    }
+
+    fn row(&mut self) -> Option<AuditRow> {
+        Some(AuditRow {
+            seq: self.i64()?,
+            time: self.text()?,
+            actor: self.text()?,
+            action: self.text()?,
+            tenant: self.optional_text()?,
+            function: self.optional_text()?,
+            digest: self.optional_text()?,
+            decision: self.text()?,
+            reason: self.optional_text()?,
+            duration_us: self.optional_number()?,
+            status: self.optional_number()?,
+            invocation_id: self.optional_text()?,
+            detail: self.optional_text()?,
+            prev_hash: self.text()?,
+            hash: self.text()?,
+        })
+    }
 }
 
 /// The rows of the block at the start of `bytes`, if one is there and checks out.
@@ -421,12 +531,21 @@ fn decode_block(bytes: &[u8]) -> Option<Vec<AuditRow>> {
     if hasher.finalize() != crc {
         return None;
     }
-    let rows: Vec<AuditRow> = serde_json::from_slice(payload).ok()?;
-    let consecutive = rows
-        .iter()
-        .zip(first_seq..)
-        .all(|(row, seq)| row.seq == seq);
-    (rows.len() == count && consecutive).then_some(rows)
+    let mut reader = RowReader { rest: payload };
+    // Each row takes at least 8 + 6 * 4 + 6 * 4 + 2 bytes: a count beyond that is a lie,
+    // refused before anything is allocated for it.
+    if count > payload.len() / 58 {
+        return None;
+    }
+    let mut rows = Vec::with_capacity(count);
+    for seq in (first_seq..).take(count) {
+        let row = reader.row()?;
+        if row.seq != seq {
+            return None;
+        }
+        rows.push(row);
+    }
+    reader.rest.is_empty().then_some(rows)
 }
 
 impl AuditJournal {
@@ -574,10 +693,17 @@ mod tests {
 
     #[test]
     fn a_block_round_trips_and_any_flipped_byte_is_rejected() {
-        let rows = chain(1, 3);
+        let mut rows = chain(1, 3);
+        // Every optional column present, text that JSON would escape, and non-ASCII.
+        rows[1].function = Some("hello".into());
+        rows[1].digest = Some("sha256:00".into());
+        rows[1].reason = Some("quote \" and é".into());
+        rows[1].detail = Some(r#"{"decisions":[{"policy":"p\n1"}]}"#.into());
+        rows[2].duration_us = None;
+        rows[2].status = None;
+        rows[2].invocation_id = None;
         let mut buf = Vec::new();
         encode_block(&mut buf, 1, &rows).unwrap();
-        assert_eq!(buf.len() as u64 % BLOCK, 0);
         assert_eq!(decode_block(&buf).unwrap(), rows);
         let payload_end = HEADER + u32::from_le_bytes(buf[4..8].try_into().unwrap()) as usize;
         for i in 0..payload_end {
@@ -614,7 +740,7 @@ mod tests {
     fn the_ring_reuses_only_synced_space_and_recovery_finds_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let (mut j, progress) = journal(dir.path(), GROW);
-        let per_block = 40; // about 8 KiB of JSON: two pages a block
+        let per_block = 40; // several pages a block
         let mut next = 1;
         for _ in 0..400 {
             j.append(&chain(next, per_block)).unwrap();
@@ -638,7 +764,7 @@ mod tests {
         let (mut j, progress) = journal(dir.path(), GROW);
         let mut buf = Vec::new();
         encode_block(&mut buf, 1, &chain(1, 40)).unwrap();
-        let block = buf.len() as u64;
+        let block = (buf.len() as u64).div_ceil(BLOCK) * BLOCK;
         let fit = GROW / block;
         let mut next = 1;
         for _ in 0..fit {

@@ -9,8 +9,8 @@ use crate::{Store, StoreError};
 pub const AUDIT_GENESIS_HASH: &str =
     "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// One audit record exactly as stored (and as the journal holds it, JSON).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// One audit record exactly as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRow {
     pub seq: i64,
     pub time: String,
