@@ -24,6 +24,8 @@ const DISK_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 /// Rows per journal block, about, in bytes ([`row_bytes`]): a block stays well under the
 /// journal's [`zerofn_store::AUDIT_JOURNAL_MAX_PAYLOAD`] even with every detail escaped.
 const BLOCK_BUDGET: usize = 1 << 20;
+/// Niceness of the indexer and the flusher (see [`behind_requests`]).
+const BACKGROUND_NICE: i32 = 10;
 /// Least time between the indexer's commits (see [`run_indexer`]); also about how long an
 /// audit read may wait for a record acknowledged just before it.
 const INDEX_INTERVAL: Duration = Duration::from_millis(10);
@@ -175,10 +177,12 @@ impl AuditLog {
     /// `flush_interval` for [`AuditDurability::Process`] (which is what
     /// syncs acknowledged records to disk), every 500 ms for `Disk`.
     pub fn open_with(store: &Store, durability: AuditDurability) -> Result<AuditLog, AuditError> {
-        Self::open_observed(store, durability, None)
+        Self::open_inner(store, durability, None, false)
     }
 
-    /// As [`AuditLog::open_with`], telling `observer` of every record and commit.
+    /// The platform's log: as [`AuditLog::open_with`], telling `observer` of every record
+    /// and commit, and with the journal allocated to its full size before the first
+    /// append (the other constructors, for tests and tools, let it grow as it fills).
     ///
     /// Takes the data directory's audit journal (recovering the records a crashed writer
     /// left in it) in either mode: one writer per log, so sequence numbers handed out
@@ -188,7 +192,19 @@ impl AuditLog {
         durability: AuditDurability,
         observer: Option<Arc<dyn AuditObserver>>,
     ) -> Result<AuditLog, AuditError> {
-        let journal = store.open_audit_journal(zerofn_store::AUDIT_JOURNAL_MAX_BYTES)?;
+        Self::open_inner(store, durability, observer, true)
+    }
+
+    fn open_inner(
+        store: &Store,
+        durability: AuditDurability,
+        observer: Option<Arc<dyn AuditObserver>>,
+        allocate: bool,
+    ) -> Result<AuditLog, AuditError> {
+        let mut journal = store.open_audit_journal(zerofn_store::AUDIT_JOURNAL_MAX_BYTES)?;
+        if allocate && durability == AuditDurability::Disk {
+            journal.allocate()?;
+        }
         let progress = journal.progress();
         let (jobs, rx) = mpsc::channel(QUEUE);
         let feed = CommittedFeed {
@@ -378,6 +394,7 @@ fn run_flusher(
     alive: Weak<()>,
     interval: Duration,
 ) {
+    behind_requests();
     let mut flushed = progress.indexed_seq();
     loop {
         progress.wait_for_flush_request(interval);
@@ -402,6 +419,16 @@ fn run_flusher(
         if !running {
             return;
         }
+    }
+}
+
+/// Nice this thread (Linux: `setpriority` with who 0 applies to the calling thread): the
+/// indexer and the flusher are never what a request waits for, and at full priority their
+/// bursts of CPU preempt the threads that are (on two cores, a request's tail). They still
+/// run whenever a core is free, and the journal filling makes the writer wait for them.
+fn behind_requests() {
+    if let Err(error) = rustix::process::setpriority_process(None, BACKGROUND_NICE) {
+        tracing::debug!(%error, "cannot lower the audit background thread's priority");
     }
 }
 
@@ -522,6 +549,7 @@ fn run_indexer(
     refusing: Arc<AtomicBool>,
     _alive: Arc<()>,
 ) {
+    behind_requests();
     let mut last_commit = Instant::now();
     while let Ok(mut rows) = incoming.recv() {
         // Rows arriving within an interval share one transaction: its pages (the table's
