@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use zerofn_audit::{Action, AuditLog, AuditRecord, Outcome};
+use zerofn_audit::{Action, AuditDurability, AuditLog, AuditRecord, Outcome};
 use zerofn_store::Store;
 
 fn record(i: u64) -> AuditRecord {
@@ -23,7 +23,8 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let log = AuditLog::open(&store).unwrap();
+    // As the platform opens it: default durability, journal allocated up front.
+    let log = AuditLog::open_observed(&store, AuditDurability::Disk, None).unwrap();
 
     let mut g = c.benchmark_group("audit");
     g.throughput(Throughput::Elements(1));
