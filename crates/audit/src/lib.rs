@@ -11,17 +11,19 @@
 //! the first broken link.
 //!
 //! # Guarantees
-//! [`AuditLog::append`] returns `Ok` only after the record is committed to
-//! the database; callers append *before* making an action's effect visible
-//! and fail the action when the append fails. How far "committed" goes is
-//! the operator's [`AuditDurability`] choice: `Disk` (the default,
-//! `synchronous=FULL`: survives power loss) or `Process` (in the WAL file,
-//! survives the process being killed; synced to disk by a flusher thread
-//! every interval, so a power loss can cost the last interval's records).
-//! Appends from concurrent callers are group-committed: one writer thread
-//! takes every record waiting in its bounded queue and commits them in a
-//! single transaction, so durability costs one fsync per batch, not per
-//! record.
+//! [`AuditLog::append`] returns `Ok` only after the record is in the data
+//! directory's audit journal (`zerofn_store::AuditJournal`); callers append
+//! *before* making an action's effect visible and fail the action when the
+//! append fails. How far "in the journal" goes is the operator's
+//! [`AuditDurability`] choice: `Disk` (the default: the journal block is
+//! `fdatasync`'d first, so it survives power loss) or `Process` (written,
+//! so it survives the process being killed; the flusher syncs the journal
+//! every interval, so a machine failure can cost the last interval's
+//! records, and recovery cuts the log where they went missing). Appends
+//! from concurrent callers are group-committed: one writer thread takes
+//! every record waiting in its bounded queue and writes them as one block,
+//! so durability costs one sync per batch, not per record. An indexer
+//! thread copies the rows into the database behind, and reads wait for it.
 //!
 //! Unauthenticated refusals go through a [`RefusalAggregator`], which
 //! appends the first of a kind at once and repeats as one counted record

@@ -1,5 +1,6 @@
 //! The single writer: sequence numbers, hashes and group commit.
 
+use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread;
@@ -172,10 +173,11 @@ impl AuditLog {
         Self::open_with(store, AuditDurability::Disk)
     }
 
-    /// Start the writer thread with the given durability, and a second
-    /// thread that checkpoints the WAL off the append path: every
-    /// `flush_interval` for [`AuditDurability::Process`] (which is what
-    /// syncs acknowledged records to disk), every 500 ms for `Disk`.
+    /// Start the writer thread with the given durability, and threads that index the
+    /// journaled records into the database and sync it off the append path: every
+    /// `flush_interval` for [`AuditDurability::Process`] (whose flusher also syncs the
+    /// journal, which is what puts acknowledged records on disk in that mode), every
+    /// 500 ms for `Disk`.
     pub fn open_with(store: &Store, durability: AuditDurability) -> Result<AuditLog, AuditError> {
         Self::open_inner(store, durability, None, false)
     }
@@ -202,9 +204,18 @@ impl AuditLog {
         allocate: bool,
     ) -> Result<AuditLog, AuditError> {
         let mut journal = store.open_audit_journal(zerofn_store::AUDIT_JOURNAL_MAX_BYTES)?;
-        if allocate && durability == AuditDurability::Disk {
+        if allocate {
             journal.allocate()?;
         }
+        // Both modes journal every batch before acknowledging it; `process` leaves the
+        // journal's sync to the flusher, every `flush_interval`.
+        let (interval, journal_sync) = match durability {
+            AuditDurability::Disk => (DISK_CHECKPOINT_INTERVAL, None),
+            AuditDurability::Process { flush_interval } => {
+                journal.sync_later();
+                (flush_interval, Some(journal.sync_handle()?))
+            }
+        };
         let progress = journal.progress();
         let (jobs, rx) = mpsc::channel(QUEUE);
         let feed = CommittedFeed {
@@ -213,55 +224,35 @@ impl AuditLog {
         };
         // Whoever commits to the database holds `alive`; the flusher stops after it is gone.
         let alive = Arc::new(());
-        let (interval, run): (Duration, Box<dyn FnOnce() + Send>) = match durability {
-            AuditDurability::Disk => {
-                let indexer = store.open_audit_indexer()?;
-                let head = indexer.last()?.unwrap_or((0, GENESIS_HASH.to_owned()));
-                let (index, rows) = std::sync::mpsc::channel();
-                let fed = feed.clone();
-                let marks = progress.clone();
-                let held = alive.clone();
-                let refusing = Arc::new(AtomicBool::new(false));
-                let failing = refusing.clone();
-                let indexing = thread::Builder::new()
-                    .name("zerofn-audit-index".into())
-                    .spawn(move || run_indexer(indexer, rows, fed, marks, failing, held))
-                    .map_err(|_| AuditError::WriterStopped)?;
-                let watcher = observer.clone();
-                let indexer = Indexer {
-                    rows: index,
-                    thread: indexing,
-                    refusing,
-                };
-                let run = move || run_journal_writer(journal, head, rx, indexer, watcher);
-                (DISK_CHECKPOINT_INTERVAL, Box::new(run))
-            }
-            AuditDurability::Process { flush_interval } => {
-                let writer = store.open_audit_writer(durability)?;
-                let head = writer.last()?.unwrap_or((0, GENESIS_HASH.to_owned()));
-                let fed = feed.clone();
-                let watcher = observer.clone();
-                let marks = progress.clone();
-                let held = alive.clone();
-                let run = move || {
-                    // Held, not written: it is the lock that keeps other writers out.
-                    let _journal = journal;
-                    let _alive = held;
-                    run_writer(writer, head, rx, marks, fed, watcher);
-                };
-                (flush_interval, Box::new(run))
-            }
+        let indexer = store.open_audit_indexer()?;
+        let head = indexer.last()?.unwrap_or((0, GENESIS_HASH.to_owned()));
+        let (index, rows) = std::sync::mpsc::channel();
+        let fed = feed.clone();
+        let marks = progress.clone();
+        let held = alive.clone();
+        let refusing = Arc::new(AtomicBool::new(false));
+        let failing = refusing.clone();
+        let indexing = thread::Builder::new()
+            .name("zerofn-audit-index".into())
+            .spawn(move || run_indexer(indexer, rows, fed, marks, failing, held))
+            .map_err(|_| AuditError::WriterStopped)?;
+        let watcher = observer.clone();
+        let indexer = Indexer {
+            rows: index,
+            thread: indexing,
+            refusing,
         };
+        let run = move || run_journal_writer(journal, head, rx, indexer, watcher);
         // The database is synced off the append path, every interval while there is
-        // anything new, and at once when the journal asks for room. In process mode
-        // that is what puts acknowledged records on disk.
+        // anything new, and at once when the journal asks for room (in process mode, the
+        // journal too).
         let flusher = store.open_audit_flusher()?;
         let watched = Arc::downgrade(&alive);
         drop(alive);
         let marks = progress.clone();
         thread::Builder::new()
             .name("zerofn-audit-flush".into())
-            .spawn(move || run_flusher(flusher, marks, watched, interval))
+            .spawn(move || run_flusher(flusher, journal_sync, marks, watched, interval))
             .map_err(|_| AuditError::WriterStopped)?;
         let writer = thread::Builder::new()
             .name("zerofn-audit".into())
@@ -390,15 +381,29 @@ impl AuditLog {
 /// last sync.
 fn run_flusher(
     mut flusher: AuditFlusher,
+    journal: Option<File>,
     progress: Arc<JournalProgress>,
     alive: Weak<()>,
     interval: Duration,
 ) {
     behind_requests();
     let mut flushed = progress.indexed_seq();
+    let mut journal_synced = progress.journaled_seq();
     loop {
         progress.wait_for_flush_request(interval);
         let running = alive.upgrade().is_some();
+        // `process` mode: the journal holds acknowledged records the database may not
+        // have yet; syncing it is what puts them on disk. A failed sync is retried next
+        // tick (the records stay in the kernel's cache; only a machine failure loses them).
+        if let Some(file) = &journal {
+            let written = progress.journaled_seq();
+            if written != journal_synced {
+                match file.sync_data() {
+                    Ok(()) => journal_synced = written,
+                    Err(error) => tracing::warn!(%error, "audit journal sync failed"),
+                }
+            }
+        }
         let head = progress.indexed_seq();
         if head == flushed {
             // Nothing new: what the journal waits for (if anything) is already synced.
@@ -461,8 +466,9 @@ struct Indexer {
     refusing: Arc<AtomicBool>,
 }
 
-/// `disk` mode: each batch becomes journal blocks, acknowledged once a block's
-/// `fdatasync` returns; the indexer copies them into the database behind.
+/// Each batch becomes journal blocks, acknowledged once a block is written (and, in
+/// `disk` mode, its `fdatasync` has returned); the indexer copies them into the
+/// database behind.
 fn run_journal_writer(
     mut journal: AuditJournal,
     mut head: (i64, String),
@@ -591,48 +597,6 @@ fn run_indexer(
         feed.push(&mut rows);
         if let Some(last) = last {
             progress.indexed(last);
-        }
-    }
-}
-
-/// `process` mode: each batch is one database transaction, unsynced (the flusher syncs
-/// every interval).
-fn run_writer(
-    mut writer: AuditWriter,
-    mut head: (i64, String),
-    mut rx: mpsc::Receiver<Job>,
-    progress: Arc<JournalProgress>,
-    feed: CommittedFeed,
-    observer: Option<Arc<dyn AuditObserver>>,
-) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    let mut rows: Vec<AuditRow> = Vec::with_capacity(MAX_BATCH);
-    while next_batch(&mut rx, &mut batch) {
-        chain(&batch, &mut rows, &head, &now_rfc3339());
-        match writer.append_batch(&rows) {
-            Ok(()) => {
-                let first = rows.first().map_or(0, |r| r.seq);
-                if let Some(last) = rows.last() {
-                    head = (last.seq, last.hash.clone());
-                }
-                if let Some(observer) = &observer {
-                    observer.committed(rows.len());
-                }
-                // Before the acknowledgements, so a checkpoint asked for after an append
-                // returned covers it; moving the rows costs a lock and a copy of pointers.
-                feed.push(&mut rows);
-                progress.journaled(head.0);
-                progress.indexed(head.0);
-                for (seq, job) in (first..).zip(batch.drain(..)) {
-                    let _ = job.ack.send(Ok(seq));
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, records = batch.len(), "audit append failed; refusing the actions");
-                for job in batch.drain(..) {
-                    let _ = job.ack.send(Err(()));
-                }
-            }
         }
     }
 }

@@ -24,8 +24,9 @@
 //! | 4..8 | payload length, u32 little-endian |
 //! | 8..12 | rows in the block, u32 LE |
 //! | 12..20 | sequence number of the first row, i64 LE |
-//! | 20..24 | CRC-32 (IEEE) of bytes 0..20 and the payload |
-//! | 24..32 | zero |
+//! | 20..24 | CRC-32 (IEEE) of bytes 0..20, bytes 24..32 and the payload |
+//! | 24 | flags: bit 0 set when the block was acknowledged before it was synced (`process` durability); other bits zero |
+//! | 25..32 | zero |
 //! | 32.. | payload: the rows, each as [`encode_row`] writes it |
 //!
 //! Blocks are written in sequence order from the start of the file, and the file grows
@@ -33,7 +34,10 @@
 //! up to its maximum; then writing continues at the start, over blocks whose rows the
 //! database has synced. Recovery reads every block boundary, keeps the rows whose
 //! sequence numbers are above the database's newest, and inserts them if they continue
-//! its chain (sequence and previous hash) without a gap.
+//! its chain (sequence and previous hash) without a gap. A gap is refused, unless the row
+//! after it came from a block acknowledged before it was synced: then a machine failure
+//! lost an earlier block, which `process` durability allows, and the log is cut there
+//! (the journal is cleared once the rows before the cut are in the database).
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -53,6 +57,8 @@ pub const JOURNAL_FILE: &str = "audit.journal";
 pub const BLOCK: u64 = 4096;
 const HEADER: usize = 32;
 const MAGIC: &[u8; 4] = b"ZFAJ";
+/// Header flag: the block's rows were acknowledged before the block was synced.
+const FLAG_SYNC_DEFERRED: u8 = 1;
 /// Growth step: zero-filled and synced at once, so the sync is paid once per step and
 /// not by the commit that first touches a block.
 pub const GROW: u64 = 1 << 20;
@@ -106,6 +112,11 @@ impl JournalProgress {
     /// Rows up to `seq` are durable in the journal.
     pub fn journaled(&self, seq: i64) {
         self.lock().journaled = seq;
+    }
+
+    /// The newest row written to the journal.
+    pub fn journaled_seq(&self) -> i64 {
+        self.lock().journaled
     }
 
     /// Rows up to `seq` are committed to the database.
@@ -207,6 +218,9 @@ pub struct AuditJournal {
     live: VecDeque<Live>,
     progress: Arc<JournalProgress>,
     buf: Vec<u8>,
+    /// Whether each append is `fdatasync`'d before it returns (`disk` durability), or
+    /// left to whoever holds [`AuditJournal::sync_handle`] (`process`).
+    sync_each: bool,
 }
 
 impl std::fmt::Debug for AuditJournal {
@@ -266,6 +280,7 @@ impl AuditJournal {
             live: VecDeque::new(),
             progress,
             buf: Vec::new(),
+            sync_each: true,
         })
     }
 
@@ -278,13 +293,26 @@ impl AuditJournal {
         Ok(())
     }
 
+    /// Appends return once their block is written, before it is synced: it survives the
+    /// process being killed (the kernel has it), not the machine failing, until someone
+    /// syncs [`AuditJournal::sync_handle`] (`process` durability). Blocks written so are
+    /// marked, so that recovery may cut the log where one of them went missing.
+    pub fn sync_later(&mut self) {
+        self.sync_each = false;
+    }
+
+    /// Another handle on the journal's file, for syncing it from another thread.
+    pub fn sync_handle(&self) -> Result<File, StoreError> {
+        self.file.try_clone().map_err(io(&self.path))
+    }
+
     /// The marks this journal's writer, indexer and flusher share.
     pub fn progress(&self) -> Arc<JournalProgress> {
         self.progress.clone()
     }
 
     /// Make `rows` (consecutive, already chained) durable: one block, one write, one
-    /// `fdatasync`. Waits (up to 10 s) while the database is too far behind for the
+    /// `fdatasync` (none after [`AuditJournal::sync_later`]). Waits (up to 10 s) while the database is too far behind for the
     /// block to fit. The caller keeps a block under [`MAX_PAYLOAD`] and hands the rows
     /// of every earlier call to the database before this one (else this waits for rows
     /// no one will sync). After an error the journal must not be written again: the
@@ -293,7 +321,12 @@ impl AuditJournal {
         let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
             return Ok(());
         };
-        encode_block(&mut self.buf, first.seq, rows)?;
+        let flags = if self.sync_each {
+            0
+        } else {
+            FLAG_SYNC_DEFERRED
+        };
+        encode_block(&mut self.buf, first.seq, flags, rows)?;
         // The block's span, to the next page: the rest of its last page is not written
         // (no block can start inside it, so what is there does not matter).
         let size = (self.buf.len() as u64).div_ceil(BLOCK) * BLOCK;
@@ -301,7 +334,9 @@ impl AuditJournal {
         self.file
             .write_all_at(&self.buf, at)
             .map_err(io(&self.path))?;
-        self.file.sync_data().map_err(io(&self.path))?;
+        if self.sync_each {
+            self.file.sync_data().map_err(io(&self.path))?;
+        }
         self.pos = at + size;
         self.live.push_back(Live {
             start: at,
@@ -389,7 +424,12 @@ impl AuditJournal {
     }
 }
 
-fn encode_block(buf: &mut Vec<u8>, first_seq: i64, rows: &[AuditRow]) -> Result<(), StoreError> {
+fn encode_block(
+    buf: &mut Vec<u8>,
+    first_seq: i64,
+    flags: u8,
+    rows: &[AuditRow],
+) -> Result<(), StoreError> {
     buf.clear();
     buf.extend_from_slice(&[0; HEADER]);
     for row in rows {
@@ -405,11 +445,13 @@ fn encode_block(buf: &mut Vec<u8>, first_seq: i64, rows: &[AuditRow]) -> Result<
     head[4..8].copy_from_slice(&(payload as u32).to_le_bytes());
     head[8..12].copy_from_slice(&count.to_le_bytes());
     head[12..20].copy_from_slice(&first_seq.to_le_bytes());
+    head[24] = flags;
     let (header, payload) = buf
         .split_at_mut_checked(HEADER)
         .ok_or(StoreError::JournalEncode)?;
     let mut crc = crc32fast::Hasher::new();
     crc.update(&head[0..20]);
+    crc.update(&head[24..HEADER]);
     crc.update(payload);
     head[20..24].copy_from_slice(&crc.finalize().to_le_bytes());
     header.copy_from_slice(&head);
@@ -524,7 +566,14 @@ impl<'a> RowReader<'a> {
 }
 
 /// The rows of the block at the start of `bytes`, if one is there and checks out.
-fn decode_block(bytes: &[u8]) -> Option<Vec<AuditRow>> {
+/// A block's rows, and whether they were acknowledged before the block was synced.
+#[derive(Debug, PartialEq)]
+struct Block {
+    rows: Vec<AuditRow>,
+    sync_deferred: bool,
+}
+
+fn decode_block(bytes: &[u8]) -> Option<Block> {
     let head = bytes.get(..HEADER)?;
     if head.get(0..4)? != MAGIC {
         return None;
@@ -536,12 +585,14 @@ fn decode_block(bytes: &[u8]) -> Option<Vec<AuditRow>> {
     let count = usize::try_from(u32_at(8..12)?).ok()?;
     let first_seq = i64::from_le_bytes(head.get(12..20)?.try_into().ok()?);
     let crc = u32_at(20..24)?;
-    if head.get(24..HEADER)?.iter().any(|b| *b != 0) {
+    let flags = *head.get(24)?;
+    if flags & !FLAG_SYNC_DEFERRED != 0 || head.get(25..HEADER)?.iter().any(|b| *b != 0) {
         return None;
     }
     let payload = bytes.get(HEADER..HEADER.checked_add(payload_len)?)?;
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(head.get(0..20)?);
+    hasher.update(head.get(24..HEADER)?);
     hasher.update(payload);
     if hasher.finalize() != crc {
         return None;
@@ -560,7 +611,10 @@ fn decode_block(bytes: &[u8]) -> Option<Vec<AuditRow>> {
         }
         rows.push(row);
     }
-    reader.rest.is_empty().then_some(rows)
+    reader.rest.is_empty().then_some(Block {
+        rows,
+        sync_deferred: flags & FLAG_SYNC_DEFERRED != 0,
+    })
 }
 
 impl AuditJournal {
@@ -575,14 +629,26 @@ impl AuditJournal {
 /// Every row in the journal's valid blocks with a sequence number above `after`,
 /// in sequence order.
 fn rows_after(bytes: &[u8], after: i64) -> Vec<AuditRow> {
-    let mut rows: Vec<AuditRow> = (0..bytes.len())
+    found_after(bytes, after)
+        .into_iter()
+        .map(|(row, _)| row)
+        .collect()
+}
+
+/// The rows above `after` in every valid block, in sequence order, each with whether its
+/// block was acknowledged before it was synced.
+fn found_after(bytes: &[u8], after: i64) -> Vec<(AuditRow, bool)> {
+    let mut rows: Vec<(AuditRow, bool)> = (0..bytes.len())
         .step_by(BLOCK as usize)
         .filter_map(|at| bytes.get(at..))
         .filter_map(decode_block)
-        .flatten()
-        .filter(|row| row.seq > after)
+        .flat_map(|block| {
+            let deferred = block.sync_deferred;
+            block.rows.into_iter().map(move |row| (row, deferred))
+        })
+        .filter(|(row, _)| row.seq > after)
         .collect();
-    rows.sort_by_key(|row| row.seq);
+    rows.sort_by_key(|(row, _)| row.seq);
     // The same block found twice (never written so, but harmless); a row that differs
     // from another of its number stays, and recovery refuses the pair as a gap.
     rows.dedup();
@@ -607,17 +673,26 @@ pub(crate) fn recover(conn: &mut Connection, file: &File, path: &Path) -> Result
     }
     let mut bytes = vec![0u8; usize::try_from(len).map_err(|_| StoreError::JournalEncode)?];
     file.read_exact_at(&mut bytes, 0).map_err(io(path))?;
-    let rows = rows_after(&bytes, seq);
-    for row in &rows {
-        if row.seq != seq + 1 || row.prev_hash != hash {
-            return Err(StoreError::JournalGap {
-                path: path.to_path_buf(),
-                database: seq,
-                journal: row.seq,
-            });
+    let mut rows = Vec::new();
+    let mut cut = None;
+    for (row, sync_deferred) in found_after(&bytes, seq) {
+        if row.seq != seq.saturating_add(1) || row.prev_hash != hash {
+            if !sync_deferred {
+                return Err(StoreError::JournalGap {
+                    path: path.to_path_buf(),
+                    database: seq,
+                    journal: row.seq,
+                });
+            }
+            // Acknowledged unsynced (`process` durability) and the block before it lost:
+            // the machine failed within a flush interval, which that mode allows. What
+            // follows cannot be chained; the log ends here.
+            cut = Some(row.seq);
+            break;
         }
         seq = row.seq;
         hash.clone_from(&row.hash);
+        rows.push(row);
     }
     if !rows.is_empty() {
         // FULL on this connection: the commit syncs the WAL before the journal's
@@ -625,6 +700,17 @@ pub(crate) fn recover(conn: &mut Connection, file: &File, path: &Path) -> Result
         let tx = crate::write_tx(conn)?;
         crate::audit_rows::insert_rows(&tx, &rows)?;
         tx.commit()?;
+    }
+    if let Some(lost_from) = cut {
+        tracing::warn!(
+            journal = %path.display(),
+            kept_through = seq,
+            lost_from,
+            "audit records acknowledged without a sync were lost (the machine failed within a flush interval); the log ends at the last record it holds in order"
+        );
+        // The rows past the cut would collide with the next writer's numbers.
+        file.set_len(0).map_err(io(path))?;
+        file.sync_all().map_err(io(path))?;
     }
     Ok(seq)
 }
@@ -718,8 +804,8 @@ mod tests {
         rows[2].status = None;
         rows[2].invocation_id = None;
         let mut buf = Vec::new();
-        encode_block(&mut buf, 1, &rows).unwrap();
-        assert_eq!(decode_block(&buf).unwrap(), rows);
+        encode_block(&mut buf, 1, 0, &rows).unwrap();
+        assert_eq!(decode_block(&buf).unwrap().rows, rows);
         let payload_end = HEADER + u32::from_le_bytes(buf[4..8].try_into().unwrap()) as usize;
         for i in 0..payload_end {
             let mut bad = buf.clone();
@@ -806,7 +892,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut j, progress) = journal(dir.path(), GROW);
         let mut buf = Vec::new();
-        encode_block(&mut buf, 1, &chain(1, 40)).unwrap();
+        encode_block(&mut buf, 1, 0, &chain(1, 40)).unwrap();
         let block = (buf.len() as u64).div_ceil(BLOCK) * BLOCK;
         let fit = GROW / block;
         let mut next = 1;
@@ -833,6 +919,56 @@ mod tests {
             .map(|r| r.seq)
             .collect();
         assert_eq!(back, (40 * half as i64 + 1..next).collect::<Vec<_>>());
+    }
+
+    /// `process` durability: blocks acknowledged before their sync. A machine failure
+    /// that lost one of them (here: zeroed, as a block never written back reads) while a
+    /// later one reached the disk cuts the log before the lost block, and the journal is
+    /// cleared so the next writer's numbers cannot meet the rows past the cut. The same
+    /// loss among synced blocks is refused as a gap (the test below).
+    #[test]
+    fn a_lost_unsynced_block_cuts_the_log_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(dir.path()).unwrap();
+        let (mut j, _) = journal(dir.path(), GROW);
+        j.sync_later();
+        for first in [1, 6, 11] {
+            j.append(&chain(first, 5)).unwrap();
+        }
+        let second = j.live.get(1).unwrap().start;
+        drop(j);
+        let path = dir.path().join(JOURNAL_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[second as usize..(second + BLOCK) as usize].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        store
+            .with_conn_blocking(|conn| {
+                let file = open_locked(&path).unwrap().unwrap();
+                assert_eq!(recover(conn, &file, &path).unwrap(), 5);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(store.audit_last_seq_blocking().unwrap(), 5);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            0,
+            "journal cleared"
+        );
+        // A later writer continues at 6 with rows of its own; recovery takes them.
+        let (mut j, _) = journal(dir.path(), GROW);
+        let mut next = chain(1, 10).split_off(5);
+        for row in &mut next {
+            row.detail = Some("after the cut".into());
+        }
+        j.append(&next).unwrap();
+        drop(j);
+        store
+            .with_conn_blocking(|conn| {
+                let file = open_locked(&path).unwrap().unwrap();
+                assert_eq!(recover(conn, &file, &path).unwrap(), 10);
+                Ok(())
+            })
+            .unwrap();
     }
 
     #[test]

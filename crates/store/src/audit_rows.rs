@@ -56,15 +56,19 @@ pub(crate) fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
 /// How far an audit append has gone when it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditDurability {
-    /// Every acknowledged row has been fsync'd: it survives the process
-    /// being killed, a kernel crash and a power loss. Costs one fsync per
-    /// commit (group commit shares it among concurrent appends).
+    /// Every acknowledged row has been synced (its audit journal block
+    /// `fdatasync`'d): it survives the process being killed, a kernel crash
+    /// and a power loss. Costs one sync per batch (group commit shares it
+    /// among concurrent appends).
     Disk,
-    /// Every acknowledged row is in the WAL file (the kernel's page cache):
-    /// it survives the process being killed (`kill -9`, abort, panic). A
-    /// flusher syncs to disk every `flush_interval`, so a kernel crash or
-    /// power loss may lose the rows acknowledged within the last interval;
-    /// what remains is still a valid, verifiable chain prefix.
+    /// Every acknowledged row is written to the audit journal (the kernel's
+    /// page cache): it survives the process being killed (`kill -9`, abort,
+    /// panic). A flusher syncs the journal and the database every
+    /// `flush_interval`, so a kernel crash or power loss may lose the rows
+    /// acknowledged within the last interval; recovery cuts the log before
+    /// the first lost row, so what remains is a valid, verifiable chain
+    /// prefix. (For [`crate::Store::open_audit_writer`], which commits
+    /// without a journal, the rows are in the WAL file instead.)
     Process { flush_interval: std::time::Duration },
 }
 

@@ -23,12 +23,13 @@
 //! `traceparent` is stored, whatever a caller passes.
 //!
 //! Durability: WAL journal with `synchronous=FULL`, so a transaction that
-//! returned `Ok` survives a process kill and a power loss. The audit
-//! writer's connection may instead run with [`AuditDurability::Process`]
-//! (`synchronous=NORMAL`): a commit is in the WAL file, and so survives the
-//! process being killed, but reaches the disk only at the next flush. The
-//! log writer's connection ([`LogWriter`]) always commits that way: guests'
-//! output is not audit.
+//! returned `Ok` survives a process kill and a power loss. Audit records are
+//! made durable in the audit journal ([`AuditJournal`], synced per batch or,
+//! with [`AuditDurability::Process`], per flush interval) and indexed into
+//! the database by a connection at `synchronous=NORMAL`: a commit is in the
+//! WAL file, and so survives the process being killed, but reaches the disk
+//! only at the next flush. The log writer's connection ([`LogWriter`])
+//! always commits that way: guests' output is not audit.
 
 mod admission_rules;
 mod audit_journal;
