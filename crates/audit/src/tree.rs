@@ -360,6 +360,9 @@ impl LogTree {
             .map(CommittedFeed::take)
             .unwrap_or_default();
         let mut continuous = !fed.is_empty();
+        // Hashing thousands of records is a background thread's work (the periodic
+        // checkpoint): paced so a request's thread never waits for all of it.
+        let mut pace = zerofn_store::pace::Pace::new();
         for r in fed {
             if r.seq <= as_i64(next.size) {
                 continue;
@@ -369,6 +372,7 @@ impl LogTree {
                 break;
             }
             next.add(&r, &mut hashes)?;
+            pace.step();
         }
         // Otherwise (or as well, when the feed had a gap) the database, every link checked.
         if !continuous {
@@ -380,6 +384,7 @@ impl LogTree {
                 for r in page {
                     check_link((as_i64(next.size), &next.head), &r)?;
                     next.add(&r, &mut hashes)?;
+                    pace.step();
                 }
             }
         }

@@ -25,8 +25,6 @@ const DISK_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 /// Rows per journal block, about, in bytes ([`row_bytes`]): a block stays well under the
 /// journal's [`zerofn_store::AUDIT_JOURNAL_MAX_PAYLOAD`] even with every detail escaped.
 const BLOCK_BUDGET: usize = 1 << 20;
-/// Niceness of the indexer and the flusher (see [`behind_requests`]).
-const BACKGROUND_NICE: i32 = 10;
 /// Least time between the indexer's commits (see [`run_indexer`]); also about how long an
 /// audit read may wait for a record acknowledged just before it.
 const INDEX_INTERVAL: Duration = Duration::from_millis(10);
@@ -386,7 +384,7 @@ fn run_flusher(
     alive: Weak<()>,
     interval: Duration,
 ) {
-    behind_requests();
+    zerofn_store::pace::behind_requests();
     let mut flushed = progress.indexed_seq();
     let mut journal_synced = progress.journaled_seq();
     loop {
@@ -424,16 +422,6 @@ fn run_flusher(
         if !running {
             return;
         }
-    }
-}
-
-/// Nice this thread (Linux: `setpriority` with who 0 applies to the calling thread): the
-/// indexer and the flusher are never what a request waits for, and at full priority their
-/// bursts of CPU preempt the threads that are (on two cores, a request's tail). They still
-/// run whenever a core is free, and the journal filling makes the writer wait for them.
-fn behind_requests() {
-    if let Err(error) = rustix::process::setpriority_process(None, BACKGROUND_NICE) {
-        tracing::debug!(%error, "cannot lower the audit background thread's priority");
     }
 }
 
@@ -555,7 +543,7 @@ fn run_indexer(
     refusing: Arc<AtomicBool>,
     _alive: Arc<()>,
 ) {
-    behind_requests();
+    zerofn_store::pace::behind_requests();
     let mut last_commit = Instant::now();
     while let Ok(mut rows) = incoming.recv() {
         // Rows arriving within an interval share one transaction: its pages (the table's

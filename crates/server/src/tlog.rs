@@ -150,28 +150,46 @@ impl AuditTree {
             .map_err(ControlError::Audit)
     }
 
-    /// Sign checkpoints every `interval` until `shutdown`, then once more.
+    /// Sign checkpoints every `interval` until `shutdown` (the caller signs the last one).
+    ///
+    /// On a thread of its own at background priority (`zerofn_store::pace`): extending
+    /// the tree hashes every new record, which at full load is a tenth of a core, and on
+    /// a shared pooled thread at full priority it held the core a request's thread was
+    /// woken on for milliseconds (BENCHMARKS.md, "Background work and the one-connection
+    /// tail").
     pub(crate) async fn run(self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => break,
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let tree = self.clone();
+        let thread = std::thread::Builder::new()
+            .name("zerofn-audit-tree".into())
+            .spawn(move || {
+                zerofn_store::pace::behind_requests();
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(interval)
+                {
+                    if let Err(error) = tree.checkpoint_if_new() {
+                        tracing::error!(%error, "cannot sign an audit checkpoint");
+                    }
+                }
+            });
+        let thread = match thread {
+            Ok(thread) => thread,
+            Err(error) => {
+                // Checkpoints are still signed on demand and at shutdown.
+                tracing::error!(%error, "cannot start the audit checkpoint thread");
+                return;
             }
-            if let Err(error) = self.checkpoint_if_new().await {
-                tracing::error!(%error, "cannot sign an audit checkpoint");
-            }
-        }
+        };
+        let _ = shutdown.changed().await;
+        drop(stop);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
 
-    async fn checkpoint_if_new(&self) -> Result<(), ControlError> {
-        let store = self.store.clone();
-        let last = tokio::task::spawn_blocking(move || store.audit_last_seq_blocking())
-            .await
-            .map_err(internal)??;
+    /// Blocking: sign a checkpoint when the database holds records the tree does not.
+    fn checkpoint_if_new(&self) -> Result<(), AuditError> {
+        let last = self.store.audit_last_seq_blocking()?;
         if u64::try_from(last).unwrap_or(0) > self.tree.size() {
-            self.checkpoint().await?;
+            self.tree.checkpoint()?;
         }
         Ok(())
     }

@@ -698,7 +698,7 @@ pub(crate) fn recover(conn: &mut Connection, file: &File, path: &Path) -> Result
         // FULL on this connection: the commit syncs the WAL before the journal's
         // blocks may be overwritten.
         let tx = crate::write_tx(conn)?;
-        crate::audit_rows::insert_rows(&tx, &rows)?;
+        crate::audit_rows::insert_rows(&tx, &rows, || {})?;
         tx.commit()?;
     }
     if let Some(lost_from) = cut {

@@ -88,8 +88,11 @@ impl Store {
                 let mut stmt = tx.prepare_cached(
                     "INSERT OR REPLACE INTO audit_tree (level, idx, hash) VALUES (?1, ?2, ?3)",
                 )?;
+                // Mostly the background checkpoint's work: paced like the indexer's.
+                let mut pace = crate::pace::Pace::new();
                 for (level, idx, hash) in hashes {
                     stmt.execute(params![level, idx, &hash[..]])?;
+                    pace.step();
                 }
                 tx.execute(
                     "INSERT OR REPLACE INTO audit_checkpoints (size, root, note, time) VALUES (?1, ?2, ?3, ?4)",

@@ -50,6 +50,7 @@ mod layers;
 mod mtls_cas;
 mod objects;
 mod operators;
+pub mod pace;
 mod policies;
 mod queues;
 mod route_prefixes;
