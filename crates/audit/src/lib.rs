@@ -20,10 +20,15 @@
 //! so it survives the process being killed; the flusher syncs the journal
 //! every interval, so a machine failure can cost the last interval's
 //! records, and recovery cuts the log where they went missing). Appends
-//! from concurrent callers are group-committed: one writer thread takes
-//! every record waiting in its bounded queue and writes them as one block,
-//! so durability costs one sync per batch, not per record. An indexer
-//! thread copies the rows into the database behind, and reads wait for it.
+//! from concurrent callers are group-committed: one writer takes every
+//! record waiting in its bounded queue and writes them as one block, so
+//! durability costs one sync per batch, not per record. In `Disk` the
+//! writer is a thread of its own (it waits for the sync); in `Process`, a
+//! task on the runtime's workers (a write into space the journal has, on the
+//! appender's own core). An indexer thread copies the rows into the
+//! database behind, and reads wait for it; it, the flusher and the tree's
+//! checkpoints run niced and yield the core between units of work
+//! (`zerofn_store::pace`).
 //!
 //! Unauthenticated refusals go through a [`RefusalAggregator`], which
 //! appends the first of a kind at once and repeats as one counted record

@@ -305,7 +305,10 @@ impl LogTree {
                         cp.size
                     )));
                 }
+                // An empty tree's head is the genesis hash: a platform stopped before its
+                // first non-empty checkpoint has records the tree has yet to take.
                 let head = match store.audit_page_blocking(as_i64(cp.size) - 1, 1)?.pop() {
+                    _ if cp.size == 0 => GENESIS_HASH.to_owned(),
                     Some(r) if r.seq == as_i64(cp.size) => r.hash,
                     _ => {
                         return Err(AuditError::Truncated {
@@ -832,6 +835,26 @@ mod tests {
         assert_eq!(cp.size, appended as u64);
         let report = verify_log(&store, &fed.verifier(), false).unwrap();
         assert_eq!(report.records, appended as i64);
+    }
+
+    /// A platform killed before its first non-empty checkpoint leaves records past a
+    /// signed empty tree: the tree opens (they are not "deleted from its end") and the
+    /// next checkpoint takes them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn records_after_a_signed_empty_tree_are_taken_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let empty = LogTree::open(&store, signer())
+            .unwrap()
+            .checkpoint()
+            .unwrap();
+        assert_eq!(empty.checkpoint.size, 0);
+        log_with(&store, 30).await;
+        let tree = LogTree::open(&store, signer()).unwrap();
+        assert_eq!(tree.size(), 0);
+        assert_eq!(tree.checkpoint().unwrap().checkpoint.size, 30);
+        let report = verify_log(&store, &tree.verifier(), false).unwrap();
+        assert_eq!(report.checkpoint_size, 30);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,6 +22,10 @@ const MAX_BATCH: usize = 4096;
 /// How often the database is synced (and its WAL checkpointed) in `disk` mode, where the
 /// journal already holds every acknowledged record; sooner when the journal fills.
 const DISK_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+/// Largest batch (journal bytes, [`journal_bound`]) the `process` writer writes on an
+/// async worker; a larger one (records with large details, many at once) is copied on
+/// the blocking pool, so a worker is never held for more than a short `pwrite`.
+const ON_WORKER_BYTES: u64 = 1 << 20;
 /// Rows per journal block, about, in bytes ([`row_bytes`]): a block stays well under the
 /// journal's [`zerofn_store::AUDIT_JOURNAL_MAX_PAYLOAD`] even with every detail escaped.
 const BLOCK_BUDGET: usize = 1 << 20;
@@ -120,7 +124,7 @@ struct Job {
 /// metrics. Every decision passes the audit log (audit before effect), so counting here
 /// sees every invocation, refusal and admission without a hook in each path.
 ///
-/// Called on the appender's task and on the writer thread: implementations must be cheap
+/// Called on the appender's task and by the writer: implementations must be cheap
 /// and must not block (atomic counters, not I/O).
 pub trait AuditObserver: Send + Sync + 'static {
     /// `record` was given to the log, standing for `count` events (more than one for a
@@ -154,8 +158,24 @@ pub struct AuditLog {
     store: Store,
     feed: CommittedFeed,
     observer: Option<Arc<dyn AuditObserver>>,
-    /// The writer thread, joined by [`AuditLog::close`] on the last handle.
-    writer: Arc<Mutex<Option<thread::JoinHandle<()>>>>,
+    /// The writer, waited for by [`AuditLog::close`] on the last handle.
+    writer: Arc<Mutex<Option<WriterHandle>>>,
+}
+
+/// Where the journal writer runs.
+enum WriterHandle {
+    /// A thread of its own (`disk` durability, or no multi-threaded runtime).
+    Thread(thread::JoinHandle<()>),
+    /// A task on the runtime's workers (`process` durability); the channel closes once
+    /// it has finished.
+    Task(std::sync::mpsc::Receiver<()>),
+}
+
+/// Whether the caller runs inside a multi-threaded Tokio runtime (where a task may block
+/// in place).
+fn on_multi_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -165,13 +185,15 @@ impl std::fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
-    /// Start the writer thread, continuing the chain already in `store`,
+    /// Start the writer, continuing the chain already in `store`,
     /// with every append synced to disk before it is acknowledged.
     pub fn open(store: &Store) -> Result<AuditLog, AuditError> {
         Self::open_with(store, AuditDurability::Disk)
     }
 
-    /// Start the writer thread with the given durability, and threads that index the
+    /// Start the writer with the given durability (a thread of its own; for
+    /// [`AuditDurability::Process`] inside a multi-threaded runtime, a task on its
+    /// workers), and threads that index the
     /// journaled records into the database and sync it off the append path: every
     /// `flush_interval` for [`AuditDurability::Process`] (whose flusher also syncs the
     /// journal, which is what puts acknowledged records on disk in that mode), every
@@ -234,13 +256,16 @@ impl AuditLog {
             .name("zerofn-audit-index".into())
             .spawn(move || run_indexer(indexer, rows, fed, marks, failing, held))
             .map_err(|_| AuditError::WriterStopped)?;
-        let watcher = observer.clone();
-        let indexer = Indexer {
-            rows: index,
-            thread: indexing,
-            refusing,
-        };
-        let run = move || run_journal_writer(journal, head, rx, indexer, watcher);
+        let writer = JournalWriter::new(
+            journal,
+            head,
+            Indexer {
+                rows: index,
+                thread: indexing,
+                refusing,
+            },
+            observer.clone(),
+        );
         // The database is synced off the append path, every interval while there is
         // anything new, and at once when the journal asks for room (in process mode, the
         // journal too).
@@ -248,14 +273,28 @@ impl AuditLog {
         let watched = Arc::downgrade(&alive);
         drop(alive);
         let marks = progress.clone();
-        thread::Builder::new()
-            .name("zerofn-audit-flush".into())
-            .spawn(move || run_flusher(flusher, journal_sync, marks, watched, interval))
-            .map_err(|_| AuditError::WriterStopped)?;
-        let writer = thread::Builder::new()
-            .name("zerofn-audit".into())
-            .spawn(run)
-            .map_err(|_| AuditError::WriterStopped)?;
+        let mut writer = writer;
+        writer.flushing = Some(
+            thread::Builder::new()
+                .name("zerofn-audit-flush".into())
+                .spawn(move || run_flusher(flusher, journal_sync, marks, watched, interval))
+                .map_err(|_| AuditError::WriterStopped)?,
+        );
+        // A `disk` batch waits for its sync, which must not hold a worker: a thread of
+        // its own. A `process` batch is one write into space the journal has.
+        let writer =
+            if matches!(durability, AuditDurability::Process { .. }) && on_multi_thread_runtime() {
+                let (done, finished) = std::sync::mpsc::channel();
+                tokio::spawn(run_journal_writer_task(writer, rx, done));
+                WriterHandle::Task(finished)
+            } else {
+                WriterHandle::Thread(
+                    thread::Builder::new()
+                        .name("zerofn-audit".into())
+                        .spawn(move || run_journal_writer(writer, rx))
+                        .map_err(|_| AuditError::WriterStopped)?,
+                )
+            };
         Ok(AuditLog {
             jobs,
             store: store.clone(),
@@ -272,9 +311,23 @@ impl AuditLog {
         let AuditLog { jobs, writer, .. } = self;
         drop(jobs);
         if let Ok(writer) = Arc::try_unwrap(writer) {
-            let handle = writer.into_inner().unwrap_or_else(PoisonError::into_inner);
-            if let Some(handle) = handle {
-                let _ = handle.join();
+            match writer.into_inner().unwrap_or_else(PoisonError::into_inner) {
+                Some(WriterHandle::Thread(handle)) => {
+                    let _ = handle.join();
+                }
+                Some(WriterHandle::Task(finished)) => {
+                    // The task needs a worker to finish on: if this thread is one, the
+                    // runtime is handed its work while this waits.
+                    let wait = move || {
+                        let _ = finished.recv();
+                    };
+                    if on_multi_thread_runtime() {
+                        tokio::task::block_in_place(wait);
+                    } else {
+                        wait();
+                    }
+                }
+                None => {}
             }
         }
     }
@@ -454,39 +507,134 @@ struct Indexer {
     refusing: Arc<AtomicBool>,
 }
 
-/// Each batch becomes journal blocks, acknowledged once a block is written (and, in
-/// `disk` mode, its `fdatasync` has returned); the indexer copies them into the
-/// database behind.
-fn run_journal_writer(
-    mut journal: AuditJournal,
-    mut head: (i64, String),
-    mut rx: mpsc::Receiver<Job>,
-    indexer: Indexer,
-    observer: Option<Arc<dyn AuditObserver>>,
-) {
-    let Indexer {
-        rows: index,
-        thread: indexing,
-        refusing,
-    } = indexer;
+/// `disk` durability (or no multi-threaded runtime): each batch becomes journal blocks,
+/// acknowledged once a block is written and its `fdatasync` has returned, on this thread
+/// of its own; the indexer copies them into the database behind.
+fn run_journal_writer(mut writer: JournalWriter, mut rx: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    let mut rows: Vec<AuditRow> = Vec::with_capacity(MAX_BATCH);
-    // After a failed journal write the block may or may not be on disk, and an indexer
-    // that stopped takes no more rows: every later record is refused (fail closed)
-    // until a restart recovers the journal.
-    let mut broken = false;
     while next_batch(&mut rx, &mut batch) {
+        writer.write(&mut batch, true);
+    }
+}
+
+/// `process` durability: the writer as a task on the runtime's workers. A block is
+/// acknowledged once written (the flusher syncs it), a write into space the journal
+/// already has, so the task blocks a worker for one `pwrite`; and the appender's task
+/// and this one run on the same worker, one after the other, where a writer thread
+/// cost two wake-ups across cores per record (BENCHMARKS.md, "Background work and the
+/// one-connection tail"). A batch that would wait for the database to free space, or
+/// for the file to grow, is written on the blocking pool instead; later batches wait
+/// for it, so the order of the log is the order of the queue either way. `done` is
+/// dropped once the writer has finished ([`AuditLog::close`]).
+async fn run_journal_writer_task(
+    mut writer: JournalWriter,
+    mut rx: mpsc::Receiver<Job>,
+    done: std::sync::mpsc::Sender<()>,
+) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if writer.write(&mut batch, false) {
+            continue;
+        }
+        let mut waiting = std::mem::take(&mut batch);
+        match tokio::task::spawn_blocking(move || {
+            writer.write(&mut waiting, true);
+            writer
+        })
+        .await
+        {
+            Ok(back) => writer = back,
+            // The write panicked: its jobs were dropped unanswered (their appenders see
+            // the writer stopped), and so is every later one (fail closed).
+            Err(_) => return,
+        }
+    }
+    // Joining the indexer blocks: off the workers.
+    let _ = tokio::task::spawn_blocking(move || drop(writer)).await;
+    drop(done);
+}
+
+/// The journal's writing end: the chain's head, and where written rows go next.
+/// Dropping it hands every written row to the database and syncs it (joins the indexer,
+/// then the flusher) before the journal is let go.
+struct JournalWriter {
+    journal: AuditJournal,
+    head: (i64, String),
+    index: Option<std::sync::mpsc::Sender<Vec<AuditRow>>>,
+    indexing: Option<thread::JoinHandle<()>>,
+    /// The flusher, which ends after the indexer with a last sync (in `process` mode it
+    /// holds the journal's file too).
+    flushing: Option<thread::JoinHandle<()>>,
+    progress: Arc<JournalProgress>,
+    /// Set while the database refuses the rows it is given; the indexer gives up
+    /// retrying once this writer has let go of it.
+    refusing: Option<Arc<AtomicBool>>,
+    observer: Option<Arc<dyn AuditObserver>>,
+    rows: Vec<AuditRow>,
+    /// After a failed journal write the block may or may not be on disk, and an indexer
+    /// that stopped takes no more rows: every later record is refused (fail closed)
+    /// until a restart recovers the journal.
+    broken: bool,
+}
+
+impl JournalWriter {
+    fn new(
+        journal: AuditJournal,
+        head: (i64, String),
+        indexer: Indexer,
+        observer: Option<Arc<dyn AuditObserver>>,
+    ) -> JournalWriter {
+        let Indexer {
+            rows: index,
+            thread: indexing,
+            refusing,
+        } = indexer;
+        JournalWriter {
+            progress: journal.progress(),
+            journal,
+            head,
+            index: Some(index),
+            indexing: Some(indexing),
+            flushing: None,
+            refusing: Some(refusing),
+            observer,
+            rows: Vec::with_capacity(MAX_BATCH),
+            broken: false,
+        }
+    }
+
+    /// Journal `batch` (emptied) and answer each of its jobs. With `wait` false, a batch
+    /// that does not fit in the journal's free space as it is (it would wait for the
+    /// database, or for the file to grow), or is larger than [`ON_WORKER_BYTES`], is left
+    /// untouched and unanswered: false.
+    fn write(&mut self, batch: &mut Vec<Job>, wait: bool) -> bool {
         // A database that refuses records is an audit log that cannot be written, even
         // with room left in the journal: refuse (fail closed) until it takes them again.
-        if broken || refusing.load(Ordering::Acquire) {
+        let refusing = self
+            .refusing
+            .as_ref()
+            .is_none_or(|r| r.load(Ordering::Acquire));
+        if self.broken || refusing {
             for job in batch.drain(..) {
                 let _ = job.ack.send(Err(()));
             }
-            continue;
+            return true;
         }
-        chain(&batch, &mut rows, &head, &now_rfc3339());
+        chain(batch, &mut self.rows, &self.head, &now_rfc3339());
+        let bound = journal_bound(&self.rows);
+        if !wait && (bound > ON_WORKER_BYTES || !self.journal.fits_now(bound)) {
+            self.rows.clear();
+            return false;
+        }
         let mut jobs = batch.drain(..);
-        let mut rest = rows.drain(..).peekable();
+        let mut rest = self.rows.drain(..).peekable();
         while rest.peek().is_some() {
             let mut block = Vec::new();
             let mut bytes = 0usize;
@@ -497,26 +645,26 @@ fn run_journal_writer(
                 block.push(row);
             }
             let acks: Vec<Job> = jobs.by_ref().take(block.len()).collect();
-            if let Err(error) = journal.append(&block) {
+            if let Err(error) = self.journal.append(&block) {
                 tracing::error!(%error, records = acks.len(), "audit journal write failed; refusing this and every later action until a restart");
-                broken = true;
+                self.broken = true;
                 for job in acks {
                     let _ = job.ack.send(Err(()));
                 }
                 break;
             }
             if let Some(last) = block.last() {
-                head = (last.seq, last.hash.clone());
+                self.head = (last.seq, last.hash.clone());
             }
-            if let Some(observer) = &observer {
+            if let Some(observer) = &self.observer {
                 observer.committed(block.len());
             }
             let seqs: Vec<i64> = block.iter().map(|r| r.seq).collect();
-            if index.send(block).is_err() {
+            if self.index.as_ref().is_none_or(|i| i.send(block).is_err()) {
                 tracing::error!(
                     "the audit indexer has stopped; refusing every later action until a restart"
                 );
-                broken = true;
+                self.broken = true;
             }
             // Durable in the journal either way: acknowledged.
             for (seq, job) in seqs.into_iter().zip(acks) {
@@ -526,11 +674,39 @@ fn run_journal_writer(
         for job in jobs {
             let _ = job.ack.send(Err(()));
         }
+        true
     }
-    // Every acknowledged row reaches the database before the journal is let go.
-    drop(index);
-    let _ = indexing.join();
-    drop(journal);
+}
+
+impl Drop for JournalWriter {
+    fn drop(&mut self) {
+        // The indexer ends once it has no more rows coming, or (retrying a database
+        // that refuses them) once this writer no longer holds `refusing`; the journal
+        // (a field, dropped after this) stays locked until it has.
+        self.index = None;
+        self.refusing = None;
+        if let Some(indexing) = self.indexing.take() {
+            let _ = indexing.join();
+        }
+        // Woken now rather than at its next interval, the flusher syncs what the
+        // indexer wrote last and ends.
+        self.progress.want_flush();
+        if let Some(flushing) = self.flushing.take() {
+            let _ = flushing.join();
+        }
+    }
+}
+
+/// At least the bytes `rows` take in the journal, blocks and their headers included, as
+/// [`JournalWriter::write`] splits them ([`row_bytes`] bounds a row's encoding).
+fn journal_bound(rows: &[AuditRow]) -> u64 {
+    let bytes: usize = rows.iter().map(row_bytes).sum();
+    let blocks = u64::try_from(bytes / BLOCK_BUDGET + 1).unwrap_or(u64::MAX);
+    // Each block: its header, and the rest of its last page, under two pages.
+    let overhead = blocks.saturating_mul(2 * zerofn_store::AUDIT_JOURNAL_BLOCK);
+    u64::try_from(bytes)
+        .unwrap_or(u64::MAX)
+        .saturating_add(overhead)
 }
 
 /// `disk` mode: copies journaled rows into the database (unsynced; the flusher syncs)
@@ -677,9 +853,22 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_appends_form_one_valid_chain_that_survives_reopen() {
+        appends_form_one_chain_that_survives_reopen(AuditDurability::Disk).await;
+    }
+
+    /// The same with the writer as a task on the runtime's workers (`process`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn process_appends_on_the_workers_form_one_valid_chain_that_survives_reopen() {
+        appends_form_one_chain_that_survives_reopen(AuditDurability::Process {
+            flush_interval: Duration::from_millis(100),
+        })
+        .await;
+    }
+
+    async fn appends_form_one_chain_that_survives_reopen(durability: AuditDurability) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let log = AuditLog::open(&store).unwrap();
+        let log = AuditLog::open_with(&store, durability).unwrap();
         let mut tasks = Vec::new();
         for i in 0..200 {
             let log = log.clone();
@@ -703,7 +892,7 @@ mod tests {
         assert_eq!(head.records, 200);
         log.close();
 
-        let log = AuditLog::open(&store).unwrap();
+        let log = AuditLog::open_with(&store, durability).unwrap();
         let seq = log
             .append(AuditRecord::new("t", Action::PlatformStart, Outcome::Allow))
             .await
@@ -715,6 +904,68 @@ mod tests {
         let by = log.by_invocation("inv-7").await.unwrap();
         assert_eq!(by.len(), 1);
         assert_eq!(by[0].status, Some(200));
+    }
+
+    /// `process` on the workers: more than the journal holds, so its file grows and its
+    /// ring wraps, and batches that have to wait for the database to free space (or for
+    /// the file to grow) are written off the workers; every record is acknowledged once,
+    /// in the order each appender asked, and the log verifies.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn process_appends_past_the_journals_size_wait_for_room_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // Only the journal's own requests for room make the flusher sync.
+        let log = AuditLog::open_with(
+            &store,
+            AuditDurability::Process {
+                flush_interval: Duration::from_secs(3600),
+            },
+        )
+        .unwrap();
+        let detail = serde_json::Value::String("x".repeat(60 * 1024));
+        let (appenders, each): (i64, i64) = (8, 50);
+        let mut tasks = Vec::new();
+        for a in 0..appenders {
+            let log = log.clone();
+            let detail = detail.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for i in 0..each {
+                    let seq = log
+                        .append(
+                            AuditRecord::new("t", Action::Invoke, Outcome::Allow)
+                                .invocation_id(format!("a{a}-{i}"))
+                                .detail(detail.clone()),
+                        )
+                        .await
+                        .unwrap();
+                    seqs.push(seq);
+                }
+                seqs
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            let seqs = t.await.unwrap();
+            assert!(
+                seqs.windows(2).all(|w| w[0] < w[1]),
+                "out of order: {seqs:?}"
+            );
+            all.extend(seqs);
+        }
+        let total = appenders * each;
+        // 400 records of 60 KiB: past the 16 MiB journal.
+        assert!(total * 60 * 1024 > 16 << 20);
+        all.sort_unstable();
+        assert_eq!(all, (1..=total).collect::<Vec<i64>>());
+        assert_eq!(verify_chain(&store).unwrap().records, total);
+        log.close();
+        let log = AuditLog::open(&store).unwrap();
+        let seq = log
+            .append(AuditRecord::new("t", Action::PlatformStart, Outcome::Allow))
+            .await
+            .unwrap();
+        assert_eq!(seq, total + 1);
     }
 
     /// A queued record is committed before any record appended after it, so awaiting

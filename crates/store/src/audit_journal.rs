@@ -192,13 +192,24 @@ impl JournalProgress {
         self.lock().synced
     }
 
-    fn want_flush(&self) {
+    /// Ask the flusher for a flush now (also wakes one that should stop).
+    pub fn want_flush(&self) {
         let mut s = self.lock();
         if !s.wanted {
             s.wanted = true;
             self.changed.notify_all();
         }
     }
+}
+
+/// Where the next block can go ([`AuditJournal::place`]).
+enum Place {
+    /// At this offset, now.
+    At(u64),
+    /// After the file grows.
+    Grow,
+    /// Once the database has synced the row `oldest` (the oldest block still needed).
+    Wait { oldest: i64 },
 }
 
 /// A block written but whose rows the database may not have on disk yet.
@@ -358,6 +369,15 @@ impl AuditJournal {
         }
     }
 
+    /// Whether blocks of `size` bytes in all (page-rounded) can be written one after the
+    /// other now, without waiting for the database to free space or growing the file: an
+    /// [`AuditJournal::append`] of them then blocks on nothing but its own write (and,
+    /// unless deferred, sync). Space only grows until the next append, so a yes holds.
+    pub fn fits_now(&mut self, size: u64) -> bool {
+        let size = size.div_ceil(BLOCK).saturating_mul(BLOCK);
+        size <= self.max_len / 2 && matches!(self.place(size), Place::At(_))
+    }
+
     /// Where a block of `size` bytes goes: after the last one, after growing the file,
     /// or at the start once the blocks there are synced into the database.
     fn room_for(&mut self, size: u64) -> Result<u64, StoreError> {
@@ -366,37 +386,47 @@ impl AuditJournal {
         }
         let deadline = Instant::now() + ROOM_TIMEOUT;
         loop {
-            let synced = self.progress.synced_seq();
-            while self.live.front().is_some_and(|b| b.last_seq <= synced) {
-                self.live.pop_front();
-            }
-            let tail = self.live.front().map(|b| b.start);
-            let wrapped = tail.is_some_and(|t| t >= self.pos);
-            if wrapped {
-                if let Some(t) = tail {
-                    if self.pos + size <= t {
-                        return Ok(self.pos);
+            match self.place(size) {
+                Place::At(at) => return Ok(at),
+                Place::Grow => self.grow(self.pos + size)?,
+                Place::Wait { oldest } => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() || !self.progress.wait_synced(oldest, left) {
+                        return Err(StoreError::JournalFull(ROOM_TIMEOUT));
                     }
                 }
-            } else {
-                if self.pos + size <= self.len {
-                    return Ok(self.pos);
-                }
-                if self.len < self.max_len {
-                    self.grow(self.pos + size)?;
-                    continue;
-                }
-                // From the start, up to the oldest unsynced block (or the whole file).
-                if size <= tail.unwrap_or(self.len) {
-                    self.pos = 0;
-                    return Ok(0);
+            }
+        }
+    }
+
+    /// Where `size` bytes would go now, forgetting the blocks the database has synced.
+    fn place(&mut self, size: u64) -> Place {
+        let synced = self.progress.synced_seq();
+        while self.live.front().is_some_and(|b| b.last_seq <= synced) {
+            self.live.pop_front();
+        }
+        let tail = self.live.front().map(|b| b.start);
+        let wrapped = tail.is_some_and(|t| t >= self.pos);
+        if wrapped {
+            if let Some(t) = tail {
+                if self.pos + size <= t {
+                    return Place::At(self.pos);
                 }
             }
-            let oldest = self.live.front().map_or(synced, |b| b.last_seq);
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || !self.progress.wait_synced(oldest, left) {
-                return Err(StoreError::JournalFull(ROOM_TIMEOUT));
+        } else {
+            if self.pos + size <= self.len {
+                return Place::At(self.pos);
             }
+            if self.len < self.max_len {
+                return Place::Grow;
+            }
+            // From the start, up to the oldest unsynced block (or the whole file).
+            if size <= tail.unwrap_or(self.len) {
+                return Place::At(0);
+            }
+        }
+        Place::Wait {
+            oldest: self.live.front().map_or(synced, |b| b.last_seq),
         }
     }
 
@@ -919,6 +949,38 @@ mod tests {
             .map(|r| r.seq)
             .collect();
         assert_eq!(back, (40 * half as i64 + 1..next).collect::<Vec<_>>());
+    }
+
+    /// `fits_now` is yes exactly when an append would neither grow the file nor wait for
+    /// the database: what lets the `process` writer write on an async worker.
+    #[test]
+    fn fits_now_is_yes_only_when_an_append_would_neither_grow_nor_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, progress) = journal(dir.path(), 2 * GROW);
+        j.sync_later();
+        assert!(!j.fits_now(1), "an empty file has to grow first");
+        j.append(&chain(1, 1)).unwrap();
+        assert_eq!(j.len, GROW);
+        assert!(j.fits_now(1));
+        assert!(j.fits_now(GROW - BLOCK));
+        assert!(!j.fits_now(GROW), "past the end: the file would grow");
+        assert!(!j.fits_now(GROW + 1), "over half the maximum never fits");
+        j.allocate().unwrap();
+        // One page a block, none synced: fill the file to its end.
+        let mut next = 2;
+        while j.fits_now(BLOCK) {
+            j.append(&chain(next, 1)).unwrap();
+            next += 1;
+        }
+        assert_eq!(j.pos, j.len);
+        assert_eq!(next - 1, (2 * GROW / BLOCK) as i64);
+        // The database syncs the first block: one page at the start is free.
+        progress.synced(1);
+        assert!(j.fits_now(BLOCK));
+        assert!(!j.fits_now(2 * BLOCK));
+        j.append(&chain(next, 1)).unwrap();
+        assert_eq!(j.pos, BLOCK, "written at the start, without waiting");
+        assert!(!j.fits_now(1));
     }
 
     /// `process` durability: blocks acknowledged before their sync. A machine failure

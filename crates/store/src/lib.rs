@@ -68,8 +68,9 @@ use zerofn_types::TenantName;
 
 pub use admission_rules::{AdmissionSettingsRow, TenantIdentityRow};
 pub use audit_journal::{
-    AuditJournal, JournalProgress, DEFAULT_MAX_BYTES as AUDIT_JOURNAL_MAX_BYTES,
-    JOURNAL_FILE as AUDIT_JOURNAL_FILE, MAX_PAYLOAD as AUDIT_JOURNAL_MAX_PAYLOAD,
+    AuditJournal, JournalProgress, BLOCK as AUDIT_JOURNAL_BLOCK,
+    DEFAULT_MAX_BYTES as AUDIT_JOURNAL_MAX_BYTES, JOURNAL_FILE as AUDIT_JOURNAL_FILE,
+    MAX_PAYLOAD as AUDIT_JOURNAL_MAX_PAYLOAD,
 };
 pub use audit_prune::{PruneBoundary, PrunePlan};
 pub use audit_query::{AuditPage, AuditQuery, SCAN_LIMIT as AUDIT_QUERY_SCAN_LIMIT};
