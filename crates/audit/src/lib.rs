@@ -83,7 +83,7 @@ pub enum AuditError {
     TreeMismatch(String),
     #[error("the log has {records} records but its signed checkpoint covers {checkpoint}: records were deleted from its end (truncated)")]
     Truncated { records: i64, checkpoint: u64 },
-    #[error("records {from}..={to} are not covered by any signed checkpoint (appended behind the platform's back, or just before it stopped abnormally; a running platform signs them within a second)")]
+    #[error("records {from}..={to} are not covered by any signed checkpoint (appended behind the platform's back, or just before it stopped abnormally; a running platform signs them within a second, a few under full load)")]
     Unsigned { from: i64, to: i64 },
     #[error("{}", match size { Some(s) => format!("no signed checkpoint of tree size {s}"), None => "the audit log has no signed checkpoint".to_owned() })]
     NoCheckpoint { size: Option<u64> },
