@@ -572,7 +572,6 @@ struct JournalWriter {
     /// The flusher, which ends after the indexer with a last sync (in `process` mode it
     /// holds the journal's file too).
     flushing: Option<thread::JoinHandle<()>>,
-    progress: Arc<JournalProgress>,
     /// Set while the database refuses the rows it is given; the indexer gives up
     /// retrying once this writer has let go of it.
     refusing: Option<Arc<AtomicBool>>,
@@ -597,7 +596,6 @@ impl JournalWriter {
             refusing,
         } = indexer;
         JournalWriter {
-            progress: journal.progress(),
             journal,
             head,
             index: Some(index),
@@ -628,8 +626,10 @@ impl JournalWriter {
             return true;
         }
         chain(batch, &mut self.rows, &self.head, &now_rfc3339());
-        let bound = journal_bound(&self.rows);
-        if !wait && (bound > ON_WORKER_BYTES || !self.journal.fits_now(bound)) {
+        if !wait && {
+            let bound = journal_bound(&self.rows);
+            bound > ON_WORKER_BYTES || !self.journal.fits_now(bound)
+        } {
             self.rows.clear();
             return false;
         }
@@ -690,7 +690,7 @@ impl Drop for JournalWriter {
         }
         // Woken now rather than at its next interval, the flusher syncs what the
         // indexer wrote last and ends.
-        self.progress.want_flush();
+        self.journal.progress().want_flush();
         if let Some(flushing) = self.flushing.take() {
             let _ = flushing.join();
         }
