@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{Request, Uri};
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use prost::Message;
 use tokio::sync::{watch, Notify};
 
 use crate::context::{TraceId, TraceParent};
@@ -332,6 +332,8 @@ impl Tracer {
             resource: resource(&config),
             stats,
             shutdown,
+            body: BytesMut::new(),
+            lens: Vec::with_capacity(MAX_BATCH),
         };
         Ok((
             Tracer {
@@ -371,6 +373,11 @@ pub struct Exporter {
     resource: proto::Resource,
     stats: Arc<ExportStats>,
     shutdown: watch::Receiver<bool>,
+    /// The request body, reused: once the previous request's body has been
+    /// dropped, the next batch is written into the same allocation.
+    body: BytesMut,
+    /// Scratch space for the encoder (the spans' lengths).
+    lens: Vec<usize>,
 }
 
 impl Exporter {
@@ -411,7 +418,7 @@ impl Exporter {
 
     /// Send `spans` in requests of at most [`MAX_BATCH`], leaving it empty.
     async fn send_all(
-        &self,
+        &mut self,
         spans: &mut Vec<FinishedSpan>,
         warned: &mut Option<Instant>,
         deadline: tokio::time::Instant,
@@ -424,14 +431,21 @@ impl Exporter {
 
     /// Send the first `n` of `spans` in one request, removing them.
     async fn send(
-        &self,
+        &mut self,
         spans: &mut Vec<FinishedSpan>,
         n: usize,
         warned: &mut Option<Instant>,
         deadline: tokio::time::Instant,
     ) {
         let count = u64::try_from(n).unwrap_or(u64::MAX);
-        let body = encode(&self.resource, spans.drain(..n));
+        let batch = spans.get(..n).unwrap_or(spans.as_slice());
+        // `reserve` takes the previous body's allocation back when hyper
+        // has dropped it (it has: the previous exchange is over).
+        self.body.clear();
+        self.body.reserve(64 * batch.len());
+        proto::encode_request(&self.resource, batch, &mut self.lens, &mut self.body);
+        let body = self.body.split().freeze();
+        spans.drain(..n.min(spans.len()));
         match tokio::time::timeout_at(deadline, self.client.post(body)).await {
             Ok(Ok(())) => {
                 self.stats.exported.fetch_add(count, Ordering::Relaxed);
@@ -473,16 +487,39 @@ enum ExportFailure {
     TimedOut,
 }
 
-/// An HTTP/1.1 client of the one endpoint: a new connection per batch
-/// (at most one a second), plain or over rustls with the webpki roots.
+/// An HTTP/1.1 client of the one endpoint, plain or over rustls with the
+/// webpki roots.
+///
+/// It keeps its connection from one batch to the next, as the
+/// OpenTelemetry SDKs' exporters do: a busy platform sends a batch every
+/// few milliseconds, and a connection each time cost both sides a setup
+/// (and, over `https`, a handshake) per batch. A connection that failed,
+/// timed out or was closed by the collector is dropped, and the next batch
+/// opens a new one.
 struct Client {
     endpoint: Uri,
     host: String,
     port: u16,
+    /// The `Host` header and the request target, made once.
+    authority: String,
+    path: String,
     tls: Option<(
         tokio_rustls::TlsConnector,
         rustls::pki_types::ServerName<'static>,
     )>,
+    conn: Option<Conn>,
+}
+
+/// One open connection: the request side and the task that drives it.
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
 }
 
 impl Client {
@@ -517,136 +554,117 @@ impl Client {
         } else {
             None
         };
+        let authority = endpoint
+            .authority()
+            .map_or_else(String::new, |a| a.as_str().to_owned());
+        let path = endpoint
+            .path_and_query()
+            .map_or("/v1/traces", |p| p.as_str())
+            .to_owned();
         Ok(Client {
             endpoint,
             host,
             port,
+            authority,
+            path,
             tls,
+            conn: None,
         })
     }
 
-    async fn post(&self, body: Vec<u8>) -> Result<(), ExportFailure> {
+    /// Post one body. A batch that fails on a kept connection before the
+    /// collector answered (it closed the connection while idle, which
+    /// HTTP/1.1 allows at any time, and the close or reset shows only when
+    /// the connection is used) is sent once more on a new connection; any
+    /// other failure is final. (If the collector had read the batch before
+    /// the connection broke, it gets it twice: spans once too often, rather
+    /// than a batch lost to every idle timeout.)
+    async fn post(&mut self, body: Bytes) -> Result<(), ExportFailure> {
+        if let Some(conn) = self.conn.take().filter(|c| !c.sender.is_closed()) {
+            match self.exchange(conn, body.clone()).await {
+                Err(ExportFailure::Http(_)) => {}
+                done => return done,
+            }
+        }
+        let conn = self.connect().await?;
+        self.exchange(conn, body).await
+    }
+
+    async fn connect(&self) -> Result<Conn, ExportFailure> {
         let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(ExportFailure::Connect)?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
-            None => self.exchange(TokioIo::new(tcp), body).await,
+            None => handshake(TokioIo::new(tcp)).await,
             Some((connector, name)) => {
                 let tls = connector
                     .connect(name.clone(), tcp)
                     .await
                     .map_err(ExportFailure::Tls)?;
-                self.exchange(TokioIo::new(tls), body).await
+                handshake(TokioIo::new(tls)).await
             }
         }
     }
 
-    async fn exchange<T>(&self, io: TokioIo<T>, body: Vec<u8>) -> Result<(), ExportFailure>
-    where
-        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(ExportFailure::Http)?;
-        let driver = tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        let authority = self
-            .endpoint
-            .authority()
-            .map_or_else(String::new, |a| a.as_str().to_owned());
-        let path = self
-            .endpoint
-            .path_and_query()
-            .map_or("/v1/traces", |p| p.as_str());
-        let request = Request::post(path)
-            .header(http::header::HOST, authority)
+    /// One request on `conn`, kept for the next batch if the exchange
+    /// completed (the answer read whole, within its bound).
+    async fn exchange(&mut self, mut conn: Conn, body: Bytes) -> Result<(), ExportFailure> {
+        conn.sender.ready().await.map_err(ExportFailure::Http)?;
+        let request = Request::post(self.path.as_str())
+            .header(http::header::HOST, self.authority.as_str())
             .header(http::header::CONTENT_TYPE, "application/x-protobuf")
-            .body(Full::new(Bytes::from(body)));
+            .body(Full::new(body));
         let Ok(request) = request else {
-            driver.abort();
             return Err(ExportFailure::Status(http::StatusCode::BAD_REQUEST));
         };
-        let result = async {
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(ExportFailure::Http)?;
-            let status = response.status();
-            // Read (and discard) a bounded answer so the exchange completes.
-            let _ = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE)
-                .collect()
-                .await;
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(ExportFailure::Status(status))
-            }
+        let response = conn
+            .sender
+            .send_request(request)
+            .await
+            .map_err(ExportFailure::Http)?;
+        let status = response.status();
+        // Read (and discard) a bounded answer so the exchange completes.
+        let read = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE)
+            .collect()
+            .await;
+        if read.is_ok() {
+            self.conn = Some(conn);
         }
-        .await;
-        driver.abort();
-        result
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(ExportFailure::Status(status))
+        }
     }
+}
+
+async fn handshake<T>(io: TokioIo<T>) -> Result<Conn, ExportFailure>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(ExportFailure::Http)?;
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(Conn { sender, driver })
 }
 
 /// The resource every span is exported with.
 fn resource(config: &OtlpConfig) -> proto::Resource {
-    let mut attributes = vec![kv("service.name", config.service_name.clone().into())];
+    let mut attributes = vec![(
+        "service.name".to_owned(),
+        Value::from(config.service_name.clone()),
+    )];
     if !config.service_version.is_empty() {
-        attributes.push(kv("service.version", config.service_version.clone().into()));
+        attributes.push((
+            "service.version".to_owned(),
+            Value::from(config.service_version.clone()),
+        ));
     }
     proto::Resource { attributes }
-}
-
-fn kv(key: &str, value: Value) -> proto::KeyValue {
-    use proto::any_value::Value as V;
-    proto::KeyValue {
-        key: key.to_owned(),
-        value: Some(proto::AnyValue {
-            value: Some(match value {
-                Value::Str(s) => V::StringValue(s.into_owned()),
-                Value::Int(i) => V::IntValue(i),
-                Value::Bool(b) => V::BoolValue(b),
-            }),
-        }),
-    }
-}
-
-/// One `ExportTraceServiceRequest` of `spans`, protobuf-encoded.
-pub(crate) fn encode(
-    resource: &proto::Resource,
-    spans: impl Iterator<Item = FinishedSpan>,
-) -> Vec<u8> {
-    let spans = spans
-        .map(|s| proto::Span {
-            trace_id: s.trace_id.as_bytes().to_vec(),
-            span_id: s.span_id.as_bytes().to_vec(),
-            trace_state: s.state.as_deref().unwrap_or_default().to_owned(),
-            parent_span_id: s.parent.map(|p| p.as_bytes().to_vec()).unwrap_or_default(),
-            name: s.name.into_owned(),
-            kind: s.kind as i32,
-            start_time_unix_nano: s.start,
-            end_time_unix_nano: s.end,
-            attributes: s.attrs.into_iter().map(|(k, v)| kv(k, v)).collect(),
-            status: s.error.map(|message| proto::Status { message, code: 2 }),
-            // Only sampled spans are recorded: the sampled flag is set.
-            flags: 1,
-        })
-        .collect();
-    proto::ExportTraceServiceRequest {
-        resource_spans: vec![proto::ResourceSpans {
-            resource: Some(resource.clone()),
-            scope_spans: vec![proto::ScopeSpans {
-                scope: Some(proto::InstrumentationScope {
-                    name: "zerofn".to_owned(),
-                    version: String::new(),
-                }),
-                spans,
-            }],
-        }],
-    }
-    .encode_to_vec()
 }
 
 impl SpanKind {

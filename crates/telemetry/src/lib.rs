@@ -8,9 +8,10 @@
 //! their own batch processor runtime, HTTP client choice and (for HTTPS) a
 //! TLS stack choice to every build for what is here one bounded queue and
 //! one background task over the `hyper` client and `rustls` the platform
-//! already builds. The wire format is not hand-written: `prost` encodes
-//! it, and the tests decode the result with the upstream
-//! `opentelemetry-proto` definitions.
+//! already builds. The request is written straight from the ended spans
+//! (`proto.rs` says why not through `prost`'s owned messages); the tests
+//! decode every encoding with the upstream `opentelemetry-proto`
+//! definitions.
 //!
 //! # Trust
 //! Trusts nothing in a caller's `traceparent`/`tracestate`: they are read
@@ -28,8 +29,11 @@
 //!   second's reservoir lasts ([`DEFAULT_SAMPLE_RATIO`],
 //!   [`DEFAULT_SAMPLE_MIN_PER_SECOND`]). An unsampled trace still has ids
 //!   (propagated, and named in audit records) but records no span.
-//! - One export request at a time, each within [`EXPORT_TIMEOUT`], never
-//!   retried: a failed batch is dropped and counted.
+//! - One export request at a time, each within [`EXPORT_TIMEOUT`], on one
+//!   kept-alive connection. A failed batch is dropped and counted, not
+//!   retried; the one exception is a batch that broke on a kept connection
+//!   before any answer (the collector closed it while idle), which is sent
+//!   once more on a new connection within the same timeout.
 //! - With tracing off ([`Tracer::disabled`]) a span is an empty value: no
 //!   clock read, id drawn or allocation.
 //! - Spans carry ids, names and the attributes the gateway sets (ids,
@@ -74,6 +78,7 @@ mod tests {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use prost::Message;
     use std::io::{Read, Write};
+    use std::sync::Arc;
 
     #[test]
     fn endpoints_are_checked_and_completed() {
@@ -288,5 +293,113 @@ mod tests {
         task.await.unwrap();
         let stats = tracer.stats().unwrap();
         assert_eq!((stats.exported(), stats.failed()), (0, 1));
+    }
+
+    /// A collector that answers every request a connection brings (or only
+    /// the first, closing it, with `close_each`): the span count of each
+    /// body, and how many connections it accepted.
+    fn lasting_collector(
+        close_each: bool,
+    ) -> (
+        String,
+        std::sync::mpsc::Receiver<usize>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().take(16) {
+                let Ok(mut s) = conn else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 65536];
+                    loop {
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            match s.read(&mut chunk) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map(|v| v.trim().parse().unwrap())
+                            .unwrap();
+                        while buf.len() < end + 4 + len {
+                            match s.read(&mut chunk) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let body: Vec<u8> = buf.drain(..end + 4 + len).skip(end + 4).collect();
+                        let req = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+                        // Counted before it is answered: the exporter may
+                        // finish as soon as it has the answer.
+                        tx.send(req.resource_spans[0].scope_spans[0].spans.len())
+                            .unwrap();
+                        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                            .unwrap();
+                        if close_each {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, rx, accepted)
+    }
+
+    /// Queue `n` spans and stop the exporter, which sends them in batches
+    /// of at most [`MAX_BATCH`].
+    async fn export_and_stop(url: &str, n: usize) -> Tracer {
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let (tracer, exporter) =
+            Tracer::start(OtlpConfig::new(url, 1.0).unwrap(), shutdown).unwrap();
+        let root = tracer.server_span("r", None);
+        for _ in 1..n {
+            drop(root.child("c", SpanKind::Internal));
+        }
+        drop(root);
+        let task = tokio::spawn(exporter.run());
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        tracer
+    }
+
+    #[tokio::test]
+    async fn batches_share_one_connection_and_a_closed_one_is_replaced() {
+        use std::sync::atomic::Ordering;
+        let spans = 2 * MAX_BATCH + 76;
+        for close_each in [false, true] {
+            let (url, bodies, accepted) = lasting_collector(close_each);
+            let tracer = export_and_stop(&url, spans).await;
+            let mut got: Vec<usize> = bodies.try_iter().collect();
+            got.sort_unstable();
+            assert_eq!(
+                got,
+                vec![76, MAX_BATCH, MAX_BATCH],
+                "close_each {close_each}"
+            );
+            let stats = tracer.stats().unwrap();
+            assert_eq!(
+                (stats.exported(), stats.failed()),
+                (spans as u64, 0),
+                "close_each {close_each}"
+            );
+            let connections = accepted.load(Ordering::SeqCst);
+            if close_each {
+                assert_eq!(connections, 3, "a closed connection is never reused");
+            } else {
+                assert_eq!(connections, 1, "every batch on the kept connection");
+            }
+        }
     }
 }
