@@ -139,15 +139,16 @@ impl ExportStats {
 
 /// The share of new traces sampled by default (`--otlp-sample-ratio`).
 ///
-/// Why 5%: the platform's spans cost a sampled request about a fifth of
-/// its throughput on a small machine (eight to ten spans, exported on the
-/// same cores; BENCHMARKS.md, "Tracing on and off"), so a ratio of r costs
-/// about r/5 of the throughput plus the little an unsampled request pays
-/// (its ids and `traceparent`): 5% keeps that near 1%, well under the 5%
-/// the issue allows, while a function serving 20 requests a second still
-/// gets a trace a second from the ratio alone. Istio's default is 1%;
-/// X-Ray's is 5% beyond its reservoir, which [`DEFAULT_SAMPLE_MIN_PER_SECOND`]
-/// follows.
+/// Why 5%: a sampled request costs the platform about a third more work
+/// than an unsampled one (its eight to ten spans recorded, encoded and
+/// sent, on the same cores as the guests; BENCHMARKS.md, "Tracing on and
+/// off"), so a ratio of r costs about r/3 of the throughput plus the
+/// little an unsampled request pays (its ids, `traceparent` and the trace
+/// id in its audit record): 5% keeps that within a few percent, under the
+/// 5% the issue allows, while a function serving 20 requests a second
+/// still gets a trace a second from the ratio alone. Istio's default is
+/// 1%; X-Ray's is 5% beyond its reservoir, which
+/// [`DEFAULT_SAMPLE_MIN_PER_SECOND`] follows.
 pub const DEFAULT_SAMPLE_RATIO: f64 = 0.05;
 
 /// New traces sampled each second whatever the ratio decides
