@@ -1,7 +1,7 @@
 //! The single writer: sequence numbers, hashes and group commit.
 
 use std::fs::File;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -160,11 +160,71 @@ pub struct AuditLog {
     observer: Option<Arc<dyn AuditObserver>>,
     /// The writer, waited for by [`AuditLog::close`] on the last handle.
     writer: Arc<Mutex<Option<WriterHandle>>>,
+    /// `disk` mode on a multi-threaded runtime: the writer's state, which an appender
+    /// that finds it idle uses itself ([`SharedWriter::try_write`]).
+    shared: Option<Arc<SharedWriter>>,
+}
+
+/// The journal writer of `disk` mode on a multi-threaded runtime, shared by its thread
+/// and the appenders.
+///
+/// An appender that finds the writer idle (no one writing, nothing queued) writes and
+/// syncs its own record on its own worker: at one connection a record would otherwise
+/// cross to the writer thread and its acknowledgement back, two wake-ups across cores
+/// around the flush that cost more than the flush's own spread (BENCHMARKS.md, "The
+/// durable record on the request's own worker"). Under load the writer is rarely idle,
+/// records queue, and the thread commits them in groups as before. The worker is held
+/// for one `pwrite` and one `fdatasync` of space the journal already has (a batch that
+/// would wait for room or grow the file goes to the thread); the thread blocks on the
+/// lock, a worker never does (`try_lock`).
+struct SharedWriter {
+    /// `None` once the thread has ended (it drops the writer, which hands its rows to
+    /// the database and releases the journal).
+    slot: Mutex<Option<Slot>>,
+    /// Jobs sent to the thread and not yet written. An appender writes itself only when
+    /// it is zero, so a record is never written ahead of one queued before it (a queued
+    /// append followed by an awaited one keeps its order).
+    queued: AtomicUsize,
+}
+
+struct Slot {
+    writer: JournalWriter,
+    /// The one-job batch of an appender's own write, reused.
+    own: Vec<Job>,
+}
+
+impl SharedWriter {
+    /// Write and sync `job` here if the writer is idle and the record fits the journal as
+    /// it is; otherwise hand it back, untouched, for the thread.
+    fn try_write(&self, job: Job) -> Result<(), Job> {
+        let Ok(mut slot) = self.slot.try_lock() else {
+            // Held by the thread or another appender (or poisoned: the thread sees that
+            // too and stops, failing every later append).
+            return Err(job);
+        };
+        let Some(Slot { writer, own }) = slot.as_mut() else {
+            return Err(job);
+        };
+        if self.queued.load(Ordering::SeqCst) != 0 {
+            return Err(job);
+        }
+        own.push(job);
+        if writer.write(own, false) {
+            return Ok(());
+        }
+        // Left untouched: it goes to the thread. (Never empty here; if it were, the job
+        // is gone and its appender is told the writer stopped: refused.)
+        match own.pop() {
+            Some(job) => Err(job),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Where the journal writer runs.
 enum WriterHandle {
-    /// A thread of its own (`disk` durability, or no multi-threaded runtime).
+    /// A thread of its own (`disk` durability, shared with idle appenders on a
+    /// multi-threaded runtime; either mode without one).
     Thread(thread::JoinHandle<()>),
     /// A task on the runtime's workers (`process` durability); the channel closes once
     /// it has finished.
@@ -191,9 +251,10 @@ impl AuditLog {
         Self::open_with(store, AuditDurability::Disk)
     }
 
-    /// Start the writer with the given durability (a thread of its own; for
-    /// [`AuditDurability::Process`] inside a multi-threaded runtime, a task on its
-    /// workers), and threads that index the
+    /// Start the writer with the given durability (a thread of its own, which for
+    /// [`AuditDurability::Disk`] inside a multi-threaded runtime lets an appender that
+    /// finds it idle write its own record; for [`AuditDurability::Process`] there, a
+    /// task on its workers), and threads that index the
     /// journaled records into the database and sync it off the append path: every
     /// `flush_interval` for [`AuditDurability::Process`] (whose flusher also syncs the
     /// journal, which is what puts acknowledged records on disk in that mode), every
@@ -280,27 +341,48 @@ impl AuditLog {
                 .spawn(move || run_flusher(flusher, journal_sync, marks, watched, interval))
                 .map_err(|_| AuditError::WriterStopped)?,
         );
-        // A `disk` batch waits for its sync, which must not hold a worker: a thread of
-        // its own. A `process` batch is one write into space the journal has.
-        let writer =
-            if matches!(durability, AuditDurability::Process { .. }) && on_multi_thread_runtime() {
+        // A `process` batch is one write into space the journal has: a task on the
+        // workers. A `disk` batch waits for its sync: a thread of its own, which on a
+        // multi-threaded runtime shares the writer with appenders that find it idle
+        // ([`SharedWriter`]).
+        let multi_thread = on_multi_thread_runtime();
+        let mut shared = None;
+        let writer = match durability {
+            AuditDurability::Process { .. } if multi_thread => {
                 let (done, finished) = std::sync::mpsc::channel();
                 tokio::spawn(run_journal_writer_task(writer, rx, done));
                 WriterHandle::Task(finished)
-            } else {
+            }
+            AuditDurability::Disk if multi_thread => {
+                let state = Arc::new(SharedWriter {
+                    slot: Mutex::new(Some(Slot {
+                        writer,
+                        own: Vec::with_capacity(1),
+                    })),
+                    queued: AtomicUsize::new(0),
+                });
+                shared = Some(state.clone());
                 WriterHandle::Thread(
                     thread::Builder::new()
                         .name("zerofn-audit".into())
-                        .spawn(move || run_journal_writer(writer, rx))
+                        .spawn(move || run_shared_journal_writer(&state, rx))
                         .map_err(|_| AuditError::WriterStopped)?,
                 )
-            };
+            }
+            _ => WriterHandle::Thread(
+                thread::Builder::new()
+                    .name("zerofn-audit".into())
+                    .spawn(move || run_journal_writer(writer, rx))
+                    .map_err(|_| AuditError::WriterStopped)?,
+            ),
+        };
         Ok(AuditLog {
             jobs,
             store: store.clone(),
             feed,
             observer,
             writer: Arc::new(Mutex::new(Some(writer))),
+            shared,
         })
     }
 
@@ -308,8 +390,14 @@ impl AuditLog {
     /// the writer to finish: every acknowledged record is in the database and the
     /// journal is released (another [`AuditLog`] can open it).
     pub fn close(self) {
-        let AuditLog { jobs, writer, .. } = self;
+        let AuditLog {
+            jobs,
+            writer,
+            shared,
+            ..
+        } = self;
         drop(jobs);
+        drop(shared);
         if let Ok(writer) = Arc::try_unwrap(writer) {
             match writer.into_inner().unwrap_or_else(PoisonError::into_inner) {
                 Some(WriterHandle::Thread(handle)) => {
@@ -354,11 +442,20 @@ impl AuditLog {
     pub async fn append_queued(&self, record: AuditRecord) -> Result<QueuedAppend, AuditError> {
         self.observe(&record, 1);
         let (ack, done) = oneshot::channel();
-        self.jobs
-            .send(Job { record, ack })
-            .await
-            .map_err(|_| AuditError::WriterStopped)?;
+        self.enqueue(Job { record, ack }).await?;
         Ok(QueuedAppend(done))
+    }
+
+    /// Give `job` to the writer's thread or task (waiting for room in its queue).
+    async fn enqueue(&self, job: Job) -> Result<(), AuditError> {
+        // Counted before it is queued: from here on no appender writes ahead of it.
+        if let Some(shared) = &self.shared {
+            shared.queued.fetch_add(1, Ordering::SeqCst);
+        }
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| AuditError::WriterStopped)
     }
 
     /// Tell the observer of `record` standing for `count` events, without appending it.
@@ -380,10 +477,14 @@ impl AuditLog {
 
     async fn send(&self, record: AuditRecord) -> Result<i64, AuditError> {
         let (ack, done) = oneshot::channel();
-        self.jobs
-            .send(Job { record, ack })
-            .await
-            .map_err(|_| AuditError::WriterStopped)?;
+        let job = Job { record, ack };
+        let job = match &self.shared {
+            Some(shared) => shared.try_write(job).err(),
+            None => Some(job),
+        };
+        if let Some(job) = job {
+            self.enqueue(job).await?;
+        }
         match done.await {
             Ok(Ok(seq)) => Ok(seq),
             Ok(Err(())) => Err(AuditError::AppendFailed),
@@ -515,6 +616,33 @@ fn run_journal_writer(mut writer: JournalWriter, mut rx: mpsc::Receiver<Job>) {
     while next_batch(&mut rx, &mut batch) {
         writer.write(&mut batch, true);
     }
+}
+
+/// `disk` durability on a multi-threaded runtime: as [`run_journal_writer`], with the
+/// writer shared with appenders that find it idle ([`SharedWriter`]). Ending, drops the
+/// writer here (off the workers: that joins the indexer and the flusher).
+fn run_shared_journal_writer(shared: &SharedWriter, mut rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while next_batch(&mut rx, &mut batch) {
+        let taken = batch.len();
+        let Ok(mut slot) = shared.slot.lock() else {
+            // An appender panicked writing: the writer's state is unknown. Stop; the
+            // batch's and every later appender are refused (fail closed).
+            break;
+        };
+        let Some(Slot { writer, .. }) = slot.as_mut() else {
+            break;
+        };
+        writer.write(&mut batch, true);
+        // Under the lock: an appender that sees zero finds these written.
+        shared.queued.fetch_sub(taken, Ordering::SeqCst);
+    }
+    let writer = shared
+        .slot
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    drop(writer);
 }
 
 /// `process` durability: the writer as a task on the runtime's workers. A block is
@@ -912,16 +1040,24 @@ mod tests {
     /// in the order each appender asked, and the log verifies.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn process_appends_past_the_journals_size_wait_for_room_in_order() {
+        // Only the journal's own requests for room make the flusher sync.
+        appends_past_the_journals_size_wait_for_room_in_order(AuditDurability::Process {
+            flush_interval: Duration::from_secs(3600),
+        })
+        .await;
+    }
+
+    /// The same in `disk` mode, where an appender that finds the writer idle writes
+    /// itself, and hands a record that does not fit the journal as it is to the thread.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn disk_appends_past_the_journals_size_wait_for_room_in_order() {
+        appends_past_the_journals_size_wait_for_room_in_order(AuditDurability::Disk).await;
+    }
+
+    async fn appends_past_the_journals_size_wait_for_room_in_order(durability: AuditDurability) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        // Only the journal's own requests for room make the flusher sync.
-        let log = AuditLog::open_with(
-            &store,
-            AuditDurability::Process {
-                flush_interval: Duration::from_secs(3600),
-            },
-        )
-        .unwrap();
+        let log = AuditLog::open_with(&store, durability).unwrap();
         let detail = serde_json::Value::String("x".repeat(60 * 1024));
         let (appenders, each): (i64, i64) = (8, 50);
         let mut tasks = Vec::new();
@@ -999,6 +1135,75 @@ mod tests {
             seqs.push(q.durable().await.unwrap());
         }
         assert_eq!(seqs, (1..=50).collect::<Vec<i64>>());
+    }
+
+    /// Tells which thread committed each record.
+    #[derive(Default)]
+    struct CommitThreads(Mutex<Vec<String>>);
+
+    impl AuditObserver for CommitThreads {
+        fn record(&self, _: &AuditRecord, _: u64) {}
+        fn appended(&self, _: Duration, _: bool) {}
+        fn committed(&self, records: usize) {
+            let name = thread::current().name().unwrap_or("").to_owned();
+            let mut seen = self.0.lock().unwrap();
+            seen.extend(std::iter::repeat_n(name, records));
+        }
+    }
+
+    /// `disk` mode on a multi-threaded runtime: an append that finds the writer idle is
+    /// written and synced on the appender's own worker (no handoff to the writer thread
+    /// and back); a queued record goes to the thread, and an append awaited after it is
+    /// written after it (never ahead, even when it finds the writer idle).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn disk_appends_to_an_idle_writer_are_written_by_the_appender_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let threads = Arc::new(CommitThreads::default());
+        let log =
+            AuditLog::open_observed(&store, AuditDurability::Disk, Some(threads.clone())).unwrap();
+        for i in 0..20 {
+            let seq = log
+                .append(AuditRecord::new("t", Action::Invoke, Outcome::Allow).status(200))
+                .await
+                .unwrap();
+            assert_eq!(seq, i + 1);
+        }
+        {
+            let seen = threads.0.lock().unwrap();
+            assert_eq!(seen.len(), 20);
+            assert!(
+                seen.iter().all(|t| t != "zerofn-audit"),
+                "one appender at a time, yet the writer thread wrote: {seen:?}"
+            );
+        }
+        for round in 0..100 {
+            let queued = log
+                .append_queued(
+                    AuditRecord::new("t", Action::Capability, Outcome::Allow)
+                        .invocation_id(format!("q-{round}")),
+                )
+                .await
+                .unwrap();
+            let after = log
+                .append(AuditRecord::new("t", Action::Invoke, Outcome::Allow))
+                .await
+                .unwrap();
+            let queued = queued.durable().await.unwrap();
+            assert_eq!((queued, after), (21 + 2 * round, 22 + 2 * round));
+        }
+        let seen = threads.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 220);
+        assert!(seen.iter().any(|t| t == "zerofn-audit"));
+        assert_eq!(verify_chain(&store).unwrap().records, 220);
+        log.close();
+        // Closed: the journal is let go, and a new log continues the chain.
+        let log = AuditLog::open(&store).unwrap();
+        let seq = log
+            .append(AuditRecord::new("t", Action::PlatformStart, Outcome::Allow))
+            .await
+            .unwrap();
+        assert_eq!(seq, 221);
     }
 
     /// A second writer on the same data directory (another process, or another log in
