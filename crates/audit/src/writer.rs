@@ -120,6 +120,9 @@ struct Job {
     ack: oneshot::Sender<Result<i64, ()>>,
 }
 
+/// Where a job's answer goes, and the answer: its sequence number, or refused.
+type Answer = (oneshot::Sender<Result<i64, ()>>, Result<i64, ()>);
+
 /// Told of every record the log is given and of every batch it commits: the platform's
 /// metrics. Every decision passes the audit log (audit before effect), so counting here
 /// sees every invocation, refusal and admission without a hook in each path.
@@ -172,8 +175,11 @@ pub struct AuditLog {
 /// syncs its own record on its own worker: at one connection a record would otherwise
 /// cross to the writer thread and its acknowledgement back, two wake-ups across cores
 /// around the flush that cost more than the flush's own spread (BENCHMARKS.md, "The
-/// durable record on the request's own worker"). Under load the writer is rarely idle,
-/// records queue, and the thread commits them in groups as before. The worker is held
+/// durable record on the request's own worker"). Under load the thread commits records
+/// in groups as before: once an appender's own write has kept another waiting, appenders
+/// leave writing to the thread until it has taken [`UNCONTENDED`] batches of one record
+/// in a row (load gone), since a worker held through each flush in turn serves fewer
+/// requests than one thread committing them all in groups. The worker is held
 /// for one `pwrite` and one `fdatasync` of space the journal already has (a batch that
 /// would wait for room or grow the file goes to the thread); the thread blocks on the
 /// lock, a worker never does (`try_lock`).
@@ -185,7 +191,14 @@ struct SharedWriter {
     /// it is zero, so a record is never written ahead of one queued before it (a queued
     /// append followed by an awaited one keeps its order).
     queued: AtomicUsize,
+    /// Set when an appender's own write kept another waiting: under load, appenders
+    /// leave writing to the thread. Cleared by the thread once load is gone.
+    contended: AtomicBool,
 }
+
+/// Batches of one record in a row after which the thread lets appenders write
+/// themselves again.
+const UNCONTENDED: u32 = 8;
 
 struct Slot {
     writer: JournalWriter,
@@ -195,29 +208,33 @@ struct Slot {
 
 impl SharedWriter {
     /// Write and sync `job` here if the writer is idle and the record fits the journal as
-    /// it is; otherwise hand it back, untouched, for the thread.
-    fn try_write(&self, job: Job) -> Result<(), Job> {
+    /// it is (answering it); otherwise hand it back, untouched, for the thread.
+    fn try_write(&self, job: Job) -> Option<Job> {
+        if self.contended.load(Ordering::Relaxed) {
+            return Some(job);
+        }
         let Ok(mut slot) = self.slot.try_lock() else {
             // Held by the thread or another appender (or poisoned: the thread sees that
             // too and stops, failing every later append).
-            return Err(job);
+            return Some(job);
         };
         let Some(Slot { writer, own }) = slot.as_mut() else {
-            return Err(job);
+            return Some(job);
         };
         if self.queued.load(Ordering::SeqCst) != 0 {
-            return Err(job);
+            return Some(job);
         }
         own.push(job);
         if writer.write(own, false) {
-            return Ok(());
+            if self.queued.load(Ordering::SeqCst) != 0 {
+                // Others queued while this one was being synced.
+                self.contended.store(true, Ordering::Relaxed);
+            }
+            return None;
         }
         // Left untouched: it goes to the thread. (Never empty here; if it were, the job
         // is gone and its appender is told the writer stopped: refused.)
-        match own.pop() {
-            Some(job) => Err(job),
-            None => Ok(()),
-        }
+        own.pop()
     }
 }
 
@@ -360,6 +377,7 @@ impl AuditLog {
                         own: Vec::with_capacity(1),
                     })),
                     queued: AtomicUsize::new(0),
+                    contended: AtomicBool::new(false),
                 });
                 shared = Some(state.clone());
                 WriterHandle::Thread(
@@ -479,7 +497,7 @@ impl AuditLog {
         let (ack, done) = oneshot::channel();
         let job = Job { record, ack };
         let job = match &self.shared {
-            Some(shared) => shared.try_write(job).err(),
+            Some(shared) => shared.try_write(job),
             None => Some(job),
         };
         if let Some(job) = job {
@@ -623,6 +641,8 @@ fn run_journal_writer(mut writer: JournalWriter, mut rx: mpsc::Receiver<Job>) {
 /// writer here (off the workers: that joins the indexer and the flusher).
 fn run_shared_journal_writer(shared: &SharedWriter, mut rx: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut answers: Vec<Answer> = Vec::with_capacity(MAX_BATCH);
+    let mut quiet = 0u32;
     while next_batch(&mut rx, &mut batch) {
         let taken = batch.len();
         let Ok(mut slot) = shared.slot.lock() else {
@@ -633,9 +653,23 @@ fn run_shared_journal_writer(shared: &SharedWriter, mut rx: mpsc::Receiver<Job>)
         let Some(Slot { writer, .. }) = slot.as_mut() else {
             break;
         };
-        writer.write(&mut batch, true);
+        writer.journal_batch(&mut batch, true);
+        std::mem::swap(&mut writer.answers, &mut answers);
         // Under the lock: an appender that sees zero finds these written.
         shared.queued.fetch_sub(taken, Ordering::SeqCst);
+        // [`UNCONTENDED`] batches of one record in a row: the load is gone (under load a
+        // batch gathers what arrived during the previous sync).
+        quiet = if taken == 1 { quiet + 1 } else { 0 };
+        if quiet >= UNCONTENDED {
+            quiet = 0;
+            shared.contended.store(false, Ordering::Relaxed);
+        }
+        // Answered once the writer is free: an appender that goes on to append again at
+        // once finds it idle, not still held by this thread.
+        drop(slot);
+        for (ack, answer) in answers.drain(..) {
+            let _ = ack.send(answer);
+        }
     }
     let writer = shared
         .slot
@@ -705,6 +739,8 @@ struct JournalWriter {
     refusing: Option<Arc<AtomicBool>>,
     observer: Option<Arc<dyn AuditObserver>>,
     rows: Vec<AuditRow>,
+    /// Answers of the batch written last, not yet sent.
+    answers: Vec<Answer>,
     /// After a failed journal write the block may or may not be on disk, and an indexer
     /// that stopped takes no more rows: every later record is refused (fail closed)
     /// until a restart recovers the journal.
@@ -732,6 +768,7 @@ impl JournalWriter {
             refusing: Some(refusing),
             observer,
             rows: Vec::with_capacity(MAX_BATCH),
+            answers: Vec::with_capacity(MAX_BATCH),
             broken: false,
         }
     }
@@ -741,6 +778,16 @@ impl JournalWriter {
     /// database, or for the file to grow), or is larger than [`ON_WORKER_BYTES`], is left
     /// untouched and unanswered: false.
     fn write(&mut self, batch: &mut Vec<Job>, wait: bool) -> bool {
+        let written = self.journal_batch(batch, wait);
+        for (ack, answer) in self.answers.drain(..) {
+            let _ = ack.send(answer);
+        }
+        written
+    }
+
+    /// [`JournalWriter::write`], leaving the answers in `self.answers` (for a caller that
+    /// answers after letting go of the writer).
+    fn journal_batch(&mut self, batch: &mut Vec<Job>, wait: bool) -> bool {
         // A database that refuses records is an audit log that cannot be written, even
         // with room left in the journal: refuse (fail closed) until it takes them again.
         let refusing = self
@@ -748,9 +795,8 @@ impl JournalWriter {
             .as_ref()
             .is_none_or(|r| r.load(Ordering::Acquire));
         if self.broken || refusing {
-            for job in batch.drain(..) {
-                let _ = job.ack.send(Err(()));
-            }
+            self.answers
+                .extend(batch.drain(..).map(|job| (job.ack, Err(()))));
             return true;
         }
         chain(batch, &mut self.rows, &self.head, &now_rfc3339());
@@ -776,9 +822,8 @@ impl JournalWriter {
             if let Err(error) = self.journal.append(&block) {
                 tracing::error!(%error, records = acks.len(), "audit journal write failed; refusing this and every later action until a restart");
                 self.broken = true;
-                for job in acks {
-                    let _ = job.ack.send(Err(()));
-                }
+                self.answers
+                    .extend(acks.into_iter().map(|job| (job.ack, Err(()))));
                 break;
             }
             if let Some(last) = block.last() {
@@ -795,13 +840,13 @@ impl JournalWriter {
                 self.broken = true;
             }
             // Durable in the journal either way: acknowledged.
-            for (seq, job) in seqs.into_iter().zip(acks) {
-                let _ = job.ack.send(Ok(seq));
-            }
+            self.answers.extend(
+                seqs.into_iter()
+                    .zip(acks)
+                    .map(|(seq, job)| (job.ack, Ok(seq))),
+            );
         }
-        for job in jobs {
-            let _ = job.ack.send(Err(()));
-        }
+        self.answers.extend(jobs.map(|job| (job.ack, Err(()))));
         true
     }
 }
@@ -1137,9 +1182,9 @@ mod tests {
         assert_eq!(seqs, (1..=50).collect::<Vec<i64>>());
     }
 
-    /// Tells which thread committed each record.
+    /// Tells which thread committed each record, and how many commits there were.
     #[derive(Default)]
-    struct CommitThreads(Mutex<Vec<String>>);
+    struct CommitThreads(Mutex<Vec<String>>, AtomicUsize);
 
     impl AuditObserver for CommitThreads {
         fn record(&self, _: &AuditRecord, _: u64) {}
@@ -1148,7 +1193,54 @@ mod tests {
             let name = thread::current().name().unwrap_or("").to_owned();
             let mut seen = self.0.lock().unwrap();
             seen.extend(std::iter::repeat_n(name, records));
+            self.1.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Many appenders at once in `disk` mode: they are committed in groups (by the thread,
+    /// once an appender's own write kept others waiting), not one sync each.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn disk_appends_under_load_are_committed_in_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let threads = Arc::new(CommitThreads::default());
+        let log =
+            AuditLog::open_observed(&store, AuditDurability::Disk, Some(threads.clone())).unwrap();
+        let tasks: Vec<_> = (0..400)
+            .map(|_| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    log.append(AuditRecord::new("t", Action::Invoke, Outcome::Allow))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let commits = threads.1.load(Ordering::Relaxed);
+        let seen = threads.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 400);
+        assert!(commits < 200, "{commits} commits for 400 records");
+        assert!(seen.iter().filter(|t| *t == "zerofn-audit").count() > 200);
+        // Load gone: within a few syncs appenders write their own records again.
+        for _ in 0..20 {
+            log.append(AuditRecord::new("t", Action::Invoke, Outcome::Allow))
+                .await
+                .unwrap();
+        }
+        let after = threads.0.lock().unwrap().clone();
+        let by_thread = after[400..]
+            .iter()
+            .filter(|t| *t == "zerofn-audit")
+            .count();
+        assert!(by_thread <= UNCONTENDED as usize, "{after:?}");
+        assert!(after[400 + UNCONTENDED as usize..]
+            .iter()
+            .all(|t| t != "zerofn-audit"));
+        assert_eq!(verify_chain(&store).unwrap().records, 420);
+        log.close();
     }
 
     /// `disk` mode on a multi-threaded runtime: an append that finds the writer idle is
