@@ -62,7 +62,7 @@ pub fn canonicalize(value: &Value) -> Vec<u8> {
 /// Largest integer every double represents exactly (2^53).
 const EXACT: u64 = 1 << 53;
 
-fn number(n: &serde_json::Number, out: &mut Vec<u8>) {
+pub(crate) fn number(n: &serde_json::Number, out: &mut Vec<u8>) {
     if let Some(u) = n.as_u64().filter(|u| *u <= EXACT) {
         out.extend_from_slice(u.to_string().as_bytes());
     } else if let Some(i) = n.as_i64().filter(|i| i.unsigned_abs() <= EXACT) {
@@ -126,7 +126,7 @@ pub(crate) fn es_number(x: f64) -> String {
     s
 }
 
-fn string(s: &str, out: &mut Vec<u8>) {
+pub(crate) fn string(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();

@@ -33,40 +33,75 @@ const PAGE: u32 = 2048;
 /// `zerofn audit tail --json` prints for it (every column; absent ones
 /// omitted; `detail` as the JSON value it holds).
 pub fn leaf_bytes(r: &AuditRow) -> Result<Vec<u8>, AuditError> {
-    let mut m = Map::new();
-    m.insert("seq".into(), Value::from(r.seq));
-    m.insert("time".into(), Value::from(r.time.as_str()));
-    m.insert("actor".into(), Value::from(r.actor.as_str()));
-    m.insert("action".into(), Value::from(r.action.as_str()));
-    m.insert("decision".into(), Value::from(r.decision.as_str()));
-    let text = [
-        ("tenant", &r.tenant),
-        ("function", &r.function),
-        ("digest", &r.digest),
-        ("reason", &r.reason),
-        ("invocation_id", &r.invocation_id),
-    ];
-    for (k, v) in text {
-        if let Some(v) = v {
-            m.insert(k.into(), Value::from(v.as_str()));
+    let mut out = Vec::with_capacity(512);
+    write_leaf(r, false, &mut out)?;
+    Ok(out)
+}
+
+/// [`leaf_bytes`] of a row this process's writer made, whose `detail` it stored as
+/// RFC 8785 canonical JSON already: the same bytes, without parsing the detail back.
+fn written_leaf_bytes(r: &AuditRow, out: &mut Vec<u8>) -> Result<(), AuditError> {
+    write_leaf(r, true, out)
+}
+
+/// The record's members written in RFC 8785 order straight from its columns. (The
+/// member names are ASCII, so their UTF-16 order is this byte order; the test
+/// `direct_leaf_bytes_match_canonicalizing_the_listed_object` checks it against
+/// canonicalizing the listed object.) `detail_canonical`: the detail text is written
+/// as it is, instead of parsed and canonicalized.
+fn write_leaf(r: &AuditRow, detail_canonical: bool, out: &mut Vec<u8>) -> Result<(), AuditError> {
+    fn name(out: &mut Vec<u8>, name: &str) {
+        if out.last() != Some(&b'{') {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+    }
+    fn text(out: &mut Vec<u8>, key: &str, value: &str) {
+        name(out, key);
+        jcs::string(value, out);
+    }
+    fn optional(out: &mut Vec<u8>, key: &str, value: Option<&String>) {
+        if let Some(v) = value {
+            text(out, key, v);
         }
     }
-    if let Some(d) = r.duration_us {
-        m.insert("duration_us".into(), Value::from(d));
+    fn integer(out: &mut Vec<u8>, key: &str, value: Option<i64>) {
+        if let Some(v) = value {
+            name(out, key);
+            jcs::number(&serde_json::Number::from(v), out);
+        }
     }
-    if let Some(s) = r.status {
-        m.insert("status".into(), Value::from(s));
-    }
+    out.push(b'{');
+    text(out, "action", &r.action);
+    text(out, "actor", &r.actor);
+    text(out, "decision", &r.decision);
     if let Some(d) = &r.detail {
-        let v: Value = serde_json::from_str(d).map_err(|_| AuditError::ChainBroken {
-            seq: r.seq,
-            problem: "its detail is not JSON (the record was modified)".into(),
-        })?;
-        m.insert("detail".into(), v);
+        name(out, "detail");
+        if detail_canonical {
+            out.extend_from_slice(d.as_bytes());
+        } else {
+            let v: Value = serde_json::from_str(d).map_err(|_| AuditError::ChainBroken {
+                seq: r.seq,
+                problem: "its detail is not JSON (the record was modified)".into(),
+            })?;
+            jcs::canonicalize_into(&v, out);
+        }
     }
-    m.insert("prev_hash".into(), Value::from(r.prev_hash.as_str()));
-    m.insert("hash".into(), Value::from(r.hash.as_str()));
-    Ok(jcs::canonicalize(&Value::Object(m)))
+    optional(out, "digest", r.digest.as_ref());
+    integer(out, "duration_us", r.duration_us);
+    optional(out, "function", r.function.as_ref());
+    text(out, "hash", &r.hash);
+    optional(out, "invocation_id", r.invocation_id.as_ref());
+    text(out, "prev_hash", &r.prev_hash);
+    optional(out, "reason", r.reason.as_ref());
+    integer(out, "seq", Some(r.seq));
+    integer(out, "status", r.status);
+    optional(out, "tenant", r.tenant.as_ref());
+    text(out, "time", &r.time);
+    out.push(b'}');
+    Ok(())
 }
 
 /// Where the log stands for proofs.
@@ -245,8 +280,22 @@ struct TreeState {
 
 impl TreeState {
     /// Add the record `r`, the next one, as a leaf; the hashes to store go to `hashes`.
-    fn add(&mut self, r: &AuditRow, hashes: &mut Vec<(u32, i64, Hash)>) -> Result<(), AuditError> {
-        let h = merkle::leaf_hash(&leaf_bytes(r)?);
+    /// `written`: a row from this process's writer ([`written_leaf_bytes`]); `leaf` is
+    /// scratch space.
+    fn add(
+        &mut self,
+        r: &AuditRow,
+        written: bool,
+        leaf: &mut Vec<u8>,
+        hashes: &mut Vec<(u32, i64, Hash)>,
+    ) -> Result<(), AuditError> {
+        leaf.clear();
+        if written {
+            written_leaf_bytes(r, leaf)?;
+        } else {
+            write_leaf(r, false, leaf)?;
+        }
+        let h = merkle::leaf_hash(leaf);
         hashes.push((0, as_i64(self.size), h));
         self.range.push(h);
         self.tail.push(h);
@@ -366,6 +415,7 @@ impl LogTree {
         // Hashing thousands of records is a background thread's work (the periodic
         // checkpoint): paced so a request's thread never waits for all of it.
         let mut pace = zerofn_store::pace::Pace::new();
+        let mut leaf = Vec::with_capacity(1024);
         for r in fed {
             if r.seq <= as_i64(next.size) {
                 continue;
@@ -374,7 +424,7 @@ impl LogTree {
                 continuous = false;
                 break;
             }
-            next.add(&r, &mut hashes)?;
+            next.add(&r, true, &mut leaf, &mut hashes)?;
             pace.step();
         }
         // Otherwise (or as well, when the feed had a gap) the database, every link checked.
@@ -386,7 +436,7 @@ impl LogTree {
                 }
                 for r in page {
                     check_link((as_i64(next.size), &next.head), &r)?;
-                    next.add(&r, &mut hashes)?;
+                    next.add(&r, false, &mut leaf, &mut hashes)?;
                     pace.step();
                 }
             }
@@ -738,6 +788,7 @@ pub fn verify_log(
 mod tests {
     use super::*;
     use crate::{Action, AuditLog, AuditRecord, Outcome};
+    use proptest::prelude::*;
 
     fn signer() -> NoteSigner {
         NoteSigner::from_seed("zerofn.local/audit/test", &[5; 32]).unwrap()
@@ -782,6 +833,76 @@ mod tests {
         // The same object as `audit tail --json` prints, canonicalized.
         let listed = serde_json::to_value(StoredRecord::from(r.clone())).unwrap();
         assert_eq!(jcs::canonicalize(&listed), leaf_bytes(&r).unwrap());
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        // Quotes, backslashes, control characters and non-ASCII, all of which RFC 8785
+        // escapes or keeps in its own way.
+        proptest::string::string_regex("[a-z\"\\\u{0}-\u{1f}é😀\u{7f}]{0,12}").unwrap()
+    }
+
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            (-1e6f64..1e6).prop_map(serde_json::Value::from),
+            text().prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(text(), inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    prop_compose! {
+        fn row()(
+            seq in any::<i64>(),
+            strings in proptest::collection::vec(text(), 6),
+            optional in proptest::collection::vec(proptest::option::of(text()), 5),
+            duration_us in proptest::option::of(any::<i64>()),
+            status in proptest::option::of(any::<i64>()),
+            detail in proptest::option::of(json()),
+        ) -> (AuditRow, Option<serde_json::Value>) {
+            let row = AuditRow {
+                seq,
+                time: strings[0].clone(),
+                actor: strings[1].clone(),
+                action: strings[2].clone(),
+                decision: strings[3].clone(),
+                prev_hash: strings[4].clone(),
+                hash: strings[5].clone(),
+                tenant: optional[0].clone(),
+                function: optional[1].clone(),
+                digest: optional[2].clone(),
+                reason: optional[3].clone(),
+                invocation_id: optional[4].clone(),
+                duration_us,
+                status,
+                detail: detail.as_ref().map(ToString::to_string),
+            };
+            (row, detail)
+        }
+    }
+
+    proptest! {
+        /// The leaf written member by member is the canonical JSON of the object `audit
+        /// tail --json` lists for the record, whichever columns are present and whatever
+        /// their text; and a detail stored canonical (as the writer stores it) gives the
+        /// same leaf taken as it is.
+        #[test]
+        fn direct_leaf_bytes_match_canonicalizing_the_listed_object((mut r, detail) in row()) {
+            let listed = serde_json::to_value(StoredRecord::from(r.clone())).unwrap();
+            let leaf = leaf_bytes(&r).unwrap();
+            prop_assert_eq!(&jcs::canonicalize(&listed), &leaf);
+            r.detail = detail.map(|d| String::from_utf8(jcs::canonicalize(&d)).unwrap());
+            let mut written = Vec::new();
+            written_leaf_bytes(&r, &mut written).unwrap();
+            prop_assert_eq!(written, leaf);
+        }
     }
 
     async fn append_to(log: &AuditLog, from: usize, n: usize) {

@@ -960,7 +960,12 @@ fn chain(batch: &[Job], rows: &mut Vec<AuditRow>, head: &(i64, String), now: &st
                 .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
             status: r.status.map(i64::from),
             invocation_id: r.invocation_id.clone(),
-            detail: r.detail.as_ref().map(ToString::to_string),
+            // Stored canonical (RFC 8785), so the tree takes it into the record's leaf
+            // as it is instead of parsing it back. (The canonical form is always
+            // UTF-8: it is made of the value's strings and ASCII.)
+            detail: r.detail.as_ref().map(|v| {
+                String::from_utf8(crate::jcs::canonicalize(v)).unwrap_or_else(|_| v.to_string())
+            }),
             prev_hash: prev,
             hash: String::new(),
         };
@@ -1231,10 +1236,7 @@ mod tests {
                 .unwrap();
         }
         let after = threads.0.lock().unwrap().clone();
-        let by_thread = after[400..]
-            .iter()
-            .filter(|t| *t == "zerofn-audit")
-            .count();
+        let by_thread = after[400..].iter().filter(|t| *t == "zerofn-audit").count();
         assert!(by_thread <= UNCONTENDED as usize, "{after:?}");
         assert!(after[400 + UNCONTENDED as usize..]
             .iter()

@@ -23,13 +23,17 @@ use anyhow::{Context, Result};
 use crate::guests::{Guest, GuestKind};
 use crate::toolchain::Toolchains;
 
-/// The workspace root, two levels above this crate's manifest directory.
+/// The workspace root, two levels above this crate's manifest directory: the one
+/// Cargo names when it runs this (`cargo run`, `cargo test`), else the one it was
+/// built in. (A target directory shared between checkouts, as `.ci/run` keeps one,
+/// may hand a binary built in another checkout to this one.)
 pub fn workspace_root() -> PathBuf {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
     manifest_dir
         .ancestors()
         .nth(2)
-        .unwrap_or(manifest_dir)
+        .unwrap_or(&manifest_dir)
         .to_path_buf()
 }
 
