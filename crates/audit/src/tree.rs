@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use zerofn_store::{AuditRow, CheckpointRow, Store};
 
 use crate::chain::{check_link, ChainWalk, GENESIS_HASH};
