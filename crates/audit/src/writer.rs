@@ -1202,15 +1202,21 @@ mod tests {
         }
     }
 
-    /// Many appenders at once in `disk` mode: they are committed in groups (by the thread,
-    /// once an appender's own write kept others waiting), not one sync each.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn disk_appends_under_load_are_committed_in_groups() {
+    /// A `disk` log on a fresh store, telling which thread committed each record.
+    fn observed_disk_log() -> (tempfile::TempDir, Store, Arc<CommitThreads>, AuditLog) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let threads = Arc::new(CommitThreads::default());
         let log =
             AuditLog::open_observed(&store, AuditDurability::Disk, Some(threads.clone())).unwrap();
+        (dir, store, threads, log)
+    }
+
+    /// Many appenders at once in `disk` mode: they are committed in groups (by the thread,
+    /// once an appender's own write kept others waiting), not one sync each.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn disk_appends_under_load_are_committed_in_groups() {
+        let (_dir, store, threads, log) = observed_disk_log();
         let tasks: Vec<_> = (0..400)
             .map(|_| {
                 let log = log.clone();
@@ -1251,11 +1257,7 @@ mod tests {
     /// written after it (never ahead, even when it finds the writer idle).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn disk_appends_to_an_idle_writer_are_written_by_the_appender_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let threads = Arc::new(CommitThreads::default());
-        let log =
-            AuditLog::open_observed(&store, AuditDurability::Disk, Some(threads.clone())).unwrap();
+        let (_dir, store, threads, log) = observed_disk_log();
         for i in 0..20 {
             let seq = log
                 .append(AuditRecord::new("t", Action::Invoke, Outcome::Allow).status(200))
