@@ -805,6 +805,8 @@ mod tests {
             .await
             .unwrap();
         }
+        // Closed, not only dropped: the next log opened on `store` finds the journal free.
+        log.close();
     }
 
     #[test]

@@ -1145,13 +1145,19 @@ mod tests {
         all.sort_unstable();
         assert_eq!(all, (1..=total).collect::<Vec<i64>>());
         assert_eq!(verify_chain(&store).unwrap().records, total);
+        closed_log_continues_at(log, &store, total + 1).await;
+    }
+
+    /// Close `log`: its journal is let go, and a new log on `store` continues the chain,
+    /// its first record numbered `next`.
+    async fn closed_log_continues_at(log: AuditLog, store: &Store, next: i64) {
         log.close();
-        let log = AuditLog::open(&store).unwrap();
+        let log = AuditLog::open(store).unwrap();
         let seq = log
             .append(AuditRecord::new("t", Action::PlatformStart, Outcome::Allow))
             .await
             .unwrap();
-        assert_eq!(seq, total + 1);
+        assert_eq!(seq, next);
     }
 
     /// A queued record is committed before any record appended after it, so awaiting
@@ -1292,14 +1298,7 @@ mod tests {
         assert_eq!(seen.len(), 220);
         assert!(seen.iter().any(|t| t == "zerofn-audit"));
         assert_eq!(verify_chain(&store).unwrap().records, 220);
-        log.close();
-        // Closed: the journal is let go, and a new log continues the chain.
-        let log = AuditLog::open(&store).unwrap();
-        let seq = log
-            .append(AuditRecord::new("t", Action::PlatformStart, Outcome::Allow))
-            .await
-            .unwrap();
-        assert_eq!(seq, 221);
+        closed_log_continues_at(log, &store, 221).await;
     }
 
     /// A second writer on the same data directory (another process, or another log in
