@@ -7,12 +7,10 @@
 //! the traceparent"), and `tracestate` goes with it (§3.3.1.1). Nothing
 //! here panics on any input.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
-use rand_chacha::ChaCha20Rng;
-use rand_core::{OsRng, RngCore, SeedableRng};
+use rand_core::{OsRng, RngCore};
 
 /// The request header carrying the caller's trace and span.
 pub const TRACEPARENT: &str = "traceparent";
@@ -33,7 +31,7 @@ pub struct SpanId([u8; 8]);
 
 impl TraceId {
     /// A random trace id (W3C §3.2.2.3 asks for random ids), from this
-    /// thread's ChaCha20 CSPRNG keyed from the OS (`TRACE_IDS`); never all zero.
+    /// thread's ChaCha20 CSPRNG keyed from the OS ([`zerofn_types::random`]); never all zero.
     pub fn random() -> TraceId {
         let mut b = [0u8; 16];
         loop {
@@ -120,42 +118,10 @@ pub(crate) fn ascii_string(ascii: &[u8]) -> String {
     std::str::from_utf8(ascii).map_or_else(|_| String::new(), str::to_owned)
 }
 
-thread_local! {
-    /// This thread's trace id generator: ChaCha20 keyed once per thread
-    /// with 256 bits from the OS.
-    ///
-    /// Why not the OS for every trace id: with tracing on every request
-    /// gets a trace id, sampled or not (it is propagated and named in the
-    /// invocation's audit record), and a `getrandom` system call per
-    /// request was most of what an unrecorded request cost. W3C Trace
-    /// Context §3.2.2.3 and §8.1 ask for random, unique and (since the
-    /// id travels to other parties) unpredictable trace ids: ChaCha20 is
-    /// a CSPRNG, so knowing any number of ids tells nothing about the
-    /// next or the key; each thread has its own key, so two threads never
-    /// share a stream. No reseeding: the ids are public once sent, and
-    /// there is nothing secret a later key would protect. The platform
-    /// does not `fork` (child processes are spawned with `exec`), so no
-    /// two processes continue one stream.
-    static TRACE_IDS: RefCell<ChaCha20Rng> = RefCell::new(seeded_trace_ids());
-}
-
-/// A ChaCha20 generator keyed with 256 bits from the OS (`OsRng` fails
-/// only when getrandom(2) does, as it would for the span id generator's
-/// seed and every key the platform makes).
-fn seeded_trace_ids() -> ChaCha20Rng {
-    let mut key = [0u8; 32];
-    OsRng.fill_bytes(&mut key);
-    ChaCha20Rng::from_seed(key)
-}
-
-/// Fill `b` from this thread's trace id generator.
+/// Fill `b` from this thread's id generator ([`zerofn_types::random`]: ChaCha20 keyed
+/// from the OS, the invocation ids' too).
 fn fill_trace_id(b: &mut [u8; 16]) {
-    TRACE_IDS.with(|rng| match rng.try_borrow_mut() {
-        Ok(mut rng) => rng.fill_bytes(b),
-        // Only reachable if filling re-entered itself, which it does not;
-        // the OS is then asked directly rather than panicking.
-        Err(_) => OsRng.fill_bytes(b),
-    });
+    zerofn_types::random::fill_id_bytes(b);
 }
 
 thread_local! {

@@ -1,25 +1,10 @@
 //! [`InvocationId`]: the id the gateway gives each invocation (its `x-zerofn-invocation-id`
 //! header, audit records and traces), a random UUID (version 4) in its canonical text form.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::str::FromStr;
 
-use rand_chacha::ChaCha20Rng;
-use rand_core::{OsRng, RngCore, SeedableRng};
-
 use crate::text::excerpt;
-
-thread_local! {
-    /// This thread's generator of invocation ids: ChaCha20 keyed with 256 bits from the OS.
-    /// Every request gets an id; asking the OS for each (`Uuid::new_v4`) was a system call
-    /// per request, costly in a virtual machine.
-    static IDS: RefCell<ChaCha20Rng> = RefCell::new({
-        let mut key = [0u8; 32];
-        OsRng.fill_bytes(&mut key);
-        ChaCha20Rng::from_seed(key)
-    });
-}
 
 /// Why an invocation id string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,12 +27,9 @@ impl InvocationId {
     /// A fresh random (version 4) id.
     #[allow(clippy::new_without_default)] // a default value that is random would surprise
     pub fn new() -> InvocationId {
+        // From this thread's generator, not a system call per request (`crate::random`).
         let mut bytes = [0u8; 16];
-        IDS.with(|rng| match rng.try_borrow_mut() {
-            Ok(mut rng) => rng.fill_bytes(&mut bytes),
-            // Only if filling re-entered itself, which it does not: ask the OS.
-            Err(_) => OsRng.fill_bytes(&mut bytes),
-        });
+        crate::random::fill_id_bytes(&mut bytes);
         let uuid = uuid::Builder::from_random_bytes(bytes).into_uuid();
         let mut text = uuid::Uuid::encode_buffer();
         InvocationId(uuid.hyphenated().encode_lower(&mut text).to_owned())

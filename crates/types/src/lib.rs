@@ -20,6 +20,7 @@
 mod digest;
 mod invocation;
 mod names;
+pub mod random;
 pub mod rfc6962;
 mod text;
 
