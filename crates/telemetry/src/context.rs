@@ -21,6 +21,12 @@ pub const TRACESTATE: &str = "tracestate";
 /// SHOULD be propagated; a longer one is dropped whole here).
 pub const MAX_TRACESTATE: usize = 512;
 
+/// The two names as `HeaderName`s built once: a `&str` name is parsed and
+/// hashed from its text on every lookup, and every request with tracing on
+/// looks both up.
+const TRACEPARENT_NAME: http::HeaderName = http::HeaderName::from_static(TRACEPARENT);
+const TRACESTATE_NAME: http::HeaderName = http::HeaderName::from_static(TRACESTATE);
+
 /// A 16-byte trace id, never all zero.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TraceId([u8; 16]);
@@ -195,7 +201,7 @@ impl TraceParent {
     /// there is none or it is not valid (a new trace starts then). More than
     /// one `traceparent` header is invalid (§3.2: it is a single value).
     pub fn from_headers(headers: &http::HeaderMap) -> Option<TraceParent> {
-        let mut values = headers.get_all(TRACEPARENT).iter();
+        let mut values = headers.get_all(TRACEPARENT_NAME).iter();
         let first = values.next()?;
         if values.next().is_some() {
             return None;
@@ -266,7 +272,7 @@ impl TraceParent {
 /// can carry whole, and never a value that could split a header).
 fn tracestate(headers: &http::HeaderMap) -> Option<Arc<str>> {
     let mut joined = String::new();
-    for v in headers.get_all(TRACESTATE) {
+    for v in headers.get_all(TRACESTATE_NAME) {
         let s = v.to_str().ok()?;
         if !joined.is_empty() {
             joined.push(',');
