@@ -182,7 +182,7 @@ fn escape(b: u8, out: &mut Vec<u8>) {
 ///
 /// Why a word at a time: every record's strings (its reason, ids and the whole
 /// detail) go through here on the append's path and again into the Merkle leaf,
-/// and most of their bytes are not escaped; byte by byte it was about 2% of the
+/// and most of their bytes are not escaped; byte by byte it was about 3% of the
 /// platform's instructions per request (callgrind, BENCHMARKS.md). The tests are
 /// Bit Twiddling Hacks' exact "has a byte less than n" and "has a zero byte": no
 /// false "clean" (a byte with its high bit set never counts as below 0x20).
