@@ -1,6 +1,7 @@
 //! The third-party test data (Sigstore conformance cases, trusted roots, SLSA
 //! attestations, SBOMs, OSV records, JWT vectors, ...): `ZEROFN_TESTDATA` if set, else
-//! `shared/testdata` beside the repository. Read in place, never copied into the repo.
+//! `shared/testdata` beside the repository (the nearest ancestor of the test's package
+//! holding one). Read in place, never copied into the repo.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 pub fn testdata_root() -> PathBuf {
     let root = match std::env::var_os("ZEROFN_TESTDATA") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata"),
+        None => beside_the_repository(),
     };
     if !root.is_dir() {
         panic!(
@@ -19,6 +20,26 @@ pub fn testdata_root() -> PathBuf {
         );
     }
     root
+}
+
+/// `shared/testdata` in the nearest ancestor of the running test's package that has one.
+///
+/// Why the package Cargo names at run time before the one this crate was compiled in: a
+/// target directory shared between checkouts (`CARGO_TARGET_DIR` under `$HOME`) can hold
+/// a test binary built in another checkout, whose compile-time path would point at that
+/// checkout's neighbour. Cargo (and nextest) set `CARGO_MANIFEST_DIR` for every test they
+/// run; the compile-time path is the fallback for a binary started by hand.
+fn beside_the_repository() -> PathBuf {
+    let compiled = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let running = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    let found = running
+        .iter()
+        .map(PathBuf::as_path)
+        .chain([compiled])
+        .flat_map(Path::ancestors)
+        .map(|dir| dir.join("shared/testdata"))
+        .find(|dir| dir.is_dir());
+    found.unwrap_or_else(|| compiled.join("../../../shared/testdata"))
 }
 
 /// The path of `relative` inside the test data.
