@@ -180,9 +180,9 @@ fn escape(b: u8, out: &mut Vec<u8>) {
 
 /// Whether none of the eight bytes of `word` is [`escaped`] (a shorter slice: no).
 ///
-/// Why a word at a time: every record's strings (its reason, ids and the whole
-/// detail) go through here on the append's path and again into the Merkle leaf,
-/// and most of their bytes are not escaped; byte by byte it was about 3% of the
+/// Why a word at a time: every record's strings (its reason and ids, and the
+/// strings inside its detail) go through here on the append's path and again into
+/// the Merkle leaf, and most of their bytes are not escaped; byte by byte it was about 3% of the
 /// platform's instructions per request (callgrind, BENCHMARKS.md). The tests are
 /// Bit Twiddling Hacks' exact "has a byte less than n" and "has a zero byte": no
 /// false "clean" (a byte with its high bit set never counts as below 0x20).
