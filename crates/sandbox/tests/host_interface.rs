@@ -421,6 +421,39 @@ async fn dropping_an_invocation_stops_the_guest_and_frees_the_slot() {
     assert_eq!(out.response.status(), 200);
 }
 
+/// An invocation returns once its guest has stopped, before the instance
+/// is torn down (the teardown runs after, in the guest's task); the slot
+/// is still given back only after the instance is: with a pool of one,
+/// every invocation right after another, and eight at once (queued for
+/// the one slot), gets the instance, never "pool exhausted", and the pool
+/// is empty again afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_one_instance_of_a_pool_of_one_serves_invocation_after_invocation() {
+    let guest = Arc::new(load_with("hello-c", "timeout_ms = 5000\n", 1));
+    for round in 0..40 {
+        let out = invoke(&guest, "/").await;
+        assert_eq!(out.response.status(), 200, "round {round}");
+        assert_eq!(out.response.body().as_ref(), b"hello from zerofn\n");
+    }
+    let mut at_once = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let guest = guest.clone();
+        at_once.spawn(async move { invoke(&guest, "/").await.response.status() });
+    }
+    while let Some(status) = at_once.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    // The last teardown runs just after the last invocation returned.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while guest.sandbox.instances_in_use() != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot was not given back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// Run `path` of `guest` to completion and hand back the invocation.
 async fn invoke(guest: &Guest, path: &str) -> zerofn_sandbox::Invocation {
     let request = http::Request::get(format!("http://test{path}"))
