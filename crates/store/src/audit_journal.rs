@@ -634,12 +634,17 @@ fn decode_block(bytes: &[u8]) -> Option<Block> {
         return None;
     }
     let mut rows = Vec::with_capacity(count);
-    for seq in (first_seq..).take(count) {
+    // Checked: a block whose numbers would run past `i64::MAX` is refused, not wrapped
+    // (or, with overflow checks, a panic).
+    let mut next = Some(first_seq);
+    for _ in 0..count {
+        let seq = next?;
         let row = reader.row()?;
         if row.seq != seq {
             return None;
         }
         rows.push(row);
+        next = seq.checked_add(1);
     }
     reader.rest.is_empty().then_some(Block {
         rows,
@@ -759,10 +764,16 @@ impl crate::Store {
         };
         let head = self.audit_last_seq_blocking()?;
         let mut rows = rows_after(&bytes, head);
+        // Checked, not a range from `head + 1`: a range yielding `i64::MAX` overflows
+        // computing the number after it.
+        let mut next = head.checked_add(1);
         let contiguous = rows
             .iter()
-            .zip(head.saturating_add(1)..)
-            .take_while(|(row, seq)| row.seq == *seq)
+            .take_while(|row| {
+                let continues = next == Some(row.seq);
+                next = next.and_then(|seq| seq.checked_add(1));
+                continues
+            })
             .count();
         rows.truncate(contiguous);
         Ok(rows)
@@ -844,6 +855,23 @@ mod tests {
         }
         // A torn write: the block cut short.
         assert!(decode_block(&buf[..payload_end - 1]).is_none());
+    }
+
+    /// A block (valid checksum: tampered with, not torn) whose rows would run past the
+    /// largest sequence number is refused, not a panic or a wrapped number (found by
+    /// reading the fuzz target `audit_journal`'s code path: its runs build without
+    /// overflow checks, the tests with them).
+    #[test]
+    fn a_block_whose_numbers_would_pass_the_largest_is_refused() {
+        let mut buf = Vec::new();
+        let last = row(i64::MAX, "h");
+        encode_block(&mut buf, i64::MAX, 0, std::slice::from_ref(&last)).unwrap();
+        assert_eq!(decode_block(&buf).unwrap().rows, vec![last.clone()]);
+        let mut wrapped = row(i64::MIN, "h");
+        wrapped.hash = "w".into();
+        encode_block(&mut buf, i64::MAX, 0, &[last, wrapped]).unwrap();
+        assert!(decode_block(&buf).is_none());
+        assert!(rows_after(&buf, 0).is_empty());
     }
 
     fn journal(dir: &Path, max: u64) -> (AuditJournal, Arc<JournalProgress>) {
@@ -1031,6 +1059,28 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    /// The pending rows after a database whose newest row is one below the largest
+    /// sequence number: the journal's row numbered `i64::MAX` continues it and is
+    /// pending (not an overflow computing the number after it).
+    #[test]
+    fn pending_rows_up_to_the_largest_number_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(dir.path()).unwrap();
+        store
+            .with_conn_blocking(|conn| {
+                let tx = conn.transaction()?;
+                crate::audit_rows::insert_rows(&tx, &[row(i64::MAX - 1, "g")], || {})?;
+                tx.commit()?;
+                Ok(())
+            })
+            .unwrap();
+        let last = row(i64::MAX, &format!("h{}", i64::MAX - 1));
+        let (mut j, _) = journal(dir.path(), GROW);
+        j.append(std::slice::from_ref(&last)).unwrap();
+        drop(j);
+        assert_eq!(store.audit_journal_pending_blocking().unwrap(), vec![last]);
     }
 
     #[test]
