@@ -121,7 +121,7 @@ impl Gateway {
             self.audit().clone(),
             &function,
             id,
-            trace_id,
+            crate::trace::passed_on_trace_id(trace),
             &caller,
             0,
             started,
@@ -378,7 +378,7 @@ impl Gateway {
             self.audit().clone(),
             &function,
             &id,
-            trace_id,
+            crate::trace::passed_on_trace_id(trace),
             &caller,
             depth,
             started,
@@ -535,7 +535,7 @@ impl Gateway {
             self.audit().clone(),
             &function,
             &id,
-            trace_id,
+            crate::trace::passed_on_trace_id(trace),
             &caller,
             0,
             started,
@@ -835,7 +835,6 @@ impl Gateway {
                 guest.end_at(ended);
             }
         }
-        let trace_id = crate::trace::trace_id(trace);
         // Off the request's path: queued for the log writer, never waited for.
         {
             let manifest = function.artifact().manifest();
@@ -848,6 +847,11 @@ impl Gateway {
         }
         let mut decisions = unrecorded.disarm_decision().into_iter().collect::<Vec<_>>();
         decisions.extend(host.decisions());
+        let trace_id = if host.passed_trace_on() {
+            crate::trace::passed_on_trace_id(trace)
+        } else {
+            crate::trace::trace_id(trace)
+        };
         let record = |outcome: Outcome, status: u16| {
             crate::trace::with_trace(
                 invoke_record(&function, id, started, outcome, status)
@@ -906,8 +910,9 @@ impl Gateway {
     /// record per interval. Without an address (in process, or any other
     /// caller) there is nothing to aggregate by, and the record is
     /// appended as it is. With tracing on the record names the
-    /// invocation's trace (`trace_id`, sampled or not): every refusal
-    /// passes here, so none is left without it.
+    /// invocation's trace where it can be met (`trace_id`, as
+    /// `crate::trace::trace_id` decides): every refusal passes here, so
+    /// none is left without it.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn refuse(
         &self,
@@ -1365,8 +1370,11 @@ mod event_tests {
         assert_eq!(invokes.iter().filter(|r| r.decision == "deny").count(), 5);
     }
 
+    /// Nothing sampled: a record names the trace when it came from elsewhere
+    /// (an event's producer, allowed or refused) and not when the platform
+    /// began it and it went nowhere (`crate::trace::trace_id`).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn every_record_of_an_unsampled_trace_names_its_trace() {
+    async fn records_of_unsampled_traces_name_them_where_they_can_be_met() {
         let dir = tempfile::tempdir().unwrap();
         let (_stop, shutdown) = tokio::sync::watch::channel(false);
         // Nothing is sampled: what is checked is the unrecorded path.
@@ -1379,23 +1387,33 @@ mod event_tests {
         .unwrap();
         let (gateway, store) = worker_gateway(dir.path(), tracer);
         const PRODUCER: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-        let mut traced = request();
-        traced.headers_mut().insert(
-            crate::trace::EVENT_TRACEPARENT,
-            format!("00-{PRODUCER}-00f067aa0ba902b7-00")
-                .parse()
-                .unwrap(),
-        );
+        const OTHER: &str = "0af7651916cd43dd8448eb211c80319c";
+        let from = |trace: &str| {
+            let mut req = request();
+            req.headers_mut().insert(
+                crate::trace::EVENT_TRACEPARENT,
+                format!("00-{trace}-00f067aa0ba902b7-00").parse().unwrap(),
+            );
+            req
+        };
         let ok = gateway
-            .invoke_event("acme", "worker", event("queue/orders", "e-1"), traced)
+            .invoke_event(
+                "acme",
+                "worker",
+                event("queue/orders", "e-1"),
+                from(PRODUCER),
+            )
             .await;
         assert_eq!(ok.status(), 200, "{:?}", ok.body());
-        // Refusals: by policy (a source it is not bound to) and on the
-        // public path (the worker takes no HTTP callers).
-        let denied = gateway
-            .invoke_event("acme", "worker", event("queue/other", "e-2"), request())
-            .await;
-        assert_eq!(denied.status(), 403);
+        // Refusals: by policy (a source it is not bound to), with and without
+        // a producer's context, and on the public path (the worker takes no
+        // HTTP callers).
+        for req in [from(OTHER), request()] {
+            let denied = gateway
+                .invoke_event("acme", "worker", event("queue/other", "e-2"), req)
+                .await;
+            assert_eq!(denied.status(), 403);
+        }
         let public = gateway
             .handle(
                 http::Request::get("http://x/worker")
@@ -1407,30 +1425,26 @@ mod event_tests {
 
         let rows = store.audit_tail(20).await.unwrap();
         let invokes: Vec<_> = rows.iter().filter(|r| r.action == "invoke").collect();
-        assert_eq!(invokes.len(), 3, "{invokes:?}");
-        let mut ids = std::collections::HashSet::new();
+        assert_eq!(invokes.len(), 4, "{invokes:?}");
+        let mut named = Vec::new();
         for r in &invokes {
             let detail: serde_json::Value =
                 serde_json::from_str(r.detail.as_deref().unwrap()).unwrap();
-            let id = detail[crate::trace::TRACE_ID_FIELD]
-                .as_str()
-                .unwrap_or_default();
-            assert_eq!(
-                id.len(),
-                32,
-                "{} record without a trace id: {detail}",
-                r.decision
-            );
-            assert!(
-                id.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
-                "{id}"
-            );
-            assert_ne!(id, "0".repeat(32));
-            ids.insert(id.to_owned());
-            if r.decision == "allow" {
-                assert_eq!(id, PRODUCER, "the delivery continues the producer's trace");
+            if let Some(id) = detail.get(crate::trace::TRACE_ID_FIELD) {
+                named.push((
+                    r.decision.clone(),
+                    id.as_str().unwrap_or_default().to_owned(),
+                ));
             }
         }
-        assert_eq!(ids.len(), 3, "each new trace has its own id");
+        named.sort();
+        assert_eq!(
+            named,
+            [
+                ("allow".to_owned(), PRODUCER.to_owned()),
+                ("deny".to_owned(), OTHER.to_owned())
+            ],
+            "the producers' traces are named, the platform's own unrecorded ones not"
+        );
     }
 }

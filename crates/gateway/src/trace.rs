@@ -32,9 +32,19 @@ use crate::caller::Caller;
 /// The key of the trace id in an invocation record's detail.
 pub const TRACE_ID_FIELD: &str = "trace_id";
 
-/// The trace id of `span`'s trace, if tracing is on (sampled or not): what
-/// the invoke path passes to every place that writes one of the
-/// invocation's audit records.
+/// The trace id an invocation's audit records name, if tracing is on and
+/// the id can be met outside the record: the trace is recorded (sampled), or
+/// it was begun elsewhere (a caller's `traceparent`, an event's stored
+/// context). What the invoke path passes to every place that writes one of
+/// the invocation's records; the invocation's own record also names a trace
+/// the invocation passed on ([`passed_on_trace_id`]).
+///
+/// Why not always: a trace this platform began, did not record and never
+/// passed on is a random number nothing else holds; carrying it through the
+/// log (the record, its journal block, its row and indexes, its leaf) was
+/// about a point of the platform's throughput on every such request, most
+/// of them at the default 5% sampling (BENCHMARKS.md, "The trace id where it
+/// can be met").
 ///
 /// Why passed, not a task-local: the invocation future would have to run
 /// inside the task-local's scope, and with tracing on every request has a
@@ -43,6 +53,17 @@ pub const TRACE_ID_FIELD: &str = "trace_id";
 /// each wrapping) even when nothing was recorded: most of an unrecorded
 /// request's cost (BENCHMARKS.md, "Tracing on and off").
 pub(crate) fn trace_id(span: &Span) -> Option<TraceId> {
+    span.context()
+        .filter(|c| c.sampled || c.continued)
+        .map(|c| c.trace_id)
+}
+
+/// The trace id of `span`'s trace whether or not it is recorded, if tracing
+/// is on: for the record of an invocation whose guest may have passed the
+/// trace on (a host call: an outbound request, a function call, a message,
+/// a write whose change or event is delivered later, all carrying it), or
+/// that ended without its own record (the caller went away).
+pub(crate) fn passed_on_trace_id(span: &Span) -> Option<TraceId> {
     span.context().map(|c| c.trace_id)
 }
 
@@ -273,7 +294,8 @@ mod tests {
         );
         // Untraced (or tracing off): nothing is added.
         assert_eq!(with_trace(record(), None), record());
-        // An unsampled span still names its trace.
+        // An unsampled trace begun here is named only once passed on; a
+        // caller's, sampled or not, always.
         let (_stop, shutdown) = tokio::sync::watch::channel(false);
         let (never, _exporter) = Tracer::start(
             OtlpConfig::new("http://127.0.0.1:9", 0.0)
@@ -284,7 +306,16 @@ mod tests {
         .unwrap();
         let span = never.server_span("r", None);
         assert!(!span.is_recording());
-        assert_eq!(trace_id(&span), Some(span.context().unwrap().trace_id));
+        assert_eq!(trace_id(&span), None);
+        assert_eq!(
+            passed_on_trace_id(&span),
+            Some(span.context().unwrap().trace_id)
+        );
+        let unsampled = GUEST_SAYS.replace("-01", "-00");
+        let continued = never.server_span("r", zerofn_telemetry::TraceParent::parse(&unsampled));
+        assert!(!continued.is_recording());
+        assert_eq!(trace_id(&continued), Some(id));
         assert_eq!(trace_id(&Span::none()), None);
+        assert_eq!(passed_on_trace_id(&Span::none()), None);
     }
 }

@@ -783,4 +783,46 @@ mod tests {
             .count();
         assert!((5..=10).contains(&recorded), "{recorded} recorded");
     }
+
+    /// `continued`: a trace from a caller, or one a SERVER span carries into another
+    /// invocation, is known outside the span that holds it; a new one and its
+    /// internal or client children are not.
+    #[tokio::test]
+    async fn a_trace_is_continued_when_it_came_from_elsewhere() {
+        const UNSAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let tracer = Tracer::start(
+            OtlpConfig::new("http://127.0.0.1:9", 0.0)
+                .unwrap()
+                .with_min_per_second(0),
+            shutdown,
+        )
+        .unwrap()
+        .0;
+        let continued = |span: &crate::Span| span.context().unwrap().continued;
+        let from_caller = tracer.server_span("r", TraceParent::parse(UNSAMPLED));
+        assert!(continued(&from_caller));
+        let new = tracer.server_span("r", None);
+        assert!(!continued(&new));
+        let handle = new.handle().unwrap();
+        let internal = handle.child("guest", crate::SpanKind::Internal);
+        assert!(!continued(&internal));
+        let client = internal
+            .handle()
+            .unwrap()
+            .child("call", crate::SpanKind::Client);
+        assert!(!continued(&client));
+        let callee = client
+            .handle()
+            .unwrap()
+            .child("invoke", crate::SpanKind::Server);
+        assert!(
+            continued(&callee),
+            "a called function's span carries a passed-on trace"
+        );
+        assert_eq!(
+            callee.context().unwrap().trace_id,
+            new.context().unwrap().trace_id
+        );
+    }
 }

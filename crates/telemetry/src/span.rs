@@ -77,6 +77,10 @@ pub struct SpanContext {
     pub trace_id: TraceId,
     pub span_id: SpanId,
     pub sampled: bool,
+    /// The trace was begun elsewhere: continued from a caller's `traceparent`
+    /// (or an event's stored one), so it is known outside this platform
+    /// whether or not it is sampled.
+    pub continued: bool,
     /// The caller's `tracestate`, passed on unchanged.
     pub state: Option<Arc<str>>,
 }
@@ -190,6 +194,9 @@ impl TraceHandle {
             trace_id: self.ctx.trace_id,
             span_id: SpanId::random(),
             sampled: self.ctx.sampled,
+            // A SERVER span under this one is the trace reaching another
+            // service (a function called by a function): begun elsewhere.
+            continued: self.ctx.continued || kind == SpanKind::Server,
             state: self.ctx.state.clone(),
         };
         let rec = self.recorder.as_ref().map(|_| {
@@ -267,6 +274,7 @@ impl Span {
         name: Cow<'static, str>,
         parent: Option<TraceParent>,
     ) -> Span {
+        let continued = parent.is_some();
         let (trace_id, parent_id, sampled, state) = match parent {
             Some(p) => (p.trace_id, Some(p.parent_id), p.is_sampled(), p.state),
             None => {
@@ -278,6 +286,7 @@ impl Span {
             trace_id,
             span_id: SpanId::random(),
             sampled,
+            continued,
             state,
         };
         // An unsampled trace reads no clock and allocates nothing here.

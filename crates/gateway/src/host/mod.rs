@@ -37,6 +37,7 @@ mod publish;
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -206,6 +207,11 @@ pub struct InvocationHost {
     decisions: Mutex<Vec<Value>>,
     /// The guest's span: each host call is a span under it.
     trace: Option<TraceHandle>,
+    /// A host call that may carry the trace beyond this invocation was made
+    /// (a key-value operation, a message, an object, a function call, an
+    /// outbound request): the invocation's record then names the trace
+    /// (`crate::trace::passed_on_trace_id`).
+    passed_on: AtomicBool,
 }
 
 impl InvocationHost {
@@ -230,7 +236,20 @@ impl InvocationHost {
             deadline,
             decisions: Mutex::new(Vec::new()),
             trace,
+            passed_on: AtomicBool::new(false),
         }
+    }
+
+    /// Whether a host call that may carry the trace further was made.
+    pub(crate) fn passed_trace_on(&self) -> bool {
+        self.passed_on.load(Ordering::Relaxed)
+    }
+
+    /// [`InvocationHost::span`] of a host call whose request, message or
+    /// write carries the trace context beyond this invocation.
+    fn carrying_span(&self, name: impl Into<Cow<'static, str>>, kind: SpanKind) -> Span {
+        self.passed_on.store(true, Ordering::Relaxed);
+        self.span(name, kind)
     }
 
     /// A span of one host call under the guest's span (none with tracing off).
@@ -441,7 +460,7 @@ impl HostCapabilities for InvocationHost {
         op: KvOp,
     ) -> zerofn_sandbox::host_interface::BoxFuture<'a, Result<KvOutcome, CapabilityError>> {
         Box::pin(async move {
-            let mut span = self.span("zerofn.kv", SpanKind::Internal);
+            let mut span = self.carrying_span("zerofn.kv", SpanKind::Internal);
             if span.is_recording() {
                 span.set("zerofn.kv.bucket", bucket.to_owned());
             }
@@ -496,7 +515,7 @@ impl HostCapabilities for InvocationHost {
                     (span, Ok(self.jwt_svid(&request).await))
                 }
                 Destination::Queues => {
-                    let mut span = self.span("zerofn.queue.publish", SpanKind::Producer);
+                    let mut span = self.carrying_span("zerofn.queue.publish", SpanKind::Producer);
                     if span.is_recording() {
                         span.set("messaging.system", "zerofn");
                         span.set(
@@ -510,7 +529,7 @@ impl HostCapabilities for InvocationHost {
                     (span, Ok(self.publish(request).await))
                 }
                 Destination::Objects => {
-                    let mut span = self.span("zerofn.object", SpanKind::Internal);
+                    let mut span = self.carrying_span("zerofn.object", SpanKind::Internal);
                     if span.is_recording() {
                         span.set(
                             "http.request.method",
@@ -524,7 +543,7 @@ impl HostCapabilities for InvocationHost {
                 }
                 Destination::Function { tenant, name } => {
                     // A CLIENT span; the callee's SERVER span is its child.
-                    let mut span = self.span("zerofn.call", SpanKind::Client);
+                    let mut span = self.carrying_span("zerofn.call", SpanKind::Client);
                     if span.is_recording() {
                         span.set("faas.invoked_name", name.as_str().to_owned());
                         span.set("faas.invoked_provider", "zerofn");
@@ -540,7 +559,7 @@ impl HostCapabilities for InvocationHost {
                 }
                 Destination::External => {
                     let method = crate::trace::method_name(request.method());
-                    let mut span = self.span(method.clone(), SpanKind::Client);
+                    let mut span = self.carrying_span(method.clone(), SpanKind::Client);
                     if span.is_recording() {
                         span.set("http.request.method", method);
                         if let Some(host) = request.uri().host() {

@@ -772,3 +772,120 @@ fn object_and_kv_change_deliveries_continue_the_trace_of_the_write() {
         "{changes:?}"
     );
 }
+
+/// The trace id an invocation's audit record names when nothing is sampled: the
+/// caller's trace (known outside the platform, sampled or not), and a trace the
+/// platform began that the invocation passed on (a function call: the caller's and
+/// the callee's records meet on it); not a trace the platform began, did not record
+/// and never passed on (a random number nothing else holds).
+#[test]
+fn an_unrecorded_trace_is_named_in_the_records_where_it_can_be_met() {
+    let otlp = receiver();
+    let s = unsampled_platform(&otlp);
+    s.deploy(
+        "hello",
+        "hello-c",
+        &["/hello"],
+        "[invoke]\nfrom = [\"caller\", \"public\"]\n",
+    );
+    s.deploy(
+        "caller",
+        "call-c",
+        &["/caller/..."],
+        "[permissions]\ncall = [\"hello\"]\n",
+    );
+    let record_of = |invocation: &str| {
+        s.audit(50)
+            .into_iter()
+            .find(|r| r["action"] == "invoke" && r["invocation_id"] == invocation)
+            .unwrap_or_else(|| panic!("no invoke record of {invocation}"))
+    };
+    let invoke = |path: &str, headers: &[(&str, &str)]| {
+        let r = http(&s.platform.gateway, "GET", path, headers, b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.header("x-zerofn-invocation-id").unwrap().to_owned()
+    };
+
+    // Begun here, not recorded, no host call: no trace id.
+    let alone = record_of(&invoke("/hello", &[]));
+    assert!(alone["detail"].get("trace_id").is_none(), "{alone}");
+
+    // A caller's trace, not sampled: named (the caller's systems know it).
+    let unsampled = format!("00-{TRACE}-{PARENT}-00");
+    let continued = record_of(&invoke("/hello", &[("traceparent", &unsampled)]));
+    assert_eq!(continued["detail"]["trace_id"], TRACE, "{continued}");
+
+    // Begun here and passed on to a called function: both records name it.
+    let caller = record_of(&invoke("/caller/acme/hello/", &[]));
+    let trace = caller["detail"]["trace_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the caller passed its trace on: {caller}"))
+        .to_owned();
+    assert_eq!(trace.len(), 32, "{caller}");
+    assert_ne!(trace, TRACE);
+    let callee = s.audit(50).into_iter().find(|r| {
+        r["action"] == "invoke"
+            && r["function"] == "hello"
+            && r["detail"]["depth"] == 1
+            && r["detail"]["trace_id"] == trace.as_str()
+    });
+    assert!(
+        callee.is_some(),
+        "the callee's record names the caller's trace"
+    );
+
+    // Begun here and passed on to an outbound request (the egress gateway
+    // decides it by the manifest's rules): the record names the trace the
+    // upstream was sent.
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = upstream.local_addr().unwrap().port();
+    let heads: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = heads.clone();
+    std::thread::spawn(move || {
+        if let Some(Ok(mut conn)) = upstream.incoming().next() {
+            if let Some((head, _)) = read_request(&mut conn) {
+                seen.lock().unwrap().push(head);
+            }
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nup");
+        }
+    });
+    s.deploy(
+        "fetch",
+        "fetch-c",
+        &["/fetch"],
+        &format!(
+            "[egress]\nallow = [{{ url = \"http://127.0.0.1:{port}\", allow_ranges = [\"127.0.0.0/8\"] }}]\n"
+        ),
+    );
+    let r = http(
+        &s.platform.gateway,
+        "POST",
+        "/fetch",
+        &[],
+        format!("GET http://127.0.0.1:{port}/x").as_bytes(),
+    );
+    assert_eq!((r.status, r.text().as_str()), (200, "up"));
+    let fetched = record_of(r.header("x-zerofn-invocation-id").unwrap());
+    let head = heads
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .expect("the upstream saw the request");
+    let sent = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("traceparent")
+                .then(|| v.trim().to_owned())
+        })
+        .expect("a traceparent on the outbound request");
+    let parts: Vec<&str> = sent.split('-').collect();
+    assert_eq!((parts.len(), parts[3]), (4, "00"), "unsampled: {sent}");
+    assert_eq!(fetched["detail"]["trace_id"], parts[1], "{fetched}");
+
+    // Nothing was recorded: no span reached the collector.
+    assert!(otlp.spans.lock().unwrap().is_empty());
+}
