@@ -381,10 +381,9 @@ fn a_callers_trace_runs_through_gateway_guest_and_call_and_into_the_audit_record
     }
 }
 
-#[test]
-fn an_outbound_request_carries_the_platforms_traceparent_in_the_callers_trace() {
-    let otlp = receiver();
-    // The upstream the function fetches from: it keeps each request head.
+/// The upstream a function fetches from: a loopback listener answering `up` to up
+/// to four requests; it keeps each request head.
+fn upstream() -> (u16, Arc<Mutex<Vec<String>>>) {
     let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = upstream.local_addr().unwrap().port();
     let heads: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -399,7 +398,11 @@ fn an_outbound_request_carries_the_platforms_traceparent_in_the_callers_trace() 
                 s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nup");
         }
     });
-    let s = Setup::with_args(&["--otlp-endpoint", &format!("{}/v1/traces", otlp.url)]);
+    (port, heads)
+}
+
+/// `fetch-c` deployed as `fetch`, allowed to reach the upstream on `port`.
+fn deploy_fetch(s: &Setup, port: u16) {
     s.deploy(
         "fetch",
         "fetch-c",
@@ -408,6 +411,14 @@ fn an_outbound_request_carries_the_platforms_traceparent_in_the_callers_trace() 
             "[egress]\nallow = [{{ url = \"http://127.0.0.1:{port}\", allow_ranges = [\"127.0.0.0/8\"] }}]\n"
         ),
     );
+}
+
+#[test]
+fn an_outbound_request_carries_the_platforms_traceparent_in_the_callers_trace() {
+    let otlp = receiver();
+    let (port, heads) = upstream();
+    let s = Setup::with_args(&["--otlp-endpoint", &format!("{}/v1/traces", otlp.url)]);
+    deploy_fetch(&s, port);
     let traceparent = format!("00-{TRACE}-{PARENT}-01");
     let r = http(
         &s.platform.gateway,
@@ -776,8 +787,9 @@ fn object_and_kv_change_deliveries_continue_the_trace_of_the_write() {
 /// The trace id an invocation's audit record names when nothing is sampled: the
 /// caller's trace (known outside the platform, sampled or not), and a trace the
 /// platform began that the invocation passed on (a function call: the caller's and
-/// the callee's records meet on it); not a trace the platform began, did not record
-/// and never passed on (a random number nothing else holds).
+/// the callee's records meet on it; an outbound request: the record names what the
+/// upstream was sent); not a trace the platform began, did not record and never
+/// passed on (a random number nothing else holds).
 #[test]
 fn an_unrecorded_trace_is_named_in_the_records_where_it_can_be_met() {
     let otlp = receiver();
@@ -837,27 +849,8 @@ fn an_unrecorded_trace_is_named_in_the_records_where_it_can_be_met() {
     // Begun here and passed on to an outbound request (the egress gateway
     // decides it by the manifest's rules): the record names the trace the
     // upstream was sent.
-    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = upstream.local_addr().unwrap().port();
-    let heads: Arc<Mutex<Vec<String>>> = Arc::default();
-    let seen = heads.clone();
-    std::thread::spawn(move || {
-        if let Some(Ok(mut conn)) = upstream.incoming().next() {
-            if let Some((head, _)) = read_request(&mut conn) {
-                seen.lock().unwrap().push(head);
-            }
-            let _ = conn
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nup");
-        }
-    });
-    s.deploy(
-        "fetch",
-        "fetch-c",
-        &["/fetch"],
-        &format!(
-            "[egress]\nallow = [{{ url = \"http://127.0.0.1:{port}\", allow_ranges = [\"127.0.0.0/8\"] }}]\n"
-        ),
-    );
+    let (port, heads) = upstream();
+    deploy_fetch(&s, port);
     let r = http(
         &s.platform.gateway,
         "POST",
