@@ -21,10 +21,15 @@ use tokio::sync::{watch, Notify};
 use crate::context::{TraceId, TraceParent};
 use crate::proto;
 use crate::span::{FinishedSpan, Span, SpanKind, Value};
+
 use crate::TelemetryError;
 
 /// Ended spans waiting for export; beyond this they are dropped and counted.
 pub const QUEUE_SPANS: usize = 8192;
+/// Bytes of encoded spans waiting for export; a span beyond this is dropped
+/// and counted, whatever the count of spans (a few hundred bytes each as
+/// the gateway records them: a full queue of spans that size is 2-4 MiB).
+pub const QUEUE_BYTES: usize = 8 * 1024 * 1024;
 /// Spans in one export request.
 pub const MAX_BATCH: usize = 512;
 /// How long spans wait for a batch to fill before they are sent anyway.
@@ -248,35 +253,77 @@ fn join_reservoir(second: u32, taken: u32) -> u64 {
 
 /// What every span of a tracer shares: the queue and the counts.
 ///
-/// The queue is a vector behind a mutex, not a channel: a span's end is a
-/// lock, a push and an unlock, and the export task is woken only when a
-/// batch is full (else its interval picks the spans up), where a channel
-/// send woke it for every span (eight to ten times a request, each a task
-/// scheduled and a `select!` polled, for nothing to do until the batch
-/// fills). Bounded like the channel was: beyond [`QUEUE_SPANS`] a span is
-/// dropped and counted.
+/// The queue holds spans already encoded: a span is written in the OTLP
+/// wire format when it ends, on the thread that ran it, and the export task
+/// only frames and sends the bytes. Encoded at export instead, as before, a
+/// span's attributes waited in the queue as a dozen scattered allocations,
+/// were read back cold by another thread and freed there; the request's
+/// thread does the same work with its data still in cache (a sampled
+/// request at `--otlp-sample-ratio 1` cost 22.7% more CPU before,
+/// BENCHMARKS.md "Spans encoded where they end"), and what a queue can
+/// hold is bounded in bytes ([`QUEUE_BYTES`]) as well as spans.
+///
+/// The queue is behind a mutex, not a channel: a span's end is a lock, an
+/// append and an unlock, and the export task is woken only when a batch is
+/// full (else its interval picks the spans up), where a channel send woke
+/// it for every span (eight to ten times a request, each a task scheduled
+/// and a `select!` polled, for nothing to do until the batch fills).
 pub(crate) struct Shared {
-    queue: Mutex<Vec<FinishedSpan>>,
+    queue: Mutex<Queued>,
     /// Woken when the queue holds a full batch.
     batch_full: Notify,
     pub(crate) sampler: Sampler,
     stats: Arc<ExportStats>,
 }
 
+/// Ended spans, encoded: `ScopeSpans.spans` fields back to back.
+#[derive(Default)]
+pub(crate) struct Queued {
+    fields: Vec<u8>,
+    /// Where each span's field ends in `fields`, in order.
+    ends: Vec<usize>,
+}
+
+impl Queued {
+    fn with_capacity(spans: usize) -> Queued {
+        Queued {
+            fields: Vec::with_capacity(spans.saturating_mul(256)),
+            ends: Vec::with_capacity(spans),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.fields.clear();
+        self.ends.clear();
+    }
+}
+
 impl Shared {
-    /// Queue an ended span, never waiting (beyond the push of another
-    /// span's end, or the export task's swap of the vector).
-    pub(crate) fn submit(&self, span: FinishedSpan) {
-        // A panic while the lock was held cannot leave the vector invalid
-        // (a push either happened or not): a poisoned lock is used as is.
+    /// Queue an ended span, never waiting (beyond another span's append,
+    /// or the export task's swap of the buffers).
+    pub(crate) fn submit(&self, span: &FinishedSpan) {
+        // A panic while the lock was held cannot leave the queue invalid
+        // (an appended span is recorded in `ends` or cut off below): a
+        // poisoned lock is used as is.
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        if queue.len() >= QUEUE_SPANS {
+        let before = queue.fields.len();
+        let fits = queue.ends.len() < QUEUE_SPANS && {
+            proto::encode_span_field(span, &mut queue.fields);
+            queue.fields.len() <= QUEUE_BYTES
+        };
+        if !fits {
+            queue.fields.truncate(before);
             drop(queue);
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        queue.push(span);
-        let full = queue.len() == MAX_BATCH;
+        let end = queue.fields.len();
+        queue.ends.push(end);
+        let full = queue.ends.len() == MAX_BATCH;
         drop(queue);
         if full {
             self.batch_full.notify_one();
@@ -284,8 +331,8 @@ impl Shared {
     }
 
     /// Move what is queued into `into` (empty), leaving `into`'s former
-    /// allocation as the queue's, so neither side allocates again.
-    fn take(&self, into: &mut Vec<FinishedSpan>) {
+    /// allocations as the queue's, so neither side allocates again.
+    fn take(&self, into: &mut Queued) {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         std::mem::swap(&mut *queue, into);
     }
@@ -322,7 +369,7 @@ impl Tracer {
         let sampler = Sampler::new(config.sample_ratio, config.sample_min_per_second);
         let client = Client::new(&config)?;
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Vec::with_capacity(MAX_BATCH)),
+            queue: Mutex::new(Queued::with_capacity(MAX_BATCH)),
             batch_full: Notify::new(),
             sampler,
             stats: stats.clone(),
@@ -334,7 +381,6 @@ impl Tracer {
             stats,
             shutdown,
             body: BytesMut::new(),
-            lens: Vec::with_capacity(MAX_BATCH),
         };
         Ok((
             Tracer {
@@ -377,15 +423,13 @@ pub struct Exporter {
     /// The request body, reused: once the previous request's body has been
     /// dropped, the next batch is written into the same allocation.
     body: BytesMut,
-    /// Scratch space for the encoder (the spans' lengths).
-    lens: Vec<usize>,
 }
 
 impl Exporter {
     /// Run until shutdown, then send what is queued once (within the
     /// export timeout) and stop.
     pub async fn run(mut self) {
-        let mut batch: Vec<FinishedSpan> = Vec::with_capacity(MAX_BATCH);
+        let mut batch = Queued::with_capacity(MAX_BATCH);
         let mut tick = tokio::time::interval(BATCH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut warned: Option<Instant> = None;
@@ -420,33 +464,35 @@ impl Exporter {
     /// Send `spans` in requests of at most [`MAX_BATCH`], leaving it empty.
     async fn send_all(
         &mut self,
-        spans: &mut Vec<FinishedSpan>,
+        spans: &mut Queued,
         warned: &mut Option<Instant>,
         deadline: tokio::time::Instant,
     ) {
-        while !spans.is_empty() {
-            let n = spans.len().min(MAX_BATCH);
-            self.send(spans, n, warned, deadline).await;
+        let mut start = 0;
+        for chunk in spans.ends.chunks(MAX_BATCH) {
+            let Some(&end) = chunk.last() else { break };
+            let fields = spans.fields.get(start..end).unwrap_or_default();
+            self.send(fields, chunk.len(), warned, deadline).await;
+            start = end;
         }
+        spans.clear();
     }
 
-    /// Send the first `n` of `spans` in one request, removing them.
+    /// Send `n` spans, encoded as `fields`, in one request.
     async fn send(
         &mut self,
-        spans: &mut Vec<FinishedSpan>,
+        fields: &[u8],
         n: usize,
         warned: &mut Option<Instant>,
         deadline: tokio::time::Instant,
     ) {
         let count = u64::try_from(n).unwrap_or(u64::MAX);
-        let batch = spans.get(..n).unwrap_or(spans.as_slice());
         // `reserve` takes the previous body's allocation back when hyper
         // has dropped it (it has: the previous exchange is over).
         self.body.clear();
-        self.body.reserve(64 * batch.len());
-        proto::encode_request(&self.resource, batch, &mut self.lens, &mut self.body);
+        self.body.reserve(fields.len() + 256);
+        proto::encode_request(&self.resource, fields, &mut self.body);
         let body = self.body.split().freeze();
-        spans.drain(..n.min(spans.len()));
         match tokio::time::timeout_at(deadline, self.client.post(body)).await {
             Ok(Ok(())) => {
                 self.stats.exported.fetch_add(count, Ordering::Relaxed);

@@ -21,9 +21,10 @@
 //! for functions), over TLS verified against the webpki roots for `https`.
 //!
 //! # Guarantees
-//! - Export never slows or fails a request: an ended span is pushed into a
-//!   bounded queue ([`QUEUE_SPANS`]) and encoded only on the export task; a
-//!   full queue drops the span and counts it ([`ExportStats::dropped`]).
+//! - Export never slows or fails a request: an ended span is encoded into a
+//!   queue bounded in spans and bytes ([`QUEUE_SPANS`], [`QUEUE_BYTES`]),
+//!   never waiting for the export task; a full queue drops the span and
+//!   counts it ([`ExportStats::dropped`]).
 //! - Sampling: a trace continued from a caller follows the caller's sampled
 //!   flag; a new trace is recorded when the ratio picks its id or while the
 //!   second's reservoir lasts ([`DEFAULT_SAMPLE_RATIO`],
@@ -54,7 +55,7 @@ mod span;
 pub use context::{SpanId, TraceId, TraceParent, MAX_TRACESTATE, TRACEPARENT, TRACESTATE};
 pub use export::{
     ExportStats, Exporter, OtlpConfig, Tracer, BATCH_INTERVAL, DEFAULT_SAMPLE_MIN_PER_SECOND,
-    DEFAULT_SAMPLE_RATIO, EXPORT_TIMEOUT, MAX_BATCH, QUEUE_SPANS,
+    DEFAULT_SAMPLE_RATIO, EXPORT_TIMEOUT, MAX_BATCH, QUEUE_BYTES, QUEUE_SPANS,
 };
 pub use span::{Span, SpanContext, SpanKind, TraceHandle, Value, TRACEPARENT_LEN};
 
@@ -271,6 +272,33 @@ mod tests {
         // A caller's sampled flag wins over the ratio.
         let sampled = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
         assert!(never.server_span("r", sampled).is_recording());
+    }
+
+    #[tokio::test]
+    async fn a_queue_full_of_bytes_drops_and_counts_however_few_its_spans() {
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let (tracer, _exporter) = Tracer::start(
+            OtlpConfig::new("http://127.0.0.1:9", 1.0).unwrap(),
+            shutdown,
+        )
+        .unwrap();
+        let root = tracer.server_span("r", None);
+        // Spans of about 64 KiB of attributes each: the byte bound is met
+        // long before the span bound.
+        let big = "x".repeat(64 * 1024);
+        let per_span = 64 * 1024;
+        let fit = QUEUE_BYTES / per_span;
+        assert!(fit < QUEUE_SPANS);
+        for _ in 0..fit + 10 {
+            let mut span = root.child("c", SpanKind::Internal);
+            span.set("k", big.clone());
+        }
+        let dropped = tracer.stats().unwrap().dropped();
+        // Each span is a little over 64 KiB on the wire (ids, times, keys).
+        assert!((10..=11).contains(&dropped), "dropped {dropped}");
+        // Smaller spans still fit in what is left.
+        drop(root.child("small", SpanKind::Internal));
+        assert_eq!(tracer.stats().unwrap().dropped(), dropped);
     }
 
     #[tokio::test]

@@ -2,7 +2,9 @@
 //! (opentelemetry-proto v1.x, `collector/trace/v1/trace_service.proto`,
 //! `trace/v1/trace.proto`, `common/v1/common.proto`,
 //! `resource/v1/resource.proto`) written in the Protocol Buffers wire
-//! format straight from the ended spans.
+//! format: each span when it ends ([`encode_span_field`], into the export
+//! queue), the request around a batch of them on the export task
+//! ([`encode_request`]).
 //!
 //! Why not `prost`'s derived messages, as before: they own every field, so
 //! each span was first copied into about twenty-five allocations (ids as
@@ -46,23 +48,30 @@ pub(crate) struct Resource {
 /// The instrumentation scope's name.
 const SCOPE_NAME: &str = "zerofn";
 
-/// Append one `ExportTraceServiceRequest` of `spans` to `out`. `lens` is
-/// scratch space for the spans' lengths (reused between calls).
-pub(crate) fn encode_request(
-    resource: &Resource,
-    spans: &[FinishedSpan],
-    lens: &mut Vec<usize>,
-    out: &mut impl BufMut,
-) {
-    lens.clear();
-    lens.extend(spans.iter().map(span_len));
+/// Append one `ScopeSpans.spans` field holding `span` (its key, length
+/// and fields) to `out`: how a span is queued when it ends. Returns the
+/// number of bytes written.
+pub(crate) fn encode_span_field(span: &FinishedSpan, out: &mut Vec<u8>) -> usize {
+    let before = out.len();
+    let len = span_len(span);
+    out.reserve(field_len(len));
+    // ScopeSpans.spans = 2
+    put_len_key(out, 2, len);
+    put_span(out, span);
+    out.len().saturating_sub(before)
+}
+
+/// Append one `ExportTraceServiceRequest` to `out` whose spans are
+/// `span_fields`: `ScopeSpans.spans` fields back to back, as
+/// [`encode_span_field`] wrote them.
+pub(crate) fn encode_request(resource: &Resource, span_fields: &[u8], out: &mut impl BufMut) {
     let resource_len: usize = resource
         .attributes
         .iter()
         .map(|(k, v)| field_len(kv_len(k, v)))
         .sum();
     let scope_len = field_len(SCOPE_NAME.len());
-    let scope_spans_len = field_len(scope_len) + lens.iter().copied().map(field_len).sum::<usize>();
+    let scope_spans_len = field_len(scope_len) + span_fields.len();
     let resource_spans_len = field_len(resource_len) + field_len(scope_spans_len);
 
     // ExportTraceServiceRequest.resource_spans = 1
@@ -78,11 +87,7 @@ pub(crate) fn encode_request(
     // ScopeSpans.scope = 1; InstrumentationScope.name = 1
     put_len_key(out, 1, scope_len);
     put_bytes(out, 1, SCOPE_NAME.as_bytes());
-    for (span, len) in spans.iter().zip(lens.iter()) {
-        // ScopeSpans.spans = 2
-        put_len_key(out, 2, *len);
-        put_span(out, span);
-    }
+    out.put_slice(span_fields);
 }
 
 /// Length of a `Span`'s fields.
@@ -333,9 +338,9 @@ mod tests {
             ],
         };
         let spans = vec![failed, root, unnamed];
+        let fields = fields_of(&spans);
         let mut out = Vec::new();
-        let mut lens = Vec::new();
-        encode_request(&resource, &spans, &mut lens, &mut out);
+        encode_request(&resource, &fields, &mut out);
         let req = ExportTraceServiceRequest::decode(out.as_slice()).unwrap();
         // Lengths computed ahead are the lengths written: re-encoding the
         // decoded message with prost gives the same bytes.
@@ -390,21 +395,59 @@ mod tests {
         assert_eq!(unnamed.status.as_ref().unwrap().code, 2);
     }
 
+    /// The spans' fields back to back, checking each call's count of bytes.
+    fn fields_of(spans: &[FinishedSpan]) -> Vec<u8> {
+        let mut fields = Vec::new();
+        for s in spans {
+            let before = fields.len();
+            let n = encode_span_field(s, &mut fields);
+            assert_eq!(n, fields.len() - before);
+        }
+        fields
+    }
+
     #[test]
-    fn an_empty_batch_and_a_reused_scratch_space_encode_the_same() {
+    fn an_empty_batch_and_a_batch_split_anywhere_between_spans_decode() {
         let resource = Resource {
             attributes: Vec::new(),
         };
-        let mut lens = vec![999, 1];
         let mut out = Vec::new();
-        encode_request(&resource, &[], &mut lens, &mut out);
+        encode_request(&resource, &[], &mut out);
         let req = ExportTraceServiceRequest::decode(out.as_slice()).unwrap();
         assert!(req.resource_spans[0].scope_spans[0].spans.is_empty());
-        let spans = vec![span("a", Vec::new())];
-        let mut first = Vec::new();
-        encode_request(&resource, &spans, &mut lens, &mut first);
-        let mut second = Vec::new();
-        encode_request(&resource, &spans, &mut lens, &mut second);
-        assert_eq!(first, second);
+        // Queued fields are cut between spans into requests: each part is a
+        // request of exactly its spans.
+        let spans: Vec<FinishedSpan> = (0..5)
+            .map(|i| {
+                span(
+                    ["a", "b", "c", "d", "e"][i],
+                    vec![("i", Value::Int(i as i64))],
+                )
+            })
+            .collect();
+        let mut fields = Vec::new();
+        let mut ends = Vec::new();
+        for s in &spans {
+            encode_span_field(s, &mut fields);
+            ends.push(fields.len());
+        }
+        for cut in 0..=spans.len() {
+            let at = if cut == 0 { 0 } else { ends[cut - 1] };
+            for (part, names) in [
+                (&fields[..at], &["a", "b", "c", "d", "e"][..cut]),
+                (&fields[at..], &["a", "b", "c", "d", "e"][cut..]),
+            ] {
+                let mut out = Vec::new();
+                encode_request(&resource, part, &mut out);
+                let req = ExportTraceServiceRequest::decode(out.as_slice()).unwrap();
+                assert_eq!(req.encode_to_vec(), out);
+                let got: Vec<&str> = req.resource_spans[0].scope_spans[0]
+                    .spans
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect();
+                assert_eq!(got, names);
+            }
+        }
     }
 }

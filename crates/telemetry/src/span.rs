@@ -242,8 +242,8 @@ struct Recording {
     error: Option<String>,
 }
 
-/// An ended span, as queued for export: encoded to protobuf only on the
-/// export task, off the request's path.
+/// An ended span, as encoded into the export queue (on the thread that
+/// ends it, then dropped there).
 #[derive(Debug, Clone)]
 pub(crate) struct FinishedSpan {
     pub(crate) trace_id: TraceId,
@@ -389,7 +389,7 @@ impl Span {
             attrs,
             error,
         } = *rec;
-        recorder.shared.submit(FinishedSpan {
+        recorder.shared.submit(&FinishedSpan {
             trace_id: ctx.trace_id,
             span_id: ctx.span_id,
             parent,
