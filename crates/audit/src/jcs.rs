@@ -37,7 +37,7 @@ pub fn canonicalize_into(value: &Value, out: &mut Vec<u8>) {
         }
         Value::Object(map) => {
             let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            sort_members(&mut members);
             out.push(b'{');
             for (i, (k, v)) in members.into_iter().enumerate() {
                 if i > 0 {
@@ -49,6 +49,24 @@ pub fn canonicalize_into(value: &Value, out: &mut Vec<u8>) {
             }
             out.push(b'}');
         }
+    }
+}
+
+/// Sort an object's members in RFC 8785 §3.2.3's order of their names: by
+/// UTF-16 code units.
+///
+/// UTF-8 bytes compare in code point order, which is UTF-16's order except
+/// where the first code points that differ are one in U+E000..=U+FFFF and one
+/// above U+FFFF (a surrogate pair, 0xD800.., sorts below 0xE000 in UTF-16).
+/// An object whose names are all ASCII, as the platform's own always are,
+/// cannot meet that case: its names are sorted as bytes, without a UTF-16
+/// walk of two names for each of the sort's comparisons. (A JSON object's
+/// names are distinct, so the unstable sort's order is the only one.)
+fn sort_members<V>(members: &mut [(&String, V)]) {
+    if members.iter().all(|(k, _)| k.is_ascii()) {
+        members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    } else {
+        members.sort_unstable_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
     }
 }
 
@@ -64,9 +82,9 @@ const EXACT: u64 = 1 << 53;
 
 pub(crate) fn number(n: &serde_json::Number, out: &mut Vec<u8>) {
     if let Some(u) = n.as_u64().filter(|u| *u <= EXACT) {
-        out.extend_from_slice(u.to_string().as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(u).as_bytes());
     } else if let Some(i) = n.as_i64().filter(|i| i.unsigned_abs() <= EXACT) {
-        out.extend_from_slice(i.to_string().as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
     } else if let Some(f) = n.as_f64() {
         out.extend_from_slice(es_number(f).as_bytes());
     } else {
@@ -276,6 +294,47 @@ mod tests {
             jcs(input),
             r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#
         );
+    }
+
+    proptest::proptest! {
+        /// The byte order taken for ASCII names is the UTF-16 order, and
+        /// names with anything else still sort by UTF-16 code units: both
+        /// checked against a plain UTF-16 comparison, on names drawn to meet
+        /// the case where byte and UTF-16 order differ (U+E000..U+FFFF
+        /// against a surrogate pair).
+        #[test]
+        fn member_names_sort_by_utf16_code_units(
+            names in proptest::collection::btree_set(
+                proptest::string::string_regex("[a-z0-9_.\u{7f}\u{80}\u{ff}\u{e000}\u{ffff}\u{fb33}\u{10000}\u{1f600}]{0,4}").unwrap(),
+                0..12,
+            ),
+            ascii in proptest::collection::btree_set("[ -~]{0,6}", 0..12),
+        ) {
+            for set in [names, ascii] {
+                let names: Vec<String> = set.into_iter().rev().collect();
+                let mut members: Vec<(&String, ())> = names.iter().map(|n| (n, ())).collect();
+                sort_members(&mut members);
+                let mut want: Vec<&String> = names.iter().collect();
+                want.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+                let got: Vec<&String> = members.into_iter().map(|(n, ())| n).collect();
+                proptest::prop_assert_eq!(got, want);
+            }
+        }
+    }
+
+    #[test]
+    fn integers_are_written_as_before_at_the_edges() {
+        for (text, want) in [
+            ("0", "0"),
+            ("-0", "0"),
+            ("9007199254740992", "9007199254740992"),
+            ("-9007199254740992", "-9007199254740992"),
+            ("9007199254740993", "9007199254740992"),
+            ("18446744073709551615", "18446744073709552000"),
+            ("-1", "-1"),
+        ] {
+            assert_eq!(jcs(text), want, "{text}");
+        }
     }
 
     /// RFC 8785 §3.2.3: members sorted by UTF-16 code units (the emoji,
