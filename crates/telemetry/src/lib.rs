@@ -230,27 +230,28 @@ mod tests {
         assert_eq!(tracer.stats().unwrap().exported(), 2);
     }
 
-    #[tokio::test]
-    async fn a_full_queue_drops_and_counts_and_an_unsampled_trace_records_nothing() {
-        let (_stop, shutdown) = tokio::sync::watch::channel(false);
-        // Nothing drains the queue: the exporter is never run.
-        let (tracer, _exporter) = Tracer::start(
-            OtlpConfig::new("http://127.0.0.1:9", 1.0).unwrap(),
+    /// A tracer sampling `ratio` of new traces whose queue nothing drains:
+    /// its exporter (returned, to be kept alive) is never run.
+    fn undrained(ratio: f64) -> (Tracer, Exporter, tokio::sync::watch::Sender<bool>) {
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let (tracer, exporter) = Tracer::start(
+            OtlpConfig::new("http://127.0.0.1:9", ratio).unwrap(),
             shutdown,
         )
         .unwrap();
+        (tracer, exporter, stop)
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_and_an_unsampled_trace_records_nothing() {
+        let (tracer, _exporter, _stop) = undrained(1.0);
         let root = tracer.server_span("r", None);
         for _ in 0..QUEUE_SPANS + 10 {
             drop(root.child("c", SpanKind::Internal));
         }
         assert_eq!(tracer.stats().unwrap().dropped(), 10);
 
-        let (_stop, shutdown) = tokio::sync::watch::channel(false);
-        let (never, _exporter) = Tracer::start(
-            OtlpConfig::new("http://127.0.0.1:9", 0.0).unwrap(),
-            shutdown,
-        )
-        .unwrap();
+        let (never, _exporter, _stop) = undrained(0.0);
         let span = never.server_span("r", None);
         assert!(!span.is_recording());
         let ctx = span.context().unwrap();
@@ -276,12 +277,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_queue_full_of_bytes_drops_and_counts_however_few_its_spans() {
-        let (_stop, shutdown) = tokio::sync::watch::channel(false);
-        let (tracer, _exporter) = Tracer::start(
-            OtlpConfig::new("http://127.0.0.1:9", 1.0).unwrap(),
-            shutdown,
-        )
-        .unwrap();
+        let (tracer, _exporter, _stop) = undrained(1.0);
         let root = tracer.server_span("r", None);
         // Spans of about 64 KiB of attributes each: the byte bound is met
         // long before the span bound.
