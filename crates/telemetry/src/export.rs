@@ -21,7 +21,6 @@ use tokio::sync::{watch, Notify};
 use crate::context::{TraceId, TraceParent};
 use crate::proto;
 use crate::span::{FinishedSpan, Span, SpanKind, Value};
-
 use crate::TelemetryError;
 
 /// Ended spans waiting for export; beyond this they are dropped and counted.
@@ -306,11 +305,12 @@ impl Shared {
     /// Queue an ended span, never waiting (beyond another span's append,
     /// or the export task's swap of the buffers).
     pub(crate) fn submit(&self, span: &FinishedSpan) {
-        // A panic while the lock was held cannot leave the queue invalid
-        // (an appended span is recorded in `ends` or cut off below): a
-        // poisoned lock is used as is.
+        // A poisoned lock is used as is: whatever a panic left after the last
+        // whole span (a span's bytes without its entry in `ends`) is cut off
+        // here before anything is appended.
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        let before = queue.fields.len();
+        let before = queue.ends.last().copied().unwrap_or(0);
+        queue.fields.truncate(before);
         let fits = queue.ends.len() < QUEUE_SPANS && {
             proto::encode_span_field(span, &mut queue.fields);
             queue.fields.len() <= QUEUE_BYTES
@@ -730,6 +730,43 @@ impl SpanKind {
 mod tests {
     use super::*;
     use crate::context::TraceParent;
+
+    #[tokio::test]
+    async fn bytes_a_panic_left_after_the_last_whole_span_are_cut_off() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use prost::Message;
+        let (_stop, shutdown) = watch::channel(false);
+        let (tracer, exporter) = Tracer::start(
+            OtlpConfig::new("http://127.0.0.1:9", 1.0).unwrap(),
+            shutdown,
+        )
+        .unwrap();
+        let root = tracer.server_span("root", None);
+        drop(root.child("first", SpanKind::Internal));
+        // What an encoder interrupted by a panic would leave: bytes of a
+        // span with no entry in `ends`.
+        let shared = exporter.shared.clone();
+        shared
+            .queue
+            .lock()
+            .unwrap()
+            .fields
+            .extend_from_slice(&[0x12, 0xff, 0x01, 0x0a]);
+        drop(root.child("second", SpanKind::Internal));
+        let mut taken = Queued::default();
+        shared.take(&mut taken);
+        assert_eq!(taken.ends.len(), 2);
+        assert_eq!(taken.ends.last().copied(), Some(taken.fields.len()));
+        let mut body = Vec::new();
+        proto::encode_request(&exporter.resource, &taken.fields, &mut body);
+        let request = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+        let names: Vec<&str> = request.resource_spans[0].scope_spans[0]
+            .spans
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(names, ["first", "second"]);
+    }
 
     /// Trace ids whose sample key (the low eight bytes) is `key`.
     fn id_with_key(key: u64) -> TraceId {
